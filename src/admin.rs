@@ -1,0 +1,133 @@
+//! `sftpd-wrapper --check-config`: validate a config as it will be deployed and show what it
+//! means for one user, like `sshd -t`/`sshd -T`.
+
+use crate::config::{self, LoadedConfig};
+use crate::syslog;
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// The outcome of a check: the report to print and whether the config is fit to deploy.
+pub struct CheckReport {
+    pub text: String,
+    pub problems: Vec<String>,
+}
+
+fn executable(path: &str) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => Err(format!("{path} is not an executable file")),
+        Err(e) => Err(format!("{path}: {e}")),
+    }
+}
+
+fn quoted_list(items: &[String]) -> String {
+    let inner: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", inner.join(", "))
+}
+
+/// Checks the config at `path` for `user` (a name from the password database, or `None` for a
+/// user with no per-user or per-group settings).
+pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, String> {
+    let LoadedConfig {
+        config: cfg,
+        source,
+    } = config::load(path).map_err(|e| e.to_string())?;
+    let mut problems = Vec::new();
+    let mut text = String::new();
+    match &source {
+        Some(p) => {
+            let _ = writeln!(
+                text,
+                "# config: {} (owner and mode OK, parses, valid)",
+                p.display()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "# config: {} does not exist: built-in defaults apply",
+                path.display()
+            );
+        }
+    }
+    let (name, groups) = match user {
+        Some(name) => {
+            let entry = nix::unistd::User::from_name(name)
+                .map_err(|e| format!("cannot look up user {name:?}: {e}"))?
+                .ok_or_else(|| format!("no such user: {name:?}"))?;
+            let groups = crate::session::group_names(&entry);
+            (name.to_owned(), groups)
+        }
+        None => (String::new(), Vec::new()),
+    };
+    let eff = cfg.effective_for(&name, &groups);
+    if user.is_some() {
+        let _ = writeln!(text, "user = {name:?}");
+        let _ = writeln!(text, "groups = {}", quoted_list(&groups));
+        let _ = writeln!(
+            text,
+            "overrides_applied = {}",
+            quoted_list(&eff.applied_overrides)
+        );
+    }
+    if let Err(e) = executable(&eff.sftp_server_path) {
+        problems.push(format!("sftp-server: {e}"));
+    }
+    let _ = writeln!(text, "\n[sftp_server]");
+    let _ = writeln!(text, "path = {:?}", eff.sftp_server_path);
+    let _ = writeln!(text, "args = {}", quoted_list(&eff.sftp_server_args));
+    let _ = writeln!(
+        text,
+        "allowed_commands = {}",
+        quoted_list(&eff.allowed_commands)
+    );
+    let _ = writeln!(text, "\n[syslog]");
+    let _ = writeln!(text, "facility = {:?}", cfg.syslog.facility.name());
+    let _ = writeln!(text, "ident = {:?}", cfg.syslog.ident);
+    let _ = writeln!(
+        text,
+        "on_failure = {:?}",
+        format!("{:?}", cfg.syslog.on_failure).to_lowercase()
+    );
+    let _ = writeln!(text, "\n[hooks]");
+    for (key, hook) in [
+        ("pre_session", &cfg.hooks.pre_session),
+        ("post_session", &cfg.hooks.post_session),
+    ] {
+        match hook {
+            Some(argv) => {
+                let _ = writeln!(text, "{key} = {}", quoted_list(argv));
+                if let Err(e) = executable(&argv[0]) {
+                    problems.push(format!("hooks.{key}: {e}"));
+                }
+            }
+            None => {
+                let _ = writeln!(text, "# {key}: not set");
+            }
+        }
+    }
+    let _ = writeln!(text, "timeout_secs = {}", cfg.hooks.timeout_secs);
+    let _ = writeln!(
+        text,
+        "pre_session_failure = {:?}",
+        format!("{:?}", cfg.hooks.pre_session_failure).to_lowercase()
+    );
+    let _ = writeln!(
+        text,
+        "post_session_mode = {:?}",
+        format!("{:?}", cfg.hooks.post_session_mode).to_lowercase()
+    );
+    if let Err(e) = syslog::probe(syslog::SYSLOG_SOCKET) {
+        let _ = writeln!(
+            text,
+            "\n# warning: no syslog daemon answers at {} ({e}); sessions will {}",
+            syslog::SYSLOG_SOCKET,
+            match cfg.syslog.on_failure {
+                config::FailurePolicy::Allow => "run unaudited",
+                config::FailurePolicy::Deny => "be refused",
+            }
+        );
+    }
+    Ok(CheckReport { text, problems })
+}

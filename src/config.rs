@@ -1,0 +1,613 @@
+//! /etc/sftpd-wrapper.toml: loading, the ownership checks that make it trustworthy, validation and
+//! the effective settings for one user.
+//!
+//! The path is fixed at build time. Nothing a connecting user controls (the environment, the `-c`
+//! string) can select another file; only the admin's `--check-config --config PATH` reads another.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Where the login shell always reads its configuration.
+pub const CONFIG_PATH: &str = "/etc/sftpd-wrapper.toml";
+
+/// Where Debian, Fedora and the BSD-style layouts put OpenSSH's sftp-server, in the order tried.
+pub const SFTP_SERVER_CANDIDATES: [&str; 3] = [
+    "/usr/lib/openssh/sftp-server",
+    "/usr/libexec/openssh/sftp-server",
+    "/usr/libexec/sftp-server",
+];
+
+/// The config file is larger than any sane configuration; refusing it bounds memory use.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("refusing {path}: {reason}")]
+    Insecure { path: PathBuf, reason: String },
+    #[error("{path} does not parse: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Facility {
+    User,
+    Daemon,
+    Auth,
+    Authpriv,
+    Local0,
+    Local1,
+    Local2,
+    Local3,
+    Local4,
+    Local5,
+    Local6,
+    Local7,
+}
+
+impl Facility {
+    pub fn name(self) -> &'static str {
+        match self {
+            Facility::User => "user",
+            Facility::Daemon => "daemon",
+            Facility::Auth => "auth",
+            Facility::Authpriv => "authpriv",
+            Facility::Local0 => "local0",
+            Facility::Local1 => "local1",
+            Facility::Local2 => "local2",
+            Facility::Local3 => "local3",
+            Facility::Local4 => "local4",
+            Facility::Local5 => "local5",
+            Facility::Local6 => "local6",
+            Facility::Local7 => "local7",
+        }
+    }
+
+    pub fn to_libc(self) -> libc::c_int {
+        match self {
+            Facility::User => libc::LOG_USER,
+            Facility::Daemon => libc::LOG_DAEMON,
+            Facility::Auth => libc::LOG_AUTH,
+            Facility::Authpriv => libc::LOG_AUTHPRIV,
+            Facility::Local0 => libc::LOG_LOCAL0,
+            Facility::Local1 => libc::LOG_LOCAL1,
+            Facility::Local2 => libc::LOG_LOCAL2,
+            Facility::Local3 => libc::LOG_LOCAL3,
+            Facility::Local4 => libc::LOG_LOCAL4,
+            Facility::Local5 => libc::LOG_LOCAL5,
+            Facility::Local6 => libc::LOG_LOCAL6,
+            Facility::Local7 => libc::LOG_LOCAL7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    #[default]
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PostSessionMode {
+    #[default]
+    Detach,
+    Wait,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftpServerSection {
+    /// Absolute path of OpenSSH's sftp-server; default: the first of [`SFTP_SERVER_CANDIDATES`]
+    /// that exists.
+    pub path: Option<String>,
+    /// Arguments for sftp-server; default `-f local5 -l info` with the configured facility.
+    pub args: Option<Vec<String>>,
+    /// The exact `-c` strings accepted from sshd; default: the sftp-server path alone, which is
+    /// what `Subsystem sftp /usr/lib/openssh/sftp-server` makes sshd pass.
+    pub allowed_commands: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogSection {
+    pub facility: Facility,
+    pub ident: String,
+    pub on_failure: FailurePolicy,
+}
+
+impl Default for SyslogSection {
+    fn default() -> Self {
+        SyslogSection {
+            facility: Facility::Local5,
+            ident: "sftpd-wrapper".to_owned(),
+            on_failure: FailurePolicy::Allow,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksSection {
+    pub pre_session: Option<Vec<String>>,
+    pub post_session: Option<Vec<String>>,
+    pub timeout_secs: u64,
+    pub pre_session_failure: PreSessionFailure,
+    pub post_session_mode: PostSessionMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PreSessionFailure {
+    #[default]
+    Deny,
+    Allow,
+}
+
+impl Default for HooksSection {
+    fn default() -> Self {
+        HooksSection {
+            pre_session: None,
+            post_session: None,
+            timeout_secs: 30,
+            pre_session_failure: PreSessionFailure::Deny,
+            post_session_mode: PostSessionMode::Detach,
+        }
+    }
+}
+
+/// Per-user or per-group changes to sftp-server's arguments.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Override {
+    /// Replaces the arguments built so far.
+    pub args: Option<Vec<String>>,
+    /// Appended to the arguments built so far (`["-R"]` for a read-only partner).
+    pub extra_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sftp_server: SftpServerSection,
+    pub syslog: SyslogSection,
+    pub hooks: HooksSection,
+    pub users: BTreeMap<String, Override>,
+    pub groups: BTreeMap<String, Override>,
+}
+
+/// A configuration together with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// `None` when the file does not exist and built-in defaults apply.
+    pub source: Option<PathBuf>,
+}
+
+/// What applies to one user's session once defaults and overrides are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    pub sftp_server_path: String,
+    pub sftp_server_args: Vec<String>,
+    pub allowed_commands: Vec<String>,
+    /// The override sections that applied, in the order they were applied.
+    pub applied_overrides: Vec<String>,
+}
+
+/// Reads and validates a config file. A missing file means built-in defaults; a file that is not
+/// owned by root, or that group or others may write, is refused because whoever can write it
+/// decides what every SFTP account may run.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(LoadedConfig {
+                config: Config::default(),
+                source: None,
+            });
+        }
+        Err(source) => {
+            return Err(ConfigError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    // Checked on the open descriptor, so the file cannot be swapped between check and read.
+    let meta = file.metadata().map_err(|source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    check_file_security(path, meta.uid(), meta.mode(), meta.is_file())?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Insecure {
+            path: path.to_owned(),
+            reason: format!("it is larger than {MAX_CONFIG_BYTES} bytes"),
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    let config = parse(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_owned(),
+        message,
+    })?;
+    config.validate().map_err(|message| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    })?;
+    Ok(LoadedConfig {
+        config,
+        source: Some(path.to_owned()),
+    })
+}
+
+/// The ownership and permission rule, separate from any I/O so it can be tested directly.
+pub fn check_file_security(
+    path: &Path,
+    uid: u32,
+    mode: u32,
+    is_file: bool,
+) -> Result<(), ConfigError> {
+    let refuse = |reason: String| ConfigError::Insecure {
+        path: path.to_owned(),
+        reason,
+    };
+    if !is_file {
+        return Err(refuse("it is not a regular file".to_owned()));
+    }
+    if uid != 0 {
+        return Err(refuse(format!(
+            "it is owned by uid {uid}, not root (fix: chown root:root {})",
+            path.display()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "its mode {:04o} lets group or others write it (fix: chmod 644 {})",
+            mode & 0o7777,
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Parses TOML text into a config; the message names the line and the offending key.
+pub fn parse(text: &str) -> Result<Config, String> {
+    toml::from_str::<Config>(text).map_err(|e| e.to_string().trim_end().to_owned())
+}
+
+fn check_argv(what: &str, argv: &[String]) -> Result<(), String> {
+    let Some(program) = argv.first() else {
+        return Err(format!(
+            "{what} is an empty list; remove it or name a program"
+        ));
+    };
+    if !program.starts_with('/') {
+        return Err(format!(
+            "{what} must start with an absolute path (hooks run without a shell and without PATH lookup), got {program:?}"
+        ));
+    }
+    check_no_nul(what, argv)
+}
+
+fn check_no_nul(what: &str, values: &[String]) -> Result<(), String> {
+    if values.iter().any(|v| v.contains('\0')) {
+        return Err(format!("{what} contains a NUL character"));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks what TOML types alone cannot; the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(path) = &self.sftp_server.path
+            && !path.starts_with('/')
+        {
+            return Err(format!(
+                "sftp_server.path must be an absolute path, got {path:?}"
+            ));
+        }
+        if let Some(path) = &self.sftp_server.path {
+            check_no_nul("sftp_server.path", std::slice::from_ref(path))?;
+        }
+        if let Some(args) = &self.sftp_server.args {
+            check_no_nul("sftp_server.args", args)?;
+        }
+        if let Some(cmds) = &self.sftp_server.allowed_commands {
+            if cmds.is_empty() {
+                return Err(
+                    "sftp_server.allowed_commands is empty, so every session would be refused; list the Subsystem command from sshd_config"
+                        .to_owned(),
+                );
+            }
+            if cmds.iter().any(|c| c.trim().is_empty()) {
+                return Err("sftp_server.allowed_commands contains an empty command".to_owned());
+            }
+            check_no_nul("sftp_server.allowed_commands", cmds)?;
+        }
+        let ident = &self.syslog.ident;
+        if ident.is_empty()
+            || ident.len() > 48
+            || !ident
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!(
+                "syslog.ident must be 1 to 48 characters of letters, digits, '-', '_' or '.', got {ident:?}"
+            ));
+        }
+        if let Some(argv) = &self.hooks.pre_session {
+            check_argv("hooks.pre_session", argv)?;
+        }
+        if let Some(argv) = &self.hooks.post_session {
+            check_argv("hooks.post_session", argv)?;
+        }
+        if !(1..=86_400).contains(&self.hooks.timeout_secs) {
+            return Err(format!(
+                "hooks.timeout_secs must be between 1 and 86400, got {}",
+                self.hooks.timeout_secs
+            ));
+        }
+        for (kind, table) in [("users", &self.users), ("groups", &self.groups)] {
+            for (name, ov) in table {
+                if name.is_empty() || name.contains(['\0', '/']) {
+                    return Err(format!("[{kind}.{name:?}] is not a valid name"));
+                }
+                if let Some(args) = &ov.args {
+                    check_no_nul(&format!("{kind}.{name}.args"), args)?;
+                }
+                check_no_nul(&format!("{kind}.{name}.extra_args"), &ov.extra_args)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sftp-server path: configured, or the first candidate that exists, or the Debian path
+    /// (so the error at spawn time names the path that was tried).
+    pub fn sftp_server_path(&self) -> String {
+        if let Some(path) = &self.sftp_server.path {
+            return path.clone();
+        }
+        SFTP_SERVER_CANDIDATES
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or(&SFTP_SERVER_CANDIDATES[0])
+            .to_string()
+    }
+
+    /// Resolves the settings for `user`, who is a member of `groups`. Group sections apply in
+    /// alphabetical order of group name, then the user's own section, each either replacing
+    /// (`args`) or extending (`extra_args`) what came before.
+    pub fn effective_for(&self, user: &str, groups: &[String]) -> Effective {
+        let sftp_server_path = self.sftp_server_path();
+        let mut args = self.sftp_server.args.clone().unwrap_or_else(|| {
+            vec![
+                "-f".to_owned(),
+                self.syslog.facility.name().to_owned(),
+                "-l".to_owned(),
+                "info".to_owned(),
+            ]
+        });
+        let mut applied = Vec::new();
+        let mut apply = |label: String, ov: &Override| {
+            if let Some(replacement) = &ov.args {
+                args = replacement.clone();
+            }
+            args.extend(ov.extra_args.iter().cloned());
+            applied.push(label);
+        };
+        for (name, ov) in &self.groups {
+            if groups.iter().any(|g| g == name) {
+                apply(format!("groups.{name}"), ov);
+            }
+        }
+        if let Some(ov) = self.users.get(user) {
+            apply(format!("users.{user}"), ov);
+        }
+        let allowed_commands = self
+            .sftp_server
+            .allowed_commands
+            .clone()
+            .unwrap_or_else(|| vec![sftp_server_path.clone()]);
+        Effective {
+            sftp_server_path,
+            sftp_server_args: args,
+            allowed_commands,
+            applied_overrides: applied,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg = parse("").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.syslog.facility, Facility::Local5);
+        assert_eq!(cfg.syslog.ident, "sftpd-wrapper");
+        assert_eq!(cfg.syslog.on_failure, FailurePolicy::Allow);
+        assert_eq!(cfg.hooks.timeout_secs, 30);
+        assert_eq!(cfg.hooks.pre_session_failure, PreSessionFailure::Deny);
+        assert_eq!(cfg.hooks.post_session_mode, PostSessionMode::Detach);
+        let eff = cfg.effective_for("alice", &[]);
+        assert_eq!(eff.sftp_server_args, ["-f", "local5", "-l", "info"]);
+        assert_eq!(eff.allowed_commands, [eff.sftp_server_path.clone()]);
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let cfg = parse(
+            r#"
+            [sftp_server]
+            path = "/opt/openssh/sftp-server"
+            args = ["-f", "local3", "-l", "verbose"]
+            allowed_commands = ["/opt/openssh/sftp-server", "/opt/openssh/sftp-server -l info"]
+
+            [syslog]
+            facility = "local3"
+            ident = "sftp-audit"
+            on_failure = "deny"
+
+            [hooks]
+            pre_session = ["/usr/local/bin/check-partner"]
+            post_session = ["/usr/local/bin/ingest-upload", "--fast"]
+            timeout_secs = 5
+            pre_session_failure = "allow"
+            post_session_mode = "wait"
+
+            [users.acme]
+            extra_args = ["-u", "027"]
+
+            [groups.readonly]
+            extra_args = ["-R"]
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.syslog.facility, Facility::Local3);
+        assert_eq!(cfg.syslog.on_failure, FailurePolicy::Deny);
+        assert_eq!(cfg.hooks.post_session_mode, PostSessionMode::Wait);
+        assert_eq!(
+            cfg.hooks.post_session.as_deref().unwrap(),
+            ["/usr/local/bin/ingest-upload", "--fast"]
+        );
+        let eff = cfg.effective_for("acme", &["readonly".to_owned(), "other".to_owned()]);
+        assert_eq!(eff.sftp_server_path, "/opt/openssh/sftp-server");
+        assert_eq!(
+            eff.sftp_server_args,
+            ["-f", "local3", "-l", "verbose", "-R", "-u", "027"]
+        );
+        assert_eq!(eff.applied_overrides, ["groups.readonly", "users.acme"]);
+        assert_eq!(eff.allowed_commands.len(), 2);
+    }
+
+    #[test]
+    fn default_args_follow_the_facility() {
+        let cfg = parse("[syslog]\nfacility = \"local2\"\n").unwrap();
+        assert_eq!(
+            cfg.effective_for("u", &[]).sftp_server_args,
+            ["-f", "local2", "-l", "info"]
+        );
+    }
+
+    #[test]
+    fn user_args_replace_group_args() {
+        let cfg = parse(
+            "[groups.a]\nextra_args = [\"-R\"]\n[groups.b]\nextra_args = [\"-u\", \"022\"]\n[users.x]\nargs = [\"-e\"]\n",
+        )
+        .unwrap();
+        let eff = cfg.effective_for("x", &["b".to_owned(), "a".to_owned()]);
+        assert_eq!(eff.sftp_server_args, ["-e"]);
+        assert_eq!(eff.applied_overrides, ["groups.a", "groups.b", "users.x"]);
+        let eff = cfg.effective_for("y", &["b".to_owned(), "a".to_owned()]);
+        assert_eq!(
+            eff.sftp_server_args,
+            ["-f", "local5", "-l", "info", "-R", "-u", "022"]
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem() {
+        let err = parse("[hooks]\npost_sesion = [\"/bin/true\"]\n").unwrap_err();
+        assert!(err.contains("post_sesion"), "{err}");
+        let err = parse("[syslog]\nfacility = \"local9\"\n").unwrap_err();
+        assert!(err.contains("local9"), "{err}");
+        let err = parse("[hooks]\ntimeout_secs = \"ten\"\n").unwrap_err();
+        assert!(err.contains("timeout_secs"), "{err}");
+        let err = parse("[hooks\n").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
+        let err = parse("[hooks]\npost_session_mode = \"later\"\n").unwrap_err();
+        assert!(err.contains("later"), "{err}");
+    }
+
+    #[test]
+    fn validation_errors() {
+        let bad = [
+            ("[sftp_server]\npath = \"sftp-server\"\n", "absolute"),
+            ("[sftp_server]\nallowed_commands = []\n", "empty"),
+            (
+                "[sftp_server]\nallowed_commands = [\" \"]\n",
+                "empty command",
+            ),
+            ("[sftp_server]\nargs = [\"a\\u0000b\"]\n", "NUL"),
+            ("[syslog]\nident = \"\"\n", "ident"),
+            ("[syslog]\nident = \"has space\"\n", "ident"),
+            ("[hooks]\npost_session = []\n", "empty list"),
+            ("[hooks]\npre_session = [\"check\"]\n", "absolute"),
+            ("[hooks]\ntimeout_secs = 0\n", "timeout_secs"),
+            ("[hooks]\ntimeout_secs = 100000\n", "timeout_secs"),
+            ("[users.\"\"]\nextra_args = [\"-R\"]\n", "valid name"),
+        ];
+        for (text, needle) in bad {
+            let cfg = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let err = cfg.validate().unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn security_rule() {
+        let p = Path::new("/etc/sftpd-wrapper.toml");
+        check_file_security(p, 0, 0o100644, true).unwrap();
+        check_file_security(p, 0, 0o100600, true).unwrap();
+        let e = check_file_security(p, 1000, 0o100644, true).unwrap_err();
+        assert!(e.to_string().contains("chown root:root"), "{e}");
+        let e = check_file_security(p, 0, 0o100664, true).unwrap_err();
+        assert!(e.to_string().contains("0664"), "{e}");
+        assert!(check_file_security(p, 0, 0o100646, true).is_err());
+        assert!(check_file_security(p, 0, 0o100644, false).is_err());
+    }
+
+    #[test]
+    fn load_missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(&dir.path().join("absent.toml")).unwrap();
+        assert!(loaded.source.is_none());
+    }
+
+    #[test]
+    fn load_checks_the_real_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[hooks]\ntimeout_secs = 7\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let result = load(&path);
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(result.unwrap().config.hooks.timeout_secs, 7);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+            assert!(matches!(load(&path), Err(ConfigError::Insecure { .. })));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::chown(&path, Some(1), None).unwrap();
+            assert!(matches!(load(&path), Err(ConfigError::Insecure { .. })));
+            std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+            std::fs::write(&path, "[hooks\n").unwrap();
+            assert!(matches!(load(&path), Err(ConfigError::Parse { .. })));
+            std::fs::write(&path, "[hooks]\ntimeout_secs = 0\n").unwrap();
+            assert!(matches!(load(&path), Err(ConfigError::Invalid { .. })));
+        } else {
+            assert!(matches!(result, Err(ConfigError::Insecure { .. })));
+        }
+    }
+}

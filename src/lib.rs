@@ -1,0 +1,12 @@
+//! sftpd-wrapper: restrict, audit and account OpenSSH SFTP accounts.
+//!
+//! The login shell (`src/bin/sftpd-wrapper.rs`) uses [`config`], [`invocation`], [`session`],
+//! [`hooks`], [`syslog`] and [`logfmt`]; none of them touches a database.
+
+pub mod admin;
+pub mod config;
+pub mod hooks;
+pub mod invocation;
+pub mod logfmt;
+pub mod session;
+pub mod syslog;

@@ -1,0 +1,665 @@
+//! The login shell's session: check the invocation, log, run the hooks, run sftp-server with its
+//! stdin and stdout inherited (the wrapper never touches SFTP traffic), supervise it, log the end.
+
+use crate::config::{self, Config, Effective, FailurePolicy, PostSessionMode, PreSessionFailure};
+use crate::hooks::{self, HookOutcome, HookResult};
+use crate::invocation;
+use crate::logfmt::LogLine;
+use crate::syslog::{self, Severity, Syslog};
+use chrono::{DateTime, Local, SecondsFormat};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::unistd::{ForkResult, Pid, User, getpid, getppid, getuid};
+use std::ffi::{OsStr, OsString};
+use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// What a refused user sees on stderr (the SSH client prints it).
+pub const RESTRICTED_MESSAGE: &str = "This account is restricted to SFTP.";
+
+/// Variables passed from sshd's environment to sftp-server and the hooks; everything else
+/// (LD_PRELOAD from ~/.ssh/environment, for one) is dropped.
+const KEPT_VARIABLES: [&str; 5] = ["SSH_CONNECTION", "SSH_CLIENT", "PATH", "LANG", "TZ"];
+
+/// Client and server addresses of the SSH connection, as sshd put them in the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    pub client_ip: Option<String>,
+    pub client_port: Option<String>,
+    pub local_ip: Option<String>,
+    pub local_port: Option<String>,
+}
+
+fn valid_ip(s: &str) -> Option<String> {
+    s.parse::<IpAddr>().ok().map(|_| s.to_owned())
+}
+
+fn valid_port(s: &str) -> Option<String> {
+    s.parse::<u16>().ok().map(|p| p.to_string())
+}
+
+impl Connection {
+    /// Reads `SSH_CONNECTION` ("ip port localip localport"), falling back to `SSH_CLIENT`
+    /// ("ip port localport"). Values that are not addresses or ports are left out.
+    pub fn from_env_values(ssh_connection: Option<&OsStr>, ssh_client: Option<&OsStr>) -> Self {
+        let words = |v: &OsStr| -> Vec<String> {
+            String::from_utf8_lossy(v.as_bytes())
+                .split_ascii_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        if let Some(v) = ssh_connection {
+            let w = words(v);
+            if w.len() == 4 {
+                return Connection {
+                    client_ip: valid_ip(&w[0]),
+                    client_port: valid_port(&w[1]),
+                    local_ip: valid_ip(&w[2]),
+                    local_port: valid_port(&w[3]),
+                };
+            }
+        }
+        if let Some(v) = ssh_client {
+            let w = words(v);
+            if w.len() == 3 {
+                return Connection {
+                    client_ip: valid_ip(&w[0]),
+                    client_port: valid_port(&w[1]),
+                    local_ip: None,
+                    local_port: valid_port(&w[2]),
+                };
+            }
+        }
+        Connection::default()
+    }
+
+    fn from_process_env() -> Self {
+        Connection::from_env_values(
+            std::env::var_os("SSH_CONNECTION").as_deref(),
+            std::env::var_os("SSH_CLIENT").as_deref(),
+        )
+    }
+}
+
+/// The account the shell runs as, from the password database rather than from $USER, which the
+/// user can set in ~/.ssh/environment where that is permitted.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub home: PathBuf,
+    pub groups: Vec<String>,
+}
+
+impl Account {
+    pub fn current() -> Result<Account, String> {
+        let uid = getuid();
+        let user = User::from_uid(uid)
+            .map_err(|e| format!("cannot look up uid {uid}: {e}"))?
+            .ok_or_else(|| format!("uid {uid} has no passwd entry"))?;
+        Ok(Account {
+            groups: group_names(&user),
+            name: user.name,
+            home: user.dir,
+        })
+    }
+}
+
+pub fn group_names(user: &User) -> Vec<String> {
+    let Ok(cname) = std::ffi::CString::new(user.name.clone()) else {
+        return Vec::new();
+    };
+    let gids = nix::unistd::getgrouplist(&cname, user.gid).unwrap_or_else(|_| vec![user.gid]);
+    gids.into_iter()
+        .filter_map(|gid| nix::unistd::Group::from_gid(gid).ok().flatten())
+        .map(|g| g.name)
+        .collect()
+}
+
+/// The environment for sftp-server and the hooks: the kept variables and `LC_*` from `vars`, with
+/// USER, LOGNAME and HOME taken from the password database.
+pub fn child_environment(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    account: &Account,
+) -> Vec<(String, OsString)> {
+    let mut env: Vec<(String, OsString)> = vars
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            let keep = KEPT_VARIABLES.contains(&k.as_str())
+                || (k.starts_with("LC_") && k[3..].bytes().all(|b| b.is_ascii_uppercase()));
+            keep.then_some((k, v))
+        })
+        .collect();
+    env.push(("USER".to_owned(), account.name.clone().into()));
+    env.push(("LOGNAME".to_owned(), account.name.clone().into()));
+    env.push(("HOME".to_owned(), account.home.clone().into_os_string()));
+    env.sort();
+    env
+}
+
+/// A session id that is unique across hosts and reboots: host name, start time, PID and 32 random
+/// bits.
+pub fn new_session_id(now: DateTime<Local>) -> String {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let host: String = host
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let host = if host.is_empty() {
+        "host".to_owned()
+    } else {
+        host
+    };
+    let mut random = [0u8; 4];
+    // Without randomness the time and PID still make the id unique on this host.
+    let _ = getrandom::fill(&mut random);
+    format!(
+        "{host}-{}-{}-{:08x}",
+        now.format("%Y%m%dT%H%M%S"),
+        std::process::id(),
+        u32::from_be_bytes(random)
+    )
+}
+
+/// What the session's log lines and hooks share.
+struct Session<'a> {
+    id: String,
+    account: &'a Account,
+    connection: Connection,
+    log: Syslog,
+    started_at: DateTime<Local>,
+    started: Instant,
+    base_env: Vec<(String, OsString)>,
+}
+
+impl Session<'_> {
+    fn line(&self, event: &str) -> LogLine {
+        LogLine::new(event)
+            .field("sid", &self.id)
+            .field("user", &self.account.name)
+    }
+
+    fn with_connection(&self, line: LogLine) -> LogLine {
+        let c = &self.connection;
+        line.opt_field("client_ip", c.client_ip.as_ref())
+            .opt_field("client_port", c.client_port.as_ref())
+            .opt_field("local_ip", c.local_ip.as_ref())
+            .opt_field("local_port", c.local_port.as_ref())
+    }
+
+    fn hook_env(&self, hook: &str, end: Option<&SessionEnd>) -> Vec<(String, OsString)> {
+        let c = &self.connection;
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let mut env = self.base_env.clone();
+        let mut set = |k: &str, v: String| env.push((k.to_owned(), v.into()));
+        set("SFTPD_HOOK", hook.to_owned());
+        set("SFTPD_SESSION_ID", self.id.clone());
+        set("SFTPD_USER", self.account.name.clone());
+        set("SFTPD_CLIENT_IP", opt(&c.client_ip));
+        set("SFTPD_CLIENT_PORT", opt(&c.client_port));
+        set("SFTPD_LOCAL_IP", opt(&c.local_ip));
+        set("SFTPD_LOCAL_PORT", opt(&c.local_port));
+        set("SFTPD_START_TIME", rfc3339(self.started_at));
+        if let Some(end) = end {
+            set("SFTPD_END_TIME", rfc3339(end.ended_at));
+            set("SFTPD_DURATION_MS", end.duration.as_millis().to_string());
+            set("SFTPD_EXIT_STATUS", end.exit_code.to_string());
+            set("SFTPD_SFTP_PID", end.sftp_pid.to_string());
+        }
+        env
+    }
+
+    fn log_hook(&self, hook: &str, result: &HookResult) {
+        let line = self
+            .line("hook")
+            .field("hook", hook)
+            .field("elapsed_ms", result.elapsed.as_millis().to_string());
+        let line = match &result.outcome {
+            HookOutcome::Exited(code) => line
+                .field("result", "exit")
+                .field("status", code.to_string()),
+            HookOutcome::Signaled(sig) => line
+                .field("result", "signal")
+                .field("signal", signal_name(*sig)),
+            HookOutcome::TimedOut => line.field("result", "timeout"),
+            HookOutcome::SpawnFailed(msg) => {
+                line.field("result", "spawn_failed").field("error", msg)
+            }
+        };
+        let line = if result.stderr.is_empty() {
+            line
+        } else {
+            line.field("stderr", &result.stderr)
+        };
+        let severity = if result.outcome.succeeded() {
+            Severity::Info
+        } else {
+            Severity::Warning
+        };
+        self.log.log(severity, line.as_str());
+    }
+}
+
+struct SessionEnd {
+    ended_at: DateTime<Local>,
+    duration: Duration,
+    exit_code: i32,
+    sftp_pid: u32,
+}
+
+fn rfc3339(t: DateTime<Local>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, false)
+}
+
+fn signal_name(sig: i32) -> String {
+    Signal::try_from(sig).map_or_else(|_| sig.to_string(), |s| s.as_str().to_owned())
+}
+
+/// The shell's exit code for a child status, as a POSIX shell reports it.
+fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 1,
+    }
+}
+
+/// Runs the login shell for `argv` and returns its exit status.
+pub fn run_shell(argv: &[OsString]) -> i32 {
+    run_shell_with_config(argv, Path::new(config::CONFIG_PATH))
+}
+
+fn run_shell_with_config(argv: &[OsString], config_path: &Path) -> i32 {
+    let started = Instant::now();
+    let started_at = Local::now();
+    let connection = Connection::from_process_env();
+    let loaded = config::load(config_path);
+    let log = match &loaded {
+        Ok(l) => Syslog::open(&l.config.syslog.ident, l.config.syslog.facility),
+        Err(_) => {
+            let defaults = config::SyslogSection::default();
+            Syslog::open(&defaults.ident, defaults.facility)
+        }
+    };
+    let account = match Account::current() {
+        Ok(a) => a,
+        Err(e) => {
+            log.log(
+                Severity::Err,
+                LogLine::new("session refused")
+                    .field("reason", "no_account")
+                    .field("error", &e)
+                    .as_str(),
+            );
+            eprintln!("sftpd-wrapper: {e}");
+            return 1;
+        }
+    };
+    let cfg: Config = match loaded {
+        Ok(l) => l.config,
+        Err(e) => {
+            let line = LogLine::new("session refused")
+                .field("user", &account.name)
+                .opt_field("client_ip", connection.client_ip.as_ref())
+                .field("reason", "config_error")
+                .field("error", e.to_string());
+            log.log(Severity::Err, line.as_str());
+            eprintln!("sftpd-wrapper: {e}");
+            eprintln!(
+                "sftpd-wrapper: the SFTP service is misconfigured; ask the server's admin to run `sftpd-wrapper --check-config`."
+            );
+            return 1;
+        }
+    };
+    if let Err(e) = syslog::probe(syslog::SYSLOG_SOCKET) {
+        match cfg.syslog.on_failure {
+            FailurePolicy::Allow => eprintln!(
+                "sftpd-wrapper: syslog is not reachable at {} ({e}); this session is not audited",
+                syslog::SYSLOG_SOCKET
+            ),
+            FailurePolicy::Deny => {
+                eprintln!(
+                    "sftpd-wrapper: syslog is not reachable at {} ({e}) and syslog.on_failure = \"deny\": session refused",
+                    syslog::SYSLOG_SOCKET
+                );
+                return 1;
+            }
+        }
+    }
+    let session = Session {
+        id: new_session_id(started_at),
+        account: &account,
+        connection,
+        log,
+        started_at,
+        started,
+        base_env: child_environment(std::env::vars_os(), &account),
+    };
+    let effective = cfg.effective_for(&account.name, &account.groups);
+    if let Err(refusal) = invocation::check(argv, &effective.allowed_commands) {
+        let line = session
+            .with_connection(session.line("session refused"))
+            .field("reason", refusal.as_str())
+            .field("command", invocation::refused_command(argv));
+        session.log.log(Severity::Warning, line.as_str());
+        eprintln!("{RESTRICTED_MESSAGE}");
+        return 1;
+    }
+    session.log.log(
+        Severity::Info,
+        session
+            .with_connection(session.line("session start"))
+            .as_str(),
+    );
+    run_accepted(&session, &cfg, &effective)
+}
+
+fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
+    let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
+    if let Some(argv) = &cfg.hooks.pre_session {
+        let result = hooks::run(argv, &session.hook_env("pre_session", None), timeout);
+        session.log_hook("pre_session", &result);
+        if !result.outcome.succeeded() && cfg.hooks.pre_session_failure == PreSessionFailure::Deny {
+            let line = session
+                .with_connection(session.line("session refused"))
+                .field("reason", "pre_session_hook");
+            session.log.log(Severity::Warning, line.as_str());
+            eprintln!("sftpd-wrapper: session refused by the server's pre-session check");
+            return 1;
+        }
+    }
+
+    // Signals are taken synchronously with sigwait: no handlers, no race with the child's exit.
+    let mut watched = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
+        watched.add(sig);
+    }
+    let mut old_mask = SigSet::empty();
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask)) {
+        session.log.log(
+            Severity::Err,
+            session
+                .line("session end")
+                .field("error", format!("sigprocmask: {e}"))
+                .as_str(),
+        );
+        return 1;
+    }
+    let mut child = match spawn_sftp_server(effective, &session.base_env) {
+        Ok(child) => child,
+        Err(e) => {
+            let line = session
+                .line("session end")
+                .field(
+                    "duration_ms",
+                    session.started.elapsed().as_millis().to_string(),
+                )
+                .field(
+                    "error",
+                    format!("cannot start {}: {e}", effective.sftp_server_path),
+                );
+            session.log.log(Severity::Err, line.as_str());
+            eprintln!(
+                "sftpd-wrapper: cannot start {}: {e}",
+                effective.sftp_server_path
+            );
+            return 1;
+        }
+    };
+    let sftp_pid = child.id();
+    session.log.log(
+        Severity::Info,
+        session
+            .line("sftp-server started")
+            .field("sftp_pid", sftp_pid.to_string())
+            .field("path", &effective.sftp_server_path)
+            .field("args", effective.sftp_server_args.join(" "))
+            .as_str(),
+    );
+    let status = supervise(&mut child, &watched, session);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+
+    let end = SessionEnd {
+        ended_at: Local::now(),
+        duration: session.started.elapsed(),
+        exit_code: exit_code(status),
+        sftp_pid,
+    };
+    let line = session
+        .with_connection(session.line("session end"))
+        .field("sftp_pid", sftp_pid.to_string())
+        .field("duration_ms", end.duration.as_millis().to_string());
+    let line = match (status.code(), status.signal()) {
+        (Some(code), _) => line.field("exit_status", code.to_string()),
+        (None, Some(sig)) => line.field("signal", signal_name(sig)),
+        (None, None) => line,
+    };
+    session.log.log(Severity::Info, line.as_str());
+
+    if let Some(argv) = &cfg.hooks.post_session {
+        let env = session.hook_env("post_session", Some(&end));
+        match cfg.hooks.post_session_mode {
+            PostSessionMode::Wait => {
+                let result = hooks::run(argv, &env, timeout);
+                session.log_hook("post_session", &result);
+            }
+            PostSessionMode::Detach => detach_post_hook(session, argv, &env, timeout),
+        }
+    }
+    end.exit_code
+}
+
+fn spawn_sftp_server(effective: &Effective, env: &[(String, OsString)]) -> std::io::Result<Child> {
+    let parent = getpid();
+    let mut command = Command::new(&effective.sftp_server_path);
+    command
+        .args(&effective.sftp_server_args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
+    // (sigprocmask, prctl, getppid); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            // sftp-server must not outlive the wrapper: without it there is no session end.
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if getppid() != parent {
+                return Err(std::io::Error::other("the wrapper exited during start-up"));
+            }
+            Ok(())
+        })
+    };
+    command.spawn()
+}
+
+/// Waits for sftp-server, forwarding SIGTERM, SIGINT and SIGHUP to it.
+fn supervise(child: &mut Child, watched: &SigSet, session: &Session) -> ExitStatus {
+    let pid = Pid::from_raw(child.id() as i32);
+    loop {
+        match watched.wait() {
+            Ok(Signal::SIGCHLD) => {}
+            Ok(sig) => {
+                let _ = kill(pid, sig);
+                session.log.log(
+                    Severity::Notice,
+                    session
+                        .line("signal forwarded")
+                        .field("signal", sig.as_str())
+                        .as_str(),
+                );
+                continue;
+            }
+            Err(_) => {}
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) => {}
+            // Only fails if the child was reaped elsewhere; a blocking wait gives the best answer.
+            Err(_) => {
+                return child
+                    .wait()
+                    .unwrap_or_else(|_| ExitStatus::from_raw(1 << 8));
+            }
+        }
+    }
+}
+
+/// Runs the post-session hook in a process of its own session, with stdio on /dev/null, so the
+/// wrapper can exit at once and sshd can close the channel while the hook still runs.
+fn detach_post_hook(
+    session: &Session,
+    argv: &[String],
+    env: &[(String, OsString)],
+    timeout: Duration,
+) {
+    // SAFETY: the wrapper is single-threaded here (no thread was ever started), so the child may
+    // go on using the allocator and std after fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { .. }) => {}
+        Ok(ForkResult::Child) => {
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                let _ = nix::unistd::dup2_stdin(&null);
+                let _ = nix::unistd::dup2_stdout(&null);
+                let _ = nix::unistd::dup2_stderr(&null);
+            }
+            let result = hooks::run(argv, env, timeout);
+            session.log_hook("post_session", &result);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let line = session
+                .line("hook")
+                .field("hook", "post_session")
+                .field("result", "spawn_failed")
+                .field("error", format!("fork: {e}"));
+            session.log.log(Severity::Warning, line.as_str());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_from_ssh_connection() {
+        let c = Connection::from_env_values(
+            Some(OsStr::new("192.0.2.7 50022 198.51.100.1 22")),
+            Some(OsStr::new("10.9.9.9 1 22")),
+        );
+        assert_eq!(c.client_ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(c.client_port.as_deref(), Some("50022"));
+        assert_eq!(c.local_ip.as_deref(), Some("198.51.100.1"));
+        assert_eq!(c.local_port.as_deref(), Some("22"));
+        let v6 = Connection::from_env_values(Some(OsStr::new("2001:db8::5 4000 ::1 2222")), None);
+        assert_eq!(v6.client_ip.as_deref(), Some("2001:db8::5"));
+    }
+
+    #[test]
+    fn connection_falls_back_to_ssh_client() {
+        let c = Connection::from_env_values(None, Some(OsStr::new("192.0.2.7 50022 22")));
+        assert_eq!(c.client_ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(c.local_ip, None);
+        assert_eq!(c.local_port.as_deref(), Some("22"));
+        let c = Connection::from_env_values(
+            Some(OsStr::new("garbage")),
+            Some(OsStr::new("192.0.2.7 1 22")),
+        );
+        assert_eq!(c.client_ip.as_deref(), Some("192.0.2.7"));
+    }
+
+    #[test]
+    fn connection_ignores_what_is_not_an_address() {
+        let c = Connection::from_env_values(Some(OsStr::new("x\"y 99999 1.2.3.4 22")), None);
+        assert_eq!(c.client_ip, None);
+        assert_eq!(c.client_port, None);
+        assert_eq!(c.local_ip.as_deref(), Some("1.2.3.4"));
+        assert_eq!(
+            Connection::from_env_values(None, None),
+            Connection::default()
+        );
+    }
+
+    #[test]
+    fn child_environment_is_an_allow_list() {
+        let account = Account {
+            name: "acme".to_owned(),
+            home: PathBuf::from("/srv/sftp/acme"),
+            groups: vec![],
+        };
+        let vars = [
+            ("LD_PRELOAD", "/home/acme/evil.so"),
+            ("LD_LIBRARY_PATH", "/tmp"),
+            ("USER", "root"),
+            ("HOME", "/root"),
+            ("PATH", "/usr/bin:/bin"),
+            ("SSH_CONNECTION", "192.0.2.7 50022 198.51.100.1 22"),
+            ("SSH_CLIENT", "192.0.2.7 50022 22"),
+            ("LANG", "C.UTF-8"),
+            ("LC_ALL", "C"),
+            ("LC_evil", "x"),
+            ("TZ", "Europe/Berlin"),
+            ("BASH_ENV", "/tmp/x"),
+            ("SSH_ORIGINAL_COMMAND", "id"),
+            ("SHELL", "/bin/sh"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env = child_environment(vars, &account);
+        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "HOME",
+                "LANG",
+                "LC_ALL",
+                "LOGNAME",
+                "PATH",
+                "SSH_CLIENT",
+                "SSH_CONNECTION",
+                "TZ",
+                "USER"
+            ]
+        );
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("USER"), Some(OsString::from("acme")));
+        assert_eq!(get("HOME"), Some(OsString::from("/srv/sftp/acme")));
+    }
+
+    #[test]
+    fn session_ids_are_distinct_and_tidy() {
+        let now = Local::now();
+        let a = new_session_id(now);
+        let b = new_session_id(now);
+        assert_ne!(a, b);
+        assert!(
+            a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{a}"
+        );
+        assert!(a.contains(&std::process::id().to_string()));
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(2 << 8)), 2);
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
+    }
+}
