@@ -1,0 +1,551 @@
+//! The real-thing test harness: a private sshd on a free 127.0.0.1 port, a private rsyslogd
+//! writing local5 to a file, throwaway users whose login shell is the freshly built wrapper, and
+//! the real OpenSSH `ssh` and `sftp` clients.
+//!
+//! The host's /etc/sftpd-wrapper.toml and /dev/log stay untouched: sshd runs in a mount namespace
+//! of its own in which the test's config file is bind-mounted over /etc/sftpd-wrapper.toml and a
+//! test directory holding the device nodes and rsyslogd's socket is mounted over /dev. So every
+//! test has its own config and syslog while the wrapper and sftp-server use their real paths, and
+//! tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// True when the e2e tests can run; otherwise prints why they are skipped.
+pub fn can_run() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: the end-to-end tests need root (they add users and run sshd)");
+        return false;
+    }
+    for tool in ["/usr/sbin/sshd", "/usr/sbin/rsyslogd", "/usr/bin/sftp", "/usr/bin/ssh", SFTP_SERVER] {
+        if !Path::new(tool).exists() {
+            eprintln!("SKIPPED: {tool} is missing (apt-get install openssh-server openssh-client openssh-sftp-server rsyslog)");
+            return false;
+        }
+    }
+    true
+}
+
+/// Makes the e2e test return early, with the reason printed, when it cannot run here. In CI
+/// (CI=true) a skip would hide a broken setup, so it fails instead.
+#[macro_export]
+macro_rules! require_e2e {
+    () => {
+        if !common::can_run() {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("end-to-end prerequisites missing in CI");
+            }
+            return;
+        }
+    };
+}
+
+static USER_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > end {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub wrapper: PathBuf,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    pub out_dir: PathBuf,
+    pub client_key: PathBuf,
+    sshd: Child,
+    rsyslogd: Mutex<Option<Child>>,
+    users: Mutex<Vec<String>>,
+}
+
+impl Harness {
+    /// Starts rsyslogd and sshd with `config` as /etc/sftpd-wrapper.toml.
+    pub fn start(config: &str) -> Harness {
+        Harness::start_with(config, "")
+    }
+
+    /// Like [`Harness::start`], with extra sshd_config lines.
+    pub fn start_with(config: &str, extra_sshd_config: &str) -> Harness {
+        let dir = tempfile::Builder::new()
+            .prefix("sftpd-e2e-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let root = dir.path().to_owned();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        for sub in ["bin", "home", "keys", "dev", "rsyslog", "hooks"] {
+            fs::create_dir(root.join(sub)).unwrap();
+            fs::set_permissions(root.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out_dir = root.join("out");
+        fs::create_dir(&out_dir).unwrap();
+        fs::set_permissions(&out_dir, fs::Permissions::from_mode(0o1777)).unwrap();
+
+        let wrapper = root.join("bin/sftpd-wrapper");
+        fs::copy(env!("CARGO_BIN_EXE_sftpd-wrapper"), &wrapper).unwrap();
+        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+
+        let config_path = root.join("sftpd-wrapper.toml");
+        fs::write(&config_path, config).unwrap();
+        fs::set_permissions(&config_path, fs::Permissions::from_mode(0o644)).unwrap();
+        // The bind mount needs a mount point; an empty file means built-in defaults.
+        if !Path::new("/etc/sftpd-wrapper.toml").exists() {
+            let _ = fs::write("/etc/sftpd-wrapper.toml", "");
+        }
+        for dev in DEVICES {
+            fs::write(root.join("dev").join(dev), "").unwrap();
+        }
+
+        let host_key = root.join("keys/host_ed25519");
+        let client_key = root.join("keys/client_ed25519");
+        for key in [&host_key, &client_key] {
+            run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(key));
+        }
+        fs::create_dir(root.join("keys/authorized")).unwrap();
+
+        let log_path = root.join("sftpd.log");
+        let harness_rsyslog = Harness::spawn_rsyslogd(&root, &log_path);
+
+        let _ = fs::create_dir_all("/run/sshd");
+        let mut last_err = String::new();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let sshd_config = root.join("sshd_config");
+            fs::write(
+                &sshd_config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {root}/sshd.pid\n\
+                     AuthorizedKeysFile {root}/keys/authorized/%u\nStrictModes no\nUsePAM no\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                     PubkeyAuthentication yes\nLogLevel VERBOSE\nMaxStartups 100\n\
+                     {extra_sshd_config}\nSubsystem sftp {SFTP_SERVER}\n",
+                    hk = host_key.display(),
+                    root = root.display(),
+                ),
+            )
+            .unwrap();
+            let mut sshd = spawn_in_namespace(&root, &config_path, &sshd_config);
+            let ready = wait_for_port(port, &mut sshd);
+            match ready {
+                Ok(()) => {
+                    return Harness {
+                        dir,
+                        port,
+                        wrapper,
+                        config_path,
+                        log_path,
+                        out_dir,
+                        client_key,
+                        sshd,
+                        rsyslogd: Mutex::new(Some(harness_rsyslog)),
+                        users: Mutex::new(Vec::new()),
+                    };
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        panic!(
+            "sshd did not start: {last_err}\n{}",
+            fs::read_to_string(root.join("sshd.err")).unwrap_or_default()
+        );
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn_rsyslogd(root: &Path, log_path: &Path) -> Child {
+        let conf = root.join("rsyslog.conf");
+        let socket = root.join("dev/log");
+        let _ = fs::remove_file(&socket);
+        fs::write(
+            &conf,
+            format!(
+                "global(workDirectory=\"{work}\")\n\
+                 module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+                 input(type=\"imuxsock\" Socket=\"{sock}\" RateLimit.Interval=\"0\")\n\
+                 $RepeatedMsgReduction off\n\
+                 local5.* action(type=\"omfile\" file=\"{log}\" template=\"RSYSLOG_TraditionalFileFormat\")\n",
+                work = root.join("rsyslog").display(),
+                sock = socket.display(),
+                log = log_path.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/rsyslogd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(root.join("rsyslog/rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(root.join("rsyslogd.err")).unwrap())
+            .spawn()
+            .expect("rsyslogd");
+        wait_until("rsyslogd's socket", Duration::from_secs(10), || {
+            use std::os::unix::fs::FileTypeExt;
+            fs::metadata(&socket)
+                .ok()
+                .filter(|m| m.file_type().is_socket())
+        });
+        child
+    }
+
+    /// Stops rsyslogd (its socket disappears).
+    pub fn stop_rsyslogd(&self) {
+        if let Some(mut child) = self.rsyslogd.lock().unwrap().take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+        let _ = fs::remove_file(self.root().join("dev/log"));
+    }
+
+    /// Stops rsyslogd and starts a new one on the same socket path and log file.
+    pub fn restart_rsyslogd(&self) {
+        self.stop_rsyslogd();
+        let child = Harness::spawn_rsyslogd(self.root(), &self.log_path);
+        *self.rsyslogd.lock().unwrap() = Some(child);
+    }
+
+    /// Rewrites the config in place (the bind mount follows the inode, so no rename).
+    pub fn write_config(&self, config: &str) {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&self.config_path)
+            .unwrap();
+        f.write_all(config.as_bytes()).unwrap();
+    }
+
+    /// A fresh user name, not yet created.
+    pub fn new_user_name() -> String {
+        let n = USER_COUNTER.fetch_add(1, Ordering::SeqCst);
+        format!("swt{}x{n}", std::process::id() % 100_000)
+    }
+
+    /// Creates `name` with the wrapper as login shell, a home directory and the client key.
+    pub fn add_user(&self, name: &str) {
+        let home = self.root().join("home").join(name);
+        let mut last = String::new();
+        let mut created = false;
+        for _ in 0..50 {
+            let out = Command::new("useradd")
+                .args(["-M", "-p", "*", "-s"])
+                .arg(&self.wrapper)
+                .arg("-d")
+                .arg(&home)
+                .arg(name)
+                .output()
+                .unwrap();
+            if out.status.success() {
+                created = true;
+                break;
+            }
+            // Parallel tests contend for /etc/passwd's lock; useradd says so and gives up.
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(created, "useradd {name}: {last}");
+        self.users.lock().unwrap().push(name.to_owned());
+        fs::create_dir(&home).unwrap();
+        run_ok(Command::new("chown").arg(format!("{name}:")).arg(&home));
+        let pubkey = fs::read(self.client_key.with_extension("pub")).unwrap();
+        fs::write(self.root().join("keys/authorized").join(name), pubkey).unwrap();
+    }
+
+    /// Creates a user and returns the name.
+    pub fn user(&self) -> String {
+        let name = Harness::new_user_name();
+        self.add_user(&name);
+        name
+    }
+
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.root().join("home").join(user)
+    }
+
+    fn client_options(&self, port_flag: &str) -> Vec<String> {
+        vec![
+            port_flag.to_owned(),
+            self.port.to_string(),
+            "-i".to_owned(),
+            self.client_key.display().to_string(),
+            "-o".to_owned(),
+            "IdentitiesOnly=yes".to_owned(),
+            "-o".to_owned(),
+            "StrictHostKeyChecking=no".to_owned(),
+            "-o".to_owned(),
+            "UserKnownHostsFile=/dev/null".to_owned(),
+            "-o".to_owned(),
+            "BatchMode=yes".to_owned(),
+            "-o".to_owned(),
+            "LogLevel=ERROR".to_owned(),
+        ]
+    }
+
+    /// The `sftp -b BATCH` command for `user`, with `cwd` as the local directory.
+    pub fn sftp_command(&self, user: &str, batch: &str, cwd: &Path) -> Command {
+        let mut cmd = Command::new("/usr/bin/sftp");
+        cmd.args(self.client_options("-P"))
+            .arg("-b")
+            .arg(batch)
+            .arg(format!("{user}@127.0.0.1"))
+            .current_dir(cwd)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `sftp -b` with `commands` as the batch file, in `cwd`.
+    pub fn sftp(&self, user: &str, commands: &str, cwd: &Path) -> Output {
+        let batch = self.out_dir.join(format!("batch-{}", USER_COUNTER.fetch_add(1, Ordering::SeqCst)));
+        fs::write(&batch, commands).unwrap();
+        let out = self
+            .sftp_command(user, batch.to_str().unwrap(), cwd)
+            .output()
+            .unwrap();
+        out
+    }
+
+    /// The `ssh` command for `user` running `remote` (no command: an interactive login).
+    pub fn ssh_command(&self, user: &str, remote: &[&str]) -> Command {
+        let mut cmd = Command::new("/usr/bin/ssh");
+        cmd.arg("-T")
+            .args(self.client_options("-p"))
+            .arg(format!("{user}@127.0.0.1"))
+            .args(remote)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn ssh(&self, user: &str, remote: &[&str]) -> Output {
+        self.ssh_command(user, remote).output().unwrap()
+    }
+
+    /// The `-e` option for rsync and the like: ssh with this harness's options.
+    pub fn ssh_e_option(&self) -> String {
+        let mut parts = vec!["/usr/bin/ssh".to_owned(), "-T".to_owned()];
+        parts.extend(self.client_options("-p"));
+        parts.join(" ")
+    }
+
+    /// Options for scp (`-P port` and the rest).
+    pub fn scp_options(&self) -> Vec<String> {
+        self.client_options("-P")
+    }
+
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    /// The log's lines, each reduced to `program: message` (no timestamp, host or PID).
+    pub fn log_messages(&self) -> Vec<String> {
+        self.log_text().lines().map(strip_syslog_prefix).collect()
+    }
+
+    /// Waits until some log line contains every one of `needles`, and returns it.
+    pub fn wait_for_log(&self, needles: &[&str]) -> String {
+        wait_until(&format!("a log line with {needles:?}\nlog:\n{}", self.log_text()), Duration::from_secs(15), || {
+            self.log_text()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .map(str::to_owned)
+        })
+    }
+
+    /// Writes an executable hook script and returns its path.
+    pub fn hook_script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.root().join("hooks").join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.sshd.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.sshd.wait();
+        for user in self.users.lock().unwrap().iter() {
+            let _ = Command::new("pkill").args(["-KILL", "-u", user]).status();
+            for _ in 0..50 {
+                let out = Command::new("userdel").arg(user).output();
+                if matches!(out, Ok(ref o) if o.status.success() || o.status.code() == Some(6)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        self.stop_rsyslogd();
+    }
+}
+
+/// `Nov 26 21:06:15 host prog[123]: message` → `prog: message`.
+pub fn strip_syslog_prefix(line: &str) -> String {
+    let rest = line.splitn(5, ' ').collect::<Vec<_>>();
+    // The day of month is space-padded ("Nov  6"), which adds an empty field.
+    let rest = if rest.get(1) == Some(&"") {
+        line.splitn(6, ' ').nth(5).unwrap_or(line)
+    } else {
+        rest.get(4).copied().unwrap_or(line)
+    };
+    match rest.split_once(": ") {
+        Some((tag, msg)) => {
+            let prog = tag.split('[').next().unwrap_or(tag);
+            format!("{prog}: {msg}")
+        }
+        None => rest.to_owned(),
+    }
+}
+
+/// The PID in a `prog[PID]:` syslog tag.
+pub fn syslog_pid(line: &str) -> Option<i32> {
+    let start = line.find('[')? + 1;
+    let end = start + line[start..].find(']')?;
+    line[start..end].parse().ok()
+}
+
+/// The value of `key=` in one of the wrapper's log lines (unquoted values only).
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!(" {key}=");
+    let start = line.find(&pat)? + pat.len();
+    let rest = &line[start..];
+    Some(rest.split(' ').next().unwrap_or(rest))
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.contains(") Z "),
+        Err(_) => false,
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for_port(port: u16, sshd: &mut Child) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = sshd.try_wait() {
+            return Err(format!("sshd exited: {status}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = sshd.kill();
+    Err("sshd did not listen within 10 s".to_owned())
+}
+
+fn cstring(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// Starts `sshd -D -e -f sshd_config` in a new mount namespace where `config` is
+/// /etc/sftpd-wrapper.toml and `root`/dev (device nodes bound from the host, plus rsyslogd's
+/// socket) is /dev.
+fn spawn_in_namespace(root: &Path, config: &Path, sshd_config: &Path) -> Child {
+    // Everything the child needs is prepared here: between fork and exec only libc calls run.
+    let binds: Vec<(CString, CString)> = DEVICES
+        .iter()
+        .map(|d| (cstring(&Path::new("/dev").join(d)), cstring(&root.join("dev").join(d))))
+        .collect();
+    let dev_dir = cstring(&root.join("dev"));
+    let dev = CString::new("/dev").unwrap();
+    let slash = CString::new("/").unwrap();
+    let config_src = cstring(config);
+    let config_dst = CString::new("/etc/sftpd-wrapper.toml").unwrap();
+    let mut cmd = Command::new("/usr/sbin/sshd");
+    cmd.arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(sshd_config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(root.join("sshd.err")).unwrap());
+    // SAFETY: unshare and mount are async-signal-safe system calls on memory prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |rc: libc::c_int| {
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                std::ptr::null(),
+                slash.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            for (src, dst) in &binds {
+                check(libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+            }
+            check(libc::mount(
+                dev_dir.as_ptr(),
+                dev.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                config_src.as_ptr(),
+                config_dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ))?;
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("sshd")
+}
