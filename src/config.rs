@@ -452,7 +452,10 @@ mod tests {
         assert_eq!(cfg.hooks.post_session_mode, PostSessionMode::Detach);
         let eff = cfg.effective_for("alice", &[]);
         assert_eq!(eff.sftp_server_args, ["-f", "local5", "-l", "info"]);
-        assert_eq!(eff.allowed_commands, [eff.sftp_server_path.clone()]);
+        assert_eq!(
+            eff.allowed_commands,
+            std::slice::from_ref(&eff.sftp_server_path)
+        );
     }
 
     #[test]

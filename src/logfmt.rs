@@ -74,10 +74,13 @@ impl LogLine {
     }
 }
 
+/// One `key=value` field with the value's original bytes.
+pub type Field = (String, Vec<u8>);
+
 /// Splits a message written by [`LogLine`] back into its event phrase and fields. Returns `None`
 /// when the text after the event phrase is not a well-formed sequence of fields (a truncated
 /// line, or a line from another program).
-pub fn parse_line(msg: &[u8]) -> Option<(String, Vec<(String, Vec<u8>)>)> {
+pub fn parse_line(msg: &[u8]) -> Option<(String, Vec<Field>)> {
     // The event phrase is every word before the first word containing '='.
     let mut pos = 0;
     let mut event_end = 0;

@@ -32,9 +32,17 @@ pub fn can_run() -> bool {
         eprintln!("SKIPPED: the end-to-end tests need root (they add users and run sshd)");
         return false;
     }
-    for tool in ["/usr/sbin/sshd", "/usr/sbin/rsyslogd", "/usr/bin/sftp", "/usr/bin/ssh", SFTP_SERVER] {
+    for tool in [
+        "/usr/sbin/sshd",
+        "/usr/sbin/rsyslogd",
+        "/usr/bin/sftp",
+        "/usr/bin/ssh",
+        SFTP_SERVER,
+    ] {
         if !Path::new(tool).exists() {
-            eprintln!("SKIPPED: {tool} is missing (apt-get install openssh-server openssh-client openssh-sftp-server rsyslog)");
+            eprintln!(
+                "SKIPPED: {tool} is missing (apt-get install openssh-server openssh-client openssh-sftp-server rsyslog)"
+            );
             return false;
         }
     }
@@ -66,6 +74,19 @@ fn run_ok(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+pub fn wait_until_opt<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -134,7 +155,12 @@ impl Harness {
         let host_key = root.join("keys/host_ed25519");
         let client_key = root.join("keys/client_ed25519");
         for key in [&host_key, &client_key] {
-            run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(key));
+            run_ok(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", ""])
+                    .arg("-f")
+                    .arg(key),
+            );
         }
         fs::create_dir(root.join("keys/authorized")).unwrap();
 
@@ -200,10 +226,13 @@ impl Harness {
                  module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
                  input(type=\"imuxsock\" Socket=\"{sock}\" RateLimit.Interval=\"0\")\n\
                  $RepeatedMsgReduction off\n\
-                 local5.* action(type=\"omfile\" file=\"{log}\" template=\"RSYSLOG_TraditionalFileFormat\")\n",
+                 template(name=\"severity\" type=\"string\" string=\"%syslogfacility-text%.%syslogseverity-text% %programname%:%msg:::sp-if-no-1st-sp%%msg%\\n\")\n\
+                 local5.* action(type=\"omfile\" file=\"{log}\" template=\"RSYSLOG_TraditionalFileFormat\")\n\
+                 *.* action(type=\"omfile\" file=\"{sev}\" template=\"severity\")\n",
                 work = root.join("rsyslog").display(),
                 sock = socket.display(),
                 log = log_path.display(),
+                sev = root.join("severity.log").display(),
             ),
         )
         .unwrap();
@@ -336,13 +365,14 @@ impl Harness {
 
     /// Runs `sftp -b` with `commands` as the batch file, in `cwd`.
     pub fn sftp(&self, user: &str, commands: &str, cwd: &Path) -> Output {
-        let batch = self.out_dir.join(format!("batch-{}", USER_COUNTER.fetch_add(1, Ordering::SeqCst)));
+        let batch = self.out_dir.join(format!(
+            "batch-{}",
+            USER_COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
         fs::write(&batch, commands).unwrap();
-        let out = self
-            .sftp_command(user, batch.to_str().unwrap(), cwd)
+        self.sftp_command(user, batch.to_str().unwrap(), cwd)
             .output()
-            .unwrap();
-        out
+            .unwrap()
     }
 
     /// The `ssh` command for `user` running `remote` (no command: an interactive login).
@@ -372,6 +402,11 @@ impl Harness {
         self.client_options("-P")
     }
 
+    /// Every message rsyslogd received, as `facility.severity program: message`.
+    pub fn severity_log(&self) -> String {
+        fs::read_to_string(self.root().join("severity.log")).unwrap_or_default()
+    }
+
     pub fn log_text(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
     }
@@ -383,11 +418,29 @@ impl Harness {
 
     /// Waits until some log line contains every one of `needles`, and returns it.
     pub fn wait_for_log(&self, needles: &[&str]) -> String {
-        wait_until(&format!("a log line with {needles:?}\nlog:\n{}", self.log_text()), Duration::from_secs(15), || {
-            self.log_text()
+        self.wait_for_log_after(0, needles)
+    }
+
+    /// How many bytes the log holds now, for [`Harness::wait_for_log_after`].
+    pub fn log_len(&self) -> usize {
+        fs::metadata(&self.log_path).map_or(0, |m| m.len() as usize)
+    }
+
+    /// Like [`Harness::wait_for_log`], looking only at lines written after byte `offset`.
+    pub fn wait_for_log_after(&self, offset: usize, needles: &[&str]) -> String {
+        let found = wait_until_opt(Duration::from_secs(15), || {
+            let text = self.log_text();
+            text.get(offset..)
+                .unwrap_or("")
                 .lines()
                 .find(|l| needles.iter().all(|n| l.contains(n)))
                 .map(str::to_owned)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no log line with {needles:?} within 15 s\nlog:\n{}",
+                self.log_text()
+            )
         })
     }
 
@@ -494,7 +547,12 @@ fn spawn_in_namespace(root: &Path, config: &Path, sshd_config: &Path) -> Child {
     // Everything the child needs is prepared here: between fork and exec only libc calls run.
     let binds: Vec<(CString, CString)> = DEVICES
         .iter()
-        .map(|d| (cstring(&Path::new("/dev").join(d)), cstring(&root.join("dev").join(d))))
+        .map(|d| {
+            (
+                cstring(&Path::new("/dev").join(d)),
+                cstring(&root.join("dev").join(d)),
+            )
+        })
         .collect();
     let dev_dir = cstring(&root.join("dev"));
     let dev = CString::new("/dev").unwrap();
@@ -528,7 +586,13 @@ fn spawn_in_namespace(root: &Path, config: &Path, sshd_config: &Path) -> Child {
                 std::ptr::null(),
             ))?;
             for (src, dst) in &binds {
-                check(libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+                check(libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
             }
             check(libc::mount(
                 dev_dir.as_ptr(),

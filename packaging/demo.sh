@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# A one-command demo on a fresh Debian machine, as root: builds the project, starts a throwaway
+# rsyslogd and sshd on 127.0.0.1, creates a demo partner whose login shell is sftpd-wrapper, runs a
+# real SFTP session and a refused `ssh host id`, and shows the audit log. Everything it creates is
+# removed at the end; the host's /etc/sftpd-wrapper.toml, /dev/log and sshd are not touched (the
+# demo sshd runs in a mount namespace of its own, as the test harness does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "demo.sh must run as root: it adds a user and starts sshd" >&2
+    exit 1
+fi
+need=()
+for pkg in openssh-server openssh-client openssh-sftp-server rsyslog util-linux; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "== building"
+cargo build --release --quiet
+
+work=$(mktemp -d /tmp/sftpd-demo.XXXXXX)
+chmod 755 "$work"
+user="sftpdemo$$"
+port=$(( 20000 + RANDOM % 20000 ))
+created_placeholder=no
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    pkill -KILL -u "$user" 2>/dev/null || true
+    userdel "$user" 2>/dev/null || true
+    [ "$created_placeholder" = yes ] && rm -f /etc/sftpd-wrapper.toml
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work"/{bin,dev,keys,home,rsyslog,local}
+install -m 755 target/release/sftpd-wrapper "$work/bin/sftpd-wrapper"
+
+# A post-session hook, run without a shell by the wrapper, that keeps a billing note.
+cat > "$work/bin/post-session" <<'HOOK'
+#!/bin/sh
+echo "post_session: $SFTPD_USER from $SFTPD_CLIENT_IP session $SFTPD_SESSION_ID took $SFTPD_DURATION_MS ms, exit $SFTPD_EXIT_STATUS" >> "$DEMO_NOTES"
+HOOK
+chmod 755 "$work/bin/post-session"
+touch "$work/post-session.log" && chmod 666 "$work/post-session.log"
+cat > "$work/sftpd-wrapper.toml" <<CONF
+[hooks]
+post_session = ["/usr/bin/env", "DEMO_NOTES=$work/post-session.log", "$work/bin/post-session"]
+post_session_mode = "wait"
+CONF
+chmod 644 "$work/sftpd-wrapper.toml"
+"$work/bin/sftpd-wrapper" --check-config --config "$work/sftpd-wrapper.toml" >/dev/null
+
+echo "== starting a throwaway rsyslogd (local5 -> $work/sftpd.log)"
+cat > "$work/rsyslog.conf" <<CONF
+global(workDirectory="$work/rsyslog")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="$work/dev/log" RateLimit.Interval="0")
+local5.* action(type="omfile" file="$work/sftpd.log" template="RSYSLOG_TraditionalFileFormat")
+CONF
+/usr/sbin/rsyslogd -n -f "$work/rsyslog.conf" -i "$work/rsyslog/pid" &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$work/dev/log" ] && break; sleep 0.05; done
+
+echo "== starting a throwaway sshd on 127.0.0.1:$port"
+ssh-keygen -q -t ed25519 -N '' -f "$work/keys/host"
+ssh-keygen -q -t ed25519 -N '' -f "$work/keys/client"
+mkdir -p "$work/keys/authorized" /run/sshd
+cat > "$work/sshd_config" <<CONF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $work/keys/host
+PidFile $work/sshd.pid
+AuthorizedKeysFile $work/keys/authorized/%u
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+Subsystem sftp /usr/lib/openssh/sftp-server
+CONF
+for dev in null zero full random urandom tty; do touch "$work/dev/$dev"; done
+if [ ! -e /etc/sftpd-wrapper.toml ]; then
+    touch /etc/sftpd-wrapper.toml
+    created_placeholder=yes
+fi
+# In its own mount namespace sshd (and so the wrapper and sftp-server it runs) sees the demo's
+# config at /etc/sftpd-wrapper.toml and the demo's rsyslogd socket at /dev/log.
+unshare --mount --propagation private -- /bin/sh -c '
+    set -e
+    for dev in null zero full random urandom tty; do mount --bind "/dev/$dev" "$1/dev/$dev"; done
+    mount --rbind "$1/dev" /dev
+    mount --bind "$1/sftpd-wrapper.toml" /etc/sftpd-wrapper.toml
+    exec /usr/sbin/sshd -D -f "$1/sshd_config"
+' demo "$work" &
+pids+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+
+echo "== creating partner account $user with sftpd-wrapper as login shell"
+useradd -M -p '*' -s "$work/bin/sftpd-wrapper" -d "$work/home/$user" "$user"
+mkdir -p "$work/home/$user/outbox"
+echo "<invoice id=\"42\"/>" > "$work/home/$user/outbox/invoice-42.xml"
+chown -R "$user:" "$work/home/$user"
+cp "$work/keys/client.pub" "$work/keys/authorized/$user"
+
+opts=(-i "$work/keys/client" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
+      -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR)
+head -c 3000000 /dev/urandom > "$work/local/orders.csv"
+cat > "$work/local/batch" <<'BATCH'
+put orders.csv orders.csv.filepart
+rename orders.csv.filepart orders.csv
+get outbox/invoice-42.xml
+mkdir archive
+ls -l
+BATCH
+
+echo "== sftp session (upload, rename, download, mkdir)"
+(cd "$work/local" && sftp -b batch -P "$port" "${opts[@]}" "$user@127.0.0.1")
+cmp "$work/local/orders.csv" "$work/home/$user/orders.csv"
+cmp "$work/local/invoice-42.xml" "$work/home/$user/outbox/invoice-42.xml"
+
+echo "== ssh $user@127.0.0.1 id  (must be refused)"
+if ssh -p "$port" "${opts[@]}" "$user@127.0.0.1" id; then
+    echo "demo failed: the command was not refused" >&2
+    exit 1
+fi
+
+sleep 0.5
+echo
+echo "== $work/sftpd.log (what /var/log/sftpd.log holds on a real server)"
+cat "$work/sftpd.log"
+echo
+echo "== post-session hook notes"
+cat "$work/post-session.log"
+echo
+echo "demo finished; cleaning up"
