@@ -477,7 +477,8 @@ fn spawn_sftp_server(effective: &Effective, env: &[(String, OsString)]) -> std::
             // sftp-server must not outlive the wrapper: without it there is no session end.
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if getppid() != parent {
-                return Err(std::io::Error::other("the wrapper exited during start-up"));
+                // The wrapper died before the death signal was armed.
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         })
