@@ -8,5 +8,6 @@ pub mod config;
 pub mod hooks;
 pub mod invocation;
 pub mod logfmt;
+pub mod logparse;
 pub mod session;
 pub mod syslog;

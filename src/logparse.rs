@@ -1,0 +1,752 @@
+//! Pure parsing of syslog lines from the wrapper, sftp-server, internal-sftp and sshd.
+//!
+//! Everything here works on byte lines and returns borrowed or owned values; no I/O. Names are
+//! decoded from OpenSSH's vis(3) escaping back into their original bytes. sftp-server does not
+//! escape `"`, so every message with a name is parsed from the right, where the fixed suffix is:
+//! a file named `x" bytes read 0 written 9` cannot forge byte counters.
+
+use crate::logfmt;
+use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// One syslog line split into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogLine<'a> {
+    pub timestamp: Timestamp,
+    /// `None` when the line has no host field.
+    pub host: Option<&'a str>,
+    pub program: &'a str,
+    pub pid: Option<u32>,
+    pub message: &'a [u8],
+}
+
+/// A syslog timestamp: RFC 3339 ones are complete; traditional ones lack the year and zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timestamp {
+    Full(DateTime<FixedOffset>),
+    /// Month (1-12), day, and time of day; local time of the logging host.
+    NoYear {
+        month: u32,
+        day: u32,
+        hour: u32,
+        minute: u32,
+        second: u32,
+    },
+}
+
+impl Timestamp {
+    /// Resolves to UTC. A traditional stamp gets the year of `reference` (the file's mtime), or
+    /// the year before when that would put it more than a day after `reference` (a file that
+    /// spans New Year), and is read as local time of this machine.
+    pub fn resolve(&self, reference: DateTime<Local>) -> Option<DateTime<Utc>> {
+        match *self {
+            Timestamp::Full(t) => Some(t.with_timezone(&Utc)),
+            Timestamp::NoYear { month, day, hour, minute, second } => {
+                let build = |year: i32| -> Option<DateTime<Local>> {
+                    let naive = NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, minute, second)?;
+                    Local.from_local_datetime(&naive).earliest()
+                };
+                let year = reference.year();
+                let this_year = build(year);
+                let t = match this_year {
+                    Some(t) if t <= reference + chrono::Duration::days(1) => t,
+                    _ => build(year - 1).or(this_year)?,
+                };
+                Some(t.with_timezone(&Utc))
+            }
+        }
+    }
+}
+
+const MONTHS: [&[u8]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+fn parse_u32(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 10 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 20 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Splits off the first space-separated word.
+fn word(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = input.iter().position(|&b| b == b' ')?;
+    Some((&input[..end], &input[end + 1..]))
+}
+
+fn parse_traditional_stamp(line: &[u8]) -> Option<(Timestamp, &[u8])> {
+    // "Nov 26 21:06:15 " or "Nov  6 21:06:15 ": always 16 bytes.
+    let head = line.get(..16)?;
+    let month = MONTHS.iter().position(|m| *m == &head[..3])? as u32 + 1;
+    if head[3] != b' ' || head[15] != b' ' {
+        return None;
+    }
+    let day_bytes = if head[4] == b' ' { &head[5..6] } else { &head[4..6] };
+    let day = parse_u32(day_bytes)?;
+    let time = &head[7..15];
+    if time[2] != b':' || time[5] != b':' {
+        return None;
+    }
+    let hour = parse_u32(&time[0..2])?;
+    let minute = parse_u32(&time[3..5])?;
+    let second = parse_u32(&time[6..8])?;
+    if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some((Timestamp::NoYear { month, day, hour, minute, second: second.min(59) }, &line[16..]))
+}
+
+fn parse_rfc3339_stamp(line: &[u8]) -> Option<(Timestamp, &[u8])> {
+    let (stamp, rest) = word(line)?;
+    if stamp.len() < 20 || stamp[4] != b'-' || stamp[10] != b'T' {
+        return None;
+    }
+    let t = DateTime::parse_from_rfc3339(std::str::from_utf8(stamp).ok()?).ok()?;
+    Some((Timestamp::Full(t), rest))
+}
+
+/// Splits `prog[pid]:` (or `prog:`) off the front of `input`.
+fn parse_tag(input: &[u8]) -> Option<(&str, Option<u32>, &[u8])> {
+    let colon = input.iter().position(|&b| b == b':')?;
+    let tag = &input[..colon];
+    if tag.is_empty() || tag.len() > 64 || tag.contains(&b' ') {
+        return None;
+    }
+    let mut message = &input[colon + 1..];
+    if message.first() == Some(&b' ') {
+        message = &message[1..];
+    }
+    let (program, pid) = match tag.iter().position(|&b| b == b'[') {
+        Some(open) if tag.last() == Some(&b']') => (&tag[..open], Some(parse_u32(&tag[open + 1..tag.len() - 1])?)),
+        Some(_) => return None,
+        None => (tag, None),
+    };
+    Some((std::str::from_utf8(program).ok()?, pid, message))
+}
+
+/// Parses one line of a syslog file written in rsyslog's or syslog-ng's traditional format
+/// (`Mon dd hh:mm:ss host prog[pid]: msg`) or with RFC 3339 stamps
+/// (`2026-11-26T21:06:15.123456+01:00 host prog[pid]: msg`). A line without a host field
+/// (`Mon dd hh:mm:ss prog[pid]: msg`) is accepted with `host: None`.
+pub fn parse_syslog_line(line: &[u8]) -> Option<SyslogLine<'_>> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (timestamp, rest) = parse_traditional_stamp(line).or_else(|| parse_rfc3339_stamp(line))?;
+    let (first, after_first) = word(rest).unwrap_or((rest, b""));
+    // "prog[pid]:" right after the stamp means there is no host field.
+    if first.ends_with(b":")
+        && let Some((program, pid, message)) = parse_tag(rest)
+        && (pid.is_some() || after_first.is_empty() || first.len() > 1)
+        && !first.contains(&b'.')
+    {
+        return Some(SyslogLine { timestamp, host: None, program, pid, message });
+    }
+    let host = std::str::from_utf8(first).ok()?;
+    if host.is_empty() {
+        return None;
+    }
+    let (program, pid, message) = parse_tag(after_first)?;
+    Some(SyslogLine { timestamp, host: Some(host), program, pid, message })
+}
+
+/// Decodes OpenSSH's vis(3) escaping (`\ooo`, `\n`, `\t`, `\\` and the other C-style escapes)
+/// into the original bytes. An unknown escape is kept as it stands.
+pub fn unvis(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b != b'\\' || i + 1 >= input.len() {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let next = input[i + 1];
+        let simple = match next {
+            b'\\' => Some(b'\\'),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            b'b' => Some(0x08),
+            b'a' => Some(0x07),
+            b'v' => Some(0x0b),
+            b'f' => Some(0x0c),
+            b's' => Some(b' '),
+            b'E' => Some(0x1b),
+            _ => None,
+        };
+        if let Some(decoded) = simple {
+            out.push(decoded);
+            i += 2;
+            continue;
+        }
+        if next.is_ascii_digit() && next < b'8' {
+            // Up to three octal digits; vis writes "\0" for NUL when no digit follows.
+            let mut value: u32 = 0;
+            let mut j = i + 1;
+            while j < input.len() && j < i + 4 && (b'0'..=b'7').contains(&input[j]) {
+                value = value * 8 + u32::from(input[j] - b'0');
+                j += 1;
+            }
+            if value <= 0xff {
+                out.push(value as u8);
+                i = j;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+/// What one sftp-server (or internal-sftp) message says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SftpEvent {
+    SessionOpened { user: String, client_ip: String },
+    SessionClosed { user: String, client_ip: String },
+    Open { path: Vec<u8>, flags: String, mode: String },
+    Close { path: Vec<u8>, bytes_read: u64, bytes_written: u64, forced: bool },
+    /// opendir, closedir, statvfs and the like: no row, but a `sent status` after them is theirs.
+    Other { what: &'static str, path: Vec<u8> },
+    Remove { path: Vec<u8> },
+    Mkdir { path: Vec<u8>, mode: String },
+    Rmdir { path: Vec<u8> },
+    /// rename, posix-rename, symlink, hardlink.
+    TwoPaths { kind: &'static str, old: Vec<u8>, new: Vec<u8> },
+    Set { path: Vec<u8>, attribute: String, value: String },
+    Status { text: String },
+    /// A line from sftp-server that could not be read (cut at 500 characters, or unknown).
+    Unparsed,
+}
+
+/// Strips `prefix "` from the front and `"` + a suffix from the back, returning the quoted name.
+fn quoted_between<'a>(msg: &'a [u8], prefix: &[u8], suffix_start: usize) -> Option<&'a [u8]> {
+    let inner = msg.strip_prefix(prefix)?.strip_prefix(b"\"")?;
+    let end = suffix_start.checked_sub(prefix.len() + 1)?;
+    let name = inner.get(..end)?;
+    if msg.get(suffix_start) != Some(&b'"') {
+        return None;
+    }
+    Some(name)
+}
+
+/// `<digits>` at the very end of `msg`, and where they start.
+fn trailing_number(msg: &[u8]) -> Option<(u64, usize)> {
+    let start = msg.iter().rposition(|b| !b.is_ascii_digit()).map_or(0, |p| p + 1);
+    Some((parse_u64(&msg[start..])?, start))
+}
+
+fn parse_close(msg: &[u8]) -> Option<SftpEvent> {
+    let (forced, body) = match msg.strip_prefix(b"forced ") {
+        Some(rest) => (true, rest),
+        None => (false, msg),
+    };
+    let (written, at) = trailing_number(body)?;
+    let before = body[..at].strip_suffix(b" written ")?;
+    let (read, at) = trailing_number(before)?;
+    let before = before[..at].strip_suffix(b"\" bytes read ")?;
+    let name = before.strip_prefix(b"close \"")?;
+    Some(SftpEvent::Close { path: unvis(name), bytes_read: read, bytes_written: written, forced })
+}
+
+/// ` mode 0<octal>` at the end: returns the mode and where the suffix starts.
+fn trailing_mode(msg: &[u8]) -> Option<(String, usize)> {
+    let pos = msg.windows(6).rposition(|w| w == b" mode ")?;
+    let mode = &msg[pos + 6..];
+    if mode.is_empty() || !mode.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        return None;
+    }
+    Some((String::from_utf8_lossy(mode).into_owned(), pos))
+}
+
+fn parse_open(msg: &[u8]) -> Option<SftpEvent> {
+    let (mode, mode_at) = trailing_mode(msg)?;
+    let before_mode = &msg[..mode_at];
+    let flags_at = before_mode.windows(8).rposition(|w| w == b"\" flags ")?;
+    let flags = &before_mode[flags_at + 8..];
+    if !flags.iter().all(|&b| b.is_ascii_uppercase() || b == b',') {
+        return None;
+    }
+    let name = quoted_between(msg, b"open ", flags_at)?;
+    Some(SftpEvent::Open {
+        path: unvis(name),
+        flags: String::from_utf8_lossy(flags).into_owned(),
+        mode,
+    })
+}
+
+/// `PREFIX "name"`: a message whose only field is one quoted name.
+fn parse_single_name(msg: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
+    let rest = msg.strip_prefix(prefix)?.strip_prefix(b"\"")?;
+    Some(unvis(rest.strip_suffix(b"\"")?))
+}
+
+fn parse_two_paths(msg: &[u8], prefix: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let rest = msg.strip_prefix(prefix)?.strip_prefix(b" old \"")?.strip_suffix(b"\"")?;
+    // Both names are unescaped quotes-wise; the first separator is the most likely one.
+    let sep = rest.windows(7).position(|w| w == b"\" new \"")?;
+    Some((unvis(&rest[..sep]), unvis(&rest[sep + 7..])))
+}
+
+fn parse_set(msg: &[u8]) -> Option<SftpEvent> {
+    let rest = msg.strip_prefix(b"set \"")?;
+    // Try each `" <attribute> ` position from the right until the tail fits that attribute.
+    let mut end = rest.len();
+    while let Some(q) = rest[..end].iter().rposition(|&b| b == b'"') {
+        let tail = &rest[q + 1..];
+        if let Some(tail) = tail.strip_prefix(b" ") {
+            let (attr, value) = word(tail).unwrap_or((tail, b""));
+            let fits = match attr {
+                b"size" => parse_u64(value).is_some(),
+                b"mode" => !value.is_empty() && value.iter().all(|b| (b'0'..=b'7').contains(b)),
+                b"modtime" => !value.is_empty() && !value.contains(&b' '),
+                b"owner" => {
+                    let parts: Vec<&[u8]> = value.split(|&b| b == b' ').collect();
+                    parts.len() == 3 && parse_u64(parts[0]).is_some() && parts[1] == b"group" && parse_u64(parts[2]).is_some()
+                }
+                _ => false,
+            };
+            if fits {
+                return Some(SftpEvent::Set {
+                    path: unvis(&rest[..q]),
+                    attribute: String::from_utf8_lossy(attr).into_owned(),
+                    value: String::from_utf8_lossy(value).into_owned(),
+                });
+            }
+        }
+        end = q;
+    }
+    None
+}
+
+fn parse_session_line(msg: &[u8], prefix: &[u8]) -> Option<(String, String)> {
+    let rest = msg.strip_prefix(prefix)?.strip_suffix(b"]")?;
+    let from = rest.windows(7).rposition(|w| w == b" from [")?;
+    let user = std::str::from_utf8(&rest[..from]).ok()?;
+    let ip = std::str::from_utf8(&rest[from + 7..]).ok()?;
+    Some((user.to_owned(), ip.to_owned()))
+}
+
+/// Parses a message of sftp-server or internal-sftp at log level INFO.
+pub fn parse_sftp_message(msg: &[u8]) -> SftpEvent {
+    parse_sftp_known(msg).unwrap_or(SftpEvent::Unparsed)
+}
+
+fn parse_sftp_known(msg: &[u8]) -> Option<SftpEvent> {
+    let first = msg.split(|&b| b == b' ').next()?;
+    match first {
+        b"open" => parse_open(msg),
+        b"close" | b"forced" if msg.starts_with(b"forced closedir ") => {
+            parse_single_name(msg, b"forced closedir ").map(|path| SftpEvent::Other { what: "closedir", path })
+        }
+        b"close" | b"forced" => parse_close(msg),
+        b"closedir" => parse_single_name(msg, b"closedir ").map(|path| SftpEvent::Other { what: "closedir", path }),
+        b"opendir" => parse_single_name(msg, b"opendir ").map(|path| SftpEvent::Other { what: "opendir", path }),
+        b"statvfs" => parse_single_name(msg, b"statvfs ").map(|path| SftpEvent::Other { what: "statvfs", path }),
+        b"remove" => parse_single_name(msg, b"remove name ").map(|path| SftpEvent::Remove { path }),
+        b"rmdir" => parse_single_name(msg, b"rmdir name ").map(|path| SftpEvent::Rmdir { path }),
+        b"mkdir" => {
+            let (mode, at) = trailing_mode(msg)?;
+            parse_single_name(&msg[..at], b"mkdir name ").map(|path| SftpEvent::Mkdir { path, mode })
+        }
+        b"rename" | b"posix-rename" | b"symlink" | b"hardlink" => {
+            let kind = match first {
+                b"rename" => "rename",
+                b"posix-rename" => "posix-rename",
+                b"symlink" => "symlink",
+                _ => "hardlink",
+            };
+            parse_two_paths(msg, first).map(|(old, new)| SftpEvent::TwoPaths { kind, old, new })
+        }
+        b"set" => parse_set(msg),
+        b"sent" => {
+            let text = msg.strip_prefix(b"sent status ")?;
+            Some(SftpEvent::Status { text: String::from_utf8_lossy(text).into_owned() })
+        }
+        b"session" => {
+            if let Some((user, client_ip)) = parse_session_line(msg, b"session opened for local user ") {
+                Some(SftpEvent::SessionOpened { user, client_ip })
+            } else {
+                parse_session_line(msg, b"session closed for local user ")
+                    .map(|(user, client_ip)| SftpEvent::SessionClosed { user, client_ip })
+            }
+        }
+        _ => None,
+    }
+}
+
+/// sshd's `Accepted <method> for <user> from <ip> port <port> ssh2[: <key type> <fingerprint>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub method: String,
+    pub user: String,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub key: Option<String>,
+}
+
+pub fn parse_accepted(msg: &[u8]) -> Option<Accepted> {
+    let text = std::str::from_utf8(msg).ok()?;
+    let rest = text.strip_prefix("Accepted ")?;
+    let (method, rest) = rest.split_once(" for ")?;
+    let (user, rest) = rest.rsplit_once(" from ")?;
+    let mut words = rest.split(' ');
+    let client_ip = words.next()?.to_owned();
+    if words.next()? != "port" {
+        return None;
+    }
+    let client_port = words.next()?.parse().ok()?;
+    let rest: Vec<&str> = words.collect();
+    let key = match rest.as_slice() {
+        [proto, kind, fp, ..] if proto.ends_with(':') => Some(format!("{kind} {fp}")),
+        _ => None,
+    };
+    Some(Accepted { method: method.to_owned(), user: user.to_owned(), client_ip, client_port, key })
+}
+
+/// One of the wrapper's own lines: the event phrase and its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrapperEvent {
+    pub event: String,
+    pub fields: Vec<logfmt::Field>,
+}
+
+impl WrapperEvent {
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<String> {
+        self.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(parse_u64)
+    }
+}
+
+pub fn parse_wrapper_message(msg: &[u8]) -> Option<WrapperEvent> {
+    let (event, fields) = logfmt::parse_line(msg)?;
+    // Every line the wrapper writes has fields; anything else with its ident is not ours to read.
+    if fields.is_empty() {
+        return None;
+    }
+    Some(WrapperEvent { event, fields })
+}
+
+/// Which program wrote a line, as far as ingest cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Wrapper(WrapperEvent),
+    Sftp { source: &'static str, event: SftpEvent },
+    Accepted(Accepted),
+    /// A line of a program we do not read.
+    Foreign,
+}
+
+/// Classifies a message by its program. `wrapper_ident` is the wrapper's syslog ident.
+pub fn classify(program: &str, message: &[u8], wrapper_ident: &str) -> Record {
+    if program == wrapper_ident {
+        return match parse_wrapper_message(message) {
+            Some(ev) => Record::Wrapper(ev),
+            None => Record::Foreign,
+        };
+    }
+    match program {
+        "sftp-server" => Record::Sftp { source: "sftp-server", event: parse_sftp_message(message) },
+        "internal-sftp" => Record::Sftp { source: "internal-sftp", event: parse_sftp_message(message) },
+        "sshd" | "sshd-session" => {
+            if let Some(inner) = message.strip_suffix(b" [postauth]")
+                && let Some(event) = parse_sftp_known(inner)
+            {
+                return Record::Sftp { source: "internal-sftp", event };
+            }
+            match parse_accepted(message) {
+                Some(a) => Record::Accepted(a),
+                None => Record::Foreign,
+            }
+        }
+        _ => Record::Foreign,
+    }
+}
+
+/// A parsed timestamp rendered for storage: UTC, fixed width, so text order is time order.
+pub fn storage_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The inverse of [`storage_time`].
+pub fn parse_storage_time(s: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ").ok().map(|n| n.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn traditional_lines() {
+        let l = parse_syslog_line(b"Nov 26 21:15:11 vm sftp-server[4887]: session opened for local user swt from [127.0.0.1]\n").unwrap();
+        assert_eq!(l.host, Some("vm"));
+        assert_eq!(l.program, "sftp-server");
+        assert_eq!(l.pid, Some(4887));
+        assert_eq!(l.message, b"session opened for local user swt from [127.0.0.1]");
+        assert_eq!(l.timestamp, Timestamp::NoYear { month: 11, day: 26, hour: 21, minute: 15, second: 11 });
+        let l = parse_syslog_line(b"Nov  6 01:02:03 host.example.com sshd[1]: Accepted publickey for a from 1.2.3.4 port 5 ssh2").unwrap();
+        assert_eq!(l.host, Some("host.example.com"));
+        assert_eq!(l.timestamp, Timestamp::NoYear { month: 11, day: 6, hour: 1, minute: 2, second: 3 });
+        let l = parse_syslog_line(b"Jan  1 00:00:00 h logger: plain tag").unwrap();
+        assert_eq!((l.program, l.pid, l.message), ("logger", None, &b"plain tag"[..]));
+    }
+
+    #[test]
+    fn rfc3339_lines() {
+        let l = parse_syslog_line(b"2026-11-26T21:15:11.123456+01:00 sftp1 sftpd-wrapper[10]: session start sid=x user=u").unwrap();
+        assert_eq!(l.host, Some("sftp1"));
+        let Timestamp::Full(t) = l.timestamp else { panic!() };
+        assert_eq!(storage_time(t.with_timezone(&Utc)), "2026-11-26T20:15:11.123456Z");
+    }
+
+    #[test]
+    fn lines_without_host() {
+        let l = parse_syslog_line(b"Nov 26 21:15:11 sftp-server[4887]: opendir \"/x\"").unwrap();
+        assert_eq!(l.host, None);
+        assert_eq!(l.program, "sftp-server");
+    }
+
+    #[test]
+    fn garbage_is_not_a_line() {
+        for bad in [&b""[..], b"hello world", b"Nov 26 21:15:11", b"Xyz 26 21:15:11 h p: m", b"Nov 32 21:15:11 h p: m", b"Nov 26 25:15:11 h p: m", b"Nov 26 21:15:11 h p[x]: m"] {
+            assert!(parse_syslog_line(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn year_inference_rolls_back_across_new_year() {
+        let reference = Local.with_ymd_and_hms(2027, 1, 2, 10, 0, 0).unwrap();
+        let dec = Timestamp::NoYear { month: 12, day: 31, hour: 23, minute: 59, second: 0 };
+        let jan = Timestamp::NoYear { month: 1, day: 1, hour: 0, minute: 1, second: 0 };
+        assert_eq!(dec.resolve(reference).unwrap().with_timezone(&Local).year(), 2026);
+        assert_eq!(jan.resolve(reference).unwrap().with_timezone(&Local).year(), 2027);
+        let mid = Local.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
+        assert_eq!(dec.resolve(mid).unwrap().with_timezone(&Local).year(), 2025);
+        let nov = Timestamp::NoYear { month: 11, day: 26, hour: 9, minute: 0, second: 0 };
+        assert_eq!(nov.resolve(mid).unwrap().with_timezone(&Local).year(), 2026);
+    }
+
+    fn sftp(msg: &[u8]) -> SftpEvent {
+        parse_sftp_message(msg)
+    }
+
+    #[test]
+    fn sftp_server_lines() {
+        assert_eq!(
+            sftp(b"session opened for local user acme from [192.0.2.7]"),
+            SftpEvent::SessionOpened { user: "acme".into(), client_ip: "192.0.2.7".into() }
+        );
+        assert_eq!(
+            sftp(b"session closed for local user acme from [2001:db8::1]"),
+            SftpEvent::SessionClosed { user: "acme".into(), client_ip: "2001:db8::1".into() }
+        );
+        assert_eq!(
+            sftp(b"open \"/home/acme/a b.txt\" flags WRITE,CREATE,TRUNCATE mode 0644"),
+            SftpEvent::Open { path: b"/home/acme/a b.txt".to_vec(), flags: "WRITE,CREATE,TRUNCATE".into(), mode: "0644".into() }
+        );
+        assert_eq!(
+            sftp(b"open \"/x\" flags  mode 0666"),
+            SftpEvent::Open { path: b"/x".to_vec(), flags: "".into(), mode: "0666".into() }
+        );
+        assert_eq!(
+            sftp(b"close \"/home/acme/a\" bytes read 0 written 3000000"),
+            SftpEvent::Close { path: b"/home/acme/a".to_vec(), bytes_read: 0, bytes_written: 3000000, forced: false }
+        );
+        assert_eq!(
+            sftp(b"forced close \"/home/acme/big.bin\" bytes read 0 written 1234"),
+            SftpEvent::Close { path: b"/home/acme/big.bin".to_vec(), bytes_read: 0, bytes_written: 1234, forced: true }
+        );
+        assert_eq!(sftp(b"remove name \"/h/x\""), SftpEvent::Remove { path: b"/h/x".to_vec() });
+        assert_eq!(sftp(b"mkdir name \"/h/d\" mode 0777"), SftpEvent::Mkdir { path: b"/h/d".to_vec(), mode: "0777".into() });
+        assert_eq!(sftp(b"rmdir name \"/h/d\""), SftpEvent::Rmdir { path: b"/h/d".to_vec() });
+        assert_eq!(
+            sftp(b"posix-rename old \"/h/a.filepart\" new \"/h/a\""),
+            SftpEvent::TwoPaths { kind: "posix-rename", old: b"/h/a.filepart".to_vec(), new: b"/h/a".to_vec() }
+        );
+        assert_eq!(
+            sftp(b"rename old \"/h/a\" new \"/h/b\""),
+            SftpEvent::TwoPaths { kind: "rename", old: b"/h/a".to_vec(), new: b"/h/b".to_vec() }
+        );
+        assert_eq!(
+            sftp(b"symlink old \"t\" new \"/h/l\""),
+            SftpEvent::TwoPaths { kind: "symlink", old: b"t".to_vec(), new: b"/h/l".to_vec() }
+        );
+        assert_eq!(
+            sftp(b"hardlink old \"/h/a\" new \"/h/b\""),
+            SftpEvent::TwoPaths { kind: "hardlink", old: b"/h/a".to_vec(), new: b"/h/b".to_vec() }
+        );
+        assert_eq!(
+            sftp(b"set \"/h/a\" modtime 20261126-21:15:11"),
+            SftpEvent::Set { path: b"/h/a".to_vec(), attribute: "modtime".into(), value: "20261126-21:15:11".into() }
+        );
+        assert_eq!(
+            sftp(b"set \"/h/a\" mode 0644"),
+            SftpEvent::Set { path: b"/h/a".to_vec(), attribute: "mode".into(), value: "0644".into() }
+        );
+        assert_eq!(
+            sftp(b"set \"/h/a\" size 0"),
+            SftpEvent::Set { path: b"/h/a".to_vec(), attribute: "size".into(), value: "0".into() }
+        );
+        assert_eq!(
+            sftp(b"set \"/h/a\" owner 1000 group 1000"),
+            SftpEvent::Set { path: b"/h/a".to_vec(), attribute: "owner".into(), value: "1000 group 1000".into() }
+        );
+        assert_eq!(sftp(b"sent status Permission denied"), SftpEvent::Status { text: "Permission denied".into() });
+        assert_eq!(sftp(b"opendir \"/h\""), SftpEvent::Other { what: "opendir", path: b"/h".to_vec() });
+        assert_eq!(sftp(b"closedir \"/h\""), SftpEvent::Other { what: "closedir", path: b"/h".to_vec() });
+        assert_eq!(sftp(b"forced closedir \"/h\""), SftpEvent::Other { what: "closedir", path: b"/h".to_vec() });
+        assert_eq!(sftp(b"statvfs \"/h\""), SftpEvent::Other { what: "statvfs", path: b"/h".to_vec() });
+        assert_eq!(sftp(b"received client version 3"), SftpEvent::Unparsed);
+    }
+
+    #[test]
+    fn names_cannot_forge_counters_or_flags() {
+        assert_eq!(
+            sftp(b"close \"/h/x\" bytes read 0 written 9\" bytes read 0 written 5"),
+            SftpEvent::Close { path: b"/h/x\" bytes read 0 written 9".to_vec(), bytes_read: 0, bytes_written: 5, forced: false }
+        );
+        assert_eq!(
+            sftp(b"open \"/h/y\" flags READ mode 0644\" flags WRITE,CREATE mode 0600"),
+            SftpEvent::Open { path: b"/h/y\" flags READ mode 0644".to_vec(), flags: "WRITE,CREATE".into(), mode: "0600".into() }
+        );
+        assert_eq!(
+            sftp(b"set \"/h/z\" size 5\" mode 0644"),
+            SftpEvent::Set { path: b"/h/z\" size 5".to_vec(), attribute: "mode".into(), value: "0644".into() }
+        );
+        assert_eq!(
+            sftp(b"session opened for local user a from [1.2.3.4] from [5.6.7.8]"),
+            SftpEvent::SessionOpened { user: "a from [1.2.3.4]".into(), client_ip: "5.6.7.8".into() }
+        );
+    }
+
+    #[test]
+    fn escapes_are_decoded() {
+        assert_eq!(
+            sftp(b"close \"/h/tab\\there\\nnl\\\\bs\\303\\251\\377\" bytes read 1 written 0"),
+            SftpEvent::Close { path: b"/h/tab\there\nnl\\bs\xc3\xa9\xff".to_vec(), bytes_read: 1, bytes_written: 0, forced: false }
+        );
+        assert_eq!(unvis(b"a\\0b"), b"a\0b");
+        assert_eq!(unvis(b"\\000\\0011"), b"\0\x011");
+        assert_eq!(unvis(b"trailing\\"), b"trailing\\");
+        assert_eq!(unvis(b"\\q"), b"\\q");
+    }
+
+    #[test]
+    fn truncated_lines_are_unparsed_not_misread() {
+        let mut long = b"close \"/h/".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 480));
+        assert_eq!(long.len(), 490);
+        assert_eq!(sftp(&long), SftpEvent::Unparsed);
+        let mut open = b"open \"/h/".to_vec();
+        open.extend(std::iter::repeat_n(b'b', 470));
+        open.extend(b"\" flags WRI");
+        assert_eq!(sftp(&open), SftpEvent::Unparsed);
+        assert_eq!(sftp(b"rename old \"/h/a\" new \"/h/"), SftpEvent::Unparsed);
+        assert_eq!(sftp(b"mkdir name \"/h/d"), SftpEvent::Unparsed);
+    }
+
+    #[test]
+    fn sshd_lines() {
+        assert_eq!(
+            classify("sshd", b"Accepted publickey for acme from 192.0.2.7 port 50022 ssh2: ED25519 SHA256:abc", "sftpd-wrapper"),
+            Record::Accepted(Accepted {
+                method: "publickey".into(),
+                user: "acme".into(),
+                client_ip: "192.0.2.7".into(),
+                client_port: 50022,
+                key: Some("ED25519 SHA256:abc".into())
+            })
+        );
+        assert_eq!(
+            classify("sshd", b"Accepted password for acme from ::1 port 4 ssh2", "sftpd-wrapper"),
+            Record::Accepted(Accepted { method: "password".into(), user: "acme".into(), client_ip: "::1".into(), client_port: 4, key: None })
+        );
+        assert_eq!(
+            classify("sshd-session", b"open \"/x\" flags READ mode 0666 [postauth]", "sftpd-wrapper"),
+            Record::Sftp { source: "internal-sftp", event: SftpEvent::Open { path: b"/x".to_vec(), flags: "READ".into(), mode: "0666".into() } }
+        );
+        assert_eq!(classify("sshd", b"Received disconnect from 1.2.3.4 port 5:11: bye [postauth]", "sftpd-wrapper"), Record::Foreign);
+        assert_eq!(classify("cron", b"open \"/x\" flags READ mode 0666", "sftpd-wrapper"), Record::Foreign);
+        assert!(matches!(classify("internal-sftp", b"remove name \"/x\"", "w"), Record::Sftp { source: "internal-sftp", .. }));
+    }
+
+    #[test]
+    fn wrapper_lines() {
+        let Record::Wrapper(ev) = classify(
+            "sftpd-wrapper",
+            b"session end sid=vm-1 user=acme client_ip=127.0.0.1 sftp_pid=12 duration_ms=46 exit_status=0",
+            "sftpd-wrapper",
+        ) else {
+            panic!()
+        };
+        assert_eq!(ev.event, "session end");
+        assert_eq!(ev.get_str("sid").as_deref(), Some("vm-1"));
+        assert_eq!(ev.get_u64("duration_ms"), Some(46));
+        assert_eq!(classify("sftpd-wrapper", b"sftpd-wrapper: syslog is not reachable", "sftpd-wrapper"), Record::Foreign);
+    }
+
+    /// OpenSSH's strnvis(VIS_CSTYLE | VIS_NL | VIS_TAB | VIS_OCTAL), as used for syslog.
+    fn vis(name: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, &c) in name.iter().enumerate() {
+            let next = name.get(i + 1).copied().unwrap_or(0);
+            match c {
+                b'\\' => out.extend(b"\\\\"),
+                b'\n' => out.extend(b"\\n"),
+                b'\r' => out.extend(b"\\r"),
+                b'\t' => out.extend(b"\\t"),
+                0x08 => out.extend(b"\\b"),
+                0x07 => out.extend(b"\\a"),
+                0x0b => out.extend(b"\\v"),
+                0x0c => out.extend(b"\\f"),
+                0 if !(b'0'..=b'7').contains(&next) => out.extend(b"\\0"),
+                0x21..=0x7e | b' ' => out.push(c),
+                _ => out.extend(format!("\\{c:03o}").as_bytes()),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_survives_the_close_line(name in proptest::collection::vec(any::<u8>(), 0..120),
+                                            read in any::<u64>(), written in any::<u64>()) {
+            let mut line = b"close \"".to_vec();
+            line.extend(vis(&name));
+            line.extend(format!("\" bytes read {read} written {written}").as_bytes());
+            prop_assert_eq!(
+                sftp(&line),
+                SftpEvent::Close { path: name.clone(), bytes_read: read, bytes_written: written, forced: false }
+            );
+            let mut open = b"open \"".to_vec();
+            open.extend(vis(&name));
+            open.extend(b"\" flags READ mode 0666");
+            prop_assert_eq!(sftp(&open), SftpEvent::Open { path: name, flags: "READ".into(), mode: "0666".into() });
+        }
+
+        #[test]
+        fn no_line_makes_the_parser_panic(line in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_syslog_line(&line);
+            let _ = parse_sftp_message(&line);
+            let _ = classify("sftpd-wrapper", &line, "sftpd-wrapper");
+            let _ = classify("sshd", &line, "sftpd-wrapper");
+        }
+    }
+}
