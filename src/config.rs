@@ -170,6 +170,15 @@ impl Default for HooksSection {
     }
 }
 
+/// Settings of `sftpd-report`; the login shell ignores them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSection {
+    /// The accounting database: a path (or `sqlite://PATH`). Default
+    /// /var/lib/sftpd-wrapper/sftpd.db.
+    pub database: Option<String>,
+}
+
 /// Per-user or per-group changes to sftp-server's arguments.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -186,6 +195,7 @@ pub struct Config {
     pub sftp_server: SftpServerSection,
     pub syslog: SyslogSection,
     pub hooks: HooksSection,
+    pub report: ReportSection,
     pub users: BTreeMap<String, Override>,
     pub groups: BTreeMap<String, Override>,
 }

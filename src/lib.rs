@@ -6,8 +6,11 @@
 pub mod admin;
 pub mod config;
 pub mod hooks;
+pub mod ingest;
 pub mod invocation;
 pub mod logfmt;
 pub mod logparse;
+pub mod report;
 pub mod session;
+pub mod storage;
 pub mod syslog;

@@ -40,9 +40,16 @@ impl Timestamp {
     pub fn resolve(&self, reference: DateTime<Local>) -> Option<DateTime<Utc>> {
         match *self {
             Timestamp::Full(t) => Some(t.with_timezone(&Utc)),
-            Timestamp::NoYear { month, day, hour, minute, second } => {
+            Timestamp::NoYear {
+                month,
+                day,
+                hour,
+                minute,
+                second,
+            } => {
                 let build = |year: i32| -> Option<DateTime<Local>> {
-                    let naive = NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, minute, second)?;
+                    let naive = NaiveDate::from_ymd_opt(year, month, day)?
+                        .and_hms_opt(hour, minute, second)?;
                     Local.from_local_datetime(&naive).earliest()
                 };
                 let year = reference.year();
@@ -88,7 +95,11 @@ fn parse_traditional_stamp(line: &[u8]) -> Option<(Timestamp, &[u8])> {
     if head[3] != b' ' || head[15] != b' ' {
         return None;
     }
-    let day_bytes = if head[4] == b' ' { &head[5..6] } else { &head[4..6] };
+    let day_bytes = if head[4] == b' ' {
+        &head[5..6]
+    } else {
+        &head[4..6]
+    };
     let day = parse_u32(day_bytes)?;
     let time = &head[7..15];
     if time[2] != b':' || time[5] != b':' {
@@ -100,7 +111,16 @@ fn parse_traditional_stamp(line: &[u8]) -> Option<(Timestamp, &[u8])> {
     if !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    Some((Timestamp::NoYear { month, day, hour, minute, second: second.min(59) }, &line[16..]))
+    Some((
+        Timestamp::NoYear {
+            month,
+            day,
+            hour,
+            minute,
+            second: second.min(59),
+        },
+        &line[16..],
+    ))
 }
 
 fn parse_rfc3339_stamp(line: &[u8]) -> Option<(Timestamp, &[u8])> {
@@ -124,7 +144,10 @@ fn parse_tag(input: &[u8]) -> Option<(&str, Option<u32>, &[u8])> {
         message = &message[1..];
     }
     let (program, pid) = match tag.iter().position(|&b| b == b'[') {
-        Some(open) if tag.last() == Some(&b']') => (&tag[..open], Some(parse_u32(&tag[open + 1..tag.len() - 1])?)),
+        Some(open) if tag.last() == Some(&b']') => (
+            &tag[..open],
+            Some(parse_u32(&tag[open + 1..tag.len() - 1])?),
+        ),
         Some(_) => return None,
         None => (tag, None),
     };
@@ -146,14 +169,26 @@ pub fn parse_syslog_line(line: &[u8]) -> Option<SyslogLine<'_>> {
         && (pid.is_some() || after_first.is_empty() || first.len() > 1)
         && !first.contains(&b'.')
     {
-        return Some(SyslogLine { timestamp, host: None, program, pid, message });
+        return Some(SyslogLine {
+            timestamp,
+            host: None,
+            program,
+            pid,
+            message,
+        });
     }
     let host = std::str::from_utf8(first).ok()?;
     if host.is_empty() {
         return None;
     }
     let (program, pid, message) = parse_tag(after_first)?;
-    Some(SyslogLine { timestamp, host: Some(host), program, pid, message })
+    Some(SyslogLine {
+        timestamp,
+        host: Some(host),
+        program,
+        pid,
+        message,
+    })
 }
 
 /// Decodes OpenSSH's vis(3) escaping (`\ooo`, `\n`, `\t`, `\\` and the other C-style escapes)
@@ -210,19 +245,54 @@ pub fn unvis(input: &[u8]) -> Vec<u8> {
 /// What one sftp-server (or internal-sftp) message says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SftpEvent {
-    SessionOpened { user: String, client_ip: String },
-    SessionClosed { user: String, client_ip: String },
-    Open { path: Vec<u8>, flags: String, mode: String },
-    Close { path: Vec<u8>, bytes_read: u64, bytes_written: u64, forced: bool },
+    SessionOpened {
+        user: String,
+        client_ip: String,
+    },
+    SessionClosed {
+        user: String,
+        client_ip: String,
+    },
+    Open {
+        path: Vec<u8>,
+        flags: String,
+        mode: String,
+    },
+    Close {
+        path: Vec<u8>,
+        bytes_read: u64,
+        bytes_written: u64,
+        forced: bool,
+    },
     /// opendir, closedir, statvfs and the like: no row, but a `sent status` after them is theirs.
-    Other { what: &'static str, path: Vec<u8> },
-    Remove { path: Vec<u8> },
-    Mkdir { path: Vec<u8>, mode: String },
-    Rmdir { path: Vec<u8> },
+    Other {
+        what: &'static str,
+        path: Vec<u8>,
+    },
+    Remove {
+        path: Vec<u8>,
+    },
+    Mkdir {
+        path: Vec<u8>,
+        mode: String,
+    },
+    Rmdir {
+        path: Vec<u8>,
+    },
     /// rename, posix-rename, symlink, hardlink.
-    TwoPaths { kind: &'static str, old: Vec<u8>, new: Vec<u8> },
-    Set { path: Vec<u8>, attribute: String, value: String },
-    Status { text: String },
+    TwoPaths {
+        kind: &'static str,
+        old: Vec<u8>,
+        new: Vec<u8>,
+    },
+    Set {
+        path: Vec<u8>,
+        attribute: String,
+        value: String,
+    },
+    Status {
+        text: String,
+    },
     /// A line from sftp-server that could not be read (cut at 500 characters, or unknown).
     Unparsed,
 }
@@ -240,7 +310,10 @@ fn quoted_between<'a>(msg: &'a [u8], prefix: &[u8], suffix_start: usize) -> Opti
 
 /// `<digits>` at the very end of `msg`, and where they start.
 fn trailing_number(msg: &[u8]) -> Option<(u64, usize)> {
-    let start = msg.iter().rposition(|b| !b.is_ascii_digit()).map_or(0, |p| p + 1);
+    let start = msg
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(0, |p| p + 1);
     Some((parse_u64(&msg[start..])?, start))
 }
 
@@ -254,7 +327,12 @@ fn parse_close(msg: &[u8]) -> Option<SftpEvent> {
     let (read, at) = trailing_number(before)?;
     let before = before[..at].strip_suffix(b"\" bytes read ")?;
     let name = before.strip_prefix(b"close \"")?;
-    Some(SftpEvent::Close { path: unvis(name), bytes_read: read, bytes_written: written, forced })
+    Some(SftpEvent::Close {
+        path: unvis(name),
+        bytes_read: read,
+        bytes_written: written,
+        forced,
+    })
 }
 
 /// ` mode 0<octal>` at the end: returns the mode and where the suffix starts.
@@ -290,7 +368,10 @@ fn parse_single_name(msg: &[u8], prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn parse_two_paths(msg: &[u8], prefix: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let rest = msg.strip_prefix(prefix)?.strip_prefix(b" old \"")?.strip_suffix(b"\"")?;
+    let rest = msg
+        .strip_prefix(prefix)?
+        .strip_prefix(b" old \"")?
+        .strip_suffix(b"\"")?;
     // Both names are unescaped quotes-wise; the first separator is the most likely one.
     let sep = rest.windows(7).position(|w| w == b"\" new \"")?;
     Some((unvis(&rest[..sep]), unvis(&rest[sep + 7..])))
@@ -310,7 +391,10 @@ fn parse_set(msg: &[u8]) -> Option<SftpEvent> {
                 b"modtime" => !value.is_empty() && !value.contains(&b' '),
                 b"owner" => {
                     let parts: Vec<&[u8]> = value.split(|&b| b == b' ').collect();
-                    parts.len() == 3 && parse_u64(parts[0]).is_some() && parts[1] == b"group" && parse_u64(parts[2]).is_some()
+                    parts.len() == 3
+                        && parse_u64(parts[0]).is_some()
+                        && parts[1] == b"group"
+                        && parse_u64(parts[2]).is_some()
                 }
                 _ => false,
             };
@@ -345,17 +429,30 @@ fn parse_sftp_known(msg: &[u8]) -> Option<SftpEvent> {
     match first {
         b"open" => parse_open(msg),
         b"close" | b"forced" if msg.starts_with(b"forced closedir ") => {
-            parse_single_name(msg, b"forced closedir ").map(|path| SftpEvent::Other { what: "closedir", path })
+            parse_single_name(msg, b"forced closedir ").map(|path| SftpEvent::Other {
+                what: "closedir",
+                path,
+            })
         }
         b"close" | b"forced" => parse_close(msg),
-        b"closedir" => parse_single_name(msg, b"closedir ").map(|path| SftpEvent::Other { what: "closedir", path }),
-        b"opendir" => parse_single_name(msg, b"opendir ").map(|path| SftpEvent::Other { what: "opendir", path }),
-        b"statvfs" => parse_single_name(msg, b"statvfs ").map(|path| SftpEvent::Other { what: "statvfs", path }),
+        b"closedir" => parse_single_name(msg, b"closedir ").map(|path| SftpEvent::Other {
+            what: "closedir",
+            path,
+        }),
+        b"opendir" => parse_single_name(msg, b"opendir ").map(|path| SftpEvent::Other {
+            what: "opendir",
+            path,
+        }),
+        b"statvfs" => parse_single_name(msg, b"statvfs ").map(|path| SftpEvent::Other {
+            what: "statvfs",
+            path,
+        }),
         b"remove" => parse_single_name(msg, b"remove name ").map(|path| SftpEvent::Remove { path }),
         b"rmdir" => parse_single_name(msg, b"rmdir name ").map(|path| SftpEvent::Rmdir { path }),
         b"mkdir" => {
             let (mode, at) = trailing_mode(msg)?;
-            parse_single_name(&msg[..at], b"mkdir name ").map(|path| SftpEvent::Mkdir { path, mode })
+            parse_single_name(&msg[..at], b"mkdir name ")
+                .map(|path| SftpEvent::Mkdir { path, mode })
         }
         b"rename" | b"posix-rename" | b"symlink" | b"hardlink" => {
             let kind = match first {
@@ -369,10 +466,14 @@ fn parse_sftp_known(msg: &[u8]) -> Option<SftpEvent> {
         b"set" => parse_set(msg),
         b"sent" => {
             let text = msg.strip_prefix(b"sent status ")?;
-            Some(SftpEvent::Status { text: String::from_utf8_lossy(text).into_owned() })
+            Some(SftpEvent::Status {
+                text: String::from_utf8_lossy(text).into_owned(),
+            })
         }
         b"session" => {
-            if let Some((user, client_ip)) = parse_session_line(msg, b"session opened for local user ") {
+            if let Some((user, client_ip)) =
+                parse_session_line(msg, b"session opened for local user ")
+            {
                 Some(SftpEvent::SessionOpened { user, client_ip })
             } else {
                 parse_session_line(msg, b"session closed for local user ")
@@ -409,7 +510,13 @@ pub fn parse_accepted(msg: &[u8]) -> Option<Accepted> {
         [proto, kind, fp, ..] if proto.ends_with(':') => Some(format!("{kind} {fp}")),
         _ => None,
     };
-    Some(Accepted { method: method.to_owned(), user: user.to_owned(), client_ip, client_port, key })
+    Some(Accepted {
+        method: method.to_owned(),
+        user: user.to_owned(),
+        client_ip,
+        client_port,
+        key,
+    })
 }
 
 /// One of the wrapper's own lines: the event phrase and its fields.
@@ -421,11 +528,15 @@ pub struct WrapperEvent {
 
 impl WrapperEvent {
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
     }
 
     pub fn get_str(&self, key: &str) -> Option<String> {
-        self.get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     pub fn get_u64(&self, key: &str) -> Option<u64> {
@@ -446,7 +557,10 @@ pub fn parse_wrapper_message(msg: &[u8]) -> Option<WrapperEvent> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Wrapper(WrapperEvent),
-    Sftp { source: &'static str, event: SftpEvent },
+    Sftp {
+        source: &'static str,
+        event: SftpEvent,
+    },
     Accepted(Accepted),
     /// A line of a program we do not read.
     Foreign,
@@ -461,13 +575,22 @@ pub fn classify(program: &str, message: &[u8], wrapper_ident: &str) -> Record {
         };
     }
     match program {
-        "sftp-server" => Record::Sftp { source: "sftp-server", event: parse_sftp_message(message) },
-        "internal-sftp" => Record::Sftp { source: "internal-sftp", event: parse_sftp_message(message) },
+        "sftp-server" => Record::Sftp {
+            source: "sftp-server",
+            event: parse_sftp_message(message),
+        },
+        "internal-sftp" => Record::Sftp {
+            source: "internal-sftp",
+            event: parse_sftp_message(message),
+        },
         "sshd" | "sshd-session" => {
             if let Some(inner) = message.strip_suffix(b" [postauth]")
                 && let Some(event) = parse_sftp_known(inner)
             {
-                return Record::Sftp { source: "internal-sftp", event };
+                return Record::Sftp {
+                    source: "internal-sftp",
+                    event,
+                };
             }
             match parse_accepted(message) {
                 Some(a) => Record::Accepted(a),
@@ -485,7 +608,9 @@ pub fn storage_time(t: DateTime<Utc>) -> String {
 
 /// The inverse of [`storage_time`].
 pub fn parse_storage_time(s: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ").ok().map(|n| n.and_utc())
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
+        .ok()
+        .map(|n| n.and_utc())
 }
 
 #[cfg(test)]
@@ -499,21 +624,53 @@ mod tests {
         assert_eq!(l.host, Some("vm"));
         assert_eq!(l.program, "sftp-server");
         assert_eq!(l.pid, Some(4887));
-        assert_eq!(l.message, b"session opened for local user swt from [127.0.0.1]");
-        assert_eq!(l.timestamp, Timestamp::NoYear { month: 11, day: 26, hour: 21, minute: 15, second: 11 });
+        assert_eq!(
+            l.message,
+            b"session opened for local user swt from [127.0.0.1]"
+        );
+        assert_eq!(
+            l.timestamp,
+            Timestamp::NoYear {
+                month: 11,
+                day: 26,
+                hour: 21,
+                minute: 15,
+                second: 11
+            }
+        );
         let l = parse_syslog_line(b"Nov  6 01:02:03 host.example.com sshd[1]: Accepted publickey for a from 1.2.3.4 port 5 ssh2").unwrap();
         assert_eq!(l.host, Some("host.example.com"));
-        assert_eq!(l.timestamp, Timestamp::NoYear { month: 11, day: 6, hour: 1, minute: 2, second: 3 });
+        assert_eq!(
+            l.timestamp,
+            Timestamp::NoYear {
+                month: 11,
+                day: 6,
+                hour: 1,
+                minute: 2,
+                second: 3
+            }
+        );
         let l = parse_syslog_line(b"Jan  1 00:00:00 h logger: plain tag").unwrap();
-        assert_eq!((l.program, l.pid, l.message), ("logger", None, &b"plain tag"[..]));
+        assert_eq!(
+            (l.program, l.pid, l.message),
+            ("logger", None, &b"plain tag"[..])
+        );
     }
 
     #[test]
     fn rfc3339_lines() {
-        let l = parse_syslog_line(b"2026-11-26T21:15:11.123456+01:00 sftp1 sftpd-wrapper[10]: session start sid=x user=u").unwrap();
+        let l = parse_syslog_line(
+            b"2026-11-26T21:15:11.123456+01:00 sftp1 sftpd-wrapper[10]: session start sid=x user=u",
+        )
+        .unwrap();
         assert_eq!(l.host, Some("sftp1"));
-        let Timestamp::Full(t) = l.timestamp else { panic!() };
-        assert_eq!(storage_time(t.with_timezone(&Utc)), "2026-11-26T20:15:11.123456Z");
+        let Timestamp::Full(t) = l.timestamp else {
+            panic!()
+        };
+        assert_eq!(
+            storage_time(t.with_timezone(&Utc)),
+            "2026-11-26T20:15:11.123456Z"
+        );
     }
 
     #[test]
@@ -525,21 +682,57 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_line() {
-        for bad in [&b""[..], b"hello world", b"Nov 26 21:15:11", b"Xyz 26 21:15:11 h p: m", b"Nov 32 21:15:11 h p: m", b"Nov 26 25:15:11 h p: m", b"Nov 26 21:15:11 h p[x]: m"] {
-            assert!(parse_syslog_line(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"hello world",
+            b"Nov 26 21:15:11",
+            b"Xyz 26 21:15:11 h p: m",
+            b"Nov 32 21:15:11 h p: m",
+            b"Nov 26 25:15:11 h p: m",
+            b"Nov 26 21:15:11 h p[x]: m",
+        ] {
+            assert!(
+                parse_syslog_line(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn year_inference_rolls_back_across_new_year() {
         let reference = Local.with_ymd_and_hms(2027, 1, 2, 10, 0, 0).unwrap();
-        let dec = Timestamp::NoYear { month: 12, day: 31, hour: 23, minute: 59, second: 0 };
-        let jan = Timestamp::NoYear { month: 1, day: 1, hour: 0, minute: 1, second: 0 };
-        assert_eq!(dec.resolve(reference).unwrap().with_timezone(&Local).year(), 2026);
-        assert_eq!(jan.resolve(reference).unwrap().with_timezone(&Local).year(), 2027);
+        let dec = Timestamp::NoYear {
+            month: 12,
+            day: 31,
+            hour: 23,
+            minute: 59,
+            second: 0,
+        };
+        let jan = Timestamp::NoYear {
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 1,
+            second: 0,
+        };
+        assert_eq!(
+            dec.resolve(reference).unwrap().with_timezone(&Local).year(),
+            2026
+        );
+        assert_eq!(
+            jan.resolve(reference).unwrap().with_timezone(&Local).year(),
+            2027
+        );
         let mid = Local.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
         assert_eq!(dec.resolve(mid).unwrap().with_timezone(&Local).year(), 2025);
-        let nov = Timestamp::NoYear { month: 11, day: 26, hour: 9, minute: 0, second: 0 };
+        let nov = Timestamp::NoYear {
+            month: 11,
+            day: 26,
+            hour: 9,
+            minute: 0,
+            second: 0,
+        };
         assert_eq!(nov.resolve(mid).unwrap().with_timezone(&Local).year(), 2026);
     }
 
@@ -551,68 +744,169 @@ mod tests {
     fn sftp_server_lines() {
         assert_eq!(
             sftp(b"session opened for local user acme from [192.0.2.7]"),
-            SftpEvent::SessionOpened { user: "acme".into(), client_ip: "192.0.2.7".into() }
+            SftpEvent::SessionOpened {
+                user: "acme".into(),
+                client_ip: "192.0.2.7".into()
+            }
         );
         assert_eq!(
             sftp(b"session closed for local user acme from [2001:db8::1]"),
-            SftpEvent::SessionClosed { user: "acme".into(), client_ip: "2001:db8::1".into() }
+            SftpEvent::SessionClosed {
+                user: "acme".into(),
+                client_ip: "2001:db8::1".into()
+            }
         );
         assert_eq!(
             sftp(b"open \"/home/acme/a b.txt\" flags WRITE,CREATE,TRUNCATE mode 0644"),
-            SftpEvent::Open { path: b"/home/acme/a b.txt".to_vec(), flags: "WRITE,CREATE,TRUNCATE".into(), mode: "0644".into() }
+            SftpEvent::Open {
+                path: b"/home/acme/a b.txt".to_vec(),
+                flags: "WRITE,CREATE,TRUNCATE".into(),
+                mode: "0644".into()
+            }
         );
         assert_eq!(
             sftp(b"open \"/x\" flags  mode 0666"),
-            SftpEvent::Open { path: b"/x".to_vec(), flags: "".into(), mode: "0666".into() }
+            SftpEvent::Open {
+                path: b"/x".to_vec(),
+                flags: "".into(),
+                mode: "0666".into()
+            }
         );
         assert_eq!(
             sftp(b"close \"/home/acme/a\" bytes read 0 written 3000000"),
-            SftpEvent::Close { path: b"/home/acme/a".to_vec(), bytes_read: 0, bytes_written: 3000000, forced: false }
+            SftpEvent::Close {
+                path: b"/home/acme/a".to_vec(),
+                bytes_read: 0,
+                bytes_written: 3000000,
+                forced: false
+            }
         );
         assert_eq!(
             sftp(b"forced close \"/home/acme/big.bin\" bytes read 0 written 1234"),
-            SftpEvent::Close { path: b"/home/acme/big.bin".to_vec(), bytes_read: 0, bytes_written: 1234, forced: true }
+            SftpEvent::Close {
+                path: b"/home/acme/big.bin".to_vec(),
+                bytes_read: 0,
+                bytes_written: 1234,
+                forced: true
+            }
         );
-        assert_eq!(sftp(b"remove name \"/h/x\""), SftpEvent::Remove { path: b"/h/x".to_vec() });
-        assert_eq!(sftp(b"mkdir name \"/h/d\" mode 0777"), SftpEvent::Mkdir { path: b"/h/d".to_vec(), mode: "0777".into() });
-        assert_eq!(sftp(b"rmdir name \"/h/d\""), SftpEvent::Rmdir { path: b"/h/d".to_vec() });
+        assert_eq!(
+            sftp(b"remove name \"/h/x\""),
+            SftpEvent::Remove {
+                path: b"/h/x".to_vec()
+            }
+        );
+        assert_eq!(
+            sftp(b"mkdir name \"/h/d\" mode 0777"),
+            SftpEvent::Mkdir {
+                path: b"/h/d".to_vec(),
+                mode: "0777".into()
+            }
+        );
+        assert_eq!(
+            sftp(b"rmdir name \"/h/d\""),
+            SftpEvent::Rmdir {
+                path: b"/h/d".to_vec()
+            }
+        );
         assert_eq!(
             sftp(b"posix-rename old \"/h/a.filepart\" new \"/h/a\""),
-            SftpEvent::TwoPaths { kind: "posix-rename", old: b"/h/a.filepart".to_vec(), new: b"/h/a".to_vec() }
+            SftpEvent::TwoPaths {
+                kind: "posix-rename",
+                old: b"/h/a.filepart".to_vec(),
+                new: b"/h/a".to_vec()
+            }
         );
         assert_eq!(
             sftp(b"rename old \"/h/a\" new \"/h/b\""),
-            SftpEvent::TwoPaths { kind: "rename", old: b"/h/a".to_vec(), new: b"/h/b".to_vec() }
+            SftpEvent::TwoPaths {
+                kind: "rename",
+                old: b"/h/a".to_vec(),
+                new: b"/h/b".to_vec()
+            }
         );
         assert_eq!(
             sftp(b"symlink old \"t\" new \"/h/l\""),
-            SftpEvent::TwoPaths { kind: "symlink", old: b"t".to_vec(), new: b"/h/l".to_vec() }
+            SftpEvent::TwoPaths {
+                kind: "symlink",
+                old: b"t".to_vec(),
+                new: b"/h/l".to_vec()
+            }
         );
         assert_eq!(
             sftp(b"hardlink old \"/h/a\" new \"/h/b\""),
-            SftpEvent::TwoPaths { kind: "hardlink", old: b"/h/a".to_vec(), new: b"/h/b".to_vec() }
+            SftpEvent::TwoPaths {
+                kind: "hardlink",
+                old: b"/h/a".to_vec(),
+                new: b"/h/b".to_vec()
+            }
         );
         assert_eq!(
             sftp(b"set \"/h/a\" modtime 20261126-21:15:11"),
-            SftpEvent::Set { path: b"/h/a".to_vec(), attribute: "modtime".into(), value: "20261126-21:15:11".into() }
+            SftpEvent::Set {
+                path: b"/h/a".to_vec(),
+                attribute: "modtime".into(),
+                value: "20261126-21:15:11".into()
+            }
         );
         assert_eq!(
             sftp(b"set \"/h/a\" mode 0644"),
-            SftpEvent::Set { path: b"/h/a".to_vec(), attribute: "mode".into(), value: "0644".into() }
+            SftpEvent::Set {
+                path: b"/h/a".to_vec(),
+                attribute: "mode".into(),
+                value: "0644".into()
+            }
         );
         assert_eq!(
             sftp(b"set \"/h/a\" size 0"),
-            SftpEvent::Set { path: b"/h/a".to_vec(), attribute: "size".into(), value: "0".into() }
+            SftpEvent::Set {
+                path: b"/h/a".to_vec(),
+                attribute: "size".into(),
+                value: "0".into()
+            }
         );
         assert_eq!(
             sftp(b"set \"/h/a\" owner 1000 group 1000"),
-            SftpEvent::Set { path: b"/h/a".to_vec(), attribute: "owner".into(), value: "1000 group 1000".into() }
+            SftpEvent::Set {
+                path: b"/h/a".to_vec(),
+                attribute: "owner".into(),
+                value: "1000 group 1000".into()
+            }
         );
-        assert_eq!(sftp(b"sent status Permission denied"), SftpEvent::Status { text: "Permission denied".into() });
-        assert_eq!(sftp(b"opendir \"/h\""), SftpEvent::Other { what: "opendir", path: b"/h".to_vec() });
-        assert_eq!(sftp(b"closedir \"/h\""), SftpEvent::Other { what: "closedir", path: b"/h".to_vec() });
-        assert_eq!(sftp(b"forced closedir \"/h\""), SftpEvent::Other { what: "closedir", path: b"/h".to_vec() });
-        assert_eq!(sftp(b"statvfs \"/h\""), SftpEvent::Other { what: "statvfs", path: b"/h".to_vec() });
+        assert_eq!(
+            sftp(b"sent status Permission denied"),
+            SftpEvent::Status {
+                text: "Permission denied".into()
+            }
+        );
+        assert_eq!(
+            sftp(b"opendir \"/h\""),
+            SftpEvent::Other {
+                what: "opendir",
+                path: b"/h".to_vec()
+            }
+        );
+        assert_eq!(
+            sftp(b"closedir \"/h\""),
+            SftpEvent::Other {
+                what: "closedir",
+                path: b"/h".to_vec()
+            }
+        );
+        assert_eq!(
+            sftp(b"forced closedir \"/h\""),
+            SftpEvent::Other {
+                what: "closedir",
+                path: b"/h".to_vec()
+            }
+        );
+        assert_eq!(
+            sftp(b"statvfs \"/h\""),
+            SftpEvent::Other {
+                what: "statvfs",
+                path: b"/h".to_vec()
+            }
+        );
         assert_eq!(sftp(b"received client version 3"), SftpEvent::Unparsed);
     }
 
@@ -620,19 +914,35 @@ mod tests {
     fn names_cannot_forge_counters_or_flags() {
         assert_eq!(
             sftp(b"close \"/h/x\" bytes read 0 written 9\" bytes read 0 written 5"),
-            SftpEvent::Close { path: b"/h/x\" bytes read 0 written 9".to_vec(), bytes_read: 0, bytes_written: 5, forced: false }
+            SftpEvent::Close {
+                path: b"/h/x\" bytes read 0 written 9".to_vec(),
+                bytes_read: 0,
+                bytes_written: 5,
+                forced: false
+            }
         );
         assert_eq!(
             sftp(b"open \"/h/y\" flags READ mode 0644\" flags WRITE,CREATE mode 0600"),
-            SftpEvent::Open { path: b"/h/y\" flags READ mode 0644".to_vec(), flags: "WRITE,CREATE".into(), mode: "0600".into() }
+            SftpEvent::Open {
+                path: b"/h/y\" flags READ mode 0644".to_vec(),
+                flags: "WRITE,CREATE".into(),
+                mode: "0600".into()
+            }
         );
         assert_eq!(
             sftp(b"set \"/h/z\" size 5\" mode 0644"),
-            SftpEvent::Set { path: b"/h/z\" size 5".to_vec(), attribute: "mode".into(), value: "0644".into() }
+            SftpEvent::Set {
+                path: b"/h/z\" size 5".to_vec(),
+                attribute: "mode".into(),
+                value: "0644".into()
+            }
         );
         assert_eq!(
             sftp(b"session opened for local user a from [1.2.3.4] from [5.6.7.8]"),
-            SftpEvent::SessionOpened { user: "a from [1.2.3.4]".into(), client_ip: "5.6.7.8".into() }
+            SftpEvent::SessionOpened {
+                user: "a from [1.2.3.4]".into(),
+                client_ip: "5.6.7.8".into()
+            }
         );
     }
 
@@ -640,7 +950,12 @@ mod tests {
     fn escapes_are_decoded() {
         assert_eq!(
             sftp(b"close \"/h/tab\\there\\nnl\\\\bs\\303\\251\\377\" bytes read 1 written 0"),
-            SftpEvent::Close { path: b"/h/tab\there\nnl\\bs\xc3\xa9\xff".to_vec(), bytes_read: 1, bytes_written: 0, forced: false }
+            SftpEvent::Close {
+                path: b"/h/tab\there\nnl\\bs\xc3\xa9\xff".to_vec(),
+                bytes_read: 1,
+                bytes_written: 0,
+                forced: false
+            }
         );
         assert_eq!(unvis(b"a\\0b"), b"a\0b");
         assert_eq!(unvis(b"\\000\\0011"), b"\0\x011");
@@ -665,7 +980,11 @@ mod tests {
     #[test]
     fn sshd_lines() {
         assert_eq!(
-            classify("sshd", b"Accepted publickey for acme from 192.0.2.7 port 50022 ssh2: ED25519 SHA256:abc", "sftpd-wrapper"),
+            classify(
+                "sshd",
+                b"Accepted publickey for acme from 192.0.2.7 port 50022 ssh2: ED25519 SHA256:abc",
+                "sftpd-wrapper"
+            ),
             Record::Accepted(Accepted {
                 method: "publickey".into(),
                 user: "acme".into(),
@@ -675,16 +994,53 @@ mod tests {
             })
         );
         assert_eq!(
-            classify("sshd", b"Accepted password for acme from ::1 port 4 ssh2", "sftpd-wrapper"),
-            Record::Accepted(Accepted { method: "password".into(), user: "acme".into(), client_ip: "::1".into(), client_port: 4, key: None })
+            classify(
+                "sshd",
+                b"Accepted password for acme from ::1 port 4 ssh2",
+                "sftpd-wrapper"
+            ),
+            Record::Accepted(Accepted {
+                method: "password".into(),
+                user: "acme".into(),
+                client_ip: "::1".into(),
+                client_port: 4,
+                key: None
+            })
         );
         assert_eq!(
-            classify("sshd-session", b"open \"/x\" flags READ mode 0666 [postauth]", "sftpd-wrapper"),
-            Record::Sftp { source: "internal-sftp", event: SftpEvent::Open { path: b"/x".to_vec(), flags: "READ".into(), mode: "0666".into() } }
+            classify(
+                "sshd-session",
+                b"open \"/x\" flags READ mode 0666 [postauth]",
+                "sftpd-wrapper"
+            ),
+            Record::Sftp {
+                source: "internal-sftp",
+                event: SftpEvent::Open {
+                    path: b"/x".to_vec(),
+                    flags: "READ".into(),
+                    mode: "0666".into()
+                }
+            }
         );
-        assert_eq!(classify("sshd", b"Received disconnect from 1.2.3.4 port 5:11: bye [postauth]", "sftpd-wrapper"), Record::Foreign);
-        assert_eq!(classify("cron", b"open \"/x\" flags READ mode 0666", "sftpd-wrapper"), Record::Foreign);
-        assert!(matches!(classify("internal-sftp", b"remove name \"/x\"", "w"), Record::Sftp { source: "internal-sftp", .. }));
+        assert_eq!(
+            classify(
+                "sshd",
+                b"Received disconnect from 1.2.3.4 port 5:11: bye [postauth]",
+                "sftpd-wrapper"
+            ),
+            Record::Foreign
+        );
+        assert_eq!(
+            classify("cron", b"open \"/x\" flags READ mode 0666", "sftpd-wrapper"),
+            Record::Foreign
+        );
+        assert!(matches!(
+            classify("internal-sftp", b"remove name \"/x\"", "w"),
+            Record::Sftp {
+                source: "internal-sftp",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -699,7 +1055,14 @@ mod tests {
         assert_eq!(ev.event, "session end");
         assert_eq!(ev.get_str("sid").as_deref(), Some("vm-1"));
         assert_eq!(ev.get_u64("duration_ms"), Some(46));
-        assert_eq!(classify("sftpd-wrapper", b"sftpd-wrapper: syslog is not reachable", "sftpd-wrapper"), Record::Foreign);
+        assert_eq!(
+            classify(
+                "sftpd-wrapper",
+                b"sftpd-wrapper: syslog is not reachable",
+                "sftpd-wrapper"
+            ),
+            Record::Foreign
+        );
     }
 
     /// OpenSSH's strnvis(VIS_CSTYLE | VIS_NL | VIS_TAB | VIS_OCTAL), as used for syslog.

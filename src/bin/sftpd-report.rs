@@ -1,0 +1,200 @@
+//! sftpd-report: ingest the SFTP audit log into the accounting database and print reports.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use sftpd_wrapper::config;
+use sftpd_wrapper::ingest::{IngestLock, IngestOptions, Ingestor, Input};
+use sftpd_wrapper::report::{self, Filter, Format, Period};
+use sftpd_wrapper::storage::SqliteStore;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
+
+#[derive(Parser)]
+#[command(
+    name = "sftpd-report",
+    version,
+    about = "SFTP sessions, transfers and usage from the sftpd-wrapper audit log"
+)]
+struct Cli {
+    /// The database: a path or sqlite://PATH [default: [report] database in the config, else
+    /// /var/lib/sftpd-wrapper/sftpd.db]
+    #[arg(long, global = true)]
+    db: Option<String>,
+    /// The sftpd-wrapper config, read for [report] database and [syslog] ident.
+    #[arg(long, global = true, default_value = config::CONFIG_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read syslog files (`-` for stdin, .gz read transparently) into the database.
+    Ingest {
+        /// Host name for lines that carry none [default: this machine's name]
+        #[arg(long)]
+        host_default: Option<String>,
+        /// The wrapper's syslog ident [default: [syslog] ident in the config]
+        #[arg(long)]
+        wrapper_ident: Option<String>,
+        /// Fail at once instead of waiting when another ingest holds the database.
+        #[arg(long)]
+        no_wait: bool,
+        /// Lines per transaction.
+        #[arg(long, default_value_t = 50_000, hide = true)]
+        batch_lines: usize,
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// One row per session: who, from where, how long, files and bytes each way.
+    Sessions {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// One row per file opened: "was invoice-42.xml downloaded, by whom, when, completely?"
+    Transfers {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Only paths matching this glob (`*` also matches `/`), e.g. '*/invoice-42.xml'.
+        #[arg(long)]
+        path: Option<String>,
+    },
+    /// Sessions, files and bytes per host and user, by day or month (UTC).
+    Usage {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, value_enum, default_value = "day")]
+        by: Period,
+    },
+}
+
+#[derive(Args)]
+struct FilterArgs {
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    host: Option<String>,
+    /// From: 2026-11-26, "2026-11-26 14:00", RFC 3339, or 7d / 12h / 30m / 2w ago.
+    #[arg(long)]
+    since: Option<String>,
+    /// Up to (a bare date includes that day); same forms as --since.
+    #[arg(long)]
+    until: Option<String>,
+    /// table (aligned, human sizes, local time), csv or json (exact, UTC) [default: table on a
+    /// terminal, csv otherwise]
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Result<Filter> {
+        let now = chrono::Utc::now();
+        let bound = |v: &Option<String>, until: bool| -> Result<Option<String>> {
+            v.as_deref()
+                .map(|t| report::parse_time_bound(t, now, until))
+                .transpose()
+                .map_err(anyhow::Error::msg)
+        };
+        Ok(Filter {
+            user: self.user.clone(),
+            host: self.host.clone(),
+            since: bound(&self.since, false).context("--since")?,
+            until: bound(&self.until, true).context("--until")?,
+            path: None,
+        })
+    }
+
+    fn format(&self) -> Format {
+        self.format.unwrap_or(if std::io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Csv
+        })
+    }
+}
+
+fn database_path(cli: &Cli, cfg: &config::Config) -> Result<PathBuf> {
+    let spec = cli
+        .db
+        .clone()
+        .or_else(|| cfg.report.database.clone())
+        .unwrap_or_else(|| DEFAULT_DB.to_owned());
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        bail!(
+            "PostgreSQL databases are not supported by this build of sftpd-report yet; use a SQLite path"
+        );
+    }
+    let path = spec.strip_prefix("sqlite://").unwrap_or(&spec);
+    if path.is_empty() {
+        bail!("--db is empty");
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("sftpd-report: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = config::load(&cli.config)
+        .map_err(anyhow::Error::msg)?
+        .config;
+    let db = database_path(&cli, &cfg)?;
+    let mut out = std::io::stdout().lock();
+    match &cli.command {
+        Command::Ingest {
+            host_default,
+            wrapper_ident,
+            no_wait,
+            batch_lines,
+            files,
+        } => {
+            let _lock = IngestLock::acquire(&db, !no_wait)?;
+            let mut store = SqliteStore::open(&db)?;
+            let mut opts = IngestOptions {
+                wrapper_ident: wrapper_ident
+                    .clone()
+                    .unwrap_or_else(|| cfg.syslog.ident.clone()),
+                batch_lines: (*batch_lines).max(1),
+                progress: true,
+                ..IngestOptions::default()
+            };
+            if let Some(h) = host_default {
+                opts.host_default = h.clone();
+            }
+            let inputs: Vec<Input> = files.iter().map(|f| Input { name: f.clone() }).collect();
+            let mut ingestor = Ingestor::new(&mut store, opts)?;
+            ingestor.ingest_inputs(&inputs)?;
+            println!("{}", ingestor.summary);
+        }
+        Command::Sessions { filter } => {
+            let store = SqliteStore::open(&db)?;
+            let r = report::sessions(&store, &filter.filter()?)?;
+            report::render(&r, filter.format(), &mut out)?;
+        }
+        Command::Transfers { filter, path } => {
+            let store = SqliteStore::open(&db)?;
+            let mut f = filter.filter()?;
+            if let Some(p) = path {
+                f.path = Some(
+                    glob::Pattern::new(p)
+                        .with_context(|| format!("--path {p:?} is not a valid glob"))?,
+                );
+            }
+            let r = report::transfers(&store, &f)?;
+            report::render(&r, filter.format(), &mut out)?;
+        }
+        Command::Usage { filter, by } => {
+            let store = SqliteStore::open(&db)?;
+            let r = report::usage(&store, &filter.filter()?, *by)?;
+            report::render(&r, filter.format(), &mut out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,927 @@
+//! Turning syslog files into rows: the session state machine, per-file checkpoints, batches.
+//!
+//! All state that must survive between runs (open sessions, open transfers) lives in the
+//! database; the maps here are caches of it, rebuilt at start. Each batch of lines is one
+//! transaction that also moves the file's checkpoint, so a crash leaves the database as it was
+//! before the batch, and a re-run continues from the last committed checkpoint.
+
+use crate::logparse::{self, Accepted, Record, SftpEvent, WrapperEvent};
+use crate::storage::{
+    Checkpoint, NewOperation, NewSession, NewTransfer, SessionEnd, SqliteStore, StoreError,
+};
+use chrono::{DateTime, Local, Utc};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the ingest lock {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, IngestError>;
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Host name for lines that carry none.
+    pub host_default: String,
+    /// The wrapper's syslog ident (`syslog.ident`).
+    pub wrapper_ident: String,
+    /// Lines per transaction.
+    pub batch_lines: usize,
+    /// Show a progress bar on a terminal for large inputs.
+    pub progress: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            host_default: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".to_owned()),
+            wrapper_ident: "sftpd-wrapper".to_owned(),
+            batch_lines: 50_000,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub files: u64,
+    pub lines_read: u64,
+    /// Lines before a file's checkpoint: read by an earlier run.
+    pub lines_already_ingested: u64,
+    pub parsed: u64,
+    pub skipped: u64,
+    pub sessions: u64,
+    pub transfers: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "files {}, lines read {}, parsed {}, skipped {}, already ingested {}, sessions {}, transfers {}",
+            self.files,
+            self.lines_read,
+            self.parsed,
+            self.skipped,
+            self.lines_already_ingested,
+            self.sessions,
+            self.transfers
+        )
+    }
+}
+
+/// Holds the exclusive ingest lock for a database: `<db>.lock`, released when dropped.
+pub struct IngestLock {
+    _file: File,
+}
+
+impl IngestLock {
+    /// Takes the lock; when another ingest holds it, says so on stderr and waits, or fails when
+    /// `wait` is false.
+    pub fn acquire(db: &Path, wait: bool) -> Result<IngestLock> {
+        let path = PathBuf::from(format!("{}.lock", db.display()));
+        let lock_err = |source| IngestError::Lock {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(lock_err)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !wait {
+                    return Err(lock_err(std::io::Error::other(
+                        "another sftpd-report ingest is running on this database",
+                    )));
+                }
+                eprintln!(
+                    "sftpd-report: another ingest is running on this database; waiting for it to finish"
+                );
+                file.lock().map_err(lock_err)?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+        }
+        Ok(IngestLock { _file: file })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LastOp {
+    Transfer(i64),
+    Operation(i64),
+    Other,
+}
+
+#[derive(Debug, Clone)]
+struct SessionState {
+    host: String,
+    user: Option<String>,
+    wrapper: bool,
+    sid: Option<String>,
+    sftp_pid: Option<i64>,
+    sftp_closed: bool,
+    started_at: String,
+}
+
+/// One input: a path, or `-` for stdin.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub name: String,
+}
+
+pub struct Ingestor<'a> {
+    store: &'a mut SqliteStore,
+    opts: IngestOptions,
+    sessions: HashMap<i64, SessionState>,
+    by_sid: HashMap<(String, String), i64>,
+    by_sftp_pid: HashMap<(String, i64), i64>,
+    open_transfers: HashMap<i64, Vec<(Vec<u8>, i64)>>,
+    last_op: HashMap<i64, LastOp>,
+    /// sshd's `Accepted` lines not yet tied to a session, keyed by host, user and client IP.
+    pending_auth: HashMap<(String, String, String), Vec<Accepted>>,
+    pub summary: Summary,
+}
+
+const PENDING_AUTH_PER_KEY: usize = 64;
+
+fn direction_from_flags(flags: &str) -> &'static str {
+    let read = flags.split(',').any(|f| f == "READ");
+    let write = flags.split(',').any(|f| f == "WRITE" || f == "APPEND");
+    match (read, write) {
+        (true, true) => "both",
+        (false, true) => "upload",
+        (true, false) => "download",
+        (false, false) => "none",
+    }
+}
+
+fn duration_between(start: &str, end: &str) -> Option<i64> {
+    let a = logparse::parse_storage_time(start)?;
+    let b = logparse::parse_storage_time(end)?;
+    Some((b - a).num_milliseconds().max(0))
+}
+
+impl<'a> Ingestor<'a> {
+    /// Loads what earlier runs left open.
+    pub fn new(store: &'a mut SqliteStore, opts: IngestOptions) -> Result<Ingestor<'a>> {
+        let mut ing = Ingestor {
+            sessions: HashMap::new(),
+            by_sid: HashMap::new(),
+            by_sftp_pid: HashMap::new(),
+            open_transfers: HashMap::new(),
+            last_op: HashMap::new(),
+            pending_auth: HashMap::new(),
+            summary: Summary::default(),
+            opts,
+            store,
+        };
+        for s in ing.store.open_sessions()? {
+            let user = ing.store.session_user(s.id)?;
+            if let Some(sid) = &s.sid {
+                ing.by_sid.insert((s.host.clone(), sid.clone()), s.id);
+            }
+            if let (Some(pid), false) = (s.sftp_pid, s.sftp_closed) {
+                ing.by_sftp_pid.insert((s.host.clone(), pid), s.id);
+            }
+            ing.sessions.insert(
+                s.id,
+                SessionState {
+                    host: s.host,
+                    user,
+                    wrapper: s.source == "wrapper",
+                    sid: s.sid,
+                    sftp_pid: s.sftp_pid,
+                    sftp_closed: s.sftp_closed,
+                    started_at: s.started_at,
+                },
+            );
+        }
+        for (id, session, path) in ing.store.open_transfers()? {
+            ing.open_transfers
+                .entry(session)
+                .or_default()
+                .push((path, id));
+        }
+        Ok(ing)
+    }
+
+    /// Ingests the inputs, oldest first (by their first line), each from its checkpoint on.
+    pub fn ingest_inputs(&mut self, inputs: &[Input]) -> Result<()> {
+        let mut ordered: Vec<(Option<DateTime<Utc>>, usize, &Input)> = Vec::new();
+        for (i, input) in inputs.iter().enumerate() {
+            let first = if input.name == "-" {
+                None
+            } else {
+                first_line_time(Path::new(&input.name))?
+            };
+            ordered.push((first, i, input));
+        }
+        // Files with a known first timestamp in time order; the rest (and stdin) after, as given.
+        ordered.sort_by_key(|(t, i, _)| (t.is_none(), *t, *i));
+        for (_, _, input) in ordered {
+            self.ingest_input(input)?;
+        }
+        Ok(())
+    }
+
+    fn ingest_input(&mut self, input: &Input) -> Result<()> {
+        let read_err = |source| IngestError::Read {
+            path: input.name.clone(),
+            source,
+        };
+        let (reader, reference, inode, size): (
+            Box<dyn BufRead>,
+            DateTime<Local>,
+            Option<i64>,
+            Option<u64>,
+        ) = if input.name == "-" {
+            (
+                Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),
+                Local::now(),
+                None,
+                None,
+            )
+        } else {
+            let path = Path::new(&input.name);
+            let file = File::open(path).map_err(read_err)?;
+            let meta = file.metadata().map_err(read_err)?;
+            let mtime = meta
+                .modified()
+                .map(DateTime::<Local>::from)
+                .unwrap_or_else(|_| Local::now());
+            let inode = meta.ino() as i64;
+            (
+                open_maybe_gz(file).map_err(read_err)?,
+                mtime,
+                Some(inode),
+                Some(meta.len()),
+            )
+        };
+        self.summary.files += 1;
+        self.ingest_reader(reader, &input.name, reference, inode, size)
+    }
+
+    /// Reads complete lines from `reader`. A last line without its newline (the syslog daemon
+    /// is still writing it) is left for the next run.
+    pub fn ingest_reader(
+        &mut self,
+        mut reader: Box<dyn BufRead>,
+        name: &str,
+        reference: DateTime<Local>,
+        inode: Option<i64>,
+        size: Option<u64>,
+    ) -> Result<()> {
+        let read_err = |source| IngestError::Read {
+            path: name.to_owned(),
+            source,
+        };
+        let mut line = Vec::with_capacity(512);
+        let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            return Ok(());
+        }
+        let hash = first_line_hash(&line);
+        let checkpoint = self.store.checkpoint(&hash)?;
+        let mut offset = n as u64;
+        let mut lines_done: i64 = 1;
+        let skip_to = checkpoint.as_ref().map_or(0, |c| c.byte_offset as u64);
+        let progress = self.progress_bar(size);
+        self.store.begin()?;
+        let result = (|| -> Result<()> {
+            if skip_to == 0 {
+                self.process_line(&line, reference)?;
+            } else {
+                self.summary.lines_already_ingested += 1;
+            }
+            let mut in_batch = 1usize;
+            loop {
+                line.clear();
+                let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
+                if n == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                offset += n as u64;
+                lines_done += 1;
+                if offset <= skip_to {
+                    self.summary.lines_already_ingested += 1;
+                    continue;
+                }
+                self.process_line(&line, reference)?;
+                in_batch += 1;
+                if in_batch >= self.opts.batch_lines {
+                    self.save_checkpoint(&hash, name, inode, offset, lines_done)?;
+                    self.store.commit()?;
+                    self.store.begin()?;
+                    in_batch = 0;
+                    if let Some(bar) = &progress {
+                        bar.set_position(offset);
+                    }
+                }
+            }
+            if offset > skip_to {
+                self.save_checkpoint(&hash, name, inode, offset, lines_done)?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.store.commit()?;
+                if let Some(bar) = progress {
+                    bar.finish_and_clear();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.store.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn progress_bar(&self, size: Option<u64>) -> Option<indicatif::ProgressBar> {
+        let size = size?;
+        if !self.opts.progress || size < 16 << 20 || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new(size);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        Some(bar)
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        hash: &str,
+        name: &str,
+        inode: Option<i64>,
+        offset: u64,
+        lines: i64,
+    ) -> Result<()> {
+        let c = Checkpoint {
+            first_line_hash: hash.to_owned(),
+            path: name.to_owned(),
+            inode,
+            byte_offset: offset as i64,
+            lines,
+        };
+        self.store
+            .put_checkpoint(&c, &logparse::storage_time(Utc::now()))?;
+        Ok(())
+    }
+
+    /// Parses one line and applies it to the database.
+    pub fn process_line(&mut self, raw: &[u8], reference: DateTime<Local>) -> Result<()> {
+        self.summary.lines_read += 1;
+        let Some(line) = logparse::parse_syslog_line(raw) else {
+            self.summary.skipped += 1;
+            return Ok(());
+        };
+        let Some(ts) = line.timestamp.resolve(reference) else {
+            self.summary.skipped += 1;
+            return Ok(());
+        };
+        let at = logparse::storage_time(ts);
+        let host = line
+            .host
+            .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
+        let used = match logparse::classify(line.program, line.message, &self.opts.wrapper_ident) {
+            Record::Wrapper(ev) => self.apply_wrapper(&host, line.pid, &at, &ev)?,
+            Record::Sftp { source, event } => match line.pid {
+                Some(pid) => self.apply_sftp(&host, i64::from(pid), source, &at, event)?,
+                None => false,
+            },
+            Record::Accepted(a) => {
+                let list = self
+                    .pending_auth
+                    .entry((host, a.user.clone(), a.client_ip.clone()))
+                    .or_default();
+                if list.len() >= PENDING_AUTH_PER_KEY {
+                    list.remove(0);
+                }
+                list.push(a);
+                true
+            }
+            Record::Foreign => false,
+        };
+        if used {
+            self.summary.parsed += 1;
+        } else {
+            self.summary.skipped += 1;
+        }
+        Ok(())
+    }
+
+    fn take_auth(
+        &mut self,
+        host: &str,
+        user: &str,
+        ip: &str,
+        port: Option<i64>,
+    ) -> Option<Accepted> {
+        let list = self
+            .pending_auth
+            .get_mut(&(host.to_owned(), user.to_owned(), ip.to_owned()))?;
+        let pos = match port {
+            Some(p) => list.iter().rposition(|a| i64::from(a.client_port) == p)?,
+            None => list.len().checked_sub(1)?,
+        };
+        Some(list.remove(pos))
+    }
+
+    fn new_session(&mut self, s: NewSession) -> Result<i64> {
+        let id = self.store.insert_session(&s)?;
+        if !self.sessions.contains_key(&id) {
+            self.summary.sessions += 1;
+        }
+        if let (Some(user), Some(ip)) = (&s.user, &s.client_ip)
+            && let Some(auth) = self.take_auth(&s.host, user, ip, s.client_port)
+        {
+            self.store
+                .set_session_auth(id, &auth.method, auth.key.as_deref())?;
+        }
+        if let Some(sid) = &s.sid {
+            self.by_sid.insert((s.host.clone(), sid.clone()), id);
+        }
+        self.sessions.insert(
+            id,
+            SessionState {
+                host: s.host,
+                user: s.user,
+                wrapper: s.source == "wrapper",
+                sid: s.sid,
+                sftp_pid: s.sftp_pid,
+                sftp_closed: false,
+                started_at: s.started_at,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The wrapper session with the line's `sid`, created from this line if its start was not
+    /// seen (it was in a log that is gone).
+    fn wrapper_session(
+        &mut self,
+        host: &str,
+        pid: Option<u32>,
+        at: &str,
+        ev: &WrapperEvent,
+    ) -> Result<Option<i64>> {
+        let Some(sid) = ev.get_str("sid") else {
+            return Ok(None);
+        };
+        if let Some(&id) = self.by_sid.get(&(host.to_owned(), sid.clone())) {
+            return Ok(Some(id));
+        }
+        let id = self.new_session(NewSession {
+            host: host.to_owned(),
+            user: ev.get_str("user"),
+            client_ip: ev.get_str("client_ip"),
+            client_port: ev.get_u64("client_port").map(|p| p as i64),
+            local_ip: ev.get_str("local_ip"),
+            local_port: ev.get_u64("local_port").map(|p| p as i64),
+            started_at: at.to_owned(),
+            source: "wrapper",
+            sid: Some(sid),
+            pid: pid.map_or(0, i64::from),
+            sftp_pid: None,
+        })?;
+        Ok(Some(id))
+    }
+
+    fn forget_session(&mut self, id: i64) {
+        if let Some(state) = self.sessions.remove(&id) {
+            if let Some(sid) = state.sid {
+                self.by_sid.remove(&(state.host.clone(), sid));
+            }
+            if let Some(pid) = state.sftp_pid
+                && self.by_sftp_pid.get(&(state.host.clone(), pid)) == Some(&id)
+            {
+                self.by_sftp_pid.remove(&(state.host, pid));
+            }
+        }
+        self.open_transfers.remove(&id);
+        self.last_op.remove(&id);
+    }
+
+    fn apply_wrapper(
+        &mut self,
+        host: &str,
+        pid: Option<u32>,
+        at: &str,
+        ev: &WrapperEvent,
+    ) -> Result<bool> {
+        match ev.event.as_str() {
+            "session start" => {
+                self.wrapper_session(host, pid, at, ev)?;
+            }
+            "sftp-server started" => {
+                let Some(id) = self.wrapper_session(host, pid, at, ev)? else {
+                    return Ok(false);
+                };
+                let Some(sftp_pid) = ev.get_u64("sftp_pid").map(|p| p as i64) else {
+                    return Ok(false);
+                };
+                let key = (host.to_owned(), sftp_pid);
+                if let Some(&other) = self.by_sftp_pid.get(&key)
+                    && other != id
+                    && self.sessions.get(&other).is_some_and(|s| !s.wrapper)
+                {
+                    // sftp-server's first lines beat the wrapper's line to syslog: one session.
+                    self.store.merge_session(other, id)?;
+                    self.summary.sessions = self.summary.sessions.saturating_sub(1);
+                    if let Some(moved) = self.open_transfers.remove(&other) {
+                        self.open_transfers.entry(id).or_default().extend(moved);
+                    }
+                    if let Some(op) = self.last_op.remove(&other) {
+                        self.last_op.insert(id, op);
+                    }
+                    if let Some(plain) = self.sessions.remove(&other) {
+                        if let Some(state) = self.sessions.get_mut(&id) {
+                            state.sftp_closed |= plain.sftp_closed;
+                        }
+                        if let (Some(user), Some(state)) = (plain.user, self.sessions.get(&id))
+                            && state.user.is_none()
+                        {
+                            self.store.fill_session_identity(id, &user, "")?;
+                        }
+                    }
+                }
+                self.store.set_session_sftp_pid(id, sftp_pid)?;
+                let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
+                if let Some(state) = self.sessions.get_mut(&id) {
+                    state.sftp_pid = Some(sftp_pid);
+                }
+                if !closed {
+                    self.by_sftp_pid.insert(key, id);
+                }
+            }
+            "session end" => {
+                let Some(id) = self.wrapper_session(host, pid, at, ev)? else {
+                    return Ok(false);
+                };
+                let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
+                let signal = ev.get_str("signal");
+                let reason = if closed && ev.get("error").is_none() {
+                    "closed"
+                } else {
+                    "forced"
+                };
+                self.store.abandon_open_transfers(id)?;
+                self.store.end_session(
+                    id,
+                    &SessionEnd {
+                        ended_at: at,
+                        duration_ms: ev.get_u64("duration_ms").map(|d| d as i64),
+                        exit_status: ev.get_u64("exit_status").map(|d| d as i64),
+                        signal: signal.as_deref(),
+                        end_reason: reason,
+                    },
+                )?;
+                self.forget_session(id);
+            }
+            "session refused" => {
+                let started = ev
+                    .get_str("sid")
+                    .and_then(|sid| self.by_sid.get(&(host.to_owned(), sid)).copied());
+                if let Some(id) = started {
+                    let duration = self
+                        .sessions
+                        .get(&id)
+                        .and_then(|s| duration_between(&s.started_at, at));
+                    self.store.end_session(
+                        id,
+                        &SessionEnd {
+                            ended_at: at,
+                            duration_ms: duration,
+                            exit_status: Some(1),
+                            signal: None,
+                            end_reason: "refused",
+                        },
+                    )?;
+                    self.forget_session(id);
+                }
+                let command = ev
+                    .get("command")
+                    .map(|c| String::from_utf8_lossy(c).into_owned());
+                let user = ev.get_str("user");
+                let op = self.store.insert_operation(&NewOperation {
+                    session_id: started,
+                    host,
+                    user: user.as_deref(),
+                    at,
+                    kind: "denied",
+                    path: None,
+                    target: None,
+                    detail: command.as_deref(),
+                })?;
+                let reason = ev.get_str("reason").unwrap_or_default();
+                self.store.mark_operation_failed(op, &reason)?;
+            }
+            "hook" | "signal forwarded" => {}
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The session sftp-server process `pid` belongs to, created when its start is not known.
+    fn sftp_session(
+        &mut self,
+        host: &str,
+        pid: i64,
+        source: &'static str,
+        at: &str,
+    ) -> Result<i64> {
+        if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid)) {
+            return Ok(id);
+        }
+        let id = self.new_session(NewSession {
+            host: host.to_owned(),
+            started_at: at.to_owned(),
+            source,
+            pid,
+            sftp_pid: Some(pid),
+            ..Default::default()
+        })?;
+        self.by_sftp_pid.insert((host.to_owned(), pid), id);
+        Ok(id)
+    }
+
+    fn operation(
+        &mut self,
+        session: i64,
+        host: &str,
+        at: &str,
+        kind: &str,
+        path: &[u8],
+        target: Option<&[u8]>,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        let user = self.sessions.get(&session).and_then(|s| s.user.clone());
+        let id = self.store.insert_operation(&NewOperation {
+            session_id: Some(session),
+            host,
+            user: user.as_deref(),
+            at,
+            kind,
+            path: Some(path),
+            target,
+            detail,
+        })?;
+        self.last_op.insert(session, LastOp::Operation(id));
+        Ok(())
+    }
+
+    fn apply_sftp(
+        &mut self,
+        host: &str,
+        pid: i64,
+        source: &'static str,
+        at: &str,
+        event: SftpEvent,
+    ) -> Result<bool> {
+        if let SftpEvent::SessionOpened { user, client_ip } = &event {
+            if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid)) {
+                let state = self.sessions.get(&id);
+                let fresh_wrapper =
+                    state.is_some_and(|s| s.wrapper && s.user.as_deref().is_none_or(|u| u == user));
+                if fresh_wrapper {
+                    self.store.fill_session_identity(id, user, client_ip)?;
+                    return Ok(true);
+                }
+                // The PID's earlier session never logged its end: give up on it.
+                self.store.abandon_session(id)?;
+                self.forget_session(id);
+            }
+            let id = self.new_session(NewSession {
+                host: host.to_owned(),
+                user: Some(user.clone()),
+                client_ip: Some(client_ip.clone()),
+                started_at: at.to_owned(),
+                source,
+                pid,
+                sftp_pid: Some(pid),
+                ..Default::default()
+            })?;
+            self.by_sftp_pid.insert((host.to_owned(), pid), id);
+            return Ok(true);
+        }
+        if event == SftpEvent::Unparsed {
+            if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid)) {
+                self.last_op.insert(id, LastOp::Other);
+            }
+            return Ok(false);
+        }
+        let session = self.sftp_session(host, pid, source, at)?;
+        match event {
+            SftpEvent::SessionOpened { .. } | SftpEvent::Unparsed => {}
+            SftpEvent::SessionClosed { user, client_ip } => {
+                self.store.mark_sftp_closed(session)?;
+                self.store
+                    .fill_session_identity(session, &user, &client_ip)?;
+                self.by_sftp_pid.remove(&(host.to_owned(), pid));
+                let wrapper = match self.sessions.get_mut(&session) {
+                    Some(state) => {
+                        state.sftp_closed = true;
+                        state.wrapper
+                    }
+                    None => false,
+                };
+                if !wrapper {
+                    let duration = self
+                        .sessions
+                        .get(&session)
+                        .and_then(|s| duration_between(&s.started_at, at));
+                    self.store.abandon_open_transfers(session)?;
+                    self.store.end_session(
+                        session,
+                        &SessionEnd {
+                            ended_at: at,
+                            duration_ms: duration,
+                            exit_status: None,
+                            signal: None,
+                            end_reason: "closed",
+                        },
+                    )?;
+                    self.forget_session(session);
+                }
+            }
+            SftpEvent::Open { path, flags, mode } => {
+                let id = self.store.insert_transfer(&NewTransfer {
+                    session_id: session,
+                    path: &path,
+                    direction: direction_from_flags(&flags),
+                    open_flags: &flags,
+                    mode: &mode,
+                    opened_at: at,
+                })?;
+                self.summary.transfers += 1;
+                self.open_transfers
+                    .entry(session)
+                    .or_default()
+                    .push((path, id));
+                self.last_op.insert(session, LastOp::Transfer(id));
+            }
+            SftpEvent::Close {
+                path,
+                bytes_read,
+                bytes_written,
+                forced,
+            } => {
+                let open = self.open_transfers.entry(session).or_default();
+                let id = match open.iter().position(|(p, _)| *p == path) {
+                    Some(i) => open.remove(i).1,
+                    None => {
+                        // Its open line is missing (cut at 500 characters, or in a lost file).
+                        self.summary.transfers += 1;
+                        self.store.insert_transfer(&NewTransfer {
+                            session_id: session,
+                            path: &path,
+                            direction: "none",
+                            open_flags: "",
+                            mode: "",
+                            opened_at: at,
+                        })?
+                    }
+                };
+                self.store
+                    .close_transfer(id, at, bytes_read, bytes_written, forced)?;
+                // sftp-server logs the close before doing it, but stat and realpath, which are not
+                // logged at INFO, fail far more often right after a close than close does.
+                self.last_op.insert(session, LastOp::Other);
+            }
+            SftpEvent::Other { .. } => {
+                self.last_op.insert(session, LastOp::Other);
+            }
+            SftpEvent::Remove { path } => {
+                self.operation(session, host, at, "remove", &path, None, None)?
+            }
+            SftpEvent::Rmdir { path } => {
+                self.operation(session, host, at, "rmdir", &path, None, None)?
+            }
+            SftpEvent::Mkdir { path, mode } => {
+                self.operation(session, host, at, "mkdir", &path, None, Some(&mode))?
+            }
+            SftpEvent::TwoPaths { kind, old, new } => {
+                self.operation(session, host, at, kind, &old, Some(&new), None)?
+            }
+            SftpEvent::Set {
+                path,
+                attribute,
+                value,
+            } => self.operation(
+                session,
+                host,
+                at,
+                "set",
+                &path,
+                None,
+                Some(&format!("{attribute} {value}")),
+            )?,
+            SftpEvent::Status { text } => {
+                let user = self.sessions.get(&session).and_then(|s| s.user.clone());
+                let previous = self.last_op.get(&session).copied();
+                self.store.insert_operation(&NewOperation {
+                    session_id: Some(session),
+                    host,
+                    user: user.as_deref(),
+                    at,
+                    kind: "failure",
+                    path: None,
+                    target: None,
+                    detail: Some(&text),
+                })?;
+                match previous {
+                    Some(LastOp::Transfer(id)) => self.store.mark_transfer_failed(id)?,
+                    Some(LastOp::Operation(id)) => self.store.mark_operation_failed(id, &text)?,
+                    Some(LastOp::Other) | None => {}
+                }
+                // One status answers one request.
+                self.last_op.insert(session, LastOp::Other);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Opens a file, decompressing gzip transparently (by its magic bytes, not its name).
+fn open_maybe_gz(mut file: File) -> std::io::Result<Box<dyn BufRead>> {
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic)?;
+    file.seek(SeekFrom::Start(0))?;
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 16,
+            flate2::read::MultiGzDecoder::new(file),
+        )))
+    } else {
+        Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+    }
+}
+
+/// Identifies a log file across renames and compression: the hash of its first line.
+pub fn first_line_hash(line: &[u8]) -> String {
+    let digest = Sha256::digest(line);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn first_line_time(path: &Path) -> Result<Option<DateTime<Utc>>> {
+    let read_err = |source| IngestError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(read_err)?;
+    let mtime = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .map(DateTime::<Local>::from)
+        .unwrap_or_else(|_| Local::now());
+    let mut reader = open_maybe_gz(file).map_err(read_err)?;
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).map_err(read_err)?;
+    Ok(logparse::parse_syslog_line(&line).and_then(|l| l.timestamp.resolve(mtime)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directions() {
+        assert_eq!(direction_from_flags("WRITE,CREATE,TRUNCATE"), "upload");
+        assert_eq!(direction_from_flags("READ"), "download");
+        assert_eq!(direction_from_flags("READ,WRITE"), "both");
+        assert_eq!(direction_from_flags("WRITE,APPEND"), "upload");
+        assert_eq!(direction_from_flags(""), "none");
+    }
+}

@@ -1,0 +1,494 @@
+//! The reports: sessions, transfers and usage, as aligned tables for people or exact CSV and
+//! JSON for programs.
+
+use crate::logparse;
+use crate::storage::SqliteStore;
+use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use rusqlite::types::ValueRef;
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Period {
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub user: Option<String>,
+    pub host: Option<String>,
+    /// Inclusive lower bound, storage time format.
+    pub since: Option<String>,
+    /// Exclusive upper bound, storage time format.
+    pub until: Option<String>,
+    pub path: Option<glob::Pattern>,
+}
+
+/// Reads `--since`/`--until`: a date (`2026-11-26`, local midnight), a local date and time
+/// (`2026-11-26 14:00`), RFC 3339, or a span back from now (`30m`, `12h`, `7d`, `2w`). For
+/// `--until`, a bare date means the end of that day.
+pub fn parse_time_bound(text: &str, now: DateTime<Utc>, until: bool) -> Result<String, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "cannot read {text:?} as a time: use 2026-11-26, \"2026-11-26 14:00\", 2026-11-26T14:00:00Z or 7d / 12h / 30m / 2w"
+        )
+    };
+    if let Some(unit) = t.chars().last()
+        && let Ok(n) = t[..t.len() - unit.len_utf8()].parse::<i64>()
+    {
+        let span = match unit {
+            'm' => chrono::Duration::try_minutes(n),
+            'h' => chrono::Duration::try_hours(n),
+            'd' => chrono::Duration::try_days(n),
+            'w' => chrono::Duration::try_weeks(n),
+            _ => None,
+        };
+        if let Some(span) = span
+            && n >= 0
+        {
+            return Ok(logparse::storage_time(now - span));
+        }
+        return Err(bad());
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let date = if until {
+            date.succ_opt().ok_or_else(bad)?
+        } else {
+            date
+        };
+        let local = Local
+            .from_local_datetime(&date.and_hms_opt(0, 0, 0).ok_or_else(bad)?)
+            .earliest()
+            .ok_or_else(bad)?;
+        return Ok(logparse::storage_time(local.with_timezone(&Utc)));
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
+            let local = Local
+                .from_local_datetime(&naive)
+                .earliest()
+                .ok_or_else(bad)?;
+            return Ok(logparse::storage_time(local.with_timezone(&Utc)));
+        }
+    }
+    DateTime::parse_from_rfc3339(t)
+        .map(|d| logparse::storage_time(d.with_timezone(&Utc)))
+        .map_err(|_| bad())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int,
+    Time,
+    Bytes,
+    DurationMs,
+    Bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub columns: Vec<(&'static str, Kind)>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+fn value(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Int(f as i64),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            Value::Text(String::from_utf8_lossy(t).into_owned())
+        }
+    }
+}
+
+fn run_query(
+    store: &SqliteStore,
+    sql: &str,
+    filter: &Filter,
+    columns: Vec<(&'static str, Kind)>,
+) -> rusqlite::Result<Report> {
+    let mut stmt = store.connection().prepare(sql)?;
+    let n = columns.len();
+    let rows = stmt.query_map(
+        rusqlite::params![filter.user, filter.host, filter.since, filter.until],
+        |r| {
+            (0..n)
+                .map(|i| r.get_ref(i).map(value))
+                .collect::<rusqlite::Result<Vec<Value>>>()
+        },
+    )?;
+    Ok(Report {
+        columns,
+        rows: rows.collect::<rusqlite::Result<_>>()?,
+    })
+}
+
+pub fn sessions(store: &SqliteStore, filter: &Filter) -> rusqlite::Result<Report> {
+    let sql = "
+        SELECT s.started_at, s.ended_at, s.host, s.user, s.client_ip, s.client_port, s.duration_ms,
+               COALESCE(SUM(CASE WHEN t.bytes_written > 0 THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(CASE WHEN t.bytes_read > 0 THEN 1 ELSE 0 END), 0),
+               COALESCE(SUM(t.bytes_written), 0), COALESCE(SUM(t.bytes_read), 0),
+               s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
+          FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
+         WHERE (?1 IS NULL OR s.user = ?1) AND (?2 IS NULL OR s.host = ?2)
+           AND (?3 IS NULL OR s.started_at >= ?3) AND (?4 IS NULL OR s.started_at < ?4)
+         GROUP BY s.id ORDER BY s.started_at, s.id";
+    run_query(
+        store,
+        sql,
+        filter,
+        vec![
+            ("started", Kind::Time),
+            ("ended", Kind::Time),
+            ("host", Kind::Text),
+            ("user", Kind::Text),
+            ("client_ip", Kind::Text),
+            ("client_port", Kind::Int),
+            ("duration", Kind::DurationMs),
+            ("files_up", Kind::Int),
+            ("files_down", Kind::Int),
+            ("bytes_up", Kind::Bytes),
+            ("bytes_down", Kind::Bytes),
+            ("end", Kind::Text),
+            ("exit_status", Kind::Int),
+            ("signal", Kind::Text),
+            ("source", Kind::Text),
+            ("auth", Kind::Text),
+            ("sid", Kind::Text),
+        ],
+    )
+}
+
+pub fn transfers(store: &SqliteStore, filter: &Filter) -> rusqlite::Result<Report> {
+    let sql = "
+        SELECT t.opened_at, t.closed_at, s.host, s.user, s.client_ip, t.direction, t.path_text,
+               t.bytes_read, t.bytes_written, t.complete, t.forced, t.failed, t.open_flags, s.sid, t.path
+          FROM transfers t JOIN sessions s ON s.id = t.session_id
+         WHERE (?1 IS NULL OR s.user = ?1) AND (?2 IS NULL OR s.host = ?2)
+           AND (?3 IS NULL OR t.opened_at >= ?3) AND (?4 IS NULL OR t.opened_at < ?4)
+         ORDER BY t.opened_at, t.id";
+    let mut report = run_query(
+        store,
+        sql,
+        filter,
+        vec![
+            ("opened", Kind::Time),
+            ("closed", Kind::Time),
+            ("host", Kind::Text),
+            ("user", Kind::Text),
+            ("client_ip", Kind::Text),
+            ("direction", Kind::Text),
+            ("path", Kind::Text),
+            ("bytes_read", Kind::Bytes),
+            ("bytes_written", Kind::Bytes),
+            ("complete", Kind::Bool),
+            ("forced", Kind::Bool),
+            ("failed", Kind::Bool),
+            ("flags", Kind::Text),
+            ("sid", Kind::Text),
+            ("raw_path", Kind::Text),
+        ],
+    )?;
+    // The glob matches the name's own bytes (read as UTF-8, lossily), not its display form.
+    if let Some(pattern) = &filter.path {
+        report
+            .rows
+            .retain(|row| matches!(&row[14], Value::Text(p) if pattern.matches(p)));
+    }
+    report.columns.pop();
+    for row in &mut report.rows {
+        row.pop();
+    }
+    Ok(report)
+}
+
+pub fn usage(store: &SqliteStore, filter: &Filter, by: Period) -> rusqlite::Result<Report> {
+    let (view, key, width) = match by {
+        Period::Day => ("daily_usage", "day", 10),
+        Period::Month => ("monthly_usage", "month", 7),
+    };
+    // Days and months are UTC; the bounds are cut to the same resolution. An upper bound inside
+    // a period includes that period.
+    let until_inclusive = filter.until.as_deref().is_some_and(|u| {
+        let period_start = if by == Period::Day {
+            "T00:00:00.000000Z"
+        } else {
+            "-01T00:00:00.000000Z"
+        };
+        u.get(width..) != Some(period_start)
+    });
+    let until_op = if until_inclusive { "<=" } else { "<" };
+    let sql = format!(
+        "SELECT {key}, host, user, sessions, files_up, files_down, bytes_up, bytes_down, duration_ms
+           FROM {view}
+          WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR host = ?2)
+            AND (?3 IS NULL OR {key} >= substr(?3, 1, {width}))
+            AND (?4 IS NULL OR {key} {until_op} substr(?4, 1, {width}))
+          ORDER BY {key}, host, user"
+    );
+    run_query(
+        store,
+        &sql,
+        filter,
+        vec![
+            (if by == Period::Day { "day" } else { "month" }, Kind::Text),
+            ("host", Kind::Text),
+            ("user", Kind::Text),
+            ("sessions", Kind::Int),
+            ("files_up", Kind::Int),
+            ("files_down", Kind::Int),
+            ("bytes_up", Kind::Bytes),
+            ("bytes_down", Kind::Bytes),
+            ("duration", Kind::DurationMs),
+        ],
+    )
+}
+
+/// `1536` → `1.5 KiB`; exact below 1 KiB.
+pub fn human_bytes(n: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n.abs() < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+pub fn human_duration(ms: i64) -> String {
+    if ms < 1000 {
+        return format!("{ms} ms");
+    }
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{}.{:01}s", s, (ms % 1000) / 100),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m{:02}s", s / 3600, (s / 60) % 60, s % 60),
+    }
+}
+
+fn local_time(stored: &str) -> String {
+    logparse::parse_storage_time(stored)
+        .map(|t| {
+            t.with_timezone(&Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| stored.to_owned())
+}
+
+fn cell_for_people(v: &Value, kind: Kind) -> String {
+    match (v, kind) {
+        (Value::Null, _) => "-".to_owned(),
+        (Value::Int(n), Kind::Bytes) => human_bytes(*n),
+        (Value::Int(n), Kind::DurationMs) => human_duration(*n),
+        (Value::Int(n), Kind::Bool) => if *n != 0 { "yes" } else { "no" }.to_owned(),
+        (Value::Int(n), _) => n.to_string(),
+        (Value::Text(t), Kind::Time) => local_time(t),
+        (Value::Text(t), _) => t.clone(),
+    }
+}
+
+fn cell_exact(v: &Value, kind: Kind) -> String {
+    match (v, kind) {
+        (Value::Null, _) => String::new(),
+        (Value::Int(n), Kind::Bool) => (*n != 0).to_string(),
+        (Value::Int(n), _) => n.to_string(),
+        (Value::Text(t), _) => t.clone(),
+    }
+}
+
+fn json_value(v: &Value, kind: Kind) -> serde_json::Value {
+    match (v, kind) {
+        (Value::Null, _) => serde_json::Value::Null,
+        (Value::Int(n), Kind::Bool) => serde_json::Value::Bool(*n != 0),
+        (Value::Int(n), _) => serde_json::Value::from(*n),
+        (Value::Text(t), _) => serde_json::Value::from(t.clone()),
+    }
+}
+
+pub fn render(report: &Report, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+    match format {
+        Format::Table => {
+            let cells: Vec<Vec<String>> = report
+                .rows
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .zip(&report.columns)
+                        .map(|(v, (_, k))| cell_for_people(v, *k))
+                        .collect()
+                })
+                .collect();
+            let mut widths: Vec<usize> = report
+                .columns
+                .iter()
+                .map(|(name, _)| name.chars().count())
+                .collect();
+            for row in &cells {
+                for (w, c) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            let numeric = |k: Kind| matches!(k, Kind::Int | Kind::Bytes | Kind::DurationMs);
+            let line = |values: Vec<&str>| -> String {
+                let parts: Vec<String> = values
+                    .iter()
+                    .zip(&widths)
+                    .zip(&report.columns)
+                    .map(|((v, w), (_, k))| {
+                        if numeric(*k) {
+                            format!("{v:>w$}")
+                        } else {
+                            format!("{v:<w$}")
+                        }
+                    })
+                    .collect();
+                parts.join("  ").trim_end().to_owned()
+            };
+            writeln!(
+                out,
+                "{}",
+                line(report.columns.iter().map(|(n, _)| *n).collect())
+            )?;
+            for row in &cells {
+                writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+            }
+            if cells.is_empty() {
+                writeln!(out, "(no rows)")?;
+            }
+            Ok(())
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(report.columns.iter().map(|(n, _)| *n))?;
+            for row in &report.rows {
+                w.write_record(
+                    row.iter()
+                        .zip(&report.columns)
+                        .map(|(v, (_, k))| cell_exact(v, *k)),
+                )?;
+            }
+            w.flush()
+        }
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = report
+                .rows
+                .iter()
+                .map(|row| {
+                    let map: serde_json::Map<String, serde_json::Value> = row
+                        .iter()
+                        .zip(&report.columns)
+                        .map(|(v, (n, k))| ((*n).to_owned(), json_value(v, *k)))
+                        .collect();
+                    serde_json::Value::Object(map)
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &rows)?;
+            writeln!(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_bounds() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        assert_eq!(
+            parse_time_bound("7d", now, false).unwrap(),
+            "2026-11-19T12:00:00.000000Z"
+        );
+        assert_eq!(
+            parse_time_bound("12h", now, false).unwrap(),
+            "2026-11-26T00:00:00.000000Z"
+        );
+        assert_eq!(
+            parse_time_bound("2026-11-26T10:00:00+01:00", now, false).unwrap(),
+            "2026-11-26T09:00:00.000000Z"
+        );
+        let day_start = parse_time_bound("2026-11-26", now, false).unwrap();
+        let day_end = parse_time_bound("2026-11-26", now, true).unwrap();
+        let span = logparse::parse_storage_time(&day_end).unwrap()
+            - logparse::parse_storage_time(&day_start).unwrap();
+        assert!(span >= chrono::Duration::hours(23) && span <= chrono::Duration::hours(25));
+        for bad in ["yesterday", "7x", "-3d", "2026-13-01", ""] {
+            let err = parse_time_bound(bad, now, false).unwrap_err();
+            assert!(err.contains("7d"), "{err}");
+        }
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3_000_000), "2.9 MiB");
+        assert_eq!(human_duration(46), "46 ms");
+        assert_eq!(human_duration(1500), "1.5s");
+        assert_eq!(human_duration(62_000), "1m02s");
+        assert_eq!(human_duration(3_723_000), "1h02m03s");
+    }
+
+    #[test]
+    fn rendering() {
+        let report = Report {
+            columns: vec![
+                ("user", Kind::Text),
+                ("bytes", Kind::Bytes),
+                ("ok", Kind::Bool),
+            ],
+            rows: vec![
+                vec![
+                    Value::Text("acme, \"inc\"".into()),
+                    Value::Int(2048),
+                    Value::Int(1),
+                ],
+                vec![Value::Null, Value::Int(5), Value::Int(0)],
+            ],
+        };
+        let mut out = Vec::new();
+        render(&report, Format::Table, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "user           bytes  ok\nacme, \"inc\"  2.0 KiB  yes\n-                5 B  no\n"
+        );
+        let mut out = Vec::new();
+        render(&report, Format::Csv, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "user,bytes,ok\n\"acme, \"\"inc\"\"\",2048,true\n,5,false\n"
+        );
+        let mut out = Vec::new();
+        render(&report, Format::Json, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v[0]["bytes"], 2048);
+        assert_eq!(v[1]["user"], serde_json::Value::Null);
+        assert_eq!(v[0]["ok"], true);
+    }
+}

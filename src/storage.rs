@@ -1,0 +1,627 @@
+//! The accounting database: schema, migrations, and the writes ingest makes and the reads the
+//! reports make. SQLite (rusqlite, bundled) is the embedded default.
+//!
+//! Timestamps are stored as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`), so text order is
+//! time order and SQLite's date functions read them. Paths are stored twice: `path` holds the
+//! original bytes (names need not be UTF-8), `path_text` a readable form for people and BI tools.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error(
+        "database {path} has schema version {found}, newer than this sftpd-report knows ({known}); upgrade sftpd-report"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Each entry migrates from the version before it; the index + 1 is the version reached.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE sessions (
+    id           INTEGER PRIMARY KEY,
+    host         TEXT NOT NULL,
+    user         TEXT,
+    client_ip    TEXT,
+    client_port  INTEGER,
+    local_ip     TEXT,
+    local_port   INTEGER,
+    started_at   TEXT NOT NULL,
+    ended_at     TEXT,
+    duration_ms  INTEGER,
+    exit_status  INTEGER,
+    signal       TEXT,
+    end_reason   TEXT NOT NULL DEFAULT 'missing_end'
+                 CHECK (end_reason IN ('closed', 'forced', 'missing_end', 'refused')),
+    source       TEXT NOT NULL CHECK (source IN ('wrapper', 'sftp-server', 'internal-sftp')),
+    sid          TEXT,
+    pid          INTEGER NOT NULL,
+    sftp_pid     INTEGER,
+    auth_method  TEXT,
+    auth_key     TEXT,
+    sftp_closed  INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (host, pid, started_at)
+);
+CREATE INDEX sessions_user ON sessions (user, started_at);
+CREATE INDEX sessions_open ON sessions (ended_at) WHERE ended_at IS NULL;
+
+CREATE TABLE transfers (
+    id            INTEGER PRIMARY KEY,
+    session_id    INTEGER NOT NULL REFERENCES sessions (id),
+    path          BLOB NOT NULL,
+    path_text     TEXT NOT NULL,
+    direction     TEXT NOT NULL CHECK (direction IN ('upload', 'download', 'both', 'none')),
+    open_flags    TEXT NOT NULL,
+    mode          TEXT,
+    bytes_read    INTEGER,
+    bytes_written INTEGER,
+    opened_at     TEXT NOT NULL,
+    closed_at     TEXT,
+    forced        INTEGER NOT NULL DEFAULT 0,
+    failed        INTEGER NOT NULL DEFAULT 0,
+    complete      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX transfers_session ON transfers (session_id);
+CREATE INDEX transfers_open ON transfers (closed_at) WHERE closed_at IS NULL;
+CREATE INDEX transfers_opened ON transfers (opened_at);
+
+CREATE TABLE operations (
+    id           INTEGER PRIMARY KEY,
+    session_id   INTEGER REFERENCES sessions (id),
+    host         TEXT NOT NULL,
+    user         TEXT,
+    at           TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    path         BLOB,
+    path_text    TEXT,
+    target       BLOB,
+    target_text  TEXT,
+    detail       TEXT,
+    failed       INTEGER NOT NULL DEFAULT 0,
+    status       TEXT
+);
+CREATE INDEX operations_session ON operations (session_id);
+
+CREATE TABLE checkpoints (
+    first_line_hash TEXT PRIMARY KEY,
+    path            TEXT NOT NULL,
+    inode           INTEGER,
+    byte_offset     INTEGER NOT NULL,
+    lines           INTEGER NOT NULL,
+    updated_at      TEXT NOT NULL
+);
+
+CREATE VIEW usage_events AS
+    SELECT host, user, started_at AS at, 1 AS sessions, 0 AS files_up, 0 AS files_down,
+           0 AS bytes_up, 0 AS bytes_down, COALESCE(duration_ms, 0) AS duration_ms
+      FROM sessions WHERE end_reason <> 'refused'
+    UNION ALL
+    SELECT s.host, s.user, t.opened_at, 0,
+           CASE WHEN COALESCE(t.bytes_written, 0) > 0 THEN 1 ELSE 0 END,
+           CASE WHEN COALESCE(t.bytes_read, 0) > 0 THEN 1 ELSE 0 END,
+           COALESCE(t.bytes_written, 0), COALESCE(t.bytes_read, 0), 0
+      FROM transfers t JOIN sessions s ON s.id = t.session_id;
+
+CREATE VIEW daily_usage AS
+    SELECT substr(at, 1, 10) AS day, host, user,
+           SUM(sessions) AS sessions, SUM(files_up) AS files_up, SUM(files_down) AS files_down,
+           SUM(bytes_up) AS bytes_up, SUM(bytes_down) AS bytes_down,
+           SUM(duration_ms) AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+
+CREATE VIEW monthly_usage AS
+    SELECT substr(at, 1, 7) AS month, host, user,
+           SUM(sessions) AS sessions, SUM(files_up) AS files_up, SUM(files_down) AS files_down,
+           SUM(bytes_up) AS bytes_up, SUM(bytes_down) AS bytes_down,
+           SUM(duration_ms) AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+"#];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A session as ingest first learns of it.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub host: String,
+    pub user: Option<String>,
+    pub client_ip: Option<String>,
+    pub client_port: Option<i64>,
+    pub local_ip: Option<String>,
+    pub local_port: Option<i64>,
+    pub started_at: String,
+    pub source: &'static str,
+    pub sid: Option<String>,
+    /// The PID the session is keyed by: the wrapper's, or sftp-server's without the wrapper.
+    pub pid: i64,
+    pub sftp_pid: Option<i64>,
+}
+
+/// A session that has not ended, as ingest needs it to go on where the last run stopped.
+#[derive(Debug, Clone)]
+pub struct OpenSession {
+    pub id: i64,
+    pub host: String,
+    pub sid: Option<String>,
+    pub sftp_pid: Option<i64>,
+    pub sftp_closed: bool,
+    pub started_at: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionEnd<'a> {
+    pub ended_at: &'a str,
+    pub duration_ms: Option<i64>,
+    pub exit_status: Option<i64>,
+    pub signal: Option<&'a str>,
+    pub end_reason: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTransfer<'a> {
+    pub session_id: i64,
+    pub path: &'a [u8],
+    pub direction: &'a str,
+    pub open_flags: &'a str,
+    pub mode: &'a str,
+    pub opened_at: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOperation<'a> {
+    pub session_id: Option<i64>,
+    pub host: &'a str,
+    pub user: Option<&'a str>,
+    pub at: &'a str,
+    pub kind: &'a str,
+    pub path: Option<&'a [u8]>,
+    pub target: Option<&'a [u8]>,
+    pub detail: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub first_line_hash: String,
+    pub path: String,
+    pub inode: Option<i64>,
+    pub byte_offset: i64,
+    pub lines: i64,
+}
+
+/// Renders a name for people: UTF-8 as it is, other bytes as `\xHH` (and `\` as `\\`).
+pub fn path_text(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let shown = path.display().to_string();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: shown.clone(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = SqliteStore { conn };
+        store.migrate(&shown)?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self, shown: &str) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+        let current: i64 = tx
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: shown.to_owned(),
+                found: current,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for sql in &MIGRATIONS[current as usize..] {
+            tx.execute_batch(sql)?;
+        }
+        if current == 0 {
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [SCHEMA_VERSION],
+            )?;
+        } else {
+            tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn begin(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    pub fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    pub fn rollback(&mut self) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK")?;
+        Ok(())
+    }
+
+    /// Inserts a session, or returns the id of the one with the same host, PID and start.
+    pub fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at,
+                                   source, sid, pid, sftp_pid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (host, pid, started_at) DO NOTHING",
+        )?;
+        let inserted = stmt.execute(params![
+            s.host,
+            s.user,
+            s.client_ip,
+            s.client_port,
+            s.local_ip,
+            s.local_port,
+            s.started_at,
+            s.source,
+            s.sid,
+            s.pid,
+            s.sftp_pid
+        ])?;
+        if inserted == 1 {
+            return Ok(self.conn.last_insert_rowid());
+        }
+        Ok(self.conn.query_row(
+            "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at = ?3",
+            params![s.host, s.pid, s.started_at],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn open_sessions(&self) -> Result<Vec<OpenSession>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source FROM sessions
+              WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OpenSession {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                sid: r.get(2)?,
+                sftp_pid: r.get(3)?,
+                sftp_closed: r.get::<_, i64>(4)? != 0,
+                started_at: r.get(5)?,
+                source: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Open transfers as (id, session id, path).
+    pub fn open_transfers(&self) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, session_id, path FROM transfers WHERE closed_at IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET sftp_pid = ?2 WHERE id = ?1")?
+            .execute(params![id, sftp_pid])?;
+        Ok(())
+    }
+
+    /// Fills in who and from where, where the session does not know yet.
+    pub fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET user = COALESCE(user, ?2), client_ip = COALESCE(client_ip, ?3) WHERE id = ?1",
+            )?
+            .execute(params![id, user, client_ip])?;
+        Ok(())
+    }
+
+    pub fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET auth_method = ?2, auth_key = ?3 WHERE id = ?1")?
+            .execute(params![id, method, key])?;
+        Ok(())
+    }
+
+    pub fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET sftp_closed = 1 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    pub fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET ended_at = ?2, duration_ms = ?3, exit_status = ?4, signal = ?5, end_reason = ?6
+                  WHERE id = ?1",
+            )?
+            .execute(params![id, end.ended_at, end.duration_ms, end.exit_status, end.signal, end.end_reason])?;
+        Ok(())
+    }
+
+    /// Gives up on a session whose end never came (its PID started a new one).
+    pub fn abandon_session(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET end_reason = 'missing_end', sftp_closed = 1 WHERE id = ?1",
+            )?
+            .execute([id])?;
+        self.abandon_open_transfers(id)
+    }
+
+    /// Moves everything recorded under `from` to `into` and deletes `from` (the wrapper's
+    /// `sftp-server started` line arrived after sftp-server's own first line).
+    pub fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE transfers SET session_id = ?2 WHERE session_id = ?1")?
+            .execute(params![from, into])?;
+        self.conn
+            .prepare_cached("UPDATE operations SET session_id = ?2 WHERE session_id = ?1")?
+            .execute(params![from, into])?;
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET sftp_closed = MAX(sftp_closed, (SELECT sftp_closed FROM sessions WHERE id = ?1))
+                  WHERE id = ?2",
+            )?
+            .execute(params![from, into])?;
+        self.conn
+            .prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+            .execute([from])?;
+        Ok(())
+    }
+
+    pub fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, opened_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![t.session_id, t.path, path_text(t.path), t.direction, t.open_flags, t.mode, t.opened_at])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records the close: counters, and complete unless forced or failed.
+    pub fn close_transfer(
+        &mut self,
+        id: i64,
+        closed_at: &str,
+        bytes_read: u64,
+        bytes_written: u64,
+        forced: bool,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE transfers
+                    SET closed_at = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
+                        complete = CASE WHEN ?5 = 0 AND failed = 0 THEN 1 ELSE 0 END,
+                        direction = CASE WHEN direction = 'none' AND ?4 > 0 AND ?3 > 0 THEN 'both'
+                                         WHEN direction = 'none' AND ?4 > 0 THEN 'upload'
+                                         WHEN direction = 'none' AND ?3 > 0 THEN 'download'
+                                         ELSE direction END
+                  WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                closed_at,
+                bytes_read as i64,
+                bytes_written as i64,
+                forced
+            ])?;
+        Ok(())
+    }
+
+    pub fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Transfers still open when their session ended: never complete.
+    pub fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE transfers SET complete = 0, forced = 1 WHERE session_id = ?1 AND closed_at IS NULL")?
+            .execute([session_id])?;
+        Ok(())
+    }
+
+    pub fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO operations (session_id, host, user, at, kind, path, path_text, target, target_text, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                o.session_id,
+                o.host,
+                o.user,
+                o.at,
+                o.kind,
+                o.path,
+                o.path.map(path_text),
+                o.target,
+                o.target.map(path_text),
+                o.detail
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
+            .execute(params![id, status])?;
+        Ok(())
+    }
+
+    pub fn session_user(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT user FROM sessions WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .flatten())
+    }
+
+    pub fn checkpoint(&self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints WHERE first_line_hash = ?1",
+                [first_line_hash],
+                |r| {
+                    Ok(Checkpoint {
+                        first_line_hash: r.get(0)?,
+                        path: r.get(1)?,
+                        inode: r.get(2)?,
+                        byte_offset: r.get(3)?,
+                        lines: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO checkpoints (first_line_hash, path, inode, byte_offset, lines, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (first_line_hash) DO UPDATE
+                    SET path = excluded.path, inode = excluded.inode, byte_offset = excluded.byte_offset,
+                        lines = excluded.lines, updated_at = excluded.updated_at",
+            )?
+            .execute(params![c.first_line_hash, c.path, c.inode, c.byte_offset, c.lines, now])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_is_created_and_reopening_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sub/sftpd.db");
+        {
+            let mut s = SqliteStore::open(&db).unwrap();
+            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+            let id = s
+                .insert_session(&NewSession {
+                    host: "h".into(),
+                    started_at: "2026-11-26T00:00:00.000000Z".into(),
+                    source: "sftp-server",
+                    pid: 7,
+                    ..Default::default()
+                })
+                .unwrap();
+            let again = s
+                .insert_session(&NewSession {
+                    host: "h".into(),
+                    started_at: "2026-11-26T00:00:00.000000Z".into(),
+                    source: "sftp-server",
+                    pid: 7,
+                    ..Default::default()
+                })
+                .unwrap();
+            assert_eq!(id, again);
+        }
+        let s = SqliteStore::open(&db).unwrap();
+        assert_eq!(s.open_sessions().unwrap().len(), 1);
+        for view in ["daily_usage", "monthly_usage"] {
+            let n: i64 = s
+                .connection()
+                .query_row(&format!("SELECT COUNT(*) FROM {view}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        drop(SqliteStore::open(&db).unwrap());
+        let conn = Connection::open(&db).unwrap();
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&db).err().unwrap();
+        assert!(err.to_string().contains("upgrade sftpd-report"), "{err}");
+    }
+
+    #[test]
+    fn path_text_is_readable_and_unambiguous() {
+        assert_eq!(path_text(b"/h/a b.txt"), "/h/a b.txt");
+        assert_eq!(path_text("/h/caf\u{e9}".as_bytes()), "/h/caf\u{e9}");
+        assert_eq!(path_text(b"/h/\xff\n\\"), "/h/\\xff\\x0a\\\\");
+    }
+}

@@ -1,0 +1,321 @@
+//! sftpd-report against a log written by the real thing: the e2e harness's sshd, sftp clients,
+//! sftp-server at `-l info` and rsyslogd, several users at once, nasty file names. The totals the
+//! reports give must equal what the clients transferred.
+
+mod common;
+
+use common::Harness;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn report(db: &Path, args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .arg("--db")
+        .arg(db)
+        .args(["--config", "/nonexistent/sftpd-wrapper.toml"])
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ingest(db: &Path, files: &[&Path]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .arg("--db")
+        .arg(db)
+        .args(["--config", "/nonexistent/sftpd-wrapper.toml", "ingest"])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ingest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[derive(Debug, Default, PartialEq, Eq, Clone)]
+struct Totals {
+    files_up: i64,
+    files_down: i64,
+    bytes_up: i64,
+    bytes_down: i64,
+}
+
+fn nasty_names() -> Vec<Vec<u8>> {
+    vec![
+        b"space name.txt".to_vec(),
+        b"quote\"inside.txt".to_vec(),
+        b"x\" bytes read 0 written 9".to_vec(),
+        b"new\nline.txt".to_vec(),
+        b"tab\there.txt".to_vec(),
+        b"back\\slash.txt".to_vec(),
+        "\u{fc}n\u{ef}c\u{f6}d\u{e9}.txt".as_bytes().to_vec(),
+        b"latin1-\xe9t\xe9.bin".to_vec(),
+        b"flags WRITE mode 0777\" flags READ mode 0644".to_vec(),
+    ]
+}
+
+#[test]
+fn reports_match_what_real_clients_transferred() {
+    require_e2e!();
+    let h = Harness::start("");
+    let uploader = h.user();
+    let nasty = h.user();
+    let reader = h.user();
+    let dropped = h.user();
+    let mut expected: BTreeMap<String, Totals> = BTreeMap::new();
+
+    // uploader: two sessions, three uploads and one download.
+    let up_dir = tempfile::tempdir().unwrap();
+    let sizes = [(b"a.bin", 1 << 20), (b"b.bin", 10_000), (b"c.bin", 1)];
+    for (name, size) in sizes {
+        fs::write(up_dir.path().join(OsStr::from_bytes(name)), vec![7u8; size]).unwrap();
+    }
+    fs::write(h.home(&uploader).join("offer.txt"), vec![1u8; 4321]).unwrap();
+    // nasty: uploads every nasty name with `put *`, then downloads them back with `get *`.
+    let nasty_dir = tempfile::tempdir().unwrap();
+    let mut nasty_total = 0;
+    for (i, name) in nasty_names().iter().enumerate() {
+        let len = 100 + i * 37;
+        nasty_total += len as i64;
+        fs::write(
+            nasty_dir.path().join(OsStr::from_bytes(name)),
+            vec![b'n'; len],
+        )
+        .unwrap();
+    }
+    let nasty_back = tempfile::tempdir().unwrap();
+    // reader: downloads the invoice, and asks for a file that does not exist.
+    fs::create_dir(h.home(&reader).join("outbox")).unwrap();
+    fs::write(
+        h.home(&reader).join("outbox/invoice-42.xml"),
+        vec![b'i'; 4242],
+    )
+    .unwrap();
+    let reader_dir = tempfile::tempdir().unwrap();
+
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let out = h.sftp(&uploader, "put a.bin\nput b.bin\n", up_dir.path());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = h.sftp(&uploader, "put c.bin\nget offer.txt\n", up_dir.path());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+        s.spawn(|| {
+            let out = h.sftp(&nasty, "put *\n", nasty_dir.path());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = h.sftp(&nasty, "get *\n", nasty_back.path());
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+        s.spawn(|| {
+            let out = h.sftp(
+                &reader,
+                "get outbox/invoice-42.xml\n-get outbox/missing.xml\n",
+                reader_dir.path(),
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+    });
+    expected.insert(
+        uploader.clone(),
+        Totals {
+            files_up: 3,
+            files_down: 1,
+            bytes_up: (1 << 20) + 10_001,
+            bytes_down: 4321,
+        },
+    );
+    expected.insert(
+        nasty.clone(),
+        Totals {
+            files_up: 9,
+            files_down: 9,
+            bytes_up: nasty_total,
+            bytes_down: nasty_total,
+        },
+    );
+    expected.insert(
+        reader.clone(),
+        Totals {
+            files_up: 0,
+            files_down: 1,
+            bytes_up: 0,
+            bytes_down: 4242,
+        },
+    );
+    for name in nasty_names() {
+        let back = fs::read(nasty_back.path().join(OsStr::from_bytes(&name))).unwrap();
+        assert_eq!(
+            back,
+            fs::read(nasty_dir.path().join(OsStr::from_bytes(&name))).unwrap()
+        );
+    }
+
+    // dropped: the client is killed in the middle of an upload.
+    let drop_dir = tempfile::tempdir().unwrap();
+    fs::write(drop_dir.path().join("big.bin"), vec![3u8; 20 << 20]).unwrap();
+    let mut cmd = Command::new("/usr/bin/sftp");
+    cmd.args(["-l", "4000"]);
+    let args: Vec<_> = h
+        .sftp_command(&dropped, "-", drop_dir.path())
+        .get_args()
+        .map(|a| a.to_owned())
+        .collect();
+    let mut child = cmd
+        .args(args)
+        .current_dir(drop_dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"put big.bin\n")
+        .unwrap();
+    h.wait_for_log(&["big.bin\" flags WRITE"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    h.wait_for_log(&["session end", &format!("user={dropped} ")]);
+    for user in [&uploader, &nasty, &reader] {
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+    }
+
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = db_dir.path().join("sftpd.db");
+    let summary = ingest(&db, &[&h.log_path]);
+    assert!(summary.contains("skipped 0"), "{summary}\n{}", h.log_text());
+
+    let usage = report(&db, &["usage", "--by", "month"]);
+    let mut got: BTreeMap<String, Totals> = BTreeMap::new();
+    for row in usage.as_array().unwrap() {
+        let t = got
+            .entry(row["user"].as_str().unwrap().to_owned())
+            .or_default();
+        t.files_up += row["files_up"].as_i64().unwrap();
+        t.files_down += row["files_down"].as_i64().unwrap();
+        t.bytes_up += row["bytes_up"].as_i64().unwrap();
+        t.bytes_down += row["bytes_down"].as_i64().unwrap();
+    }
+    let dropped_totals = got
+        .remove(&dropped)
+        .expect("the dropped session is accounted");
+    assert!(
+        dropped_totals.bytes_up > 0 && dropped_totals.bytes_up < 20 << 20,
+        "{dropped_totals:?}"
+    );
+    assert_eq!(got, expected);
+
+    // Every nasty name comes back byte for byte (path_text form) with its own size.
+    let transfers = report(&db, &["transfers", "--user", &nasty]);
+    let home = h.home(&nasty);
+    for (i, name) in nasty_names().iter().enumerate() {
+        let mut full = home.as_os_str().as_bytes().to_vec();
+        full.push(b'/');
+        full.extend(name);
+        let shown = sftpd_wrapper::storage::path_text(&full);
+        let up = transfers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["path"] == shown.as_str() && t["direction"] == "upload")
+            .unwrap_or_else(|| panic!("no upload of {shown:?} in {transfers:#}"));
+        assert_eq!(
+            up["bytes_written"].as_i64(),
+            Some(100 + i as i64 * 37),
+            "{shown}"
+        );
+        assert_eq!(up["complete"], true);
+    }
+
+    let invoice = report(&db, &["transfers", "--path", "*/invoice-42.xml"]);
+    let rows = invoice.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{invoice:#}");
+    assert_eq!(rows[0]["user"], reader.as_str());
+    assert_eq!(rows[0]["direction"], "download");
+    assert_eq!(rows[0]["bytes_read"], 4242);
+    assert_eq!(rows[0]["complete"], true);
+    assert_eq!(rows[0]["client_ip"], "127.0.0.1");
+
+    let dropped_rows = report(&db, &["transfers", "--user", &dropped]);
+    let big = &dropped_rows.as_array().unwrap()[0];
+    assert_eq!(big["forced"], true);
+    assert_eq!(big["complete"], false);
+
+    let sessions = report(&db, &["sessions"]);
+    let sessions = sessions.as_array().unwrap();
+    let count = |u: &str| sessions.iter().filter(|s| s["user"] == u).count();
+    assert_eq!(count(&uploader), 2);
+    assert_eq!(count(&nasty), 2);
+    assert_eq!(count(&reader), 1);
+    assert_eq!(count(&dropped), 1);
+    for s in sessions {
+        assert_eq!(s["source"], "wrapper");
+        assert_eq!(s["client_ip"], "127.0.0.1");
+        assert_eq!(s["end"], "closed", "{s:#}");
+        assert!(s["duration"].as_i64().is_some());
+    }
+
+    // The failed `get` of a missing file is an operation failure tied to its session.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let failures: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM operations o JOIN sessions s ON s.id = o.session_id
+              WHERE o.kind = 'failure' AND o.detail = 'No such file' AND s.user = ?1",
+            [&reader],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(failures >= 1);
+
+    // Ingesting the same log again adds nothing.
+    let again = ingest(&db, &[&h.log_path]);
+    assert!(
+        again.contains("parsed 0") && again.contains("sessions 0") && again.contains("transfers 0"),
+        "{again}"
+    );
+    assert_eq!(report(&db, &["usage", "--by", "month"]), usage);
+}
