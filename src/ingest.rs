@@ -5,7 +5,7 @@
 //! transaction that also moves the file's checkpoint, so a crash leaves the database as it was
 //! before the batch, and a re-run continues from the last committed checkpoint.
 
-use crate::logparse::{self, Accepted, Record, SftpEvent, WrapperEvent};
+use crate::logparse::{self, Record, SftpEvent, WrapperEvent};
 use crate::storage::{
     Checkpoint, NewOperation, NewSession, NewTransfer, SessionEnd, SqliteStore, StoreError,
 };
@@ -133,6 +133,14 @@ impl IngestLock {
     }
 }
 
+/// What an operation line says, for [`Ingestor::operation`].
+struct Op<'a> {
+    kind: &'a str,
+    path: &'a [u8],
+    target: Option<&'a [u8]>,
+    detail: Option<&'a str>,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum LastOp {
     Transfer(i64),
@@ -165,12 +173,15 @@ pub struct Ingestor<'a> {
     by_sftp_pid: HashMap<(String, i64), i64>,
     open_transfers: HashMap<i64, Vec<(Vec<u8>, i64)>>,
     last_op: HashMap<i64, LastOp>,
-    /// sshd's `Accepted` lines not yet tied to a session, keyed by host, user and client IP.
-    pending_auth: HashMap<(String, String, String), Vec<Accepted>>,
+    /// Sessions whose `last_op` changed since the last commit.
+    last_op_dirty: std::collections::HashSet<i64>,
+    /// The time of the last `Accepted` line, to prune the unclaimed ones.
+    last_line_at: Option<DateTime<Utc>>,
     pub summary: Summary,
 }
 
-const PENDING_AUTH_PER_KEY: usize = 64;
+/// How long an sshd `Accepted` line waits for its session before it is forgotten.
+const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
 
 fn direction_from_flags(flags: &str) -> &'static str {
     let read = flags.split(',').any(|f| f == "READ");
@@ -198,13 +209,23 @@ impl<'a> Ingestor<'a> {
             by_sftp_pid: HashMap::new(),
             open_transfers: HashMap::new(),
             last_op: HashMap::new(),
-            pending_auth: HashMap::new(),
+            last_op_dirty: std::collections::HashSet::new(),
+            last_line_at: None,
             summary: Summary::default(),
             opts,
             store,
         };
         for s in ing.store.open_sessions()? {
             let user = ing.store.session_user(s.id)?;
+            match (s.last_op_kind.as_deref(), s.last_op_id) {
+                (Some("transfer"), Some(op)) => {
+                    ing.last_op.insert(s.id, LastOp::Transfer(op));
+                }
+                (Some("operation"), Some(op)) => {
+                    ing.last_op.insert(s.id, LastOp::Operation(op));
+                }
+                _ => {}
+            }
             if let Some(sid) = &s.sid {
                 ing.by_sid.insert((s.host.clone(), sid.clone()), s.id);
             }
@@ -349,6 +370,10 @@ impl<'a> Ingestor<'a> {
             if offset > skip_to {
                 self.save_checkpoint(&hash, name, inode, offset, lines_done)?;
             }
+            if let Some(last) = self.last_line_at {
+                self.store
+                    .prune_pending_auth(&logparse::storage_time(last - PENDING_AUTH_KEEP))?;
+            }
             Ok(())
         })();
         match result {
@@ -388,6 +413,7 @@ impl<'a> Ingestor<'a> {
         offset: u64,
         lines: i64,
     ) -> Result<()> {
+        self.flush_last_ops()?;
         let c = Checkpoint {
             first_line_hash: hash.to_owned(),
             path: name.to_owned(),
@@ -422,14 +448,8 @@ impl<'a> Ingestor<'a> {
                 None => false,
             },
             Record::Accepted(a) => {
-                let list = self
-                    .pending_auth
-                    .entry((host, a.user.clone(), a.client_ip.clone()))
-                    .or_default();
-                if list.len() >= PENDING_AUTH_PER_KEY {
-                    list.remove(0);
-                }
-                list.push(a);
+                self.store.add_pending_auth(&host, &a, &at)?;
+                self.last_line_at = Some(ts);
                 true
             }
             Record::Foreign => false,
@@ -442,33 +462,17 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    fn take_auth(
-        &mut self,
-        host: &str,
-        user: &str,
-        ip: &str,
-        port: Option<i64>,
-    ) -> Option<Accepted> {
-        let list = self
-            .pending_auth
-            .get_mut(&(host.to_owned(), user.to_owned(), ip.to_owned()))?;
-        let pos = match port {
-            Some(p) => list.iter().rposition(|a| i64::from(a.client_port) == p)?,
-            None => list.len().checked_sub(1)?,
-        };
-        Some(list.remove(pos))
-    }
-
     fn new_session(&mut self, s: NewSession) -> Result<i64> {
         let id = self.store.insert_session(&s)?;
         if !self.sessions.contains_key(&id) {
             self.summary.sessions += 1;
         }
         if let (Some(user), Some(ip)) = (&s.user, &s.client_ip)
-            && let Some(auth) = self.take_auth(&s.host, user, ip, s.client_port)
+            && let Some((method, key)) =
+                self.store
+                    .take_pending_auth(&s.host, user, ip, s.client_port)?
         {
-            self.store
-                .set_session_auth(id, &auth.method, auth.key.as_deref())?;
+            self.store.set_session_auth(id, &method, key.as_deref())?;
         }
         if let Some(sid) = &s.sid {
             self.by_sid.insert((s.host.clone(), sid.clone()), id);
@@ -519,6 +523,26 @@ impl<'a> Ingestor<'a> {
         Ok(Some(id))
     }
 
+    fn set_last_op(&mut self, session: i64, op: LastOp) {
+        self.last_op.insert(session, op);
+        self.last_op_dirty.insert(session);
+    }
+
+    /// Writes the changed `last_op`s, so that a later run attaches a status line the same way.
+    fn flush_last_ops(&mut self) -> Result<()> {
+        for session in std::mem::take(&mut self.last_op_dirty) {
+            let (kind, id) = match self.last_op.get(&session) {
+                Some(LastOp::Transfer(id)) => (Some("transfer"), Some(*id)),
+                Some(LastOp::Operation(id)) => (Some("operation"), Some(*id)),
+                Some(LastOp::Other) | None => (None, None),
+            };
+            if self.sessions.contains_key(&session) {
+                self.store.set_last_op(session, kind, id)?;
+            }
+        }
+        Ok(())
+    }
+
     fn forget_session(&mut self, id: i64) {
         if let Some(state) = self.sessions.remove(&id) {
             if let Some(sid) = state.sid {
@@ -564,7 +588,7 @@ impl<'a> Ingestor<'a> {
                         self.open_transfers.entry(id).or_default().extend(moved);
                     }
                     if let Some(op) = self.last_op.remove(&other) {
-                        self.last_op.insert(id, op);
+                        self.set_last_op(id, op);
                     }
                     if let Some(plain) = self.sessions.remove(&other) {
                         if let Some(state) = self.sessions.get_mut(&id) {
@@ -677,16 +701,13 @@ impl<'a> Ingestor<'a> {
         Ok(id)
     }
 
-    fn operation(
-        &mut self,
-        session: i64,
-        host: &str,
-        at: &str,
-        kind: &str,
-        path: &[u8],
-        target: Option<&[u8]>,
-        detail: Option<&str>,
-    ) -> Result<()> {
+    fn operation(&mut self, session: i64, host: &str, at: &str, op: Op) -> Result<()> {
+        let Op {
+            kind,
+            path,
+            target,
+            detail,
+        } = op;
         let user = self.sessions.get(&session).and_then(|s| s.user.clone());
         let id = self.store.insert_operation(&NewOperation {
             session_id: Some(session),
@@ -698,7 +719,7 @@ impl<'a> Ingestor<'a> {
             target,
             detail,
         })?;
-        self.last_op.insert(session, LastOp::Operation(id));
+        self.set_last_op(session, LastOp::Operation(id));
         Ok(())
     }
 
@@ -738,7 +759,7 @@ impl<'a> Ingestor<'a> {
         }
         if event == SftpEvent::Unparsed {
             if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid)) {
-                self.last_op.insert(id, LastOp::Other);
+                self.set_last_op(id, LastOp::Other);
             }
             return Ok(false);
         }
@@ -790,7 +811,7 @@ impl<'a> Ingestor<'a> {
                     .entry(session)
                     .or_default()
                     .push((path, id));
-                self.last_op.insert(session, LastOp::Transfer(id));
+                self.set_last_op(session, LastOp::Transfer(id));
             }
             SftpEvent::Close {
                 path,
@@ -818,36 +839,61 @@ impl<'a> Ingestor<'a> {
                     .close_transfer(id, at, bytes_read, bytes_written, forced)?;
                 // sftp-server logs the close before doing it, but stat and realpath, which are not
                 // logged at INFO, fail far more often right after a close than close does.
-                self.last_op.insert(session, LastOp::Other);
+                self.set_last_op(session, LastOp::Other);
             }
             SftpEvent::Other { .. } => {
-                self.last_op.insert(session, LastOp::Other);
+                self.set_last_op(session, LastOp::Other);
             }
             SftpEvent::Remove { path } => {
-                self.operation(session, host, at, "remove", &path, None, None)?
+                let op = Op {
+                    kind: "remove",
+                    path: &path,
+                    target: None,
+                    detail: None,
+                };
+                self.operation(session, host, at, op)?
             }
             SftpEvent::Rmdir { path } => {
-                self.operation(session, host, at, "rmdir", &path, None, None)?
+                let op = Op {
+                    kind: "rmdir",
+                    path: &path,
+                    target: None,
+                    detail: None,
+                };
+                self.operation(session, host, at, op)?
             }
             SftpEvent::Mkdir { path, mode } => {
-                self.operation(session, host, at, "mkdir", &path, None, Some(&mode))?
+                let op = Op {
+                    kind: "mkdir",
+                    path: &path,
+                    target: None,
+                    detail: Some(&mode),
+                };
+                self.operation(session, host, at, op)?
             }
             SftpEvent::TwoPaths { kind, old, new } => {
-                self.operation(session, host, at, kind, &old, Some(&new), None)?
+                let op = Op {
+                    kind,
+                    path: &old,
+                    target: Some(&new),
+                    detail: None,
+                };
+                self.operation(session, host, at, op)?
             }
             SftpEvent::Set {
                 path,
                 attribute,
                 value,
-            } => self.operation(
-                session,
-                host,
-                at,
-                "set",
-                &path,
-                None,
-                Some(&format!("{attribute} {value}")),
-            )?,
+            } => {
+                let detail = format!("{attribute} {value}");
+                let op = Op {
+                    kind: "set",
+                    path: &path,
+                    target: None,
+                    detail: Some(&detail),
+                };
+                self.operation(session, host, at, op)?
+            }
             SftpEvent::Status { text } => {
                 let user = self.sessions.get(&session).and_then(|s| s.user.clone());
                 let previous = self.last_op.get(&session).copied();
@@ -867,7 +913,7 @@ impl<'a> Ingestor<'a> {
                     Some(LastOp::Other) | None => {}
                 }
                 // One status answers one request.
-                self.last_op.insert(session, LastOp::Other);
+                self.set_last_op(session, LastOp::Other);
             }
         }
         Ok(true)

@@ -54,6 +54,9 @@ CREATE TABLE sessions (
     auth_method  TEXT,
     auth_key     TEXT,
     sftp_closed  INTEGER NOT NULL DEFAULT 0,
+    -- What a following `sent status` line answers, while the session is open.
+    last_op_kind TEXT,
+    last_op_id   INTEGER,
     UNIQUE (host, pid, started_at)
 );
 CREATE INDEX sessions_user ON sessions (user, started_at);
@@ -95,6 +98,19 @@ CREATE TABLE operations (
     status       TEXT
 );
 CREATE INDEX operations_session ON operations (session_id);
+
+-- sshd's `Accepted` lines waiting for the session they authenticate.
+CREATE TABLE pending_auth (
+    id          INTEGER PRIMARY KEY,
+    host        TEXT NOT NULL,
+    user        TEXT NOT NULL,
+    client_ip   TEXT NOT NULL,
+    client_port INTEGER NOT NULL,
+    method      TEXT NOT NULL,
+    key         TEXT,
+    at          TEXT NOT NULL
+);
+CREATE INDEX pending_auth_key ON pending_auth (host, user, client_ip);
 
 CREATE TABLE checkpoints (
     first_line_hash TEXT PRIMARY KEY,
@@ -160,6 +176,8 @@ pub struct OpenSession {
     pub sftp_closed: bool,
     pub started_at: String,
     pub source: String,
+    pub last_op_kind: Option<String>,
+    pub last_op_id: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -339,7 +357,7 @@ impl SqliteStore {
 
     pub fn open_sessions(&self) -> Result<Vec<OpenSession>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source FROM sessions
+            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id FROM sessions
               WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -351,6 +369,8 @@ impl SqliteStore {
                 sftp_closed: r.get::<_, i64>(4)? != 0,
                 started_at: r.get(5)?,
                 source: r.get(6)?,
+                last_op_kind: r.get(7)?,
+                last_op_id: r.get(8)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -386,6 +406,13 @@ impl SqliteStore {
         self.conn
             .prepare_cached("UPDATE sessions SET auth_method = ?2, auth_key = ?3 WHERE id = ?1")?
             .execute(params![id, method, key])?;
+        Ok(())
+    }
+
+    pub fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET last_op_kind = ?2, last_op_id = ?3 WHERE id = ?1")?
+            .execute(params![id, kind, op_id])?;
         Ok(())
     }
 
@@ -517,6 +544,64 @@ impl SqliteStore {
         self.conn
             .prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
             .execute(params![id, status])?;
+        Ok(())
+    }
+
+    pub fn add_pending_auth(
+        &mut self,
+        host: &str,
+        a: &crate::logparse::Accepted,
+        at: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO pending_auth (host, user, client_ip, client_port, method, key, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                host,
+                a.user,
+                a.client_ip,
+                a.client_port,
+                a.method,
+                a.key,
+                at
+            ])?;
+        Ok(())
+    }
+
+    /// Takes the latest `Accepted` for this host, user and address (and port, when known):
+    /// returns its method and key and removes it.
+    pub fn take_pending_auth(
+        &mut self,
+        host: &str,
+        user: &str,
+        client_ip: &str,
+        client_port: Option<i64>,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let found: Option<(i64, String, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, method, key FROM pending_auth
+                  WHERE host = ?1 AND user = ?2 AND client_ip = ?3 AND (?4 IS NULL OR client_port = ?4)
+                  ORDER BY at DESC, id DESC LIMIT 1",
+            )?
+            .query_row(params![host, user, client_ip, client_port], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((id, method, key)) = found else {
+            return Ok(None);
+        };
+        self.conn
+            .prepare_cached("DELETE FROM pending_auth WHERE id = ?1")?
+            .execute([id])?;
+        Ok(Some((method, key)))
+    }
+
+    /// Forgets `Accepted` lines that no session claimed (a failed or non-SFTP login).
+    pub fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
+            .execute([before])?;
         Ok(())
     }
 

@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod loggen;
+
 use std::ffi::CString;
 use std::fs;
 use std::io::Write;
