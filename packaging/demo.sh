@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A one-command demo on a fresh Debian machine, as root: builds the project, starts a throwaway
 # rsyslogd and sshd on 127.0.0.1, creates a demo partner whose login shell is sftpd-wrapper, runs a
-# real SFTP session and a refused `ssh host id`, and shows the audit log. Everything it creates is
+# real SFTP session and a refused `ssh host id`, shows the audit log, ingests it into an SQLite
+# database with sftpd-report and prints the usage and transfers reports. Everything it creates is
 # removed at the end; the host's /etc/sftpd-wrapper.toml, /dev/log and sshd are not touched (the
 # demo sshd runs in a mount namespace of its own, as the test harness does).
 set -euo pipefail
@@ -136,5 +137,18 @@ cat "$work/sftpd.log"
 echo
 echo "== post-session hook notes"
 cat "$work/post-session.log"
+echo
+report=(target/release/sftpd-report --db "$work/sftpd.db" --config "$work/sftpd-wrapper.toml")
+echo "== sftpd-report ingest $work/sftpd.log  (into $work/sftpd.db, SQLite)"
+"${report[@]}" ingest "$work/sftpd.log"
+echo
+echo "== sftpd-report usage"
+"${report[@]}" usage --format table
+echo
+echo "== sftpd-report transfers --path '*/invoice-42.xml'   (did the partner fetch the invoice?)"
+"${report[@]}" transfers --path '*/invoice-42.xml' --format table
+echo
+echo "== sftpd-report sessions"
+"${report[@]}" sessions --format table
 echo
 echo "demo finished; cleaning up"
