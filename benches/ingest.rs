@@ -23,10 +23,15 @@ fn main() {
     let log = loggen::generate(lines, 200, 42);
     std::fs::write(&path, loggen::text(&log.lines)).expect("write log");
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    println!("log: {} lines, {:.1} MiB", log.lines.len(), size as f64 / 1048576.0);
+    println!(
+        "log: {} lines, {:.1} MiB",
+        log.lines.len(),
+        size as f64 / 1048576.0
+    );
 
     let read_lines = || -> Vec<Vec<u8>> {
-        let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(&path).expect("open"));
+        let mut reader =
+            BufReader::with_capacity(1 << 16, std::fs::File::open(&path).expect("open"));
         let mut out = Vec::with_capacity(log.lines.len());
         let mut buf = Vec::new();
         while reader.read_until(b'\n', &mut buf).expect("read") > 0 {
@@ -43,7 +48,10 @@ fn main() {
     let mut understood = 0usize;
     for line in &raw {
         if let Some(l) = logparse::parse_syslog_line(line)
-            && !matches!(logparse::classify(l.program, l.message, "sftpd-wrapper"), logparse::Record::Foreign)
+            && !matches!(
+                logparse::classify(l.program, l.message, "sftpd-wrapper"),
+                logparse::Record::Foreign
+            )
         {
             understood += 1;
         }
@@ -56,7 +64,13 @@ fn main() {
     let mut ingestor = Ingestor::new(&mut store, IngestOptions::default()).expect("ingestor");
     let file = std::fs::File::open(&path).expect("open");
     ingestor
-        .ingest_reader(Box::new(BufReader::with_capacity(1 << 16, file)), "bench", Local::now(), None, None)
+        .ingest_reader(
+            Box::new(BufReader::with_capacity(1 << 16, file)),
+            "bench",
+            Local::now(),
+            None,
+            None,
+        )
         .expect("ingest");
     let ingest_rate = raw.len() as f64 / t.elapsed().as_secs_f64();
     let summary = ingestor.summary.clone();
@@ -64,7 +78,15 @@ fn main() {
     assert_eq!(summary.lines_read as usize, raw.len());
     assert_eq!(summary.parsed as usize, understood);
     println!("read lines (baseline)   {:>12.0} lines/s", read_rate);
-    println!("parse only              {:>12.0} lines/s   {:.3} x read", parse_rate, parse_rate / read_rate);
-    println!("ingest into SQLite      {:>12.0} lines/s   {:.3} x parse", ingest_rate, ingest_rate / parse_rate);
+    println!(
+        "parse only              {:>12.0} lines/s   {:.3} x read",
+        parse_rate,
+        parse_rate / read_rate
+    );
+    println!(
+        "ingest into SQLite      {:>12.0} lines/s   {:.3} x parse",
+        ingest_rate,
+        ingest_rate / parse_rate
+    );
     println!("ingest summary: {summary}");
 }

@@ -319,3 +319,65 @@ fn reports_match_what_real_clients_transferred() {
     );
     assert_eq!(report(&db, &["usage", "--by", "month"]), usage);
 }
+
+/// Without the wrapper: sftp-server run by a plain shell, and internal-sftp. Their own lines
+/// still make complete sessions with user, address and transfers.
+#[test]
+fn logs_without_the_wrapper_make_complete_sessions() {
+    require_e2e!();
+    for (subsystem, source) in [
+        (
+            "/usr/lib/openssh/sftp-server -f local5 -l info",
+            "sftp-server",
+        ),
+        ("internal-sftp -f local5 -l info", "internal-sftp"),
+    ] {
+        let h = Harness::start_full("", "", subsystem);
+        let user = Harness::new_user_name();
+        h.add_user_with_shell(&user, Path::new("/bin/sh"));
+        let local = tempfile::tempdir().unwrap();
+        fs::write(local.path().join("up.bin"), vec![5u8; 12_345]).unwrap();
+        fs::write(h.home(&user).join("down.bin"), vec![6u8; 54_321]).unwrap();
+        let out = h.sftp(
+            &user,
+            "put up.bin\nget down.bin\nrename up.bin moved.bin\n",
+            local.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        h.wait_for_log(&[
+            &format!("{source}["),
+            "session closed for local user",
+            &user,
+        ]);
+        assert!(
+            !h.log_text().contains("sftpd-wrapper["),
+            "the wrapper was not meant to run"
+        );
+
+        let db_dir = tempfile::tempdir().unwrap();
+        let db = db_dir.path().join("sftpd.db");
+        let summary = ingest(&db, &[&h.log_path]);
+        assert!(
+            summary.contains("sessions 1") && summary.contains("transfers 2"),
+            "{source}: {summary}"
+        );
+        let sessions = report(&db, &["sessions"]);
+        let s = &sessions.as_array().unwrap()[0];
+        assert_eq!(s["source"], source);
+        assert_eq!(s["user"], user.as_str());
+        assert_eq!(s["client_ip"], "127.0.0.1");
+        assert_eq!(s["end"], "closed");
+        assert_eq!(s["bytes_up"], 12_345);
+        assert_eq!(s["bytes_down"], 54_321);
+        assert!(s["duration"].as_i64().is_some());
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let renames: i64 = conn
+            .query_row("SELECT COUNT(*) FROM operations WHERE kind IN ('rename', 'posix-rename') AND target_text LIKE '%/moved.bin'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(renames, 1, "{source}");
+    }
+}

@@ -125,6 +125,11 @@ impl Harness {
 
     /// Like [`Harness::start`], with extra sshd_config lines.
     pub fn start_with(config: &str, extra_sshd_config: &str) -> Harness {
+        Harness::start_full(config, extra_sshd_config, SFTP_SERVER)
+    }
+
+    /// Like [`Harness::start_with`], with another `Subsystem sftp` command.
+    pub fn start_full(config: &str, extra_sshd_config: &str, subsystem: &str) -> Harness {
         let dir = tempfile::Builder::new()
             .prefix("sftpd-e2e-")
             .tempdir_in("/tmp")
@@ -181,7 +186,7 @@ impl Harness {
                      AuthorizedKeysFile {root}/keys/authorized/%u\nStrictModes no\nUsePAM no\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PubkeyAuthentication yes\nLogLevel VERBOSE\nMaxStartups 100\n\
-                     {extra_sshd_config}\nSubsystem sftp {SFTP_SERVER}\n",
+                     {extra_sshd_config}\nSubsystem sftp {subsystem}\n",
                     hk = host_key.display(),
                     root = root.display(),
                 ),
@@ -295,13 +300,18 @@ impl Harness {
 
     /// Creates `name` with the wrapper as login shell, a home directory and the client key.
     pub fn add_user(&self, name: &str) {
+        self.add_user_with_shell(name, &self.wrapper.clone());
+    }
+
+    /// Creates `name` with `shell` as login shell, a home directory and the client key.
+    pub fn add_user_with_shell(&self, name: &str, shell: &Path) {
         let home = self.root().join("home").join(name);
         let mut last = String::new();
         let mut created = false;
         for _ in 0..50 {
             let out = Command::new("useradd")
                 .args(["-M", "-p", "*", "-s"])
-                .arg(&self.wrapper)
+                .arg(shell)
                 .arg("-d")
                 .arg(&home)
                 .arg(name)
