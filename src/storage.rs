@@ -659,25 +659,16 @@ mod tests {
         {
             let mut s = SqliteStore::open(&db).unwrap();
             assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-            let id = s
-                .insert_session(&NewSession {
-                    host: "h".into(),
-                    started_at: "2026-11-26T00:00:00.000000Z".into(),
-                    source: "sftp-server",
-                    pid: 7,
-                    ..Default::default()
-                })
-                .unwrap();
-            let again = s
-                .insert_session(&NewSession {
-                    host: "h".into(),
-                    started_at: "2026-11-26T00:00:00.000000Z".into(),
-                    source: "sftp-server",
-                    pid: 7,
-                    ..Default::default()
-                })
-                .unwrap();
-            assert_eq!(id, again);
+            let session = NewSession {
+                host: "h".into(),
+                started_at: "2026-11-26T00:00:00.000000Z".into(),
+                source: "sftp-server",
+                pid: 7,
+                ..Default::default()
+            };
+            let id = s.insert_session(&session).unwrap();
+            // The same host, PID and start is the same session.
+            assert_eq!(s.insert_session(&session).unwrap(), id);
         }
         let s = SqliteStore::open(&db).unwrap();
         assert_eq!(s.open_sessions().unwrap().len(), 1);

@@ -11,9 +11,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn report(db: &Path, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
@@ -189,36 +188,16 @@ fn reports_match_what_real_clients_transferred() {
     // dropped: the client is killed in the middle of an upload.
     let drop_dir = tempfile::tempdir().unwrap();
     fs::write(drop_dir.path().join("big.bin"), vec![3u8; 20 << 20]).unwrap();
-    let mut cmd = Command::new("/usr/bin/sftp");
-    cmd.args(["-l", "4000"]);
-    let args: Vec<_> = h
-        .sftp_command(&dropped, "-", drop_dir.path())
-        .get_args()
-        .map(|a| a.to_owned())
-        .collect();
-    let mut child = cmd
-        .args(args)
-        .current_dir(drop_dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    let (mut child, _, sftp_pid) = h.open_session(&dropped, drop_dir.path(), &["-l", "4000"]);
     child
         .stdin
         .as_mut()
         .unwrap()
         .write_all(b"put big.bin\n")
         .unwrap();
-    h.wait_for_log(&["big.bin\" flags WRITE"]);
+    h.wait_for_log(&[&format!("sftp-server[{sftp_pid}]"), "big.bin\" flags WRITE"]);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let _ = child.wait();
+    h.kill_client(child);
     h.wait_for_log(&["session end", &format!("user={dropped} ")]);
     for user in [&uploader, &nasty, &reader] {
         h.wait_for_log(&["session end", &format!("user={user} ")]);

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -421,42 +420,27 @@ fn everything_but_the_sftp_subsystem_is_refused_and_logged() {
         "{refusals:?}"
     );
 
-    // Legacy scp runs `scp -t` through the shell.
+    // Legacy scp runs `scp -t` through the shell, rsync runs `rsync --server`.
     let local = tempfile::tempdir().unwrap();
     fs::write(local.path().join("f.txt"), b"x").unwrap();
-    let out = Command::new("/usr/bin/scp")
-        .arg("-O")
-        .args(h.scp_options())
-        .arg("f.txt")
-        .arg(format!("{user}@127.0.0.1:f.txt"))
-        .current_dir(local.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    h.wait_for_log(&[
-        "session refused",
-        &format!("user={user} "),
-        "command=\"scp -t f.txt\"",
-    ]);
-    assert!(!h.home(&user).join("f.txt").exists());
-
-    let out = Command::new("rsync")
-        .arg("-e")
-        .arg(h.ssh_e_option())
-        .arg("f.txt")
-        .arg(format!("{user}@127.0.0.1:f.txt"))
-        .current_dir(local.path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    h.wait_for_log(&[
-        "session refused",
-        &format!("user={user} "),
-        "command=\"rsync --server",
-    ]);
-    assert!(!h.home(&user).join("f.txt").exists());
+    let mut scp = Command::new("/usr/bin/scp");
+    scp.arg("-O").args(h.scp_options()).arg("f.txt");
+    let mut rsync = Command::new("rsync");
+    rsync.arg("-e").arg(h.ssh_e_option()).arg("f.txt");
+    for (mut client, logged) in [
+        (scp, "command=\"scp -t f.txt\""),
+        (rsync, "command=\"rsync --server"),
+    ] {
+        let out = client
+            .arg(format!("{user}@127.0.0.1:f.txt"))
+            .current_dir(local.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{logged}");
+        h.wait_for_log(&["session refused", &format!("user={user} "), logged]);
+        assert!(!h.home(&user).join("f.txt").exists());
+    }
 
     // ~/.ssh/rc is run by sshd through the login shell for commands, never for subsystems.
     let ssh_dir = h.home(&user).join(".ssh");
@@ -480,32 +464,6 @@ fn everything_but_the_sftp_subsystem_is_refused_and_logged() {
     assert!(!marker.exists());
 }
 
-/// Starts `sftp -b -` with a pipe for commands, in its own process group, and waits until the
-/// wrapper has started sftp-server. Returns the child, the wrapper's PID and sftp-server's PID.
-fn open_session(
-    h: &Harness,
-    user: &str,
-    cwd: &Path,
-    extra: &[&str],
-) -> (std::process::Child, i32, i32) {
-    let mut cmd = Command::new("/usr/bin/sftp");
-    cmd.args(extra);
-    let full = h.sftp_command(user, "-", cwd);
-    let args: Vec<_> = full.get_args().map(|a| a.to_owned()).collect();
-    cmd.args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let offset = h.log_len();
-    let child = cmd.spawn().unwrap();
-    let line = h.wait_for_log_after(offset, &["sftp-server started", &format!("user={user} ")]);
-    let wrapper_pid = syslog_pid(&line).unwrap();
-    let sftp_pid: i32 = field(&line, "sftp_pid").unwrap().parse().unwrap();
-    (child, wrapper_pid, sftp_pid)
-}
-
 #[test]
 fn a_killed_client_still_gets_session_end_and_post_hook() {
     require_e2e!();
@@ -523,8 +481,7 @@ fn a_killed_client_still_gets_session_end_and_post_hook() {
     )
     .unwrap();
     // -l 4000: 4 Mbit/s, so the 20 MiB upload is still running when the client is killed.
-    let (mut child, _wrapper_pid, sftp_pid) =
-        open_session(&h, &user, local.path(), &["-l", "4000"]);
+    let (mut child, _wrapper_pid, sftp_pid) = h.open_session(&user, local.path(), &["-l", "4000"]);
     child
         .stdin
         .as_mut()
@@ -533,12 +490,7 @@ fn a_killed_client_still_gets_session_end_and_post_hook() {
         .unwrap();
     h.wait_for_log(&[&format!("sftp-server[{sftp_pid}]"), "big.bin\" flags WRITE"]);
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    let _ = child.wait();
+    h.kill_client(child);
 
     let end = h.wait_for_log(&[
         "session end",
@@ -574,7 +526,7 @@ fn session_end_is_logged_across_an_rsyslogd_restart() {
     let user = h.user();
     let local = tempfile::tempdir().unwrap();
     fs::write(local.path().join("after.txt"), b"written after the restart").unwrap();
-    let (mut child, _, sftp_pid) = open_session(&h, &user, local.path(), &[]);
+    let (mut child, _, sftp_pid) = h.open_session(&user, local.path(), &[]);
     h.restart_rsyslogd();
     {
         let stdin = child.stdin.as_mut().unwrap();
@@ -597,7 +549,7 @@ fn sigterm_is_forwarded_and_a_killed_wrapper_takes_sftp_server_along() {
     let user = h.user();
     let local = tempfile::tempdir().unwrap();
 
-    let (mut child, wrapper_pid, sftp_pid) = open_session(&h, &user, local.path(), &[]);
+    let (mut child, wrapper_pid, sftp_pid) = h.open_session(&user, local.path(), &[]);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(wrapper_pid),
         nix::sys::signal::Signal::SIGTERM,
@@ -614,7 +566,7 @@ fn sigterm_is_forwarded_and_a_killed_wrapper_takes_sftp_server_along() {
     let _ = child.kill();
     let _ = child.wait();
 
-    let (mut child, wrapper_pid, sftp_pid) = open_session(&h, &user, local.path(), &[]);
+    let (mut child, wrapper_pid, sftp_pid) = h.open_session(&user, local.path(), &[]);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(wrapper_pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -771,7 +723,7 @@ fn sftp_server_gets_an_allow_listed_environment() {
     )
     .unwrap();
     let local = tempfile::tempdir().unwrap();
-    let (mut child, _, sftp_pid) = open_session(&h, &user, local.path(), &[]);
+    let (mut child, _, sftp_pid) = h.open_session(&user, local.path(), &[]);
     let environ = fs::read(format!("/proc/{sftp_pid}/environ")).unwrap();
     let vars: HashMap<String, String> = environ
         .split(|&b| b == 0)

@@ -387,6 +387,37 @@ impl Harness {
             .unwrap()
     }
 
+    /// Starts `sftp -b -` (with `extra` options first) reading commands from a pipe, in its own
+    /// process group, and waits until the wrapper has started sftp-server. Returns the client,
+    /// the wrapper's PID and sftp-server's PID.
+    pub fn open_session(&self, user: &str, cwd: &Path, extra: &[&str]) -> (Child, i32, i32) {
+        let mut cmd = Command::new("/usr/bin/sftp");
+        cmd.args(extra);
+        let full = self.sftp_command(user, "-", cwd);
+        cmd.args(full.get_args())
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let offset = self.log_len();
+        let child = cmd.spawn().unwrap();
+        let line =
+            self.wait_for_log_after(offset, &["sftp-server started", &format!("user={user} ")]);
+        let wrapper_pid = syslog_pid(&line).unwrap();
+        let sftp_pid: i32 = field(&line, "sftp_pid").unwrap().parse().unwrap();
+        (child, wrapper_pid, sftp_pid)
+    }
+
+    /// Kills a client started by [`Harness::open_session`] with its ssh, as a crash would.
+    pub fn kill_client(&self, mut client: Child) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(client.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = client.wait();
+    }
+
     /// The `ssh` command for `user` running `remote` (no command: an interactive login).
     pub fn ssh_command(&self, user: &str, remote: &[&str]) -> Command {
         let mut cmd = Command::new("/usr/bin/ssh");
