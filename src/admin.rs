@@ -82,6 +82,11 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
         "allowed_commands = {}",
         quoted_list(&eff.allowed_commands)
     );
+    let _ = writeln!(
+        text,
+        "log_mode = {:?}",
+        format!("{:?}", cfg.sftp_server.log_mode).to_lowercase()
+    );
     let _ = writeln!(text, "\n[syslog]");
     let _ = writeln!(text, "facility = {:?}", cfg.syslog.facility.name());
     let _ = writeln!(text, "ident = {:?}", cfg.syslog.ident);
@@ -91,10 +96,17 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
         format!("{:?}", cfg.syslog.on_failure).to_lowercase()
     );
     let _ = writeln!(text, "\n[hooks]");
-    for (key, hook) in [
-        ("pre_session", &cfg.hooks.pre_session),
-        ("post_session", &cfg.hooks.post_session),
-    ] {
+    let event_keys: Vec<(String, Option<&Vec<String>>)> = cfg
+        .hooks
+        .event_hooks()
+        .into_iter()
+        .map(|(event, argv)| (format!("on_{event}"), argv))
+        .collect();
+    let session_keys = [
+        ("pre_session".to_owned(), cfg.hooks.pre_session.as_ref()),
+        ("post_session".to_owned(), cfg.hooks.post_session.as_ref()),
+    ];
+    for (key, hook) in session_keys.into_iter().chain(event_keys) {
         match hook {
             Some(argv) => {
                 let _ = writeln!(text, "{key} = {}", quoted_list(argv));
@@ -118,6 +130,12 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
         "post_session_mode = {:?}",
         format!("{:?}", cfg.hooks.post_session_mode).to_lowercase()
     );
+    let _ = writeln!(
+        text,
+        "event_format = {:?}",
+        format!("{:?}", cfg.hooks.event_format).to_lowercase()
+    );
+    let _ = writeln!(text, "upload_on_rename = {}", cfg.hooks.upload_on_rename);
     if let Err(e) = syslog::probe(syslog::SYSLOG_SOCKET) {
         let _ = writeln!(
             text,

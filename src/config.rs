@@ -109,6 +109,29 @@ pub enum PostSessionMode {
     Wait,
 }
 
+/// How sftp-server's own log lines travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogMode {
+    /// sftp-server logs to syslog itself (`-f <facility> -l info`).
+    #[default]
+    Syslog,
+    /// sftp-server logs to stderr (`-e -l info`); the wrapper reads the lines, forwards them to
+    /// syslog and fires the per-file event hooks.
+    Capture,
+}
+
+/// How an event hook receives the event besides its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    /// Environment variables only; stdin is /dev/null.
+    #[default]
+    Env,
+    /// Also one JSON object on stdin.
+    Json,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SftpServerSection {
@@ -120,6 +143,7 @@ pub struct SftpServerSection {
     /// The exact `-c` strings accepted from sshd; default: the sftp-server path alone, which is
     /// what `Subsystem sftp /usr/lib/openssh/sftp-server` makes sshd pass.
     pub allowed_commands: Option<Vec<String>>,
+    pub log_mode: LogMode,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +172,41 @@ pub struct HooksSection {
     pub timeout_secs: u64,
     pub pre_session_failure: PreSessionFailure,
     pub post_session_mode: PostSessionMode,
+    pub on_upload: Option<Vec<String>>,
+    pub on_download: Option<Vec<String>>,
+    pub on_remove: Option<Vec<String>>,
+    pub on_rename: Option<Vec<String>>,
+    pub on_mkdir: Option<Vec<String>>,
+    pub on_rmdir: Option<Vec<String>>,
+    pub event_format: EventFormat,
+    /// A finished upload of `NAME.filepart` renamed to `NAME` fires `upload` for `NAME`.
+    pub upload_on_rename: bool,
+}
+
+impl HooksSection {
+    /// The event hooks, by event name.
+    pub fn event_hooks(&self) -> [(&'static str, Option<&Vec<String>>); 6] {
+        [
+            ("upload", self.on_upload.as_ref()),
+            ("download", self.on_download.as_ref()),
+            ("remove", self.on_remove.as_ref()),
+            ("rename", self.on_rename.as_ref()),
+            ("mkdir", self.on_mkdir.as_ref()),
+            ("rmdir", self.on_rmdir.as_ref()),
+        ]
+    }
+
+    /// The hook for one event, if configured.
+    pub fn event_hook(&self, event: &str) -> Option<&Vec<String>> {
+        self.event_hooks()
+            .into_iter()
+            .find(|(name, _)| *name == event)
+            .and_then(|(_, argv)| argv)
+    }
+
+    pub fn any_event_hook(&self) -> bool {
+        self.event_hooks().iter().any(|(_, argv)| argv.is_some())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -166,6 +225,14 @@ impl Default for HooksSection {
             timeout_secs: 30,
             pre_session_failure: PreSessionFailure::Deny,
             post_session_mode: PostSessionMode::Detach,
+            on_upload: None,
+            on_download: None,
+            on_remove: None,
+            on_rename: None,
+            on_mkdir: None,
+            on_rmdir: None,
+            event_format: EventFormat::Env,
+            upload_on_rename: true,
         }
     }
 }
@@ -370,6 +437,26 @@ impl Config {
         if let Some(argv) = &self.hooks.post_session {
             check_argv("hooks.post_session", argv)?;
         }
+        for (event, argv) in self.hooks.event_hooks() {
+            if let Some(argv) = argv {
+                check_argv(&format!("hooks.on_{event}"), argv)?;
+            }
+        }
+        if self.hooks.any_event_hook() && self.sftp_server.log_mode != LogMode::Capture {
+            return Err(
+                "the hooks.on_* event hooks need sftp_server.log_mode = \"capture\": only then does the wrapper see sftp-server's lines"
+                    .to_owned(),
+            );
+        }
+        if self.sftp_server.log_mode == LogMode::Capture
+            && let Some(args) = &self.sftp_server.args
+            && !args.iter().any(|a| a == "-e")
+        {
+            return Err(
+                "sftp_server.log_mode = \"capture\" needs \"-e\" in sftp_server.args (sftp-server must log to stderr)"
+                    .to_owned(),
+            );
+        }
         if !(1..=86_400).contains(&self.hooks.timeout_secs) {
             return Err(format!(
                 "hooks.timeout_secs must be between 1 and 86400, got {}",
@@ -408,14 +495,19 @@ impl Config {
     /// (`args`) or extending (`extra_args`) what came before.
     pub fn effective_for(&self, user: &str, groups: &[String]) -> Effective {
         let sftp_server_path = self.sftp_server_path();
-        let mut args = self.sftp_server.args.clone().unwrap_or_else(|| {
-            vec![
-                "-f".to_owned(),
-                self.syslog.facility.name().to_owned(),
-                "-l".to_owned(),
-                "info".to_owned(),
-            ]
-        });
+        let mut args =
+            self.sftp_server
+                .args
+                .clone()
+                .unwrap_or_else(|| match self.sftp_server.log_mode {
+                    LogMode::Syslog => vec![
+                        "-f".to_owned(),
+                        self.syslog.facility.name().to_owned(),
+                        "-l".to_owned(),
+                        "info".to_owned(),
+                    ],
+                    LogMode::Capture => vec!["-e".to_owned(), "-l".to_owned(), "info".to_owned()],
+                });
         let mut applied = Vec::new();
         let mut apply = |label: String, ov: &Override| {
             if let Some(replacement) = &ov.args {
@@ -513,6 +605,43 @@ mod tests {
         );
         assert_eq!(eff.applied_overrides, ["groups.readonly", "users.acme"]);
         assert_eq!(eff.allowed_commands.len(), 2);
+    }
+
+    #[test]
+    fn capture_mode_and_event_hooks() {
+        let cfg = parse(
+            "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\non_upload = [\"/usr/local/bin/ingest\"]\nevent_format = \"json\"\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.effective_for("u", &[]).sftp_server_args,
+            ["-e", "-l", "info"]
+        );
+        assert_eq!(
+            cfg.hooks.event_hook("upload").unwrap(),
+            &["/usr/local/bin/ingest"]
+        );
+        assert!(cfg.hooks.event_hook("download").is_none());
+        assert!(cfg.hooks.upload_on_rename);
+        assert_eq!(cfg.hooks.event_format, EventFormat::Json);
+
+        let err = parse("[hooks]\non_upload = [\"/bin/true\"]\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("log_mode = \"capture\""), "{err}");
+        let err = parse("[sftp_server]\nlog_mode = \"capture\"\nargs = [\"-l\", \"info\"]\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("-e"), "{err}");
+        let err = parse("[sftp_server]\nlog_mode = \"capture\"\n[hooks]\non_rmdir = [\"rel\"]\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("hooks.on_rmdir"), "{err}");
+        assert!(parse("[sftp_server]\nlog_mode = \"tee\"\n").is_err());
     }
 
     #[test]

@@ -39,9 +39,15 @@ pub struct HookResult {
     pub stderr: Vec<u8>,
 }
 
-/// Runs `argv` with exactly `env` as its environment, stdin and stdout on /dev/null, stderr
-/// captured, in a process group of its own, and waits at most `timeout`.
-pub fn run(argv: &[String], env: &[(String, OsString)], timeout: Duration) -> HookResult {
+/// Runs `argv` with exactly `env` as its environment, stdout on /dev/null, stderr captured, in a
+/// process group of its own, and waits at most `timeout`. stdin is /dev/null, or a pipe that
+/// carries `stdin` (a few KiB at most: it is written in full before the wait starts).
+pub fn run(
+    argv: &[String],
+    env: &[(String, OsString)],
+    timeout: Duration,
+    stdin: Option<&[u8]>,
+) -> HookResult {
     let start = Instant::now();
     let Some((program, args)) = argv.split_first() else {
         return HookResult {
@@ -56,7 +62,11 @@ pub fn run(argv: &[String], env: &[(String, OsString)], timeout: Duration) -> Ho
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir("/")
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -70,6 +80,11 @@ pub fn run(argv: &[String], env: &[(String, OsString)], timeout: Duration) -> Ho
             };
         }
     };
+    if let (Some(payload), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        // A hook that exits without reading gets EPIPE here, which is its business.
+        let _ = pipe.write_all(payload);
+    }
     let mut captured = Vec::new();
     let outcome = wait_with_deadline(&mut child, start + timeout, &mut captured);
     HookResult {
@@ -179,11 +194,16 @@ mod tests {
 
     #[test]
     fn exit_status_and_stderr_are_reported() {
-        let r = run(&sh("echo oops >&2; exit 3"), &[], Duration::from_secs(10));
+        let r = run(
+            &sh("echo oops >&2; exit 3"),
+            &[],
+            Duration::from_secs(10),
+            None,
+        );
         assert_eq!(r.outcome, HookOutcome::Exited(3));
         assert_eq!(r.stderr, b"oops\n");
         assert!(
-            run(&sh("exit 0"), &[], Duration::from_secs(10))
+            run(&sh("exit 0"), &[], Duration::from_secs(10), None)
                 .outcome
                 .succeeded()
         );
@@ -198,12 +218,18 @@ mod tests {
             ("OUT".to_owned(), out.clone().into_os_string()),
         ];
         // `env` prints the environment; nothing else may be there.
-        let r = run(&["/usr/bin/env".to_owned()], &env, Duration::from_secs(10));
+        let r = run(
+            &["/usr/bin/env".to_owned()],
+            &env,
+            Duration::from_secs(10),
+            None,
+        );
         assert!(r.outcome.succeeded(), "{:?}", r.outcome);
         let r = run(
             &sh("/usr/bin/env > \"$OUT\""),
             &env,
             Duration::from_secs(10),
+            None,
         );
         assert!(r.outcome.succeeded());
         let text = std::fs::read_to_string(&out).unwrap();
@@ -224,7 +250,7 @@ mod tests {
         let pidfile = dir.path().join("child.pid");
         let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
         let start = Instant::now();
-        let r = run(&sh(&script), &[], Duration::from_millis(300));
+        let r = run(&sh(&script), &[], Duration::from_millis(300), None);
         assert_eq!(r.outcome, HookOutcome::TimedOut);
         assert!(start.elapsed() < Duration::from_secs(5));
         let pid: i32 = std::fs::read_to_string(&pidfile)
@@ -244,6 +270,7 @@ mod tests {
             &["/nonexistent/hook".to_owned()],
             &[],
             Duration::from_secs(1),
+            None,
         );
         assert!(
             matches!(r.outcome, HookOutcome::SpawnFailed(ref m) if m.contains("/nonexistent/hook"))
@@ -256,8 +283,34 @@ mod tests {
             &sh("head -c 1000000 /dev/zero >&2; exit 0"),
             &[],
             Duration::from_secs(20),
+            None,
         );
         assert!(r.outcome.succeeded(), "{:?}", r.outcome);
         assert_eq!(r.stderr.len(), STDERR_KEEP);
+    }
+
+    #[test]
+    fn stdin_carries_the_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("stdin");
+        let r = run(
+            &sh(&format!("cat > {}", out.display())),
+            &[],
+            Duration::from_secs(10),
+            Some(b"{\"event\":\"upload\"}\n"),
+        );
+        assert!(r.outcome.succeeded(), "{:?}", r.outcome);
+        assert_eq!(std::fs::read(&out).unwrap(), b"{\"event\":\"upload\"}\n");
+        // A hook that ignores its stdin is not disturbed by it.
+        assert!(
+            run(
+                &sh("exit 0"),
+                &[],
+                Duration::from_secs(10),
+                Some(&[b'x'; 100])
+            )
+            .outcome
+            .succeeded()
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! [`hooks`], [`syslog`] and [`logfmt`]; none of them touches a database.
 
 pub mod admin;
+pub mod capture;
 pub mod config;
 pub mod hooks;
 pub mod ingest;
@@ -11,6 +12,7 @@ pub mod invocation;
 pub mod logfmt;
 pub mod logparse;
 pub mod report;
+pub mod runner;
 pub mod session;
 pub mod storage;
 pub mod syslog;

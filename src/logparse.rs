@@ -242,6 +242,35 @@ pub fn unvis(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Encodes bytes as OpenSSH does for syslog: strnvis(VIS_CSTYLE | VIS_NL | VIS_TAB | VIS_OCTAL).
+/// With [`unvis`] this turns sftp-server's stderr lines (`-e`, VIS_SAFE: tab, newline, return,
+/// backspace and bell left raw) into exactly the text it would have sent to syslog.
+pub fn vis_syslog(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + 8);
+    for (i, &c) in input.iter().enumerate() {
+        let next = input.get(i + 1).copied().unwrap_or(0);
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x07 => out.extend_from_slice(b"\\a"),
+            0x0b => out.extend_from_slice(b"\\v"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0 if !(b'0'..=b'7').contains(&next) => out.extend_from_slice(b"\\0"),
+            b' '..=b'~' => out.push(c),
+            _ => {
+                out.push(b'\\');
+                out.push(b'0' + (c >> 6));
+                out.push(b'0' + ((c >> 3) & 7));
+                out.push(b'0' + (c & 7));
+            }
+        }
+    }
+    out
+}
+
 /// What one sftp-server (or internal-sftp) message says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SftpEvent {
@@ -1065,26 +1094,8 @@ mod tests {
         );
     }
 
-    /// OpenSSH's strnvis(VIS_CSTYLE | VIS_NL | VIS_TAB | VIS_OCTAL), as used for syslog.
     fn vis(name: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (i, &c) in name.iter().enumerate() {
-            let next = name.get(i + 1).copied().unwrap_or(0);
-            match c {
-                b'\\' => out.extend(b"\\\\"),
-                b'\n' => out.extend(b"\\n"),
-                b'\r' => out.extend(b"\\r"),
-                b'\t' => out.extend(b"\\t"),
-                0x08 => out.extend(b"\\b"),
-                0x07 => out.extend(b"\\a"),
-                0x0b => out.extend(b"\\v"),
-                0x0c => out.extend(b"\\f"),
-                0 if !(b'0'..=b'7').contains(&next) => out.extend(b"\\0"),
-                0x21..=0x7e | b' ' => out.push(c),
-                _ => out.extend(format!("\\{c:03o}").as_bytes()),
-            }
-        }
-        out
+        vis_syslog(name)
     }
 
     proptest! {

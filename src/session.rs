@@ -1,20 +1,31 @@
 //! The login shell's session: check the invocation, log, run the hooks, run sftp-server with its
 //! stdin and stdout inherited (the wrapper never touches SFTP traffic), supervise it, log the end.
 
-use crate::config::{self, Config, Effective, FailurePolicy, PostSessionMode, PreSessionFailure};
+use crate::capture::{self, CaptureState, Counters, Event, Forward, Totals};
+use crate::config::{
+    self, Config, Effective, EventFormat, FailurePolicy, LogMode, PostSessionMode,
+    PreSessionFailure,
+};
 use crate::hooks::{self, HookOutcome, HookResult};
 use crate::invocation;
 use crate::logfmt::LogLine;
+use crate::runner::{self, Job, Runner};
+use crate::syslog::ForwardingSender;
 use crate::syslog::{self, Severity, Syslog};
 use chrono::{DateTime, Local, SecondsFormat};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::unistd::{ForkResult, Pid, User, getpid, getppid, getuid};
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::net::IpAddr;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 /// What a refused user sees on stderr (the SSH client prints it).
@@ -213,8 +224,87 @@ impl Session<'_> {
             set("SFTPD_DURATION_MS", end.duration.as_millis().to_string());
             set("SFTPD_EXIT_STATUS", end.exit_code.to_string());
             set("SFTPD_SFTP_PID", end.sftp_pid.to_string());
+            if let Some(t) = &end.totals {
+                set("SFTPD_FILES_UPLOADED", t.files_uploaded.to_string());
+                set("SFTPD_FILES_DOWNLOADED", t.files_downloaded.to_string());
+                set("SFTPD_BYTES_UPLOADED", t.bytes_uploaded.to_string());
+                set("SFTPD_BYTES_DOWNLOADED", t.bytes_downloaded.to_string());
+                set("SFTPD_FAILED_OPERATIONS", t.failed_operations.to_string());
+            }
         }
         env
+    }
+
+    /// Runs one queued hook in the runner process and logs its result.
+    fn run_job(&self, cfg: &Config, job: Job) {
+        let mut env = self.hook_env(&job.hook, None);
+        for (key, value) in &job.vars {
+            let value = runner::unhex(value).unwrap_or_default();
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), OsString::from_vec(value)));
+        }
+        let stdin = job.stdin.as_deref().and_then(runner::unhex);
+        let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
+        let result = hooks::run(&job.argv, &env, timeout, stdin.as_deref());
+        self.log_hook(&job.hook, &result);
+    }
+
+    /// The job for one event's hook, if one is configured.
+    fn event_job(&self, cfg: &Config, event: &Event) -> Option<Job> {
+        let argv = cfg.hooks.event_hook(&event.event)?;
+        let hook = format!("on_{}", event.event);
+        let mut vars: Vec<(String, String)> = vec![
+            ("SFTPD_EVENT".into(), runner::hex(event.event.as_bytes())),
+            ("SFTPD_PATH".into(), runner::hex(&event.path)),
+            (
+                "SFTPD_BYTES_READ".into(),
+                runner::hex(event.bytes_read.to_string().as_bytes()),
+            ),
+            (
+                "SFTPD_BYTES_WRITTEN".into(),
+                runner::hex(event.bytes_written.to_string().as_bytes()),
+            ),
+            (
+                "SFTPD_OPEN_FLAGS".into(),
+                runner::hex(event.open_flags.as_bytes()),
+            ),
+            (
+                "SFTPD_COMPLETE".into(),
+                runner::hex(if event.complete { b"1" } else { b"0" }),
+            ),
+            (
+                "SFTPD_ELAPSED_MS".into(),
+                runner::hex(event.elapsed_ms.to_string().as_bytes()),
+            ),
+        ];
+        if let Some(target) = &event.target {
+            vars.push(("SFTPD_TARGET".into(), runner::hex(target)));
+        }
+        let stdin = (cfg.hooks.event_format == EventFormat::Json).then(|| {
+            let text = |b: &[u8]| crate::storage::path_text(b);
+            let json = serde_json::json!({
+                "event": event.event,
+                "session_id": self.id,
+                "user": self.account.name,
+                "client_ip": self.connection.client_ip,
+                "path": text(&event.path),
+                "path_hex": runner::hex(&event.path),
+                "target": event.target.as_deref().map(text),
+                "target_hex": event.target.as_deref().map(runner::hex),
+                "bytes_read": event.bytes_read,
+                "bytes_written": event.bytes_written,
+                "open_flags": event.open_flags,
+                "complete": event.complete,
+                "elapsed_ms": event.elapsed_ms,
+            });
+            runner::hex(format!("{json}\n").as_bytes())
+        });
+        Some(Job {
+            hook,
+            argv: argv.clone(),
+            vars,
+            stdin,
+        })
     }
 
     fn log_hook(&self, hook: &str, result: &HookResult) {
@@ -253,6 +343,8 @@ struct SessionEnd {
     duration: Duration,
     exit_code: i32,
     sftp_pid: u32,
+    /// Capture mode only: what the session moved.
+    totals: Option<Totals>,
 }
 
 fn rfc3339(t: DateTime<Local>) -> String {
@@ -365,7 +457,7 @@ fn run_shell_with_config(argv: &[OsString], config_path: &Path) -> i32 {
 fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
     if let Some(argv) = &cfg.hooks.pre_session {
-        let result = hooks::run(argv, &session.hook_env("pre_session", None), timeout);
+        let result = hooks::run(argv, &session.hook_env("pre_session", None), timeout, None);
         session.log_hook("pre_session", &result);
         if !result.outcome.succeeded() && cfg.hooks.pre_session_failure == PreSessionFailure::Deny {
             let line = session
@@ -376,6 +468,25 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
             return 1;
         }
     }
+
+    let capture = cfg.sftp_server.log_mode == LogMode::Capture;
+    // Forked while the wrapper still has a single thread.
+    let mut runner = if capture && (cfg.hooks.any_event_hook() || cfg.hooks.post_session.is_some())
+    {
+        match Runner::start(|job| session.run_job(cfg, job)) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let line = session
+                    .line("hook")
+                    .field("result", "spawn_failed")
+                    .field("error", format!("hook runner: {e}"));
+                session.log.log(Severity::Warning, line.as_str());
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     // Signals are taken synchronously with sigwait: no handlers, no race with the child's exit.
     let mut watched = SigSet::empty();
@@ -398,7 +509,28 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         );
         return 1;
     }
-    let mut child = match spawn_sftp_server(effective, &session.base_env) {
+    let stderr_pipe = if capture {
+        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                session.log.log(
+                    Severity::Err,
+                    session
+                        .line("session end")
+                        .field("error", format!("pipe: {e}"))
+                        .as_str(),
+                );
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
+    let (stderr_read, stderr_write) = match stderr_pipe {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
+    let mut child = match spawn_sftp_server(effective, &session.base_env, stderr_write) {
         Ok(child) => child,
         Err(e) => {
             let line = session
@@ -429,7 +561,62 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
             .field("args", effective.sftp_server_args.join(" "))
             .as_str(),
     );
-    let status = supervise(&mut child, &watched, session);
+    // The capture threads inherit the blocked signals, so sigwait below still gets them all.
+    let captured = stderr_read.map(|pipe| {
+        std::thread::scope(|scope| {
+            let counters = Arc::new(Counters::default());
+            let (tx, rx) = mpsc::channel();
+            let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
+            let forwarder = {
+                let counters = Arc::clone(&counters);
+                let log = session.log;
+                scope.spawn(move || capture::forward_lines(rx, sender, log, sftp_pid, counters))
+            };
+            let reader = {
+                let counters = Arc::clone(&counters);
+                let runner = &mut runner;
+                scope.spawn(move || {
+                    let mut state = CaptureState::new(cfg.hooks.upload_on_rename);
+                    let mut dropped_events = 0u64;
+                    let events_tx = tx.clone();
+                    capture::read_lines(File::from(pipe), &mut state, &tx, &counters, |event| {
+                        let Some(job) = session.event_job(cfg, &event) else {
+                            return;
+                        };
+                        let sent = runner
+                            .as_mut()
+                            .map_or(Err(runner::SendError::Closed), |r| r.send(&job));
+                        if let Err(why) = sent {
+                            dropped_events += 1;
+                            let line = session
+                                .line("event dropped")
+                                .field("event", &event.event)
+                                .field("path", &event.path)
+                                .field("reason", format!("{why:?}").to_lowercase());
+                            let _ = events_tx
+                                .send(Forward::Own(Severity::Warning, line.as_str().to_owned()));
+                        }
+                    });
+                    (state.totals, dropped_events)
+                })
+            };
+            let status = supervise(&mut child, &watched, session);
+            let (totals, dropped_events) = reader.join().unwrap_or_default();
+            let _ = forwarder.join();
+            (
+                status,
+                totals,
+                dropped_events,
+                counters
+                    .dropped_lines
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
+    });
+    let (status, totals, dropped_events, dropped_lines) = match captured {
+        Some((status, totals, events, lines)) => (status, Some(totals), events, lines),
+        None => (supervise(&mut child, &watched, session), None, 0, 0),
+    };
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
 
     let end = SessionEnd {
@@ -437,23 +624,65 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         duration: session.started.elapsed(),
         exit_code: exit_code(status),
         sftp_pid,
+        totals,
     };
     let line = session
         .with_connection(session.line("session end"))
         .field("sftp_pid", sftp_pid.to_string())
         .field("duration_ms", end.duration.as_millis().to_string());
-    let line = match (status.code(), status.signal()) {
+    let mut line = match (status.code(), status.signal()) {
         (Some(code), _) => line.field("exit_status", code.to_string()),
         (None, Some(sig)) => line.field("signal", signal_name(sig)),
         (None, None) => line,
     };
+    if let Some(t) = &end.totals {
+        line = line
+            .field("files_uploaded", t.files_uploaded.to_string())
+            .field("files_downloaded", t.files_downloaded.to_string())
+            .field("bytes_uploaded", t.bytes_uploaded.to_string())
+            .field("bytes_downloaded", t.bytes_downloaded.to_string())
+            .field("failed_operations", t.failed_operations.to_string());
+        if dropped_events > 0 {
+            line = line.field("dropped_events", dropped_events.to_string());
+        }
+        if dropped_lines > 0 {
+            line = line.field("dropped_log_lines", dropped_lines.to_string());
+        }
+    }
     session.log.log(Severity::Info, line.as_str());
 
+    if let Some(mut runner) = runner {
+        // The runner runs the post-session hook after the event hooks still queued.
+        if let Some(argv) = &cfg.hooks.post_session {
+            let env = session.hook_env("post_session", Some(&end));
+            let vars = env
+                .iter()
+                .filter(|(k, _)| k.starts_with("SFTPD_"))
+                .map(|(k, v)| (k.clone(), runner::hex(v.as_bytes())))
+                .collect();
+            let job = Job {
+                hook: "post_session".to_owned(),
+                argv: argv.clone(),
+                vars,
+                stdin: None,
+            };
+            if let Err(why) = runner.send_blocking(&job) {
+                let line = session
+                    .line("hook")
+                    .field("hook", "post_session")
+                    .field("result", "spawn_failed")
+                    .field("error", format!("hook runner: {why:?}"));
+                session.log.log(Severity::Warning, line.as_str());
+            }
+        }
+        runner.finish(cfg.hooks.post_session_mode == PostSessionMode::Wait);
+        return end.exit_code;
+    }
     if let Some(argv) = &cfg.hooks.post_session {
         let env = session.hook_env("post_session", Some(&end));
         match cfg.hooks.post_session_mode {
             PostSessionMode::Wait => {
-                let result = hooks::run(argv, &env, timeout);
+                let result = hooks::run(argv, &env, timeout, None);
                 session.log_hook("post_session", &result);
             }
             PostSessionMode::Detach => detach_post_hook(session, argv, &env, timeout),
@@ -462,13 +691,20 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     end.exit_code
 }
 
-fn spawn_sftp_server(effective: &Effective, env: &[(String, OsString)]) -> std::io::Result<Child> {
+fn spawn_sftp_server(
+    effective: &Effective,
+    env: &[(String, OsString)],
+    stderr: Option<OwnedFd>,
+) -> std::io::Result<Child> {
     let parent = getpid();
     let mut command = Command::new(&effective.sftp_server_path);
     command
         .args(&effective.sftp_server_args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)));
+    if let Some(fd) = stderr {
+        command.stderr(Stdio::from(fd));
+    }
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
     // (sigprocmask, prctl, getppid); it allocates nothing.
     unsafe {
@@ -541,7 +777,7 @@ fn detach_post_hook(
                 let _ = nix::unistd::dup2_stdout(&null);
                 let _ = nix::unistd::dup2_stderr(&null);
             }
-            let result = hooks::run(argv, env, timeout);
+            let result = hooks::run(argv, env, timeout, None);
             session.log_hook("post_session", &result);
             std::process::exit(0);
         }

@@ -78,3 +78,60 @@ pub fn probe(path: &str) -> io::Result<()> {
     let socket = UnixDatagram::unbound()?;
     socket.connect(path)
 }
+
+/// Sends lines on behalf of another program (capture mode forwards sftp-server's lines as
+/// `sftp-server[PID]`, which syslog(3), with its one process-wide ident, cannot do).
+///
+/// The `syslog` crate would fit, but its RFC 3164 formatter stamps UTC (upstream #95), which
+/// syslog-ng keeps; this writes the same header as glibc's syslog(3), in local time, and
+/// reconnects once when a send fails (the daemon restarted).
+pub struct ForwardingSender {
+    path: String,
+    socket: Option<UnixDatagram>,
+    facility: libc::c_int,
+}
+
+impl ForwardingSender {
+    pub fn new(path: &str, facility: Facility) -> ForwardingSender {
+        ForwardingSender {
+            path: path.to_owned(),
+            socket: None,
+            facility: facility.to_libc(),
+        }
+    }
+
+    fn connect(&mut self) -> io::Result<&UnixDatagram> {
+        if self.socket.is_none() {
+            let s = UnixDatagram::unbound()?;
+            s.connect(&self.path)?;
+            self.socket = Some(s);
+        }
+        self.socket
+            .as_ref()
+            .ok_or_else(|| io::Error::other("not connected"))
+    }
+
+    /// Sends `message` as `tag[pid]` at `severity`.
+    pub fn send(
+        &mut self,
+        severity: Severity,
+        tag: &str,
+        pid: u32,
+        message: &[u8],
+    ) -> io::Result<()> {
+        let mut packet = format!(
+            "<{}>{} {tag}[{pid}]: ",
+            self.facility | severity.to_libc(),
+            chrono::Local::now().format("%b %e %H:%M:%S")
+        )
+        .into_bytes();
+        packet.extend_from_slice(message);
+        let first = self.connect().and_then(|s| s.send(&packet));
+        if first.is_ok() {
+            return Ok(());
+        }
+        self.socket = None;
+        self.connect()?.send(&packet)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,463 @@
+//! Capture mode: sftp-server runs with `-e`, so its log lines come to the wrapper on a pipe
+//! (stderr, which sshd would discard anyway) while stdin and stdout stay inherited. Each line is
+//! forwarded to syslog exactly as sftp-server would have sent it, parsed with the same parser
+//! `sftpd-report` uses, and turned into per-file events and per-session totals.
+//!
+//! The reader thread only reads, parses and hands off: forwarding to syslog happens on another
+//! thread and event hooks in another process, so a slow syslog daemon or hook can never make
+//! sftp-server block on a full stderr pipe.
+
+use crate::logparse::{self, SftpEvent};
+use crate::syslog::{ForwardingSender, Severity};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// The name WinSCP, FileZilla and many partner scripts upload under before renaming.
+const TEMP_UPLOAD_SUFFIX: &[u8] = b".filepart";
+/// Lines waiting for the syslog forwarder before new ones are dropped (and counted).
+const FORWARD_QUEUE_LIMIT: u64 = 100_000;
+
+/// One per-file event, as the hooks see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// upload, download, remove, rename, mkdir, rmdir.
+    pub event: String,
+    pub path: Vec<u8>,
+    pub target: Option<Vec<u8>>,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub open_flags: String,
+    pub complete: bool,
+    pub elapsed_ms: u64,
+}
+
+/// Per-session totals for the `session end` line and the post-session hook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub files_uploaded: u64,
+    pub files_downloaded: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    pub failed_operations: u64,
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    id: u64,
+    path: Vec<u8>,
+    flags: String,
+    opened: Instant,
+    failed: bool,
+}
+
+/// Turns sftp-server messages into events and totals. Pure: time comes in as an argument.
+#[derive(Debug, Default)]
+pub struct CaptureState {
+    open: Vec<OpenFile>,
+    next_id: u64,
+    /// The open whose status a following `sent status` line would be.
+    last_open: Option<u64>,
+    /// Finished `*.filepart` uploads waiting for their rename.
+    held: Vec<Event>,
+    upload_on_rename: bool,
+    pub totals: Totals,
+}
+
+fn writes(flags: &str) -> bool {
+    flags.split(',').any(|f| f == "WRITE" || f == "APPEND")
+}
+
+impl CaptureState {
+    pub fn new(upload_on_rename: bool) -> CaptureState {
+        CaptureState {
+            upload_on_rename,
+            ..Default::default()
+        }
+    }
+
+    /// Applies one message (in syslog form) and returns the events it completes.
+    pub fn on_message(&mut self, message: &[u8], now: Instant) -> Vec<Event> {
+        let event = logparse::parse_sftp_message(message);
+        let mut out = Vec::new();
+        let mut last_open = None;
+        match event {
+            SftpEvent::Open { path, flags, .. } => {
+                self.next_id += 1;
+                last_open = Some(self.next_id);
+                self.open.push(OpenFile {
+                    id: self.next_id,
+                    path,
+                    flags,
+                    opened: now,
+                    failed: false,
+                });
+            }
+            SftpEvent::Close {
+                path,
+                bytes_read,
+                bytes_written,
+                forced,
+            } => {
+                let file = self
+                    .open
+                    .iter()
+                    .position(|f| f.path == path)
+                    .map(|i| self.open.remove(i));
+                let (flags, failed, elapsed) = match &file {
+                    Some(f) => (
+                        f.flags.clone(),
+                        f.failed,
+                        now.saturating_duration_since(f.opened),
+                    ),
+                    None => (String::new(), false, std::time::Duration::ZERO),
+                };
+                let upload = if file.is_some() {
+                    writes(&flags)
+                } else {
+                    bytes_written > 0
+                };
+                let kind = if upload {
+                    self.totals.files_uploaded += 1;
+                    self.totals.bytes_uploaded += bytes_written;
+                    "upload"
+                } else if bytes_read > 0 {
+                    self.totals.files_downloaded += 1;
+                    self.totals.bytes_downloaded += bytes_read;
+                    "download"
+                } else {
+                    ""
+                };
+                if !kind.is_empty() {
+                    let event = Event {
+                        event: kind.to_owned(),
+                        path,
+                        target: None,
+                        bytes_read,
+                        bytes_written,
+                        open_flags: flags,
+                        complete: !forced && !failed,
+                        elapsed_ms: elapsed.as_millis() as u64,
+                    };
+                    if upload && self.upload_on_rename && event.path.ends_with(TEMP_UPLOAD_SUFFIX) {
+                        self.held.push(event);
+                    } else {
+                        out.push(event);
+                    }
+                }
+            }
+            SftpEvent::Remove { path } => out.push(simple("remove", path, None)),
+            SftpEvent::Rmdir { path } => out.push(simple("rmdir", path, None)),
+            SftpEvent::Mkdir { path, .. } => out.push(simple("mkdir", path, None)),
+            SftpEvent::TwoPaths {
+                kind: "rename" | "posix-rename",
+                old,
+                new,
+            } => {
+                if let Some(i) = self.held.iter().position(|h| h.path == old) {
+                    let mut upload = self.held.remove(i);
+                    upload.path = new.clone();
+                    out.push(upload);
+                }
+                out.push(simple("rename", old, Some(new)));
+            }
+            SftpEvent::Status { .. } => {
+                self.totals.failed_operations += 1;
+                if let Some(id) = self.last_open
+                    && let Some(f) = self.open.iter_mut().find(|f| f.id == id)
+                {
+                    f.failed = true;
+                }
+            }
+            _ => {}
+        }
+        self.last_open = last_open;
+        out
+    }
+
+    /// At session end: held temporary uploads that were never renamed fire under their own name.
+    pub fn finish(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.held)
+    }
+}
+
+fn simple(kind: &str, path: Vec<u8>, target: Option<Vec<u8>>) -> Event {
+    Event {
+        event: kind.to_owned(),
+        path,
+        target,
+        bytes_read: 0,
+        bytes_written: 0,
+        open_flags: String::new(),
+        complete: true,
+        elapsed_ms: 0,
+    }
+}
+
+/// sftp-server's stderr line (VIS_SAFE escaping, `\r\n` already removed) in the form it would
+/// have had in syslog.
+pub fn stderr_to_syslog_form(line: &[u8]) -> Vec<u8> {
+    logparse::vis_syslog(&logparse::unvis(line))
+}
+
+/// What the reader hands to the forwarder thread.
+pub enum Forward {
+    /// One of sftp-server's lines, in syslog form.
+    Sftp(Vec<u8>),
+    /// A line of the wrapper's own.
+    Own(Severity, String),
+}
+
+/// Counters shared by the reader and the forwarder.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub queued_lines: AtomicU64,
+    pub dropped_lines: AtomicU64,
+}
+
+/// Reads sftp-server's stderr until EOF: forwards each line, feeds `state`, and passes events
+/// to `on_event`. Never blocks on anything but the read.
+pub fn read_lines(
+    stderr: impl Read,
+    state: &mut CaptureState,
+    forward: &mpsc::Sender<Forward>,
+    counters: &Counters,
+    mut on_event: impl FnMut(Event),
+) {
+    let mut reader = BufReader::with_capacity(1 << 16, stderr);
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        buf.clear();
+        // Lines end in "\r\n"; a name may hold a raw "\n" (VIS_SAFE leaves it), so only the
+        // pair ends a line.
+        match read_crlf_line(&mut reader, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let message = stderr_to_syslog_form(&buf);
+        for event in state.on_message(&message, Instant::now()) {
+            on_event(event);
+        }
+        if counters.queued_lines.load(Ordering::Relaxed) >= FORWARD_QUEUE_LIMIT {
+            counters.dropped_lines.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        counters.queued_lines.fetch_add(1, Ordering::Relaxed);
+        if forward.send(Forward::Sftp(message)).is_err() {
+            counters.dropped_lines.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // A partial last line (sftp-server killed mid-write) is still worth forwarding.
+    if !buf.is_empty() {
+        let message = stderr_to_syslog_form(&buf);
+        let _ = forward.send(Forward::Sftp(message));
+    }
+    for event in state.finish() {
+        on_event(event);
+    }
+}
+
+/// Reads up to and including "\r\n" (which is not kept). Returns the bytes consumed.
+fn read_crlf_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let n = reader.read_until(b'\n', buf)?;
+        total += n;
+        if n == 0 {
+            return Ok(total);
+        }
+        if buf.ends_with(b"\r\n") {
+            buf.truncate(buf.len() - 2);
+            return Ok(total);
+        }
+    }
+}
+
+/// Sends what the reader queued, as `sftp-server[PID]` lines and the wrapper's own.
+pub fn forward_lines(
+    rx: mpsc::Receiver<Forward>,
+    mut sender: ForwardingSender,
+    own: crate::syslog::Syslog,
+    sftp_pid: u32,
+    counters: Arc<Counters>,
+) {
+    for item in rx {
+        match item {
+            Forward::Sftp(message) => {
+                counters.queued_lines.fetch_sub(1, Ordering::Relaxed);
+                if sender
+                    .send(Severity::Info, "sftp-server", sftp_pid, &message)
+                    .is_err()
+                {
+                    counters.dropped_lines.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Forward::Own(severity, text) => own.log(severity, &text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn feed(state: &mut CaptureState, lines: &[&[u8]]) -> Vec<Event> {
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            out.extend(state.on_message(l, t0 + Duration::from_millis(10 * i as u64)));
+        }
+        out
+    }
+
+    #[test]
+    fn upload_download_and_operations() {
+        let mut st = CaptureState::new(true);
+        let events = feed(
+            &mut st,
+            &[
+                b"session opened for local user a from [1.2.3.4]",
+                b"open \"/h/up.csv\" flags WRITE,CREATE,TRUNCATE mode 0644",
+                b"close \"/h/up.csv\" bytes read 0 written 100",
+                b"open \"/h/down.csv\" flags READ mode 0666",
+                b"close \"/h/down.csv\" bytes read 7 written 0",
+                b"open \"/h/peek\" flags READ mode 0666",
+                b"close \"/h/peek\" bytes read 0 written 0",
+                b"mkdir name \"/h/d\" mode 0777",
+                b"rmdir name \"/h/d\"",
+                b"remove name \"/h/x\"",
+                b"rename old \"/h/a\" new \"/h/b\"",
+                b"session closed for local user a from [1.2.3.4]",
+            ],
+        );
+        let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["upload", "download", "mkdir", "rmdir", "remove", "rename"]
+        );
+        assert_eq!(events[0].path, b"/h/up.csv");
+        assert_eq!(events[0].bytes_written, 100);
+        assert!(events[0].complete);
+        assert_eq!(events[0].elapsed_ms, 10);
+        assert_eq!(events[0].open_flags, "WRITE,CREATE,TRUNCATE");
+        assert_eq!(events[1].bytes_read, 7);
+        assert_eq!(events[5].target.as_deref(), Some(&b"/h/b"[..]));
+        assert_eq!(
+            st.totals,
+            Totals {
+                files_uploaded: 1,
+                files_downloaded: 1,
+                bytes_uploaded: 100,
+                bytes_downloaded: 7,
+                failed_operations: 0
+            }
+        );
+    }
+
+    #[test]
+    fn filepart_upload_fires_for_the_final_name() {
+        let mut st = CaptureState::new(true);
+        let events = feed(
+            &mut st,
+            &[
+                b"open \"/h/r.xml.filepart\" flags WRITE,CREATE,TRUNCATE mode 0644",
+                b"close \"/h/r.xml.filepart\" bytes read 0 written 42",
+                b"posix-rename old \"/h/r.xml.filepart\" new \"/h/r.xml\"",
+            ],
+        );
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].event.as_str(), events[0].path.as_slice()),
+            ("upload", &b"/h/r.xml"[..])
+        );
+        assert_eq!(events[0].bytes_written, 42);
+        assert_eq!(events[1].event, "rename");
+        assert!(st.finish().is_empty());
+
+        // Never renamed: fires under its own name at the end. Disabled: fires at once.
+        let mut st = CaptureState::new(true);
+        assert!(
+            feed(
+                &mut st,
+                &[
+                    b"open \"/h/x.filepart\" flags WRITE mode 0644",
+                    b"close \"/h/x.filepart\" bytes read 0 written 1"
+                ]
+            )
+            .is_empty()
+        );
+        assert_eq!(st.finish()[0].path, b"/h/x.filepart");
+        let mut st = CaptureState::new(false);
+        let events = feed(
+            &mut st,
+            &[
+                b"open \"/h/x.filepart\" flags WRITE mode 0644",
+                b"close \"/h/x.filepart\" bytes read 0 written 1",
+            ],
+        );
+        assert_eq!(events[0].path, b"/h/x.filepart");
+    }
+
+    #[test]
+    fn forced_close_and_failures_make_incomplete() {
+        let mut st = CaptureState::new(true);
+        let events = feed(
+            &mut st,
+            &[
+                b"open \"/h/big\" flags WRITE,CREATE,TRUNCATE mode 0644",
+                b"forced close \"/h/big\" bytes read 0 written 1234",
+                b"open \"/h/full\" flags WRITE,CREATE,TRUNCATE mode 0644",
+                b"sent status Failure",
+                b"close \"/h/full\" bytes read 0 written 10",
+                b"open \"/h/ok\" flags READ mode 0666",
+                b"close \"/h/ok\" bytes read 5 written 0",
+                b"sent status No such file",
+            ],
+        );
+        assert_eq!(events.len(), 3);
+        assert!(!events[0].complete);
+        assert!(!events[1].complete);
+        assert!(events[2].complete);
+        assert_eq!(st.totals.failed_operations, 2);
+    }
+
+    #[test]
+    fn stderr_lines_become_syslog_lines() {
+        // VIS_SAFE leaves tab and newline raw and octal-escapes the rest; syslog's form is C-style.
+        assert_eq!(
+            stderr_to_syslog_form(b"close \"/h/a\tb\nc\\\\d\\303\\251\" bytes read 0 written 1"),
+            b"close \"/h/a\\tb\\nc\\\\d\\303\\251\" bytes read 0 written 1".to_vec()
+        );
+        assert_eq!(
+            stderr_to_syslog_form(b"open \"/h/\\013\" flags READ mode 0666"),
+            b"open \"/h/\\v\" flags READ mode 0666".to_vec()
+        );
+    }
+
+    #[test]
+    fn the_reader_splits_on_crlf_only_and_counts() {
+        let input: &[u8] = b"open \"/h/new\nline\" flags WRITE mode 0644\r\nclose \"/h/new\nline\" bytes read 0 written 3\r\nsession closed for local user a from [x]\r\n";
+        let (tx, rx) = mpsc::channel();
+        let counters = Counters::default();
+        let mut st = CaptureState::new(true);
+        let mut events = Vec::new();
+        read_lines(input, &mut st, &tx, &counters, |e| events.push(e));
+        drop(tx);
+        let lines: Vec<Vec<u8>> = rx
+            .into_iter()
+            .map(|f| match f {
+                Forward::Sftp(m) => m,
+                Forward::Own(..) => Vec::new(),
+            })
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1], b"close \"/h/new\\nline\" bytes read 0 written 3");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].path, b"/h/new\nline");
+        assert_eq!(counters.queued_lines.load(Ordering::Relaxed), 3);
+    }
+}
