@@ -29,6 +29,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn timed_sftp(v: &Variant, batch: &str, cwd: &Path) -> Duration {
+    // Dirty pages left by the previous transfer would otherwise be written back during this one.
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
     let t = Instant::now();
     let out = v.harness.sftp(&v.user, batch, cwd);
     let elapsed = t.elapsed();
@@ -116,12 +119,18 @@ fn main() {
     let down_dir = tempfile::tempdir_in("/tmp").unwrap();
     let mut ups: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     let mut downs: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
-    for _ in 0..rounds {
-        for (i, v) in variants.iter().enumerate() {
-            ups[i].push(timed_sftp(v, "put big.bin big.bin\n", local.path()));
+    let n = variants.len();
+    for round in 0..rounds {
+        // Each round starts with another variant, so none always goes first or last.
+        for i in (0..n).map(|k| (k + round) % n) {
+            ups[i].push(timed_sftp(
+                &variants[i],
+                "put big.bin big.bin\n",
+                local.path(),
+            ));
         }
-        for (i, v) in variants.iter().enumerate() {
-            downs[i].push(timed_sftp(v, "get big.bin\n", down_dir.path()));
+        for i in (0..n).map(|k| (k + round) % n) {
+            downs[i].push(timed_sftp(&variants[i], "get big.bin\n", down_dir.path()));
             let _ = fs::remove_file(down_dir.path().join("big.bin"));
         }
     }
@@ -160,9 +169,9 @@ fn main() {
         .chain(std::iter::once(&script_variant))
         .collect();
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); all.len()];
-    for _ in 0..sessions {
-        for (i, v) in all.iter().enumerate() {
-            times[i].push(timed_sftp(v, "pwd\n", empty.path()));
+    for round in 0..sessions {
+        for i in (0..all.len()).map(|k| (k + round) % all.len()) {
+            times[i].push(timed_sftp(all[i], "pwd\n", empty.path()));
         }
     }
     let setups: Vec<(&str, Duration)> = all

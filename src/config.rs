@@ -241,9 +241,12 @@ impl Default for HooksSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportSection {
-    /// The accounting database: a path (or `sqlite://PATH`). Default
+    /// The accounting database: a path (or `sqlite://PATH`), or a `postgres://` URL. Default
     /// /var/lib/sftpd-wrapper/sftpd.db.
     pub database: Option<String>,
+    /// A file holding the PostgreSQL password (readable by its owner only), used when the URL
+    /// carries none.
+    pub password_file: Option<String>,
 }
 
 /// Per-user or per-group changes to sftp-server's arguments.

@@ -7,7 +7,7 @@
 
 use crate::logparse::{self, Record, SftpEvent, WrapperEvent};
 use crate::storage::{
-    Checkpoint, NewOperation, NewSession, NewTransfer, SessionEnd, SqliteStore, StoreError,
+    Checkpoint, NewOperation, NewSession, NewTransfer, SessionEnd, Store, StoreError,
 };
 use chrono::{DateTime, Local, Utc};
 use sha2::{Digest, Sha256};
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -89,50 +89,6 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Holds the exclusive ingest lock for a database: `<db>.lock`, released when dropped.
-pub struct IngestLock {
-    _file: File,
-}
-
-impl IngestLock {
-    /// Takes the lock; when another ingest holds it, says so on stderr and waits, or fails when
-    /// `wait` is false.
-    pub fn acquire(db: &Path, wait: bool) -> Result<IngestLock> {
-        let path = PathBuf::from(format!("{}.lock", db.display()));
-        let lock_err = |source| IngestError::Lock {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(lock_err)?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(lock_err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                if !wait {
-                    return Err(lock_err(std::io::Error::other(
-                        "another sftpd-report ingest is running on this database",
-                    )));
-                }
-                eprintln!(
-                    "sftpd-report: another ingest is running on this database; waiting for it to finish"
-                );
-                file.lock().map_err(lock_err)?;
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
-        }
-        Ok(IngestLock { _file: file })
-    }
-}
-
 /// What an operation line says, for [`Ingestor::operation`].
 struct Op<'a> {
     kind: &'a str,
@@ -166,7 +122,7 @@ pub struct Input {
 }
 
 pub struct Ingestor<'a> {
-    store: &'a mut SqliteStore,
+    store: &'a mut dyn Store,
     opts: IngestOptions,
     sessions: HashMap<i64, SessionState>,
     by_sid: HashMap<(String, String), i64>,
@@ -202,7 +158,7 @@ fn duration_between(start: &str, end: &str) -> Option<i64> {
 
 impl<'a> Ingestor<'a> {
     /// Loads what earlier runs left open.
-    pub fn new(store: &'a mut SqliteStore, opts: IngestOptions) -> Result<Ingestor<'a>> {
+    pub fn new(store: &'a mut dyn Store, opts: IngestOptions) -> Result<Ingestor<'a>> {
         let mut ing = Ingestor {
             sessions: HashMap::new(),
             by_sid: HashMap::new(),

@@ -2,7 +2,6 @@
 //! JSON for programs.
 
 use crate::logparse;
-use crate::storage::SqliteStore;
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use rusqlite::types::ValueRef;
 use std::io::Write;
@@ -107,7 +106,8 @@ pub struct Report {
     pub rows: Vec<Vec<Value>>,
 }
 
-fn value(v: ValueRef<'_>) -> Value {
+/// Converts one SQLite cell.
+pub fn value_from_sqlite(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i),
@@ -118,109 +118,151 @@ fn value(v: ValueRef<'_>) -> Value {
     }
 }
 
-fn run_query(
-    store: &SqliteStore,
-    sql: &str,
-    filter: &Filter,
-    columns: Vec<(&'static str, Kind)>,
-) -> rusqlite::Result<Report> {
-    let mut stmt = store.connection().prepare(sql)?;
-    let n = columns.len();
-    let rows = stmt.query_map(
-        rusqlite::params![filter.user, filter.host, filter.since, filter.until],
-        |r| {
-            (0..n)
-                .map(|i| r.get_ref(i).map(value))
-                .collect::<rusqlite::Result<Vec<Value>>>()
-        },
-    )?;
-    Ok(Report {
-        columns,
-        rows: rows.collect::<rusqlite::Result<_>>()?,
-    })
+/// The SQL differences between the backends that the reports meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
 }
 
-pub fn sessions(store: &SqliteStore, filter: &Filter) -> rusqlite::Result<Report> {
-    let sql = "
-        SELECT s.started_at, s.ended_at, s.host, s.user, s.client_ip, s.client_port, s.duration_ms,
-               COALESCE(SUM(CASE WHEN t.bytes_written > 0 THEN 1 ELSE 0 END), 0),
-               COALESCE(SUM(CASE WHEN t.bytes_read > 0 THEN 1 ELSE 0 END), 0),
-               COALESCE(SUM(t.bytes_written), 0), COALESCE(SUM(t.bytes_read), 0),
-               s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
-          FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
-         WHERE (?1 IS NULL OR s.user = ?1) AND (?2 IS NULL OR s.host = ?2)
-           AND (?3 IS NULL OR s.started_at >= ?3) AND (?4 IS NULL OR s.started_at < ?4)
-         GROUP BY s.id ORDER BY s.started_at, s.id";
-    run_query(
-        store,
-        sql,
-        filter,
-        vec![
-            ("started", Kind::Time),
-            ("ended", Kind::Time),
-            ("host", Kind::Text),
-            ("user", Kind::Text),
-            ("client_ip", Kind::Text),
-            ("client_port", Kind::Int),
-            ("duration", Kind::DurationMs),
-            ("files_up", Kind::Int),
-            ("files_down", Kind::Int),
-            ("bytes_up", Kind::Bytes),
-            ("bytes_down", Kind::Bytes),
-            ("end", Kind::Text),
-            ("exit_status", Kind::Int),
-            ("signal", Kind::Text),
-            ("source", Kind::Text),
-            ("auth", Kind::Text),
-            ("sid", Kind::Text),
-        ],
-    )
+impl Dialect {
+    /// A timestamp column as storage text.
+    fn ts(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => col.to_owned(),
+            Dialect::Postgres => {
+                format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+            }
+        }
+    }
+
+    /// Text parameter `n` (1: user, 2: host).
+    fn text(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}::text"),
+        }
+    }
+
+    /// Time parameter `n` (3: since, 4: until), compared with a timestamp column.
+    fn time(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}::text::timestamptz"),
+        }
+    }
+
+    /// A boolean column as 0/1.
+    fn flag(self, col: &str) -> String {
+        format!("CASE WHEN {col} THEN 1 ELSE 0 END")
+    }
+
+    /// The WHERE clause every report shares: user, host, and a time window on `time_col`.
+    fn window(self, time_col: &str) -> String {
+        format!(
+            "({u} IS NULL OR s.\"user\" = {u}) AND ({h} IS NULL OR s.host = {h})
+             AND ({t3} IS NULL OR {time_col} >= {t3}) AND ({t4} IS NULL OR {time_col} < {t4})",
+            u = self.text(1),
+            h = self.text(2),
+            t3 = self.time(3),
+            t4 = self.time(4),
+        )
+    }
 }
 
-pub fn transfers(store: &SqliteStore, filter: &Filter) -> rusqlite::Result<Report> {
-    let sql = "
-        SELECT t.opened_at, t.closed_at, s.host, s.user, s.client_ip, t.direction, t.path_text,
-               t.bytes_read, t.bytes_written, t.complete, t.forced, t.failed, t.open_flags, s.sid, t.path
-          FROM transfers t JOIN sessions s ON s.id = t.session_id
-         WHERE (?1 IS NULL OR s.user = ?1) AND (?2 IS NULL OR s.host = ?2)
-           AND (?3 IS NULL OR t.opened_at >= ?3) AND (?4 IS NULL OR t.opened_at < ?4)
-         ORDER BY t.opened_at, t.id";
-    let mut report = run_query(
-        store,
-        sql,
-        filter,
-        vec![
-            ("opened", Kind::Time),
-            ("closed", Kind::Time),
-            ("host", Kind::Text),
-            ("user", Kind::Text),
-            ("client_ip", Kind::Text),
-            ("direction", Kind::Text),
-            ("path", Kind::Text),
-            ("bytes_read", Kind::Bytes),
-            ("bytes_written", Kind::Bytes),
-            ("complete", Kind::Bool),
-            ("forced", Kind::Bool),
-            ("failed", Kind::Bool),
-            ("flags", Kind::Text),
-            ("sid", Kind::Text),
-            ("raw_path", Kind::Text),
-        ],
-    )?;
-    // The glob matches the name's own bytes (read as UTF-8, lossily), not its display form.
+pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
+    let sql = format!(
+        "SELECT {started}, {ended}, s.host, s.\"user\", s.client_ip, s.client_port, s.duration_ms,
+                CAST(COALESCE(SUM(CASE WHEN t.direction IN ('upload', 'both') AND t.closed_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN t.direction = 'download' AND t.bytes_read > 0 THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(t.bytes_written), 0) AS BIGINT), CAST(COALESCE(SUM(t.bytes_read), 0) AS BIGINT),
+                s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
+           FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
+          WHERE {window}
+          GROUP BY s.id ORDER BY s.started_at, s.id",
+        started = d.ts("s.started_at"),
+        ended = d.ts("s.ended_at"),
+        window = d.window("s.started_at"),
+    );
+    let columns = vec![
+        ("started", Kind::Time),
+        ("ended", Kind::Time),
+        ("host", Kind::Text),
+        ("user", Kind::Text),
+        ("client_ip", Kind::Text),
+        ("client_port", Kind::Int),
+        ("duration", Kind::DurationMs),
+        ("files_up", Kind::Int),
+        ("files_down", Kind::Int),
+        ("bytes_up", Kind::Bytes),
+        ("bytes_down", Kind::Bytes),
+        ("end", Kind::Text),
+        ("exit_status", Kind::Int),
+        ("signal", Kind::Text),
+        ("source", Kind::Text),
+        ("auth", Kind::Text),
+        ("sid", Kind::Text),
+    ];
+    (sql, columns)
+}
+
+/// The last column, `raw_path` (the name's bytes), is for [`filter_paths`], which removes it.
+pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
+    let raw_path = match d {
+        Dialect::Sqlite => "hex(t.path)",
+        Dialect::Postgres => "encode(t.path, 'hex')",
+    };
+    let sql = format!(
+        "SELECT {opened}, {closed}, s.host, s.\"user\", s.client_ip, t.direction, t.path_text,
+                t.bytes_read, t.bytes_written, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
+           FROM transfers t JOIN sessions s ON s.id = t.session_id
+          WHERE {window}
+          ORDER BY t.opened_at, t.id",
+        opened = d.ts("t.opened_at"),
+        closed = d.ts("t.closed_at"),
+        complete = d.flag("t.complete"),
+        forced = d.flag("t.forced"),
+        failed = d.flag("t.failed"),
+        window = d.window("t.opened_at"),
+    );
+    let columns = vec![
+        ("opened", Kind::Time),
+        ("closed", Kind::Time),
+        ("host", Kind::Text),
+        ("user", Kind::Text),
+        ("client_ip", Kind::Text),
+        ("direction", Kind::Text),
+        ("path", Kind::Text),
+        ("bytes_read", Kind::Bytes),
+        ("bytes_written", Kind::Bytes),
+        ("complete", Kind::Bool),
+        ("forced", Kind::Bool),
+        ("failed", Kind::Bool),
+        ("flags", Kind::Text),
+        ("sid", Kind::Text),
+        ("raw_path", Kind::Text),
+    ];
+    (sql, columns)
+}
+
+/// Applies `--path` to the name's own bytes (read as UTF-8, lossily), not to its display form,
+/// then drops the `raw_path` column (the bytes, hex-encoded by both backends).
+pub fn filter_paths(mut report: Report, filter: &Filter) -> Report {
     if let Some(pattern) = &filter.path {
-        report
-            .rows
-            .retain(|row| matches!(&row[14], Value::Text(p) if pattern.matches(p)));
+        report.rows.retain(|row| match row.last() {
+            Some(Value::Text(hex)) => crate::runner::unhex(hex)
+                .is_some_and(|b| pattern.matches(&String::from_utf8_lossy(&b))),
+            _ => false,
+        });
     }
     report.columns.pop();
     for row in &mut report.rows {
         row.pop();
     }
-    Ok(report)
+    report
 }
 
-pub fn usage(store: &SqliteStore, filter: &Filter, by: Period) -> rusqlite::Result<Report> {
+pub fn usage_sql(d: Dialect, filter: &Filter, by: Period) -> (String, Vec<(&'static str, Kind)>) {
     let (view, key, width) = match by {
         Period::Day => ("daily_usage", "day", 10),
         Period::Month => ("monthly_usage", "month", 7),
@@ -237,29 +279,30 @@ pub fn usage(store: &SqliteStore, filter: &Filter, by: Period) -> rusqlite::Resu
     });
     let until_op = if until_inclusive { "<=" } else { "<" };
     let sql = format!(
-        "SELECT {key}, host, user, sessions, files_up, files_down, bytes_up, bytes_down, duration_ms
+        "SELECT {key}, host, \"user\", CAST(sessions AS BIGINT), CAST(files_up AS BIGINT), CAST(files_down AS BIGINT),
+                CAST(bytes_up AS BIGINT), CAST(bytes_down AS BIGINT), CAST(duration_ms AS BIGINT)
            FROM {view}
-          WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR host = ?2)
-            AND (?3 IS NULL OR {key} >= substr(?3, 1, {width}))
-            AND (?4 IS NULL OR {key} {until_op} substr(?4, 1, {width}))
-          ORDER BY {key}, host, user"
+          WHERE ({u} IS NULL OR \"user\" = {u}) AND ({h} IS NULL OR host = {h})
+            AND ({s} IS NULL OR {key} >= substr({s}, 1, {width}))
+            AND ({e} IS NULL OR {key} {until_op} substr({e}, 1, {width}))
+          ORDER BY {key}, host, \"user\"",
+        u = d.text(1),
+        h = d.text(2),
+        s = d.text(3),
+        e = d.text(4),
     );
-    run_query(
-        store,
-        &sql,
-        filter,
-        vec![
-            (if by == Period::Day { "day" } else { "month" }, Kind::Text),
-            ("host", Kind::Text),
-            ("user", Kind::Text),
-            ("sessions", Kind::Int),
-            ("files_up", Kind::Int),
-            ("files_down", Kind::Int),
-            ("bytes_up", Kind::Bytes),
-            ("bytes_down", Kind::Bytes),
-            ("duration", Kind::DurationMs),
-        ],
-    )
+    let columns = vec![
+        (if by == Period::Day { "day" } else { "month" }, Kind::Text),
+        ("host", Kind::Text),
+        ("user", Kind::Text),
+        ("sessions", Kind::Int),
+        ("files_up", Kind::Int),
+        ("files_down", Kind::Int),
+        ("bytes_up", Kind::Bytes),
+        ("bytes_down", Kind::Bytes),
+        ("duration", Kind::DurationMs),
+    ];
+    (sql, columns)
 }
 
 /// `1536` → `1.5 KiB`; exact below 1 KiB.

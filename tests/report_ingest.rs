@@ -1,9 +1,12 @@
-//! Ingest guarantees on generated logs: exact totals, idempotence, checkpoints across rotation
-//! and compression, a kill -9 mid-ingest, and concurrent runs. Runs the real sftpd-report binary.
+//! The shared storage suite: ingest guarantees and reports on generated logs, run against the
+//! embedded SQLite store and a real PostgreSQL server alike, through the real sftpd-report
+//! binary. Exact totals, idempotence, checkpoints across rotation and compression, stdin, a
+//! kill -9 mid-ingest, concurrent runs, report filters and formats, and migrate.
 
 mod common;
 
 use common::loggen::{self, UserTotals};
+use common::pg::PgServer;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -11,17 +14,30 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn sftpd_report(db: &Path, args: &[&str]) -> Output {
+/// Where a test's database lives.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database of `backend`: a path in `dir`, or a new PostgreSQL database.
+fn new_db(backend: Backend, dir: &Path, name: &str) -> String {
+    match backend {
+        Backend::Sqlite => dir.join(format!("{name}.db")).display().to_string(),
+        Backend::Postgres => PgServer::shared().create_db(),
+    }
+}
+
+fn sftpd_report(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-        .arg("--db")
-        .arg(db)
-        .args(["--config", "/nonexistent/sftpd-wrapper.toml"])
+        .args(["--db", db, "--config", "/nonexistent/sftpd-wrapper.toml"])
         .args(args)
         .output()
         .unwrap()
 }
 
-fn ingest(db: &Path, files: &[&Path]) -> String {
+fn ingest(db: &str, files: &[&Path]) -> String {
     let mut args = vec!["ingest"];
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     args.extend(names.iter().map(String::as_str));
@@ -34,22 +50,95 @@ fn ingest(db: &Path, files: &[&Path]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Everything in the database that a report could show, in a canonical order, without row ids.
-fn dump(db: &Path) -> String {
-    let conn = rusqlite::Connection::open(db).unwrap();
+const DUMP_SQLITE: [&str; 3] = [
+    "SELECT host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
+            exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed
+       FROM sessions ORDER BY host, pid, started_at",
+    "SELECT s.host, s.pid, s.started_at, hex(t.path), t.direction, t.open_flags, t.mode, t.bytes_read,
+            t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete
+       FROM transfers t JOIN sessions s ON s.id = t.session_id
+      ORDER BY s.host, s.pid, s.started_at, t.opened_at, hex(t.path), t.closed_at, t.bytes_read, t.bytes_written",
+    "SELECT o.host, s.pid, s.started_at, o.user, o.at, o.kind, hex(o.path), hex(o.target), o.detail, o.failed, o.status
+       FROM operations o LEFT JOIN sessions s ON s.id = o.session_id
+      ORDER BY o.host, s.pid, s.started_at, o.at, o.kind, hex(o.path), o.detail",
+];
+
+const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
+
+fn dump_pg() -> [String; 3] {
+    let t = |c: &str| format!("to_char({c} AT TIME ZONE 'UTC', {TS})");
+    let b = |c: &str| format!("CASE WHEN {c} THEN 1 ELSE 0 END");
+    let h = |c: &str| format!("upper(encode({c}, 'hex'))");
+    [
+        format!(
+            "SELECT host, \"user\", client_ip, client_port, local_ip, local_port, {}, {}, duration_ms,
+                    exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, {}
+               FROM sessions ORDER BY host, pid, started_at",
+            t("started_at"),
+            t("ended_at"),
+            b("sftp_closed")
+        ),
+        format!(
+            "SELECT s.host, s.pid, {}, {}, t.direction, t.open_flags, t.mode, t.bytes_read, t.bytes_written,
+                    {}, {}, {}, {}, {}
+               FROM transfers t JOIN sessions s ON s.id = t.session_id
+              ORDER BY s.host, s.pid, s.started_at, t.opened_at, {}, t.closed_at, t.bytes_read, t.bytes_written",
+            t("s.started_at"),
+            h("t.path"),
+            t("t.opened_at"),
+            t("t.closed_at"),
+            b("t.forced"),
+            b("t.failed"),
+            b("t.complete"),
+            h("t.path")
+        ),
+        format!(
+            "SELECT o.host, s.pid, {}, o.\"user\", {}, o.kind, {}, {}, o.detail, {}, o.status
+               FROM operations o LEFT JOIN sessions s ON s.id = o.session_id
+              ORDER BY o.host, s.pid, s.started_at, o.at, o.kind, {}, o.detail",
+            t("s.started_at"),
+            t("o.at"),
+            h("o.path"),
+            h("o.target"),
+            b("o.failed"),
+            h("o.path")
+        ),
+    ]
+}
+
+/// Everything in the database that a report could show, in a canonical order, without row ids,
+/// in the same text for both backends.
+fn dump(db: &str) -> String {
     let mut out = String::new();
-    for sql in [
-        "SELECT host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
-                exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed
-           FROM sessions ORDER BY host, pid, started_at",
-        "SELECT s.host, s.pid, s.started_at, hex(t.path), t.direction, t.open_flags, t.mode, t.bytes_read,
-                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete
-           FROM transfers t JOIN sessions s ON s.id = t.session_id
-          ORDER BY s.host, s.pid, s.started_at, t.opened_at, hex(t.path), t.closed_at",
-        "SELECT o.host, s.pid, s.started_at, o.user, o.at, o.kind, hex(o.path), hex(o.target), o.detail, o.failed, o.status
-           FROM operations o LEFT JOIN sessions s ON s.id = o.session_id
-          ORDER BY o.host, s.pid, s.started_at, o.at, o.kind, hex(o.path), o.detail",
-    ] {
+    if db.starts_with("postgres://") {
+        let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
+        for sql in dump_pg() {
+            for row in client.query(sql.as_str(), &[]).unwrap() {
+                let cells: Vec<String> = (0..row.len())
+                    .map(|i| {
+                        if let Ok(v) = row.try_get::<_, Option<i64>>(i) {
+                            return v.map_or("NULL".into(), |v| v.to_string());
+                        }
+                        if let Ok(v) = row.try_get::<_, Option<i32>>(i) {
+                            return v.map_or("NULL".into(), |v| v.to_string());
+                        }
+                        row.try_get::<_, Option<String>>(i)
+                            .unwrap()
+                            .unwrap_or_else(|| "NULL".into())
+                    })
+                    .collect();
+                out.push_str(&cells.join("|"));
+                out.push('\n');
+            }
+            out.push_str("--\n");
+        }
+        return out
+            .replace("|\n", "|NULL\n")
+            .replace("||", "|NULL|")
+            .replace("||", "|NULL|");
+    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    for sql in DUMP_SQLITE {
         let mut stmt = conn.prepare(sql).unwrap();
         let n = stmt.column_count();
         let mut rows = stmt.query([]).unwrap();
@@ -69,7 +158,9 @@ fn dump(db: &Path) -> String {
         }
         out.push_str("--\n");
     }
-    out
+    out.replace("|\n", "|NULL\n")
+        .replace("||", "|NULL|")
+        .replace("||", "|NULL|")
 }
 
 /// Compares two dumps and names the first line that differs, rather than printing both.
@@ -93,54 +184,71 @@ fn assert_same(got: &str, want: &str) {
     );
 }
 
-fn usage_totals(db: &Path) -> BTreeMap<(String, String), UserTotals> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT host, user, SUM(sessions), SUM(files_up), SUM(files_down), SUM(bytes_up), SUM(bytes_down) FROM monthly_usage GROUP BY host, user")
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((
-            (r.get(0)?, r.get(1)?),
-            UserTotals {
-                sessions: r.get(2)?,
-                files_up: r.get(3)?,
-                files_down: r.get(4)?,
-                bytes_up: r.get(5)?,
-                bytes_down: r.get(6)?,
-            },
-        ))
-    })
-    .unwrap()
-    .collect::<rusqlite::Result<_>>()
-    .unwrap()
+/// Per host and user, from `sftpd-report usage --by month --format json`.
+fn usage_totals(db: &str) -> BTreeMap<(String, String), UserTotals> {
+    let out = sftpd_report(db, &["usage", "--by", "month", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut totals: BTreeMap<(String, String), UserTotals> = BTreeMap::new();
+    for r in rows.as_array().unwrap() {
+        let t = totals
+            .entry((
+                r["host"].as_str().unwrap().to_owned(),
+                r["user"].as_str().unwrap().to_owned(),
+            ))
+            .or_default();
+        t.sessions += r["sessions"].as_i64().unwrap();
+        t.files_up += r["files_up"].as_i64().unwrap();
+        t.files_down += r["files_down"].as_i64().unwrap();
+        t.bytes_up += r["bytes_up"].as_i64().unwrap();
+        t.bytes_down += r["bytes_down"].as_i64().unwrap();
+    }
+    totals
 }
 
-#[test]
-fn generated_log_gives_exact_totals_and_a_second_run_adds_nothing() {
+/// Declares one test per backend for a check that takes the backend.
+macro_rules! on_both_backends {
+    ($check:ident) => {
+        mod $check {
+            use super::*;
+            #[test]
+            fn sqlite() {
+                super::$check(Backend::Sqlite);
+            }
+            #[test]
+            fn postgres() {
+                require_pg!();
+                super::$check(Backend::Postgres);
+            }
+        }
+    };
+}
+
+fn exact_totals_and_a_second_run_adds_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let log = loggen::generate(20_000, 40, 1);
     let path = dir.path().join("sftpd.log");
     fs::write(&path, loggen::text(&log.lines)).unwrap();
-    let db = dir.path().join("sftpd.db");
+    let db = new_db(backend, dir.path(), "db");
     let summary = ingest(&db, &[&path]);
     assert!(
         summary.contains(&format!("lines read {}", log.lines.len())),
         "{summary}"
     );
     assert_eq!(usage_totals(&db), log.totals);
-    let open: i64 = rusqlite::Connection::open(&db)
-        .unwrap()
-        .query_row(
-            "SELECT COUNT(*) FROM sessions WHERE end_reason <> 'closed' OR auth_method IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(
-        open, 0,
-        "every generated session ends cleanly and has its sshd Accepted line"
-    );
-
+    let sessions = sftpd_report(&db, &["sessions", "--format", "json"]);
+    let sessions: serde_json::Value = serde_json::from_slice(&sessions.stdout).unwrap();
+    for s in sessions.as_array().unwrap() {
+        assert_eq!(s["end"], "closed", "{s}");
+        assert_eq!(
+            s["auth"], "publickey",
+            "every generated session has its sshd Accepted line: {s}"
+        );
+    }
     let before = dump(&db);
     let again = ingest(&db, &[&path]);
     assert!(
@@ -149,24 +257,24 @@ fn generated_log_gives_exact_totals_and_a_second_run_adds_nothing() {
     );
     assert_same(&dump(&db), &before);
 }
+on_both_backends!(exact_totals_and_a_second_run_adds_nothing);
 
-#[test]
-fn rotation_compression_and_appends_give_the_same_result_as_one_clean_run() {
+fn rotation_compression_and_appends_equal_one_clean_run(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let log = loggen::generate(6_000, 25, 2);
     let lines = &log.lines;
     let (a, rest) = lines.split_at(2_000);
     let (b, c) = rest.split_at(1_500);
 
-    let clean_db = dir.path().join("clean.db");
+    let clean_db = new_db(backend, dir.path(), "clean");
     let all = dir.path().join("all.log");
     fs::write(&all, loggen::text(lines)).unwrap();
     ingest(&clean_db, &[&all]);
 
     // The live file gets part a, is ingested (the logrotate prerotate hook), gets part b and a
-    // half-written line, is ingested again, then is rotated and compressed; part c goes to a new
-    // live file. Sessions run across both files.
-    let db = dir.path().join("rotated.db");
+    // half-written line, is ingested again, then is rotated; part c goes to a new live file.
+    // Sessions run across both files.
+    let db = new_db(backend, dir.path(), "rotated");
     let live = dir.path().join("sftpd.log");
     fs::write(&live, loggen::text(a)).unwrap();
     ingest(&db, &[&live]);
@@ -200,7 +308,7 @@ fn rotation_compression_and_appends_give_the_same_result_as_one_clean_run() {
     assert_same(&dump(&db), &dump(&clean_db));
 
     // A gz that was never ingested reads like the plain file.
-    let gz_db = dir.path().join("gz.db");
+    let gz_db = new_db(backend, dir.path(), "gz");
     let whole_gz = dir.path().join("all.log.gz");
     let mut enc = flate2::write::GzEncoder::new(
         fs::File::create(&whole_gz).unwrap(),
@@ -211,17 +319,22 @@ fn rotation_compression_and_appends_give_the_same_result_as_one_clean_run() {
     ingest(&gz_db, &[&whole_gz]);
     assert_same(&dump(&gz_db), &dump(&clean_db));
 }
+on_both_backends!(rotation_compression_and_appends_equal_one_clean_run);
 
-#[test]
-fn stdin_is_read_and_checkpointed_too() {
+fn stdin_is_read_and_checkpointed_too(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let log = loggen::generate(3_000, 10, 3);
-    let db = dir.path().join("s.db");
+    let db = new_db(backend, dir.path(), "s");
     for expect_new in [true, false] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-            .arg("--db")
-            .arg(&db)
-            .args(["--config", "/nonexistent/x.toml", "ingest", "-"])
+            .args([
+                "--db",
+                &db,
+                "--config",
+                "/nonexistent/x.toml",
+                "ingest",
+                "-",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -239,21 +352,21 @@ fn stdin_is_read_and_checkpointed_too() {
     }
     assert_eq!(usage_totals(&db), log.totals);
 }
+on_both_backends!(stdin_is_read_and_checkpointed_too);
 
-#[test]
-fn kill_9_mid_ingest_then_rerun_equals_a_clean_run() {
+fn kill_9_mid_ingest_then_rerun_equals_a_clean_run(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let log = loggen::generate(200_000, 60, 4);
+    let log = loggen::generate(60_000, 60, 4);
     let path = dir.path().join("sftpd.log");
     fs::write(&path, loggen::text(&log.lines)).unwrap();
-    let clean_db = dir.path().join("clean.db");
+    let clean_db = new_db(backend, dir.path(), "clean");
     ingest(&clean_db, &[&path]);
 
-    let db = dir.path().join("crash.db");
+    let db = new_db(backend, dir.path(), "crash");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-        .arg("--db")
-        .arg(&db)
         .args([
+            "--db",
+            &db,
             "--config",
             "/nonexistent/x.toml",
             "ingest",
@@ -266,12 +379,8 @@ fn kill_9_mid_ingest_then_rerun_equals_a_clean_run() {
         .unwrap();
     // Kill it once some batches are committed and before it is done.
     let mut killed_mid_way = false;
-    for _ in 0..2000 {
-        let committed: Option<i64> = rusqlite::Connection::open(&db).ok().and_then(|c| {
-            c.query_row("SELECT lines FROM checkpoints", [], |r| r.get(0))
-                .ok()
-        });
-        if let Some(lines) = committed
+    for _ in 0..5000 {
+        if let Some(lines) = committed_lines(&db)
             && lines > 0
         {
             killed_mid_way = (lines as usize) < log.lines.len();
@@ -289,11 +398,26 @@ fn kill_9_mid_ingest_then_rerun_equals_a_clean_run() {
     assert_same(&dump(&db), &dump(&clean_db));
     assert_eq!(usage_totals(&db), log.totals);
 }
+on_both_backends!(kill_9_mid_ingest_then_rerun_equals_a_clean_run);
 
-#[test]
-fn a_second_ingest_waits_for_the_first_and_both_land() {
+/// How many lines the (single) checkpoint says are committed.
+fn committed_lines(db: &str) -> Option<i64> {
+    if db.starts_with("postgres://") {
+        let mut c = postgres::Client::connect(db, postgres::NoTls).ok()?;
+        c.query_opt("SELECT lines FROM checkpoints", &[])
+            .ok()
+            .flatten()
+            .map(|r| r.get(0))
+    } else {
+        rusqlite::Connection::open(db)
+            .ok()?
+            .query_row("SELECT lines FROM checkpoints", [], |r| r.get(0))
+            .ok()
+    }
+}
+
+fn concurrent_ingests_wait_and_equal_sequential_ones(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("c.db");
     let a = loggen::generate(30_000, 30, 5);
     let b = loggen::generate(30_000, 30, 6);
     let pa = dir.path().join("a.log");
@@ -302,57 +426,67 @@ fn a_second_ingest_waits_for_the_first_and_both_land() {
     fs::write(&pa, loggen::text(&a.lines).replace(" sftp", " east-sftp")).unwrap();
     fs::write(&pb, loggen::text(&b.lines).replace(" sftp", " west-sftp")).unwrap();
 
-    // Hold the lock as another ingest would: the binary must say it waits, then finish.
-    let lock = sftpd_wrapper::ingest::IngestLock::acquire(&db, false).unwrap();
+    // Hold the lock as another ingest would: a second one says it waits, then finishes.
+    let db = new_db(backend, dir.path(), "c");
+    let spec = sftpd_wrapper::storage::DbSpec::parse(&db).unwrap();
+    let mut holder = sftpd_wrapper::storage::open(&spec, None).unwrap();
+    holder.lock_for_ingest(false).unwrap();
     let busy = sftpd_report(&db, &["ingest", "--no-wait", pa.to_str().unwrap()]);
     assert_eq!(busy.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&busy.stderr).contains("another sftpd-report ingest is running")
     );
     let waiting = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-        .arg("--db")
-        .arg(&db)
-        .args(["--config", "/nonexistent/x.toml", "ingest"])
+        .args(["--db", &db, "--config", "/nonexistent/x.toml", "ingest"])
         .arg(&pa)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    drop(lock);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(holder);
     let out = waiting.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("waiting"));
 
-    // Two at once.
-    let db2 = dir.path().join("c2.db");
+    // Several at once.
+    let together = new_db(backend, dir.path(), "together");
     let spawn = |p: &Path| {
         Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-            .arg("--db")
-            .arg(&db2)
-            .args(["--config", "/nonexistent/x.toml", "ingest"])
+            .args([
+                "--db",
+                &together,
+                "--config",
+                "/nonexistent/x.toml",
+                "ingest",
+            ])
             .arg(p)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
-    let (ca, cb) = (spawn(&pa), spawn(&pb));
-    assert!(ca.wait_with_output().unwrap().status.success());
-    assert!(cb.wait_with_output().unwrap().status.success());
-    let sequential = dir.path().join("seq.db");
+    let children = [spawn(&pa), spawn(&pb), spawn(&pa), spawn(&pb)];
+    for c in children {
+        assert!(c.wait_with_output().unwrap().status.success());
+    }
+    let sequential = new_db(backend, dir.path(), "seq");
     ingest(&sequential, &[&pa]);
     ingest(&sequential, &[&pb]);
-    assert_same(&dump(&db2), &dump(&sequential));
+    assert_same(&dump(&together), &dump(&sequential));
 }
+on_both_backends!(concurrent_ingests_wait_and_equal_sequential_ones);
 
-#[test]
-fn report_commands_filter_and_format() {
+fn report_commands_filter_and_format(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let log = loggen::generate(5_000, 10, 7);
     let path = dir.path().join("sftpd.log");
     fs::write(&path, loggen::text(&log.lines)).unwrap();
-    let db = dir.path().join("r.db");
+    let db = new_db(backend, dir.path(), "r");
     ingest(&db, &[&path]);
 
     let out = sftpd_report(
@@ -395,6 +529,7 @@ fn report_commands_filter_and_format() {
         &["transfers", "--path", "*/batch 3-0.csv", "--format", "json"],
     );
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!rows.as_array().unwrap().is_empty());
     assert!(
         rows.as_array()
             .unwrap()
@@ -403,13 +538,9 @@ fn report_commands_filter_and_format() {
     );
 
     // Generated lines are in November; a window after it is empty, one around it is not.
-    let year = {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        let s: String = conn
-            .query_row("SELECT MIN(started_at) FROM sessions", [], |r| r.get(0))
-            .unwrap();
-        s[..4].to_owned()
-    };
+    let out = sftpd_report(&db, &["sessions", "--format", "json"]);
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let year = all[0]["started"].as_str().unwrap()[..4].to_owned();
     let out = sftpd_report(
         &db,
         &[
@@ -436,17 +567,179 @@ fn report_commands_filter_and_format() {
             "json",
         ],
     );
-    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let window: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let sessions: i64 = log.totals.values().map(|t| t.sessions).sum();
-    assert_eq!(all.as_array().unwrap().len() as i64, sessions);
+    assert_eq!(window.as_array().unwrap().len() as i64, sessions);
 
     let bad = sftpd_report(&db, &["sessions", "--since", "last tuesday"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
     let bad = sftpd_report(&db, &["transfers", "--path", "[oops"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a valid glob"));
-    let pg = sftpd_report(Path::new("postgres://u@h/db"), &["sessions"]);
-    assert!(String::from_utf8_lossy(&pg.stderr).contains("PostgreSQL"));
+}
+on_both_backends!(report_commands_filter_and_format);
+
+/// The same log gives the same rows in SQLite and in PostgreSQL, and the same reports.
+#[test]
+fn both_backends_store_the_same_rows() {
+    require_pg!();
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(10_000, 30, 8);
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&log.lines)).unwrap();
+    let lite = new_db(Backend::Sqlite, dir.path(), "lite");
+    let pg = new_db(Backend::Postgres, dir.path(), "pg");
+    ingest(&lite, &[&path]);
+    ingest(&pg, &[&path]);
+    assert_same(&dump(&pg), &dump(&lite));
+    for args in [
+        &["usage", "--by", "day", "--format", "csv"][..],
+        &["sessions", "--format", "csv"],
+        &["transfers", "--format", "csv"],
+    ] {
+        let a = sftpd_report(&lite, args);
+        let b = sftpd_report(&pg, args);
+        assert!(
+            a.status.success() && b.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&b.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&b.stdout),
+            String::from_utf8_lossy(&a.stdout),
+            "{args:?}"
+        );
+    }
+}
+
+/// `migrate` moves an embedded store into the central one; running it again adds nothing, and
+/// it joins what the central store already has from other servers.
+#[test]
+fn migrate_sqlite_into_postgres_without_duplicates() {
+    require_pg!();
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(8_000, 20, 9);
+    let other = loggen::generate(4_000, 20, 10);
+    let path = dir.path().join("sftpd.log");
+    let other_path = dir.path().join("other.log");
+    fs::write(&path, loggen::text(&log.lines)).unwrap();
+    fs::write(
+        &other_path,
+        loggen::text(&other.lines).replace(" sftp", " remote-sftp"),
+    )
+    .unwrap();
+    let lite = new_db(Backend::Sqlite, dir.path(), "lite");
+    ingest(&lite, &[&path]);
+    let pg = new_db(Backend::Postgres, dir.path(), "pg");
+    ingest(&pg, &[&other_path]);
+    let expected = new_db(Backend::Postgres, dir.path(), "expected");
+    ingest(&expected, &[&other_path, &path]);
+
+    let from = format!("sqlite://{lite}");
+    for run in 0..2 {
+        let out = sftpd_report(&pg, &["migrate", "--from", &from, "--to", &pg]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if run == 1 {
+            assert!(text.contains("sessions copied 0"), "{text}");
+        }
+        assert_same(&dump(&pg), &dump(&expected));
+    }
+    // The checkpoints came along: ingesting the migrated log into the central store adds nothing.
+    let again = ingest(&pg, &[&path]);
+    assert!(again.contains("lines read 0"), "{again}");
+}
+
+#[test]
+fn postgres_connection_errors_are_one_clear_line_and_hide_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sftpd.log");
+    fs::write(&log, loggen::text(&loggen::generate(100, 2, 11).lines)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://acct:hunter2@127.0.0.1:{port}/sftp");
+    let out = sftpd_report(&url, &["ingest", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("postgres://acct:***@127.0.0.1:{port}/sftp")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("connect"), "{stderr}");
+
+    // A password file anyone can read is refused before anything is sent.
+    let pass = dir.path().join("pass");
+    fs::write(&pass, "hunter2\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&pass, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = sftpd_report(
+        &format!("postgres://acct@127.0.0.1:{port}/sftp"),
+        &["--password-file", pass.to_str().unwrap(), "sessions"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+}
+
+/// A restart of the server in the middle of an ingest: the run fails with a clear error, nothing
+/// after the last committed batch is kept, and a re-run equals one clean run.
+#[test]
+fn a_postgres_restart_mid_ingest_then_rerun_equals_a_clean_run() {
+    require_pg!();
+    let server = PgServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(60_000, 60, 12);
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&log.lines)).unwrap();
+    let clean = server.create_db();
+    ingest(&clean, &[&path]);
+    let clean_dump = dump(&clean);
+
+    let db = server.create_db();
+    let child = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args([
+            "--db",
+            &db,
+            "--config",
+            "/nonexistent/x.toml",
+            "ingest",
+            "--batch-lines",
+            "500",
+        ])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut restarted = false;
+    for _ in 0..5000 {
+        if committed_lines(&db).is_some_and(|l| l > 0) {
+            server.restart();
+            restarted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(restarted);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the ingest did not notice the restart"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let committed = committed_lines(&db).unwrap_or(0);
+    assert!((committed as usize) < log.lines.len());
+    ingest(&db, &[&path]);
+    assert_same(&dump(&db), &clean_dump);
 }
 
 #[test]
@@ -465,7 +758,7 @@ fn the_login_shell_links_no_database_code() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let wrapper = symbols(env!("CARGO_BIN_EXE_sftpd-wrapper"));
-    for needle in ["sqlite3_", "rusqlite", "postgres", "PQconnect"] {
+    for needle in ["sqlite3_", "rusqlite", "postgres", "tokio"] {
         let hits: Vec<&str> = wrapper
             .lines()
             .filter(|l| l.contains(needle))
@@ -480,5 +773,9 @@ fn the_login_shell_links_no_database_code() {
     assert!(
         report.contains("sqlite3_open"),
         "the check itself finds SQLite where it is"
+    );
+    assert!(
+        report.contains("postgres"),
+        "the check itself finds the PostgreSQL client where it is"
     );
 }

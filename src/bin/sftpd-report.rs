@@ -3,10 +3,11 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use sftpd_wrapper::config;
-use sftpd_wrapper::ingest::{IngestLock, IngestOptions, Ingestor, Input};
+use sftpd_wrapper::ingest::{IngestOptions, Ingestor, Input};
 use sftpd_wrapper::report::{self, Filter, Format, Period};
-use sftpd_wrapper::storage::SqliteStore;
+use sftpd_wrapper::storage::{self, DbSpec, Store, StoreError};
 use std::io::IsTerminal;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
@@ -18,10 +19,14 @@ const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
     about = "SFTP sessions, transfers and usage from the sftpd-wrapper audit log"
 )]
 struct Cli {
-    /// The database: a path or sqlite://PATH [default: [report] database in the config, else
-    /// /var/lib/sftpd-wrapper/sftpd.db]
+    /// The database: a path, sqlite://PATH or postgres://USER@HOST/DB [default: [report] database
+    /// in the config, else /var/lib/sftpd-wrapper/sftpd.db]
     #[arg(long, global = true)]
     db: Option<String>,
+    /// A file with the PostgreSQL password (mode 0600) [default: [report] password_file, else
+    /// the PGPASSWORD environment variable]
+    #[arg(long, global = true)]
+    password_file: Option<PathBuf>,
     /// The sftpd-wrapper config, read for [report] database and [syslog] ident.
     #[arg(long, global = true, default_value = config::CONFIG_PATH)]
     config: PathBuf,
@@ -60,6 +65,14 @@ enum Command {
         /// Only paths matching this glob (`*` also matches `/`), e.g. '*/invoice-42.xml'.
         #[arg(long)]
         path: Option<String>,
+    },
+    /// Copy one database into another (e.g. the embedded SQLite file into the central
+    /// PostgreSQL store) without duplicates; safe to run again.
+    Migrate {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
     },
     /// Sessions, files and bytes per host and user, by day or month (UTC).
     Usage {
@@ -115,22 +128,45 @@ impl FilterArgs {
     }
 }
 
-fn database_path(cli: &Cli, cfg: &config::Config) -> Result<PathBuf> {
+fn database_spec(cli: &Cli, cfg: &config::Config) -> Result<DbSpec> {
     let spec = cli
         .db
         .clone()
         .or_else(|| cfg.report.database.clone())
         .unwrap_or_else(|| DEFAULT_DB.to_owned());
-    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        bail!(
-            "PostgreSQL databases are not supported by this build of sftpd-report yet; use a SQLite path"
-        );
+    DbSpec::parse(&spec).map_err(anyhow::Error::msg)
+}
+
+/// The PostgreSQL password from --password-file, [report] password_file or PGPASSWORD. A file
+/// that group or others can read is refused, as libpq refuses such a ~/.pgpass.
+fn password(cli: &Cli, cfg: &config::Config) -> Result<Option<String>> {
+    let file = cli
+        .password_file
+        .clone()
+        .or_else(|| cfg.report.password_file.clone().map(PathBuf::from));
+    if let Some(path) = file {
+        let meta = std::fs::metadata(&path)
+            .with_context(|| format!("password file {}", path.display()))?;
+        if meta.mode() & 0o077 != 0 {
+            bail!(
+                "password file {} is readable by group or others (mode {:04o}); chmod 600 it",
+                path.display(),
+                meta.mode() & 0o7777
+            );
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("password file {}", path.display()))?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()));
     }
-    let path = spec.strip_prefix("sqlite://").unwrap_or(&spec);
-    if path.is_empty() {
-        bail!("--db is empty");
-    }
-    Ok(PathBuf::from(path))
+    Ok(std::env::var("PGPASSWORD").ok())
+}
+
+fn open_store(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
+    storage::open(spec, password).map_err(|e| match e {
+        // The error already names the database (without its password).
+        StoreError::Postgres(_) => anyhow::Error::new(e),
+        other => anyhow::Error::new(other).context(spec.display()),
+    })
 }
 
 fn main() {
@@ -145,8 +181,22 @@ fn run(cli: Cli) -> Result<()> {
     let cfg = config::load(&cli.config)
         .map_err(anyhow::Error::msg)?
         .config;
-    let db = database_path(&cli, &cfg)?;
+    let password = password(&cli, &cfg)?;
     let mut out = std::io::stdout().lock();
+    if let Command::Migrate { from, to } = &cli.command {
+        let from = DbSpec::parse(from).map_err(anyhow::Error::msg)?;
+        let to = DbSpec::parse(to).map_err(anyhow::Error::msg)?;
+        if from == to {
+            bail!("--from and --to name the same database");
+        }
+        let mut source = open_store(&from, password.as_deref())?;
+        let mut target = open_store(&to, password.as_deref())?;
+        let (copied, skipped) = storage::migrate(source.as_mut(), target.as_mut())?;
+        println!("sessions copied {copied}, already there {skipped}");
+        return Ok(());
+    }
+    let spec = database_spec(&cli, &cfg)?;
+    let mut store = open_store(&spec, password.as_deref())?;
     match &cli.command {
         Command::Ingest {
             host_default,
@@ -155,8 +205,7 @@ fn run(cli: Cli) -> Result<()> {
             batch_lines,
             files,
         } => {
-            let _lock = IngestLock::acquire(&db, !no_wait)?;
-            let mut store = SqliteStore::open(&db)?;
+            store.lock_for_ingest(!no_wait)?;
             let mut opts = IngestOptions {
                 wrapper_ident: wrapper_ident
                     .clone()
@@ -169,17 +218,15 @@ fn run(cli: Cli) -> Result<()> {
                 opts.host_default = h.clone();
             }
             let inputs: Vec<Input> = files.iter().map(|f| Input { name: f.clone() }).collect();
-            let mut ingestor = Ingestor::new(&mut store, opts)?;
+            let mut ingestor = Ingestor::new(store.as_mut(), opts)?;
             ingestor.ingest_inputs(&inputs)?;
             println!("{}", ingestor.summary);
         }
         Command::Sessions { filter } => {
-            let store = SqliteStore::open(&db)?;
-            let r = report::sessions(&store, &filter.filter()?)?;
+            let r = store.sessions_report(&filter.filter()?)?;
             report::render(&r, filter.format(), &mut out)?;
         }
         Command::Transfers { filter, path } => {
-            let store = SqliteStore::open(&db)?;
             let mut f = filter.filter()?;
             if let Some(p) = path {
                 f.path = Some(
@@ -187,14 +234,14 @@ fn run(cli: Cli) -> Result<()> {
                         .with_context(|| format!("--path {p:?} is not a valid glob"))?,
                 );
             }
-            let r = report::transfers(&store, &f)?;
+            let r = store.transfers_report(&f)?;
             report::render(&r, filter.format(), &mut out)?;
         }
         Command::Usage { filter, by } => {
-            let store = SqliteStore::open(&db)?;
-            let r = report::usage(&store, &filter.filter()?, *by)?;
+            let r = store.usage_report(&filter.filter()?, *by)?;
             report::render(&r, filter.format(), &mut out)?;
         }
+        Command::Migrate { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

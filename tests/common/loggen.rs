@@ -117,7 +117,7 @@ pub fn generate(min_lines: usize, concurrency: usize, seed: u64) -> GeneratedLog
                             "{s} open \"{name}\" flags WRITE,CREATE,TRUNCATE mode 0644"
                         ));
                         steps.push(format!("{s} close \"{name}\" bytes read 0 written {size}"));
-                        t.files_up += i64::from(size > 0);
+                        t.files_up += 1;
                         t.bytes_up += size as i64;
                     }
                     5..=8 => {

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod loggen;
+pub mod pg;
 
 use std::ffi::CString;
 use std::fs;

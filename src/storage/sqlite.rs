@@ -1,34 +1,16 @@
-//! The accounting database: schema, migrations, and the writes ingest makes and the reads the
-//! reports make. SQLite (rusqlite, bundled) is the embedded default.
+//! The embedded SQLite store (rusqlite, bundled): the default.
 //!
-//! Timestamps are stored as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`), so text order is
-//! time order and SQLite's date functions read them. Paths are stored twice: `path` holds the
-//! original bytes (names need not be UTF-8), `path_text` a readable form for people and BI tools.
+//! Timestamps are fixed-width UTC text, so text order is time order and SQLite's date functions
+//! read them. One ingest at a time holds `<db>.lock`.
 
+use super::{
+    Checkpoint, NewOperation, NewSession, NewTransfer, OpenSession, OperationRecord, Result,
+    SessionEnd, SessionRecord, Store, StoreError, TransferRecord, path_text,
+};
+use crate::report::{self, Dialect, Filter, Period, Report};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::path::Path;
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("database {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
-    #[error("database error: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error(
-        "database {path} has schema version {found}, newer than this sftpd-report knows ({known}); upgrade sftpd-report"
-    )]
-    TooNew {
-        path: String,
-        found: i64,
-        known: i64,
-    },
-}
-
-pub type Result<T> = std::result::Result<T, StoreError>;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 /// Each entry migrates from the version before it; the index + 1 is the version reached.
 const MIGRATIONS: &[&str] = &[r#"
@@ -127,8 +109,8 @@ CREATE VIEW usage_events AS
       FROM sessions WHERE end_reason <> 'refused'
     UNION ALL
     SELECT s.host, s.user, t.opened_at, 0,
-           CASE WHEN COALESCE(t.bytes_written, 0) > 0 THEN 1 ELSE 0 END,
-           CASE WHEN COALESCE(t.bytes_read, 0) > 0 THEN 1 ELSE 0 END,
+           CASE WHEN t.direction IN ('upload', 'both') AND t.closed_at IS NOT NULL THEN 1 ELSE 0 END,
+           CASE WHEN t.direction = 'download' AND COALESCE(t.bytes_read, 0) > 0 THEN 1 ELSE 0 END,
            COALESCE(t.bytes_written, 0), COALESCE(t.bytes_read, 0), 0
       FROM transfers t JOIN sessions s ON s.id = t.session_id;
 
@@ -147,99 +129,13 @@ CREATE VIEW monthly_usage AS
       FROM usage_events GROUP BY 1, 2, 3;
 "#];
 
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-/// A session as ingest first learns of it.
-#[derive(Debug, Clone, Default)]
-pub struct NewSession {
-    pub host: String,
-    pub user: Option<String>,
-    pub client_ip: Option<String>,
-    pub client_port: Option<i64>,
-    pub local_ip: Option<String>,
-    pub local_port: Option<i64>,
-    pub started_at: String,
-    pub source: &'static str,
-    pub sid: Option<String>,
-    /// The PID the session is keyed by: the wrapper's, or sftp-server's without the wrapper.
-    pub pid: i64,
-    pub sftp_pid: Option<i64>,
-}
-
-/// A session that has not ended, as ingest needs it to go on where the last run stopped.
-#[derive(Debug, Clone)]
-pub struct OpenSession {
-    pub id: i64,
-    pub host: String,
-    pub sid: Option<String>,
-    pub sftp_pid: Option<i64>,
-    pub sftp_closed: bool,
-    pub started_at: String,
-    pub source: String,
-    pub last_op_kind: Option<String>,
-    pub last_op_id: Option<i64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct SessionEnd<'a> {
-    pub ended_at: &'a str,
-    pub duration_ms: Option<i64>,
-    pub exit_status: Option<i64>,
-    pub signal: Option<&'a str>,
-    pub end_reason: &'a str,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewTransfer<'a> {
-    pub session_id: i64,
-    pub path: &'a [u8],
-    pub direction: &'a str,
-    pub open_flags: &'a str,
-    pub mode: &'a str,
-    pub opened_at: &'a str,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewOperation<'a> {
-    pub session_id: Option<i64>,
-    pub host: &'a str,
-    pub user: Option<&'a str>,
-    pub at: &'a str,
-    pub kind: &'a str,
-    pub path: Option<&'a [u8]>,
-    pub target: Option<&'a [u8]>,
-    pub detail: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub first_line_hash: String,
-    pub path: String,
-    pub inode: Option<i64>,
-    pub byte_offset: i64,
-    pub lines: i64,
-}
-
-/// Renders a name for people: UTF-8 as it is, other bytes as `\xHH` (and `\` as `\\`).
-pub fn path_text(path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len());
-    for chunk in path.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
+const _: () = assert!(MIGRATIONS.len() as i64 == super::SCHEMA_VERSION);
 
 pub struct SqliteStore {
     conn: Connection,
+    path: PathBuf,
+    /// Held while this process ingests: `<db>.lock`.
+    lock: Option<File>,
 }
 
 impl SqliteStore {
@@ -263,7 +159,11 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = SqliteStore { conn };
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_owned(),
+            lock: None,
+        };
         store.migrate(&shown)?;
         Ok(store)
     }
@@ -277,11 +177,11 @@ impl SqliteStore {
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .optional()?
             .unwrap_or(0);
-        if current > SCHEMA_VERSION {
+        if current > super::SCHEMA_VERSION {
             return Err(StoreError::TooNew {
                 path: shown.to_owned(),
                 found: current,
-                known: SCHEMA_VERSION,
+                known: super::SCHEMA_VERSION,
             });
         }
         for sql in &MIGRATIONS[current as usize..] {
@@ -290,42 +190,69 @@ impl SqliteStore {
         if current == 0 {
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES (?1)",
-                [SCHEMA_VERSION],
+                [super::SCHEMA_VERSION],
             )?;
         } else {
-            tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION])?;
+            tx.execute(
+                "UPDATE schema_version SET version = ?1",
+                [super::SCHEMA_VERSION],
+            )?;
         }
         tx.commit()?;
         Ok(())
-    }
-
-    pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
     }
 
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
-    pub fn begin(&mut self) -> Result<()> {
+    fn report(
+        &mut self,
+        sql: &str,
+        columns: Vec<(&'static str, report::Kind)>,
+        filter: &Filter,
+    ) -> Result<Report> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let n = columns.len();
+        let rows = stmt.query_map(
+            params![filter.user, filter.host, filter.since, filter.until],
+            |r| {
+                (0..n)
+                    .map(|i| r.get_ref(i).map(report::value_from_sqlite))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            },
+        )?;
+        Ok(Report {
+            columns,
+            rows: rows.collect::<rusqlite::Result<_>>()?,
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn schema_version(&mut self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
+    }
+
+    fn begin(&mut self) -> Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())
     }
 
-    pub fn commit(&mut self) -> Result<()> {
+    fn commit(&mut self) -> Result<()> {
         self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
 
-    pub fn rollback(&mut self) -> Result<()> {
+    fn rollback(&mut self) -> Result<()> {
         self.conn.execute_batch("ROLLBACK")?;
         Ok(())
     }
 
     /// Inserts a session, or returns the id of the one with the same host, PID and start.
-    pub fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
+    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
         let mut stmt = self.conn.prepare_cached(
             "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at,
                                    source, sid, pid, sftp_pid)
@@ -355,7 +282,7 @@ impl SqliteStore {
         )?)
     }
 
-    pub fn open_sessions(&self) -> Result<Vec<OpenSession>> {
+    fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id FROM sessions
               WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
@@ -377,7 +304,7 @@ impl SqliteStore {
     }
 
     /// Open transfers as (id, session id, path).
-    pub fn open_transfers(&self) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+    fn open_transfers(&mut self) -> Result<Vec<(i64, i64, Vec<u8>)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, session_id, path FROM transfers WHERE closed_at IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?;
@@ -385,7 +312,7 @@ impl SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
+    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE sessions SET sftp_pid = ?2 WHERE id = ?1")?
             .execute(params![id, sftp_pid])?;
@@ -393,7 +320,7 @@ impl SqliteStore {
     }
 
     /// Fills in who and from where, where the session does not know yet.
-    pub fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
+    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
         self.conn
             .prepare_cached(
                 "UPDATE sessions SET user = COALESCE(user, ?2), client_ip = COALESCE(client_ip, ?3) WHERE id = ?1",
@@ -402,28 +329,28 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
+    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE sessions SET auth_method = ?2, auth_key = ?3 WHERE id = ?1")?
             .execute(params![id, method, key])?;
         Ok(())
     }
 
-    pub fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()> {
+    fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE sessions SET last_op_kind = ?2, last_op_id = ?3 WHERE id = ?1")?
             .execute(params![id, kind, op_id])?;
         Ok(())
     }
 
-    pub fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
+    fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE sessions SET sftp_closed = 1 WHERE id = ?1")?
             .execute([id])?;
         Ok(())
     }
 
-    pub fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
+    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
         self.conn
             .prepare_cached(
                 "UPDATE sessions SET ended_at = ?2, duration_ms = ?3, exit_status = ?4, signal = ?5, end_reason = ?6
@@ -434,7 +361,7 @@ impl SqliteStore {
     }
 
     /// Gives up on a session whose end never came (its PID started a new one).
-    pub fn abandon_session(&mut self, id: i64) -> Result<()> {
+    fn abandon_session(&mut self, id: i64) -> Result<()> {
         self.conn
             .prepare_cached(
                 "UPDATE sessions SET end_reason = 'missing_end', sftp_closed = 1 WHERE id = ?1",
@@ -445,7 +372,7 @@ impl SqliteStore {
 
     /// Moves everything recorded under `from` to `into` and deletes `from` (the wrapper's
     /// `sftp-server started` line arrived after sftp-server's own first line).
-    pub fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
+    fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE transfers SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
@@ -464,7 +391,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
+    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
         self.conn
             .prepare_cached(
                 "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, opened_at)
@@ -475,7 +402,7 @@ impl SqliteStore {
     }
 
     /// Records the close: counters, and complete unless forced or failed.
-    pub fn close_transfer(
+    fn close_transfer(
         &mut self,
         id: i64,
         closed_at: &str,
@@ -504,7 +431,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
+    fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
             .execute([id])?;
@@ -512,14 +439,14 @@ impl SqliteStore {
     }
 
     /// Transfers still open when their session ended: never complete.
-    pub fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE transfers SET complete = 0, forced = 1 WHERE session_id = ?1 AND closed_at IS NULL")?
             .execute([session_id])?;
         Ok(())
     }
 
-    pub fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
+    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
         self.conn
             .prepare_cached(
                 "INSERT INTO operations (session_id, host, user, at, kind, path, path_text, target, target_text, detail)
@@ -540,14 +467,14 @@ impl SqliteStore {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
+    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
             .execute(params![id, status])?;
         Ok(())
     }
 
-    pub fn add_pending_auth(
+    fn add_pending_auth(
         &mut self,
         host: &str,
         a: &crate::logparse::Accepted,
@@ -572,7 +499,7 @@ impl SqliteStore {
 
     /// Takes the latest `Accepted` for this host, user and address (and port, when known):
     /// returns its method and key and removes it.
-    pub fn take_pending_auth(
+    fn take_pending_auth(
         &mut self,
         host: &str,
         user: &str,
@@ -598,14 +525,14 @@ impl SqliteStore {
     }
 
     /// Forgets `Accepted` lines that no session claimed (a failed or non-SFTP login).
-    pub fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
+    fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
         self.conn
             .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
             .execute([before])?;
         Ok(())
     }
 
-    pub fn session_user(&self, id: i64) -> Result<Option<String>> {
+    fn session_user(&mut self, id: i64) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row("SELECT user FROM sessions WHERE id = ?1", [id], |r| {
@@ -615,7 +542,7 @@ impl SqliteStore {
             .flatten())
     }
 
-    pub fn checkpoint(&self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
+    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
         Ok(self
             .conn
             .query_row(
@@ -634,7 +561,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    pub fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()> {
+    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO checkpoints (first_line_hash, path, inode, byte_offset, lines, updated_at)
@@ -644,6 +571,216 @@ impl SqliteStore {
                         lines = excluded.lines, updated_at = excluded.updated_at",
             )?
             .execute(params![c.first_line_hash, c.path, c.inode, c.byte_offset, c.lines, now])?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn lock_for_ingest(&mut self, wait: bool) -> Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let path = PathBuf::from(format!("{}.lock", self.path.display()));
+        let lock_err = |e: std::io::Error| {
+            StoreError::Lock(format!("the ingest lock {}: {e}", path.display()))
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !wait {
+                    return Err(StoreError::Busy);
+                }
+                eprintln!(
+                    "sftpd-report: another ingest is running on this database; waiting for it to finish"
+                );
+                file.lock().map_err(lock_err)?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
+        }
+        self.lock = Some(file);
+        Ok(())
+    }
+
+    fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
+        let (sql, columns) = report::sessions_sql(Dialect::Sqlite);
+        self.report(&sql, columns, filter)
+    }
+
+    fn transfers_report(&mut self, filter: &Filter) -> Result<Report> {
+        let (sql, columns) = report::transfers_sql(Dialect::Sqlite);
+        let report = self.report(&sql, columns, filter)?;
+        Ok(report::filter_paths(report, filter))
+    }
+
+    fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
+        let (sql, columns) = report::usage_sql(Dialect::Sqlite, filter, by);
+        self.report(&sql, columns, filter)
+    }
+
+    fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
+                    exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed
+               FROM sessions ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SessionRecord {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                user: r.get(2)?,
+                client_ip: r.get(3)?,
+                client_port: r.get(4)?,
+                local_ip: r.get(5)?,
+                local_port: r.get(6)?,
+                started_at: r.get(7)?,
+                ended_at: r.get(8)?,
+                duration_ms: r.get(9)?,
+                exit_status: r.get(10)?,
+                signal: r.get(11)?,
+                end_reason: r.get(12)?,
+                source: r.get(13)?,
+                sid: r.get(14)?,
+                pid: r.get(15)?,
+                sftp_pid: r.get(16)?,
+                auth_method: r.get(17)?,
+                auth_key: r.get(18)?,
+                sftp_closed: r.get::<_, i64>(19)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written, opened_at, closed_at,
+                    forced, failed, complete FROM transfers ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TransferRecord {
+                session_id: r.get(0)?,
+                path: r.get(1)?,
+                direction: r.get(2)?,
+                open_flags: r.get(3)?,
+                mode: r.get(4)?,
+                bytes_read: r.get(5)?,
+                bytes_written: r.get(6)?,
+                opened_at: r.get(7)?,
+                closed_at: r.get(8)?,
+                forced: r.get::<_, i64>(9)? != 0,
+                failed: r.get::<_, i64>(10)? != 0,
+                complete: r.get::<_, i64>(11)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn all_operations(&mut self) -> Result<Vec<OperationRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT session_id, host, user, at, kind, path, target, detail, failed, status FROM operations ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OperationRecord {
+                session_id: r.get(0)?,
+                host: r.get(1)?,
+                user: r.get(2)?,
+                at: r.get(3)?,
+                kind: r.get(4)?,
+                path: r.get(5)?,
+                target: r.get(6)?,
+                detail: r.get(7)?,
+                failed: r.get::<_, i64>(8)? != 0,
+                status: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints ORDER BY first_line_hash")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Checkpoint {
+                first_line_hash: r.get(0)?,
+                path: r.get(1)?,
+                inode: r.get(2)?,
+                byte_offset: r.get(3)?,
+                lines: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
+        let inserted = self.conn.prepare_cached(
+            "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at,
+                                   duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
+                                   auth_method, auth_key, sftp_closed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+             ON CONFLICT (host, pid, started_at) DO NOTHING",
+        )?
+        .execute(params![
+            s.host, s.user, s.client_ip, s.client_port, s.local_ip, s.local_port, s.started_at, s.ended_at,
+            s.duration_ms, s.exit_status, s.signal, s.end_reason, s.source, s.sid, s.pid, s.sftp_pid,
+            s.auth_method, s.auth_key, s.sftp_closed
+        ])?;
+        Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
+    }
+
+    fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read,
+                                        bytes_written, opened_at, closed_at, forced, failed, complete)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                session_id, t.path, path_text(&t.path), t.direction, t.open_flags, t.mode, t.bytes_read,
+                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete
+            ])?;
+        Ok(())
+    }
+
+    fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()> {
+        if session_id.is_none() {
+            let exists: bool = self.conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at = ?2
+                                 AND kind = ?3 AND detail IS ?4 AND user IS ?5)",
+                params![o.host, o.at, o.kind, o.detail, o.user],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Ok(());
+            }
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO operations (session_id, host, user, at, kind, path, path_text, target, target_text,
+                                         detail, failed, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                session_id,
+                o.host,
+                o.user,
+                o.at,
+                o.kind,
+                o.path,
+                o.path.as_deref().map(path_text),
+                o.target,
+                o.target.as_deref().map(path_text),
+                o.detail,
+                o.failed,
+                o.status
+            ])?;
         Ok(())
     }
 }
@@ -658,7 +795,7 @@ mod tests {
         let db = dir.path().join("sub/sftpd.db");
         {
             let mut s = SqliteStore::open(&db).unwrap();
-            assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+            assert_eq!(s.schema_version().unwrap(), crate::storage::SCHEMA_VERSION);
             let session = NewSession {
                 host: "h".into(),
                 started_at: "2026-11-26T00:00:00.000000Z".into(),
@@ -670,7 +807,7 @@ mod tests {
             // The same host, PID and start is the same session.
             assert_eq!(s.insert_session(&session).unwrap(), id);
         }
-        let s = SqliteStore::open(&db).unwrap();
+        let mut s = SqliteStore::open(&db).unwrap();
         assert_eq!(s.open_sessions().unwrap().len(), 1);
         for view in ["daily_usage", "monthly_usage"] {
             let n: i64 = s
@@ -692,12 +829,5 @@ mod tests {
         drop(conn);
         let err = SqliteStore::open(&db).err().unwrap();
         assert!(err.to_string().contains("upgrade sftpd-report"), "{err}");
-    }
-
-    #[test]
-    fn path_text_is_readable_and_unambiguous() {
-        assert_eq!(path_text(b"/h/a b.txt"), "/h/a b.txt");
-        assert_eq!(path_text("/h/caf\u{e9}".as_bytes()), "/h/caf\u{e9}");
-        assert_eq!(path_text(b"/h/\xff\n\\"), "/h/\\xff\\x0a\\\\");
     }
 }

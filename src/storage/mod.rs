@@ -1,0 +1,433 @@
+//! The accounting database: one [`Store`] trait, an embedded SQLite implementation (the default)
+//! and a PostgreSQL one for a central store fed by many servers. Both have the same tables,
+//! views and guarantees; the shared test suite runs against both.
+//!
+//! Timestamps cross this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
+//! [`crate::logparse::storage_time`]): SQLite stores that text, PostgreSQL a `timestamptz`.
+//! Paths are stored twice: `path` holds the original bytes (names need not be UTF-8),
+//! `path_text` a readable form for people and BI tools.
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::report::{Filter, Period, Report};
+use std::path::PathBuf;
+use thiserror::Error;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Postgres(String),
+    #[error(
+        "database {path} has schema version {found}, newer than this sftpd-report knows ({known}); upgrade sftpd-report"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("another sftpd-report ingest is running on this database")]
+    Busy,
+    #[error("{0}")]
+    Lock(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The schema version both backends migrate to.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Where the database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbSpec {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL; its password, if any, is never shown.
+    Postgres(String),
+}
+
+impl DbSpec {
+    /// Reads `--db` / `[report] database`: `postgres://…` or `postgresql://…`, `sqlite://PATH`, or
+    /// a plain path.
+    pub fn parse(spec: &str) -> std::result::Result<DbSpec, String> {
+        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            return Ok(DbSpec::Postgres(spec.to_owned()));
+        }
+        let path = spec.strip_prefix("sqlite://").unwrap_or(spec);
+        if path.is_empty() {
+            return Err("the database is empty: give a path or a postgres:// URL".to_owned());
+        }
+        Ok(DbSpec::Sqlite(PathBuf::from(path)))
+    }
+
+    /// For messages: the URL with any password replaced by `***`.
+    pub fn display(&self) -> String {
+        match self {
+            DbSpec::Sqlite(p) => p.display().to_string(),
+            DbSpec::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Opens (creating and migrating as needed) the database `spec` names. For PostgreSQL,
+/// `password` (from a file or PGPASSWORD) is used when the URL carries none.
+pub fn open(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
+    match spec {
+        DbSpec::Sqlite(path) => Ok(Box::new(SqliteStore::open(path)?)),
+        DbSpec::Postgres(url) => Ok(Box::new(postgres::PgStore::connect(url, password)?)),
+    }
+}
+
+/// A session as ingest first learns of it.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub host: String,
+    pub user: Option<String>,
+    pub client_ip: Option<String>,
+    pub client_port: Option<i64>,
+    pub local_ip: Option<String>,
+    pub local_port: Option<i64>,
+    pub started_at: String,
+    pub source: &'static str,
+    pub sid: Option<String>,
+    /// The PID the session is keyed by: the wrapper's, or sftp-server's without the wrapper.
+    pub pid: i64,
+    pub sftp_pid: Option<i64>,
+}
+
+/// A session that has not ended, as ingest needs it to go on where the last run stopped.
+#[derive(Debug, Clone)]
+pub struct OpenSession {
+    pub id: i64,
+    pub host: String,
+    pub sid: Option<String>,
+    pub sftp_pid: Option<i64>,
+    pub sftp_closed: bool,
+    pub started_at: String,
+    pub source: String,
+    pub last_op_kind: Option<String>,
+    pub last_op_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionEnd<'a> {
+    pub ended_at: &'a str,
+    pub duration_ms: Option<i64>,
+    pub exit_status: Option<i64>,
+    pub signal: Option<&'a str>,
+    pub end_reason: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTransfer<'a> {
+    pub session_id: i64,
+    pub path: &'a [u8],
+    pub direction: &'a str,
+    pub open_flags: &'a str,
+    pub mode: &'a str,
+    pub opened_at: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewOperation<'a> {
+    pub session_id: Option<i64>,
+    pub host: &'a str,
+    pub user: Option<&'a str>,
+    pub at: &'a str,
+    pub kind: &'a str,
+    pub path: Option<&'a [u8]>,
+    pub target: Option<&'a [u8]>,
+    pub detail: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub first_line_hash: String,
+    pub path: String,
+    pub inode: Option<i64>,
+    pub byte_offset: i64,
+    pub lines: i64,
+}
+
+/// Whole rows, for `sftpd-report migrate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: i64,
+    pub host: String,
+    pub user: Option<String>,
+    pub client_ip: Option<String>,
+    pub client_port: Option<i64>,
+    pub local_ip: Option<String>,
+    pub local_port: Option<i64>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub exit_status: Option<i64>,
+    pub signal: Option<String>,
+    pub end_reason: String,
+    pub source: String,
+    pub sid: Option<String>,
+    pub pid: i64,
+    pub sftp_pid: Option<i64>,
+    pub auth_method: Option<String>,
+    pub auth_key: Option<String>,
+    pub sftp_closed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRecord {
+    pub session_id: i64,
+    pub path: Vec<u8>,
+    pub direction: String,
+    pub open_flags: String,
+    pub mode: Option<String>,
+    pub bytes_read: Option<i64>,
+    pub bytes_written: Option<i64>,
+    pub opened_at: String,
+    pub closed_at: Option<String>,
+    pub forced: bool,
+    pub failed: bool,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRecord {
+    pub session_id: Option<i64>,
+    pub host: String,
+    pub user: Option<String>,
+    pub at: String,
+    pub kind: String,
+    pub path: Option<Vec<u8>>,
+    pub target: Option<Vec<u8>>,
+    pub detail: Option<String>,
+    pub failed: bool,
+    pub status: Option<String>,
+}
+
+/// Everything ingest, the reports and migrate need from a database.
+pub trait Store {
+    /// A name for messages (a path, or the URL without its password).
+    fn describe(&self) -> String;
+    fn schema_version(&mut self) -> Result<i64>;
+    /// Takes the lock that lets one ingest at a time write this database; with `wait` false,
+    /// fails with [`StoreError::Busy`] instead of waiting.
+    fn lock_for_ingest(&mut self, wait: bool) -> Result<()>;
+
+    fn begin(&mut self) -> Result<()>;
+    fn commit(&mut self) -> Result<()>;
+    fn rollback(&mut self) -> Result<()>;
+
+    /// Inserts a session, or returns the id of the one with the same host, PID and start.
+    fn insert_session(&mut self, s: &NewSession) -> Result<i64>;
+    fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
+    /// Open transfers as (id, session id, path).
+    fn open_transfers(&mut self) -> Result<Vec<(i64, i64, Vec<u8>)>>;
+    fn session_user(&mut self, id: i64) -> Result<Option<String>>;
+    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
+    /// Fills in who and from where, where the session does not know yet.
+    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()>;
+    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()>;
+    fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()>;
+    fn mark_sftp_closed(&mut self, id: i64) -> Result<()>;
+    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()>;
+    /// Gives up on a session whose end never came (its PID started a new one).
+    fn abandon_session(&mut self, id: i64) -> Result<()>;
+    /// Moves everything recorded under `from` to `into` and deletes `from`.
+    fn merge_session(&mut self, from: i64, into: i64) -> Result<()>;
+
+    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64>;
+    /// Records the close: counters, and complete unless forced or failed.
+    fn close_transfer(
+        &mut self,
+        id: i64,
+        closed_at: &str,
+        bytes_read: u64,
+        bytes_written: u64,
+        forced: bool,
+    ) -> Result<()>;
+    fn mark_transfer_failed(&mut self, id: i64) -> Result<()>;
+    /// Transfers still open when their session ended: never complete.
+    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()>;
+
+    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64>;
+    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()>;
+
+    fn add_pending_auth(
+        &mut self,
+        host: &str,
+        a: &crate::logparse::Accepted,
+        at: &str,
+    ) -> Result<()>;
+    /// Takes the latest `Accepted` for this host, user and address (and port, when known).
+    fn take_pending_auth(
+        &mut self,
+        host: &str,
+        user: &str,
+        client_ip: &str,
+        client_port: Option<i64>,
+    ) -> Result<Option<(String, Option<String>)>>;
+    /// Forgets `Accepted` lines that no session claimed.
+    fn prune_pending_auth(&mut self, before: &str) -> Result<()>;
+
+    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>>;
+    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()>;
+
+    fn sessions_report(&mut self, filter: &Filter) -> Result<Report>;
+    fn transfers_report(&mut self, filter: &Filter) -> Result<Report>;
+    fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report>;
+
+    fn all_sessions(&mut self) -> Result<Vec<SessionRecord>>;
+    fn all_transfers(&mut self) -> Result<Vec<TransferRecord>>;
+    fn all_operations(&mut self) -> Result<Vec<OperationRecord>>;
+    fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>>;
+    /// Inserts a whole session; `None` when one with the same host, PID and start exists.
+    fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>>;
+    fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()>;
+    fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()>;
+}
+
+/// Renders a name for people: UTF-8 as it is, other bytes as `\xHH` (and `\` as `\\`).
+pub fn path_text(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Copies every session (with its transfers and operations) and checkpoint from `from` to `to`
+/// in one transaction. Sessions `to` already has (same host, PID and start) are skipped with
+/// their rows, so running it twice, or after the same logs were ingested there, adds nothing.
+/// Returns (sessions copied, sessions skipped).
+pub fn migrate(from: &mut dyn Store, to: &mut dyn Store) -> Result<(u64, u64)> {
+    let sessions = from.all_sessions()?;
+    let transfers = from.all_transfers()?;
+    let operations = from.all_operations()?;
+    let checkpoints = from.all_checkpoints()?;
+    let mut by_session: std::collections::HashMap<i64, Vec<&TransferRecord>> = Default::default();
+    for t in &transfers {
+        by_session.entry(t.session_id).or_default().push(t);
+    }
+    let mut ops_by_session: std::collections::HashMap<Option<i64>, Vec<&OperationRecord>> =
+        Default::default();
+    for o in &operations {
+        ops_by_session.entry(o.session_id).or_default().push(o);
+    }
+    to.lock_for_ingest(true)?;
+    to.begin()?;
+    let result = (|| -> Result<(u64, u64)> {
+        let (mut copied, mut skipped) = (0, 0);
+        for s in &sessions {
+            let Some(new_id) = to.import_session(s)? else {
+                skipped += 1;
+                continue;
+            };
+            copied += 1;
+            for t in by_session.get(&s.id).into_iter().flatten() {
+                to.import_transfer(new_id, t)?;
+            }
+            for o in ops_by_session.get(&Some(s.id)).into_iter().flatten() {
+                to.import_operation(Some(new_id), o)?;
+            }
+        }
+        // Refusals without a session are copied unless the target has the same one.
+        for o in ops_by_session.get(&None).into_iter().flatten() {
+            to.import_operation(None, o)?;
+        }
+        let now = crate::logparse::storage_time(chrono::Utc::now());
+        for c in &checkpoints {
+            let newer = to
+                .checkpoint(&c.first_line_hash)?
+                .is_none_or(|have| have.byte_offset < c.byte_offset);
+            if newer {
+                to.put_checkpoint(c, &now)?;
+            }
+        }
+        Ok((copied, skipped))
+    })();
+    match result {
+        Ok(counts) => {
+            to.commit()?;
+            Ok(counts)
+        }
+        Err(e) => {
+            let _ = to.rollback();
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_and_redaction() {
+        assert_eq!(
+            DbSpec::parse("/var/lib/x.db").unwrap(),
+            DbSpec::Sqlite("/var/lib/x.db".into())
+        );
+        assert_eq!(
+            DbSpec::parse("sqlite:///var/lib/x.db").unwrap(),
+            DbSpec::Sqlite("/var/lib/x.db".into())
+        );
+        assert!(DbSpec::parse("sqlite://").is_err());
+        let pg =
+            DbSpec::parse("postgres://acct:s3cret@db.example:5432/sftp?sslmode=require").unwrap();
+        assert_eq!(
+            pg.display(),
+            "postgres://acct:***@db.example:5432/sftp?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://acct@h/db"),
+            "postgresql://acct@h/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db"),
+            "postgres://u:***@h/db"
+        );
+    }
+
+    #[test]
+    fn path_text_is_readable_and_unambiguous() {
+        assert_eq!(path_text(b"/h/a b.txt"), "/h/a b.txt");
+        assert_eq!(path_text("/h/caf\u{e9}".as_bytes()), "/h/caf\u{e9}");
+        assert_eq!(path_text(b"/h/\xff\n\\"), "/h/\\xff\\x0a\\\\");
+    }
+}

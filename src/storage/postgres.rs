@@ -1,0 +1,804 @@
+//! The PostgreSQL store: one central database fed by many SFTP servers.
+//!
+//! Same tables, views and guarantees as SQLite, with `timestamptz` times, `bytea` paths and
+//! `boolean` flags. Times cross the interface as storage text and are cast in SQL
+//! (`$n::text::timestamptz`, `to_char(… AT TIME ZONE 'UTC', …)`), so nothing here depends on a
+//! client-side time type. One ingest at a time holds a session advisory lock; ingests from many
+//! servers queue on it, which makes concurrent runs equal to running them one by one.
+
+use super::{
+    Checkpoint, NewOperation, NewSession, NewTransfer, OpenSession, OperationRecord, Result,
+    SessionEnd, SessionRecord, Store, StoreError, TransferRecord, path_text,
+};
+use crate::report::{self, Dialect, Filter, Kind, Period, Report, Value};
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls, Row, Statement};
+use std::collections::HashMap;
+
+/// Serialises schema creation and ingests across every client of the database.
+const SCHEMA_LOCK: i64 = 0x5f7c_a11e_0001;
+const INGEST_LOCK: i64 = 0x5f7c_a11e_0002;
+
+const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE sessions (
+    id           BIGSERIAL PRIMARY KEY,
+    host         TEXT NOT NULL,
+    "user"       TEXT,
+    client_ip    TEXT,
+    client_port  BIGINT,
+    local_ip     TEXT,
+    local_port   BIGINT,
+    started_at   TIMESTAMPTZ NOT NULL,
+    ended_at     TIMESTAMPTZ,
+    duration_ms  BIGINT,
+    exit_status  BIGINT,
+    signal       TEXT,
+    end_reason   TEXT NOT NULL DEFAULT 'missing_end'
+                 CHECK (end_reason IN ('closed', 'forced', 'missing_end', 'refused')),
+    source       TEXT NOT NULL CHECK (source IN ('wrapper', 'sftp-server', 'internal-sftp')),
+    sid          TEXT,
+    pid          BIGINT NOT NULL,
+    sftp_pid     BIGINT,
+    auth_method  TEXT,
+    auth_key     TEXT,
+    sftp_closed  BOOLEAN NOT NULL DEFAULT false,
+    last_op_kind TEXT,
+    last_op_id   BIGINT,
+    UNIQUE (host, pid, started_at)
+);
+CREATE INDEX sessions_user ON sessions ("user", started_at);
+CREATE INDEX sessions_open ON sessions (ended_at) WHERE ended_at IS NULL;
+
+CREATE TABLE transfers (
+    id            BIGSERIAL PRIMARY KEY,
+    session_id    BIGINT NOT NULL REFERENCES sessions (id),
+    path          BYTEA NOT NULL,
+    path_text     TEXT NOT NULL,
+    direction     TEXT NOT NULL CHECK (direction IN ('upload', 'download', 'both', 'none')),
+    open_flags    TEXT NOT NULL,
+    mode          TEXT,
+    bytes_read    BIGINT,
+    bytes_written BIGINT,
+    opened_at     TIMESTAMPTZ NOT NULL,
+    closed_at     TIMESTAMPTZ,
+    forced        BOOLEAN NOT NULL DEFAULT false,
+    failed        BOOLEAN NOT NULL DEFAULT false,
+    complete      BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX transfers_session ON transfers (session_id);
+CREATE INDEX transfers_open ON transfers (closed_at) WHERE closed_at IS NULL;
+CREATE INDEX transfers_opened ON transfers (opened_at);
+
+CREATE TABLE operations (
+    id           BIGSERIAL PRIMARY KEY,
+    session_id   BIGINT REFERENCES sessions (id),
+    host         TEXT NOT NULL,
+    "user"       TEXT,
+    at           TIMESTAMPTZ NOT NULL,
+    kind         TEXT NOT NULL,
+    path         BYTEA,
+    path_text    TEXT,
+    target       BYTEA,
+    target_text  TEXT,
+    detail       TEXT,
+    failed       BOOLEAN NOT NULL DEFAULT false,
+    status       TEXT
+);
+CREATE INDEX operations_session ON operations (session_id);
+
+CREATE TABLE pending_auth (
+    id          BIGSERIAL PRIMARY KEY,
+    host        TEXT NOT NULL,
+    "user"      TEXT NOT NULL,
+    client_ip   TEXT NOT NULL,
+    client_port BIGINT NOT NULL,
+    method      TEXT NOT NULL,
+    key         TEXT,
+    at          TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX pending_auth_key ON pending_auth (host, "user", client_ip);
+
+CREATE TABLE checkpoints (
+    first_line_hash TEXT PRIMARY KEY,
+    path            TEXT NOT NULL,
+    inode           BIGINT,
+    byte_offset     BIGINT NOT NULL,
+    lines           BIGINT NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL
+);
+
+CREATE VIEW usage_events AS
+    SELECT host, "user", started_at AS at, 1 AS sessions, 0 AS files_up, 0 AS files_down,
+           0::bigint AS bytes_up, 0::bigint AS bytes_down, COALESCE(duration_ms, 0) AS duration_ms
+      FROM sessions WHERE end_reason <> 'refused'
+    UNION ALL
+    SELECT s.host, s."user", t.opened_at, 0,
+           CASE WHEN t.direction IN ('upload', 'both') AND t.closed_at IS NOT NULL THEN 1 ELSE 0 END,
+           CASE WHEN t.direction = 'download' AND COALESCE(t.bytes_read, 0) > 0 THEN 1 ELSE 0 END,
+           COALESCE(t.bytes_written, 0), COALESCE(t.bytes_read, 0), 0
+      FROM transfers t JOIN sessions s ON s.id = t.session_id;
+
+CREATE VIEW daily_usage AS
+    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, host, "user",
+           SUM(sessions)::bigint AS sessions, SUM(files_up)::bigint AS files_up,
+           SUM(files_down)::bigint AS files_down, SUM(bytes_up)::bigint AS bytes_up,
+           SUM(bytes_down)::bigint AS bytes_down, SUM(duration_ms)::bigint AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+
+CREATE VIEW monthly_usage AS
+    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, host, "user",
+           SUM(sessions)::bigint AS sessions, SUM(files_up)::bigint AS files_up,
+           SUM(files_down)::bigint AS files_down, SUM(bytes_up)::bigint AS bytes_up,
+           SUM(bytes_down)::bigint AS bytes_down, SUM(duration_ms)::bigint AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+"#];
+
+const _: () = assert!(MIGRATIONS.len() as i64 == super::SCHEMA_VERSION);
+
+pub struct PgStore {
+    client: Client,
+    shown: String,
+    statements: HashMap<&'static str, Statement>,
+    locked: bool,
+}
+
+/// The server's own message where there is one ("db error" alone tells the admin nothing), else
+/// the client error with its cause (connection refused, …).
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(": {detail}"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+fn pg_err(shown: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
+    move |e| StoreError::Postgres(format!("{shown}: {}", describe(&e)))
+}
+
+impl PgStore {
+    /// Connects to `url` (with `password` when the URL has none) and migrates the schema.
+    pub fn connect(url: &str, password: Option<&str>) -> Result<PgStore> {
+        let shown = super::redact_url(url);
+        let mut config: postgres::Config = url.parse().map_err(|e| {
+            StoreError::Postgres(format!("{shown}: not a valid PostgreSQL URL: {e}"))
+        })?;
+        if config.get_password().is_none()
+            && let Some(p) = password
+        {
+            config.password(p);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("sftpd-report");
+        }
+        let client = config.connect(NoTls).map_err(pg_err(&shown))?;
+        let mut store = PgStore {
+            client,
+            shown,
+            statements: HashMap::new(),
+            locked: false,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self) -> impl Fn(postgres::Error) -> StoreError + '_ {
+        pg_err(&self.shown)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let shown = self.shown.clone();
+        let e = pg_err(&shown);
+        let mut tx = self.client.transaction().map_err(&e)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(&e)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .map_err(&e)?;
+        let current: i64 = tx
+            .query_opt("SELECT version FROM schema_version", &[])
+            .map_err(&e)?
+            .map_or(0, |r| r.get(0));
+        if current > super::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: shown.clone(),
+                found: current,
+                known: super::SCHEMA_VERSION,
+            });
+        }
+        for sql in &MIGRATIONS[current as usize..] {
+            tx.batch_execute(sql).map_err(&e)?;
+        }
+        if current == 0 {
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&super::SCHEMA_VERSION],
+            )
+            .map_err(&e)?;
+        } else if current < super::SCHEMA_VERSION {
+            tx.execute(
+                "UPDATE schema_version SET version = $1",
+                &[&super::SCHEMA_VERSION],
+            )
+            .map_err(&e)?;
+        }
+        tx.commit().map_err(&e)?;
+        Ok(())
+    }
+
+    /// A prepared statement, prepared once per connection.
+    fn stmt(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(pg_err(&self.shown))?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn exec(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let s = self.stmt(sql)?;
+        self.client.execute(&s, params).map_err(pg_err(&self.shown))
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let s = self.stmt(sql)?;
+        self.client.query(&s, params).map_err(pg_err(&self.shown))
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        let s = self.stmt(sql)?;
+        self.client
+            .query_opt(&s, params)
+            .map_err(pg_err(&self.shown))
+    }
+
+    fn report(
+        &mut self,
+        sql: &str,
+        columns: Vec<(&'static str, Kind)>,
+        filter: &Filter,
+    ) -> Result<Report> {
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&filter.user, &filter.host, &filter.since, &filter.until];
+        let rows = self
+            .client
+            .query(sql, &params)
+            .map_err(pg_err(&self.shown))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut cells = Vec::with_capacity(columns.len());
+            for (i, col) in row.columns().iter().enumerate() {
+                let e = pg_err(&self.shown);
+                let v = match *col.type_() {
+                    Type::INT8 => row
+                        .try_get::<_, Option<i64>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, Value::Int),
+                    Type::INT4 => row
+                        .try_get::<_, Option<i32>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, |v| Value::Int(v.into())),
+                    Type::BOOL => row
+                        .try_get::<_, Option<bool>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, |v| Value::Int(v.into())),
+                    _ => row
+                        .try_get::<_, Option<String>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, Value::Text),
+                };
+                cells.push(v);
+            }
+            out.push(cells);
+        }
+        Ok(Report { columns, rows: out })
+    }
+}
+
+impl Store for PgStore {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn schema_version(&mut self) -> Result<i64> {
+        Ok(self
+            .query_opt("SELECT version FROM schema_version", &[])?
+            .map_or(0, |r| r.get(0)))
+    }
+
+    fn lock_for_ingest(&mut self, wait: bool) -> Result<()> {
+        if self.locked {
+            return Ok(());
+        }
+        let got: bool = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&INGEST_LOCK])
+            .map_err(self.err())?
+            .get(0);
+        if !got {
+            if !wait {
+                return Err(StoreError::Busy);
+            }
+            eprintln!(
+                "sftpd-report: another ingest is running on this database; waiting for it to finish"
+            );
+            self.client
+                .execute("SELECT pg_advisory_lock($1)", &[&INGEST_LOCK])
+                .map_err(self.err())?;
+        }
+        self.locked = true;
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        self.client.batch_execute("BEGIN").map_err(self.err())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.client.batch_execute("COMMIT").map_err(self.err())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        self.client.batch_execute("ROLLBACK").map_err(self.err())
+    }
+
+    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
+        let row = self.query_opt(
+            "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at,
+                                   source, sid, pid, sftp_pid)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8, $9, $10, $11)
+             ON CONFLICT (host, pid, started_at) DO NOTHING RETURNING id",
+            &[&s.host, &s.user, &s.client_ip, &s.client_port, &s.local_ip, &s.local_port, &s.started_at, &s.source, &s.sid, &s.pid, &s.sftp_pid],
+        )?;
+        if let Some(row) = row {
+            return Ok(row.get(0));
+        }
+        let row = self.query(
+            "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3::text::timestamptz",
+            &[&s.host, &s.pid, &s.started_at],
+        )?;
+        row.first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::Postgres("session vanished during insert".into()))
+    }
+
+    fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
+        let rows = self.query(
+            "SELECT id, host, sid, sftp_pid, sftp_closed,
+                    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+                    source, last_op_kind, last_op_id
+               FROM sessions WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| OpenSession {
+                id: r.get(0),
+                host: r.get(1),
+                sid: r.get(2),
+                sftp_pid: r.get(3),
+                sftp_closed: r.get(4),
+                started_at: r.get(5),
+                source: r.get(6),
+                last_op_kind: r.get(7),
+                last_op_id: r.get(8),
+            })
+            .collect())
+    }
+
+    fn open_transfers(&mut self) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+        let rows = self.query(
+            "SELECT id, session_id, path FROM transfers WHERE closed_at IS NULL AND NOT complete AND NOT forced ORDER BY id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    fn session_user(&mut self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .query_opt("SELECT \"user\" FROM sessions WHERE id = $1", &[&id])?
+            .and_then(|r| r.get(0)))
+    }
+
+    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET sftp_pid = $2 WHERE id = $1",
+            &[&id, &sftp_pid],
+        )?;
+        Ok(())
+    }
+
+    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET \"user\" = COALESCE(\"user\", $2), client_ip = COALESCE(client_ip, $3) WHERE id = $1",
+            &[&id, &user, &client_ip],
+        )?;
+        Ok(())
+    }
+
+    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET auth_method = $2, auth_key = $3 WHERE id = $1",
+            &[&id, &method, &key],
+        )?;
+        Ok(())
+    }
+
+    fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET last_op_kind = $2, last_op_id = $3 WHERE id = $1",
+            &[&id, &kind, &op_id],
+        )?;
+        Ok(())
+    }
+
+    fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET sftp_closed = true WHERE id = $1",
+            &[&id],
+        )?;
+        Ok(())
+    }
+
+    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET ended_at = $2::text::timestamptz, duration_ms = $3, exit_status = $4, signal = $5,
+                                 end_reason = $6
+              WHERE id = $1",
+            &[&id, &end.ended_at, &end.duration_ms, &end.exit_status, &end.signal, &end.end_reason],
+        )?;
+        Ok(())
+    }
+
+    fn abandon_session(&mut self, id: i64) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET end_reason = 'missing_end', sftp_closed = true WHERE id = $1",
+            &[&id],
+        )?;
+        self.abandon_open_transfers(id)
+    }
+
+    fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
+        self.exec(
+            "UPDATE transfers SET session_id = $2 WHERE session_id = $1",
+            &[&from, &into],
+        )?;
+        self.exec(
+            "UPDATE operations SET session_id = $2 WHERE session_id = $1",
+            &[&from, &into],
+        )?;
+        self.exec(
+            "UPDATE sessions SET sftp_closed = sftp_closed OR (SELECT sftp_closed FROM sessions WHERE id = $1) WHERE id = $2",
+            &[&from, &into],
+        )?;
+        self.exec("DELETE FROM sessions WHERE id = $1", &[&from])?;
+        Ok(())
+    }
+
+    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
+        let text = path_text(t.path);
+        let rows = self.query(
+            "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, opened_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz) RETURNING id",
+            &[&t.session_id, &t.path, &text, &t.direction, &t.open_flags, &t.mode, &t.opened_at],
+        )?;
+        Ok(rows[0].get(0))
+    }
+
+    fn close_transfer(
+        &mut self,
+        id: i64,
+        closed_at: &str,
+        bytes_read: u64,
+        bytes_written: u64,
+        forced: bool,
+    ) -> Result<()> {
+        let (r, w) = (bytes_read as i64, bytes_written as i64);
+        self.exec(
+            "UPDATE transfers
+                SET closed_at = $2::text::timestamptz, bytes_read = $3::bigint, bytes_written = $4::bigint,
+                    forced = $5::boolean, complete = (NOT $5::boolean AND NOT failed),
+                    direction = CASE WHEN direction = 'none' AND $4::bigint > 0 AND $3::bigint > 0 THEN 'both'
+                                     WHEN direction = 'none' AND $4::bigint > 0 THEN 'upload'
+                                     WHEN direction = 'none' AND $3::bigint > 0 THEN 'download'
+                                     ELSE direction END
+              WHERE id = $1",
+            &[&id, &closed_at, &r, &w, &forced],
+        )?;
+        Ok(())
+    }
+
+    fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
+        self.exec(
+            "UPDATE transfers SET failed = true, complete = false WHERE id = $1",
+            &[&id],
+        )?;
+        Ok(())
+    }
+
+    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+        self.exec(
+            "UPDATE transfers SET complete = false, forced = true WHERE session_id = $1 AND closed_at IS NULL",
+            &[&session_id],
+        )?;
+        Ok(())
+    }
+
+    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
+        let (pt, tt) = (o.path.map(path_text), o.target.map(path_text));
+        let rows = self.query(
+            "INSERT INTO operations (session_id, host, \"user\", at, kind, path, path_text, target, target_text, detail)
+             VALUES ($1, $2, $3, $4::text::timestamptz, $5, $6, $7, $8, $9, $10) RETURNING id",
+            &[&o.session_id, &o.host, &o.user, &o.at, &o.kind, &o.path, &pt, &o.target, &tt, &o.detail],
+        )?;
+        Ok(rows[0].get(0))
+    }
+
+    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
+        self.exec(
+            "UPDATE operations SET failed = true, status = $2 WHERE id = $1",
+            &[&id, &status],
+        )?;
+        Ok(())
+    }
+
+    fn add_pending_auth(
+        &mut self,
+        host: &str,
+        a: &crate::logparse::Accepted,
+        at: &str,
+    ) -> Result<()> {
+        let port = i64::from(a.client_port);
+        self.exec(
+            "INSERT INTO pending_auth (host, \"user\", client_ip, client_port, method, key, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz)",
+            &[&host, &a.user, &a.client_ip, &port, &a.method, &a.key, &at],
+        )?;
+        Ok(())
+    }
+
+    fn take_pending_auth(
+        &mut self,
+        host: &str,
+        user: &str,
+        client_ip: &str,
+        client_port: Option<i64>,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let row = self.query_opt(
+            "DELETE FROM pending_auth WHERE id = (
+                 SELECT id FROM pending_auth
+                  WHERE host = $1 AND \"user\" = $2 AND client_ip = $3 AND ($4::bigint IS NULL OR client_port = $4)
+                  ORDER BY at DESC, id DESC LIMIT 1)
+             RETURNING method, key",
+            &[&host, &user, &client_ip, &client_port],
+        )?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM pending_auth WHERE at < $1::text::timestamptz",
+            &[&before],
+        )?;
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
+        let row = self.query_opt(
+            "SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints WHERE first_line_hash = $1",
+            &[&first_line_hash],
+        )?;
+        Ok(row.map(|r| Checkpoint {
+            first_line_hash: r.get(0),
+            path: r.get(1),
+            inode: r.get(2),
+            byte_offset: r.get(3),
+            lines: r.get(4),
+        }))
+    }
+
+    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO checkpoints (first_line_hash, path, inode, byte_offset, lines, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz)
+             ON CONFLICT (first_line_hash) DO UPDATE
+                SET path = excluded.path, inode = excluded.inode, byte_offset = excluded.byte_offset,
+                    lines = excluded.lines, updated_at = excluded.updated_at",
+            &[&c.first_line_hash, &c.path, &c.inode, &c.byte_offset, &c.lines, &now],
+        )?;
+        Ok(())
+    }
+
+    fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
+        let (sql, columns) = report::sessions_sql(Dialect::Postgres);
+        self.report(&sql, columns, filter)
+    }
+
+    fn transfers_report(&mut self, filter: &Filter) -> Result<Report> {
+        let (sql, columns) = report::transfers_sql(Dialect::Postgres);
+        let r = self.report(&sql, columns, filter)?;
+        Ok(report::filter_paths(r, filter))
+    }
+
+    fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
+        let (sql, columns) = report::usage_sql(Dialect::Postgres, filter, by);
+        self.report(&sql, columns, filter)
+    }
+
+    fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
+        let sql = format!(
+            "SELECT id, host, \"user\", client_ip, client_port, local_ip, local_port,
+                    to_char(started_at AT TIME ZONE 'UTC', {TS}), to_char(ended_at AT TIME ZONE 'UTC', {TS}),
+                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
+                    sftp_closed
+               FROM sessions ORDER BY id"
+        );
+        let rows = self.client.query(&sql, &[]).map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| SessionRecord {
+                id: r.get(0),
+                host: r.get(1),
+                user: r.get(2),
+                client_ip: r.get(3),
+                client_port: r.get(4),
+                local_ip: r.get(5),
+                local_port: r.get(6),
+                started_at: r.get(7),
+                ended_at: r.get(8),
+                duration_ms: r.get(9),
+                exit_status: r.get(10),
+                signal: r.get(11),
+                end_reason: r.get(12),
+                source: r.get(13),
+                sid: r.get(14),
+                pid: r.get(15),
+                sftp_pid: r.get(16),
+                auth_method: r.get(17),
+                auth_key: r.get(18),
+                sftp_closed: r.get(19),
+            })
+            .collect())
+    }
+
+    fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
+        let sql = format!(
+            "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
+                    to_char(opened_at AT TIME ZONE 'UTC', {TS}), to_char(closed_at AT TIME ZONE 'UTC', {TS}),
+                    forced, failed, complete
+               FROM transfers ORDER BY id"
+        );
+        let rows = self.client.query(&sql, &[]).map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| TransferRecord {
+                session_id: r.get(0),
+                path: r.get(1),
+                direction: r.get(2),
+                open_flags: r.get(3),
+                mode: r.get(4),
+                bytes_read: r.get(5),
+                bytes_written: r.get(6),
+                opened_at: r.get(7),
+                closed_at: r.get(8),
+                forced: r.get(9),
+                failed: r.get(10),
+                complete: r.get(11),
+            })
+            .collect())
+    }
+
+    fn all_operations(&mut self) -> Result<Vec<OperationRecord>> {
+        let sql = format!(
+            "SELECT session_id, host, \"user\", to_char(at AT TIME ZONE 'UTC', {TS}), kind, path, target, detail,
+                    failed, status
+               FROM operations ORDER BY id"
+        );
+        let rows = self.client.query(&sql, &[]).map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| OperationRecord {
+                session_id: r.get(0),
+                host: r.get(1),
+                user: r.get(2),
+                at: r.get(3),
+                kind: r.get(4),
+                path: r.get(5),
+                target: r.get(6),
+                detail: r.get(7),
+                failed: r.get(8),
+                status: r.get(9),
+            })
+            .collect())
+    }
+
+    fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>> {
+        let rows = self.query(
+            "SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints ORDER BY first_line_hash",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Checkpoint {
+                first_line_hash: r.get(0),
+                path: r.get(1),
+                inode: r.get(2),
+                byte_offset: r.get(3),
+                lines: r.get(4),
+            })
+            .collect())
+    }
+
+    fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
+        let row = self.query_opt(
+            "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at, ended_at,
+                                   duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
+                                   auth_method, auth_key, sftp_closed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8::text::timestamptz, $9, $10, $11, $12, $13,
+                     $14, $15, $16, $17, $18, $19)
+             ON CONFLICT (host, pid, started_at) DO NOTHING RETURNING id",
+            &[
+                &s.host, &s.user, &s.client_ip, &s.client_port, &s.local_ip, &s.local_port, &s.started_at, &s.ended_at,
+                &s.duration_ms, &s.exit_status, &s.signal, &s.end_reason, &s.source, &s.sid, &s.pid, &s.sftp_pid,
+                &s.auth_method, &s.auth_key, &s.sftp_closed,
+            ],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
+        let text = path_text(&t.path);
+        self.exec(
+            "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
+                                    opened_at, closed_at, forced, failed, complete)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13)",
+            &[
+                &session_id, &t.path, &text, &t.direction, &t.open_flags, &t.mode, &t.bytes_read, &t.bytes_written,
+                &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()> {
+        if session_id.is_none() {
+            let exists = self.query_opt(
+                "SELECT 1 FROM operations WHERE session_id IS NULL AND host = $1 AND at = $2::text::timestamptz
+                   AND kind = $3 AND detail IS NOT DISTINCT FROM $4 AND \"user\" IS NOT DISTINCT FROM $5 LIMIT 1",
+                &[&o.host, &o.at, &o.kind, &o.detail, &o.user],
+            )?;
+            if exists.is_some() {
+                return Ok(());
+            }
+        }
+        let (pt, tt) = (
+            o.path.as_deref().map(path_text),
+            o.target.as_deref().map(path_text),
+        );
+        self.exec(
+            "INSERT INTO operations (session_id, host, \"user\", at, kind, path, path_text, target, target_text,
+                                     detail, failed, status)
+             VALUES ($1, $2, $3, $4::text::timestamptz, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[&session_id, &o.host, &o.user, &o.at, &o.kind, &o.path, &pt, &o.target, &tt, &o.detail, &o.failed, &o.status],
+        )?;
+        Ok(())
+    }
+}
