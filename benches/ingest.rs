@@ -2,16 +2,19 @@
 //!
 //! Generates a realistic log of 1,000,000 lines and prints lines per second for three stages,
 //! each with its ratio to the stage before, all measured in this run on this machine:
-//! reading lines (the baseline), parsing them, and ingesting them into SQLite.
+//! reading lines (the baseline), parsing them, ingesting them into SQLite, and (as root, with
+//! PostgreSQL's binaries installed) ingesting them into a throwaway PostgreSQL server.
 //! Run by `cargo test` (without `--bench`) it checks the same code on 20,000 lines.
 
 #[path = "../tests/common/loggen.rs"]
 mod loggen;
+#[path = "../tests/common/pg.rs"]
+mod pg;
 
 use chrono::Local;
-use sftpd_wrapper::ingest::{IngestOptions, Ingestor};
+use sftpd_wrapper::ingest::{IngestOptions, Ingestor, Summary};
 use sftpd_wrapper::logparse;
-use sftpd_wrapper::storage::SqliteStore;
+use sftpd_wrapper::storage::{SqliteStore, Store};
 use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
@@ -58,22 +61,36 @@ fn main() {
     }
     let parse_rate = raw.len() as f64 / t.elapsed().as_secs_f64();
 
-    let db = dir.path().join("bench.db");
-    let mut store = SqliteStore::open(&db).expect("db");
-    let t = Instant::now();
-    let mut ingestor = Ingestor::new(&mut store, IngestOptions::default()).expect("ingestor");
-    let file = std::fs::File::open(&path).expect("open");
-    ingestor
-        .ingest_reader(
-            Box::new(BufReader::with_capacity(1 << 16, file)),
-            "bench",
-            Local::now(),
-            None,
-            None,
+    let ingest_into = |store: &mut dyn Store| -> (f64, Summary) {
+        let t = Instant::now();
+        let mut ingestor = Ingestor::new(store, IngestOptions::default()).expect("ingestor");
+        let file = std::fs::File::open(&path).expect("open");
+        let reader = Box::new(BufReader::with_capacity(1 << 16, file));
+        ingestor
+            .ingest_reader(reader, "bench", Local::now(), None, None)
+            .expect("ingest");
+        (
+            raw.len() as f64 / t.elapsed().as_secs_f64(),
+            ingestor.summary.clone(),
         )
-        .expect("ingest");
-    let ingest_rate = raw.len() as f64 / t.elapsed().as_secs_f64();
-    let summary = ingestor.summary.clone();
+    };
+    let mut sqlite = SqliteStore::open(&dir.path().join("bench.db")).expect("db");
+    let (ingest_rate, summary) = ingest_into(&mut sqlite);
+    let postgres = match pg::unavailable() {
+        Some(why) => {
+            println!("(PostgreSQL skipped: {why})");
+            None
+        }
+        None => {
+            let server = pg::PgServer::start();
+            let url = server.create_db();
+            let mut store =
+                sftpd_wrapper::storage::postgres::PgStore::connect(&url, None).expect("postgres");
+            let (rate, pg_summary) = ingest_into(&mut store);
+            assert_eq!(pg_summary, summary);
+            Some(rate)
+        }
+    };
 
     assert_eq!(summary.lines_read as usize, raw.len());
     assert_eq!(summary.parsed as usize, understood);
@@ -88,5 +105,12 @@ fn main() {
         ingest_rate,
         ingest_rate / parse_rate
     );
+    if let Some(rate) = postgres {
+        println!(
+            "ingest into PostgreSQL  {:>12.0} lines/s   {:.3} x SQLite",
+            rate,
+            rate / ingest_rate
+        );
+    }
     println!("ingest summary: {summary}");
 }
