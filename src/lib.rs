@@ -5,6 +5,8 @@
 
 pub mod admin;
 pub mod capture;
+pub mod chroot;
+pub mod cli;
 pub mod config;
 pub mod hooks;
 pub mod ingest;

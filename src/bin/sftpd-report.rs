@@ -1,107 +1,22 @@
 //! sftpd-report: ingest the SFTP audit log into the accounting database and print reports.
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+use sftpd_wrapper::cli::{DEFAULT_DB, FilterArgs, ReportCli as Cli, ReportCommand as Command};
 use sftpd_wrapper::config;
 use sftpd_wrapper::ingest::{IngestOptions, Ingestor, Input};
-use sftpd_wrapper::report::{self, Filter, Format, Period};
+use sftpd_wrapper::report::{self, Filter, Format};
 use sftpd_wrapper::storage::{self, DbSpec, Store, StoreError};
 use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
-
-#[derive(Parser)]
-#[command(
-    name = "sftpd-report",
-    version,
-    about = "SFTP sessions, transfers and usage from the sftpd-wrapper audit log"
-)]
-struct Cli {
-    /// The database: a path, sqlite://PATH or postgres://USER@HOST/DB [default: [report] database
-    /// in the config, else /var/lib/sftpd-wrapper/sftpd.db]
-    #[arg(long, global = true)]
-    db: Option<String>,
-    /// A file with the PostgreSQL password (mode 0600) [default: [report] password_file, else
-    /// the PGPASSWORD environment variable]
-    #[arg(long, global = true)]
-    password_file: Option<PathBuf>,
-    /// The sftpd-wrapper config, read for [report] database and [syslog] ident.
-    #[arg(long, global = true, default_value = config::CONFIG_PATH)]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Command,
+trait FilterArgsExt {
+    fn filter(&self) -> Result<Filter>;
+    fn format(&self) -> Format;
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Read syslog files (`-` for stdin, .gz read transparently) into the database.
-    Ingest {
-        /// Host name for lines that carry none [default: this machine's name]
-        #[arg(long)]
-        host_default: Option<String>,
-        /// The wrapper's syslog ident [default: [syslog] ident in the config]
-        #[arg(long)]
-        wrapper_ident: Option<String>,
-        /// Fail at once instead of waiting when another ingest holds the database.
-        #[arg(long)]
-        no_wait: bool,
-        /// Lines per transaction.
-        #[arg(long, default_value_t = 50_000, hide = true)]
-        batch_lines: usize,
-        #[arg(required = true)]
-        files: Vec<String>,
-    },
-    /// One row per session: who, from where, how long, files and bytes each way.
-    Sessions {
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
-    /// One row per file opened: "was invoice-42.xml downloaded, by whom, when, completely?"
-    Transfers {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Only paths matching this glob (`*` also matches `/`), e.g. '*/invoice-42.xml'.
-        #[arg(long)]
-        path: Option<String>,
-    },
-    /// Copy one database into another (e.g. the embedded SQLite file into the central
-    /// PostgreSQL store) without duplicates; safe to run again.
-    Migrate {
-        #[arg(long)]
-        from: String,
-        #[arg(long)]
-        to: String,
-    },
-    /// Sessions, files and bytes per host and user, by day or month (UTC).
-    Usage {
-        #[command(flatten)]
-        filter: FilterArgs,
-        #[arg(long, value_enum, default_value = "day")]
-        by: Period,
-    },
-}
-
-#[derive(Args)]
-struct FilterArgs {
-    #[arg(long)]
-    user: Option<String>,
-    #[arg(long)]
-    host: Option<String>,
-    /// From: 2026-11-26, "2026-11-26 14:00", RFC 3339, or 7d / 12h / 30m / 2w ago.
-    #[arg(long)]
-    since: Option<String>,
-    /// Up to (a bare date includes that day); same forms as --since.
-    #[arg(long)]
-    until: Option<String>,
-    /// table (aligned, human sizes, local time), csv or json (exact, UTC) [default: table on a
-    /// terminal, csv otherwise]
-    #[arg(long, value_enum)]
-    format: Option<Format>,
-}
-
-impl FilterArgs {
+impl FilterArgsExt for FilterArgs {
     fn filter(&self) -> Result<Filter> {
         let now = chrono::Utc::now();
         let bound = |v: &Option<String>, until: bool| -> Result<Option<String>> {

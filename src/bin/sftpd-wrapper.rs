@@ -2,28 +2,8 @@
 //! runs it as `sftpd-wrapper --check-config` or `--version`.
 
 use clap::Parser;
+use sftpd_wrapper::cli::WrapperAdmin;
 use std::ffi::OsString;
-use std::path::PathBuf;
-
-/// Admin commands. The shell invocation (`-c COMMAND`) never reaches clap: it is checked by hand,
-/// byte for byte, in `sftpd_wrapper::invocation`.
-#[derive(Parser)]
-#[command(
-    name = "sftpd-wrapper",
-    version,
-    about = "SFTP-only login shell with audit logging and hooks"
-)]
-struct Admin {
-    /// Validate the config (ownership, mode, syntax, paths) and print the effective settings.
-    #[arg(long)]
-    check_config: bool,
-    /// The config file to check.
-    #[arg(long, requires = "check_config", default_value = sftpd_wrapper::config::CONFIG_PATH)]
-    config: PathBuf,
-    /// Show the settings that apply to this user (per-user and per-group overrides).
-    #[arg(long, requires = "check_config")]
-    user: Option<String>,
-}
 
 /// True for `--check-config`, `--version`, `--help` and friends. A login shell is never run like
 /// that by sshd: sshd always passes `-c` or nothing.
@@ -41,7 +21,14 @@ fn main() {
     if !is_admin_invocation(&argv) {
         std::process::exit(sftpd_wrapper::session::run_shell(&argv));
     }
-    let admin = Admin::parse_from(argv);
+    let admin = WrapperAdmin::parse_from(argv);
+    if let Some(user) = admin
+        .check_chroot
+        .as_deref()
+        .or(admin.setup_chroot.as_deref())
+    {
+        std::process::exit(chroot(&admin, user));
+    }
     if !admin.check_config {
         eprintln!("sftpd-wrapper: nothing to do; try --check-config or --help");
         std::process::exit(2);
@@ -62,4 +49,48 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// `--check-chroot USER` / `--setup-chroot USER`.
+fn chroot(admin: &WrapperAdmin, name: &str) -> i32 {
+    use sftpd_wrapper::chroot;
+    let user = match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            eprintln!("sftpd-wrapper: no such user: {name:?}");
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("sftpd-wrapper: cannot look up {name:?}: {e}");
+            return 1;
+        }
+    };
+    let cfg = match sftpd_wrapper::config::load(&admin.config) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("sftpd-wrapper: {e}");
+            return 1;
+        }
+    };
+    let Some(jail) = admin.jail.clone().or_else(|| chroot::jail_from_sshd(&user)) else {
+        eprintln!(
+            "sftpd-wrapper: sshd gives {name} no ChrootDirectory; name the jail with --jail DIR"
+        );
+        return 1;
+    };
+    if admin.setup_chroot.is_some() {
+        let items = chroot::requirements(&user, &cfg, &admin.config, &jail);
+        match chroot::setup(&user, &items, &jail) {
+            Ok(done) => done.iter().for_each(|d| println!("{d}")),
+            Err(e) => {
+                eprintln!("sftpd-wrapper: setting up {}: {e}", jail.display());
+                return 1;
+            }
+        }
+    }
+    let items = chroot::requirements(&user, &cfg, &admin.config, &jail);
+    let (text, ok) = chroot::check_report(&items, &jail);
+    println!("# jail {} for {name}", jail.display());
+    print!("{text}");
+    if ok { 0 } else { 1 }
 }

@@ -116,6 +116,8 @@ pub struct Harness {
     sshd: Child,
     rsyslogd: Mutex<Option<Child>>,
     users: Mutex<Vec<String>>,
+    /// More syslog sockets for rsyslogd to listen on (a chroot jail's /dev/log).
+    extra_sockets: Mutex<Vec<PathBuf>>,
 }
 
 impl Harness {
@@ -173,7 +175,7 @@ impl Harness {
         fs::create_dir(root.join("keys/authorized")).unwrap();
 
         let log_path = root.join("sftpd.log");
-        let harness_rsyslog = Harness::spawn_rsyslogd(&root, &log_path);
+        let harness_rsyslog = Harness::spawn_rsyslogd(&root, &log_path, &[]);
 
         let _ = fs::create_dir_all("/run/sshd");
         let mut last_err = String::new();
@@ -187,7 +189,7 @@ impl Harness {
                      AuthorizedKeysFile {root}/keys/authorized/%u\nStrictModes no\nUsePAM no\n\
                      PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      PubkeyAuthentication yes\nLogLevel VERBOSE\nMaxStartups 100\n\
-                     {extra_sshd_config}\nSubsystem sftp {subsystem}\n",
+                     Subsystem sftp {subsystem}\n{extra_sshd_config}\n",
                     hk = host_key.display(),
                     root = root.display(),
                 ),
@@ -208,6 +210,7 @@ impl Harness {
                         sshd,
                         rsyslogd: Mutex::new(Some(harness_rsyslog)),
                         users: Mutex::new(Vec::new()),
+                        extra_sockets: Mutex::new(Vec::new()),
                     };
                 }
                 Err(e) => last_err = e,
@@ -223,7 +226,7 @@ impl Harness {
         self.dir.path()
     }
 
-    fn spawn_rsyslogd(root: &Path, log_path: &Path) -> Child {
+    fn spawn_rsyslogd(root: &Path, log_path: &Path, extra_sockets: &[PathBuf]) -> Child {
         let conf = root.join("rsyslog.conf");
         let socket = root.join("dev/log");
         let _ = fs::remove_file(&socket);
@@ -233,6 +236,7 @@ impl Harness {
                 "global(workDirectory=\"{work}\")\n\
                  module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
                  input(type=\"imuxsock\" Socket=\"{sock}\" RateLimit.Interval=\"0\")\n\
+                 {extra}\
                  $RepeatedMsgReduction off\n\
                  template(name=\"severity\" type=\"string\" string=\"%syslogfacility-text%.%syslogseverity-text% %programname%:%msg:::sp-if-no-1st-sp%%msg%\\n\")\n\
                  local5.* action(type=\"omfile\" file=\"{log}\" template=\"RSYSLOG_TraditionalFileFormat\")\n\
@@ -241,6 +245,10 @@ impl Harness {
                 sock = socket.display(),
                 log = log_path.display(),
                 sev = root.join("severity.log").display(),
+                extra = extra_sockets
+                    .iter()
+                    .map(|p| format!("input(type=\"imuxsock\" Socket=\"{}\" CreatePath=\"on\" RateLimit.Interval=\"0\")\n", p.display()))
+                    .collect::<String>(),
             ),
         )
         .unwrap();
@@ -279,8 +287,23 @@ impl Harness {
     /// Stops rsyslogd and starts a new one on the same socket path and log file.
     pub fn restart_rsyslogd(&self) {
         self.stop_rsyslogd();
-        let child = Harness::spawn_rsyslogd(self.root(), &self.log_path);
+        let extra = self.extra_sockets.lock().unwrap().clone();
+        let child = Harness::spawn_rsyslogd(self.root(), &self.log_path, &extra);
         *self.rsyslogd.lock().unwrap() = Some(child);
+        for socket in &extra {
+            wait_until("an extra syslog socket", Duration::from_secs(10), || {
+                use std::os::unix::fs::FileTypeExt;
+                fs::metadata(socket)
+                    .ok()
+                    .filter(|m| m.file_type().is_socket())
+            });
+        }
+    }
+
+    /// Makes rsyslogd also listen on `socket` (restarting it).
+    pub fn add_log_socket(&self, socket: &Path) {
+        self.extra_sockets.lock().unwrap().push(socket.to_owned());
+        self.restart_rsyslogd();
     }
 
     /// Rewrites the config in place (the bind mount follows the inode, so no rename).
@@ -307,6 +330,11 @@ impl Harness {
     /// Creates `name` with `shell` as login shell, a home directory and the client key.
     pub fn add_user_with_shell(&self, name: &str, shell: &Path) {
         let home = self.root().join("home").join(name);
+        self.add_user_full(name, shell, &home, true);
+    }
+
+    /// Creates `name` with `shell` and `home` (created here when `make_home`) and the client key.
+    pub fn add_user_full(&self, name: &str, shell: &Path, home: &Path, make_home: bool) {
         let mut last = String::new();
         let mut created = false;
         for _ in 0..50 {
@@ -314,7 +342,7 @@ impl Harness {
                 .args(["-M", "-p", "*", "-s"])
                 .arg(shell)
                 .arg("-d")
-                .arg(&home)
+                .arg(home)
                 .arg(name)
                 .output()
                 .unwrap();
@@ -328,8 +356,10 @@ impl Harness {
         }
         assert!(created, "useradd {name}: {last}");
         self.users.lock().unwrap().push(name.to_owned());
-        fs::create_dir(&home).unwrap();
-        run_ok(Command::new("chown").arg(format!("{name}:")).arg(&home));
+        if make_home {
+            fs::create_dir(home).unwrap();
+            run_ok(Command::new("chown").arg(format!("{name}:")).arg(home));
+        }
         let pubkey = fs::read(self.client_key.with_extension("pub")).unwrap();
         fs::write(self.root().join("keys/authorized").join(name), pubkey).unwrap();
     }
