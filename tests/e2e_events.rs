@@ -169,7 +169,8 @@ fn a_filepart_upload_fires_for_the_final_name_and_a_killed_upload_is_incomplete(
     let post = h.hook_script(
         "post",
         &format!(
-            "/usr/bin/env > {}/post-$SFTPD_USER.env",
+            // Written aside and renamed, so the test never reads a half-written file.
+            "/usr/bin/env > {0}/post-$SFTPD_USER.tmp && mv {0}/post-$SFTPD_USER.tmp {0}/post-$SFTPD_USER.env",
             h.out_dir.display()
         ),
     );
