@@ -8,6 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --installed: use the packaged /usr/sbin/sftpd-wrapper and /usr/bin/sftpd-report instead of
+# building (packaging/test-packages.sh runs the demo that way).
+installed=no
+[ "${1:-}" = "--installed" ] && installed=yes
+
 if [ "$(id -u)" -ne 0 ]; then
     echo "demo.sh must run as root: it adds a user and starts sshd" >&2
     exit 1
@@ -21,8 +26,15 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-echo "== building"
-cargo build --release --quiet
+if [ "$installed" = yes ]; then
+    wrapper_bin=/usr/sbin/sftpd-wrapper
+    report_bin=/usr/bin/sftpd-report
+else
+    echo "== building"
+    cargo build --release --quiet
+    wrapper_bin=target/release/sftpd-wrapper
+    report_bin=target/release/sftpd-report
+fi
 
 work=$(mktemp -d /tmp/sftpd-demo.XXXXXX)
 chmod 755 "$work"
@@ -40,7 +52,10 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$work"/{bin,dev,keys,home,rsyslog,local}
-install -m 755 target/release/sftpd-wrapper "$work/bin/sftpd-wrapper"
+install -m 755 "$wrapper_bin" "$work/bin/sftpd-wrapper"
+# The partner's login shell: the installed binary itself, or the fresh build's copy.
+shell="$work/bin/sftpd-wrapper"
+[ "$installed" = yes ] && shell=/usr/sbin/sftpd-wrapper
 
 # A post-session hook, run without a shell by the wrapper, that keeps a billing note.
 cat > "$work/bin/post-session" <<'HOOK'
@@ -55,7 +70,7 @@ post_session = ["/usr/bin/env", "DEMO_NOTES=$work/post-session.log", "$work/bin/
 post_session_mode = "wait"
 CONF
 chmod 644 "$work/sftpd-wrapper.toml"
-"$work/bin/sftpd-wrapper" --check-config --config "$work/sftpd-wrapper.toml" >/dev/null
+"$wrapper_bin" --check-config --config "$work/sftpd-wrapper.toml" >/dev/null
 
 echo "== starting a throwaway rsyslogd (local5 -> $work/sftpd.log)"
 cat > "$work/rsyslog.conf" <<CONF
@@ -102,7 +117,7 @@ pids+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
 
 echo "== creating partner account $user with sftpd-wrapper as login shell"
-useradd -M -p '*' -s "$work/bin/sftpd-wrapper" -d "$work/home/$user" "$user"
+useradd -M -p '*' -s "$shell" -d "$work/home/$user" "$user"
 mkdir -p "$work/home/$user/outbox"
 echo "<invoice id=\"42\"/>" > "$work/home/$user/outbox/invoice-42.xml"
 chown -R "$user:" "$work/home/$user"
@@ -138,7 +153,7 @@ echo
 echo "== post-session hook notes"
 cat "$work/post-session.log"
 echo
-report=(target/release/sftpd-report --db "$work/sftpd.db" --config "$work/sftpd-wrapper.toml")
+report=("$report_bin" --db "$work/sftpd.db" --config "$work/sftpd-wrapper.toml")
 echo "== sftpd-report ingest $work/sftpd.log  (into $work/sftpd.db, SQLite)"
 "${report[@]}" ingest "$work/sftpd.log"
 echo

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in openssh-server openssh-client openssh-sftp-server rsyslog rsync procps passwd util-linux postgresql binutils; do
+for pkg in openssh-server openssh-client openssh-sftp-server rsyslog rsync procps passwd util-linux postgresql binutils rpm man-db; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -29,7 +29,15 @@ set +e
 cargo test --all-targets 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# The packages: build the .deb and .rpm, install the .deb, run a real session through it, purge.
+if [ "$status" -eq 0 ] && [ "$(id -u)" -eq 0 ]; then
+    set +e
+    bash packaging/test-packages.sh 2>&1 | tee -a "$log"
+    status=${PIPESTATUS[0]}
+    [ "$status" -eq 0 ] || echo "packages: 0 passed, 1 failed" >> "$log"
+    set -e
+fi
 # One closing line for the whole suite (the benchmark's smoke run prints after the last test).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+awk '/^(test result|packages):/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

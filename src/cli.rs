@@ -17,7 +17,15 @@ pub const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
 #[command(
     name = "sftpd-wrapper",
     version,
-    about = "SFTP-only login shell with audit logging and hooks"
+    about = "SFTP-only login shell with audit logging and hooks",
+    long_about = "SFTP-only login shell with audit logging and hooks.\n\n\
+        Set it as an SFTP partner's login shell (usermod -s /usr/sbin/sftpd-wrapper USER). sshd \
+        runs it as `sftpd-wrapper -c COMMAND`; it accepts only a COMMAND listed in \
+        sftp_server.allowed_commands of /etc/sftpd-wrapper.toml (by default the sftp-server path \
+        of `Subsystem sftp /usr/lib/openssh/sftp-server`), runs sftp-server with its own arguments, \
+        logs session start and end to syslog (local5) and runs the configured hooks. Everything \
+        else (interactive logins, commands, scp, rsync) is refused with exit status 1 and logged.\n\n\
+        The options below are for the admin."
 )]
 pub struct WrapperAdmin {
     /// Validate the config (ownership, mode, syntax, paths) and print the effective settings.

@@ -249,6 +249,142 @@ pub struct ReportSection {
     pub password_file: Option<String>,
 }
 
+/// Every setting, for the sftpd-wrapper.toml(5) man page: the key, an example value in TOML (the
+/// default where it is a literal), and what it means. A unit test parses each example, so the
+/// page cannot name a key the parser does not know.
+pub const REFERENCE: &[(&str, &str, &str)] = &[
+    (
+        "sftp_server.path",
+        "\"/usr/lib/openssh/sftp-server\"",
+        "OpenSSH's sftp-server program. Default: the first that exists of /usr/lib/openssh/sftp-server, /usr/libexec/openssh/sftp-server, /usr/libexec/sftp-server.",
+    ),
+    (
+        "sftp_server.args",
+        "[\"-f\", \"local5\", \"-l\", \"info\"]",
+        "Its arguments. Default: -f FACILITY -l info; in capture mode -e -l info (capture mode requires -e).",
+    ),
+    (
+        "sftp_server.allowed_commands",
+        "[\"/usr/lib/openssh/sftp-server\"]",
+        "The exact -c strings accepted from sshd, compared byte for byte. Default: the sftp-server path alone, which is what Subsystem sftp /usr/lib/openssh/sftp-server passes. Nothing of the command is passed on.",
+    ),
+    (
+        "sftp_server.log_mode",
+        "\"syslog\"",
+        "syslog: sftp-server logs to syslog itself. capture: it logs to stderr; the wrapper forwards each line to syslog unchanged and fires the per-file event hooks.",
+    ),
+    (
+        "syslog.facility",
+        "\"local5\"",
+        "user, daemon, auth, authpriv or local0 to local7.",
+    ),
+    (
+        "syslog.ident",
+        "\"sftpd-wrapper\"",
+        "The program name in the log.",
+    ),
+    (
+        "syslog.on_failure",
+        "\"allow\"",
+        "When no syslog daemon answers at /dev/log: allow runs the session and writes one line to stderr; deny refuses it.",
+    ),
+    (
+        "hooks.pre_session",
+        "[\"/usr/local/bin/check-partner\"]",
+        "Run before sftp-server starts; a failure or timeout refuses the session unless pre_session_failure = allow. Not set by default.",
+    ),
+    (
+        "hooks.post_session",
+        "[\"/usr/local/bin/process-uploads\", \"--fast\"]",
+        "Run after sftp-server has exited. Not set by default.",
+    ),
+    (
+        "hooks.timeout_secs",
+        "30",
+        "The time limit of each hook, 1 to 86400 seconds; at the limit the hook's process group gets SIGTERM, then SIGKILL.",
+    ),
+    (
+        "hooks.pre_session_failure",
+        "\"deny\"",
+        "deny or allow: what a failing pre_session hook does to the session.",
+    ),
+    (
+        "hooks.post_session_mode",
+        "\"detach\"",
+        "detach: the client is released at once and the hook runs on; wait: the client waits for it.",
+    ),
+    (
+        "hooks.on_upload",
+        "[\"/usr/local/bin/process-upload\"]",
+        "Capture mode: run when a file opened for writing is closed.",
+    ),
+    (
+        "hooks.on_download",
+        "[\"/usr/local/bin/mark-delivered\"]",
+        "Capture mode: run when a file opened for reading is closed after bytes were read.",
+    ),
+    (
+        "hooks.on_remove",
+        "[\"/usr/local/bin/audit\"]",
+        "Capture mode: run when a file is removed.",
+    ),
+    (
+        "hooks.on_rename",
+        "[\"/usr/local/bin/audit\"]",
+        "Capture mode: run when a file is renamed.",
+    ),
+    (
+        "hooks.on_mkdir",
+        "[\"/usr/local/bin/audit\"]",
+        "Capture mode: run when a directory is created.",
+    ),
+    (
+        "hooks.on_rmdir",
+        "[\"/usr/local/bin/audit\"]",
+        "Capture mode: run when a directory is removed.",
+    ),
+    (
+        "hooks.event_format",
+        "\"env\"",
+        "env: event hooks get environment variables; json: also one JSON object on stdin.",
+    ),
+    (
+        "hooks.upload_on_rename",
+        "true",
+        "An upload to NAME.filepart renamed to NAME fires upload for NAME.",
+    ),
+    (
+        "report.database",
+        "\"/var/lib/sftpd-wrapper/sftpd.db\"",
+        "sftpd-report's database: a path, sqlite://PATH or postgres://USER@HOST/DB.",
+    ),
+    (
+        "report.password_file",
+        "\"/etc/sftpd-wrapper/report.pass\"",
+        "A file (mode 0600) with the PostgreSQL password, used when the URL has none.",
+    ),
+    (
+        "users.NAME.args",
+        "[\"-e\", \"-l\", \"info\"]",
+        "For user NAME: replaces sftp-server's arguments built so far.",
+    ),
+    (
+        "users.NAME.extra_args",
+        "[\"-u\", \"027\"]",
+        "For user NAME: appended to sftp-server's arguments.",
+    ),
+    (
+        "groups.NAME.args",
+        "[\"-f\", \"local5\", \"-l\", \"info\"]",
+        "For members of group NAME (groups apply in alphabetical order, before the user's section).",
+    ),
+    (
+        "groups.NAME.extra_args",
+        "[\"-R\"]",
+        "For members of group NAME, e.g. -R for read-only partners.",
+    ),
+];
+
 /// Per-user or per-group changes to sftp-server's arguments.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -544,6 +680,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_documented_key_parses() {
+        for (key, example, _) in REFERENCE {
+            let (table, field) = key.rsplit_once('.').unwrap();
+            let text = format!("[{table}]\n{field} = {example}\n");
+            let cfg = parse(&text).unwrap_or_else(|e| panic!("{key}: {e}"));
+            // Event hooks are only valid in capture mode; the rest validate alone.
+            if !field.starts_with("on_") {
+                cfg.validate().unwrap_or_else(|e| panic!("{key}: {e}"));
+            }
+        }
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -8,6 +8,7 @@ pub mod capture;
 pub mod chroot;
 pub mod cli;
 pub mod config;
+pub mod docs;
 pub mod hooks;
 pub mod ingest;
 pub mod invocation;
