@@ -31,6 +31,26 @@ pub struct Job {
     pub stdin: Option<String>,
 }
 
+/// In a freshly forked child: leaves the SSH session's process group and stdio, so that nothing
+/// of the channel stays open and no signal meant for the wrapper reaches it.
+pub fn detach_from_channel() {
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -71,21 +91,7 @@ impl Runner {
         match unsafe { nix::unistd::fork() }? {
             ForkResult::Child => {
                 drop(write_end);
-                let _ = nix::unistd::setsid();
-                let _ = nix::sys::signal::sigprocmask(
-                    nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                    Some(&nix::sys::signal::SigSet::empty()),
-                    None,
-                );
-                if let Ok(null) = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")
-                {
-                    let _ = nix::unistd::dup2_stdin(&null);
-                    let _ = nix::unistd::dup2_stdout(&null);
-                    let _ = nix::unistd::dup2_stderr(&null);
-                }
+                detach_from_channel();
                 let reader = BufReader::new(File::from(read_end));
                 for line in reader.split(b'\n').map_while(Result::ok) {
                     if let Ok(job) = serde_json::from_slice::<Job>(&line) {

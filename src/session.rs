@@ -767,16 +767,7 @@ fn detach_post_hook(
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Parent { .. }) => {}
         Ok(ForkResult::Child) => {
-            let _ = nix::unistd::setsid();
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                let _ = nix::unistd::dup2_stdin(&null);
-                let _ = nix::unistd::dup2_stdout(&null);
-                let _ = nix::unistd::dup2_stderr(&null);
-            }
+            runner::detach_from_channel();
             let result = hooks::run(argv, env, timeout, None);
             session.log_hook("post_session", &result);
             std::process::exit(0);
