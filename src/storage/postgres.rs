@@ -142,6 +142,50 @@ pub struct PgStore {
     shown: String,
     statements: HashMap<&'static str, Statement>,
     locked: bool,
+    /// Transfers and operations not yet sent: written as multi-row INSERTs at the next flush
+    /// (before every commit and every read of those tables). Their ids come from the sequences
+    /// in blocks, so ingest gets an id at once and a close right after its open only changes
+    /// the row in memory: two round trips per file become a share of one.
+    pending_transfers: Vec<PendingTransfer>,
+    pending_ops: Vec<PendingOp>,
+    transfer_ids: std::collections::VecDeque<i64>,
+    op_ids: std::collections::VecDeque<i64>,
+}
+
+/// Rows per multi-row INSERT (14 parameters each, well under PostgreSQL's 65,535).
+const FLUSH_ROWS: usize = 1000;
+const ID_BLOCK: i64 = 1000;
+
+#[derive(Debug, Clone)]
+struct PendingTransfer {
+    id: i64,
+    session_id: i64,
+    path: Vec<u8>,
+    direction: String,
+    open_flags: String,
+    mode: String,
+    opened_at: String,
+    closed_at: Option<String>,
+    bytes_read: Option<i64>,
+    bytes_written: Option<i64>,
+    forced: bool,
+    failed: bool,
+    complete: bool,
+}
+
+#[derive(Debug, Clone)]
+struct PendingOp {
+    id: i64,
+    session_id: Option<i64>,
+    host: String,
+    user: Option<String>,
+    at: String,
+    kind: String,
+    path: Option<Vec<u8>>,
+    target: Option<Vec<u8>>,
+    detail: Option<String>,
+    failed: bool,
+    status: Option<String>,
 }
 
 /// The server's own message where there is one ("db error" alone tells the admin nothing), else
@@ -188,6 +232,10 @@ impl PgStore {
             shown,
             statements: HashMap::new(),
             locked: false,
+            pending_transfers: Vec::new(),
+            pending_ops: Vec::new(),
+            transfer_ids: Default::default(),
+            op_ids: Default::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -233,6 +281,134 @@ impl PgStore {
             .map_err(&e)?;
         }
         tx.commit().map_err(&e)?;
+        Ok(())
+    }
+
+    /// The next id of `sequence`, reserved in blocks.
+    fn next_id(&mut self, transfers: bool) -> Result<i64> {
+        let (queue, sql) = if transfers {
+            (
+                &self.transfer_ids,
+                "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)",
+            )
+        } else {
+            (
+                &self.op_ids,
+                "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)",
+            )
+        };
+        if queue.is_empty() {
+            let rows = self.query(sql, &[&ID_BLOCK])?;
+            let ids = rows.iter().map(|r| r.get::<_, i64>(0));
+            if transfers {
+                self.transfer_ids.extend(ids);
+            } else {
+                self.op_ids.extend(ids);
+            }
+        }
+        let queue = if transfers {
+            &mut self.transfer_ids
+        } else {
+            &mut self.op_ids
+        };
+        queue
+            .pop_front()
+            .ok_or_else(|| StoreError::Postgres("the id sequence returned nothing".into()))
+    }
+
+    /// Sends the pending transfers and operations as multi-row INSERTs with bound parameters.
+    fn flush(&mut self) -> Result<()> {
+        let transfers = std::mem::take(&mut self.pending_transfers);
+        for chunk in transfers.chunks(FLUSH_ROWS) {
+            let texts: Vec<String> = chunk.iter().map(|t| path_text(&t.path)).collect();
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 14);
+            let mut values = Vec::with_capacity(chunk.len());
+            for (i, (t, text)) in chunk.iter().zip(&texts).enumerate() {
+                let b = i * 14;
+                values.push(format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}::text::timestamptz, ${}::text::timestamptz, ${}, ${}, ${}, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14
+                ));
+                params.extend_from_slice(&[
+                    &t.id,
+                    &t.session_id,
+                    &t.path,
+                    text,
+                    &t.direction,
+                    &t.open_flags,
+                    &t.mode,
+                    &t.opened_at,
+                    &t.closed_at,
+                    &t.bytes_read,
+                    &t.bytes_written,
+                    &t.forced,
+                    &t.failed,
+                    &t.complete,
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO transfers (id, session_id, path, path_text, direction, open_flags, mode, opened_at,
+                                        closed_at, bytes_read, bytes_written, forced, failed, complete)
+                 VALUES {}",
+                values.join(", ")
+            );
+            self.client
+                .execute(sql.as_str(), &params)
+                .map_err(pg_err(&self.shown))?;
+        }
+        let ops = std::mem::take(&mut self.pending_ops);
+        for chunk in ops.chunks(FLUSH_ROWS) {
+            let texts: Vec<(Option<String>, Option<String>)> = chunk
+                .iter()
+                .map(|o| {
+                    (
+                        o.path.as_deref().map(path_text),
+                        o.target.as_deref().map(path_text),
+                    )
+                })
+                .collect();
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 13);
+            let mut values = Vec::with_capacity(chunk.len());
+            for (i, (o, (pt, tt))) in chunk.iter().zip(&texts).enumerate() {
+                let b = i * 13;
+                values.push(format!(
+                    "(${}, ${}, ${}, ${}, ${}::text::timestamptz, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13
+                ));
+                params.extend_from_slice(&[
+                    &o.id,
+                    &o.session_id,
+                    &o.host,
+                    &o.user,
+                    &o.at,
+                    &o.kind,
+                    &o.path,
+                    pt,
+                    &o.target,
+                    tt,
+                    &o.detail,
+                    &o.failed,
+                    &o.status,
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO operations (id, session_id, host, \"user\", at, kind, path, path_text, target,
+                                         target_text, detail, failed, status)
+                 VALUES {}",
+                values.join(", ")
+            );
+            self.client
+                .execute(sql.as_str(), &params)
+                .map_err(pg_err(&self.shown))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes when the buffers are full.
+    fn maybe_flush(&mut self) -> Result<()> {
+        if self.pending_transfers.len() + self.pending_ops.len() >= FLUSH_ROWS {
+            self.flush()?;
+        }
         Ok(())
     }
 
@@ -350,10 +526,13 @@ impl Store for PgStore {
     }
 
     fn commit(&mut self) -> Result<()> {
+        self.flush()?;
         self.client.batch_execute("COMMIT").map_err(self.err())
     }
 
     fn rollback(&mut self) -> Result<()> {
+        self.pending_transfers.clear();
+        self.pending_ops.clear();
         self.client.batch_execute("ROLLBACK").map_err(self.err())
     }
 
@@ -402,6 +581,7 @@ impl Store for PgStore {
     }
 
     fn open_transfers(&mut self) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+        self.flush()?;
         let rows = self.query(
             "SELECT id, session_id, path FROM transfers WHERE closed_at IS NULL AND NOT complete AND NOT forced ORDER BY id",
             &[],
@@ -477,6 +657,7 @@ impl Store for PgStore {
     }
 
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
+        self.flush()?;
         self.exec(
             "UPDATE transfers SET session_id = $2 WHERE session_id = $1",
             &[&from, &into],
@@ -494,13 +675,24 @@ impl Store for PgStore {
     }
 
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        let text = path_text(t.path);
-        let rows = self.query(
-            "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, opened_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz) RETURNING id",
-            &[&t.session_id, &t.path, &text, &t.direction, &t.open_flags, &t.mode, &t.opened_at],
-        )?;
-        Ok(rows[0].get(0))
+        let id = self.next_id(true)?;
+        self.pending_transfers.push(PendingTransfer {
+            id,
+            session_id: t.session_id,
+            path: t.path.to_vec(),
+            direction: t.direction.to_owned(),
+            open_flags: t.open_flags.to_owned(),
+            mode: t.mode.to_owned(),
+            opened_at: t.opened_at.to_owned(),
+            closed_at: None,
+            bytes_read: None,
+            bytes_written: None,
+            forced: false,
+            failed: false,
+            complete: false,
+        });
+        self.maybe_flush()?;
+        Ok(id)
     }
 
     fn close_transfer(
@@ -512,6 +704,24 @@ impl Store for PgStore {
         forced: bool,
     ) -> Result<()> {
         let (r, w) = (bytes_read as i64, bytes_written as i64);
+        if let Some(t) = self.pending_transfers.iter_mut().rev().find(|t| t.id == id) {
+            // The same rules as the UPDATE below, on the row still in memory.
+            t.closed_at = Some(closed_at.to_owned());
+            t.bytes_read = Some(r);
+            t.bytes_written = Some(w);
+            t.forced = forced;
+            t.complete = !forced && !t.failed;
+            if t.direction == "none" {
+                t.direction = match (r > 0, w > 0) {
+                    (true, true) => "both",
+                    (false, true) => "upload",
+                    (true, false) => "download",
+                    (false, false) => "none",
+                }
+                .to_owned();
+            }
+            return Ok(());
+        }
         self.exec(
             "UPDATE transfers
                 SET closed_at = $2::text::timestamptz, bytes_read = $3::bigint, bytes_written = $4::bigint,
@@ -527,6 +737,11 @@ impl Store for PgStore {
     }
 
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
+        if let Some(t) = self.pending_transfers.iter_mut().rev().find(|t| t.id == id) {
+            t.failed = true;
+            t.complete = false;
+            return Ok(());
+        }
         self.exec(
             "UPDATE transfers SET failed = true, complete = false WHERE id = $1",
             &[&id],
@@ -535,6 +750,14 @@ impl Store for PgStore {
     }
 
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+        for t in self
+            .pending_transfers
+            .iter_mut()
+            .filter(|t| t.session_id == session_id && t.closed_at.is_none())
+        {
+            t.complete = false;
+            t.forced = true;
+        }
         self.exec(
             "UPDATE transfers SET complete = false, forced = true WHERE session_id = $1 AND closed_at IS NULL",
             &[&session_id],
@@ -543,16 +766,30 @@ impl Store for PgStore {
     }
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        let (pt, tt) = (o.path.map(path_text), o.target.map(path_text));
-        let rows = self.query(
-            "INSERT INTO operations (session_id, host, \"user\", at, kind, path, path_text, target, target_text, detail)
-             VALUES ($1, $2, $3, $4::text::timestamptz, $5, $6, $7, $8, $9, $10) RETURNING id",
-            &[&o.session_id, &o.host, &o.user, &o.at, &o.kind, &o.path, &pt, &o.target, &tt, &o.detail],
-        )?;
-        Ok(rows[0].get(0))
+        let id = self.next_id(false)?;
+        self.pending_ops.push(PendingOp {
+            id,
+            session_id: o.session_id,
+            host: o.host.to_owned(),
+            user: o.user.map(str::to_owned),
+            at: o.at.to_owned(),
+            kind: o.kind.to_owned(),
+            path: o.path.map(<[u8]>::to_vec),
+            target: o.target.map(<[u8]>::to_vec),
+            detail: o.detail.map(str::to_owned),
+            failed: false,
+            status: None,
+        });
+        self.maybe_flush()?;
+        Ok(id)
     }
 
     fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
+        if let Some(o) = self.pending_ops.iter_mut().rev().find(|o| o.id == id) {
+            o.failed = true;
+            o.status = Some(status.to_owned());
+            return Ok(());
+        }
         self.exec(
             "UPDATE operations SET failed = true, status = $2 WHERE id = $1",
             &[&id, &status],
@@ -628,17 +865,20 @@ impl Store for PgStore {
     }
 
     fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
+        self.flush()?;
         let (sql, columns) = report::sessions_sql(Dialect::Postgres);
         self.report(&sql, columns, filter)
     }
 
     fn transfers_report(&mut self, filter: &Filter) -> Result<Report> {
+        self.flush()?;
         let (sql, columns) = report::transfers_sql(Dialect::Postgres);
         let r = self.report(&sql, columns, filter)?;
         Ok(report::filter_paths(r, filter))
     }
 
     fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
+        self.flush()?;
         let (sql, columns) = report::usage_sql(Dialect::Postgres, filter, by);
         self.report(&sql, columns, filter)
     }
@@ -680,6 +920,7 @@ impl Store for PgStore {
     }
 
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
+        self.flush()?;
         let sql = format!(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
                     to_char(opened_at AT TIME ZONE 'UTC', {TS}), to_char(closed_at AT TIME ZONE 'UTC', {TS}),
@@ -707,6 +948,7 @@ impl Store for PgStore {
     }
 
     fn all_operations(&mut self) -> Result<Vec<OperationRecord>> {
+        self.flush()?;
         let sql = format!(
             "SELECT session_id, host, \"user\", to_char(at AT TIME ZONE 'UTC', {TS}), kind, path, target, detail,
                     failed, status
