@@ -82,7 +82,8 @@ fn dump_pg() -> [String; 3] {
             "SELECT s.host, s.pid, {}, {}, t.direction, t.open_flags, t.mode, t.bytes_read, t.bytes_written,
                     {}, {}, {}, {}, {}
                FROM transfers t JOIN sessions s ON s.id = t.session_id
-              ORDER BY s.host, s.pid, s.started_at, t.opened_at, {}, t.closed_at, t.bytes_read, t.bytes_written",
+              ORDER BY s.host, s.pid, s.started_at, t.opened_at, {}, t.closed_at NULLS FIRST,
+                       t.bytes_read NULLS FIRST, t.bytes_written NULLS FIRST",
             t("s.started_at"),
             h("t.path"),
             t("t.opened_at"),
@@ -95,7 +96,8 @@ fn dump_pg() -> [String; 3] {
         format!(
             "SELECT o.host, s.pid, {}, o.\"user\", {}, o.kind, {}, {}, o.detail, {}, o.status
                FROM operations o LEFT JOIN sessions s ON s.id = o.session_id
-              ORDER BY o.host, s.pid, s.started_at, o.at, o.kind, {}, o.detail",
+              ORDER BY o.host, s.pid NULLS FIRST, s.started_at NULLS FIRST, o.at, o.kind, {} NULLS FIRST,
+                       o.detail NULLS FIRST",
             t("s.started_at"),
             t("o.at"),
             h("o.path"),
@@ -777,5 +779,110 @@ fn the_login_shell_links_no_database_code() {
     assert!(
         report.contains("postgres"),
         "the check itself finds the PostgreSQL client where it is"
+    );
+}
+
+/// The rare paths, on both backends: sftp-server's first line before the wrapper's, a PID reused
+/// by a session whose predecessor never ended, a failure answering an open, a session refused by
+/// its pre-session hook, a forced end, and sshd's Accepted line. Both stores hold the same rows.
+#[test]
+fn rare_paths_give_the_same_rows_in_both_backends() {
+    require_pg!();
+    let lines = [
+        "Nov  3 10:00:00 h1 sshd[500]: Accepted publickey for acme from 192.0.2.1 port 4000 ssh2: ED25519 SHA256:abc",
+        "Nov  3 10:00:00 h1 sftpd-wrapper[500]: session start sid=h1-a-500-1 user=acme client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 10:00:00 h1 sftp-server[501]: session opened for local user acme from [192.0.2.1]",
+        "Nov  3 10:00:01 h1 sftpd-wrapper[500]: sftp-server started sid=h1-a-500-1 user=acme sftp_pid=501 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        "Nov  3 10:00:02 h1 sftp-server[501]: open \"/srv/acme/full.csv\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        "Nov  3 10:00:03 h1 sftp-server[501]: sent status Failure",
+        "Nov  3 10:00:03 h1 sftp-server[501]: close \"/srv/acme/full.csv\" bytes read 0 written 10",
+        "Nov  3 10:00:04 h1 sftp-server[501]: remove name \"/srv/acme/x\"",
+        "Nov  3 10:00:04 h1 sftp-server[501]: sent status No such file",
+        "Nov  3 10:00:05 h1 sftp-server[501]: open \"/srv/acme/big.bin\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        "Nov  3 10:00:09 h1 sftpd-wrapper[500]: session end sid=h1-a-500-1 user=acme client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22 sftp_pid=501 duration_ms=9000 signal=SIGKILL",
+        "Nov  3 10:01:00 h1 sftp-server[700]: session opened for local user old from [192.0.2.9]",
+        "Nov  3 10:01:01 h1 sftp-server[700]: open \"/srv/old/a\" flags READ mode 0666",
+        "Nov  3 10:02:00 h1 sftp-server[700]: session opened for local user new from [192.0.2.8]",
+        "Nov  3 10:02:01 h1 sftp-server[700]: close \"/srv/new/b\" bytes read 5 written 0",
+        "Nov  3 10:02:02 h1 sftp-server[700]: session closed for local user new from [192.0.2.8]",
+        "Nov  3 10:03:00 h1 sftpd-wrapper[800]: session start sid=h1-b-800-2 user=blocked client_ip=192.0.2.7 client_port=5000 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 10:03:00 h1 sftpd-wrapper[800]: hook sid=h1-b-800-2 user=blocked hook=pre_session elapsed_ms=3 result=exit status=3",
+        "Nov  3 10:03:00 h1 sftpd-wrapper[800]: session refused sid=h1-b-800-2 user=blocked client_ip=192.0.2.7 client_port=5000 local_ip=198.51.100.1 local_port=22 reason=pre_session_hook",
+        "Nov  3 10:04:00 h1 sftpd-wrapper[900]: session refused sid=h1-c-900-3 user=acme client_ip=192.0.2.1 client_port=5001 local_ip=198.51.100.1 local_port=22 reason=command_not_allowed command=\"id; sh\"",
+        "Nov  3 10:05:00 h1 sftp-server[1000]: session opened for local user acme from [192.0.2.1]",
+        "Nov  3 10:05:01 h1 sftp-server[1000]: open \"/srv/acme/still-open\" flags READ mode 0666",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rare.log");
+    fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
+    let lite = new_db(Backend::Sqlite, dir.path(), "lite");
+    let pg = new_db(Backend::Postgres, dir.path(), "pg");
+    for db in [&lite, &pg] {
+        let summary = ingest(db, &[&path]);
+        assert!(summary.contains("skipped 0"), "{summary}");
+    }
+    let dump_lite = dump(&lite);
+    assert_same(&dump(&pg), &dump_lite);
+    let sessions: Vec<&str> = dump_lite.split("--\n").next().unwrap().lines().collect();
+    assert_eq!(sessions.len(), 5, "{dump_lite}");
+    // The merged wrapper session: one row, auth attached, forced by the kill.
+    let acme = sessions
+        .iter()
+        .find(|l| l.contains("|wrapper|h1-a-500-1|"))
+        .unwrap();
+    assert!(
+        acme.contains("|SIGKILL|forced|") && acme.contains("|publickey|"),
+        "{acme}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .any(|l| l.contains("|old|") && l.contains("|missing_end|")),
+        "{dump_lite}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .any(|l| l.contains("|new|") && l.contains("|closed|")),
+        "{dump_lite}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .any(|l| l.contains("|blocked|") && l.contains("|refused|")),
+        "{dump_lite}"
+    );
+    // The failed upload is incomplete, the kill forced the open one, the failed remove is marked.
+    let transfer = |name: &str| -> String {
+        let hex: String = name.bytes().map(|b| format!("{b:02X}")).collect();
+        let section = dump_lite.split("--\n").nth(1).unwrap();
+        section
+            .lines()
+            .find(|l| l.contains(&hex))
+            .unwrap_or_else(|| panic!("{name}: {section}"))
+            .to_owned()
+    };
+    assert!(
+        transfer("/srv/acme/full.csv").ends_with("|0|1|0"),
+        "forced|failed|complete: {}",
+        transfer("/srv/acme/full.csv")
+    );
+    assert!(
+        transfer("/srv/acme/big.bin").ends_with("|1|0|0"),
+        "{}",
+        transfer("/srv/acme/big.bin")
+    );
+    assert!(
+        transfer("/srv/new/b").ends_with("|0|0|1"),
+        "{}",
+        transfer("/srv/new/b")
+    );
+    assert!(
+        dump_lite.contains("|remove|") && dump_lite.contains("|1|No such file"),
+        "{dump_lite}"
+    );
+    assert!(
+        dump_lite.contains("|denied|") && dump_lite.contains("id; sh|1|command_not_allowed"),
+        "{dump_lite}"
     );
 }

@@ -150,6 +150,35 @@ pub struct PgStore {
     pending_ops: Vec<PendingOp>,
     transfer_ids: std::collections::VecDeque<i64>,
     op_ids: std::collections::VecDeque<i64>,
+    /// Updates of session rows, merged per session and written at the next flush.
+    session_patches: HashMap<i64, SessionPatch>,
+    /// sshd `Accepted` lines of this batch not yet written; most are claimed before the flush.
+    pending_auth: Vec<PendingAuth>,
+}
+
+/// What a batch changed in one session row; every field is "unchanged" by default.
+#[derive(Debug, Clone, Default)]
+struct SessionPatch {
+    sftp_pid: Option<i64>,
+    /// Filled only where the row has none (COALESCE), so the first value seen wins.
+    fill_user: Option<String>,
+    fill_ip: Option<String>,
+    auth: Option<(String, Option<String>)>,
+    sftp_closed: bool,
+    end: Option<(String, Option<i64>, Option<i64>, Option<String>)>,
+    end_reason: Option<String>,
+    last_op: Option<(Option<String>, Option<i64>)>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingAuth {
+    host: String,
+    user: String,
+    client_ip: String,
+    client_port: i64,
+    method: String,
+    key: Option<String>,
+    at: String,
 }
 
 /// Rows per multi-row INSERT (14 parameters each, well under PostgreSQL's 65,535).
@@ -236,6 +265,8 @@ impl PgStore {
             pending_ops: Vec::new(),
             transfer_ids: Default::default(),
             op_ids: Default::default(),
+            session_patches: HashMap::new(),
+            pending_auth: Vec::new(),
         };
         store.migrate()?;
         Ok(store)
@@ -316,8 +347,79 @@ impl PgStore {
             .ok_or_else(|| StoreError::Postgres("the id sequence returned nothing".into()))
     }
 
-    /// Sends the pending transfers and operations as multi-row INSERTs with bound parameters.
+    /// Sends the pending transfers and operations as multi-row INSERTs with bound parameters,
+    /// then the merged session updates and the unclaimed sshd lines.
     fn flush(&mut self) -> Result<()> {
+        self.flush_rows()?;
+        let patches: Vec<(i64, SessionPatch)> = self.session_patches.drain().collect();
+        for (id, p) in patches {
+            let auth_set = p.auth.is_some();
+            let (method, key) = p.auth.unwrap_or_default();
+            let end_set = p.end.is_some();
+            let (ended_at, duration, exit_status, signal) = p.end.unwrap_or_default();
+            let last_set = p.last_op.is_some();
+            let (last_kind, last_id) = p.last_op.unwrap_or_default();
+            let ended_at = end_set.then_some(ended_at);
+            self.exec(
+                "UPDATE sessions SET
+                    sftp_pid = COALESCE($2, sftp_pid),
+                    \"user\" = COALESCE(\"user\", $3), client_ip = COALESCE(client_ip, $4),
+                    auth_method = CASE WHEN $5::boolean THEN $6 ELSE auth_method END,
+                    auth_key = CASE WHEN $5::boolean THEN $7 ELSE auth_key END,
+                    sftp_closed = sftp_closed OR $8::boolean,
+                    ended_at = CASE WHEN $9::boolean THEN $10::text::timestamptz ELSE ended_at END,
+                    duration_ms = CASE WHEN $9::boolean THEN $11::bigint ELSE duration_ms END,
+                    exit_status = CASE WHEN $9::boolean THEN $12::bigint ELSE exit_status END,
+                    signal = CASE WHEN $9::boolean THEN $13::text ELSE signal END,
+                    end_reason = COALESCE($14::text, end_reason),
+                    last_op_kind = CASE WHEN $15::boolean THEN $16::text ELSE last_op_kind END,
+                    last_op_id = CASE WHEN $15::boolean THEN $17::bigint ELSE last_op_id END
+                  WHERE id = $1",
+                &[
+                    &id,
+                    &p.sftp_pid,
+                    &p.fill_user,
+                    &p.fill_ip,
+                    &auth_set,
+                    &method,
+                    &key,
+                    &p.sftp_closed,
+                    &end_set,
+                    &ended_at,
+                    &duration,
+                    &exit_status,
+                    &signal,
+                    &p.end_reason,
+                    &last_set,
+                    &last_kind,
+                    &last_id,
+                ],
+            )?;
+        }
+        for a in std::mem::take(&mut self.pending_auth) {
+            self.exec(
+                "INSERT INTO pending_auth (host, \"user\", client_ip, client_port, method, key, at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz)",
+                &[
+                    &a.host,
+                    &a.user,
+                    &a.client_ip,
+                    &a.client_port,
+                    &a.method,
+                    &a.key,
+                    &a.at,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn patch(&mut self, id: i64) -> &mut SessionPatch {
+        self.session_patches.entry(id).or_default()
+    }
+
+    /// The multi-row INSERTs of [`PgStore::flush`].
+    fn flush_rows(&mut self) -> Result<()> {
         let transfers = std::mem::take(&mut self.pending_transfers);
         for chunk in transfers.chunks(FLUSH_ROWS) {
             let texts: Vec<String> = chunk.iter().map(|t| path_text(&t.path)).collect();
@@ -404,10 +506,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// Flushes when the buffers are full.
+    /// Writes the buffered rows when there are enough for a full INSERT.
     fn maybe_flush(&mut self) -> Result<()> {
         if self.pending_transfers.len() + self.pending_ops.len() >= FLUSH_ROWS {
-            self.flush()?;
+            self.flush_rows()?;
         }
         Ok(())
     }
@@ -533,6 +635,8 @@ impl Store for PgStore {
     fn rollback(&mut self) -> Result<()> {
         self.pending_transfers.clear();
         self.pending_ops.clear();
+        self.session_patches.clear();
+        self.pending_auth.clear();
         self.client.batch_execute("ROLLBACK").map_err(self.err())
     }
 
@@ -557,6 +661,7 @@ impl Store for PgStore {
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
+        self.flush()?;
         let rows = self.query(
             "SELECT id, host, sid, sftp_pid, sftp_closed,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
@@ -593,66 +698,55 @@ impl Store for PgStore {
     }
 
     fn session_user(&mut self, id: i64) -> Result<Option<String>> {
+        self.flush()?;
         Ok(self
             .query_opt("SELECT \"user\" FROM sessions WHERE id = $1", &[&id])?
             .and_then(|r| r.get(0)))
     }
 
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
-        self.exec(
-            "UPDATE sessions SET sftp_pid = $2 WHERE id = $1",
-            &[&id, &sftp_pid],
-        )?;
+        self.patch(id).sftp_pid = Some(sftp_pid);
         Ok(())
     }
 
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
-        self.exec(
-            "UPDATE sessions SET \"user\" = COALESCE(\"user\", $2), client_ip = COALESCE(client_ip, $3) WHERE id = $1",
-            &[&id, &user, &client_ip],
-        )?;
+        let p = self.patch(id);
+        p.fill_user.get_or_insert_with(|| user.to_owned());
+        p.fill_ip.get_or_insert_with(|| client_ip.to_owned());
         Ok(())
     }
 
     fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
-        self.exec(
-            "UPDATE sessions SET auth_method = $2, auth_key = $3 WHERE id = $1",
-            &[&id, &method, &key],
-        )?;
+        self.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
         Ok(())
     }
 
     fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()> {
-        self.exec(
-            "UPDATE sessions SET last_op_kind = $2, last_op_id = $3 WHERE id = $1",
-            &[&id, &kind, &op_id],
-        )?;
+        self.patch(id).last_op = Some((kind.map(str::to_owned), op_id));
         Ok(())
     }
 
     fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
-        self.exec(
-            "UPDATE sessions SET sftp_closed = true WHERE id = $1",
-            &[&id],
-        )?;
+        self.patch(id).sftp_closed = true;
         Ok(())
     }
 
     fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
-        self.exec(
-            "UPDATE sessions SET ended_at = $2::text::timestamptz, duration_ms = $3, exit_status = $4, signal = $5,
-                                 end_reason = $6
-              WHERE id = $1",
-            &[&id, &end.ended_at, &end.duration_ms, &end.exit_status, &end.signal, &end.end_reason],
-        )?;
+        let p = self.patch(id);
+        p.end = Some((
+            end.ended_at.to_owned(),
+            end.duration_ms,
+            end.exit_status,
+            end.signal.map(str::to_owned),
+        ));
+        p.end_reason = Some(end.end_reason.to_owned());
         Ok(())
     }
 
     fn abandon_session(&mut self, id: i64) -> Result<()> {
-        self.exec(
-            "UPDATE sessions SET end_reason = 'missing_end', sftp_closed = true WHERE id = $1",
-            &[&id],
-        )?;
+        let p = self.patch(id);
+        p.end_reason = Some("missing_end".to_owned());
+        p.sftp_closed = true;
         self.abandon_open_transfers(id)
     }
 
@@ -803,12 +897,15 @@ impl Store for PgStore {
         a: &crate::logparse::Accepted,
         at: &str,
     ) -> Result<()> {
-        let port = i64::from(a.client_port);
-        self.exec(
-            "INSERT INTO pending_auth (host, \"user\", client_ip, client_port, method, key, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz)",
-            &[&host, &a.user, &a.client_ip, &port, &a.method, &a.key, &at],
-        )?;
+        self.pending_auth.push(PendingAuth {
+            host: host.to_owned(),
+            user: a.user.clone(),
+            client_ip: a.client_ip.clone(),
+            client_port: i64::from(a.client_port),
+            method: a.method.clone(),
+            key: a.key.clone(),
+            at: at.to_owned(),
+        });
         Ok(())
     }
 
@@ -819,6 +916,23 @@ impl Store for PgStore {
         client_ip: &str,
         client_port: Option<i64>,
     ) -> Result<Option<(String, Option<String>)>> {
+        // This batch's lines are the newest; the latest that matches wins, as in SQLite.
+        let found = self
+            .pending_auth
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                a.host == host
+                    && a.user == user
+                    && a.client_ip == client_ip
+                    && client_port.is_none_or(|p| p == a.client_port)
+            })
+            .max_by(|(i, a), (j, b)| a.at.cmp(&b.at).then(i.cmp(j)))
+            .map(|(i, _)| i);
+        if let Some(i) = found {
+            let a = self.pending_auth.remove(i);
+            return Ok(Some((a.method, a.key)));
+        }
         let row = self.query_opt(
             "DELETE FROM pending_auth WHERE id = (
                  SELECT id FROM pending_auth
@@ -831,6 +945,7 @@ impl Store for PgStore {
     }
 
     fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
+        self.pending_auth.retain(|a| a.at.as_str() >= before);
         self.exec(
             "DELETE FROM pending_auth WHERE at < $1::text::timestamptz",
             &[&before],
@@ -884,6 +999,7 @@ impl Store for PgStore {
     }
 
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
+        self.flush()?;
         let sql = format!(
             "SELECT id, host, \"user\", client_ip, client_port, local_ip, local_port,
                     to_char(started_at AT TIME ZONE 'UTC', {TS}), to_char(ended_at AT TIME ZONE 'UTC', {TS}),
