@@ -165,9 +165,18 @@ struct SessionPatch {
     fill_ip: Option<String>,
     auth: Option<(String, Option<String>)>,
     sftp_closed: bool,
-    end: Option<(String, Option<i64>, Option<i64>, Option<String>)>,
+    end: Option<EndPatch>,
     end_reason: Option<String>,
     last_op: Option<(Option<String>, Option<i64>)>,
+}
+
+/// The columns `end_session` sets.
+#[derive(Debug, Clone, Default)]
+struct EndPatch {
+    ended_at: String,
+    duration_ms: Option<i64>,
+    exit_status: Option<i64>,
+    signal: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -356,7 +365,12 @@ impl PgStore {
             let auth_set = p.auth.is_some();
             let (method, key) = p.auth.unwrap_or_default();
             let end_set = p.end.is_some();
-            let (ended_at, duration, exit_status, signal) = p.end.unwrap_or_default();
+            let EndPatch {
+                ended_at,
+                duration_ms: duration,
+                exit_status,
+                signal,
+            } = p.end.unwrap_or_default();
             let last_set = p.last_op.is_some();
             let (last_kind, last_id) = p.last_op.unwrap_or_default();
             let ended_at = end_set.then_some(ended_at);
@@ -733,12 +747,12 @@ impl Store for PgStore {
 
     fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
         let p = self.patch(id);
-        p.end = Some((
-            end.ended_at.to_owned(),
-            end.duration_ms,
-            end.exit_status,
-            end.signal.map(str::to_owned),
-        ));
+        p.end = Some(EndPatch {
+            ended_at: end.ended_at.to_owned(),
+            duration_ms: end.duration_ms,
+            exit_status: end.exit_status,
+            signal: end.signal.map(str::to_owned),
+        });
         p.end_reason = Some(end.end_reason.to_owned());
         Ok(())
     }
