@@ -823,6 +823,18 @@ fn rare_paths_give_the_same_rows_in_both_backends() {
     }
     let dump_lite = dump(&lite);
     assert_same(&dump(&pg), &dump_lite);
+    // The same lines in two files, split while big.bin is open: the second run must find the open
+    // transfer in the database and force it when the session ends.
+    let cut = lines.iter().position(|l| l.contains("big.bin")).unwrap() + 1;
+    let (first, second) = (dir.path().join("part1.log"), dir.path().join("part2.log"));
+    fs::write(&first, format!("{}\n", lines[..cut].join("\n"))).unwrap();
+    fs::write(&second, format!("{}\n", lines[cut..].join("\n"))).unwrap();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = new_db(backend, dir.path(), &format!("split-{backend:?}"));
+        ingest(&db, &[&first]);
+        ingest(&db, &[&second]);
+        assert_same(&dump(&db), &dump_lite);
+    }
     let sessions: Vec<&str> = dump_lite.split("--\n").next().unwrap().lines().collect();
     assert_eq!(sessions.len(), 5, "{dump_lite}");
     // The merged wrapper session: one row, auth attached, forced by the kill.

@@ -154,6 +154,9 @@ pub struct PgStore {
     session_patches: HashMap<i64, SessionPatch>,
     /// sshd `Accepted` lines of this batch not yet written; most are claimed before the flush.
     pending_auth: Vec<PendingAuth>,
+    /// Sessions that may have open transfers in the database (not only in memory), for which
+    /// `abandon_open_transfers` must reach the server.
+    open_in_db: std::collections::HashSet<i64>,
 }
 
 /// What a batch changed in one session row; every field is "unchanged" by default.
@@ -276,6 +279,7 @@ impl PgStore {
             op_ids: Default::default(),
             session_patches: HashMap::new(),
             pending_auth: Vec::new(),
+            open_in_db: Default::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -435,6 +439,12 @@ impl PgStore {
     /// The multi-row INSERTs of [`PgStore::flush`].
     fn flush_rows(&mut self) -> Result<()> {
         let transfers = std::mem::take(&mut self.pending_transfers);
+        self.open_in_db.extend(
+            transfers
+                .iter()
+                .filter(|t| t.closed_at.is_none())
+                .map(|t| t.session_id),
+        );
         for chunk in transfers.chunks(FLUSH_ROWS) {
             let texts: Vec<String> = chunk.iter().map(|t| path_text(&t.path)).collect();
             let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 14);
@@ -705,10 +715,13 @@ impl Store for PgStore {
             "SELECT id, session_id, path FROM transfers WHERE closed_at IS NULL AND NOT complete AND NOT forced ORDER BY id",
             &[],
         )?;
-        Ok(rows
+        let open: Vec<(i64, i64, Vec<u8>)> = rows
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+            .collect();
+        self.open_in_db
+            .extend(open.iter().map(|(_, session, _)| *session));
+        Ok(open)
     }
 
     fn session_user(&mut self, id: i64) -> Result<Option<String>> {
@@ -766,6 +779,9 @@ impl Store for PgStore {
 
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
         self.flush()?;
+        if self.open_in_db.remove(&from) {
+            self.open_in_db.insert(into);
+        }
         self.exec(
             "UPDATE transfers SET session_id = $2 WHERE session_id = $1",
             &[&from, &into],
@@ -858,6 +874,7 @@ impl Store for PgStore {
     }
 
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+        let in_db = self.open_in_db.remove(&session_id);
         for t in self
             .pending_transfers
             .iter_mut()
@@ -866,10 +883,12 @@ impl Store for PgStore {
             t.complete = false;
             t.forced = true;
         }
-        self.exec(
-            "UPDATE transfers SET complete = false, forced = true WHERE session_id = $1 AND closed_at IS NULL",
-            &[&session_id],
-        )?;
+        if in_db {
+            self.exec(
+                "UPDATE transfers SET complete = false, forced = true WHERE session_id = $1 AND closed_at IS NULL",
+                &[&session_id],
+            )?;
+        }
         Ok(())
     }
 
