@@ -312,14 +312,7 @@ fn capture_mode_logs_and_ingests_like_syslog_mode() {
             .collect();
         let db_dir = tempfile::tempdir().unwrap();
         let db = db_dir.path().join("x.db");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-            .arg("--db")
-            .arg(&db)
-            .args(["--config", "/nonexistent/x.toml", "ingest"])
-            .arg(&h.log_path)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        common::ingest(db.to_str().unwrap(), &[&h.log_path]);
         let conn = rusqlite::Connection::open(&db).unwrap();
         let mut stmt = conn
             .prepare(

@@ -4,48 +4,13 @@
 
 mod common;
 
-use common::Harness;
-use serde_json::Value;
+use common::{Harness, ingest, report_json as report};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::Command;
-
-fn report(db: &Path, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-        .arg("--db")
-        .arg(db)
-        .args(["--config", "/nonexistent/sftpd-wrapper.toml"])
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn ingest(db: &Path, files: &[&Path]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-        .arg("--db")
-        .arg(db)
-        .args(["--config", "/nonexistent/sftpd-wrapper.toml", "ingest"])
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ingest: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[derive(Debug, Default, PartialEq, Eq, Clone)]
 struct Totals {
@@ -204,7 +169,7 @@ fn reports_match_what_real_clients_transferred() {
     }
 
     let db_dir = tempfile::tempdir().unwrap();
-    let db = db_dir.path().join("sftpd.db");
+    let db = db_dir.path().join("sftpd.db").display().to_string();
     let summary = ingest(&db, &[&h.log_path]);
     assert!(summary.contains("skipped 0"), "{summary}\n{}", h.log_text());
 
@@ -338,7 +303,7 @@ fn logs_without_the_wrapper_make_complete_sessions() {
         );
 
         let db_dir = tempfile::tempdir().unwrap();
-        let db = db_dir.path().join("sftpd.db");
+        let db = db_dir.path().join("sftpd.db").display().to_string();
         let summary = ingest(&db, &[&h.log_path]);
         assert!(
             summary.contains("sessions 1") && summary.contains("transfers 2"),

@@ -7,11 +7,12 @@ mod common;
 
 use common::loggen::{self, UserTotals};
 use common::pg::PgServer;
+use common::{ingest, sftpd_report};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Where a test's database lives.
@@ -27,27 +28,6 @@ fn new_db(backend: Backend, dir: &Path, name: &str) -> String {
         Backend::Sqlite => dir.join(format!("{name}.db")).display().to_string(),
         Backend::Postgres => PgServer::shared().create_db(),
     }
-}
-
-fn sftpd_report(db: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-        .args(["--db", db, "--config", "/nonexistent/sftpd-wrapper.toml"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ingest(db: &str, files: &[&Path]) -> String {
-    let mut args = vec!["ingest"];
-    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    args.extend(names.iter().map(String::as_str));
-    let out = sftpd_report(db, &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 const DUMP_SQLITE: [&str; 3] = [

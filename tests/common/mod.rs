@@ -548,6 +548,42 @@ impl Drop for Harness {
     }
 }
 
+/// Runs the built sftpd-report against `db` (a path or a postgres:// URL), with no config file.
+pub fn sftpd_report(db: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args(["--db", db, "--config", "/nonexistent/sftpd-wrapper.toml"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `sftpd-report ingest FILES…`, which must succeed; returns its summary line.
+pub fn ingest(db: &str, files: &[&Path]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let mut args = vec!["ingest"];
+    args.extend(names.iter().map(String::as_str));
+    let out = sftpd_report(db, &args);
+    assert!(
+        out.status.success(),
+        "ingest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `sftpd-report ARGS --format json`, which must succeed.
+pub fn report_json(db: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    let out = sftpd_report(db, &all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `Nov 26 21:06:15 host prog[123]: message` → `prog: message`.
 pub fn strip_syslog_prefix(line: &str) -> String {
     let rest = line.splitn(5, ' ').collect::<Vec<_>>();
