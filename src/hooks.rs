@@ -106,7 +106,7 @@ fn wait_with_deadline(child: &mut Child, deadline: Instant, captured: &mut Vec<u
     let pgid = Pid::from_raw(child.id() as i32);
     let mut stderr = child.stderr.take();
     if let Some(pipe) = &stderr
-        && set_nonblocking(pipe).is_err()
+        && set_nonblocking(pipe, true).is_err()
     {
         stderr = None;
     }
@@ -161,10 +161,16 @@ fn kill_group(child: &mut Child, pgid: Pid) {
     let _ = child.wait();
 }
 
-fn set_nonblocking(pipe: &ChildStderr) -> nix::Result<()> {
+/// Turns O_NONBLOCK on or off for `fd`.
+pub fn set_nonblocking(fd: impl AsFd, on: bool) -> nix::Result<()> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = OFlag::from_bits_truncate(fcntl(pipe.as_fd(), FcntlArg::F_GETFL)?);
-    fcntl(pipe.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    let flags = if on {
+        flags | OFlag::O_NONBLOCK
+    } else {
+        flags & !OFlag::O_NONBLOCK
+    };
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags))?;
     Ok(())
 }
 

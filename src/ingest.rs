@@ -97,6 +97,18 @@ struct Op<'a> {
     detail: Option<&'a str>,
 }
 
+impl<'a> Op<'a> {
+    /// An operation on one name, with no target or detail.
+    fn on(kind: &'a str, path: &'a [u8]) -> Op<'a> {
+        Op {
+            kind,
+            path,
+            target: None,
+            detail: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum LastOp {
     Transfer(i64),
@@ -172,7 +184,6 @@ impl<'a> Ingestor<'a> {
             store,
         };
         for s in ing.store.open_sessions()? {
-            let user = ing.store.session_user(s.id)?;
             match (s.last_op_kind.as_deref(), s.last_op_id) {
                 (Some("transfer"), Some(op)) => {
                     ing.last_op.insert(s.id, LastOp::Transfer(op));
@@ -192,7 +203,7 @@ impl<'a> Ingestor<'a> {
                 s.id,
                 SessionState {
                     host: s.host,
-                    user,
+                    user: s.user,
                     wrapper: s.source == "wrapper",
                     sid: s.sid,
                     sftp_pid: s.sftp_pid,
@@ -801,38 +812,24 @@ impl<'a> Ingestor<'a> {
                 self.set_last_op(session, LastOp::Other);
             }
             SftpEvent::Remove { path } => {
-                let op = Op {
-                    kind: "remove",
-                    path: &path,
-                    target: None,
-                    detail: None,
-                };
+                let op = Op::on("remove", &path);
                 self.operation(session, host, at, op)?
             }
             SftpEvent::Rmdir { path } => {
-                let op = Op {
-                    kind: "rmdir",
-                    path: &path,
-                    target: None,
-                    detail: None,
-                };
+                let op = Op::on("rmdir", &path);
                 self.operation(session, host, at, op)?
             }
             SftpEvent::Mkdir { path, mode } => {
                 let op = Op {
-                    kind: "mkdir",
-                    path: &path,
-                    target: None,
                     detail: Some(&mode),
+                    ..Op::on("mkdir", &path)
                 };
                 self.operation(session, host, at, op)?
             }
             SftpEvent::TwoPaths { kind, old, new } => {
                 let op = Op {
-                    kind,
-                    path: &old,
                     target: Some(&new),
-                    detail: None,
+                    ..Op::on(kind, &old)
                 };
                 self.operation(session, host, at, op)?
             }
@@ -843,10 +840,8 @@ impl<'a> Ingestor<'a> {
             } => {
                 let detail = format!("{attribute} {value}");
                 let op = Op {
-                    kind: "set",
-                    path: &path,
-                    target: None,
                     detail: Some(&detail),
+                    ..Op::on("set", &path)
                 };
                 self.operation(session, host, at, op)?
             }

@@ -102,14 +102,12 @@ impl Runner {
             }
             ForkResult::Parent { child } => {
                 drop(read_end);
-                use nix::fcntl::{FcntlArg, OFlag, fcntl};
-                let flags = OFlag::from_bits_truncate(fcntl(write_end.as_fd(), FcntlArg::F_GETFL)?);
-                fcntl(
-                    write_end.as_fd(),
-                    FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
-                )?;
+                crate::hooks::set_nonblocking(&write_end, true)?;
                 // A larger queue where the system allows it; the default 64 KiB works too.
-                let _ = fcntl(write_end.as_fd(), FcntlArg::F_SETPIPE_SZ(QUEUE_BYTES));
+                let _ = nix::fcntl::fcntl(
+                    write_end.as_fd(),
+                    nix::fcntl::FcntlArg::F_SETPIPE_SZ(QUEUE_BYTES),
+                );
                 Ok(Runner {
                     pid: child,
                     queue: File::from(write_end),
@@ -136,11 +134,8 @@ impl Runner {
     /// Queues a job, waiting for room if need be: for the last job of a session, which must not
     /// be dropped.
     pub fn send_blocking(&mut self, job: &Job) -> Result<(), SendError> {
-        use nix::fcntl::{FcntlArg, OFlag, fcntl};
-        if let Ok(bits) = fcntl(self.queue.as_fd(), FcntlArg::F_GETFL) {
-            let flags = OFlag::from_bits_truncate(bits) & !OFlag::O_NONBLOCK;
-            let _ = fcntl(self.queue.as_fd(), FcntlArg::F_SETFL(flags));
-        }
+        // If this fails the send stays non-blocking and reports Full instead of waiting.
+        let _ = crate::hooks::set_nonblocking(&self.queue, false);
         self.send(job)
     }
 
@@ -151,10 +146,6 @@ impl Runner {
         if wait {
             while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
         }
-    }
-
-    pub fn pid(&self) -> Pid {
-        self.pid
     }
 }
 

@@ -126,6 +126,7 @@ pub struct NewSession {
 pub struct OpenSession {
     pub id: i64,
     pub host: String,
+    pub user: Option<String>,
     pub sid: Option<String>,
     pub sftp_pid: Option<i64>,
     pub sftp_closed: bool,
@@ -248,7 +249,6 @@ pub trait Store {
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     /// Open transfers as (id, session id, path).
     fn open_transfers(&mut self) -> Result<Vec<(i64, i64, Vec<u8>)>>;
-    fn session_user(&mut self, id: i64) -> Result<Option<String>>;
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
     /// Fills in who and from where, where the session does not know yet.
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()>;

@@ -689,7 +689,7 @@ impl Store for PgStore {
         let rows = self.query(
             "SELECT id, host, sid, sftp_pid, sftp_closed,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                    source, last_op_kind, last_op_id
+                    source, last_op_kind, last_op_id, \"user\"
                FROM sessions WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
             &[],
         )?;
@@ -705,6 +705,7 @@ impl Store for PgStore {
                 source: r.get(6),
                 last_op_kind: r.get(7),
                 last_op_id: r.get(8),
+                user: r.get(9),
             })
             .collect())
     }
@@ -722,13 +723,6 @@ impl Store for PgStore {
         self.open_in_db
             .extend(open.iter().map(|(_, session, _)| *session));
         Ok(open)
-    }
-
-    fn session_user(&mut self, id: i64) -> Result<Option<String>> {
-        self.flush()?;
-        Ok(self
-            .query_opt("SELECT \"user\" FROM sessions WHERE id = $1", &[&id])?
-            .and_then(|r| r.get(0)))
     }
 
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {

@@ -284,7 +284,7 @@ impl Store for SqliteStore {
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id FROM sessions
+            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id, user FROM sessions
               WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -298,6 +298,7 @@ impl Store for SqliteStore {
                 source: r.get(6)?,
                 last_op_kind: r.get(7)?,
                 last_op_id: r.get(8)?,
+                user: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -530,16 +531,6 @@ impl Store for SqliteStore {
             .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
             .execute([before])?;
         Ok(())
-    }
-
-    fn session_user(&mut self, id: i64) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT user FROM sessions WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .flatten())
     }
 
     fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
