@@ -11,7 +11,7 @@ use crate::storage::{
 };
 use chrono::{DateTime, Local, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -125,6 +125,23 @@ struct SessionState {
     sftp_pid: Option<i64>,
     sftp_closed: bool,
     started_at: String,
+    /// The wrapper logged the end, but sftp-server's own last lines may still follow.
+    ended: bool,
+}
+
+/// A plain sftp-server session that ended within [`LATE_LINE_GRACE`], which the wrapper's
+/// `sftp-server started` line may still claim.
+#[derive(Debug, Clone)]
+struct ClosedPlain {
+    id: i64,
+    user: Option<String>,
+}
+
+/// What to let go of once the log has moved [`LATE_LINE_GRACE`] past it.
+#[derive(Debug, Clone)]
+enum Expiring {
+    Ended(i64),
+    ClosedPlain((String, i64), i64),
 }
 
 /// One input: a path, or `-` for stdin.
@@ -145,8 +162,17 @@ pub struct Ingestor<'a> {
     last_op_dirty: std::collections::HashSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
     last_line_at: Option<DateTime<Utc>>,
+    /// Plain sftp-server sessions closed moments ago, by (host, PID).
+    closed_plain: HashMap<(String, i64), ClosedPlain>,
+    /// Deadlines for ended sessions and `closed_plain`, oldest first.
+    expiring: VecDeque<(DateTime<Utc>, Expiring)>,
     pub summary: Summary,
 }
+
+/// How long after a session's end its other process's lines are still taken as part of it.
+/// Two processes' lines can reach the log file out of order (rsyslog's queue workers, relays), and
+/// a wrapper starved by a busy CPU can log `sftp-server started` after sftp-server's whole session.
+const LATE_LINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
 /// How long an sshd `Accepted` line waits for its session before it is forgotten.
 const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
@@ -179,6 +205,8 @@ impl<'a> Ingestor<'a> {
             last_op: HashMap::new(),
             last_op_dirty: std::collections::HashSet::new(),
             last_line_at: None,
+            closed_plain: HashMap::new(),
+            expiring: VecDeque::new(),
             summary: Summary::default(),
             opts,
             store,
@@ -209,6 +237,7 @@ impl<'a> Ingestor<'a> {
                     sftp_pid: s.sftp_pid,
                     sftp_closed: s.sftp_closed,
                     started_at: s.started_at,
+                    ended: false,
                 },
             );
         }
@@ -405,6 +434,7 @@ impl<'a> Ingestor<'a> {
             return Ok(());
         };
         let at = logparse::storage_time(ts);
+        self.expire(ts);
         let host = line
             .host
             .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
@@ -454,9 +484,52 @@ impl<'a> Ingestor<'a> {
                 sftp_pid: s.sftp_pid,
                 sftp_closed: false,
                 started_at: s.started_at,
+                ended: false,
             },
         );
         Ok(id)
+    }
+
+    /// Lets go of ended sessions and closed plain sessions whose grace ended before `now`.
+    fn expire(&mut self, now: DateTime<Utc>) {
+        while let Some((deadline, _)) = self.expiring.front() {
+            if *deadline >= now {
+                break;
+            }
+            let Some((_, what)) = self.expiring.pop_front() else {
+                break;
+            };
+            match what {
+                Expiring::Ended(id) => {
+                    if self.sessions.get(&id).is_some_and(|s| s.ended) {
+                        self.forget_session(id);
+                    }
+                }
+                Expiring::ClosedPlain(key, id) => {
+                    if self.closed_plain.get(&key).is_some_and(|c| c.id == id) {
+                        self.closed_plain.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn deadline(at: &str) -> DateTime<Utc> {
+        logparse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE
+    }
+
+    /// Keeps an ended wrapper session reachable by its sftp-server PID for a while, so that
+    /// sftp-server lines that reach the log after the wrapper's `session end` still count.
+    fn linger(&mut self, id: i64, at: &str) {
+        let Some(state) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        state.ended = true;
+        if let Some(sid) = state.sid.take() {
+            self.by_sid.remove(&(state.host.clone(), sid));
+        }
+        self.expiring
+            .push_back((Self::deadline(at), Expiring::Ended(id)));
     }
 
     /// The wrapper session with the line's `sid`, created from this line if its start was not
@@ -568,6 +641,23 @@ impl<'a> Ingestor<'a> {
                         }
                     }
                 }
+                let claimable = self.closed_plain.get(&key).is_some_and(|plain| {
+                    plain.id != id
+                        && self.sessions.get(&id).is_some_and(|s| {
+                            s.user.is_none() || plain.user.is_none() || s.user == plain.user
+                        })
+                });
+                if claimable && let Some(plain) = self.closed_plain.remove(&key) {
+                    // sftp-server's whole session reached the log before the wrapper's line.
+                    self.store.merge_session(plain.id, id)?;
+                    self.summary.sessions = self.summary.sessions.saturating_sub(1);
+                    if let Some(state) = self.sessions.get_mut(&id) {
+                        state.sftp_closed = true;
+                        if let (None, Some(user)) = (&state.user, plain.user) {
+                            self.store.fill_session_identity(id, &user, "")?;
+                        }
+                    }
+                }
                 self.store.set_session_sftp_pid(id, sftp_pid)?;
                 let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
                 if let Some(state) = self.sessions.get_mut(&id) {
@@ -581,7 +671,10 @@ impl<'a> Ingestor<'a> {
                 let Some(id) = self.wrapper_session(host, pid, at, ev)? else {
                     return Ok(false);
                 };
-                let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
+                let (closed, sftp_pid) = self
+                    .sessions
+                    .get(&id)
+                    .map_or((false, None), |s| (s.sftp_closed, s.sftp_pid));
                 let signal = ev.get_str("signal");
                 let reason = if closed && ev.get("error").is_none() {
                     "closed"
@@ -599,7 +692,11 @@ impl<'a> Ingestor<'a> {
                         end_reason: reason,
                     },
                 )?;
-                self.forget_session(id);
+                if !closed && sftp_pid.is_some() && ev.get("error").is_none() {
+                    self.linger(id, at);
+                } else {
+                    self.forget_session(id);
+                }
             }
             "session refused" => {
                 let started = ev
@@ -699,6 +796,13 @@ impl<'a> Ingestor<'a> {
         event: SftpEvent,
     ) -> Result<bool> {
         if let SftpEvent::SessionOpened { user, client_ip } = &event {
+            self.closed_plain.remove(&(host.to_owned(), pid));
+            if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid))
+                && self.sessions.get(&id).is_some_and(|s| s.ended)
+            {
+                // A new process with the PID of an ended session's sftp-server.
+                self.forget_session(id);
+            }
             if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid)) {
                 let state = self.sessions.get(&id);
                 let fresh_wrapper =
@@ -738,14 +842,18 @@ impl<'a> Ingestor<'a> {
                 self.store
                     .fill_session_identity(session, &user, &client_ip)?;
                 self.by_sftp_pid.remove(&(host.to_owned(), pid));
-                let wrapper = match self.sessions.get_mut(&session) {
+                let (wrapper, ended) = match self.sessions.get_mut(&session) {
                     Some(state) => {
                         state.sftp_closed = true;
-                        state.wrapper
+                        (state.wrapper, state.ended)
                     }
-                    None => false,
+                    None => (false, false),
                 };
-                if !wrapper {
+                if wrapper && ended {
+                    // The wrapper's end came first and said "forced" for want of this line.
+                    self.store.set_end_reason(session, "closed")?;
+                    self.forget_session(session);
+                } else if !wrapper {
                     let duration = self
                         .sessions
                         .get(&session)
@@ -761,6 +869,12 @@ impl<'a> Ingestor<'a> {
                             end_reason: "closed",
                         },
                     )?;
+                    let key = (host.to_owned(), pid);
+                    let user = self.sessions.get(&session).and_then(|s| s.user.clone());
+                    self.closed_plain
+                        .insert(key.clone(), ClosedPlain { id: session, user });
+                    self.expiring
+                        .push_back((Self::deadline(at), Expiring::ClosedPlain(key, session)));
                     self.forget_session(session);
                 }
             }

@@ -232,10 +232,13 @@ fn reports_match_what_real_clients_transferred() {
     let sessions = report(&db, &["sessions"]);
     let sessions = sessions.as_array().unwrap();
     let count = |u: &str| sessions.iter().filter(|s| s["user"] == u).count();
-    assert_eq!(count(&uploader), 2);
-    assert_eq!(count(&nasty), 2);
-    assert_eq!(count(&reader), 1);
-    assert_eq!(count(&dropped), 1);
+    let counts = [
+        count(&uploader),
+        count(&nasty),
+        count(&reader),
+        count(&dropped),
+    ];
+    assert_eq!(counts, [2, 2, 1, 1], "{sessions:#?}\n{}", h.log_text());
     for s in sessions {
         assert_eq!(s["source"], "wrapper");
         assert_eq!(s["client_ip"], "127.0.0.1");

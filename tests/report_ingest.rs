@@ -7,7 +7,7 @@ mod common;
 
 use common::loggen::{self, UserTotals};
 use common::pg::PgServer;
-use common::{ingest, sftpd_report};
+use common::{ingest, report_json, sftpd_report};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -878,3 +878,87 @@ fn rare_paths_give_the_same_rows_in_both_backends() {
         "{dump_lite}"
     );
 }
+
+/// The wrapper and sftp-server are two processes, and their lines can reach the log out of order
+/// (rsyslog's queue workers, relays, a starved wrapper). Each connection must still be one session.
+fn lines_out_of_order_between_the_two_processes_make_one_session(backend: Backend) {
+    let lines = [
+        // A client killed mid-upload: the wrapper's end comes before sftp-server's last lines.
+        "Nov  3 11:00:00 h1 sftpd-wrapper[600]: session start sid=h1-late-600 user=acme client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 11:00:00 h1 sftpd-wrapper[600]: sftp-server started sid=h1-late-600 user=acme sftp_pid=601 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        "Nov  3 11:00:00 h1 sftp-server[601]: session opened for local user acme from [192.0.2.1]",
+        "Nov  3 11:00:01 h1 sftp-server[601]: open \"/srv/acme/big.bin\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        "Nov  3 11:00:02 h1 sftpd-wrapper[600]: session end sid=h1-late-600 user=acme client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22 sftp_pid=601 duration_ms=2000 exit_status=0",
+        "Nov  3 11:00:02 h1 sftp-server[601]: forced close \"/srv/acme/big.bin\" bytes read 0 written 522240",
+        "Nov  3 11:00:02 h1 sftp-server[601]: session closed for local user acme from [192.0.2.1]",
+        // sftp-server's whole session before the wrapper's `sftp-server started`.
+        "Nov  3 11:01:00 h1 sftpd-wrapper[700]: session start sid=h1-slow-700 user=beta client_ip=192.0.2.2 client_port=4001 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 11:01:00 h1 sftp-server[701]: session opened for local user beta from [192.0.2.2]",
+        "Nov  3 11:01:00 h1 sftp-server[701]: open \"/srv/beta/in.csv\" flags READ mode 0666",
+        "Nov  3 11:01:00 h1 sftp-server[701]: close \"/srv/beta/in.csv\" bytes read 77 written 0",
+        "Nov  3 11:01:00 h1 sftp-server[701]: session closed for local user beta from [192.0.2.2]",
+        "Nov  3 11:01:01 h1 sftpd-wrapper[700]: sftp-server started sid=h1-slow-700 user=beta sftp_pid=701 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        "Nov  3 11:01:01 h1 sftpd-wrapper[700]: session end sid=h1-slow-700 user=beta client_ip=192.0.2.2 client_port=4001 local_ip=198.51.100.1 local_port=22 sftp_pid=701 duration_ms=900 exit_status=0",
+        // sftp-server killed (no last lines); its PID soon starts a new plain session.
+        "Nov  3 11:02:00 h1 sftpd-wrapper[800]: session start sid=h1-kill-800 user=gamma client_ip=192.0.2.3 client_port=4002 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 11:02:00 h1 sftpd-wrapper[800]: sftp-server started sid=h1-kill-800 user=gamma sftp_pid=801 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        "Nov  3 11:02:00 h1 sftp-server[801]: session opened for local user gamma from [192.0.2.3]",
+        "Nov  3 11:02:01 h1 sftpd-wrapper[800]: session end sid=h1-kill-800 user=gamma client_ip=192.0.2.3 client_port=4002 local_ip=198.51.100.1 local_port=22 sftp_pid=801 duration_ms=1000 signal=SIGKILL",
+        "Nov  3 11:02:05 h1 sftp-server[801]: session opened for local user delta from [192.0.2.4]",
+        "Nov  3 11:02:06 h1 sftp-server[801]: session closed for local user delta from [192.0.2.4]",
+        // Another killed one; minutes later its PID's first line is not `session opened` (lost).
+        "Nov  3 11:03:00 h1 sftpd-wrapper[900]: session start sid=h1-kill-900 user=gamma client_ip=192.0.2.3 client_port=4003 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 11:03:00 h1 sftpd-wrapper[900]: sftp-server started sid=h1-kill-900 user=gamma sftp_pid=901 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        "Nov  3 11:03:01 h1 sftpd-wrapper[900]: session end sid=h1-kill-900 user=gamma client_ip=192.0.2.3 client_port=4003 local_ip=198.51.100.1 local_port=22 sftp_pid=901 duration_ms=1000 signal=SIGKILL",
+        "Nov  3 11:09:00 h1 sftp-server[901]: close \"/srv/epsilon/x\" bytes read 5 written 0",
+        "Nov  3 11:09:01 h1 sftp-server[901]: session closed for local user epsilon from [192.0.2.5]",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("order.log");
+    fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
+    let db = new_db(backend, dir.path(), "order");
+    let summary = ingest(&db, &[&path]);
+    assert!(
+        summary.contains("skipped 0") && summary.contains("sessions 6"),
+        "{summary}"
+    );
+    let sessions = report_json(&db, &["sessions"]);
+    let by_user = |user: &str| -> Vec<serde_json::Value> {
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["user"] == user)
+            .cloned()
+            .collect()
+    };
+    let acme = by_user("acme");
+    assert_eq!(acme.len(), 1, "{sessions:#}");
+    assert_eq!(acme[0]["end"], "closed", "{sessions:#}");
+    assert_eq!(acme[0]["source"], "wrapper");
+    let big = report_json(&db, &["transfers", "--user", "acme"]);
+    assert_eq!(big.as_array().unwrap().len(), 1, "{big:#}");
+    assert_eq!(big[0]["bytes_written"], 522240, "{big:#}");
+    assert_eq!(big[0]["forced"], true);
+    assert_eq!(big[0]["complete"], false);
+
+    let beta = by_user("beta");
+    assert_eq!(beta.len(), 1, "{sessions:#}");
+    assert_eq!(beta[0]["end"], "closed", "{sessions:#}");
+    assert_eq!(beta[0]["source"], "wrapper");
+    let read = report_json(&db, &["transfers", "--user", "beta"]);
+    assert_eq!(read.as_array().unwrap().len(), 1, "{read:#}");
+    assert_eq!(read[0]["bytes_read"], 77);
+    assert_eq!(read[0]["complete"], true);
+
+    let gamma = by_user("gamma");
+    assert_eq!(gamma.len(), 2, "{sessions:#}");
+    assert!(gamma.iter().all(|s| s["end"] == "forced"), "{sessions:#}");
+    for user in ["delta", "epsilon"] {
+        let plain = by_user(user);
+        assert_eq!(plain.len(), 1, "{user}: {sessions:#}");
+        assert_eq!(plain[0]["source"], "sftp-server", "{user}");
+        assert_eq!(plain[0]["end"], "closed", "{user}");
+    }
+}
+on_both_backends!(lines_out_of_order_between_the_two_processes_make_one_session);

@@ -256,6 +256,8 @@ pub trait Store {
     fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()>;
     fn mark_sftp_closed(&mut self, id: i64) -> Result<()>;
     fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()>;
+    /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
+    fn set_end_reason(&mut self, id: i64, reason: &str) -> Result<()>;
     /// Gives up on a session whose end never came (its PID started a new one).
     fn abandon_session(&mut self, id: i64) -> Result<()>;
     /// Moves everything recorded under `from` to `into` and deletes `from`.

@@ -764,6 +764,11 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn set_end_reason(&mut self, id: i64, reason: &str) -> Result<()> {
+        self.patch(id).end_reason = Some(reason.to_owned());
+        Ok(())
+    }
+
     fn abandon_session(&mut self, id: i64) -> Result<()> {
         let p = self.patch(id);
         p.end_reason = Some("missing_end".to_owned());

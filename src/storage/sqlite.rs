@@ -361,6 +361,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn set_end_reason(&mut self, id: i64, reason: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET end_reason = ?2 WHERE id = ?1")?
+            .execute(params![id, reason])?;
+        Ok(())
+    }
+
     /// Gives up on a session whose end never came (its PID started a new one).
     fn abandon_session(&mut self, id: i64) -> Result<()> {
         self.conn
