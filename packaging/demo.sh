@@ -145,7 +145,13 @@ if ssh -p "$port" "${opts[@]}" "$user@127.0.0.1" id; then
     exit 1
 fi
 
-sleep 0.5
+# Both processes' last lines (the wrapper's and sftp-server's) and the refusal, before reading.
+for _ in $(seq 200); do
+    grep -q "session end .*user=$user " "$work/sftpd.log" 2>/dev/null &&
+        grep -q "session closed for local user $user " "$work/sftpd.log" &&
+        grep -q "session refused .*user=$user " "$work/sftpd.log" && break
+    sleep 0.05
+done
 echo
 echo "== $work/sftpd.log (what /var/log/sftpd.log holds on a real server)"
 cat "$work/sftpd.log"
@@ -165,5 +171,15 @@ echo "== sftpd-report transfers --path '*/invoice-42.xml'   (did the partner fet
 echo
 echo "== sftpd-report sessions"
 "${report[@]}" sessions --format table
+
+# The demo is also the packages' end-to-end check: the reports must say what the session did.
+check() { grep -q "$2" <<<"$1" || { echo "demo failed: $3" >&2; exit 1; }; }
+sessions_csv=$("${report[@]}" sessions --format csv)
+check "$sessions_csv" ",$user,127.0.0.1,.*,closed," "the session is not in the report as closed"
+invoice_csv=$("${report[@]}" transfers --path '*/invoice-42.xml' --format csv)
+check "$invoice_csv" ",$user,.*download" "the invoice download is not in the report"
+usage_csv=$("${report[@]}" usage --format csv)
+check "$usage_csv" ",$user,1,1,1,3000000," "usage does not show 1 session, 1 upload, 1 download, 3000000 bytes up"
+check "$(cat "$work/post-session.log")" "post_session: $user from 127.0.0.1" "the post-session hook did not run"
 echo
 echo "demo finished; cleaning up"

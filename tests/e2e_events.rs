@@ -303,6 +303,7 @@ fn capture_mode_logs_and_ingests_like_syslog_mode() {
             String::from_utf8_lossy(&out.stderr)
         );
         h.wait_for_log(&["session end", &format!("user={user} ")]);
+        h.wait_for_log(&[&format!("session closed for local user {user} from")]);
         let home = h.home(&user).display().to_string();
         let sftp_lines: Vec<String> = h
             .log_messages()

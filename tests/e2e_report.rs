@@ -163,9 +163,13 @@ fn reports_match_what_real_clients_transferred() {
     h.wait_for_log(&[&format!("sftp-server[{sftp_pid}]"), "big.bin\" flags WRITE"]);
     std::thread::sleep(std::time::Duration::from_millis(500));
     h.kill_client(child);
-    h.wait_for_log(&["session end", &format!("user={dropped} ")]);
-    for user in [&uploader, &nasty, &reader] {
-        h.wait_for_log(&["session end", &format!("user={user} ")]);
+    // Both processes' last lines of every session, before reading the log.
+    for (user, sessions) in [(&uploader, 2), (&nasty, 2), (&reader, 1), (&dropped, 1)] {
+        h.wait_for_log_lines(sessions, &["session end", &format!("user={user} ")]);
+        h.wait_for_log_lines(
+            sessions,
+            &[&format!("session closed for local user {user} from")],
+        );
     }
 
     let db_dir = tempfile::tempdir().unwrap();

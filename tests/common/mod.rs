@@ -504,9 +504,7 @@ impl Harness {
     pub fn wait_for_log_after(&self, offset: usize, needles: &[&str]) -> String {
         let found = wait_until_opt(Duration::from_secs(15), || {
             let text = self.log_text();
-            text.get(offset..)
-                .unwrap_or("")
-                .lines()
+            complete_lines(text.get(offset..).unwrap_or(""))
                 .find(|l| needles.iter().all(|n| l.contains(n)))
                 .map(str::to_owned)
         });
@@ -516,6 +514,23 @@ impl Harness {
                 self.log_text()
             )
         })
+    }
+
+    /// Waits until `count` log lines contain every one of `needles`.
+    pub fn wait_for_log_lines(&self, count: usize, needles: &[&str]) {
+        let found = wait_until_opt(Duration::from_secs(15), || {
+            let text = self.log_text();
+            let n = complete_lines(&text)
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .count();
+            (n >= count).then_some(())
+        });
+        if found.is_none() {
+            panic!(
+                "fewer than {count} log lines with {needles:?} within 15 s\nlog:\n{}",
+                self.log_text()
+            );
+        }
     }
 
     /// Writes an executable hook script and returns its path.
@@ -582,6 +597,13 @@ pub fn report_json(db: &str, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The lines rsyslogd has finished writing (a last line without its newline is still growing).
+fn complete_lines(text: &str) -> std::str::Lines<'_> {
+    text.get(..text.rfind('\n').map_or(0, |i| i + 1))
+        .unwrap_or("")
+        .lines()
 }
 
 /// `Nov 26 21:06:15 host prog[123]: message` → `prog: message`.
