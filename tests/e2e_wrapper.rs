@@ -497,12 +497,7 @@ fn a_killed_client_still_gets_session_end_and_post_hook() {
         &format!("user={user} "),
         &format!("sftp_pid={sftp_pid} "),
     ]);
-    assert!(
-        h.log_text()
-            .contains(&format!("sftp-server[{sftp_pid}]: forced close")),
-        "{}",
-        h.log_text()
-    );
+    h.wait_for_log(&[&format!("sftp-server[{sftp_pid}]: forced close")]);
     let env_file = h.out_dir.join(format!("post-{user}.env"));
     wait_for_file(&env_file);
     let env = read_env_file(&env_file);
