@@ -135,6 +135,7 @@ struct SessionState {
 struct ClosedPlain {
     id: i64,
     user: Option<String>,
+    started_at: String,
 }
 
 /// What to let go of once the log has moved [`LATE_LINE_GRACE`] past it.
@@ -641,10 +642,13 @@ impl<'a> Ingestor<'a> {
                         }
                     }
                 }
+                // Only a session of the same user that started after the wrapper's: the wrapper's
+                // own child, not an earlier process that had the same PID.
                 let claimable = self.closed_plain.get(&key).is_some_and(|plain| {
                     plain.id != id
                         && self.sessions.get(&id).is_some_and(|s| {
-                            s.user.is_none() || plain.user.is_none() || s.user == plain.user
+                            (s.user.is_none() || plain.user.is_none() || s.user == plain.user)
+                                && plain.started_at >= s.started_at
                         })
                 });
                 if claimable && let Some(plain) = self.closed_plain.remove(&key) {
@@ -870,9 +874,14 @@ impl<'a> Ingestor<'a> {
                         },
                     )?;
                     let key = (host.to_owned(), pid);
-                    let user = self.sessions.get(&session).and_then(|s| s.user.clone());
-                    self.closed_plain
-                        .insert(key.clone(), ClosedPlain { id: session, user });
+                    if let Some(state) = self.sessions.get(&session) {
+                        let plain = ClosedPlain {
+                            id: session,
+                            user: state.user.clone(),
+                            started_at: state.started_at.clone(),
+                        };
+                        self.closed_plain.insert(key.clone(), plain);
+                    }
                     self.expiring
                         .push_back((Self::deadline(at), Expiring::ClosedPlain(key, session)));
                     self.forget_session(session);

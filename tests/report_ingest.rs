@@ -912,6 +912,15 @@ fn lines_out_of_order_between_the_two_processes_make_one_session(backend: Backen
         "Nov  3 11:03:01 h1 sftpd-wrapper[900]: session end sid=h1-kill-900 user=gamma client_ip=192.0.2.3 client_port=4003 local_ip=198.51.100.1 local_port=22 sftp_pid=901 duration_ms=1000 signal=SIGKILL",
         "Nov  3 11:09:00 h1 sftp-server[901]: close \"/srv/epsilon/x\" bytes read 5 written 0",
         "Nov  3 11:09:01 h1 sftp-server[901]: session closed for local user epsilon from [192.0.2.5]",
+        // A plain session that ended before the wrapper's session started is not its child,
+        // even with the same PID and user.
+        "Nov  3 11:10:00 h1 sftp-server[1001]: session opened for local user zeta from [192.0.2.6]",
+        "Nov  3 11:10:01 h1 sftp-server[1001]: session closed for local user zeta from [192.0.2.6]",
+        "Nov  3 11:10:30 h1 sftpd-wrapper[1000]: session start sid=h1-reuse-1000 user=zeta client_ip=192.0.2.6 client_port=4006 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 11:10:30 h1 sftpd-wrapper[1000]: sftp-server started sid=h1-reuse-1000 user=zeta sftp_pid=1001 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        "Nov  3 11:10:30 h1 sftp-server[1001]: session opened for local user zeta from [192.0.2.6]",
+        "Nov  3 11:10:31 h1 sftp-server[1001]: session closed for local user zeta from [192.0.2.6]",
+        "Nov  3 11:10:31 h1 sftpd-wrapper[1000]: session end sid=h1-reuse-1000 user=zeta client_ip=192.0.2.6 client_port=4006 local_ip=198.51.100.1 local_port=22 sftp_pid=1001 duration_ms=1000 exit_status=0",
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("order.log");
@@ -919,7 +928,7 @@ fn lines_out_of_order_between_the_two_processes_make_one_session(backend: Backen
     let db = new_db(backend, dir.path(), "order");
     let summary = ingest(&db, &[&path]);
     assert!(
-        summary.contains("skipped 0") && summary.contains("sessions 6"),
+        summary.contains("skipped 0") && summary.contains("sessions 8"),
         "{summary}"
     );
     let sessions = report_json(&db, &["sessions"]);
@@ -960,5 +969,9 @@ fn lines_out_of_order_between_the_two_processes_make_one_session(backend: Backen
         assert_eq!(plain[0]["source"], "sftp-server", "{user}");
         assert_eq!(plain[0]["end"], "closed", "{user}");
     }
+    let zeta = by_user("zeta");
+    let sources: Vec<&str> = zeta.iter().map(|s| s["source"].as_str().unwrap()).collect();
+    assert_eq!(sources, ["sftp-server", "wrapper"], "{sessions:#}");
+    assert!(zeta.iter().all(|s| s["end"] == "closed"), "{sessions:#}");
 }
 on_both_backends!(lines_out_of_order_between_the_two_processes_make_one_session);
