@@ -125,24 +125,9 @@ struct SessionState {
     sftp_pid: Option<i64>,
     sftp_closed: bool,
     started_at: String,
-    /// The wrapper logged the end, but sftp-server's own last lines may still follow.
+    /// Ended, but kept for [`LATE_LINE_GRACE`]: a wrapper session whose sftp-server lines may
+    /// still follow, or a plain session the wrapper's `sftp-server started` may still claim.
     ended: bool,
-}
-
-/// A plain sftp-server session that ended within [`LATE_LINE_GRACE`], which the wrapper's
-/// `sftp-server started` line may still claim.
-#[derive(Debug, Clone)]
-struct ClosedPlain {
-    id: i64,
-    user: Option<String>,
-    started_at: String,
-}
-
-/// What to let go of once the log has moved [`LATE_LINE_GRACE`] past it.
-#[derive(Debug, Clone)]
-enum Expiring {
-    Ended(i64),
-    ClosedPlain((String, i64), i64),
 }
 
 /// One input: a path, or `-` for stdin.
@@ -163,10 +148,10 @@ pub struct Ingestor<'a> {
     last_op_dirty: std::collections::HashSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
     last_line_at: Option<DateTime<Utc>>,
-    /// Plain sftp-server sessions closed moments ago, by (host, PID).
-    closed_plain: HashMap<(String, i64), ClosedPlain>,
-    /// Deadlines for ended sessions and `closed_plain`, oldest first.
-    expiring: VecDeque<(DateTime<Utc>, Expiring)>,
+    /// Plain sftp-server sessions closed moments ago (and still in `sessions`), by (host, PID).
+    closed_plain: HashMap<(String, i64), i64>,
+    /// When each ended session is let go of, oldest first.
+    expiring: VecDeque<(DateTime<Utc>, i64)>,
     pub summary: Summary,
 }
 
@@ -491,36 +476,22 @@ impl<'a> Ingestor<'a> {
         Ok(id)
     }
 
-    /// Lets go of ended sessions and closed plain sessions whose grace ended before `now`.
+    /// Lets go of ended sessions whose grace ended before `now`.
     fn expire(&mut self, now: DateTime<Utc>) {
-        while let Some((deadline, _)) = self.expiring.front() {
-            if *deadline >= now {
+        while let Some(&(deadline, id)) = self.expiring.front() {
+            if deadline >= now {
                 break;
             }
-            let Some((_, what)) = self.expiring.pop_front() else {
-                break;
-            };
-            match what {
-                Expiring::Ended(id) => {
-                    if self.sessions.get(&id).is_some_and(|s| s.ended) {
-                        self.forget_session(id);
-                    }
-                }
-                Expiring::ClosedPlain(key, id) => {
-                    if self.closed_plain.get(&key).is_some_and(|c| c.id == id) {
-                        self.closed_plain.remove(&key);
-                    }
-                }
+            self.expiring.pop_front();
+            if self.sessions.get(&id).is_some_and(|s| s.ended) {
+                self.forget_session(id);
             }
         }
     }
 
-    fn deadline(at: &str) -> DateTime<Utc> {
-        logparse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE
-    }
-
-    /// Keeps an ended wrapper session reachable by its sftp-server PID for a while, so that
-    /// sftp-server lines that reach the log after the wrapper's `session end` still count.
+    /// Keeps an ended session for [`LATE_LINE_GRACE`] after `at`: a wrapper session stays
+    /// reachable by its sftp-server PID, so that sftp-server lines that reach the log after the
+    /// wrapper's `session end` still count; a plain one stays claimable by its wrapper.
     fn linger(&mut self, id: i64, at: &str) {
         let Some(state) = self.sessions.get_mut(&id) else {
             return;
@@ -529,8 +500,38 @@ impl<'a> Ingestor<'a> {
         if let Some(sid) = state.sid.take() {
             self.by_sid.remove(&(state.host.clone(), sid));
         }
-        self.expiring
-            .push_back((Self::deadline(at), Expiring::Ended(id)));
+        if !state.wrapper
+            && let Some(pid) = state.sftp_pid
+        {
+            self.closed_plain.insert((state.host.clone(), pid), id);
+        }
+        let deadline = logparse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE;
+        self.expiring.push_back((deadline, id));
+    }
+
+    /// Moves plain session `plain` (sftp-server's own lines, logged before the wrapper's
+    /// `sftp-server started`) into wrapper session `into`.
+    fn absorb_plain(&mut self, plain: i64, into: i64) -> Result<()> {
+        self.store.merge_session(plain, into)?;
+        self.summary.sessions = self.summary.sessions.saturating_sub(1);
+        // Before forget_session, which drops them.
+        if let Some(moved) = self.open_transfers.remove(&plain) {
+            self.open_transfers.entry(into).or_default().extend(moved);
+        }
+        if let Some(op) = self.last_op.remove(&plain) {
+            self.set_last_op(into, op);
+        }
+        if let Some(p) = self.forget_session(plain) {
+            if let Some(state) = self.sessions.get_mut(&into) {
+                state.sftp_closed |= p.sftp_closed;
+            }
+            if let (Some(user), Some(state)) = (p.user, self.sessions.get(&into))
+                && state.user.is_none()
+            {
+                self.store.fill_session_identity(into, &user, "")?;
+            }
+        }
+        Ok(())
     }
 
     /// The wrapper session with the line's `sid`, created from this line if its start was not
@@ -584,19 +585,26 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    fn forget_session(&mut self, id: i64) {
-        if let Some(state) = self.sessions.remove(&id) {
-            if let Some(sid) = state.sid {
-                self.by_sid.remove(&(state.host.clone(), sid));
+    /// Drops every in-memory trace of a session; returns its state.
+    fn forget_session(&mut self, id: i64) -> Option<SessionState> {
+        let state = self.sessions.remove(&id);
+        if let Some(state) = &state {
+            if let Some(sid) = &state.sid {
+                self.by_sid.remove(&(state.host.clone(), sid.clone()));
             }
-            if let Some(pid) = state.sftp_pid
-                && self.by_sftp_pid.get(&(state.host.clone(), pid)) == Some(&id)
-            {
-                self.by_sftp_pid.remove(&(state.host, pid));
+            if let Some(pid) = state.sftp_pid {
+                let key = (state.host.clone(), pid);
+                if self.by_sftp_pid.get(&key) == Some(&id) {
+                    self.by_sftp_pid.remove(&key);
+                }
+                if self.closed_plain.get(&key) == Some(&id) {
+                    self.closed_plain.remove(&key);
+                }
             }
         }
         self.open_transfers.remove(&id);
         self.last_op.remove(&id);
+        state
     }
 
     fn apply_wrapper(
@@ -618,49 +626,26 @@ impl<'a> Ingestor<'a> {
                     return Ok(false);
                 };
                 let key = (host.to_owned(), sftp_pid);
-                if let Some(&other) = self.by_sftp_pid.get(&key)
-                    && other != id
-                    && self.sessions.get(&other).is_some_and(|s| !s.wrapper)
-                {
-                    // sftp-server's first lines beat the wrapper's line to syslog: one session.
-                    self.store.merge_session(other, id)?;
-                    self.summary.sessions = self.summary.sessions.saturating_sub(1);
-                    if let Some(moved) = self.open_transfers.remove(&other) {
-                        self.open_transfers.entry(id).or_default().extend(moved);
-                    }
-                    if let Some(op) = self.last_op.remove(&other) {
-                        self.set_last_op(id, op);
-                    }
-                    if let Some(plain) = self.sessions.remove(&other) {
-                        if let Some(state) = self.sessions.get_mut(&id) {
-                            state.sftp_closed |= plain.sftp_closed;
-                        }
-                        if let (Some(user), Some(state)) = (plain.user, self.sessions.get(&id))
-                            && state.user.is_none()
-                        {
-                            self.store.fill_session_identity(id, &user, "")?;
-                        }
-                    }
-                }
-                // Only a session of the same user that started after the wrapper's: the wrapper's
-                // own child, not an earlier process that had the same PID.
-                let claimable = self.closed_plain.get(&key).is_some_and(|plain| {
-                    plain.id != id
-                        && self.sessions.get(&id).is_some_and(|s| {
-                            (s.user.is_none() || plain.user.is_none() || s.user == plain.user)
-                                && plain.started_at >= s.started_at
-                        })
+                // sftp-server's first lines, or its whole session, beat the wrapper's line to
+                // syslog: one session. A closed one only of the same user that started after the
+                // wrapper's: the wrapper's own child, not an earlier process with the same PID.
+                let open_plain = self
+                    .by_sftp_pid
+                    .get(&key)
+                    .copied()
+                    .filter(|other| self.sessions.get(other).is_some_and(|s| !s.wrapper));
+                let closed_plain = self.closed_plain.get(&key).copied().filter(|plain| {
+                    let (Some(p), Some(w)) = (self.sessions.get(plain), self.sessions.get(&id))
+                    else {
+                        return false;
+                    };
+                    (w.user.is_none() || p.user.is_none() || w.user == p.user)
+                        && p.started_at >= w.started_at
                 });
-                if claimable && let Some(plain) = self.closed_plain.remove(&key) {
-                    // sftp-server's whole session reached the log before the wrapper's line.
-                    self.store.merge_session(plain.id, id)?;
-                    self.summary.sessions = self.summary.sessions.saturating_sub(1);
-                    if let Some(state) = self.sessions.get_mut(&id) {
-                        state.sftp_closed = true;
-                        if let (None, Some(user)) = (&state.user, plain.user) {
-                            self.store.fill_session_identity(id, &user, "")?;
-                        }
-                    }
+                if let Some(plain) = open_plain.or(closed_plain)
+                    && plain != id
+                {
+                    self.absorb_plain(plain, id)?;
                 }
                 self.store.set_session_sftp_pid(id, sftp_pid)?;
                 let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
@@ -746,26 +731,34 @@ impl<'a> Ingestor<'a> {
         Ok(true)
     }
 
-    /// The session sftp-server process `pid` belongs to, created when its start is not known.
-    fn sftp_session(
+    /// The session of sftp-server process `key` (host, PID), created when its start is not known.
+    fn sftp_session(&mut self, key: &(String, i64), source: &'static str, at: &str) -> Result<i64> {
+        match self.by_sftp_pid.get(key) {
+            Some(&id) => Ok(id),
+            None => self.plain_session(key, source, at, None),
+        }
+    }
+
+    /// A new session known from sftp-server process `key`'s own lines, with the user and client
+    /// IP of its `session opened` line when that is where it starts.
+    fn plain_session(
         &mut self,
-        host: &str,
-        pid: i64,
+        key: &(String, i64),
         source: &'static str,
         at: &str,
+        opened_by: Option<(&str, &str)>,
     ) -> Result<i64> {
-        if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid)) {
-            return Ok(id);
-        }
         let id = self.new_session(NewSession {
-            host: host.to_owned(),
+            host: key.0.clone(),
+            user: opened_by.map(|(user, _)| user.to_owned()),
+            client_ip: opened_by.map(|(_, ip)| ip.to_owned()),
             started_at: at.to_owned(),
             source,
-            pid,
-            sftp_pid: Some(pid),
+            pid: key.1,
+            sftp_pid: Some(key.1),
             ..Default::default()
         })?;
-        self.by_sftp_pid.insert((host.to_owned(), pid), id);
+        self.by_sftp_pid.insert(key.clone(), id);
         Ok(id)
     }
 
@@ -799,15 +792,16 @@ impl<'a> Ingestor<'a> {
         at: &str,
         event: SftpEvent,
     ) -> Result<bool> {
+        let key = (host.to_owned(), pid);
         if let SftpEvent::SessionOpened { user, client_ip } = &event {
-            self.closed_plain.remove(&(host.to_owned(), pid));
-            if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid))
+            self.closed_plain.remove(&key);
+            if let Some(&id) = self.by_sftp_pid.get(&key)
                 && self.sessions.get(&id).is_some_and(|s| s.ended)
             {
                 // A new process with the PID of an ended session's sftp-server.
                 self.forget_session(id);
             }
-            if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid)) {
+            if let Some(&id) = self.by_sftp_pid.get(&key) {
                 let state = self.sessions.get(&id);
                 let fresh_wrapper =
                     state.is_some_and(|s| s.wrapper && s.user.as_deref().is_none_or(|u| u == user));
@@ -819,33 +813,23 @@ impl<'a> Ingestor<'a> {
                 self.store.abandon_session(id)?;
                 self.forget_session(id);
             }
-            let id = self.new_session(NewSession {
-                host: host.to_owned(),
-                user: Some(user.clone()),
-                client_ip: Some(client_ip.clone()),
-                started_at: at.to_owned(),
-                source,
-                pid,
-                sftp_pid: Some(pid),
-                ..Default::default()
-            })?;
-            self.by_sftp_pid.insert((host.to_owned(), pid), id);
+            self.plain_session(&key, source, at, Some((user, client_ip)))?;
             return Ok(true);
         }
         if event == SftpEvent::Unparsed {
-            if let Some(&id) = self.by_sftp_pid.get(&(host.to_owned(), pid)) {
+            if let Some(&id) = self.by_sftp_pid.get(&key) {
                 self.set_last_op(id, LastOp::Other);
             }
             return Ok(false);
         }
-        let session = self.sftp_session(host, pid, source, at)?;
+        let session = self.sftp_session(&key, source, at)?;
         match event {
             SftpEvent::SessionOpened { .. } | SftpEvent::Unparsed => {}
             SftpEvent::SessionClosed { user, client_ip } => {
                 self.store.mark_sftp_closed(session)?;
                 self.store
                     .fill_session_identity(session, &user, &client_ip)?;
-                self.by_sftp_pid.remove(&(host.to_owned(), pid));
+                self.by_sftp_pid.remove(&key);
                 let (wrapper, ended) = match self.sessions.get_mut(&session) {
                     Some(state) => {
                         state.sftp_closed = true;
@@ -873,18 +857,7 @@ impl<'a> Ingestor<'a> {
                             end_reason: "closed",
                         },
                     )?;
-                    let key = (host.to_owned(), pid);
-                    if let Some(state) = self.sessions.get(&session) {
-                        let plain = ClosedPlain {
-                            id: session,
-                            user: state.user.clone(),
-                            started_at: state.started_at.clone(),
-                        };
-                        self.closed_plain.insert(key.clone(), plain);
-                    }
-                    self.expiring
-                        .push_back((Self::deadline(at), Expiring::ClosedPlain(key, session)));
-                    self.forget_session(session);
+                    self.linger(session, at);
                 }
             }
             SftpEvent::Open { path, flags, mode } => {
