@@ -6,10 +6,10 @@
 //! PostgreSQL's binaries installed) ingesting them into a throwaway PostgreSQL server.
 //! Run by `cargo test` (without `--bench`) it checks the same code on 20,000 lines.
 
-#[path = "../tests/common/loggen.rs"]
-mod loggen;
-#[path = "../tests/common/pg.rs"]
-mod pg;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{loggen, pg};
 
 use chrono::Local;
 use sftpd_wrapper::ingest::{IngestOptions, Ingestor, Summary};

@@ -7,7 +7,6 @@ use common::{Harness, field};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -95,15 +94,10 @@ fn uploads_downloads_and_operations_fire_their_hooks_once() {
     let nasty: &[u8] = b"sp ace \"q\" new\nline \xc3\xa9\xff.bin";
     fs::write(local.path().join(OsStr::from_bytes(nasty)), vec![1u8; 3333]).unwrap();
     fs::write(h.home(&user).join("offer.txt"), vec![2u8; 777]).unwrap();
-    let out = h.sftp(
+    h.sftp_ok(
         &user,
         "put *\nget offer.txt\nmkdir d\nrmdir d\nrename offer.txt offer2.txt\nrm offer2.txt\n",
         local.path(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let home = h.home(&user);
 
@@ -181,12 +175,11 @@ fn a_filepart_upload_fires_for_the_final_name_and_a_killed_upload_is_incomplete(
     let user = h.user();
     let local = tempfile::tempdir().unwrap();
     fs::write(local.path().join("report.xml"), vec![9u8; 4096]).unwrap();
-    let out = h.sftp(
+    h.sftp_ok(
         &user,
         "put report.xml report.xml.filepart\nrename report.xml.filepart report.xml\n",
         local.path(),
     );
-    assert!(out.status.success());
     let ups = wait_for_calls(&h, &user, "upload", 1);
     assert_eq!(ups.len(), 1);
     assert!(
@@ -221,16 +214,7 @@ fn a_filepart_upload_fires_for_the_final_name_and_a_killed_upload_is_incomplete(
 
     let killed = h.user();
     fs::write(local.path().join("big.bin"), vec![3u8; 20 << 20]).unwrap();
-    let (mut child, _, _) = h.open_session(&killed, local.path(), &["-l", "4000"]);
-    child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"put big.bin\n")
-        .unwrap();
-    h.wait_for_log(&["big.bin\" flags WRITE"]);
-    std::thread::sleep(Duration::from_millis(500));
-    h.kill_client(child);
+    h.kill_client_mid_upload(&killed, local.path(), "big.bin");
     let ups = wait_for_calls(&h, &killed, "upload", 1);
     assert_eq!(s(&ups[0]["SFTPD_COMPLETE"]), "0");
     let written: u64 = s(&ups[0]["SFTPD_BYTES_WRITTEN"]).parse().unwrap();
@@ -255,8 +239,7 @@ fn a_hook_past_its_timeout_is_killed_and_the_session_is_unaffected() {
         fs::write(local.path().join(format!("f{i}")), vec![i as u8; 1000]).unwrap();
     }
     let t = std::time::Instant::now();
-    let out = h.sftp(&user, "put f0\nput f1\nput f2\n", local.path());
-    assert!(out.status.success());
+    h.sftp_ok(&user, "put f0\nput f1\nput f2\n", local.path());
     // The client is not held by the hooks: three 60-second hooks are far from done.
     assert!(t.elapsed() < Duration::from_secs(20));
     for i in 0..3 {
@@ -375,12 +358,7 @@ fn a_full_event_queue_drops_and_counts_never_blocks() {
     let batch: String = (0..dirs)
         .map(|i| format!("mkdir directory-with-a-longish-name-{i:05}\n"))
         .collect();
-    let out = h.sftp(&user, &batch, local.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    h.sftp_ok(&user, &batch, local.path());
     assert_eq!(fs::read_dir(h.home(&user)).unwrap().count(), dirs);
     let end = h.wait_for_log(&["session end", &format!("user={user} ")]);
     let dropped: usize = field(&end, "dropped_events")

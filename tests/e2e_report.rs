@@ -8,7 +8,6 @@ use common::{Harness, ingest, report_json as report};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -75,43 +74,18 @@ fn reports_match_what_real_clients_transferred() {
 
     std::thread::scope(|s| {
         s.spawn(|| {
-            let out = h.sftp(&uploader, "put a.bin\nput b.bin\n", up_dir.path());
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let out = h.sftp(&uploader, "put c.bin\nget offer.txt\n", up_dir.path());
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            h.sftp_ok(&uploader, "put a.bin\nput b.bin\n", up_dir.path());
+            h.sftp_ok(&uploader, "put c.bin\nget offer.txt\n", up_dir.path());
         });
         s.spawn(|| {
-            let out = h.sftp(&nasty, "put *\n", nasty_dir.path());
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let out = h.sftp(&nasty, "get *\n", nasty_back.path());
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            h.sftp_ok(&nasty, "put *\n", nasty_dir.path());
+            h.sftp_ok(&nasty, "get *\n", nasty_back.path());
         });
         s.spawn(|| {
-            let out = h.sftp(
+            h.sftp_ok(
                 &reader,
                 "get outbox/invoice-42.xml\n-get outbox/missing.xml\n",
                 reader_dir.path(),
-            );
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
             );
         });
     });
@@ -153,16 +127,7 @@ fn reports_match_what_real_clients_transferred() {
     // dropped: the client is killed in the middle of an upload.
     let drop_dir = tempfile::tempdir().unwrap();
     fs::write(drop_dir.path().join("big.bin"), vec![3u8; 20 << 20]).unwrap();
-    let (mut child, _, sftp_pid) = h.open_session(&dropped, drop_dir.path(), &["-l", "4000"]);
-    child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"put big.bin\n")
-        .unwrap();
-    h.wait_for_log(&[&format!("sftp-server[{sftp_pid}]"), "big.bin\" flags WRITE"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    h.kill_client(child);
+    h.kill_client_mid_upload(&dropped, drop_dir.path(), "big.bin");
     // Both processes' last lines of every session, before reading the log.
     for (user, sessions) in [(&uploader, 2), (&nasty, 2), (&reader, 1), (&dropped, 1)] {
         h.wait_for_log_lines(sessions, &["session end", &format!("user={user} ")]);

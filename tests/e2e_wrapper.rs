@@ -239,8 +239,7 @@ fn post_hook_detaches_by_default_and_waits_when_asked() {
         hook.display()
     ));
     let user = h.user();
-    let out = h.sftp(&user, "pwd\n", local.path());
-    assert!(out.status.success());
+    h.sftp_ok(&user, "pwd\n", local.path());
     let done = h.out_dir.join(format!("slow-{user}.done"));
     // The hook sleeps 4 s before writing its marker; a detached hook has not finished when the
     // client is already back.
@@ -254,8 +253,7 @@ fn post_hook_detaches_by_default_and_waits_when_asked() {
         hook.display()
     ));
     let user = h.user();
-    let out = h.sftp(&user, "pwd\n", local.path());
-    assert!(out.status.success());
+    h.sftp_ok(&user, "pwd\n", local.path());
     assert!(
         h.out_dir.join(format!("slow-{user}.done")).exists(),
         "post_session_mode = \"wait\" returned before the hook finished"
@@ -309,12 +307,7 @@ fn a_failing_pre_hook_refuses_the_session_unless_allowed() {
         "[hooks]\npre_session = [\"{}\"]\npre_session_failure = \"allow\"\n",
         hook.display()
     ));
-    let out = h.sftp(&user, "put a.txt\n", local.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    h.sftp_ok(&user, "put a.txt\n", local.path());
     assert!(h.home(&user).join("a.txt").exists());
 }
 
@@ -480,17 +473,8 @@ fn a_killed_client_still_gets_session_end_and_post_hook() {
         pseudo_random_bytes(20 << 20, 7),
     )
     .unwrap();
-    // -l 4000: 4 Mbit/s, so the 20 MiB upload is still running when the client is killed.
-    let (mut child, _wrapper_pid, sftp_pid) = h.open_session(&user, local.path(), &["-l", "4000"]);
-    child
-        .stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"put big.bin\n")
-        .unwrap();
-    h.wait_for_log(&[&format!("sftp-server[{sftp_pid}]"), "big.bin\" flags WRITE"]);
-    std::thread::sleep(Duration::from_millis(300));
-    h.kill_client(child);
+    // 20 MiB at 4 Mbit/s: the upload is still running when the client is killed.
+    let sftp_pid = h.kill_client_mid_upload(&user, local.path(), "big.bin");
 
     let end = h.wait_for_log(&[
         "session end",
@@ -607,8 +591,7 @@ fn an_unsafe_or_broken_config_refuses_every_session() {
     h.wait_for_log(&["session refused", "reason=config_error", "post_sesion"]);
 
     h.write_config("");
-    let out = h.sftp(&user, "pwd\n", local.path());
-    assert!(out.status.success());
+    h.sftp_ok(&user, "pwd\n", local.path());
 }
 
 #[test]
@@ -620,12 +603,7 @@ fn an_unreachable_syslog_is_allowed_or_denied_by_policy() {
     fs::write(local.path().join("a.txt"), b"a").unwrap();
     h.stop_rsyslogd();
 
-    let out = h.sftp(&user, "put a.txt\n", local.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    h.sftp_ok(&user, "put a.txt\n", local.path());
     assert!(h.home(&user).join("a.txt").exists());
     let out = h.ssh(&user, &["id"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -674,8 +652,7 @@ fn per_user_and_per_group_overrides_reach_sftp_server() {
     let local = tempfile::tempdir().unwrap();
     fs::write(local.path().join("a.txt"), b"a").unwrap();
     fs::write(h.home(&reader).join("offer.txt"), b"for download").unwrap();
-    let out = h.sftp(&reader, "get offer.txt\n", local.path());
-    assert!(out.status.success());
+    h.sftp_ok(&reader, "get offer.txt\n", local.path());
     assert_eq!(
         fs::read(local.path().join("offer.txt")).unwrap(),
         b"for download"
@@ -689,8 +666,7 @@ fn per_user_and_per_group_overrides_reach_sftp_server() {
         "args=\"-f local5 -l info -R\"",
     ]);
 
-    let out = h.sftp(&grouped, "put a.txt\n", local.path());
-    assert!(out.status.success());
+    h.sftp_ok(&grouped, "put a.txt\n", local.path());
     let mode = fs::metadata(h.home(&grouped).join("a.txt")).unwrap().mode() & 0o777;
     assert_eq!(mode, 0o600, "umask 077 from the group override");
     h.wait_for_log(&[

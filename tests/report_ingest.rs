@@ -345,31 +345,12 @@ fn kill_9_mid_ingest_then_rerun_equals_a_clean_run(backend: Backend) {
     ingest(&clean_db, &[&path]);
 
     let db = new_db(backend, dir.path(), "crash");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-        .args([
-            "--db",
-            &db,
-            "--config",
-            "/nonexistent/x.toml",
-            "ingest",
-            "--batch-lines",
-            "500",
-        ])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_ingest_in_small_batches(&db, &path, Stdio::inherit());
     // Kill it once some batches are committed and before it is done.
     let mut killed_mid_way = false;
-    for _ in 0..5000 {
-        if let Some(lines) = committed_lines(&db)
-            && lines > 0
-        {
-            killed_mid_way = (lines as usize) < log.lines.len();
-            child.kill().unwrap();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    if let Some(lines) = wait_for_a_commit(&db) {
+        killed_mid_way = (lines as usize) < log.lines.len();
+        child.kill().unwrap();
     }
     let _ = child.wait();
     assert!(
@@ -381,6 +362,38 @@ fn kill_9_mid_ingest_then_rerun_equals_a_clean_run(backend: Backend) {
     assert_eq!(usage_totals(&db), log.totals);
 }
 on_both_backends!(kill_9_mid_ingest_then_rerun_equals_a_clean_run);
+
+/// `sftpd-report ingest PATH` in batches of 500 lines, so a test can act between two commits.
+fn spawn_ingest_in_small_batches(db: &str, path: &Path, stderr: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args([
+            "--db",
+            db,
+            "--config",
+            "/nonexistent/x.toml",
+            "ingest",
+            "--batch-lines",
+            "500",
+        ])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// Polls (every 2 ms, about 10 s at most) until a batch is committed; the lines committed.
+fn wait_for_a_commit(db: &str) -> Option<i64> {
+    for _ in 0..5000 {
+        if let Some(lines) = committed_lines(db)
+            && lines > 0
+        {
+            return Some(lines);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
 
 /// How many lines the (single) checkpoint says are committed.
 fn committed_lines(db: &str) -> Option<i64> {
@@ -685,31 +698,9 @@ fn a_postgres_restart_mid_ingest_then_rerun_equals_a_clean_run() {
     let clean_dump = dump(&clean);
 
     let db = server.create_db();
-    let child = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-        .args([
-            "--db",
-            &db,
-            "--config",
-            "/nonexistent/x.toml",
-            "ingest",
-            "--batch-lines",
-            "500",
-        ])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut restarted = false;
-    for _ in 0..5000 {
-        if committed_lines(&db).is_some_and(|l| l > 0) {
-            server.restart();
-            restarted = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    assert!(restarted);
+    let child = spawn_ingest_in_small_batches(&db, &path, Stdio::piped());
+    assert!(wait_for_a_commit(&db).is_some(), "no batch was committed");
+    server.restart();
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),

@@ -68,7 +68,13 @@ macro_rules! require_e2e {
 
 static USER_COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn run_ok(cmd: &mut Command) -> Output {
+/// Sends `signal` to a daemon the tests started and waits for it to exit.
+fn stop_child(mut child: Child, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
+    let _ = child.wait();
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -274,12 +280,8 @@ impl Harness {
 
     /// Stops rsyslogd (its socket disappears).
     pub fn stop_rsyslogd(&self) {
-        if let Some(mut child) = self.rsyslogd.lock().unwrap().take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = child.wait();
+        if let Some(child) = self.rsyslogd.lock().unwrap().take() {
+            stop_child(child, nix::sys::signal::Signal::SIGTERM);
         }
         let _ = fs::remove_file(self.root().join("dev/log"));
     }
@@ -418,6 +420,17 @@ impl Harness {
             .unwrap()
     }
 
+    /// [`Harness::sftp`], which must succeed (sftp's stderr is in the failure message).
+    pub fn sftp_ok(&self, user: &str, commands: &str, cwd: &Path) -> Output {
+        let out = self.sftp(user, commands, cwd);
+        assert!(
+            out.status.success(),
+            "sftp as {user} with {commands:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// Starts `sftp -b -` (with `extra` options first) reading commands from a pipe, in its own
     /// process group, and waits until the wrapper has started sftp-server. Returns the client,
     /// the wrapper's PID and sftp-server's PID.
@@ -438,6 +451,22 @@ impl Harness {
         let wrapper_pid = syslog_pid(&line).unwrap();
         let sftp_pid: i32 = field(&line, "sftp_pid").unwrap().parse().unwrap();
         (child, wrapper_pid, sftp_pid)
+    }
+
+    /// Uploads `file` (in `cwd`) at 4 Mbit/s and kills the client half a second after sftp-server
+    /// opened it, as a dropped connection would: with a file of some MiB, mid-upload. Returns
+    /// sftp-server's PID.
+    pub fn kill_client_mid_upload(&self, user: &str, cwd: &Path, file: &str) -> i32 {
+        let (mut child, _, sftp_pid) = self.open_session(user, cwd, &["-l", "4000"]);
+        let stdin = child.stdin.as_mut().expect("the client's stdin is piped");
+        stdin.write_all(format!("put {file}\n").as_bytes()).unwrap();
+        self.wait_for_log(&[
+            &format!("sftp-server[{sftp_pid}]"),
+            &format!("{file}\" flags WRITE"),
+        ]);
+        std::thread::sleep(Duration::from_millis(500));
+        self.kill_client(child);
+        sftp_pid
     }
 
     /// Kills a client started by [`Harness::open_session`] with its ssh, as a crash would.

@@ -4,13 +4,12 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The newest `bin` directory under /usr/lib/postgresql.
 fn bin_dir() -> Option<PathBuf> {
@@ -102,13 +101,6 @@ fn postgres_ids() -> (u32, u32) {
     (user.uid.as_raw(), user.gid.as_raw())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 impl PgServer {
     /// The server every test in this process shares.
     pub fn shared() -> &'static PgServer {
@@ -132,30 +124,25 @@ impl PgServer {
             .keep();
         let (uid, gid) = postgres_ids();
         std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
-        let out = Command::new(bin.join("initdb"))
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(dir.join("data"))
-            .uid(uid)
-            .gid(gid)
-            .current_dir(&dir)
-            .output()
-            .expect("initdb");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+        super::run_ok(
+            Command::new(bin.join("initdb"))
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(dir.join("data"))
+                .uid(uid)
+                .gid(gid)
+                .current_dir(&dir),
         );
         let server = PgServer {
-            port: free_port(),
+            port: super::free_port(),
             dir,
             child: Mutex::new(None),
         };
@@ -195,18 +182,14 @@ impl PgServer {
             .spawn()
             .expect("postgres");
         *self.child.lock().unwrap() = Some(child);
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            if postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "PostgreSQL did not start: {}",
-                std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let ready = super::wait_until_opt(Duration::from_secs(30), || {
+            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).ok()
+        });
+        assert!(
+            ready.is_some(),
+            "PostgreSQL did not start: {}",
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
     }
 
     fn pid(&self) -> i32 {
@@ -237,12 +220,8 @@ impl PgServer {
 
     /// Stops the server (fast shutdown: sessions are cut, as in a crash of the network).
     pub fn stop(&self) {
-        if let Some(mut child) = self.child.lock().unwrap().take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGINT,
-            );
-            let _ = child.wait();
+        if let Some(child) = self.child.lock().unwrap().take() {
+            super::stop_child(child, nix::sys::signal::Signal::SIGINT);
         }
     }
 
