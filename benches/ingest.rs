@@ -12,9 +12,9 @@ mod common;
 use common::{loggen, pg};
 
 use chrono::Local;
-use sftpd_wrapper::ingest::{IngestOptions, Ingestor, Summary};
-use sftpd_wrapper::logparse;
-use sftpd_wrapper::storage::{SqliteStore, Store};
+use sftpd_wrapper::accounting::ingest::{IngestOptions, Ingestor, Summary};
+use sftpd_wrapper::accounting::storage::{SqliteStore, Store};
+use sftpd_wrapper::log::parse;
 use std::io::{BufRead, BufReader};
 use std::time::Instant;
 
@@ -50,10 +50,10 @@ fn main() {
     let t = Instant::now();
     let mut understood = 0usize;
     for line in &raw {
-        if let Some(l) = logparse::parse_syslog_line(line)
+        if let Some(l) = parse::parse_syslog_line(line)
             && !matches!(
-                logparse::classify(l.program, l.message, "sftpd-wrapper"),
-                logparse::Record::Foreign
+                parse::classify(l.program, l.message, "sftpd-wrapper"),
+                parse::Record::Foreign
             )
         {
             understood += 1;
@@ -85,7 +85,8 @@ fn main() {
             let server = pg::PgServer::start();
             let url = server.create_db();
             let mut store =
-                sftpd_wrapper::storage::postgres::PgStore::connect(&url, None).expect("postgres");
+                sftpd_wrapper::accounting::storage::postgres::PgStore::connect(&url, None)
+                    .expect("postgres");
             let (rate, pg_summary) = ingest_into(&mut store);
             assert_eq!(pg_summary, summary);
             Some(rate)

@@ -1,7 +1,8 @@
 //! Man pages and shell completions, generated from the same definitions the programs use: the
 //! clap command lines (clap_mangen, clap_complete) and [`crate::config::REFERENCE`].
 
-use crate::cli::{ReportCli, WrapperAdmin};
+use crate::accounting::cli::ReportCli;
+use crate::shell::cli::WrapperAdmin;
 use clap::CommandFactory;
 use std::io;
 use std::path::Path;
@@ -89,7 +90,7 @@ mod tests {
         assert!(wrapper.contains("check\\-config"), "{wrapper}");
         assert!(wrapper.contains("setup\\-chroot"));
         let report = std::fs::read_to_string(dir.path().join("man1/sftpd-report.1")).unwrap();
-        assert!(report.contains("ingest") && report.contains("migrate"));
+        assert!(report.contains("ingest") && report.contains("copy"));
         let config = std::fs::read_to_string(dir.path().join("man5/sftpd-wrapper.toml.5")).unwrap();
         assert!(config.contains("on_upload") && config.contains("post_session_mode"));
         assert!(

@@ -1,21 +1,21 @@
 //! sftpd-wrapper: restrict, audit and account OpenSSH SFTP accounts.
 //!
-//! The login shell (`src/bin/sftpd-wrapper.rs`) uses [`config`], [`invocation`], [`session`],
-//! [`hooks`], [`syslog`] and [`logfmt`]; none of them touches a database.
+//! Two wings and the contract between them:
+//!
+//! - [`shell`]: the login shell (`sftpd-wrapper`). Small and paranoid; it links no database code.
+//! - [`accounting`]: `sftpd-report`, which turns the log into a database and reports. Behind the
+//!   `accounting` feature (on by default), so that
+//!   `cargo build --no-default-features --bin sftpd-wrapper` builds the shell alone.
+//! - [`log`]: what both read and write: the wrapper's own log lines, the parser of sftp-server,
+//!   internal-sftp and sshd lines, and the one rule that says what a closed file counts as.
+//!
+//! [`config`] is the one configuration file both wings read.
 
-pub mod admin;
-pub mod capture;
-pub mod chroot;
-pub mod cli;
 pub mod config;
+pub mod log;
+pub mod shell;
+
+#[cfg(feature = "accounting")]
+pub mod accounting;
+#[cfg(feature = "accounting")]
 pub mod docs;
-pub mod hooks;
-pub mod ingest;
-pub mod invocation;
-pub mod logfmt;
-pub mod logparse;
-pub mod report;
-pub mod runner;
-pub mod session;
-pub mod storage;
-pub mod syslog;

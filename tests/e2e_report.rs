@@ -169,7 +169,7 @@ fn reports_match_what_real_clients_transferred() {
         let mut full = home.as_os_str().as_bytes().to_vec();
         full.push(b'/');
         full.extend(name);
-        let shown = sftpd_wrapper::storage::path_text(&full);
+        let shown = sftpd_wrapper::accounting::storage::path_text(&full);
         let up = transfers
             .as_array()
             .unwrap()

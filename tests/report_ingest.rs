@@ -1,7 +1,7 @@
 //! The shared storage suite: ingest guarantees and reports on generated logs, run against the
 //! embedded SQLite store and a real PostgreSQL server alike, through the real sftpd-report
 //! binary. Exact totals, idempotence, checkpoints across rotation and compression, stdin, a
-//! kill -9 mid-ingest, concurrent runs, report filters and formats, and migrate.
+//! kill -9 mid-ingest, concurrent runs, report filters and formats, and copy.
 
 mod common;
 
@@ -34,7 +34,7 @@ const DUMP_SQLITE: [&str; 3] = [
     "SELECT host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
             exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed
        FROM sessions ORDER BY host, pid, started_at",
-    "SELECT s.host, s.pid, s.started_at, hex(t.path), t.direction, t.open_flags, t.mode, t.bytes_read,
+    "SELECT s.host, s.pid, s.started_at, hex(t.path), t.direction, t.counts_as, t.open_flags, t.mode, t.bytes_read,
             t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete
        FROM transfers t JOIN sessions s ON s.id = t.session_id
       ORDER BY s.host, s.pid, s.started_at, t.opened_at, hex(t.path), t.closed_at, t.bytes_read, t.bytes_written",
@@ -59,7 +59,7 @@ fn dump_pg() -> [String; 3] {
             b("sftp_closed")
         ),
         format!(
-            "SELECT s.host, s.pid, {}, {}, t.direction, t.open_flags, t.mode, t.bytes_read, t.bytes_written,
+            "SELECT s.host, s.pid, {}, {}, t.direction, t.counts_as, t.open_flags, t.mode, t.bytes_read, t.bytes_written,
                     {}, {}, {}, {}, {}
                FROM transfers t JOIN sessions s ON s.id = t.session_id
               ORDER BY s.host, s.pid, s.started_at, t.opened_at, {}, t.closed_at NULLS FIRST,
@@ -423,8 +423,8 @@ fn concurrent_ingests_wait_and_equal_sequential_ones(backend: Backend) {
 
     // Hold the lock as another ingest would: a second one says it waits, then finishes.
     let db = new_db(backend, dir.path(), "c");
-    let spec = sftpd_wrapper::storage::DbSpec::parse(&db).unwrap();
-    let mut holder = sftpd_wrapper::storage::open(&spec, None).unwrap();
+    let spec = sftpd_wrapper::accounting::storage::DbSpec::parse(&db).unwrap();
+    let mut holder = sftpd_wrapper::accounting::storage::open(&spec, None).unwrap();
     holder.lock_for_ingest(false).unwrap();
     let busy = sftpd_report(&db, &["ingest", "--no-wait", pa.to_str().unwrap()]);
     assert_eq!(busy.status.code(), Some(1));
@@ -607,10 +607,10 @@ fn both_backends_store_the_same_rows() {
     }
 }
 
-/// `migrate` moves an embedded store into the central one; running it again adds nothing, and
+/// `copy` moves an embedded store into the central one; running it again adds nothing, and
 /// it joins what the central store already has from other servers.
 #[test]
-fn migrate_sqlite_into_postgres_without_duplicates() {
+fn copy_sqlite_into_postgres_without_duplicates() {
     require_pg!();
     let dir = tempfile::tempdir().unwrap();
     let log = loggen::generate(8_000, 20, 9);
@@ -632,7 +632,7 @@ fn migrate_sqlite_into_postgres_without_duplicates() {
 
     let from = format!("sqlite://{lite}");
     for run in 0..2 {
-        let out = sftpd_report(&pg, &["migrate", "--from", &from, "--to", &pg]);
+        let out = sftpd_report(&pg, &["copy", "--from", &from, "--to", &pg]);
         assert!(
             out.status.success(),
             "{}",
@@ -644,7 +644,7 @@ fn migrate_sqlite_into_postgres_without_duplicates() {
         }
         assert_same(&dump(&pg), &dump(&expected));
     }
-    // The checkpoints came along: ingesting the migrated log into the central store adds nothing.
+    // The checkpoints came along: ingesting the copied log into the central store adds nothing.
     let again = ingest(&pg, &[&path]);
     assert!(again.contains("lines read 0"), "{again}");
 }
@@ -966,3 +966,59 @@ fn lines_out_of_order_between_the_two_processes_make_one_session(backend: Backen
     assert!(zeta.iter().all(|s| s["end"] == "closed"), "{sessions:#}");
 }
 on_both_backends!(lines_out_of_order_between_the_two_processes_make_one_session);
+
+/// A central database written by 0.1 (schema version 1: no `transfers.counts_as`) is upgraded
+/// when a newer sftpd-report opens it: the column is filled in from the rows, and the views and
+/// reports count from it. (The SQLite upgrade has a unit test next to its migrations.)
+#[test]
+fn a_version_1_postgres_database_is_upgraded_on_open() {
+    require_pg!();
+    let db = PgServer::shared().create_db();
+    report_json(&db, &["sessions"]);
+    let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "DROP VIEW monthly_usage; DROP VIEW daily_usage; DROP VIEW usage_events;
+             ALTER TABLE transfers DROP COLUMN counts_as;
+             UPDATE schema_version SET version = 1;
+             INSERT INTO sessions (id, host, started_at, source, pid, end_reason)
+                  VALUES (1, 'h', '2026-11-26T00:00:00Z', 'sftp-server', 7, 'closed');
+             INSERT INTO transfers (session_id, path, path_text, direction, open_flags, opened_at,
+                                    closed_at, bytes_read, bytes_written)
+                  VALUES (1, '\\x2f75', '/u', 'upload', 'WRITE', '2026-11-26T00:00:01Z',
+                          '2026-11-26T00:00:02Z', 0, 10),
+                         (1, '\\x2f64', '/d', 'download', 'READ', '2026-11-26T00:00:01Z',
+                          '2026-11-26T00:00:02Z', 5, 0),
+                         (1, '\\x2f70', '/p', 'download', 'READ', '2026-11-26T00:00:01Z',
+                          '2026-11-26T00:00:02Z', 0, 0),
+                         (1, '\\x2f6f', '/o', 'upload', 'WRITE', '2026-11-26T00:00:01Z',
+                          NULL, NULL, NULL);",
+        )
+        .unwrap();
+    let usage = report_json(&db, &["usage", "--by", "month"]);
+    let row = &usage.as_array().unwrap()[0];
+    assert_eq!(row["files_up"], 1, "{usage}");
+    assert_eq!(row["files_down"], 1, "{usage}");
+    let rows = client
+        .query(
+            "SELECT path_text, counts_as FROM transfers ORDER BY id",
+            &[],
+        )
+        .unwrap();
+    let got: Vec<(String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let want = |p: &str, c: Option<&str>| (p.to_owned(), c.map(str::to_owned));
+    assert_eq!(
+        got,
+        [
+            want("/u", Some("upload")),
+            want("/d", Some("download")),
+            want("/p", None),
+            want("/o", None)
+        ]
+    );
+    let version: i64 = client
+        .query_one("SELECT version FROM schema_version", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
+}

@@ -2,11 +2,13 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use sftpd_wrapper::cli::{DEFAULT_DB, FilterArgs, ReportCli as Cli, ReportCommand as Command};
+use sftpd_wrapper::accounting::cli::{
+    DEFAULT_DB, FilterArgs, ReportCli as Cli, ReportCommand as Command,
+};
+use sftpd_wrapper::accounting::ingest::{IngestOptions, Ingestor, Input};
+use sftpd_wrapper::accounting::report::{self, Filter, Format};
+use sftpd_wrapper::accounting::storage::{self, DbSpec, Store, StoreError};
 use sftpd_wrapper::config;
-use sftpd_wrapper::ingest::{IngestOptions, Ingestor, Input};
-use sftpd_wrapper::report::{self, Filter, Format};
-use sftpd_wrapper::storage::{self, DbSpec, Store, StoreError};
 use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -98,7 +100,7 @@ fn run(cli: Cli) -> Result<()> {
         .config;
     let password = password(&cli, &cfg)?;
     let mut out = std::io::stdout().lock();
-    if let Command::Migrate { from, to } = &cli.command {
+    if let Command::Copy { from, to } = &cli.command {
         let from = DbSpec::parse(from).map_err(anyhow::Error::msg)?;
         let to = DbSpec::parse(to).map_err(anyhow::Error::msg)?;
         if from == to {
@@ -106,7 +108,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         let mut source = open_store(&from, password.as_deref())?;
         let mut target = open_store(&to, password.as_deref())?;
-        let (copied, skipped) = storage::migrate(source.as_mut(), target.as_mut())?;
+        let (copied, skipped) = storage::copy_database(source.as_mut(), target.as_mut())?;
         println!("sessions copied {copied}, already there {skipped}");
         return Ok(());
     }
@@ -156,7 +158,7 @@ fn run(cli: Cli) -> Result<()> {
             let r = store.usage_report(&filter.filter()?, *by)?;
             report::render(&r, filter.format(), &mut out)?;
         }
-        Command::Migrate { .. } => unreachable!("handled above"),
+        Command::Copy { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

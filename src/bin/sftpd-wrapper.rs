@@ -2,7 +2,7 @@
 //! runs it as `sftpd-wrapper --check-config` or `--version`.
 
 use clap::Parser;
-use sftpd_wrapper::cli::WrapperAdmin;
+use sftpd_wrapper::shell::cli::WrapperAdmin;
 use std::ffi::OsString;
 
 /// True for `--check-config`, `--version`, `--help` and friends. A login shell is never run like
@@ -19,7 +19,7 @@ fn is_admin_invocation(argv: &[OsString]) -> bool {
 fn main() {
     let argv: Vec<OsString> = std::env::args_os().collect();
     if !is_admin_invocation(&argv) {
-        std::process::exit(sftpd_wrapper::session::run_shell(&argv));
+        std::process::exit(sftpd_wrapper::shell::session::run_shell(&argv));
     }
     let admin = WrapperAdmin::parse_from(argv);
     if let Some(user) = admin
@@ -33,7 +33,7 @@ fn main() {
         eprintln!("sftpd-wrapper: nothing to do; try --check-config or --help");
         std::process::exit(2);
     }
-    match sftpd_wrapper::admin::check_config(&admin.config, admin.user.as_deref()) {
+    match sftpd_wrapper::shell::admin::check_config(&admin.config, admin.user.as_deref()) {
         Ok(report) => {
             print!("{}", report.text);
             if report.problems.is_empty() {
@@ -53,7 +53,7 @@ fn main() {
 
 /// `--check-chroot USER` / `--setup-chroot USER`.
 fn chroot(admin: &WrapperAdmin, name: &str) -> i32 {
-    use sftpd_wrapper::chroot;
+    use sftpd_wrapper::shell::chroot;
     let user = match nix::unistd::User::from_name(name) {
         Ok(Some(u)) => u,
         Ok(None) => {

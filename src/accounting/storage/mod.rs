@@ -3,14 +3,17 @@
 //! views and guarantees; the shared test suite runs against both.
 //!
 //! Timestamps cross this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
-//! [`crate::logparse::storage_time`]): SQLite stores that text, PostgreSQL a `timestamptz`.
+//! [`crate::log::parse::storage_time`]): SQLite stores that text, PostgreSQL a `timestamptz`.
 //! Paths are stored twice: `path` holds the original bytes (names need not be UTF-8),
 //! `path_text` a readable form for people and BI tools.
 
 pub mod postgres;
 pub mod sqlite;
 
-use crate::report::{Filter, Period, Report};
+use crate::accounting::report::{Filter, Period, Report};
+pub use crate::log::parse::{OperationKind, SessionSource, path_text};
+use crate::log::text_enum;
+pub use crate::log::transfer::{ClosedFile, CountsAs, Direction};
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -44,7 +47,21 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+text_enum! {
+    /// How a session ended, as far as the log tells.
+    pub enum EndReason {
+        /// sftp-server logged `session closed`: the client ended the session.
+        Closed => "closed",
+        /// The session ended without sftp-server's `session closed` (killed, connection lost).
+        Forced => "forced",
+        /// No end seen (yet): still running, or its end is in a log not ingested.
+        MissingEnd => "missing_end",
+        /// The wrapper refused the session.
+        Refused => "refused",
+    }
+}
 
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +122,7 @@ pub fn open(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
 }
 
 /// A session as ingest first learns of it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewSession {
     pub host: String,
     pub user: Option<String>,
@@ -114,7 +131,7 @@ pub struct NewSession {
     pub local_ip: Option<String>,
     pub local_port: Option<i64>,
     pub started_at: String,
-    pub source: &'static str,
+    pub source: SessionSource,
     pub sid: Option<String>,
     /// The PID the session is keyed by: the wrapper's, or sftp-server's without the wrapper.
     pub pid: i64,
@@ -131,9 +148,9 @@ pub struct OpenSession {
     pub sftp_pid: Option<i64>,
     pub sftp_closed: bool,
     pub started_at: String,
-    pub source: String,
-    pub last_op_kind: Option<String>,
-    pub last_op_id: Option<i64>,
+    pub source: SessionSource,
+    /// What a following `sent status` line answers.
+    pub last_op: Option<LastOp>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,14 +159,14 @@ pub struct SessionEnd<'a> {
     pub duration_ms: Option<i64>,
     pub exit_status: Option<i64>,
     pub signal: Option<&'a str>,
-    pub end_reason: &'a str,
+    pub end_reason: EndReason,
 }
 
 #[derive(Debug, Clone)]
 pub struct NewTransfer<'a> {
     pub session_id: i64,
     pub path: &'a [u8],
-    pub direction: &'a str,
+    pub direction: Direction,
     pub open_flags: &'a str,
     pub mode: &'a str,
     pub opened_at: &'a str,
@@ -161,10 +178,49 @@ pub struct NewOperation<'a> {
     pub host: &'a str,
     pub user: Option<&'a str>,
     pub at: &'a str,
-    pub kind: &'a str,
+    pub kind: OperationKind,
     pub path: Option<&'a [u8]>,
     pub target: Option<&'a [u8]>,
     pub detail: Option<&'a str>,
+}
+
+/// The row a session's next `sent status` line answers (kept in `sessions.last_op_kind` and
+/// `last_op_id` between runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastOp {
+    Transfer(i64),
+    Operation(i64),
+}
+
+impl LastOp {
+    /// The two columns it is stored in.
+    pub fn columns(op: Option<LastOp>) -> (Option<&'static str>, Option<i64>) {
+        match op {
+            Some(LastOp::Transfer(id)) => (Some("transfer"), Some(id)),
+            Some(LastOp::Operation(id)) => (Some("operation"), Some(id)),
+            None => (None, None),
+        }
+    }
+
+    /// Back from the two columns.
+    pub fn from_columns(kind: Option<&str>, id: Option<i64>) -> Option<LastOp> {
+        match (kind, id) {
+            (Some("transfer"), Some(id)) => Some(LastOp::Transfer(id)),
+            (Some("operation"), Some(id)) => Some(LastOp::Operation(id)),
+            _ => None,
+        }
+    }
+}
+
+/// A transfer not closed yet, as ingest needs it to go on where the last run stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTransfer {
+    pub id: i64,
+    pub session_id: i64,
+    pub path: Vec<u8>,
+    pub direction: Direction,
+    /// A failure answered the open.
+    pub failed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +232,7 @@ pub struct Checkpoint {
     pub lines: i64,
 }
 
-/// Whole rows, for `sftpd-report migrate`.
+/// Whole rows, for `sftpd-report copy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub id: i64,
@@ -191,8 +247,8 @@ pub struct SessionRecord {
     pub duration_ms: Option<i64>,
     pub exit_status: Option<i64>,
     pub signal: Option<String>,
-    pub end_reason: String,
-    pub source: String,
+    pub end_reason: EndReason,
+    pub source: SessionSource,
     pub sid: Option<String>,
     pub pid: i64,
     pub sftp_pid: Option<i64>,
@@ -205,7 +261,8 @@ pub struct SessionRecord {
 pub struct TransferRecord {
     pub session_id: i64,
     pub path: Vec<u8>,
-    pub direction: String,
+    pub direction: Direction,
+    pub counts_as: Option<CountsAs>,
     pub open_flags: String,
     pub mode: Option<String>,
     pub bytes_read: Option<i64>,
@@ -223,7 +280,7 @@ pub struct OperationRecord {
     pub host: String,
     pub user: Option<String>,
     pub at: String,
-    pub kind: String,
+    pub kind: OperationKind,
     pub path: Option<Vec<u8>>,
     pub target: Option<Vec<u8>>,
     pub detail: Option<String>,
@@ -231,40 +288,46 @@ pub struct OperationRecord {
     pub status: Option<String>,
 }
 
-/// Everything ingest, the reports and migrate need from a database.
-pub trait Store {
+/// What every use of a database needs: a name, the schema, transactions and the writer's lock.
+pub trait Database {
     /// A name for messages (a path, or the URL without its password).
     fn describe(&self) -> String;
     fn schema_version(&mut self) -> Result<i64>;
-    /// Takes the lock that lets one ingest at a time write this database; with `wait` false,
-    /// fails with [`StoreError::Busy`] instead of waiting.
+    /// Takes the lock that lets one writer (an ingest or a copy) at a time write this database;
+    /// with `wait` false, fails with [`StoreError::Busy`] instead of waiting.
     fn lock_for_ingest(&mut self, wait: bool) -> Result<()>;
 
     fn begin(&mut self) -> Result<()>;
     fn commit(&mut self) -> Result<()>;
     fn rollback(&mut self) -> Result<()>;
 
+    /// The checkpoint of the log file whose first line hashes to `first_line_hash`.
+    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>>;
+    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()>;
+}
+
+/// What the ingest writes and reads back to go on where the last run stopped.
+pub trait IngestStore: Database {
     /// Inserts a session, or returns the id of the one with the same host, PID and start.
     fn insert_session(&mut self, s: &NewSession) -> Result<i64>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
-    /// Open transfers as (id, session id, path).
-    fn open_transfers(&mut self) -> Result<Vec<(i64, i64, Vec<u8>)>>;
+    fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
     /// Fills in who and from where, where the session does not know yet.
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()>;
     fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()>;
-    fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()>;
+    fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()>;
     fn mark_sftp_closed(&mut self, id: i64) -> Result<()>;
     fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()>;
     /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
-    fn set_end_reason(&mut self, id: i64, reason: &str) -> Result<()>;
+    fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()>;
     /// Gives up on a session whose end never came (its PID started a new one).
     fn abandon_session(&mut self, id: i64) -> Result<()>;
     /// Moves everything recorded under `from` to `into` and deletes `from`.
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()>;
 
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64>;
-    /// Records the close: counters, and complete unless forced or failed.
+    /// Records the close: counters, and the verdict of [`crate::log::transfer::classify_close`].
     fn close_transfer(
         &mut self,
         id: i64,
@@ -272,6 +335,7 @@ pub trait Store {
         bytes_read: u64,
         bytes_written: u64,
         forced: bool,
+        verdict: &ClosedFile,
     ) -> Result<()>;
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()>;
     /// Transfers still open when their session ended: never complete.
@@ -283,7 +347,7 @@ pub trait Store {
     fn add_pending_auth(
         &mut self,
         host: &str,
-        a: &crate::logparse::Accepted,
+        a: &crate::log::parse::Accepted,
         at: &str,
     ) -> Result<()>;
     /// Takes the latest `Accepted` for this host, user and address (and port, when known).
@@ -296,14 +360,17 @@ pub trait Store {
     ) -> Result<Option<(String, Option<String>)>>;
     /// Forgets `Accepted` lines that no session claimed.
     fn prune_pending_auth(&mut self, before: &str) -> Result<()>;
+}
 
-    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>>;
-    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()>;
-
+/// What the reports read.
+pub trait ReportStore {
     fn sessions_report(&mut self, filter: &Filter) -> Result<Report>;
     fn transfers_report(&mut self, filter: &Filter) -> Result<Report>;
     fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report>;
+}
 
+/// What copying one database into another reads from the source and writes to the target.
+pub trait CopyStore: Database {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>>;
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>>;
     fn all_operations(&mut self) -> Result<Vec<OperationRecord>>;
@@ -314,29 +381,17 @@ pub trait Store {
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()>;
 }
 
-/// Renders a name for people: UTF-8 as it is, other bytes as `\xHH` (and `\` as `\\`).
-pub fn path_text(path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len());
-    for chunk in path.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
+/// A database that serves all three: what [`open`] returns.
+pub trait Store: IngestStore + ReportStore + CopyStore {}
+
+impl<T: IngestStore + ReportStore + CopyStore> Store for T {}
 
 /// Copies every session (with its transfers and operations) and checkpoint from `from` to `to`
-/// in one transaction. Sessions `to` already has (same host, PID and start) are skipped with
-/// their rows, so running it twice, or after the same logs were ingested there, adds nothing.
-/// Returns (sessions copied, sessions skipped).
-pub fn migrate(from: &mut dyn Store, to: &mut dyn Store) -> Result<(u64, u64)> {
+/// in one transaction (`sftpd-report copy`; not to be confused with the schema migrations each
+/// backend runs when it opens a database). Sessions `to` already has (same host, PID and start)
+/// are skipped with their rows, so running it twice, or after the same logs were ingested
+/// there, adds nothing. Returns (sessions copied, sessions skipped).
+pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result<(u64, u64)> {
     let sessions = from.all_sessions()?;
     let transfers = from.all_transfers()?;
     let operations = from.all_operations()?;
@@ -371,7 +426,7 @@ pub fn migrate(from: &mut dyn Store, to: &mut dyn Store) -> Result<(u64, u64)> {
         for o in ops_by_session.get(&None).into_iter().flatten() {
             to.import_operation(None, o)?;
         }
-        let now = crate::logparse::storage_time(chrono::Utc::now());
+        let now = crate::log::parse::storage_time(chrono::Utc::now());
         for c in &checkpoints {
             let newer = to
                 .checkpoint(&c.first_line_hash)?
@@ -424,12 +479,5 @@ mod tests {
             redact_url("postgres://u:p@ss@h/db"),
             "postgres://u:***@h/db"
         );
-    }
-
-    #[test]
-    fn path_text_is_readable_and_unambiguous() {
-        assert_eq!(path_text(b"/h/a b.txt"), "/h/a b.txt");
-        assert_eq!(path_text("/h/caf\u{e9}".as_bytes()), "/h/caf\u{e9}");
-        assert_eq!(path_text(b"/h/\xff\n\\"), "/h/\\xff\\x0a\\\\");
     }
 }

@@ -68,7 +68,7 @@ pub fn libraries(program: &Path) -> Vec<PathBuf> {
 
 /// Everything `user`'s jail needs, and whether it is there.
 pub fn requirements(user: &User, cfg: &Config, config_path: &Path, jail: &Path) -> Vec<Item> {
-    let groups = crate::session::group_names(user);
+    let groups = crate::shell::session::group_names(user);
     let effective = cfg.effective_for(&user.name, &groups);
     let mut needs: Vec<(Need, PathBuf)> = Vec::new();
     let mut programs = vec![
@@ -104,7 +104,10 @@ pub fn requirements(user: &User, cfg: &Config, config_path: &Path, jail: &Path) 
         PathBuf::from(crate::config::CONFIG_PATH),
     ));
     needs.push((Need::DevNull, PathBuf::from("/dev/null")));
-    needs.push((Need::LogSocket, PathBuf::from(crate::syslog::SYSLOG_SOCKET)));
+    needs.push((
+        Need::LogSocket,
+        PathBuf::from(crate::shell::syslog::SYSLOG_SOCKET),
+    ));
     needs.push((
         Need::Home {
             path: user.dir.clone(),
@@ -238,7 +241,7 @@ pub fn setup(user: &User, items: &[Item], jail: &Path) -> std::io::Result<Vec<St
             }
             Need::Passwd | Need::Group => {
                 let source = std::fs::read_to_string(&item.path)?;
-                let groups = crate::session::group_names(user);
+                let groups = crate::shell::session::group_names(user);
                 let keep: Vec<&str> = source
                     .lines()
                     .filter(|l| {

@@ -51,20 +51,6 @@ pub fn detach_from_channel() {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
     /// The queue is full: the runner is behind.
@@ -102,7 +88,7 @@ impl Runner {
             }
             ForkResult::Parent { child } => {
                 drop(read_end);
-                crate::hooks::set_nonblocking(&write_end, true)?;
+                crate::shell::hooks::set_nonblocking(&write_end, true)?;
                 // A larger queue where the system allows it; the default 64 KiB works too.
                 let _ = nix::fcntl::fcntl(
                     write_end.as_fd(),
@@ -135,7 +121,7 @@ impl Runner {
     /// be dropped.
     pub fn send_blocking(&mut self, job: &Job) -> Result<(), SendError> {
         // If this fails the send stays non-blocking and reports Full instead of waiting.
-        let _ = crate::hooks::set_nonblocking(&self.queue, false);
+        let _ = crate::shell::hooks::set_nonblocking(&self.queue, false);
         self.send(job)
     }
 
@@ -146,18 +132,5 @@ impl Runner {
         if wait {
             while let Err(Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_round_trips() {
-        let bytes = b"/h/new\nline\xff\"".to_vec();
-        assert_eq!(unhex(&hex(&bytes)).unwrap(), bytes);
-        assert!(unhex("abc").is_none());
-        assert!(unhex("zz").is_none());
     }
 }

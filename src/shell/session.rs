@@ -1,17 +1,17 @@
 //! The login shell's session: check the invocation, log, run the hooks, run sftp-server with its
 //! stdin and stdout inherited (the wrapper never touches SFTP traffic), supervise it, log the end.
 
-use crate::capture::{self, CaptureState, Counters, Event, Forward, Totals};
 use crate::config::{
     self, Config, Effective, EventFormat, FailurePolicy, LogMode, PostSessionMode,
     PreSessionFailure,
 };
-use crate::hooks::{self, HookOutcome, HookResult};
-use crate::invocation;
-use crate::logfmt::LogLine;
-use crate::runner::{self, Job, Runner};
-use crate::syslog::ForwardingSender;
-use crate::syslog::{self, Severity, Syslog};
+use crate::log::wrapper::{Connection, ExitOutcome, HookReport, Totals, WrapperLine};
+use crate::shell::capture::{self, CaptureState, Counters, Event, Forward};
+use crate::shell::hooks::{self, HookOutcome, HookResult};
+use crate::shell::invocation;
+use crate::shell::runner::{self, Job, Runner};
+use crate::shell::syslog::ForwardingSender;
+use crate::shell::syslog::{self, Severity, Syslog};
 use chrono::{DateTime, Local, SecondsFormat};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::unistd::{ForkResult, Pid, User, getpid, getppid, getuid};
@@ -34,15 +34,6 @@ pub const RESTRICTED_MESSAGE: &str = "This account is restricted to SFTP.";
 /// Variables passed from sshd's environment to sftp-server and the hooks; everything else
 /// (LD_PRELOAD from ~/.ssh/environment, for one) is dropped.
 const KEPT_VARIABLES: [&str; 5] = ["SSH_CONNECTION", "SSH_CLIENT", "PATH", "LANG", "TZ"];
-
-/// Client and server addresses of the SSH connection, as sshd put them in the environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Connection {
-    pub client_ip: Option<String>,
-    pub client_port: Option<String>,
-    pub local_ip: Option<String>,
-    pub local_port: Option<String>,
-}
 
 fn valid_ip(s: &str) -> Option<String> {
     s.parse::<IpAddr>().ok().map(|_| s.to_owned())
@@ -192,18 +183,52 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn line(&self, event: &str) -> LogLine {
-        LogLine::new(event)
-            .field("sid", &self.id)
-            .field("user", &self.account.name)
+    fn log(&self, severity: Severity, line: &WrapperLine) {
+        self.log.log(severity, &line.render());
     }
 
-    fn with_connection(&self, line: LogLine) -> LogLine {
-        let c = &self.connection;
-        line.opt_field("client_ip", c.client_ip.as_ref())
-            .opt_field("client_port", c.client_port.as_ref())
-            .opt_field("local_ip", c.local_ip.as_ref())
-            .opt_field("local_port", c.local_port.as_ref())
+    fn hook_line(
+        &self,
+        hook: Option<&str>,
+        elapsed_ms: Option<u64>,
+        result: HookReport,
+        stderr: Option<Vec<u8>>,
+    ) -> WrapperLine {
+        WrapperLine::Hook {
+            sid: self.id.clone(),
+            user: self.account.name.clone(),
+            hook: hook.map(str::to_owned),
+            elapsed_ms,
+            result,
+            stderr,
+        }
+    }
+
+    /// `session end` for a session that could not run.
+    fn failed_end(&self, duration_ms: Option<u64>, error: String) -> WrapperLine {
+        WrapperLine::SessionEnd {
+            sid: self.id.clone(),
+            user: self.account.name.clone(),
+            connection: Connection::default(),
+            sftp_pid: None,
+            duration_ms,
+            exit: None,
+            totals: None,
+            dropped_events: 0,
+            dropped_log_lines: 0,
+            error: Some(error),
+        }
+    }
+
+    fn refused(&self, reason: &str, command: Option<Vec<u8>>) -> WrapperLine {
+        WrapperLine::SessionRefused {
+            sid: Some(self.id.clone()),
+            user: Some(self.account.name.clone()),
+            connection: self.connection.clone(),
+            reason: reason.to_owned(),
+            command,
+            error: None,
+        }
     }
 
     fn hook_env(&self, hook: &str, end: Option<&SessionEnd>) -> Vec<(String, OsString)> {
@@ -239,11 +264,11 @@ impl Session<'_> {
     fn run_job(&self, cfg: &Config, job: Job) {
         let mut env = self.hook_env(&job.hook, None);
         for (key, value) in &job.vars {
-            let value = runner::unhex(value).unwrap_or_default();
+            let value = hex::decode(value).unwrap_or_default();
             env.retain(|(k, _)| k != key);
             env.push((key.clone(), OsString::from_vec(value)));
         }
-        let stdin = job.stdin.as_deref().and_then(runner::unhex);
+        let stdin = job.stdin.as_deref().and_then(|s| hex::decode(s).ok());
         let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
         let result = hooks::run(&job.argv, &env, timeout, stdin.as_deref());
         self.log_hook(&job.hook, &result);
@@ -254,50 +279,50 @@ impl Session<'_> {
         let argv = cfg.hooks.event_hook(&event.event)?;
         let hook = format!("on_{}", event.event);
         let mut vars: Vec<(String, String)> = vec![
-            ("SFTPD_EVENT".into(), runner::hex(event.event.as_bytes())),
-            ("SFTPD_PATH".into(), runner::hex(&event.path)),
+            ("SFTPD_EVENT".into(), hex::encode(event.event.as_bytes())),
+            ("SFTPD_PATH".into(), hex::encode(&event.path)),
             (
                 "SFTPD_BYTES_READ".into(),
-                runner::hex(event.bytes_read.to_string().as_bytes()),
+                hex::encode(event.bytes_read.to_string().as_bytes()),
             ),
             (
                 "SFTPD_BYTES_WRITTEN".into(),
-                runner::hex(event.bytes_written.to_string().as_bytes()),
+                hex::encode(event.bytes_written.to_string().as_bytes()),
             ),
             (
                 "SFTPD_OPEN_FLAGS".into(),
-                runner::hex(event.open_flags.as_bytes()),
+                hex::encode(event.open_flags.as_bytes()),
             ),
             (
                 "SFTPD_COMPLETE".into(),
-                runner::hex(if event.complete { b"1" } else { b"0" }),
+                hex::encode(if event.complete { b"1" } else { b"0" }),
             ),
             (
                 "SFTPD_ELAPSED_MS".into(),
-                runner::hex(event.elapsed_ms.to_string().as_bytes()),
+                hex::encode(event.elapsed_ms.to_string().as_bytes()),
             ),
         ];
         if let Some(target) = &event.target {
-            vars.push(("SFTPD_TARGET".into(), runner::hex(target)));
+            vars.push(("SFTPD_TARGET".into(), hex::encode(target)));
         }
         let stdin = (cfg.hooks.event_format == EventFormat::Json).then(|| {
-            let text = |b: &[u8]| crate::storage::path_text(b);
+            let text = |b: &[u8]| crate::log::parse::path_text(b);
             let json = serde_json::json!({
                 "event": event.event,
                 "session_id": self.id,
                 "user": self.account.name,
                 "client_ip": self.connection.client_ip,
                 "path": text(&event.path),
-                "path_hex": runner::hex(&event.path),
+                "path_hex": hex::encode(&event.path),
                 "target": event.target.as_deref().map(text),
-                "target_hex": event.target.as_deref().map(runner::hex),
+                "target_hex": event.target.as_deref().map(hex::encode),
                 "bytes_read": event.bytes_read,
                 "bytes_written": event.bytes_written,
                 "open_flags": event.open_flags,
                 "complete": event.complete,
                 "elapsed_ms": event.elapsed_ms,
             });
-            runner::hex(format!("{json}\n").as_bytes())
+            hex::encode(format!("{json}\n").as_bytes())
         });
         Some(Job {
             hook,
@@ -308,33 +333,25 @@ impl Session<'_> {
     }
 
     fn log_hook(&self, hook: &str, result: &HookResult) {
-        let line = self
-            .line("hook")
-            .field("hook", hook)
-            .field("elapsed_ms", result.elapsed.as_millis().to_string());
-        let line = match &result.outcome {
-            HookOutcome::Exited(code) => line
-                .field("result", "exit")
-                .field("status", code.to_string()),
-            HookOutcome::Signaled(sig) => line
-                .field("result", "signal")
-                .field("signal", signal_name(*sig)),
-            HookOutcome::TimedOut => line.field("result", "timeout"),
-            HookOutcome::SpawnFailed(msg) => {
-                line.field("result", "spawn_failed").field("error", msg)
-            }
+        let report = match &result.outcome {
+            HookOutcome::Exited(code) => HookReport::Exit(*code),
+            HookOutcome::Signaled(sig) => HookReport::Signal(signal_name(*sig)),
+            HookOutcome::TimedOut => HookReport::Timeout,
+            HookOutcome::SpawnFailed(msg) => HookReport::SpawnFailed(msg.clone()),
         };
-        let line = if result.stderr.is_empty() {
-            line
-        } else {
-            line.field("stderr", &result.stderr)
-        };
+        let stderr = (!result.stderr.is_empty()).then(|| result.stderr.clone());
+        let line = self.hook_line(
+            Some(hook),
+            Some(result.elapsed.as_millis() as u64),
+            report,
+            stderr,
+        );
         let severity = if result.outcome.succeeded() {
             Severity::Info
         } else {
             Severity::Warning
         };
-        self.log.log(severity, line.as_str());
+        self.log(severity, &line);
     }
 }
 
@@ -384,13 +401,15 @@ fn run_shell_with_config(argv: &[OsString], config_path: &Path) -> i32 {
     let account = match Account::current() {
         Ok(a) => a,
         Err(e) => {
-            log.log(
-                Severity::Err,
-                LogLine::new("session refused")
-                    .field("reason", "no_account")
-                    .field("error", &e)
-                    .as_str(),
-            );
+            let line = WrapperLine::SessionRefused {
+                sid: None,
+                user: None,
+                connection: Connection::default(),
+                reason: "no_account".to_owned(),
+                command: None,
+                error: Some(e.clone()),
+            };
+            log.log(Severity::Err, &line.render());
             eprintln!("sftpd-wrapper: {e}");
             return 1;
         }
@@ -398,12 +417,18 @@ fn run_shell_with_config(argv: &[OsString], config_path: &Path) -> i32 {
     let cfg: Config = match loaded {
         Ok(l) => l.config,
         Err(e) => {
-            let line = LogLine::new("session refused")
-                .field("user", &account.name)
-                .opt_field("client_ip", connection.client_ip.as_ref())
-                .field("reason", "config_error")
-                .field("error", e.to_string());
-            log.log(Severity::Err, line.as_str());
+            let line = WrapperLine::SessionRefused {
+                sid: None,
+                user: Some(account.name.clone()),
+                connection: Connection {
+                    client_ip: connection.client_ip.clone(),
+                    ..Connection::default()
+                },
+                reason: "config_error".to_owned(),
+                command: None,
+                error: Some(e.to_string()),
+            };
+            log.log(Severity::Err, &line.render());
             eprintln!("sftpd-wrapper: {e}");
             eprintln!(
                 "sftpd-wrapper: the SFTP service is misconfigured; ask the server's admin to run `sftpd-wrapper --check-config`."
@@ -437,19 +462,18 @@ fn run_shell_with_config(argv: &[OsString], config_path: &Path) -> i32 {
     };
     let effective = cfg.effective_for(&account.name, &account.groups);
     if let Err(refusal) = invocation::check(argv, &effective.allowed_commands) {
-        let line = session
-            .with_connection(session.line("session refused"))
-            .field("reason", refusal.as_str())
-            .field("command", invocation::refused_command(argv));
-        session.log.log(Severity::Warning, line.as_str());
+        let line = session.refused(refusal.as_str(), Some(invocation::refused_command(argv)));
+        session.log(Severity::Warning, &line);
         eprintln!("{RESTRICTED_MESSAGE}");
         return 1;
     }
-    session.log.log(
+    session.log(
         Severity::Info,
-        session
-            .with_connection(session.line("session start"))
-            .as_str(),
+        &WrapperLine::SessionStart {
+            sid: session.id.clone(),
+            user: account.name.clone(),
+            connection: session.connection.clone(),
+        },
     );
     run_accepted(&session, &cfg, &effective)
 }
@@ -460,10 +484,10 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         let result = hooks::run(argv, &session.hook_env("pre_session", None), timeout, None);
         session.log_hook("pre_session", &result);
         if !result.outcome.succeeded() && cfg.hooks.pre_session_failure == PreSessionFailure::Deny {
-            let line = session
-                .with_connection(session.line("session refused"))
-                .field("reason", "pre_session_hook");
-            session.log.log(Severity::Warning, line.as_str());
+            session.log(
+                Severity::Warning,
+                &session.refused("pre_session_hook", None),
+            );
             eprintln!("sftpd-wrapper: session refused by the server's pre-session check");
             return 1;
         }
@@ -476,11 +500,13 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         match Runner::start(|job| session.run_job(cfg, job)) {
             Ok(r) => Some(r),
             Err(e) => {
-                let line = session
-                    .line("hook")
-                    .field("result", "spawn_failed")
-                    .field("error", format!("hook runner: {e}"));
-                session.log.log(Severity::Warning, line.as_str());
+                let line = session.hook_line(
+                    None,
+                    None,
+                    HookReport::SpawnFailed(format!("hook runner: {e}")),
+                    None,
+                );
+                session.log(Severity::Warning, &line);
                 None
             }
         }
@@ -500,12 +526,9 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     }
     let mut old_mask = SigSet::empty();
     if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask)) {
-        session.log.log(
+        session.log(
             Severity::Err,
-            session
-                .line("session end")
-                .field("error", format!("sigprocmask: {e}"))
-                .as_str(),
+            &session.failed_end(None, format!("sigprocmask: {e}")),
         );
         return 1;
     }
@@ -513,12 +536,9 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
             Ok(pair) => Some(pair),
             Err(e) => {
-                session.log.log(
+                session.log(
                     Severity::Err,
-                    session
-                        .line("session end")
-                        .field("error", format!("pipe: {e}"))
-                        .as_str(),
+                    &session.failed_end(None, format!("pipe: {e}")),
                 );
                 return 1;
             }
@@ -533,17 +553,11 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     let mut child = match spawn_sftp_server(effective, &session.base_env, stderr_write) {
         Ok(child) => child,
         Err(e) => {
-            let line = session
-                .line("session end")
-                .field(
-                    "duration_ms",
-                    session.started.elapsed().as_millis().to_string(),
-                )
-                .field(
-                    "error",
-                    format!("cannot start {}: {e}", effective.sftp_server_path),
-                );
-            session.log.log(Severity::Err, line.as_str());
+            let line = session.failed_end(
+                Some(session.started.elapsed().as_millis() as u64),
+                format!("cannot start {}: {e}", effective.sftp_server_path),
+            );
+            session.log(Severity::Err, &line);
             eprintln!(
                 "sftpd-wrapper: cannot start {}: {e}",
                 effective.sftp_server_path
@@ -552,14 +566,15 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         }
     };
     let sftp_pid = child.id();
-    session.log.log(
+    session.log(
         Severity::Info,
-        session
-            .line("sftp-server started")
-            .field("sftp_pid", sftp_pid.to_string())
-            .field("path", &effective.sftp_server_path)
-            .field("args", effective.sftp_server_args.join(" "))
-            .as_str(),
+        &WrapperLine::SftpServerStarted {
+            sid: session.id.clone(),
+            user: session.account.name.clone(),
+            sftp_pid: Some(sftp_pid),
+            path: effective.sftp_server_path.clone(),
+            args: effective.sftp_server_args.join(" "),
+        },
     );
     // The capture threads inherit the blocked signals, so sigwait below still gets them all.
     let captured = stderr_read.map(|pipe| {
@@ -588,13 +603,14 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
                             .map_or(Err(runner::SendError::Closed), |r| r.send(&job));
                         if let Err(why) = sent {
                             dropped_events += 1;
-                            let line = session
-                                .line("event dropped")
-                                .field("event", &event.event)
-                                .field("path", &event.path)
-                                .field("reason", format!("{why:?}").to_lowercase());
-                            let _ = events_tx
-                                .send(Forward::Own(Severity::Warning, line.as_str().to_owned()));
+                            let line = WrapperLine::EventDropped {
+                                sid: session.id.clone(),
+                                user: session.account.name.clone(),
+                                event: event.event.clone(),
+                                path: event.path.clone(),
+                                reason: format!("{why:?}").to_lowercase(),
+                            };
+                            let _ = events_tx.send(Forward::Own(Severity::Warning, line.render()));
                         }
                     });
                     (state.totals, dropped_events)
@@ -626,30 +642,23 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         sftp_pid,
         totals,
     };
-    let line = session
-        .with_connection(session.line("session end"))
-        .field("sftp_pid", sftp_pid.to_string())
-        .field("duration_ms", end.duration.as_millis().to_string());
-    let mut line = match (status.code(), status.signal()) {
-        (Some(code), _) => line.field("exit_status", code.to_string()),
-        (None, Some(sig)) => line.field("signal", signal_name(sig)),
-        (None, None) => line,
+    let line = WrapperLine::SessionEnd {
+        sid: session.id.clone(),
+        user: session.account.name.clone(),
+        connection: session.connection.clone(),
+        sftp_pid: Some(sftp_pid),
+        duration_ms: Some(end.duration.as_millis() as u64),
+        exit: match (status.code(), status.signal()) {
+            (Some(code), _) => Some(ExitOutcome::Status(code)),
+            (None, Some(sig)) => Some(ExitOutcome::Signal(signal_name(sig))),
+            (None, None) => None,
+        },
+        totals: end.totals.clone(),
+        dropped_events,
+        dropped_log_lines: dropped_lines,
+        error: None,
     };
-    if let Some(t) = &end.totals {
-        line = line
-            .field("files_uploaded", t.files_uploaded.to_string())
-            .field("files_downloaded", t.files_downloaded.to_string())
-            .field("bytes_uploaded", t.bytes_uploaded.to_string())
-            .field("bytes_downloaded", t.bytes_downloaded.to_string())
-            .field("failed_operations", t.failed_operations.to_string());
-        if dropped_events > 0 {
-            line = line.field("dropped_events", dropped_events.to_string());
-        }
-        if dropped_lines > 0 {
-            line = line.field("dropped_log_lines", dropped_lines.to_string());
-        }
-    }
-    session.log.log(Severity::Info, line.as_str());
+    session.log(Severity::Info, &line);
 
     if let Some(mut runner) = runner {
         // The runner runs the post-session hook after the event hooks still queued.
@@ -658,7 +667,7 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
             let vars = env
                 .iter()
                 .filter(|(k, _)| k.starts_with("SFTPD_"))
-                .map(|(k, v)| (k.clone(), runner::hex(v.as_bytes())))
+                .map(|(k, v)| (k.clone(), hex::encode(v.as_bytes())))
                 .collect();
             let job = Job {
                 hook: "post_session".to_owned(),
@@ -667,12 +676,13 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
                 stdin: None,
             };
             if let Err(why) = runner.send_blocking(&job) {
-                let line = session
-                    .line("hook")
-                    .field("hook", "post_session")
-                    .field("result", "spawn_failed")
-                    .field("error", format!("hook runner: {why:?}"));
-                session.log.log(Severity::Warning, line.as_str());
+                let line = session.hook_line(
+                    Some("post_session"),
+                    None,
+                    HookReport::SpawnFailed(format!("hook runner: {why:?}")),
+                    None,
+                );
+                session.log(Severity::Warning, &line);
             }
         }
         runner.finish(cfg.hooks.post_session_mode == PostSessionMode::Wait);
@@ -730,12 +740,13 @@ fn supervise(child: &mut Child, watched: &SigSet, session: &Session) -> ExitStat
             Ok(Signal::SIGCHLD) => {}
             Ok(sig) => {
                 let _ = kill(pid, sig);
-                session.log.log(
+                session.log(
                     Severity::Notice,
-                    session
-                        .line("signal forwarded")
-                        .field("signal", sig.as_str())
-                        .as_str(),
+                    &WrapperLine::SignalForwarded {
+                        sid: session.id.clone(),
+                        user: session.account.name.clone(),
+                        signal: sig.as_str().to_owned(),
+                    },
                 );
                 continue;
             }
@@ -773,12 +784,13 @@ fn detach_post_hook(
             std::process::exit(0);
         }
         Err(e) => {
-            let line = session
-                .line("hook")
-                .field("hook", "post_session")
-                .field("result", "spawn_failed")
-                .field("error", format!("fork: {e}"));
-            session.log.log(Severity::Warning, line.as_str());
+            let line = session.hook_line(
+                Some("post_session"),
+                None,
+                HookReport::SpawnFailed(format!("fork: {e}")),
+                None,
+            );
+            session.log(Severity::Warning, &line);
         }
     }
 }

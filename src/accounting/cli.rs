@@ -1,52 +1,12 @@
-//! The command lines of the admin-facing programs, in the library so that the man pages and
-//! shell completions are generated from the same definitions (`sftpd-docs`).
-//!
-//! The login shell's own invocation (`-c COMMAND`) is not here: it never reaches clap and is
-//! checked by hand, byte for byte, in [`crate::invocation`].
+//! sftpd-report's command line, in the library so that the man page and shell completions are
+//! generated from the same definition (`sftpd-docs`).
 
-use crate::report::{Format, Period};
+use crate::accounting::report::{Format, Period};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// The sftpd-report default database.
 pub const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
-
-/// Admin commands. The shell invocation (`-c COMMAND`) never reaches clap: it is checked by hand,
-/// byte for byte, in `sftpd_wrapper::invocation`.
-#[derive(Parser)]
-#[command(
-    name = "sftpd-wrapper",
-    version,
-    about = "SFTP-only login shell with audit logging and hooks",
-    long_about = "SFTP-only login shell with audit logging and hooks.\n\n\
-        Set it as an SFTP partner's login shell (usermod -s /usr/sbin/sftpd-wrapper USER). sshd \
-        runs it as `sftpd-wrapper -c COMMAND`; it accepts only a COMMAND listed in \
-        sftp_server.allowed_commands of /etc/sftpd-wrapper.toml (by default the sftp-server path \
-        of `Subsystem sftp /usr/lib/openssh/sftp-server`), runs sftp-server with its own arguments, \
-        logs session start and end to syslog (local5) and runs the configured hooks. Everything \
-        else (interactive logins, commands, scp, rsync) is refused with exit status 1 and logged.\n\n\
-        The options below are for the admin."
-)]
-pub struct WrapperAdmin {
-    /// Validate the config (ownership, mode, syntax, paths) and print the effective settings.
-    #[arg(long)]
-    pub check_config: bool,
-    /// The config file to check (or, with --setup-chroot, to copy into the jail).
-    #[arg(long, default_value = crate::config::CONFIG_PATH)]
-    pub config: PathBuf,
-    /// Show the settings that apply to this user (per-user and per-group overrides).
-    #[arg(long, requires = "check_config")]
-    pub user: Option<String>,
-    /// List what USER's ChrootDirectory jail lacks for the wrapper and sftp-server to run in it.
-    #[arg(long, value_name = "USER", conflicts_with_all = ["check_config", "setup_chroot"])]
-    pub check_chroot: Option<String>,
-    /// Copy into USER's jail what --check-chroot lists as missing.
-    #[arg(long, value_name = "USER", conflicts_with = "check_config")]
-    pub setup_chroot: Option<String>,
-    /// The jail, when it is not the one sshd_config's ChrootDirectory gives for the user.
-    #[arg(long, value_name = "DIR")]
-    pub jail: Option<PathBuf>,
-}
 
 #[derive(Parser)]
 #[command(
@@ -103,8 +63,11 @@ pub enum ReportCommand {
         path: Option<String>,
     },
     /// Copy one database into another (e.g. the embedded SQLite file into the central
-    /// PostgreSQL store) without duplicates; safe to run again.
-    Migrate {
+    /// PostgreSQL store) without duplicates; safe to run again. (Schema upgrades need no
+    /// command: every command upgrades the database it opens.)
+    // `migrate` was this command's first name.
+    #[command(alias = "migrate")]
+    Copy {
         #[arg(long)]
         from: String,
         #[arg(long)]

@@ -5,10 +5,13 @@
 //! transaction that also moves the file's checkpoint, so a crash leaves the database as it was
 //! before the batch, and a re-run continues from the last committed checkpoint.
 
-use crate::logparse::{self, Record, SftpEvent, WrapperEvent};
-use crate::storage::{
-    Checkpoint, NewOperation, NewSession, NewTransfer, SessionEnd, Store, StoreError,
+use crate::accounting::storage::{
+    Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
+    OpenTransfer, OperationKind, SessionEnd, SessionSource, StoreError,
 };
+use crate::log::parse::{self, Record, SftpEvent};
+use crate::log::transfer::{Direction, classify_close};
+use crate::log::wrapper::{ExitOutcome, WrapperLine};
 use chrono::{DateTime, Local, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -91,7 +94,7 @@ impl std::fmt::Display for Summary {
 
 /// What an operation line says, for [`Ingestor::operation`].
 struct Op<'a> {
-    kind: &'a str,
+    kind: OperationKind,
     path: &'a [u8],
     target: Option<&'a [u8]>,
     detail: Option<&'a str>,
@@ -99,7 +102,7 @@ struct Op<'a> {
 
 impl<'a> Op<'a> {
     /// An operation on one name, with no target or detail.
-    fn on(kind: &'a str, path: &'a [u8]) -> Op<'a> {
+    fn on(kind: OperationKind, path: &'a [u8]) -> Op<'a> {
         Op {
             kind,
             path,
@@ -107,13 +110,6 @@ impl<'a> Op<'a> {
             detail: None,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum LastOp {
-    Transfer(i64),
-    Operation(i64),
-    Other,
 }
 
 #[derive(Debug, Clone)]
@@ -137,13 +133,15 @@ pub struct Input {
 }
 
 pub struct Ingestor<'a> {
-    store: &'a mut dyn Store,
+    store: &'a mut dyn IngestStore,
     opts: IngestOptions,
     sessions: HashMap<i64, SessionState>,
     by_sid: HashMap<(String, String), i64>,
     by_sftp_pid: HashMap<(String, i64), i64>,
-    open_transfers: HashMap<i64, Vec<(Vec<u8>, i64)>>,
-    last_op: HashMap<i64, LastOp>,
+    /// Open transfers by session.
+    open_transfers: HashMap<i64, Vec<OpenTransfer>>,
+    /// What each session's next `sent status` answers; `None`: nothing that is recorded.
+    last_op: HashMap<i64, Option<LastOp>>,
     /// Sessions whose `last_op` changed since the last commit.
     last_op_dirty: std::collections::HashSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
@@ -163,26 +161,15 @@ const LATE_LINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 /// How long an sshd `Accepted` line waits for its session before it is forgotten.
 const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
 
-fn direction_from_flags(flags: &str) -> &'static str {
-    let read = flags.split(',').any(|f| f == "READ");
-    let write = flags.split(',').any(|f| f == "WRITE" || f == "APPEND");
-    match (read, write) {
-        (true, true) => "both",
-        (false, true) => "upload",
-        (true, false) => "download",
-        (false, false) => "none",
-    }
-}
-
 fn duration_between(start: &str, end: &str) -> Option<i64> {
-    let a = logparse::parse_storage_time(start)?;
-    let b = logparse::parse_storage_time(end)?;
+    let a = parse::parse_storage_time(start)?;
+    let b = parse::parse_storage_time(end)?;
     Some((b - a).num_milliseconds().max(0))
 }
 
 impl<'a> Ingestor<'a> {
     /// Loads what earlier runs left open.
-    pub fn new(store: &'a mut dyn Store, opts: IngestOptions) -> Result<Ingestor<'a>> {
+    pub fn new(store: &'a mut dyn IngestStore, opts: IngestOptions) -> Result<Ingestor<'a>> {
         let mut ing = Ingestor {
             sessions: HashMap::new(),
             by_sid: HashMap::new(),
@@ -198,14 +185,8 @@ impl<'a> Ingestor<'a> {
             store,
         };
         for s in ing.store.open_sessions()? {
-            match (s.last_op_kind.as_deref(), s.last_op_id) {
-                (Some("transfer"), Some(op)) => {
-                    ing.last_op.insert(s.id, LastOp::Transfer(op));
-                }
-                (Some("operation"), Some(op)) => {
-                    ing.last_op.insert(s.id, LastOp::Operation(op));
-                }
-                _ => {}
+            if let Some(op) = s.last_op {
+                ing.last_op.insert(s.id, Some(op));
             }
             if let Some(sid) = &s.sid {
                 ing.by_sid.insert((s.host.clone(), sid.clone()), s.id);
@@ -218,7 +199,7 @@ impl<'a> Ingestor<'a> {
                 SessionState {
                     host: s.host,
                     user: s.user,
-                    wrapper: s.source == "wrapper",
+                    wrapper: s.source == SessionSource::Wrapper,
                     sid: s.sid,
                     sftp_pid: s.sftp_pid,
                     sftp_closed: s.sftp_closed,
@@ -227,11 +208,8 @@ impl<'a> Ingestor<'a> {
                 },
             );
         }
-        for (id, session, path) in ing.store.open_transfers()? {
-            ing.open_transfers
-                .entry(session)
-                .or_default()
-                .push((path, id));
+        for t in ing.store.open_transfers()? {
+            ing.open_transfers.entry(t.session_id).or_default().push(t);
         }
         Ok(ing)
     }
@@ -354,7 +332,7 @@ impl<'a> Ingestor<'a> {
             }
             if let Some(last) = self.last_line_at {
                 self.store
-                    .prune_pending_auth(&logparse::storage_time(last - PENDING_AUTH_KEEP))?;
+                    .prune_pending_auth(&parse::storage_time(last - PENDING_AUTH_KEEP))?;
             }
             Ok(())
         })();
@@ -404,14 +382,14 @@ impl<'a> Ingestor<'a> {
             lines,
         };
         self.store
-            .put_checkpoint(&c, &logparse::storage_time(Utc::now()))?;
+            .put_checkpoint(&c, &parse::storage_time(Utc::now()))?;
         Ok(())
     }
 
     /// Parses one line and applies it to the database.
     pub fn process_line(&mut self, raw: &[u8], reference: DateTime<Local>) -> Result<()> {
         self.summary.lines_read += 1;
-        let Some(line) = logparse::parse_syslog_line(raw) else {
+        let Some(line) = parse::parse_syslog_line(raw) else {
             self.summary.skipped += 1;
             return Ok(());
         };
@@ -419,12 +397,12 @@ impl<'a> Ingestor<'a> {
             self.summary.skipped += 1;
             return Ok(());
         };
-        let at = logparse::storage_time(ts);
+        let at = parse::storage_time(ts);
         self.expire(ts);
         let host = line
             .host
             .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
-        let used = match logparse::classify(line.program, line.message, &self.opts.wrapper_ident) {
+        let used = match parse::classify(line.program, line.message, &self.opts.wrapper_ident) {
             Record::Wrapper(ev) => self.apply_wrapper(&host, line.pid, &at, &ev)?,
             Record::Sftp { source, event } => match line.pid {
                 Some(pid) => self.apply_sftp(&host, i64::from(pid), source, &at, event)?,
@@ -465,7 +443,7 @@ impl<'a> Ingestor<'a> {
             SessionState {
                 host: s.host,
                 user: s.user,
-                wrapper: s.source == "wrapper",
+                wrapper: s.source == SessionSource::Wrapper,
                 sid: s.sid,
                 sftp_pid: s.sftp_pid,
                 sftp_closed: false,
@@ -505,7 +483,7 @@ impl<'a> Ingestor<'a> {
         {
             self.closed_plain.insert((state.host.clone(), pid), id);
         }
-        let deadline = logparse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE;
+        let deadline = parse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE;
         self.expiring.push_back((deadline, id));
     }
 
@@ -541,31 +519,44 @@ impl<'a> Ingestor<'a> {
         host: &str,
         pid: Option<u32>,
         at: &str,
-        ev: &WrapperEvent,
-    ) -> Result<Option<i64>> {
-        let Some(sid) = ev.get_str("sid") else {
-            return Ok(None);
-        };
+        line: &WrapperLine,
+    ) -> Result<i64> {
+        let sid = line.sid().unwrap_or_default().to_owned();
         if let Some(&id) = self.by_sid.get(&(host.to_owned(), sid.clone())) {
-            return Ok(Some(id));
+            return Ok(id);
         }
+        let (user, connection) = match line {
+            WrapperLine::SessionStart {
+                user, connection, ..
+            }
+            | WrapperLine::SessionEnd {
+                user, connection, ..
+            } => (Some(user.clone()), Some(connection)),
+            WrapperLine::SftpServerStarted { user, .. } => (Some(user.clone()), None),
+            _ => (None, None),
+        };
+        let port = |p: &Option<String>| {
+            p.as_deref()
+                .and_then(|p| p.parse::<u16>().ok())
+                .map(i64::from)
+        };
         let id = self.new_session(NewSession {
             host: host.to_owned(),
-            user: ev.get_str("user"),
-            client_ip: ev.get_str("client_ip"),
-            client_port: ev.get_u64("client_port").map(|p| p as i64),
-            local_ip: ev.get_str("local_ip"),
-            local_port: ev.get_u64("local_port").map(|p| p as i64),
+            user,
+            client_ip: connection.and_then(|c| c.client_ip.clone()),
+            client_port: connection.and_then(|c| port(&c.client_port)),
+            local_ip: connection.and_then(|c| c.local_ip.clone()),
+            local_port: connection.and_then(|c| port(&c.local_port)),
             started_at: at.to_owned(),
-            source: "wrapper",
+            source: SessionSource::Wrapper,
             sid: Some(sid),
             pid: pid.map_or(0, i64::from),
             sftp_pid: None,
         })?;
-        Ok(Some(id))
+        Ok(id)
     }
 
-    fn set_last_op(&mut self, session: i64, op: LastOp) {
+    fn set_last_op(&mut self, session: i64, op: Option<LastOp>) {
         self.last_op.insert(session, op);
         self.last_op_dirty.insert(session);
     }
@@ -573,13 +564,9 @@ impl<'a> Ingestor<'a> {
     /// Writes the changed `last_op`s, so that a later run attaches a status line the same way.
     fn flush_last_ops(&mut self) -> Result<()> {
         for session in std::mem::take(&mut self.last_op_dirty) {
-            let (kind, id) = match self.last_op.get(&session) {
-                Some(LastOp::Transfer(id)) => (Some("transfer"), Some(*id)),
-                Some(LastOp::Operation(id)) => (Some("operation"), Some(*id)),
-                Some(LastOp::Other) | None => (None, None),
-            };
             if self.sessions.contains_key(&session) {
-                self.store.set_last_op(session, kind, id)?;
+                let op = self.last_op.get(&session).copied().flatten();
+                self.store.set_last_op(session, op)?;
             }
         }
         Ok(())
@@ -612,17 +599,15 @@ impl<'a> Ingestor<'a> {
         host: &str,
         pid: Option<u32>,
         at: &str,
-        ev: &WrapperEvent,
+        line: &WrapperLine,
     ) -> Result<bool> {
-        match ev.event.as_str() {
-            "session start" => {
-                self.wrapper_session(host, pid, at, ev)?;
+        match line {
+            WrapperLine::SessionStart { .. } => {
+                self.wrapper_session(host, pid, at, line)?;
             }
-            "sftp-server started" => {
-                let Some(id) = self.wrapper_session(host, pid, at, ev)? else {
-                    return Ok(false);
-                };
-                let Some(sftp_pid) = ev.get_u64("sftp_pid").map(|p| p as i64) else {
+            WrapperLine::SftpServerStarted { sftp_pid, .. } => {
+                let id = self.wrapper_session(host, pid, at, line)?;
+                let Some(sftp_pid) = sftp_pid.map(i64::from) else {
                     return Ok(false);
                 };
                 let key = (host.to_owned(), sftp_pid);
@@ -656,41 +641,54 @@ impl<'a> Ingestor<'a> {
                     self.by_sftp_pid.insert(key, id);
                 }
             }
-            "session end" => {
-                let Some(id) = self.wrapper_session(host, pid, at, ev)? else {
-                    return Ok(false);
-                };
+            WrapperLine::SessionEnd {
+                duration_ms,
+                exit,
+                error,
+                ..
+            } => {
+                let id = self.wrapper_session(host, pid, at, line)?;
                 let (closed, sftp_pid) = self
                     .sessions
                     .get(&id)
                     .map_or((false, None), |s| (s.sftp_closed, s.sftp_pid));
-                let signal = ev.get_str("signal");
-                let reason = if closed && ev.get("error").is_none() {
-                    "closed"
+                let reason = if closed && error.is_none() {
+                    EndReason::Closed
                 } else {
-                    "forced"
+                    EndReason::Forced
+                };
+                let (exit_status, signal) = match exit {
+                    Some(ExitOutcome::Status(code)) => (Some(i64::from(*code)), None),
+                    Some(ExitOutcome::Signal(sig)) => (None, Some(sig.as_str())),
+                    None => (None, None),
                 };
                 self.store.abandon_open_transfers(id)?;
                 self.store.end_session(
                     id,
                     &SessionEnd {
                         ended_at: at,
-                        duration_ms: ev.get_u64("duration_ms").map(|d| d as i64),
-                        exit_status: ev.get_u64("exit_status").map(|d| d as i64),
-                        signal: signal.as_deref(),
+                        duration_ms: duration_ms.map(|d| d as i64),
+                        exit_status,
+                        signal,
                         end_reason: reason,
                     },
                 )?;
-                if !closed && sftp_pid.is_some() && ev.get("error").is_none() {
+                if !closed && sftp_pid.is_some() && error.is_none() {
                     self.linger(id, at);
                 } else {
                     self.forget_session(id);
                 }
             }
-            "session refused" => {
-                let started = ev
-                    .get_str("sid")
-                    .and_then(|sid| self.by_sid.get(&(host.to_owned(), sid)).copied());
+            WrapperLine::SessionRefused {
+                sid,
+                user,
+                reason,
+                command,
+                ..
+            } => {
+                let started = sid
+                    .as_ref()
+                    .and_then(|sid| self.by_sid.get(&(host.to_owned(), sid.clone())).copied());
                 if let Some(id) = started {
                     let duration = self
                         .sessions
@@ -703,36 +701,40 @@ impl<'a> Ingestor<'a> {
                             duration_ms: duration,
                             exit_status: Some(1),
                             signal: None,
-                            end_reason: "refused",
+                            end_reason: EndReason::Refused,
                         },
                     )?;
                     self.forget_session(id);
                 }
-                let command = ev
-                    .get("command")
+                let command = command
+                    .as_ref()
                     .map(|c| String::from_utf8_lossy(c).into_owned());
-                let user = ev.get_str("user");
                 let op = self.store.insert_operation(&NewOperation {
                     session_id: started,
                     host,
                     user: user.as_deref(),
                     at,
-                    kind: "denied",
+                    kind: OperationKind::Denied,
                     path: None,
                     target: None,
                     detail: command.as_deref(),
                 })?;
-                let reason = ev.get_str("reason").unwrap_or_default();
-                self.store.mark_operation_failed(op, &reason)?;
+                self.store.mark_operation_failed(op, reason)?;
             }
-            "hook" | "signal forwarded" => {}
-            _ => return Ok(false),
+            WrapperLine::Hook { .. }
+            | WrapperLine::SignalForwarded { .. }
+            | WrapperLine::EventDropped { .. } => {}
         }
         Ok(true)
     }
 
     /// The session of sftp-server process `key` (host, PID), created when its start is not known.
-    fn sftp_session(&mut self, key: &(String, i64), source: &'static str, at: &str) -> Result<i64> {
+    fn sftp_session(
+        &mut self,
+        key: &(String, i64),
+        source: SessionSource,
+        at: &str,
+    ) -> Result<i64> {
         match self.by_sftp_pid.get(key) {
             Some(&id) => Ok(id),
             None => self.plain_session(key, source, at, None),
@@ -744,7 +746,7 @@ impl<'a> Ingestor<'a> {
     fn plain_session(
         &mut self,
         key: &(String, i64),
-        source: &'static str,
+        source: SessionSource,
         at: &str,
         opened_by: Option<(&str, &str)>,
     ) -> Result<i64> {
@@ -752,11 +754,14 @@ impl<'a> Ingestor<'a> {
             host: key.0.clone(),
             user: opened_by.map(|(user, _)| user.to_owned()),
             client_ip: opened_by.map(|(_, ip)| ip.to_owned()),
+            client_port: None,
+            local_ip: None,
+            local_port: None,
             started_at: at.to_owned(),
             source,
+            sid: None,
             pid: key.1,
             sftp_pid: Some(key.1),
-            ..Default::default()
         })?;
         self.by_sftp_pid.insert(key.clone(), id);
         Ok(id)
@@ -780,7 +785,7 @@ impl<'a> Ingestor<'a> {
             target,
             detail,
         })?;
-        self.set_last_op(session, LastOp::Operation(id));
+        self.set_last_op(session, Some(LastOp::Operation(id)));
         Ok(())
     }
 
@@ -788,7 +793,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         host: &str,
         pid: i64,
-        source: &'static str,
+        source: SessionSource,
         at: &str,
         event: SftpEvent,
     ) -> Result<bool> {
@@ -818,7 +823,7 @@ impl<'a> Ingestor<'a> {
         }
         if event == SftpEvent::Unparsed {
             if let Some(&id) = self.by_sftp_pid.get(&key) {
-                self.set_last_op(id, LastOp::Other);
+                self.set_last_op(id, None);
             }
             return Ok(false);
         }
@@ -839,7 +844,7 @@ impl<'a> Ingestor<'a> {
                 };
                 if wrapper && ended {
                     // The wrapper's end came first and said "forced" for want of this line.
-                    self.store.set_end_reason(session, "closed")?;
+                    self.store.set_end_reason(session, EndReason::Closed)?;
                     self.forget_session(session);
                 } else if !wrapper {
                     let duration = self
@@ -854,17 +859,18 @@ impl<'a> Ingestor<'a> {
                             duration_ms: duration,
                             exit_status: None,
                             signal: None,
-                            end_reason: "closed",
+                            end_reason: EndReason::Closed,
                         },
                     )?;
                     self.linger(session, at);
                 }
             }
             SftpEvent::Open { path, flags, mode } => {
+                let direction = Direction::from_open_flags(&flags);
                 let id = self.store.insert_transfer(&NewTransfer {
                     session_id: session,
                     path: &path,
-                    direction: direction_from_flags(&flags),
+                    direction,
                     open_flags: &flags,
                     mode: &mode,
                     opened_at: at,
@@ -873,8 +879,14 @@ impl<'a> Ingestor<'a> {
                 self.open_transfers
                     .entry(session)
                     .or_default()
-                    .push((path, id));
-                self.set_last_op(session, LastOp::Transfer(id));
+                    .push(OpenTransfer {
+                        id,
+                        session_id: session,
+                        path,
+                        direction,
+                        failed: false,
+                    });
+                self.set_last_op(session, Some(LastOp::Transfer(id)));
             }
             SftpEvent::Close {
                 path,
@@ -883,42 +895,48 @@ impl<'a> Ingestor<'a> {
                 forced,
             } => {
                 let open = self.open_transfers.entry(session).or_default();
-                let id = match open.iter().position(|(p, _)| *p == path) {
-                    Some(i) => open.remove(i).1,
+                let (id, direction, failed) = match open.iter().position(|t| t.path == path) {
+                    Some(i) => {
+                        let t = open.remove(i);
+                        (t.id, t.direction, t.failed)
+                    }
                     None => {
                         // Its open line is missing (cut at 500 characters, or in a lost file).
                         self.summary.transfers += 1;
-                        self.store.insert_transfer(&NewTransfer {
+                        let id = self.store.insert_transfer(&NewTransfer {
                             session_id: session,
                             path: &path,
-                            direction: "none",
+                            direction: Direction::None,
                             open_flags: "",
                             mode: "",
                             opened_at: at,
-                        })?
+                        })?;
+                        (id, Direction::None, false)
                     }
                 };
+                let verdict =
+                    classify_close(Some(direction), bytes_read, bytes_written, forced, failed);
                 self.store
-                    .close_transfer(id, at, bytes_read, bytes_written, forced)?;
+                    .close_transfer(id, at, bytes_read, bytes_written, forced, &verdict)?;
                 // sftp-server logs the close before doing it, but stat and realpath, which are not
                 // logged at INFO, fail far more often right after a close than close does.
-                self.set_last_op(session, LastOp::Other);
+                self.set_last_op(session, None);
             }
             SftpEvent::Other { .. } => {
-                self.set_last_op(session, LastOp::Other);
+                self.set_last_op(session, None);
             }
             SftpEvent::Remove { path } => {
-                let op = Op::on("remove", &path);
+                let op = Op::on(OperationKind::Remove, &path);
                 self.operation(session, host, at, op)?
             }
             SftpEvent::Rmdir { path } => {
-                let op = Op::on("rmdir", &path);
+                let op = Op::on(OperationKind::Rmdir, &path);
                 self.operation(session, host, at, op)?
             }
             SftpEvent::Mkdir { path, mode } => {
                 let op = Op {
                     detail: Some(&mode),
-                    ..Op::on("mkdir", &path)
+                    ..Op::on(OperationKind::Mkdir, &path)
                 };
                 self.operation(session, host, at, op)?
             }
@@ -937,30 +955,39 @@ impl<'a> Ingestor<'a> {
                 let detail = format!("{attribute} {value}");
                 let op = Op {
                     detail: Some(&detail),
-                    ..Op::on("set", &path)
+                    ..Op::on(OperationKind::Set, &path)
                 };
                 self.operation(session, host, at, op)?
             }
             SftpEvent::Status { text } => {
                 let user = self.sessions.get(&session).and_then(|s| s.user.clone());
-                let previous = self.last_op.get(&session).copied();
+                let previous = self.last_op.get(&session).copied().flatten();
                 self.store.insert_operation(&NewOperation {
                     session_id: Some(session),
                     host,
                     user: user.as_deref(),
                     at,
-                    kind: "failure",
+                    kind: OperationKind::Failure,
                     path: None,
                     target: None,
                     detail: Some(&text),
                 })?;
                 match previous {
-                    Some(LastOp::Transfer(id)) => self.store.mark_transfer_failed(id)?,
+                    Some(LastOp::Transfer(id)) => {
+                        self.store.mark_transfer_failed(id)?;
+                        if let Some(t) = self
+                            .open_transfers
+                            .get_mut(&session)
+                            .and_then(|open| open.iter_mut().find(|t| t.id == id))
+                        {
+                            t.failed = true;
+                        }
+                    }
                     Some(LastOp::Operation(id)) => self.store.mark_operation_failed(id, &text)?,
-                    Some(LastOp::Other) | None => {}
+                    None => {}
                 }
                 // One status answers one request.
-                self.set_last_op(session, LastOp::Other);
+                self.set_last_op(session, None);
             }
         }
         Ok(true)
@@ -984,8 +1011,7 @@ fn open_maybe_gz(mut file: File) -> std::io::Result<Box<dyn BufRead>> {
 
 /// Identifies a log file across renames and compression: the hash of its first line.
 pub fn first_line_hash(line: &[u8]) -> String {
-    let digest = Sha256::digest(line);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(line))
 }
 
 fn first_line_time(path: &Path) -> Result<Option<DateTime<Utc>>> {
@@ -1002,19 +1028,5 @@ fn first_line_time(path: &Path) -> Result<Option<DateTime<Utc>>> {
     let mut reader = open_maybe_gz(file).map_err(read_err)?;
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).map_err(read_err)?;
-    Ok(logparse::parse_syslog_line(&line).and_then(|l| l.timestamp.resolve(mtime)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn directions() {
-        assert_eq!(direction_from_flags("WRITE,CREATE,TRUNCATE"), "upload");
-        assert_eq!(direction_from_flags("READ"), "download");
-        assert_eq!(direction_from_flags("READ,WRITE"), "both");
-        assert_eq!(direction_from_flags("WRITE,APPEND"), "upload");
-        assert_eq!(direction_from_flags(""), "none");
-    }
+    Ok(parse::parse_syslog_line(&line).and_then(|l| l.timestamp.resolve(mtime)))
 }

@@ -7,8 +7,10 @@
 //! thread and event hooks in another process, so a slow syslog daemon or hook can never make
 //! sftp-server block on a full stderr pipe.
 
-use crate::logparse::{self, SftpEvent};
-use crate::syslog::{ForwardingSender, Severity};
+use crate::log::parse::{self, OperationKind, SftpEvent};
+use crate::log::transfer::{CountsAs, Direction, classify_close};
+pub use crate::log::wrapper::Totals;
+use crate::shell::syslog::{ForwardingSender, Severity};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -35,21 +37,12 @@ pub struct Event {
     pub elapsed_ms: u64,
 }
 
-/// Per-session totals for the `session end` line and the post-session hook.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub files_uploaded: u64,
-    pub files_downloaded: u64,
-    pub bytes_uploaded: u64,
-    pub bytes_downloaded: u64,
-    pub failed_operations: u64,
-}
-
 #[derive(Debug)]
 struct OpenFile {
     id: u64,
     path: Vec<u8>,
     flags: String,
+    direction: Direction,
     opened: Instant,
     failed: bool,
 }
@@ -67,10 +60,6 @@ pub struct CaptureState {
     pub totals: Totals,
 }
 
-fn writes(flags: &str) -> bool {
-    flags.split(',').any(|f| f == "WRITE" || f == "APPEND")
-}
-
 impl CaptureState {
     pub fn new(upload_on_rename: bool) -> CaptureState {
         CaptureState {
@@ -81,7 +70,7 @@ impl CaptureState {
 
     /// Applies one message (in syslog form) and returns the events it completes.
     pub fn on_message(&mut self, message: &[u8], now: Instant) -> Vec<Event> {
-        let event = logparse::parse_sftp_message(message);
+        let event = parse::parse_sftp_message(message);
         let mut out = Vec::new();
         let mut last_open = None;
         match event {
@@ -91,6 +80,7 @@ impl CaptureState {
                 self.open.push(OpenFile {
                     id: self.next_id,
                     path,
+                    direction: Direction::from_open_flags(&flags),
                     flags,
                     opened: now,
                     failed: false,
@@ -107,29 +97,28 @@ impl CaptureState {
                     .iter()
                     .position(|f| f.path == path)
                     .map(|i| self.open.remove(i));
-                let (flags, failed, elapsed) = match &file {
+                let (flags, direction, failed, elapsed) = match file {
                     Some(f) => (
-                        f.flags.clone(),
+                        f.flags,
+                        Some(f.direction),
                         f.failed,
                         now.saturating_duration_since(f.opened),
                     ),
-                    None => (String::new(), false, std::time::Duration::ZERO),
+                    None => (String::new(), None, false, std::time::Duration::ZERO),
                 };
-                let upload = if file.is_some() {
-                    writes(&flags)
-                } else {
-                    bytes_written > 0
-                };
-                let kind = if upload {
-                    self.totals.files_uploaded += 1;
-                    self.totals.bytes_uploaded += bytes_written;
-                    "upload"
-                } else if bytes_read > 0 {
-                    self.totals.files_downloaded += 1;
-                    self.totals.bytes_downloaded += bytes_read;
-                    "download"
-                } else {
-                    ""
+                let closed = classify_close(direction, bytes_read, bytes_written, forced, failed);
+                let kind = match closed.counts_as {
+                    Some(CountsAs::Upload) => {
+                        self.totals.files_uploaded += 1;
+                        self.totals.bytes_uploaded += bytes_written;
+                        "upload"
+                    }
+                    Some(CountsAs::Download) => {
+                        self.totals.files_downloaded += 1;
+                        self.totals.bytes_downloaded += bytes_read;
+                        "download"
+                    }
+                    None => "",
                 };
                 if !kind.is_empty() {
                     let event = Event {
@@ -139,9 +128,10 @@ impl CaptureState {
                         bytes_read,
                         bytes_written,
                         open_flags: flags,
-                        complete: !forced && !failed,
+                        complete: closed.complete,
                         elapsed_ms: elapsed.as_millis() as u64,
                     };
+                    let upload = closed.counts_as == Some(CountsAs::Upload);
                     if upload && self.upload_on_rename && event.path.ends_with(TEMP_UPLOAD_SUFFIX) {
                         self.held.push(event);
                     } else {
@@ -153,7 +143,7 @@ impl CaptureState {
             SftpEvent::Rmdir { path } => out.push(simple("rmdir", path, None)),
             SftpEvent::Mkdir { path, .. } => out.push(simple("mkdir", path, None)),
             SftpEvent::TwoPaths {
-                kind: "rename" | "posix-rename",
+                kind: OperationKind::Rename | OperationKind::PosixRename,
                 old,
                 new,
             } => {
@@ -200,7 +190,7 @@ fn simple(kind: &str, path: Vec<u8>, target: Option<Vec<u8>>) -> Event {
 /// sftp-server's stderr line (VIS_SAFE escaping, `\r\n` already removed) in the form it would
 /// have had in syslog.
 pub fn stderr_to_syslog_form(line: &[u8]) -> Vec<u8> {
-    logparse::vis_syslog(&logparse::unvis(line))
+    parse::vis_syslog(&parse::unvis(line))
 }
 
 /// What the reader hands to the forwarder thread.
@@ -280,7 +270,7 @@ fn read_crlf_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Resu
 pub fn forward_lines(
     rx: mpsc::Receiver<Forward>,
     mut sender: ForwardingSender,
-    own: crate::syslog::Syslog,
+    own: crate::shell::syslog::Syslog,
     sftp_pid: u32,
     counters: Arc<Counters>,
 ) {

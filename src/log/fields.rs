@@ -72,6 +72,10 @@ impl LogLine {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    pub fn into_string(self) -> String {
+        self.text
+    }
 }
 
 /// One `key=value` field with the value's original bytes.

@@ -1,7 +1,7 @@
 //! The reports: sessions, transfers and usage, as aligned tables for people or exact CSV and
 //! JSON for programs.
 
-use crate::logparse;
+use crate::log::parse;
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use rusqlite::types::ValueRef;
 use std::io::Write;
@@ -53,7 +53,7 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>, until: bool) -> Result<S
         if let Some(span) = span
             && n >= 0
         {
-            return Ok(logparse::storage_time(now - span));
+            return Ok(parse::storage_time(now - span));
         }
         return Err(bad());
     }
@@ -67,7 +67,7 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>, until: bool) -> Result<S
             .from_local_datetime(&date.and_hms_opt(0, 0, 0).ok_or_else(bad)?)
             .earliest()
             .ok_or_else(bad)?;
-        return Ok(logparse::storage_time(local.with_timezone(&Utc)));
+        return Ok(parse::storage_time(local.with_timezone(&Utc)));
     }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
@@ -75,11 +75,11 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>, until: bool) -> Result<S
                 .from_local_datetime(&naive)
                 .earliest()
                 .ok_or_else(bad)?;
-            return Ok(logparse::storage_time(local.with_timezone(&Utc)));
+            return Ok(parse::storage_time(local.with_timezone(&Utc)));
         }
     }
     DateTime::parse_from_rfc3339(t)
-        .map(|d| logparse::storage_time(d.with_timezone(&Utc)))
+        .map(|d| parse::storage_time(d.with_timezone(&Utc)))
         .map_err(|_| bad())
 }
 
@@ -173,8 +173,8 @@ impl Dialect {
 pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
         "SELECT {started}, {ended}, s.host, s.\"user\", s.client_ip, s.client_port, s.duration_ms,
-                CAST(COALESCE(SUM(CASE WHEN t.direction IN ('upload', 'both') AND t.closed_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN t.direction = 'download' AND t.bytes_read > 0 THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN t.counts_as = 'upload' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN t.counts_as = 'download' THEN 1 ELSE 0 END), 0) AS BIGINT),
                 CAST(COALESCE(SUM(t.bytes_written), 0) AS BIGINT), CAST(COALESCE(SUM(t.bytes_read), 0) AS BIGINT),
                 s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
            FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
@@ -250,7 +250,8 @@ pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
 pub fn filter_paths(mut report: Report, filter: &Filter) -> Report {
     if let Some(pattern) = &filter.path {
         report.rows.retain(|row| match row.last() {
-            Some(Value::Text(hex)) => crate::runner::unhex(hex)
+            Some(Value::Text(text)) => hex::decode(text)
+                .ok()
                 .is_some_and(|b| pattern.matches(&String::from_utf8_lossy(&b))),
             _ => false,
         });
@@ -333,7 +334,7 @@ pub fn human_duration(ms: i64) -> String {
 }
 
 fn local_time(stored: &str) -> String {
-    logparse::parse_storage_time(stored)
+    parse::parse_storage_time(stored)
         .map(|t| {
             t.with_timezone(&Local)
                 .format("%Y-%m-%d %H:%M:%S")
@@ -476,8 +477,8 @@ mod tests {
         );
         let day_start = parse_time_bound("2026-11-26", now, false).unwrap();
         let day_end = parse_time_bound("2026-11-26", now, true).unwrap();
-        let span = logparse::parse_storage_time(&day_end).unwrap()
-            - logparse::parse_storage_time(&day_start).unwrap();
+        let span = parse::parse_storage_time(&day_end).unwrap()
+            - parse::parse_storage_time(&day_start).unwrap();
         assert!(span >= chrono::Duration::hours(23) && span <= chrono::Duration::hours(25));
         for bad in ["yesterday", "7x", "-3d", "2026-13-01", ""] {
             let err = parse_time_bound(bad, now, false).unwrap_err();

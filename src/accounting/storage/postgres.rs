@@ -7,11 +7,13 @@
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
 use super::{
-    Checkpoint, NewOperation, NewSession, NewTransfer, OpenSession, OperationRecord, Result,
-    SessionEnd, SessionRecord, Store, StoreError, TransferRecord, path_text,
+    Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
+    LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
+    OperationRecord, ReportStore, Result, SessionEnd, SessionRecord, SessionSource, StoreError,
+    TransferRecord, path_text,
 };
-use crate::report::{self, Dialect, Filter, Kind, Period, Report, Value};
-use postgres::types::{ToSql, Type};
+use crate::accounting::report::{self, Dialect, Filter, Kind, Period, Report, Value};
+use postgres::types::{FromSql, IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Row, Statement};
 use std::collections::HashMap;
 
@@ -21,7 +23,8 @@ const INGEST_LOCK: i64 = 0x5f7c_a11e_0002;
 
 const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id           BIGSERIAL PRIMARY KEY,
     host         TEXT NOT NULL,
@@ -133,7 +136,80 @@ CREATE VIEW monthly_usage AS
            SUM(files_down)::bigint AS files_down, SUM(bytes_up)::bigint AS bytes_up,
            SUM(bytes_down)::bigint AS bytes_down, SUM(duration_ms)::bigint AS duration_ms
       FROM usage_events GROUP BY 1, 2, 3;
-"#];
+"#,
+    r#"
+-- What a closed file counts as is decided once, by the ingest (crate::log::transfer), and stored.
+ALTER TABLE transfers ADD COLUMN counts_as TEXT CHECK (counts_as IN ('upload', 'download'));
+UPDATE transfers SET counts_as = CASE
+    WHEN direction IN ('upload', 'both') AND closed_at IS NOT NULL THEN 'upload'
+    WHEN direction = 'download' AND COALESCE(bytes_read, 0) > 0 THEN 'download' END;
+DROP VIEW IF EXISTS monthly_usage;
+DROP VIEW IF EXISTS daily_usage;
+DROP VIEW IF EXISTS usage_events;
+CREATE VIEW usage_events AS
+    SELECT host, "user", started_at AS at, 1 AS sessions, 0 AS files_up, 0 AS files_down,
+           0::bigint AS bytes_up, 0::bigint AS bytes_down, COALESCE(duration_ms, 0) AS duration_ms
+      FROM sessions WHERE end_reason <> 'refused'
+    UNION ALL
+    SELECT s.host, s."user", t.opened_at, 0,
+           CASE WHEN t.counts_as = 'upload' THEN 1 ELSE 0 END,
+           CASE WHEN t.counts_as = 'download' THEN 1 ELSE 0 END,
+           COALESCE(t.bytes_written, 0), COALESCE(t.bytes_read, 0), 0
+      FROM transfers t JOIN sessions s ON s.id = t.session_id;
+
+CREATE VIEW daily_usage AS
+    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, host, "user",
+           SUM(sessions)::bigint AS sessions, SUM(files_up)::bigint AS files_up,
+           SUM(files_down)::bigint AS files_down, SUM(bytes_up)::bigint AS bytes_up,
+           SUM(bytes_down)::bigint AS bytes_down, SUM(duration_ms)::bigint AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+
+CREATE VIEW monthly_usage AS
+    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM') AS month, host, "user",
+           SUM(sessions)::bigint AS sessions, SUM(files_up)::bigint AS files_up,
+           SUM(files_down)::bigint AS files_down, SUM(bytes_up)::bigint AS bytes_up,
+           SUM(bytes_down)::bigint AS bytes_down, SUM(duration_ms)::bigint AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+"#,
+];
+
+/// The text enums travel as their words; a word this version does not know is an error.
+macro_rules! pg_text {
+    ($($t:ty),+) => {$(
+        impl ToSql for $t {
+            fn to_sql(
+                &self,
+                ty: &Type,
+                out: &mut postgres::types::private::BytesMut,
+            ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+                self.as_str().to_sql(ty, out)
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as ToSql>::accepts(ty)
+            }
+
+            postgres::types::to_sql_checked!();
+        }
+
+        impl<'a> FromSql<'a> for $t {
+            fn from_sql(
+                ty: &Type,
+                raw: &'a [u8],
+            ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+                let text = <&str as FromSql>::from_sql(ty, raw)?;
+                <$t>::parse(text)
+                    .ok_or_else(|| format!("unknown {} {text:?}", stringify!($t)).into())
+            }
+
+            fn accepts(ty: &Type) -> bool {
+                <&str as FromSql>::accepts(ty)
+            }
+        }
+    )+};
+}
+
+pg_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
 const _: () = assert!(MIGRATIONS.len() as i64 == super::SCHEMA_VERSION);
 
@@ -169,8 +245,9 @@ struct SessionPatch {
     auth: Option<(String, Option<String>)>,
     sftp_closed: bool,
     end: Option<EndPatch>,
-    end_reason: Option<String>,
-    last_op: Option<(Option<String>, Option<i64>)>,
+    end_reason: Option<EndReason>,
+    /// `Some(None)`: cleared.
+    last_op: Option<Option<LastOp>>,
 }
 
 /// The columns `end_session` sets.
@@ -193,7 +270,7 @@ struct PendingAuth {
     at: String,
 }
 
-/// Rows per multi-row INSERT (14 parameters each, well under PostgreSQL's 65,535).
+/// Rows per multi-row INSERT (15 parameters each, well under PostgreSQL's 65,535).
 const FLUSH_ROWS: usize = 1000;
 const ID_BLOCK: i64 = 1000;
 
@@ -202,7 +279,8 @@ struct PendingTransfer {
     id: i64,
     session_id: i64,
     path: Vec<u8>,
-    direction: String,
+    direction: Direction,
+    counts_as: Option<CountsAs>,
     open_flags: String,
     mode: String,
     opened_at: String,
@@ -221,7 +299,7 @@ struct PendingOp {
     host: String,
     user: Option<String>,
     at: String,
-    kind: String,
+    kind: OperationKind,
     path: Option<Vec<u8>>,
     target: Option<Vec<u8>>,
     detail: Option<String>,
@@ -376,7 +454,7 @@ impl PgStore {
                 signal,
             } = p.end.unwrap_or_default();
             let last_set = p.last_op.is_some();
-            let (last_kind, last_id) = p.last_op.unwrap_or_default();
+            let (last_kind, last_id) = LastOp::columns(p.last_op.flatten());
             let ended_at = end_set.then_some(ended_at);
             self.exec(
                 "UPDATE sessions SET
@@ -447,13 +525,13 @@ impl PgStore {
         );
         for chunk in transfers.chunks(FLUSH_ROWS) {
             let texts: Vec<String> = chunk.iter().map(|t| path_text(&t.path)).collect();
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 14);
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 15);
             let mut values = Vec::with_capacity(chunk.len());
             for (i, (t, text)) in chunk.iter().zip(&texts).enumerate() {
-                let b = i * 14;
+                let b = i * 15;
                 values.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}::text::timestamptz, ${}::text::timestamptz, ${}, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}::text::timestamptz, ${}::text::timestamptz, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15
                 ));
                 params.extend_from_slice(&[
                     &t.id,
@@ -470,11 +548,12 @@ impl PgStore {
                     &t.forced,
                     &t.failed,
                     &t.complete,
+                    &t.counts_as,
                 ]);
             }
             let sql = format!(
                 "INSERT INTO transfers (id, session_id, path, path_text, direction, open_flags, mode, opened_at,
-                                        closed_at, bytes_read, bytes_written, forced, failed, complete)
+                                        closed_at, bytes_read, bytes_written, forced, failed, complete, counts_as)
                  VALUES {}",
                 values.join(", ")
             );
@@ -612,7 +691,7 @@ impl PgStore {
     }
 }
 
-impl Store for PgStore {
+impl Database for PgStore {
     fn describe(&self) -> String {
         self.shown.clone()
     }
@@ -664,6 +743,34 @@ impl Store for PgStore {
         self.client.batch_execute("ROLLBACK").map_err(self.err())
     }
 
+    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
+        let row = self.query_opt(
+            "SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints WHERE first_line_hash = $1",
+            &[&first_line_hash],
+        )?;
+        Ok(row.map(|r| Checkpoint {
+            first_line_hash: r.get(0),
+            path: r.get(1),
+            inode: r.get(2),
+            byte_offset: r.get(3),
+            lines: r.get(4),
+        }))
+    }
+
+    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO checkpoints (first_line_hash, path, inode, byte_offset, lines, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz)
+             ON CONFLICT (first_line_hash) DO UPDATE
+                SET path = excluded.path, inode = excluded.inode, byte_offset = excluded.byte_offset,
+                    lines = excluded.lines, updated_at = excluded.updated_at",
+            &[&c.first_line_hash, &c.path, &c.inode, &c.byte_offset, &c.lines, &now],
+        )?;
+        Ok(())
+    }
+}
+
+impl IngestStore for PgStore {
     fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
         let row = self.query_opt(
             "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at,
@@ -703,25 +810,29 @@ impl Store for PgStore {
                 sftp_closed: r.get(4),
                 started_at: r.get(5),
                 source: r.get(6),
-                last_op_kind: r.get(7),
-                last_op_id: r.get(8),
+                last_op: LastOp::from_columns(r.get(7), r.get(8)),
                 user: r.get(9),
             })
             .collect())
     }
 
-    fn open_transfers(&mut self) -> Result<Vec<(i64, i64, Vec<u8>)>> {
+    fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
         self.flush()?;
         let rows = self.query(
-            "SELECT id, session_id, path FROM transfers WHERE closed_at IS NULL AND NOT complete AND NOT forced ORDER BY id",
+            "SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at IS NULL AND NOT complete AND NOT forced ORDER BY id",
             &[],
         )?;
-        let open: Vec<(i64, i64, Vec<u8>)> = rows
+        let open: Vec<OpenTransfer> = rows
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(|r| OpenTransfer {
+                id: r.get(0),
+                session_id: r.get(1),
+                path: r.get(2),
+                direction: r.get(3),
+                failed: r.get(4),
+            })
             .collect();
-        self.open_in_db
-            .extend(open.iter().map(|(_, session, _)| *session));
+        self.open_in_db.extend(open.iter().map(|t| t.session_id));
         Ok(open)
     }
 
@@ -742,8 +853,8 @@ impl Store for PgStore {
         Ok(())
     }
 
-    fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()> {
-        self.patch(id).last_op = Some((kind.map(str::to_owned), op_id));
+    fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
+        self.patch(id).last_op = Some(op);
         Ok(())
     }
 
@@ -760,18 +871,18 @@ impl Store for PgStore {
             exit_status: end.exit_status,
             signal: end.signal.map(str::to_owned),
         });
-        p.end_reason = Some(end.end_reason.to_owned());
+        p.end_reason = Some(end.end_reason);
         Ok(())
     }
 
-    fn set_end_reason(&mut self, id: i64, reason: &str) -> Result<()> {
-        self.patch(id).end_reason = Some(reason.to_owned());
+    fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
+        self.patch(id).end_reason = Some(reason);
         Ok(())
     }
 
     fn abandon_session(&mut self, id: i64) -> Result<()> {
         let p = self.patch(id);
-        p.end_reason = Some("missing_end".to_owned());
+        p.end_reason = Some(EndReason::MissingEnd);
         p.sftp_closed = true;
         self.abandon_open_transfers(id)
     }
@@ -803,7 +914,8 @@ impl Store for PgStore {
             id,
             session_id: t.session_id,
             path: t.path.to_vec(),
-            direction: t.direction.to_owned(),
+            direction: t.direction,
+            counts_as: None,
             open_flags: t.open_flags.to_owned(),
             mode: t.mode.to_owned(),
             opened_at: t.opened_at.to_owned(),
@@ -825,36 +937,34 @@ impl Store for PgStore {
         bytes_read: u64,
         bytes_written: u64,
         forced: bool,
+        verdict: &ClosedFile,
     ) -> Result<()> {
         let (r, w) = (bytes_read as i64, bytes_written as i64);
         if let Some(t) = self.pending_transfers.iter_mut().rev().find(|t| t.id == id) {
-            // The same rules as the UPDATE below, on the row still in memory.
             t.closed_at = Some(closed_at.to_owned());
             t.bytes_read = Some(r);
             t.bytes_written = Some(w);
             t.forced = forced;
-            t.complete = !forced && !t.failed;
-            if t.direction == "none" {
-                t.direction = match (r > 0, w > 0) {
-                    (true, true) => "both",
-                    (false, true) => "upload",
-                    (true, false) => "download",
-                    (false, false) => "none",
-                }
-                .to_owned();
-            }
+            t.complete = verdict.complete;
+            t.direction = verdict.direction;
+            t.counts_as = verdict.counts_as;
             return Ok(());
         }
         self.exec(
             "UPDATE transfers
                 SET closed_at = $2::text::timestamptz, bytes_read = $3::bigint, bytes_written = $4::bigint,
-                    forced = $5::boolean, complete = (NOT $5::boolean AND NOT failed),
-                    direction = CASE WHEN direction = 'none' AND $4::bigint > 0 AND $3::bigint > 0 THEN 'both'
-                                     WHEN direction = 'none' AND $4::bigint > 0 THEN 'upload'
-                                     WHEN direction = 'none' AND $3::bigint > 0 THEN 'download'
-                                     ELSE direction END
+                    forced = $5::boolean, complete = $6::boolean, direction = $7, counts_as = $8
               WHERE id = $1",
-            &[&id, &closed_at, &r, &w, &forced],
+            &[
+                &id,
+                &closed_at,
+                &r,
+                &w,
+                &forced,
+                &verdict.complete,
+                &verdict.direction,
+                &verdict.counts_as,
+            ],
         )?;
         Ok(())
     }
@@ -899,7 +1009,7 @@ impl Store for PgStore {
             host: o.host.to_owned(),
             user: o.user.map(str::to_owned),
             at: o.at.to_owned(),
-            kind: o.kind.to_owned(),
+            kind: o.kind,
             path: o.path.map(<[u8]>::to_vec),
             target: o.target.map(<[u8]>::to_vec),
             detail: o.detail.map(str::to_owned),
@@ -926,7 +1036,7 @@ impl Store for PgStore {
     fn add_pending_auth(
         &mut self,
         host: &str,
-        a: &crate::logparse::Accepted,
+        a: &crate::log::parse::Accepted,
         at: &str,
     ) -> Result<()> {
         self.pending_auth.push(PendingAuth {
@@ -984,33 +1094,9 @@ impl Store for PgStore {
         )?;
         Ok(())
     }
+}
 
-    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
-        let row = self.query_opt(
-            "SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints WHERE first_line_hash = $1",
-            &[&first_line_hash],
-        )?;
-        Ok(row.map(|r| Checkpoint {
-            first_line_hash: r.get(0),
-            path: r.get(1),
-            inode: r.get(2),
-            byte_offset: r.get(3),
-            lines: r.get(4),
-        }))
-    }
-
-    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()> {
-        self.exec(
-            "INSERT INTO checkpoints (first_line_hash, path, inode, byte_offset, lines, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz)
-             ON CONFLICT (first_line_hash) DO UPDATE
-                SET path = excluded.path, inode = excluded.inode, byte_offset = excluded.byte_offset,
-                    lines = excluded.lines, updated_at = excluded.updated_at",
-            &[&c.first_line_hash, &c.path, &c.inode, &c.byte_offset, &c.lines, &now],
-        )?;
-        Ok(())
-    }
-
+impl ReportStore for PgStore {
     fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
         self.flush()?;
         let (sql, columns) = report::sessions_sql(Dialect::Postgres);
@@ -1029,7 +1115,9 @@ impl Store for PgStore {
         let (sql, columns) = report::usage_sql(Dialect::Postgres, filter, by);
         self.report(&sql, columns, filter)
     }
+}
 
+impl CopyStore for PgStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
         self.flush()?;
         let sql = format!(
@@ -1072,7 +1160,7 @@ impl Store for PgStore {
         let sql = format!(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
                     to_char(opened_at AT TIME ZONE 'UTC', {TS}), to_char(closed_at AT TIME ZONE 'UTC', {TS}),
-                    forced, failed, complete
+                    forced, failed, complete, counts_as
                FROM transfers ORDER BY id"
         );
         let rows = self.client.query(&sql, &[]).map_err(self.err())?;
@@ -1091,6 +1179,7 @@ impl Store for PgStore {
                 forced: r.get(9),
                 failed: r.get(10),
                 complete: r.get(11),
+                counts_as: r.get(12),
             })
             .collect())
     }
@@ -1158,11 +1247,11 @@ impl Store for PgStore {
         let text = path_text(&t.path);
         self.exec(
             "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
-                                    opened_at, closed_at, forced, failed, complete)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13)",
+                                    opened_at, closed_at, forced, failed, complete, counts_as)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14)",
             &[
                 &session_id, &t.path, &text, &t.direction, &t.open_flags, &t.mode, &t.bytes_read, &t.bytes_written,
-                &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete,
+                &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as,
             ],
         )?;
         Ok(())

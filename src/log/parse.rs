@@ -5,7 +5,7 @@
 //! escape `"`, so every message with a name is parsed from the right, where the fixed suffix is:
 //! a file named `x" bytes read 0 written 9` cannot forge byte counters.
 
-use crate::logfmt;
+use crate::log::wrapper::WrapperLine;
 use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 /// One syslog line split into its parts.
@@ -271,6 +271,35 @@ pub fn vis_syslog(input: &[u8]) -> Vec<u8> {
     out
 }
 
+text_enum! {
+    /// Which program logged a session.
+    pub enum SessionSource {
+        Wrapper => "wrapper",
+        SftpServer => "sftp-server",
+        /// sshd's built-in SFTP server (`Subsystem sftp internal-sftp`).
+        InternalSftp => "internal-sftp",
+    }
+}
+
+text_enum! {
+    /// What an operation row records: sftp-server's operations, a failure it answered, or a
+    /// session the wrapper refused.
+    pub enum OperationKind {
+        Remove => "remove",
+        Mkdir => "mkdir",
+        Rmdir => "rmdir",
+        Rename => "rename",
+        PosixRename => "posix-rename",
+        Symlink => "symlink",
+        Hardlink => "hardlink",
+        Set => "set",
+        /// A `sent status` failure.
+        Failure => "failure",
+        /// A session the wrapper refused.
+        Denied => "denied",
+    }
+}
+
 /// What one sftp-server (or internal-sftp) message says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SftpEvent {
@@ -310,7 +339,7 @@ pub enum SftpEvent {
     },
     /// rename, posix-rename, symlink, hardlink.
     TwoPaths {
-        kind: &'static str,
+        kind: OperationKind,
         old: Vec<u8>,
         new: Vec<u8>,
     },
@@ -485,10 +514,10 @@ fn parse_sftp_known(msg: &[u8]) -> Option<SftpEvent> {
         }
         b"rename" | b"posix-rename" | b"symlink" | b"hardlink" => {
             let kind = match first {
-                b"rename" => "rename",
-                b"posix-rename" => "posix-rename",
-                b"symlink" => "symlink",
-                _ => "hardlink",
+                b"rename" => OperationKind::Rename,
+                b"posix-rename" => OperationKind::PosixRename,
+                b"symlink" => OperationKind::Symlink,
+                _ => OperationKind::Hardlink,
             };
             parse_two_paths(msg, first).map(|(old, new)| SftpEvent::TwoPaths { kind, old, new })
         }
@@ -548,46 +577,12 @@ pub fn parse_accepted(msg: &[u8]) -> Option<Accepted> {
     })
 }
 
-/// One of the wrapper's own lines: the event phrase and its fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WrapperEvent {
-    pub event: String,
-    pub fields: Vec<logfmt::Field>,
-}
-
-impl WrapperEvent {
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    pub fn get_str(&self, key: &str) -> Option<String> {
-        self.get(key)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    }
-
-    pub fn get_u64(&self, key: &str) -> Option<u64> {
-        self.get(key).and_then(parse_u64)
-    }
-}
-
-pub fn parse_wrapper_message(msg: &[u8]) -> Option<WrapperEvent> {
-    let (event, fields) = logfmt::parse_line(msg)?;
-    // Every line the wrapper writes has fields; anything else with its ident is not ours to read.
-    if fields.is_empty() {
-        return None;
-    }
-    Some(WrapperEvent { event, fields })
-}
-
 /// Which program wrote a line, as far as ingest cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Wrapper(WrapperEvent),
+    Wrapper(WrapperLine),
     Sftp {
-        source: &'static str,
+        source: SessionSource,
         event: SftpEvent,
     },
     Accepted(Accepted),
@@ -598,18 +593,18 @@ pub enum Record {
 /// Classifies a message by its program. `wrapper_ident` is the wrapper's syslog ident.
 pub fn classify(program: &str, message: &[u8], wrapper_ident: &str) -> Record {
     if program == wrapper_ident {
-        return match parse_wrapper_message(message) {
+        return match WrapperLine::parse(message) {
             Some(ev) => Record::Wrapper(ev),
             None => Record::Foreign,
         };
     }
     match program {
         "sftp-server" => Record::Sftp {
-            source: "sftp-server",
+            source: SessionSource::SftpServer,
             event: parse_sftp_message(message),
         },
         "internal-sftp" => Record::Sftp {
-            source: "internal-sftp",
+            source: SessionSource::InternalSftp,
             event: parse_sftp_message(message),
         },
         "sshd" | "sshd-session" => {
@@ -617,7 +612,7 @@ pub fn classify(program: &str, message: &[u8], wrapper_ident: &str) -> Record {
                 && let Some(event) = parse_sftp_known(inner)
             {
                 return Record::Sftp {
-                    source: "internal-sftp",
+                    source: SessionSource::InternalSftp,
                     event,
                 };
             }
@@ -642,10 +637,35 @@ pub fn parse_storage_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|n| n.and_utc())
 }
 
+/// Renders a name for people: UTF-8 as it is, other bytes as `\xHH` (and `\` as `\\`).
+pub fn path_text(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn path_text_is_readable_and_unambiguous() {
+        assert_eq!(path_text(b"/h/a b.txt"), "/h/a b.txt");
+        assert_eq!(path_text("/h/caf\u{e9}".as_bytes()), "/h/caf\u{e9}");
+        assert_eq!(path_text(b"/h/\xff\n\\"), "/h/\\xff\\x0a\\\\");
+    }
 
     #[test]
     fn traditional_lines() {
@@ -841,7 +861,7 @@ mod tests {
         assert_eq!(
             sftp(b"posix-rename old \"/h/a.filepart\" new \"/h/a\""),
             SftpEvent::TwoPaths {
-                kind: "posix-rename",
+                kind: OperationKind::PosixRename,
                 old: b"/h/a.filepart".to_vec(),
                 new: b"/h/a".to_vec()
             }
@@ -849,7 +869,7 @@ mod tests {
         assert_eq!(
             sftp(b"rename old \"/h/a\" new \"/h/b\""),
             SftpEvent::TwoPaths {
-                kind: "rename",
+                kind: OperationKind::Rename,
                 old: b"/h/a".to_vec(),
                 new: b"/h/b".to_vec()
             }
@@ -857,7 +877,7 @@ mod tests {
         assert_eq!(
             sftp(b"symlink old \"t\" new \"/h/l\""),
             SftpEvent::TwoPaths {
-                kind: "symlink",
+                kind: OperationKind::Symlink,
                 old: b"t".to_vec(),
                 new: b"/h/l".to_vec()
             }
@@ -865,7 +885,7 @@ mod tests {
         assert_eq!(
             sftp(b"hardlink old \"/h/a\" new \"/h/b\""),
             SftpEvent::TwoPaths {
-                kind: "hardlink",
+                kind: OperationKind::Hardlink,
                 old: b"/h/a".to_vec(),
                 new: b"/h/b".to_vec()
             }
@@ -1043,7 +1063,7 @@ mod tests {
                 "sftpd-wrapper"
             ),
             Record::Sftp {
-                source: "internal-sftp",
+                source: SessionSource::InternalSftp,
                 event: SftpEvent::Open {
                     path: b"/x".to_vec(),
                     flags: "READ".into(),
@@ -1066,7 +1086,7 @@ mod tests {
         assert!(matches!(
             classify("internal-sftp", b"remove name \"/x\"", "w"),
             Record::Sftp {
-                source: "internal-sftp",
+                source: SessionSource::InternalSftp,
                 ..
             }
         ));
@@ -1081,9 +1101,15 @@ mod tests {
         ) else {
             panic!()
         };
-        assert_eq!(ev.event, "session end");
-        assert_eq!(ev.get_str("sid").as_deref(), Some("vm-1"));
-        assert_eq!(ev.get_u64("duration_ms"), Some(46));
+        assert_eq!(ev.event(), "session end");
+        assert_eq!(ev.sid(), Some("vm-1"));
+        assert!(matches!(
+            ev,
+            WrapperLine::SessionEnd {
+                duration_ms: Some(46),
+                ..
+            }
+        ));
         assert_eq!(
             classify(
                 "sftpd-wrapper",

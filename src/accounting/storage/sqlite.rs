@@ -4,16 +4,20 @@
 //! read them. One ingest at a time holds `<db>.lock`.
 
 use super::{
-    Checkpoint, NewOperation, NewSession, NewTransfer, OpenSession, OperationRecord, Result,
-    SessionEnd, SessionRecord, Store, StoreError, TransferRecord, path_text,
+    Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
+    LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
+    OperationRecord, ReportStore, Result, SessionEnd, SessionRecord, SessionSource, StoreError,
+    TransferRecord, path_text,
 };
-use crate::report::{self, Dialect, Filter, Period, Report};
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::accounting::report::{self, Dialect, Filter, Period, Report};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Each entry migrates from the version before it; the index + 1 is the version reached.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id           INTEGER PRIMARY KEY,
     host         TEXT NOT NULL,
@@ -127,7 +131,63 @@ CREATE VIEW monthly_usage AS
            SUM(bytes_up) AS bytes_up, SUM(bytes_down) AS bytes_down,
            SUM(duration_ms) AS duration_ms
       FROM usage_events GROUP BY 1, 2, 3;
-"#];
+"#,
+    r#"
+-- What a closed file counts as is decided once, by the ingest (crate::log::transfer), and stored.
+ALTER TABLE transfers ADD COLUMN counts_as TEXT CHECK (counts_as IN ('upload', 'download'));
+UPDATE transfers SET counts_as = CASE
+    WHEN direction IN ('upload', 'both') AND closed_at IS NOT NULL THEN 'upload'
+    WHEN direction = 'download' AND COALESCE(bytes_read, 0) > 0 THEN 'download' END;
+DROP VIEW monthly_usage;
+DROP VIEW daily_usage;
+DROP VIEW usage_events;
+CREATE VIEW usage_events AS
+    SELECT host, user, started_at AS at, 1 AS sessions, 0 AS files_up, 0 AS files_down,
+           0 AS bytes_up, 0 AS bytes_down, COALESCE(duration_ms, 0) AS duration_ms
+      FROM sessions WHERE end_reason <> 'refused'
+    UNION ALL
+    SELECT s.host, s.user, t.opened_at, 0,
+           CASE WHEN t.counts_as = 'upload' THEN 1 ELSE 0 END,
+           CASE WHEN t.counts_as = 'download' THEN 1 ELSE 0 END,
+           COALESCE(t.bytes_written, 0), COALESCE(t.bytes_read, 0), 0
+      FROM transfers t JOIN sessions s ON s.id = t.session_id;
+CREATE VIEW daily_usage AS
+    SELECT substr(at, 1, 10) AS day, host, user,
+           SUM(sessions) AS sessions, SUM(files_up) AS files_up, SUM(files_down) AS files_down,
+           SUM(bytes_up) AS bytes_up, SUM(bytes_down) AS bytes_down,
+           SUM(duration_ms) AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+CREATE VIEW monthly_usage AS
+    SELECT substr(at, 1, 7) AS month, host, user,
+           SUM(sessions) AS sessions, SUM(files_up) AS files_up, SUM(files_down) AS files_down,
+           SUM(bytes_up) AS bytes_up, SUM(bytes_down) AS bytes_down,
+           SUM(duration_ms) AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+"#,
+];
+
+/// The text enums are stored as their words; a word this version does not know is an error
+/// rather than a guess.
+macro_rules! sqlite_text {
+    ($($t:ty),+) => {$(
+        impl ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $t {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                <$t>::parse(text).ok_or_else(|| {
+                    FromSqlError::Other(format!("unknown {} {text:?}", stringify!($t)).into())
+                })
+            }
+        }
+    )+};
+}
+
+sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
 const _: () = assert!(MIGRATIONS.len() as i64 == super::SCHEMA_VERSION);
 
@@ -229,7 +289,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl Database for SqliteStore {
     fn schema_version(&mut self) -> Result<i64> {
         Ok(self
             .conn
@@ -248,295 +308,6 @@ impl Store for SqliteStore {
 
     fn rollback(&mut self) -> Result<()> {
         self.conn.execute_batch("ROLLBACK")?;
-        Ok(())
-    }
-
-    /// Inserts a session, or returns the id of the one with the same host, PID and start.
-    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at,
-                                   source, sid, pid, sftp_pid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (host, pid, started_at) DO NOTHING",
-        )?;
-        let inserted = stmt.execute(params![
-            s.host,
-            s.user,
-            s.client_ip,
-            s.client_port,
-            s.local_ip,
-            s.local_port,
-            s.started_at,
-            s.source,
-            s.sid,
-            s.pid,
-            s.sftp_pid
-        ])?;
-        if inserted == 1 {
-            return Ok(self.conn.last_insert_rowid());
-        }
-        Ok(self.conn.query_row(
-            "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at = ?3",
-            params![s.host, s.pid, s.started_at],
-            |r| r.get(0),
-        )?)
-    }
-
-    fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id, user FROM sessions
-              WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(OpenSession {
-                id: r.get(0)?,
-                host: r.get(1)?,
-                sid: r.get(2)?,
-                sftp_pid: r.get(3)?,
-                sftp_closed: r.get::<_, i64>(4)? != 0,
-                started_at: r.get(5)?,
-                source: r.get(6)?,
-                last_op_kind: r.get(7)?,
-                last_op_id: r.get(8)?,
-                user: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Open transfers as (id, session id, path).
-    fn open_transfers(&mut self) -> Result<Vec<(i64, i64, Vec<u8>)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, session_id, path FROM transfers WHERE closed_at IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET sftp_pid = ?2 WHERE id = ?1")?
-            .execute(params![id, sftp_pid])?;
-        Ok(())
-    }
-
-    /// Fills in who and from where, where the session does not know yet.
-    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE sessions SET user = COALESCE(user, ?2), client_ip = COALESCE(client_ip, ?3) WHERE id = ?1",
-            )?
-            .execute(params![id, user, client_ip])?;
-        Ok(())
-    }
-
-    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET auth_method = ?2, auth_key = ?3 WHERE id = ?1")?
-            .execute(params![id, method, key])?;
-        Ok(())
-    }
-
-    fn set_last_op(&mut self, id: i64, kind: Option<&str>, op_id: Option<i64>) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET last_op_kind = ?2, last_op_id = ?3 WHERE id = ?1")?
-            .execute(params![id, kind, op_id])?;
-        Ok(())
-    }
-
-    fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET sftp_closed = 1 WHERE id = ?1")?
-            .execute([id])?;
-        Ok(())
-    }
-
-    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE sessions SET ended_at = ?2, duration_ms = ?3, exit_status = ?4, signal = ?5, end_reason = ?6
-                  WHERE id = ?1",
-            )?
-            .execute(params![id, end.ended_at, end.duration_ms, end.exit_status, end.signal, end.end_reason])?;
-        Ok(())
-    }
-
-    fn set_end_reason(&mut self, id: i64, reason: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET end_reason = ?2 WHERE id = ?1")?
-            .execute(params![id, reason])?;
-        Ok(())
-    }
-
-    /// Gives up on a session whose end never came (its PID started a new one).
-    fn abandon_session(&mut self, id: i64) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE sessions SET end_reason = 'missing_end', sftp_closed = 1 WHERE id = ?1",
-            )?
-            .execute([id])?;
-        self.abandon_open_transfers(id)
-    }
-
-    /// Moves everything recorded under `from` to `into` and deletes `from` (the wrapper's
-    /// `sftp-server started` line arrived after sftp-server's own first line).
-    fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE transfers SET session_id = ?2 WHERE session_id = ?1")?
-            .execute(params![from, into])?;
-        self.conn
-            .prepare_cached("UPDATE operations SET session_id = ?2 WHERE session_id = ?1")?
-            .execute(params![from, into])?;
-        self.conn
-            .prepare_cached(
-                "UPDATE sessions SET sftp_closed = MAX(sftp_closed, (SELECT sftp_closed FROM sessions WHERE id = ?1))
-                  WHERE id = ?2",
-            )?
-            .execute(params![from, into])?;
-        self.conn
-            .prepare_cached("DELETE FROM sessions WHERE id = ?1")?
-            .execute([from])?;
-        Ok(())
-    }
-
-    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, opened_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![t.session_id, t.path, path_text(t.path), t.direction, t.open_flags, t.mode, t.opened_at])?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Records the close: counters, and complete unless forced or failed.
-    fn close_transfer(
-        &mut self,
-        id: i64,
-        closed_at: &str,
-        bytes_read: u64,
-        bytes_written: u64,
-        forced: bool,
-    ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE transfers
-                    SET closed_at = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
-                        complete = CASE WHEN ?5 = 0 AND failed = 0 THEN 1 ELSE 0 END,
-                        direction = CASE WHEN direction = 'none' AND ?4 > 0 AND ?3 > 0 THEN 'both'
-                                         WHEN direction = 'none' AND ?4 > 0 THEN 'upload'
-                                         WHEN direction = 'none' AND ?3 > 0 THEN 'download'
-                                         ELSE direction END
-                  WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                closed_at,
-                bytes_read as i64,
-                bytes_written as i64,
-                forced
-            ])?;
-        Ok(())
-    }
-
-    fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
-            .execute([id])?;
-        Ok(())
-    }
-
-    /// Transfers still open when their session ended: never complete.
-    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE transfers SET complete = 0, forced = 1 WHERE session_id = ?1 AND closed_at IS NULL")?
-            .execute([session_id])?;
-        Ok(())
-    }
-
-    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO operations (session_id, host, user, at, kind, path, path_text, target, target_text, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                o.session_id,
-                o.host,
-                o.user,
-                o.at,
-                o.kind,
-                o.path,
-                o.path.map(path_text),
-                o.target,
-                o.target.map(path_text),
-                o.detail
-            ])?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
-            .execute(params![id, status])?;
-        Ok(())
-    }
-
-    fn add_pending_auth(
-        &mut self,
-        host: &str,
-        a: &crate::logparse::Accepted,
-        at: &str,
-    ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO pending_auth (host, user, client_ip, client_port, method, key, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                host,
-                a.user,
-                a.client_ip,
-                a.client_port,
-                a.method,
-                a.key,
-                at
-            ])?;
-        Ok(())
-    }
-
-    /// Takes the latest `Accepted` for this host, user and address (and port, when known):
-    /// returns its method and key and removes it.
-    fn take_pending_auth(
-        &mut self,
-        host: &str,
-        user: &str,
-        client_ip: &str,
-        client_port: Option<i64>,
-    ) -> Result<Option<(String, Option<String>)>> {
-        let found: Option<(i64, String, Option<String>)> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, method, key FROM pending_auth
-                  WHERE host = ?1 AND user = ?2 AND client_ip = ?3 AND (?4 IS NULL OR client_port = ?4)
-                  ORDER BY at DESC, id DESC LIMIT 1",
-            )?
-            .query_row(params![host, user, client_ip, client_port], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        let Some((id, method, key)) = found else {
-            return Ok(None);
-        };
-        self.conn
-            .prepare_cached("DELETE FROM pending_auth WHERE id = ?1")?
-            .execute([id])?;
-        Ok(Some((method, key)))
-    }
-
-    /// Forgets `Accepted` lines that no session claimed (a failed or non-SFTP login).
-    fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
-            .execute([before])?;
         Ok(())
     }
 
@@ -606,7 +377,306 @@ impl Store for SqliteStore {
         self.lock = Some(file);
         Ok(())
     }
+}
 
+impl IngestStore for SqliteStore {
+    /// Inserts a session, or returns the id of the one with the same host, PID and start.
+    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at,
+                                   source, sid, pid, sftp_pid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (host, pid, started_at) DO NOTHING",
+        )?;
+        let inserted = stmt.execute(params![
+            s.host,
+            s.user,
+            s.client_ip,
+            s.client_port,
+            s.local_ip,
+            s.local_port,
+            s.started_at,
+            s.source,
+            s.sid,
+            s.pid,
+            s.sftp_pid
+        ])?;
+        if inserted == 1 {
+            return Ok(self.conn.last_insert_rowid());
+        }
+        Ok(self.conn.query_row(
+            "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at = ?3",
+            params![s.host, s.pid, s.started_at],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id, user FROM sessions
+              WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OpenSession {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                sid: r.get(2)?,
+                sftp_pid: r.get(3)?,
+                sftp_closed: r.get::<_, i64>(4)? != 0,
+                started_at: r.get(5)?,
+                source: r.get(6)?,
+                last_op: LastOp::from_columns(r.get::<_, Option<String>>(7)?.as_deref(), r.get(8)?),
+                user: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OpenTransfer {
+                id: r.get(0)?,
+                session_id: r.get(1)?,
+                path: r.get(2)?,
+                direction: r.get(3)?,
+                failed: r.get::<_, i64>(4)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET sftp_pid = ?2 WHERE id = ?1")?
+            .execute(params![id, sftp_pid])?;
+        Ok(())
+    }
+
+    /// Fills in who and from where, where the session does not know yet.
+    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET user = COALESCE(user, ?2), client_ip = COALESCE(client_ip, ?3) WHERE id = ?1",
+            )?
+            .execute(params![id, user, client_ip])?;
+        Ok(())
+    }
+
+    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET auth_method = ?2, auth_key = ?3 WHERE id = ?1")?
+            .execute(params![id, method, key])?;
+        Ok(())
+    }
+
+    fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
+        let (kind, op_id) = LastOp::columns(op);
+        self.conn
+            .prepare_cached("UPDATE sessions SET last_op_kind = ?2, last_op_id = ?3 WHERE id = ?1")?
+            .execute(params![id, kind, op_id])?;
+        Ok(())
+    }
+
+    fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET sftp_closed = 1 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET ended_at = ?2, duration_ms = ?3, exit_status = ?4, signal = ?5, end_reason = ?6
+                  WHERE id = ?1",
+            )?
+            .execute(params![id, end.ended_at, end.duration_ms, end.exit_status, end.signal, end.end_reason])?;
+        Ok(())
+    }
+
+    fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET end_reason = ?2 WHERE id = ?1")?
+            .execute(params![id, reason])?;
+        Ok(())
+    }
+
+    /// Gives up on a session whose end never came (its PID started a new one).
+    fn abandon_session(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET end_reason = 'missing_end', sftp_closed = 1 WHERE id = ?1",
+            )?
+            .execute([id])?;
+        self.abandon_open_transfers(id)
+    }
+
+    /// Moves everything recorded under `from` to `into` and deletes `from` (the wrapper's
+    /// `sftp-server started` line arrived after sftp-server's own first line).
+    fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE transfers SET session_id = ?2 WHERE session_id = ?1")?
+            .execute(params![from, into])?;
+        self.conn
+            .prepare_cached("UPDATE operations SET session_id = ?2 WHERE session_id = ?1")?
+            .execute(params![from, into])?;
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET sftp_closed = MAX(sftp_closed, (SELECT sftp_closed FROM sessions WHERE id = ?1))
+                  WHERE id = ?2",
+            )?
+            .execute(params![from, into])?;
+        self.conn
+            .prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+            .execute([from])?;
+        Ok(())
+    }
+
+    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, opened_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![t.session_id, t.path, path_text(t.path), t.direction, t.open_flags, t.mode, t.opened_at])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn close_transfer(
+        &mut self,
+        id: i64,
+        closed_at: &str,
+        bytes_read: u64,
+        bytes_written: u64,
+        forced: bool,
+        verdict: &ClosedFile,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE transfers
+                    SET closed_at = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
+                        complete = ?6, direction = ?7, counts_as = ?8
+                  WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                closed_at,
+                bytes_read as i64,
+                bytes_written as i64,
+                forced,
+                verdict.complete,
+                verdict.direction,
+                verdict.counts_as
+            ])?;
+        Ok(())
+    }
+
+    fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    /// Transfers still open when their session ended: never complete.
+    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE transfers SET complete = 0, forced = 1 WHERE session_id = ?1 AND closed_at IS NULL")?
+            .execute([session_id])?;
+        Ok(())
+    }
+
+    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO operations (session_id, host, user, at, kind, path, path_text, target, target_text, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                o.session_id,
+                o.host,
+                o.user,
+                o.at,
+                o.kind,
+                o.path,
+                o.path.map(path_text),
+                o.target,
+                o.target.map(path_text),
+                o.detail
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
+            .execute(params![id, status])?;
+        Ok(())
+    }
+
+    fn add_pending_auth(
+        &mut self,
+        host: &str,
+        a: &crate::log::parse::Accepted,
+        at: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO pending_auth (host, user, client_ip, client_port, method, key, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                host,
+                a.user,
+                a.client_ip,
+                a.client_port,
+                a.method,
+                a.key,
+                at
+            ])?;
+        Ok(())
+    }
+
+    /// Takes the latest `Accepted` for this host, user and address (and port, when known):
+    /// returns its method and key and removes it.
+    fn take_pending_auth(
+        &mut self,
+        host: &str,
+        user: &str,
+        client_ip: &str,
+        client_port: Option<i64>,
+    ) -> Result<Option<(String, Option<String>)>> {
+        let found: Option<(i64, String, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, method, key FROM pending_auth
+                  WHERE host = ?1 AND user = ?2 AND client_ip = ?3 AND (?4 IS NULL OR client_port = ?4)
+                  ORDER BY at DESC, id DESC LIMIT 1",
+            )?
+            .query_row(params![host, user, client_ip, client_port], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((id, method, key)) = found else {
+            return Ok(None);
+        };
+        self.conn
+            .prepare_cached("DELETE FROM pending_auth WHERE id = ?1")?
+            .execute([id])?;
+        Ok(Some((method, key)))
+    }
+
+    /// Forgets `Accepted` lines that no session claimed (a failed or non-SFTP login).
+    fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
+            .execute([before])?;
+        Ok(())
+    }
+}
+
+impl ReportStore for SqliteStore {
     fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
         let (sql, columns) = report::sessions_sql(Dialect::Sqlite);
         self.report(&sql, columns, filter)
@@ -622,7 +692,9 @@ impl Store for SqliteStore {
         let (sql, columns) = report::usage_sql(Dialect::Sqlite, filter, by);
         self.report(&sql, columns, filter)
     }
+}
 
+impl CopyStore for SqliteStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
@@ -659,7 +731,7 @@ impl Store for SqliteStore {
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written, opened_at, closed_at,
-                    forced, failed, complete FROM transfers ORDER BY id",
+                    forced, failed, complete, counts_as FROM transfers ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(TransferRecord {
@@ -675,6 +747,7 @@ impl Store for SqliteStore {
                 forced: r.get::<_, i64>(9)? != 0,
                 failed: r.get::<_, i64>(10)? != 0,
                 complete: r.get::<_, i64>(11)? != 0,
+                counts_as: r.get(12)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -737,12 +810,12 @@ impl Store for SqliteStore {
         self.conn
             .prepare_cached(
                 "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read,
-                                        bytes_written, opened_at, closed_at, forced, failed, complete)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                        bytes_written, opened_at, closed_at, forced, failed, complete, counts_as)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 session_id, t.path, path_text(&t.path), t.direction, t.open_flags, t.mode, t.bytes_read,
-                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete
+                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete, t.counts_as
             ])?;
         Ok(())
     }
@@ -793,13 +866,22 @@ mod tests {
         let db = dir.path().join("sub/sftpd.db");
         {
             let mut s = SqliteStore::open(&db).unwrap();
-            assert_eq!(s.schema_version().unwrap(), crate::storage::SCHEMA_VERSION);
+            assert_eq!(
+                s.schema_version().unwrap(),
+                crate::accounting::storage::SCHEMA_VERSION
+            );
             let session = NewSession {
                 host: "h".into(),
                 started_at: "2026-11-26T00:00:00.000000Z".into(),
-                source: "sftp-server",
+                source: SessionSource::SftpServer,
                 pid: 7,
-                ..Default::default()
+                user: None,
+                client_ip: None,
+                client_port: None,
+                local_ip: None,
+                local_port: None,
+                sid: None,
+                sftp_pid: None,
             };
             let id = s.insert_session(&session).unwrap();
             // The same host, PID and start is the same session.
@@ -814,6 +896,60 @@ mod tests {
                 .unwrap();
             assert_eq!(n, 1);
         }
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_with_counts_as_filled_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (1);
+                 INSERT INTO sessions (id, host, started_at, source, pid, end_reason)
+                      VALUES (1, 'h', '2026-11-26T00:00:00.000000Z', 'sftp-server', 7, 'closed');
+                 INSERT INTO transfers (session_id, path, path_text, direction, open_flags, opened_at,
+                                        closed_at, bytes_read, bytes_written)
+                      VALUES (1, x'2f75', '/u', 'upload', 'WRITE', '2026-11-26T00:00:01.000000Z',
+                              '2026-11-26T00:00:02.000000Z', 0, 10),
+                             (1, x'2f64', '/d', 'download', 'READ', '2026-11-26T00:00:01.000000Z',
+                              '2026-11-26T00:00:02.000000Z', 5, 0),
+                             (1, x'2f70', '/p', 'download', 'READ', '2026-11-26T00:00:01.000000Z',
+                              '2026-11-26T00:00:02.000000Z', 0, 0),
+                             (1, x'2f6f', '/o', 'upload', 'WRITE', '2026-11-26T00:00:01.000000Z',
+                              NULL, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        let mut s = SqliteStore::open(&db).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 2);
+        let counts: Vec<(String, Option<String>)> = s
+            .connection()
+            .prepare("SELECT path_text, counts_as FROM transfers ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let expect = |p: &str, c: Option<&str>| (p.to_owned(), c.map(str::to_owned));
+        assert_eq!(
+            counts,
+            [
+                expect("/u", Some("upload")),
+                expect("/d", Some("download")),
+                expect("/p", None),
+                expect("/o", None)
+            ]
+        );
+        let (up, down): (i64, i64) = s
+            .connection()
+            .query_row("SELECT files_up, files_down FROM daily_usage", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((up, down), (1, 1));
     }
 
     #[test]

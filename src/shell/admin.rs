@@ -2,7 +2,7 @@
 //! means for one user, like `sshd -t`/`sshd -T`.
 
 use crate::config::{self, LoadedConfig};
-use crate::syslog;
+use crate::shell::syslog;
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -56,7 +56,7 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
             let entry = nix::unistd::User::from_name(name)
                 .map_err(|e| format!("cannot look up user {name:?}: {e}"))?
                 .ok_or_else(|| format!("no such user: {name:?}"))?;
-            let groups = crate::session::group_names(&entry);
+            let groups = crate::shell::session::group_names(&entry);
             (name.to_owned(), groups)
         }
         None => (String::new(), Vec::new()),

@@ -1,0 +1,7 @@
+//! The accounting: `sftpd-report` reads the log ([`ingest`]) into a database ([`storage`]:
+//! SQLite or PostgreSQL) and prints [`report`]s.
+
+pub mod cli;
+pub mod ingest;
+pub mod report;
+pub mod storage;

@@ -1,0 +1,51 @@
+//! The contract between the login shell and the accounting: the lines that reach the log and
+//! what they mean.
+//!
+//! - [`wrapper`]: the wrapper's own lines ([`wrapper::WrapperLine`]), written by the shell and
+//!   read by the ingest.
+//! - [`fields`]: their `key=value` escaping.
+//! - [`parse`]: syslog lines, and sftp-server's, internal-sftp's and sshd's messages.
+//! - [`transfer`]: what a closed file counts as (upload, download, complete).
+
+/// An enum stored and logged as fixed words: `as_str` and `parse` are inverse by construction.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+#[cfg(feature = "accounting")]
+pub(crate) use text_enum;
+
+pub mod fields;
+pub mod parse;
+pub mod transfer;
+pub mod wrapper;

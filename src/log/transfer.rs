@@ -1,0 +1,133 @@
+//! What a closed file counts as: the one place that decides upload, download and complete, used
+//! by capture mode (events, session totals) and by the ingest (which stores the answer in
+//! `transfers.counts_as` and `transfers.complete`, so the views and reports only read it).
+
+text_enum! {
+    /// What an `open` asked for, from its flags.
+    pub enum Direction {
+        Upload => "upload",
+        Download => "download",
+        /// Opened for reading and writing.
+        Both => "both",
+        /// Not known: the flags had neither READ nor WRITE, or the `open` line is missing.
+        None => "none",
+    }
+}
+
+impl Direction {
+    /// From sftp-server's flag list, e.g. `WRITE,CREATE,TRUNCATE`.
+    pub fn from_open_flags(flags: &str) -> Direction {
+        let read = flags.split(',').any(|f| f == "READ");
+        let write = flags.split(',').any(|f| f == "WRITE" || f == "APPEND");
+        match (read, write) {
+            (true, true) => Direction::Both,
+            (false, true) => Direction::Upload,
+            (true, false) => Direction::Download,
+            (false, false) => Direction::None,
+        }
+    }
+}
+
+text_enum! {
+    /// Which total a closed file adds to.
+    pub enum CountsAs {
+        Upload => "upload",
+        Download => "download",
+    }
+}
+
+/// The verdict on one closed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedFile {
+    /// The open's direction, or, where that is not known, what the counters show.
+    pub direction: Direction,
+    /// `None`: a file opened and closed without moving a byte, or read-write nothing.
+    pub counts_as: Option<CountsAs>,
+    /// Closed normally (not forced by the session's end) and no failure answered it.
+    pub complete: bool,
+}
+
+/// Decides what a closed file was. `opened` is the direction of its `open` line (`None` when
+/// that line is missing); `failed` says a `sent status` failure answered the open or a write.
+pub fn classify_close(
+    opened: Option<Direction>,
+    bytes_read: u64,
+    bytes_written: u64,
+    forced: bool,
+    failed: bool,
+) -> ClosedFile {
+    let direction = match opened {
+        Some(d) if d != Direction::None => d,
+        _ => match (bytes_read > 0, bytes_written > 0) {
+            (true, true) => Direction::Both,
+            (false, true) => Direction::Upload,
+            (true, false) => Direction::Download,
+            (false, false) => Direction::None,
+        },
+    };
+    let counts_as = match direction {
+        Direction::Upload | Direction::Both => Some(CountsAs::Upload),
+        Direction::Download if bytes_read > 0 => Some(CountsAs::Download),
+        Direction::Download | Direction::None => None,
+    };
+    ClosedFile {
+        direction,
+        counts_as,
+        complete: !forced && !failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directions_from_flags() {
+        assert_eq!(
+            Direction::from_open_flags("WRITE,CREATE,TRUNCATE"),
+            Direction::Upload
+        );
+        assert_eq!(Direction::from_open_flags("READ"), Direction::Download);
+        assert_eq!(Direction::from_open_flags("READ,WRITE"), Direction::Both);
+        assert_eq!(
+            Direction::from_open_flags("WRITE,APPEND"),
+            Direction::Upload
+        );
+        assert_eq!(Direction::from_open_flags(""), Direction::None);
+        for &d in Direction::ALL {
+            assert_eq!(Direction::parse(d.as_str()), Some(d));
+        }
+    }
+
+    #[test]
+    fn what_a_close_counts_as() {
+        let up = classify_close(Some(Direction::Upload), 0, 100, false, false);
+        assert_eq!(up.counts_as, Some(CountsAs::Upload));
+        assert!(up.complete);
+        // An upload that wrote nothing (an empty file) is still an uploaded file.
+        let empty = classify_close(Some(Direction::Upload), 0, 0, false, false);
+        assert_eq!(empty.counts_as, Some(CountsAs::Upload));
+        let both = classify_close(Some(Direction::Both), 5, 5, false, false);
+        assert_eq!(both.counts_as, Some(CountsAs::Upload));
+        let down = classify_close(Some(Direction::Download), 7, 0, false, false);
+        assert_eq!(down.counts_as, Some(CountsAs::Download));
+        // A file opened for reading and closed unread (a stat-like peek) is nothing.
+        assert_eq!(
+            classify_close(Some(Direction::Download), 0, 0, false, false).counts_as,
+            None
+        );
+        // No open line: the counters decide.
+        let missing = classify_close(None, 0, 9, false, false);
+        assert_eq!(
+            (missing.direction, missing.counts_as),
+            (Direction::Upload, Some(CountsAs::Upload))
+        );
+        let missing = classify_close(Some(Direction::None), 3, 0, false, false);
+        assert_eq!(
+            (missing.direction, missing.counts_as),
+            (Direction::Download, Some(CountsAs::Download))
+        );
+        assert!(!classify_close(Some(Direction::Upload), 0, 1, true, false).complete);
+        assert!(!classify_close(Some(Direction::Upload), 0, 1, false, true).complete);
+    }
+}

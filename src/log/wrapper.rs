@@ -1,0 +1,610 @@
+//! The wrapper's own log lines, as one type: the login shell builds a [`WrapperLine`] and renders
+//! it; the accounting wing parses the same type back. No event phrase or field name is spelled
+//! anywhere else.
+
+use super::fields::{Field, LogLine, parse_line};
+
+/// Client and server addresses of the SSH connection, as sshd gave them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connection {
+    pub client_ip: Option<String>,
+    pub client_port: Option<String>,
+    pub local_ip: Option<String>,
+    pub local_port: Option<String>,
+}
+
+/// How sftp-server ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitOutcome {
+    Status(i32),
+    /// Killed by a signal, by name (`SIGKILL`).
+    Signal(String),
+}
+
+/// What a capture-mode session moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub files_uploaded: u64,
+    pub files_downloaded: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    pub failed_operations: u64,
+}
+
+/// How a hook ended, as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookReport {
+    Exit(i32),
+    Signal(String),
+    Timeout,
+    SpawnFailed(String),
+}
+
+/// One line of the wrapper's. Fields are rendered in the order they are declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WrapperLine {
+    SessionStart {
+        sid: String,
+        user: String,
+        connection: Connection,
+    },
+    /// Refused before or instead of sftp-server: no account, a bad config, a command that is not
+    /// SFTP, a failed pre-session hook.
+    SessionRefused {
+        sid: Option<String>,
+        user: Option<String>,
+        connection: Connection,
+        reason: String,
+        command: Option<Vec<u8>>,
+        error: Option<String>,
+    },
+    SftpServerStarted {
+        sid: String,
+        user: String,
+        sftp_pid: Option<u32>,
+        path: String,
+        args: String,
+    },
+    SessionEnd {
+        sid: String,
+        user: String,
+        connection: Connection,
+        sftp_pid: Option<u32>,
+        duration_ms: Option<u64>,
+        exit: Option<ExitOutcome>,
+        totals: Option<Totals>,
+        dropped_events: u64,
+        dropped_log_lines: u64,
+        /// The session could not run (sftp-server did not start, the wrapper failed).
+        error: Option<String>,
+    },
+    Hook {
+        sid: String,
+        user: String,
+        /// `pre_session`, `post_session`, `on_upload`, …; none when the hook runner itself failed.
+        hook: Option<String>,
+        elapsed_ms: Option<u64>,
+        result: HookReport,
+        stderr: Option<Vec<u8>>,
+    },
+    EventDropped {
+        sid: String,
+        user: String,
+        event: String,
+        path: Vec<u8>,
+        reason: String,
+    },
+    SignalForwarded {
+        sid: String,
+        user: String,
+        signal: String,
+    },
+}
+
+const SESSION_START: &str = "session start";
+const SESSION_REFUSED: &str = "session refused";
+const SFTP_SERVER_STARTED: &str = "sftp-server started";
+const SESSION_END: &str = "session end";
+const HOOK: &str = "hook";
+const EVENT_DROPPED: &str = "event dropped";
+const SIGNAL_FORWARDED: &str = "signal forwarded";
+
+fn connection_fields(line: LogLine, c: &Connection) -> LogLine {
+    line.opt_field("client_ip", c.client_ip.as_ref())
+        .opt_field("client_port", c.client_port.as_ref())
+        .opt_field("local_ip", c.local_ip.as_ref())
+        .opt_field("local_port", c.local_port.as_ref())
+}
+
+impl WrapperLine {
+    /// The event phrase the line starts with.
+    pub fn event(&self) -> &'static str {
+        match self {
+            WrapperLine::SessionStart { .. } => SESSION_START,
+            WrapperLine::SessionRefused { .. } => SESSION_REFUSED,
+            WrapperLine::SftpServerStarted { .. } => SFTP_SERVER_STARTED,
+            WrapperLine::SessionEnd { .. } => SESSION_END,
+            WrapperLine::Hook { .. } => HOOK,
+            WrapperLine::EventDropped { .. } => EVENT_DROPPED,
+            WrapperLine::SignalForwarded { .. } => SIGNAL_FORWARDED,
+        }
+    }
+
+    /// The session id, where the line has one.
+    pub fn sid(&self) -> Option<&str> {
+        match self {
+            WrapperLine::SessionRefused { sid, .. } => sid.as_deref(),
+            WrapperLine::SessionStart { sid, .. }
+            | WrapperLine::SftpServerStarted { sid, .. }
+            | WrapperLine::SessionEnd { sid, .. }
+            | WrapperLine::Hook { sid, .. }
+            | WrapperLine::EventDropped { sid, .. }
+            | WrapperLine::SignalForwarded { sid, .. } => Some(sid),
+        }
+    }
+
+    /// The message text: the event phrase and escaped `key=value` fields, pure ASCII, one line.
+    pub fn render(&self) -> String {
+        let line = LogLine::new(self.event());
+        let line = match self {
+            WrapperLine::SessionStart {
+                sid,
+                user,
+                connection,
+            } => connection_fields(line.field("sid", sid).field("user", user), connection),
+            WrapperLine::SessionRefused {
+                sid,
+                user,
+                connection,
+                reason,
+                command,
+                error,
+            } => connection_fields(
+                line.opt_field("sid", sid.as_ref())
+                    .opt_field("user", user.as_ref()),
+                connection,
+            )
+            .field("reason", reason)
+            .opt_field("command", command.as_ref())
+            .opt_field("error", error.as_ref()),
+            WrapperLine::SftpServerStarted {
+                sid,
+                user,
+                sftp_pid,
+                path,
+                args,
+            } => line
+                .field("sid", sid)
+                .field("user", user)
+                .opt_field("sftp_pid", sftp_pid.map(|p| p.to_string()))
+                .field("path", path)
+                .field("args", args),
+            WrapperLine::SessionEnd {
+                sid,
+                user,
+                connection,
+                sftp_pid,
+                duration_ms,
+                exit,
+                totals,
+                dropped_events,
+                dropped_log_lines,
+                error,
+            } => {
+                let mut line =
+                    connection_fields(line.field("sid", sid).field("user", user), connection)
+                        .opt_field("sftp_pid", sftp_pid.map(|p| p.to_string()))
+                        .opt_field("duration_ms", duration_ms.map(|d| d.to_string()));
+                line = match exit {
+                    Some(ExitOutcome::Status(code)) => line.field("exit_status", code.to_string()),
+                    Some(ExitOutcome::Signal(sig)) => line.field("signal", sig),
+                    None => line,
+                };
+                if let Some(t) = totals {
+                    line = line
+                        .field("files_uploaded", t.files_uploaded.to_string())
+                        .field("files_downloaded", t.files_downloaded.to_string())
+                        .field("bytes_uploaded", t.bytes_uploaded.to_string())
+                        .field("bytes_downloaded", t.bytes_downloaded.to_string())
+                        .field("failed_operations", t.failed_operations.to_string());
+                }
+                let nonzero = |n: &u64| (*n > 0).then(|| n.to_string());
+                line.opt_field("dropped_events", nonzero(dropped_events))
+                    .opt_field("dropped_log_lines", nonzero(dropped_log_lines))
+                    .opt_field("error", error.as_ref())
+            }
+            WrapperLine::Hook {
+                sid,
+                user,
+                hook,
+                elapsed_ms,
+                result,
+                stderr,
+            } => {
+                let line = line
+                    .field("sid", sid)
+                    .field("user", user)
+                    .opt_field("hook", hook.as_ref())
+                    .opt_field("elapsed_ms", elapsed_ms.map(|e| e.to_string()));
+                let line = match result {
+                    HookReport::Exit(code) => line
+                        .field("result", "exit")
+                        .field("status", code.to_string()),
+                    HookReport::Signal(sig) => line.field("result", "signal").field("signal", sig),
+                    HookReport::Timeout => line.field("result", "timeout"),
+                    HookReport::SpawnFailed(e) => {
+                        line.field("result", "spawn_failed").field("error", e)
+                    }
+                };
+                line.opt_field("stderr", stderr.as_ref())
+            }
+            WrapperLine::EventDropped {
+                sid,
+                user,
+                event,
+                path,
+                reason,
+            } => line
+                .field("sid", sid)
+                .field("user", user)
+                .field("event", event)
+                .field("path", path)
+                .field("reason", reason),
+            WrapperLine::SignalForwarded { sid, user, signal } => line
+                .field("sid", sid)
+                .field("user", user)
+                .field("signal", signal),
+        };
+        line.into_string()
+    }
+
+    /// Reads a message the wrapper wrote. `None` for anything else: another program's text under
+    /// the wrapper's ident, a line cut short, an unknown event, a missing required field.
+    /// Unknown fields are ignored, so that older readers accept newer lines.
+    pub fn parse(msg: &[u8]) -> Option<WrapperLine> {
+        let (event, fields) = parse_line(msg)?;
+        // Every line the wrapper writes has fields.
+        if fields.is_empty() {
+            return None;
+        }
+        let f = Fields(&fields);
+        let connection = Connection {
+            client_ip: f.text("client_ip"),
+            client_port: f.text("client_port"),
+            local_ip: f.text("local_ip"),
+            local_port: f.text("local_port"),
+        };
+        Some(match event.as_str() {
+            SESSION_START => WrapperLine::SessionStart {
+                sid: f.text("sid")?,
+                user: f.text("user")?,
+                connection,
+            },
+            SESSION_REFUSED => WrapperLine::SessionRefused {
+                sid: f.text("sid"),
+                user: f.text("user"),
+                connection,
+                reason: f.text("reason")?,
+                command: f.bytes("command"),
+                error: f.text("error"),
+            },
+            SFTP_SERVER_STARTED => WrapperLine::SftpServerStarted {
+                sid: f.text("sid")?,
+                user: f.text("user")?,
+                sftp_pid: f.number("sftp_pid"),
+                path: f.text("path").unwrap_or_default(),
+                args: f.text("args").unwrap_or_default(),
+            },
+            SESSION_END => {
+                let exit = match (f.number("exit_status"), f.text("signal")) {
+                    (Some(code), _) => Some(ExitOutcome::Status(code)),
+                    (None, Some(sig)) => Some(ExitOutcome::Signal(sig)),
+                    (None, None) => None,
+                };
+                let totals = f.number("files_uploaded").map(|files_uploaded| Totals {
+                    files_uploaded,
+                    files_downloaded: f.number("files_downloaded").unwrap_or(0),
+                    bytes_uploaded: f.number("bytes_uploaded").unwrap_or(0),
+                    bytes_downloaded: f.number("bytes_downloaded").unwrap_or(0),
+                    failed_operations: f.number("failed_operations").unwrap_or(0),
+                });
+                WrapperLine::SessionEnd {
+                    sid: f.text("sid")?,
+                    user: f.text("user")?,
+                    connection,
+                    sftp_pid: f.number("sftp_pid"),
+                    duration_ms: f.number("duration_ms"),
+                    exit,
+                    totals,
+                    dropped_events: f.number("dropped_events").unwrap_or(0),
+                    dropped_log_lines: f.number("dropped_log_lines").unwrap_or(0),
+                    error: f.text("error"),
+                }
+            }
+            HOOK => WrapperLine::Hook {
+                sid: f.text("sid")?,
+                user: f.text("user")?,
+                hook: f.text("hook"),
+                elapsed_ms: f.number("elapsed_ms"),
+                result: match f.text("result")?.as_str() {
+                    "exit" => HookReport::Exit(f.number("status")?),
+                    "signal" => HookReport::Signal(f.text("signal")?),
+                    "timeout" => HookReport::Timeout,
+                    "spawn_failed" => HookReport::SpawnFailed(f.text("error").unwrap_or_default()),
+                    _ => return None,
+                },
+                stderr: f.bytes("stderr"),
+            },
+            EVENT_DROPPED => WrapperLine::EventDropped {
+                sid: f.text("sid")?,
+                user: f.text("user")?,
+                event: f.text("event")?,
+                path: f.bytes("path")?,
+                reason: f.text("reason")?,
+            },
+            SIGNAL_FORWARDED => WrapperLine::SignalForwarded {
+                sid: f.text("sid")?,
+                user: f.text("user")?,
+                signal: f.text("signal")?,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// Field look-up: the first field of a name wins.
+struct Fields<'a>(&'a [Field]);
+
+impl Fields<'_> {
+    fn bytes(&self, key: &str) -> Option<Vec<u8>> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        self.bytes(key)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    fn number<N: std::str::FromStr>(&self, key: &str) -> Option<N> {
+        let v = self.bytes(key)?;
+        if v.is_empty() || !v.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
+            return None;
+        }
+        std::str::from_utf8(&v).ok()?.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        // Any UTF-8, including quotes, '=', newlines and control characters.
+        any::<String>()
+    }
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..48)
+    }
+
+    fn connection() -> impl Strategy<Value = Connection> {
+        (
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+        )
+            .prop_map(
+                |(client_ip, client_port, local_ip, local_port)| Connection {
+                    client_ip,
+                    client_port,
+                    local_ip,
+                    local_port,
+                },
+            )
+    }
+
+    fn exit() -> impl Strategy<Value = Option<ExitOutcome>> {
+        prop_oneof![
+            Just(None),
+            any::<i32>().prop_map(|c| Some(ExitOutcome::Status(c))),
+            text().prop_map(|s| Some(ExitOutcome::Signal(s))),
+        ]
+    }
+
+    fn totals() -> impl Strategy<Value = Option<Totals>> {
+        proptest::option::of(any::<[u64; 5]>().prop_map(|t| Totals {
+            files_uploaded: t[0],
+            files_downloaded: t[1],
+            bytes_uploaded: t[2],
+            bytes_downloaded: t[3],
+            failed_operations: t[4],
+        }))
+    }
+
+    fn hook_report() -> impl Strategy<Value = HookReport> {
+        prop_oneof![
+            any::<i32>().prop_map(HookReport::Exit),
+            text().prop_map(HookReport::Signal),
+            Just(HookReport::Timeout),
+            text().prop_map(HookReport::SpawnFailed),
+        ]
+    }
+
+    fn wrapper_line() -> impl Strategy<Value = WrapperLine> {
+        prop_oneof![
+            (text(), text(), connection()).prop_map(|(sid, user, connection)| {
+                WrapperLine::SessionStart {
+                    sid,
+                    user,
+                    connection,
+                }
+            }),
+            (
+                proptest::option::of(text()),
+                proptest::option::of(text()),
+                connection(),
+                text(),
+                proptest::option::of(bytes()),
+                proptest::option::of(text())
+            )
+                .prop_map(|(sid, user, connection, reason, command, error)| {
+                    WrapperLine::SessionRefused {
+                        sid,
+                        user,
+                        connection,
+                        reason,
+                        command,
+                        error,
+                    }
+                }),
+            (
+                text(),
+                text(),
+                proptest::option::of(any::<u32>()),
+                text(),
+                text()
+            )
+                .prop_map(|(sid, user, sftp_pid, path, args)| {
+                    WrapperLine::SftpServerStarted {
+                        sid,
+                        user,
+                        sftp_pid,
+                        path,
+                        args,
+                    }
+                }),
+            (
+                (
+                    text(),
+                    text(),
+                    connection(),
+                    proptest::option::of(any::<u32>())
+                ),
+                (proptest::option::of(any::<u64>()), exit(), totals()),
+                (any::<u64>(), any::<u64>(), proptest::option::of(text())),
+            )
+                .prop_map(
+                    |(
+                        (sid, user, connection, sftp_pid),
+                        (duration_ms, exit, totals),
+                        (dropped_events, dropped_log_lines, error),
+                    )| WrapperLine::SessionEnd {
+                        sid,
+                        user,
+                        connection,
+                        sftp_pid,
+                        duration_ms,
+                        exit,
+                        totals,
+                        dropped_events,
+                        dropped_log_lines,
+                        error,
+                    }
+                ),
+            (
+                text(),
+                text(),
+                proptest::option::of(text()),
+                proptest::option::of(any::<u64>()),
+                hook_report(),
+                proptest::option::of(bytes())
+            )
+                .prop_map(|(sid, user, hook, elapsed_ms, result, stderr)| {
+                    WrapperLine::Hook {
+                        sid,
+                        user,
+                        hook,
+                        elapsed_ms,
+                        result,
+                        stderr,
+                    }
+                }),
+            (text(), text(), text(), bytes(), text()).prop_map(
+                |(sid, user, event, path, reason)| WrapperLine::EventDropped {
+                    sid,
+                    user,
+                    event,
+                    path,
+                    reason,
+                }
+            ),
+            (text(), text(), text()).prop_map(|(sid, user, signal)| {
+                WrapperLine::SignalForwarded { sid, user, signal }
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_line_round_trips(line in wrapper_line()) {
+            let text = line.render();
+            prop_assert!(text.is_ascii());
+            prop_assert!(!text.contains('\n') && !text.contains('\r'));
+            prop_assert_eq!(WrapperLine::parse(text.as_bytes()), Some(line));
+        }
+
+        #[test]
+        fn parsing_never_panics(msg in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = WrapperLine::parse(&msg);
+        }
+    }
+
+    #[test]
+    fn the_lines_read_as_before() {
+        let start = WrapperLine::SessionStart {
+            sid: "vm-20261126T211511-4887-0a1b2c3d".into(),
+            user: "acme".into(),
+            connection: Connection {
+                client_ip: Some("127.0.0.1".into()),
+                client_port: Some("50022".into()),
+                local_ip: Some("127.0.0.1".into()),
+                local_port: Some("22".into()),
+            },
+        };
+        assert_eq!(
+            start.render(),
+            "session start sid=vm-20261126T211511-4887-0a1b2c3d user=acme client_ip=127.0.0.1 client_port=50022 local_ip=127.0.0.1 local_port=22"
+        );
+        let end = WrapperLine::SessionEnd {
+            sid: "s".into(),
+            user: "acme".into(),
+            connection: Connection::default(),
+            sftp_pid: Some(4888),
+            duration_ms: Some(1234),
+            exit: Some(ExitOutcome::Status(0)),
+            totals: None,
+            dropped_events: 0,
+            dropped_log_lines: 0,
+            error: None,
+        };
+        assert_eq!(
+            end.render(),
+            "session end sid=s user=acme sftp_pid=4888 duration_ms=1234 exit_status=0"
+        );
+        let refused = WrapperLine::SessionRefused {
+            sid: Some("s".into()),
+            user: Some("acme".into()),
+            connection: Connection::default(),
+            reason: "not_sftp".into(),
+            command: Some(b"id; sh".to_vec()),
+            error: None,
+        };
+        assert_eq!(
+            refused.render(),
+            "session refused sid=s user=acme reason=not_sftp command=\"id; sh\""
+        );
+    }
+
+    #[test]
+    fn foreign_and_malformed_lines_are_not_read() {
+        assert_eq!(WrapperLine::parse(b"session start"), None);
+        assert_eq!(WrapperLine::parse(b"something else sid=1 user=a"), None);
+        assert_eq!(WrapperLine::parse(b"session start user=a"), None);
+        assert_eq!(WrapperLine::parse(b"session end sid=\"cut"), None);
+    }
+}

@@ -1,0 +1,13 @@
+//! The login shell: sshd runs `sftpd-wrapper -c <subsystem command>`, and this wing checks the
+//! command, logs the session, runs the hooks and sftp-server, and logs the end. No database code
+//! is reachable from here: the `accounting` feature can be off.
+
+pub mod admin;
+pub mod capture;
+pub mod chroot;
+pub mod cli;
+pub mod hooks;
+pub mod invocation;
+pub mod runner;
+pub mod session;
+pub mod syslog;
