@@ -22,6 +22,10 @@ pub const SFTP_SERVER_CANDIDATES: [&str; 3] = [
     "/usr/libexec/sftp-server",
 ];
 
+/// PATH for sftp-server and the default PATH of the hooks (like sudo's `secure_path`): only
+/// root-owned directories, never one from the client's environment.
+pub const SECURE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The config file is larger than any sane configuration; refusing it bounds memory use.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -121,6 +125,20 @@ pub enum LogMode {
     Capture,
 }
 
+/// Whether sftp-server runs without a view of `/proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcIsolation {
+    /// sftp-server runs in a user and mount namespace of its own with an empty `/proc`, so the
+    /// partner cannot reach the memory of the hooks or of sftp-server itself; a session where
+    /// that fails while `/proc` is visible is not started.
+    #[default]
+    Require,
+    /// sftp-server sees `/proc`. Sessions with hooks are then refused unless
+    /// kernel.yama.ptrace_scope is 1 or more (or `/proc` is not visible, as in a jail without it).
+    Off,
+}
+
 /// How an event hook receives the event besides its environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -144,6 +162,7 @@ pub struct SftpServerSection {
     /// what `Subsystem sftp /usr/lib/openssh/sftp-server` makes sshd pass.
     pub allowed_commands: Option<Vec<String>>,
     pub log_mode: LogMode,
+    pub proc_isolation: ProcIsolation,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +200,13 @@ pub struct HooksSection {
     pub event_format: EventFormat,
     /// A finished upload of `NAME.filepart` renamed to `NAME` fires `upload` for `NAME`.
     pub upload_on_rename: bool,
+    /// The hooks' PATH.
+    pub path: String,
+    /// The hooks' HOME: by default `/`, never the partner's writable home.
+    pub home: String,
+    /// Variables of the session's environment (as sshd set it) passed on to the hooks, e.g.
+    /// `["LANG"]`. None by default: the client may have set them.
+    pub pass_env: Vec<String>,
 }
 
 impl HooksSection {
@@ -233,6 +259,9 @@ impl Default for HooksSection {
             on_rmdir: None,
             event_format: EventFormat::Env,
             upload_on_rename: true,
+            path: SECURE_PATH.to_owned(),
+            home: "/".to_owned(),
+            pass_env: Vec::new(),
         }
     }
 }
@@ -272,6 +301,11 @@ pub const REFERENCE: &[(&str, &str, &str)] = &[
         "sftp_server.log_mode",
         "\"syslog\"",
         "syslog: sftp-server logs to syslog itself. capture: it logs to stderr; the wrapper forwards each line to syslog unchanged and fires the per-file event hooks.",
+    ),
+    (
+        "sftp_server.proc_isolation",
+        "\"require\"",
+        "require: sftp-server runs in a user and mount namespace of its own with an empty /proc, so the partner can reach neither the hooks' memory nor sftp-server's own through /proc (a session where that fails while /proc is visible is not started); off: sftp-server sees /proc, and sessions with hooks are refused unless kernel.yama.ptrace_scope is 1 or more.",
     ),
     (
         "syslog.facility",
@@ -352,6 +386,21 @@ pub const REFERENCE: &[(&str, &str, &str)] = &[
         "hooks.upload_on_rename",
         "true",
         "An upload to NAME.filepart renamed to NAME fires upload for NAME.",
+    ),
+    (
+        "hooks.path",
+        "\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"",
+        "The hooks' PATH (absolute, root-owned directories); never the client's.",
+    ),
+    (
+        "hooks.home",
+        "\"/\"",
+        "The hooks' HOME; / by default, never the partner's home (which the partner can write).",
+    ),
+    (
+        "hooks.pass_env",
+        "[\"LANG\"]",
+        "Variables of the session environment passed on to the hooks. None by default: the client may have set them (TZ, LANG, LC_*). Loader variables and PATH, HOME, USER, LOGNAME, SFTPD_* cannot be listed.",
     ),
     (
         "report.database",
@@ -595,6 +644,35 @@ impl Config {
                 "sftp_server.log_mode = \"capture\" needs \"-e\" in sftp_server.args (sftp-server must log to stderr)"
                     .to_owned(),
             );
+        }
+        for dir in self.hooks.path.split(':') {
+            if !dir.starts_with('/') {
+                return Err(format!(
+                    "hooks.path must list absolute directories only, got {:?}",
+                    self.hooks.path
+                ));
+            }
+        }
+        if !self.hooks.home.starts_with('/') {
+            return Err(format!(
+                "hooks.home must be an absolute path, got {:?}",
+                self.hooks.home
+            ));
+        }
+        check_no_nul("hooks.path", std::slice::from_ref(&self.hooks.path))?;
+        check_no_nul("hooks.home", std::slice::from_ref(&self.hooks.home))?;
+        for name in &self.hooks.pass_env {
+            let reserved = ["PATH", "HOME", "USER", "LOGNAME"].contains(&name.as_str())
+                || name.starts_with("SFTPD_")
+                || !crate::shell::harden::loader_variables(&[(name.into(), "".into())]).is_empty();
+            if name.is_empty()
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || reserved
+            {
+                return Err(format!(
+                    "hooks.pass_env: {name:?} cannot be passed on (a variable name; not PATH, HOME, USER, LOGNAME, SFTPD_* or a loader variable)"
+                ));
+            }
         }
         if !(1..=86_400).contains(&self.hooks.timeout_secs) {
             return Err(format!(

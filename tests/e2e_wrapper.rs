@@ -690,7 +690,7 @@ fn sftp_server_gets_an_allow_listed_environment() {
     fs::create_dir(&ssh_dir).unwrap();
     fs::write(
         ssh_dir.join("environment"),
-        "LD_PRELOAD=/nonexistent/evil.so\nBASH_ENV=/tmp/evil\nUSER=root\nLANG=C.UTF-8\n",
+        "BASH_ENV=/tmp/evil\nUSER=root\nLANG=C.UTF-8\nPATH=/tmp/evil\nTZ=Pacific/Kiritimati\n",
     )
     .unwrap();
     let local = tempfile::tempdir().unwrap();
@@ -703,8 +703,12 @@ fn sftp_server_gets_an_allow_listed_environment() {
             s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
         })
         .collect();
-    assert!(!vars.contains_key("LD_PRELOAD"), "{vars:?}");
     assert!(!vars.contains_key("BASH_ENV"), "{vars:?}");
+    assert!(!vars.contains_key("TZ"), "{vars:?}");
+    assert_eq!(
+        vars["PATH"],
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
     assert_eq!(vars["USER"], user);
     assert_eq!(vars["LOGNAME"], user);
     assert_eq!(vars["LANG"], "C.UTF-8");
@@ -720,7 +724,6 @@ fn sftp_server_gets_an_allow_listed_environment() {
                 "PATH",
                 "SSH_CLIENT",
                 "SSH_CONNECTION",
-                "TZ",
                 "USER"
             ]
             .contains(k)

