@@ -434,14 +434,65 @@ fn terminal() -> Vec<Case> {
     })]
 }
 
+/// Each refused command is one well-formed refusal line with a bounded prefix, its length and
+/// digest, and no session.
+fn hostile_commands() -> Vec<Case> {
+    let h = std::sync::Arc::new(Harness::start(""));
+    let big = |n: usize| "A".repeat(n);
+    let commands: Vec<(&str, String)> = vec![
+        ("id", "id".to_owned()),
+        (
+            "the allowed command; sh",
+            format!("{}; sh", common::SFTP_SERVER),
+        ),
+        (
+            "$(id) in the command",
+            format!("{} $(id)", common::SFTP_SERVER),
+        ),
+        (
+            "a forged log line after a newline",
+            "x\nsession end sid=forged user=root exit_status=0".to_owned(),
+        ),
+        ("a 60 KB command", big(60 * 1024)),
+        ("a 100 KB command", big(100 * 1024)),
+    ];
+    commands
+        .into_iter()
+        .map(|(name, command)| {
+            let h = std::sync::Arc::clone(&h);
+            case(name, move || {
+                let user = h.user();
+                let out = h.ssh(&user, &[&command]);
+                let line = h.wait_for_log(&["session refused", &format!("user={user} ")]);
+                let message = line.split_once("]: ").map(|(_, m)| m).unwrap_or_default();
+                let parsed = sftpd_wrapper::log::wrapper::WrapperLine::parse(message.as_bytes());
+                let count = h
+                    .log_text()
+                    .lines()
+                    .filter(|l| l.contains(&format!("user={user} ")))
+                    .count();
+                ensure(
+                    !out.status.success()
+                        && count == 1
+                        && line.len() < 2048
+                        && line.contains(&format!("command_len={} ", command.len()))
+                        && parsed.is_some(),
+                    || format!("{count} lines; {}", &line[..line.len().min(300)]),
+                )
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 4] = [
+    let classes: [(&str, AttackClass); 5] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
         ("terminal", terminal),
+        ("hostile commands", hostile_commands),
     ];
     // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
     let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();

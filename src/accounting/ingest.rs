@@ -708,7 +708,7 @@ impl<'a> Ingestor<'a> {
                 }
                 let command = command
                     .as_ref()
-                    .map(|c| String::from_utf8_lossy(c).into_owned());
+                    .map(|c| String::from_utf8_lossy(&c.prefix).into_owned());
                 let op = self.store.insert_operation(&NewOperation {
                     session_id: started,
                     host,

@@ -13,6 +13,31 @@ pub struct Connection {
     pub local_port: Option<String>,
 }
 
+/// A value the partner chose (the refused command), logged as a bounded prefix with the whole
+/// value's length and SHA-256, so that a 100 KB command is still one well-formed line that says
+/// exactly what was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounded {
+    pub prefix: Vec<u8>,
+    pub len: u64,
+    /// Hex SHA-256 of the whole value.
+    pub sha256: String,
+}
+
+impl Bounded {
+    /// How much of the value is logged.
+    pub const PREFIX_BYTES: usize = 256;
+
+    pub fn of(value: &[u8]) -> Bounded {
+        use sha2::{Digest, Sha256};
+        Bounded {
+            prefix: value[..value.len().min(Self::PREFIX_BYTES)].to_vec(),
+            len: value.len() as u64,
+            sha256: hex::encode(Sha256::digest(value)),
+        }
+    }
+}
+
 /// How sftp-server ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitOutcome {
@@ -55,7 +80,7 @@ pub enum WrapperLine {
         user: Option<String>,
         connection: Connection,
         reason: String,
-        command: Option<Vec<u8>>,
+        command: Option<Bounded>,
         error: Option<String>,
     },
     SftpServerStarted {
@@ -91,7 +116,7 @@ pub enum WrapperLine {
         sid: String,
         user: String,
         event: String,
-        path: Vec<u8>,
+        path: Bounded,
         reason: String,
     },
     SignalForwarded {
@@ -165,7 +190,9 @@ impl WrapperLine {
                 connection,
             )
             .field("reason", reason)
-            .opt_field("command", command.as_ref())
+            .opt_field("command", command.as_ref().map(|c| &c.prefix))
+            .opt_field("command_len", command.as_ref().map(|c| c.len.to_string()))
+            .opt_field("command_sha256", command.as_ref().map(|c| &c.sha256))
             .opt_field("error", error.as_ref()),
             WrapperLine::SftpServerStarted {
                 sid,
@@ -248,7 +275,9 @@ impl WrapperLine {
                 .field("sid", sid)
                 .field("user", user)
                 .field("event", event)
-                .field("path", path)
+                .field("path", &path.prefix)
+                .field("path_len", path.len.to_string())
+                .field("path_sha256", &path.sha256)
                 .field("reason", reason),
             WrapperLine::SignalForwarded { sid, user, signal } => line
                 .field("sid", sid)
@@ -285,7 +314,11 @@ impl WrapperLine {
                 user: f.text("user"),
                 connection,
                 reason: f.text("reason")?,
-                command: f.bytes("command"),
+                command: f.bytes("command").map(|prefix| Bounded {
+                    len: f.number("command_len").unwrap_or(prefix.len() as u64),
+                    sha256: f.text("command_sha256").unwrap_or_default(),
+                    prefix,
+                }),
                 error: f.text("error"),
             },
             SFTP_SERVER_STARTED => WrapperLine::SftpServerStarted {
@@ -339,7 +372,11 @@ impl WrapperLine {
                 sid: f.text("sid")?,
                 user: f.text("user")?,
                 event: f.text("event")?,
-                path: f.bytes("path")?,
+                path: f.bytes("path").map(|prefix| Bounded {
+                    len: f.number("path_len").unwrap_or(prefix.len() as u64),
+                    sha256: f.text("path_sha256").unwrap_or_default(),
+                    prefix,
+                })?,
                 reason: f.text("reason")?,
             },
             SIGNAL_FORWARDED => WrapperLine::SignalForwarded {
@@ -449,7 +486,13 @@ mod tests {
                 proptest::option::of(text()),
                 connection(),
                 text(),
-                proptest::option::of(bytes()),
+                proptest::option::of((bytes(), any::<u64>(), text()).prop_map(
+                    |(prefix, len, sha256)| Bounded {
+                        prefix,
+                        len,
+                        sha256
+                    }
+                )),
                 proptest::option::of(text())
             )
                 .prop_map(|(sid, user, connection, reason, command, error)| {
@@ -524,15 +567,22 @@ mod tests {
                         stderr,
                     }
                 }),
-            (text(), text(), text(), bytes(), text()).prop_map(
-                |(sid, user, event, path, reason)| WrapperLine::EventDropped {
-                    sid,
-                    user,
-                    event,
-                    path,
-                    reason,
-                }
-            ),
+            (
+                text(),
+                text(),
+                text(),
+                bytes().prop_map(|b| Bounded::of(&b)),
+                text()
+            )
+                .prop_map(|(sid, user, event, path, reason)| {
+                    WrapperLine::EventDropped {
+                        sid,
+                        user,
+                        event,
+                        path,
+                        reason,
+                    }
+                }),
             (text(), text(), text()).prop_map(|(sid, user, signal)| {
                 WrapperLine::SignalForwarded { sid, user, signal }
             }),
@@ -591,13 +641,30 @@ mod tests {
             user: Some("acme".into()),
             connection: Connection::default(),
             reason: "not_sftp".into(),
-            command: Some(b"id; sh".to_vec()),
+            command: Some(Bounded::of(b"id; sh")),
             error: None,
         };
         assert_eq!(
             refused.render(),
-            "session refused sid=s user=acme reason=not_sftp command=\"id; sh\""
+            "session refused sid=s user=acme reason=not_sftp command=\"id; sh\" command_len=6 command_sha256=add4f0e77bd3f007d39464a296d54149e8d60d91badcfb92bdc1750a6a8e9a72"
         );
+    }
+
+    #[test]
+    fn a_long_command_is_one_bounded_line() {
+        let command = vec![b'\n'; 100_000];
+        let line = WrapperLine::SessionRefused {
+            sid: None,
+            user: Some("acme".into()),
+            connection: Connection::default(),
+            reason: "command_not_allowed".into(),
+            command: Some(Bounded::of(&command)),
+            error: None,
+        };
+        let text = line.render();
+        assert!(text.len() < 1200, "{}", text.len());
+        assert!(text.contains("command_len=100000"));
+        assert_eq!(WrapperLine::parse(text.as_bytes()), Some(line));
     }
 
     #[test]

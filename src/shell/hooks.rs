@@ -11,8 +11,8 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// How much of a hook's stderr is kept for the log line.
-const STDERR_KEEP: usize = 1000;
+/// How much of a hook's stderr is kept for the log line (escaped, at most four times as long).
+const STDERR_KEEP: usize = 500;
 /// How long a hook gets between SIGTERM and SIGKILL once its time is up.
 const KILL_GRACE: Duration = Duration::from_secs(1);
 

@@ -5,7 +5,7 @@ use crate::config::{
     self, Config, Effective, EventFormat, FailurePolicy, LogMode, PostSessionMode,
     PreSessionFailure,
 };
-use crate::log::wrapper::{Connection, ExitOutcome, HookReport, Totals, WrapperLine};
+use crate::log::wrapper::{Bounded, Connection, ExitOutcome, HookReport, Totals, WrapperLine};
 use crate::shell::capture::{self, CaptureState, Counters, Event, Forward};
 use crate::shell::hooks::{self, HookOutcome, HookResult};
 use crate::shell::invocation;
@@ -260,7 +260,7 @@ impl Session<'_> {
     fn refused(
         &self,
         reason: &str,
-        command: Option<Vec<u8>>,
+        command: Option<Bounded>,
         error: Option<String>,
     ) -> WrapperLine {
         WrapperLine::SessionRefused {
@@ -518,7 +518,7 @@ fn run_shell_with_config(
     if let Err(refusal) = invocation::check(argv, &effective.allowed_commands) {
         let line = session.refused(
             refusal.as_str(),
-            Some(invocation::refused_command(argv)),
+            Some(Bounded::of(&invocation::refused_command(argv))),
             None,
         );
         session.log(Severity::Warning, &line);
@@ -733,7 +733,7 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
                                 sid: session.id.clone(),
                                 user: session.account.name.clone(),
                                 event: event.event.clone(),
-                                path: event.path.clone(),
+                                path: Bounded::of(&event.path),
                                 reason: format!("{why:?}").to_lowercase(),
                             };
                             let _ = events_tx.send(Forward::Own(Severity::Warning, line.render()));
