@@ -539,6 +539,51 @@ fn capture_lines() -> Vec<Case> {
     )]
 }
 
+/// An SSH `signal` request to the wrapper of an exec session: every session that logged its
+/// start still logs its end and runs its post hook.
+fn session_signals() -> Vec<Case> {
+    let h = std::sync::Arc::new(Harness::start(""));
+    let post = h.hook_script(
+        "post-marker",
+        &format!("touch {}/post-$SFTPD_USER", h.out_dir.display()),
+    );
+    h.write_config(&format!(
+        "[hooks]\npost_session = [\"{}\"]\n",
+        post.display()
+    ));
+    ["KILL", "USR1", "TERM", "HUP"]
+        .into_iter()
+        .map(|signal| {
+            let h = std::sync::Arc::clone(&h);
+            case(&format!("SIG{signal} through an exec session"), move || {
+                let user = h.user();
+                attack_steps(
+                    &h,
+                    &user,
+                    Path::new("-"),
+                    &["signal", common::SFTP_SERVER, signal],
+                );
+                let started = h
+                    .log_text()
+                    .lines()
+                    .any(|l| l.contains("session start") && l.contains(&format!("user={user} ")));
+                ensure(started, || "the session did not start".into())?;
+                let end = common::wait_until_opt(Duration::from_secs(15), || {
+                    let text = h.log_text();
+                    text.lines()
+                        .find(|l| l.contains("session end") && l.contains(&format!("user={user} ")))
+                        .map(str::to_owned)
+                });
+                let marker = h.out_dir.join(format!("post-{user}"));
+                common::wait_until_opt(Duration::from_secs(10), || marker.exists().then_some(()));
+                ensure(end.is_some() && marker.exists(), || {
+                    format!("session end: {end:?}, post hook ran: {}", marker.exists())
+                })
+            })
+        })
+        .collect()
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -546,13 +591,14 @@ fn hex(text: &str) -> String {
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 6] = [
+    let classes: [(&str, AttackClass); 7] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
         ("terminal", terminal),
         ("hostile commands", hostile_commands),
         ("capture-mode lines", capture_lines),
+        ("session signals", session_signals),
     ];
     // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
     let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();

@@ -532,15 +532,99 @@ fn run_shell_with_config(
         eprintln!("sftpd-wrapper: session refused: {error}");
         return 1;
     }
-    session.log(
-        Severity::Info,
-        &WrapperLine::SessionStart {
-            sid: session.id.clone(),
-            user: account.name.clone(),
-            connection: session.connection.clone(),
-        },
-    );
-    run_accepted(&session, &cfg, &effective)
+    supervised(&session, || {
+        session.log(
+            Severity::Info,
+            &WrapperLine::SessionStart {
+                sid: session.id.clone(),
+                user: account.name.clone(),
+                connection: session.connection.clone(),
+            },
+        );
+        run_accepted(&session, &cfg, &effective)
+    })
+}
+
+/// Runs `session` (everything from `session start` to the post-session hook) in a process of its
+/// own, the supervisor, and waits for it.
+///
+/// sshd knows only this process: it is the one an SSH `signal` request reaches (sshd refuses those
+/// for subsystems, not for `ssh host <allowed command>`), and the one a hangup reaches. So this
+/// process passes TERM, INT and HUP on, ignores every other signal it can, and when it is killed
+/// anyway (SIGKILL) the supervisor goes on: sshd then closes the channel, sftp-server sees EOF
+/// and exits, and the supervisor logs `session end` and runs the post-session hook as always.
+fn supervised(session: &Session, run: impl FnOnce() -> i32) -> i32 {
+    let mut all = SigSet::all();
+    // Signals that report a fault of this process must stay deliverable.
+    for fault in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGFPE,
+        Signal::SIGILL,
+        Signal::SIGABRT,
+    ] {
+        all.remove(fault);
+    }
+    let mut old = SigSet::empty();
+    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old)) {
+        session.log(
+            Severity::Err,
+            &session.failed_end(None, format!("sigprocmask: {e}")),
+        );
+        return 1;
+    }
+    // SAFETY: the process has a single thread here (no thread was started yet), so the child may
+    // go on using the allocator and std after fork.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            // Out of sshd's process group and session: no group signal reaches it.
+            let _ = nix::unistd::setsid();
+            let code = run();
+            // SAFETY: _exit ends this forked copy without running the parent's exit handlers
+            // a second time.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => wait_for_supervisor(session, child, &all),
+        Err(e) => {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            session.log(
+                Severity::Err,
+                &session.failed_end(None, format!("fork: {e}")),
+            );
+            1
+        }
+    }
+}
+
+/// The part of the shell sshd knows: forwards TERM, INT and HUP to the supervisor, waits for it
+/// and exits as it did. A supervisor killed before it logged its end is logged here.
+fn wait_for_supervisor(session: &Session, supervisor: Pid, blocked: &SigSet) -> i32 {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    loop {
+        match blocked.wait() {
+            Ok(sig @ (Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP)) => {
+                let _ = kill(supervisor, sig);
+                continue;
+            }
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(_) => continue,
+        }
+        match waitpid(supervisor, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                let line = session.failed_end(
+                    Some(session.started.elapsed().as_millis() as u64),
+                    format!("the session's supervisor was killed by {}", sig.as_str()),
+                );
+                session.log(Severity::Err, &line);
+                return 128 + sig as i32;
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::ECHILD) => return 1,
+            Err(_) => {}
+        }
+    }
 }
 
 /// What makes an allowed session unsafe to run, as (reason, what to fix): the wrapper could not

