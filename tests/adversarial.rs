@@ -584,6 +584,252 @@ fn session_signals() -> Vec<Case> {
         .collect()
 }
 
+/// The Match block shipped in packaging/, for every user of the harness (its Subsystem line is
+/// the harness's own).
+fn shipped_match_block() -> String {
+    let snippet = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/sshd_config.snippet"
+    ))
+    .unwrap();
+    // ADVERSARIAL_NO_MATCH_BLOCK=1: to see the cases fail without the block.
+    // Debian's stock sshd_config allows X11 forwarding, and agent forwarding is sshd's default:
+    // the Match block must turn them off.
+    let stock = "X11Forwarding yes\nAllowAgentForwarding yes\n";
+    if std::env::var("ADVERSARIAL_NO_MATCH_BLOCK").is_ok() {
+        return stock.to_owned();
+    }
+    stock.to_owned()
+        + &snippet
+            .lines()
+            .filter(|l| !l.starts_with("Subsystem"))
+            .map(|l| l.replace("Match Group sftp-partners", "Match User *"))
+            .collect::<Vec<_>>()
+            .join("\n")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A listener that records whether anything connected to it within `wait`.
+fn connected_within(listener: &std::net::TcpListener, wait: Duration) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    common::wait_until_opt(wait, || listener.accept().ok().map(|_| ())).is_some()
+}
+
+fn ssh_background(h: &Harness, user: &str, args: &[&str]) -> std::process::Child {
+    Command::new("/usr/bin/ssh")
+        .args(h.ssh_options())
+        .args(args)
+        .arg(format!("{user}@127.0.0.1"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sshd_settings() -> Vec<Case> {
+    let h = std::sync::Arc::new(Harness::start_with("", &shipped_match_block()));
+    let sshd_config = h.root().join("sshd_config");
+    let mut cases = Vec::new();
+    {
+        let h = std::sync::Arc::clone(&h);
+        let sshd_config = sshd_config.clone();
+        cases.push(case(
+            "--check-sshd passes the shipped Match block",
+            move || {
+                let user = h.user();
+                let out = Command::new(&h.wrapper)
+                    .args(["--check-sshd", &user, "--sshd-config"])
+                    .arg(&sshd_config)
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                ensure(out.status.success() && !text.contains("error:"), || {
+                    text.into_owned()
+                })
+            },
+        ));
+    }
+    cases.push(case(
+        "--check-sshd names what a bare sshd_config allows",
+        || {
+            let bare = Harness::start("");
+            let user = bare.user();
+            let out = Command::new(&bare.wrapper)
+                .args(["--check-sshd", &user, "--sshd-config"])
+                .arg(bare.root().join("sshd_config"))
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            ensure(
+                out.status.code() == Some(1)
+                    && [
+                        "AllowTcpForwarding",
+                        "AllowStreamLocalForwarding",
+                        "PermitTTY",
+                        "PermitUserRC",
+                    ]
+                    .iter()
+                    .all(|s| text.contains(s)),
+                || text.into_owned(),
+            )
+        },
+    ));
+    {
+        let h = std::sync::Arc::clone(&h);
+        cases.push(case("ssh -L", move || {
+            let user = h.user();
+            let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let tport = target.local_addr().unwrap().port();
+            let lport = free_port();
+            let mut ssh = ssh_background(
+                &h,
+                &user,
+                &["-N", "-L", &format!("{lport}:127.0.0.1:{tport}")],
+            );
+            let opened = common::wait_until_opt(Duration::from_secs(5), || {
+                std::net::TcpStream::connect(("127.0.0.1", lport)).ok()
+            });
+            let reached = opened.is_some() && connected_within(&target, Duration::from_secs(2));
+            let _ = ssh.kill();
+            let _ = ssh.wait();
+            ensure(!reached, || {
+                "the forwarded connection reached its target".into()
+            })
+        }));
+    }
+    {
+        let h = std::sync::Arc::clone(&h);
+        cases.push(case("ssh -D", move || {
+            let user = h.user();
+            let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let tport = target.local_addr().unwrap().port();
+            let lport = free_port();
+            let mut ssh = ssh_background(&h, &user, &["-N", "-D", &lport.to_string()]);
+            let socks = common::wait_until_opt(Duration::from_secs(5), || {
+                std::net::TcpStream::connect(("127.0.0.1", lport)).ok()
+            });
+            if let Some(mut s) = socks {
+                use std::io::{Read, Write};
+                let _ = s.write_all(&[5, 1, 0]);
+                let mut reply = [0u8; 2];
+                let _ = s.read_exact(&mut reply);
+                let mut req = vec![5, 1, 0, 1, 127, 0, 0, 1];
+                req.extend_from_slice(&tport.to_be_bytes());
+                let _ = s.write_all(&req);
+            }
+            let reached = connected_within(&target, Duration::from_secs(2));
+            let _ = ssh.kill();
+            let _ = ssh.wait();
+            ensure(!reached, || {
+                "the SOCKS connection reached its target".into()
+            })
+        }));
+    }
+    {
+        let h = std::sync::Arc::clone(&h);
+        cases.push(case("ssh -R", move || {
+            let user = h.user();
+            let rport = free_port();
+            let out = Command::new("timeout")
+                .args(["20", "/usr/bin/ssh"])
+                .args(h.ssh_options())
+                .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
+                .arg(format!("{rport}:127.0.0.1:9"))
+                .arg(format!("{user}@127.0.0.1"))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let listening = std::net::TcpStream::connect(("127.0.0.1", rport)).is_ok();
+            ensure(out.status.code() == Some(255) && !listening, || {
+                format!(
+                    "status {:?}, listening {listening}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        }));
+    }
+    for (name, flag, refusal) in [
+        ("ssh -X", "-X", "X11 forwarding request failed"),
+        ("ssh -A", "-A", "agent"),
+        ("ssh -tt", "-tt", "PTY allocation request failed"),
+    ] {
+        let h = std::sync::Arc::clone(&h);
+        cases.push(case(name, move || {
+            let user = h.user();
+            let agent_dir = tempfile::tempdir().unwrap();
+            let agent_sock = agent_dir.path().join("agent");
+            let mut agent = Command::new("ssh-agent")
+                .args(["-D", "-a"])
+                .arg(&agent_sock)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            common::wait_until_opt(Duration::from_secs(5), || agent_sock.exists().then_some(()));
+            let uid = nix::unistd::User::from_name(&user).unwrap().unwrap().uid;
+            let agent_socket_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut client = Command::new("timeout")
+                .args(["20", "/usr/bin/ssh", "-v", flag])
+                .args(h.ssh_options())
+                .arg(format!("{user}@127.0.0.1"))
+                .arg(common::SFTP_SERVER)
+                .env("DISPLAY", "127.0.0.1:99")
+                .env("SSH_AUTH_SOCK", &agent_sock)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // While the session runs: does sshd hold an agent socket for this user in /tmp?
+            let end = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < end {
+                use std::os::unix::fs::MetadataExt;
+                let found = fs::read_dir("/tmp")
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| {
+                        e.file_name().to_string_lossy().starts_with("ssh-")
+                            && e.metadata().is_ok_and(|m| m.uid() == uid.as_raw())
+                    });
+                if found {
+                    agent_socket_seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(client.stdin.take());
+            let out = client.wait_with_output().unwrap();
+            let _ = agent.kill();
+            let _ = agent.wait();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let refused = match flag {
+                // The client does not ask for a reply to an agent request; what shows sshd took it
+                // is the agent socket it makes for the session (checked while it runs, below).
+                "-A" => !agent_socket_seen.load(std::sync::atomic::Ordering::SeqCst),
+                _ => stderr.contains(refusal),
+            };
+            ensure(refused, || {
+                stderr
+                    .lines()
+                    .filter(|l| !l.starts_with("debug1: Reading") && !l.contains("kex"))
+                    .take(60)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }));
+    }
+    cases
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -591,7 +837,7 @@ fn hex(text: &str) -> String {
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 7] = [
+    let classes: [(&str, AttackClass); 8] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
@@ -599,6 +845,7 @@ fn adversarial_suite() {
         ("hostile commands", hostile_commands),
         ("capture-mode lines", capture_lines),
         ("session signals", session_signals),
+        ("sshd settings", sshd_settings),
     ];
     // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
     let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();

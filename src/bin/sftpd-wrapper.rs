@@ -30,6 +30,9 @@ fn main() {
         ));
     }
     let admin = WrapperAdmin::parse_from(argv);
+    if let Some(user) = admin.check_sshd.as_deref() {
+        std::process::exit(check_sshd(&admin, user));
+    }
     if let Some(user) = admin
         .check_chroot
         .as_deref()
@@ -101,4 +104,60 @@ fn chroot(admin: &WrapperAdmin, name: &str) -> i32 {
     println!("# jail {} for {name}", jail.display());
     print!("{text}");
     if ok { 0 } else { 1 }
+}
+
+/// `--check-sshd USER`.
+fn check_sshd(admin: &WrapperAdmin, user: &str) -> i32 {
+    use sftpd_wrapper::shell::{isolate, sshd_audit};
+    let cfg = match sftpd_wrapper::config::load(&admin.config) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("sftpd-wrapper: {e}");
+            return 1;
+        }
+    };
+    let groups = match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => sftpd_wrapper::shell::session::group_names(&u),
+        Ok(None) => {
+            eprintln!("sftpd-wrapper: no such user: {user:?}");
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("sftpd-wrapper: cannot look up {user:?}: {e}");
+            return 1;
+        }
+    };
+    let settings = match sshd_audit::effective_settings(
+        user,
+        &admin.host,
+        &admin.addr,
+        admin.sshd_config.as_deref(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sftpd-wrapper: {e}");
+            return 1;
+        }
+    };
+    let effective = cfg.effective_for(user, &groups);
+    let hooks = cfg.hooks.pre_session.is_some()
+        || cfg.hooks.post_session.is_some()
+        || cfg.hooks.any_event_hook();
+    let findings = sshd_audit::audit(
+        &settings,
+        &effective.allowed_commands,
+        hooks,
+        cfg.sftp_server.proc_isolation == sftpd_wrapper::config::ProcIsolation::Off,
+        isolate::ptrace_scope(),
+    );
+    println!(
+        "# sshd settings for user={user} host={} addr={}",
+        admin.host, admin.addr
+    );
+    print!("{}", sshd_audit::report(&findings));
+    if findings.iter().any(|f| f.level == sshd_audit::Level::Error) {
+        1
+    } else {
+        0
+    }
 }

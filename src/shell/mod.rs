@@ -12,4 +12,5 @@ pub mod invocation;
 pub mod isolate;
 pub mod runner;
 pub mod session;
+pub mod sshd_audit;
 pub mod syslog;
