@@ -6,7 +6,6 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -475,23 +474,55 @@ pub struct Effective {
 
 /// Reads and validates a config file. A missing file means built-in defaults; a file that is not
 /// owned by root, or that group or others may write, is refused because whoever can write it
-/// decides what every SFTP account may run.
+/// decides what every SFTP account may run. So is a file reached through a directory someone
+/// else could write (they could rename it away: see [`check_directories`]), a symbolic link that
+/// leads nowhere (a renamed-away target must not mean "defaults"), and anything but a regular
+/// file (opened without blocking, so a FIFO cannot hang the shell).
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
+    let io = |source| ConfigError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(LoadedConfig {
                 config: Config::default(),
                 source: None,
             });
         }
-        Err(source) => {
-            return Err(ConfigError::Io {
-                path: path.to_owned(),
-                source,
-            });
+        Err(e) => return Err(io(e)),
+        Ok(link) if link.file_type().is_symlink() => {
+            if link.uid() != 0 {
+                return Err(ConfigError::Insecure {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "it is a symbolic link owned by uid {}, not root",
+                        link.uid()
+                    ),
+                });
+            }
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(ConfigError::Insecure {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "it is a symbolic link to {}, which cannot be read ({e}); a missing target is not taken to mean defaults",
+                        std::fs::read_link(path)
+                            .map_or_else(|_| "?".to_owned(), |t| t.display().to_string())
+                    ),
+                });
+            }
         }
-    };
+        Ok(_) => {}
+    }
+    check_directories(path)?;
+    let real = std::fs::canonicalize(path).map_err(io)?;
+    check_directories(&real)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&real)
+        .map_err(io)?;
     // Checked on the open descriptor, so the file cannot be swapped between check and read.
     let meta = file.metadata().map_err(|source| ConfigError::Io {
         path: path.to_owned(),
@@ -522,6 +553,42 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         config,
         source: Some(path.to_owned()),
     })
+}
+
+/// Every directory above `path` must be owned by root and writable by nobody else (like sshd's
+/// StrictModes), or be root's sticky directory such as /tmp, where only root can rename or
+/// remove root's entries: otherwise whoever can write it can swap or rename the config.
+pub fn check_directories(path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in path
+        .ancestors()
+        .skip(1)
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        let meta = std::fs::metadata(dir).map_err(|source| ConfigError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mode = meta.permissions().mode();
+        let sticky = mode & 0o1000 != 0;
+        if meta.uid() != 0 || (mode & 0o022 != 0 && !sticky) {
+            return Err(ConfigError::Insecure {
+                path: path.to_owned(),
+                reason: format!(
+                    "the directory {} is {} (owner uid {}, mode {:04o}): whoever can write it can rename the config away or swap it (fix: chown root {0} and chmod go-w {0})",
+                    dir.display(),
+                    if meta.uid() != 0 {
+                        "not owned by root"
+                    } else {
+                        "writable by group or others"
+                    },
+                    meta.uid(),
+                    mode & 0o7777
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The ownership and permission rule, separate from any I/O so it can be tested directly.

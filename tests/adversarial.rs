@@ -830,6 +830,90 @@ fn sshd_settings() -> Vec<Case> {
     cases
 }
 
+/// `--check-config` (and the shell, which loads the config the same way) on configs the partner
+/// could swap, rename away or block on.
+fn config_trust() -> Vec<Case> {
+    let check = |path: &Path| {
+        Command::new("timeout")
+            .arg("10")
+            .arg(env!("CARGO_BIN_EXE_sftpd-wrapper"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let mut cases = Vec::new();
+    cases.push(case(
+        "a config in a directory the partner can write, renamed away over SFTP",
+        || {
+            let h = Harness::start("");
+            let user = h.user();
+            let dir = h.home(&user).join("conf");
+            fs::create_dir(&dir).unwrap();
+            Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(&dir)
+                .status()
+                .unwrap();
+            let cfg = dir.join("sftpd-wrapper.toml");
+            fs::write(&cfg, "[hooks]\ntimeout_secs = 5\n").unwrap();
+            let out = check(&cfg);
+            let refused = out.status.code() == Some(1)
+                && String::from_utf8_lossy(&out.stderr).contains("conf");
+            // What the partner can then do to it.
+            let local = tempfile::tempdir().unwrap();
+            h.sftp_ok(
+                &user,
+                "rename conf/sftpd-wrapper.toml conf/gone\n",
+                local.path(),
+            );
+            ensure(refused && !cfg.exists(), || {
+                format!(
+                    "--check-config said: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+        },
+    ));
+    cases.push(case("a dangling symbolic link", || {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("sftpd-wrapper.toml");
+        std::os::unix::fs::symlink(dir.path().join("renamed-away"), &link).unwrap();
+        let out = check(&link);
+        ensure(
+            out.status.code() == Some(1)
+                && String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+            || String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }));
+    cases.push(case("a FIFO in the config's place", || {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("sftpd-wrapper.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let out = check(&fifo);
+        ensure(
+            out.status.code() == Some(1)
+                && String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+            || format!("{:?} {}", out.status, String::from_utf8_lossy(&out.stderr)),
+        )
+    }));
+    cases.push(case("a world-writable directory above the config", || {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let cfg = open.join("sftpd-wrapper.toml");
+        fs::write(&cfg, "").unwrap();
+        let out = check(&cfg);
+        ensure(out.status.code() == Some(1), || {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    }));
+    cases
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -837,7 +921,7 @@ fn hex(text: &str) -> String {
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 8] = [
+    let classes: [(&str, AttackClass); 9] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
@@ -846,6 +930,7 @@ fn adversarial_suite() {
         ("capture-mode lines", capture_lines),
         ("session signals", session_signals),
         ("sshd settings", sshd_settings),
+        ("config trust", config_trust),
     ];
     // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
     let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();
