@@ -203,6 +203,9 @@ pub struct HooksSection {
     pub path: String,
     /// The hooks' HOME: by default `/`, never the partner's writable home.
     pub home: String,
+    /// How long event hooks still queued when the session ends may go on running; what is left
+    /// then is dropped and logged.
+    pub drain_secs: u64,
     /// Variables of the session's environment (as sshd set it) passed on to the hooks, e.g.
     /// `["LANG"]`. None by default: the client may have set them.
     pub pass_env: Vec<String>,
@@ -260,6 +263,7 @@ impl Default for HooksSection {
             upload_on_rename: true,
             path: SECURE_PATH.to_owned(),
             home: "/".to_owned(),
+            drain_secs: 300,
             pass_env: Vec::new(),
         }
     }
@@ -390,6 +394,11 @@ pub const REFERENCE: &[(&str, &str, &str)] = &[
         "hooks.path",
         "\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"",
         "The hooks' PATH (absolute, root-owned directories); never the client's.",
+    ),
+    (
+        "hooks.drain_secs",
+        "300",
+        "Capture mode: how long event hooks still queued when the session ends may go on running (1 to 86400 seconds); the rest are dropped and logged (event dropped reason=drain_timeout). Events that do not fit the queue are dropped and counted in session end.",
     ),
     (
         "hooks.home",
@@ -740,6 +749,12 @@ impl Config {
                     "hooks.pass_env: {name:?} cannot be passed on (a variable name; not PATH, HOME, USER, LOGNAME, SFTPD_* or a loader variable)"
                 ));
             }
+        }
+        if !(1..=86_400).contains(&self.hooks.drain_secs) {
+            return Err(format!(
+                "hooks.drain_secs must be between 1 and 86400, got {}",
+                self.hooks.drain_secs
+            ));
         }
         if !(1..=86_400).contains(&self.hooks.timeout_secs) {
             return Err(format!(

@@ -914,6 +914,109 @@ fn config_trust() -> Vec<Case> {
     cases
 }
 
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The event-hook queue: a slow hook and thousands of events never make the client wait in
+/// detach mode, the queued work is bounded and every dropped event is in the log; long and
+/// non-UTF-8 names fire their hooks (JSON on stdin included).
+fn hook_queue() -> Vec<Case> {
+    let mut cases = Vec::new();
+    cases.push(case(
+        "4,000 events, a slow hook, detach mode: the client does not wait",
+        || {
+            let h = Harness::start("");
+            let slow = h.hook_script("slow-mkdir", "sleep 1");
+            let post = h.hook_script("post", &format!("touch {}/post-ran", h.out_dir.display()));
+            h.write_config(&format!(
+                "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\non_mkdir = [\"{}\"]\npost_session = [\"{}\"]\ndrain_secs = 3\ntimeout_secs = 5\n",
+                slow.display(),
+                post.display()
+            ));
+            let user = h.user();
+            let local = tempfile::tempdir().unwrap();
+            let batch: String = (0..4000).map(|i| format!("mkdir d{i}\n")).collect();
+            let start = std::time::Instant::now();
+            h.sftp_ok(&user, &batch, local.path());
+            let end_line = h.wait_for_log(&["session end", &format!("user={user} ")]);
+            let client_secs = start.elapsed().as_secs_f64();
+            // The post hook runs after at most drain_secs of queued hooks (plus the one running).
+            let post_ran = common::wait_until_opt(Duration::from_secs(15), || {
+                h.out_dir.join("post-ran").exists().then_some(())
+            })
+            .is_some();
+            std::thread::sleep(Duration::from_millis(500));
+            let text = h.log_text();
+            let ran = text
+                .lines()
+                .filter(|l| l.contains("hook=on_mkdir") && l.contains(&format!("user={user} ")))
+                .count();
+            let drained = text
+                .lines()
+                .filter(|l| l.contains("event dropped") && l.contains("reason=drain_timeout"))
+                .count();
+            let full: usize = common::field(&end_line, "dropped_events")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            ensure(
+                post_ran && client_secs < 60.0 && ran <= 6 && ran + drained + full == 4000,
+                || {
+                    format!(
+                        "client {client_secs:.1} s, post hook ran {post_ran}, hooks run {ran}, drained {drained}, dropped when full {full}"
+                    )
+                },
+            )
+        },
+    ));
+    cases.push(case(
+        "460-byte, 215 x \\xff and JSON-on-stdin names fire once each",
+        || {
+            let h = Harness::start("");
+            let record = h.out_dir.join("events");
+            let hook = h.hook_script(
+                "record",
+                &format!("cat > /dev/null; printf '%s\\n' \"$SFTPD_PATH\" | wc -c >> {}", record.display()),
+            );
+            h.write_config(&format!(
+                "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\non_upload = [\"{}\"]\nevent_format = \"json\"\n",
+                hook.display()
+            ));
+            let user = h.user();
+            let long = format!("{}/{}", "d".repeat(200), "f".repeat(250));
+            let ff = vec![0xffu8; 215];
+            let steps = attack_steps(
+                &h,
+                &user,
+                Path::new("-"),
+                &["put", &hex_bytes(long.as_bytes()), &hex_bytes(&ff)],
+            );
+            ensure(steps.iter().all(|(_, ok)| *ok), || format!("{steps:?}"))?;
+            let got = common::wait_until_opt(Duration::from_secs(15), || {
+                fs::read_to_string(&record)
+                    .ok()
+                    .filter(|t| t.lines().count() >= 2)
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            let lens: Vec<usize> = fs::read_to_string(&record)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+            // sftp-server logs the names as the client sent them (relative here), plus the newline
+            // printf adds.
+            let mut want = vec![long.len() + 1, ff.len() + 1];
+            want.sort();
+            let mut lens_sorted = lens.clone();
+            lens_sorted.sort();
+            ensure(got.is_some() && lens_sorted == want, || {
+                format!("hook saw path lengths {lens:?}, expected {want:?}")
+            })
+        },
+    ));
+    cases
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -921,7 +1024,7 @@ fn hex(text: &str) -> String {
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 9] = [
+    let classes: [(&str, AttackClass); 10] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
@@ -931,6 +1034,7 @@ fn adversarial_suite() {
         ("session signals", session_signals),
         ("sshd settings", sshd_settings),
         ("config trust", config_trust),
+        ("hook queue", hook_queue),
     ];
     // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
     let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();

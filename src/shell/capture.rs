@@ -238,6 +238,7 @@ pub fn read_messages(
     forward: &mpsc::SyncSender<Forward>,
     counters: &Counters,
     mut on_event: impl FnMut(Event),
+    mut on_cut_close: impl FnMut(&[u8]),
 ) {
     let mut buf = vec![0u8; MESSAGE_BYTES];
     loop {
@@ -247,7 +248,15 @@ pub fn read_messages(
             Err(Errno::EINTR) => continue,
             Err(_) => break,
         };
-        let message = stderr_to_syslog_form(strip_crlf(&buf[..n]));
+        let raw = strip_crlf(&buf[..n]);
+        if raw.len() >= SFTP_SERVER_MESSAGE_MAX
+            && let Some(name) = cut_close_name(raw)
+        {
+            // The name was too long for sftp-server's message: what was closed, and with how
+            // many bytes, is gone. Not an event, but never silently nothing.
+            on_cut_close(&name);
+        }
+        let message = stderr_to_syslog_form(raw);
         for event in state.on_message(&message, Instant::now()) {
             on_event(event);
         }
@@ -258,6 +267,17 @@ pub fn read_messages(
     for event in state.finish() {
         on_event(event);
     }
+}
+
+/// sftp-server cuts a message on stderr to this many characters (its 1 KiB buffer less `\r\n`).
+const SFTP_SERVER_MESSAGE_MAX: usize = 1021;
+
+/// The (cut) name of a cut `close` or `forced close` message.
+fn cut_close_name(raw: &[u8]) -> Option<Vec<u8>> {
+    let rest = raw
+        .strip_prefix(b"close \"")
+        .or_else(|| raw.strip_prefix(b"forced close \""))?;
+    Some(crate::log::parse::unvis(rest))
 }
 
 /// One message without the `\r\n` sftp-server ends it with.
@@ -444,7 +464,7 @@ mod tests {
         let counters = Counters::default();
         let mut st = CaptureState::new(true);
         let mut events = Vec::new();
-        read_messages(ours, &mut st, &tx, &counters, |e| events.push(e));
+        read_messages(ours, &mut st, &tx, &counters, |e| events.push(e), |_| {});
         drop(tx);
         let lines: Vec<Vec<u8>> = rx
             .into_iter()

