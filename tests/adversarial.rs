@@ -1017,6 +1017,104 @@ fn hook_queue() -> Vec<Case> {
     cases
 }
 
+/// 200 sessions at once (20 partners, 10 each): one `session start` and one `session end` per
+/// session id, and no process of those partners left afterwards.
+fn concurrency() -> Vec<Case> {
+    vec![case("200 concurrent sessions", || {
+        let h = Harness::start_with("", "MaxStartups 300\nMaxSessions 20");
+        let users: Vec<String> = (0..20).map(|_| h.user()).collect();
+        let local = tempfile::tempdir().unwrap();
+        let mut clients = Vec::new();
+        for i in 0..200 {
+            let user = &users[i % users.len()];
+            let mut cmd = h.sftp_command(user, "-", local.path());
+            let child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            clients.push(child);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ours = |l: &&str| users.iter().any(|u| l.contains(&format!("user={u} ")));
+        let started = common::wait_until_opt(Duration::from_secs(90), || {
+            let text = h.log_text();
+            let n = text
+                .lines()
+                .filter(|l| l.contains("sftp-server started"))
+                .filter(ours)
+                .count();
+            (n >= 200).then_some(n)
+        });
+        for mut c in clients {
+            if let Some(mut stdin) = c.stdin.take() {
+                use std::io::Write;
+                let _ = stdin.write_all(b"pwd\n");
+            }
+            let _ = c.wait();
+        }
+        let ended = common::wait_until_opt(Duration::from_secs(60), || {
+            let text = h.log_text();
+            let n = text
+                .lines()
+                .filter(|l| l.contains("session end"))
+                .filter(ours)
+                .count();
+            (n >= 200).then_some(n)
+        });
+        let text = h.log_text();
+        let mut per_sid: std::collections::HashMap<String, (u32, u32)> = Default::default();
+        for line in text.lines().filter(ours) {
+            let Some(sid) = common::field(line, "sid") else {
+                continue;
+            };
+            let e = per_sid.entry(sid.to_owned()).or_default();
+            if line.contains("session start") {
+                e.0 += 1;
+            }
+            if line.contains("session end") {
+                e.1 += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let left: Vec<String> = users
+            .iter()
+            .filter(|u| {
+                // Live processes only: this machine's init does not reap sshd's orphaned
+                // zombies, which are not the wrapper's.
+                Command::new("ps")
+                    .args(["-o", "stat=", "-u", u])
+                    .output()
+                    .is_ok_and(|o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .any(|st| !st.trim_start().starts_with('Z'))
+                    })
+            })
+            .cloned()
+            .collect();
+        ensure(
+            started.is_some()
+                && ended.is_some()
+                && per_sid.len() == 200
+                && per_sid.values().all(|&(s, e)| s == 1 && e == 1)
+                && left.is_empty(),
+            || {
+                format!(
+                    "started {started:?}, ended {ended:?}, {} session ids, bad {:?}, processes left for {left:?}",
+                    per_sid.len(),
+                    per_sid
+                        .iter()
+                        .filter(|(_, v)| **v != (1, 1))
+                        .take(5)
+                        .collect::<Vec<_>>()
+                )
+            },
+        )
+    })]
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -1024,7 +1122,7 @@ fn hex(text: &str) -> String {
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 10] = [
+    let classes: [(&str, AttackClass); 11] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
@@ -1035,6 +1133,7 @@ fn adversarial_suite() {
         ("sshd settings", sshd_settings),
         ("config trust", config_trust),
         ("hook queue", hook_queue),
+        ("concurrency", concurrency),
     ];
     // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
     let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();
