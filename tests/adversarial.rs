@@ -941,7 +941,8 @@ fn hook_queue() -> Vec<Case> {
             h.sftp_ok(&user, &batch, local.path());
             let end_line = h.wait_for_log(&["session end", &format!("user={user} ")]);
             let client_secs = start.elapsed().as_secs_f64();
-            // The post hook runs after at most drain_secs of queued hooks (plus the one running).
+            // Hooks run one a second while the session lasts, then for at most drain_secs; the
+            // post hook runs after them.
             let post_ran = common::wait_until_opt(Duration::from_secs(15), || {
                 h.out_dir.join("post-ran").exists().then_some(())
             })
@@ -960,7 +961,10 @@ fn hook_queue() -> Vec<Case> {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             ensure(
-                post_ran && client_secs < 60.0 && ran <= 6 && ran + drained + full == 4000,
+                post_ran
+                    && client_secs < 60.0
+                    && (ran as f64) <= client_secs + 3.0 + 2.0
+                    && ran + drained + full == 4000,
                 || {
                     format!(
                         "client {client_secs:.1} s, post hook ran {post_ran}, hooks run {ran}, drained {drained}, dropped when full {full}"

@@ -697,46 +697,14 @@ fn unsafe_surroundings(
     None
 }
 
+/// An accepted session, in the supervisor: the pre-session hook, sftp-server, its end, the
+/// post-session hook.
 fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
-    let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
-    if let Some(argv) = &cfg.hooks.pre_session {
-        let result = hooks::run(argv, &session.hook_env("pre_session", None), timeout, None);
-        session.log_hook("pre_session", &result);
-        if !result.outcome.succeeded() && cfg.hooks.pre_session_failure == PreSessionFailure::Deny {
-            session.log(
-                Severity::Warning,
-                &session.refused("pre_session_hook", None, None),
-            );
-            eprintln!("sftpd-wrapper: session refused by the server's pre-session check");
-            return 1;
-        }
+    if !pre_session_hook_allows(session, cfg) {
+        return 1;
     }
-
-    let capture = cfg.sftp_server.log_mode == LogMode::Capture;
-    // Forked while the wrapper still has a single thread.
-    let mut runner = if capture && (cfg.hooks.any_event_hook() || cfg.hooks.post_session.is_some())
-    {
-        let handler = RunnerHandler { session, cfg };
-        let drain = Duration::from_secs(cfg.hooks.drain_secs);
-        // SAFETY: no thread has been started yet in this process (the capture threads come
-        // later), so the runner may be forked.
-        match unsafe { Runner::start(handler, drain) } {
-            Ok(r) => Some(r),
-            Err(e) => {
-                let line = session.hook_line(
-                    None,
-                    None,
-                    HookReport::SpawnFailed(format!("hook runner: {e}")),
-                    None,
-                );
-                session.log(Severity::Warning, &line);
-                None
-            }
-        }
-    } else {
-        None
-    };
-
+    // Forked while the supervisor still has a single thread.
+    let mut runner = start_runner(session, cfg);
     // Signals are taken synchronously with sigwait: no handlers, no race with the child's exit.
     let mut watched = SigSet::empty();
     for sig in [
@@ -755,30 +723,95 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         );
         return 1;
     }
-    let stderr_pipe = if capture {
+    let Some((mut child, capture_socket)) = spawn(session, cfg, effective) else {
+        return 1;
+    };
+    let outcome = match capture_socket {
+        Some(socket) => {
+            capture_and_supervise(session, cfg, &mut child, socket, &mut runner, &watched)
+        }
+        None => Outcome {
+            status: supervise(&mut child, &watched, session),
+            ..Outcome::default()
+        },
+    };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+    let end = log_end(session, child.id(), outcome);
+    run_post_session_hook(session, cfg, runner, &end);
+    end.exit_code
+}
+
+/// Runs the pre-session hook; false when it failed and that refuses the session (logged).
+fn pre_session_hook_allows(session: &Session, cfg: &Config) -> bool {
+    let Some(argv) = &cfg.hooks.pre_session else {
+        return true;
+    };
+    let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
+    let result = hooks::run(argv, &session.hook_env("pre_session", None), timeout, None);
+    session.log_hook("pre_session", &result);
+    if result.outcome.succeeded() || cfg.hooks.pre_session_failure == PreSessionFailure::Allow {
+        return true;
+    }
+    session.log(
+        Severity::Warning,
+        &session.refused("pre_session_hook", None, None),
+    );
+    eprintln!("sftpd-wrapper: session refused by the server's pre-session check");
+    false
+}
+
+/// The hook runner, in capture mode when a hook will need it.
+fn start_runner(session: &Session, cfg: &Config) -> Option<Runner> {
+    let capture = cfg.sftp_server.log_mode == LogMode::Capture;
+    if !capture || !(cfg.hooks.any_event_hook() || cfg.hooks.post_session.is_some()) {
+        return None;
+    }
+    let handler = RunnerHandler { session, cfg };
+    let drain = Duration::from_secs(cfg.hooks.drain_secs);
+    // SAFETY: no thread has been started yet in this process (the capture threads come later),
+    // so the runner may be forked.
+    match unsafe { Runner::start(handler, drain) } {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let line = session.hook_line(
+                None,
+                None,
+                HookReport::SpawnFailed(format!("hook runner: {e}")),
+                None,
+            );
+            session.log(Severity::Warning, &line);
+            None
+        }
+    }
+}
+
+/// Starts sftp-server (and, in capture mode, the socket for its messages) and logs it; `None`
+/// when it could not start (logged as the session's end).
+fn spawn(
+    session: &Session,
+    cfg: &Config,
+    effective: &Effective,
+) -> Option<(Child, Option<OwnedFd>)> {
+    let (ours, theirs) = if cfg.sftp_server.log_mode == LogMode::Capture {
         match capture::message_socket() {
-            Ok(pair) => Some(pair),
+            Ok((ours, theirs)) => (Some(ours), Some(theirs)),
             Err(e) => {
                 session.log(
                     Severity::Err,
                     &session.failed_end(None, format!("socketpair: {e}")),
                 );
-                return 1;
+                return None;
             }
         }
     } else {
-        None
-    };
-    let (stderr_read, stderr_write) = match stderr_pipe {
-        Some((r, w)) => (Some(r), Some(w)),
-        None => (None, None),
+        (None, None)
     };
     // A jail without /proc has nothing to hide (and a user namespace cannot be made in a jail).
     let isolation = (cfg.sftp_server.proc_isolation == config::ProcIsolation::Require
         && isolate::proc_visible())
     .then(isolate::ProcIsolation::new);
     let isolating = isolation.is_some();
-    let mut child = match spawn_sftp_server(effective, &session.base_env, stderr_write, isolation) {
+    let child = match spawn_sftp_server(effective, &session.base_env, theirs, isolation) {
         Ok(child) => child,
         Err(e) => {
             let why = if isolating {
@@ -795,100 +828,125 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
             );
             session.log(Severity::Err, &line);
             eprintln!("sftpd-wrapper: {why}");
-            return 1;
+            return None;
         }
     };
-    let sftp_pid = child.id();
     session.log(
         Severity::Info,
         &WrapperLine::SftpServerStarted {
             sid: session.id.clone(),
             user: session.account.name.clone(),
-            sftp_pid: Some(sftp_pid),
+            sftp_pid: Some(child.id()),
             path: effective.sftp_server_path.clone(),
             args: effective.sftp_server_args.join(" "),
         },
     );
-    // The capture threads inherit the blocked signals, so sigwait below still gets them all.
-    let captured = stderr_read.map(|pipe| {
-        std::thread::scope(|scope| {
-            let counters = Arc::new(Counters::default());
-            let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
-            let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
-            let forwarder = {
-                let counters = Arc::clone(&counters);
-                let log = session.log;
-                scope.spawn(move || capture::forward_lines(rx, sender, log, sftp_pid, counters))
-            };
-            let reader = {
-                let counters = Arc::clone(&counters);
-                let runner = &mut runner;
-                scope.spawn(move || {
-                    let mut state = CaptureState::new(cfg.hooks.upload_on_rename);
-                    let mut dropped_events = 0u64;
-                    let mut cut_closes = 0u64;
-                    let events_tx = tx.clone();
-                    let cut_tx = tx.clone();
-                    capture::read_messages(
-                        pipe,
-                        &mut state,
-                        &tx,
-                        &counters,
-                        |event| {
-                            if cfg.hooks.event_hook(&event.event).is_none() {
-                                return;
-                            }
-                            let sent = runner
-                                .as_mut()
-                                .map_or(Err(runner::SendError::Closed), |r| r.send_event(&event));
-                            if let Err(why) = sent {
-                                dropped_events += 1;
-                                let reason = format!("{why:?}").to_lowercase();
-                                let line = session.event_dropped(&event, &reason);
-                                let _ =
-                                    events_tx.send(Forward::Own(Severity::Warning, line.render()));
-                            }
-                        },
-                        |name| {
-                            cut_closes += 1;
-                            let line = WrapperLine::EventDropped {
-                                sid: session.id.clone(),
-                                user: session.account.name.clone(),
-                                event: "close".to_owned(),
-                                path: Bounded::of(name),
-                                reason: "message_cut".to_owned(),
-                            };
-                            let _ = cut_tx.send(Forward::Own(Severity::Warning, line.render()));
-                        },
-                    );
-                    (state.totals, dropped_events + cut_closes)
-                })
-            };
-            let status = supervise(&mut child, &watched, session);
-            let (totals, dropped_events) = reader.join().unwrap_or_default();
-            let _ = forwarder.join();
-            (
-                status,
-                totals,
-                dropped_events,
-                counters
-                    .dropped_lines
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            )
-        })
-    });
-    let (status, totals, dropped_events, dropped_lines) = match captured {
-        Some((status, totals, events, lines)) => (status, Some(totals), events, lines),
-        None => (supervise(&mut child, &watched, session), None, 0, 0),
-    };
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+    Some((child, ours))
+}
 
+/// How sftp-server ended and, in capture mode, what the session moved and lost.
+#[derive(Default)]
+struct Outcome {
+    status: ExitStatus,
+    totals: Option<Totals>,
+    dropped_events: u64,
+    dropped_log_lines: u64,
+}
+
+/// Capture mode: a reader thread turns sftp-server's messages into log lines, events and
+/// totals, a forwarder thread sends the lines to syslog, and this thread supervises
+/// sftp-server. The threads inherit the blocked signals, so sigwait still gets them all.
+fn capture_and_supervise(
+    session: &Session,
+    cfg: &Config,
+    child: &mut Child,
+    socket: OwnedFd,
+    runner: &mut Option<Runner>,
+    watched: &SigSet,
+) -> Outcome {
+    let sftp_pid = child.id();
+    std::thread::scope(|scope| {
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
+        let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
+        let forwarder = {
+            let counters = Arc::clone(&counters);
+            let log = session.log;
+            scope.spawn(move || capture::forward_lines(rx, sender, log, sftp_pid, counters))
+        };
+        let reader = {
+            let counters = Arc::clone(&counters);
+            scope.spawn(move || read_capture(session, cfg, socket, runner, &tx, &counters))
+        };
+        let status = supervise(child, watched, session);
+        let (totals, dropped_events) = reader.join().unwrap_or_default();
+        let _ = forwarder.join();
+        Outcome {
+            status,
+            totals: Some(totals),
+            dropped_events,
+            dropped_log_lines: counters
+                .dropped_lines
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    })
+}
+
+/// The reader thread: queues each event whose hook is configured, and logs (and counts) what
+/// could not be queued or was never an event. Returns the totals and that count.
+fn read_capture(
+    session: &Session,
+    cfg: &Config,
+    socket: OwnedFd,
+    runner: &mut Option<Runner>,
+    forward: &mpsc::SyncSender<Forward>,
+    counters: &Counters,
+) -> (Totals, u64) {
+    let mut state = CaptureState::new(cfg.hooks.upload_on_rename);
+    let dropped = std::cell::Cell::new(0u64);
+    let log_dropped = |line: WrapperLine| {
+        dropped.set(dropped.get() + 1);
+        let _ = forward.send(Forward::Own(Severity::Warning, line.render()));
+    };
+    capture::read_messages(
+        socket,
+        &mut state,
+        forward,
+        counters,
+        |event| {
+            if cfg.hooks.event_hook(&event.event).is_none() {
+                return;
+            }
+            let sent = runner
+                .as_mut()
+                .map_or(Err(runner::SendError::Closed), |r| r.send_event(&event));
+            if let Err(why) = sent {
+                let reason = format!("{why:?}").to_lowercase();
+                log_dropped(session.event_dropped(&event, &reason));
+            }
+        },
+        |name| {
+            log_dropped(WrapperLine::EventDropped {
+                sid: session.id.clone(),
+                user: session.account.name.clone(),
+                event: "close".to_owned(),
+                path: Bounded::of(name),
+                reason: "message_cut".to_owned(),
+            })
+        },
+    );
+    (state.totals, dropped.get())
+}
+
+/// Logs `session end` and returns what the post-session hook is told.
+fn log_end(session: &Session, sftp_pid: u32, outcome: Outcome) -> SessionEnd {
+    let status = outcome.status;
     let end = SessionEnd {
         ended_at: Local::now(),
         duration: session.started.elapsed(),
         exit_code: exit_code(status),
         sftp_pid,
-        totals,
+        totals: outcome.totals,
     };
     let line = WrapperLine::SessionEnd {
         sid: session.id.clone(),
@@ -902,23 +960,32 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
             (None, None) => None,
         },
         totals: end.totals.clone(),
-        dropped_events,
-        dropped_log_lines: dropped_lines,
+        dropped_events: outcome.dropped_events,
+        dropped_log_lines: outcome.dropped_log_lines,
         error: None,
     };
     session.log(Severity::Info, &line);
+    end
+}
 
+/// The post-session hook: through the runner after the queued event hooks (capture mode), or
+/// here; waited for, or detached so the client is released at once.
+fn run_post_session_hook(
+    session: &Session,
+    cfg: &Config,
+    runner: Option<Runner>,
+    end: &SessionEnd,
+) {
+    let wait = cfg.hooks.post_session_mode == PostSessionMode::Wait;
     if let Some(runner) = runner {
-        // The runner runs the post-session hook after the event hooks still queued.
         let post_session = cfg.hooks.post_session.as_ref().map(|_| {
             session
-                .hook_env("post_session", Some(&end))
+                .hook_env("post_session", Some(end))
                 .into_iter()
                 .filter(|(k, _)| k.starts_with("SFTPD_"))
                 .map(|(k, v)| (k, v.into_vec()))
                 .collect()
         });
-        let wait = cfg.hooks.post_session_mode == PostSessionMode::Wait;
         if let Err(why) = runner.finish(post_session, wait) {
             let line = session.hook_line(
                 Some("post_session"),
@@ -928,20 +995,21 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
             );
             session.log(Severity::Warning, &line);
         }
-        return end.exit_code;
+        return;
     }
-    if let Some(argv) = &cfg.hooks.post_session {
-        let env = session.hook_env("post_session", Some(&end));
-        match cfg.hooks.post_session_mode {
-            PostSessionMode::Wait => {
-                let result = hooks::run(argv, &env, timeout, None);
-                session.log_hook("post_session", &result);
-            }
-            // SAFETY: without capture mode no thread was ever started in this process.
-            PostSessionMode::Detach => unsafe { detach_post_hook(session, argv, &env, timeout) },
-        }
+    let Some(argv) = &cfg.hooks.post_session else {
+        return;
+    };
+    let env = session.hook_env("post_session", Some(end));
+    let timeout = Duration::from_secs(cfg.hooks.timeout_secs);
+    if wait {
+        let result = hooks::run(argv, &env, timeout, None);
+        session.log_hook("post_session", &result);
+    } else {
+        // SAFETY: the capture threads, if there were any, have been joined: the process has a
+        // single thread again.
+        unsafe { detach_post_hook(session, argv, &env, timeout) }
     }
-    end.exit_code
 }
 
 /// Starts sftp-server with stdin and stdout inherited and, with `isolation`, without `/proc`.
