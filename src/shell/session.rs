@@ -552,17 +552,20 @@ fn run_shell_with_config(
         eprintln!("sftpd-wrapper: session refused: {error}");
         return 1;
     }
-    supervised(&session, || {
-        session.log(
-            Severity::Info,
-            &WrapperLine::SessionStart {
-                sid: session.id.clone(),
-                user: account.name.clone(),
-                connection: session.connection.clone(),
-            },
-        );
-        run_accepted(&session, &cfg, &effective)
-    })
+    // SAFETY: the shell has not started a thread (the capture threads belong to the supervisor).
+    unsafe {
+        supervised(&session, || {
+            session.log(
+                Severity::Info,
+                &WrapperLine::SessionStart {
+                    sid: session.id.clone(),
+                    user: account.name.clone(),
+                    connection: session.connection.clone(),
+                },
+            );
+            run_accepted(&session, &cfg, &effective)
+        })
+    }
 }
 
 /// Runs `session` (everything from `session start` to the post-session hook) in a process of its
@@ -573,7 +576,12 @@ fn run_shell_with_config(
 /// process passes TERM, INT and HUP on, ignores every other signal it can, and when it is killed
 /// anyway (SIGKILL) the supervisor goes on: sshd then closes the channel, sftp-server sees EOF
 /// and exits, and the supervisor logs `session end` and runs the post-session hook as always.
-fn supervised(session: &Session, run: impl FnOnce() -> i32) -> i32 {
+///
+/// # Safety
+///
+/// The process must have a single thread: the supervisor goes on using the allocator and std
+/// after fork. It ends with `_exit`.
+unsafe fn supervised(session: &Session, run: impl FnOnce() -> i32) -> i32 {
     let mut all = SigSet::all();
     // Signals that report a fault of this process must stay deliverable.
     for fault in [
@@ -593,8 +601,7 @@ fn supervised(session: &Session, run: impl FnOnce() -> i32) -> i32 {
         );
         return 1;
     }
-    // SAFETY: the process has a single thread here (no thread was started yet), so the child may
-    // go on using the allocator and std after fork.
+    // SAFETY: the caller guarantees a single thread.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
