@@ -296,23 +296,17 @@ impl WrapperLine {
         if fields.is_empty() {
             return None;
         }
-        let f = Fields(&fields);
-        let connection = Connection {
-            client_ip: f.text("client_ip"),
-            client_port: f.text("client_port"),
-            local_ip: f.text("local_ip"),
-            local_port: f.text("local_port"),
-        };
+        let mut f = Fields(fields);
         Some(match event.as_str() {
             SESSION_START => WrapperLine::SessionStart {
                 sid: f.text("sid")?,
                 user: f.text("user")?,
-                connection,
+                connection: f.connection(),
             },
             SESSION_REFUSED => WrapperLine::SessionRefused {
                 sid: f.text("sid"),
                 user: f.text("user"),
-                connection,
+                connection: f.connection(),
                 reason: f.text("reason")?,
                 command: f.bytes("command").map(|prefix| Bounded {
                     len: f.number("command_len").unwrap_or(prefix.len() as u64),
@@ -344,7 +338,7 @@ impl WrapperLine {
                 WrapperLine::SessionEnd {
                     sid: f.text("sid")?,
                     user: f.text("user")?,
-                    connection,
+                    connection: f.connection(),
                     sftp_pid: f.number("sftp_pid"),
                     duration_ms: f.number("duration_ms"),
                     exit,
@@ -389,28 +383,40 @@ impl WrapperLine {
     }
 }
 
-/// Field look-up: the first field of a name wins.
-struct Fields<'a>(&'a [Field]);
+/// Field look-up: the first field of a name wins. Values are moved out, not copied: the ingest
+/// reads every wrapper line through this.
+struct Fields(Vec<Field>);
 
-impl Fields<'_> {
-    fn bytes(&self, key: &str) -> Option<Vec<u8>> {
+impl Fields {
+    fn bytes(&mut self, key: &str) -> Option<Vec<u8>> {
         self.0
-            .iter()
+            .iter_mut()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| std::mem::take(v))
     }
 
-    fn text(&self, key: &str) -> Option<String> {
-        self.bytes(key)
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    fn text(&mut self, key: &str) -> Option<String> {
+        self.bytes(key).map(|v| {
+            String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        })
     }
 
     fn number<N: std::str::FromStr>(&self, key: &str) -> Option<N> {
-        let v = self.bytes(key)?;
+        let v = &self.0.iter().find(|(k, _)| k == key)?.1;
         if v.is_empty() || !v.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
             return None;
         }
-        std::str::from_utf8(&v).ok()?.parse().ok()
+        std::str::from_utf8(v).ok()?.parse().ok()
+    }
+
+    fn connection(&mut self) -> Connection {
+        Connection {
+            client_ip: self.text("client_ip"),
+            client_port: self.text("client_port"),
+            local_ip: self.text("local_ip"),
+            local_port: self.text("local_port"),
+        }
     }
 }
 
