@@ -593,14 +593,9 @@ unsafe fn supervised(session: &Session, run: impl FnOnce() -> i32) -> i32 {
     ] {
         all.remove(fault);
     }
-    let mut old = SigSet::empty();
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old)) {
-        session.log(
-            Severity::Err,
-            &session.failed_end(None, format!("sigprocmask: {e}")),
-        );
+    let Some(old) = block_signals(session, &all) else {
         return 1;
-    }
+    };
     // SAFETY: the caller guarantees a single thread.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
@@ -722,14 +717,9 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     ] {
         watched.add(sig);
     }
-    let mut old_mask = SigSet::empty();
-    if let Err(e) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), Some(&mut old_mask)) {
-        session.log(
-            Severity::Err,
-            &session.failed_end(None, format!("sigprocmask: {e}")),
-        );
+    let Some(old_mask) = block_signals(session, &watched) else {
         return 1;
-    }
+    };
     let Some((mut child, capture_socket)) = spawn(session, cfg, effective) else {
         return 1;
     };
@@ -746,6 +736,22 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     let end = log_end(session, child.id(), outcome);
     run_post_session_hook(session, cfg, runner, &end);
     end.exit_code
+}
+
+/// Blocks `signals` (to be taken with sigwait); returns the mask before, or `None` after logging
+/// the session's end when that fails.
+fn block_signals(session: &Session, signals: &SigSet) -> Option<SigSet> {
+    let mut old = SigSet::empty();
+    match sigprocmask(SigmaskHow::SIG_BLOCK, Some(signals), Some(&mut old)) {
+        Ok(()) => Some(old),
+        Err(e) => {
+            session.log(
+                Severity::Err,
+                &session.failed_end(None, format!("sigprocmask: {e}")),
+            );
+            None
+        }
+    }
 }
 
 /// Runs the pre-session hook; false when it failed and that refuses the session (logged).
