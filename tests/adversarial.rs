@@ -1119,6 +1119,66 @@ fn concurrency() -> Vec<Case> {
     })]
 }
 
+/// Peak resident memory of `pid`, in KiB.
+fn vm_hwm_kib(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Capture mode while the syslog daemon is stalled (SIGSTOP) and the partner keeps logging:
+/// the supervisor's peak memory grows by less than 1 MiB (a queue as deep as the old one,
+/// 100,000 lines, grew it by 3.5 MiB in the same test; sftp-server now waits instead), and once
+/// the daemon runs again every line arrives.
+fn syslog_stall() -> Vec<Case> {
+    vec![case("30,000 log lines while rsyslogd is stopped", || {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+        let user = h.user();
+        let local = tempfile::tempdir().unwrap();
+        let (mut client, supervisor, sftp_pid) = h.open_session(&user, local.path(), &[]);
+        let before = vm_hwm_kib(supervisor);
+        let rsyslogd = Pid::from_raw(h.rsyslogd_pid().expect("rsyslogd runs"));
+        kill(rsyslogd, Signal::SIGSTOP).unwrap();
+        let mut stdin = client.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let batch: String = (0..15_000)
+                .map(|i| format!("mkdir d{i}\nrmdir d{i}\n"))
+                .collect();
+            let _ = stdin.write_all(batch.as_bytes());
+        });
+        std::thread::sleep(Duration::from_secs(6));
+        let stalled = vm_hwm_kib(supervisor);
+        kill(rsyslogd, Signal::SIGCONT).unwrap();
+        let _ = writer.join();
+        let _ = client.wait();
+        let end = h.wait_for_log(&["session end", &format!("user={user} ")]);
+        let mkdirs = common::wait_until_opt(Duration::from_secs(30), || {
+            let n = h
+                .log_text()
+                .lines()
+                .filter(|l| l.contains(&format!("sftp-server[{sftp_pid}]: mkdir name")))
+                .count();
+            (n == 15_000).then_some(n)
+        });
+        let grew = stalled.saturating_sub(before);
+        ensure(
+            grew < 1024 && mkdirs.is_some() && !end.contains("dropped_log_lines"),
+            || {
+                format!(
+                    "peak memory grew {grew} KiB while stalled; all mkdir lines logged: {}; {end}",
+                    mkdirs.is_some()
+                )
+            },
+        )
+    })]
+}
+
 fn hex(text: &str) -> String {
     text.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -1126,7 +1186,7 @@ fn hex(text: &str) -> String {
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 11] = [
+    let classes: [(&str, AttackClass); 12] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
@@ -1138,6 +1198,7 @@ fn adversarial_suite() {
         ("config trust", config_trust),
         ("hook queue", hook_queue),
         ("concurrency", concurrency),
+        ("syslog stall", syslog_stall),
     ];
     // ADVERSARIAL_ONLY=WORD runs only the classes whose name contains WORD.
     let only = std::env::var("ADVERSARIAL_ONLY").unwrap_or_default();

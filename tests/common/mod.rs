@@ -282,6 +282,15 @@ impl Harness {
         child
     }
 
+    /// rsyslogd's PID, while it runs.
+    pub fn rsyslogd_pid(&self) -> Option<i32> {
+        self.rsyslogd
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|c| c.id() as i32)
+    }
+
     /// Stops rsyslogd (its socket disappears).
     pub fn stop_rsyslogd(&self) {
         if let Some(child) = self.rsyslogd.lock().unwrap().take() {
