@@ -375,7 +375,7 @@ fn client_environment() -> Vec<Case> {
         let env_file = h.out_dir.join("post-env");
         let hook = h.hook_script("post-env", &format!("env > {}", env_file.display()));
         h.write_config(&format!(
-            "[hooks]\npost_session = [\"{}\"]\npost_session_mode = \"wait\"\n",
+            "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\npost_session = [\"{}\"]\npost_session_mode = \"wait\"\n",
             hook.display()
         ));
         let user = h.user();
@@ -403,10 +403,38 @@ fn client_environment() -> Vec<Case> {
             .find_map(|l| l.strip_prefix("SFTPD_START_TIME="))
             .unwrap_or_default()
             .to_owned();
-        let local_offset = chrono::Local::now().format("%:z").to_string();
+        let now = chrono::Local::now();
+        let local_offset = now.format("%:z").to_string();
         ensure(
             start.ends_with(&local_offset) && !start.ends_with("+14:00") && !env.contains("TZ="),
             || format!("SFTPD_START_TIME={start}, system offset {local_offset}"),
+        )?;
+        // The session id's date and time, and the timestamps the capture forwarder writes for
+        // sftp-server's lines, are the system's too (Kiritimati is 14 hours ahead of UTC).
+        let sid = env
+            .lines()
+            .find_map(|l| l.strip_prefix("SFTPD_SESSION_ID="))
+            .unwrap_or_default()
+            .to_owned();
+        let hour_now = now.format("%Y%m%dT%H").to_string();
+        let hour_before = (now - chrono::Duration::hours(1))
+            .format("%Y%m%dT%H")
+            .to_string();
+        ensure(
+            sid.contains(&format!("-{hour_now}")) || sid.contains(&format!("-{hour_before}")),
+            || format!("session id {sid} at {hour_now}"),
+        )?;
+        let stamps: Vec<String> = h
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("sftp-server[") && l.contains(&format!("user {user} ")))
+            .map(|l| l.get(..12).unwrap_or_default().to_owned())
+            .collect();
+        let allowed = [now, now - chrono::Duration::minutes(1)]
+            .map(|t| t.format("%b %e %H:%M").to_string());
+        ensure(
+            !stamps.is_empty() && stamps.iter().all(|s| allowed.contains(s)),
+            || format!("forwarded timestamps {stamps:?}, system time {allowed:?}"),
         )
     }));
     cases
