@@ -484,30 +484,75 @@ fn hostile_commands() -> Vec<Case> {
         ("a 60 KB command", big(60 * 1024)),
         ("a 100 KB command", big(100 * 1024)),
     ];
+    // Shapes that get past a check that splits, trims, globs or prefix-matches the command.
+    let sftp = common::SFTP_SERVER;
+    let more: Vec<String> = vec![
+        format!("{sftp} "),
+        format!(" {sftp}"),
+        format!("{sftp}\n"),
+        format!("{sftp} -d /etc"),
+        format!("{sftp} -R"),
+        format!("{sftp}&&id"),
+        format!("{sftp}|id"),
+        format!("{sftp}`id`"),
+        format!("{sftp}\tid"),
+        format!("{sftp}x"),
+        format!("{sftp}/../../../bin/sh"),
+        "/usr/lib/openssh/../openssh/sftp-server".to_owned(),
+        "/usr/lib/openssh/sftp-server*".to_owned(),
+        "/usr/lib/openssh/sftp-serve?".to_owned(),
+        "sftp-server".to_owned(),
+        "internal-sftp".to_owned(),
+        "/bin/sh".to_owned(),
+        "/bin/sh -c id".to_owned(),
+        "exec /bin/sh".to_owned(),
+        "scp -t /tmp".to_owned(),
+        "rsync --server -e.LsfxC . /tmp".to_owned(),
+        "sh .ssh/rc".to_owned(),
+        "env LD_PRELOAD=/tmp/x.so /usr/lib/openssh/sftp-server".to_owned(),
+        "PATH=/tmp /usr/lib/openssh/sftp-server".to_owned(),
+        "\x1b[2J\x1b[31mfake".to_owned(),
+        "\u{202e}revres-ptfs/hssnepo/bil/rsu/".to_owned(),
+        "-c id".to_owned(),
+        "--help".to_owned(),
+        "'/usr/lib/openssh/sftp-server'".to_owned(),
+    ];
+    let commands: Vec<(&str, String)> = commands
+        .into_iter()
+        .chain(
+            more.into_iter()
+                .map(|c| ("a command that is not the subsystem's", c)),
+        )
+        .collect();
     commands
         .into_iter()
         .map(|(name, command)| {
             let h = std::sync::Arc::clone(&h);
-            case(name, move || {
-                let user = h.user();
-                let out = h.ssh(&user, &[&command]);
-                let line = h.wait_for_log(&["session refused", &format!("user={user} ")]);
-                let message = line.split_once("]: ").map(|(_, m)| m).unwrap_or_default();
-                let parsed = sftpd_wrapper::log::wrapper::WrapperLine::parse(message.as_bytes());
-                let count = h
-                    .log_text()
-                    .lines()
-                    .filter(|l| l.contains(&format!("user={user} ")))
-                    .count();
-                ensure(
-                    !out.status.success()
-                        && count == 1
-                        && line.len() < 2048
-                        && line.contains(&format!("command_len={} ", command.len()))
-                        && parsed.is_some(),
-                    || format!("{count} lines; {}", &line[..line.len().min(300)]),
-                )
-            })
+            case(
+                &format!("{name}: {:?}", command.chars().take(40).collect::<String>()),
+                move || {
+                    let user = h.user();
+                    // `--`: the ssh client reads options after the host too.
+                    let out = h.ssh(&user, &["--", &command]);
+                    let line = h.wait_for_log(&["session refused", &format!("user={user} ")]);
+                    let message = line.split_once("]: ").map(|(_, m)| m).unwrap_or_default();
+                    let parsed =
+                        sftpd_wrapper::log::wrapper::WrapperLine::parse(message.as_bytes());
+                    let count = h
+                        .log_text()
+                        .lines()
+                        .filter(|l| l.contains(&format!("user={user} ")))
+                        .count();
+                    ensure(
+                        !out.status.success()
+                            && count == 1
+                            && line.len() < 2048
+                            && line.contains(&format!("command_len={} ", command.len()))
+                            && parsed.is_some(),
+                        || format!("{count} lines; {}", &line[..line.len().min(300)]),
+                    )
+                },
+            )
         })
         .collect()
 }
