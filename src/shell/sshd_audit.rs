@@ -254,7 +254,7 @@ pub fn audit(
                 "is {}: processes of one uid may write each other's memory; only sftp-server's private /proc keeps the partner from the hooks",
                 ptrace_scope.map_or("missing (no Yama)".to_owned(), |s| s.to_string())
             ),
-            "sysctl kernel.yama.ptrace_scope=1 (packaging/sysctl.d), and keep sftp_server.proc_isolation = \"require\"",
+            "kernel.yama.ptrace_scope = 1 in /etc/sysctl.d/ (sysctl -w to apply now), and keep sftp_server.proc_isolation = \"require\"",
         );
     }
     findings
