@@ -52,8 +52,9 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>, until: bool) -> Result<S
         };
         if let Some(span) = span
             && n >= 0
+            && let Some(t) = now.checked_sub_signed(span)
         {
-            return Ok(parse::storage_time(now - span));
+            return Ok(parse::storage_time(t));
         }
         return Err(bad());
     }
@@ -373,6 +374,16 @@ fn json_value(v: &Value, kind: Kind) -> serde_json::Value {
     }
 }
 
+/// A CSV cell that a spreadsheet will not run: text (a file name, a user name) that starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, as OWASP advises against
+/// formula injection. Numbers stay numbers; JSON output stays exact.
+fn csv_cell(value: &Value, text: String) -> String {
+    match value {
+        Value::Text(_) if text.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{text}"),
+        _ => text,
+    }
+}
+
 pub fn render(report: &Report, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
     match format {
         Format::Table => {
@@ -432,7 +443,7 @@ pub fn render(report: &Report, format: Format, out: &mut dyn Write) -> std::io::
                 w.write_record(
                     row.iter()
                         .zip(&report.columns)
-                        .map(|(v, (_, k))| cell_exact(v, *k)),
+                        .map(|(v, (_, k))| csv_cell(v, cell_exact(v, *k))),
                 )?;
             }
             w.flush()
@@ -496,6 +507,64 @@ mod tests {
         assert_eq!(human_duration(1500), "1.5s");
         assert_eq!(human_duration(62_000), "1m02s");
         assert_eq!(human_duration(3_723_000), "1h02m03s");
+    }
+
+    #[test]
+    fn a_span_past_the_calendar_is_an_error() {
+        // `usage --since 99999999d` panicked: 273,000 years before now is out of range.
+        let err = parse_time_bound("99999999d", Utc::now(), false).unwrap_err();
+        assert!(err.contains("99999999d"), "{err}");
+    }
+
+    #[test]
+    fn csv_cells_cannot_be_formulas() {
+        let report = Report {
+            columns: vec![("path", Kind::Text), ("bytes", Kind::Int)],
+            rows: [
+                "=HYPERLINK(\"http://x\")",
+                "+1",
+                "-2",
+                "@SUM(A1)",
+                "\tx",
+                "\rx",
+                "plain=ok",
+            ]
+            .iter()
+            .map(|t| vec![Value::Text((*t).to_owned()), Value::Int(-5)])
+            .collect(),
+        };
+        let mut out = Vec::new();
+        render(&report, Format::Csv, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut rows = csv::Reader::from_reader(text.as_bytes());
+        let cells: Vec<(String, String)> = rows
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[0].to_owned(), r[1].to_owned())
+            })
+            .collect();
+        for (cell, bytes) in &cells[..6] {
+            assert!(cell.starts_with('\''), "{cell:?}");
+            assert_eq!(bytes, "-5");
+        }
+        assert_eq!(cells[6].0, "plain=ok");
+        // JSON stays exact.
+        let mut out = Vec::new();
+        render(&report, Format::Json, &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("\"=HYPERLINK("));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn time_bounds_never_panic(text in ".{0,40}", until: bool) {
+            let _ = parse_time_bound(&text, Utc::now(), until);
+        }
+
+        #[test]
+        fn huge_spans_are_errors_not_panics(n in 0i64..200_000_000, unit in "[mhdw]") {
+            let _ = parse_time_bound(&format!("{n}{unit}"), Utc::now(), false);
+        }
     }
 
     #[test]
