@@ -1022,3 +1022,19 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
         .get(0);
     assert_eq!(version, 2);
 }
+
+/// A report on a database path that does not exist is a one-line error, not an empty report, and
+/// creates nothing there.
+#[test]
+fn a_report_on_a_missing_database_is_an_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    for command in ["sessions", "transfers", "usage"] {
+        let out = sftpd_report(db.to_str().unwrap(), &[command]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("no database at"), "{stderr}");
+        assert!(!db.exists(), "{command} created {}", db.display());
+    }
+}

@@ -113,6 +113,17 @@ fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let spec = database_spec(&cli, &cfg)?;
+    // Only an ingest creates a database: a report on a path that holds none is a mistake (a
+    // typo in --db), not an empty report, and must not leave an empty database behind.
+    if let DbSpec::Sqlite(path) = &spec
+        && !matches!(cli.command, Command::Ingest { .. })
+        && !path.exists()
+    {
+        bail!(
+            "no database at {} (sftpd-report ingest creates it; check --db or [report] database)",
+            path.display()
+        );
+    }
     let mut store = open_store(&spec, password.as_deref())?;
     match &cli.command {
         Command::Ingest {
