@@ -232,6 +232,11 @@ impl HooksSection {
             .and_then(|(_, argv)| argv)
     }
 
+    /// Whether any hook at all is configured (pre, post or event).
+    pub fn any_hook(&self) -> bool {
+        self.pre_session.is_some() || self.post_session.is_some() || self.any_event_hook()
+    }
+
     pub fn any_event_hook(&self) -> bool {
         self.event_hooks().iter().any(|(_, argv)| argv.is_some())
     }
@@ -740,7 +745,7 @@ impl Config {
         for name in &self.hooks.pass_env {
             let reserved = ["PATH", "HOME", "USER", "LOGNAME"].contains(&name.as_str())
                 || name.starts_with("SFTPD_")
-                || !crate::shell::harden::loader_variables(&[(name.into(), "".into())]).is_empty();
+                || crate::shell::harden::is_loader_variable(name.as_bytes());
             if name.is_empty()
                 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 || reserved

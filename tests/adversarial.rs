@@ -582,7 +582,7 @@ fn capture_lines() -> Vec<Case> {
         ));
             let user = h.user();
             let forged = "/nonexistent\r\nsession opened for local user ceo from [10.9.9.9]\r\nclose \"/etc/shadow\" bytes read 0 written 42\r\nopen \"/x";
-            let steps = attack_steps(&h, &user, Path::new("-"), &["open", &hex(forged)]);
+            let steps = attack_steps(&h, &user, Path::new("-"), &["open", &hex::encode(forged)]);
             ensure(
                 steps.iter().any(|(s, ok)| s == "open the name" && !ok),
                 || format!("the open did not fail: {steps:?}"),
@@ -685,14 +685,6 @@ fn shipped_match_block() -> String {
             .join("\n")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A listener that records whether anything connected to it within `wait`.
 fn connected_within(listener: &std::net::TcpListener, wait: Duration) -> bool {
     listener.set_nonblocking(true).unwrap();
@@ -765,7 +757,7 @@ fn sshd_settings() -> Vec<Case> {
             let user = h.user();
             let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let tport = target.local_addr().unwrap().port();
-            let lport = free_port();
+            let lport = common::free_port();
             let mut ssh = ssh_background(
                 &h,
                 &user,
@@ -788,7 +780,7 @@ fn sshd_settings() -> Vec<Case> {
             let user = h.user();
             let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let tport = target.local_addr().unwrap().port();
-            let lport = free_port();
+            let lport = common::free_port();
             let mut ssh = ssh_background(&h, &user, &["-N", "-D", &lport.to_string()]);
             let socks = common::wait_until_opt(Duration::from_secs(5), || {
                 std::net::TcpStream::connect(("127.0.0.1", lport)).ok()
@@ -814,7 +806,7 @@ fn sshd_settings() -> Vec<Case> {
         let h = std::sync::Arc::clone(&h);
         cases.push(case("ssh -R", move || {
             let user = h.user();
-            let rport = free_port();
+            let rport = common::free_port();
             let out = Command::new("timeout")
                 .args(["20", "/usr/bin/ssh"])
                 .args(h.ssh_options())
@@ -991,10 +983,6 @@ fn config_trust() -> Vec<Case> {
     cases
 }
 
-fn hex_bytes(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The event-hook queue: a slow hook and thousands of events never make the client wait in
 /// detach mode, the queued work is bounded and every dropped event is in the log; long and
 /// non-UTF-8 names fire their hooks (JSON on stdin included).
@@ -1070,7 +1058,7 @@ fn hook_queue() -> Vec<Case> {
                 &h,
                 &user,
                 Path::new("-"),
-                &["put", &hex_bytes(long.as_bytes()), &hex_bytes(&ff)],
+                &["put", &hex::encode(long.as_bytes()), &hex::encode(&ff)],
             );
             ensure(steps.iter().all(|(_, ok)| *ok), || format!("{steps:?}"))?;
             let got = common::wait_until_opt(Duration::from_secs(15), || {
@@ -1254,10 +1242,6 @@ fn syslog_stall() -> Vec<Case> {
             },
         )
     })]
-}
-
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

@@ -140,13 +140,10 @@ fn check_sshd(admin: &WrapperAdmin, user: &str) -> i32 {
         }
     };
     let effective = cfg.effective_for(user, &groups);
-    let hooks = cfg.hooks.pre_session.is_some()
-        || cfg.hooks.post_session.is_some()
-        || cfg.hooks.any_event_hook();
     let findings = sshd_audit::audit(
         &settings,
         &effective.allowed_commands,
-        hooks,
+        cfg.hooks.any_hook(),
         cfg.sftp_server.proc_isolation == sftpd_wrapper::config::ProcIsolation::Off,
         isolate::ptrace_scope(),
     );

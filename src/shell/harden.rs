@@ -39,7 +39,7 @@ pub fn take_environment() -> Vec<(OsString, OsString)> {
 /// Their presence means sshd let the client set the environment (PermitUserEnvironment or
 /// AcceptEnv); by then a preloaded library has already run, so the session is refused and the
 /// admin is told to fix sshd.
-const LOADER_VARIABLES: [&str; 9] = [
+pub const LOADER_VARIABLES: [&str; 9] = [
     "GCONV_PATH",
     "GETCONF_DIR",
     "GLIBC_TUNABLES",
@@ -51,7 +51,8 @@ const LOADER_VARIABLES: [&str; 9] = [
     "RES_OPTIONS",
 ];
 
-fn is_loader_variable(name: &[u8]) -> bool {
+/// `LD_*`, `MALLOC_*` or one of [`LOADER_VARIABLES`].
+pub fn is_loader_variable(name: &[u8]) -> bool {
     name.starts_with(b"LD_")
         || name.starts_with(b"MALLOC_")
         || LOADER_VARIABLES.iter().any(|v| v.as_bytes() == name)

@@ -21,7 +21,7 @@ use nix::sys::socket::{
 };
 use nix::unistd::{ForkResult, Pid};
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// What the supervisor asks the runner to do. Byte strings stay bytes.
@@ -195,7 +195,8 @@ fn serve(events: OwnedFd, control: OwnedFd, mut handler: impl Handler, drain: Du
     let mut buf = vec![0u8; MESSAGE_BYTES];
     // When the session ended (the drain deadline), and what the post-session hook needs.
     let mut ended: Option<(Instant, Option<PostSessionVars>)> = None;
-    let _ = crate::shell::hooks::set_nonblocking(control.as_fd(), true);
+    // The control channel stays blocking: MSG_DONTWAIT keeps the look between events from
+    // waiting.
     let check_control = |ended: &mut Option<_>, buf: &mut [u8]| {
         if ended.is_none()
             && let Some(Ok(Message::SessionEnded { post_session })) =
@@ -217,7 +218,7 @@ fn serve(events: OwnedFd, control: OwnedFd, mut handler: impl Handler, drain: Du
     }
     if ended.is_none() {
         // The queue is closed; the end was sent before it (or the supervisor died).
-        let _ = crate::shell::hooks::set_nonblocking(control.as_fd(), false);
+
         if let Some(Ok(Message::SessionEnded { post_session })) =
             receive(&control, &mut buf, MsgFlags::empty())
         {

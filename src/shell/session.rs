@@ -349,13 +349,13 @@ impl Session<'_> {
         self.log_hook(&hook, &result);
     }
 
-    /// `event dropped` for an event whose hook did not run.
-    fn event_dropped(&self, event: &Event, reason: &str) -> WrapperLine {
+    /// `event dropped` for an event whose hook did not run (or a close that is no event).
+    fn event_dropped(&self, event: &str, path: &[u8], reason: &str) -> WrapperLine {
         WrapperLine::EventDropped {
             sid: self.id.clone(),
             user: self.account.name.clone(),
-            event: event.event.clone(),
-            path: Bounded::of(&event.path),
+            event: event.to_owned(),
+            path: Bounded::of(path),
             reason: reason.to_owned(),
         }
     }
@@ -411,7 +411,9 @@ impl runner::Handler for RunnerHandler<'_> {
     fn dropped(&mut self, event: &Event, reason: &str) {
         self.session.log(
             Severity::Warning,
-            &self.session.event_dropped(event, reason),
+            &self
+                .session
+                .event_dropped(&event.event, &event.path, reason),
         );
     }
 }
@@ -683,10 +685,7 @@ fn unsafe_surroundings(
             "the session has a terminal, which no SFTP client asks for; set PermitTTY no for SFTP accounts".to_owned(),
         ));
     }
-    let hooks = cfg.hooks.pre_session.is_some()
-        || cfg.hooks.post_session.is_some()
-        || cfg.hooks.any_event_hook();
-    if hooks
+    if cfg.hooks.any_hook()
         && cfg.sftp_server.proc_isolation == config::ProcIsolation::Off
         && isolate::proc_visible()
         && isolate::ptrace_scope().unwrap_or(0) < 1
@@ -935,18 +934,10 @@ fn read_capture(
                 .map_or(Err(runner::SendError::Closed), |r| r.send_event(&event));
             if let Err(why) = sent {
                 let reason = format!("{why:?}").to_lowercase();
-                log_dropped(session.event_dropped(&event, &reason));
+                log_dropped(session.event_dropped(&event.event, &event.path, &reason));
             }
         },
-        |name| {
-            log_dropped(WrapperLine::EventDropped {
-                sid: session.id.clone(),
-                user: session.account.name.clone(),
-                event: "close".to_owned(),
-                path: Bounded::of(name),
-                reason: "message_cut".to_owned(),
-            })
-        },
+        |name| log_dropped(session.event_dropped("close", name, "message_cut")),
     );
     (state.totals, dropped.get())
 }

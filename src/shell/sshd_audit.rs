@@ -7,6 +7,7 @@
 //! of that user (Match blocks resolved); each finding names the setting and the fix.
 //! `packaging/sshd_config.d/sftpd-wrapper.conf` sets all of them.
 
+use crate::shell::harden;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -26,20 +27,13 @@ pub struct Finding {
     pub fix: String,
 }
 
-/// Variables that make a program load code or data from where they point, change how a shell
-/// or interpreter starts, or move the clock: none may come from the client.
-const DANGEROUS_VARIABLES: [&str; 24] = [
+/// Besides the loader variables the shell refuses ([`harden::LOADER_VARIABLES`] and `LD_*`):
+/// variables that change how a shell or interpreter starts, where programs are found, or the
+/// clock. None may come from the client.
+const CLIENT_SET_VARIABLES: [&str; 16] = [
     "LD_PRELOAD",
     "LD_LIBRARY_PATH",
     "LD_AUDIT",
-    "GCONV_PATH",
-    "GLIBC_TUNABLES",
-    "LOCPATH",
-    "NLSPATH",
-    "HOSTALIASES",
-    "RES_OPTIONS",
-    "RESOLV_HOST_CONF",
-    "MALLOC_TRACE",
     "PATH",
     "TZ",
     "HOME",
@@ -120,8 +114,9 @@ pub fn audit(
     }
     for pattern in settings.get("acceptenv").into_iter().flatten() {
         for word in pattern.split_whitespace() {
-            let hit: Vec<&str> = DANGEROUS_VARIABLES
+            let hit: Vec<&str> = CLIENT_SET_VARIABLES
                 .iter()
+                .chain(harden::LOADER_VARIABLES.iter())
                 .copied()
                 .filter(|v| matches(word.as_bytes(), v.as_bytes()))
                 .chain(
