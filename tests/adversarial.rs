@@ -561,6 +561,195 @@ fn hostile_commands() -> Vec<Case> {
         .collect()
 }
 
+/// Over 200 more command strings, generated: every shell metacharacter before, inside and after
+/// the allowed command, every one-character deletion of it, case and path variants, interpreters
+/// and other programs, and lengths around common buffer sizes. Sent over one connection (paramiko,
+/// a channel each); every one is refused with nothing on stdout, one refusal line each, and no
+/// sftp-server and no marker file.
+fn command_sweep() -> Vec<Case> {
+    let sftp = common::SFTP_SERVER;
+    let marker = tempfile::tempdir().unwrap().keep().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let metas = [
+        ";", "&", "&&", "|", "||", "$(id)", "`id`", ">", "<", "(", ")", "{", "}", "*", "?", "[",
+        "~", "!", "#", "'", "\"", "\\", " ", "\t", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x7f",
+        "\u{a0}", "\u{200b}", "%00", "$IFS", "${IFS}",
+    ];
+    let mut commands: Vec<String> = Vec::new();
+    let (dir, base) = sftp.rsplit_once('/').unwrap();
+    for m in metas {
+        commands.push(format!("{m}{sftp}"));
+        commands.push(format!("{sftp}{m}{touch}"));
+        commands.push(format!("{dir}/{m}{base}"));
+    }
+    for i in 0..sftp.len() {
+        commands.push(format!("{}{}", &sftp[..i], &sftp[i + 1..]));
+    }
+    commands.push(sftp.to_uppercase());
+    for (i, part) in sftp.split('/').enumerate().skip(1) {
+        let mut parts: Vec<String> = sftp.split('/').map(str::to_owned).collect();
+        parts[i] = part.to_uppercase();
+        commands.push(parts.join("/"));
+    }
+    for path in [
+        "/usr/lib/openssh//sftp-server",
+        "/usr//lib/openssh/sftp-server",
+        "//usr/lib/openssh/sftp-server",
+        "/./usr/lib/openssh/sftp-server",
+        "/usr/lib/./openssh/sftp-server",
+        "/usr/lib/openssh/./sftp-server",
+        "usr/lib/openssh/sftp-server",
+        "../../usr/lib/openssh/sftp-server",
+        "/usr/libexec/openssh/sftp-server",
+        "/usr/lib/sftp-server",
+        "/usr/lib/openssh/sftp-server.real",
+        "/proc/self/root/usr/lib/openssh/sftp-server",
+        "/proc/self/exe",
+    ] {
+        commands.push(path.to_owned());
+    }
+    for option in [
+        "-d /",
+        "-l DEBUG3 -f AUTH",
+        "-e",
+        "-P read",
+        "-u 000",
+        "-h",
+        "-Q requests",
+    ] {
+        commands.push(format!("{sftp} {option}"));
+    }
+    for program in [
+        "bash -i",
+        "bash",
+        "sh",
+        "dash",
+        "rbash",
+        "python3",
+        "perl",
+        "busybox sh",
+        "env",
+        "env -i sh",
+        "exec sh",
+        "true",
+        "false",
+        "cat /etc/passwd",
+        "ls -la",
+        "echo x",
+        "cp /bin/sh sh",
+        "scp -f /etc/passwd",
+        "rsync --server --sender . /etc",
+        "git-upload-pack '/'",
+        "git-receive-pack '/'",
+        "svnserve -t",
+        "sudo sh",
+        "su",
+        "login",
+        "passwd",
+        "crontab -l",
+        "at now",
+        "screen",
+        "tmux",
+        "vi",
+        "less /etc/passwd",
+        "tar cf - /etc",
+        "timeout 1 id",
+        "nice id",
+        "nohup id",
+        "setsid id",
+        "script -c id",
+        "unshare id",
+        "ld.so /bin/sh",
+        "/lib64/ld-linux-x86-64.so.2 /bin/sh",
+        "/bin/busybox",
+        "nc -l 1234",
+        "ssh-agent",
+        "xterm",
+        "socat - EXEC:sh",
+    ] {
+        commands.push(program.to_owned());
+    }
+    commands.push(format!("python3 -c 'import os; os.system(\"{touch}\")'"));
+    commands.push(format!("perl -e 'system(\"{touch}\")'"));
+    commands.push(format!("awk 'BEGIN{{system(\"{touch}\")}}'"));
+    commands.push(format!("find / -maxdepth 0 -exec {touch} ;"));
+    commands.push(format!("echo '{touch}' | sh"));
+    commands.push(touch.clone());
+    for n in [255, 256, 257, 1023, 1024, 1025, 4095, 4096, 4097, 32 * 1024] {
+        commands.push("A".repeat(n));
+        commands.push(sftp.repeat(n / sftp.len() + 1)[..n].to_owned());
+    }
+    commands.sort();
+    commands.dedup();
+    let h = Harness::start("");
+    let user = h.user();
+    let input = h.out_dir.join("sweep-commands");
+    let hexed: String = commands.iter().map(|c| hex::encode(c) + "\n").collect();
+    fs::write(&input, hexed).unwrap();
+    let out = Command::new("timeout")
+        .args(["300", "/usr/bin/python3", ATTACK_SCRIPT])
+        .arg(h.port.to_string())
+        .arg(&user)
+        .arg(&h.client_key)
+        .args(["-", "sweep"])
+        .stdin(fs::File::open(&input).unwrap())
+        .output()
+        .expect("python3");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let answers: std::collections::HashMap<String, serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| (v["command"].as_str().unwrap_or_default().to_owned(), v))
+            .collect();
+    let user_field = format!("user={user} ");
+    // Not a panicking wait: commands that were let through are the cases that fail below.
+    let _ = common::wait_until_opt(Duration::from_secs(15), || {
+        let text = h.log_text();
+        let n = text
+            .lines()
+            .filter(|l| l.contains("session refused") && l.contains(&user_field))
+            .count();
+        (n >= commands.len()).then_some(())
+    });
+    let log = h.log_text();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("session refused") && l.contains(&user_field))
+        .collect();
+    let started = log
+        .lines()
+        .any(|l| l.contains("sftp-server started") && l.contains(&user_field));
+    let mut cases: Vec<Case> = commands
+        .iter()
+        .map(|command| {
+            use sha2::{Digest, Sha256};
+            let digest = format!("command_sha256={}", hex::encode(Sha256::digest(command)));
+            let answer = answers.get(&hex::encode(command)).cloned();
+            let lines = refusals.iter().filter(|l| l.contains(&digest)).count();
+            let marker_exists = marker.exists();
+            let stderr = stderr.chars().take(500).collect::<String>();
+            case(
+                &format!("{:?}", command.chars().take(40).collect::<String>()),
+                move || {
+                    let answer = answer.ok_or_else(|| format!("no answer: {stderr}"))?;
+                    ensure(
+                        answer["exit"].as_i64().is_some_and(|s| s != 0)
+                            && answer["stdout"].as_i64() == Some(0)
+                            && lines == 1
+                            && !marker_exists,
+                        || format!("{answer}; {lines} refusal lines; marker: {marker_exists}"),
+                    )
+                },
+            )
+        })
+        .collect();
+    cases.push(case("no command of the sweep started sftp-server", || {
+        ensure(!started, || "an sftp-server started".into())
+    }));
+    cases
+}
+
 /// Capture mode: a name with CR LF and forged lines in it stays inside one log line and fires
 /// no event; the real upload after it fires once.
 fn capture_lines() -> Vec<Case> {
@@ -1247,12 +1436,13 @@ fn syslog_stall() -> Vec<Case> {
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 12] = [
+    let classes: [(&str, AttackClass); 13] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
         ("terminal", terminal),
         ("hostile commands", hostile_commands),
+        ("command sweep", command_sweep),
         ("capture-mode lines", capture_lines),
         ("session signals", session_signals),
         ("sshd settings", sshd_settings),

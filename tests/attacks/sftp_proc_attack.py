@@ -17,6 +17,11 @@
         Runs COMMAND (the allowed one) as an exec request, not the subsystem, and sends an SSH
         `signal` request with SIGNAL (KILL, USR1, ...) to it, which sshd allows for exec sessions.
 
+    sftp_proc_attack.py PORT USER KEYFILE - sweep
+        Reads hex-encoded commands from standard input, one per line, and sends each as an exec
+        request on a channel of its own over one connection; prints one JSON object per command:
+        {"command": HEX, "exit": STATUS or null, "stdout": BYTES RECEIVED}.
+
 Prints one JSON object per step: {"step": ..., "ok": true|false, "detail": ...}. The attack worked
 if MARKER exists afterwards.
 """
@@ -74,12 +79,37 @@ def attack_pid(sftp, pid, marker):
     step(f"write /proc/{pid}/mem", write_mem)
 
 
+def sweep(transport):
+    for line in sys.stdin:
+        command = bytes.fromhex(line.strip())
+        chan = transport.open_session(timeout=20)
+        chan.settimeout(20)
+        chan.exec_command(command)
+        received = 0
+        try:
+            while True:
+                data = chan.recv(65536)
+                if not data:
+                    break
+                received += len(data)
+            status = chan.exit_status if chan.status_event.wait(20) else None
+        except Exception:  # a hang counts against the shell; say so and go on
+            status = None
+        chan.close()
+        print(json.dumps({"command": command.hex(), "exit": status, "stdout": received}),
+              flush=True)
+
+
 def main():
     port, user, keyfile, marker, mode = sys.argv[1:6]
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     client.connect("127.0.0.1", port=int(port), username=user, key_filename=keyfile,
                    look_for_keys=False, allow_agent=False, timeout=20)
+    if mode == "sweep":
+        sweep(client.get_transport())
+        client.close()
+        return
     if mode == "signal":
         command, signal = sys.argv[6], sys.argv[7]
         chan = client.get_transport().open_session()
