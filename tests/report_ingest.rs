@@ -494,13 +494,16 @@ fn report_commands_filter_and_format(backend: Backend) {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("month,host,user,sessions,files_up,files_down,bytes_up,bytes_down,duration")
+        Some(
+            "month,zone,host,user,sessions,files_up,files_up_incomplete,files_down,\
+             files_down_incomplete,bytes_up,bytes_down,files_bytes_unknown,duration"
+        )
     );
     let mut bytes_up = 0;
     for line in lines {
         let cells: Vec<&str> = line.split(',').collect();
-        assert_eq!(cells[2], "acme");
-        bytes_up += cells[6].parse::<i64>().unwrap();
+        assert_eq!(cells[3], "acme");
+        bytes_up += cells[9].parse::<i64>().unwrap();
     }
     let expected: i64 = log
         .totals
@@ -980,6 +983,7 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
         .batch_execute(
             "DROP VIEW monthly_usage; DROP VIEW daily_usage; DROP VIEW usage_events;
              ALTER TABLE transfers DROP COLUMN counts_as;
+             ALTER TABLE transfers DROP COLUMN counters_cut;
              UPDATE schema_version SET version = 1;
              INSERT INTO sessions (id, host, started_at, source, pid, end_reason)
                   VALUES (1, 'h', '2026-11-26T00:00:00Z', 'sftp-server', 7, 'closed');
@@ -997,8 +1001,9 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
         .unwrap();
     let usage = report_json(&db, &["usage", "--by", "month"]);
     let row = &usage.as_array().unwrap()[0];
-    assert_eq!(row["files_up"], 1, "{usage}");
-    assert_eq!(row["files_down"], 1, "{usage}");
+    // Version 1 rows carry no `complete`: they count as incomplete transfers.
+    assert_eq!(row["files_up_incomplete"], 1, "{usage}");
+    assert_eq!(row["files_down_incomplete"], 1, "{usage}");
     let rows = client
         .query(
             "SELECT path_text, counts_as FROM transfers ORDER BY id",
@@ -1020,7 +1025,7 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
         .query_one("SELECT version FROM schema_version", &[])
         .unwrap()
         .get(0);
-    assert_eq!(version, 2);
+    assert_eq!(version, sftpd_wrapper::accounting::storage::SCHEMA_VERSION);
 }
 
 /// A report on a database path that does not exist is a one-line error, not an empty report, and
@@ -1038,3 +1043,133 @@ fn a_report_on_a_missing_database_is_an_error_and_creates_nothing() {
         assert!(!db.exists(), "{command} created {}", db.display());
     }
 }
+
+/// Issue 11, items 1, 2, 5, 10 and 11 on one small log: a close cut at 500 characters bills
+/// nothing and is counted as unknown; counters above i64::MAX are skipped with the reason; two
+/// counters of i64::MAX sum exactly; a forced close is an incomplete file; `--since` inside a month
+/// cuts at that instant; days are the zone's days.
+fn hostile_counters_and_exact_usage(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let max = i64::MAX;
+    // The attack: the name's tail is what the cut leaves as counters.
+    let mut forged = "/".repeat(459);
+    forged.push_str("\" bytes read 0 written 99999999999");
+    let cut_close = format!("close \"{forged}\" bytes read 0 written 5000000000");
+    let cut_close = &cut_close[..500];
+    assert!(cut_close.ends_with("written 99999999999"));
+    let s = "h sftp-server[100]:";
+    let lines = [
+        format!("2026-11-29T23:30:00+00:00 {s} session opened for local user acme from [10.0.0.1]"),
+        format!("2026-11-29T23:30:01+00:00 {s} open \"/a\" flags WRITE,CREATE,TRUNCATE mode 0644"),
+        format!("2026-11-29T23:30:02+00:00 {s} close \"/a\" bytes read 0 written {max}"),
+        format!("2026-11-29T23:30:03+00:00 {s} open \"/b\" flags WRITE,CREATE,TRUNCATE mode 0644"),
+        format!("2026-11-29T23:30:04+00:00 {s} close \"/b\" bytes read 0 written {max}"),
+        format!("2026-11-29T23:30:05+00:00 {s} {cut_close}"),
+        format!("2026-11-29T23:30:06+00:00 {s} close \"/c\" bytes read 0 written 18446744068709551616"),
+        format!("2026-11-29T23:30:07+00:00 {s} session closed for local user acme from [10.0.0.1]"),
+        // December in UTC, still November 30th in New York; a partial upload cut by the end.
+        "2026-12-01T01:00:00+00:00 h sftp-server[200]: session opened for local user acme from [10.0.0.1]".into(),
+        "2026-12-01T01:00:01+00:00 h sftp-server[200]: open \"/p\" flags WRITE,CREATE,TRUNCATE mode 0644".into(),
+        "2026-12-01T01:00:02+00:00 h sftp-server[200]: forced close \"/p\" bytes read 0 written 7".into(),
+        "2026-12-01T01:00:03+00:00 h sftp-server[200]: session closed for local user acme from [10.0.0.1]".into(),
+    ];
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let db = new_db(backend, dir.path(), "hostile");
+    let summary = ingest(&db, &[&path]);
+    assert!(
+        summary.contains("skipped 1: byte counter above"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("unknown byte counts (close line cut) 1"),
+        "{summary}"
+    );
+
+    let usage = report_json(&db, &["usage", "--by", "month", "--tz", "UTC"]);
+    let rows = usage.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{usage}");
+    let nov = &rows[0];
+    assert_eq!(nov["month"], "2026-11");
+    assert_eq!(nov["zone"], "UTC");
+    assert_eq!(nov["bytes_up"], 2 * (max as u64), "{usage}");
+    assert_eq!(nov["files_up"], 2, "{usage}");
+    // The cut close matches no open (its name is cut): a file of unknown direction and bytes.
+    assert_eq!(nov["files_up_incomplete"], 0, "{usage}");
+    assert_eq!(nov["files_bytes_unknown"], 1, "{usage}");
+    let dec = &rows[1];
+    assert_eq!(dec["month"], "2026-12");
+    assert_eq!(
+        (&dec["files_up"], &dec["files_up_incomplete"]),
+        (&0.into(), &1.into())
+    );
+    assert_eq!(dec["bytes_up"], 7);
+
+    // New York's November holds both sessions.
+    let ny = report_json(&db, &["usage", "--by", "month", "--tz", "America/New_York"]);
+    assert_eq!(ny.as_array().unwrap().len(), 1, "{ny}");
+    assert_eq!(ny[0]["zone"], "America/New_York");
+    assert_eq!(ny[0]["sessions"], 2);
+
+    // --since inside November cuts at that instant, not at the month's start.
+    let late = report_json(
+        &db,
+        &[
+            "usage",
+            "--by",
+            "month",
+            "--tz",
+            "UTC",
+            "--since",
+            "2026-11-30",
+        ],
+    );
+    assert_eq!(late.as_array().unwrap().len(), 1, "{late}");
+    assert_eq!(late[0]["month"], "2026-12");
+
+    let sessions = report_json(&db, &["sessions"]);
+    assert_eq!(sessions[0]["bytes_up"], 2 * (max as u64), "{sessions}");
+    assert_eq!(sessions[0]["files_bytes_unknown"], 1, "{sessions}");
+    let transfers = report_json(&db, &["transfers"]);
+    let cut: Vec<&serde_json::Value> = transfers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["bytes_unknown"] == true)
+        .collect();
+    assert_eq!(cut.len(), 1, "{transfers}");
+    assert!(cut[0]["bytes_written"].is_null(), "{transfers}");
+}
+on_both_backends!(hostile_counters_and_exact_usage);
+
+/// Many ingests into one database that does not exist yet: none fails with "database is locked".
+fn first_ingests_at_once_all_succeed(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(200, 3, 1);
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&log.lines)).unwrap();
+    // Two at a time is the racy case (with more, most wait on the ingest lock).
+    for round in 0..20 {
+        let db = new_db(backend, dir.path(), &format!("new{round}"));
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+                    .args(["--db", &db, "--config", "/nonexistent/x.toml", "ingest"])
+                    .arg(&path)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+on_both_backends!(first_ingests_at_once_all_succeed);

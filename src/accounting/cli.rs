@@ -73,7 +73,8 @@ pub enum ReportCommand {
         #[arg(long)]
         to: String,
     },
-    /// Sessions, files and bytes per host and user, by day or month (UTC).
+    /// Sessions, files (complete and incomplete apart) and bytes per host and user, by day or
+    /// month in the system's zone or --tz; --since/--until cut at the exact instants.
     Usage {
         #[command(flatten)]
         filter: FilterArgs,
@@ -94,6 +95,10 @@ pub struct FilterArgs {
     /// Up to (a bare date includes that day); same forms as --since.
     #[arg(long)]
     pub until: Option<String>,
+    /// The zone of dates in --since/--until and of usage's days and months, an IANA name such
+    /// as UTC or Europe/Berlin [default: the system's zone]
+    #[arg(long)]
+    pub tz: Option<String>,
     /// table (aligned, human sizes, local time), csv or json (exact, UTC) [default: table on a
     /// terminal, csv otherwise]
     #[arg(long, value_enum)]

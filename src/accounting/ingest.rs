@@ -10,7 +10,7 @@ use crate::accounting::storage::{
     OpenTransfer, OperationKind, SessionEnd, SessionSource, StoreError,
 };
 use crate::log::parse::{self, Record, SftpEvent};
-use crate::log::transfer::{Direction, classify_close};
+use crate::log::transfer::{Direction, classify_close, classify_cut_close};
 use crate::log::wrapper::{ExitOutcome, WrapperLine};
 use chrono::{DateTime, Local, Utc};
 use sha2::{Digest, Sha256};
@@ -74,6 +74,11 @@ pub struct Summary {
     pub skipped: u64,
     pub sessions: u64,
     pub transfers: u64,
+    /// Transfers whose close line was cut: recorded with unknown byte counts.
+    pub counters_unknown: u64,
+    /// Skipped lines of a known program that were not taken, by why (an unknown message is
+    /// not counted here).
+    pub skipped_because: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl std::fmt::Display for Summary {
@@ -88,7 +93,18 @@ impl std::fmt::Display for Summary {
             self.lines_already_ingested,
             self.sessions,
             self.transfers
-        )
+        )?;
+        if self.counters_unknown > 0 {
+            write!(
+                f,
+                ", transfers with unknown byte counts (close line cut) {}",
+                self.counters_unknown
+            )?;
+        }
+        for (reason, n) in &self.skipped_because {
+            write!(f, "; skipped {n}: {reason}")?;
+        }
+        Ok(())
     }
 }
 
@@ -821,9 +837,18 @@ impl<'a> Ingestor<'a> {
             self.plain_session(&key, source, at, Some((user, client_ip)))?;
             return Ok(true);
         }
-        if event == SftpEvent::Unparsed {
+        let skip_reason = match &event {
+            SftpEvent::Unparsed => Some("unknown sftp-server message"),
+            SftpEvent::Cut => Some("sftp-server message cut at 500 characters"),
+            SftpEvent::Malformed { reason } => Some(*reason),
+            _ => None,
+        };
+        if let Some(reason) = skip_reason {
             if let Some(&id) = self.by_sftp_pid.get(&key) {
                 self.set_last_op(id, None);
+            }
+            if event != SftpEvent::Unparsed {
+                *self.summary.skipped_because.entry(reason).or_default() += 1;
             }
             return Ok(false);
         }
@@ -888,6 +913,42 @@ impl<'a> Ingestor<'a> {
                     });
                 self.set_last_op(session, Some(LastOp::Transfer(id)));
             }
+            SftpEvent::CutClose {
+                path_prefix,
+                forced,
+            } => {
+                let open = self.open_transfers.entry(session).or_default();
+                // The visible name may be the whole name with text after it, or a part of it.
+                let matches = |t: &OpenTransfer| {
+                    t.path.starts_with(&path_prefix)
+                        || path_prefix
+                            .strip_prefix(t.path.as_slice())
+                            .is_some_and(|rest| rest.first() == Some(&b'"'))
+                };
+                let (id, direction) = match open.iter().position(matches) {
+                    Some(i) => {
+                        let t = open.remove(i);
+                        (t.id, t.direction)
+                    }
+                    None => {
+                        self.summary.transfers += 1;
+                        let id = self.store.insert_transfer(&NewTransfer {
+                            session_id: session,
+                            path: &path_prefix,
+                            direction: Direction::None,
+                            open_flags: "",
+                            mode: "",
+                            opened_at: at,
+                        })?;
+                        (id, Direction::None)
+                    }
+                };
+                let verdict = classify_cut_close(direction);
+                self.summary.counters_unknown += 1;
+                self.store.close_transfer(id, at, None, forced, &verdict)?;
+                self.set_last_op(session, None);
+            }
+            SftpEvent::Cut | SftpEvent::Malformed { .. } => unreachable!("handled above"),
             SftpEvent::Close {
                 path,
                 bytes_read,
@@ -916,8 +977,13 @@ impl<'a> Ingestor<'a> {
                 };
                 let verdict =
                     classify_close(Some(direction), bytes_read, bytes_written, forced, failed);
-                self.store
-                    .close_transfer(id, at, bytes_read, bytes_written, forced, &verdict)?;
+                self.store.close_transfer(
+                    id,
+                    at,
+                    Some((bytes_read, bytes_written)),
+                    forced,
+                    &verdict,
+                )?;
                 // sftp-server logs the close before doing it, but stat and realpath, which are not
                 // logged at INFO, fail far more often right after a close than close does.
                 self.set_last_op(session, None);

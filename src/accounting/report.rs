@@ -3,7 +3,9 @@
 
 use crate::log::parse;
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use rusqlite::types::ValueRef;
+use std::collections::BTreeMap;
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,12 +30,44 @@ pub struct Filter {
     /// Exclusive upper bound, storage time format.
     pub until: Option<String>,
     pub path: Option<glob::Pattern>,
+    /// The zone of day and month buckets; `None`: the system's.
+    pub zone: Option<Tz>,
 }
 
-/// Reads `--since`/`--until`: a date (`2026-11-26`, local midnight), a local date and time
-/// (`2026-11-26 14:00`), RFC 3339, or a span back from now (`30m`, `12h`, `7d`, `2w`). For
-/// `--until`, a bare date means the end of that day.
-pub fn parse_time_bound(text: &str, now: DateTime<Utc>, until: bool) -> Result<String, String> {
+impl Filter {
+    /// The zone of day and month buckets.
+    pub fn zone(&self) -> Tz {
+        self.zone.unwrap_or_else(system_zone)
+    }
+}
+
+/// The system's zone by its IANA name (`TZ`, else `/etc/localtime`); UTC when it has none.
+pub fn system_zone() -> Tz {
+    let from_env = std::env::var("TZ")
+        .ok()
+        .map(|tz| tz.trim_start_matches(':').to_owned());
+    from_env
+        .or_else(|| iana_time_zone::get_timezone().ok())
+        .and_then(|name| name.parse::<Tz>().ok())
+        .unwrap_or(Tz::UTC)
+}
+
+/// Reads `--tz`: an IANA zone name such as `Europe/Berlin` or `UTC`.
+pub fn parse_zone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>().map_err(|_| {
+        format!("unknown time zone {name:?}: use an IANA name such as UTC or Europe/Berlin")
+    })
+}
+
+/// Reads `--since`/`--until`: a date (`2026-11-26`, midnight in `zone`), a date and time in
+/// `zone` (`2026-11-26 14:00`), RFC 3339, or a span back from now (`30m`, `12h`, `7d`, `2w`).
+/// For `--until`, a bare date means the end of that day.
+pub fn parse_time_bound(
+    text: &str,
+    now: DateTime<Utc>,
+    until: bool,
+    zone: Tz,
+) -> Result<String, String> {
     let t = text.trim();
     let bad = || {
         format!(
@@ -64,7 +98,7 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>, until: bool) -> Result<S
         } else {
             date
         };
-        let local = Local
+        let local = zone
             .from_local_datetime(&date.and_hms_opt(0, 0, 0).ok_or_else(bad)?)
             .earliest()
             .ok_or_else(bad)?;
@@ -72,7 +106,7 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>, until: bool) -> Result<S
     }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
-            let local = Local
+            let local = zone
                 .from_local_datetime(&naive)
                 .earliest()
                 .ok_or_else(bad)?;
@@ -97,7 +131,8 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
-    Int(i64),
+    /// Wide enough for any sum of stored counters.
+    Int(i128),
     Text(String),
 }
 
@@ -111,8 +146,8 @@ pub struct Report {
 pub fn value_from_sqlite(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Int(i),
-        ValueRef::Real(f) => Value::Int(f as i64),
+        ValueRef::Integer(i) => Value::Int(i.into()),
+        ValueRef::Real(f) => Value::Int(f as i128),
         ValueRef::Text(t) | ValueRef::Blob(t) => {
             Value::Text(String::from_utf8_lossy(t).into_owned())
         }
@@ -158,6 +193,11 @@ impl Dialect {
         format!("CASE WHEN {col} THEN 1 ELSE 0 END")
     }
 
+    /// How many rows of a group have boolean `col` set.
+    fn count_if(self, col: &str) -> String {
+        format!("CAST(COALESCE(SUM({}), 0) AS BIGINT)", self.flag(col))
+    }
+
     /// The WHERE clause every report shares: user, host, and a time window on `time_col`.
     fn window(self, time_col: &str) -> String {
         format!(
@@ -176,7 +216,7 @@ pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
         "SELECT {started}, {ended}, s.host, s.\"user\", s.client_ip, s.client_port, s.duration_ms,
                 CAST(COALESCE(SUM(CASE WHEN t.counts_as = 'upload' THEN 1 ELSE 0 END), 0) AS BIGINT),
                 CAST(COALESCE(SUM(CASE WHEN t.counts_as = 'download' THEN 1 ELSE 0 END), 0) AS BIGINT),
-                CAST(COALESCE(SUM(t.bytes_written), 0) AS BIGINT), CAST(COALESCE(SUM(t.bytes_read), 0) AS BIGINT),
+                {up}, {down}, {unknown},
                 s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
            FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
           WHERE {window}
@@ -184,6 +224,9 @@ pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
         started = d.ts("s.started_at"),
         ended = d.ts("s.ended_at"),
         window = d.window("s.started_at"),
+        up = split_sum("t.bytes_written"),
+        down = split_sum("t.bytes_read"),
+        unknown = d.count_if("t.counters_cut"),
     );
     let columns = vec![
         ("started", Kind::Time),
@@ -196,7 +239,10 @@ pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
         ("files_up", Kind::Int),
         ("files_down", Kind::Int),
         ("bytes_up", Kind::Bytes),
+        ("bytes_up_low", Kind::Int),
         ("bytes_down", Kind::Bytes),
+        ("bytes_down_low", Kind::Int),
+        ("files_bytes_unknown", Kind::Int),
         ("end", Kind::Text),
         ("exit_status", Kind::Int),
         ("signal", Kind::Text),
@@ -207,6 +253,29 @@ pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
     (sql, columns)
 }
 
+/// Two sums whose parts cannot overflow 64 bits for fewer than 2^31 rows: of the high and the low
+/// 32 bits; [`join_split_sums`] adds them up without overflow.
+fn split_sum(col: &str) -> String {
+    format!(
+        "CAST(COALESCE(SUM({col} / 4294967296), 0) AS BIGINT), CAST(COALESCE(SUM({col} % 4294967296), 0) AS BIGINT)"
+    )
+}
+
+/// Joins each column pair of [`split_sum`] (the high part, then a column whose name ends in
+/// `_low`) into one exact sum.
+pub fn join_split_sums(mut report: Report) -> Report {
+    while let Some(at) = report.columns.iter().position(|(n, _)| n.ends_with("_low")) {
+        report.columns.remove(at);
+        for row in &mut report.rows {
+            let low = row.remove(at);
+            if let (Value::Int(high), Value::Int(low)) = (&row[at - 1], low) {
+                row[at - 1] = Value::Int(high * 4_294_967_296 + low);
+            }
+        }
+    }
+    report
+}
+
 /// The last column, `raw_path` (the name's bytes), is for [`filter_paths`], which removes it.
 pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
     let raw_path = match d {
@@ -215,12 +284,13 @@ pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
     };
     let sql = format!(
         "SELECT {opened}, {closed}, s.host, s.\"user\", s.client_ip, t.direction, t.path_text,
-                t.bytes_read, t.bytes_written, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
+                t.bytes_read, t.bytes_written, {cut}, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
            FROM transfers t JOIN sessions s ON s.id = t.session_id
           WHERE {window}
           ORDER BY t.opened_at, t.id",
         opened = d.ts("t.opened_at"),
         closed = d.ts("t.closed_at"),
+        cut = d.flag("t.counters_cut"),
         complete = d.flag("t.complete"),
         forced = d.flag("t.forced"),
         failed = d.flag("t.failed"),
@@ -236,6 +306,7 @@ pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
         ("path", Kind::Text),
         ("bytes_read", Kind::Bytes),
         ("bytes_written", Kind::Bytes),
+        ("bytes_unknown", Kind::Bool),
         ("complete", Kind::Bool),
         ("forced", Kind::Bool),
         ("failed", Kind::Bool),
@@ -264,51 +335,141 @@ pub fn filter_paths(mut report: Report, filter: &Filter) -> Report {
     report
 }
 
-pub fn usage_sql(d: Dialect, filter: &Filter, by: Period) -> (String, Vec<(&'static str, Kind)>) {
-    let (view, key, width) = match by {
-        Period::Day => ("daily_usage", "day", 10),
-        Period::Month => ("monthly_usage", "month", 7),
-    };
-    // Days and months are UTC; the bounds are cut to the same resolution. An upper bound inside
-    // a period includes that period.
-    let until_inclusive = filter.until.as_deref().is_some_and(|u| {
-        let period_start = if by == Period::Day {
-            "T00:00:00.000000Z"
-        } else {
-            "-01T00:00:00.000000Z"
-        };
-        u.get(width..) != Some(period_start)
-    });
-    let until_op = if until_inclusive { "<=" } else { "<" };
+/// One row per session and per transfer in the window (exact instants, like the other reports),
+/// for [`usage_from_rows`]: at, host, user, is-session, counts_as, bytes up, bytes down,
+/// complete, bytes unknown, duration.
+pub fn usage_rows_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
-        "SELECT {key}, host, \"user\", CAST(sessions AS BIGINT), CAST(files_up AS BIGINT), CAST(files_down AS BIGINT),
-                CAST(bytes_up AS BIGINT), CAST(bytes_down AS BIGINT), CAST(duration_ms AS BIGINT)
-           FROM {view}
-          WHERE ({u} IS NULL OR \"user\" = {u}) AND ({h} IS NULL OR host = {h})
-            AND ({s} IS NULL OR {key} >= substr({s}, 1, {width}))
-            AND ({e} IS NULL OR {key} {until_op} substr({e}, 1, {width}))
-          ORDER BY {key}, host, \"user\"",
-        u = d.text(1),
-        h = d.text(2),
-        s = d.text(3),
-        e = d.text(4),
+        "SELECT {started}, s.host, s.\"user\", 1, NULL, 0, 0, 0, 0, COALESCE(s.duration_ms, 0)
+           FROM sessions s
+          WHERE (s.end_reason IS NULL OR s.end_reason <> 'refused') AND {session_window}
+         UNION ALL
+         SELECT {opened}, s.host, s.\"user\", 0, t.counts_as, COALESCE(t.bytes_written, 0),
+                COALESCE(t.bytes_read, 0), {complete}, {cut}, 0
+           FROM transfers t JOIN sessions s ON s.id = t.session_id
+          WHERE {transfer_window}",
+        started = d.ts("s.started_at"),
+        opened = d.ts("t.opened_at"),
+        complete = d.flag("t.complete"),
+        cut = d.flag("t.counters_cut"),
+        session_window = d.window("s.started_at"),
+        transfer_window = d.window("t.opened_at"),
     );
     let columns = vec![
-        (if by == Period::Day { "day" } else { "month" }, Kind::Text),
+        ("at", Kind::Time),
         ("host", Kind::Text),
         ("user", Kind::Text),
-        ("sessions", Kind::Int),
-        ("files_up", Kind::Int),
-        ("files_down", Kind::Int),
+        ("session", Kind::Int),
+        ("counts_as", Kind::Text),
         ("bytes_up", Kind::Bytes),
         ("bytes_down", Kind::Bytes),
+        ("complete", Kind::Bool),
+        ("bytes_unknown", Kind::Bool),
         ("duration", Kind::DurationMs),
     ];
     (sql, columns)
 }
 
+#[derive(Default)]
+struct UsageSums {
+    sessions: i128,
+    files_up: i128,
+    files_up_incomplete: i128,
+    files_down: i128,
+    files_down_incomplete: i128,
+    bytes_up: i128,
+    bytes_down: i128,
+    files_bytes_unknown: i128,
+    duration_ms: i128,
+}
+
+/// Sums the rows of [`usage_rows_sql`] by day or month in `zone`, host and user. Files count
+/// complete and incomplete transfers apart; bytes include partial transfers. Sums are 128-bit:
+/// no number of stored counters overflows them.
+pub fn usage_from_rows(rows: Report, by: Period, zone: Tz) -> Report {
+    let mut groups: BTreeMap<(String, String, String), UsageSums> = BTreeMap::new();
+    let int = |v: &Value| match v {
+        Value::Int(n) => *n,
+        _ => 0,
+    };
+    let text = |v: &Value| match v {
+        Value::Text(t) => t.clone(),
+        _ => String::new(),
+    };
+    let key_format = if by == Period::Day {
+        "%Y-%m-%d"
+    } else {
+        "%Y-%m"
+    };
+    for row in rows.rows {
+        let Some(at) = parse::parse_storage_time(&text(&row[0])) else {
+            continue;
+        };
+        let bucket = at.with_timezone(&zone).format(key_format).to_string();
+        let g = groups
+            .entry((bucket, text(&row[1]), text(&row[2])))
+            .or_default();
+        g.sessions += int(&row[3]);
+        let complete = int(&row[7]) != 0;
+        match text(&row[4]).as_str() {
+            "upload" if complete => g.files_up += 1,
+            "upload" => g.files_up_incomplete += 1,
+            "download" if complete => g.files_down += 1,
+            "download" => g.files_down_incomplete += 1,
+            _ => {}
+        }
+        g.bytes_up += int(&row[5]);
+        g.bytes_down += int(&row[6]);
+        g.files_bytes_unknown += int(&row[8]);
+        g.duration_ms += int(&row[9]);
+    }
+    let zone_name = zone.name().to_owned();
+    Report {
+        columns: vec![
+            (if by == Period::Day { "day" } else { "month" }, Kind::Text),
+            ("zone", Kind::Text),
+            ("host", Kind::Text),
+            ("user", Kind::Text),
+            ("sessions", Kind::Int),
+            ("files_up", Kind::Int),
+            ("files_up_incomplete", Kind::Int),
+            ("files_down", Kind::Int),
+            ("files_down_incomplete", Kind::Int),
+            ("bytes_up", Kind::Bytes),
+            ("bytes_down", Kind::Bytes),
+            ("files_bytes_unknown", Kind::Int),
+            ("duration", Kind::DurationMs),
+        ],
+        rows: groups
+            .into_iter()
+            .map(|((bucket, host, user), g)| {
+                let user = if user.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Text(user)
+                };
+                vec![
+                    Value::Text(bucket),
+                    Value::Text(zone_name.clone()),
+                    Value::Text(host),
+                    user,
+                    Value::Int(g.sessions),
+                    Value::Int(g.files_up),
+                    Value::Int(g.files_up_incomplete),
+                    Value::Int(g.files_down),
+                    Value::Int(g.files_down_incomplete),
+                    Value::Int(g.bytes_up),
+                    Value::Int(g.bytes_down),
+                    Value::Int(g.files_bytes_unknown),
+                    Value::Int(g.duration_ms),
+                ]
+            })
+            .collect(),
+    }
+}
+
 /// `1536` → `1.5 KiB`; exact below 1 KiB.
-pub fn human_bytes(n: i64) -> String {
+pub fn human_bytes(n: i128) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     if n.abs() < 1024 {
         return format!("{n} B");
@@ -322,7 +483,7 @@ pub fn human_bytes(n: i64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-pub fn human_duration(ms: i64) -> String {
+pub fn human_duration(ms: i128) -> String {
     if ms < 1000 {
         return format!("{ms} ms");
     }
@@ -369,7 +530,16 @@ fn json_value(v: &Value, kind: Kind) -> serde_json::Value {
     match (v, kind) {
         (Value::Null, _) => serde_json::Value::Null,
         (Value::Int(n), Kind::Bool) => serde_json::Value::Bool(*n != 0),
-        (Value::Int(n), _) => serde_json::Value::from(*n),
+        (Value::Int(n), _) => {
+            if let Ok(n) = i64::try_from(*n) {
+                serde_json::Value::from(n)
+            } else if let Ok(n) = u64::try_from(*n) {
+                serde_json::Value::from(n)
+            } else {
+                // Past what JSON readers take as an exact number: exact as text.
+                serde_json::Value::from(n.to_string())
+            }
+        }
         (Value::Text(t), _) => serde_json::Value::from(t.clone()),
     }
 }
@@ -475,24 +645,24 @@ mod tests {
     fn time_bounds() {
         let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
         assert_eq!(
-            parse_time_bound("7d", now, false).unwrap(),
+            parse_time_bound("7d", now, false, Tz::UTC).unwrap(),
             "2026-11-19T12:00:00.000000Z"
         );
         assert_eq!(
-            parse_time_bound("12h", now, false).unwrap(),
+            parse_time_bound("12h", now, false, Tz::UTC).unwrap(),
             "2026-11-26T00:00:00.000000Z"
         );
         assert_eq!(
-            parse_time_bound("2026-11-26T10:00:00+01:00", now, false).unwrap(),
+            parse_time_bound("2026-11-26T10:00:00+01:00", now, false, Tz::UTC).unwrap(),
             "2026-11-26T09:00:00.000000Z"
         );
-        let day_start = parse_time_bound("2026-11-26", now, false).unwrap();
-        let day_end = parse_time_bound("2026-11-26", now, true).unwrap();
+        let day_start = parse_time_bound("2026-11-26", now, false, Tz::UTC).unwrap();
+        let day_end = parse_time_bound("2026-11-26", now, true, Tz::UTC).unwrap();
         let span = parse::parse_storage_time(&day_end).unwrap()
             - parse::parse_storage_time(&day_start).unwrap();
         assert!(span >= chrono::Duration::hours(23) && span <= chrono::Duration::hours(25));
         for bad in ["yesterday", "7x", "-3d", "2026-13-01", ""] {
-            let err = parse_time_bound(bad, now, false).unwrap_err();
+            let err = parse_time_bound(bad, now, false, Tz::UTC).unwrap_err();
             assert!(err.contains("7d"), "{err}");
         }
     }
@@ -512,7 +682,7 @@ mod tests {
     #[test]
     fn a_span_past_the_calendar_is_an_error() {
         // `usage --since 99999999d` panicked: 273,000 years before now is out of range.
-        let err = parse_time_bound("99999999d", Utc::now(), false).unwrap_err();
+        let err = parse_time_bound("99999999d", Utc::now(), false, Tz::UTC).unwrap_err();
         assert!(err.contains("99999999d"), "{err}");
     }
 
@@ -558,12 +728,12 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn time_bounds_never_panic(text in ".{0,40}", until: bool) {
-            let _ = parse_time_bound(&text, Utc::now(), until);
+            let _ = parse_time_bound(&text, Utc::now(), until, Tz::UTC);
         }
 
         #[test]
         fn huge_spans_are_errors_not_panics(n in 0i64..200_000_000, unit in "[mhdw]") {
-            let _ = parse_time_bound(&format!("{n}{unit}"), Utc::now(), false);
+            let _ = parse_time_bound(&format!("{n}{unit}"), Utc::now(), false, Tz::UTC);
         }
     }
 

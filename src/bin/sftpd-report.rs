@@ -21,9 +21,23 @@ trait FilterArgsExt {
 impl FilterArgsExt for FilterArgs {
     fn filter(&self) -> Result<Filter> {
         let now = chrono::Utc::now();
+        let zone = self
+            .tz
+            .as_deref()
+            .map(report::parse_zone)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--tz")?;
         let bound = |v: &Option<String>, until: bool| -> Result<Option<String>> {
             v.as_deref()
-                .map(|t| report::parse_time_bound(t, now, until))
+                .map(|t| {
+                    report::parse_time_bound(
+                        t,
+                        now,
+                        until,
+                        zone.unwrap_or_else(report::system_zone),
+                    )
+                })
                 .transpose()
                 .map_err(anyhow::Error::msg)
         };
@@ -33,6 +47,7 @@ impl FilterArgsExt for FilterArgs {
             since: bound(&self.since, false).context("--since")?,
             until: bound(&self.until, true).context("--until")?,
             path: None,
+            zone,
         })
     }
 
@@ -86,10 +101,30 @@ fn open_store(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
     })
 }
 
+/// The error and its causes on one line, each cause once: libraries repeat their source's text
+/// in their own (`database is locked: database is locked: Error code 5: database is locked`).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        // Skip a cause already said, or one that only adds a code to what was said
+        // (`Error code 5: database is locked`).
+        let tail = part.rsplit(": ").next().unwrap_or(&part);
+        if text.contains(&part) || (!text.is_empty() && text.ends_with(tail)) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text.replace('\n', " ")
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        eprintln!("sftpd-report: {e:#}");
+        eprintln!("sftpd-report: {}", one_line(&e));
         std::process::exit(1);
     }
 }

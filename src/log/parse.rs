@@ -351,9 +351,31 @@ pub enum SftpEvent {
     Status {
         text: String,
     },
-    /// A line from sftp-server that could not be read (cut at 500 characters, or unknown).
+    /// A `close` or `forced close` message that reached syslog's cut: its counters, if any are
+    /// visible, may be the end of a name (`x" bytes read 0 written 99999`), so there are none.
+    CutClose {
+        /// The name as far as the message shows it: possibly cut, possibly followed by text
+        /// that only looks like counters.
+        path_prefix: Vec<u8>,
+        forced: bool,
+    },
+    /// A message that reached syslog's cut and is not a close: nothing in it is trusted.
+    Cut,
+    /// A message of a known shape whose values no honest sftp-server writes (a byte counter above
+    /// what the store can hold): skipped, with this reason.
+    Malformed {
+        reason: &'static str,
+    },
+    /// A line from sftp-server that could not be read (unknown).
     Unparsed,
 }
+
+/// OpenSSH logs to syslog with `"%.500s"`: a message of exactly this many characters may have
+/// been cut, and whatever ends it may be the partner's bytes rather than sftp-server's.
+pub const SYSLOG_MESSAGE_CUT: usize = 500;
+
+/// The largest byte counter the stores hold (their integers are signed 64-bit).
+pub const MAX_COUNTER: u64 = i64::MAX as u64;
 
 /// Strips `prefix "` from the front and `"` + a suffix from the back, returning the quoted name.
 fn quoted_between<'a>(msg: &'a [u8], prefix: &[u8], suffix_start: usize) -> Option<&'a [u8]> {
@@ -479,7 +501,81 @@ fn parse_session_line(msg: &[u8], prefix: &[u8]) -> Option<(String, String)> {
 
 /// Parses a message of sftp-server or internal-sftp at log level INFO.
 pub fn parse_sftp_message(msg: &[u8]) -> SftpEvent {
-    parse_sftp_known(msg).unwrap_or(SftpEvent::Unparsed)
+    if msg.len() == SYSLOG_MESSAGE_CUT {
+        return parse_cut(msg);
+    }
+    match parse_sftp_known(msg) {
+        Some(SftpEvent::Close {
+            bytes_read,
+            bytes_written,
+            ..
+        }) if bytes_read > MAX_COUNTER || bytes_written > MAX_COUNTER => SftpEvent::Malformed {
+            reason: "byte counter above 9223372036854775807",
+        },
+        Some(event) => event,
+        None => SftpEvent::Unparsed,
+    }
+}
+
+/// A message cut at [`SYSLOG_MESSAGE_CUT`]: a close keeps what its name shows, nothing else is
+/// read.
+fn parse_cut(msg: &[u8]) -> SftpEvent {
+    let (forced, body) = match msg.strip_prefix(b"forced ") {
+        Some(rest) => (true, rest),
+        None => (false, msg),
+    };
+    match body.strip_prefix(b"close \"") {
+        Some(name) if !msg.starts_with(b"forced closedir ") => SftpEvent::CutClose {
+            path_prefix: unvis(name),
+            forced,
+        },
+        _ => SftpEvent::Cut,
+    }
+}
+
+/// Makes a complete message that is exactly [`SYSLOG_MESSAGE_CUT`] characters long longer, so
+/// that it cannot be taken for a cut one, without changing what it says: the written counter that
+/// ends a close gets a leading zero; in other messages the first plain character of its first quoted name is written as an octal escape,
+/// which [`unvis`] reads back to the same byte. Capture mode forwards sftp-server's whole message
+/// and uses this; a message with neither is left as it is (and read as cut).
+pub fn lengthen_uncut(message: &mut Vec<u8>) {
+    let is_close = message.starts_with(b"close \"") || message.starts_with(b"forced close \"");
+    if is_close
+        && let Some(space) = message.iter().rposition(|&b| b == b' ')
+        && space + 1 < message.len()
+        && message[space + 1..].iter().all(u8::is_ascii_digit)
+    {
+        message.insert(space + 1, b'0');
+        return;
+    }
+    let Some(quote) = message.iter().position(|&b| b == b'"') else {
+        return;
+    };
+    let mut i = quote + 1;
+    while i < message.len() {
+        match message[i] {
+            b'"' => return,
+            b'\\' => {
+                // An escape: `\\c`, or up to three octal digits, as unvis reads them.
+                let digits = message[i + 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|b| (b'0'..=b'7').contains(b))
+                    .count();
+                i += 1 + digits.max(1);
+            }
+            c => {
+                let escaped = [
+                    b'\\',
+                    b'0' + (c >> 6),
+                    b'0' + ((c >> 3) & 7),
+                    b'0' + (c & 7),
+                ];
+                message.splice(i..=i, escaped);
+                return;
+            }
+        }
+    }
 }
 
 fn parse_sftp_known(msg: &[u8]) -> Option<SftpEvent> {
@@ -1120,6 +1216,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_forged_counters_of_a_cut_close_are_not_read() {
+        // The attack: a name whose cut leaves its own tail as the counters.
+        let mut name = b"/".repeat(459);
+        name.extend_from_slice(b"\" bytes read 0 written 99999999999");
+        let mut line = b"close \"".to_vec();
+        line.extend(&name);
+        line.extend_from_slice(b"\" bytes read 0 written 5000000000");
+        let cut = &line[..SYSLOG_MESSAGE_CUT];
+        assert!(cut.ends_with(b"written 99999999999"));
+        assert!(matches!(
+            sftp(cut),
+            SftpEvent::CutClose { forced: false, .. }
+        ));
+    }
+
+    #[test]
+    fn counters_above_the_store_are_malformed() {
+        for line in [
+            &b"close \"/x\" bytes read 0 written 18446744068709551616"[..],
+            b"close \"/x\" bytes read 9223372036854775808 written 0",
+        ] {
+            assert!(
+                matches!(sftp(line), SftpEvent::Malformed { .. }),
+                "{line:?}"
+            );
+        }
+        assert!(matches!(
+            sftp(b"close \"/x\" bytes read 9223372036854775807 written 0"),
+            SftpEvent::Close { .. }
+        ));
+    }
+
     fn vis(name: &[u8]) -> Vec<u8> {
         vis_syslog(name)
     }
@@ -1127,7 +1256,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_name_survives_the_close_line(name in proptest::collection::vec(any::<u8>(), 0..120),
-                                            read in any::<u64>(), written in any::<u64>()) {
+                                            read in 0..=MAX_COUNTER, written in 0..=MAX_COUNTER) {
             let mut line = b"close \"".to_vec();
             line.extend(vis(&name));
             line.extend(format!("\" bytes read {read} written {written}").as_bytes());
@@ -1139,6 +1268,50 @@ mod tests {
             open.extend(vis(&name));
             open.extend(b"\" flags READ mode 0666");
             prop_assert_eq!(sftp(&open), SftpEvent::Open { path: name, flags: "READ".into(), mode: "0666".into() });
+        }
+
+        /// Syslog's cut never leaves counters to bill, whatever the name; capture mode's whole
+        /// message, made longer where it is exactly the cut length, always does, exactly.
+        #[test]
+        fn a_cut_close_has_no_counters_and_a_whole_one_exact_ones(
+            name in proptest::collection::vec(any::<u8>(), 380..520),
+            read in 0..=MAX_COUNTER, written in 0..=MAX_COUNTER, forced in any::<bool>(),
+        ) {
+            let mut line = if forced { b"forced close \"".to_vec() } else { b"close \"".to_vec() };
+            line.extend(vis(&name));
+            line.extend(format!("\" bytes read {read} written {written}").as_bytes());
+            if line.len() >= SYSLOG_MESSAGE_CUT {
+                let cut = &line[..SYSLOG_MESSAGE_CUT];
+                let is_cut_close = matches!(sftp(cut), SftpEvent::CutClose { forced: f, .. } if f == forced);
+                prop_assert!(is_cut_close, "a cut line was read");
+            }
+            let mut whole = line.clone();
+            if whole.len() == SYSLOG_MESSAGE_CUT {
+                lengthen_uncut(&mut whole);
+            }
+            prop_assert_eq!(
+                sftp(&whole),
+                SftpEvent::Close { path: name, bytes_read: read, bytes_written: written, forced }
+            );
+        }
+
+        /// Any message of exactly the cut length made longer says what it said.
+        #[test]
+        fn lengthening_keeps_the_meaning(name in proptest::collection::vec(any::<u8>(), 0..480)) {
+            for (prefix, suffix) in [
+                (&b"remove name \""[..], &b"\""[..]),
+                (b"open \"", b"\" flags READ mode 0644"),
+                (b"rename old \"", b"\" new \"/x\""),
+            ] {
+                let mut line = prefix.to_vec();
+                line.extend(vis(&name));
+                line.extend(suffix);
+                // What it says, read without the cut rule.
+                let before = parse_sftp_known(&line).unwrap_or(SftpEvent::Unparsed);
+                let mut longer = line.clone();
+                lengthen_uncut(&mut longer);
+                prop_assert_eq!(sftp(&longer), before);
+            }
         }
 
         #[test]

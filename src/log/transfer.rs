@@ -77,6 +77,21 @@ pub fn classify_close(
     }
 }
 
+/// The verdict on a file whose close line was cut: no byte counts, so it counts by what its open
+/// asked for, and is never complete.
+pub fn classify_cut_close(opened: Direction) -> ClosedFile {
+    let counts_as = match opened {
+        Direction::Upload | Direction::Both => Some(CountsAs::Upload),
+        Direction::Download => Some(CountsAs::Download),
+        Direction::None => None,
+    };
+    ClosedFile {
+        direction: opened,
+        counts_as,
+        complete: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,14 +249,13 @@ pub fn read_messages(
             Err(_) => break,
         };
         let raw = strip_crlf(&buf[..n]);
-        if raw.len() >= SFTP_SERVER_MESSAGE_MAX
-            && let Some(name) = cut_close_name(raw)
-        {
+        let cut = raw.len() >= SFTP_SERVER_MESSAGE_MAX;
+        if cut && let Some(name) = cut_close_name(raw) {
             // The name was too long for sftp-server's message: what was closed, and with how
             // many bytes, is gone. Not an event, but never silently nothing.
             on_cut_close(&name);
         }
-        let message = stderr_to_syslog_form(raw);
+        let message = forwarded_form(raw, cut);
         for event in state.on_message(&message, Instant::now()) {
             on_event(event);
         }
@@ -267,6 +266,21 @@ pub fn read_messages(
     for event in state.finish() {
         on_event(event);
     }
+}
+
+/// The line forwarded for one of sftp-server's messages, and what the capture state reads: its
+/// syslog form, whole, so that counters syslog would cut off are kept. The ingest takes a message
+/// of exactly [`parse::SYSLOG_MESSAGE_CUT`] characters for a cut one (syslog cuts there), so a cut
+/// message is forwarded cut to that length, and a whole one of that length is made longer.
+fn forwarded_form(raw: &[u8], cut: bool) -> Vec<u8> {
+    let mut message = stderr_to_syslog_form(raw);
+    if cut {
+        // Never shorter: the syslog form of 1,021 stderr characters has at least 4/5 as many.
+        message.truncate(parse::SYSLOG_MESSAGE_CUT);
+    } else if message.len() == parse::SYSLOG_MESSAGE_CUT {
+        parse::lengthen_uncut(&mut message);
+    }
+    message
 }
 
 /// sftp-server cuts a message on stderr to this many characters (its 1 KiB buffer less `\r\n`).

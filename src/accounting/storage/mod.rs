@@ -47,7 +47,17 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
+/// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
+/// would is stored as unknown rather than as a wrong number.
+pub fn stored_counters(counters: Option<(u64, u64)>) -> (Option<i64>, Option<i64>) {
+    match counters {
+        Some((r, w)) => (i64::try_from(r).ok(), i64::try_from(w).ok()),
+        None => (None, None),
+    }
+}
 
 text_enum! {
     /// How a session ended, as far as the log tells.
@@ -327,13 +337,13 @@ pub trait IngestStore: Database {
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()>;
 
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64>;
-    /// Records the close: counters, and the verdict of [`crate::log::transfer::classify_close`].
+    /// Records the close: counters (read, written; `None` when the close line was cut and they
+    /// are not known), and the verdict of [`crate::log::transfer::classify_close`].
     fn close_transfer(
         &mut self,
         id: i64,
         closed_at: &str,
-        bytes_read: u64,
-        bytes_written: u64,
+        counters: Option<(u64, u64)>,
         forced: bool,
         verdict: &ClosedFile,
     ) -> Result<()>;

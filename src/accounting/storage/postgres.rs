@@ -10,7 +10,7 @@ use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
     OperationRecord, ReportStore, Result, SessionEnd, SessionRecord, SessionSource, StoreError,
-    TransferRecord, path_text,
+    TransferRecord, path_text, stored_counters,
 };
 use crate::accounting::report::{self, Dialect, Filter, Kind, Period, Report, Value};
 use postgres::types::{FromSql, IsNull, ToSql, Type};
@@ -171,6 +171,10 @@ CREATE VIEW monthly_usage AS
            SUM(bytes_down)::bigint AS bytes_down, SUM(duration_ms)::bigint AS duration_ms
       FROM usage_events GROUP BY 1, 2, 3;
 "#,
+    r#"
+-- A transfer whose close line was cut at 500 characters: its counters are not known (NULL).
+ALTER TABLE transfers ADD COLUMN counters_cut BOOLEAN NOT NULL DEFAULT false;
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -290,6 +294,7 @@ struct PendingTransfer {
     forced: bool,
     failed: bool,
     complete: bool,
+    counters_cut: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -525,13 +530,13 @@ impl PgStore {
         );
         for chunk in transfers.chunks(FLUSH_ROWS) {
             let texts: Vec<String> = chunk.iter().map(|t| path_text(&t.path)).collect();
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 15);
+            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 16);
             let mut values = Vec::with_capacity(chunk.len());
             for (i, (t, text)) in chunk.iter().zip(&texts).enumerate() {
-                let b = i * 15;
+                let b = i * 16;
                 values.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}::text::timestamptz, ${}::text::timestamptz, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}::text::timestamptz, ${}::text::timestamptz, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15, b + 16
                 ));
                 params.extend_from_slice(&[
                     &t.id,
@@ -549,11 +554,13 @@ impl PgStore {
                     &t.failed,
                     &t.complete,
                     &t.counts_as,
+                    &t.counters_cut,
                 ]);
             }
             let sql = format!(
                 "INSERT INTO transfers (id, session_id, path, path_text, direction, open_flags, mode, opened_at,
-                                        closed_at, bytes_read, bytes_written, forced, failed, complete, counts_as)
+                                        closed_at, bytes_read, bytes_written, forced, failed, complete, counts_as,
+                                        counters_cut)
                  VALUES {}",
                 values.join(", ")
             );
@@ -669,7 +676,7 @@ impl PgStore {
                     Type::INT8 => row
                         .try_get::<_, Option<i64>>(i)
                         .map_err(&e)?
-                        .map_or(Value::Null, Value::Int),
+                        .map_or(Value::Null, |v| Value::Int(v.into())),
                     Type::INT4 => row
                         .try_get::<_, Option<i32>>(i)
                         .map_err(&e)?
@@ -925,6 +932,7 @@ impl IngestStore for PgStore {
             forced: false,
             failed: false,
             complete: false,
+            counters_cut: false,
         });
         self.maybe_flush()?;
         Ok(id)
@@ -934,16 +942,17 @@ impl IngestStore for PgStore {
         &mut self,
         id: i64,
         closed_at: &str,
-        bytes_read: u64,
-        bytes_written: u64,
+        counters: Option<(u64, u64)>,
         forced: bool,
         verdict: &ClosedFile,
     ) -> Result<()> {
-        let (r, w) = (bytes_read as i64, bytes_written as i64);
+        let (r, w) = stored_counters(counters);
+        let cut = counters.is_none();
         if let Some(t) = self.pending_transfers.iter_mut().rev().find(|t| t.id == id) {
             t.closed_at = Some(closed_at.to_owned());
-            t.bytes_read = Some(r);
-            t.bytes_written = Some(w);
+            t.bytes_read = r;
+            t.bytes_written = w;
+            t.counters_cut = cut;
             t.forced = forced;
             t.complete = verdict.complete;
             t.direction = verdict.direction;
@@ -953,7 +962,8 @@ impl IngestStore for PgStore {
         self.exec(
             "UPDATE transfers
                 SET closed_at = $2::text::timestamptz, bytes_read = $3::bigint, bytes_written = $4::bigint,
-                    forced = $5::boolean, complete = $6::boolean, direction = $7, counts_as = $8
+                    forced = $5::boolean, complete = $6::boolean, direction = $7, counts_as = $8,
+                    counters_cut = $9::boolean
               WHERE id = $1",
             &[
                 &id,
@@ -964,6 +974,7 @@ impl IngestStore for PgStore {
                 &verdict.complete,
                 &verdict.direction,
                 &verdict.counts_as,
+                &cut,
             ],
         )?;
         Ok(())
@@ -1100,7 +1111,7 @@ impl ReportStore for PgStore {
     fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
         self.flush()?;
         let (sql, columns) = report::sessions_sql(Dialect::Postgres);
-        self.report(&sql, columns, filter)
+        Ok(report::join_split_sums(self.report(&sql, columns, filter)?))
     }
 
     fn transfers_report(&mut self, filter: &Filter) -> Result<Report> {
@@ -1112,8 +1123,9 @@ impl ReportStore for PgStore {
 
     fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
         self.flush()?;
-        let (sql, columns) = report::usage_sql(Dialect::Postgres, filter, by);
-        self.report(&sql, columns, filter)
+        let (sql, columns) = report::usage_rows_sql(Dialect::Postgres);
+        let rows = self.report(&sql, columns, filter)?;
+        Ok(report::usage_from_rows(rows, by, filter.zone()))
     }
 }
 

@@ -7,7 +7,7 @@ use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
     OperationRecord, ReportStore, Result, SessionEnd, SessionRecord, SessionSource, StoreError,
-    TransferRecord, path_text,
+    TransferRecord, path_text, stored_counters,
 };
 use crate::accounting::report::{self, Dialect, Filter, Period, Report};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
@@ -164,6 +164,10 @@ CREATE VIEW monthly_usage AS
            SUM(duration_ms) AS duration_ms
       FROM usage_events GROUP BY 1, 2, 3;
 "#,
+    r#"
+-- A transfer whose close line was cut at 500 characters: its counters are not known (NULL).
+ALTER TABLE transfers ADD COLUMN counters_cut INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The text enums are stored as their words; a word this version does not know is an error
@@ -191,6 +195,9 @@ sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
 const _: () = assert!(MIGRATIONS.len() as i64 == super::SCHEMA_VERSION);
 
+/// How long a command waits for another one's lock on the database.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
@@ -215,17 +222,34 @@ impl SqliteStore {
             path: shown.clone(),
             source,
         })?;
-        conn.busy_timeout(std::time::Duration::from_secs(60))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         let mut store = SqliteStore {
             conn,
             path: path.to_owned(),
             lock: None,
         };
-        store.migrate(&shown)?;
-        Ok(store)
+        // Two processes creating the same new database at once: switching it to WAL takes a lock
+        // that SQLite does not wait for (no busy handler there), so the loser waits here.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match store.set_up(&shown) {
+                Err(StoreError::Sql(e))
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.map(|()| store),
+            }
+        }
+    }
+
+    /// Journal mode, pragmas and the schema.
+    fn set_up(&mut self, shown: &str) -> Result<()> {
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        self.migrate(shown)
     }
 
     fn migrate(&mut self, shown: &str) -> Result<()> {
@@ -549,27 +573,28 @@ impl IngestStore for SqliteStore {
         &mut self,
         id: i64,
         closed_at: &str,
-        bytes_read: u64,
-        bytes_written: u64,
+        counters: Option<(u64, u64)>,
         forced: bool,
         verdict: &ClosedFile,
     ) -> Result<()> {
+        let (r, w) = stored_counters(counters);
         self.conn
             .prepare_cached(
                 "UPDATE transfers
                     SET closed_at = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
-                        complete = ?6, direction = ?7, counts_as = ?8
+                        complete = ?6, direction = ?7, counts_as = ?8, counters_cut = ?9
                   WHERE id = ?1",
             )?
             .execute(params![
                 id,
                 closed_at,
-                bytes_read as i64,
-                bytes_written as i64,
+                r,
+                w,
                 forced,
                 verdict.complete,
                 verdict.direction,
-                verdict.counts_as
+                verdict.counts_as,
+                counters.is_none()
             ])?;
         Ok(())
     }
@@ -679,7 +704,7 @@ impl IngestStore for SqliteStore {
 impl ReportStore for SqliteStore {
     fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
         let (sql, columns) = report::sessions_sql(Dialect::Sqlite);
-        self.report(&sql, columns, filter)
+        Ok(report::join_split_sums(self.report(&sql, columns, filter)?))
     }
 
     fn transfers_report(&mut self, filter: &Filter) -> Result<Report> {
@@ -689,8 +714,9 @@ impl ReportStore for SqliteStore {
     }
 
     fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
-        let (sql, columns) = report::usage_sql(Dialect::Sqlite, filter, by);
-        self.report(&sql, columns, filter)
+        let (sql, columns) = report::usage_rows_sql(Dialect::Sqlite);
+        let rows = self.report(&sql, columns, filter)?;
+        Ok(report::usage_from_rows(rows, by, filter.zone()))
     }
 }
 
@@ -924,7 +950,7 @@ mod tests {
             .unwrap();
         }
         let mut s = SqliteStore::open(&db).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), super::super::SCHEMA_VERSION);
         let counts: Vec<(String, Option<String>)> = s
             .connection()
             .prepare("SELECT path_text, counts_as FROM transfers ORDER BY id")
