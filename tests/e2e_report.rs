@@ -297,3 +297,60 @@ fn logs_without_the_wrapper_make_complete_sessions() {
         assert_eq!(renames, 1, "{source}");
     }
 }
+
+/// Issue 11, item 1, through the real sshd and rsyslogd: a partner's name whose `close` line is
+/// cut at 500 characters right after forged counters bills nothing in syslog mode (the transfer is
+/// there, its bytes unknown); in capture mode the wrapper forwards the whole message, so the same
+/// name and a 600-character one bill their real five bytes.
+#[test]
+fn cut_close_lines_bill_nothing_and_capture_mode_keeps_the_counters() {
+    require_e2e!();
+    let forged = format!("d{}x\" bytes read 0 written 99999999999", "/".repeat(457));
+    let long = format!("e{}f.txt", "/".repeat(600));
+    for (mode, names) in [("syslog", vec![&forged]), ("capture", vec![&forged, &long])] {
+        let h = Harness::start(&format!("[sftp_server]\nlog_mode = \"{mode}\"\n"));
+        let user = h.user();
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/attacks/sftp_proc_attack.py"
+            ))
+            .arg(h.port.to_string())
+            .arg(&user)
+            .arg(&h.client_key)
+            .args(["-", "put"])
+            .args(names.iter().map(hex::encode))
+            .output()
+            .unwrap();
+        let steps = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            steps.lines().filter(|l| l.contains("\"ok\": true")).count() == names.len(),
+            "{mode}: {steps}"
+        );
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        h.wait_for_log(&["session closed for local user", &user]);
+        let db_dir = tempfile::tempdir().unwrap();
+        let db = db_dir.path().join("sftpd.db").display().to_string();
+        ingest(&db, &[&h.log_path]);
+        let transfers = report(&db, &["transfers"]);
+        let rows = transfers.as_array().unwrap();
+        assert!(
+            rows.iter().all(|t| t["bytes_written"] != 99_999_999_999_i64),
+            "{mode}: forged counters billed: {transfers}"
+        );
+        if mode == "syslog" {
+            assert!(
+                rows.len() == 1 && rows[0]["bytes_unknown"] == true,
+                "{mode}: {transfers}"
+            );
+        } else {
+            assert!(
+                rows.len() == 2
+                    && rows
+                        .iter()
+                        .all(|t| t["bytes_written"] == 5 && t["bytes_unknown"] == false),
+                "{mode}: {transfers}"
+            );
+        }
+    }
+}
