@@ -335,7 +335,8 @@ fn cut_close_lines_bill_nothing_and_capture_mode_keeps_the_counters() {
         let transfers = report(&db, &["transfers"]);
         let rows = transfers.as_array().unwrap();
         assert!(
-            rows.iter().all(|t| t["bytes_written"] != 99_999_999_999_i64),
+            rows.iter()
+                .all(|t| t["bytes_written"] != 99_999_999_999_i64),
             "{mode}: forged counters billed: {transfers}"
         );
         if mode == "syslog" {

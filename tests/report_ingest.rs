@@ -1173,3 +1173,98 @@ fn first_ingests_at_once_all_succeed(backend: Backend) {
     }
 }
 on_both_backends!(first_ingests_at_once_all_succeed);
+
+/// Issue 11, item 8: a file with new lines and none understood (the wrong format or facility) is
+/// a warning naming it and its first line, and exit status 1, unless `--allow-empty`.
+fn a_file_with_nothing_understood_is_a_warning(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auth.log");
+    fs::write(
+        &path,
+        "2026-11-27 10:00:00 host cron: nothing for us\n{\"a\": 1}\n",
+    )
+    .unwrap();
+    let db = new_db(backend, dir.path(), "empty");
+    let out = sftpd_report(&db, &["ingest", &path.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("auth.log") && stderr.contains("\"2026-11-27 10:00:00 host cron: nothing"),
+        "{stderr}"
+    );
+    let out = sftpd_report(
+        &db,
+        &["ingest", "--allow-empty", &path.display().to_string()],
+    );
+    assert!(out.status.success());
+    // Already-read lines and an empty file are not a mistake.
+    let empty = dir.path().join("new.log");
+    fs::write(&empty, "").unwrap();
+    ingest(&db, &[&empty]);
+}
+on_both_backends!(a_file_with_nothing_understood_is_a_warning);
+
+/// Issue 11, item 12: a rotated .gz's last line counts without its newline; a truncated .gz is a
+/// clear error, and the complete file then gives what a clean run gives.
+fn gz_last_lines_and_truncated_gz(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(60_000, 20, 5);
+    let text = loggen::text(&log.lines);
+    let gz = |name: &str, bytes: &[u8]| -> std::path::PathBuf {
+        let plain = dir.path().join(name);
+        fs::write(&plain, bytes).unwrap();
+        assert!(
+            Command::new("gzip")
+                .arg("-f")
+                .arg(&plain)
+                .status()
+                .unwrap()
+                .success()
+        );
+        dir.path().join(format!("{name}.gz"))
+    };
+    let no_newline = gz("nonl.log", text.trim_end_matches('\n').as_bytes());
+    let db = new_db(backend, dir.path(), "nonl");
+    let summary = ingest(&db, &[&no_newline]);
+    assert!(
+        summary.contains(&format!("lines read {}", log.lines.len())),
+        "{summary}"
+    );
+
+    let whole = gz("whole.log", text.as_bytes());
+    let bytes = fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.log.gz");
+    fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let db = new_db(backend, dir.path(), "cut");
+    let out = sftpd_report(&db, &["ingest", &cut.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("cut.log.gz: the gzip data is truncated"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    fs::copy(&whole, &cut).unwrap();
+    ingest(&db, &[&cut]);
+    let clean = new_db(backend, dir.path(), "clean");
+    ingest(&clean, &[&whole]);
+    assert_same(&dump(&db), &dump(&clean));
+}
+on_both_backends!(gz_last_lines_and_truncated_gz);
+
+/// `copy --from` a path with no database is an error and leaves nothing there.
+#[test]
+fn copy_from_a_missing_database_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    let to = dir.path().join("to.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args(["--config", "/nonexistent/x.toml", "copy", "--from"])
+        .arg(&missing)
+        .arg("--to")
+        .arg(&to)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from: no database at"));
+    assert!(!missing.exists() && !to.exists());
+}

@@ -43,6 +43,10 @@ pub enum ReportCommand {
         /// Fail at once instead of waiting when another ingest holds the database.
         #[arg(long)]
         no_wait: bool,
+        /// Exit 0 even when a file had new lines and none was understood (by default that is a
+        /// warning and exit status 1: the wrong format, or the wrong facility's log).
+        #[arg(long)]
+        allow_empty: bool,
         /// Lines per transaction.
         #[arg(long, default_value_t = 50_000, hide = true)]
         batch_lines: usize,

@@ -142,6 +142,15 @@ struct SessionState {
     ended: bool,
 }
 
+/// An input with new lines, none of which was understood: the wrong format or facility.
+#[derive(Debug, Clone)]
+pub struct NotUnderstood {
+    pub name: String,
+    pub lines: u64,
+    /// Its first line, as read.
+    pub first_line: Vec<u8>,
+}
+
 /// One input: a path, or `-` for stdin.
 #[derive(Debug, Clone)]
 pub struct Input {
@@ -166,6 +175,12 @@ pub struct Ingestor<'a> {
     closed_plain: HashMap<(String, i64), i64>,
     /// When each ended session is let go of, oldest first.
     expiring: VecDeque<(DateTime<Utc>, i64)>,
+    /// The input being read is finished (compressed): its last line needs no newline.
+    finished: bool,
+    /// The first line of the current input that was skipped.
+    first_skipped: Option<Vec<u8>>,
+    /// Inputs with new lines of which none was understood.
+    pub not_understood: Vec<NotUnderstood>,
     pub summary: Summary,
 }
 
@@ -196,6 +211,9 @@ impl<'a> Ingestor<'a> {
             last_line_at: None,
             closed_plain: HashMap::new(),
             expiring: VecDeque::new(),
+            finished: false,
+            first_skipped: None,
+            not_understood: Vec::new(),
             summary: Summary::default(),
             opts,
             store,
@@ -275,12 +293,11 @@ impl<'a> Ingestor<'a> {
                 .map(DateTime::<Local>::from)
                 .unwrap_or_else(|_| Local::now());
             let inode = meta.ino() as i64;
-            (
-                open_maybe_gz(file).map_err(read_err)?,
-                mtime,
-                Some(inode),
-                Some(meta.len()),
-            )
+            let (reader, compressed) = open_maybe_gz(file).map_err(read_err)?;
+            // A compressed file is finished: its last line counts without a newline.
+            // A plain file may still be growing, and its last line is left for the next run.
+            self.finished = compressed;
+            (reader, mtime, Some(inode), Some(meta.len()))
         };
         self.summary.files += 1;
         self.ingest_reader(reader, &input.name, reference, inode, size)
@@ -300,9 +317,13 @@ impl<'a> Ingestor<'a> {
             path: name.to_owned(),
             source,
         };
+        let finished = std::mem::take(&mut self.finished);
+        let (read_before, parsed_before) = (self.summary.lines_read, self.summary.parsed);
+        self.first_skipped = None;
+        let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
         let mut line = Vec::with_capacity(512);
         let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
-        if n == 0 || line.last() != Some(&b'\n') {
+        if !complete(&line, n) {
             return Ok(());
         }
         let hash = first_line_hash(&line);
@@ -322,7 +343,7 @@ impl<'a> Ingestor<'a> {
             loop {
                 line.clear();
                 let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
-                if n == 0 || line.last() != Some(&b'\n') {
+                if !complete(&line, n) {
                     break;
                 }
                 offset += n as u64;
@@ -357,6 +378,14 @@ impl<'a> Ingestor<'a> {
                 self.store.commit()?;
                 if let Some(bar) = progress {
                     bar.finish_and_clear();
+                }
+                let lines = self.summary.lines_read - read_before;
+                if lines > 0 && self.summary.parsed == parsed_before {
+                    self.not_understood.push(NotUnderstood {
+                        name: name.to_owned(),
+                        lines,
+                        first_line: self.first_skipped.take().unwrap_or_default(),
+                    });
                 }
                 Ok(())
             }
@@ -406,11 +435,11 @@ impl<'a> Ingestor<'a> {
     pub fn process_line(&mut self, raw: &[u8], reference: DateTime<Local>) -> Result<()> {
         self.summary.lines_read += 1;
         let Some(line) = parse::parse_syslog_line(raw) else {
-            self.summary.skipped += 1;
+            self.skip(raw);
             return Ok(());
         };
         let Some(ts) = line.timestamp.resolve(reference) else {
-            self.summary.skipped += 1;
+            self.skip(raw);
             return Ok(());
         };
         let at = parse::storage_time(ts);
@@ -434,9 +463,16 @@ impl<'a> Ingestor<'a> {
         if used {
             self.summary.parsed += 1;
         } else {
-            self.summary.skipped += 1;
+            self.skip(raw);
         }
         Ok(())
+    }
+
+    fn skip(&mut self, raw: &[u8]) {
+        self.summary.skipped += 1;
+        if self.first_skipped.is_none() {
+            self.first_skipped = Some(raw.strip_suffix(b"\n").unwrap_or(raw).to_vec());
+        }
     }
 
     fn new_session(&mut self, s: NewSession) -> Result<i64> {
@@ -1060,18 +1096,43 @@ impl<'a> Ingestor<'a> {
     }
 }
 
-/// Opens a file, decompressing gzip transparently (by its magic bytes, not its name).
-fn open_maybe_gz(mut file: File) -> std::io::Result<Box<dyn BufRead>> {
+/// Opens a file, decompressing gzip transparently (by its magic bytes, not its name); says
+/// whether it was compressed.
+fn open_maybe_gz(mut file: File) -> std::io::Result<(Box<dyn BufRead>, bool)> {
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic)?;
     file.seek(SeekFrom::Start(0))?;
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 16,
-            flate2::read::MultiGzDecoder::new(file),
-        )))
+        Ok((
+            Box::new(BufReader::with_capacity(1 << 16, GzReader::new(file))),
+            true,
+        ))
     } else {
-        Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+        Ok((Box::new(BufReader::with_capacity(1 << 16, file)), false))
+    }
+}
+
+/// gzip, with errors that say what they mean: flate2 reports a cut file as `unexpected end of
+/// file` or `incomplete deflate stream`.
+struct GzReader(flate2::read::MultiGzDecoder<File>);
+
+impl GzReader {
+    fn new(file: File) -> GzReader {
+        GzReader(flate2::read::MultiGzDecoder::new(file))
+    }
+}
+
+impl Read for GzReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "the gzip data is truncated or corrupt ({e}); the lines before it are \
+                     ingested, and a run on the complete file goes on from there"
+                ),
+            )
+        })
     }
 }
 
@@ -1091,7 +1152,7 @@ fn first_line_time(path: &Path) -> Result<Option<DateTime<Utc>>> {
         .and_then(|m| m.modified())
         .map(DateTime::<Local>::from)
         .unwrap_or_else(|_| Local::now());
-    let mut reader = open_maybe_gz(file).map_err(read_err)?;
+    let (mut reader, _) = open_maybe_gz(file).map_err(read_err)?;
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).map_err(read_err)?;
     Ok(parse::parse_syslog_line(&line).and_then(|l| l.timestamp.resolve(mtime)))

@@ -141,6 +141,11 @@ fn run(cli: Cli) -> Result<()> {
         if from == to {
             bail!("--from and --to name the same database");
         }
+        if let DbSpec::Sqlite(path) = &from
+            && !path.exists()
+        {
+            bail!("--from: no database at {}", path.display());
+        }
         let mut source = open_store(&from, password.as_deref())?;
         let mut target = open_store(&to, password.as_deref())?;
         let (copied, skipped) = storage::copy_database(source.as_mut(), target.as_mut())?;
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
             host_default,
             wrapper_ident,
             no_wait,
+            allow_empty,
             batch_lines,
             files,
         } => {
@@ -184,6 +190,22 @@ fn run(cli: Cli) -> Result<()> {
             let mut ingestor = Ingestor::new(store.as_mut(), opts)?;
             ingestor.ingest_inputs(&inputs)?;
             println!("{}", ingestor.summary);
+            for file in &ingestor.not_understood {
+                let shown: String = file
+                    .first_line
+                    .escape_ascii()
+                    .to_string()
+                    .chars()
+                    .take(200)
+                    .collect();
+                eprintln!(
+                    "sftpd-report: warning: {}: none of its {} new lines was understood (wrong format or facility?); the first: \"{shown}\"",
+                    file.name, file.lines
+                );
+            }
+            if !ingestor.not_understood.is_empty() && !allow_empty {
+                std::process::exit(1);
+            }
         }
         Command::Sessions { filter } => {
             let r = store.sessions_report(&filter.filter()?)?;
