@@ -67,7 +67,7 @@ fn main() {
         let file = std::fs::File::open(&path).expect("open");
         let reader = Box::new(BufReader::with_capacity(1 << 16, file));
         ingestor
-            .ingest_reader(reader, "bench", Local::now(), None, None)
+            .ingest_reader(reader, None, "bench", Local::now(), None, None)
             .expect("ingest");
         (
             raw.len() as f64 / t.elapsed().as_secs_f64(),

@@ -984,6 +984,8 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
             "DROP VIEW monthly_usage; DROP VIEW daily_usage; DROP VIEW usage_events;
              ALTER TABLE transfers DROP COLUMN counts_as;
              ALTER TABLE transfers DROP COLUMN counters_cut;
+             ALTER TABLE checkpoints DROP COLUMN prefix_sha256;
+             ALTER TABLE checkpoints ADD PRIMARY KEY (first_line_hash);
              UPDATE schema_version SET version = 1;
              INSERT INTO sessions (id, host, started_at, source, pid, end_reason)
                   VALUES (1, 'h', '2026-11-26T00:00:00Z', 'sftp-server', 7, 'closed');
@@ -1268,3 +1270,48 @@ fn copy_from_a_missing_database_creates_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from: no database at"));
     assert!(!missing.exists() && !to.exists());
 }
+
+/// Issue 11, item 3: a different file whose first line is an ingested file's first line is read
+/// whole, not skipped to the other file's checkpoint; the ingested file, grown, still goes on
+/// from its own checkpoint.
+fn files_that_share_a_first_line_are_different_files(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = loggen::generate(3_000, 5, 11);
+    let b = loggen::generate(3_000, 5, 12);
+    let a_text = loggen::text(&a.lines);
+    let pa = dir.path().join("a.log");
+    let pb = dir.path().join("b.log");
+    let half = a_text.len() / 2;
+    let half = half + a_text[half..].find('\n').unwrap() + 1;
+    // b: a's first half with one character of its second line changed (so that every line
+    // ends where a's does, and only the content tells them apart), then b's own lines.
+    let second = a_text.find('\n').unwrap() + 1;
+    let mut b_text = a_text[..half].to_owned();
+    let at = second + b_text[second..].find(|c: char| c.is_ascii_digit()).unwrap();
+    let digit = if &b_text[at..=at] == "7" { "8" } else { "7" };
+    b_text.replace_range(at..=at, digit);
+    b_text.push_str(&loggen::text(&b.lines));
+    let b_lines = b_text.lines().count();
+    fs::write(&pa, &a_text[..half]).unwrap();
+    fs::write(&pb, &b_text).unwrap();
+    let db = new_db(backend, dir.path(), "shared");
+    ingest(&db, &[&pa]);
+    let summary = ingest(&db, &[&pb]);
+    assert!(
+        summary.contains(&format!("lines read {b_lines}, ")),
+        "{summary}"
+    );
+    // a.log grows to its whole: only the new half is read.
+    fs::write(&pa, &a_text).unwrap();
+    let summary = ingest(&db, &[&pa]);
+    assert!(summary.contains("already ingested"), "{summary}");
+    // The same as ingesting both whole into a new database.
+    let clean = new_db(backend, dir.path(), "clean");
+    ingest(&clean, &[&pa]);
+    ingest(&clean, &[&pb]);
+    assert_same(&dump(&db), &dump(&clean));
+    // And nothing more on a third run.
+    let again = ingest(&db, &[&pa, &pb]);
+    assert!(again.contains("parsed 0"), "{again}");
+}
+on_both_backends!(files_that_share_a_first_line_are_different_files);

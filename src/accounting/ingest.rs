@@ -272,42 +272,51 @@ impl<'a> Ingestor<'a> {
             path: input.name.clone(),
             source,
         };
-        let (reader, reference, inode, size): (
-            Box<dyn BufRead>,
-            DateTime<Local>,
-            Option<i64>,
-            Option<u64>,
-        ) = if input.name == "-" {
-            (
-                Box::new(BufReader::with_capacity(1 << 16, std::io::stdin())),
-                Local::now(),
-                None,
-                None,
-            )
-        } else {
-            let path = Path::new(&input.name);
-            let file = File::open(path).map_err(read_err)?;
-            let meta = file.metadata().map_err(read_err)?;
-            let mtime = meta
-                .modified()
-                .map(DateTime::<Local>::from)
-                .unwrap_or_else(|_| Local::now());
-            let inode = meta.ino() as i64;
-            let (reader, compressed) = open_maybe_gz(file).map_err(read_err)?;
-            // A compressed file is finished: its last line counts without a newline.
-            // A plain file may still be growing, and its last line is left for the next run.
-            self.finished = compressed;
-            (reader, mtime, Some(inode), Some(meta.len()))
+        if input.name == "-" {
+            self.summary.files += 1;
+            let stdin = Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
+            return self.ingest_reader(stdin, None, &input.name, Local::now(), None, None);
+        }
+        let path = Path::new(&input.name);
+        let file = File::open(path).map_err(read_err)?;
+        let meta = file.metadata().map_err(read_err)?;
+        let mtime = meta
+            .modified()
+            .map(DateTime::<Local>::from)
+            .unwrap_or_else(|_| Local::now());
+        // The same open file, not the path again: a rotation may have put another file there.
+        let again = file.try_clone().map_err(read_err)?;
+        let (reader, compressed) = open_maybe_gz(file).map_err(read_err)?;
+        let mut reopen = || -> std::io::Result<Box<dyn BufRead>> {
+            let mut file = again.try_clone()?;
+            file.seek(SeekFrom::Start(0))?;
+            Ok(open_maybe_gz(file)?.0)
         };
+        // A compressed file is finished: its last line counts without a newline. A plain file
+        // may still be growing, and its last line is left for the next run.
+        self.finished = compressed;
         self.summary.files += 1;
-        self.ingest_reader(reader, &input.name, reference, inode, size)
+        self.ingest_reader(
+            reader,
+            Some(&mut reopen),
+            &input.name,
+            mtime,
+            Some(meta.ino() as i64),
+            Some(meta.len()),
+        )
     }
 
     /// Reads complete lines from `reader`. A last line without its newline (the syslog daemon
-    /// is still writing it) is left for the next run.
+    /// is still writing it) is left for the next run, unless the input is finished (compressed).
+    ///
+    /// A file goes on from the checkpoint of an earlier run only when its bytes up to there hash
+    /// the same as that run's: files that share a first line are different files. Deciding that
+    /// means reading up to the checkpoint first; when it was not this file's, `reopen` gives the
+    /// input again from its start (without it, that is an error).
     pub fn ingest_reader(
         &mut self,
         mut reader: Box<dyn BufRead>,
+        reopen: Option<&mut dyn FnMut() -> std::io::Result<Box<dyn BufRead>>>,
         name: &str,
         reference: DateTime<Local>,
         inode: Option<i64>,
@@ -318,34 +327,80 @@ impl<'a> Ingestor<'a> {
             source,
         };
         let finished = std::mem::take(&mut self.finished);
+        let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
         let (read_before, parsed_before) = (self.summary.lines_read, self.summary.parsed);
         self.first_skipped = None;
-        let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
         let mut line = Vec::with_capacity(512);
         let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
         if !complete(&line, n) {
             return Ok(());
         }
+        let first_line = line.clone();
         let hash = first_line_hash(&line);
-        let checkpoint = self.store.checkpoint(&hash)?;
+        let candidates = self.store.checkpoints(&hash)?;
+        let mut prefix = Sha256::new();
+        prefix.update(&line);
         let mut offset = n as u64;
         let mut lines_done: i64 = 1;
-        let skip_to = checkpoint.as_ref().map_or(0, |c| c.byte_offset as u64);
+        // Read up to the furthest checkpoint, noting the furthest one whose prefix is this file's.
+        let mut resume: Option<Checkpoint> = None;
+        if let Some(furthest) = candidates.last().map(|c| c.byte_offset as u64) {
+            loop {
+                for c in candidates.iter().filter(|c| c.byte_offset as u64 == offset) {
+                    if c.prefix_sha256.is_empty()
+                        || c.prefix_sha256 == hex::encode(prefix.clone().finalize())
+                    {
+                        resume = Some(c.clone());
+                    }
+                }
+                if offset >= furthest {
+                    break;
+                }
+                line.clear();
+                let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
+                if !complete(&line, n) {
+                    break;
+                }
+                prefix.update(&line);
+                offset += n as u64;
+                lines_done += 1;
+            }
+        }
+        let skip_to = resume.as_ref().map_or(0, |c| c.byte_offset as u64);
+        let read_past = !candidates.is_empty() && (resume.is_none() || offset != skip_to);
+        if read_past {
+            // Read past where this file is to go on from: read it again from the start.
+            let Some(reopen) = reopen else {
+                return Err(read_err(std::io::Error::other(
+                    "its first line is that of an ingested file, but what follows differs; give \
+                     it as a file rather than on standard input",
+                )));
+            };
+            reader = reopen().map_err(read_err)?;
+            line.clear();
+            reader.read_until(b'\n', &mut line).map_err(read_err)?;
+            prefix = Sha256::new();
+            prefix.update(&line);
+            offset = line.len() as u64;
+            lines_done = 1;
+        }
         let progress = self.progress_bar(size);
         self.store.begin()?;
         let result = (|| -> Result<()> {
             if skip_to == 0 {
-                self.process_line(&line, reference)?;
+                self.process_line(&first_line, reference)?;
             } else {
-                self.summary.lines_already_ingested += 1;
+                self.summary.lines_already_ingested += lines_done as u64;
             }
             let mut in_batch = 1usize;
+            let mut saved = resume.clone();
             loop {
                 line.clear();
                 let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
                 if !complete(&line, n) {
                     break;
                 }
+                prefix.update(&line);
                 offset += n as u64;
                 lines_done += 1;
                 if offset <= skip_to {
@@ -355,7 +410,9 @@ impl<'a> Ingestor<'a> {
                 self.process_line(&line, reference)?;
                 in_batch += 1;
                 if in_batch >= self.opts.batch_lines {
-                    self.save_checkpoint(&hash, name, inode, offset, lines_done)?;
+                    let c = self.checkpoint_here(&hash, &prefix, name, inode, offset, lines_done);
+                    self.save_checkpoint(saved.as_ref(), &c)?;
+                    saved = Some(c);
                     self.store.commit()?;
                     self.store.begin()?;
                     in_batch = 0;
@@ -365,7 +422,8 @@ impl<'a> Ingestor<'a> {
                 }
             }
             if offset > skip_to {
-                self.save_checkpoint(&hash, name, inode, offset, lines_done)?;
+                let c = self.checkpoint_here(&hash, &prefix, name, inode, offset, lines_done);
+                self.save_checkpoint(saved.as_ref(), &c)?;
             }
             if let Some(last) = self.last_line_at {
                 self.store
@@ -396,6 +454,25 @@ impl<'a> Ingestor<'a> {
         }
     }
 
+    fn checkpoint_here(
+        &self,
+        hash: &str,
+        prefix: &Sha256,
+        name: &str,
+        inode: Option<i64>,
+        offset: u64,
+        lines: i64,
+    ) -> Checkpoint {
+        Checkpoint {
+            first_line_hash: hash.to_owned(),
+            prefix_sha256: hex::encode(prefix.clone().finalize()),
+            path: name.to_owned(),
+            inode,
+            byte_offset: offset as i64,
+            lines,
+        }
+    }
+
     fn progress_bar(&self, size: Option<u64>) -> Option<indicatif::ProgressBar> {
         let size = size?;
         if !self.opts.progress || size < 16 << 20 || !std::io::stderr().is_terminal() {
@@ -410,24 +487,10 @@ impl<'a> Ingestor<'a> {
         Some(bar)
     }
 
-    fn save_checkpoint(
-        &mut self,
-        hash: &str,
-        name: &str,
-        inode: Option<i64>,
-        offset: u64,
-        lines: i64,
-    ) -> Result<()> {
+    fn save_checkpoint(&mut self, replaces: Option<&Checkpoint>, c: &Checkpoint) -> Result<()> {
         self.flush_last_ops()?;
-        let c = Checkpoint {
-            first_line_hash: hash.to_owned(),
-            path: name.to_owned(),
-            inode,
-            byte_offset: offset as i64,
-            lines,
-        };
         self.store
-            .put_checkpoint(&c, &parse::storage_time(Utc::now()))?;
+            .put_checkpoint(replaces, c, &parse::storage_time(Utc::now()))?;
         Ok(())
     }
 

@@ -236,6 +236,10 @@ pub struct OpenTransfer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub first_line_hash: String,
+    /// SHA-256 of the file's bytes before `byte_offset`: a file is taken up again from here only
+    /// when its own bytes up to here hash the same. Empty in checkpoints of schema version 2 and
+    /// older, which only the first line identified.
+    pub prefix_sha256: String,
     pub path: String,
     pub inode: Option<i64>,
     pub byte_offset: i64,
@@ -311,9 +315,16 @@ pub trait Database {
     fn commit(&mut self) -> Result<()>;
     fn rollback(&mut self) -> Result<()>;
 
-    /// The checkpoint of the log file whose first line hashes to `first_line_hash`.
-    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>>;
-    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()>;
+    /// The checkpoints of the log files whose first line hashes to `first_line_hash` (different
+    /// files can share a first line), by offset.
+    fn checkpoints(&mut self, first_line_hash: &str) -> Result<Vec<Checkpoint>>;
+    /// Stores `c`, in place of `replaces` (the same file's earlier checkpoint) if given.
+    fn put_checkpoint(
+        &mut self,
+        replaces: Option<&Checkpoint>,
+        c: &Checkpoint,
+        now: &str,
+    ) -> Result<()>;
 }
 
 /// What the ingest writes and reads back to go on where the last run stopped.
@@ -438,11 +449,9 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
         }
         let now = crate::log::parse::storage_time(chrono::Utc::now());
         for c in &checkpoints {
-            let newer = to
-                .checkpoint(&c.first_line_hash)?
-                .is_none_or(|have| have.byte_offset < c.byte_offset);
-            if newer {
-                to.put_checkpoint(c, &now)?;
+            let have = to.checkpoints(&c.first_line_hash)?;
+            if !have.iter().any(|h| h.prefix_sha256 == c.prefix_sha256) {
+                to.put_checkpoint(None, c, &now)?;
             }
         }
         Ok((copied, skipped))

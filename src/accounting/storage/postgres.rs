@@ -174,6 +174,10 @@ CREATE VIEW monthly_usage AS
     r#"
 -- A transfer whose close line was cut at 500 characters: its counters are not known (NULL).
 ALTER TABLE transfers ADD COLUMN counters_cut BOOLEAN NOT NULL DEFAULT false;
+-- Files that share a first line are told apart by the hash of everything before the checkpoint.
+ALTER TABLE checkpoints ADD COLUMN prefix_sha256 TEXT NOT NULL DEFAULT '';
+ALTER TABLE checkpoints DROP CONSTRAINT checkpoints_pkey;
+ALTER TABLE checkpoints ADD PRIMARY KEY (first_line_hash, prefix_sha256);
 "#,
 ];
 
@@ -216,6 +220,17 @@ macro_rules! pg_text {
 pg_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
 const _: () = assert!(MIGRATIONS.len() as i64 == super::SCHEMA_VERSION);
+
+fn checkpoint_from_row(r: &postgres::Row) -> Checkpoint {
+    Checkpoint {
+        first_line_hash: r.get(0),
+        prefix_sha256: r.get(1),
+        path: r.get(2),
+        inode: r.get(3),
+        byte_offset: r.get(4),
+        lines: r.get(5),
+    }
+}
 
 pub struct PgStore {
     client: Client,
@@ -750,28 +765,37 @@ impl Database for PgStore {
         self.client.batch_execute("ROLLBACK").map_err(self.err())
     }
 
-    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
-        let row = self.query_opt(
-            "SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints WHERE first_line_hash = $1",
-            &[&first_line_hash],
-        )?;
-        Ok(row.map(|r| Checkpoint {
-            first_line_hash: r.get(0),
-            path: r.get(1),
-            inode: r.get(2),
-            byte_offset: r.get(3),
-            lines: r.get(4),
-        }))
+    fn checkpoints(&mut self, first_line_hash: &str) -> Result<Vec<Checkpoint>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
+                  WHERE first_line_hash = $1 ORDER BY byte_offset",
+                &[&first_line_hash],
+            )
+            .map_err(self.err())?;
+        Ok(rows.iter().map(checkpoint_from_row).collect())
     }
 
-    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()> {
+    fn put_checkpoint(
+        &mut self,
+        replaces: Option<&Checkpoint>,
+        c: &Checkpoint,
+        now: &str,
+    ) -> Result<()> {
+        if let Some(old) = replaces {
+            self.exec(
+                "DELETE FROM checkpoints WHERE first_line_hash = $1 AND prefix_sha256 = $2",
+                &[&old.first_line_hash, &old.prefix_sha256],
+            )?;
+        }
         self.exec(
-            "INSERT INTO checkpoints (first_line_hash, path, inode, byte_offset, lines, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz)
-             ON CONFLICT (first_line_hash) DO UPDATE
+            "INSERT INTO checkpoints (first_line_hash, prefix_sha256, path, inode, byte_offset, lines, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz)
+             ON CONFLICT (first_line_hash, prefix_sha256) DO UPDATE
                 SET path = excluded.path, inode = excluded.inode, byte_offset = excluded.byte_offset,
                     lines = excluded.lines, updated_at = excluded.updated_at",
-            &[&c.first_line_hash, &c.path, &c.inode, &c.byte_offset, &c.lines, &now],
+            &[&c.first_line_hash, &c.prefix_sha256, &c.path, &c.inode, &c.byte_offset, &c.lines, &now],
         )?;
         Ok(())
     }
@@ -1222,20 +1246,15 @@ impl CopyStore for PgStore {
     }
 
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>> {
-        let rows = self.query(
-            "SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints ORDER BY first_line_hash",
-            &[],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| Checkpoint {
-                first_line_hash: r.get(0),
-                path: r.get(1),
-                inode: r.get(2),
-                byte_offset: r.get(3),
-                lines: r.get(4),
-            })
-            .collect())
+        let rows = self
+            .client
+            .query(
+                "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
+                  ORDER BY first_line_hash, byte_offset",
+                &[],
+            )
+            .map_err(self.err())?;
+        Ok(rows.iter().map(checkpoint_from_row).collect())
     }
 
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {

@@ -167,6 +167,21 @@ CREATE VIEW monthly_usage AS
     r#"
 -- A transfer whose close line was cut at 500 characters: its counters are not known (NULL).
 ALTER TABLE transfers ADD COLUMN counters_cut INTEGER NOT NULL DEFAULT 0;
+-- Files that share a first line are told apart by the hash of everything before the checkpoint.
+CREATE TABLE checkpoints_v3 (
+    first_line_hash TEXT NOT NULL,
+    prefix_sha256   TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    inode           INTEGER,
+    byte_offset     INTEGER NOT NULL,
+    lines           INTEGER NOT NULL,
+    updated_at      TEXT NOT NULL,
+    PRIMARY KEY (first_line_hash, prefix_sha256)
+);
+INSERT INTO checkpoints_v3
+     SELECT first_line_hash, '', path, inode, byte_offset, lines, updated_at FROM checkpoints;
+DROP TABLE checkpoints;
+ALTER TABLE checkpoints_v3 RENAME TO checkpoints;
 "#,
 ];
 
@@ -194,6 +209,17 @@ macro_rules! sqlite_text {
 sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
 const _: () = assert!(MIGRATIONS.len() as i64 == super::SCHEMA_VERSION);
+
+fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        first_line_hash: r.get(0)?,
+        prefix_sha256: r.get(1)?,
+        path: r.get(2)?,
+        inode: r.get(3)?,
+        byte_offset: r.get(4)?,
+        lines: r.get(5)?,
+    })
+}
 
 /// How long a command waits for another one's lock on the database.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -335,35 +361,45 @@ impl Database for SqliteStore {
         Ok(())
     }
 
-    fn checkpoint(&mut self, first_line_hash: &str) -> Result<Option<Checkpoint>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints WHERE first_line_hash = ?1",
-                [first_line_hash],
-                |r| {
-                    Ok(Checkpoint {
-                        first_line_hash: r.get(0)?,
-                        path: r.get(1)?,
-                        inode: r.get(2)?,
-                        byte_offset: r.get(3)?,
-                        lines: r.get(4)?,
-                    })
-                },
-            )
-            .optional()?)
+    fn checkpoints(&mut self, first_line_hash: &str) -> Result<Vec<Checkpoint>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
+              WHERE first_line_hash = ?1 ORDER BY byte_offset",
+        )?;
+        let rows = stmt.query_map([first_line_hash], checkpoint_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn put_checkpoint(&mut self, c: &Checkpoint, now: &str) -> Result<()> {
+    fn put_checkpoint(
+        &mut self,
+        replaces: Option<&Checkpoint>,
+        c: &Checkpoint,
+        now: &str,
+    ) -> Result<()> {
+        if let Some(old) = replaces {
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM checkpoints WHERE first_line_hash = ?1 AND prefix_sha256 = ?2",
+                )?
+                .execute([&old.first_line_hash, &old.prefix_sha256])?;
+        }
         self.conn
             .prepare_cached(
-                "INSERT INTO checkpoints (first_line_hash, path, inode, byte_offset, lines, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (first_line_hash) DO UPDATE
+                "INSERT INTO checkpoints (first_line_hash, prefix_sha256, path, inode, byte_offset, lines, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (first_line_hash, prefix_sha256) DO UPDATE
                     SET path = excluded.path, inode = excluded.inode, byte_offset = excluded.byte_offset,
                         lines = excluded.lines, updated_at = excluded.updated_at",
             )?
-            .execute(params![c.first_line_hash, c.path, c.inode, c.byte_offset, c.lines, now])?;
+            .execute(params![
+                c.first_line_hash,
+                c.prefix_sha256,
+                c.path,
+                c.inode,
+                c.byte_offset,
+                c.lines,
+                now
+            ])?;
         Ok(())
     }
 
@@ -801,18 +837,11 @@ impl CopyStore for SqliteStore {
     }
 
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT first_line_hash, path, inode, byte_offset, lines FROM checkpoints ORDER BY first_line_hash")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Checkpoint {
-                first_line_hash: r.get(0)?,
-                path: r.get(1)?,
-                inode: r.get(2)?,
-                byte_offset: r.get(3)?,
-                lines: r.get(4)?,
-            })
-        })?;
+        let mut stmt = self.conn.prepare(
+            "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
+              ORDER BY first_line_hash, byte_offset",
+        )?;
+        let rows = stmt.query_map([], checkpoint_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
