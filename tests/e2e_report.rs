@@ -10,6 +10,8 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 #[derive(Debug, Default, PartialEq, Eq, Clone)]
 struct Totals {
@@ -354,4 +356,125 @@ fn cut_close_lines_bill_nothing_and_capture_mode_keeps_the_counters() {
             );
         }
     }
+}
+
+/// Issue 11, item 7, against a real systemd-journald: the wrapper's and sftp-server's lines of a
+/// real session reach only the journal; `ingest --journal` bills them once (a second run adds
+/// nothing, a later session only itself), keeps who the journal says wrote them, and does not
+/// bill lines another program wrote under their names.
+#[test]
+fn the_journal_is_read_exactly_once_and_forged_entries_are_not_billed() {
+    require_e2e!();
+    let h = Harness::start("");
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let user = h.user();
+    let uid = nix::unistd::User::from_name(&user)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+    h.sftp_ok(&user, "put up.bin\n", local.path());
+    // Another local program claims to be sftp-server and the wrapper.
+    for (tag, message) in [
+        (
+            "sftp-server",
+            "session opened for local user ceo from [10.9.9.9]",
+        ),
+        (
+            "sftp-server",
+            "close \"/etc/shadow\" bytes read 0 written 999999",
+        ),
+        (
+            "sftpd-wrapper",
+            "session start sid=forged user=ceo client_ip=10.9.9.9",
+        ),
+    ] {
+        let ok = Command::new("logger")
+            .arg("--socket")
+            .arg(journald.dev_log())
+            .args(["-p", "local5.info", "-i", "-t", tag, message])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    let directory = journald.journal_directory();
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = db_dir.path().join("sftpd.db").display().to_string();
+    let ingest_journal = || {
+        let out = common::sftpd_report(
+            &db,
+            &[
+                "ingest",
+                "--journal",
+                "--journal-directory",
+                &directory.display().to_string(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The session's end and sftp-server's close may still be on their way.
+    let mut summary = String::new();
+    common::wait_until(
+        "the session in the journal",
+        Duration::from_secs(15),
+        || {
+            summary.push_str(&ingest_journal());
+            let sessions = report(&db, &["sessions"]);
+            (sessions
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["user"] == user.as_str() && s["end"] == "closed"))
+            .then_some(())
+        },
+    );
+    let sessions = report(&db, &["sessions"]);
+    let rows = sessions.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{sessions}\n{summary}");
+    assert_eq!(rows[0]["bytes_up"], 12_345, "{sessions}");
+    assert!(summary.contains("not billed 3"), "{summary}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (origin_uid, origin_command): (i64, String) = conn
+        .query_row("SELECT origin_uid, origin_command FROM sessions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(origin_uid, i64::from(uid));
+    assert!(
+        ["sftpd-wrapper", "sftp-server"].contains(&origin_command.as_str()),
+        "{origin_command}"
+    );
+    // Exactly once: a second run reads nothing new; a new session is read alone.
+    let again = ingest_journal();
+    assert!(again.contains("lines read 0"), "{again}");
+    h.sftp_ok(&user, "put up.bin second.bin\n", local.path());
+    common::wait_until("the second session", Duration::from_secs(15), || {
+        ingest_journal();
+        let s = report(&db, &["sessions"]);
+        (s.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["end"] == "closed")
+            .count()
+            == 2)
+            .then_some(())
+    });
+    let usage = report(&db, &["usage", "--by", "month"]);
+    let total: i64 = usage
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["bytes_up"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 2 * 12_345, "{usage}");
 }

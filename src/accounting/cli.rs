@@ -50,7 +50,14 @@ pub enum ReportCommand {
         /// Lines per transaction.
         #[arg(long, default_value_t = 50_000, hide = true)]
         batch_lines: usize,
-        #[arg(required = true)]
+        /// Read the systemd journal (the [syslog] facility's entries), from where the last
+        /// `--journal` run stopped; with files, the files are read first.
+        #[arg(long)]
+        journal: bool,
+        /// The journal directory to read instead of the system's (`journalctl --directory`).
+        #[arg(long, requires = "journal")]
+        journal_directory: Option<PathBuf>,
+        #[arg(required_unless_present = "journal")]
         files: Vec<String>,
     },
     /// One row per session: who, from where, how long, files and bytes each way.

@@ -79,6 +79,11 @@ pub struct Summary {
     /// Skipped lines of a known program that were not taken, by why (an unknown message is
     /// not counted here).
     pub skipped_because: std::collections::BTreeMap<&'static str, u64>,
+    /// Journal entries that claimed to be the wrapper's, sftp-server's or sshd's and were not, or
+    /// that the journal cannot tell.
+    pub forged: u64,
+    /// The first few of them, said in words.
+    pub forged_examples: Vec<String>,
 }
 
 impl std::fmt::Display for Summary {
@@ -103,6 +108,14 @@ impl std::fmt::Display for Summary {
         }
         for (reason, n) in &self.skipped_because {
             write!(f, "; skipped {n}: {reason}")?;
+        }
+        if self.forged > 0 {
+            write!(
+                f,
+                "; not billed {}: not written by the program they name ({})",
+                self.forged,
+                self.forged_examples.join(", ")
+            )?;
         }
         Ok(())
     }
@@ -181,6 +194,10 @@ pub struct Ingestor<'a> {
     first_skipped: Option<Vec<u8>>,
     /// Inputs with new lines of which none was understood.
     pub not_understood: Vec<NotUnderstood>,
+    /// The session the last applied line belonged to (for the journal's origin fields).
+    touched: Option<i64>,
+    /// Sessions whose origin was recorded in this run.
+    origin_set: std::collections::HashSet<i64>,
     pub summary: Summary,
 }
 
@@ -214,6 +231,8 @@ impl<'a> Ingestor<'a> {
             finished: false,
             first_skipped: None,
             not_understood: Vec::new(),
+            touched: None,
+            origin_set: std::collections::HashSet::new(),
             summary: Summary::default(),
             opts,
             store,
@@ -505,30 +524,167 @@ impl<'a> Ingestor<'a> {
             self.skip(raw);
             return Ok(());
         };
-        let at = parse::storage_time(ts);
-        self.expire(ts);
         let host = line
             .host
             .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
-        let used = match parse::classify(line.program, line.message, &self.opts.wrapper_ident) {
-            Record::Wrapper(ev) => self.apply_wrapper(&host, line.pid, &at, &ev)?,
-            Record::Sftp { source, event } => match line.pid {
-                Some(pid) => self.apply_sftp(&host, i64::from(pid), source, &at, event)?,
-                None => false,
-            },
-            Record::Accepted(a) => {
-                self.store.add_pending_auth(&host, &a, &at)?;
-                self.last_line_at = Some(ts);
-                true
-            }
-            Record::Foreign => false,
-        };
-        if used {
+        if self.apply_record(ts, &host, line.program, line.pid, line.message)? {
             self.summary.parsed += 1;
         } else {
             self.skip(raw);
         }
         Ok(())
+    }
+
+    /// Applies one line's content; says whether it was used.
+    fn apply_record(
+        &mut self,
+        ts: DateTime<Utc>,
+        host: &str,
+        program: &str,
+        pid: Option<u32>,
+        message: &[u8],
+    ) -> Result<bool> {
+        let at = parse::storage_time(ts);
+        self.expire(ts);
+        self.touched = None;
+        Ok(
+            match parse::classify(program, message, &self.opts.wrapper_ident) {
+                Record::Wrapper(ev) => self.apply_wrapper(host, pid, &at, &ev)?,
+                Record::Sftp { source, event } => match pid {
+                    Some(pid) => self.apply_sftp(host, i64::from(pid), source, &at, event)?,
+                    None => false,
+                },
+                Record::Accepted(a) => {
+                    self.store.add_pending_auth(host, &a, &at)?;
+                    self.last_line_at = Some(ts);
+                    true
+                }
+                Record::Foreign => false,
+            },
+        )
+    }
+
+    /// Reads the journal from where the last run on `source` stopped, in batches that each move
+    /// the cursor in the same transaction. An entry that claims to be the wrapper's, sftp-server's
+    /// or sshd's but that the journal says another program wrote is not applied; it is counted,
+    /// and the first few are kept in [`Summary::forged`].
+    pub fn ingest_journal(
+        &mut self,
+        source: &crate::accounting::journal::JournalSource,
+    ) -> Result<()> {
+        use crate::accounting::journal;
+        let key = source.key();
+        let read_err = |source| IngestError::Read {
+            path: key.clone(),
+            source,
+        };
+        let cursor = self.store.journal_cursor(&key)?;
+        let mut child = std::process::Command::new("journalctl")
+            .args(source.journalctl_args(cursor.as_deref()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| read_err(std::io::Error::new(e.kind(), format!("journalctl: {e}"))))?;
+        let mut reader = BufReader::with_capacity(1 << 16, child.stdout.take().expect("piped"));
+        self.summary.files += 1;
+        let (read_before, parsed_before) = (self.summary.lines_read, self.summary.parsed);
+        self.first_skipped = None;
+        self.store.begin()?;
+        let result = (|| -> Result<()> {
+            let mut line = Vec::with_capacity(1024);
+            let mut in_batch = 0usize;
+            let mut last_cursor: Option<String> = None;
+            loop {
+                line.clear();
+                if reader.read_until(b'\n', &mut line).map_err(read_err)? == 0 {
+                    break;
+                }
+                let Some(entry) = journal::parse_entry(&line) else {
+                    continue;
+                };
+                self.summary.lines_read += 1;
+                last_cursor = Some(entry.cursor.clone());
+                if let Some(why) = journal::forged(&entry, &self.opts.wrapper_ident) {
+                    self.summary.forged += 1;
+                    if self.summary.forged_examples.len() < 3 {
+                        self.summary.forged_examples.push(why);
+                    }
+                    self.skip(&entry.message);
+                } else if let Some(ts) = DateTime::<Utc>::from_timestamp_micros(entry.realtime_us) {
+                    let host = entry
+                        .host
+                        .clone()
+                        .unwrap_or_else(|| self.opts.host_default.clone());
+                    if self.apply_record(ts, &host, &entry.identifier, entry.pid, &entry.message)? {
+                        self.summary.parsed += 1;
+                        if let Some(id) = self.touched.take()
+                            && self.origin_set.insert(id)
+                        {
+                            self.store.set_session_origin(
+                                id,
+                                entry.uid,
+                                entry.command.as_deref(),
+                            )?;
+                        }
+                    } else {
+                        self.skip(&entry.message);
+                    }
+                } else {
+                    self.skip(&entry.message);
+                }
+                in_batch += 1;
+                if in_batch >= self.opts.batch_lines
+                    && let Some(c) = &last_cursor
+                {
+                    self.flush_last_ops()?;
+                    self.store
+                        .put_journal_cursor(&key, c, &parse::storage_time(Utc::now()))?;
+                    self.store.commit()?;
+                    self.store.begin()?;
+                    in_batch = 0;
+                }
+            }
+            if let Some(c) = &last_cursor {
+                self.flush_last_ops()?;
+                self.store
+                    .put_journal_cursor(&key, c, &parse::storage_time(Utc::now()))?;
+            }
+            Ok(())
+        })();
+        let status = child.wait().map_err(read_err)?;
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let result = result.and_then(|()| {
+            if status.success() {
+                Ok(())
+            } else {
+                Err(read_err(std::io::Error::other(format!(
+                    "journalctl failed ({status}): {}",
+                    stderr.trim().replace('\n', " ")
+                ))))
+            }
+        });
+        match result {
+            Ok(()) => {
+                self.store.commit()?;
+                let lines = self.summary.lines_read - read_before;
+                if lines > 0 && self.summary.parsed == parsed_before {
+                    self.not_understood.push(NotUnderstood {
+                        name: key.clone(),
+                        lines,
+                        first_line: self.first_skipped.take().unwrap_or_default(),
+                    });
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.store.rollback();
+                Err(e)
+            }
+        }
     }
 
     fn skip(&mut self, raw: &[u8]) {
@@ -718,7 +874,7 @@ impl<'a> Ingestor<'a> {
     ) -> Result<bool> {
         match line {
             WrapperLine::SessionStart { .. } => {
-                self.wrapper_session(host, pid, at, line)?;
+                self.touched = Some(self.wrapper_session(host, pid, at, line)?);
             }
             WrapperLine::SftpServerStarted { sftp_pid, .. } => {
                 let id = self.wrapper_session(host, pid, at, line)?;
@@ -927,13 +1083,14 @@ impl<'a> Ingestor<'a> {
                     state.is_some_and(|s| s.wrapper && s.user.as_deref().is_none_or(|u| u == user));
                 if fresh_wrapper {
                     self.store.fill_session_identity(id, user, client_ip)?;
+                    self.touched = Some(id);
                     return Ok(true);
                 }
                 // The PID's earlier session never logged its end: give up on it.
                 self.store.abandon_session(id)?;
                 self.forget_session(id);
             }
-            self.plain_session(&key, source, at, Some((user, client_ip)))?;
+            self.touched = Some(self.plain_session(&key, source, at, Some((user, client_ip)))?);
             return Ok(true);
         }
         let skip_reason = match &event {
@@ -952,6 +1109,7 @@ impl<'a> Ingestor<'a> {
             return Ok(false);
         }
         let session = self.sftp_session(&key, source, at)?;
+        self.touched = Some(session);
         match event {
             SftpEvent::SessionOpened { .. } | SftpEvent::Unparsed => {}
             SftpEvent::SessionClosed { user, client_ip } => {

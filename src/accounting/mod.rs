@@ -3,5 +3,6 @@
 
 pub mod cli;
 pub mod ingest;
+pub mod journal;
 pub mod report;
 pub mod storage;

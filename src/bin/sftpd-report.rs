@@ -172,6 +172,8 @@ fn run(cli: Cli) -> Result<()> {
             no_wait,
             allow_empty,
             batch_lines,
+            journal,
+            journal_directory,
             files,
         } => {
             store.lock_for_ingest(!no_wait)?;
@@ -189,6 +191,13 @@ fn run(cli: Cli) -> Result<()> {
             let inputs: Vec<Input> = files.iter().map(|f| Input { name: f.clone() }).collect();
             let mut ingestor = Ingestor::new(store.as_mut(), opts)?;
             ingestor.ingest_inputs(&inputs)?;
+            if *journal {
+                let source = sftpd_wrapper::accounting::journal::JournalSource {
+                    directory: journal_directory.clone(),
+                    facility: (cfg.syslog.facility.to_libc() >> 3) as u8,
+                };
+                ingestor.ingest_journal(&source)?;
+            }
             println!("{}", ingestor.summary);
             for file in &ingestor.not_understood {
                 let shown: String = file

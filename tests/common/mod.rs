@@ -801,3 +801,71 @@ fn spawn_in_namespace(root: &Path, config: &Path, sshd_config: &Path) -> Child {
     }
     cmd.spawn().expect("sshd")
 }
+
+/// A real systemd-journald of the test's own: in a mount namespace where its sockets and its
+/// journal files are the test's directories, so the host's journal (if any) is untouched.
+pub struct Journald {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Journald {
+    pub fn start(dir: &Path) -> Journald {
+        for sub in ["run", "log", "var"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        for mount_point in ["/run/systemd", "/run/log", "/var/log/journal"] {
+            let _ = fs::create_dir_all(mount_point);
+        }
+        let script = format!(
+            "mount --make-rprivate / && mount --bind {d}/run /run/systemd && \
+             mount --bind {d}/log /run/log && mount --bind {d}/var /var/log/journal && \
+             exec /lib/systemd/systemd-journald",
+            d = dir.display()
+        );
+        let child = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("journald.err")).unwrap())
+            .spawn()
+            .expect("systemd-journald");
+        let journald = Journald {
+            child,
+            dir: dir.to_owned(),
+        };
+        wait_until("journald's syslog socket", Duration::from_secs(10), || {
+            use std::os::unix::fs::FileTypeExt;
+            fs::metadata(journald.dev_log())
+                .ok()
+                .filter(|m| m.file_type().is_socket())
+        });
+        journald
+    }
+
+    /// The socket that takes syslog(3) datagrams: what /dev/log is for a systemd machine.
+    pub fn dev_log(&self) -> PathBuf {
+        self.dir.join("run/journal/dev-log")
+    }
+
+    /// The directory of its journal files, once it has written one.
+    pub fn journal_directory(&self) -> PathBuf {
+        wait_until("journald's journal file", Duration::from_secs(10), || {
+            fs::read_dir(self.dir.join("log/journal"))
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.join("system.journal").exists())
+        })
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}

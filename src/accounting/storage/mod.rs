@@ -269,6 +269,8 @@ pub struct SessionRecord {
     pub auth_method: Option<String>,
     pub auth_key: Option<String>,
     pub sftp_closed: bool,
+    pub origin_uid: Option<i64>,
+    pub origin_command: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +288,7 @@ pub struct TransferRecord {
     pub forced: bool,
     pub failed: bool,
     pub complete: bool,
+    pub counters_cut: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,6 +340,17 @@ pub trait IngestStore: Database {
     /// Fills in who and from where, where the session does not know yet.
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()>;
     fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()>;
+    /// What the journal itself says wrote the session's lines (not what the lines claim): the
+    /// UID and command of the first journal entry of the session. Kept when already set.
+    fn set_session_origin(
+        &mut self,
+        id: i64,
+        uid: Option<i64>,
+        command: Option<&str>,
+    ) -> Result<()>;
+    /// Where the last ingest of journal `source` stopped.
+    fn journal_cursor(&mut self, source: &str) -> Result<Option<String>>;
+    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()>;
     fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()>;
     fn mark_sftp_closed(&mut self, id: i64) -> Result<()>;
     fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()>;

@@ -178,6 +178,14 @@ ALTER TABLE transfers ADD COLUMN counters_cut BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE checkpoints ADD COLUMN prefix_sha256 TEXT NOT NULL DEFAULT '';
 ALTER TABLE checkpoints DROP CONSTRAINT checkpoints_pkey;
 ALTER TABLE checkpoints ADD PRIMARY KEY (first_line_hash, prefix_sha256);
+-- The journal: where each source's last ingest stopped, and who really wrote a session's lines.
+CREATE TABLE journal_cursors (
+    source     TEXT PRIMARY KEY,
+    cursor     TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+ALTER TABLE sessions ADD COLUMN origin_uid BIGINT;
+ALTER TABLE sessions ADD COLUMN origin_command TEXT;
 "#,
 ];
 
@@ -884,6 +892,37 @@ impl IngestStore for PgStore {
         Ok(())
     }
 
+    fn set_session_origin(
+        &mut self,
+        id: i64,
+        uid: Option<i64>,
+        command: Option<&str>,
+    ) -> Result<()> {
+        self.exec(
+            "UPDATE sessions SET origin_uid = $2, origin_command = $3
+              WHERE id = $1 AND origin_uid IS NULL AND origin_command IS NULL",
+            &[&id, &uid, &command],
+        )?;
+        Ok(())
+    }
+
+    fn journal_cursor(&mut self, source: &str) -> Result<Option<String>> {
+        let row = self.query_opt(
+            "SELECT cursor FROM journal_cursors WHERE source = $1",
+            &[&source],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO journal_cursors (source, cursor, updated_at) VALUES ($1, $2, $3::text::timestamptz)
+             ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            &[&source, &cursor, &now],
+        )?;
+        Ok(())
+    }
+
     fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
         self.patch(id).last_op = Some(op);
         Ok(())
@@ -1160,7 +1199,7 @@ impl CopyStore for PgStore {
             "SELECT id, host, \"user\", client_ip, client_port, local_ip, local_port,
                     to_char(started_at AT TIME ZONE 'UTC', {TS}), to_char(ended_at AT TIME ZONE 'UTC', {TS}),
                     duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
-                    sftp_closed
+                    sftp_closed, origin_uid, origin_command
                FROM sessions ORDER BY id"
         );
         let rows = self.client.query(&sql, &[]).map_err(self.err())?;
@@ -1187,6 +1226,8 @@ impl CopyStore for PgStore {
                 auth_method: r.get(17),
                 auth_key: r.get(18),
                 sftp_closed: r.get(19),
+                origin_uid: r.get(20),
+                origin_command: r.get(21),
             })
             .collect())
     }
@@ -1196,7 +1237,7 @@ impl CopyStore for PgStore {
         let sql = format!(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
                     to_char(opened_at AT TIME ZONE 'UTC', {TS}), to_char(closed_at AT TIME ZONE 'UTC', {TS}),
-                    forced, failed, complete, counts_as
+                    forced, failed, complete, counts_as, counters_cut
                FROM transfers ORDER BY id"
         );
         let rows = self.client.query(&sql, &[]).map_err(self.err())?;
@@ -1216,6 +1257,7 @@ impl CopyStore for PgStore {
                 failed: r.get(10),
                 complete: r.get(11),
                 counts_as: r.get(12),
+                counters_cut: r.get(13),
             })
             .collect())
     }
@@ -1261,14 +1303,14 @@ impl CopyStore for PgStore {
         let row = self.query_opt(
             "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at, ended_at,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
-                                   auth_method, auth_key, sftp_closed)
+                                   auth_method, auth_key, sftp_closed, origin_uid, origin_command)
              VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8::text::timestamptz, $9, $10, $11, $12, $13,
-                     $14, $15, $16, $17, $18, $19)
+                     $14, $15, $16, $17, $18, $19, $20, $21)
              ON CONFLICT (host, pid, started_at) DO NOTHING RETURNING id",
             &[
                 &s.host, &s.user, &s.client_ip, &s.client_port, &s.local_ip, &s.local_port, &s.started_at, &s.ended_at,
                 &s.duration_ms, &s.exit_status, &s.signal, &s.end_reason, &s.source, &s.sid, &s.pid, &s.sftp_pid,
-                &s.auth_method, &s.auth_key, &s.sftp_closed,
+                &s.auth_method, &s.auth_key, &s.sftp_closed, &s.origin_uid, &s.origin_command,
             ],
         )?;
         Ok(row.map(|r| r.get(0)))
@@ -1278,11 +1320,11 @@ impl CopyStore for PgStore {
         let text = path_text(&t.path);
         self.exec(
             "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
-                                    opened_at, closed_at, forced, failed, complete, counts_as)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14)",
+                                    opened_at, closed_at, forced, failed, complete, counts_as, counters_cut)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15)",
             &[
                 &session_id, &t.path, &text, &t.direction, &t.open_flags, &t.mode, &t.bytes_read, &t.bytes_written,
-                &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as,
+                &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut,
             ],
         )?;
         Ok(())

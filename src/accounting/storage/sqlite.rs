@@ -182,6 +182,14 @@ INSERT INTO checkpoints_v3
      SELECT first_line_hash, '', path, inode, byte_offset, lines, updated_at FROM checkpoints;
 DROP TABLE checkpoints;
 ALTER TABLE checkpoints_v3 RENAME TO checkpoints;
+-- The journal: where each source's last ingest stopped, and who really wrote a session's lines.
+CREATE TABLE journal_cursors (
+    source     TEXT PRIMARY KEY,
+    cursor     TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+ALTER TABLE sessions ADD COLUMN origin_uid INTEGER;
+ALTER TABLE sessions ADD COLUMN origin_command TEXT;
 "#,
 ];
 
@@ -532,6 +540,42 @@ impl IngestStore for SqliteStore {
         Ok(())
     }
 
+    fn set_session_origin(
+        &mut self,
+        id: i64,
+        uid: Option<i64>,
+        command: Option<&str>,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET origin_uid = ?2, origin_command = ?3
+                  WHERE id = ?1 AND origin_uid IS NULL AND origin_command IS NULL",
+            )?
+            .execute(params![id, uid, command])?;
+        Ok(())
+    }
+
+    fn journal_cursor(&mut self, source: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT cursor FROM journal_cursors WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO journal_cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            )?
+            .execute(params![source, cursor, now])?;
+        Ok(())
+    }
+
     fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
         let (kind, op_id) = LastOp::columns(op);
         self.conn
@@ -760,7 +804,8 @@ impl CopyStore for SqliteStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT id, host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
-                    exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed
+                    exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed,
+                    origin_uid, origin_command
                FROM sessions ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -785,6 +830,8 @@ impl CopyStore for SqliteStore {
                 auth_method: r.get(17)?,
                 auth_key: r.get(18)?,
                 sftp_closed: r.get::<_, i64>(19)? != 0,
+                origin_uid: r.get(20)?,
+                origin_command: r.get(21)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -793,7 +840,7 @@ impl CopyStore for SqliteStore {
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written, opened_at, closed_at,
-                    forced, failed, complete, counts_as FROM transfers ORDER BY id",
+                    forced, failed, complete, counts_as, counters_cut FROM transfers ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(TransferRecord {
@@ -810,6 +857,7 @@ impl CopyStore for SqliteStore {
                 failed: r.get::<_, i64>(10)? != 0,
                 complete: r.get::<_, i64>(11)? != 0,
                 counts_as: r.get(12)?,
+                counters_cut: r.get::<_, i64>(13)? != 0,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -849,14 +897,14 @@ impl CopyStore for SqliteStore {
         let inserted = self.conn.prepare_cached(
             "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
-                                   auth_method, auth_key, sftp_closed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                                   auth_method, auth_key, sftp_closed, origin_uid, origin_command)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
              ON CONFLICT (host, pid, started_at) DO NOTHING",
         )?
         .execute(params![
             s.host, s.user, s.client_ip, s.client_port, s.local_ip, s.local_port, s.started_at, s.ended_at,
             s.duration_ms, s.exit_status, s.signal, s.end_reason, s.source, s.sid, s.pid, s.sftp_pid,
-            s.auth_method, s.auth_key, s.sftp_closed
+            s.auth_method, s.auth_key, s.sftp_closed, s.origin_uid, s.origin_command
         ])?;
         Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
     }
@@ -865,12 +913,14 @@ impl CopyStore for SqliteStore {
         self.conn
             .prepare_cached(
                 "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read,
-                                        bytes_written, opened_at, closed_at, forced, failed, complete, counts_as)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                        bytes_written, opened_at, closed_at, forced, failed, complete, counts_as,
+                                        counters_cut)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 session_id, t.path, path_text(&t.path), t.direction, t.open_flags, t.mode, t.bytes_read,
-                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete, t.counts_as
+                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete, t.counts_as,
+                t.counters_cut
             ])?;
         Ok(())
     }

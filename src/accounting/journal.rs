@@ -1,0 +1,189 @@
+//! The systemd journal as an input: `journalctl -o json` (argv only, no shell) from a cursor kept
+//! in the database, and the journal's own fields about who wrote each line, which no line's
+//! text can forge.
+
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// Which journal to read.
+#[derive(Debug, Clone, Default)]
+pub struct JournalSource {
+    /// `journalctl --directory`; none: the system's journal.
+    pub directory: Option<PathBuf>,
+    /// The syslog facility of the wrapper's and sftp-server's lines (local5 = 21).
+    pub facility: u8,
+}
+
+impl JournalSource {
+    /// The key of this source's cursor in the database.
+    pub fn key(&self) -> String {
+        match &self.directory {
+            Some(d) => format!("journal:{}", d.display()),
+            None => "journal:system".to_owned(),
+        }
+    }
+
+    /// journalctl's arguments: every entry of the facility after `cursor`, as JSON lines.
+    pub fn journalctl_args(&self, cursor: Option<&str>) -> Vec<String> {
+        let mut args = vec![
+            "--output=json".to_owned(),
+            "--no-pager".to_owned(),
+            "--quiet".to_owned(),
+            "--all".to_owned(),
+        ];
+        if let Some(d) = &self.directory {
+            args.push(format!("--directory={}", d.display()));
+        }
+        if let Some(c) = cursor {
+            args.push(format!("--after-cursor={c}"));
+        }
+        args.push(format!("SYSLOG_FACILITY={}", self.facility));
+        args
+    }
+}
+
+/// One journal entry, as far as the ingest needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub cursor: String,
+    /// Microseconds since the epoch, when journald received it.
+    pub realtime_us: i64,
+    pub host: Option<String>,
+    /// What the line says wrote it (`SYSLOG_IDENTIFIER`).
+    pub identifier: String,
+    /// The PID the line names (`SYSLOG_PID`), else the sender's.
+    pub pid: Option<u32>,
+    /// Trusted: the sender's UID, PID and command, as journald found them.
+    pub uid: Option<i64>,
+    pub sender_pid: Option<u32>,
+    pub command: Option<String>,
+    pub message: Vec<u8>,
+}
+
+/// A field that is text, or (for bytes that are not UTF-8) an array of byte values.
+fn bytes_field(entry: &Value, key: &str) -> Option<Vec<u8>> {
+    match entry.get(key)? {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Array(items) => items
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect(),
+        _ => None,
+    }
+}
+
+fn text_field(entry: &Value, key: &str) -> Option<String> {
+    entry.get(key)?.as_str().map(str::to_owned)
+}
+
+/// Parses one line of `journalctl -o json`; `None` when it is not an entry with a message.
+pub fn parse_entry(line: &[u8]) -> Option<JournalEntry> {
+    let entry: Value = serde_json::from_slice(line).ok()?;
+    let number = |key: &str| text_field(&entry, key)?.parse::<i64>().ok();
+    let pid = |key: &str| text_field(&entry, key)?.parse::<u32>().ok();
+    let command = text_field(&entry, "_COMM").or_else(|| {
+        text_field(&entry, "_EXE").map(|exe| exe.rsplit('/').next().unwrap_or(&exe).to_owned())
+    });
+    Some(JournalEntry {
+        cursor: text_field(&entry, "__CURSOR")?,
+        realtime_us: number("__REALTIME_TIMESTAMP")?,
+        host: text_field(&entry, "_HOSTNAME"),
+        identifier: text_field(&entry, "SYSLOG_IDENTIFIER").unwrap_or_default(),
+        pid: pid("SYSLOG_PID").or_else(|| pid("_PID")),
+        uid: number("_UID"),
+        sender_pid: pid("_PID"),
+        command,
+        message: bytes_field(&entry, "MESSAGE")?,
+    })
+}
+
+/// Why an entry that claims to come from the wrapper, sftp-server or sshd is not taken: the
+/// journal says another program wrote it, or cannot say who did (journald reads the command from
+/// /proc, and a sender that exits at once leaves it out: a forger's way to pass unchecked).
+/// `None`: taken (the claim fits, or the entry claims none of them).
+pub fn forged(entry: &JournalEntry, wrapper_ident: &str) -> Option<String> {
+    let claims = [
+        wrapper_ident,
+        "sftp-server",
+        "internal-sftp",
+        "sshd",
+        "sshd-session",
+    ];
+    if !claims.contains(&entry.identifier.as_str()) {
+        return None;
+    }
+    let pid = entry.pid.map_or("?".to_owned(), |p| p.to_string());
+    let uid = entry.uid.map_or("?".to_owned(), |u| u.to_string());
+    let Some(command) = entry.command.as_deref() else {
+        return Some(format!(
+            "{}[{pid}] of uid {uid}, whose program the journal does not know",
+            entry.identifier
+        ));
+    };
+    // journald keeps the first 15 bytes of a command name.
+    let is = |name: &str| command == &name[..name.len().min(15)];
+    let allowed = match entry.identifier.as_str() {
+        id if id == wrapper_ident => is("sftpd-wrapper"),
+        // In capture mode the wrapper forwards sftp-server's lines under sftp-server's name.
+        "sftp-server" => is("sftp-server") && entry.pid == entry.sender_pid || is("sftpd-wrapper"),
+        _ => is("sshd") || is("sshd-session"),
+    };
+    (!allowed).then(|| {
+        format!(
+            "{}[{pid}] written by {command} (uid {uid})",
+            entry.identifier
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(identifier: &str, command: Option<&str>, pid: u32, sender: u32) -> JournalEntry {
+        JournalEntry {
+            cursor: "c".into(),
+            realtime_us: 0,
+            host: None,
+            identifier: identifier.into(),
+            pid: Some(pid),
+            uid: Some(1000),
+            sender_pid: Some(sender),
+            command: command.map(str::to_owned),
+            message: b"x".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_line_is_what_the_journal_says_wrote_it() {
+        let w = "sftpd-wrapper";
+        assert_eq!(forged(&entry(w, Some("sftpd-wrapper"), 5, 5), w), None);
+        assert_eq!(
+            forged(&entry("sftp-server", Some("sftp-server"), 6, 6), w),
+            None
+        );
+        assert_eq!(
+            forged(&entry("sftp-server", Some("sftpd-wrapper"), 6, 5), w),
+            None
+        );
+        assert_eq!(forged(&entry("sshd", Some("sshd"), 6, 6), w), None);
+        assert_eq!(forged(&entry("cron", Some("cron"), 6, 6), w), None);
+        assert!(forged(&entry("sftp-server", None, 6, 6), w).is_some());
+        assert!(forged(&entry(w, Some("logger"), 5, 5), w).is_some());
+        assert!(forged(&entry("sftp-server", Some("logger"), 6, 6), w).is_some());
+        // sftp-server itself naming another PID.
+        assert!(forged(&entry("sftp-server", Some("sftp-server"), 6, 7), w).is_some());
+    }
+
+    #[test]
+    fn entries_from_journalctl_json() {
+        let line = br#"{"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1795777334230568","_HOSTNAME":"vm","SYSLOG_IDENTIFIER":"sftp-server","SYSLOG_PID":"23289","_PID":"23289","_UID":"1001","_COMM":"sftp-server","MESSAGE":[114,101,109,111,118,101,32,255]}"#;
+        let e = parse_entry(line).unwrap();
+        assert_eq!(e.message, b"remove \xff");
+        assert_eq!(
+            (e.pid, e.uid, e.command.as_deref()),
+            (Some(23289), Some(1001), Some("sftp-server"))
+        );
+        assert_eq!(parse_entry(b"not json"), None);
+    }
+}
