@@ -50,6 +50,15 @@ pub enum ReportCommand {
         /// Lines per transaction.
         #[arg(long, default_value_t = 50_000, hide = true)]
         batch_lines: usize,
+        /// Forget everything of the hosts in FILES (sessions, transfers, operations) and the
+        /// files' checkpoints, then read the files oldest first: the way to redo a host whose
+        /// rotated files were ingested out of order. Give every log of those hosts you still have.
+        #[arg(long, conflicts_with = "journal")]
+        rebuild: bool,
+        /// Read files even when their lines are older than what is already ingested from their
+        /// host (by default that is refused: sessions across files would be split).
+        #[arg(long)]
+        any_order: bool,
         /// Read the systemd journal (the [syslog] facility's entries), from where the last
         /// `--journal` run stopped; with files, the files are read first.
         #[arg(long)]

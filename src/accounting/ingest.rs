@@ -30,6 +30,18 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "{path}: its lines from {first} are older than what is already ingested from host {host} \
+         (up to {latest}); read now, sessions that span files would be split and billed twice. \
+         Ingest rotated files oldest first, or redo host {host} in order with `sftpd-report ingest \
+         --rebuild FILE...` (giving every log of that host you still have)"
+    )]
+    OutOfOrder {
+        path: String,
+        first: String,
+        host: String,
+        latest: String,
+    },
     #[error("the ingest lock {path}: {source}")]
     Lock {
         path: String,
@@ -49,6 +61,9 @@ pub struct IngestOptions {
     pub batch_lines: usize,
     /// Show a progress bar on a terminal for large inputs.
     pub progress: bool,
+    /// Take files whose lines are older than what is already ingested (`--rebuild` reads in
+    /// order on a forgotten host; tests of the order logic).
+    pub any_order: bool,
 }
 
 impl Default for IngestOptions {
@@ -60,6 +75,7 @@ impl Default for IngestOptions {
             wrapper_ident: "sftpd-wrapper".to_owned(),
             batch_lines: 50_000,
             progress: false,
+            any_order: false,
         }
     }
 }
@@ -405,8 +421,10 @@ impl<'a> Ingestor<'a> {
         }
         let progress = self.progress_bar(size);
         self.store.begin()?;
+        let mut order_checked = false;
         let result = (|| -> Result<()> {
             if skip_to == 0 {
+                self.check_order(&first_line, reference, name, &mut order_checked)?;
                 self.process_line(&first_line, reference)?;
             } else {
                 self.summary.lines_already_ingested += lines_done as u64;
@@ -426,6 +444,7 @@ impl<'a> Ingestor<'a> {
                     self.summary.lines_already_ingested += 1;
                     continue;
                 }
+                self.check_order(&line, reference, name, &mut order_checked)?;
                 self.process_line(&line, reference)?;
                 in_batch += 1;
                 if in_batch >= self.opts.batch_lines {
@@ -470,6 +489,44 @@ impl<'a> Ingestor<'a> {
                 let _ = self.store.rollback();
                 Err(e)
             }
+        }
+    }
+
+    /// Refuses a file whose first new line is older than what is already ingested from its host
+    /// (by more than the grace for lines out of order): the sessions it continues or is continued
+    /// by were read without it. Looks at new lines until one can be read.
+    fn check_order(
+        &mut self,
+        raw: &[u8],
+        reference: DateTime<Local>,
+        name: &str,
+        checked: &mut bool,
+    ) -> Result<()> {
+        if *checked || self.opts.any_order {
+            return Ok(());
+        }
+        let Some(line) = parse::parse_syslog_line(raw) else {
+            return Ok(());
+        };
+        let Some(ts) = line.timestamp.resolve(reference) else {
+            return Ok(());
+        };
+        *checked = true;
+        let host = line
+            .host
+            .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
+        let latest = self
+            .store
+            .latest_time(&host)?
+            .and_then(|t| parse::parse_storage_time(&t));
+        match latest {
+            Some(latest) if ts + LATE_LINE_GRACE < latest => Err(IngestError::OutOfOrder {
+                path: name.to_owned(),
+                first: parse::storage_time(ts),
+                host,
+                latest: parse::storage_time(latest),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -1315,6 +1372,49 @@ impl<'a> Ingestor<'a> {
         }
         Ok(true)
     }
+}
+
+/// `--rebuild`: forgets everything of the hosts whose lines `inputs` hold, and the checkpoints of
+/// `inputs`, so that reading them again (oldest first) gives what reading them in order would
+/// have. Returns the hosts.
+pub fn forget_for_rebuild(
+    store: &mut dyn IngestStore,
+    inputs: &[Input],
+    host_default: &str,
+) -> Result<Vec<String>> {
+    let mut hosts = std::collections::BTreeSet::new();
+    for input in inputs {
+        let read_err = |source| IngestError::Read {
+            path: input.name.clone(),
+            source,
+        };
+        if input.name == "-" {
+            return Err(read_err(std::io::Error::other(
+                "--rebuild reads each input twice: give files, not standard input",
+            )));
+        }
+        let file = File::open(&input.name).map_err(read_err)?;
+        let (mut reader, _) = open_maybe_gz(file).map_err(read_err)?;
+        let mut line = Vec::new();
+        let mut first = true;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(read_err)? == 0 {
+                break;
+            }
+            if first {
+                store.forget_checkpoints(&first_line_hash(&line))?;
+                first = false;
+            }
+            if let Some(l) = parse::parse_syslog_line(&line) {
+                hosts.insert(l.host.unwrap_or(host_default).to_owned());
+            }
+        }
+    }
+    for host in &hosts {
+        store.forget_host(host)?;
+    }
+    Ok(hosts.into_iter().collect())
 }
 
 /// Opens a file, decompressing gzip transparently (by its magic bytes, not its name); says

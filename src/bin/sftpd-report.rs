@@ -174,6 +174,8 @@ fn run(cli: Cli) -> Result<()> {
             batch_lines,
             journal,
             journal_directory,
+            rebuild,
+            any_order,
             files,
         } => {
             store.lock_for_ingest(!no_wait)?;
@@ -189,6 +191,16 @@ fn run(cli: Cli) -> Result<()> {
                 opts.host_default = h.clone();
             }
             let inputs: Vec<Input> = files.iter().map(|f| Input { name: f.clone() }).collect();
+            opts.any_order = *any_order;
+            if *rebuild {
+                let hosts = sftpd_wrapper::accounting::ingest::forget_for_rebuild(
+                    store.as_mut(),
+                    &inputs,
+                    &opts.host_default,
+                )?;
+                eprintln!("sftpd-report: rebuilding host(s) {}", hosts.join(", "));
+                opts.any_order = true;
+            }
             let mut ingestor = Ingestor::new(store.as_mut(), opts)?;
             ingestor.ingest_inputs(&inputs)?;
             if *journal {

@@ -348,6 +348,12 @@ pub trait IngestStore: Database {
         uid: Option<i64>,
         command: Option<&str>,
     ) -> Result<()>;
+    /// The latest time (storage text) of anything ingested from `host`: a session's start or end.
+    fn latest_time(&mut self, host: &str) -> Result<Option<String>>;
+    /// Forgets every session, transfer, operation and pending login of `host` (`--rebuild`).
+    fn forget_host(&mut self, host: &str) -> Result<()>;
+    /// Forgets the checkpoints of the files whose first line hashes to `first_line_hash`.
+    fn forget_checkpoints(&mut self, first_line_hash: &str) -> Result<()>;
     /// Where the last ingest of journal `source` stopped.
     fn journal_cursor(&mut self, source: &str) -> Result<Option<String>>;
     fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()>;

@@ -906,6 +906,47 @@ impl IngestStore for PgStore {
         Ok(())
     }
 
+    fn latest_time(&mut self, host: &str) -> Result<Option<String>> {
+        self.flush()?;
+        let sql = format!(
+            "SELECT to_char(GREATEST(MAX(started_at), MAX(ended_at)) AT TIME ZONE 'UTC', {TS})
+               FROM sessions WHERE host = $1"
+        );
+        let row = self.client.query_opt(&sql, &[&host]).map_err(self.err())?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    fn forget_host(&mut self, host: &str) -> Result<()> {
+        self.flush()?;
+        self.client.batch_execute("BEGIN").map_err(self.err())?;
+        let result = (|| -> Result<()> {
+            for sql in [
+                "DELETE FROM operations WHERE host = $1",
+                "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = $1)",
+                "DELETE FROM sessions WHERE host = $1",
+                "DELETE FROM pending_auth WHERE host = $1",
+            ] {
+                self.exec(sql, &[&host])?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => self.client.batch_execute("COMMIT").map_err(self.err()),
+            Err(e) => {
+                let _ = self.client.batch_execute("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn forget_checkpoints(&mut self, first_line_hash: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM checkpoints WHERE first_line_hash = $1",
+            &[&first_line_hash],
+        )?;
+        Ok(())
+    }
+
     fn journal_cursor(&mut self, source: &str) -> Result<Option<String>> {
         let row = self.query_opt(
             "SELECT cursor FROM journal_cursors WHERE source = $1",

@@ -555,6 +555,45 @@ impl IngestStore for SqliteStore {
         Ok(())
     }
 
+    fn latest_time(&mut self, host: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(t) FROM (SELECT MAX(started_at) AS t FROM sessions WHERE host = ?1
+                                 UNION ALL SELECT MAX(ended_at) FROM sessions WHERE host = ?1)",
+            [host],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn forget_host(&mut self, host: &str) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| -> rusqlite::Result<()> {
+            for sql in [
+                "DELETE FROM operations WHERE host = ?1",
+                "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = ?1)",
+                "DELETE FROM sessions WHERE host = ?1",
+                "DELETE FROM pending_auth WHERE host = ?1",
+            ] {
+                self.conn.execute(sql, [host])?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e.into())
+            }
+        }
+    }
+
+    fn forget_checkpoints(&mut self, first_line_hash: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM checkpoints WHERE first_line_hash = ?1",
+            [first_line_hash],
+        )?;
+        Ok(())
+    }
+
     fn journal_cursor(&mut self, source: &str) -> Result<Option<String>> {
         Ok(self
             .conn
