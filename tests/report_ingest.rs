@@ -1139,6 +1139,16 @@ fn hostile_counters_and_exact_usage(backend: Backend) {
     assert_eq!(late.as_array().unwrap().len(), 1, "{late}");
     assert_eq!(late[0]["month"], "2026-12");
 
+    // A table shows times in the zone and names it.
+    let out = sftpd_report(
+        &db,
+        &["sessions", "--format", "table", "--tz", "America/New_York"],
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with("started (America/New_York)") && table.contains("2026-11-29 18:30:00"),
+        "{table}"
+    );
     let sessions = report_json(&db, &["sessions"]);
     assert_eq!(sessions[0]["bytes_up"], 2 * (max as u64), "{sessions}");
     assert_eq!(sessions[0]["files_bytes_unknown"], 1, "{sessions}");

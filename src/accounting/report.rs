@@ -2,7 +2,7 @@
 //! JSON for programs.
 
 use crate::log::parse;
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use rusqlite::types::ValueRef;
 use std::collections::BTreeMap;
@@ -495,24 +495,25 @@ pub fn human_duration(ms: i128) -> String {
     }
 }
 
-fn local_time(stored: &str) -> String {
+/// A stored time in `zone`, for people (the table's header names the zone).
+fn zone_time(stored: &str, zone: Tz) -> String {
     parse::parse_storage_time(stored)
         .map(|t| {
-            t.with_timezone(&Local)
+            t.with_timezone(&zone)
                 .format("%Y-%m-%d %H:%M:%S")
                 .to_string()
         })
         .unwrap_or_else(|| stored.to_owned())
 }
 
-fn cell_for_people(v: &Value, kind: Kind) -> String {
+fn cell_for_people(v: &Value, kind: Kind, zone: Tz) -> String {
     match (v, kind) {
         (Value::Null, _) => "-".to_owned(),
         (Value::Int(n), Kind::Bytes) => human_bytes(*n),
         (Value::Int(n), Kind::DurationMs) => human_duration(*n),
         (Value::Int(n), Kind::Bool) => if *n != 0 { "yes" } else { "no" }.to_owned(),
         (Value::Int(n), _) => n.to_string(),
-        (Value::Text(t), Kind::Time) => local_time(t),
+        (Value::Text(t), Kind::Time) => zone_time(t, zone),
         (Value::Text(t), _) => t.clone(),
     }
 }
@@ -554,7 +555,13 @@ fn csv_cell(value: &Value, text: String) -> String {
     }
 }
 
-pub fn render(report: &Report, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+/// Writes `report`; a table shows its times in `zone`, CSV and JSON in UTC.
+pub fn render(
+    report: &Report,
+    format: Format,
+    zone: Tz,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     match format {
         Format::Table => {
             let cells: Vec<Vec<String>> = report
@@ -563,15 +570,20 @@ pub fn render(report: &Report, format: Format, out: &mut dyn Write) -> std::io::
                 .map(|row| {
                     row.iter()
                         .zip(&report.columns)
-                        .map(|(v, (_, k))| cell_for_people(v, *k))
+                        .map(|(v, (_, k))| cell_for_people(v, *k, zone))
                         .collect()
                 })
                 .collect();
-            let mut widths: Vec<usize> = report
+            // Times are the zone's: the header says which.
+            let headers: Vec<String> = report
                 .columns
                 .iter()
-                .map(|(name, _)| name.chars().count())
+                .map(|(name, kind)| match kind {
+                    Kind::Time => format!("{name} ({})", zone.name()),
+                    _ => (*name).to_owned(),
+                })
                 .collect();
+            let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
             for row in &cells {
                 for (w, c) in widths.iter_mut().zip(row) {
                     *w = (*w).max(c.chars().count());
@@ -596,7 +608,7 @@ pub fn render(report: &Report, format: Format, out: &mut dyn Write) -> std::io::
             writeln!(
                 out,
                 "{}",
-                line(report.columns.iter().map(|(n, _)| *n).collect())
+                line(headers.iter().map(String::as_str).collect())
             )?;
             for row in &cells {
                 writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
@@ -704,7 +716,7 @@ mod tests {
             .collect(),
         };
         let mut out = Vec::new();
-        render(&report, Format::Csv, &mut out).unwrap();
+        render(&report, Format::Csv, Tz::UTC, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let mut rows = csv::Reader::from_reader(text.as_bytes());
         let cells: Vec<(String, String)> = rows
@@ -721,7 +733,7 @@ mod tests {
         assert_eq!(cells[6].0, "plain=ok");
         // JSON stays exact.
         let mut out = Vec::new();
-        render(&report, Format::Json, &mut out).unwrap();
+        render(&report, Format::Json, Tz::UTC, &mut out).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("\"=HYPERLINK("));
     }
 
@@ -755,20 +767,20 @@ mod tests {
             ],
         };
         let mut out = Vec::new();
-        render(&report, Format::Table, &mut out).unwrap();
+        render(&report, Format::Table, Tz::UTC, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
             "user           bytes  ok\nacme, \"inc\"  2.0 KiB  yes\n-                5 B  no\n"
         );
         let mut out = Vec::new();
-        render(&report, Format::Csv, &mut out).unwrap();
+        render(&report, Format::Csv, Tz::UTC, &mut out).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "user,bytes,ok\n\"acme, \"\"inc\"\"\",2048,true\n,5,false\n"
         );
         let mut out = Vec::new();
-        render(&report, Format::Json, &mut out).unwrap();
+        render(&report, Format::Json, Tz::UTC, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v[0]["bytes"], 2048);
         assert_eq!(v[1]["user"], serde_json::Value::Null);

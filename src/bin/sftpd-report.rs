@@ -229,8 +229,9 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Sessions { filter } => {
-            let r = store.sessions_report(&filter.filter()?)?;
-            report::render(&r, filter.format(), &mut out)?;
+            let f = filter.filter()?;
+            let r = store.sessions_report(&f)?;
+            report::render(&r, filter.format(), f.zone(), &mut out)?;
         }
         Command::Transfers { filter, path } => {
             let mut f = filter.filter()?;
@@ -241,11 +242,12 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             let r = store.transfers_report(&f)?;
-            report::render(&r, filter.format(), &mut out)?;
+            report::render(&r, filter.format(), f.zone(), &mut out)?;
         }
         Command::Usage { filter, by } => {
-            let r = store.usage_report(&filter.filter()?, *by)?;
-            report::render(&r, filter.format(), &mut out)?;
+            let f = filter.filter()?;
+            let r = store.usage_report(&f, *by)?;
+            report::render(&r, filter.format(), f.zone(), &mut out)?;
         }
         Command::Copy { .. } => unreachable!("handled above"),
     }

@@ -121,12 +121,15 @@ impl CaptureState {
                 let kind = match closed.counts_as {
                     Some(CountsAs::Upload) => {
                         self.totals.files_uploaded += 1;
-                        self.totals.bytes_uploaded += bytes_written;
+                        // Saturating: a session's total is reported, never a panic or a wrap.
+                        self.totals.bytes_uploaded =
+                            self.totals.bytes_uploaded.saturating_add(bytes_written);
                         "upload"
                     }
                     Some(CountsAs::Download) => {
                         self.totals.files_downloaded += 1;
-                        self.totals.bytes_downloaded += bytes_read;
+                        self.totals.bytes_downloaded =
+                            self.totals.bytes_downloaded.saturating_add(bytes_read);
                         "download"
                     }
                     None => "",
