@@ -478,3 +478,72 @@ fn the_journal_is_read_exactly_once_and_forged_entries_are_not_billed() {
         .sum();
     assert_eq!(total, 2 * 12_345, "{usage}");
 }
+
+/// Issue 11, item 6: one real session, as rsyslogd writes it in its traditional, RFC 3339
+/// (`RSYSLOG_FileFormat`) and RFC 5424 (`RSYSLOG_SyslogProtocol23Format`) formats, and as
+/// `journalctl -o short-iso`, `short-iso-precise` and `short-precise` print it from a real
+/// journald: every one gives the same session and bytes.
+#[test]
+fn real_log_formats_give_the_same_session() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 4_321]).unwrap();
+    h.sftp_ok(&user, "put up.bin\n", local.path());
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    h.wait_for_log(&["session closed for local user", &user]);
+    let mut files: Vec<std::path::PathBuf> = vec![
+        h.log_path.clone(),
+        h.log_path.with_extension("log.rfc3339"),
+        h.log_path.with_extension("log.rfc5424"),
+    ];
+    // The same kind of session through a real journald, printed by journalctl.
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    h.sftp_ok(&user, "put up.bin\n", local.path());
+    let directory = journald.journal_directory();
+    let journal_text = |format: &str| {
+        let out = Command::new("journalctl")
+            .arg(format!("--directory={}", directory.display()))
+            .args(["--no-pager", "-q", "-o", format, "SYSLOG_FACILITY=21"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    common::wait_until(
+        "the session in the journal",
+        Duration::from_secs(15),
+        || {
+            let text = journal_text("short-iso");
+            (text.contains("session end") && text.contains("session closed")).then_some(())
+        },
+    );
+    for format in ["short-iso", "short-iso-precise", "short-precise"] {
+        let path = h.root().join(format!("journal.{format}"));
+        fs::write(&path, journal_text(format)).unwrap();
+        files.push(path);
+    }
+    for file in &files {
+        let db_dir = tempfile::tempdir().unwrap();
+        let db = db_dir.path().join("sftpd.db").display().to_string();
+        let summary = ingest(&db, &[file]);
+        assert!(
+            summary.contains("skipped 0"),
+            "{}: {summary}",
+            file.display()
+        );
+        let sessions = report(&db, &["sessions"]);
+        let rows = sessions.as_array().unwrap();
+        assert!(
+            rows.len() == 1
+                && rows[0]["user"] == user.as_str()
+                && rows[0]["end"] == "closed"
+                && rows[0]["bytes_up"] == 4_321
+                && rows[0]["source"] == "wrapper",
+            "{}: {sessions}",
+            file.display()
+        );
+    }
+}

@@ -165,6 +165,9 @@ fn parse_rfc5424_line(line: &[u8]) -> Option<SyslogLine<'_>> {
     let (_msgid, rest) = word(rest)?;
     let message = skip_structured_data(rest)?;
     let message = message.strip_prefix(b"\xef\xbb\xbf").unwrap_or(message);
+    // rsyslog's RSYSLOG_SyslogProtocol23Format writes its %msg%, which keeps the space that
+    // followed `prog[pid]:` in the traditional header (`- -  session start …`).
+    let message = message.strip_prefix(b" ").unwrap_or(message);
     let nil = |field: &[u8]| field == b"-";
     Some(SyslogLine {
         timestamp,

@@ -250,6 +250,8 @@ impl Harness {
                  $RepeatedMsgReduction off\n\
                  template(name=\"severity\" type=\"string\" string=\"%syslogfacility-text%.%syslogseverity-text% %programname%:%msg:::sp-if-no-1st-sp%%msg%\\n\")\n\
                  local5.* action(type=\"omfile\" file=\"{log}\" template=\"RSYSLOG_TraditionalFileFormat\")\n\
+                 local5.* action(type=\"omfile\" file=\"{log}.rfc3339\" template=\"RSYSLOG_FileFormat\")\n\
+                 local5.* action(type=\"omfile\" file=\"{log}.rfc5424\" template=\"RSYSLOG_SyslogProtocol23Format\")\n\
                  *.* action(type=\"omfile\" file=\"{sev}\" template=\"severity\")\n",
                 work = root.join("rsyslog").display(),
                 sock = socket.display(),
