@@ -444,11 +444,14 @@ fn the_journal_is_read_exactly_once_and_forged_entries_are_not_billed() {
     assert_eq!(rows[0]["bytes_up"], 12_345, "{sessions}");
     assert!(summary.contains("not billed 3"), "{summary}");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let (origin_uid, origin_command): (i64, String) = conn
-        .query_row("SELECT origin_uid, origin_command FROM sessions", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let (origin_pid, origin_uid, origin_command): (i64, i64, String) = conn
+        .query_row(
+            "SELECT origin_pid, origin_uid, origin_command FROM sessions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap();
+    assert!(origin_pid > 1);
     assert_eq!(origin_uid, i64::from(uid));
     assert!(
         ["sftpd-wrapper", "sftp-server"].contains(&origin_command.as_str()),

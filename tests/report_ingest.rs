@@ -33,7 +33,7 @@ fn new_db(backend: Backend, dir: &Path, name: &str) -> String {
 const DUMP_SQLITE: [&str; 3] = [
     "SELECT host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
             exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed,
-            origin_uid, origin_command
+            origin_pid, origin_uid, origin_command
        FROM sessions ORDER BY host, pid, started_at",
     "SELECT s.host, s.pid, s.started_at, hex(t.path), t.direction, t.counts_as, t.open_flags, t.mode, t.bytes_read,
             t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete, t.counters_cut
@@ -54,7 +54,7 @@ fn dump_pg() -> [String; 3] {
         format!(
             "SELECT host, \"user\", client_ip, client_port, local_ip, local_port, {}, {}, duration_ms,
                     exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, {},
-                    origin_uid, origin_command
+                    origin_pid, origin_uid, origin_command
                FROM sessions ORDER BY host, pid, started_at",
             t("started_at"),
             t("ended_at"),
@@ -994,6 +994,7 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
              ALTER TABLE checkpoints DROP COLUMN prefix_sha256;
              ALTER TABLE checkpoints ADD PRIMARY KEY (first_line_hash);
              DROP TABLE journal_cursors;
+             ALTER TABLE sessions DROP COLUMN origin_pid;
              ALTER TABLE sessions DROP COLUMN origin_uid;
              ALTER TABLE sessions DROP COLUMN origin_command;
              UPDATE schema_version SET version = 1;

@@ -7,7 +7,7 @@
 
 use crate::accounting::storage::{
     Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
-    OpenTransfer, OperationKind, SessionEnd, SessionSource, StoreError,
+    OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError,
 };
 use crate::log::parse::{self, Record, SftpEvent};
 use crate::log::transfer::{Direction, classify_close, classify_cut_close};
@@ -678,11 +678,12 @@ impl<'a> Ingestor<'a> {
                         if let Some(id) = self.touched.take()
                             && self.origin_set.insert(id)
                         {
-                            self.store.set_session_origin(
-                                id,
-                                entry.uid,
-                                entry.command.as_deref(),
-                            )?;
+                            let origin = SessionOrigin {
+                                pid: entry.sender_pid.map(i64::from),
+                                uid: entry.uid,
+                                command: entry.command.clone(),
+                            };
+                            self.store.set_session_origin(id, &origin)?;
                         }
                     } else {
                         self.skip(&entry.message);

@@ -233,6 +233,14 @@ pub struct OpenTransfer {
     pub failed: bool,
 }
 
+/// The journal's own fields about a session's first entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOrigin {
+    pub pid: Option<i64>,
+    pub uid: Option<i64>,
+    pub command: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub first_line_hash: String,
@@ -269,6 +277,7 @@ pub struct SessionRecord {
     pub auth_method: Option<String>,
     pub auth_key: Option<String>,
     pub sftp_closed: bool,
+    pub origin_pid: Option<i64>,
     pub origin_uid: Option<i64>,
     pub origin_command: Option<String>,
 }
@@ -341,13 +350,8 @@ pub trait IngestStore: Database {
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()>;
     fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()>;
     /// What the journal itself says wrote the session's lines (not what the lines claim): the
-    /// UID and command of the first journal entry of the session. Kept when already set.
-    fn set_session_origin(
-        &mut self,
-        id: i64,
-        uid: Option<i64>,
-        command: Option<&str>,
-    ) -> Result<()>;
+    /// PID, UID and command of the first journal entry of the session. Kept when already set.
+    fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()>;
     /// The latest time (storage text) of anything ingested from `host`: a session's start or end.
     fn latest_time(&mut self, host: &str) -> Result<Option<String>>;
     /// Forgets every session, transfer, operation and pending login of `host` (`--rebuild`).

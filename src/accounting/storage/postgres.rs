@@ -9,8 +9,8 @@
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
-    OperationRecord, ReportStore, Result, SessionEnd, SessionRecord, SessionSource, StoreError,
-    TransferRecord, path_text, stored_counters,
+    OperationRecord, ReportStore, Result, SessionEnd, SessionOrigin, SessionRecord, SessionSource,
+    StoreError, TransferRecord, path_text, stored_counters,
 };
 use crate::accounting::report::{self, Dialect, Filter, Kind, Period, Report, Value};
 use postgres::types::{FromSql, IsNull, ToSql, Type};
@@ -184,6 +184,7 @@ CREATE TABLE journal_cursors (
     cursor     TEXT NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL
 );
+ALTER TABLE sessions ADD COLUMN origin_pid BIGINT;
 ALTER TABLE sessions ADD COLUMN origin_uid BIGINT;
 ALTER TABLE sessions ADD COLUMN origin_command TEXT;
 "#,
@@ -892,16 +893,11 @@ impl IngestStore for PgStore {
         Ok(())
     }
 
-    fn set_session_origin(
-        &mut self,
-        id: i64,
-        uid: Option<i64>,
-        command: Option<&str>,
-    ) -> Result<()> {
+    fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
         self.exec(
-            "UPDATE sessions SET origin_uid = $2, origin_command = $3
-              WHERE id = $1 AND origin_uid IS NULL AND origin_command IS NULL",
-            &[&id, &uid, &command],
+            "UPDATE sessions SET origin_pid = $2, origin_uid = $3, origin_command = $4
+              WHERE id = $1 AND origin_pid IS NULL AND origin_uid IS NULL AND origin_command IS NULL",
+            &[&id, &origin.pid, &origin.uid, &origin.command],
         )?;
         Ok(())
     }
@@ -1240,7 +1236,7 @@ impl CopyStore for PgStore {
             "SELECT id, host, \"user\", client_ip, client_port, local_ip, local_port,
                     to_char(started_at AT TIME ZONE 'UTC', {TS}), to_char(ended_at AT TIME ZONE 'UTC', {TS}),
                     duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
-                    sftp_closed, origin_uid, origin_command
+                    sftp_closed, origin_pid, origin_uid, origin_command
                FROM sessions ORDER BY id"
         );
         let rows = self.client.query(&sql, &[]).map_err(self.err())?;
@@ -1267,8 +1263,9 @@ impl CopyStore for PgStore {
                 auth_method: r.get(17),
                 auth_key: r.get(18),
                 sftp_closed: r.get(19),
-                origin_uid: r.get(20),
-                origin_command: r.get(21),
+                origin_pid: r.get(20),
+                origin_uid: r.get(21),
+                origin_command: r.get(22),
             })
             .collect())
     }
@@ -1344,14 +1341,14 @@ impl CopyStore for PgStore {
         let row = self.query_opt(
             "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at, ended_at,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
-                                   auth_method, auth_key, sftp_closed, origin_uid, origin_command)
+                                   auth_method, auth_key, sftp_closed, origin_pid, origin_uid, origin_command)
              VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8::text::timestamptz, $9, $10, $11, $12, $13,
-                     $14, $15, $16, $17, $18, $19, $20, $21)
+                     $14, $15, $16, $17, $18, $19, $20, $21, $22)
              ON CONFLICT (host, pid, started_at) DO NOTHING RETURNING id",
             &[
                 &s.host, &s.user, &s.client_ip, &s.client_port, &s.local_ip, &s.local_port, &s.started_at, &s.ended_at,
                 &s.duration_ms, &s.exit_status, &s.signal, &s.end_reason, &s.source, &s.sid, &s.pid, &s.sftp_pid,
-                &s.auth_method, &s.auth_key, &s.sftp_closed, &s.origin_uid, &s.origin_command,
+                &s.auth_method, &s.auth_key, &s.sftp_closed, &s.origin_pid, &s.origin_uid, &s.origin_command,
             ],
         )?;
         Ok(row.map(|r| r.get(0)))

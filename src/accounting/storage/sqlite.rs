@@ -6,8 +6,8 @@
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
-    OperationRecord, ReportStore, Result, SessionEnd, SessionRecord, SessionSource, StoreError,
-    TransferRecord, path_text, stored_counters,
+    OperationRecord, ReportStore, Result, SessionEnd, SessionOrigin, SessionRecord, SessionSource,
+    StoreError, TransferRecord, path_text, stored_counters,
 };
 use crate::accounting::report::{self, Dialect, Filter, Period, Report};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
@@ -188,6 +188,7 @@ CREATE TABLE journal_cursors (
     cursor     TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+ALTER TABLE sessions ADD COLUMN origin_pid INTEGER;
 ALTER TABLE sessions ADD COLUMN origin_uid INTEGER;
 ALTER TABLE sessions ADD COLUMN origin_command TEXT;
 "#,
@@ -540,18 +541,13 @@ impl IngestStore for SqliteStore {
         Ok(())
     }
 
-    fn set_session_origin(
-        &mut self,
-        id: i64,
-        uid: Option<i64>,
-        command: Option<&str>,
-    ) -> Result<()> {
+    fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
         self.conn
             .prepare_cached(
-                "UPDATE sessions SET origin_uid = ?2, origin_command = ?3
-                  WHERE id = ?1 AND origin_uid IS NULL AND origin_command IS NULL",
+                "UPDATE sessions SET origin_pid = ?2, origin_uid = ?3, origin_command = ?4
+                  WHERE id = ?1 AND origin_pid IS NULL AND origin_uid IS NULL AND origin_command IS NULL",
             )?
-            .execute(params![id, uid, command])?;
+            .execute(params![id, origin.pid, origin.uid, origin.command])?;
         Ok(())
     }
 
@@ -844,7 +840,7 @@ impl CopyStore for SqliteStore {
         let mut stmt = self.conn.prepare(
             "SELECT id, host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
                     exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed,
-                    origin_uid, origin_command
+                    origin_pid, origin_uid, origin_command
                FROM sessions ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -869,8 +865,9 @@ impl CopyStore for SqliteStore {
                 auth_method: r.get(17)?,
                 auth_key: r.get(18)?,
                 sftp_closed: r.get::<_, i64>(19)? != 0,
-                origin_uid: r.get(20)?,
-                origin_command: r.get(21)?,
+                origin_pid: r.get(20)?,
+                origin_uid: r.get(21)?,
+                origin_command: r.get(22)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -936,14 +933,14 @@ impl CopyStore for SqliteStore {
         let inserted = self.conn.prepare_cached(
             "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
-                                   auth_method, auth_key, sftp_closed, origin_uid, origin_command)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+                                   auth_method, auth_key, sftp_closed, origin_pid, origin_uid, origin_command)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
              ON CONFLICT (host, pid, started_at) DO NOTHING",
         )?
         .execute(params![
             s.host, s.user, s.client_ip, s.client_port, s.local_ip, s.local_port, s.started_at, s.ended_at,
             s.duration_ms, s.exit_status, s.signal, s.end_reason, s.source, s.sid, s.pid, s.sftp_pid,
-            s.auth_method, s.auth_key, s.sftp_closed, s.origin_uid, s.origin_command
+            s.auth_method, s.auth_key, s.sftp_closed, s.origin_pid, s.origin_uid, s.origin_command
         ])?;
         Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
     }
