@@ -114,4 +114,39 @@ fn main() {
         );
     }
     println!("ingest summary: {summary}");
+
+    // One session whose opens all fail (`open` + `sent status`): no file is ever closed, and the
+    // rate must stay that of the realistic log (it was quadratic in the waiting opens).
+    let failed = if full { 100_000 } else { 5_000 };
+    let mut text = String::from(
+        "2026-11-01T00:00:00+00:00 h sftp-server[7]: session opened for local user acme from [10.0.0.1]\n",
+    );
+    for i in 0..failed {
+        text.push_str(&format!(
+            "2026-11-01T00:00:01+00:00 h sftp-server[7]: open \"/in/missing-{i}\" flags READ mode 0666\n\
+             2026-11-01T00:00:01+00:00 h sftp-server[7]: sent status No such file\n"
+        ));
+    }
+    text.push_str(
+        "2026-11-01T00:00:02+00:00 h sftp-server[7]: session closed for local user acme from [10.0.0.1]\n",
+    );
+    let failed_path = dir.path().join("failed.log");
+    std::fs::write(&failed_path, &text).expect("write");
+    let lines = text.lines().count();
+    let mut store = SqliteStore::open(&dir.path().join("failed.db")).expect("db");
+    let t = Instant::now();
+    let mut ingestor = Ingestor::new(&mut store, IngestOptions::default()).expect("ingestor");
+    let reader = Box::new(BufReader::new(
+        std::fs::File::open(&failed_path).expect("open"),
+    ));
+    ingestor
+        .ingest_reader(reader, None, "failed", Local::now(), None, None)
+        .expect("ingest");
+    let failed_rate = lines as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(ingestor.summary.lines_read as usize, lines);
+    println!(
+        "{failed} failed opens in one session, SQLite  {:>12.0} lines/s   {:.3} x the realistic log",
+        failed_rate,
+        failed_rate / ingest_rate
+    );
 }

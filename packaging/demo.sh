@@ -179,7 +179,7 @@ check "$sessions_csv" ",$user,127.0.0.1,.*,closed," "the session is not in the r
 invoice_csv=$("${report[@]}" transfers --path '*/invoice-42.xml' --format csv)
 check "$invoice_csv" ",$user,.*download" "the invoice download is not in the report"
 usage_csv=$("${report[@]}" usage --format csv)
-check "$usage_csv" ",$user,1,1,1,3000000," "usage does not show 1 session, 1 upload, 1 download, 3000000 bytes up"
+check "$usage_csv" ",$user,1,1,0,1,0,3000000," "usage does not show 1 session, 1 complete upload, 1 complete download, 3000000 bytes up"
 check "$(cat "$work/post-session.log")" "post_session: $user from 127.0.0.1" "the post-session hook did not run"
 echo
 echo "demo finished; cleaning up"

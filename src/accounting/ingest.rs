@@ -157,6 +157,61 @@ impl<'a> Op<'a> {
     }
 }
 
+/// A session's open files, by name: a close finds its open at once however many opens are
+/// waiting (200,000 failed opens in one session, which are never closed, must not make every
+/// close a scan).
+#[derive(Debug, Default)]
+struct OpenFiles {
+    by_path: HashMap<Vec<u8>, VecDeque<OpenTransfer>>,
+    /// Open transfers a failure answered since they were put here.
+    failed: std::collections::HashSet<i64>,
+}
+
+impl OpenFiles {
+    fn push(&mut self, t: OpenTransfer) {
+        self.by_path.entry(t.path.clone()).or_default().push_back(t);
+    }
+
+    fn with_failure(&mut self, mut t: OpenTransfer) -> OpenTransfer {
+        t.failed |= self.failed.remove(&t.id);
+        t
+    }
+
+    /// The earliest open of `path`.
+    fn take_path(&mut self, path: &[u8]) -> Option<OpenTransfer> {
+        let queue = self.by_path.get_mut(path)?;
+        let t = queue.pop_front()?;
+        if queue.is_empty() {
+            self.by_path.remove(path);
+        }
+        Some(self.with_failure(t))
+    }
+
+    /// The earliest open that `matches` (a scan: for the rare cut close).
+    fn take_first(&mut self, matches: impl Fn(&OpenTransfer) -> bool) -> Option<OpenTransfer> {
+        let path = self
+            .by_path
+            .values()
+            .flatten()
+            .filter(|t| matches(t))
+            .min_by_key(|t| t.id)?
+            .path
+            .clone();
+        self.take_path(&path)
+    }
+
+    fn mark_failed(&mut self, id: i64) {
+        self.failed.insert(id);
+    }
+
+    fn extend(&mut self, other: OpenFiles) {
+        for t in other.by_path.into_values().flatten() {
+            self.push(t);
+        }
+        self.failed.extend(other.failed);
+    }
+}
+
 #[derive(Debug, Clone)]
 struct SessionState {
     host: String,
@@ -193,7 +248,7 @@ pub struct Ingestor<'a> {
     by_sid: HashMap<(String, String), i64>,
     by_sftp_pid: HashMap<(String, i64), i64>,
     /// Open transfers by session.
-    open_transfers: HashMap<i64, Vec<OpenTransfer>>,
+    open_transfers: HashMap<i64, OpenFiles>,
     /// What each session's next `sent status` answers; `None`: nothing that is recorded.
     last_op: HashMap<i64, Option<LastOp>>,
     /// Sessions whose `last_op` changed since the last commit.
@@ -1240,11 +1295,8 @@ impl<'a> Ingestor<'a> {
                             .strip_prefix(t.path.as_slice())
                             .is_some_and(|rest| rest.first() == Some(&b'"'))
                 };
-                let (id, direction) = match open.iter().position(matches) {
-                    Some(i) => {
-                        let t = open.remove(i);
-                        (t.id, t.direction)
-                    }
+                let (id, direction) = match open.take_first(matches) {
+                    Some(t) => (t.id, t.direction),
                     None => {
                         self.summary.transfers += 1;
                         let id = self.store.insert_transfer(&NewTransfer {
@@ -1271,11 +1323,8 @@ impl<'a> Ingestor<'a> {
                 forced,
             } => {
                 let open = self.open_transfers.entry(session).or_default();
-                let (id, direction, failed) = match open.iter().position(|t| t.path == path) {
-                    Some(i) => {
-                        let t = open.remove(i);
-                        (t.id, t.direction, t.failed)
-                    }
+                let (id, direction, failed) = match open.take_path(&path) {
+                    Some(t) => (t.id, t.direction, t.failed),
                     None => {
                         // Its open line is missing (cut at 500 characters, or in a lost file).
                         self.summary.transfers += 1;
@@ -1356,12 +1405,8 @@ impl<'a> Ingestor<'a> {
                 match previous {
                     Some(LastOp::Transfer(id)) => {
                         self.store.mark_transfer_failed(id)?;
-                        if let Some(t) = self
-                            .open_transfers
-                            .get_mut(&session)
-                            .and_then(|open| open.iter_mut().find(|t| t.id == id))
-                        {
-                            t.failed = true;
+                        if let Some(open) = self.open_transfers.get_mut(&session) {
+                            open.mark_failed(id);
                         }
                     }
                     Some(LastOp::Operation(id)) => self.store.mark_operation_failed(id, &text)?,
