@@ -254,29 +254,15 @@ pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
 }
 
 /// Two sums whose parts cannot overflow 64 bits for fewer than 2^31 rows: of the high and the low
-/// 32 bits; [`join_split_sums`] adds them up without overflow.
+/// 32 bits; [`RowsReport::finish_row`] adds them up without overflow.
 fn split_sum(col: &str) -> String {
     format!(
         "CAST(COALESCE(SUM({col} / 4294967296), 0) AS BIGINT), CAST(COALESCE(SUM({col} % 4294967296), 0) AS BIGINT)"
     )
 }
 
-/// Joins each column pair of [`split_sum`] (the high part, then a column whose name ends in
-/// `_low`) into one exact sum.
-pub fn join_split_sums(mut report: Report) -> Report {
-    while let Some(at) = report.columns.iter().position(|(n, _)| n.ends_with("_low")) {
-        report.columns.remove(at);
-        for row in &mut report.rows {
-            let low = row.remove(at);
-            if let (Value::Int(high), Value::Int(low)) = (&row[at - 1], low) {
-                row[at - 1] = Value::Int(high * 4_294_967_296 + low);
-            }
-        }
-    }
-    report
-}
-
-/// The last column, `raw_path` (the name's bytes), is for [`filter_paths`], which removes it.
+/// The last column, `raw_path` (the name's bytes), is for `--path` ([`RowsReport::finish_row`]),
+/// which removes it.
 pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
     let raw_path = match d {
         Dialect::Sqlite => "hex(t.path)",
@@ -317,24 +303,6 @@ pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
     (sql, columns)
 }
 
-/// Applies `--path` to the name's own bytes (read as UTF-8, lossily), not to its display form,
-/// then drops the `raw_path` column (the bytes, hex-encoded by both backends).
-pub fn filter_paths(mut report: Report, filter: &Filter) -> Report {
-    if let Some(pattern) = &filter.path {
-        report.rows.retain(|row| match row.last() {
-            Some(Value::Text(text)) => hex::decode(text)
-                .ok()
-                .is_some_and(|b| pattern.matches(&String::from_utf8_lossy(&b))),
-            _ => false,
-        });
-    }
-    report.columns.pop();
-    for row in &mut report.rows {
-        row.pop();
-    }
-    report
-}
-
 /// One row per session and per transfer in the window (exact instants, like the other reports),
 /// for [`usage_from_rows`]: at, host, user, is-session, counts_as, bytes up, bytes down,
 /// complete, bytes unknown, duration.
@@ -370,8 +338,70 @@ pub fn usage_rows_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
     (sql, columns)
 }
 
+/// A report with a row per session or per transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsReport {
+    Sessions,
+    Transfers,
+}
+
+impl RowsReport {
+    /// The query and the columns it returns.
+    pub fn sql(self, d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
+        match self {
+            RowsReport::Sessions => sessions_sql(d),
+            RowsReport::Transfers => transfers_sql(d),
+        }
+    }
+
+    /// The columns of the finished rows.
+    pub fn columns(self) -> Vec<(&'static str, Kind)> {
+        let (_, mut columns) = self.sql(Dialect::Sqlite);
+        match self {
+            RowsReport::Sessions => columns.retain(|(name, _)| !name.ends_with("_low")),
+            RowsReport::Transfers => {
+                columns.pop();
+            }
+        }
+        columns
+    }
+
+    /// A query row as the report shows it: split sums joined (sessions); `--path` applied to
+    /// the name's bytes and the raw name dropped (transfers). `None`: filtered out.
+    pub fn finish_row(self, mut row: Vec<Value>, filter: &Filter) -> Option<Vec<Value>> {
+        match self {
+            RowsReport::Sessions => {
+                let (_, columns) = self.sql(Dialect::Sqlite);
+                // From the right, so that earlier positions stay put.
+                for at in (0..columns.len()).rev() {
+                    if columns[at].0.ends_with("_low") {
+                        let low = row.remove(at);
+                        if let (Value::Int(high), Value::Int(low)) = (&row[at - 1], low) {
+                            row[at - 1] = Value::Int(high * 4_294_967_296 + low);
+                        }
+                    }
+                }
+                Some(row)
+            }
+            RowsReport::Transfers => {
+                let raw = row.pop()?;
+                if let Some(pattern) = &filter.path {
+                    let Value::Text(text) = raw else {
+                        return None;
+                    };
+                    let bytes = hex::decode(text).ok()?;
+                    if !pattern.matches(&String::from_utf8_lossy(&bytes)) {
+                        return None;
+                    }
+                }
+                Some(row)
+            }
+        }
+    }
+}
+
 #[derive(Default)]
-struct UsageSums {
+struct UsageGroup {
     sessions: i128,
     files_up: i128,
     files_up_incomplete: i128,
@@ -383,35 +413,51 @@ struct UsageSums {
     duration_ms: i128,
 }
 
-/// Sums the rows of [`usage_rows_sql`] by day or month in `zone`, host and user. Files count
-/// complete and incomplete transfers apart; bytes include partial transfers. Sums are 128-bit:
-/// no number of stored counters overflows them.
-pub fn usage_from_rows(rows: Report, by: Period, zone: Tz) -> Report {
-    let mut groups: BTreeMap<(String, String, String), UsageSums> = BTreeMap::new();
-    let int = |v: &Value| match v {
-        Value::Int(n) => *n,
-        _ => 0,
-    };
-    let text = |v: &Value| match v {
-        Value::Text(t) => t.clone(),
-        _ => String::new(),
-    };
-    let key_format = if by == Period::Day {
-        "%Y-%m-%d"
-    } else {
-        "%Y-%m"
-    };
-    for row in rows.rows {
-        let Some(at) = parse::parse_storage_time(&text(&row[0])) else {
-            continue;
+/// Sums the rows of [`usage_rows_sql`] by day or month in a zone, host and user, as they stream
+/// by. Files count complete and incomplete transfers apart; bytes include partial transfers.
+/// Sums are 128-bit: no number of stored counters overflows them.
+pub struct UsageSums {
+    by: Period,
+    zone: Tz,
+    groups: BTreeMap<(String, String, String), UsageGroup>,
+}
+
+impl UsageSums {
+    pub fn new(by: Period, zone: Tz) -> UsageSums {
+        UsageSums {
+            by,
+            zone,
+            groups: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, row: &[Value]) {
+        let int = |v: &Value| match v {
+            Value::Int(n) => *n,
+            _ => 0,
         };
-        let bucket = at.with_timezone(&zone).format(key_format).to_string();
-        let g = groups
-            .entry((bucket, text(&row[1]), text(&row[2])))
+        fn text(v: &Value) -> &str {
+            match v {
+                Value::Text(t) => t,
+                _ => "",
+            }
+        }
+        let Some(at) = parse::parse_storage_time(text(&row[0])) else {
+            return;
+        };
+        let key_format = if self.by == Period::Day {
+            "%Y-%m-%d"
+        } else {
+            "%Y-%m"
+        };
+        let bucket = at.with_timezone(&self.zone).format(key_format).to_string();
+        let g = self
+            .groups
+            .entry((bucket, text(&row[1]).to_owned(), text(&row[2]).to_owned()))
             .or_default();
         g.sessions += int(&row[3]);
         let complete = int(&row[7]) != 0;
-        match text(&row[4]).as_str() {
+        match text(&row[4]) {
             "upload" if complete => g.files_up += 1,
             "upload" => g.files_up_incomplete += 1,
             "download" if complete => g.files_down += 1,
@@ -423,48 +469,52 @@ pub fn usage_from_rows(rows: Report, by: Period, zone: Tz) -> Report {
         g.files_bytes_unknown += int(&row[8]);
         g.duration_ms += int(&row[9]);
     }
-    let zone_name = zone.name().to_owned();
-    Report {
-        columns: vec![
-            (if by == Period::Day { "day" } else { "month" }, Kind::Text),
-            ("zone", Kind::Text),
-            ("host", Kind::Text),
-            ("user", Kind::Text),
-            ("sessions", Kind::Int),
-            ("files_up", Kind::Int),
-            ("files_up_incomplete", Kind::Int),
-            ("files_down", Kind::Int),
-            ("files_down_incomplete", Kind::Int),
-            ("bytes_up", Kind::Bytes),
-            ("bytes_down", Kind::Bytes),
-            ("files_bytes_unknown", Kind::Int),
-            ("duration", Kind::DurationMs),
-        ],
-        rows: groups
-            .into_iter()
-            .map(|((bucket, host, user), g)| {
-                let user = if user.is_empty() {
-                    Value::Null
-                } else {
-                    Value::Text(user)
-                };
-                vec![
-                    Value::Text(bucket),
-                    Value::Text(zone_name.clone()),
-                    Value::Text(host),
-                    user,
-                    Value::Int(g.sessions),
-                    Value::Int(g.files_up),
-                    Value::Int(g.files_up_incomplete),
-                    Value::Int(g.files_down),
-                    Value::Int(g.files_down_incomplete),
-                    Value::Int(g.bytes_up),
-                    Value::Int(g.bytes_down),
-                    Value::Int(g.files_bytes_unknown),
-                    Value::Int(g.duration_ms),
-                ]
-            })
-            .collect(),
+
+    pub fn finish(self) -> Report {
+        let zone_name = self.zone.name().to_owned();
+        Report {
+            columns: vec![
+                (if self.by == Period::Day { "day" } else { "month" }, Kind::Text),
+                ("zone", Kind::Text),
+                ("host", Kind::Text),
+                ("user", Kind::Text),
+                ("sessions", Kind::Int),
+                ("files_up", Kind::Int),
+                ("files_up_incomplete", Kind::Int),
+                ("files_down", Kind::Int),
+                ("files_down_incomplete", Kind::Int),
+                ("bytes_up", Kind::Bytes),
+                ("bytes_down", Kind::Bytes),
+                ("files_bytes_unknown", Kind::Int),
+                ("duration", Kind::DurationMs),
+            ],
+            rows: self
+                .groups
+                .into_iter()
+                .map(|((bucket, host, user), g)| {
+                    let user = if user.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::Text(user)
+                    };
+                    vec![
+                        Value::Text(bucket),
+                        Value::Text(zone_name.clone()),
+                        Value::Text(host),
+                        user,
+                        Value::Int(g.sessions),
+                        Value::Int(g.files_up),
+                        Value::Int(g.files_up_incomplete),
+                        Value::Int(g.files_down),
+                        Value::Int(g.files_down_incomplete),
+                        Value::Int(g.bytes_up),
+                        Value::Int(g.bytes_down),
+                        Value::Int(g.files_bytes_unknown),
+                        Value::Int(g.duration_ms),
+                    ]
+                })
+                .collect(),
+        }
     }
 }
 
@@ -555,6 +605,114 @@ fn csv_cell(value: &Value, text: String) -> String {
     }
 }
 
+/// Takes report rows one at a time.
+pub type Sink<'a, E> = dyn FnMut(Vec<Value>) -> Result<(), E> + 'a;
+/// Hands every row of a report to a sink, once per call.
+pub type Producer<'a, E> = dyn FnMut(&mut Sink<'_, E>) -> Result<(), E> + 'a;
+
+/// Writes the rows that `produce` hands out, as they come (a table asks for them twice: once for
+/// the column widths), so memory stays flat at any number of rows. Tables show times in `zone`,
+/// CSV and JSON in UTC. JSON is an array with one object per line.
+pub fn render_stream<E: From<std::io::Error>>(
+    columns: &[(&'static str, Kind)],
+    format: Format,
+    zone: Tz,
+    out: &mut dyn Write,
+    produce: &mut Producer<'_, E>,
+) -> Result<(), E> {
+    match format {
+        Format::Table => {
+            let headers = table_headers(columns, zone);
+            let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+            let mut count = 0u64;
+            produce(&mut |row| {
+                count += 1;
+                for ((w, v), (_, k)) in widths.iter_mut().zip(&row).zip(columns) {
+                    *w = (*w).max(cell_for_people(v, *k, zone).chars().count());
+                }
+                Ok(())
+            })?;
+            let header: Vec<&str> = headers.iter().map(String::as_str).collect();
+            writeln!(out, "{}", table_line(&header, &widths, columns))?;
+            if count == 0 {
+                writeln!(out, "(no rows)")?;
+                return Ok(());
+            }
+            produce(&mut |row| {
+                let cells: Vec<String> = row
+                    .iter()
+                    .zip(columns)
+                    .map(|(v, (_, k))| cell_for_people(v, *k, zone))
+                    .collect();
+                let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+                writeln!(out, "{}", table_line(&cells, &widths, columns))?;
+                Ok(())
+            })
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            w.write_record(columns.iter().map(|(n, _)| *n))
+                .map_err(std::io::Error::from)?;
+            produce(&mut |row| {
+                w.write_record(
+                    row.iter()
+                        .zip(columns)
+                        .map(|(v, (_, k))| csv_cell(v, cell_exact(v, *k))),
+                )
+                .map_err(std::io::Error::from)?;
+                Ok(())
+            })?;
+            w.flush()?;
+            Ok(())
+        }
+        Format::Json => {
+            write!(out, "[")?;
+            let mut first = true;
+            produce(&mut |row| {
+                let map: serde_json::Map<String, serde_json::Value> = row
+                    .iter()
+                    .zip(columns)
+                    .map(|(v, (n, k))| ((*n).to_owned(), json_value(v, *k)))
+                    .collect();
+                out.write_all(if first { b"\n" } else { b",\n" })?;
+                first = false;
+                serde_json::to_writer(&mut *out, &map).map_err(std::io::Error::from)?;
+                Ok(())
+            })?;
+            writeln!(out, "{}]", if first { "" } else { "\n" })?;
+            Ok(())
+        }
+    }
+}
+
+/// Column headers for a table: times are the zone's, and the header says which.
+fn table_headers(columns: &[(&'static str, Kind)], zone: Tz) -> Vec<String> {
+    columns
+        .iter()
+        .map(|(name, kind)| match kind {
+            Kind::Time => format!("{name} ({})", zone.name()),
+            _ => (*name).to_owned(),
+        })
+        .collect()
+}
+
+/// One table line: numbers right-aligned, text left-aligned.
+fn table_line(values: &[&str], widths: &[usize], columns: &[(&'static str, Kind)]) -> String {
+    let parts: Vec<String> = values
+        .iter()
+        .zip(widths)
+        .zip(columns)
+        .map(|((v, w), (_, k))| {
+            if matches!(k, Kind::Int | Kind::Bytes | Kind::DurationMs) {
+                format!("{v:>w$}")
+            } else {
+                format!("{v:<w$}")
+            }
+        })
+        .collect();
+    parts.join("  ").trim_end().to_owned()
+}
+
 /// Writes `report`; a table shows its times in `zone`, CSV and JSON in UTC.
 pub fn render(
     report: &Report,
@@ -562,91 +720,12 @@ pub fn render(
     zone: Tz,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    match format {
-        Format::Table => {
-            let cells: Vec<Vec<String>> = report
-                .rows
-                .iter()
-                .map(|row| {
-                    row.iter()
-                        .zip(&report.columns)
-                        .map(|(v, (_, k))| cell_for_people(v, *k, zone))
-                        .collect()
-                })
-                .collect();
-            // Times are the zone's: the header says which.
-            let headers: Vec<String> = report
-                .columns
-                .iter()
-                .map(|(name, kind)| match kind {
-                    Kind::Time => format!("{name} ({})", zone.name()),
-                    _ => (*name).to_owned(),
-                })
-                .collect();
-            let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-            for row in &cells {
-                for (w, c) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-            let numeric = |k: Kind| matches!(k, Kind::Int | Kind::Bytes | Kind::DurationMs);
-            let line = |values: Vec<&str>| -> String {
-                let parts: Vec<String> = values
-                    .iter()
-                    .zip(&widths)
-                    .zip(&report.columns)
-                    .map(|((v, w), (_, k))| {
-                        if numeric(*k) {
-                            format!("{v:>w$}")
-                        } else {
-                            format!("{v:<w$}")
-                        }
-                    })
-                    .collect();
-                parts.join("  ").trim_end().to_owned()
-            };
-            writeln!(
-                out,
-                "{}",
-                line(headers.iter().map(String::as_str).collect())
-            )?;
-            for row in &cells {
-                writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-            }
-            if cells.is_empty() {
-                writeln!(out, "(no rows)")?;
-            }
-            Ok(())
+    render_stream(&report.columns, format, zone, out, &mut |sink| {
+        for row in &report.rows {
+            sink(row.clone())?;
         }
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record(report.columns.iter().map(|(n, _)| *n))?;
-            for row in &report.rows {
-                w.write_record(
-                    row.iter()
-                        .zip(&report.columns)
-                        .map(|(v, (_, k))| csv_cell(v, cell_exact(v, *k))),
-                )?;
-            }
-            w.flush()
-        }
-        Format::Json => {
-            let rows: Vec<serde_json::Value> = report
-                .rows
-                .iter()
-                .map(|row| {
-                    let map: serde_json::Map<String, serde_json::Value> = row
-                        .iter()
-                        .zip(&report.columns)
-                        .map(|(v, (n, k))| ((*n).to_owned(), json_value(v, *k)))
-                        .collect();
-                    serde_json::Value::Object(map)
-                })
-                .collect();
-            serde_json::to_writer_pretty(&mut *out, &rows)?;
-            writeln!(out)
-        }
-    }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@ use sftpd_wrapper::accounting::cli::{
     DEFAULT_DB, FilterArgs, ReportCli as Cli, ReportCommand as Command,
 };
 use sftpd_wrapper::accounting::ingest::{IngestOptions, Ingestor, Input};
-use sftpd_wrapper::accounting::report::{self, Filter, Format};
+use sftpd_wrapper::accounting::report::{self, Filter, Format, RowsReport};
 use sftpd_wrapper::accounting::storage::{self, DbSpec, Store, StoreError};
 use sftpd_wrapper::config;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -134,7 +134,7 @@ fn run(cli: Cli) -> Result<()> {
         .map_err(anyhow::Error::msg)?
         .config;
     let password = password(&cli, &cfg)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if let Command::Copy { from, to } = &cli.command {
         let from = DbSpec::parse(from).map_err(anyhow::Error::msg)?;
         let to = DbSpec::parse(to).map_err(anyhow::Error::msg)?;
@@ -230,8 +230,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sessions { filter } => {
             let f = filter.filter()?;
-            let r = store.sessions_report(&f)?;
-            report::render(&r, filter.format(), f.zone(), &mut out)?;
+            stream_report(store.as_mut(), RowsReport::Sessions, &f, filter.format(), &mut out)?;
         }
         Command::Transfers { filter, path } => {
             let mut f = filter.filter()?;
@@ -241,8 +240,7 @@ fn run(cli: Cli) -> Result<()> {
                         .with_context(|| format!("--path {p:?} is not a valid glob"))?,
                 );
             }
-            let r = store.transfers_report(&f)?;
-            report::render(&r, filter.format(), f.zone(), &mut out)?;
+            stream_report(store.as_mut(), RowsReport::Transfers, &f, filter.format(), &mut out)?;
         }
         Command::Usage { filter, by } => {
             let f = filter.filter()?;
@@ -251,5 +249,20 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Copy { .. } => unreachable!("handled above"),
     }
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes a report row by row as the database hands the rows out: memory stays flat.
+fn stream_report(
+    store: &mut dyn Store,
+    which: RowsReport,
+    filter: &Filter,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    report::render_stream::<StoreError>(&which.columns(), format, filter.zone(), out, &mut |sink| {
+        store.stream_report(which, filter, sink)
+    })?;
     Ok(())
 }

@@ -10,7 +10,7 @@
 pub mod postgres;
 pub mod sqlite;
 
-use crate::accounting::report::{Filter, Period, Report};
+use crate::accounting::report::{self, Dialect, Filter, Kind, Period, Report, RowsReport, Value};
 pub use crate::log::parse::{OperationKind, SessionSource, path_text};
 use crate::log::text_enum;
 pub use crate::log::transfer::{ClosedFile, CountsAs, Direction};
@@ -42,9 +42,18 @@ pub enum StoreError {
     Busy,
     #[error("{0}")]
     Lock(String),
+    /// Writing a report out failed (a closed pipe, a full disk).
+    #[error("writing the report: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> StoreError {
+        StoreError::Write(e)
+    }
+}
 
 /// The schema version both backends migrate to.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -409,9 +418,71 @@ pub trait IngestStore: Database {
 
 /// What the reports read.
 pub trait ReportStore {
-    fn sessions_report(&mut self, filter: &Filter) -> Result<Report>;
-    fn transfers_report(&mut self, filter: &Filter) -> Result<Report>;
-    fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report>;
+    /// The SQL dialect of this store's report queries.
+    fn dialect(&self) -> Dialect;
+
+    /// Runs a report query (parameters: user, host, since, until) and hands its rows, one at a
+    /// time, to `sink`: memory stays flat whatever the number of rows.
+    fn stream_rows(
+        &mut self,
+        sql: &str,
+        columns: &[(&'static str, Kind)],
+        filter: &Filter,
+        sink: &mut RowSink<'_>,
+    ) -> Result<()>;
+
+    /// The rows of the sessions or transfers report, one at a time, in the columns of
+    /// [`RowsReport::columns`].
+    fn stream_report(
+        &mut self,
+        which: RowsReport,
+        filter: &Filter,
+        sink: &mut RowSink<'_>,
+    ) -> Result<()> {
+        let (sql, raw) = which.sql(self.dialect());
+        self.stream_rows(&sql, &raw, filter, &mut |row| match which.finish_row(row, filter) {
+            Some(row) => sink(row),
+            None => Ok(()),
+        })
+    }
+
+    fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
+        collect(self, RowsReport::Sessions, filter)
+    }
+
+    fn transfers_report(&mut self, filter: &Filter) -> Result<Report> {
+        collect(self, RowsReport::Transfers, filter)
+    }
+
+    /// Usage, summed while the rows stream by: memory is the number of groups, not of rows.
+    fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
+        let (sql, columns) = report::usage_rows_sql(self.dialect());
+        let mut sums = report::UsageSums::new(by, filter.zone());
+        self.stream_rows(&sql, &columns, filter, &mut |row| {
+            sums.add(&row);
+            Ok(())
+        })?;
+        Ok(sums.finish())
+    }
+}
+
+/// Where streamed report rows go.
+pub type RowSink<'a> = dyn FnMut(Vec<Value>) -> Result<()> + 'a;
+
+fn collect<S: ReportStore + ?Sized>(
+    store: &mut S,
+    which: RowsReport,
+    filter: &Filter,
+) -> Result<Report> {
+    let mut rows = Vec::new();
+    store.stream_report(which, filter, &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(Report {
+        columns: which.columns(),
+        rows,
+    })
 }
 
 /// What copying one database into another reads from the source and writes to the target.

@@ -7,12 +7,13 @@
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
 use super::{
+    RowSink,
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
     OperationRecord, ReportStore, Result, SessionEnd, SessionOrigin, SessionRecord, SessionSource,
     StoreError, TransferRecord, path_text, stored_counters,
 };
-use crate::accounting::report::{self, Dialect, Filter, Kind, Period, Report, Value};
+use crate::accounting::report::{Dialect, Filter, Kind, Value};
 use postgres::types::{FromSql, IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Row, Statement};
 use std::collections::HashMap;
@@ -679,47 +680,6 @@ impl PgStore {
             .map_err(pg_err(&self.shown))
     }
 
-    fn report(
-        &mut self,
-        sql: &str,
-        columns: Vec<(&'static str, Kind)>,
-        filter: &Filter,
-    ) -> Result<Report> {
-        let params: [&(dyn ToSql + Sync); 4] =
-            [&filter.user, &filter.host, &filter.since, &filter.until];
-        let rows = self
-            .client
-            .query(sql, &params)
-            .map_err(pg_err(&self.shown))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut cells = Vec::with_capacity(columns.len());
-            for (i, col) in row.columns().iter().enumerate() {
-                let e = pg_err(&self.shown);
-                let v = match *col.type_() {
-                    Type::INT8 => row
-                        .try_get::<_, Option<i64>>(i)
-                        .map_err(&e)?
-                        .map_or(Value::Null, |v| Value::Int(v.into())),
-                    Type::INT4 => row
-                        .try_get::<_, Option<i32>>(i)
-                        .map_err(&e)?
-                        .map_or(Value::Null, |v| Value::Int(v.into())),
-                    Type::BOOL => row
-                        .try_get::<_, Option<bool>>(i)
-                        .map_err(&e)?
-                        .map_or(Value::Null, |v| Value::Int(v.into())),
-                    _ => row
-                        .try_get::<_, Option<String>>(i)
-                        .map_err(&e)?
-                        .map_or(Value::Null, Value::Text),
-                };
-                cells.push(v);
-            }
-            out.push(cells);
-        }
-        Ok(Report { columns, rows: out })
-    }
 }
 
 impl Database for PgStore {
@@ -1208,24 +1168,50 @@ impl IngestStore for PgStore {
 }
 
 impl ReportStore for PgStore {
-    fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
-        self.flush()?;
-        let (sql, columns) = report::sessions_sql(Dialect::Postgres);
-        Ok(report::join_split_sums(self.report(&sql, columns, filter)?))
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
     }
 
-    fn transfers_report(&mut self, filter: &Filter) -> Result<Report> {
+    fn stream_rows(
+        &mut self,
+        sql: &str,
+        columns: &[(&'static str, Kind)],
+        filter: &Filter,
+        sink: &mut RowSink<'_>,
+    ) -> Result<()> {
+        use postgres::fallible_iterator::FallibleIterator;
         self.flush()?;
-        let (sql, columns) = report::transfers_sql(Dialect::Postgres);
-        let r = self.report(&sql, columns, filter)?;
-        Ok(report::filter_paths(r, filter))
-    }
-
-    fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
-        self.flush()?;
-        let (sql, columns) = report::usage_rows_sql(Dialect::Postgres);
-        let rows = self.report(&sql, columns, filter)?;
-        Ok(report::usage_from_rows(rows, by, filter.zone()))
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&filter.user, &filter.host, &filter.since, &filter.until];
+        let e = pg_err(&self.shown);
+        // A portal: rows come as they are read, not all at once.
+        let mut rows = self.client.query_raw(sql, params).map_err(&e)?;
+        while let Some(row) = rows.next().map_err(&e)? {
+            let mut cells = Vec::with_capacity(columns.len());
+            for (i, col) in row.columns().iter().enumerate() {
+                let v = match *col.type_() {
+                    Type::INT8 => row
+                        .try_get::<_, Option<i64>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, |v| Value::Int(v.into())),
+                    Type::INT4 => row
+                        .try_get::<_, Option<i32>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, |v| Value::Int(v.into())),
+                    Type::BOOL => row
+                        .try_get::<_, Option<bool>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, |v| Value::Int(v.into())),
+                    _ => row
+                        .try_get::<_, Option<String>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, Value::Text),
+                };
+                cells.push(v);
+            }
+            sink(cells)?;
+        }
+        Ok(())
     }
 }
 

@@ -4,12 +4,13 @@
 //! read them. One ingest at a time holds `<db>.lock`.
 
 use super::{
+    RowSink,
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
     OperationRecord, ReportStore, Result, SessionEnd, SessionOrigin, SessionRecord, SessionSource,
     StoreError, TransferRecord, path_text, stored_counters,
 };
-use crate::accounting::report::{self, Dialect, Filter, Period, Report};
+use crate::accounting::report::{self, Dialect, Filter};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use std::fs::File;
@@ -325,27 +326,6 @@ impl SqliteStore {
         &self.conn
     }
 
-    fn report(
-        &mut self,
-        sql: &str,
-        columns: Vec<(&'static str, report::Kind)>,
-        filter: &Filter,
-    ) -> Result<Report> {
-        let mut stmt = self.conn.prepare(sql)?;
-        let n = columns.len();
-        let rows = stmt.query_map(
-            params![filter.user, filter.host, filter.since, filter.until],
-            |r| {
-                (0..n)
-                    .map(|i| r.get_ref(i).map(report::value_from_sqlite))
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            },
-        )?;
-        Ok(Report {
-            columns,
-            rows: rows.collect::<rusqlite::Result<_>>()?,
-        })
-    }
 }
 
 impl Database for SqliteStore {
@@ -817,21 +797,26 @@ impl IngestStore for SqliteStore {
 }
 
 impl ReportStore for SqliteStore {
-    fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {
-        let (sql, columns) = report::sessions_sql(Dialect::Sqlite);
-        Ok(report::join_split_sums(self.report(&sql, columns, filter)?))
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
     }
 
-    fn transfers_report(&mut self, filter: &Filter) -> Result<Report> {
-        let (sql, columns) = report::transfers_sql(Dialect::Sqlite);
-        let report = self.report(&sql, columns, filter)?;
-        Ok(report::filter_paths(report, filter))
-    }
-
-    fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
-        let (sql, columns) = report::usage_rows_sql(Dialect::Sqlite);
-        let rows = self.report(&sql, columns, filter)?;
-        Ok(report::usage_from_rows(rows, by, filter.zone()))
+    fn stream_rows(
+        &mut self,
+        sql: &str,
+        columns: &[(&'static str, report::Kind)],
+        filter: &Filter,
+        sink: &mut RowSink<'_>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = stmt.query(params![filter.user, filter.host, filter.since, filter.until])?;
+        while let Some(r) = rows.next()? {
+            let row = (0..columns.len())
+                .map(|i| r.get_ref(i).map(report::value_from_sqlite))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            sink(row)?;
+        }
+        Ok(())
     }
 }
 
