@@ -198,20 +198,30 @@ impl Dialect {
         format!("CAST(COALESCE(SUM({}), 0) AS BIGINT)", self.flag(col))
     }
 
-    /// The WHERE clause every report shares: user, host, and a time window on `time_col`.
-    fn window(self, time_col: &str) -> String {
-        format!(
-            "({u} IS NULL OR s.\"user\" = {u}) AND ({h} IS NULL OR s.host = {h})
-             AND ({t3} IS NULL OR {time_col} >= {t3}) AND ({t4} IS NULL OR {time_col} < {t4})",
-            u = self.text(1),
-            h = self.text(2),
-            t3 = self.time(3),
-            t4 = self.time(4),
-        )
+    /// The WHERE clause every report shares: user, host, and a time window on `time_col`. Only
+    /// the filters that are set compare columns (`x IS NULL OR col = x` keeps the planner from
+    /// the indexes); an unset one is still named, as `x IS NULL`, so that the four parameters
+    /// are always bound the same way. Values are parameters, never SQL text.
+    fn window(self, time_col: &str, filter: &Filter) -> String {
+        let part = |set: bool, param: String, test: String| {
+            if set {
+                test
+            } else {
+                format!("{param} IS NULL")
+            }
+        };
+        let (u, h, t3, t4) = (self.text(1), self.text(2), self.time(3), self.time(4));
+        [
+            part(filter.user.is_some(), u.clone(), format!("s.\"user\" = {u}")),
+            part(filter.host.is_some(), h.clone(), format!("s.host = {h}")),
+            part(filter.since.is_some(), t3.clone(), format!("{time_col} >= {t3}")),
+            part(filter.until.is_some(), t4.clone(), format!("{time_col} < {t4}")),
+        ]
+        .join(" AND ")
     }
 }
 
-pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
+pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
         "SELECT {started}, {ended}, s.host, s.\"user\", s.client_ip, s.client_port, s.duration_ms,
                 CAST(COALESCE(SUM(CASE WHEN t.counts_as = 'upload' THEN 1 ELSE 0 END), 0) AS BIGINT),
@@ -223,7 +233,7 @@ pub fn sessions_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
           GROUP BY s.id ORDER BY s.started_at, s.id",
         started = d.ts("s.started_at"),
         ended = d.ts("s.ended_at"),
-        window = d.window("s.started_at"),
+        window = d.window("s.started_at", filter),
         up = split_sum("t.bytes_written"),
         down = split_sum("t.bytes_read"),
         unknown = d.count_if("t.counters_cut"),
@@ -263,7 +273,7 @@ fn split_sum(col: &str) -> String {
 
 /// The last column, `raw_path` (the name's bytes), is for `--path` ([`RowsReport::finish_row`]),
 /// which removes it.
-pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
+pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let raw_path = match d {
         Dialect::Sqlite => "hex(t.path)",
         Dialect::Postgres => "encode(t.path, 'hex')",
@@ -280,7 +290,7 @@ pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
         complete = d.flag("t.complete"),
         forced = d.flag("t.forced"),
         failed = d.flag("t.failed"),
-        window = d.window("t.opened_at"),
+        window = d.window("t.opened_at", filter),
     );
     let columns = vec![
         ("opened", Kind::Time),
@@ -306,7 +316,7 @@ pub fn transfers_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
 /// One row per session and per transfer in the window (exact instants, like the other reports),
 /// for [`usage_from_rows`]: at, host, user, is-session, counts_as, bytes up, bytes down,
 /// complete, bytes unknown, duration.
-pub fn usage_rows_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
+pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
         "SELECT {started}, s.host, s.\"user\", 1, NULL, 0, 0, 0, 0, COALESCE(s.duration_ms, 0)
            FROM sessions s
@@ -320,8 +330,8 @@ pub fn usage_rows_sql(d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
         opened = d.ts("t.opened_at"),
         complete = d.flag("t.complete"),
         cut = d.flag("t.counters_cut"),
-        session_window = d.window("s.started_at"),
-        transfer_window = d.window("t.opened_at"),
+        session_window = d.window("s.started_at", filter),
+        transfer_window = d.window("t.opened_at", filter),
     );
     let columns = vec![
         ("at", Kind::Time),
@@ -347,16 +357,16 @@ pub enum RowsReport {
 
 impl RowsReport {
     /// The query and the columns it returns.
-    pub fn sql(self, d: Dialect) -> (String, Vec<(&'static str, Kind)>) {
+    pub fn sql(self, d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
         match self {
-            RowsReport::Sessions => sessions_sql(d),
-            RowsReport::Transfers => transfers_sql(d),
+            RowsReport::Sessions => sessions_sql(d, filter),
+            RowsReport::Transfers => transfers_sql(d, filter),
         }
     }
 
     /// The columns of the finished rows.
     pub fn columns(self) -> Vec<(&'static str, Kind)> {
-        let (_, mut columns) = self.sql(Dialect::Sqlite);
+        let (_, mut columns) = self.sql(Dialect::Sqlite, &Filter::default());
         match self {
             RowsReport::Sessions => columns.retain(|(name, _)| !name.ends_with("_low")),
             RowsReport::Transfers => {
@@ -371,7 +381,7 @@ impl RowsReport {
     pub fn finish_row(self, mut row: Vec<Value>, filter: &Filter) -> Option<Vec<Value>> {
         match self {
             RowsReport::Sessions => {
-                let (_, columns) = self.sql(Dialect::Sqlite);
+                let (_, columns) = self.sql(Dialect::Sqlite, &Filter::default());
                 // From the right, so that earlier positions stay put.
                 for at in (0..columns.len()).rev() {
                     if columns[at].0.ends_with("_low") {
@@ -420,6 +430,10 @@ pub struct UsageSums {
     by: Period,
     zone: Tz,
     groups: BTreeMap<(String, String, String), UsageGroup>,
+    /// The last stored minute (`2026-11-27T10:15`) and its bucket: rows come about in time
+    /// order, and every zone's offset is whole minutes, so most rows skip the time arithmetic.
+    last_minute: String,
+    last_bucket: String,
 }
 
 impl UsageSums {
@@ -428,7 +442,25 @@ impl UsageSums {
             by,
             zone,
             groups: BTreeMap::new(),
+            last_minute: String::new(),
+            last_bucket: String::new(),
         }
+    }
+
+    /// The day or month in the zone of a stored time.
+    fn bucket(&mut self, stored: &str) -> Option<&str> {
+        let minute = stored.get(..16)?;
+        if minute != self.last_minute {
+            let at = parse::parse_storage_time(stored)?;
+            let key_format = if self.by == Period::Day {
+                "%Y-%m-%d"
+            } else {
+                "%Y-%m"
+            };
+            self.last_bucket = at.with_timezone(&self.zone).format(key_format).to_string();
+            minute.clone_into(&mut self.last_minute);
+        }
+        Some(&self.last_bucket)
     }
 
     pub fn add(&mut self, row: &[Value]) {
@@ -442,15 +474,9 @@ impl UsageSums {
                 _ => "",
             }
         }
-        let Some(at) = parse::parse_storage_time(text(&row[0])) else {
+        let Some(bucket) = self.bucket(text(&row[0])).map(str::to_owned) else {
             return;
         };
-        let key_format = if self.by == Period::Day {
-            "%Y-%m-%d"
-        } else {
-            "%Y-%m"
-        };
-        let bucket = at.with_timezone(&self.zone).format(key_format).to_string();
         let g = self
             .groups
             .entry((bucket, text(&row[1]).to_owned(), text(&row[2]).to_owned()))

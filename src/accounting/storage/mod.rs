@@ -439,7 +439,7 @@ pub trait ReportStore {
         filter: &Filter,
         sink: &mut RowSink<'_>,
     ) -> Result<()> {
-        let (sql, raw) = which.sql(self.dialect());
+        let (sql, raw) = which.sql(self.dialect(), filter);
         self.stream_rows(&sql, &raw, filter, &mut |row| match which.finish_row(row, filter) {
             Some(row) => sink(row),
             None => Ok(()),
@@ -456,7 +456,7 @@ pub trait ReportStore {
 
     /// Usage, summed while the rows stream by: memory is the number of groups, not of rows.
     fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
-        let (sql, columns) = report::usage_rows_sql(self.dialect());
+        let (sql, columns) = report::usage_rows_sql(self.dialect(), filter);
         let mut sums = report::UsageSums::new(by, filter.zone());
         self.stream_rows(&sql, &columns, filter, &mut |row| {
             sums.add(&row);
