@@ -35,7 +35,10 @@ fn run(db: &str, args: &[&str]) -> (f64, f64) {
         use std::io::Read;
         let _ = e.read_to_string(&mut err);
     }
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{args:?}: {err}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{args:?}: {err}"
+    );
     (elapsed, usage.ru_maxrss as f64 / 1024.0)
 }
 
@@ -76,7 +79,11 @@ fn build(path: &std::path::Path, transfers: u64, partners: u64) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (transfers, partners) = if full { (10_000_000, 500) } else { (20_000, 50) };
+    let (transfers, partners) = if full {
+        (10_000_000, 500)
+    } else {
+        (20_000, 50)
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let mut dbs = Vec::new();
     for (name, n) in [("tenth", transfers / 10), ("year", transfers)] {
@@ -105,12 +112,22 @@ fn main() {
     assert_eq!(rows as u64, transfers);
     println!("a bare scan reading every transfer's time and counters (baseline)  {scan:.3} s");
     for (what, args) in [
-        ("usage --by month, everything", vec!["usage", "--by", "month", "--tz", "UTC"]),
+        (
+            "usage --by month, everything",
+            vec!["usage", "--by", "month", "--tz", "UTC"],
+        ),
         (
             "usage, one partner's month",
             vec![
-                "usage", "--user", "partner7", "--since", "2026-06-01", "--until", "2026-06-30",
-                "--tz", "UTC",
+                "usage",
+                "--user",
+                "partner7",
+                "--since",
+                "2026-06-01",
+                "--until",
+                "2026-06-30",
+                "--tz",
+                "UTC",
             ],
         ),
     ] {

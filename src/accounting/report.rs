@@ -212,10 +212,22 @@ impl Dialect {
         };
         let (u, h, t3, t4) = (self.text(1), self.text(2), self.time(3), self.time(4));
         [
-            part(filter.user.is_some(), u.clone(), format!("s.\"user\" = {u}")),
+            part(
+                filter.user.is_some(),
+                u.clone(),
+                format!("s.\"user\" = {u}"),
+            ),
             part(filter.host.is_some(), h.clone(), format!("s.host = {h}")),
-            part(filter.since.is_some(), t3.clone(), format!("{time_col} >= {t3}")),
-            part(filter.until.is_some(), t4.clone(), format!("{time_col} < {t4}")),
+            part(
+                filter.since.is_some(),
+                t3.clone(),
+                format!("{time_col} >= {t3}"),
+            ),
+            part(
+                filter.until.is_some(),
+                t4.clone(),
+                format!("{time_col} < {t4}"),
+            ),
         ]
         .join(" AND ")
     }
@@ -500,7 +512,14 @@ impl UsageSums {
         let zone_name = self.zone.name().to_owned();
         Report {
             columns: vec![
-                (if self.by == Period::Day { "day" } else { "month" }, Kind::Text),
+                (
+                    if self.by == Period::Day {
+                        "day"
+                    } else {
+                        "month"
+                    },
+                    Kind::Text,
+                ),
                 ("zone", Kind::Text),
                 ("host", Kind::Text),
                 ("user", Kind::Text),

@@ -230,7 +230,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sessions { filter } => {
             let f = filter.filter()?;
-            stream_report(store.as_mut(), RowsReport::Sessions, &f, filter.format(), &mut out)?;
+            stream_report(
+                store.as_mut(),
+                RowsReport::Sessions,
+                &f,
+                filter.format(),
+                &mut out,
+            )?;
         }
         Command::Transfers { filter, path } => {
             let mut f = filter.filter()?;
@@ -240,7 +246,13 @@ fn run(cli: Cli) -> Result<()> {
                         .with_context(|| format!("--path {p:?} is not a valid glob"))?,
                 );
             }
-            stream_report(store.as_mut(), RowsReport::Transfers, &f, filter.format(), &mut out)?;
+            stream_report(
+                store.as_mut(),
+                RowsReport::Transfers,
+                &f,
+                filter.format(),
+                &mut out,
+            )?;
         }
         Command::Usage { filter, by } => {
             let f = filter.filter()?;
@@ -261,8 +273,12 @@ fn stream_report(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<()> {
-    report::render_stream::<StoreError>(&which.columns(), format, filter.zone(), out, &mut |sink| {
-        store.stream_report(which, filter, sink)
-    })?;
+    report::render_stream::<StoreError>(
+        &which.columns(),
+        format,
+        filter.zone(),
+        out,
+        &mut |sink| store.stream_report(which, filter, sink),
+    )?;
     Ok(())
 }

@@ -440,10 +440,15 @@ pub trait ReportStore {
         sink: &mut RowSink<'_>,
     ) -> Result<()> {
         let (sql, raw) = which.sql(self.dialect(), filter);
-        self.stream_rows(&sql, &raw, filter, &mut |row| match which.finish_row(row, filter) {
-            Some(row) => sink(row),
-            None => Ok(()),
-        })
+        self.stream_rows(
+            &sql,
+            &raw,
+            filter,
+            &mut |row| match which.finish_row(row, filter) {
+                Some(row) => sink(row),
+                None => Ok(()),
+            },
+        )
     }
 
     fn sessions_report(&mut self, filter: &Filter) -> Result<Report> {

@@ -7,11 +7,10 @@
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
 use super::{
-    RowSink,
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
-    OperationRecord, ReportStore, Result, SessionEnd, SessionOrigin, SessionRecord, SessionSource,
-    StoreError, TransferRecord, path_text, stored_counters,
+    OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
+    SessionSource, StoreError, TransferRecord, path_text, stored_counters,
 };
 use crate::accounting::report::{Dialect, Filter, Kind, Value};
 use postgres::types::{FromSql, IsNull, ToSql, Type};
@@ -679,7 +678,6 @@ impl PgStore {
             .query_opt(&s, params)
             .map_err(pg_err(&self.shown))
     }
-
 }
 
 impl Database for PgStore {

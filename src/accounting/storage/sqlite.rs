@@ -4,11 +4,10 @@
 //! read them. One ingest at a time holds `<db>.lock`.
 
 use super::{
-    RowSink,
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
-    OperationRecord, ReportStore, Result, SessionEnd, SessionOrigin, SessionRecord, SessionSource,
-    StoreError, TransferRecord, path_text, stored_counters,
+    OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
+    SessionSource, StoreError, TransferRecord, path_text, stored_counters,
 };
 use crate::accounting::report::{self, Dialect, Filter};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
@@ -325,7 +324,6 @@ impl SqliteStore {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
-
 }
 
 impl Database for SqliteStore {
@@ -809,7 +807,12 @@ impl ReportStore for SqliteStore {
         sink: &mut RowSink<'_>,
     ) -> Result<()> {
         let mut stmt = self.conn.prepare(sql)?;
-        let mut rows = stmt.query(params![filter.user, filter.host, filter.since, filter.until])?;
+        let mut rows = stmt.query(params![
+            filter.user,
+            filter.host,
+            filter.since,
+            filter.until
+        ])?;
         while let Some(r) = rows.next()? {
             let row = (0..columns.len())
                 .map(|i| r.get_ref(i).map(report::value_from_sqlite))
