@@ -3,7 +3,8 @@
 //! Generates a realistic log of 1,000,000 lines and prints lines per second for three stages,
 //! each with its ratio to the stage before, all measured in this run on this machine:
 //! reading lines (the baseline), parsing them, ingesting them into SQLite, and (as root, with
-//! PostgreSQL's binaries installed) ingesting them into a throwaway PostgreSQL server.
+//! PostgreSQL's binaries installed) ingesting them into a throwaway PostgreSQL server; then
+//! Debian's mtail, one-shot, with a small sftp program (benches/sftp.mtail) on the same file.
 //! Run by `cargo test` (without `--bench`) it checks the same code on 20,000 lines.
 
 #[path = "../tests/common/mod.rs"]
@@ -17,6 +18,38 @@ use sftpd_wrapper::accounting::storage::{SqliteStore, Store};
 use sftpd_wrapper::log::parse;
 use std::io::{BufRead, BufReader};
 use std::time::Instant;
+
+/// Runs Debian's mtail once over `log` with benches/sftp.mtail; returns its time and the bytes
+/// written it counted.
+fn mtail_one_shot(log: &std::path::Path) -> Option<(f64, u64)> {
+    if !std::path::Path::new("/usr/bin/mtail").exists() {
+        return None;
+    }
+    let t = Instant::now();
+    let out = std::process::Command::new("/usr/bin/mtail")
+        .args([
+            "-one_shot",
+            "-one_shot_format",
+            "prometheus",
+            "-port",
+            "0",
+            "-progs",
+        ])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/sftp.mtail"))
+        .arg("-logs")
+        .arg(log)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("mtail");
+    let seconds = t.elapsed().as_secs_f64();
+    assert!(out.status.success(), "mtail failed");
+    let written = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("sftp_bytes_written_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    Some((seconds, written as u64))
+}
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -114,6 +147,21 @@ fn main() {
         );
     }
     println!("ingest summary: {summary}");
+    match mtail_one_shot(&path) {
+        Some((seconds, written)) => {
+            let rate = raw.len() as f64 / seconds;
+            let expected: i64 = log.totals.values().map(|t| t.bytes_up).sum();
+            // Its sum of every close's written bytes; ours counts uploads only, and the
+            // generated log writes nothing on downloads.
+            assert_eq!(written, expected as u64, "mtail's bytes written");
+            println!(
+                "mtail one-shot, sftp program {:>12.0} lines/s   SQLite ingest is {:.3} x mtail",
+                rate,
+                ingest_rate / rate
+            );
+        }
+        None => println!("(mtail skipped: /usr/bin/mtail is not installed)"),
+    }
 
     // One session whose opens all fail (`open` + `sent status`): no file is ever closed, and the
     // rate must stay that of the realistic log (it was quadratic in the waiting opens).
