@@ -332,28 +332,29 @@ fn cut_close_lines_bill_nothing_and_capture_mode_keeps_the_counters() {
         h.wait_for_log(&["session end", &format!("user={user} ")]);
         h.wait_for_log(&["session closed for local user", &user]);
         let db_dir = tempfile::tempdir().unwrap();
-        let db = db_dir.path().join("sftpd.db").display().to_string();
-        ingest(&db, &[&h.log_path]);
-        let transfers = report(&db, &["transfers"]);
-        let rows = transfers.as_array().unwrap();
-        assert!(
-            rows.iter()
-                .all(|t| t["bytes_written"] != 99_999_999_999_i64),
-            "{mode}: forged counters billed: {transfers}"
-        );
-        if mode == "syslog" {
+        for db in databases(db_dir.path()) {
+            ingest(&db, &[&h.log_path]);
+            let transfers = report(&db, &["transfers"]);
+            let rows = transfers.as_array().unwrap();
             assert!(
-                rows.len() == 1 && rows[0]["bytes_unknown"] == true,
-                "{mode}: {transfers}"
+                rows.iter()
+                    .all(|t| t["bytes_written"] != 99_999_999_999_i64),
+                "{mode}: forged counters billed: {transfers}"
             );
-        } else {
-            assert!(
-                rows.len() == 2
-                    && rows
-                        .iter()
-                        .all(|t| t["bytes_written"] == 5 && t["bytes_unknown"] == false),
-                "{mode}: {transfers}"
-            );
+            if mode == "syslog" {
+                assert!(
+                    rows.len() == 1 && rows[0]["bytes_unknown"] == true,
+                    "{mode}: {transfers}"
+                );
+            } else {
+                assert!(
+                    rows.len() == 2
+                        && rows
+                            .iter()
+                            .all(|t| t["bytes_written"] == 5 && t["bytes_unknown"] == false),
+                    "{mode}: {transfers}"
+                );
+            }
         }
     }
 }
@@ -404,10 +405,10 @@ fn the_journal_is_read_exactly_once_and_forged_entries_are_not_billed() {
     }
     let directory = journald.journal_directory();
     let db_dir = tempfile::tempdir().unwrap();
-    let db = db_dir.path().join("sftpd.db").display().to_string();
-    let ingest_journal = || {
+    let dbs = databases(db_dir.path());
+    let ingest_journal = |db: &str| {
         let out = common::sftpd_report(
-            &db,
+            db,
             &[
                 "ingest",
                 "--journal",
@@ -422,64 +423,89 @@ fn the_journal_is_read_exactly_once_and_forged_entries_are_not_billed() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    // The session's end and sftp-server's close may still be on their way.
-    let mut summary = String::new();
-    common::wait_until(
-        "the session in the journal",
-        Duration::from_secs(15),
-        || {
-            summary.push_str(&ingest_journal());
-            let sessions = report(&db, &["sessions"]);
-            (sessions
-                .as_array()
+    for db in &dbs {
+        // The session's end and sftp-server's close may still be on their way.
+        let mut summary = String::new();
+        common::wait_until(
+            "the session in the journal",
+            Duration::from_secs(15),
+            || {
+                summary.push_str(&ingest_journal(db));
+                let sessions = report(db, &["sessions"]);
+                (sessions
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["user"] == user.as_str() && s["end"] == "closed"))
+                .then_some(())
+            },
+        );
+        let sessions = report(db, &["sessions"]);
+        let rows = sessions.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{db}: {sessions}\n{summary}");
+        assert_eq!(rows[0]["bytes_up"], 12_345, "{sessions}");
+        assert!(summary.contains("not billed 3"), "{db}: {summary}");
+        let (origin_pid, origin_uid, origin_command) = session_origin(db);
+        assert!(origin_pid > 1);
+        assert_eq!(origin_uid, i64::from(uid));
+        assert!(
+            ["sftpd-wrapper", "sftp-server"].contains(&origin_command.as_str()),
+            "{origin_command}"
+        );
+        // Exactly once: a second run reads nothing new.
+        let again = ingest_journal(db);
+        assert!(again.contains("lines read 0"), "{db}: {again}");
+    }
+    // A new session is read alone.
+    h.sftp_ok(&user, "put up.bin second.bin\n", local.path());
+    for db in &dbs {
+        common::wait_until("the second session", Duration::from_secs(15), || {
+            ingest_journal(db);
+            let s = report(db, &["sessions"]);
+            (s.as_array()
                 .unwrap()
                 .iter()
-                .any(|s| s["user"] == user.as_str() && s["end"] == "closed"))
-            .then_some(())
-        },
-    );
-    let sessions = report(&db, &["sessions"]);
-    let rows = sessions.as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{sessions}\n{summary}");
-    assert_eq!(rows[0]["bytes_up"], 12_345, "{sessions}");
-    assert!(summary.contains("not billed 3"), "{summary}");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let (origin_pid, origin_uid, origin_command): (i64, i64, String) = conn
-        .query_row(
-            "SELECT origin_pid, origin_uid, origin_command FROM sessions",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    assert!(origin_pid > 1);
-    assert_eq!(origin_uid, i64::from(uid));
-    assert!(
-        ["sftpd-wrapper", "sftp-server"].contains(&origin_command.as_str()),
-        "{origin_command}"
-    );
-    // Exactly once: a second run reads nothing new; a new session is read alone.
-    let again = ingest_journal();
-    assert!(again.contains("lines read 0"), "{again}");
-    h.sftp_ok(&user, "put up.bin second.bin\n", local.path());
-    common::wait_until("the second session", Duration::from_secs(15), || {
-        ingest_journal();
-        let s = report(&db, &["sessions"]);
-        (s.as_array()
+                .filter(|s| s["end"] == "closed")
+                .count()
+                == 2)
+                .then_some(())
+        });
+        let usage = report(db, &["usage", "--by", "month"]);
+        let total: i64 = usage
+            .as_array()
             .unwrap()
             .iter()
-            .filter(|s| s["end"] == "closed")
-            .count()
-            == 2)
-            .then_some(())
-    });
-    let usage = report(&db, &["usage", "--by", "month"]);
-    let total: i64 = usage
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["bytes_up"].as_i64().unwrap())
-        .sum();
-    assert_eq!(total, 2 * 12_345, "{usage}");
+            .map(|r| r["bytes_up"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, 2 * 12_345, "{db}: {usage}");
+    }
+}
+
+/// An SQLite database in `dir`, and a PostgreSQL one where the server can run (always in CI).
+fn databases(dir: &Path) -> Vec<String> {
+    let mut dbs = vec![dir.join("sftpd.db").display().to_string()];
+    match common::pg::unavailable() {
+        None => dbs.push(common::pg::PgServer::shared().create_db()),
+        Some(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("PostgreSQL prerequisites missing in CI: {why}")
+        }
+        Some(why) => eprintln!("PostgreSQL part SKIPPED: {why}"),
+    }
+    dbs
+}
+
+/// The journal's PID, UID and command of the (only) session.
+fn session_origin(db: &str) -> (i64, i64, String) {
+    let sql = "SELECT origin_pid, origin_uid, origin_command FROM sessions";
+    if db.starts_with("postgres://") {
+        let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
+        let row = client.query_one(sql, &[]).unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    } else {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+    }
 }
 
 /// Issue 11, item 6: one real session, as rsyslogd writes it in its traditional, RFC 3339
@@ -528,25 +554,29 @@ fn real_log_formats_give_the_same_session() {
         fs::write(&path, journal_text(format)).unwrap();
         files.push(path);
     }
-    for file in &files {
-        let db_dir = tempfile::tempdir().unwrap();
-        let db = db_dir.path().join("sftpd.db").display().to_string();
-        let summary = ingest(&db, &[file]);
-        assert!(
-            summary.contains("skipped 0"),
-            "{}: {summary}",
-            file.display()
-        );
-        let sessions = report(&db, &["sessions"]);
-        let rows = sessions.as_array().unwrap();
-        assert!(
-            rows.len() == 1
-                && rows[0]["user"] == user.as_str()
-                && rows[0]["end"] == "closed"
-                && rows[0]["bytes_up"] == 4_321
-                && rows[0]["source"] == "wrapper",
-            "{}: {sessions}",
-            file.display()
-        );
+    for (file, db_dir) in files
+        .iter()
+        .map(|f| (f, tempfile::tempdir().unwrap()))
+        .collect::<Vec<_>>()
+    {
+        for db in databases(db_dir.path()) {
+            let summary = ingest(&db, &[file]);
+            assert!(
+                summary.contains("skipped 0"),
+                "{}: {summary}",
+                file.display()
+            );
+            let sessions = report(&db, &["sessions"]);
+            let rows = sessions.as_array().unwrap();
+            assert!(
+                rows.len() == 1
+                    && rows[0]["user"] == user.as_str()
+                    && rows[0]["end"] == "closed"
+                    && rows[0]["bytes_up"] == 4_321
+                    && rows[0]["source"] == "wrapper",
+                "{}: {sessions}",
+                file.display()
+            );
+        }
     }
 }
