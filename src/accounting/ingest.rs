@@ -1503,7 +1503,8 @@ impl Read for GzReader {
     }
 }
 
-/// Identifies a log file across renames and compression: the hash of its first line.
+/// The key under which a log file's checkpoints are found, across renames and compression: the
+/// hash of its first line. Which of them is this file's is decided by their prefix hashes.
 pub fn first_line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
