@@ -426,20 +426,33 @@ fn the_journal_is_read_exactly_once_and_forged_entries_are_not_billed() {
     for db in &dbs {
         // The session's end and sftp-server's close may still be on their way.
         let mut summary = String::new();
-        common::wait_until(
-            "the session in the journal",
-            Duration::from_secs(15),
-            || {
-                summary.push_str(&ingest_journal(db));
-                let sessions = report(db, &["sessions"]);
-                (sessions
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|s| s["user"] == user.as_str() && s["end"] == "closed"))
-                .then_some(())
-            },
-        );
+        let found = common::wait_until_opt(Duration::from_secs(30), || {
+            summary.push_str(&ingest_journal(db));
+            let sessions = report(db, &["sessions"]);
+            (sessions
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["user"] == user.as_str() && s["end"] == "closed"))
+            .then_some(())
+        });
+        if found.is_none() {
+            let entries = Command::new("journalctl")
+                .arg(format!("--directory={}", directory.display()))
+                .args([
+                    "--no-pager",
+                    "-o",
+                    "verbose",
+                    "--output-fields=SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID,MESSAGE",
+                ])
+                .output()
+                .unwrap();
+            panic!(
+                "{db}: no closed session in 30 s\n{summary}\n{}\n{}",
+                report(db, &["sessions"]),
+                String::from_utf8_lossy(&entries.stdout)
+            );
+        }
         let sessions = report(db, &["sessions"]);
         let rows = sessions.as_array().unwrap();
         assert_eq!(rows.len(), 1, "{db}: {sessions}\n{summary}");

@@ -547,6 +547,27 @@ impl<'a> Ingestor<'a> {
         }
     }
 
+    /// A journal entry without its sender's command that goes on with a session a checked entry
+    /// started (an earlier run may have read that one): the wrapper's line names a live session's
+    /// id, sftp-server's comes from the live session's own sftp-server process.
+    fn continues_live_session(&self, entry: &crate::accounting::journal::JournalEntry) -> bool {
+        let host = entry
+            .host
+            .clone()
+            .unwrap_or_else(|| self.opts.host_default.clone());
+        if entry.identifier == self.opts.wrapper_ident {
+            return WrapperLine::parse(&entry.message)
+                .and_then(|line| line.sid().map(str::to_owned))
+                .is_some_and(|sid| self.by_sid.contains_key(&(host, sid)));
+        }
+        match (entry.pid, entry.sender_pid) {
+            (Some(pid), Some(sender)) if pid == sender => {
+                self.by_sftp_pid.contains_key(&(host, i64::from(pid)))
+            }
+            _ => false,
+        }
+    }
+
     /// Refuses a file whose first new line is older than what is already ingested from its host
     /// (by more than the grace for lines out of order): the sessions it continues or is continued
     /// by were read without it. Looks at new lines until one can be read.
@@ -707,6 +728,9 @@ impl<'a> Ingestor<'a> {
             let mut line = Vec::with_capacity(1024);
             let mut in_batch = 0usize;
             let mut last_cursor: Option<String> = None;
+            // Sender processes whose entries journald named, by PID: their last entry may come
+            // without the name (written as they exit).
+            let mut verified: HashMap<u32, String> = HashMap::new();
             loop {
                 line.clear();
                 if reader.read_until(b'\n', &mut line).map_err(read_err)? == 0 {
@@ -717,7 +741,18 @@ impl<'a> Ingestor<'a> {
                 };
                 self.summary.lines_read += 1;
                 last_cursor = Some(entry.cursor.clone());
-                if let Some(why) = journal::forged(&entry, &self.opts.wrapper_ident) {
+                let sender_verified = entry
+                    .sender_pid
+                    .is_some_and(|pid| verified.get(&pid) == Some(&entry.identifier))
+                    || self.continues_live_session(&entry);
+                let why = journal::forged(&entry, &self.opts.wrapper_ident, sender_verified);
+                if why.is_none()
+                    && entry.command.is_some()
+                    && let Some(pid) = entry.sender_pid
+                {
+                    verified.insert(pid, entry.identifier.clone());
+                }
+                if let Some(why) = why {
                     self.summary.forged += 1;
                     if self.summary.forged_examples.len() < 3 {
                         self.summary.forged_examples.push(why);

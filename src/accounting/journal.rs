@@ -100,8 +100,10 @@ pub fn parse_entry(line: &[u8]) -> Option<JournalEntry> {
 /// Why an entry that claims to come from the wrapper, sftp-server or sshd is not taken: the
 /// journal says another program wrote it, or cannot say who did (journald reads the command from
 /// /proc, and a sender that exits at once leaves it out: a forger's way to pass unchecked).
-/// `None`: taken (the claim fits, or the entry claims none of them).
-pub fn forged(entry: &JournalEntry, wrapper_ident: &str) -> Option<String> {
+/// `sender_verified` says an earlier entry of the same sender process, under the same name, was
+/// checked (its last line, `session end` or `session closed`, is written as it exits, and may
+/// come without its command). `None`: taken (the claim fits, or the entry claims none of them).
+pub fn forged(entry: &JournalEntry, wrapper_ident: &str, sender_verified: bool) -> Option<String> {
     let claims = [
         wrapper_ident,
         "sftp-server",
@@ -115,6 +117,9 @@ pub fn forged(entry: &JournalEntry, wrapper_ident: &str) -> Option<String> {
     let pid = entry.pid.map_or("?".to_owned(), |p| p.to_string());
     let uid = entry.uid.map_or("?".to_owned(), |u| u.to_string());
     let Some(command) = entry.command.as_deref() else {
+        if sender_verified {
+            return None;
+        }
         return Some(format!(
             "{}[{pid}] of uid {uid}, whose program the journal does not know",
             entry.identifier
@@ -154,25 +159,31 @@ mod tests {
         }
     }
 
+    fn forged_(entry: &JournalEntry, wrapper_ident: &str) -> Option<String> {
+        forged(entry, wrapper_ident, false)
+    }
+
     #[test]
     fn a_line_is_what_the_journal_says_wrote_it() {
         let w = "sftpd-wrapper";
-        assert_eq!(forged(&entry(w, Some("sftpd-wrapper"), 5, 5), w), None);
+        assert_eq!(forged_(&entry(w, Some("sftpd-wrapper"), 5, 5), w), None);
         assert_eq!(
-            forged(&entry("sftp-server", Some("sftp-server"), 6, 6), w),
+            forged_(&entry("sftp-server", Some("sftp-server"), 6, 6), w),
             None
         );
         assert_eq!(
-            forged(&entry("sftp-server", Some("sftpd-wrapper"), 6, 5), w),
+            forged_(&entry("sftp-server", Some("sftpd-wrapper"), 6, 5), w),
             None
         );
-        assert_eq!(forged(&entry("sshd", Some("sshd"), 6, 6), w), None);
-        assert_eq!(forged(&entry("cron", Some("cron"), 6, 6), w), None);
-        assert!(forged(&entry("sftp-server", None, 6, 6), w).is_some());
-        assert!(forged(&entry(w, Some("logger"), 5, 5), w).is_some());
-        assert!(forged(&entry("sftp-server", Some("logger"), 6, 6), w).is_some());
+        assert_eq!(forged_(&entry("sshd", Some("sshd"), 6, 6), w), None);
+        assert_eq!(forged_(&entry("cron", Some("cron"), 6, 6), w), None);
+        assert!(forged_(&entry("sftp-server", None, 6, 6), w).is_some());
+        // The same process's earlier entry was checked: its last one may lack the command.
+        assert_eq!(forged(&entry("sftp-server", None, 6, 6), w, true), None);
+        assert!(forged_(&entry(w, Some("logger"), 5, 5), w).is_some());
+        assert!(forged_(&entry("sftp-server", Some("logger"), 6, 6), w).is_some());
         // sftp-server itself naming another PID.
-        assert!(forged(&entry("sftp-server", Some("sftp-server"), 6, 7), w).is_some());
+        assert!(forged_(&entry("sftp-server", Some("sftp-server"), 6, 7), w).is_some());
     }
 
     #[test]
