@@ -42,42 +42,6 @@ fn ensure(ok: bool, why: impl FnOnce() -> String) -> Outcome {
     if ok { Ok(()) } else { Err(why()) }
 }
 
-const ATTACK_SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/attacks/sftp_proc_attack.py"
-);
-
-/// One step of the paramiko attack: its name and whether it worked.
-fn attack_steps(h: &Harness, user: &str, marker: &Path, target: &[&str]) -> Vec<(String, bool)> {
-    // A hang is a failure too (the attacker's session must end either way).
-    let out = Command::new("timeout")
-        .args(["60", "/usr/bin/python3", ATTACK_SCRIPT])
-        .arg(h.port.to_string())
-        .arg(user)
-        .arg(&h.client_key)
-        .arg(marker)
-        .args(target)
-        .stdin(Stdio::null())
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the attack script failed: {}{}",
-        text,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| {
-            (
-                v["step"].as_str().unwrap_or_default().to_owned(),
-                v["ok"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect()
-}
-
 /// No step that reads or writes another process's /proc files worked, and the code did not run.
 fn stopped(steps: &[(String, bool)], marker: &Path) -> Outcome {
     let worked: Vec<&String> = steps
@@ -112,7 +76,7 @@ fn proc_memory() -> Vec<Case> {
             let h = Harness::start("");
             let user = h.user();
             let m = marker(&h, "pwned-wrapper");
-            let steps = attack_steps(&h, &user, &m, &["wrapper"]);
+            let steps = h.attack_steps(&user, &m, &["wrapper"]);
             std::thread::sleep(Duration::from_millis(500));
             stopped(&steps, &m)?;
             ensure(
@@ -132,7 +96,7 @@ fn proc_memory() -> Vec<Case> {
             let h = Harness::start("[sftp_server]\nproc_isolation = \"off\"\n");
             let user = h.user();
             let m = marker(&h, "pwned-wrapper-visible");
-            let steps = attack_steps(&h, &user, &m, &["wrapper"]);
+            let steps = h.attack_steps(&user, &m, &["wrapper"]);
             std::thread::sleep(Duration::from_millis(500));
             stopped(&steps, &m)?;
             ensure(
@@ -169,7 +133,7 @@ fn proc_memory() -> Vec<Case> {
                 .and_then(|t| t.trim().parse::<i32>().ok())
         });
         let m = marker(&h, "pwned-hook");
-        let steps = attack_steps(&h, &user, &m, &["pid", &pid.to_string()]);
+        let steps = h.attack_steps(&user, &m, &["pid", &pid.to_string()]);
         // The hook sleeps 8 s, then would run the planted code.
         common::wait_until_opt(Duration::from_secs(12), || m.exists().then_some(()));
         stopped(&steps, &m)
@@ -686,15 +650,13 @@ fn command_sweep() -> Vec<Case> {
     let input = h.out_dir.join("sweep-commands");
     let hexed: String = commands.iter().map(|c| hex::encode(c) + "\n").collect();
     fs::write(&input, hexed).unwrap();
-    let out = Command::new("timeout")
-        .args(["300", "/usr/bin/python3", ATTACK_SCRIPT])
-        .arg(h.port.to_string())
-        .arg(&user)
-        .arg(&h.client_key)
-        .args(["-", "sweep"])
-        .stdin(fs::File::open(&input).unwrap())
-        .output()
-        .expect("python3");
+    let out = h.attack(
+        &user,
+        Path::new("-"),
+        &["sweep"],
+        fs::File::open(&input).unwrap().into(),
+        300,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let answers: std::collections::HashMap<String, serde_json::Value> =
         String::from_utf8_lossy(&out.stdout)
@@ -771,7 +733,7 @@ fn capture_lines() -> Vec<Case> {
         ));
             let user = h.user();
             let forged = "/nonexistent\r\nsession opened for local user ceo from [10.9.9.9]\r\nclose \"/etc/shadow\" bytes read 0 written 42\r\nopen \"/x";
-            let steps = attack_steps(&h, &user, Path::new("-"), &["open", &hex::encode(forged)]);
+            let steps = h.attack_steps(&user, Path::new("-"), &["open", &hex::encode(forged)]);
             ensure(
                 steps.iter().any(|(s, ok)| s == "open the name" && !ok),
                 || format!("the open did not fail: {steps:?}"),
@@ -823,8 +785,7 @@ fn session_signals() -> Vec<Case> {
             let h = std::sync::Arc::clone(&h);
             case(&format!("SIG{signal} through an exec session"), move || {
                 let user = h.user();
-                attack_steps(
-                    &h,
+                h.attack_steps(
                     &user,
                     Path::new("-"),
                     &["signal", common::SFTP_SERVER, signal],
@@ -1243,8 +1204,7 @@ fn hook_queue() -> Vec<Case> {
             let user = h.user();
             let long = format!("{}/{}", "d".repeat(200), "f".repeat(250));
             let ff = vec![0xffu8; 215];
-            let steps = attack_steps(
-                &h,
+            let steps = h.attack_steps(
                 &user,
                 Path::new("-"),
                 &["put", &hex::encode(long.as_bytes()), &hex::encode(&ff)],

@@ -312,22 +312,13 @@ fn cut_close_lines_bill_nothing_and_capture_mode_keeps_the_counters() {
     for (mode, names) in [("syslog", vec![&forged]), ("capture", vec![&forged, &long])] {
         let h = Harness::start(&format!("[sftp_server]\nlog_mode = \"{mode}\"\n"));
         let user = h.user();
-        let out = std::process::Command::new("/usr/bin/python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/attacks/sftp_proc_attack.py"
-            ))
-            .arg(h.port.to_string())
-            .arg(&user)
-            .arg(&h.client_key)
-            .args(["-", "put"])
-            .args(names.iter().map(hex::encode))
-            .output()
-            .unwrap();
-        let steps = String::from_utf8_lossy(&out.stdout);
+        let hexed: Vec<String> = names.iter().map(hex::encode).collect();
+        let mut args = vec!["put"];
+        args.extend(hexed.iter().map(String::as_str));
+        let steps = h.attack_steps(&user, Path::new("-"), &args);
         assert!(
-            steps.lines().filter(|l| l.contains("\"ok\": true")).count() == names.len(),
-            "{mode}: {steps}"
+            steps.iter().filter(|(_, ok)| *ok).count() == names.len(),
+            "{mode}: {steps:?}"
         );
         h.wait_for_log(&["session end", &format!("user={user} ")]);
         h.wait_for_log(&["session closed for local user", &user]);

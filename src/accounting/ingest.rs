@@ -418,8 +418,7 @@ impl<'a> Ingestor<'a> {
         };
         let finished = std::mem::take(&mut self.finished);
         let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
-        let (read_before, parsed_before) = (self.summary.lines_read, self.summary.parsed);
-        self.first_skipped = None;
+        let start = self.start_input();
         let mut line = Vec::with_capacity(512);
         let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
         if !complete(&line, n) {
@@ -524,27 +523,37 @@ impl<'a> Ingestor<'a> {
             }
             Ok(())
         })();
-        match result {
-            Ok(()) => {
-                self.store.commit()?;
-                if let Some(bar) = progress {
-                    bar.finish_and_clear();
-                }
-                let lines = self.summary.lines_read - read_before;
-                if lines > 0 && self.summary.parsed == parsed_before {
-                    self.not_understood.push(NotUnderstood {
-                        name: name.to_owned(),
-                        lines,
-                        first_line: self.first_skipped.take().unwrap_or_default(),
-                    });
-                }
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.store.rollback();
-                Err(e)
-            }
+        self.end_input(result, name, start)?;
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
         }
+        Ok(())
+    }
+
+    /// Where the summary stood when an input began, for [`Ingestor::end_input`].
+    fn start_input(&mut self) -> (u64, u64) {
+        self.first_skipped = None;
+        (self.summary.lines_read, self.summary.parsed)
+    }
+
+    /// Commits an input's last batch, or rolls it back on `result`'s error; notes an input that
+    /// had new lines and none understood.
+    fn end_input(&mut self, result: Result<()>, name: &str, start: (u64, u64)) -> Result<()> {
+        if let Err(e) = result {
+            let _ = self.store.rollback();
+            return Err(e);
+        }
+        self.store.commit()?;
+        let (read_before, parsed_before) = start;
+        let lines = self.summary.lines_read - read_before;
+        if lines > 0 && self.summary.parsed == parsed_before {
+            self.not_understood.push(NotUnderstood {
+                name: name.to_owned(),
+                lines,
+                first_line: self.first_skipped.take().unwrap_or_default(),
+            });
+        }
+        Ok(())
     }
 
     /// A journal entry without its sender's command that goes on with a session a checked entry
@@ -721,8 +730,7 @@ impl<'a> Ingestor<'a> {
             .map_err(|e| read_err(std::io::Error::new(e.kind(), format!("journalctl: {e}"))))?;
         let mut reader = BufReader::with_capacity(1 << 16, child.stdout.take().expect("piped"));
         self.summary.files += 1;
-        let (read_before, parsed_before) = (self.summary.lines_read, self.summary.parsed);
-        self.first_skipped = None;
+        let start = self.start_input();
         self.store.begin()?;
         let result = (|| -> Result<()> {
             let mut line = Vec::with_capacity(1024);
@@ -815,24 +823,7 @@ impl<'a> Ingestor<'a> {
                 ))))
             }
         });
-        match result {
-            Ok(()) => {
-                self.store.commit()?;
-                let lines = self.summary.lines_read - read_before;
-                if lines > 0 && self.summary.parsed == parsed_before {
-                    self.not_understood.push(NotUnderstood {
-                        name: key.clone(),
-                        lines,
-                        first_line: self.first_skipped.take().unwrap_or_default(),
-                    });
-                }
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.store.rollback();
-                Err(e)
-            }
-        }
+        self.end_input(result, &key, start)
     }
 
     fn skip(&mut self, raw: &[u8]) {
@@ -1464,6 +1455,7 @@ pub fn forget_for_rebuild(
     host_default: &str,
 ) -> Result<Vec<String>> {
     let mut hosts = std::collections::BTreeSet::new();
+    let mut first_line_hashes = Vec::new();
     for input in inputs {
         let read_err = |source| IngestError::Read {
             path: input.name.clone(),
@@ -1483,18 +1475,24 @@ pub fn forget_for_rebuild(
             if reader.read_until(b'\n', &mut line).map_err(read_err)? == 0 {
                 break;
             }
-            if first {
-                store.forget_checkpoints(&first_line_hash(&line))?;
-                first = false;
+            if std::mem::take(&mut first) {
+                first_line_hashes.push(first_line_hash(&line));
             }
             if let Some(l) = parse::parse_syslog_line(&line) {
                 hosts.insert(l.host.unwrap_or(host_default).to_owned());
             }
         }
     }
-    for host in &hosts {
-        store.forget_host(host)?;
-    }
+    // All of it or nothing: a failure leaves the database as it was.
+    crate::accounting::storage::in_transaction(store, |store| {
+        for hash in &first_line_hashes {
+            store.forget_checkpoints(hash)?;
+        }
+        for host in &hosts {
+            store.forget_host(host)?;
+        }
+        Ok(())
+    })?;
     Ok(hosts.into_iter().collect())
 }
 

@@ -388,15 +388,20 @@ impl RowsReport {
         columns
     }
 
-    /// A query row as the report shows it: split sums joined (sessions); `--path` applied to
-    /// the name's bytes and the raw name dropped (transfers). `None`: filtered out.
-    pub fn finish_row(self, mut row: Vec<Value>, filter: &Filter) -> Option<Vec<Value>> {
+    /// A row of the query (whose columns [`RowsReport::sql`] gave as `raw_columns`) as the
+    /// report shows it: split sums joined (sessions); `--path` applied to the name's bytes and
+    /// the raw name dropped (transfers). `None`: filtered out.
+    pub fn finish_row(
+        self,
+        raw_columns: &[(&'static str, Kind)],
+        mut row: Vec<Value>,
+        filter: &Filter,
+    ) -> Option<Vec<Value>> {
         match self {
             RowsReport::Sessions => {
-                let (_, columns) = self.sql(Dialect::Sqlite, &Filter::default());
                 // From the right, so that earlier positions stay put.
-                for at in (0..columns.len()).rev() {
-                    if columns[at].0.ends_with("_low") {
+                for at in (0..raw_columns.len()).rev() {
+                    if raw_columns[at].0.ends_with("_low") {
                         let low = row.remove(at);
                         if let (Value::Int(high), Value::Int(low)) = (&row[at - 1], low) {
                             row[at - 1] = Value::Int(high * 4_294_967_296 + low);

@@ -804,6 +804,57 @@ fn spawn_in_namespace(root: &Path, config: &Path, sshd_config: &Path) -> Child {
     cmd.spawn().expect("sshd")
 }
 
+const ATTACK_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/attacks/sftp_proc_attack.py"
+);
+
+impl Harness {
+    /// Runs tests/attacks/sftp_proc_attack.py (paramiko) as `user` with `marker` and `args`
+    /// (its mode and theirs), killed after `timeout_secs`: a hang is a failure too.
+    pub fn attack(
+        &self,
+        user: &str,
+        marker: &Path,
+        args: &[&str],
+        stdin: Stdio,
+        timeout_secs: u32,
+    ) -> Output {
+        Command::new("timeout")
+            .arg(timeout_secs.to_string())
+            .args(["/usr/bin/python3", ATTACK_SCRIPT])
+            .arg(self.port.to_string())
+            .arg(user)
+            .arg(&self.client_key)
+            .arg(marker)
+            .args(args)
+            .stdin(stdin)
+            .output()
+            .expect("python3")
+    }
+
+    /// The steps of an attack (see [`Harness::attack`]): each one's name and whether it worked.
+    pub fn attack_steps(&self, user: &str, marker: &Path, args: &[&str]) -> Vec<(String, bool)> {
+        let out = self.attack(user, marker, args, Stdio::null(), 60);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "the attack script failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                (
+                    v["step"].as_str().unwrap_or_default().to_owned(),
+                    v["ok"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    }
+}
+
 /// A real systemd-journald of the test's own: in a mount namespace where its sockets and its
 /// journal files are the test's directories, so the host's journal (if any) is untouched.
 pub struct Journald {

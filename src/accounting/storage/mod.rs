@@ -363,7 +363,8 @@ pub trait IngestStore: Database {
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()>;
     /// The latest time (storage text) of anything ingested from `host`: a session's start or end.
     fn latest_time(&mut self, host: &str) -> Result<Option<String>>;
-    /// Forgets every session, transfer, operation and pending login of `host` (`--rebuild`).
+    /// Forgets every session, transfer, operation and pending login of `host` (`--rebuild`),
+    /// within the caller's transaction.
     fn forget_host(&mut self, host: &str) -> Result<()>;
     /// Forgets the checkpoints of the files whose first line hashes to `first_line_hash`.
     fn forget_checkpoints(&mut self, first_line_hash: &str) -> Result<()>;
@@ -444,7 +445,7 @@ pub trait ReportStore {
             &sql,
             &raw,
             filter,
-            &mut |row| match which.finish_row(row, filter) {
+            &mut |row| match which.finish_row(&raw, row, filter) {
                 Some(row) => sink(row),
                 None => Ok(()),
             },
@@ -507,6 +508,24 @@ pub trait Store: IngestStore + ReportStore + CopyStore {}
 
 impl<T: IngestStore + ReportStore + CopyStore> Store for T {}
 
+/// Runs `work` in one transaction of `db`: committed when it succeeds, rolled back when not.
+pub fn in_transaction<S: Database + ?Sized, T>(
+    db: &mut S,
+    work: impl FnOnce(&mut S) -> Result<T>,
+) -> Result<T> {
+    db.begin()?;
+    match work(db) {
+        Ok(value) => {
+            db.commit()?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = db.rollback();
+            Err(e)
+        }
+    }
+}
+
 /// Copies every session (with its transfers and operations) and checkpoint from `from` to `to`
 /// in one transaction (`sftpd-report copy`; not to be confused with the schema migrations each
 /// backend runs when it opens a database). Sessions `to` already has (same host, PID and start)
@@ -527,8 +546,7 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
         ops_by_session.entry(o.session_id).or_default().push(o);
     }
     to.lock_for_ingest(true)?;
-    to.begin()?;
-    let result = (|| -> Result<(u64, u64)> {
+    in_transaction(to, |to| {
         let (mut copied, mut skipped) = (0, 0);
         for s in &sessions {
             let Some(new_id) = to.import_session(s)? else {
@@ -555,17 +573,7 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
             }
         }
         Ok((copied, skipped))
-    })();
-    match result {
-        Ok(counts) => {
-            to.commit()?;
-            Ok(counts)
-        }
-        Err(e) => {
-            let _ = to.rollback();
-            Err(e)
-        }
-    }
+    })
 }
 
 #[cfg(test)]

@@ -871,26 +871,15 @@ impl IngestStore for PgStore {
     }
 
     fn forget_host(&mut self, host: &str) -> Result<()> {
-        self.flush()?;
-        self.client.batch_execute("BEGIN").map_err(self.err())?;
-        let result = (|| -> Result<()> {
-            for sql in [
-                "DELETE FROM operations WHERE host = $1",
-                "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = $1)",
-                "DELETE FROM sessions WHERE host = $1",
-                "DELETE FROM pending_auth WHERE host = $1",
-            ] {
-                self.exec(sql, &[&host])?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => self.client.batch_execute("COMMIT").map_err(self.err()),
-            Err(e) => {
-                let _ = self.client.batch_execute("ROLLBACK");
-                Err(e)
-            }
+        for sql in [
+            "DELETE FROM operations WHERE host = $1",
+            "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = $1)",
+            "DELETE FROM sessions WHERE host = $1",
+            "DELETE FROM pending_auth WHERE host = $1",
+        ] {
+            self.exec(sql, &[&host])?;
         }
+        Ok(())
     }
 
     fn forget_checkpoints(&mut self, first_line_hash: &str) -> Result<()> {

@@ -539,25 +539,15 @@ impl IngestStore for SqliteStore {
     }
 
     fn forget_host(&mut self, host: &str) -> Result<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let result = (|| -> rusqlite::Result<()> {
-            for sql in [
-                "DELETE FROM operations WHERE host = ?1",
-                "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = ?1)",
-                "DELETE FROM sessions WHERE host = ?1",
-                "DELETE FROM pending_auth WHERE host = ?1",
-            ] {
-                self.conn.execute(sql, [host])?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => Ok(self.conn.execute_batch("COMMIT")?),
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e.into())
-            }
+        for sql in [
+            "DELETE FROM operations WHERE host = ?1",
+            "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = ?1)",
+            "DELETE FROM sessions WHERE host = ?1",
+            "DELETE FROM pending_auth WHERE host = ?1",
+        ] {
+            self.conn.execute(sql, [host])?;
         }
+        Ok(())
     }
 
     fn forget_checkpoints(&mut self, first_line_hash: &str) -> Result<()> {
