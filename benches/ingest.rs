@@ -58,6 +58,10 @@ fn main() {
     let path = dir.path().join("sftpd.log");
     let log = loggen::generate(lines, 200, 42);
     std::fs::write(&path, loggen::text(&log.lines)).expect("write log");
+    // For profiling an ingest of the same file outside the bench.
+    if let Some(keep) = std::env::var_os("SFTPD_BENCH_KEEP_LOG") {
+        std::fs::copy(&path, keep).expect("copy the log");
+    }
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!(
         "log: {} lines, {:.1} MiB",

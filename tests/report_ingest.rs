@@ -30,7 +30,7 @@ fn new_db(backend: Backend, dir: &Path, name: &str) -> String {
     }
 }
 
-const DUMP_SQLITE: [&str; 3] = [
+const DUMP_SQLITE: [&str; 4] = [
     "SELECT host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
             exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed,
             origin_pid, origin_uid, origin_command
@@ -42,11 +42,15 @@ const DUMP_SQLITE: [&str; 3] = [
     "SELECT o.host, s.pid, s.started_at, o.user, o.at, o.kind, hex(o.path), hex(o.target), o.detail, o.failed, o.status
        FROM operations o LEFT JOIN sessions s ON s.id = o.session_id
       ORDER BY o.host, s.pid, s.started_at, o.at, o.kind, hex(o.path), o.detail",
+    "SELECT hour, host, user, sessions, duration_ms_high, duration_ms_low, files_up, files_up_incomplete,
+            files_down, files_down_incomplete, bytes_up_high, bytes_up_low, bytes_down_high, bytes_down_low,
+            files_bytes_unknown
+       FROM usage_hourly ORDER BY hour, host, user",
 ];
 
 const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
 
-fn dump_pg() -> [String; 3] {
+fn dump_pg() -> [String; 4] {
     let t = |c: &str| format!("to_char({c} AT TIME ZONE 'UTC', {TS})");
     let b = |c: &str| format!("CASE WHEN {c} THEN 1 ELSE 0 END");
     let h = |c: &str| format!("upper(encode({c}, 'hex'))");
@@ -87,6 +91,13 @@ fn dump_pg() -> [String; 3] {
             h("o.target"),
             b("o.failed"),
             h("o.path")
+        ),
+        format!(
+            "SELECT {}, host, \"user\", sessions, duration_ms_high, duration_ms_low, files_up,
+                    files_up_incomplete, files_down, files_down_incomplete, bytes_up_high, bytes_up_low,
+                    bytes_down_high, bytes_down_low, files_bytes_unknown
+               FROM usage_hourly ORDER BY hour, host, \"user\"",
+            t("hour")
         ),
     ]
 }
@@ -988,7 +999,11 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
     client
         .batch_execute(
-            "DROP VIEW monthly_usage; DROP VIEW daily_usage; DROP VIEW usage_events;
+            "DROP FUNCTION usage_sessions_added, usage_sessions_changed, usage_sessions_removed,
+                           usage_transfers_added, usage_transfers_changed, usage_transfers_removed
+                  CASCADE;
+             DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;
+             DROP VIEW monthly_usage; DROP VIEW daily_usage; DROP VIEW usage_events;
              ALTER TABLE transfers DROP COLUMN counts_as;
              ALTER TABLE transfers DROP COLUMN counters_cut;
              ALTER TABLE checkpoints DROP COLUMN prefix_sha256;
@@ -1013,6 +1028,8 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
         )
         .unwrap();
     let usage = report_json(&db, &["usage", "--by", "month"]);
+    // The upgrade computed the rollups of the rows already there.
+    common::assert_rollups_exact(&db);
     let row = &usage.as_array().unwrap()[0];
     // Version 1 rows carry no `complete`: they count as incomplete transfers.
     assert_eq!(row["files_up_incomplete"], 1, "{usage}");
@@ -1039,6 +1056,127 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
         .unwrap()
         .get(0);
     assert_eq!(version, sftpd_wrapper::accounting::storage::SCHEMA_VERSION);
+}
+
+/// Usage read from the hourly rollups equals usage summed from the rows, whatever the window
+/// (part hours at its ends, or all of it inside one hour), the zone (whole hours from UTC,
+/// +05:30, +05:45, and St John's, whose offset goes from -02:30 to -03:30 inside the data) and the
+/// filters.
+fn usage_from_rollups_equals_usage_from_rows(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    // About four hours of lines, stretched eightfold: 30 hours of November 1st and 2nd, across
+    // every zone's midnight.
+    let log = loggen::generate(110_000, 30, 9);
+    let stretched: Vec<String> = log.lines.iter().map(|l| stretch_time(l, 8)).collect();
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&stretched)).unwrap();
+    let db = new_db(backend, dir.path(), "rollups");
+    ingest(&db, &[&path]);
+    let windows: [&[&str]; 6] = [
+        &[],
+        &["--since", "2026-11-01T03:17:23.5Z"],
+        &["--until", "2026-11-01T20:45:00Z"],
+        &[
+            "--since",
+            "2026-11-01T03:17:23Z",
+            "--until",
+            "2026-11-02T02:05:59.999999Z",
+        ],
+        &[
+            "--since",
+            "2026-11-01T10:10:00Z",
+            "--until",
+            "2026-11-01T10:50:00Z",
+        ],
+        &[
+            "--since",
+            "2026-11-01T06:00:00Z",
+            "--until",
+            "2026-11-02T00:00:00Z",
+            "--user",
+            "acme",
+        ],
+    ];
+    let zones = [
+        "UTC",
+        "Europe/Berlin",
+        "Asia/Kolkata",
+        "Asia/Kathmandu",
+        "America/St_Johns",
+        "America/New_York",
+    ];
+    let mut distinct = std::collections::BTreeSet::new();
+    for window in windows {
+        for zone in zones {
+            for by in ["day", "month"] {
+                let mut args = vec!["usage", "--by", by, "--tz", zone, "--format", "csv"];
+                args.extend_from_slice(window);
+                let rollups = sftpd_report(&db, &args);
+                args.push("--from-rows");
+                let rows = sftpd_report(&db, &args);
+                assert!(
+                    rollups.status.success() && rows.status.success(),
+                    "{args:?}"
+                );
+                let (rollups, rows) = (
+                    String::from_utf8(rollups.stdout).unwrap(),
+                    String::from_utf8(rows.stdout).unwrap(),
+                );
+                assert_eq!(rollups, rows, "{args:?}");
+                assert!(rows.lines().count() > 1, "{args:?}: no usage at all");
+                distinct.insert(rows);
+            }
+        }
+    }
+    // The windows and zones really change the numbers.
+    assert!(distinct.len() > 40, "{}", distinct.len());
+}
+on_both_backends!(usage_from_rollups_equals_usage_from_rows);
+
+/// A generated line (`Nov  1 03:17:23 …`, November 1st onwards) with its time since November
+/// 1st multiplied by `factor`.
+fn stretch_time(line: &str, factor: u64) -> String {
+    let (stamp, rest) = line.split_at(15);
+    let day: u64 = stamp[4..6].trim().parse().unwrap();
+    let clock: Vec<u64> = stamp[7..].split(':').map(|n| n.parse().unwrap()).collect();
+    let second = ((day - 1) * 86_400 + clock[0] * 3600 + clock[1] * 60 + clock[2]) * factor;
+    let rem = second % 86_400;
+    format!(
+        "Nov {:>2} {:02}:{:02}:{:02}{rest}",
+        1 + second / 86_400,
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// A version 3 SQLite database (no rollups) gets its hourly rollups, computed from the rows it
+/// has, when a version that has them opens it.
+#[test]
+fn a_version_3_sqlite_database_gets_its_rollups_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(4_000, 12, 5);
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&log.lines)).unwrap();
+    let db = new_db(Backend::Sqlite, dir.path(), "v3");
+    ingest(&db, &[&path]);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;
+         DROP TRIGGER usage_session_added; DROP TRIGGER usage_session_changed;
+         DROP TRIGGER usage_session_removed; DROP TRIGGER usage_transfer_added;
+         DROP TRIGGER usage_transfer_changed; DROP TRIGGER usage_transfer_removed;
+         UPDATE schema_version SET version = 3;",
+    )
+    .unwrap();
+    drop(conn);
+    common::assert_rollups_exact(&db);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let cells: i64 = conn
+        .query_row("SELECT COUNT(*) FROM usage_hourly", [], |r| r.get(0))
+        .unwrap();
+    assert!(cells > 0);
+    assert_eq!(usage_totals(&db), log.totals);
 }
 
 /// A report on a database path that does not exist is a one-line error, not an empty report, and

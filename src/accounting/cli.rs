@@ -100,6 +100,20 @@ pub enum ReportCommand {
         filter: FilterArgs,
         #[arg(long, value_enum, default_value = "day")]
         by: Period,
+        /// Sum every session and transfer row instead of reading the hourly rollups: slower,
+        /// the same numbers (for checking them).
+        #[arg(long)]
+        from_rows: bool,
+    },
+    /// The hourly rollups usage reads: every commit keeps them exact; --check compares them with
+    /// the rows, --rebuild recomputes them (after the tables were changed by hand).
+    Rollups {
+        /// Exit 1, naming how many rows differ, when the rollups do not equal the rows.
+        #[arg(long, required_unless_present = "rebuild")]
+        check: bool,
+        /// Recompute every rollup from the rows, in one transaction.
+        #[arg(long)]
+        rebuild: bool,
     },
 }
 

@@ -360,6 +360,210 @@ pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str
     (sql, columns)
 }
 
+/// The columns of `usage_hourly`, the per-hour rollup usage reads instead of every transfer,
+/// after its key (hour, host, user). Sums that could pass 64 bits are kept as the sums of their
+/// high and low 32 bits (see [`split_sum`]).
+pub const ROLLUP_SUMS: [&str; 12] = [
+    "sessions",
+    "duration_ms_high",
+    "duration_ms_low",
+    "files_up",
+    "files_up_incomplete",
+    "files_down",
+    "files_down_incomplete",
+    "bytes_up_high",
+    "bytes_up_low",
+    "bytes_down_high",
+    "bytes_down_low",
+    "files_bytes_unknown",
+];
+
+/// Which cells [`rollup_cells_sql`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollupScope {
+    /// The (hour, host) cells listed in `usage_dirty`: what a commit refreshes.
+    Dirty,
+    /// Every cell: a rebuild, or the reference a check compares with.
+    All,
+}
+
+impl Dialect {
+    /// The UTC hour a timestamp column falls in, as `usage_hourly.hour` holds it.
+    pub fn hour_of(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("substr({col}, 1, 13) || ':00:00.000000Z'"),
+            Dialect::Postgres => format!("date_trunc('hour', {col}, 'UTC')"),
+        }
+    }
+
+    /// The end (exclusive) of the hour in `usage_hourly.hour`-form column `col`.
+    fn hour_end(self, col: &str) -> String {
+        match self {
+            // ';' sorts right after ':', so this bounds every time text of the hour.
+            Dialect::Sqlite => format!("substr({col}, 1, 13) || ';'"),
+            Dialect::Postgres => format!("{col} + interval '1 hour'"),
+        }
+    }
+}
+
+/// The rows of `usage_hourly` (key, then [`ROLLUP_SUMS`]) computed from sessions and transfers,
+/// with the same rules as [`usage_rows_sql`] and [`UsageSums::add`]: a session counts at its
+/// start unless refused, a transfer at its open, `''` stands for no user.
+pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
+    // SQLite's planner would look the sessions up by host alone and read all of a host's
+    // transfers for each cell; its CROSS JOIN keeps the order written: cell, its hour's
+    // transfers, their sessions.
+    let join = match d {
+        Dialect::Sqlite => "CROSS JOIN",
+        Dialect::Postgres => "JOIN",
+    };
+    let (session_cells, transfer_cells) = match scope {
+        RollupScope::Dirty => (
+            format!(
+                "JOIN usage_dirty d ON s.host = d.host AND s.started_at >= d.hour
+                                     AND s.started_at < {}",
+                d.hour_end("d.hour")
+            ),
+            format!(
+                "usage_dirty d {join} transfers t ON t.opened_at >= d.hour AND t.opened_at < {}
+                 {join} sessions s ON s.id = t.session_id AND s.host = d.host",
+                d.hour_end("d.hour")
+            ),
+        ),
+        RollupScope::All => (
+            String::new(),
+            "transfers t JOIN sessions s ON s.id = t.session_id".to_owned(),
+        ),
+    };
+    let split = |col: &str| format!("{col} / 4294967296, {col} % 4294967296");
+    let counted = |what: &str, complete: bool| {
+        format!(
+            "CASE WHEN t.counts_as = '{what}' AND {} t.complete THEN 1 ELSE 0 END",
+            if complete { "" } else { "NOT" }
+        )
+    };
+    let sums = ROLLUP_SUMS
+        .iter()
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT hour, host, \"user\", {sums}
+           FROM (SELECT {session_hour} AS hour, s.host AS host, COALESCE(s.\"user\", '') AS \"user\",
+                        1 AS sessions, {duration}, 0 AS files_up, 0 AS files_up_incomplete, 0 AS files_down,
+                        0 AS files_down_incomplete, 0 AS bytes_up_high, 0 AS bytes_up_low,
+                        0 AS bytes_down_high, 0 AS bytes_down_low, 0 AS files_bytes_unknown
+                   FROM sessions s {session_cells}
+                  WHERE s.end_reason <> 'refused'
+                 UNION ALL
+                 SELECT {transfer_hour}, s.host, COALESCE(s.\"user\", ''), 0, 0, 0,
+                        {up}, {up_incomplete}, {down}, {down_incomplete},
+                        {bytes_up}, {bytes_down}, {cut}
+                   FROM {transfer_cells}) AS cells
+          GROUP BY hour, host, \"user\"",
+        session_hour = d.hour_of("s.started_at"),
+        duration = "COALESCE(s.duration_ms, 0) / 4294967296 AS duration_ms_high,
+                    COALESCE(s.duration_ms, 0) % 4294967296 AS duration_ms_low",
+        transfer_hour = d.hour_of("t.opened_at"),
+        up = counted("upload", true),
+        up_incomplete = counted("upload", false),
+        down = counted("download", true),
+        down_incomplete = counted("download", false),
+        bytes_up = split("COALESCE(t.bytes_written, 0)"),
+        bytes_down = split("COALESCE(t.bytes_read, 0)"),
+        cut = d.flag("t.counters_cut"),
+    )
+}
+
+/// The rollup rows a usage report reads: hour, host, user and [`ROLLUP_SUMS`], in the window
+/// of `filter` (whose bounds [`RollupPlan`] has put on whole hours).
+pub fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+    let sql = format!(
+        "SELECT {hour}, s.host, s.\"user\", {sums} FROM usage_hourly s WHERE {window}",
+        hour = d.ts("s.hour"),
+        sums = ROLLUP_SUMS.join(", "),
+        window = d.window("s.hour", filter),
+    );
+    let mut columns = vec![
+        ("hour", Kind::Time),
+        ("host", Kind::Text),
+        ("user", Kind::Text),
+    ];
+    columns.extend(ROLLUP_SUMS.iter().map(|c| (*c, Kind::Int)));
+    (sql, columns)
+}
+
+/// How a usage report splits its window between the hourly rollups and the rows: whole UTC
+/// hours from the rollups, the part hours at either end from the rows.
+#[derive(Debug, Clone)]
+pub struct RollupPlan {
+    /// Whole hours: read from `usage_hourly`.
+    pub hours: Filter,
+    /// Part hours at the window's ends: read from the rows.
+    pub edges: Vec<Filter>,
+}
+
+impl RollupPlan {
+    /// `None` when the window lies within one hour (the rows are read; there are few).
+    pub fn new(filter: &Filter) -> Option<RollupPlan> {
+        let since = filter.since.as_deref().map(parse::parse_storage_time);
+        let until = filter.until.as_deref().map(parse::parse_storage_time);
+        let (since, until) = match (since, until) {
+            (Some(None), _) | (_, Some(None)) => return None,
+            (s, u) => (s.flatten(), u.flatten()),
+        };
+        let whole_from = since.map(|t| {
+            let floor = hour_floor(t);
+            if floor == t {
+                t
+            } else {
+                floor + chrono::Duration::hours(1)
+            }
+        });
+        let whole_until = until.map(hour_floor);
+        if let (Some(from), Some(to)) = (whole_from, whole_until)
+            && from >= to
+        {
+            return None;
+        }
+        let window = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| Filter {
+            since: from.map(parse::storage_time),
+            until: to.map(parse::storage_time),
+            ..filter.clone()
+        };
+        let mut edges = Vec::new();
+        if let (Some(since), Some(from)) = (since, whole_from)
+            && since < from
+        {
+            edges.push(window(Some(since), Some(from)));
+        }
+        if let (Some(until), Some(to)) = (until, whole_until)
+            && to < until
+        {
+            edges.push(window(Some(to), Some(until)));
+        }
+        Some(RollupPlan {
+            hours: window(whole_from, whole_until),
+            edges,
+        })
+    }
+
+    /// The rows' window for one hour the rollups cannot serve ([`UsageSums::add_hour`]).
+    pub fn one_hour(&self, hour: &str) -> Option<Filter> {
+        let start = parse::parse_storage_time(hour)?;
+        Some(Filter {
+            since: Some(parse::storage_time(start)),
+            until: Some(parse::storage_time(start + chrono::Duration::hours(1))),
+            ..self.hours.clone()
+        })
+    }
+}
+
+fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = t.timestamp().div_euclid(3600) * 3600;
+    DateTime::from_timestamp(secs, 0).unwrap_or(t)
+}
+
 /// A report with a row per session or per transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowsReport {
@@ -451,6 +655,8 @@ pub struct UsageSums {
     /// order, and every zone's offset is whole minutes, so most rows skip the time arithmetic.
     last_minute: String,
     last_bucket: String,
+    /// Rollup hours and their bucket; `None`: the hour is not within one bucket of the zone.
+    hour_buckets: std::collections::HashMap<String, Option<String>>,
 }
 
 impl UsageSums {
@@ -461,7 +667,78 @@ impl UsageSums {
             groups: BTreeMap::new(),
             last_minute: String::new(),
             last_bucket: String::new(),
+            hour_buckets: Default::default(),
         }
+    }
+
+    fn key_format(&self) -> &'static str {
+        if self.by == Period::Day {
+            "%Y-%m-%d"
+        } else {
+            "%Y-%m"
+        }
+    }
+
+    /// The bucket a whole UTC hour falls in, when all of it falls in one: no local midnight
+    /// (or first of the month) inside it and no change of the zone's offset. Zones a whole
+    /// number of hours from UTC always qualify; others (+05:30, +05:45) have one hour a day
+    /// that does not.
+    fn hour_bucket(&self, hour: &str) -> Option<String> {
+        let start = parse::parse_storage_time(hour)?;
+        let last = start + chrono::Duration::hours(1) - chrono::Duration::microseconds(1);
+        let (a, b) = (
+            start.with_timezone(&self.zone),
+            last.with_timezone(&self.zone),
+        );
+        use chrono::Offset;
+        if a.offset().fix() != b.offset().fix() {
+            return None;
+        }
+        let (a, b) = (
+            a.format(self.key_format()).to_string(),
+            b.format(self.key_format()).to_string(),
+        );
+        (a == b).then_some(a)
+    }
+
+    /// Adds a row of [`usage_rollup_sql`]. `false`: its hour is not within one bucket of the
+    /// zone, and nothing was added; the caller reads that hour's rows instead.
+    pub fn add_hour(&mut self, row: &[Value]) -> bool {
+        let int = |v: &Value| match v {
+            Value::Int(n) => *n,
+            _ => 0,
+        };
+        let text = |v: &Value| match v {
+            Value::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        let hour = text(&row[0]);
+        let bucket = match self.hour_buckets.get(&hour) {
+            Some(b) => b.clone(),
+            None => {
+                let b = self.hour_bucket(&hour);
+                self.hour_buckets.insert(hour, b.clone());
+                b
+            }
+        };
+        let Some(bucket) = bucket else {
+            return false;
+        };
+        let joined = |high: &Value, low: &Value| int(high) * 4_294_967_296 + int(low);
+        let g = self
+            .groups
+            .entry((bucket, text(&row[1]), text(&row[2])))
+            .or_default();
+        g.sessions += int(&row[3]);
+        g.duration_ms += joined(&row[4], &row[5]);
+        g.files_up += int(&row[6]);
+        g.files_up_incomplete += int(&row[7]);
+        g.files_down += int(&row[8]);
+        g.files_down_incomplete += int(&row[9]);
+        g.bytes_up += joined(&row[10], &row[11]);
+        g.bytes_down += joined(&row[12], &row[13]);
+        g.files_bytes_unknown += int(&row[14]);
+        true
     }
 
     /// The day or month in the zone of a stored time.
@@ -469,12 +746,10 @@ impl UsageSums {
         let minute = stored.get(..16)?;
         if minute != self.last_minute {
             let at = parse::parse_storage_time(stored)?;
-            let key_format = if self.by == Period::Day {
-                "%Y-%m-%d"
-            } else {
-                "%Y-%m"
-            };
-            self.last_bucket = at.with_timezone(&self.zone).format(key_format).to_string();
+            self.last_bucket = at
+                .with_timezone(&self.zone)
+                .format(self.key_format())
+                .to_string();
             minute.clone_into(&mut self.last_minute);
         }
         Some(&self.last_bucket)

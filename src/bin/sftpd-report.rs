@@ -254,10 +254,34 @@ fn run(cli: Cli) -> Result<()> {
                 &mut out,
             )?;
         }
-        Command::Usage { filter, by } => {
+        Command::Usage {
+            filter,
+            by,
+            from_rows,
+        } => {
             let f = filter.filter()?;
-            let r = store.usage_report(&f, *by)?;
+            let r = if *from_rows {
+                store.usage_report_from_rows(&f, *by)?
+            } else {
+                store.usage_report(&f, *by)?
+            };
             report::render(&r, filter.format(), f.zone(), &mut out)?;
+        }
+        Command::Rollups { check, rebuild } => {
+            if *rebuild {
+                store.lock_for_ingest(true)?;
+                storage::in_transaction(store.as_mut(), |s| s.refresh_rollups(true))?;
+                println!("rollups rebuilt");
+            }
+            if *check {
+                let differing = store.rollup_differences()?;
+                if differing > 0 {
+                    bail!(
+                        "{differing} hourly rollup row(s) differ from the rows; `sftpd-report rollups --rebuild` recomputes them"
+                    );
+                }
+                println!("rollups exact");
+            }
         }
         Command::Copy { .. } => unreachable!("handled above"),
     }

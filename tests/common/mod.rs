@@ -632,7 +632,37 @@ pub fn ingest(db: &str, files: &[&Path]) -> String {
         "ingest: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_rollups_exact(db);
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The hourly rollups equal the rows (`sftpd-report rollups --check`), and usage read from
+/// them equals usage summed from the rows, by day and by month, in zones whole hours from UTC
+/// and not.
+#[track_caller]
+pub fn assert_rollups_exact(db: &str) {
+    let out = sftpd_report(db, &["rollups", "--check"]);
+    assert!(
+        out.status.success(),
+        "rollups --check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for zone in ["UTC", "Asia/Kathmandu"] {
+        for by in ["day", "month"] {
+            let args = ["usage", "--by", by, "--tz", zone, "--format", "csv"];
+            let rollups = sftpd_report(db, &args);
+            let mut scan = args.to_vec();
+            scan.push("--from-rows");
+            let rows = sftpd_report(db, &scan);
+            assert!(rollups.status.success() && rows.status.success());
+            assert_eq!(
+                String::from_utf8_lossy(&rollups.stdout),
+                String::from_utf8_lossy(&rows.stdout),
+                "usage --by {by} --tz {zone}: rollups and rows differ"
+            );
+        }
+    }
 }
 
 /// `sftpd-report ARGS --format json`, which must succeed.

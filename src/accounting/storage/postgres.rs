@@ -188,6 +188,129 @@ ALTER TABLE sessions ADD COLUMN origin_pid BIGINT;
 ALTER TABLE sessions ADD COLUMN origin_uid BIGINT;
 ALTER TABLE sessions ADD COLUMN origin_command TEXT;
 "#,
+    r#"
+-- Usage per UTC hour, host and user ('' for none), so that usage reports read this instead of
+-- every transfer. Kept exact in the transaction that changes what it sums: the statement
+-- triggers below note the (hour, host) cells a change touches in usage_dirty, and every commit
+-- recomputes those cells from the rows (storage::refresh_rollups_sql). Sums that could pass
+-- 64 bits are kept as the sums of their high and low 32 bits.
+CREATE TABLE usage_hourly (
+    hour                  TIMESTAMPTZ NOT NULL,
+    host                  TEXT NOT NULL,
+    "user"                TEXT NOT NULL,
+    sessions              BIGINT NOT NULL,
+    duration_ms_high      BIGINT NOT NULL,
+    duration_ms_low       BIGINT NOT NULL,
+    files_up              BIGINT NOT NULL,
+    files_up_incomplete   BIGINT NOT NULL,
+    files_down            BIGINT NOT NULL,
+    files_down_incomplete BIGINT NOT NULL,
+    bytes_up_high         BIGINT NOT NULL,
+    bytes_up_low          BIGINT NOT NULL,
+    bytes_down_high       BIGINT NOT NULL,
+    bytes_down_low        BIGINT NOT NULL,
+    files_bytes_unknown   BIGINT NOT NULL,
+    PRIMARY KEY (hour, host, "user")
+);
+CREATE INDEX usage_hourly_user ON usage_hourly ("user", hour);
+CREATE TABLE usage_dirty (
+    hour TIMESTAMPTZ NOT NULL,
+    host TEXT NOT NULL,
+    PRIMARY KEY (hour, host)
+);
+CREATE INDEX sessions_host_started ON sessions (host, started_at);
+
+CREATE FUNCTION usage_sessions_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO usage_dirty (hour, host)
+        SELECT DISTINCT date_trunc('hour', started_at, 'UTC'), host FROM new_rows
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER usage_sessions_added AFTER INSERT ON sessions REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_added();
+
+CREATE FUNCTION usage_sessions_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO usage_dirty (hour, host)
+        SELECT date_trunc('hour', o.started_at, 'UTC'), o.host
+          FROM old_rows o JOIN new_rows n ON n.id = o.id
+         WHERE (o.host, o."user", o.started_at, o.duration_ms, o.end_reason)
+               IS DISTINCT FROM (n.host, n."user", n.started_at, n.duration_ms, n.end_reason)
+        UNION
+        SELECT date_trunc('hour', n.started_at, 'UTC'), n.host
+          FROM old_rows o JOIN new_rows n ON n.id = o.id
+         WHERE (o.host, o."user", o.started_at, o.duration_ms, o.end_reason)
+               IS DISTINCT FROM (n.host, n."user", n.started_at, n.duration_ms, n.end_reason)
+        -- A session that changes hands (its user learnt late) moves its transfers too.
+        UNION
+        SELECT date_trunc('hour', t.opened_at, 'UTC'), h.host
+          FROM old_rows o JOIN new_rows n ON n.id = o.id
+          JOIN transfers t ON t.session_id = n.id
+          CROSS JOIN LATERAL (VALUES (o.host), (n.host)) AS h (host)
+         WHERE o."user" IS DISTINCT FROM n."user" OR o.host <> n.host
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER usage_sessions_changed AFTER UPDATE ON sessions
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_changed();
+
+CREATE FUNCTION usage_sessions_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO usage_dirty (hour, host)
+        SELECT DISTINCT date_trunc('hour', started_at, 'UTC'), host FROM old_rows
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER usage_sessions_removed AFTER DELETE ON sessions REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_removed();
+
+CREATE FUNCTION usage_transfers_added() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO usage_dirty (hour, host)
+        SELECT DISTINCT date_trunc('hour', n.opened_at, 'UTC'), s.host
+          FROM new_rows n JOIN sessions s ON s.id = n.session_id
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER usage_transfers_added AFTER INSERT ON transfers REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_added();
+
+CREATE FUNCTION usage_transfers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO usage_dirty (hour, host)
+        SELECT date_trunc('hour', o.opened_at, 'UTC'), s.host
+          FROM old_rows o JOIN new_rows n ON n.id = o.id JOIN sessions s ON s.id = o.session_id
+         WHERE (o.session_id, o.opened_at, o.counts_as, o.bytes_read, o.bytes_written, o.complete,
+                o.counters_cut)
+               IS DISTINCT FROM (n.session_id, n.opened_at, n.counts_as, n.bytes_read,
+                                 n.bytes_written, n.complete, n.counters_cut)
+        UNION
+        SELECT date_trunc('hour', n.opened_at, 'UTC'), s.host
+          FROM old_rows o JOIN new_rows n ON n.id = o.id JOIN sessions s ON s.id = n.session_id
+         WHERE (o.session_id, o.opened_at, o.counts_as, o.bytes_read, o.bytes_written, o.complete,
+                o.counters_cut)
+               IS DISTINCT FROM (n.session_id, n.opened_at, n.counts_as, n.bytes_read,
+                                 n.bytes_written, n.complete, n.counters_cut)
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER usage_transfers_changed AFTER UPDATE ON transfers
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_changed();
+
+CREATE FUNCTION usage_transfers_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO usage_dirty (hour, host)
+        SELECT DISTINCT date_trunc('hour', o.opened_at, 'UTC'), s.host
+          FROM old_rows o JOIN sessions s ON s.id = o.session_id
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER usage_transfers_removed AFTER DELETE ON transfers REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_removed();
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -417,6 +540,10 @@ impl PgStore {
         }
         for sql in &MIGRATIONS[current as usize..] {
             tx.batch_execute(sql).map_err(&e)?;
+        }
+        if current < 4 {
+            tx.batch_execute(&super::refresh_rollups_sql(Dialect::Postgres, true))
+                .map_err(&e)?;
         }
         if current == 0 {
             tx.execute(
@@ -721,7 +848,27 @@ impl Database for PgStore {
 
     fn commit(&mut self) -> Result<()> {
         self.flush()?;
+        self.refresh_rollups(false)?;
         self.client.batch_execute("COMMIT").map_err(self.err())
+    }
+
+    fn refresh_rollups(&mut self, all: bool) -> Result<()> {
+        self.flush()?;
+        if all || self.rollups_pending()? {
+            self.client
+                .batch_execute(&super::refresh_rollups_sql(Dialect::Postgres, all))
+                .map_err(self.err())?;
+        }
+        Ok(())
+    }
+
+    fn rollup_differences(&mut self) -> Result<u64> {
+        self.flush()?;
+        let row = self
+            .client
+            .query_one(&super::rollup_differences_sql(Dialect::Postgres), &[])
+            .map_err(self.err())?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
     fn rollback(&mut self) -> Result<()> {
@@ -1155,6 +1302,12 @@ impl IngestStore for PgStore {
 }
 
 impl ReportStore for PgStore {
+    fn rollups_pending(&mut self) -> Result<bool> {
+        Ok(self
+            .query_opt("SELECT EXISTS (SELECT 1 FROM usage_dirty)", &[])?
+            .is_some_and(|r| r.get(0)))
+    }
+
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }

@@ -192,6 +192,78 @@ ALTER TABLE sessions ADD COLUMN origin_pid INTEGER;
 ALTER TABLE sessions ADD COLUMN origin_uid INTEGER;
 ALTER TABLE sessions ADD COLUMN origin_command TEXT;
 "#,
+    r#"
+-- Usage per UTC hour, host and user ('' for none), so that usage reports read this instead of
+-- every transfer. Kept exact in the transaction that changes what it sums: the triggers below
+-- note the (hour, host) cells a change touches in usage_dirty, and every commit recomputes
+-- those cells from the rows (storage::refresh_rollups_sql). Sums that could pass 64 bits are
+-- kept as the sums of their high and low 32 bits.
+CREATE TABLE usage_hourly (
+    hour                  TEXT NOT NULL,
+    host                  TEXT NOT NULL,
+    user                  TEXT NOT NULL,
+    sessions              INTEGER NOT NULL,
+    duration_ms_high      INTEGER NOT NULL,
+    duration_ms_low       INTEGER NOT NULL,
+    files_up              INTEGER NOT NULL,
+    files_up_incomplete   INTEGER NOT NULL,
+    files_down            INTEGER NOT NULL,
+    files_down_incomplete INTEGER NOT NULL,
+    bytes_up_high         INTEGER NOT NULL,
+    bytes_up_low          INTEGER NOT NULL,
+    bytes_down_high       INTEGER NOT NULL,
+    bytes_down_low        INTEGER NOT NULL,
+    files_bytes_unknown   INTEGER NOT NULL,
+    PRIMARY KEY (hour, host, user)
+) WITHOUT ROWID;
+CREATE INDEX usage_hourly_user ON usage_hourly (user, hour);
+CREATE TABLE usage_dirty (
+    hour TEXT NOT NULL,
+    host TEXT NOT NULL,
+    PRIMARY KEY (hour, host)
+) WITHOUT ROWID;
+CREATE INDEX sessions_host_started ON sessions (host, started_at);
+
+CREATE TRIGGER usage_session_added AFTER INSERT ON sessions BEGIN
+    INSERT OR IGNORE INTO usage_dirty (hour, host)
+        VALUES (substr(NEW.started_at, 1, 13) || ':00:00.000000Z', NEW.host);
+END;
+CREATE TRIGGER usage_session_changed
+    AFTER UPDATE OF host, user, started_at, duration_ms, end_reason ON sessions BEGIN
+    INSERT OR IGNORE INTO usage_dirty (hour, host)
+        VALUES (substr(OLD.started_at, 1, 13) || ':00:00.000000Z', OLD.host),
+               (substr(NEW.started_at, 1, 13) || ':00:00.000000Z', NEW.host);
+    -- A session that changes hands (its user learnt late) moves its transfers too.
+    INSERT OR IGNORE INTO usage_dirty (hour, host)
+        SELECT DISTINCT substr(t.opened_at, 1, 13) || ':00:00.000000Z', h.host
+          FROM transfers t, (SELECT OLD.host AS host UNION SELECT NEW.host) h
+         WHERE t.session_id = NEW.id AND (OLD.user IS NOT NEW.user OR OLD.host IS NOT NEW.host);
+END;
+CREATE TRIGGER usage_session_removed AFTER DELETE ON sessions BEGIN
+    INSERT OR IGNORE INTO usage_dirty (hour, host)
+        VALUES (substr(OLD.started_at, 1, 13) || ':00:00.000000Z', OLD.host);
+END;
+CREATE TRIGGER usage_transfer_added AFTER INSERT ON transfers BEGIN
+    INSERT OR IGNORE INTO usage_dirty (hour, host)
+        SELECT substr(NEW.opened_at, 1, 13) || ':00:00.000000Z', host FROM sessions
+         WHERE id = NEW.session_id;
+END;
+CREATE TRIGGER usage_transfer_changed
+    AFTER UPDATE OF session_id, opened_at, counts_as, bytes_read, bytes_written, complete, counters_cut
+    ON transfers BEGIN
+    INSERT OR IGNORE INTO usage_dirty (hour, host)
+        SELECT substr(OLD.opened_at, 1, 13) || ':00:00.000000Z', host FROM sessions
+         WHERE id = OLD.session_id
+        UNION
+        SELECT substr(NEW.opened_at, 1, 13) || ':00:00.000000Z', host FROM sessions
+         WHERE id = NEW.session_id;
+END;
+CREATE TRIGGER usage_transfer_removed AFTER DELETE ON transfers BEGIN
+    INSERT OR IGNORE INTO usage_dirty (hour, host)
+        SELECT substr(OLD.opened_at, 1, 13) || ':00:00.000000Z', host FROM sessions
+         WHERE id = OLD.session_id;
+END;
+"#,
 ];
 
 /// The text enums are stored as their words; a word this version does not know is an error
@@ -283,6 +355,9 @@ impl SqliteStore {
     fn set_up(&mut self, shown: &str) -> Result<()> {
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Statements that fire the rollup triggers keep a statement journal for their own
+        // rollback; in memory, not in a temporary file written page by page.
+        self.conn.pragma_update(None, "temp_store", "MEMORY")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
         self.migrate(shown)
     }
@@ -305,6 +380,9 @@ impl SqliteStore {
         }
         for sql in &MIGRATIONS[current as usize..] {
             tx.execute_batch(sql)?;
+        }
+        if current < 4 {
+            tx.execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, true))?;
         }
         if current == 0 {
             tx.execute(
@@ -339,8 +417,30 @@ impl Database for SqliteStore {
     }
 
     fn commit(&mut self) -> Result<()> {
+        self.refresh_rollups(false)?;
         self.conn.execute_batch("COMMIT")?;
         Ok(())
+    }
+
+    fn refresh_rollups(&mut self, all: bool) -> Result<()> {
+        let pending: bool = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM usage_dirty)")?
+            .query_row([], |r| r.get(0))?;
+        if all || pending {
+            self.conn
+                .execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, all))?;
+        }
+        Ok(())
+    }
+
+    fn rollup_differences(&mut self) -> Result<u64> {
+        let n: i64 =
+            self.conn
+                .query_row(&super::rollup_differences_sql(Dialect::Sqlite), [], |r| {
+                    r.get(0)
+                })?;
+        Ok(n as u64)
     }
 
     fn rollback(&mut self) -> Result<()> {
@@ -785,6 +885,13 @@ impl IngestStore for SqliteStore {
 }
 
 impl ReportStore for SqliteStore {
+    fn rollups_pending(&mut self) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM usage_dirty)")?
+            .query_row([], |r| r.get(0))?)
+    }
+
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
