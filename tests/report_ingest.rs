@@ -999,8 +999,8 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
     client
         .batch_execute(
-            "DROP FUNCTION usage_sessions_added, usage_sessions_changed, usage_sessions_removed,
-                           usage_transfers_added, usage_transfers_changed, usage_transfers_removed
+            "DROP FUNCTION usage_sessions_added, usage_session_changed, usage_sessions_removed,
+                           usage_transfers_added, usage_transfer_changed, usage_transfers_removed
                   CASCADE;
              DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;
              DROP VIEW monthly_usage; DROP VIEW daily_usage; DROP VIEW usage_events;

@@ -410,12 +410,26 @@ impl Dialect {
 /// with the same rules as [`usage_rows_sql`] and [`UsageSums::add`]: a session counts at its
 /// start unless refused, a transfer at its open, `''` stands for no user.
 pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
-    // SQLite's planner would look the sessions up by host alone and read all of a host's
-    // transfers for each cell; its CROSS JOIN keeps the order written: cell, its hour's
-    // transfers, their sessions.
-    let join = match d {
-        Dialect::Sqlite => "CROSS JOIN",
-        Dialect::Postgres => "JOIN",
+    // Each dirty cell's transfers are found by their time (an index range), then their
+    // sessions by id. Left to themselves, both planners can read every session of the host for
+    // each cell instead (PostgreSQL's statistics lag a bulk ingest): SQLite's CROSS JOIN keeps
+    // the order written, and PostgreSQL evaluates a LATERAL subquery with OFFSET 0 per row of
+    // what comes before it.
+    let hour_transfers = format!(
+        "t.opened_at >= d.hour AND t.opened_at < {}",
+        d.hour_end("d.hour")
+    );
+    let transfers_of_cells = match d {
+        Dialect::Sqlite => format!(
+            "usage_dirty d CROSS JOIN transfers t ON {hour_transfers}
+             CROSS JOIN sessions s ON s.id = t.session_id AND s.host = d.host"
+        ),
+        Dialect::Postgres => format!(
+            "usage_dirty d
+             CROSS JOIN LATERAL (SELECT * FROM transfers t WHERE {hour_transfers} OFFSET 0) AS t
+             CROSS JOIN LATERAL (SELECT s.host, s.\"user\" FROM sessions s
+                                  WHERE s.id = t.session_id AND s.host = d.host OFFSET 0) AS s"
+        ),
     };
     let (session_cells, transfer_cells) = match scope {
         RollupScope::Dirty => (
@@ -424,11 +438,7 @@ pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
                                      AND s.started_at < {}",
                 d.hour_end("d.hour")
             ),
-            format!(
-                "usage_dirty d {join} transfers t ON t.opened_at >= d.hour AND t.opened_at < {}
-                 {join} sessions s ON s.id = t.session_id AND s.host = d.host",
-                d.hour_end("d.hour")
-            ),
+            transfers_of_cells,
         ),
         RollupScope::All => (
             String::new(),

@@ -13,6 +13,7 @@ use super::{
     SessionSource, StoreError, TransferRecord, path_text, stored_counters,
 };
 use crate::accounting::report::{Dialect, Filter, Kind, Value};
+use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{FromSql, IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Row, Statement};
 use std::collections::HashMap;
@@ -230,31 +231,28 @@ END $$;
 CREATE TRIGGER usage_sessions_added AFTER INSERT ON sessions REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_added();
 
-CREATE FUNCTION usage_sessions_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Row triggers whose WHEN skips the many updates that change nothing usage sums (a session's
+-- last operation, its sftp-server PID, a transfer marked failed) without calling a function.
+CREATE FUNCTION usage_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO usage_dirty (hour, host)
-        SELECT date_trunc('hour', o.started_at, 'UTC'), o.host
-          FROM old_rows o JOIN new_rows n ON n.id = o.id
-         WHERE (o.host, o."user", o.started_at, o.duration_ms, o.end_reason)
-               IS DISTINCT FROM (n.host, n."user", n.started_at, n.duration_ms, n.end_reason)
-        UNION
-        SELECT date_trunc('hour', n.started_at, 'UTC'), n.host
-          FROM old_rows o JOIN new_rows n ON n.id = o.id
-         WHERE (o.host, o."user", o.started_at, o.duration_ms, o.end_reason)
-               IS DISTINCT FROM (n.host, n."user", n.started_at, n.duration_ms, n.end_reason)
-        -- A session that changes hands (its user learnt late) moves its transfers too.
-        UNION
-        SELECT date_trunc('hour', t.opened_at, 'UTC'), h.host
-          FROM old_rows o JOIN new_rows n ON n.id = o.id
-          JOIN transfers t ON t.session_id = n.id
-          CROSS JOIN LATERAL (VALUES (o.host), (n.host)) AS h (host)
-         WHERE o."user" IS DISTINCT FROM n."user" OR o.host <> n.host
+        VALUES (date_trunc('hour', OLD.started_at, 'UTC'), OLD.host),
+               (date_trunc('hour', NEW.started_at, 'UTC'), NEW.host)
         ON CONFLICT DO NOTHING;
+    -- A session that changes hands (its user learnt late) moves its transfers too.
+    IF OLD."user" IS DISTINCT FROM NEW."user" OR OLD.host <> NEW.host THEN
+        INSERT INTO usage_dirty (hour, host)
+            SELECT DISTINCT date_trunc('hour', t.opened_at, 'UTC'), h.host
+              FROM transfers t CROSS JOIN (VALUES (OLD.host), (NEW.host)) AS h (host)
+             WHERE t.session_id = NEW.id
+            ON CONFLICT DO NOTHING;
+    END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER usage_sessions_changed AFTER UPDATE ON sessions
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_changed();
+CREATE TRIGGER usage_session_changed AFTER UPDATE ON sessions FOR EACH ROW
+    WHEN ((OLD.host, OLD."user", OLD.started_at, OLD.duration_ms, OLD.end_reason)
+          IS DISTINCT FROM (NEW.host, NEW."user", NEW.started_at, NEW.duration_ms, NEW.end_reason))
+    EXECUTE FUNCTION usage_session_changed();
 
 CREATE FUNCTION usage_sessions_removed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -266,45 +264,44 @@ END $$;
 CREATE TRIGGER usage_sessions_removed AFTER DELETE ON sessions REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_removed();
 
+-- A transfer's host is its session's: looked up once per distinct (hour, session) of the
+-- statement, by primary key.
 CREATE FUNCTION usage_transfers_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO usage_dirty (hour, host)
-        SELECT DISTINCT date_trunc('hour', n.opened_at, 'UTC'), s.host
-          FROM new_rows n JOIN sessions s ON s.id = n.session_id
+        SELECT DISTINCT x.hour, (SELECT s.host FROM sessions s WHERE s.id = x.session_id)
+          FROM (SELECT DISTINCT date_trunc('hour', opened_at, 'UTC') AS hour, session_id
+                  FROM new_rows) AS x
         ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
 CREATE TRIGGER usage_transfers_added AFTER INSERT ON transfers REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_added();
 
-CREATE FUNCTION usage_transfers_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION usage_transfer_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO usage_dirty (hour, host)
-        SELECT date_trunc('hour', o.opened_at, 'UTC'), s.host
-          FROM old_rows o JOIN new_rows n ON n.id = o.id JOIN sessions s ON s.id = o.session_id
-         WHERE (o.session_id, o.opened_at, o.counts_as, o.bytes_read, o.bytes_written, o.complete,
-                o.counters_cut)
-               IS DISTINCT FROM (n.session_id, n.opened_at, n.counts_as, n.bytes_read,
-                                 n.bytes_written, n.complete, n.counters_cut)
+        SELECT date_trunc('hour', OLD.opened_at, 'UTC'), s.host FROM sessions s
+         WHERE s.id = OLD.session_id
         UNION
-        SELECT date_trunc('hour', n.opened_at, 'UTC'), s.host
-          FROM old_rows o JOIN new_rows n ON n.id = o.id JOIN sessions s ON s.id = n.session_id
-         WHERE (o.session_id, o.opened_at, o.counts_as, o.bytes_read, o.bytes_written, o.complete,
-                o.counters_cut)
-               IS DISTINCT FROM (n.session_id, n.opened_at, n.counts_as, n.bytes_read,
-                                 n.bytes_written, n.complete, n.counters_cut)
+        SELECT date_trunc('hour', NEW.opened_at, 'UTC'), s.host FROM sessions s
+         WHERE s.id = NEW.session_id
         ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
-CREATE TRIGGER usage_transfers_changed AFTER UPDATE ON transfers
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_changed();
+CREATE TRIGGER usage_transfer_changed AFTER UPDATE ON transfers FOR EACH ROW
+    WHEN ((OLD.session_id, OLD.opened_at, OLD.counts_as, OLD.bytes_read, OLD.bytes_written,
+           OLD.complete, OLD.counters_cut)
+          IS DISTINCT FROM (NEW.session_id, NEW.opened_at, NEW.counts_as, NEW.bytes_read,
+                            NEW.bytes_written, NEW.complete, NEW.counters_cut))
+    EXECUTE FUNCTION usage_transfer_changed();
 
 CREATE FUNCTION usage_transfers_removed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO usage_dirty (hour, host)
-        SELECT DISTINCT date_trunc('hour', o.opened_at, 'UTC'), s.host
-          FROM old_rows o JOIN sessions s ON s.id = o.session_id
+        SELECT DISTINCT x.hour, (SELECT s.host FROM sessions s WHERE s.id = x.session_id)
+          FROM (SELECT DISTINCT date_trunc('hour', opened_at, 'UTC') AS hour, session_id
+                  FROM old_rows) AS x
         ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
@@ -369,7 +366,7 @@ pub struct PgStore {
     shown: String,
     statements: HashMap<&'static str, Statement>,
     locked: bool,
-    /// Transfers and operations not yet sent: written as multi-row INSERTs at the next flush
+    /// Transfers and operations not yet sent: written with binary COPY at the next flush
     /// (before every commit and every read of those tables). Their ids come from the sequences
     /// in blocks, so ingest gets an id at once and a close right after its open only changes
     /// the row in memory: two round trips per file become a share of one.
@@ -421,9 +418,10 @@ struct PendingAuth {
     at: String,
 }
 
-/// Rows per multi-row INSERT (15 parameters each, well under PostgreSQL's 65,535).
-const FLUSH_ROWS: usize = 1000;
-const ID_BLOCK: i64 = 1000;
+/// Rows buffered before they are sent: each COPY's fixed cost is shared by many rows, and
+/// memory stays bounded.
+const FLUSH_ROWS: usize = 5000;
+const ID_BLOCK: i64 = 5000;
 
 #[derive(Debug, Clone)]
 struct PendingTransfer {
@@ -457,6 +455,12 @@ struct PendingOp {
     detail: Option<String>,
     failed: bool,
     status: Option<String>,
+}
+
+/// A storage time (`2026-11-26T21:15:11.000000Z`) as the value binary COPY sends.
+fn copy_time(stored: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    crate::log::parse::parse_storage_time(stored)
+        .ok_or_else(|| StoreError::Postgres(format!("not a storage time: {stored:?}")))
 }
 
 /// The server's own message where there is one ("db error" alone tells the admin nothing), else
@@ -594,59 +598,13 @@ impl PgStore {
             .ok_or_else(|| StoreError::Postgres("the id sequence returned nothing".into()))
     }
 
-    /// Sends the pending transfers and operations as multi-row INSERTs with bound parameters,
+    /// Sends the pending transfers and operations with binary COPY,
     /// then the merged session updates and the unclaimed sshd lines.
     fn flush(&mut self) -> Result<()> {
         self.flush_rows()?;
         let patches: Vec<(i64, SessionPatch)> = self.session_patches.drain().collect();
-        for (id, p) in patches {
-            let auth_set = p.auth.is_some();
-            let (method, key) = p.auth.unwrap_or_default();
-            let end_set = p.end.is_some();
-            let EndPatch {
-                ended_at,
-                duration_ms: duration,
-                exit_status,
-                signal,
-            } = p.end.unwrap_or_default();
-            let last_set = p.last_op.is_some();
-            let (last_kind, last_id) = LastOp::columns(p.last_op.flatten());
-            let ended_at = end_set.then_some(ended_at);
-            self.exec(
-                "UPDATE sessions SET
-                    sftp_pid = COALESCE($2, sftp_pid),
-                    \"user\" = COALESCE(\"user\", $3), client_ip = COALESCE(client_ip, $4),
-                    auth_method = CASE WHEN $5::boolean THEN $6 ELSE auth_method END,
-                    auth_key = CASE WHEN $5::boolean THEN $7 ELSE auth_key END,
-                    sftp_closed = sftp_closed OR $8::boolean,
-                    ended_at = CASE WHEN $9::boolean THEN $10::text::timestamptz ELSE ended_at END,
-                    duration_ms = CASE WHEN $9::boolean THEN $11::bigint ELSE duration_ms END,
-                    exit_status = CASE WHEN $9::boolean THEN $12::bigint ELSE exit_status END,
-                    signal = CASE WHEN $9::boolean THEN $13::text ELSE signal END,
-                    end_reason = COALESCE($14::text, end_reason),
-                    last_op_kind = CASE WHEN $15::boolean THEN $16::text ELSE last_op_kind END,
-                    last_op_id = CASE WHEN $15::boolean THEN $17::bigint ELSE last_op_id END
-                  WHERE id = $1",
-                &[
-                    &id,
-                    &p.sftp_pid,
-                    &p.fill_user,
-                    &p.fill_ip,
-                    &auth_set,
-                    &method,
-                    &key,
-                    &p.sftp_closed,
-                    &end_set,
-                    &ended_at,
-                    &duration,
-                    &exit_status,
-                    &signal,
-                    &p.end_reason,
-                    &last_set,
-                    &last_kind,
-                    &last_id,
-                ],
-            )?;
+        if !patches.is_empty() {
+            self.update_sessions(patches)?;
         }
         for a in std::mem::take(&mut self.pending_auth) {
             self.exec(
@@ -666,11 +624,101 @@ impl PgStore {
         Ok(())
     }
 
+    /// Writes the merged session updates of a batch with one statement: the columns travel as
+    /// arrays (`unnest`), one round trip however many sessions changed.
+    fn update_sessions(&mut self, patches: Vec<(i64, SessionPatch)>) -> Result<()> {
+        let n = patches.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut sftp_pids = Vec::with_capacity(n);
+        let mut users = Vec::with_capacity(n);
+        let mut ips = Vec::with_capacity(n);
+        let mut auth_set = Vec::with_capacity(n);
+        let mut methods = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut sftp_closed = Vec::with_capacity(n);
+        let mut end_set = Vec::with_capacity(n);
+        let mut ended_at = Vec::with_capacity(n);
+        let mut durations = Vec::with_capacity(n);
+        let mut exit_statuses = Vec::with_capacity(n);
+        let mut signals = Vec::with_capacity(n);
+        let mut end_reasons = Vec::with_capacity(n);
+        let mut last_set = Vec::with_capacity(n);
+        let mut last_kinds = Vec::with_capacity(n);
+        let mut last_ids = Vec::with_capacity(n);
+        for (id, p) in patches {
+            ids.push(id);
+            sftp_pids.push(p.sftp_pid);
+            users.push(p.fill_user);
+            ips.push(p.fill_ip);
+            auth_set.push(p.auth.is_some());
+            let (method, key) = p.auth.unwrap_or_default();
+            methods.push(method);
+            keys.push(key);
+            sftp_closed.push(p.sftp_closed);
+            end_set.push(p.end.is_some());
+            let end = p.end.unwrap_or_default();
+            ended_at.push(end_set[end_set.len() - 1].then_some(end.ended_at));
+            durations.push(end.duration_ms);
+            exit_statuses.push(end.exit_status);
+            signals.push(end.signal);
+            end_reasons.push(p.end_reason.map(|r| r.as_str()));
+            last_set.push(p.last_op.is_some());
+            let (kind, last) = LastOp::columns(p.last_op.flatten());
+            last_kinds.push(kind);
+            last_ids.push(last);
+        }
+        self.exec(
+            "UPDATE sessions AS s SET
+                sftp_pid = COALESCE(p.sftp_pid, s.sftp_pid),
+                \"user\" = COALESCE(s.\"user\", p.fill_user),
+                client_ip = COALESCE(s.client_ip, p.fill_ip),
+                auth_method = CASE WHEN p.auth_set THEN p.method ELSE s.auth_method END,
+                auth_key = CASE WHEN p.auth_set THEN p.key ELSE s.auth_key END,
+                sftp_closed = s.sftp_closed OR p.sftp_closed,
+                ended_at = CASE WHEN p.end_set THEN p.ended_at::timestamptz ELSE s.ended_at END,
+                duration_ms = CASE WHEN p.end_set THEN p.duration_ms ELSE s.duration_ms END,
+                exit_status = CASE WHEN p.end_set THEN p.exit_status ELSE s.exit_status END,
+                signal = CASE WHEN p.end_set THEN p.signal ELSE s.signal END,
+                end_reason = COALESCE(p.end_reason, s.end_reason),
+                last_op_kind = CASE WHEN p.last_set THEN p.last_kind ELSE s.last_op_kind END,
+                last_op_id = CASE WHEN p.last_set THEN p.last_id ELSE s.last_op_id END
+               FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::boolean[],
+                           $6::text[], $7::text[], $8::boolean[], $9::boolean[], $10::text[],
+                           $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::boolean[],
+                           $16::text[], $17::bigint[])
+                    AS p (id, sftp_pid, fill_user, fill_ip, auth_set, method, key, sftp_closed,
+                          end_set, ended_at, duration_ms, exit_status, signal, end_reason,
+                          last_set, last_kind, last_id)
+              WHERE s.id = p.id",
+            &[
+                &ids,
+                &sftp_pids,
+                &users,
+                &ips,
+                &auth_set,
+                &methods,
+                &keys,
+                &sftp_closed,
+                &end_set,
+                &ended_at,
+                &durations,
+                &exit_statuses,
+                &signals,
+                &end_reasons,
+                &last_set,
+                &last_kinds,
+                &last_ids,
+            ],
+        )?;
+        Ok(())
+    }
+
     fn patch(&mut self, id: i64) -> &mut SessionPatch {
         self.session_patches.entry(id).or_default()
     }
 
-    /// The multi-row INSERTs of [`PgStore::flush`].
+    /// The pending rows of [`PgStore::flush`], sent with binary COPY: no SQL text to parse or
+    /// plan, no parameter limit, values in PostgreSQL's own binary form.
     fn flush_rows(&mut self) -> Result<()> {
         let transfers = std::mem::take(&mut self.pending_transfers);
         self.open_in_db.extend(
@@ -679,90 +727,119 @@ impl PgStore {
                 .filter(|t| t.closed_at.is_none())
                 .map(|t| t.session_id),
         );
-        for chunk in transfers.chunks(FLUSH_ROWS) {
-            let texts: Vec<String> = chunk.iter().map(|t| path_text(&t.path)).collect();
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 16);
-            let mut values = Vec::with_capacity(chunk.len());
-            for (i, (t, text)) in chunk.iter().zip(&texts).enumerate() {
-                let b = i * 16;
-                values.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}::text::timestamptz, ${}::text::timestamptz, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15, b + 16
-                ));
-                params.extend_from_slice(&[
-                    &t.id,
-                    &t.session_id,
-                    &t.path,
-                    text,
-                    &t.direction,
-                    &t.open_flags,
-                    &t.mode,
-                    &t.opened_at,
-                    &t.closed_at,
-                    &t.bytes_read,
-                    &t.bytes_written,
-                    &t.forced,
-                    &t.failed,
-                    &t.complete,
-                    &t.counts_as,
-                    &t.counters_cut,
-                ]);
-            }
-            let sql = format!(
-                "INSERT INTO transfers (id, session_id, path, path_text, direction, open_flags, mode, opened_at,
-                                        closed_at, bytes_read, bytes_written, forced, failed, complete, counts_as,
-                                        counters_cut)
-                 VALUES {}",
-                values.join(", ")
+        if !transfers.is_empty() {
+            let e = pg_err(&self.shown);
+            let sink = self
+                .client
+                .copy_in(
+                    "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
+                                     opened_at, closed_at, bytes_read, bytes_written, forced,
+                                     failed, complete, counts_as, counters_cut)
+                     FROM STDIN (FORMAT binary)",
+                )
+                .map_err(&e)?;
+            let mut writer = BinaryCopyInWriter::new(
+                sink,
+                &[
+                    Type::INT8,
+                    Type::INT8,
+                    Type::BYTEA,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TIMESTAMPTZ,
+                    Type::TIMESTAMPTZ,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::BOOL,
+                    Type::BOOL,
+                    Type::BOOL,
+                    Type::TEXT,
+                    Type::BOOL,
+                ],
             );
-            self.client
-                .execute(sql.as_str(), &params)
-                .map_err(pg_err(&self.shown))?;
+            for t in &transfers {
+                let text = path_text(&t.path);
+                let opened = copy_time(&t.opened_at)?;
+                let closed = t.closed_at.as_deref().map(copy_time).transpose()?;
+                writer
+                    .write(&[
+                        &t.id,
+                        &t.session_id,
+                        &t.path,
+                        &text,
+                        &t.direction,
+                        &t.open_flags,
+                        &t.mode,
+                        &opened,
+                        &closed,
+                        &t.bytes_read,
+                        &t.bytes_written,
+                        &t.forced,
+                        &t.failed,
+                        &t.complete,
+                        &t.counts_as,
+                        &t.counters_cut,
+                    ])
+                    .map_err(&e)?;
+            }
+            writer.finish().map_err(&e)?;
         }
         let ops = std::mem::take(&mut self.pending_ops);
-        for chunk in ops.chunks(FLUSH_ROWS) {
-            let texts: Vec<(Option<String>, Option<String>)> = chunk
-                .iter()
-                .map(|o| {
-                    (
-                        o.path.as_deref().map(path_text),
-                        o.target.as_deref().map(path_text),
-                    )
-                })
-                .collect();
-            let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 13);
-            let mut values = Vec::with_capacity(chunk.len());
-            for (i, (o, (pt, tt))) in chunk.iter().zip(&texts).enumerate() {
-                let b = i * 13;
-                values.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}::text::timestamptz, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12, b + 13
-                ));
-                params.extend_from_slice(&[
-                    &o.id,
-                    &o.session_id,
-                    &o.host,
-                    &o.user,
-                    &o.at,
-                    &o.kind,
-                    &o.path,
-                    pt,
-                    &o.target,
-                    tt,
-                    &o.detail,
-                    &o.failed,
-                    &o.status,
-                ]);
-            }
-            let sql = format!(
-                "INSERT INTO operations (id, session_id, host, \"user\", at, kind, path, path_text, target,
-                                         target_text, detail, failed, status)
-                 VALUES {}",
-                values.join(", ")
+        if !ops.is_empty() {
+            let e = pg_err(&self.shown);
+            let sink = self
+                .client
+                .copy_in(
+                    "COPY operations (id, session_id, host, \"user\", at, kind, path, path_text,
+                                      target, target_text, detail, failed, status)
+                     FROM STDIN (FORMAT binary)",
+                )
+                .map_err(&e)?;
+            let mut writer = BinaryCopyInWriter::new(
+                sink,
+                &[
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TIMESTAMPTZ,
+                    Type::TEXT,
+                    Type::BYTEA,
+                    Type::TEXT,
+                    Type::BYTEA,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::BOOL,
+                    Type::TEXT,
+                ],
             );
-            self.client
-                .execute(sql.as_str(), &params)
-                .map_err(pg_err(&self.shown))?;
+            for o in &ops {
+                let (path_shown, target_shown) = (
+                    o.path.as_deref().map(path_text),
+                    o.target.as_deref().map(path_text),
+                );
+                let at = copy_time(&o.at)?;
+                writer
+                    .write(&[
+                        &o.id,
+                        &o.session_id,
+                        &o.host,
+                        &o.user,
+                        &at,
+                        &o.kind,
+                        &o.path,
+                        &path_shown,
+                        &o.target,
+                        &target_shown,
+                        &o.detail,
+                        &o.failed,
+                        &o.status,
+                    ])
+                    .map_err(&e)?;
+            }
+            writer.finish().map_err(&e)?;
         }
         Ok(())
     }
@@ -855,8 +932,15 @@ impl Database for PgStore {
     fn refresh_rollups(&mut self, all: bool) -> Result<()> {
         self.flush()?;
         if all || self.rollups_pending()? {
+            // A refresh reads few rows by index; compiling it (JIT, for the planner's high
+            // guesses) costs more than it runs. (SET LOCAL ends with the transaction, which
+            // commits right after.)
+            let plan = if all { "" } else { "SET LOCAL jit = off;" };
             self.client
-                .batch_execute(&super::refresh_rollups_sql(Dialect::Postgres, all))
+                .batch_execute(&format!(
+                    "{plan}{}",
+                    super::refresh_rollups_sql(Dialect::Postgres, all)
+                ))
                 .map_err(self.err())?;
         }
         Ok(())
