@@ -1058,6 +1058,169 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     assert_eq!(version, sftpd_wrapper::accounting::storage::SCHEMA_VERSION);
 }
 
+/// `ingest --follow` on a log that grows (a line sometimes written in two parts), is rotated by
+/// rename and by copytruncate (lines written just before the copy are only in the copy), and
+/// whose follower is stopped by SIGTERM and started again: the database equals one clean run
+/// over the whole log, and SIGTERM is a clean exit with the summary.
+fn follow_mode_through_rotations_equals_one_clean_run(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(12_000, 20, 7);
+    let whole = dir.path().join("whole.log");
+    fs::write(&whole, loggen::text(&log.lines)).unwrap();
+    let clean_db = new_db(backend, dir.path(), "clean");
+    ingest(&clean_db, &[&whole]);
+
+    let db = new_db(backend, dir.path(), "follow");
+    let path = dir.path().join("sftpd.log");
+    let chunks: Vec<&[String]> = log.lines.chunks(log.lines.len() / 6 + 1).collect();
+    let mut written = 0i64;
+    let append = |text: &str| {
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    };
+    let follow = || {
+        KillOnDrop(Some(
+            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+                .args([
+                    "--db",
+                    &db,
+                    "--config",
+                    "/nonexistent/x.toml",
+                    "ingest",
+                    "--follow",
+                ])
+                .arg(&path)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    // Every line written so far is committed, as the files' checkpoints count them.
+    let caught_up = |written: i64| {
+        for _ in 0..3000 {
+            if checkpointed_lines(&db) == written {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "the follower did not catch up: {} of {written} lines",
+            checkpointed_lines(&db)
+        );
+    };
+
+    append(&loggen::text(chunks[0]));
+    written += chunks[0].len() as i64;
+    let mut follower = follow();
+    caught_up(written);
+    // A line in two writes: the first half is left until the rest comes.
+    let text = loggen::text(chunks[1]);
+    let (a, b) = text.split_at(text.len() / 2 + 7);
+    append(a);
+    std::thread::sleep(Duration::from_millis(600));
+    append(b);
+    written += chunks[1].len() as i64;
+    caught_up(written);
+
+    // logrotate's default: rename, then the daemon creates the file again.
+    fs::rename(&path, dir.path().join("sftpd.log.1")).unwrap();
+    append(&loggen::text(chunks[2]));
+    written += chunks[2].len() as i64;
+    caught_up(written);
+
+    // copytruncate: lines written just before the copy reach only the copy.
+    let (before_copy, after) = chunks[3].split_at(chunks[3].len() / 2);
+    fs::rename(
+        dir.path().join("sftpd.log.1"),
+        dir.path().join("sftpd.log.2"),
+    )
+    .unwrap();
+    append(&loggen::text(before_copy));
+    fs::copy(&path, dir.path().join("sftpd.log.1")).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&loggen::text(after));
+    written += chunks[3].len() as i64;
+    // The copy's checkpoint took the place of the file's before the copy (the same first line):
+    // the checkpoints count every line once.
+    caught_up(written);
+
+    let out = follower.terminate();
+    assert!(out.status.success(), "SIGTERM: {:?}", out.status);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("lines read"), "{summary}");
+
+    // Lines written while no follower ran are read when it starts again.
+    for chunk in &chunks[4..] {
+        append(&loggen::text(chunk));
+        written += chunk.len() as i64;
+    }
+    let mut follower = follow();
+    caught_up(written);
+    assert!(follower.terminate().status.success());
+    assert_same(&dump(&db), &dump(&clean_db));
+    assert_eq!(usage_totals(&db), log.totals);
+    common::assert_rollups_exact(&db);
+}
+on_both_backends!(follow_mode_through_rotations_equals_one_clean_run);
+
+/// A follower that is killed if the test fails before it is stopped.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    /// SIGTERM, then its output once it exits.
+    fn terminate(&mut self) -> std::process::Output {
+        let child = self.0.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The lines all checkpoints count together.
+fn checkpointed_lines(db: &str) -> i64 {
+    if db.starts_with("postgres://") {
+        let Ok(mut c) = postgres::Client::connect(db, postgres::NoTls) else {
+            return -1;
+        };
+        c.query_one(
+            "SELECT CAST(COALESCE(SUM(lines), 0) AS BIGINT) FROM checkpoints",
+            &[],
+        )
+        .map_or(-1, |r| r.get(0))
+    } else {
+        rusqlite::Connection::open(db)
+            .and_then(|c| {
+                c.query_row("SELECT COALESCE(SUM(lines), 0) FROM checkpoints", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap_or(-1)
+    }
+}
+
 /// Usage read from the hourly rollups equals usage summed from the rows, whatever the window
 /// (part hours at its ends, or all of it inside one hour), the zone (whole hours from UTC,
 /// +05:30, +05:45, and St John's, whose offset goes from -02:30 to -03:30 inside the data) and the

@@ -66,6 +66,11 @@ pub enum ReportCommand {
         /// The journal directory to read instead of the system's (`journalctl --directory`).
         #[arg(long, requires = "journal")]
         journal_directory: Option<PathBuf>,
+        /// Keep reading as the files grow (like `tail -F`, through logrotate's rename and
+        /// copytruncate) and the journal, committing new lines within a second, until SIGTERM or
+        /// SIGINT, which commit what was read and exit 0.
+        #[arg(long, conflicts_with = "rebuild")]
+        follow: bool,
         #[arg(required_unless_present = "journal")]
         files: Vec<String>,
     },

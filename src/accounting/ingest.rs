@@ -241,6 +241,44 @@ pub struct Input {
     pub name: String,
 }
 
+/// How often follow mode looks for new lines: well within the second it promises.
+pub const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A file follow mode reads: the open file (which a rotation may have renamed) and where
+/// reading it stands.
+struct Followed {
+    name: String,
+    file: Option<File>,
+    pos: Option<FilePosition>,
+}
+
+/// Whether the file at `path` still begins with the line whose hash is `hash` (a file
+/// truncated and written again does not).
+fn starts_with_line(path: &str, hash: &str) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let mut line = Vec::new();
+    match BufReader::new(file).read_until(b'\n', &mut line) {
+        Ok(n) if n > 0 && line.ends_with(b"\n") => first_line_hash(&line) == hash,
+        _ => false,
+    }
+}
+
+/// Where reading a file stands, and what its next checkpoint is made of.
+struct FilePosition {
+    hash: String,
+    /// SHA-256 over every byte before `offset`.
+    prefix: Sha256,
+    /// Just past the last complete line read.
+    offset: u64,
+    lines: i64,
+    /// The file's checkpoint in the database now.
+    saved: Option<Checkpoint>,
+    inode: Option<i64>,
+    order_checked: bool,
+}
+
 pub struct Ingestor<'a> {
     store: &'a mut dyn IngestStore,
     opts: IngestOptions,
@@ -405,24 +443,38 @@ impl<'a> Ingestor<'a> {
     /// input again from its start (without it, that is an error).
     pub fn ingest_reader(
         &mut self,
-        mut reader: Box<dyn BufRead>,
+        reader: Box<dyn BufRead>,
         reopen: Option<&mut dyn FnMut() -> std::io::Result<Box<dyn BufRead>>>,
         name: &str,
         reference: DateTime<Local>,
         inode: Option<i64>,
         size: Option<u64>,
     ) -> Result<()> {
+        self.ingest_reader_at(reader, reopen, name, reference, inode, size)
+            .map(drop)
+    }
+
+    /// [`Ingestor::ingest_reader`], returning where the input's complete lines end (`None`: it
+    /// has none yet), for [`Ingestor::read_on`] to go on from.
+    fn ingest_reader_at(
+        &mut self,
+        mut reader: Box<dyn BufRead>,
+        reopen: Option<&mut dyn FnMut() -> std::io::Result<Box<dyn BufRead>>>,
+        name: &str,
+        reference: DateTime<Local>,
+        inode: Option<i64>,
+        size: Option<u64>,
+    ) -> Result<Option<FilePosition>> {
         let read_err = |source| IngestError::Read {
             path: name.to_owned(),
             source,
         };
         let finished = std::mem::take(&mut self.finished);
         let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
-        let start = self.start_input();
         let mut line = Vec::with_capacity(512);
         let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
         if !complete(&line, n) {
-            return Ok(());
+            return Ok(None);
         }
         let first_line = line.clone();
         let hash = first_line_hash(&line);
@@ -473,60 +525,230 @@ impl<'a> Ingestor<'a> {
             offset = line.len() as u64;
             lines_done = 1;
         }
+        let mut pos = FilePosition {
+            hash,
+            prefix,
+            offset,
+            lines: lines_done,
+            saved: resume,
+            inode,
+            order_checked: false,
+        };
         let progress = self.progress_bar(size);
+        let start = self.start_input();
         self.store.begin()?;
-        let mut order_checked = false;
         let result = (|| -> Result<()> {
             if skip_to == 0 {
-                self.check_order(&first_line, reference, name, &mut order_checked)?;
+                self.check_order(&first_line, reference, name, &mut pos.order_checked)?;
                 self.process_line(&first_line, reference)?;
             } else {
-                self.summary.lines_already_ingested += lines_done as u64;
+                self.summary.lines_already_ingested += pos.lines as u64;
             }
-            let mut in_batch = 1usize;
-            let mut saved = resume.clone();
-            loop {
-                line.clear();
-                let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
-                if !complete(&line, n) {
-                    break;
-                }
-                prefix.update(&line);
-                offset += n as u64;
-                lines_done += 1;
-                if offset <= skip_to {
-                    self.summary.lines_already_ingested += 1;
-                    continue;
-                }
-                self.check_order(&line, reference, name, &mut order_checked)?;
-                self.process_line(&line, reference)?;
-                in_batch += 1;
-                if in_batch >= self.opts.batch_lines {
-                    let c = self.checkpoint_here(&hash, &prefix, name, inode, offset, lines_done);
-                    self.save_checkpoint(saved.as_ref(), &c)?;
-                    saved = Some(c);
-                    self.store.commit()?;
-                    self.store.begin()?;
-                    in_batch = 0;
-                    if let Some(bar) = &progress {
-                        bar.set_position(offset);
-                    }
-                }
-            }
-            if offset > skip_to {
-                let c = self.checkpoint_here(&hash, &prefix, name, inode, offset, lines_done);
-                self.save_checkpoint(saved.as_ref(), &c)?;
-            }
-            if let Some(last) = self.last_line_at {
-                self.store
-                    .prune_pending_auth(&parse::storage_time(last - PENDING_AUTH_KEEP))?;
-            }
-            Ok(())
+            self.read_lines(
+                &mut reader,
+                &mut pos,
+                skip_to,
+                name,
+                reference,
+                finished,
+                &progress,
+            )
         })();
         self.end_input(result, name, start)?;
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
+        Ok(Some(pos))
+    }
+
+    /// Reads the complete lines that follow `pos` in `reader` (positioned there), in batches
+    /// that each move the file's checkpoint; commits the last one.
+    fn read_on(
+        &mut self,
+        reader: &mut dyn BufRead,
+        pos: &mut FilePosition,
+        name: &str,
+        reference: DateTime<Local>,
+    ) -> Result<()> {
+        let start = self.start_input();
+        self.store.begin()?;
+        let result = self.read_lines(reader, pos, 0, name, reference, false, &None);
+        self.end_input(result, name, start)
+    }
+
+    /// The batch loop of [`Ingestor::ingest_reader_at`] and [`Ingestor::read_on`], within the
+    /// caller's transaction: lines up to `skip_to` were read by an earlier run.
+    #[allow(clippy::too_many_arguments)]
+    fn read_lines(
+        &mut self,
+        reader: &mut dyn BufRead,
+        pos: &mut FilePosition,
+        skip_to: u64,
+        name: &str,
+        reference: DateTime<Local>,
+        finished: bool,
+        progress: &Option<indicatif::ProgressBar>,
+    ) -> Result<()> {
+        let read_err = |source| IngestError::Read {
+            path: name.to_owned(),
+            source,
+        };
+        let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
+        let mut line = Vec::with_capacity(512);
+        let mut in_batch = 1usize;
+        let before = pos.offset;
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
+            if !complete(&line, n) {
+                break;
+            }
+            pos.prefix.update(&line);
+            pos.offset += n as u64;
+            pos.lines += 1;
+            if pos.offset <= skip_to {
+                self.summary.lines_already_ingested += 1;
+                continue;
+            }
+            self.check_order(&line, reference, name, &mut pos.order_checked)?;
+            self.process_line(&line, reference)?;
+            in_batch += 1;
+            if in_batch >= self.opts.batch_lines {
+                self.save_position(pos, name)?;
+                self.store.commit()?;
+                self.store.begin()?;
+                in_batch = 0;
+                if let Some(bar) = progress {
+                    bar.set_position(pos.offset);
+                }
+            }
+        }
+        if pos.offset > skip_to.max(before) || (pos.offset > skip_to && pos.saved.is_none()) {
+            self.save_position(pos, name)?;
+        }
+        if let Some(last) = self.last_line_at {
+            self.store
+                .prune_pending_auth(&parse::storage_time(last - PENDING_AUTH_KEEP))?;
+        }
+        Ok(())
+    }
+
+    /// Stores the checkpoint of `pos` in place of the file's last one.
+    fn save_position(&mut self, pos: &mut FilePosition, name: &str) -> Result<()> {
+        let c = self.checkpoint_here(
+            &pos.hash,
+            &pos.prefix,
+            name,
+            pos.inode,
+            pos.offset,
+            pos.lines,
+        );
+        self.save_checkpoint(pos.saved.as_ref(), &c)?;
+        pos.saved = Some(c);
+        Ok(())
+    }
+
+    /// Follows growing log files like `tail -F`, and the journal when `journal` is given:
+    /// reads what is new, commits it with the files' checkpoints (or the journal's cursor), then
+    /// calls `wait`, which sleeps up to the interval and says whether to stop (SIGTERM). A file
+    /// renamed away by logrotate is read to its end before the new one at its path; one truncated
+    /// in place (copytruncate) has the lines written before the truncation read from its copy
+    /// (`FILE.1` or `FILE.1.gz`, through the checkpoint) before the file is read from its start.
+    pub fn follow(
+        &mut self,
+        inputs: &[Input],
+        journal: Option<&crate::accounting::journal::JournalSource>,
+        wait: &mut dyn FnMut(std::time::Duration) -> bool,
+    ) -> Result<()> {
+        let mut followed: Vec<Followed> = inputs
+            .iter()
+            .map(|i| Followed {
+                name: i.name.clone(),
+                file: None,
+                pos: None,
+            })
+            .collect();
+        let files_before = self.summary.files;
+        loop {
+            for f in &mut followed {
+                self.poll_file(f)?;
+            }
+            if let Some(source) = journal {
+                self.ingest_journal(source)?;
+            }
+            self.summary.files = files_before + followed.len() as u64;
+            if wait(FOLLOW_INTERVAL) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One look at a followed file: what is new in the open one, then whether its path now
+    /// holds another file (renamed away) or the same one cut short (truncated).
+    fn poll_file(&mut self, f: &mut Followed) -> Result<()> {
+        let read_err = |source| IngestError::Read {
+            path: f.name.clone(),
+            source,
+        };
+        if let (Some(file), Some(pos)) = (&f.file, &mut f.pos) {
+            let mut file = file.try_clone().map_err(read_err)?;
+            file.seek(SeekFrom::Start(pos.offset)).map_err(read_err)?;
+            let mut reader = BufReader::with_capacity(1 << 16, file);
+            self.read_on(&mut reader, pos, &f.name, Local::now())?;
+            match std::fs::metadata(&f.name) {
+                // Renamed away and not created again yet: keep reading the open one.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(read_err(e)),
+                Ok(meta) if Some(meta.ino() as i64) != pos.inode => {
+                    eprintln!("sftpd-report: {} was rotated; reading the new file", f.name);
+                    f.file = None;
+                    f.pos = None;
+                }
+                Ok(meta) if meta.len() < pos.offset || !starts_with_line(&f.name, &pos.hash) => {
+                    eprintln!(
+                        "sftpd-report: {} was truncated; reading its rotated copy's last lines, then the file from its start",
+                        f.name
+                    );
+                    f.file = None;
+                    f.pos = None;
+                    for copy in [format!("{}.1", f.name), format!("{}.1.gz", f.name)] {
+                        if Path::new(&copy).exists() {
+                            let files = self.summary.files;
+                            self.ingest_input(&Input { name: copy })?;
+                            self.summary.files = files;
+                            break;
+                        }
+                    }
+                }
+                Ok(_) => return Ok(()),
+            }
+        }
+        let file = match File::open(&f.name) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(read_err(e)),
+        };
+        let meta = file.metadata().map_err(read_err)?;
+        let again = file.try_clone().map_err(read_err)?;
+        let mut reopen = || -> std::io::Result<Box<dyn BufRead>> {
+            let mut file = again.try_clone()?;
+            file.seek(SeekFrom::Start(0))?;
+            Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+        };
+        let reader = Box::new(BufReader::with_capacity(
+            1 << 16,
+            file.try_clone().map_err(read_err)?,
+        ));
+        f.pos = self.ingest_reader_at(
+            reader,
+            Some(&mut reopen),
+            &f.name,
+            Local::now(),
+            Some(meta.ino() as i64),
+            None,
+        )?;
+        // Without a complete line yet, the file is looked at afresh next time.
+        f.file = f.pos.is_some().then_some(file);
         Ok(())
     }
 

@@ -121,6 +121,38 @@ fn one_line(e: &anyhow::Error) -> String {
     text.replace('\n', " ")
 }
 
+/// SIGTERM and SIGINT for follow mode: blocked, and read from a signalfd between two polls, so
+/// that they end the loop after a commit instead of killing it mid-batch.
+struct StopSignals {
+    fd: nix::sys::signalfd::SignalFd,
+}
+
+impl StopSignals {
+    fn new() -> Result<StopSignals> {
+        use nix::sys::signal::{SigSet, Signal};
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        set.thread_block().context("blocking SIGTERM")?;
+        let fd = nix::sys::signalfd::SignalFd::with_flags(
+            &set,
+            nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+        )
+        .context("signalfd")?;
+        Ok(StopSignals { fd })
+    }
+
+    /// Sleeps up to `interval`; true when SIGTERM or SIGINT came.
+    fn wait(&self, interval: std::time::Duration) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(interval).unwrap_or(PollTimeout::MAX);
+        let _ = poll(&mut fds, timeout);
+        matches!(self.fd.read_signal(), Ok(Some(_)))
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -176,8 +208,19 @@ fn run(cli: Cli) -> Result<()> {
             journal_directory,
             rebuild,
             any_order,
+            follow,
             files,
         } => {
+            if *follow && files.iter().any(|f| f == "-") {
+                bail!("--follow reads files or the journal, not standard input");
+            }
+            // Blocked before anything else, so that a SIGTERM from the start on is noticed
+            // between two commits rather than killing the process mid-batch.
+            let stop = if *follow {
+                Some(StopSignals::new()?)
+            } else {
+                None
+            };
             store.lock_for_ingest(!no_wait)?;
             let mut opts = IngestOptions {
                 wrapper_ident: wrapper_ident
@@ -202,13 +245,19 @@ fn run(cli: Cli) -> Result<()> {
                 opts.any_order = true;
             }
             let mut ingestor = Ingestor::new(store.as_mut(), opts)?;
-            ingestor.ingest_inputs(&inputs)?;
-            if *journal {
-                let source = sftpd_wrapper::accounting::journal::JournalSource {
-                    directory: journal_directory.clone(),
-                    facility: (cfg.syslog.facility.to_libc() >> 3) as u8,
-                };
-                ingestor.ingest_journal(&source)?;
+            let source = journal.then(|| sftpd_wrapper::accounting::journal::JournalSource {
+                directory: journal_directory.clone(),
+                facility: (cfg.syslog.facility.to_libc() >> 3) as u8,
+            });
+            if let Some(stop) = &stop {
+                ingestor.follow(&inputs, source.as_ref(), &mut |interval| {
+                    stop.wait(interval)
+                })?;
+            } else {
+                ingestor.ingest_inputs(&inputs)?;
+                if let Some(source) = &source {
+                    ingestor.ingest_journal(source)?;
+                }
             }
             println!("{}", ingestor.summary);
             for file in &ingestor.not_understood {
