@@ -15,7 +15,8 @@ fail() { echo "test-packages: $*" >&2; exit 1; }
 echo "== rpm contents"
 files=$(rpm -qlp "$rpmfile" 2>/dev/null)
 for f in /usr/sbin/sftpd-wrapper /usr/bin/sftpd-report /etc/sftpd-wrapper.toml /usr/share/man/man8/sftpd-wrapper.8 \
-         /usr/share/man/man5/sftpd-wrapper.toml.5 /etc/logrotate.d/sftpd-wrapper; do
+         /usr/share/man/man5/sftpd-wrapper.toml.5 /etc/logrotate.d/sftpd-wrapper \
+         /usr/lib/systemd/system/sftpd-report-follow.service; do
     grep -qx "$f" <<<"$files" || fail "$rpmfile lacks $f"
 done
 rpm -qp --scripts "$rpmfile" 2>/dev/null | grep -q /etc/shells || fail "the rpm does not register the shell"
@@ -31,6 +32,11 @@ for page in sftpd-wrapper.8 sftpd-report.1 sftpd-wrapper.toml.5; do
 done
 man -l /usr/share/man/man5/sftpd-wrapper.toml.5.gz 2>/dev/null | grep -q on_upload || fail "sftpd-wrapper.toml(5) does not render"
 [ -f /usr/share/bash-completion/completions/sftpd-report ] || fail "bash completion missing"
+unit=/lib/systemd/system/sftpd-report-follow.service
+[ -f "$unit" ] || fail "$unit missing"
+systemd-analyze verify "$unit" || fail "$unit does not verify"
+[ -z "$(find /etc/systemd/system -name sftpd-report-follow.service 2>/dev/null)" ] \
+    || fail "$unit is enabled by the package; it must be disabled by default"
 
 echo "== a real session through the installed binaries"
 bash packaging/demo.sh --installed
@@ -38,7 +44,8 @@ bash packaging/demo.sh --installed
 echo "== dpkg --purge"
 dpkg --purge sftpd-wrapper >/dev/null
 ! grep -qx /usr/sbin/sftpd-wrapper /etc/shells || fail "/etc/shells still lists the wrapper after purge"
-for f in /usr/sbin/sftpd-wrapper /usr/bin/sftpd-report /etc/rsyslog.d/30-sftpd-wrapper.conf /etc/logrotate.d/sftpd-wrapper; do
+for f in /usr/sbin/sftpd-wrapper /usr/bin/sftpd-report /etc/rsyslog.d/30-sftpd-wrapper.conf /etc/logrotate.d/sftpd-wrapper \
+         /lib/systemd/system/sftpd-report-follow.service; do
     [ ! -e "$f" ] || fail "$f is still there after purge"
 done
 echo "packages: 1 passed, 0 failed"

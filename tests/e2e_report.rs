@@ -584,3 +584,152 @@ fn real_log_formats_give_the_same_session() {
         }
     }
 }
+
+/// Follow mode against the real thing: real sessions through sshd, logged by a real rsyslogd,
+/// reach SQLite and PostgreSQL while `ingest --follow` runs, through a logrotate-style rotation
+/// (rename, then SIGHUP makes rsyslogd reopen its files); SIGTERM is a clean exit.
+#[test]
+fn follow_mode_bills_real_sessions_live_through_a_rotation() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let db_dir = tempfile::tempdir().unwrap();
+    let dbs = databases(db_dir.path());
+    let mut followers: Vec<std::process::Child> = dbs
+        .iter()
+        .map(|db| {
+            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+                .args([
+                    "--db",
+                    db,
+                    "--config",
+                    "/nonexistent/x.toml",
+                    "ingest",
+                    "--follow",
+                ])
+                .arg(&h.log_path)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("one.bin"), vec![1u8; 12_345]).unwrap();
+    fs::write(local.path().join("two.bin"), vec![2u8; 54_321]).unwrap();
+    // Billed (closed, with its bytes) in every database while the followers run.
+    let billed = |bytes: i64| {
+        for db in &dbs {
+            common::wait_until(
+                &format!("a session of {bytes} bytes in {db}"),
+                Duration::from_secs(30),
+                || {
+                    report(db, &["sessions"])
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|s| {
+                            s["user"] == user.as_str()
+                                && s["end"] == "closed"
+                                && s["bytes_up"] == bytes
+                        })
+                        .then_some(())
+                },
+            );
+        }
+    };
+    h.sftp_ok(&user, "put one.bin\n", local.path());
+    billed(12_345);
+
+    // logrotate: rename, then rsyslog-rotate's SIGHUP reopens the log at its path.
+    let rotated = h.log_path.with_extension("log.1");
+    fs::rename(&h.log_path, &rotated).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(h.rsyslogd_pid().unwrap()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    h.sftp_ok(&user, "put two.bin\n", local.path());
+    billed(54_321);
+    assert!(h.log_path.exists(), "rsyslogd did not reopen the log");
+
+    for (db, follower) in dbs.iter().zip(&mut followers) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(follower.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = follower.wait().unwrap();
+        assert!(status.success(), "{db}: SIGTERM: {status:?}");
+        let sessions = report(db, &["sessions"]);
+        assert_eq!(sessions.as_array().unwrap().len(), 2, "{db}: {sessions}");
+        common::assert_rollups_exact(db);
+        // The files read to the end: a batch run over both adds nothing.
+        let again = ingest(db, &[&rotated, &h.log_path]);
+        assert!(again.contains("sessions 0, transfers 0"), "{db}: {again}");
+    }
+}
+
+/// `--journal --follow`: a real session logged to a real journald is billed while the follower
+/// runs; after SIGTERM, a batch `--journal` run finds nothing left to read.
+#[test]
+fn journal_follow_mode_bills_real_sessions_live() {
+    require_e2e!();
+    let h = Harness::start("");
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let user = h.user();
+    let directory = journald.journal_directory().display().to_string();
+    let db_dir = tempfile::tempdir().unwrap();
+    let dbs = databases(db_dir.path());
+    let journal_args = ["ingest", "--journal", "--journal-directory", &directory];
+    let mut followers: Vec<std::process::Child> = dbs
+        .iter()
+        .map(|db| {
+            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+                .args(["--db", db, "--config", "/nonexistent/x.toml"])
+                .args(journal_args)
+                .arg("--follow")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 23_456]).unwrap();
+    h.sftp_ok(&user, "put up.bin\n", local.path());
+    for db in &dbs {
+        common::wait_until(
+            &format!("the session in {db}"),
+            Duration::from_secs(30),
+            || {
+                report(db, &["sessions"])
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| {
+                        s["user"] == user.as_str()
+                            && s["end"] == "closed"
+                            && s["bytes_up"] == 23_456
+                    })
+                    .then_some(())
+            },
+        );
+    }
+    for (db, follower) in dbs.iter().zip(&mut followers) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(follower.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(follower.wait().unwrap().success(), "{db}");
+        let out = common::sftpd_report(db, &journal_args);
+        assert!(out.status.success());
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            summary.contains("sessions 0, transfers 0"),
+            "{db}: {summary}"
+        );
+        assert_eq!(report(db, &["sessions"]).as_array().unwrap().len(), 1);
+    }
+}

@@ -1174,6 +1174,61 @@ fn follow_mode_through_rotations_equals_one_clean_run(backend: Backend) {
 }
 on_both_backends!(follow_mode_through_rotations_equals_one_clean_run);
 
+/// Followers of two servers' logs feed one database at the same time (a central store): each
+/// holds the ingest lock only while it commits, so neither waits for the other to end, and the
+/// result equals ingesting the two logs one after the other.
+fn followers_of_two_servers_share_one_database(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let east = loggen::generate(6_000, 10, 11);
+    let west: Vec<String> = loggen::generate(6_000, 10, 12)
+        .lines
+        .iter()
+        .map(|l| l.replace(" sftp", " west"))
+        .collect();
+    let (east_path, west_path) = (dir.path().join("east.log"), dir.path().join("west.log"));
+    fs::write(&east_path, loggen::text(&east.lines)).unwrap();
+    fs::write(&west_path, loggen::text(&west)).unwrap();
+    let clean_db = new_db(backend, dir.path(), "clean");
+    ingest(&clean_db, &[&east_path]);
+    ingest(&clean_db, &[&west_path]);
+
+    let db = new_db(backend, dir.path(), "live");
+    let follow = |path: &Path| {
+        KillOnDrop(Some(
+            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+                .args([
+                    "--db",
+                    &db,
+                    "--config",
+                    "/nonexistent/x.toml",
+                    "ingest",
+                    "--follow",
+                ])
+                .arg(path)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    let mut followers = [follow(&east_path), follow(&west_path)];
+    let total = (east.lines.len() + west.len()) as i64;
+    let mut caught_up = false;
+    for _ in 0..3000 {
+        if checkpointed_lines(&db) == total {
+            caught_up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(caught_up, "{} of {total} lines", checkpointed_lines(&db));
+    for f in &mut followers {
+        assert!(f.terminate().status.success());
+    }
+    assert_same(&dump(&db), &dump(&clean_db));
+}
+on_both_backends!(followers_of_two_servers_share_one_database);
+
 /// A follower that is killed if the test fails before it is stopped.
 struct KillOnDrop(Option<std::process::Child>);
 

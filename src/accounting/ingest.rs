@@ -670,12 +670,24 @@ impl<'a> Ingestor<'a> {
             .collect();
         let files_before = self.summary.files;
         loop {
+            // The ingest lock only while reading and committing: followers of other servers'
+            // logs write the same central database in between.
+            loop {
+                match self.store.lock_for_ingest(false) {
+                    // Another writer is committing: normal for followers, and short.
+                    Err(StoreError::Busy) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20))
+                    }
+                    other => break other?,
+                }
+            }
             for f in &mut followed {
                 self.poll_file(f)?;
             }
             if let Some(source) = journal {
                 self.ingest_journal(source)?;
             }
+            self.store.unlock_ingest()?;
             self.summary.files = files_before + followed.len() as u64;
             if wait(FOLLOW_INTERVAL) {
                 return Ok(());
@@ -690,6 +702,17 @@ impl<'a> Ingestor<'a> {
             path: f.name.clone(),
             source,
         };
+        // Another writer moved this file's checkpoint while the lock was free (the same log
+        // followed twice): go on from the database's checkpoint, not from memory.
+        if let Some(pos) = &f.pos
+            && let Some(saved) = &pos.saved
+            && !self.store.checkpoints(&pos.hash)?.iter().any(|c| {
+                c.prefix_sha256 == saved.prefix_sha256 && c.byte_offset == saved.byte_offset
+            })
+        {
+            f.file = None;
+            f.pos = None;
+        }
         if let (Some(file), Some(pos)) = (&f.file, &mut f.pos) {
             let mut file = file.try_clone().map_err(read_err)?;
             file.seek(SeekFrom::Start(pos.offset)).map_err(read_err)?;

@@ -331,6 +331,9 @@ pub trait Database {
     /// Takes the lock that lets one writer (an ingest or a copy) at a time write this database;
     /// with `wait` false, fails with [`StoreError::Busy`] instead of waiting.
     fn lock_for_ingest(&mut self, wait: bool) -> Result<()>;
+    /// Lets the next writer in: follow mode holds the lock only while it reads and commits, so
+    /// that followers on many servers share one central database.
+    fn unlock_ingest(&mut self) -> Result<()>;
 
     fn begin(&mut self) -> Result<()>;
     fn commit(&mut self) -> Result<()>;

@@ -919,6 +919,16 @@ impl Database for PgStore {
         Ok(())
     }
 
+    fn unlock_ingest(&mut self) -> Result<()> {
+        if self.locked {
+            self.client
+                .execute("SELECT pg_advisory_unlock($1)", &[&INGEST_LOCK])
+                .map_err(self.err())?;
+            self.locked = false;
+        }
+        Ok(())
+    }
+
     fn begin(&mut self) -> Result<()> {
         self.client.batch_execute("BEGIN").map_err(self.err())
     }

@@ -524,6 +524,18 @@ impl Database for SqliteStore {
         self.lock = Some(file);
         Ok(())
     }
+
+    fn unlock_ingest(&mut self) -> Result<()> {
+        self.release_lock();
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    fn release_lock(&mut self) {
+        // Closing the file releases its lock.
+        self.lock = None;
+    }
 }
 
 impl IngestStore for SqliteStore {
