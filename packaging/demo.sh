@@ -182,4 +182,9 @@ usage_csv=$("${report[@]}" usage --format csv)
 check "$usage_csv" ",$user,1,1,0,1,0,3000000," "usage does not show 1 session, 1 complete upload, 1 complete download, 3000000 bytes up"
 check "$(cat "$work/post-session.log")" "post_session: $user from 127.0.0.1" "the post-session hook did not run"
 echo
+echo "== sftpd-report metrics   (Prometheus text format; --textfile for node_exporter)"
+metrics=$("${report[@]}" metrics)
+grep -v '^#' <<<"$metrics"
+check "$metrics" "sftpd_sessions_total{host=\".*\",user=\"$user\"} 1" "the metrics do not count the session"
+echo
 echo "demo finished; cleaning up"

@@ -1229,6 +1229,175 @@ fn followers_of_two_servers_share_one_database(backend: Backend) {
 }
 on_both_backends!(followers_of_two_servers_share_one_database);
 
+/// `sftpd-report metrics` (stdout, `--textfile`, and follow mode's `/metrics`) passes
+/// `promtool check metrics`, its totals equal usage's, and a user name made to break the format
+/// (quotes, backslashes, braces, a newline escaped in the log) stays one label value.
+fn metrics_are_valid_exact_and_escaped(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(5_000, 10, 21);
+    let mut lines = log.lines.clone();
+    // sftp-server's own escapes (`\012` for a newline) stay as they are logged.
+    let hostile = r#"ev"il\} 1\012sftpd_sessions_total{host="x",user="ceo"#;
+    lines.push(format!(
+        "Nov  2 23:00:00 sftp9 sftp-server[77]: session opened for local user {hostile} from [192.0.2.9]"
+    ));
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&lines)).unwrap();
+    let db = new_db(backend, dir.path(), "metrics");
+    ingest(&db, &[&path]);
+
+    let out = sftpd_report(&db, &["metrics"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    promtool_check(&text);
+    let textfile = dir.path().join("sftpd.prom");
+    let out = sftpd_report(
+        &db,
+        &["metrics", "--textfile", &textfile.display().to_string()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(&textfile).unwrap(), text);
+    assert!(
+        fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp")),
+        "a temporary file was left"
+    );
+    let stored_user = report_json(&db, &["sessions", "--host", "sftp9"])[0]["user"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        stored_user.contains('"') && stored_user.contains('}'),
+        "{stored_user}"
+    );
+
+    // Totals per host and user, as usage gives them.
+    let mut from_metrics: BTreeMap<(String, String), UserTotals> = BTreeMap::new();
+    let mut hostile_samples = 0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: i64 = value.parse().unwrap();
+        let label = |name: &str| {
+            let start = series
+                .find(&format!("{name}=\""))
+                .map(|i| i + name.len() + 2)?;
+            let mut out = String::new();
+            let mut chars = series[start..].chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => return Some(out),
+                    '\\' => match chars.next()? {
+                        'n' => out.push('\n'),
+                        c => out.push(c),
+                    },
+                    c => out.push(c),
+                }
+            }
+            None
+        };
+        let (Some(host), Some(user)) = (label("host"), label("user")) else {
+            continue;
+        };
+        if host == "sftp9" {
+            assert_eq!(user, stored_user);
+            hostile_samples += 1;
+            continue;
+        }
+        let t = from_metrics.entry((host, user)).or_default();
+        let name = series.split('{').next().unwrap();
+        let complete = series.contains("complete=\"true\"");
+        let up = series.contains("direction=\"up\"");
+        match name {
+            "sftpd_sessions_total" => t.sessions += value,
+            "sftpd_files_total" if complete && up => t.files_up += value,
+            "sftpd_files_total" if complete => t.files_down += value,
+            "sftpd_bytes_total" if up => t.bytes_up += value,
+            "sftpd_bytes_total" => t.bytes_down += value,
+            _ => {}
+        }
+    }
+    assert!(hostile_samples > 0, "{text}");
+    from_metrics.retain(|_, t| *t != UserTotals::default());
+    let mut usage = usage_totals(&db);
+    usage.retain(|(host, _), _| host != "sftp9");
+    assert_eq!(from_metrics, usage);
+    let read: i64 = text
+        .lines()
+        .filter(|l| l.starts_with("sftpd_ingest_lines_total{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(read, lines.len() as i64, "{text}");
+
+    // The same, served by a follower.
+    let port = common::free_port();
+    let mut follower = KillOnDrop(Some(
+        Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+            .args([
+                "--db",
+                &db,
+                "--config",
+                "/nonexistent/x.toml",
+                "ingest",
+                "--follow",
+            ])
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let body = common::wait_until("/metrics", Duration::from_secs(20), || {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    });
+    assert_eq!(body, text);
+    assert!(follower.terminate().status.success());
+}
+on_both_backends!(metrics_are_valid_exact_and_escaped);
+
+/// `promtool check metrics` (Debian's prometheus package) accepts `text`.
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A follower that is killed if the test fails before it is stopped.
 struct KillOnDrop(Option<std::process::Child>);
 

@@ -71,6 +71,10 @@ pub enum ReportCommand {
         /// SIGINT, which commit what was read and exit 0.
         #[arg(long, conflicts_with = "rebuild")]
         follow: bool,
+        /// With --follow: serve the metrics (as `sftpd-report metrics` prints them) at
+        /// http://ADDR/metrics, e.g. 127.0.0.1:9861.
+        #[arg(long, requires = "follow", value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
         #[arg(required_unless_present = "journal")]
         files: Vec<String>,
     },
@@ -109,6 +113,14 @@ pub enum ReportCommand {
         /// the same numbers (for checking them).
         #[arg(long)]
         from_rows: bool,
+    },
+    /// Totals in the Prometheus text format (sessions, refusals, files and bytes per user,
+    /// failures, active sessions, ingest progress), from the database.
+    Metrics {
+        /// Write them to PATH atomically (a temporary file renamed into place), for
+        /// node_exporter's textfile collector (PATH ending in .prom), instead of stdout.
+        #[arg(long)]
+        textfile: Option<PathBuf>,
     },
     /// The hourly rollups usage reads: every commit keeps them exact; --check compares them with
     /// the rows, --rebuild recomputes them (after the tables were changed by hand).

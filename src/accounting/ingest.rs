@@ -281,6 +281,8 @@ struct FilePosition {
 
 pub struct Ingestor<'a> {
     store: &'a mut dyn IngestStore,
+    /// The summary's lines read and skipped at the last commit: what the ingest counters hold.
+    committed_counts: (u64, u64),
     opts: IngestOptions,
     sessions: HashMap<i64, SessionState>,
     by_sid: HashMap<(String, String), i64>,
@@ -343,6 +345,7 @@ impl<'a> Ingestor<'a> {
             touched: None,
             origin_set: std::collections::HashSet::new(),
             summary: Summary::default(),
+            committed_counts: (0, 0),
             opts,
             store,
         };
@@ -615,7 +618,7 @@ impl<'a> Ingestor<'a> {
             in_batch += 1;
             if in_batch >= self.opts.batch_lines {
                 self.save_position(pos, name)?;
-                self.store.commit()?;
+                self.commit()?;
                 self.store.begin()?;
                 in_batch = 0;
                 if let Some(bar) = progress {
@@ -788,7 +791,7 @@ impl<'a> Ingestor<'a> {
             let _ = self.store.rollback();
             return Err(e);
         }
-        self.store.commit()?;
+        self.commit()?;
         let (read_before, parsed_before) = start;
         let lines = self.summary.lines_read - read_before;
         if lines > 0 && self.summary.parsed == parsed_before {
@@ -1041,7 +1044,7 @@ impl<'a> Ingestor<'a> {
                     self.flush_last_ops()?;
                     self.store
                         .put_journal_cursor(&key, c, &parse::storage_time(Utc::now()))?;
-                    self.store.commit()?;
+                    self.commit()?;
                     self.store.begin()?;
                     in_batch = 0;
                 }
@@ -1214,6 +1217,23 @@ impl<'a> Ingestor<'a> {
     fn set_last_op(&mut self, session: i64, op: Option<LastOp>) {
         self.last_op.insert(session, op);
         self.last_op_dirty.insert(session);
+    }
+
+    /// Commits the open transaction with the ingest counters of the lines it holds.
+    fn commit(&mut self) -> Result<()> {
+        let (read, skipped) = (
+            self.summary.lines_read - self.committed_counts.0,
+            self.summary.skipped - self.committed_counts.1,
+        );
+        if read > 0 {
+            self.store.add_ingest_counts(
+                &[("lines_read", read), ("lines_skipped", skipped)],
+                &parse::storage_time(Utc::now()),
+            )?;
+        }
+        self.store.commit()?;
+        self.committed_counts = (self.summary.lines_read, self.summary.skipped);
+        Ok(())
     }
 
     /// Writes the changed `last_op`s, so that a later run attaches a status line the same way.

@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod ingest;
 pub mod journal;
+pub mod metrics;
 pub mod report;
 pub mod storage;

@@ -233,6 +233,12 @@ impl Dialect {
     }
 }
 
+/// A WHERE condition that holds for every row and names the four report parameters (all
+/// unset), for queries run through `stream_rows` that filter nothing.
+pub fn always_true(d: Dialect) -> String {
+    d.window("", &Filter::default())
+}
+
 pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
         "SELECT {started}, {ended}, s.host, s.\"user\", s.client_ip, s.client_port, s.duration_ms,

@@ -331,6 +331,9 @@ pub trait Database {
     /// Takes the lock that lets one writer (an ingest or a copy) at a time write this database;
     /// with `wait` false, fails with [`StoreError::Busy`] instead of waiting.
     fn lock_for_ingest(&mut self, wait: bool) -> Result<()>;
+    /// Adds to the ingest counters (`lines_read`, `lines_skipped`) in the caller's transaction,
+    /// so that they count committed lines exactly once.
+    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: &str) -> Result<()>;
     /// Lets the next writer in: follow mode holds the lock only while it reads and commits, so
     /// that followers on many servers share one central database.
     fn unlock_ingest(&mut self) -> Result<()>;

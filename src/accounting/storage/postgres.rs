@@ -221,6 +221,18 @@ CREATE TABLE usage_dirty (
 );
 CREATE INDEX sessions_host_started ON sessions (host, started_at);
 
+-- What `sftpd-report metrics` reads besides the rollups: ingest counters (moved in each
+-- commit), and the few rows it counts.
+CREATE TABLE ingest_counters (
+    name       TEXT PRIMARY KEY,
+    value      BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX operations_failed ON operations (host) WHERE failed;
+CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
+CREATE INDEX transfers_failed ON transfers (session_id) WHERE failed;
+CREATE INDEX sessions_refused ON sessions (host) WHERE end_reason = 'refused';
+
 CREATE FUNCTION usage_sessions_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO usage_dirty (hour, host)
@@ -916,6 +928,20 @@ impl Database for PgStore {
                 .map_err(self.err())?;
         }
         self.locked = true;
+        Ok(())
+    }
+
+    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: &str) -> Result<()> {
+        for (name, n) in counts {
+            self.exec(
+                "INSERT INTO ingest_counters (name, value, updated_at)
+                 VALUES ($1, $2, $3::text::timestamptz)
+                 ON CONFLICT (name) DO UPDATE
+                    SET value = ingest_counters.value + excluded.value,
+                        updated_at = excluded.updated_at",
+                &[name, &(*n as i64), &at],
+            )?;
+        }
         Ok(())
     }
 

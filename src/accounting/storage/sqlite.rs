@@ -224,6 +224,18 @@ CREATE TABLE usage_dirty (
 ) WITHOUT ROWID;
 CREATE INDEX sessions_host_started ON sessions (host, started_at);
 
+-- What `sftpd-report metrics` reads besides the rollups: ingest counters (moved in each
+-- commit), and the few rows it counts.
+CREATE TABLE ingest_counters (
+    name       TEXT PRIMARY KEY,
+    value      INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX operations_failed ON operations (host) WHERE failed;
+CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
+CREATE INDEX transfers_failed ON transfers (session_id) WHERE failed;
+CREATE INDEX sessions_refused ON sessions (host) WHERE end_reason = 'refused';
+
 CREATE TRIGGER usage_session_added AFTER INSERT ON sessions BEGIN
     INSERT OR IGNORE INTO usage_dirty (hour, host)
         VALUES (substr(NEW.started_at, 1, 13) || ':00:00.000000Z', NEW.host);
@@ -522,6 +534,18 @@ impl Database for SqliteStore {
             Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
         }
         self.lock = Some(file);
+        Ok(())
+    }
+
+    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: &str) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO ingest_counters (name, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE
+                SET value = value + excluded.value, updated_at = excluded.updated_at",
+        )?;
+        for (name, n) in counts {
+            stmt.execute(params![name, *n as i64, at])?;
+        }
         Ok(())
     }
 

@@ -1,0 +1,331 @@
+//! `sftpd-report metrics`: the database's totals in the Prometheus text exposition format, for
+//! node_exporter's textfile collector or a scrape of follow mode's `/metrics`.
+//!
+//! Everything comes from the database (the hourly rollups, a few indexed counts, the ingest
+//! counters), so every server feeding one store shows the same numbers. User and host names
+//! are the partner's bytes: label values are escaped, so no name can add a line or a label.
+
+use crate::accounting::report::{Filter, Kind, Period, Value};
+use crate::accounting::storage::{ReportStore, Result};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// A label value as the exposition format wants it: `\`, `"` and newlines escaped.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One metric family: its samples by label set.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: BTreeMap<Vec<(&'static str, String)>, i128>,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            kind,
+            help,
+            samples: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, labels: Vec<(&'static str, String)>, value: i128) {
+        *self.samples.entry(labels).or_default() += value;
+    }
+
+    fn write(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+        for (labels, value) in &self.samples {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            if labels.is_empty() {
+                let _ = writeln!(out, "{} {value}", self.name);
+            } else {
+                let _ = writeln!(out, "{}{{{}}} {value}", self.name, labels.join(","));
+            }
+        }
+    }
+}
+
+fn int(v: &Value) -> i128 {
+    match v {
+        Value::Int(n) => *n,
+        _ => 0,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Text(t) => t.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Rows of `sql` (a query whose WHERE clause ends with the always-true window of the default
+/// filter, which names the four report parameters).
+fn rows<S: ReportStore + ?Sized>(
+    store: &mut S,
+    sql: &str,
+    columns: &[(&'static str, Kind)],
+) -> Result<Vec<Vec<Value>>> {
+    let mut out = Vec::new();
+    store.stream_rows(sql, columns, &Filter::default(), &mut |row| {
+        out.push(row);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The whole exposition, from the database.
+pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
+    let all = Filter {
+        zone: Some(chrono_tz::Tz::UTC),
+        ..Filter::default()
+    };
+    let usage = store.usage_report(&all, Period::Month)?;
+    let mut sessions = Family::new(
+        "sftpd_sessions_total",
+        "counter",
+        "SFTP sessions (refused ones not included) by host and user.",
+    );
+    let mut files = Family::new(
+        "sftpd_files_total",
+        "counter",
+        "Files transferred by host, user and direction; complete=\"false\" for transfers cut by the session's end or a failure.",
+    );
+    let mut bytes = Family::new(
+        "sftpd_bytes_total",
+        "counter",
+        "Bytes moved by host, user and direction (up: written by the partner; partial transfers included).",
+    );
+    let mut unknown = Family::new(
+        "sftpd_files_bytes_unknown_total",
+        "counter",
+        "Transfers whose close line was cut at 500 characters: their bytes are not known.",
+    );
+    let at = |name: &str| {
+        usage
+            .columns
+            .iter()
+            .position(|(c, _)| *c == name)
+            .unwrap_or(usize::MAX)
+    };
+    for row in &usage.rows {
+        let get = |name: &str| row.get(at(name)).map_or(0, int);
+        let who = || {
+            vec![
+                ("host", text(&row[at("host")])),
+                ("user", text(&row[at("user")])),
+            ]
+        };
+        sessions.add(who(), get("sessions"));
+        for (direction, complete, col) in [
+            ("up", "true", "files_up"),
+            ("up", "false", "files_up_incomplete"),
+            ("down", "true", "files_down"),
+            ("down", "false", "files_down_incomplete"),
+        ] {
+            let mut labels = who();
+            labels.extend([
+                ("direction", direction.to_owned()),
+                ("complete", complete.to_owned()),
+            ]);
+            files.add(labels, get(col));
+        }
+        for (direction, col) in [("up", "bytes_up"), ("down", "bytes_down")] {
+            let mut labels = who();
+            labels.push(("direction", direction.to_owned()));
+            bytes.add(labels, get(col));
+        }
+        unknown.add(who(), get("files_bytes_unknown"));
+    }
+
+    let d = store.dialect();
+    let always = crate::accounting::report::always_true(d);
+    let counted = [("host", Kind::Text), ("n", Kind::Int)];
+    let mut refused = Family::new(
+        "sftpd_sessions_refused_total",
+        "counter",
+        "Sessions refused, by host and by whom: the wrapper (a command other than SFTP, a loader variable, ...) or the pre-session hook.",
+    );
+    for (by, sql) in [
+        (
+            "wrapper",
+            format!(
+                "SELECT o.host, CAST(COUNT(*) AS BIGINT) FROM operations o
+                  WHERE o.kind = 'denied' AND {always} GROUP BY o.host"
+            ),
+        ),
+        (
+            "pre_session_hook",
+            format!(
+                "SELECT s.host, CAST(COUNT(*) AS BIGINT) FROM sessions s
+                  WHERE s.end_reason = 'refused' AND {always} GROUP BY s.host"
+            ),
+        ),
+    ] {
+        for row in rows(store, &sql, &counted)? {
+            refused.add(
+                vec![("host", text(&row[0])), ("by", by.to_owned())],
+                int(&row[1]),
+            );
+        }
+    }
+    let mut failed = Family::new(
+        "sftpd_failed_operations_total",
+        "counter",
+        "SFTP requests answered with a failure (opens, removes, renames, ...) by host and user.",
+    );
+    let who_counted = [("host", Kind::Text), ("user", Kind::Text), ("n", Kind::Int)];
+    for sql in [
+        format!(
+            "SELECT o.host, COALESCE(o.\"user\", ''), CAST(COUNT(*) AS BIGINT) FROM operations o
+              WHERE o.failed AND o.kind <> 'denied' AND {always} GROUP BY o.host, o.\"user\""
+        ),
+        format!(
+            "SELECT s.host, COALESCE(s.\"user\", ''), CAST(COUNT(*) AS BIGINT)
+               FROM transfers t JOIN sessions s ON s.id = t.session_id
+              WHERE t.failed AND {always} GROUP BY s.host, s.\"user\""
+        ),
+    ] {
+        for row in rows(store, &sql, &who_counted)? {
+            failed.add(
+                vec![("host", text(&row[0])), ("user", text(&row[1]))],
+                int(&row[2]),
+            );
+        }
+    }
+    let mut active = Family::new(
+        "sftpd_active_sessions",
+        "gauge",
+        "Sessions whose start is in the log and whose end is not (yet), by host.",
+    );
+    for row in rows(
+        store,
+        &format!(
+            "SELECT s.host, CAST(COUNT(*) AS BIGINT) FROM sessions s
+              WHERE s.ended_at IS NULL AND s.end_reason = 'missing_end' AND {always}
+              GROUP BY s.host"
+        ),
+        &counted,
+    )? {
+        active.add(vec![("host", text(&row[0]))], int(&row[1]));
+    }
+    let mut lines = Family::new(
+        "sftpd_ingest_lines_total",
+        "counter",
+        "Log lines (or journal entries) ingested, by outcome: parsed, or skipped (not understood, foreign or not taken).",
+    );
+    let mut last = Family::new(
+        "sftpd_ingest_last_commit_timestamp_seconds",
+        "gauge",
+        "When an ingest last committed new lines (Unix time).",
+    );
+    let (updated, value) = match d {
+        crate::accounting::report::Dialect::Sqlite => ("c.updated_at".to_owned(), "c.value"),
+        crate::accounting::report::Dialect::Postgres => (
+            "to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+                .to_owned(),
+            "c.value",
+        ),
+    };
+    let mut read = 0;
+    let mut skipped = 0;
+    for row in rows(
+        store,
+        &format!("SELECT c.name, {value}, {updated} FROM ingest_counters c WHERE {always}"),
+        &[
+            ("name", Kind::Text),
+            ("value", Kind::Int),
+            ("at", Kind::Time),
+        ],
+    )? {
+        match text(&row[0]).as_str() {
+            "lines_read" => read = int(&row[1]),
+            "lines_skipped" => skipped = int(&row[1]),
+            _ => {}
+        }
+        if let Some(at) = crate::log::parse::parse_storage_time(&text(&row[2])) {
+            let seconds = i128::from(at.timestamp());
+            let newest = last.samples.entry(Vec::new()).or_default();
+            *newest = (*newest).max(seconds);
+        }
+    }
+    lines.add(vec![("outcome", "parsed".to_owned())], read - skipped);
+    lines.add(vec![("outcome", "skipped".to_owned())], skipped);
+
+    let mut out = String::new();
+    for family in [
+        &sessions, &refused, &files, &bytes, &unknown, &failed, &active, &lines, &last,
+    ] {
+        family.write(&mut out);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_break_the_format() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut f = Family::new("x_total", "counter", "x");
+        f.add(
+            vec![("user", "evil\"} 1\nx_total{user=\"ceo".to_owned())],
+            5,
+        );
+        let mut out = String::new();
+        f.write(&mut out);
+        assert_eq!(out.lines().count(), 3, "{out}");
+        assert!(
+            out.ends_with("x_total{user=\"evil\\\"} 1\\nx_total{user=\\\"ceo\"} 5\n"),
+            "{out}"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_name_is_one_sample_line(name in "\\PC*|[\\\\\"\n{}=,]{0,12}") {
+            let mut f = Family::new("x_total", "counter", "x");
+            f.add(vec![("user", name.clone())], 1);
+            let mut out = String::new();
+            f.write(&mut out);
+            let sample = out.lines().nth(2).unwrap();
+            proptest::prop_assert_eq!(out.lines().count(), 3);
+            // The label value ends at the first unescaped quote: the one before `}`.
+            let inner = sample.strip_prefix("x_total{user=\"").unwrap().strip_suffix("\"} 1").unwrap();
+            let mut unescaped = String::new();
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                proptest::prop_assert_ne!(c, '"');
+                if c == '\\' {
+                    match chars.next() {
+                        Some('n') => unescaped.push('\n'),
+                        Some(e) => unescaped.push(e),
+                        None => proptest::prop_assert!(false, "dangling escape"),
+                    }
+                } else {
+                    unescaped.push(c);
+                }
+            }
+            proptest::prop_assert_eq!(unescaped, name);
+        }
+    }
+}
