@@ -187,4 +187,16 @@ metrics=$("${report[@]}" metrics)
 grep -v '^#' <<<"$metrics"
 check "$metrics" "sftpd_sessions_total{host=\".*\",user=\"$user\"} 1" "the metrics do not count the session"
 echo
+month=$(date +%Y-%m)
+echo "== sftpd-report statement --user $user --month $month   (one HTML page for finance)"
+"${report[@]}" statement --user "$user" --month "$month" --output "$work/statement.html"
+check "$(cat "$work/statement.html")" "SFTP statement for $user" "the statement does not name the partner"
+check "$(cat "$work/statement.html")" "invoice-42.xml" "the statement does not list the invoice download"
+if [ -n "${DEMO_STATEMENT:-}" ]; then
+    cp "$work/statement.html" "$DEMO_STATEMENT"
+    echo "statement copied to $DEMO_STATEMENT"
+else
+    echo "statement written to $work/statement.html (removed with the rest; DEMO_STATEMENT=PATH keeps a copy)"
+fi
+echo
 echo "demo finished; cleaning up"

@@ -1003,6 +1003,8 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
                            usage_transfers_added, usage_transfer_changed, usage_transfers_removed
                   CASCADE;
              DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;
+             DROP TABLE ingest_counters; DROP INDEX operations_failed; DROP INDEX operations_denied;
+             DROP INDEX transfers_failed; DROP INDEX sessions_refused;
              DROP VIEW monthly_usage; DROP VIEW daily_usage; DROP VIEW usage_events;
              ALTER TABLE transfers DROP COLUMN counts_as;
              ALTER TABLE transfers DROP COLUMN counters_cut;
@@ -1398,6 +1400,121 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// The HTML statement in a real browser: headless Chromium renders `statement` and `usage
+/// --format html` to PNG screenshots without a console error; the pages reference nothing
+/// outside themselves, show the partner's totals, and a hostile user or file name is text.
+fn html_statement_renders_in_chromium(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(6_000, 12, 31);
+    let mut lines = log.lines.clone();
+    let hostile = "<img src=x onerror=alert(1)>";
+    lines.extend([
+        format!("Nov  1 23:00:00 sftp1 sftp-server[91]: session opened for local user {hostile} from [192.0.2.9]"),
+        "Nov  1 23:00:01 sftp1 sftp-server[91]: open \"/in/<script>alert(2)</script>.csv\" flags WRITE,CREATE,TRUNCATE mode 0644".to_owned(),
+        "Nov  1 23:00:02 sftp1 sftp-server[91]: close \"/in/<script>alert(2)</script>.csv\" bytes read 0 written 987654321".to_owned(),
+        format!("Nov  1 23:00:03 sftp1 sftp-server[91]: session closed for local user {hostile} from [192.0.2.9]"),
+    ]);
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&lines)).unwrap();
+    let db = new_db(backend, dir.path(), "html");
+    ingest(&db, &[&path]);
+    let statement = dir.path().join("statement.html");
+    let out = sftpd_report(
+        &db,
+        &[
+            "statement",
+            "--user",
+            hostile,
+            "--month",
+            "2026-11",
+            "--tz",
+            "UTC",
+            "--output",
+            &statement.display().to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sftpd_report(&db, &["usage", "--format", "html", "--tz", "Europe/Berlin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let usage = dir.path().join("usage.html");
+    fs::write(&usage, &out.stdout).unwrap();
+
+    for page in [&statement, &usage] {
+        let html = fs::read_to_string(page).unwrap();
+        // Self-contained: nothing to fetch (the SVG namespace is a name, not a fetch).
+        for outside in [
+            " src=\"", " href=\"", "@import", "url(", "<script", "<link", "<img",
+        ] {
+            assert!(!html.contains(outside), "{}: {outside}", page.display());
+        }
+        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        let png = page.with_extension("png");
+        let out = Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--no-first-run",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1200,1600",
+            ])
+            .arg(format!("--screenshot={}", png.display()))
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("chromium (Debian's chromium package)");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "chromium: {log}");
+        for line in log.lines() {
+            assert!(
+                !line.contains("CONSOLE") && !line.contains("Uncaught"),
+                "{}: a console message: {line}",
+                page.display()
+            );
+        }
+        let bytes = fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+        assert!(
+            bytes.len() > 20_000,
+            "{} bytes: an empty page?",
+            bytes.len()
+        );
+        // What the browser made of it: the totals and the hostile names as text.
+        let dom = Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--dump-dom",
+            ])
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap();
+        let dom = String::from_utf8_lossy(&dom.stdout);
+        assert!(dom.contains("Largest transfers"), "{dom}");
+        assert!(!dom.contains("<img"), "the hostile name became an element");
+        assert!(
+            !dom.contains("<script"),
+            "the hostile file name became an element"
+        );
+    }
+    let html = fs::read_to_string(&statement).unwrap();
+    assert!(html.contains("SFTP statement for &lt;img"));
+    assert!(html.contains("November 2026"));
+    assert!(html.contains("&lt;script&gt;alert(2)&lt;/script&gt;.csv"));
+    assert!(html.contains("987654321 bytes"));
+}
+on_both_backends!(html_statement_renders_in_chromium);
+
 /// A follower that is killed if the test fails before it is stopped.
 struct KillOnDrop(Option<std::process::Child>);
 
@@ -1550,6 +1667,8 @@ fn a_version_3_sqlite_database_gets_its_rollups_on_open() {
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch(
         "DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;
+         DROP TABLE ingest_counters; DROP INDEX operations_failed; DROP INDEX operations_denied;
+         DROP INDEX transfers_failed; DROP INDEX sessions_refused;
          DROP TRIGGER usage_session_added; DROP TRIGGER usage_session_changed;
          DROP TRIGGER usage_session_removed; DROP TRIGGER usage_transfer_added;
          DROP TRIGGER usage_transfer_changed; DROP TRIGGER usage_transfer_removed;

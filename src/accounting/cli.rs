@@ -114,6 +114,23 @@ pub enum ReportCommand {
         #[arg(long)]
         from_rows: bool,
     },
+    /// A partner's month as one self-contained HTML page (printable to PDF): totals, bytes per
+    /// day, a table per day and host, the largest transfers.
+    Statement {
+        #[arg(long)]
+        user: String,
+        /// The month, e.g. 2026-11, in the zone of --tz.
+        #[arg(long)]
+        month: String,
+        #[arg(long)]
+        host: Option<String>,
+        /// The zone of the month's days, an IANA name [default: the system's zone]
+        #[arg(long)]
+        tz: Option<String>,
+        /// Write the page to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Totals in the Prometheus text format (sessions, refusals, files and bytes per user,
     /// failures, active sessions, ingest progress), from the database.
     Metrics {
@@ -150,8 +167,8 @@ pub struct FilterArgs {
     /// as UTC or Europe/Berlin [default: the system's zone]
     #[arg(long)]
     pub tz: Option<String>,
-    /// table (aligned, human sizes, local time), csv or json (exact, UTC) [default: table on a
-    /// terminal, csv otherwise]
+    /// table (aligned, human sizes, local time), csv or json (exact, UTC), html (usage only: one
+    /// self-contained page) [default: table on a terminal, csv otherwise]
     #[arg(long, value_enum)]
     pub format: Option<Format>,
 }

@@ -2,6 +2,7 @@
 //! SQLite or PostgreSQL) and prints [`report`]s.
 
 pub mod cli;
+pub mod html;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;

@@ -13,6 +13,8 @@ pub enum Format {
     Table,
     Csv,
     Json,
+    /// One self-contained page (usage and statement only).
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -580,6 +582,39 @@ fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(t)
 }
 
+/// The largest transfers in the window (bytes read and written together), biggest first:
+/// opened, host, user, path, direction, bytes read, bytes written, complete.
+pub fn largest_transfers_sql(
+    d: Dialect,
+    filter: &Filter,
+    limit: u32,
+) -> (String, Vec<(&'static str, Kind)>) {
+    let sql = format!(
+        "SELECT {opened}, s.host, s.\"user\", t.path_text, t.direction,
+                COALESCE(t.bytes_read, 0), COALESCE(t.bytes_written, 0), {complete}
+           FROM transfers t JOIN sessions s ON s.id = t.session_id
+          WHERE {window}
+          -- Halves: two counters near 2^63 cannot overflow the sum the order needs.
+          ORDER BY COALESCE(t.bytes_read, 0) / 2 + COALESCE(t.bytes_written, 0) / 2 DESC,
+                   t.opened_at, t.id
+          LIMIT {limit}",
+        opened = d.ts("t.opened_at"),
+        complete = d.flag("t.complete"),
+        window = d.window("t.opened_at", filter),
+    );
+    let columns = vec![
+        ("opened", Kind::Time),
+        ("host", Kind::Text),
+        ("user", Kind::Text),
+        ("path", Kind::Text),
+        ("direction", Kind::Text),
+        ("bytes_read", Kind::Bytes),
+        ("bytes_written", Kind::Bytes),
+        ("complete", Kind::Bool),
+    ];
+    (sql, columns)
+}
+
 /// A report with a row per session or per transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowsReport {
@@ -887,7 +922,8 @@ pub fn human_duration(ms: i128) -> String {
 }
 
 /// A stored time in `zone`, for people (the table's header names the zone).
-fn zone_time(stored: &str, zone: Tz) -> String {
+/// A stored time as people read it in `zone`.
+pub fn zone_time(stored: &str, zone: Tz) -> String {
     parse::parse_storage_time(stored)
         .map(|t| {
             t.with_timezone(&zone)
@@ -1023,6 +1059,9 @@ pub fn render_stream<E: From<std::io::Error>>(
             writeln!(out, "{}]", if first { "" } else { "\n" })?;
             Ok(())
         }
+        Format::Html => Err(E::from(std::io::Error::other(
+            "--format html is for usage and statement",
+        ))),
     }
 }
 

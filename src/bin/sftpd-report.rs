@@ -263,6 +263,11 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Sessions { filter } | Command::Transfers { filter, .. } = &cli.command
+        && filter.format == Some(Format::Html)
+    {
+        bail!("--format html is for usage (and the statement command), not for row reports");
+    }
     let cfg = config::load(&cli.config)
         .map_err(anyhow::Error::msg)?
         .config;
@@ -420,12 +425,87 @@ fn run(cli: Cli) -> Result<()> {
             from_rows,
         } => {
             let f = filter.filter()?;
-            let r = if *from_rows {
-                store.usage_report_from_rows(&f, *by)?
+            if filter.format() == Format::Html {
+                let period = match (&f.since, &f.until) {
+                    (None, None) => "everything".to_owned(),
+                    (since, until) => format!(
+                        "{} to {}",
+                        since
+                            .as_deref()
+                            .map_or("the start".to_owned(), |t| report::zone_time(t, f.zone())),
+                        until
+                            .as_deref()
+                            .map_or("now".to_owned(), |t| report::zone_time(t, f.zone()))
+                    ),
+                };
+                let page = statement_page(
+                    store.as_mut(),
+                    &f,
+                    "SFTP usage".to_owned(),
+                    period,
+                    Vec::new(),
+                )?;
+                out.write_all(page.as_bytes())?;
             } else {
-                store.usage_report(&f, *by)?
+                let r = if *from_rows {
+                    store.usage_report_from_rows(&f, *by)?
+                } else {
+                    store.usage_report(&f, *by)?
+                };
+                report::render(&r, filter.format(), f.zone(), &mut out)?;
+            }
+        }
+        Command::Statement {
+            user,
+            month,
+            host,
+            tz,
+            output,
+        } => {
+            let zone = match tz {
+                Some(name) => report::parse_zone(name).map_err(anyhow::Error::msg)?,
+                None => report::system_zone(),
             };
-            report::render(&r, filter.format(), f.zone(), &mut out)?;
+            let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+                .with_context(|| format!("--month {month:?}: use the form 2026-11"))?;
+            let next = first
+                .checked_add_months(chrono::Months::new(1))
+                .context("--month: too far in the future")?;
+            let bound = |day: chrono::NaiveDate| -> Result<String> {
+                report::parse_time_bound(
+                    &day.format("%Y-%m-%d").to_string(),
+                    chrono::Utc::now(),
+                    false,
+                    zone,
+                )
+                .map_err(anyhow::Error::msg)
+            };
+            let f = Filter {
+                user: Some(user.clone()),
+                host: host.clone(),
+                since: Some(bound(first)?),
+                until: Some(bound(next)?),
+                path: None,
+                zone: Some(zone),
+            };
+            let period = format!(
+                "{} ({} to {})",
+                first.format("%B %Y"),
+                first.format("%Y-%m-%d"),
+                next.pred_opt().unwrap_or(next).format("%Y-%m-%d")
+            );
+            let page = statement_page(
+                store.as_mut(),
+                &f,
+                format!("SFTP statement for {user}"),
+                period,
+                first.iter_days().take_while(|d| *d < next).collect(),
+            )?;
+            match output {
+                Some(path) => write_atomically(path, page.as_bytes())
+                    .with_context(|| format!("--output {}", path.display()))?,
+                None => out.write_all(page.as_bytes())?,
+            }
         }
         Command::Metrics { textfile } => {
             let text = sftpd_wrapper::accounting::metrics::render(store.as_mut())?;
@@ -454,6 +534,33 @@ fn run(cli: Cli) -> Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// The HTML page of usage by day in the filter's window, with its largest transfers.
+fn statement_page(
+    store: &mut dyn Store,
+    filter: &Filter,
+    title: String,
+    period: String,
+    days: Vec<chrono::NaiveDate>,
+) -> Result<String> {
+    let daily = store.usage_report(filter, report::Period::Day)?;
+    let largest = store.largest_transfers(filter, 10)?;
+    let zone = filter.zone();
+    Ok(sftpd_wrapper::accounting::html::render(
+        &sftpd_wrapper::accounting::html::Statement {
+            title,
+            period,
+            zone: zone.name().to_owned(),
+            generated: chrono::Utc::now()
+                .with_timezone(&zone)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            daily: &daily,
+            largest: &largest,
+            days,
+        },
+    ))
 }
 
 /// Writes a report row by row as the database hands the rows out: memory stays flat.

@@ -509,6 +509,38 @@ pub trait ReportStore {
         Ok(sums.finish())
     }
 
+    /// The `limit` largest transfers of the window, biggest first, for the HTML statement.
+    fn largest_transfers(
+        &mut self,
+        filter: &Filter,
+        limit: u32,
+    ) -> Result<Vec<crate::accounting::html::LargeTransfer>> {
+        let (sql, columns) = report::largest_transfers_sql(self.dialect(), filter, limit);
+        let zone = filter.zone();
+        let mut out = Vec::new();
+        let text = |v: &Value| match v {
+            Value::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        let int = |v: &Value| match v {
+            Value::Int(n) => *n,
+            _ => 0,
+        };
+        self.stream_rows(&sql, &columns, filter, &mut |row| {
+            out.push(crate::accounting::html::LargeTransfer {
+                opened: report::zone_time(&text(&row[0]), zone),
+                host: text(&row[1]),
+                user: text(&row[2]),
+                path: text(&row[3]),
+                direction: text(&row[4]),
+                bytes: int(&row[5]) + int(&row[6]),
+                complete: int(&row[7]) != 0,
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Usage summed from every session and transfer row while they stream by (memory is the
     /// number of groups, not of rows): the reference the rollups must equal.
     fn usage_report_from_rows(&mut self, filter: &Filter, by: Period) -> Result<Report> {
