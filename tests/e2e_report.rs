@@ -595,23 +595,9 @@ fn follow_mode_bills_real_sessions_live_through_a_rotation() {
     let user = h.user();
     let db_dir = tempfile::tempdir().unwrap();
     let dbs = databases(db_dir.path());
-    let mut followers: Vec<std::process::Child> = dbs
+    let mut followers: Vec<common::Follower> = dbs
         .iter()
-        .map(|db| {
-            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-                .args([
-                    "--db",
-                    db,
-                    "--config",
-                    "/nonexistent/x.toml",
-                    "ingest",
-                    "--follow",
-                ])
-                .arg(&h.log_path)
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|db| common::Follower::start(db, &[&h.log_path]))
         .collect();
     let local = tempfile::tempdir().unwrap();
     fs::write(local.path().join("one.bin"), vec![1u8; 12_345]).unwrap();
@@ -653,12 +639,7 @@ fn follow_mode_bills_real_sessions_live_through_a_rotation() {
     assert!(h.log_path.exists(), "rsyslogd did not reopen the log");
 
     for (db, follower) in dbs.iter().zip(&mut followers) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(follower.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = follower.wait().unwrap();
+        let status = follower.terminate().status;
         assert!(status.success(), "{db}: SIGTERM: {status:?}");
         let sessions = report(db, &["sessions"]);
         assert_eq!(sessions.as_array().unwrap().len(), 2, "{db}: {sessions}");
@@ -683,17 +664,9 @@ fn journal_follow_mode_bills_real_sessions_live() {
     let db_dir = tempfile::tempdir().unwrap();
     let dbs = databases(db_dir.path());
     let journal_args = ["ingest", "--journal", "--journal-directory", &directory];
-    let mut followers: Vec<std::process::Child> = dbs
+    let mut followers: Vec<common::Follower> = dbs
         .iter()
-        .map(|db| {
-            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-                .args(["--db", db, "--config", "/nonexistent/x.toml"])
-                .args(journal_args)
-                .arg("--follow")
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|db| common::Follower::start(db, &["--journal", "--journal-directory", &directory]))
         .collect();
     let local = tempfile::tempdir().unwrap();
     fs::write(local.path().join("up.bin"), vec![1u8; 23_456]).unwrap();
@@ -717,12 +690,7 @@ fn journal_follow_mode_bills_real_sessions_live() {
         );
     }
     for (db, follower) in dbs.iter().zip(&mut followers) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(follower.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        assert!(follower.wait().unwrap().success(), "{db}");
+        assert!(follower.terminate().status.success(), "{db}");
         let out = common::sftpd_report(db, &journal_args);
         assert!(out.status.success());
         let summary = String::from_utf8_lossy(&out.stdout);

@@ -7,7 +7,7 @@ mod common;
 
 use common::loggen::{self, UserTotals};
 use common::pg::PgServer;
-use common::{ingest, report_json, sftpd_report};
+use common::{Follower, ingest, report_json, sftpd_report};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -999,8 +999,8 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
     client
         .batch_execute(
-            "DROP FUNCTION usage_sessions_added, usage_session_changed, usage_sessions_removed,
-                           usage_transfers_added, usage_transfer_changed, usage_transfers_removed
+            "DROP FUNCTION usage_sessions_touched, usage_session_changed, usage_transfers_touched,
+                           usage_transfer_changed
                   CASCADE;
              DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;
              DROP TABLE ingest_counters; DROP INDEX operations_failed; DROP INDEX operations_denied;
@@ -1085,24 +1085,7 @@ fn follow_mode_through_rotations_equals_one_clean_run(backend: Backend) {
             .write_all(text.as_bytes())
             .unwrap();
     };
-    let follow = || {
-        KillOnDrop(Some(
-            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-                .args([
-                    "--db",
-                    &db,
-                    "--config",
-                    "/nonexistent/x.toml",
-                    "ingest",
-                    "--follow",
-                ])
-                .arg(&path)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-        ))
-    };
+    let follow = || Follower::start(&db, &[&path]);
     // Every line written so far is committed, as the files' checkpoints count them.
     let caught_up = |written: i64| {
         for _ in 0..3000 {
@@ -1195,24 +1178,7 @@ fn followers_of_two_servers_share_one_database(backend: Backend) {
     ingest(&clean_db, &[&west_path]);
 
     let db = new_db(backend, dir.path(), "live");
-    let follow = |path: &Path| {
-        KillOnDrop(Some(
-            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-                .args([
-                    "--db",
-                    &db,
-                    "--config",
-                    "/nonexistent/x.toml",
-                    "ingest",
-                    "--follow",
-                ])
-                .arg(path)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-        ))
-    };
+    let follow = |path: &Path| Follower::start(&db, &[path]);
     let mut followers = [follow(&east_path), follow(&west_path)];
     let total = (east.lines.len() + west.len()) as i64;
     let mut caught_up = false;
@@ -1343,23 +1309,15 @@ fn metrics_are_valid_exact_and_escaped(backend: Backend) {
 
     // The same, served by a follower.
     let port = common::free_port();
-    let mut follower = KillOnDrop(Some(
-        Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
-            .args([
-                "--db",
-                &db,
-                "--config",
-                "/nonexistent/x.toml",
-                "ingest",
-                "--follow",
-            ])
-            .arg("--metrics-listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+    let listen = format!("127.0.0.1:{port}");
+    let mut follower = Follower::start(
+        &db,
+        &[
+            std::ffi::OsStr::new("--metrics-listen"),
+            listen.as_ref(),
+            path.as_ref(),
+        ],
+    );
     let body = common::wait_until("/metrics", Duration::from_secs(20), || {
         use std::io::Read;
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -1514,31 +1472,6 @@ fn html_statement_renders_in_chromium(backend: Backend) {
     assert!(html.contains("987654321 bytes"));
 }
 on_both_backends!(html_statement_renders_in_chromium);
-
-/// A follower that is killed if the test fails before it is stopped.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl KillOnDrop {
-    /// SIGTERM, then its output once it exits.
-    fn terminate(&mut self) -> std::process::Output {
-        let child = self.0.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// The lines all checkpoints count together.
 fn checkpointed_lines(db: &str) -> i64 {

@@ -3,7 +3,7 @@
 //! drawn here, so the page works offline, prints to PDF from any browser, and has nothing that
 //! could run. Every user, host and file name is the partner's text and is escaped.
 
-use crate::accounting::report::{Report, Value, human_bytes};
+use crate::accounting::report::{UsageGroup, human_bytes};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -43,50 +43,28 @@ pub struct Statement<'a> {
     pub period: String,
     pub zone: String,
     pub generated: String,
-    /// `usage --by day` rows ([`crate::accounting::report::UsageSums::finish`]).
-    pub daily: &'a Report,
+    /// Usage by (day, host, user): [`crate::accounting::report::UsageSums::groups`] by day.
+    pub daily: &'a BTreeMap<(String, String, String), UsageGroup>,
     pub largest: &'a [LargeTransfer],
     /// The days the chart shows (a statement's whole month); empty: from the first day with
     /// data to the last.
     pub days: Vec<chrono::NaiveDate>,
 }
 
-#[derive(Default, Clone)]
-struct Sums {
-    sessions: i128,
-    files_up: i128,
-    files_up_incomplete: i128,
-    files_down: i128,
-    files_down_incomplete: i128,
-    bytes_up: i128,
-    bytes_down: i128,
-}
-
-impl Sums {
-    fn add(&mut self, other: &Sums) {
-        self.sessions += other.sessions;
-        self.files_up += other.files_up;
-        self.files_up_incomplete += other.files_up_incomplete;
-        self.files_down += other.files_down;
-        self.files_down_incomplete += other.files_down_incomplete;
-        self.bytes_up += other.bytes_up;
-        self.bytes_down += other.bytes_down;
-    }
-
-    fn cells(&self) -> String {
-        format!(
-            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title=\"{} bytes\">{}</td><td title=\"{} bytes\">{}</td>",
-            self.sessions,
-            self.files_up,
-            self.files_up_incomplete,
-            self.files_down,
-            self.files_down_incomplete,
-            self.bytes_up,
-            escape(&human_bytes(self.bytes_up)),
-            self.bytes_down,
-            escape(&human_bytes(self.bytes_down)),
-        )
-    }
+/// A table row's numbers: sessions, files complete and incomplete each way, bytes each way.
+fn cells(g: &UsageGroup) -> String {
+    format!(
+        "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title=\"{} bytes\">{}</td><td title=\"{} bytes\">{}</td>",
+        g.sessions,
+        g.files_up,
+        g.files_up_incomplete,
+        g.files_down,
+        g.files_down_incomplete,
+        g.bytes_up,
+        escape(&human_bytes(g.bytes_up)),
+        g.bytes_down,
+        escape(&human_bytes(g.bytes_down)),
+    )
 }
 
 const STYLE: &str = "
@@ -114,55 +92,21 @@ footer { color: #5a6472; font-size: .8rem; margin-top: 2rem; }
 @media print { body { margin: 0; max-width: none; } section { break-inside: avoid; } }
 ";
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Text(t) => t.clone(),
-        _ => String::new(),
-    }
-}
-
-fn int(v: &Value) -> i128 {
-    match v {
-        Value::Int(n) => *n,
-        _ => 0,
-    }
-}
-
 /// The page.
 pub fn render(s: &Statement<'_>) -> String {
-    let col = |name: &str| {
-        s.daily
-            .columns
-            .iter()
-            .position(|(c, _)| *c == name)
-            .unwrap_or(usize::MAX)
-    };
-    let get = |row: &[Value], name: &str| row.get(col(name)).map_or(0, int);
     // Per partner, per day and host; and per day for the chart.
-    let mut partners: BTreeMap<String, BTreeMap<(String, String), Sums>> = BTreeMap::new();
-    let mut per_day: BTreeMap<String, Sums> = BTreeMap::new();
-    for row in &s.daily.rows {
-        let day = row.get(col("day")).map(text).unwrap_or_default();
-        let host = row.get(col("host")).map(text).unwrap_or_default();
-        let user = row.get(col("user")).map(text).unwrap_or_default();
-        let sums = Sums {
-            sessions: get(row, "sessions"),
-            files_up: get(row, "files_up"),
-            files_up_incomplete: get(row, "files_up_incomplete"),
-            files_down: get(row, "files_down"),
-            files_down_incomplete: get(row, "files_down_incomplete"),
-            bytes_up: get(row, "bytes_up"),
-            bytes_down: get(row, "bytes_down"),
-        };
-        per_day.entry(day.clone()).or_default().add(&sums);
+    let mut partners: BTreeMap<&str, BTreeMap<(&str, &str), UsageGroup>> = BTreeMap::new();
+    let mut per_day: BTreeMap<String, UsageGroup> = BTreeMap::new();
+    for ((day, host, user), g) in s.daily {
+        per_day.entry(day.clone()).or_default().add(g);
         partners
             .entry(user)
             .or_default()
             .entry((day, host))
             .or_default()
-            .add(&sums);
+            .add(g);
     }
-    let mut all = Sums::default();
+    let mut all = UsageGroup::default();
     for sums in per_day.values() {
         all.add(sums);
     }
@@ -224,13 +168,9 @@ pub fn render(s: &Statement<'_>) -> String {
     }
     let head = "<thead><tr><th>Day</th><th class=\"text\">Host</th><th>Sessions</th><th>Files up</th><th>incomplete</th><th>Files down</th><th>incomplete</th><th>Bytes up</th><th>Bytes down</th></tr></thead>";
     for (user, days) in &partners {
-        let shown = if user.is_empty() {
-            "(no user)".to_owned()
-        } else {
-            user.clone()
-        };
-        let _ = write!(out, "<h3>{}</h3>\n<table>{head}<tbody>\n", escape(&shown));
-        let mut total = Sums::default();
+        let shown = if user.is_empty() { "(no user)" } else { user };
+        let _ = write!(out, "<h3>{}</h3>\n<table>{head}<tbody>\n", escape(shown));
+        let mut total = UsageGroup::default();
         for ((day, host), sums) in days {
             total.add(sums);
             let _ = writeln!(
@@ -238,13 +178,13 @@ pub fn render(s: &Statement<'_>) -> String {
                 "<tr><td>{}</td><td class=\"text\">{}</td>{}</tr>",
                 escape(day),
                 escape(host),
-                sums.cells()
+                cells(sums)
             );
         }
         let _ = write!(
             out,
             "<tr class=\"total\"><td>Total</td><td></td>{}</tr>\n</tbody></table>\n",
-            total.cells()
+            cells(&total)
         );
     }
     out.push_str("</section>\n");
@@ -276,7 +216,7 @@ pub fn render(s: &Statement<'_>) -> String {
 }
 
 /// Bytes up and down per day, as inline SVG bars.
-fn chart(per_day: &BTreeMap<String, Sums>) -> String {
+fn chart(per_day: &BTreeMap<String, UsageGroup>) -> String {
     let mut out = String::from("<section>\n<h2>Bytes per day</h2>\n");
     if per_day.is_empty() {
         out.push_str("<p>No transfers in this period.</p>\n</section>\n");
@@ -343,29 +283,22 @@ fn chart(per_day: &BTreeMap<String, Sums>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounting::report::Kind;
 
     #[test]
     fn names_are_escaped_everywhere() {
         let hostile = "<script>alert(1)</script>\"'&";
-        let daily = Report {
-            columns: vec![
-                ("day", Kind::Text),
-                ("zone", Kind::Text),
-                ("host", Kind::Text),
-                ("user", Kind::Text),
-                ("sessions", Kind::Int),
-                ("bytes_up", Kind::Bytes),
-            ],
-            rows: vec![vec![
-                Value::Text("2026-11-03".into()),
-                Value::Text("UTC".into()),
-                Value::Text(hostile.into()),
-                Value::Text(hostile.into()),
-                Value::Int(1),
-                Value::Int(5),
-            ]],
-        };
+        let daily = BTreeMap::from([(
+            (
+                "2026-11-03".to_owned(),
+                hostile.to_owned(),
+                hostile.to_owned(),
+            ),
+            UsageGroup {
+                sessions: 1,
+                bytes_up: 5,
+                ..UsageGroup::default()
+            },
+        )]);
         let largest = [LargeTransfer {
             opened: "2026-11-03 10:00:00".into(),
             host: hostile.into(),

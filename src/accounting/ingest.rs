@@ -408,8 +408,17 @@ impl<'a> Ingestor<'a> {
             let stdin = Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
             return self.ingest_reader(stdin, None, &input.name, Local::now(), None, None);
         }
-        let path = Path::new(&input.name);
-        let file = File::open(path).map_err(read_err)?;
+        let file = File::open(&input.name).map_err(read_err)?;
+        self.ingest_file(&input.name, &file).map(drop)
+    }
+
+    /// Ingests the open file `file` (named `name`) from its checkpoint on; returns where its
+    /// complete lines end, for follow mode to go on from.
+    fn ingest_file(&mut self, name: &str, file: &File) -> Result<Option<FilePosition>> {
+        let read_err = |source| IngestError::Read {
+            path: name.to_owned(),
+            source,
+        };
         let meta = file.metadata().map_err(read_err)?;
         let mtime = meta
             .modified()
@@ -417,7 +426,8 @@ impl<'a> Ingestor<'a> {
             .unwrap_or_else(|_| Local::now());
         // The same open file, not the path again: a rotation may have put another file there.
         let again = file.try_clone().map_err(read_err)?;
-        let (reader, compressed) = open_maybe_gz(file).map_err(read_err)?;
+        let (reader, compressed) =
+            open_maybe_gz(file.try_clone().map_err(read_err)?).map_err(read_err)?;
         let mut reopen = || -> std::io::Result<Box<dyn BufRead>> {
             let mut file = again.try_clone()?;
             file.seek(SeekFrom::Start(0))?;
@@ -427,10 +437,10 @@ impl<'a> Ingestor<'a> {
         // may still be growing, and its last line is left for the next run.
         self.finished = compressed;
         self.summary.files += 1;
-        self.ingest_reader(
+        self.ingest_reader_at(
             reader,
             Some(&mut reopen),
-            &input.name,
+            name,
             mtime,
             Some(meta.ino() as i64),
             Some(meta.len()),
@@ -599,7 +609,6 @@ impl<'a> Ingestor<'a> {
         let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
         let mut line = Vec::with_capacity(512);
         let mut in_batch = 1usize;
-        let before = pos.offset;
         loop {
             line.clear();
             let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
@@ -626,7 +635,9 @@ impl<'a> Ingestor<'a> {
                 }
             }
         }
-        if pos.offset > skip_to.max(before) || (pos.offset > skip_to && pos.saved.is_none()) {
+        // New lines past the earlier run's, not yet in the stored checkpoint.
+        let saved_at = pos.saved.as_ref().map(|c| c.byte_offset as u64);
+        if pos.offset > skip_to && saved_at != Some(pos.offset) {
             self.save_position(pos, name)?;
         }
         if let Some(last) = self.last_line_at {
@@ -671,27 +682,21 @@ impl<'a> Ingestor<'a> {
                 pos: None,
             })
             .collect();
-        let files_before = self.summary.files;
+        if journal.is_some() {
+            self.summary.files += 1;
+        }
         loop {
             // The ingest lock only while reading and committing: followers of other servers'
-            // logs write the same central database in between.
-            loop {
-                match self.store.lock_for_ingest(false) {
-                    // Another writer is committing: normal for followers, and short.
-                    Err(StoreError::Busy) => {
-                        std::thread::sleep(std::time::Duration::from_millis(20))
-                    }
-                    other => break other?,
-                }
-            }
+            // logs write the same central database in between (waiting for one is normal, and
+            // short, so it is not announced).
+            self.store.lock_for_ingest(true)?;
             for f in &mut followed {
                 self.poll_file(f)?;
             }
             if let Some(source) = journal {
-                self.ingest_journal(source)?;
+                self.read_journal(source)?;
             }
             self.store.unlock_ingest()?;
-            self.summary.files = files_before + followed.len() as u64;
             if wait(FOLLOW_INTERVAL) {
                 return Ok(());
             }
@@ -739,9 +744,7 @@ impl<'a> Ingestor<'a> {
                     f.pos = None;
                     for copy in [format!("{}.1", f.name), format!("{}.1.gz", f.name)] {
                         if Path::new(&copy).exists() {
-                            let files = self.summary.files;
                             self.ingest_input(&Input { name: copy })?;
-                            self.summary.files = files;
                             break;
                         }
                     }
@@ -754,25 +757,7 @@ impl<'a> Ingestor<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(read_err(e)),
         };
-        let meta = file.metadata().map_err(read_err)?;
-        let again = file.try_clone().map_err(read_err)?;
-        let mut reopen = || -> std::io::Result<Box<dyn BufRead>> {
-            let mut file = again.try_clone()?;
-            file.seek(SeekFrom::Start(0))?;
-            Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
-        };
-        let reader = Box::new(BufReader::with_capacity(
-            1 << 16,
-            file.try_clone().map_err(read_err)?,
-        ));
-        f.pos = self.ingest_reader_at(
-            reader,
-            Some(&mut reopen),
-            &f.name,
-            Local::now(),
-            Some(meta.ino() as i64),
-            None,
-        )?;
+        f.pos = self.ingest_file(&f.name, &file)?;
         // Without a complete line yet, the file is looked at afresh next time.
         f.file = f.pos.is_some().then_some(file);
         Ok(())
@@ -962,6 +947,13 @@ impl<'a> Ingestor<'a> {
         &mut self,
         source: &crate::accounting::journal::JournalSource,
     ) -> Result<()> {
+        self.summary.files += 1;
+        self.read_journal(source)
+    }
+
+    /// [`Ingestor::ingest_journal`] without counting the journal as an input (follow mode
+    /// reads it again at every poll).
+    fn read_journal(&mut self, source: &crate::accounting::journal::JournalSource) -> Result<()> {
         use crate::accounting::journal;
         let key = source.key();
         let read_err = |source| IngestError::Read {
@@ -977,7 +969,6 @@ impl<'a> Ingestor<'a> {
             .spawn()
             .map_err(|e| read_err(std::io::Error::new(e.kind(), format!("journalctl: {e}"))))?;
         let mut reader = BufReader::with_capacity(1 << 16, child.stdout.take().expect("piped"));
-        self.summary.files += 1;
         let start = self.start_input();
         self.store.begin()?;
         let result = (|| -> Result<()> {

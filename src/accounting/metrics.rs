@@ -98,7 +98,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
         zone: Some(chrono_tz::Tz::UTC),
         ..Filter::default()
     };
-    let usage = store.usage_report(&all, Period::Month)?;
+    let usage = store.usage_sums(&all, Period::Month)?;
     let mut sessions = Family::new(
         "sftpd_sessions_total",
         "counter",
@@ -119,41 +119,28 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
         "counter",
         "Transfers whose close line was cut at 500 characters: their bytes are not known.",
     );
-    let at = |name: &str| {
-        usage
-            .columns
-            .iter()
-            .position(|(c, _)| *c == name)
-            .unwrap_or(usize::MAX)
-    };
-    for row in &usage.rows {
-        let get = |name: &str| row.get(at(name)).map_or(0, int);
-        let who = || {
-            vec![
-                ("host", text(&row[at("host")])),
-                ("user", text(&row[at("user")])),
-            ]
-        };
-        sessions.add(who(), get("sessions"));
-        for (direction, complete, col) in [
-            ("up", "true", "files_up"),
-            ("up", "false", "files_up_incomplete"),
-            ("down", "true", "files_down"),
-            ("down", "false", "files_down_incomplete"),
+    for ((_, host, user), g) in usage.groups() {
+        let who = || vec![("host", host.clone()), ("user", user.clone())];
+        sessions.add(who(), g.sessions);
+        for (direction, complete, n) in [
+            ("up", "true", g.files_up),
+            ("up", "false", g.files_up_incomplete),
+            ("down", "true", g.files_down),
+            ("down", "false", g.files_down_incomplete),
         ] {
             let mut labels = who();
             labels.extend([
                 ("direction", direction.to_owned()),
                 ("complete", complete.to_owned()),
             ]);
-            files.add(labels, get(col));
+            files.add(labels, n);
         }
-        for (direction, col) in [("up", "bytes_up"), ("down", "bytes_down")] {
+        for (direction, n) in [("up", g.bytes_up), ("down", g.bytes_down)] {
             let mut labels = who();
             labels.push(("direction", direction.to_owned()));
-            bytes.add(labels, get(col));
+            bytes.add(labels, n);
         }
-        unknown.add(who(), get("files_bytes_unknown"));
+        unknown.add(who(), g.files_bytes_unknown);
     }
 
     let d = store.dialect();
@@ -237,19 +224,14 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
         "gauge",
         "When an ingest last committed new lines (Unix time).",
     );
-    let (updated, value) = match d {
-        crate::accounting::report::Dialect::Sqlite => ("c.updated_at".to_owned(), "c.value"),
-        crate::accounting::report::Dialect::Postgres => (
-            "to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-                .to_owned(),
-            "c.value",
-        ),
-    };
     let mut read = 0;
     let mut skipped = 0;
     for row in rows(
         store,
-        &format!("SELECT c.name, {value}, {updated} FROM ingest_counters c WHERE {always}"),
+        &format!(
+            "SELECT c.name, c.value, {} FROM ingest_counters c WHERE {always}",
+            d.ts("c.updated_at")
+        ),
         &[
             ("name", Kind::Text),
             ("value", Kind::Int),

@@ -54,6 +54,15 @@ pub fn system_zone() -> Tz {
         .unwrap_or(Tz::UTC)
 }
 
+/// The first instant of `date` in `zone` (storage time): midnight, or the first time the day
+/// has where a transition skips midnight.
+pub fn day_start(date: NaiveDate, zone: Tz) -> Option<String> {
+    let local = zone
+        .from_local_datetime(&date.and_hms_opt(0, 0, 0)?)
+        .earliest()?;
+    Some(parse::storage_time(local.with_timezone(&Utc)))
+}
+
 /// Reads `--tz`: an IANA zone name such as `Europe/Berlin` or `UTC`.
 pub fn parse_zone(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>().map_err(|_| {
@@ -100,11 +109,7 @@ pub fn parse_time_bound(
         } else {
             date
         };
-        let local = zone
-            .from_local_datetime(&date.and_hms_opt(0, 0, 0).ok_or_else(bad)?)
-            .earliest()
-            .ok_or_else(bad)?;
-        return Ok(parse::storage_time(local.with_timezone(&Utc)));
+        return day_start(date, zone).ok_or_else(bad);
     }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
@@ -165,7 +170,7 @@ pub enum Dialect {
 
 impl Dialect {
     /// A timestamp column as storage text.
-    fn ts(self, col: &str) -> String {
+    pub fn ts(self, col: &str) -> String {
         match self {
             Dialect::Sqlite => col.to_owned(),
             Dialect::Postgres => {
@@ -682,17 +687,32 @@ impl RowsReport {
     }
 }
 
-#[derive(Default)]
-struct UsageGroup {
-    sessions: i128,
-    files_up: i128,
-    files_up_incomplete: i128,
-    files_down: i128,
-    files_down_incomplete: i128,
-    bytes_up: i128,
-    bytes_down: i128,
-    files_bytes_unknown: i128,
-    duration_ms: i128,
+/// The usage of one day or month, host and user (and their totals, added up).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UsageGroup {
+    pub sessions: i128,
+    pub files_up: i128,
+    pub files_up_incomplete: i128,
+    pub files_down: i128,
+    pub files_down_incomplete: i128,
+    pub bytes_up: i128,
+    pub bytes_down: i128,
+    pub files_bytes_unknown: i128,
+    pub duration_ms: i128,
+}
+
+impl UsageGroup {
+    pub fn add(&mut self, other: &UsageGroup) {
+        self.sessions += other.sessions;
+        self.files_up += other.files_up;
+        self.files_up_incomplete += other.files_up_incomplete;
+        self.files_down += other.files_down;
+        self.files_down_incomplete += other.files_down_incomplete;
+        self.bytes_up += other.bytes_up;
+        self.bytes_down += other.bytes_down;
+        self.files_bytes_unknown += other.files_bytes_unknown;
+        self.duration_ms += other.duration_ms;
+    }
 }
 
 /// Sums the rows of [`usage_rows_sql`] by day or month in a zone, host and user, as they stream
@@ -837,6 +857,12 @@ impl UsageSums {
         g.bytes_down += int(&row[6]);
         g.files_bytes_unknown += int(&row[8]);
         g.duration_ms += int(&row[9]);
+    }
+
+    /// The sums by (day or month, host, user), `""` for no user: for the pages and metrics
+    /// built on usage.
+    pub fn groups(&self) -> &BTreeMap<(String, String, String), UsageGroup> {
+        &self.groups
     }
 
     pub fn finish(self) -> Report {

@@ -336,7 +336,7 @@ fn run(cli: Cli) -> Result<()> {
                 )?),
                 None => None,
             };
-            store.lock_for_ingest(!no_wait)?;
+            storage::lock_for_writing(store.as_mut(), !no_wait)?;
             let mut opts = IngestOptions {
                 wrapper_ident: wrapper_ident
                     .clone()
@@ -471,14 +471,9 @@ fn run(cli: Cli) -> Result<()> {
             let next = first
                 .checked_add_months(chrono::Months::new(1))
                 .context("--month: too far in the future")?;
-            let bound = |day: chrono::NaiveDate| -> Result<String> {
-                report::parse_time_bound(
-                    &day.format("%Y-%m-%d").to_string(),
-                    chrono::Utc::now(),
-                    false,
-                    zone,
-                )
-                .map_err(anyhow::Error::msg)
+            let bound = |day: chrono::NaiveDate| {
+                report::day_start(day, zone)
+                    .with_context(|| format!("--month {month}: {day} has no start in {zone}"))
             };
             let f = Filter {
                 user: Some(user.clone()),
@@ -516,7 +511,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Rollups { check, rebuild } => {
             if *rebuild {
-                store.lock_for_ingest(true)?;
+                storage::lock_for_writing(store.as_mut(), true)?;
                 storage::in_transaction(store.as_mut(), |s| s.refresh_rollups(true))?;
                 println!("rollups rebuilt");
             }
@@ -544,7 +539,7 @@ fn statement_page(
     period: String,
     days: Vec<chrono::NaiveDate>,
 ) -> Result<String> {
-    let daily = store.usage_report(filter, report::Period::Day)?;
+    let daily = store.usage_sums(filter, report::Period::Day)?;
     let largest = store.largest_transfers(filter, 10)?;
     let zone = filter.zone();
     Ok(sftpd_wrapper::accounting::html::render(
@@ -556,7 +551,7 @@ fn statement_page(
                 .with_timezone(&zone)
                 .format("%Y-%m-%d %H:%M")
                 .to_string(),
-            daily: &daily,
+            daily: daily.groups(),
             largest: &largest,
             days,
         },

@@ -665,6 +665,49 @@ pub fn assert_rollups_exact(db: &str) {
     }
 }
 
+/// `sftpd-report ingest --follow ARGS` on `db`, killed if the test fails before it is stopped.
+pub struct Follower(Option<Child>);
+
+impl Follower {
+    pub fn start<S: AsRef<std::ffi::OsStr>>(db: &str, args: &[S]) -> Follower {
+        Follower(Some(
+            Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+                .args([
+                    "--db",
+                    db,
+                    "--config",
+                    "/nonexistent/x.toml",
+                    "ingest",
+                    "--follow",
+                ])
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ))
+    }
+
+    /// SIGTERM, then its output once it exits.
+    pub fn terminate(&mut self) -> Output {
+        let child = self.0.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `sftpd-report ARGS --format json`, which must succeed.
 pub fn report_json(db: &str, args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();

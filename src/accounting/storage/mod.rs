@@ -329,7 +329,8 @@ pub trait Database {
     fn describe(&self) -> String;
     fn schema_version(&mut self) -> Result<i64>;
     /// Takes the lock that lets one writer (an ingest or a copy) at a time write this database;
-    /// with `wait` false, fails with [`StoreError::Busy`] instead of waiting.
+    /// with `wait` false, fails with [`StoreError::Busy`] instead of waiting. Silent: see
+    /// [`lock_for_writing`] for a command that should say why it waits.
     fn lock_for_ingest(&mut self, wait: bool) -> Result<()>;
     /// Adds to the ingest counters (`lines_read`, `lines_skipped`) in the caller's transaction,
     /// so that they count committed lines exactly once.
@@ -483,11 +484,19 @@ pub trait ReportStore {
     /// the rows. The same sums as [`ReportStore::usage_report_from_rows`], read from a table a
     /// few hundred times smaller.
     fn usage_report(&mut self, filter: &Filter, by: Period) -> Result<Report> {
+        Ok(self.usage_sums(filter, by)?.finish())
+    }
+
+    /// The sums [`ReportStore::usage_report`] shows, before they become rows.
+    fn usage_sums(&mut self, filter: &Filter, by: Period) -> Result<report::UsageSums> {
+        let mut sums = report::UsageSums::new(by, filter.zone());
         let plan = match report::RollupPlan::new(filter) {
             Some(plan) if !self.rollups_pending()? => plan,
-            _ => return self.usage_report_from_rows(filter, by),
+            _ => {
+                add_usage_rows(self, filter, &mut sums)?;
+                return Ok(sums);
+            }
         };
-        let mut sums = report::UsageSums::new(by, filter.zone());
         for edge in &plan.edges {
             add_usage_rows(self, edge, &mut sums)?;
         }
@@ -506,7 +515,7 @@ pub trait ReportStore {
                 add_usage_rows(self, &window, &mut sums)?;
             }
         }
-        Ok(sums.finish())
+        Ok(sums)
     }
 
     /// The `limit` largest transfers of the window, biggest first, for the HTML statement.
@@ -635,6 +644,19 @@ pub fn rollup_differences_sql(d: Dialect) -> String {
     )
 }
 
+/// Takes `db`'s writer lock, saying on stderr that it waits when another writer holds it.
+pub fn lock_for_writing<S: Database + ?Sized>(db: &mut S, wait: bool) -> Result<()> {
+    match db.lock_for_ingest(false) {
+        Err(StoreError::Busy) if wait => {
+            eprintln!(
+                "sftpd-report: another ingest is running on this database; waiting for it to finish"
+            );
+            db.lock_for_ingest(true)
+        }
+        other => other,
+    }
+}
+
 /// Runs `work` in one transaction of `db`: committed when it succeeds, rolled back when not.
 pub fn in_transaction<S: Database + ?Sized, T>(
     db: &mut S,
@@ -672,7 +694,7 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
     for o in &operations {
         ops_by_session.entry(o.session_id).or_default().push(o);
     }
-    to.lock_for_ingest(true)?;
+    lock_for_writing(to, true)?;
     in_transaction(to, |to| {
         let (mut copied, mut skipped) = (0, 0);
         for s in &sessions {

@@ -233,15 +233,21 @@ CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
 CREATE INDEX transfers_failed ON transfers (session_id) WHERE failed;
 CREATE INDEX sessions_refused ON sessions (host) WHERE end_reason = 'refused';
 
-CREATE FUNCTION usage_sessions_added() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Rows added or removed: one function serves both statement triggers, whose transition table
+-- has the same name.
+CREATE FUNCTION usage_sessions_touched() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO usage_dirty (hour, host)
-        SELECT DISTINCT date_trunc('hour', started_at, 'UTC'), host FROM new_rows
+        SELECT DISTINCT date_trunc('hour', started_at, 'UTC'), host FROM touched_rows
         ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
-CREATE TRIGGER usage_sessions_added AFTER INSERT ON sessions REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_added();
+CREATE TRIGGER usage_sessions_added AFTER INSERT ON sessions
+    REFERENCING NEW TABLE AS touched_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_touched();
+CREATE TRIGGER usage_sessions_removed AFTER DELETE ON sessions
+    REFERENCING OLD TABLE AS touched_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_touched();
 
 -- Row triggers whose WHEN skips the many updates that change nothing usage sums (a session's
 -- last operation, its sftp-server PID, a transfer marked failed) without calling a function.
@@ -266,29 +272,23 @@ CREATE TRIGGER usage_session_changed AFTER UPDATE ON sessions FOR EACH ROW
           IS DISTINCT FROM (NEW.host, NEW."user", NEW.started_at, NEW.duration_ms, NEW.end_reason))
     EXECUTE FUNCTION usage_session_changed();
 
-CREATE FUNCTION usage_sessions_removed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO usage_dirty (hour, host)
-        SELECT DISTINCT date_trunc('hour', started_at, 'UTC'), host FROM old_rows
-        ON CONFLICT DO NOTHING;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER usage_sessions_removed AFTER DELETE ON sessions REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_removed();
-
 -- A transfer's host is its session's: looked up once per distinct (hour, session) of the
 -- statement, by primary key.
-CREATE FUNCTION usage_transfers_added() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION usage_transfers_touched() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO usage_dirty (hour, host)
         SELECT DISTINCT x.hour, (SELECT s.host FROM sessions s WHERE s.id = x.session_id)
           FROM (SELECT DISTINCT date_trunc('hour', opened_at, 'UTC') AS hour, session_id
-                  FROM new_rows) AS x
+                  FROM touched_rows) AS x
         ON CONFLICT DO NOTHING;
     RETURN NULL;
 END $$;
-CREATE TRIGGER usage_transfers_added AFTER INSERT ON transfers REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_added();
+CREATE TRIGGER usage_transfers_added AFTER INSERT ON transfers
+    REFERENCING NEW TABLE AS touched_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_touched();
+CREATE TRIGGER usage_transfers_removed AFTER DELETE ON transfers
+    REFERENCING OLD TABLE AS touched_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_touched();
 
 CREATE FUNCTION usage_transfer_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -307,18 +307,6 @@ CREATE TRIGGER usage_transfer_changed AFTER UPDATE ON transfers FOR EACH ROW
           IS DISTINCT FROM (NEW.session_id, NEW.opened_at, NEW.counts_as, NEW.bytes_read,
                             NEW.bytes_written, NEW.complete, NEW.counters_cut))
     EXECUTE FUNCTION usage_transfer_changed();
-
-CREATE FUNCTION usage_transfers_removed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO usage_dirty (hour, host)
-        SELECT DISTINCT x.hour, (SELECT s.host FROM sessions s WHERE s.id = x.session_id)
-          FROM (SELECT DISTINCT date_trunc('hour', opened_at, 'UTC') AS hour, session_id
-                  FROM old_rows) AS x
-        ON CONFLICT DO NOTHING;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER usage_transfers_removed AFTER DELETE ON transfers REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_removed();
 "#,
 ];
 
@@ -920,9 +908,6 @@ impl Database for PgStore {
             if !wait {
                 return Err(StoreError::Busy);
             }
-            eprintln!(
-                "sftpd-report: another ingest is running on this database; waiting for it to finish"
-            );
             self.client
                 .execute("SELECT pg_advisory_lock($1)", &[&INGEST_LOCK])
                 .map_err(self.err())?;

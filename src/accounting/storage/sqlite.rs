@@ -435,11 +435,7 @@ impl Database for SqliteStore {
     }
 
     fn refresh_rollups(&mut self, all: bool) -> Result<()> {
-        let pending: bool = self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM usage_dirty)")?
-            .query_row([], |r| r.get(0))?;
-        if all || pending {
+        if all || self.rollups_pending()? {
             self.conn
                 .execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, all))?;
         }
@@ -526,9 +522,6 @@ impl Database for SqliteStore {
                 if !wait {
                     return Err(StoreError::Busy);
                 }
-                eprintln!(
-                    "sftpd-report: another ingest is running on this database; waiting for it to finish"
-                );
                 file.lock().map_err(lock_err)?;
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(e)),
