@@ -808,7 +808,28 @@ pub fn classify(program: &str, message: &[u8], wrapper_ident: &str) -> Record {
 
 /// A parsed timestamp rendered for storage: UTC, fixed width, so text order is time order.
 pub fn storage_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    let (year, nanos) = (t.year(), t.nanosecond());
+    // Every line is stamped: written by hand, as chrono's formatter interprets its pattern each
+    // time. Leap seconds and years outside 0..=9999 take chrono's way.
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        return t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    }
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, t.second());
+    put(20, 6, nanos / 1000);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The inverse of [`storage_time`].
@@ -1407,6 +1428,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn storage_time_is_chronos_format(micros in -62_000_000_000_000_000i64..300_000_000_000_000_000i64) {
+            let t = DateTime::<Utc>::from_timestamp_micros(micros).unwrap();
+            prop_assert_eq!(storage_time(t), t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+            prop_assert_eq!(parse_storage_time(&storage_time(t)), Some(t));
+        }
+
         #[test]
         fn any_name_survives_the_close_line(name in proptest::collection::vec(any::<u8>(), 0..120),
                                             read in 0..=MAX_COUNTER, written in 0..=MAX_COUNTER) {

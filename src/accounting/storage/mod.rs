@@ -7,6 +7,7 @@
 //! Paths are stored twice: `path` holds the original bytes (names need not be UTF-8),
 //! `path_text` a readable form for people and BI tools.
 
+mod pending;
 pub mod postgres;
 pub mod sqlite;
 

@@ -6,6 +6,7 @@
 //! client-side time type. One ingest at a time holds a session advisory lock; ingests from many
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
+use super::pending::{IdTable, SessionPatch, WriteBehind};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -366,96 +367,16 @@ pub struct PgStore {
     shown: String,
     statements: HashMap<&'static str, Statement>,
     locked: bool,
-    /// Transfers and operations not yet sent: written with binary COPY at the next flush
-    /// (before every commit and every read of those tables). Their ids come from the sequences
-    /// in blocks, so ingest gets an id at once and a close right after its open only changes
-    /// the row in memory: two round trips per file become a share of one.
-    pending_transfers: Vec<PendingTransfer>,
-    pending_ops: Vec<PendingOp>,
-    transfer_ids: std::collections::VecDeque<i64>,
-    op_ids: std::collections::VecDeque<i64>,
-    /// Updates of session rows, merged per session and written at the next flush.
-    session_patches: HashMap<i64, SessionPatch>,
-    /// sshd `Accepted` lines of this batch not yet written; most are claimed before the flush.
-    pending_auth: Vec<PendingAuth>,
-    /// Sessions that may have open transfers in the database (not only in memory), for which
-    /// `abandon_open_transfers` must reach the server.
-    open_in_db: std::collections::HashSet<i64>,
+    /// Transfers, operations, session updates and sshd lines not yet sent: rows go with binary
+    /// COPY at the next flush (before every commit and every read of those tables). Ids come
+    /// from the sequences in blocks, so ingest gets an id at once and a close right after its
+    /// open only changes the row in memory: two round trips per file become a share of one.
+    pending: WriteBehind,
+    /// Reserved ids of sessions, transfers and operations.
+    ids: [std::collections::VecDeque<i64>; 3],
 }
 
-/// What a batch changed in one session row; every field is "unchanged" by default.
-#[derive(Debug, Clone, Default)]
-struct SessionPatch {
-    sftp_pid: Option<i64>,
-    /// Filled only where the row has none (COALESCE), so the first value seen wins.
-    fill_user: Option<String>,
-    fill_ip: Option<String>,
-    auth: Option<(String, Option<String>)>,
-    sftp_closed: bool,
-    end: Option<EndPatch>,
-    end_reason: Option<EndReason>,
-    /// `Some(None)`: cleared.
-    last_op: Option<Option<LastOp>>,
-}
-
-/// The columns `end_session` sets.
-#[derive(Debug, Clone, Default)]
-struct EndPatch {
-    ended_at: String,
-    duration_ms: Option<i64>,
-    exit_status: Option<i64>,
-    signal: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-struct PendingAuth {
-    host: String,
-    user: String,
-    client_ip: String,
-    client_port: i64,
-    method: String,
-    key: Option<String>,
-    at: String,
-}
-
-/// Rows buffered before they are sent: each COPY's fixed cost is shared by many rows, and
-/// memory stays bounded.
-const FLUSH_ROWS: usize = 5000;
 const ID_BLOCK: i64 = 5000;
-
-#[derive(Debug, Clone)]
-struct PendingTransfer {
-    id: i64,
-    session_id: i64,
-    path: Vec<u8>,
-    direction: Direction,
-    counts_as: Option<CountsAs>,
-    open_flags: String,
-    mode: String,
-    opened_at: String,
-    closed_at: Option<String>,
-    bytes_read: Option<i64>,
-    bytes_written: Option<i64>,
-    forced: bool,
-    failed: bool,
-    complete: bool,
-    counters_cut: bool,
-}
-
-#[derive(Debug, Clone)]
-struct PendingOp {
-    id: i64,
-    session_id: Option<i64>,
-    host: String,
-    user: Option<String>,
-    at: String,
-    kind: OperationKind,
-    path: Option<Vec<u8>>,
-    target: Option<Vec<u8>>,
-    detail: Option<String>,
-    failed: bool,
-    status: Option<String>,
-}
 
 /// A storage time (`2026-11-26T21:15:11.000000Z`) as the value binary COPY sends.
 fn copy_time(stored: &str) -> Result<chrono::DateTime<chrono::Utc>> {
@@ -507,13 +428,8 @@ impl PgStore {
             shown,
             statements: HashMap::new(),
             locked: false,
-            pending_transfers: Vec::new(),
-            pending_ops: Vec::new(),
-            transfer_ids: Default::default(),
-            op_ids: Default::default(),
-            session_patches: HashMap::new(),
-            pending_auth: Vec::new(),
-            open_in_db: Default::default(),
+            pending: WriteBehind::default(),
+            ids: Default::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -567,33 +483,23 @@ impl PgStore {
     }
 
     /// The next id of `sequence`, reserved in blocks.
-    fn next_id(&mut self, transfers: bool) -> Result<i64> {
-        let (queue, sql) = if transfers {
-            (
-                &self.transfer_ids,
-                "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)",
-            )
-        } else {
-            (
-                &self.op_ids,
-                "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)",
-            )
-        };
-        if queue.is_empty() {
+    fn next_id(&mut self, table: IdTable) -> Result<i64> {
+        if self.ids[table.index()].is_empty() {
+            let sql = match table {
+                IdTable::Sessions => {
+                    "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)"
+                }
+                IdTable::Transfers => {
+                    "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)"
+                }
+                IdTable::Operations => {
+                    "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)"
+                }
+            };
             let rows = self.query(sql, &[&ID_BLOCK])?;
-            let ids = rows.iter().map(|r| r.get::<_, i64>(0));
-            if transfers {
-                self.transfer_ids.extend(ids);
-            } else {
-                self.op_ids.extend(ids);
-            }
+            self.ids[table.index()].extend(rows.iter().map(|r| r.get::<_, i64>(0)));
         }
-        let queue = if transfers {
-            &mut self.transfer_ids
-        } else {
-            &mut self.op_ids
-        };
-        queue
+        self.ids[table.index()]
             .pop_front()
             .ok_or_else(|| StoreError::Postgres("the id sequence returned nothing".into()))
     }
@@ -602,11 +508,11 @@ impl PgStore {
     /// then the merged session updates and the unclaimed sshd lines.
     fn flush(&mut self) -> Result<()> {
         self.flush_rows()?;
-        let patches: Vec<(i64, SessionPatch)> = self.session_patches.drain().collect();
+        let patches: Vec<(i64, SessionPatch)> = self.pending.session_patches.drain().collect();
         if !patches.is_empty() {
             self.update_sessions(patches)?;
         }
-        for a in std::mem::take(&mut self.pending_auth) {
+        for a in std::mem::take(&mut self.pending.auth) {
             self.exec(
                 "INSERT INTO pending_auth (host, \"user\", client_ip, client_port, method, key, at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz)",
@@ -713,20 +619,89 @@ impl PgStore {
         Ok(())
     }
 
-    fn patch(&mut self, id: i64) -> &mut SessionPatch {
-        self.session_patches.entry(id).or_default()
-    }
-
     /// The pending rows of [`PgStore::flush`], sent with binary COPY: no SQL text to parse or
     /// plan, no parameter limit, values in PostgreSQL's own binary form.
     fn flush_rows(&mut self) -> Result<()> {
-        let transfers = std::mem::take(&mut self.pending_transfers);
-        self.open_in_db.extend(
-            transfers
-                .iter()
-                .filter(|t| t.closed_at.is_none())
-                .map(|t| t.session_id),
-        );
+        let sessions = self.pending.take_sessions();
+        if !sessions.is_empty() {
+            let e = pg_err(&self.shown);
+            let sink = self
+                .client
+                .copy_in(
+                    "COPY sessions (id, host, \"user\", client_ip, client_port, local_ip, local_port,
+                                    started_at, ended_at, duration_ms, exit_status, signal,
+                                    end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
+                                    sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
+                                    origin_command)
+                     FROM STDIN (FORMAT binary)",
+                )
+                .map_err(&e)?;
+            let mut writer = BinaryCopyInWriter::new(
+                sink,
+                &[
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TIMESTAMPTZ,
+                    Type::TIMESTAMPTZ,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::BOOL,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                ],
+            );
+            for s in &sessions {
+                let started = copy_time(&s.started_at)?;
+                let ended = s.ended_at.as_deref().map(copy_time).transpose()?;
+                writer
+                    .write(&[
+                        &s.id,
+                        &s.host,
+                        &s.user,
+                        &s.client_ip,
+                        &s.client_port,
+                        &s.local_ip,
+                        &s.local_port,
+                        &started,
+                        &ended,
+                        &s.duration_ms,
+                        &s.exit_status,
+                        &s.signal,
+                        &s.end_reason,
+                        &s.source,
+                        &s.sid,
+                        &s.pid,
+                        &s.sftp_pid,
+                        &s.auth_method,
+                        &s.auth_key,
+                        &s.sftp_closed,
+                        &s.last_op_kind,
+                        &s.last_op_id,
+                        &s.origin.pid,
+                        &s.origin.uid,
+                        &s.origin.command,
+                    ])
+                    .map_err(&e)?;
+            }
+            writer.finish().map_err(&e)?;
+        }
+        let (transfers, ops) = self.pending.take_rows();
         if !transfers.is_empty() {
             let e = pg_err(&self.shown);
             let sink = self
@@ -786,7 +761,6 @@ impl PgStore {
             }
             writer.finish().map_err(&e)?;
         }
-        let ops = std::mem::take(&mut self.pending_ops);
         if !ops.is_empty() {
             let e = pg_err(&self.shown);
             let sink = self
@@ -846,7 +820,7 @@ impl PgStore {
 
     /// Writes the buffered rows when there are enough for a full INSERT.
     fn maybe_flush(&mut self) -> Result<()> {
-        if self.pending_transfers.len() + self.pending_ops.len() >= FLUSH_ROWS {
+        if self.pending.full() {
             self.flush_rows()?;
         }
         Ok(())
@@ -941,6 +915,7 @@ impl Database for PgStore {
     }
 
     fn begin(&mut self) -> Result<()> {
+        self.pending.begin();
         self.client.batch_execute("BEGIN").map_err(self.err())
     }
 
@@ -977,10 +952,7 @@ impl Database for PgStore {
     }
 
     fn rollback(&mut self) -> Result<()> {
-        self.pending_transfers.clear();
-        self.pending_ops.clear();
-        self.session_patches.clear();
-        self.pending_auth.clear();
+        self.pending.clear();
         self.client.batch_execute("ROLLBACK").map_err(self.err())
     }
 
@@ -1021,24 +993,37 @@ impl Database for PgStore {
 }
 
 impl IngestStore for PgStore {
+    /// Holds a new session, or returns the id of the one with the same host, PID and start.
+    /// A session that starts after the host's latest in the database needs no round trip.
     fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
-        let row = self.query_opt(
-            "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at,
-                                   source, sid, pid, sftp_pid)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8, $9, $10, $11)
-             ON CONFLICT (host, pid, started_at) DO NOTHING RETURNING id",
-            &[&s.host, &s.user, &s.client_ip, &s.client_port, &s.local_ip, &s.local_port, &s.started_at, &s.source, &s.sid, &s.pid, &s.sftp_pid],
-        )?;
-        if let Some(row) = row {
-            return Ok(row.get(0));
+        if let Some(id) = self.pending.known_session(s) {
+            return Ok(id);
         }
-        let row = self.query(
-            "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3::text::timestamptz",
-            &[&s.host, &s.pid, &s.started_at],
-        )?;
-        row.first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| StoreError::Postgres("session vanished during insert".into()))
+        if self.pending.watermark(&s.host).is_none() {
+            let sql = format!(
+                "SELECT to_char(MAX(started_at) AT TIME ZONE 'UTC', {TS}) FROM sessions WHERE host = $1"
+            );
+            let row = self
+                .client
+                .query_one(&sql, &[&s.host])
+                .map_err(self.err())?;
+            self.pending.set_watermark(&s.host, row.get(0));
+        }
+        if self.pending.may_exist(s) {
+            let row = self.query_opt(
+                "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3::text::timestamptz",
+                &[&s.host, &s.pid, &s.started_at],
+            )?;
+            if let Some(row) = row {
+                let id = row.get(0);
+                self.pending.remember_session(s, id);
+                return Ok(id);
+            }
+        }
+        let id = self.next_id(IdTable::Sessions)?;
+        self.pending.add_session(id, s);
+        self.maybe_flush()?;
+        Ok(id)
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
@@ -1082,28 +1067,31 @@ impl IngestStore for PgStore {
                 failed: r.get(4),
             })
             .collect();
-        self.open_in_db.extend(open.iter().map(|t| t.session_id));
+        self.pending
+            .open_in_db
+            .extend(open.iter().map(|t| t.session_id));
         Ok(open)
     }
 
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
-        self.patch(id).sftp_pid = Some(sftp_pid);
+        self.pending.patch(id).sftp_pid = Some(sftp_pid);
         Ok(())
     }
 
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
-        let p = self.patch(id);
-        p.fill_user.get_or_insert_with(|| user.to_owned());
-        p.fill_ip.get_or_insert_with(|| client_ip.to_owned());
+        self.pending.fill_identity(id, user, client_ip);
         Ok(())
     }
 
     fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
-        self.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
+        self.pending.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
         Ok(())
     }
 
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
+        if self.pending.set_origin(id, origin) {
+            return Ok(());
+        }
         self.exec(
             "UPDATE sessions SET origin_pid = $2, origin_uid = $3, origin_command = $4
               WHERE id = $1 AND origin_pid IS NULL AND origin_uid IS NULL AND origin_command IS NULL",
@@ -1123,6 +1111,8 @@ impl IngestStore for PgStore {
     }
 
     fn forget_host(&mut self, host: &str) -> Result<()> {
+        self.flush()?;
+        self.pending.forget_host(host);
         for sql in [
             "DELETE FROM operations WHERE host = $1",
             "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = $1)",
@@ -1160,44 +1150,33 @@ impl IngestStore for PgStore {
     }
 
     fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
-        self.patch(id).last_op = Some(op);
+        self.pending.patch(id).last_op = Some(op);
         Ok(())
     }
 
     fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
-        self.patch(id).sftp_closed = true;
+        self.pending.patch(id).sftp_closed = true;
         Ok(())
     }
 
     fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
-        let p = self.patch(id);
-        p.end = Some(EndPatch {
-            ended_at: end.ended_at.to_owned(),
-            duration_ms: end.duration_ms,
-            exit_status: end.exit_status,
-            signal: end.signal.map(str::to_owned),
-        });
-        p.end_reason = Some(end.end_reason);
+        self.pending.end_session(id, end);
         Ok(())
     }
 
     fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
-        self.patch(id).end_reason = Some(reason);
+        self.pending.patch(id).end_reason = Some(reason);
         Ok(())
     }
 
     fn abandon_session(&mut self, id: i64) -> Result<()> {
-        let p = self.patch(id);
-        p.end_reason = Some(EndReason::MissingEnd);
-        p.sftp_closed = true;
+        self.pending.abandon_session(id);
         self.abandon_open_transfers(id)
     }
 
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
         self.flush()?;
-        if self.open_in_db.remove(&from) {
-            self.open_in_db.insert(into);
-        }
+        self.pending.merged(from, into);
         self.exec(
             "UPDATE transfers SET session_id = $2 WHERE session_id = $1",
             &[&from, &into],
@@ -1215,24 +1194,8 @@ impl IngestStore for PgStore {
     }
 
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        let id = self.next_id(true)?;
-        self.pending_transfers.push(PendingTransfer {
-            id,
-            session_id: t.session_id,
-            path: t.path.to_vec(),
-            direction: t.direction,
-            counts_as: None,
-            open_flags: t.open_flags.to_owned(),
-            mode: t.mode.to_owned(),
-            opened_at: t.opened_at.to_owned(),
-            closed_at: None,
-            bytes_read: None,
-            bytes_written: None,
-            forced: false,
-            failed: false,
-            complete: false,
-            counters_cut: false,
-        });
+        let id = self.next_id(IdTable::Transfers)?;
+        self.pending.add_transfer(id, t);
         self.maybe_flush()?;
         Ok(id)
     }
@@ -1245,19 +1208,14 @@ impl IngestStore for PgStore {
         forced: bool,
         verdict: &ClosedFile,
     ) -> Result<()> {
-        let (r, w) = stored_counters(counters);
-        let cut = counters.is_none();
-        if let Some(t) = self.pending_transfers.iter_mut().rev().find(|t| t.id == id) {
-            t.closed_at = Some(closed_at.to_owned());
-            t.bytes_read = r;
-            t.bytes_written = w;
-            t.counters_cut = cut;
-            t.forced = forced;
-            t.complete = verdict.complete;
-            t.direction = verdict.direction;
-            t.counts_as = verdict.counts_as;
+        if self
+            .pending
+            .close_transfer(id, closed_at, counters, forced, verdict)
+        {
             return Ok(());
         }
+        let (r, w) = stored_counters(counters);
+        let cut = counters.is_none();
         self.exec(
             "UPDATE transfers
                 SET closed_at = $2::text::timestamptz, bytes_read = $3::bigint, bytes_written = $4::bigint,
@@ -1280,9 +1238,7 @@ impl IngestStore for PgStore {
     }
 
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        if let Some(t) = self.pending_transfers.iter_mut().rev().find(|t| t.id == id) {
-            t.failed = true;
-            t.complete = false;
+        if self.pending.mark_transfer_failed(id) {
             return Ok(());
         }
         self.exec(
@@ -1293,15 +1249,7 @@ impl IngestStore for PgStore {
     }
 
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        let in_db = self.open_in_db.remove(&session_id);
-        for t in self
-            .pending_transfers
-            .iter_mut()
-            .filter(|t| t.session_id == session_id && t.closed_at.is_none())
-        {
-            t.complete = false;
-            t.forced = true;
-        }
+        let in_db = self.pending.abandon_open_transfers(session_id);
         if in_db {
             self.exec(
                 "UPDATE transfers SET complete = false, forced = true WHERE session_id = $1 AND closed_at IS NULL",
@@ -1312,28 +1260,14 @@ impl IngestStore for PgStore {
     }
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        let id = self.next_id(false)?;
-        self.pending_ops.push(PendingOp {
-            id,
-            session_id: o.session_id,
-            host: o.host.to_owned(),
-            user: o.user.map(str::to_owned),
-            at: o.at.to_owned(),
-            kind: o.kind,
-            path: o.path.map(<[u8]>::to_vec),
-            target: o.target.map(<[u8]>::to_vec),
-            detail: o.detail.map(str::to_owned),
-            failed: false,
-            status: None,
-        });
+        let id = self.next_id(IdTable::Operations)?;
+        self.pending.add_operation(id, o);
         self.maybe_flush()?;
         Ok(id)
     }
 
     fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        if let Some(o) = self.pending_ops.iter_mut().rev().find(|o| o.id == id) {
-            o.failed = true;
-            o.status = Some(status.to_owned());
+        if self.pending.mark_operation_failed(id, status) {
             return Ok(());
         }
         self.exec(
@@ -1349,15 +1283,7 @@ impl IngestStore for PgStore {
         a: &crate::log::parse::Accepted,
         at: &str,
     ) -> Result<()> {
-        self.pending_auth.push(PendingAuth {
-            host: host.to_owned(),
-            user: a.user.clone(),
-            client_ip: a.client_ip.clone(),
-            client_port: i64::from(a.client_port),
-            method: a.method.clone(),
-            key: a.key.clone(),
-            at: at.to_owned(),
-        });
+        self.pending.add_auth(host, a, at);
         Ok(())
     }
 
@@ -1368,22 +1294,8 @@ impl IngestStore for PgStore {
         client_ip: &str,
         client_port: Option<i64>,
     ) -> Result<Option<(String, Option<String>)>> {
-        // This batch's lines are the newest; the latest that matches wins, as in SQLite.
-        let found = self
-            .pending_auth
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| {
-                a.host == host
-                    && a.user == user
-                    && a.client_ip == client_ip
-                    && client_port.is_none_or(|p| p == a.client_port)
-            })
-            .max_by(|(i, a), (j, b)| a.at.cmp(&b.at).then(i.cmp(j)))
-            .map(|(i, _)| i);
-        if let Some(i) = found {
-            let a = self.pending_auth.remove(i);
-            return Ok(Some((a.method, a.key)));
+        if let Some(found) = self.pending.take_auth(host, user, client_ip, client_port) {
+            return Ok(Some(found));
         }
         let row = self.query_opt(
             "DELETE FROM pending_auth WHERE id = (
@@ -1397,7 +1309,7 @@ impl IngestStore for PgStore {
     }
 
     fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
-        self.pending_auth.retain(|a| a.at.as_str() >= before);
+        self.pending.prune_auth(before);
         self.exec(
             "DELETE FROM pending_auth WHERE at < $1::text::timestamptz",
             &[&before],

@@ -3,6 +3,7 @@
 //! Timestamps are fixed-width UTC text, so text order is time order and SQLite's date functions
 //! read them. One ingest at a time holds `<db>.lock`.
 
+use super::pending::{IdTable, WriteBehind};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -322,6 +323,14 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Held while this process ingests: `<db>.lock`.
     lock: Option<File>,
+    /// Rows and updates written at the next flush (before every commit and every read of the
+    /// tables they go to): a file becomes one INSERT instead of an INSERT and an UPDATE, and a
+    /// session one UPDATE per batch instead of one per line.
+    pending: WriteBehind,
+    /// The next session, transfer and operation ids, from the tables' largest at the first
+    /// write of a transaction: the ingest lock and BEGIN IMMEDIATE make this connection the
+    /// only writer, so rows get the ids SQLite would have given them.
+    next_ids: Option<[i64; 3]>,
 }
 
 impl SqliteStore {
@@ -346,6 +355,8 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             lock: None,
+            pending: WriteBehind::default(),
+            next_ids: None,
         };
         // Two processes creating the same new database at once: switching it to WAL takes a lock
         // that SQLite does not wait for (no busy handler there), so the loser waits here.
@@ -414,6 +425,187 @@ impl SqliteStore {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+
+    /// The next id of `table`.
+    fn next_id(&mut self, table: IdTable) -> Result<i64> {
+        let mut next = match self.next_ids {
+            Some(next) => next,
+            None => self.conn.query_row(
+                "SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM sessions),
+                        (SELECT COALESCE(MAX(id), 0) + 1 FROM transfers),
+                        (SELECT COALESCE(MAX(id), 0) + 1 FROM operations)",
+                [],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
+            )?,
+        };
+        let id = next[table.index()];
+        next[table.index()] += 1;
+        self.next_ids = Some(next);
+        Ok(id)
+    }
+
+    /// Writes everything held back: the rows with their final state, one update per changed
+    /// session, and the sshd lines no session claimed.
+    fn flush(&mut self) -> Result<()> {
+        self.flush_rows()?;
+        let mut update = self.conn.prepare_cached(
+            "UPDATE sessions SET
+                sftp_pid = COALESCE(?2, sftp_pid),
+                user = COALESCE(user, ?3),
+                client_ip = COALESCE(client_ip, ?4),
+                auth_method = CASE WHEN ?5 THEN ?6 ELSE auth_method END,
+                auth_key = CASE WHEN ?5 THEN ?7 ELSE auth_key END,
+                sftp_closed = MAX(sftp_closed, ?8),
+                ended_at = CASE WHEN ?9 THEN ?10 ELSE ended_at END,
+                duration_ms = CASE WHEN ?9 THEN ?11 ELSE duration_ms END,
+                exit_status = CASE WHEN ?9 THEN ?12 ELSE exit_status END,
+                signal = CASE WHEN ?9 THEN ?13 ELSE signal END,
+                end_reason = COALESCE(?14, end_reason),
+                last_op_kind = CASE WHEN ?15 THEN ?16 ELSE last_op_kind END,
+                last_op_id = CASE WHEN ?15 THEN ?17 ELSE last_op_id END
+              WHERE id = ?1",
+        )?;
+        for (id, p) in self.pending.session_patches.drain() {
+            let (method, key) = p.auth.clone().unzip();
+            let end = p.end.as_ref();
+            let (last_kind, last_id) = LastOp::columns(p.last_op.flatten());
+            update.execute(params![
+                id,
+                p.sftp_pid,
+                p.fill_user,
+                p.fill_ip,
+                p.auth.is_some(),
+                method,
+                key.flatten(),
+                p.sftp_closed,
+                end.is_some(),
+                end.map(|e| &e.ended_at),
+                end.and_then(|e| e.duration_ms),
+                end.and_then(|e| e.exit_status),
+                end.and_then(|e| e.signal.as_deref()),
+                p.end_reason,
+                p.last_op.is_some(),
+                last_kind,
+                last_id
+            ])?;
+        }
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO pending_auth (host, user, client_ip, client_port, method, key, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for a in self.pending.auth.drain(..) {
+            insert.execute(params![
+                a.host,
+                a.user,
+                a.client_ip,
+                a.client_port,
+                a.method,
+                a.key,
+                a.at
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Writes the held sessions, transfers and operations.
+    fn flush_rows(&mut self) -> Result<()> {
+        let sessions = self.pending.take_sessions();
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO sessions (id, host, user, client_ip, client_port, local_ip, local_port,
+                                   started_at, ended_at, duration_ms, exit_status, signal,
+                                   end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
+                                   sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
+                                   origin_command)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+        )?;
+        for s in &sessions {
+            insert.execute(params![
+                s.id,
+                s.host,
+                s.user,
+                s.client_ip,
+                s.client_port,
+                s.local_ip,
+                s.local_port,
+                s.started_at,
+                s.ended_at,
+                s.duration_ms,
+                s.exit_status,
+                s.signal,
+                s.end_reason,
+                s.source,
+                s.sid,
+                s.pid,
+                s.sftp_pid,
+                s.auth_method,
+                s.auth_key,
+                s.sftp_closed,
+                s.last_op_kind,
+                s.last_op_id,
+                s.origin.pid,
+                s.origin.uid,
+                s.origin.command
+            ])?;
+        }
+        let (transfers, ops) = self.pending.take_rows();
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO transfers (id, session_id, path, path_text, direction, open_flags, mode,
+                                    opened_at, closed_at, bytes_read, bytes_written, forced,
+                                    failed, complete, counts_as, counters_cut)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        for t in &transfers {
+            insert.execute(params![
+                t.id,
+                t.session_id,
+                t.path,
+                path_text(&t.path),
+                t.direction,
+                t.open_flags,
+                t.mode,
+                t.opened_at,
+                t.closed_at,
+                t.bytes_read,
+                t.bytes_written,
+                t.forced,
+                t.failed,
+                t.complete,
+                t.counts_as,
+                t.counters_cut
+            ])?;
+        }
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO operations (id, session_id, host, user, at, kind, path, path_text,
+                                     target, target_text, detail, failed, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for o in &ops {
+            insert.execute(params![
+                o.id,
+                o.session_id,
+                o.host,
+                o.user,
+                o.at,
+                o.kind,
+                o.path,
+                o.path.as_deref().map(path_text),
+                o.target,
+                o.target.as_deref().map(path_text),
+                o.detail,
+                o.failed,
+                o.status
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn maybe_flush(&mut self) -> Result<()> {
+        if self.pending.full() {
+            self.flush_rows()?;
+        }
+        Ok(())
+    }
 }
 
 impl Database for SqliteStore {
@@ -424,17 +616,21 @@ impl Database for SqliteStore {
     }
 
     fn begin(&mut self) -> Result<()> {
+        self.next_ids = None;
+        self.pending.begin();
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
         self.refresh_rollups(false)?;
+        self.next_ids = None;
         self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
 
     fn refresh_rollups(&mut self, all: bool) -> Result<()> {
+        self.flush()?;
         if all || self.rollups_pending()? {
             self.conn
                 .execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, all))?;
@@ -443,6 +639,7 @@ impl Database for SqliteStore {
     }
 
     fn rollup_differences(&mut self) -> Result<u64> {
+        self.flush()?;
         let n: i64 =
             self.conn
                 .query_row(&super::rollup_differences_sql(Dialect::Sqlite), [], |r| {
@@ -452,6 +649,8 @@ impl Database for SqliteStore {
     }
 
     fn rollback(&mut self) -> Result<()> {
+        self.pending.clear();
+        self.next_ids = None;
         self.conn.execute_batch("ROLLBACK")?;
         Ok(())
     }
@@ -556,38 +755,40 @@ impl SqliteStore {
 }
 
 impl IngestStore for SqliteStore {
-    /// Inserts a session, or returns the id of the one with the same host, PID and start.
+    /// Holds a new session, or returns the id of the one with the same host, PID and start.
     fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at,
-                                   source, sid, pid, sftp_pid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (host, pid, started_at) DO NOTHING",
-        )?;
-        let inserted = stmt.execute(params![
-            s.host,
-            s.user,
-            s.client_ip,
-            s.client_port,
-            s.local_ip,
-            s.local_port,
-            s.started_at,
-            s.source,
-            s.sid,
-            s.pid,
-            s.sftp_pid
-        ])?;
-        if inserted == 1 {
-            return Ok(self.conn.last_insert_rowid());
+        if let Some(id) = self.pending.known_session(s) {
+            return Ok(id);
         }
-        Ok(self.conn.query_row(
-            "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at = ?3",
-            params![s.host, s.pid, s.started_at],
-            |r| r.get(0),
-        )?)
+        if self.pending.watermark(&s.host).is_none() {
+            let latest = self.conn.query_row(
+                "SELECT MAX(started_at) FROM sessions WHERE host = ?1",
+                [&s.host],
+                |r| r.get(0),
+            )?;
+            self.pending.set_watermark(&s.host, latest);
+        }
+        if self.pending.may_exist(s) {
+            let found = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at = ?3",
+                )?
+                .query_row(params![s.host, s.pid, s.started_at], |r| r.get(0))
+                .optional()?;
+            if let Some(id) = found {
+                self.pending.remember_session(s, id);
+                return Ok(id);
+            }
+        }
+        let id = self.next_id(IdTable::Sessions)?;
+        self.pending.add_session(id, s);
+        self.maybe_flush()?;
+        Ok(id)
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
+        self.flush()?;
         let mut stmt = self.conn.prepare(
             "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id, user FROM sessions
               WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
@@ -609,6 +810,7 @@ impl IngestStore for SqliteStore {
     }
 
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
+        self.flush()?;
         let mut stmt = self
             .conn
             .prepare("SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?;
@@ -621,34 +823,33 @@ impl IngestStore for SqliteStore {
                 failed: r.get::<_, i64>(4)? != 0,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let open: Vec<OpenTransfer> = rows.collect::<rusqlite::Result<_>>()?;
+        self.pending
+            .open_in_db
+            .extend(open.iter().map(|t| t.session_id));
+        Ok(open)
     }
 
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET sftp_pid = ?2 WHERE id = ?1")?
-            .execute(params![id, sftp_pid])?;
+        self.pending.patch(id).sftp_pid = Some(sftp_pid);
         Ok(())
     }
 
     /// Fills in who and from where, where the session does not know yet.
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE sessions SET user = COALESCE(user, ?2), client_ip = COALESCE(client_ip, ?3) WHERE id = ?1",
-            )?
-            .execute(params![id, user, client_ip])?;
+        self.pending.fill_identity(id, user, client_ip);
         Ok(())
     }
 
     fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET auth_method = ?2, auth_key = ?3 WHERE id = ?1")?
-            .execute(params![id, method, key])?;
+        self.pending.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
         Ok(())
     }
 
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
+        if self.pending.set_origin(id, origin) {
+            return Ok(());
+        }
         self.conn
             .prepare_cached(
                 "UPDATE sessions SET origin_pid = ?2, origin_uid = ?3, origin_command = ?4
@@ -659,6 +860,7 @@ impl IngestStore for SqliteStore {
     }
 
     fn latest_time(&mut self, host: &str) -> Result<Option<String>> {
+        self.flush()?;
         Ok(self.conn.query_row(
             "SELECT MAX(t) FROM (SELECT MAX(started_at) AS t FROM sessions WHERE host = ?1
                                  UNION ALL SELECT MAX(ended_at) FROM sessions WHERE host = ?1)",
@@ -668,6 +870,8 @@ impl IngestStore for SqliteStore {
     }
 
     fn forget_host(&mut self, host: &str) -> Result<()> {
+        self.flush()?;
+        self.pending.forget_host(host);
         for sql in [
             "DELETE FROM operations WHERE host = ?1",
             "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = ?1)",
@@ -709,50 +913,36 @@ impl IngestStore for SqliteStore {
     }
 
     fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
-        let (kind, op_id) = LastOp::columns(op);
-        self.conn
-            .prepare_cached("UPDATE sessions SET last_op_kind = ?2, last_op_id = ?3 WHERE id = ?1")?
-            .execute(params![id, kind, op_id])?;
+        self.pending.patch(id).last_op = Some(op);
         Ok(())
     }
 
     fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET sftp_closed = 1 WHERE id = ?1")?
-            .execute([id])?;
+        self.pending.patch(id).sftp_closed = true;
         Ok(())
     }
 
     fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE sessions SET ended_at = ?2, duration_ms = ?3, exit_status = ?4, signal = ?5, end_reason = ?6
-                  WHERE id = ?1",
-            )?
-            .execute(params![id, end.ended_at, end.duration_ms, end.exit_status, end.signal, end.end_reason])?;
+        self.pending.end_session(id, end);
         Ok(())
     }
 
     fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE sessions SET end_reason = ?2 WHERE id = ?1")?
-            .execute(params![id, reason])?;
+        self.pending.patch(id).end_reason = Some(reason);
         Ok(())
     }
 
     /// Gives up on a session whose end never came (its PID started a new one).
     fn abandon_session(&mut self, id: i64) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE sessions SET end_reason = 'missing_end', sftp_closed = 1 WHERE id = ?1",
-            )?
-            .execute([id])?;
+        self.pending.abandon_session(id);
         self.abandon_open_transfers(id)
     }
 
     /// Moves everything recorded under `from` to `into` and deletes `from` (the wrapper's
     /// `sftp-server started` line arrived after sftp-server's own first line).
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
+        self.flush()?;
+        self.pending.merged(from, into);
         self.conn
             .prepare_cached("UPDATE transfers SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
@@ -772,13 +962,10 @@ impl IngestStore for SqliteStore {
     }
 
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, opened_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![t.session_id, t.path, path_text(t.path), t.direction, t.open_flags, t.mode, t.opened_at])?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.next_id(IdTable::Transfers)?;
+        self.pending.add_transfer(id, t);
+        self.maybe_flush()?;
+        Ok(id)
     }
 
     fn close_transfer(
@@ -789,6 +976,12 @@ impl IngestStore for SqliteStore {
         forced: bool,
         verdict: &ClosedFile,
     ) -> Result<()> {
+        if self
+            .pending
+            .close_transfer(id, closed_at, counters, forced, verdict)
+        {
+            return Ok(());
+        }
         let (r, w) = stored_counters(counters);
         self.conn
             .prepare_cached(
@@ -812,6 +1005,9 @@ impl IngestStore for SqliteStore {
     }
 
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
+        if self.pending.mark_transfer_failed(id) {
+            return Ok(());
+        }
         self.conn
             .prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
             .execute([id])?;
@@ -820,6 +1016,9 @@ impl IngestStore for SqliteStore {
 
     /// Transfers still open when their session ended: never complete.
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+        if !self.pending.abandon_open_transfers(session_id) {
+            return Ok(());
+        }
         self.conn
             .prepare_cached("UPDATE transfers SET complete = 0, forced = 1 WHERE session_id = ?1 AND closed_at IS NULL")?
             .execute([session_id])?;
@@ -827,27 +1026,16 @@ impl IngestStore for SqliteStore {
     }
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO operations (session_id, host, user, at, kind, path, path_text, target, target_text, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                o.session_id,
-                o.host,
-                o.user,
-                o.at,
-                o.kind,
-                o.path,
-                o.path.map(path_text),
-                o.target,
-                o.target.map(path_text),
-                o.detail
-            ])?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.next_id(IdTable::Operations)?;
+        self.pending.add_operation(id, o);
+        self.maybe_flush()?;
+        Ok(id)
     }
 
     fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
+        if self.pending.mark_operation_failed(id, status) {
+            return Ok(());
+        }
         self.conn
             .prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
             .execute(params![id, status])?;
@@ -860,20 +1048,7 @@ impl IngestStore for SqliteStore {
         a: &crate::log::parse::Accepted,
         at: &str,
     ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO pending_auth (host, user, client_ip, client_port, method, key, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                host,
-                a.user,
-                a.client_ip,
-                a.client_port,
-                a.method,
-                a.key,
-                at
-            ])?;
+        self.pending.add_auth(host, a, at);
         Ok(())
     }
 
@@ -886,6 +1061,9 @@ impl IngestStore for SqliteStore {
         client_ip: &str,
         client_port: Option<i64>,
     ) -> Result<Option<(String, Option<String>)>> {
+        if let Some(found) = self.pending.take_auth(host, user, client_ip, client_port) {
+            return Ok(Some(found));
+        }
         let found: Option<(i64, String, Option<String>)> = self
             .conn
             .prepare_cached(
@@ -906,6 +1084,7 @@ impl IngestStore for SqliteStore {
 
     /// Forgets `Accepted` lines that no session claimed (a failed or non-SFTP login).
     fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
+        self.pending.prune_auth(before);
         self.conn
             .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
             .execute([before])?;
@@ -1138,9 +1317,15 @@ mod tests {
                 sid: None,
                 sftp_pid: None,
             };
+            s.begin().unwrap();
             let id = s.insert_session(&session).unwrap();
-            // The same host, PID and start is the same session.
+            // The same host, PID and start is the same session: held in this transaction, and
+            // found in the database in the next.
             assert_eq!(s.insert_session(&session).unwrap(), id);
+            s.commit().unwrap();
+            s.begin().unwrap();
+            assert_eq!(s.insert_session(&session).unwrap(), id);
+            s.commit().unwrap();
         }
         let mut s = SqliteStore::open(&db).unwrap();
         assert_eq!(s.open_sessions().unwrap().len(), 1);

@@ -1,0 +1,487 @@
+//! Writes held back until the next flush, shared by both stores.
+//!
+//! A file's open and close lines are one row: written once with its final state at the next
+//! flush instead of inserted at the open and updated at the close. A session's many small
+//! changes (sftp-server's PID, who, how authenticated, sftp-server closed, the end, the row the
+//! next `sent status` answers) merge into one update per session and batch. sshd's `Accepted`
+//! lines are nearly all claimed by their session within the batch and never reach the database.
+//! Each store flushes before every commit and before every read of these tables, so nothing
+//! held here is ever missing from what a query or a commit sees.
+
+use super::{
+    ClosedFile, CountsAs, Direction, EndReason, LastOp, NewOperation, NewSession, NewTransfer,
+    OperationKind, SessionEnd, SessionOrigin, SessionSource, stored_counters,
+};
+use std::collections::{HashMap, HashSet};
+
+/// The tables whose ids a store hands out before it writes the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdTable {
+    Sessions,
+    Transfers,
+    Operations,
+}
+
+impl IdTable {
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Rows held before they are written: each write's fixed cost is shared by many rows, and
+/// memory stays bounded.
+pub(super) const FLUSH_ROWS: usize = 5000;
+
+/// What a batch changed in one session row; every field is "unchanged" by default.
+#[derive(Debug, Clone, Default)]
+pub(super) struct SessionPatch {
+    pub sftp_pid: Option<i64>,
+    /// Filled only where the row has none (COALESCE), so the first value seen wins.
+    pub fill_user: Option<String>,
+    pub fill_ip: Option<String>,
+    pub auth: Option<(String, Option<String>)>,
+    pub sftp_closed: bool,
+    pub end: Option<EndPatch>,
+    pub end_reason: Option<EndReason>,
+    /// `Some(None)`: cleared.
+    pub last_op: Option<Option<LastOp>>,
+    /// Set only on a session held here; one in the database is updated at once.
+    pub origin: Option<SessionOrigin>,
+}
+
+/// The columns `end_session` sets.
+#[derive(Debug, Clone, Default)]
+pub(super) struct EndPatch {
+    pub ended_at: String,
+    pub duration_ms: Option<i64>,
+    pub exit_status: Option<i64>,
+    pub signal: Option<String>,
+}
+
+/// A session row as it will be written: as first seen, with every change since folded in.
+#[derive(Debug, Clone)]
+pub(super) struct SessionRow {
+    pub id: i64,
+    pub host: String,
+    pub user: Option<String>,
+    pub client_ip: Option<String>,
+    pub client_port: Option<i64>,
+    pub local_ip: Option<String>,
+    pub local_port: Option<i64>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub exit_status: Option<i64>,
+    pub signal: Option<String>,
+    pub end_reason: EndReason,
+    pub source: SessionSource,
+    pub sid: Option<String>,
+    pub pid: i64,
+    pub sftp_pid: Option<i64>,
+    pub auth_method: Option<String>,
+    pub auth_key: Option<String>,
+    pub sftp_closed: bool,
+    pub last_op_kind: Option<&'static str>,
+    pub last_op_id: Option<i64>,
+    pub origin: SessionOrigin,
+}
+
+impl SessionRow {
+    /// The row that the insert of `s` followed by the updates in `p` would leave.
+    fn folded(id: i64, s: NewSession, p: SessionPatch) -> SessionRow {
+        let (auth_method, auth_key) = p.auth.unzip();
+        let (last_op_kind, last_op_id) = LastOp::columns(p.last_op.flatten());
+        let ended = p.end.is_some();
+        let end = p.end.unwrap_or_default();
+        SessionRow {
+            id,
+            host: s.host,
+            user: s.user.or(p.fill_user),
+            client_ip: s.client_ip.or(p.fill_ip),
+            client_port: s.client_port,
+            local_ip: s.local_ip,
+            local_port: s.local_port,
+            started_at: s.started_at,
+            ended_at: ended.then_some(end.ended_at),
+            duration_ms: end.duration_ms,
+            exit_status: end.exit_status,
+            signal: end.signal,
+            end_reason: p.end_reason.unwrap_or(EndReason::MissingEnd),
+            source: s.source,
+            sid: s.sid,
+            pid: s.pid,
+            sftp_pid: p.sftp_pid.or(s.sftp_pid),
+            auth_method,
+            auth_key: auth_key.flatten(),
+            sftp_closed: p.sftp_closed,
+            last_op_kind,
+            last_op_id,
+            origin: p.origin.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct PendingAuth {
+    pub host: String,
+    pub user: String,
+    pub client_ip: String,
+    pub client_port: i64,
+    pub method: String,
+    pub key: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct PendingTransfer {
+    pub id: i64,
+    pub session_id: i64,
+    pub path: Vec<u8>,
+    pub direction: Direction,
+    pub counts_as: Option<CountsAs>,
+    pub open_flags: String,
+    pub mode: String,
+    pub opened_at: String,
+    pub closed_at: Option<String>,
+    pub bytes_read: Option<i64>,
+    pub bytes_written: Option<i64>,
+    pub forced: bool,
+    pub failed: bool,
+    pub complete: bool,
+    pub counters_cut: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct PendingOp {
+    pub id: i64,
+    pub session_id: Option<i64>,
+    pub host: String,
+    pub user: Option<String>,
+    pub at: String,
+    pub kind: OperationKind,
+    pub path: Option<Vec<u8>>,
+    pub target: Option<Vec<u8>>,
+    pub detail: Option<String>,
+    pub failed: bool,
+    pub status: Option<String>,
+}
+
+/// The held-back writes of one store. Methods that return `true` were fully applied here;
+/// `false` means the row is already in the database and the store must update it there.
+#[derive(Debug, Default)]
+pub(super) struct WriteBehind {
+    /// New sessions not written yet; their changes wait in `session_patches` like any other's.
+    sessions: Vec<(i64, NewSession)>,
+    held_sessions: HashSet<i64>,
+    /// The sessions this transaction inserted, by their unique key (host, PID, start).
+    keys: HashMap<(String, i64, String), i64>,
+    /// Per host, the latest session start in the database when this transaction first met the
+    /// host: a session starting later cannot be there already, and needs no lookup.
+    watermarks: HashMap<String, Option<String>>,
+    pub transfers: Vec<PendingTransfer>,
+    pub ops: Vec<PendingOp>,
+    pub session_patches: HashMap<i64, SessionPatch>,
+    pub auth: Vec<PendingAuth>,
+    /// Sessions that may have open transfers in the database (not only here), for which
+    /// `abandon_open_transfers` must reach it.
+    pub open_in_db: HashSet<i64>,
+    /// How many held transfers of each session are not closed: most sessions end with none,
+    /// and their end need not look through the held rows.
+    open_held: HashMap<i64, usize>,
+}
+
+impl WriteBehind {
+    /// A transaction starts: what the database holds may have changed since the last one.
+    pub fn begin(&mut self) {
+        self.keys.clear();
+        self.watermarks.clear();
+    }
+
+    /// Forgets everything held (the transaction rolled back).
+    pub fn clear(&mut self) {
+        self.begin();
+        self.sessions.clear();
+        self.held_sessions.clear();
+        self.transfers.clear();
+        self.ops.clear();
+        self.session_patches.clear();
+        self.auth.clear();
+        self.open_held.clear();
+    }
+
+    /// Enough rows held for a write worth its fixed cost.
+    pub fn full(&self) -> bool {
+        self.sessions.len() + self.transfers.len() + self.ops.len() >= FLUSH_ROWS
+    }
+
+    /// The id of a session with `s`'s key that this transaction inserted.
+    pub fn known_session(&self, s: &NewSession) -> Option<i64> {
+        self.keys
+            .get(&(s.host.clone(), s.pid, s.started_at.clone()))
+            .copied()
+    }
+
+    /// The host's watermark, once the store has read it (`None` outside: not read yet).
+    pub fn watermark(&self, host: &str) -> Option<&Option<String>> {
+        self.watermarks.get(host)
+    }
+
+    pub fn set_watermark(&mut self, host: &str, latest: Option<String>) {
+        self.watermarks.insert(host.to_owned(), latest);
+    }
+
+    /// Whether the database may already hold a session with `s`'s key (then look it up).
+    pub fn may_exist(&self, s: &NewSession) -> bool {
+        match self.watermarks.get(&s.host) {
+            Some(Some(latest)) => s.started_at.as_str() <= latest.as_str(),
+            Some(None) => false,
+            None => true,
+        }
+    }
+
+    /// Notes a session of this transaction found in (or written to) the database.
+    pub fn remember_session(&mut self, s: &NewSession, id: i64) {
+        self.keys
+            .insert((s.host.clone(), s.pid, s.started_at.clone()), id);
+    }
+
+    /// Holds a new session with the id the store reserved for it.
+    pub fn add_session(&mut self, id: i64, s: &NewSession) {
+        self.remember_session(s, id);
+        self.held_sessions.insert(id);
+        self.sessions.push((id, s.clone()));
+    }
+
+    pub fn is_held(&self, session_id: i64) -> bool {
+        self.held_sessions.contains(&session_id)
+    }
+
+    /// The held sessions as rows to insert, their changes folded in.
+    pub fn take_sessions(&mut self) -> Vec<SessionRow> {
+        self.held_sessions.clear();
+        std::mem::take(&mut self.sessions)
+            .into_iter()
+            .map(|(id, s)| {
+                let patch = self.session_patches.remove(&id).unwrap_or_default();
+                SessionRow::folded(id, s, patch)
+            })
+            .collect()
+    }
+
+    /// Forgets what this transaction knew of the host's sessions (they were deleted).
+    pub fn forget_host(&mut self, host: &str) {
+        self.keys.retain(|k, _| k.0 != host);
+        self.watermarks.remove(host);
+    }
+
+    /// Keeps a session's origin until its row is written (only for a held session).
+    pub fn set_origin(&mut self, id: i64, origin: &SessionOrigin) -> bool {
+        if !self.is_held(id) {
+            return false;
+        }
+        // As the database's update: the first origin that says something wins.
+        let p = self.patch(id);
+        if p.origin
+            .as_ref()
+            .is_none_or(|o| *o == SessionOrigin::default())
+        {
+            p.origin = Some(origin.clone());
+        }
+        true
+    }
+
+    /// The held rows, to be written now; sessions with a transfer written open are noted.
+    pub fn take_rows(&mut self) -> (Vec<PendingTransfer>, Vec<PendingOp>) {
+        let transfers = std::mem::take(&mut self.transfers);
+        self.open_held.clear();
+        self.open_in_db.extend(
+            transfers
+                .iter()
+                .filter(|t| t.closed_at.is_none())
+                .map(|t| t.session_id),
+        );
+        (transfers, std::mem::take(&mut self.ops))
+    }
+
+    pub fn patch(&mut self, id: i64) -> &mut SessionPatch {
+        self.session_patches.entry(id).or_default()
+    }
+
+    pub fn fill_identity(&mut self, id: i64, user: &str, client_ip: &str) {
+        let p = self.patch(id);
+        p.fill_user.get_or_insert_with(|| user.to_owned());
+        p.fill_ip.get_or_insert_with(|| client_ip.to_owned());
+    }
+
+    pub fn end_session(&mut self, id: i64, end: &SessionEnd) {
+        let p = self.patch(id);
+        p.end = Some(EndPatch {
+            ended_at: end.ended_at.to_owned(),
+            duration_ms: end.duration_ms,
+            exit_status: end.exit_status,
+            signal: end.signal.map(str::to_owned),
+        });
+        p.end_reason = Some(end.end_reason);
+    }
+
+    pub fn abandon_session(&mut self, id: i64) {
+        let p = self.patch(id);
+        p.end_reason = Some(EndReason::MissingEnd);
+        p.sftp_closed = true;
+    }
+
+    /// Notes a merge of `from` into `into` (the held rows were flushed before).
+    pub fn merged(&mut self, from: i64, into: i64) {
+        self.keys.retain(|_, id| *id != from);
+        if self.open_in_db.remove(&from) {
+            self.open_in_db.insert(into);
+        }
+    }
+
+    pub fn add_transfer(&mut self, id: i64, t: &NewTransfer) {
+        *self.open_held.entry(t.session_id).or_default() += 1;
+        self.transfers.push(PendingTransfer {
+            id,
+            session_id: t.session_id,
+            path: t.path.to_vec(),
+            direction: t.direction,
+            counts_as: None,
+            open_flags: t.open_flags.to_owned(),
+            mode: t.mode.to_owned(),
+            opened_at: t.opened_at.to_owned(),
+            closed_at: None,
+            bytes_read: None,
+            bytes_written: None,
+            forced: false,
+            failed: false,
+            complete: false,
+            counters_cut: false,
+        });
+    }
+
+    fn transfer(&mut self, id: i64) -> Option<&mut PendingTransfer> {
+        // A close nearly always follows its open closely: search from the newest.
+        self.transfers.iter_mut().rev().find(|t| t.id == id)
+    }
+
+    pub fn close_transfer(
+        &mut self,
+        id: i64,
+        closed_at: &str,
+        counters: Option<(u64, u64)>,
+        forced: bool,
+        verdict: &ClosedFile,
+    ) -> bool {
+        let Some(t) = self.transfer(id) else {
+            return false;
+        };
+        let (r, w) = stored_counters(counters);
+        let was_open = t.closed_at.is_none();
+        let session = t.session_id;
+        t.closed_at = Some(closed_at.to_owned());
+        t.bytes_read = r;
+        t.bytes_written = w;
+        t.counters_cut = counters.is_none();
+        t.forced = forced;
+        t.complete = verdict.complete;
+        t.direction = verdict.direction;
+        t.counts_as = verdict.counts_as;
+        if was_open && let Some(n) = self.open_held.get_mut(&session) {
+            *n -= 1;
+            if *n == 0 {
+                self.open_held.remove(&session);
+            }
+        }
+        true
+    }
+
+    pub fn mark_transfer_failed(&mut self, id: i64) -> bool {
+        let Some(t) = self.transfer(id) else {
+            return false;
+        };
+        t.failed = true;
+        t.complete = false;
+        true
+    }
+
+    /// Marks the session's held open transfers forced; `true` when some may be in the database.
+    pub fn abandon_open_transfers(&mut self, session_id: i64) -> bool {
+        if self.open_held.contains_key(&session_id) {
+            for t in self
+                .transfers
+                .iter_mut()
+                .filter(|t| t.session_id == session_id && t.closed_at.is_none())
+            {
+                t.complete = false;
+                t.forced = true;
+            }
+        }
+        self.open_in_db.remove(&session_id)
+    }
+
+    pub fn add_operation(&mut self, id: i64, o: &NewOperation) {
+        self.ops.push(PendingOp {
+            id,
+            session_id: o.session_id,
+            host: o.host.to_owned(),
+            user: o.user.map(str::to_owned),
+            at: o.at.to_owned(),
+            kind: o.kind,
+            path: o.path.map(<[u8]>::to_vec),
+            target: o.target.map(<[u8]>::to_vec),
+            detail: o.detail.map(str::to_owned),
+            failed: false,
+            status: None,
+        });
+    }
+
+    pub fn mark_operation_failed(&mut self, id: i64, status: &str) -> bool {
+        let Some(o) = self.ops.iter_mut().rev().find(|o| o.id == id) else {
+            return false;
+        };
+        o.failed = true;
+        o.status = Some(status.to_owned());
+        true
+    }
+
+    pub fn add_auth(&mut self, host: &str, a: &crate::log::parse::Accepted, at: &str) {
+        self.auth.push(PendingAuth {
+            host: host.to_owned(),
+            user: a.user.clone(),
+            client_ip: a.client_ip.clone(),
+            client_port: i64::from(a.client_port),
+            method: a.method.clone(),
+            key: a.key.clone(),
+            at: at.to_owned(),
+        });
+    }
+
+    /// Takes the latest held `Accepted` for this host, user and address (and port, when
+    /// known). This batch's lines are newer than the database's, so one found here wins.
+    pub fn take_auth(
+        &mut self,
+        host: &str,
+        user: &str,
+        client_ip: &str,
+        client_port: Option<i64>,
+    ) -> Option<(String, Option<String>)> {
+        let found = self
+            .auth
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| {
+                a.host == host
+                    && a.user == user
+                    && a.client_ip == client_ip
+                    && client_port.is_none_or(|p| p == a.client_port)
+            })
+            .max_by(|(i, a), (j, b)| a.at.cmp(&b.at).then(i.cmp(j)))
+            .map(|(i, _)| i)?;
+        let a = self.auth.remove(found);
+        Some((a.method, a.key))
+    }
+
+    pub fn prune_auth(&mut self, before: &str) {
+        self.auth.retain(|a| a.at.as_str() >= before);
+    }
+}
