@@ -423,8 +423,9 @@ impl Dialect {
 /// with the same rules as [`usage_rows_sql`] and [`UsageSums::add`]: a session counts at its
 /// start unless refused, a transfer at its open, `''` stands for no user.
 pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
-    // Each dirty cell's transfers are found by their time (an index range), then their
-    // sessions by id. Left to themselves, both planners can read every session of the host for
+    // Each dirty hour's transfers are found by their time (an index range), once however many
+    // hosts' cells of that hour are dirty; then their sessions by id, kept when their host's
+    // cell is dirty. Left to themselves, both planners can read every session of the host for
     // each cell instead (PostgreSQL's statistics lag a bulk ingest): SQLite's CROSS JOIN keeps
     // the order written, and PostgreSQL evaluates a LATERAL subquery with OFFSET 0 per row of
     // what comes before it.
@@ -432,16 +433,18 @@ pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
         "t.opened_at >= d.hour AND t.opened_at < {}",
         d.hour_end("d.hour")
     );
+    let dirty_host =
+        "EXISTS (SELECT 1 FROM usage_dirty c WHERE c.hour = d.hour AND c.host = s.host)";
     let transfers_of_cells = match d {
         Dialect::Sqlite => format!(
-            "usage_dirty d CROSS JOIN transfers t ON {hour_transfers}
-             CROSS JOIN sessions s ON s.id = t.session_id AND s.host = d.host"
+            "(SELECT DISTINCT hour FROM usage_dirty) d CROSS JOIN transfers t ON {hour_transfers}
+             CROSS JOIN sessions s ON s.id = t.session_id AND {dirty_host}"
         ),
         Dialect::Postgres => format!(
-            "usage_dirty d
+            "(SELECT DISTINCT hour FROM usage_dirty) d
              CROSS JOIN LATERAL (SELECT * FROM transfers t WHERE {hour_transfers} OFFSET 0) AS t
              CROSS JOIN LATERAL (SELECT s.host, s.\"user\" FROM sessions s
-                                  WHERE s.id = t.session_id AND s.host = d.host OFFSET 0) AS s"
+                                  WHERE s.id = t.session_id AND {dirty_host} OFFSET 0) AS s"
         ),
     };
     let (session_cells, transfer_cells) = match scope {
