@@ -999,8 +999,8 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
     client
         .batch_execute(
-            "DROP FUNCTION usage_sessions_touched, usage_session_changed, usage_transfers_touched,
-                           usage_transfer_changed
+            "DROP FUNCTION usage_sessions_added, usage_sessions_removed, usage_session_changed,
+                           usage_transfers_added, usage_transfers_removed, usage_transfer_changed
                   CASCADE;
              DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;
              DROP TABLE ingest_counters; DROP INDEX operations_failed; DROP INDEX operations_denied;

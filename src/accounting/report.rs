@@ -419,7 +419,7 @@ impl Dialect {
     }
 }
 
-/// The rows of `usage_hourly` (key, then [`ROLLUP_SUMS`]) computed from sessions and transfers,
+/// The rows of `usage_hourly` (key, [`ROLLUP_SUMS`], contributors) computed from sessions and transfers,
 /// with the same rules as [`usage_rows_sql`] and [`UsageSums::add`]: a session counts at its
 /// start unless refused, a transfer at its open, `''` stands for no user.
 pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
@@ -461,43 +461,100 @@ pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
             "transfers t JOIN sessions s ON s.id = t.session_id".to_owned(),
         ),
     };
-    let split = |col: &str| format!("{col} / 4294967296, {col} % 4294967296");
-    let counted = |what: &str, complete: bool| {
-        format!(
-            "CASE WHEN t.counts_as = '{what}' AND {} t.complete THEN 1 ELSE 0 END",
-            if complete { "" } else { "NOT" }
-        )
-    };
     let sums = ROLLUP_SUMS
         .iter()
         .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT hour, host, \"user\", {sums}
-           FROM (SELECT {session_hour} AS hour, s.host AS host, COALESCE(s.\"user\", '') AS \"user\",
-                        1 AS sessions, {duration}, 0 AS files_up, 0 AS files_up_incomplete, 0 AS files_down,
-                        0 AS files_down_incomplete, 0 AS bytes_up_high, 0 AS bytes_up_low,
-                        0 AS bytes_down_high, 0 AS bytes_down_low, 0 AS files_bytes_unknown
-                   FROM sessions s {session_cells}
-                  WHERE s.end_reason <> 'refused'
+        "SELECT hour, host, \"user\", {sums}, CAST(COUNT(*) AS BIGINT) AS contributors
+           FROM (SELECT {sessions} FROM sessions s {session_cells} WHERE s.end_reason <> 'refused'
                  UNION ALL
-                 SELECT {transfer_hour}, s.host, COALESCE(s.\"user\", ''), 0, 0, 0,
-                        {up}, {up_incomplete}, {down}, {down_incomplete},
-                        {bytes_up}, {bytes_down}, {cut}
-                   FROM {transfer_cells}) AS cells
+                 SELECT {transfers} FROM {transfer_cells}) AS cells
           GROUP BY hour, host, \"user\"",
-        session_hour = d.hour_of("s.started_at"),
-        duration = "COALESCE(s.duration_ms, 0) / 4294967296 AS duration_ms_high,
-                    COALESCE(s.duration_ms, 0) % 4294967296 AS duration_ms_low",
-        transfer_hour = d.hour_of("t.opened_at"),
+        sessions = session_contribution(d, "s"),
+        transfers = transfer_contribution(d, "t", "s"),
+    )
+}
+
+/// What one session row `s` adds to its cell (hour, host, user, then [`ROLLUP_SUMS`]), when it
+/// was not refused: the same expression for a recomputed cell and for a trigger's delta.
+pub fn session_contribution(d: Dialect, s: &str) -> String {
+    let duration = format!("COALESCE({s}.duration_ms, 0)");
+    format!(
+        "{hour} AS hour, {s}.host AS host, COALESCE({s}.\"user\", '') AS \"user\", 1 AS sessions,
+         {duration} / 4294967296 AS duration_ms_high, {duration} % 4294967296 AS duration_ms_low,
+         0 AS files_up, 0 AS files_up_incomplete, 0 AS files_down, 0 AS files_down_incomplete,
+         0 AS bytes_up_high, 0 AS bytes_up_low, 0 AS bytes_down_high, 0 AS bytes_down_low,
+         0 AS files_bytes_unknown",
+        hour = d.hour_of(&format!("{s}.started_at")),
+    )
+}
+
+/// What one transfer row `t` of session `s` adds to its cell, in [`session_contribution`]'s
+/// columns: counted at its open, complete and incomplete files apart.
+pub fn transfer_contribution(d: Dialect, t: &str, s: &str) -> String {
+    let split = |col: &str, name: &str| {
+        format!("{col} / 4294967296 AS {name}_high, {col} % 4294967296 AS {name}_low")
+    };
+    let counted = |what: &str, complete: bool| {
+        format!(
+            "CASE WHEN {t}.counts_as = '{what}' AND {} {t}.complete THEN 1 ELSE 0 END",
+            if complete { "" } else { "NOT" }
+        )
+    };
+    format!(
+        "{hour} AS hour, {s}.host AS host, COALESCE({s}.\"user\", '') AS \"user\", 0 AS sessions,
+         0 AS duration_ms_high, 0 AS duration_ms_low, {up} AS files_up,
+         {up_incomplete} AS files_up_incomplete, {down} AS files_down,
+         {down_incomplete} AS files_down_incomplete, {bytes_up}, {bytes_down},
+         {cut} AS files_bytes_unknown",
+        hour = d.hour_of(&format!("{t}.opened_at")),
         up = counted("upload", true),
         up_incomplete = counted("upload", false),
         down = counted("download", true),
         down_incomplete = counted("download", false),
-        bytes_up = split("COALESCE(t.bytes_written, 0)"),
-        bytes_down = split("COALESCE(t.bytes_read, 0)"),
-        cut = d.flag("t.counters_cut"),
+        bytes_up = split(&format!("COALESCE({t}.bytes_written, 0)"), "bytes_up"),
+        bytes_down = split(&format!("COALESCE({t}.bytes_read, 0)"), "bytes_down"),
+        cut = d.flag(&format!("{t}.counters_cut")),
+    )
+}
+
+/// Adds (`sign` 1) or takes away (-1) the contributions `rows` selects (columns of
+/// [`session_contribution`]) to or from their cells of `usage_hourly`, creating cells as
+/// needed; `contributors` counts the rows in a cell, so a cell left with none can be dropped.
+/// `one_row`: `rows` selects at most one row (a row trigger's own), which needs no grouping.
+pub fn rollup_delta_sql(rows: &str, sign: i64, one_row: bool) -> String {
+    let sums = ROLLUP_SUMS
+        .iter()
+        .map(|c| {
+            if one_row {
+                format!("{c} * {sign}")
+            } else {
+                format!("CAST(SUM({c}) * {sign} AS BIGINT)")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (count, group) = if one_row {
+        (sign.to_string(), "")
+    } else {
+        (
+            format!("CAST(COUNT(*) * {sign} AS BIGINT)"),
+            " GROUP BY hour, host, \"user\"",
+        )
+    };
+    let add = ROLLUP_SUMS
+        .iter()
+        .chain(std::iter::once(&"contributors"))
+        .map(|c| format!("{c} = usage_hourly.{c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO usage_hourly (hour, host, \"user\", {columns}, contributors)
+         SELECT hour, host, \"user\", {sums}, {count} FROM ({rows}) AS c WHERE true{group}
+         ON CONFLICT (hour, host, \"user\") DO UPDATE SET {add}",
+        columns = ROLLUP_SUMS.join(", "),
     )
 }
 

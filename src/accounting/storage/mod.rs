@@ -57,7 +57,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
@@ -622,18 +622,208 @@ pub fn refresh_rollups_sql(d: Dialect, all: bool) -> String {
     };
     format!(
         "{forget};
-         INSERT INTO usage_hourly (hour, host, \"user\", {sums}) {cells};
+         INSERT INTO usage_hourly (hour, host, \"user\", {sums}, contributors) {cells};
          DELETE FROM usage_dirty;",
         sums = report::ROLLUP_SUMS.join(", "),
         cells = report::rollup_cells_sql(d, scope),
     )
 }
 
+/// Drops the cells whose last row went away (their sums are all zero).
+pub const DROP_EMPTY_CELLS: &str = "DELETE FROM usage_hourly WHERE contributors = 0";
+
+/// The triggers that keep `usage_hourly` exact as rows change (schema version 5). A row added,
+/// changed or removed adds or takes away its own contribution to its cell
+/// ([`report::rollup_delta_sql`]), so a commit has nothing to recompute. Where a delta cannot be
+/// right, the cells are noted in `usage_dirty` and the commit recomputes them from the rows: a
+/// session that changes hands (its user learnt late: its transfers move with it) and a session
+/// removed (by hand, transfers may be left behind without it).
+pub fn rollup_triggers_sql(d: Dialect) -> String {
+    use report::{rollup_delta_sql, session_contribution, transfer_contribution};
+    let delta = |rows: &str, sign: i64| rollup_delta_sql(rows, sign, true);
+    let statement_delta = |rows: &str, sign: i64| rollup_delta_sql(rows, sign, false);
+    let session = |row: &str, when: &str| {
+        format!(
+            "SELECT {} WHERE {row}.end_reason <> 'refused'{when}",
+            session_contribution(d, row)
+        )
+    };
+    let transfer = |row: &str| {
+        format!(
+            "SELECT {} FROM sessions s WHERE s.id = {row}.session_id",
+            transfer_contribution(d, row, "s")
+        )
+    };
+    let hour = |col: &str| d.hour_of(col);
+    match d {
+        Dialect::Sqlite => {
+            let changed = "(OLD.user IS NOT NEW.user OR OLD.host IS NOT NEW.host)";
+            format!(
+                "DROP TRIGGER IF EXISTS usage_session_added;
+                 DROP TRIGGER IF EXISTS usage_session_changed;
+                 DROP TRIGGER IF EXISTS usage_session_removed;
+                 DROP TRIGGER IF EXISTS usage_transfer_added;
+                 DROP TRIGGER IF EXISTS usage_transfer_changed;
+                 DROP TRIGGER IF EXISTS usage_transfer_removed;
+                 CREATE TRIGGER usage_session_added AFTER INSERT ON sessions BEGIN
+                     {session_added};
+                 END;
+                 CREATE TRIGGER usage_session_changed
+                     AFTER UPDATE OF host, user, started_at, duration_ms, end_reason ON sessions BEGIN
+                     INSERT OR IGNORE INTO usage_dirty (hour, host)
+                         SELECT {old_hour}, OLD.host WHERE {changed}
+                         UNION SELECT {new_hour}, NEW.host WHERE {changed};
+                     INSERT OR IGNORE INTO usage_dirty (hour, host)
+                         SELECT DISTINCT {transfer_hour}, h.host
+                           FROM transfers t, (SELECT OLD.host AS host UNION SELECT NEW.host) h
+                          WHERE t.session_id = NEW.id AND {changed};
+                     {session_taken};
+                     {session_given};
+                 END;
+                 CREATE TRIGGER usage_session_removed AFTER DELETE ON sessions BEGIN
+                     INSERT OR IGNORE INTO usage_dirty (hour, host)
+                         SELECT {old_hour}, OLD.host
+                         UNION SELECT {transfer_hour}, OLD.host FROM transfers t
+                                WHERE t.session_id = OLD.id;
+                 END;
+                 CREATE TRIGGER usage_transfer_added AFTER INSERT ON transfers BEGIN
+                     {transfer_added};
+                 END;
+                 CREATE TRIGGER usage_transfer_changed
+                     AFTER UPDATE OF session_id, opened_at, counts_as, bytes_read, bytes_written,
+                                     complete, counters_cut ON transfers BEGIN
+                     {transfer_taken};
+                     {transfer_given};
+                 END;
+                 CREATE TRIGGER usage_transfer_removed AFTER DELETE ON transfers BEGIN
+                     {transfer_taken};
+                 END;",
+                session_added = delta(&session("NEW", ""), 1),
+                session_taken = delta(&session("OLD", &format!(" AND NOT {changed}")), -1),
+                session_given = delta(&session("NEW", &format!(" AND NOT {changed}")), 1),
+                old_hour = hour("OLD.started_at"),
+                new_hour = hour("NEW.started_at"),
+                transfer_hour = hour("t.opened_at"),
+                transfer_added = delta(&transfer("NEW"), 1),
+                transfer_taken = delta(&transfer("OLD"), -1),
+                transfer_given = delta(&transfer("NEW"), 1),
+            )
+        }
+        Dialect::Postgres => {
+            let changed = "OLD.\"user\" IS DISTINCT FROM NEW.\"user\" OR OLD.host <> NEW.host";
+            let statement_sessions = format!(
+                "SELECT {} FROM touched_rows s WHERE s.end_reason <> 'refused'",
+                session_contribution(d, "s")
+            );
+            let statement_transfers = format!(
+                "SELECT {} FROM touched_rows t JOIN sessions s ON s.id = t.session_id",
+                transfer_contribution(d, "t", "s")
+            );
+            format!(
+                "DROP TRIGGER IF EXISTS usage_sessions_added ON sessions;
+                 DROP TRIGGER IF EXISTS usage_sessions_removed ON sessions;
+                 DROP TRIGGER IF EXISTS usage_session_changed ON sessions;
+                 DROP TRIGGER IF EXISTS usage_transfers_added ON transfers;
+                 DROP TRIGGER IF EXISTS usage_transfers_removed ON transfers;
+                 DROP TRIGGER IF EXISTS usage_transfer_changed ON transfers;
+                 DROP FUNCTION IF EXISTS usage_sessions_touched();
+                 DROP FUNCTION IF EXISTS usage_session_changed();
+                 DROP FUNCTION IF EXISTS usage_transfers_touched();
+                 DROP FUNCTION IF EXISTS usage_transfer_changed();
+
+                 CREATE FUNCTION usage_sessions_added() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     {sessions_added};
+                     RETURN NULL;
+                 END $$;
+                 CREATE TRIGGER usage_sessions_added AFTER INSERT ON sessions
+                     REFERENCING NEW TABLE AS touched_rows
+                     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_added();
+                 CREATE FUNCTION usage_sessions_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     INSERT INTO usage_dirty (hour, host)
+                         SELECT DISTINCT {statement_hour}, host FROM touched_rows
+                         ON CONFLICT DO NOTHING;
+                     RETURN NULL;
+                 END $$;
+                 CREATE TRIGGER usage_sessions_removed AFTER DELETE ON sessions
+                     REFERENCING OLD TABLE AS touched_rows
+                     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_removed();
+
+                 -- Row triggers whose WHEN skips the many updates that change nothing usage
+                 -- sums (a session's last operation, its sftp-server PID, a transfer marked
+                 -- failed) without calling a function.
+                 CREATE FUNCTION usage_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF {changed} THEN
+                         INSERT INTO usage_dirty (hour, host)
+                             VALUES ({old_hour}, OLD.host), ({new_hour}, NEW.host)
+                             ON CONFLICT DO NOTHING;
+                         INSERT INTO usage_dirty (hour, host)
+                             SELECT DISTINCT {transfer_hour}, h.host
+                               FROM transfers t CROSS JOIN (VALUES (OLD.host), (NEW.host)) AS h (host)
+                              WHERE t.session_id = NEW.id
+                             ON CONFLICT DO NOTHING;
+                     ELSE
+                         {session_taken};
+                         {session_given};
+                     END IF;
+                     RETURN NULL;
+                 END $$;
+                 CREATE TRIGGER usage_session_changed AFTER UPDATE ON sessions FOR EACH ROW
+                     WHEN ((OLD.host, OLD.\"user\", OLD.started_at, OLD.duration_ms, OLD.end_reason)
+                           IS DISTINCT FROM (NEW.host, NEW.\"user\", NEW.started_at, NEW.duration_ms, NEW.end_reason))
+                     EXECUTE FUNCTION usage_session_changed();
+
+                 CREATE FUNCTION usage_transfers_added() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     {transfers_added};
+                     RETURN NULL;
+                 END $$;
+                 CREATE TRIGGER usage_transfers_added AFTER INSERT ON transfers
+                     REFERENCING NEW TABLE AS touched_rows
+                     FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_added();
+                 CREATE FUNCTION usage_transfers_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     {transfers_removed};
+                     RETURN NULL;
+                 END $$;
+                 CREATE TRIGGER usage_transfers_removed AFTER DELETE ON transfers
+                     REFERENCING OLD TABLE AS touched_rows
+                     FOR EACH STATEMENT EXECUTE FUNCTION usage_transfers_removed();
+                 CREATE FUNCTION usage_transfer_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     {transfer_taken};
+                     {transfer_given};
+                     RETURN NULL;
+                 END $$;
+                 CREATE TRIGGER usage_transfer_changed AFTER UPDATE ON transfers FOR EACH ROW
+                     WHEN ((OLD.session_id, OLD.opened_at, OLD.counts_as, OLD.bytes_read,
+                            OLD.bytes_written, OLD.complete, OLD.counters_cut)
+                           IS DISTINCT FROM (NEW.session_id, NEW.opened_at, NEW.counts_as,
+                            NEW.bytes_read, NEW.bytes_written, NEW.complete, NEW.counters_cut))
+                     EXECUTE FUNCTION usage_transfer_changed();",
+                sessions_added = statement_delta(&statement_sessions, 1),
+                statement_hour = hour("started_at"),
+                old_hour = hour("OLD.started_at"),
+                new_hour = hour("NEW.started_at"),
+                transfer_hour = hour("t.opened_at"),
+                session_taken = delta(&session("OLD", ""), -1),
+                session_given = delta(&session("NEW", ""), 1),
+                transfers_added = statement_delta(&statement_transfers, 1),
+                transfers_removed = statement_delta(&statement_transfers, -1),
+                transfer_taken = delta(&transfer("OLD"), -1),
+                transfer_given = delta(&transfer("NEW"), 1),
+            )
+        }
+    }
+}
+
 /// Counts the rows of `usage_hourly` that the rollups computed afresh do not have, and the
 /// other way round.
 pub fn rollup_differences_sql(d: Dialect) -> String {
     let stored = format!(
-        "SELECT hour, host, \"user\", {} FROM usage_hourly",
+        "SELECT hour, host, \"user\", {}, contributors FROM usage_hourly",
         report::ROLLUP_SUMS.join(", ")
     );
     let fresh = report::rollup_cells_sql(d, report::RollupScope::All);

@@ -309,6 +309,12 @@ CREATE TRIGGER usage_transfer_changed AFTER UPDATE ON transfers FOR EACH ROW
                             NEW.bytes_written, NEW.complete, NEW.counters_cut))
     EXECUTE FUNCTION usage_transfer_changed();
 "#,
+    r#"
+-- Rollups kept by deltas: each cell counts the rows it sums, so the one whose last row went away
+-- is dropped; the triggers are storage::rollup_triggers_sql, created after this.
+ALTER TABLE usage_hourly ADD COLUMN contributors BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -461,7 +467,9 @@ impl PgStore {
         for sql in &MIGRATIONS[current as usize..] {
             tx.batch_execute(sql).map_err(&e)?;
         }
-        if current < 4 {
+        if current < 5 {
+            tx.batch_execute(&super::rollup_triggers_sql(Dialect::Postgres))
+                .map_err(&e)?;
             tx.batch_execute(&super::refresh_rollups_sql(Dialect::Postgres, true))
                 .map_err(&e)?;
         }
@@ -939,6 +947,7 @@ impl Database for PgStore {
                 ))
                 .map_err(self.err())?;
         }
+        self.exec(super::DROP_EMPTY_CELLS, &[])?;
         Ok(())
     }
 

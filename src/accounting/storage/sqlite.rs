@@ -277,6 +277,12 @@ CREATE TRIGGER usage_transfer_removed AFTER DELETE ON transfers BEGIN
          WHERE id = OLD.session_id;
 END;
 "#,
+    r#"
+-- Rollups kept by deltas: each cell counts the rows it sums, so the one whose last row went away
+-- is dropped; the triggers are storage::rollup_triggers_sql, created after this.
+ALTER TABLE usage_hourly ADD COLUMN contributors INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
+"#,
 ];
 
 /// The text enums are stored as their words; a word this version does not know is an error
@@ -404,7 +410,8 @@ impl SqliteStore {
         for sql in &MIGRATIONS[current as usize..] {
             tx.execute_batch(sql)?;
         }
-        if current < 4 {
+        if current < 5 {
+            tx.execute_batch(&super::rollup_triggers_sql(Dialect::Sqlite))?;
             tx.execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, true))?;
         }
         if current == 0 {
@@ -635,6 +642,9 @@ impl Database for SqliteStore {
             self.conn
                 .execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, all))?;
         }
+        self.conn
+            .prepare_cached(super::DROP_EMPTY_CELLS)?
+            .execute([])?;
         Ok(())
     }
 
