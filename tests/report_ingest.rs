@@ -999,7 +999,7 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
     client
         .batch_execute(
-            "DROP FUNCTION usage_sessions_added, usage_sessions_removed, usage_session_changed,
+            "DROP FUNCTION usage_sessions_added, usage_sessions_removed, usage_sessions_changed,
                            usage_transfers_added, usage_transfers_removed, usage_transfer_changed
                   CASCADE;
              DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;

@@ -710,7 +710,19 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
             )
         }
         Dialect::Postgres => {
-            let changed = "OLD.\"user\" IS DISTINCT FROM NEW.\"user\" OR OLD.host <> NEW.host";
+            // A batch's session updates are one statement: the transition tables pair each
+            // row's old and new values, and only those that changed what usage sums count.
+            let pairs = "old_rows o JOIN new_rows n ON n.id = o.id";
+            let changed = "(o.\"user\" IS DISTINCT FROM n.\"user\" OR o.host <> n.host)";
+            let moved = "(o.host, o.\"user\", o.started_at, o.duration_ms, o.end_reason)
+                          IS DISTINCT FROM (n.host, n.\"user\", n.started_at, n.duration_ms, n.end_reason)";
+            let sessions_moved = |row: &str| {
+                format!(
+                    "SELECT {} FROM {pairs} WHERE {row}.end_reason <> 'refused' AND {moved}
+                        AND NOT {changed}",
+                    session_contribution(d, row)
+                )
+            };
             let statement_sessions = format!(
                 "SELECT {} FROM touched_rows s WHERE s.end_reason <> 'refused'",
                 session_contribution(d, "s")
@@ -723,11 +735,13 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                 "DROP TRIGGER IF EXISTS usage_sessions_added ON sessions;
                  DROP TRIGGER IF EXISTS usage_sessions_removed ON sessions;
                  DROP TRIGGER IF EXISTS usage_session_changed ON sessions;
+                 DROP TRIGGER IF EXISTS usage_sessions_changed ON sessions;
                  DROP TRIGGER IF EXISTS usage_transfers_added ON transfers;
                  DROP TRIGGER IF EXISTS usage_transfers_removed ON transfers;
                  DROP TRIGGER IF EXISTS usage_transfer_changed ON transfers;
                  DROP FUNCTION IF EXISTS usage_sessions_touched();
                  DROP FUNCTION IF EXISTS usage_session_changed();
+                 DROP FUNCTION IF EXISTS usage_sessions_changed();
                  DROP FUNCTION IF EXISTS usage_transfers_touched();
                  DROP FUNCTION IF EXISTS usage_transfer_changed();
 
@@ -750,30 +764,29 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                      REFERENCING OLD TABLE AS touched_rows
                      FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_removed();
 
-                 -- Row triggers whose WHEN skips the many updates that change nothing usage
-                 -- sums (a session's last operation, its sftp-server PID, a transfer marked
-                 -- failed) without calling a function.
-                 CREATE FUNCTION usage_session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+                 CREATE FUNCTION usage_sessions_changed() RETURNS trigger LANGUAGE plpgsql AS $$
                  BEGIN
-                     IF {changed} THEN
-                         INSERT INTO usage_dirty (hour, host)
-                             VALUES ({old_hour}, OLD.host), ({new_hour}, NEW.host)
-                             ON CONFLICT DO NOTHING;
-                         INSERT INTO usage_dirty (hour, host)
-                             SELECT DISTINCT {transfer_hour}, h.host
-                               FROM transfers t CROSS JOIN (VALUES (OLD.host), (NEW.host)) AS h (host)
-                              WHERE t.session_id = NEW.id
-                             ON CONFLICT DO NOTHING;
-                     ELSE
-                         {session_taken};
-                         {session_given};
-                     END IF;
+                     INSERT INTO usage_dirty (hour, host)
+                         SELECT DISTINCT x.hour, x.host FROM (
+                             SELECT {old_hour} AS hour, o.host FROM {pairs} WHERE {changed}
+                             UNION ALL
+                             SELECT {new_hour}, n.host FROM {pairs} WHERE {changed}
+                             UNION ALL
+                             SELECT {transfer_hour}, h.host
+                               FROM {pairs} JOIN transfers t ON t.session_id = n.id
+                                    CROSS JOIN LATERAL (VALUES (o.host), (n.host)) AS h (host)
+                              WHERE {changed}) AS x
+                         ON CONFLICT DO NOTHING;
+                     {session_taken};
+                     {session_given};
                      RETURN NULL;
                  END $$;
-                 CREATE TRIGGER usage_session_changed AFTER UPDATE ON sessions FOR EACH ROW
-                     WHEN ((OLD.host, OLD.\"user\", OLD.started_at, OLD.duration_ms, OLD.end_reason)
-                           IS DISTINCT FROM (NEW.host, NEW.\"user\", NEW.started_at, NEW.duration_ms, NEW.end_reason))
-                     EXECUTE FUNCTION usage_session_changed();
+                 CREATE TRIGGER usage_sessions_changed AFTER UPDATE ON sessions
+                     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+                     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_changed();
+
+                 -- A row trigger whose WHEN skips the updates that change nothing usage sums (a
+                 -- transfer marked failed) without calling a function.
 
                  CREATE FUNCTION usage_transfers_added() RETURNS trigger LANGUAGE plpgsql AS $$
                  BEGIN
@@ -805,11 +818,11 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                      EXECUTE FUNCTION usage_transfer_changed();",
                 sessions_added = statement_delta(&statement_sessions, 1),
                 statement_hour = hour("started_at"),
-                old_hour = hour("OLD.started_at"),
-                new_hour = hour("NEW.started_at"),
+                old_hour = hour("o.started_at"),
+                new_hour = hour("n.started_at"),
                 transfer_hour = hour("t.opened_at"),
-                session_taken = delta(&session("OLD", ""), -1),
-                session_given = delta(&session("NEW", ""), 1),
+                session_taken = statement_delta(&sessions_moved("o"), -1),
+                session_given = statement_delta(&sessions_moved("n"), 1),
                 transfers_added = statement_delta(&statement_transfers, 1),
                 transfers_removed = statement_delta(&statement_transfers, -1),
                 transfer_taken = delta(&transfer("OLD"), -1),
