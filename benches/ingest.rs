@@ -201,4 +201,48 @@ fn main() {
         failed_rate,
         failed_rate / ingest_rate
     );
+    drop(ingestor);
+
+    // What a follower's commit costs in an hour that already holds those files: one short
+    // session, its rollups moved by the triggers' deltas, against recomputing the hour's cell
+    // from its rows (what every commit did before schema 5).
+    let late = "2026-11-01T00:30:00+00:00 h sftp-server[8]: session opened for local user acme from [10.0.0.1]\n\
+                2026-11-01T00:30:01+00:00 h sftp-server[8]: open \"/in/late\" flags WRITE,CREATE,TRUNCATE mode 0644\n\
+                2026-11-01T00:30:02+00:00 h sftp-server[8]: close \"/in/late\" bytes read 0 written 9\n\
+                2026-11-01T00:30:03+00:00 h sftp-server[8]: session closed for local user acme from [10.0.0.1]\n";
+    let t = Instant::now();
+    let mut ingestor = Ingestor::new(&mut store, IngestOptions::default()).expect("ingestor");
+    ingestor
+        .ingest_reader(
+            Box::new(std::io::Cursor::new(late.as_bytes().to_vec())),
+            None,
+            "late",
+            Local::now(),
+            None,
+            None,
+        )
+        .expect("ingest");
+    let delta_commit = t.elapsed().as_secs_f64();
+    assert_eq!(ingestor.summary.transfers, 1);
+    drop(ingestor);
+    use sftpd_wrapper::accounting::storage::Database;
+    let t = Instant::now();
+    store.begin().expect("begin");
+    store
+        .connection()
+        .execute(
+            "INSERT INTO usage_dirty (hour, host) SELECT hour, host FROM usage_hourly",
+            [],
+        )
+        .expect("dirty");
+    store.refresh_rollups(false).expect("recompute");
+    store.commit().expect("commit");
+    let recompute = t.elapsed().as_secs_f64();
+    assert_eq!(store.rollup_differences().expect("check"), 0);
+    println!(
+        "one session committed into that hour {:>9.4} s   {:.3} x recomputing the hour ({:.4} s)",
+        delta_commit,
+        delta_commit / recompute,
+        recompute
+    );
 }

@@ -1103,8 +1103,18 @@ impl IngestStore for SqliteStore {
         if !self.pending.abandon_open_transfers(session_id) {
             return Ok(());
         }
+        // `forced` is not summed, so setting it fires no rollup trigger; an open file is never
+        // complete, so the second statement nearly always changes nothing.
         self.conn
-            .prepare_cached("UPDATE transfers SET complete = 0, forced = 1 WHERE session_id = ?1 AND closed_at IS NULL")?
+            .prepare_cached(
+                "UPDATE transfers SET forced = 1 WHERE session_id = ?1 AND closed_at IS NULL",
+            )?
+            .execute([session_id])?;
+        self.conn
+            .prepare_cached(
+                "UPDATE transfers SET complete = 0
+                  WHERE session_id = ?1 AND closed_at IS NULL AND complete",
+            )?
             .execute([session_id])?;
         Ok(())
     }
