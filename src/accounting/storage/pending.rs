@@ -9,10 +9,44 @@
 //! held here is ever missing from what a query or a commit sees.
 
 use super::{
-    ClosedFile, CountsAs, Direction, EndReason, LastOp, NewOperation, NewSession, NewTransfer,
-    OperationKind, SessionEnd, SessionOrigin, SessionSource, stored_counters,
+    ClosedFile, EndReason, LastOp, NewOperation, NewSession, NewTransfer, OperationRecord,
+    SessionEnd, SessionOrigin, SessionRecord, TransferRecord, stored_counters,
 };
 use std::collections::{HashMap, HashSet};
+
+/// What a store that holds rows back gives the steps both stores share.
+pub(super) trait HoldsRows {
+    fn held(&mut self) -> &mut WriteBehind;
+    /// The latest session start of `host` in the database.
+    fn latest_start(&mut self, host: &str) -> super::Result<Option<String>>;
+    /// The id of the session in the database with `s`'s host, PID and start.
+    fn find_session(&mut self, s: &NewSession) -> super::Result<Option<i64>>;
+    fn reserve_id(&mut self, table: IdTable) -> super::Result<i64>;
+    /// Writes the held rows when there are enough of them.
+    fn flush_if_full(&mut self) -> super::Result<()>;
+
+    /// Holds a new session, or returns the id of the one with the same host, PID and start. A
+    /// session that starts after its host's latest in the database needs no lookup.
+    fn hold_session(&mut self, s: &NewSession) -> super::Result<i64> {
+        if let Some(id) = self.held().known_session(s) {
+            return Ok(id);
+        }
+        if self.held().watermark(&s.host).is_none() {
+            let latest = self.latest_start(&s.host)?;
+            self.held().set_watermark(&s.host, latest);
+        }
+        if self.held().may_exist(s)
+            && let Some(id) = self.find_session(s)?
+        {
+            self.held().remember_session(s, id);
+            return Ok(id);
+        }
+        let id = self.reserve_id(IdTable::Sessions)?;
+        self.held().add_session(id, s);
+        self.flush_if_full()?;
+        Ok(id)
+    }
+}
 
 /// The tables whose ids a store hands out before it writes the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,29 +95,9 @@ pub(super) struct EndPatch {
 /// A session row as it will be written: as first seen, with every change since folded in.
 #[derive(Debug, Clone)]
 pub(super) struct SessionRow {
-    pub id: i64,
-    pub host: String,
-    pub user: Option<String>,
-    pub client_ip: Option<String>,
-    pub client_port: Option<i64>,
-    pub local_ip: Option<String>,
-    pub local_port: Option<i64>,
-    pub started_at: String,
-    pub ended_at: Option<String>,
-    pub duration_ms: Option<i64>,
-    pub exit_status: Option<i64>,
-    pub signal: Option<String>,
-    pub end_reason: EndReason,
-    pub source: SessionSource,
-    pub sid: Option<String>,
-    pub pid: i64,
-    pub sftp_pid: Option<i64>,
-    pub auth_method: Option<String>,
-    pub auth_key: Option<String>,
-    pub sftp_closed: bool,
+    pub record: SessionRecord,
     pub last_op_kind: Option<&'static str>,
     pub last_op_id: Option<i64>,
-    pub origin: SessionOrigin,
 }
 
 impl SessionRow {
@@ -93,30 +107,35 @@ impl SessionRow {
         let (last_op_kind, last_op_id) = LastOp::columns(p.last_op.flatten());
         let ended = p.end.is_some();
         let end = p.end.unwrap_or_default();
+        let origin = p.origin.unwrap_or_default();
         SessionRow {
-            id,
-            host: s.host,
-            user: s.user.or(p.fill_user),
-            client_ip: s.client_ip.or(p.fill_ip),
-            client_port: s.client_port,
-            local_ip: s.local_ip,
-            local_port: s.local_port,
-            started_at: s.started_at,
-            ended_at: ended.then_some(end.ended_at),
-            duration_ms: end.duration_ms,
-            exit_status: end.exit_status,
-            signal: end.signal,
-            end_reason: p.end_reason.unwrap_or(EndReason::MissingEnd),
-            source: s.source,
-            sid: s.sid,
-            pid: s.pid,
-            sftp_pid: p.sftp_pid.or(s.sftp_pid),
-            auth_method,
-            auth_key: auth_key.flatten(),
-            sftp_closed: p.sftp_closed,
+            record: SessionRecord {
+                id,
+                host: s.host,
+                user: s.user.or(p.fill_user),
+                client_ip: s.client_ip.or(p.fill_ip),
+                client_port: s.client_port,
+                local_ip: s.local_ip,
+                local_port: s.local_port,
+                started_at: s.started_at,
+                ended_at: ended.then_some(end.ended_at),
+                duration_ms: end.duration_ms,
+                exit_status: end.exit_status,
+                signal: end.signal,
+                end_reason: p.end_reason.unwrap_or(EndReason::MissingEnd),
+                source: s.source,
+                sid: s.sid,
+                pid: s.pid,
+                sftp_pid: p.sftp_pid.or(s.sftp_pid),
+                auth_method,
+                auth_key: auth_key.flatten(),
+                sftp_closed: p.sftp_closed,
+                origin_pid: origin.pid,
+                origin_uid: origin.uid,
+                origin_command: origin.command,
+            },
             last_op_kind,
             last_op_id,
-            origin: p.origin.unwrap_or_default(),
         }
     }
 }
@@ -132,38 +151,18 @@ pub(super) struct PendingAuth {
     pub at: String,
 }
 
+/// A transfer row as it will be written, with the id reserved for it.
 #[derive(Debug, Clone)]
 pub(super) struct PendingTransfer {
     pub id: i64,
-    pub session_id: i64,
-    pub path: Vec<u8>,
-    pub direction: Direction,
-    pub counts_as: Option<CountsAs>,
-    pub open_flags: String,
-    pub mode: String,
-    pub opened_at: String,
-    pub closed_at: Option<String>,
-    pub bytes_read: Option<i64>,
-    pub bytes_written: Option<i64>,
-    pub forced: bool,
-    pub failed: bool,
-    pub complete: bool,
-    pub counters_cut: bool,
+    pub row: TransferRecord,
 }
 
+/// An operation row as it will be written, with the id reserved for it.
 #[derive(Debug, Clone)]
 pub(super) struct PendingOp {
     pub id: i64,
-    pub session_id: Option<i64>,
-    pub host: String,
-    pub user: Option<String>,
-    pub at: String,
-    pub kind: OperationKind,
-    pub path: Option<Vec<u8>>,
-    pub target: Option<Vec<u8>>,
-    pub detail: Option<String>,
-    pub failed: bool,
-    pub status: Option<String>,
+    pub row: OperationRecord,
 }
 
 /// The held-back writes of one store. Methods that return `true` were fully applied here;
@@ -297,8 +296,8 @@ impl WriteBehind {
         self.open_in_db.extend(
             transfers
                 .iter()
-                .filter(|t| t.closed_at.is_none())
-                .map(|t| t.session_id),
+                .filter(|t| t.row.closed_at.is_none())
+                .map(|t| t.row.session_id),
         );
         (transfers, std::mem::take(&mut self.ops))
     }
@@ -342,20 +341,22 @@ impl WriteBehind {
         *self.open_held.entry(t.session_id).or_default() += 1;
         self.transfers.push(PendingTransfer {
             id,
-            session_id: t.session_id,
-            path: t.path.to_vec(),
-            direction: t.direction,
-            counts_as: None,
-            open_flags: t.open_flags.to_owned(),
-            mode: t.mode.to_owned(),
-            opened_at: t.opened_at.to_owned(),
-            closed_at: None,
-            bytes_read: None,
-            bytes_written: None,
-            forced: false,
-            failed: false,
-            complete: false,
-            counters_cut: false,
+            row: TransferRecord {
+                session_id: t.session_id,
+                path: t.path.to_vec(),
+                direction: t.direction,
+                counts_as: None,
+                open_flags: t.open_flags.to_owned(),
+                mode: Some(t.mode.to_owned()),
+                bytes_read: None,
+                bytes_written: None,
+                opened_at: t.opened_at.to_owned(),
+                closed_at: None,
+                forced: false,
+                failed: false,
+                complete: false,
+                counters_cut: false,
+            },
         });
     }
 
@@ -376,16 +377,16 @@ impl WriteBehind {
             return false;
         };
         let (r, w) = stored_counters(counters);
-        let was_open = t.closed_at.is_none();
-        let session = t.session_id;
-        t.closed_at = Some(closed_at.to_owned());
-        t.bytes_read = r;
-        t.bytes_written = w;
-        t.counters_cut = counters.is_none();
-        t.forced = forced;
-        t.complete = verdict.complete;
-        t.direction = verdict.direction;
-        t.counts_as = verdict.counts_as;
+        let was_open = t.row.closed_at.is_none();
+        let session = t.row.session_id;
+        t.row.closed_at = Some(closed_at.to_owned());
+        t.row.bytes_read = r;
+        t.row.bytes_written = w;
+        t.row.counters_cut = counters.is_none();
+        t.row.forced = forced;
+        t.row.complete = verdict.complete;
+        t.row.direction = verdict.direction;
+        t.row.counts_as = verdict.counts_as;
         if was_open && let Some(n) = self.open_held.get_mut(&session) {
             *n -= 1;
             if *n == 0 {
@@ -399,8 +400,8 @@ impl WriteBehind {
         let Some(t) = self.transfer(id) else {
             return false;
         };
-        t.failed = true;
-        t.complete = false;
+        t.row.failed = true;
+        t.row.complete = false;
         true
     }
 
@@ -410,10 +411,10 @@ impl WriteBehind {
             for t in self
                 .transfers
                 .iter_mut()
-                .filter(|t| t.session_id == session_id && t.closed_at.is_none())
+                .filter(|t| t.row.session_id == session_id && t.row.closed_at.is_none())
             {
-                t.complete = false;
-                t.forced = true;
+                t.row.complete = false;
+                t.row.forced = true;
             }
         }
         self.open_in_db.remove(&session_id)
@@ -422,16 +423,18 @@ impl WriteBehind {
     pub fn add_operation(&mut self, id: i64, o: &NewOperation) {
         self.ops.push(PendingOp {
             id,
-            session_id: o.session_id,
-            host: o.host.to_owned(),
-            user: o.user.map(str::to_owned),
-            at: o.at.to_owned(),
-            kind: o.kind,
-            path: o.path.map(<[u8]>::to_vec),
-            target: o.target.map(<[u8]>::to_vec),
-            detail: o.detail.map(str::to_owned),
-            failed: false,
-            status: None,
+            row: OperationRecord {
+                session_id: o.session_id,
+                host: o.host.to_owned(),
+                user: o.user.map(str::to_owned),
+                at: o.at.to_owned(),
+                kind: o.kind,
+                path: o.path.map(<[u8]>::to_vec),
+                target: o.target.map(<[u8]>::to_vec),
+                detail: o.detail.map(str::to_owned),
+                failed: false,
+                status: None,
+            },
         });
     }
 
@@ -439,8 +442,8 @@ impl WriteBehind {
         let Some(o) = self.ops.iter_mut().rev().find(|o| o.id == id) else {
             return false;
         };
-        o.failed = true;
-        o.status = Some(status.to_owned());
+        o.row.failed = true;
+        o.row.status = Some(status.to_owned());
         true
     }
 

@@ -6,7 +6,7 @@
 //! client-side time type. One ingest at a time holds a session advisory lock; ingests from many
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
-use super::pending::{IdTable, SessionPatch, WriteBehind};
+use super::pending::{HoldsRows, IdTable, SessionPatch, WriteBehind};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -490,28 +490,6 @@ impl PgStore {
         Ok(())
     }
 
-    /// The next id of `sequence`, reserved in blocks.
-    fn next_id(&mut self, table: IdTable) -> Result<i64> {
-        if self.ids[table.index()].is_empty() {
-            let sql = match table {
-                IdTable::Sessions => {
-                    "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)"
-                }
-                IdTable::Transfers => {
-                    "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)"
-                }
-                IdTable::Operations => {
-                    "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)"
-                }
-            };
-            let rows = self.query(sql, &[&ID_BLOCK])?;
-            self.ids[table.index()].extend(rows.iter().map(|r| r.get::<_, i64>(0)));
-        }
-        self.ids[table.index()]
-            .pop_front()
-            .ok_or_else(|| StoreError::Postgres("the id sequence returned nothing".into()))
-    }
-
     /// Sends the pending transfers and operations with binary COPY,
     /// then the merged session updates and the unclaimed sshd lines.
     fn flush(&mut self) -> Result<()> {
@@ -675,35 +653,35 @@ impl PgStore {
                 ],
             );
             for s in &sessions {
-                let started = copy_time(&s.started_at)?;
-                let ended = s.ended_at.as_deref().map(copy_time).transpose()?;
+                let started = copy_time(&s.record.started_at)?;
+                let ended = s.record.ended_at.as_deref().map(copy_time).transpose()?;
                 writer
                     .write(&[
-                        &s.id,
-                        &s.host,
-                        &s.user,
-                        &s.client_ip,
-                        &s.client_port,
-                        &s.local_ip,
-                        &s.local_port,
+                        &s.record.id,
+                        &s.record.host,
+                        &s.record.user,
+                        &s.record.client_ip,
+                        &s.record.client_port,
+                        &s.record.local_ip,
+                        &s.record.local_port,
                         &started,
                         &ended,
-                        &s.duration_ms,
-                        &s.exit_status,
-                        &s.signal,
-                        &s.end_reason,
-                        &s.source,
-                        &s.sid,
-                        &s.pid,
-                        &s.sftp_pid,
-                        &s.auth_method,
-                        &s.auth_key,
-                        &s.sftp_closed,
+                        &s.record.duration_ms,
+                        &s.record.exit_status,
+                        &s.record.signal,
+                        &s.record.end_reason,
+                        &s.record.source,
+                        &s.record.sid,
+                        &s.record.pid,
+                        &s.record.sftp_pid,
+                        &s.record.auth_method,
+                        &s.record.auth_key,
+                        &s.record.sftp_closed,
                         &s.last_op_kind,
                         &s.last_op_id,
-                        &s.origin.pid,
-                        &s.origin.uid,
-                        &s.origin.command,
+                        &s.record.origin_pid,
+                        &s.record.origin_uid,
+                        &s.record.origin_command,
                     ])
                     .map_err(&e)?;
             }
@@ -743,27 +721,27 @@ impl PgStore {
                 ],
             );
             for t in &transfers {
-                let text = path_text(&t.path);
-                let opened = copy_time(&t.opened_at)?;
-                let closed = t.closed_at.as_deref().map(copy_time).transpose()?;
+                let text = path_text(&t.row.path);
+                let opened = copy_time(&t.row.opened_at)?;
+                let closed = t.row.closed_at.as_deref().map(copy_time).transpose()?;
                 writer
                     .write(&[
                         &t.id,
-                        &t.session_id,
-                        &t.path,
+                        &t.row.session_id,
+                        &t.row.path,
                         &text,
-                        &t.direction,
-                        &t.open_flags,
-                        &t.mode,
+                        &t.row.direction,
+                        &t.row.open_flags,
+                        &t.row.mode,
                         &opened,
                         &closed,
-                        &t.bytes_read,
-                        &t.bytes_written,
-                        &t.forced,
-                        &t.failed,
-                        &t.complete,
-                        &t.counts_as,
-                        &t.counters_cut,
+                        &t.row.bytes_read,
+                        &t.row.bytes_written,
+                        &t.row.forced,
+                        &t.row.failed,
+                        &t.row.complete,
+                        &t.row.counts_as,
+                        &t.row.counters_cut,
                     ])
                     .map_err(&e)?;
             }
@@ -799,37 +777,29 @@ impl PgStore {
             );
             for o in &ops {
                 let (path_shown, target_shown) = (
-                    o.path.as_deref().map(path_text),
-                    o.target.as_deref().map(path_text),
+                    o.row.path.as_deref().map(path_text),
+                    o.row.target.as_deref().map(path_text),
                 );
-                let at = copy_time(&o.at)?;
+                let at = copy_time(&o.row.at)?;
                 writer
                     .write(&[
                         &o.id,
-                        &o.session_id,
-                        &o.host,
-                        &o.user,
+                        &o.row.session_id,
+                        &o.row.host,
+                        &o.row.user,
                         &at,
-                        &o.kind,
-                        &o.path,
+                        &o.row.kind,
+                        &o.row.path,
                         &path_shown,
-                        &o.target,
+                        &o.row.target,
                         &target_shown,
-                        &o.detail,
-                        &o.failed,
-                        &o.status,
+                        &o.row.detail,
+                        &o.row.failed,
+                        &o.row.status,
                     ])
                     .map_err(&e)?;
             }
             writer.finish().map_err(&e)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the buffered rows when there are enough for a full INSERT.
-    fn maybe_flush(&mut self) -> Result<()> {
-        if self.pending.full() {
-            self.flush_rows()?;
         }
         Ok(())
     }
@@ -1001,38 +971,59 @@ impl Database for PgStore {
     }
 }
 
+impl HoldsRows for PgStore {
+    fn held(&mut self) -> &mut WriteBehind {
+        &mut self.pending
+    }
+
+    fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
+        let sql = format!(
+            "SELECT to_char(MAX(started_at) AT TIME ZONE 'UTC', {TS}) FROM sessions WHERE host = $1"
+        );
+        let row = self.client.query_one(&sql, &[&host]).map_err(self.err())?;
+        Ok(row.get(0))
+    }
+
+    fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>> {
+        let row = self.query_opt(
+            "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3::text::timestamptz",
+            &[&s.host, &s.pid, &s.started_at],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
+        if self.ids[table.index()].is_empty() {
+            let sql = match table {
+                IdTable::Sessions => {
+                    "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)"
+                }
+                IdTable::Transfers => {
+                    "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)"
+                }
+                IdTable::Operations => {
+                    "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)"
+                }
+            };
+            let rows = self.query(sql, &[&ID_BLOCK])?;
+            self.ids[table.index()].extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+        }
+        self.ids[table.index()]
+            .pop_front()
+            .ok_or_else(|| StoreError::Postgres("the id sequence returned nothing".into()))
+    }
+
+    fn flush_if_full(&mut self) -> Result<()> {
+        if self.pending.full() {
+            self.flush_rows()?;
+        }
+        Ok(())
+    }
+}
+
 impl IngestStore for PgStore {
-    /// Holds a new session, or returns the id of the one with the same host, PID and start.
-    /// A session that starts after the host's latest in the database needs no round trip.
     fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
-        if let Some(id) = self.pending.known_session(s) {
-            return Ok(id);
-        }
-        if self.pending.watermark(&s.host).is_none() {
-            let sql = format!(
-                "SELECT to_char(MAX(started_at) AT TIME ZONE 'UTC', {TS}) FROM sessions WHERE host = $1"
-            );
-            let row = self
-                .client
-                .query_one(&sql, &[&s.host])
-                .map_err(self.err())?;
-            self.pending.set_watermark(&s.host, row.get(0));
-        }
-        if self.pending.may_exist(s) {
-            let row = self.query_opt(
-                "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3::text::timestamptz",
-                &[&s.host, &s.pid, &s.started_at],
-            )?;
-            if let Some(row) = row {
-                let id = row.get(0);
-                self.pending.remember_session(s, id);
-                return Ok(id);
-            }
-        }
-        let id = self.next_id(IdTable::Sessions)?;
-        self.pending.add_session(id, s);
-        self.maybe_flush()?;
-        Ok(id)
+        self.hold_session(s)
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
@@ -1203,9 +1194,9 @@ impl IngestStore for PgStore {
     }
 
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        let id = self.next_id(IdTable::Transfers)?;
+        let id = self.reserve_id(IdTable::Transfers)?;
         self.pending.add_transfer(id, t);
-        self.maybe_flush()?;
+        self.flush_if_full()?;
         Ok(id)
     }
 
@@ -1269,9 +1260,9 @@ impl IngestStore for PgStore {
     }
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        let id = self.next_id(IdTable::Operations)?;
+        let id = self.reserve_id(IdTable::Operations)?;
         self.pending.add_operation(id, o);
-        self.maybe_flush()?;
+        self.flush_if_full()?;
         Ok(id)
     }
 

@@ -3,7 +3,7 @@
 //! Timestamps are fixed-width UTC text, so text order is time order and SQLite's date functions
 //! read them. One ingest at a time holds `<db>.lock`.
 
-use super::pending::{IdTable, WriteBehind};
+use super::pending::{HoldsRows, IdTable, WriteBehind};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -434,24 +434,6 @@ impl SqliteStore {
         &self.conn
     }
 
-    /// The next id of `table`.
-    fn next_id(&mut self, table: IdTable) -> Result<i64> {
-        let mut next = match self.next_ids {
-            Some(next) => next,
-            None => self.conn.query_row(
-                "SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM sessions),
-                        (SELECT COALESCE(MAX(id), 0) + 1 FROM transfers),
-                        (SELECT COALESCE(MAX(id), 0) + 1 FROM operations)",
-                [],
-                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
-            )?,
-        };
-        let id = next[table.index()];
-        next[table.index()] += 1;
-        self.next_ids = Some(next);
-        Ok(id)
-    }
-
     /// Writes everything held back: the rows with their final state, one update per changed
     /// session, and the sshd lines no session claimed.
     fn flush(&mut self) -> Result<()> {
@@ -535,8 +517,8 @@ impl SqliteStore {
         // rows are exactly those between its first and last id.
         let ranges = [
             (
-                sessions.iter().map(|s| s.id).min(),
-                sessions.iter().map(|s| s.id).max(),
+                sessions.iter().map(|s| s.record.id).min(),
+                sessions.iter().map(|s| s.record.id).max(),
                 RollupRows::Sessions,
             ),
             (
@@ -572,31 +554,31 @@ impl SqliteStore {
         )?;
         for s in sessions {
             insert.execute(params![
-                s.id,
-                s.host,
-                s.user,
-                s.client_ip,
-                s.client_port,
-                s.local_ip,
-                s.local_port,
-                s.started_at,
-                s.ended_at,
-                s.duration_ms,
-                s.exit_status,
-                s.signal,
-                s.end_reason,
-                s.source,
-                s.sid,
-                s.pid,
-                s.sftp_pid,
-                s.auth_method,
-                s.auth_key,
-                s.sftp_closed,
+                s.record.id,
+                s.record.host,
+                s.record.user,
+                s.record.client_ip,
+                s.record.client_port,
+                s.record.local_ip,
+                s.record.local_port,
+                s.record.started_at,
+                s.record.ended_at,
+                s.record.duration_ms,
+                s.record.exit_status,
+                s.record.signal,
+                s.record.end_reason,
+                s.record.source,
+                s.record.sid,
+                s.record.pid,
+                s.record.sftp_pid,
+                s.record.auth_method,
+                s.record.auth_key,
+                s.record.sftp_closed,
                 s.last_op_kind,
                 s.last_op_id,
-                s.origin.pid,
-                s.origin.uid,
-                s.origin.command
+                s.record.origin_pid,
+                s.record.origin_uid,
+                s.record.origin_command
             ])?;
         }
         let mut insert = self.conn.prepare_cached(
@@ -608,21 +590,21 @@ impl SqliteStore {
         for t in transfers {
             insert.execute(params![
                 t.id,
-                t.session_id,
-                t.path,
-                path_text(&t.path),
-                t.direction,
-                t.open_flags,
-                t.mode,
-                t.opened_at,
-                t.closed_at,
-                t.bytes_read,
-                t.bytes_written,
-                t.forced,
-                t.failed,
-                t.complete,
-                t.counts_as,
-                t.counters_cut
+                t.row.session_id,
+                t.row.path,
+                path_text(&t.row.path),
+                t.row.direction,
+                t.row.open_flags,
+                t.row.mode,
+                t.row.opened_at,
+                t.row.closed_at,
+                t.row.bytes_read,
+                t.row.bytes_written,
+                t.row.forced,
+                t.row.failed,
+                t.row.complete,
+                t.row.counts_as,
+                t.row.counters_cut
             ])?;
         }
         let mut insert = self.conn.prepare_cached(
@@ -633,26 +615,19 @@ impl SqliteStore {
         for o in ops {
             insert.execute(params![
                 o.id,
-                o.session_id,
-                o.host,
-                o.user,
-                o.at,
-                o.kind,
-                o.path,
-                o.path.as_deref().map(path_text),
-                o.target,
-                o.target.as_deref().map(path_text),
-                o.detail,
-                o.failed,
-                o.status
+                o.row.session_id,
+                o.row.host,
+                o.row.user,
+                o.row.at,
+                o.row.kind,
+                o.row.path,
+                o.row.path.as_deref().map(path_text),
+                o.row.target,
+                o.row.target.as_deref().map(path_text),
+                o.row.detail,
+                o.row.failed,
+                o.row.status
             ])?;
-        }
-        Ok(())
-    }
-
-    fn maybe_flush(&mut self) -> Result<()> {
-        if self.pending.full() {
-            self.flush_rows()?;
         }
         Ok(())
     }
@@ -838,37 +813,57 @@ impl SqliteStore {
     }
 }
 
-impl IngestStore for SqliteStore {
-    /// Holds a new session, or returns the id of the one with the same host, PID and start.
-    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
-        if let Some(id) = self.pending.known_session(s) {
-            return Ok(id);
-        }
-        if self.pending.watermark(&s.host).is_none() {
-            let latest = self.conn.query_row(
-                "SELECT MAX(started_at) FROM sessions WHERE host = ?1",
-                [&s.host],
-                |r| r.get(0),
-            )?;
-            self.pending.set_watermark(&s.host, latest);
-        }
-        if self.pending.may_exist(s) {
-            let found = self
-                .conn
-                .prepare_cached(
-                    "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at = ?3",
-                )?
-                .query_row(params![s.host, s.pid, s.started_at], |r| r.get(0))
-                .optional()?;
-            if let Some(id) = found {
-                self.pending.remember_session(s, id);
-                return Ok(id);
-            }
-        }
-        let id = self.next_id(IdTable::Sessions)?;
-        self.pending.add_session(id, s);
-        self.maybe_flush()?;
+impl HoldsRows for SqliteStore {
+    fn held(&mut self) -> &mut WriteBehind {
+        &mut self.pending
+    }
+
+    fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(started_at) FROM sessions WHERE host = ?1",
+            [host],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at = ?3",
+            )?
+            .query_row(params![s.host, s.pid, s.started_at], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
+        let mut next = match self.next_ids {
+            Some(next) => next,
+            None => self.conn.query_row(
+                "SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM sessions),
+                        (SELECT COALESCE(MAX(id), 0) + 1 FROM transfers),
+                        (SELECT COALESCE(MAX(id), 0) + 1 FROM operations)",
+                [],
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]),
+            )?,
+        };
+        let id = next[table.index()];
+        next[table.index()] += 1;
+        self.next_ids = Some(next);
         Ok(id)
+    }
+
+    fn flush_if_full(&mut self) -> Result<()> {
+        if self.pending.full() {
+            self.flush_rows()?;
+        }
+        Ok(())
+    }
+}
+
+impl IngestStore for SqliteStore {
+    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
+        self.hold_session(s)
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
@@ -1046,9 +1041,9 @@ impl IngestStore for SqliteStore {
     }
 
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        let id = self.next_id(IdTable::Transfers)?;
+        let id = self.reserve_id(IdTable::Transfers)?;
         self.pending.add_transfer(id, t);
-        self.maybe_flush()?;
+        self.flush_if_full()?;
         Ok(id)
     }
 
@@ -1120,9 +1115,9 @@ impl IngestStore for SqliteStore {
     }
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        let id = self.next_id(IdTable::Operations)?;
+        let id = self.reserve_id(IdTable::Operations)?;
         self.pending.add_operation(id, o);
-        self.maybe_flush()?;
+        self.flush_if_full()?;
         Ok(id)
     }
 
