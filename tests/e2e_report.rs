@@ -485,6 +485,25 @@ fn the_journal_is_read_exactly_once_and_forged_entries_are_not_billed() {
     }
 }
 
+/// Waits until every database in `dbs` has `user`'s session closed with `bytes` uploaded, as a
+/// follower bills it while it runs.
+fn wait_until_billed(dbs: &[String], user: &str, bytes: i64) {
+    for db in dbs {
+        common::wait_until(
+            &format!("a session of {bytes} bytes in {db}"),
+            Duration::from_secs(30),
+            || {
+                report(db, &["sessions"])
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["user"] == user && s["end"] == "closed" && s["bytes_up"] == bytes)
+                    .then_some(())
+            },
+        );
+    }
+}
+
 /// An SQLite database in `dir`, and a PostgreSQL one where the server can run (always in CI).
 fn databases(dir: &Path) -> Vec<String> {
     let mut dbs = vec![dir.join("sftpd.db").display().to_string()];
@@ -602,29 +621,8 @@ fn follow_mode_bills_real_sessions_live_through_a_rotation() {
     let local = tempfile::tempdir().unwrap();
     fs::write(local.path().join("one.bin"), vec![1u8; 12_345]).unwrap();
     fs::write(local.path().join("two.bin"), vec![2u8; 54_321]).unwrap();
-    // Billed (closed, with its bytes) in every database while the followers run.
-    let billed = |bytes: i64| {
-        for db in &dbs {
-            common::wait_until(
-                &format!("a session of {bytes} bytes in {db}"),
-                Duration::from_secs(30),
-                || {
-                    report(db, &["sessions"])
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|s| {
-                            s["user"] == user.as_str()
-                                && s["end"] == "closed"
-                                && s["bytes_up"] == bytes
-                        })
-                        .then_some(())
-                },
-            );
-        }
-    };
     h.sftp_ok(&user, "put one.bin\n", local.path());
-    billed(12_345);
+    wait_until_billed(&dbs, &user, 12_345);
 
     // logrotate: rename, then rsyslog-rotate's SIGHUP reopens the log at its path.
     let rotated = h.log_path.with_extension("log.1");
@@ -635,7 +633,7 @@ fn follow_mode_bills_real_sessions_live_through_a_rotation() {
     )
     .unwrap();
     h.sftp_ok(&user, "put two.bin\n", local.path());
-    billed(54_321);
+    wait_until_billed(&dbs, &user, 54_321);
     assert!(h.log_path.exists(), "rsyslogd did not reopen the log");
 
     for (db, follower) in dbs.iter().zip(&mut followers) {
@@ -671,24 +669,7 @@ fn journal_follow_mode_bills_real_sessions_live() {
     let local = tempfile::tempdir().unwrap();
     fs::write(local.path().join("up.bin"), vec![1u8; 23_456]).unwrap();
     h.sftp_ok(&user, "put up.bin\n", local.path());
-    for db in &dbs {
-        common::wait_until(
-            &format!("the session in {db}"),
-            Duration::from_secs(30),
-            || {
-                report(db, &["sessions"])
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|s| {
-                        s["user"] == user.as_str()
-                            && s["end"] == "closed"
-                            && s["bytes_up"] == 23_456
-                    })
-                    .then_some(())
-            },
-        );
-    }
+    wait_until_billed(&dbs, &user, 23_456);
     for (db, follower) in dbs.iter().zip(&mut followers) {
         assert!(follower.terminate().status.success(), "{db}");
         let out = common::sftpd_report(db, &journal_args);

@@ -171,7 +171,6 @@ pub(super) struct PendingOp {
 pub(super) struct WriteBehind {
     /// New sessions not written yet; their changes wait in `session_patches` like any other's.
     sessions: Vec<(i64, NewSession)>,
-    held_sessions: HashSet<i64>,
     /// The sessions this transaction inserted, by their unique key (host, PID, start).
     keys: HashMap<(String, i64, String), i64>,
     /// Per host, the latest session start in the database when this transaction first met the
@@ -200,7 +199,6 @@ impl WriteBehind {
     pub fn clear(&mut self) {
         self.begin();
         self.sessions.clear();
-        self.held_sessions.clear();
         self.transfers.clear();
         self.ops.clear();
         self.session_patches.clear();
@@ -247,17 +245,17 @@ impl WriteBehind {
     /// Holds a new session with the id the store reserved for it.
     pub fn add_session(&mut self, id: i64, s: &NewSession) {
         self.remember_session(s, id);
-        self.held_sessions.insert(id);
         self.sessions.push((id, s.clone()));
     }
 
-    pub fn is_held(&self, session_id: i64) -> bool {
-        self.held_sessions.contains(&session_id)
+    /// A session not written yet. (The journal names a session's origin with its first
+    /// entry, so the session is nearly always the newest held.)
+    fn is_held(&self, session_id: i64) -> bool {
+        self.sessions.iter().rev().any(|(id, _)| *id == session_id)
     }
 
     /// The held sessions as rows to insert, their changes folded in.
     pub fn take_sessions(&mut self) -> Vec<SessionRow> {
-        self.held_sessions.clear();
         std::mem::take(&mut self.sessions)
             .into_iter()
             .map(|(id, s)| {

@@ -384,6 +384,17 @@ pub struct PgStore {
 
 const ID_BLOCK: i64 = 5000;
 
+/// Starts `COPY … FROM STDIN (FORMAT binary)` (`sql`) of rows whose columns have `types`.
+fn binary_copy<'a>(
+    client: &'a mut Client,
+    e: &impl Fn(postgres::Error) -> StoreError,
+    sql: &str,
+    types: &[Type],
+) -> Result<BinaryCopyInWriter<'a>> {
+    let sink = client.copy_in(sql).map_err(e)?;
+    Ok(BinaryCopyInWriter::new(sink, types))
+}
+
 /// A storage time (`2026-11-26T21:15:11.000000Z`) as the value binary COPY sends.
 fn copy_time(stored: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     crate::log::parse::parse_storage_time(stored)
@@ -611,19 +622,15 @@ impl PgStore {
         let sessions = self.pending.take_sessions();
         if !sessions.is_empty() {
             let e = pg_err(&self.shown);
-            let sink = self
-                .client
-                .copy_in(
-                    "COPY sessions (id, host, \"user\", client_ip, client_port, local_ip, local_port,
+            let mut writer = binary_copy(
+                &mut self.client,
+                &e,
+                "COPY sessions (id, host, \"user\", client_ip, client_port, local_ip, local_port,
                                     started_at, ended_at, duration_ms, exit_status, signal,
                                     end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
                                     sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
                                     origin_command)
                      FROM STDIN (FORMAT binary)",
-                )
-                .map_err(&e)?;
-            let mut writer = BinaryCopyInWriter::new(
-                sink,
                 &[
                     Type::INT8,
                     Type::TEXT,
@@ -651,7 +658,7 @@ impl PgStore {
                     Type::INT8,
                     Type::TEXT,
                 ],
-            );
+            )?;
             for s in &sessions {
                 let started = copy_time(&s.record.started_at)?;
                 let ended = s.record.ended_at.as_deref().map(copy_time).transpose()?;
@@ -690,17 +697,13 @@ impl PgStore {
         let (transfers, ops) = self.pending.take_rows();
         if !transfers.is_empty() {
             let e = pg_err(&self.shown);
-            let sink = self
-                .client
-                .copy_in(
-                    "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
+            let mut writer = binary_copy(
+                &mut self.client,
+                &e,
+                "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
                                      opened_at, closed_at, bytes_read, bytes_written, forced,
                                      failed, complete, counts_as, counters_cut)
                      FROM STDIN (FORMAT binary)",
-                )
-                .map_err(&e)?;
-            let mut writer = BinaryCopyInWriter::new(
-                sink,
                 &[
                     Type::INT8,
                     Type::INT8,
@@ -719,7 +722,7 @@ impl PgStore {
                     Type::TEXT,
                     Type::BOOL,
                 ],
-            );
+            )?;
             for t in &transfers {
                 let text = path_text(&t.row.path);
                 let opened = copy_time(&t.row.opened_at)?;
@@ -749,16 +752,12 @@ impl PgStore {
         }
         if !ops.is_empty() {
             let e = pg_err(&self.shown);
-            let sink = self
-                .client
-                .copy_in(
-                    "COPY operations (id, session_id, host, \"user\", at, kind, path, path_text,
+            let mut writer = binary_copy(
+                &mut self.client,
+                &e,
+                "COPY operations (id, session_id, host, \"user\", at, kind, path, path_text,
                                       target, target_text, detail, failed, status)
                      FROM STDIN (FORMAT binary)",
-                )
-                .map_err(&e)?;
-            let mut writer = BinaryCopyInWriter::new(
-                sink,
                 &[
                     Type::INT8,
                     Type::INT8,
@@ -774,7 +773,7 @@ impl PgStore {
                     Type::BOOL,
                     Type::TEXT,
                 ],
-            );
+            )?;
             for o in &ops {
                 let (path_shown, target_shown) = (
                     o.row.path.as_deref().map(path_text),

@@ -680,7 +680,6 @@ impl Database for SqliteStore {
 
     fn commit(&mut self) -> Result<()> {
         self.refresh_rollups(false)?;
-        self.next_ids = None;
         self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
