@@ -113,6 +113,11 @@ fn main() {
     };
     let mut sqlite = SqliteStore::open(&dir.path().join("bench.db")).expect("db");
     let (ingest_rate, summary) = ingest_into(&mut sqlite);
+    // Closing the last connection moves the write-ahead log into the file.
+    drop(sqlite);
+    let db_size = std::fs::metadata(dir.path().join("bench.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let postgres = match pg::unavailable() {
         Some(why) => {
             println!("(PostgreSQL skipped: {why})");
@@ -142,6 +147,11 @@ fn main() {
         "ingest into SQLite      {:>12.0} lines/s   {:.3} x parse",
         ingest_rate,
         ingest_rate / parse_rate
+    );
+    println!(
+        "SQLite database size    {:>12.1} MiB       {:.3} x the log",
+        db_size as f64 / 1048576.0,
+        db_size as f64 / size as f64
     );
     if let Some(rate) = postgres {
         println!(

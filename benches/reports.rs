@@ -53,24 +53,22 @@ fn build(path: &std::path::Path, transfers: u64, partners: u64) {
     conn.execute_batch(&format!(
         "BEGIN;
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {sessions})
-         INSERT INTO sessions (id, host, user, client_ip, started_at, ended_at, duration_ms, end_reason,
-                               source, pid, sftp_closed)
+         INSERT INTO sessions (id, host, user, client_ip, started_at_us, ended_at_us, duration_ms,
+                               end_reason, source, pid, sftp_closed)
          SELECT i + 1, 'sftp' || (i % 3), 'partner' || (i % {partners}), '10.0.0.1',
-                strftime('%Y-%m-%dT%H:%M:%S.000000Z', '2026-01-01', '+' || (i / {partners}) || ' days',
-                         '+' || (i % 86000) || ' seconds'),
-                strftime('%Y-%m-%dT%H:%M:%S.000000Z', '2026-01-01', '+' || (i / {partners}) || ' days',
-                         '+' || (i % 86000 + 60) || ' seconds'),
+                (unixepoch('2026-01-01') + (i / {partners}) * 86400 + i % 86000) * 1000000,
+                (unixepoch('2026-01-01') + (i / {partners}) * 86400 + i % 86000 + 60) * 1000000,
                 60000, 'closed', 'wrapper', 1000 + i, 1
            FROM n;
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {transfers})
-         INSERT INTO transfers (session_id, path, path_text, direction, open_flags, bytes_read,
-                                bytes_written, opened_at, closed_at, complete, counts_as)
-         SELECT s.id, CAST('/in/file-' || i AS BLOB), '/in/file-' || i,
+         INSERT INTO transfers (session_id, path, direction, open_flags, bytes_read,
+                                bytes_written, opened_at_us, closed_at_us, complete, counts_as)
+         SELECT s.id, CAST('/in/file-' || i AS BLOB),
                 CASE WHEN i % 3 = 0 THEN 'download' ELSE 'upload' END,
                 CASE WHEN i % 3 = 0 THEN 'READ' ELSE 'WRITE,CREATE,TRUNCATE' END,
                 CASE WHEN i % 3 = 0 THEN 1000 + i % 100000 ELSE 0 END,
                 CASE WHEN i % 3 = 0 THEN 0 ELSE 2000 + i % 300000 END,
-                s.started_at, s.ended_at, i % 50 <> 0,
+                s.started_at_us, s.ended_at_us, i % 50 <> 0,
                 CASE WHEN i % 3 = 0 THEN 'download' ELSE 'upload' END
            FROM n JOIN sessions s ON s.id = 1 + (i % {sessions});
          COMMIT;"
@@ -113,7 +111,7 @@ fn main() {
     let t = Instant::now();
     let rows: i64 = conn
         .query_row(
-            "SELECT COUNT(*), SUM(length(opened_at) + bytes_written + bytes_read) FROM transfers",
+            "SELECT COUNT(*), SUM(opened_at_us / 1000000 + bytes_written + bytes_read) FROM transfers",
             [],
             |r| r.get(0),
         )

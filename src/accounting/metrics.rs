@@ -207,8 +207,9 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
         store,
         &format!(
             "SELECT s.host, CAST(COUNT(*) AS BIGINT) FROM sessions s
-              WHERE s.ended_at IS NULL AND s.end_reason = 'missing_end' AND {always}
-              GROUP BY s.host"
+              WHERE {ended} IS NULL AND s.end_reason = 'missing_end' AND {always}
+              GROUP BY s.host",
+            ended = d.time_col("s.ended_at"),
         ),
         &counted,
     )? {
@@ -230,7 +231,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
         store,
         &format!(
             "SELECT c.name, c.value, {} FROM ingest_counters c WHERE {always}",
-            d.ts("c.updated_at")
+            d.text_ts("c.updated_at")
         ),
         &[
             ("name", Kind::Text),

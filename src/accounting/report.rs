@@ -161,6 +161,15 @@ pub fn value_from_sqlite(v: ValueRef<'_>) -> Value {
     }
 }
 
+/// SQLite: storage text (`2026-11-26T21:15:11.000000Z`) of the UTC microseconds expression `us`,
+/// as [`crate::log::parse::storage_time`] writes it, for years 0 to 9999.
+pub fn sqlite_time_text(us: &str) -> String {
+    let micros = format!("((({us} % 1000000) + 1000000) % 1000000)");
+    format!(
+        "strftime('%Y-%m-%dT%H:%M:%S', ({us} - {micros}) / 1000000, 'unixepoch') || printf('.%06dZ', {micros})"
+    )
+}
+
 /// The SQL differences between the backends that the reports meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -169,10 +178,22 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// A timestamp column as storage text.
+    /// The stored form of timestamp column `col` (`s.started_at`), for comparisons, ordering
+    /// and indexes: SQLite (schema 6) keeps UTC microseconds in `started_at_us` and shows
+    /// `started_at` as a virtual text column computed from it.
+    pub fn time_col(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{col}_us"),
+            Dialect::Postgres => col.to_owned(),
+        }
+    }
+
+    /// A timestamp column as the report reads it: storage text, or in SQLite the microseconds,
+    /// which `stream_rows` turns into storage text for the columns of [`Kind::Time`] (in Rust:
+    /// cheaper than SQLite's strftime on every row).
     pub fn ts(self, col: &str) -> String {
         match self {
-            Dialect::Sqlite => col.to_owned(),
+            Dialect::Sqlite => self.time_col(col),
             Dialect::Postgres => {
                 format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
             }
@@ -187,7 +208,8 @@ impl Dialect {
         }
     }
 
-    /// Time parameter `n` (3: since, 4: until), compared with a timestamp column.
+    /// Time parameter `n` (3: since, 4: until), compared with a timestamp column (SQLite's
+    /// `stream_rows` binds them as microseconds).
     fn time(self, n: u8) -> String {
         match self {
             Dialect::Sqlite => format!("?{n}"),
@@ -210,6 +232,33 @@ impl Dialect {
     /// the indexes); an unset one is still named, as `x IS NULL`, so that the four parameters
     /// are always bound the same way. Values are parameters, never SQL text.
     fn window(self, time_col: &str, filter: &Filter) -> String {
+        let col = self.time_col(time_col);
+        self.window_where(filter, |op, param| format!("{col} {op} {param}"))
+    }
+
+    /// [`Dialect::window`] on `usage_hourly.hour`, which SQLite keeps as storage text (a row per
+    /// hour, host and user: small): the microseconds bound are turned into text once, so the
+    /// comparison still reads an index range.
+    fn hour_window(self, filter: &Filter) -> String {
+        match self {
+            Dialect::Sqlite => self.window_where(filter, |op, param| {
+                format!("s.hour {op} {}", sqlite_time_text(param))
+            }),
+            Dialect::Postgres => self.window("s.hour", filter),
+        }
+    }
+
+    /// A timestamp column that SQLite keeps as storage text (`usage_hourly.hour`, bookkeeping
+    /// times), as the reports read it.
+    pub fn text_ts(self, col: &str) -> String {
+        match self {
+            Dialect::Sqlite => col.to_owned(),
+            Dialect::Postgres => self.ts(col),
+        }
+    }
+
+    /// The four parts of a window; `time_test(op, param)` compares the time column.
+    fn window_where(self, filter: &Filter, time_test: impl Fn(&str, &str) -> String) -> String {
         let part = |set: bool, param: String, test: String| {
             if set {
                 test
@@ -225,16 +274,8 @@ impl Dialect {
                 format!("s.\"user\" = {u}"),
             ),
             part(filter.host.is_some(), h.clone(), format!("s.host = {h}")),
-            part(
-                filter.since.is_some(),
-                t3.clone(),
-                format!("{time_col} >= {t3}"),
-            ),
-            part(
-                filter.until.is_some(),
-                t4.clone(),
-                format!("{time_col} < {t4}"),
-            ),
+            part(filter.since.is_some(), t3.clone(), time_test(">=", &t3)),
+            part(filter.until.is_some(), t4.clone(), time_test("<", &t4)),
         ]
         .join(" AND ")
     }
@@ -255,7 +296,8 @@ pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, 
                 s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
            FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
           WHERE {window}
-          GROUP BY s.id ORDER BY s.started_at, s.id",
+          GROUP BY s.id ORDER BY {started_order}, s.id",
+        started_order = d.time_col("s.started_at"),
         started = d.ts("s.started_at"),
         ended = d.ts("s.ended_at"),
         window = d.window("s.started_at", filter),
@@ -308,7 +350,8 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
                 t.bytes_read, t.bytes_written, {cut}, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
            FROM transfers t JOIN sessions s ON s.id = t.session_id
           WHERE {window}
-          ORDER BY t.opened_at, t.id",
+          ORDER BY {opened_order}, t.id",
+        opened_order = d.time_col("t.opened_at"),
         opened = d.ts("t.opened_at"),
         closed = d.ts("t.closed_at"),
         cut = d.flag("t.counters_cut"),
@@ -404,17 +447,27 @@ impl Dialect {
     /// The UTC hour a timestamp column falls in, as `usage_hourly.hour` holds it.
     pub fn hour_of(self, col: &str) -> String {
         match self {
-            Dialect::Sqlite => format!("substr({col}, 1, 13) || ':00:00.000000Z'"),
+            Dialect::Sqlite => {
+                // Whole hours of microseconds, rounded down (also before 1970), as seconds.
+                let us = self.time_col(col);
+                format!(
+                    "strftime('%Y-%m-%dT%H:00:00.000000Z', \
+                     ({us} - (({us} % 3600000000) + 3600000000) % 3600000000) / 1000000, 'unixepoch')"
+                )
+            }
             Dialect::Postgres => format!("date_trunc('hour', {col}, 'UTC')"),
         }
     }
 
-    /// The end (exclusive) of the hour in `usage_hourly.hour`-form column `col`.
-    fn hour_end(self, col: &str) -> String {
+    /// Timestamp column `col` falls in the hour that `usage_hourly.hour`-form column `hour`
+    /// starts (an index range on `col`).
+    fn in_hour(self, col: &str, hour: &str) -> String {
         match self {
-            // ';' sorts right after ':', so this bounds every time text of the hour.
-            Dialect::Sqlite => format!("substr({col}, 1, 13) || ';'"),
-            Dialect::Postgres => format!("{col} + interval '1 hour'"),
+            Dialect::Sqlite => format!(
+                "{us} >= unixepoch({hour}) * 1000000 AND {us} < unixepoch({hour}) * 1000000 + 3600000000",
+                us = self.time_col(col)
+            ),
+            Dialect::Postgres => format!("{col} >= {hour} AND {col} < {hour} + interval '1 hour'"),
         }
     }
 }
@@ -429,10 +482,7 @@ pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
     // each cell instead (PostgreSQL's statistics lag a bulk ingest): SQLite's CROSS JOIN keeps
     // the order written, and PostgreSQL evaluates a LATERAL subquery with OFFSET 0 per row of
     // what comes before it.
-    let hour_transfers = format!(
-        "t.opened_at >= d.hour AND t.opened_at < {}",
-        d.hour_end("d.hour")
-    );
+    let hour_transfers = d.in_hour("t.opened_at", "d.hour");
     let dirty_host =
         "EXISTS (SELECT 1 FROM usage_dirty c WHERE c.hour = d.hour AND c.host = s.host)";
     let transfers_of_cells = match d {
@@ -450,9 +500,8 @@ pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
     let (session_cells, transfer_cells) = match scope {
         RollupScope::Dirty => (
             format!(
-                "JOIN usage_dirty d ON s.host = d.host AND s.started_at >= d.hour
-                                     AND s.started_at < {}",
-                d.hour_end("d.hour")
+                "JOIN usage_dirty d ON s.host = d.host AND {}",
+                d.in_hour("s.started_at", "d.hour")
             ),
             transfers_of_cells,
         ),
@@ -563,9 +612,9 @@ pub fn rollup_delta_sql(rows: &str, sign: i64, one_row: bool) -> String {
 pub fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
         "SELECT {hour}, s.host, s.\"user\", {sums} FROM usage_hourly s WHERE {window}",
-        hour = d.ts("s.hour"),
+        hour = d.text_ts("s.hour"),
         sums = ROLLUP_SUMS.join(", "),
-        window = d.window("s.hour", filter),
+        window = d.hour_window(filter),
     );
     let mut columns = vec![
         ("hour", Kind::Time),
@@ -661,9 +710,10 @@ pub fn largest_transfers_sql(
           WHERE {window}
           -- Halves: two counters near 2^63 cannot overflow the sum the order needs.
           ORDER BY COALESCE(t.bytes_read, 0) / 2 + COALESCE(t.bytes_written, 0) / 2 DESC,
-                   t.opened_at, t.id
+                   {opened_order}, t.id
           LIMIT {limit}",
         opened = d.ts("t.opened_at"),
+        opened_order = d.time_col("t.opened_at"),
         complete = d.flag("t.complete"),
         window = d.window("t.opened_at", filter),
     );

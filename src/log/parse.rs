@@ -839,6 +839,46 @@ pub fn parse_storage_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|n| n.and_utc())
 }
 
+/// A storage time as microseconds since the Unix epoch, as SQLite stores it (schema 6): the
+/// fixed-width form [`storage_time`] writes is read by hand (every stored time goes through
+/// here), anything else through chrono.
+pub fn storage_micros(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let shape_ok = b.len() == 27
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[26] == b'Z';
+    let digits = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    };
+    let fixed = || -> Option<i64> {
+        let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+        let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
+        if !(1..=12).contains(&month) || hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
+        let days = (date - DateTime::UNIX_EPOCH.date_naive()).num_days();
+        let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+        Some(seconds * 1_000_000 + digits(20, 26)?)
+    };
+    match shape_ok.then(fixed).flatten() {
+        Some(micros) => Some(micros),
+        None => parse_storage_time(s).map(|t| t.timestamp_micros()),
+    }
+}
+
+/// The inverse of [`storage_micros`]: `None` past chrono's range.
+pub fn storage_time_of_micros(micros: i64) -> Option<String> {
+    DateTime::<Utc>::from_timestamp_micros(micros).map(storage_time)
+}
+
 /// Renders a name for people: UTF-8 as it is, other bytes as `\xHH` (and `\` as `\\`).
 pub fn path_text(path: &[u8]) -> String {
     let mut out = String::with_capacity(path.len());
@@ -1433,6 +1473,8 @@ mod tests {
             let t = DateTime::<Utc>::from_timestamp_micros(micros).unwrap();
             prop_assert_eq!(storage_time(t), t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
             prop_assert_eq!(parse_storage_time(&storage_time(t)), Some(t));
+            prop_assert_eq!(storage_micros(&storage_time(t)), Some(micros));
+            prop_assert_eq!(storage_time_of_micros(micros), Some(storage_time(t)));
         }
 
         #[test]

@@ -3,9 +3,11 @@
 //! views and guarantees; the shared test suite runs against both.
 //!
 //! Timestamps cross this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
-//! [`crate::log::parse::storage_time`]): SQLite stores that text, PostgreSQL a `timestamptz`.
-//! Paths are stored twice: `path` holds the original bytes (names need not be UTF-8),
-//! `path_text` a readable form for people and BI tools.
+//! [`crate::log::parse::storage_time`]): PostgreSQL stores a `timestamptz`, SQLite (schema 6)
+//! UTC microseconds in `started_at_us` and the like, with `started_at` a virtual column showing
+//! that text. `path` holds a name's original bytes (names need not be UTF-8), `path_text` a
+//! readable form for people and BI tools (in SQLite computed from `path`, stored only for the
+//! names whose readable form differs from their bytes).
 
 mod pending;
 pub mod postgres;
@@ -57,7 +59,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
@@ -669,7 +671,7 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                      {session_added};
                  END;
                  CREATE TRIGGER usage_session_changed
-                     AFTER UPDATE OF host, user, started_at, duration_ms, end_reason ON sessions BEGIN
+                     AFTER UPDATE OF host, user, started_at_us, duration_ms, end_reason ON sessions BEGIN
                      INSERT OR IGNORE INTO usage_dirty (hour, host)
                          SELECT {old_hour}, OLD.host WHERE {changed}
                          UNION SELECT {new_hour}, NEW.host WHERE {changed};
@@ -690,7 +692,7 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                      {transfer_added};
                  END;
                  CREATE TRIGGER usage_transfer_changed
-                     AFTER UPDATE OF session_id, opened_at, counts_as, bytes_read, bytes_written,
+                     AFTER UPDATE OF session_id, opened_at_us, counts_as, bytes_read, bytes_written,
                                      complete, counters_cut ON transfers BEGIN
                      {transfer_taken};
                      {transfer_given};

@@ -315,6 +315,10 @@ CREATE TRIGGER usage_transfer_changed AFTER UPDATE ON transfers FOR EACH ROW
 ALTER TABLE usage_hourly ADD COLUMN contributors BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 "#,
+    r#"
+-- Version 6 stores SQLite's times as integers and its readable names only where they differ;
+-- PostgreSQL's timestamptz and bytea columns were compact already.
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.

@@ -1,7 +1,7 @@
 //! The embedded SQLite store (rusqlite, bundled): the default.
 //!
-//! Timestamps are fixed-width UTC text, so text order is time order and SQLite's date functions
-//! read them. One ingest at a time holds `<db>.lock`.
+//! Times are stored as UTC microseconds and shown as fixed-width UTC text by virtual columns
+//! (see [`compact_rows_sql`]). One ingest at a time holds `<db>.lock`.
 
 use super::pending::{HoldsRows, IdTable, WriteBehind};
 use super::{
@@ -12,6 +12,7 @@ use super::{
 };
 use crate::accounting::report::{self, Dialect, Filter};
 use rusqlite::config::DbConfig;
+use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use std::fs::File;
@@ -286,6 +287,216 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 "#,
 ];
 
+/// Schema 6: rows keep their times as UTC microseconds (`started_at_us`, …: 8 bytes instead of
+/// 27 of text, and the integer compares faster) and a name's readable form only where it differs
+/// from the name's bytes (`path_escaped`). The columns people query keep their names and values
+/// as virtual columns, computed when read and stored nowhere: `started_at` is the storage text,
+/// `path_text` the readable name. Written as the rebuild of each table SQLite asks for
+/// (<https://sqlite.org/lang_altertable.html#otheralter>): the views and triggers that read the
+/// tables go first (the caller creates the triggers again), the views come back after, and the
+/// caller turns foreign keys off around it.
+/// `sftpd_storage_micros` is [`crate::log::parse::storage_micros`], registered by the caller.
+fn compact_rows_sql() -> String {
+    let text_time = |us: &str| {
+        format!(
+            "TEXT GENERATED ALWAYS AS ({}) VIRTUAL",
+            report::sqlite_time_text(us)
+        )
+    };
+    let text_name = |bytes: &str, escaped: &str| {
+        format!("TEXT GENERATED ALWAYS AS (COALESCE({escaped}, CAST({bytes} AS TEXT))) VIRTUAL")
+    };
+    // The views as the latest migration that changed them wrote them (they end it).
+    let views = MIGRATIONS
+        .iter()
+        .rev()
+        .find_map(|sql| sql.split_once("CREATE VIEW usage_events"))
+        .map(|(_, views)| format!("CREATE VIEW usage_events{views}"))
+        .expect("a migration creates the usage views");
+    format!(
+        r#"
+DROP TRIGGER IF EXISTS usage_session_added;
+DROP TRIGGER IF EXISTS usage_session_changed;
+DROP TRIGGER IF EXISTS usage_session_removed;
+DROP TRIGGER IF EXISTS usage_transfer_added;
+DROP TRIGGER IF EXISTS usage_transfer_changed;
+DROP TRIGGER IF EXISTS usage_transfer_removed;
+DROP VIEW monthly_usage;
+DROP VIEW daily_usage;
+DROP VIEW usage_events;
+
+CREATE TABLE sessions_v6 (
+    id             INTEGER PRIMARY KEY,
+    host           TEXT NOT NULL,
+    user           TEXT,
+    client_ip      TEXT,
+    client_port    INTEGER,
+    local_ip       TEXT,
+    local_port     INTEGER,
+    started_at_us  INTEGER NOT NULL,
+    ended_at_us    INTEGER,
+    duration_ms    INTEGER,
+    exit_status    INTEGER,
+    signal         TEXT,
+    end_reason     TEXT NOT NULL DEFAULT 'missing_end'
+                   CHECK (end_reason IN ('closed', 'forced', 'missing_end', 'refused')),
+    source         TEXT NOT NULL CHECK (source IN ('wrapper', 'sftp-server', 'internal-sftp')),
+    sid            TEXT,
+    pid            INTEGER NOT NULL,
+    sftp_pid       INTEGER,
+    auth_method    TEXT,
+    auth_key       TEXT,
+    sftp_closed    INTEGER NOT NULL DEFAULT 0,
+    -- What a following `sent status` line answers, while the session is open.
+    last_op_kind   TEXT,
+    last_op_id     INTEGER,
+    origin_pid     INTEGER,
+    origin_uid     INTEGER,
+    origin_command TEXT,
+    started_at     {started_at},
+    ended_at       {ended_at},
+    UNIQUE (host, pid, started_at_us)
+);
+INSERT INTO sessions_v6 (id, host, user, client_ip, client_port, local_ip, local_port, started_at_us,
+                         ended_at_us, duration_ms, exit_status, signal, end_reason, source, sid, pid,
+                         sftp_pid, auth_method, auth_key, sftp_closed, last_op_kind, last_op_id,
+                         origin_pid, origin_uid, origin_command)
+     SELECT id, host, user, client_ip, client_port, local_ip, local_port,
+            sftpd_storage_micros(started_at), sftpd_storage_micros(ended_at), duration_ms,
+            exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
+            sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid, origin_command
+       FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v6 RENAME TO sessions;
+CREATE INDEX sessions_user ON sessions (user, started_at_us);
+CREATE INDEX sessions_open ON sessions (ended_at_us) WHERE ended_at_us IS NULL;
+CREATE INDEX sessions_host_started ON sessions (host, started_at_us);
+CREATE INDEX sessions_refused ON sessions (host) WHERE end_reason = 'refused';
+
+CREATE TABLE transfers_v6 (
+    id            INTEGER PRIMARY KEY,
+    session_id    INTEGER NOT NULL REFERENCES sessions (id),
+    path          BLOB NOT NULL,
+    -- NULL where path_text is the name's bytes as they are.
+    path_escaped  TEXT,
+    direction     TEXT NOT NULL CHECK (direction IN ('upload', 'download', 'both', 'none')),
+    open_flags    TEXT NOT NULL,
+    mode          TEXT,
+    bytes_read    INTEGER,
+    bytes_written INTEGER,
+    opened_at_us  INTEGER NOT NULL,
+    closed_at_us  INTEGER,
+    forced        INTEGER NOT NULL DEFAULT 0,
+    failed        INTEGER NOT NULL DEFAULT 0,
+    complete      INTEGER NOT NULL DEFAULT 0,
+    counts_as     TEXT CHECK (counts_as IN ('upload', 'download')),
+    counters_cut  INTEGER NOT NULL DEFAULT 0,
+    path_text     {path_text},
+    opened_at     {opened_at},
+    closed_at     {closed_at}
+);
+INSERT INTO transfers_v6 (id, session_id, path, path_escaped, direction, open_flags, mode,
+                          bytes_read, bytes_written, opened_at_us, closed_at_us, forced, failed,
+                          complete, counts_as, counters_cut)
+     SELECT id, session_id, path, NULLIF(path_text, CAST(path AS TEXT)), direction, open_flags,
+            mode, bytes_read, bytes_written, sftpd_storage_micros(opened_at),
+            sftpd_storage_micros(closed_at), forced, failed, complete, counts_as, counters_cut
+       FROM transfers;
+DROP TABLE transfers;
+ALTER TABLE transfers_v6 RENAME TO transfers;
+CREATE INDEX transfers_session ON transfers (session_id);
+CREATE INDEX transfers_open ON transfers (closed_at_us) WHERE closed_at_us IS NULL;
+CREATE INDEX transfers_opened ON transfers (opened_at_us);
+CREATE INDEX transfers_failed ON transfers (session_id) WHERE failed;
+
+CREATE TABLE operations_v6 (
+    id             INTEGER PRIMARY KEY,
+    session_id     INTEGER REFERENCES sessions (id),
+    host           TEXT NOT NULL,
+    user           TEXT,
+    at_us          INTEGER NOT NULL,
+    kind           TEXT NOT NULL,
+    path           BLOB,
+    path_escaped   TEXT,
+    target         BLOB,
+    target_escaped TEXT,
+    detail         TEXT,
+    failed         INTEGER NOT NULL DEFAULT 0,
+    status         TEXT,
+    at             {at},
+    path_text      {op_path_text},
+    target_text    {target_text}
+);
+INSERT INTO operations_v6 (id, session_id, host, user, at_us, kind, path, path_escaped, target,
+                           target_escaped, detail, failed, status)
+     SELECT id, session_id, host, user, sftpd_storage_micros(at), kind, path,
+            NULLIF(path_text, CAST(path AS TEXT)), target, NULLIF(target_text, CAST(target AS TEXT)),
+            detail, failed, status
+       FROM operations;
+DROP TABLE operations;
+ALTER TABLE operations_v6 RENAME TO operations;
+CREATE INDEX operations_session ON operations (session_id);
+CREATE INDEX operations_failed ON operations (host) WHERE failed;
+CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
+
+{views}
+"#,
+        started_at = text_time("started_at_us"),
+        ended_at = text_time("ended_at_us"),
+        opened_at = text_time("opened_at_us"),
+        closed_at = text_time("closed_at_us"),
+        at = text_time("at_us"),
+        path_text = text_name("path", "path_escaped"),
+        op_path_text = text_name("path", "path_escaped"),
+        target_text = text_name("target", "target_escaped"),
+    )
+}
+
+/// A storage time bound as the microseconds SQLite keeps (schema 6).
+struct Micros<'a>(&'a str);
+
+impl ToSql for Micros<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        crate::log::parse::storage_micros(self.0)
+            .map(ToSqlOutput::from)
+            .ok_or_else(|| {
+                rusqlite::Error::ToSqlConversionFailure(
+                    format!("not a storage time: {:?}", self.0).into(),
+                )
+            })
+    }
+}
+
+fn micros(stored: &Option<String>) -> Option<Micros<'_>> {
+    stored.as_deref().map(Micros)
+}
+
+/// Stored microseconds read back as storage text.
+struct TimeText(String);
+
+impl FromSql for TimeText {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let micros = value.as_i64()?;
+        crate::log::parse::storage_time_of_micros(micros)
+            .map(TimeText)
+            .ok_or(FromSqlError::OutOfRange(micros))
+    }
+}
+
+fn time_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
+    Ok(r.get::<_, TimeText>(i)?.0)
+}
+
+fn time_text_opt(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(r.get::<_, Option<TimeText>>(i)?.map(|t| t.0))
+}
+
+/// What `path_escaped` holds for a name: its readable form where that is not the name's bytes.
+fn escaped_name(path: &[u8]) -> Option<String> {
+    let text = path_text(path);
+    (text.as_bytes() != path).then_some(text)
+}
+
 /// The text enums are stored as their words; a word this version does not know is an error
 /// rather than a guess.
 macro_rules! sqlite_text {
@@ -309,7 +520,8 @@ macro_rules! sqlite_text {
 
 sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
-const _: () = assert!(MIGRATIONS.len() as i64 == super::SCHEMA_VERSION);
+// The last version is compact_rows_sql, which needs a function registered.
+const _: () = assert!(MIGRATIONS.len() as i64 + 1 == super::SCHEMA_VERSION);
 
 fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -388,8 +600,12 @@ impl SqliteStore {
         // Statements that fire the rollup triggers keep a statement journal for their own
         // rollback; in memory, not in a temporary file written page by page.
         self.conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Off while the schema changes (SQLite's table rebuilds ask for it), checked before the
+        // migration commits, on for everything after.
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        self.migrate(shown)?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
-        self.migrate(shown)
+        Ok(())
     }
 
     fn migrate(&mut self, shown: &str) -> Result<()> {
@@ -408,11 +624,45 @@ impl SqliteStore {
                 known: super::SCHEMA_VERSION,
             });
         }
-        for sql in &MIGRATIONS[current as usize..] {
+        for sql in MIGRATIONS.get(current as usize..).unwrap_or_default() {
             tx.execute_batch(sql)?;
         }
-        if current < 5 {
+        if current < 6 {
+            tx.create_scalar_function(
+                "sftpd_storage_micros",
+                1,
+                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+                |ctx| {
+                    let Some(text) = ctx.get::<Option<String>>(0)? else {
+                        return Ok(None);
+                    };
+                    crate::log::parse::storage_micros(&text)
+                        .map(Some)
+                        .ok_or_else(|| {
+                            rusqlite::Error::UserFunctionError(
+                                format!("not a storage time: {text:?}").into(),
+                            )
+                        })
+                },
+            )?;
+            tx.execute_batch(&compact_rows_sql())?;
+            tx.remove_function("sftpd_storage_micros", 1)?;
+            // Rebuilt tables lost their triggers; the rollups they keep are unchanged.
             tx.execute_batch(&super::rollup_triggers_sql(Dialect::Sqlite))?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(StoreError::Open {
+                    path: shown.to_owned(),
+                    source: rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                        Some(format!("rows of {table} refer to no session: not upgraded")),
+                    ),
+                });
+            }
+        }
+        if current < 5 {
             tx.execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, true))?;
         }
         if current == 0 {
@@ -446,7 +696,7 @@ impl SqliteStore {
                 auth_method = CASE WHEN ?5 THEN ?6 ELSE auth_method END,
                 auth_key = CASE WHEN ?5 THEN ?7 ELSE auth_key END,
                 sftp_closed = MAX(sftp_closed, ?8),
-                ended_at = CASE WHEN ?9 THEN ?10 ELSE ended_at END,
+                ended_at_us = CASE WHEN ?9 THEN ?10 ELSE ended_at_us END,
                 duration_ms = CASE WHEN ?9 THEN ?11 ELSE duration_ms END,
                 exit_status = CASE WHEN ?9 THEN ?12 ELSE exit_status END,
                 signal = CASE WHEN ?9 THEN ?13 ELSE signal END,
@@ -469,7 +719,7 @@ impl SqliteStore {
                 key.flatten(),
                 p.sftp_closed,
                 end.is_some(),
-                end.map(|e| &e.ended_at),
+                end.map(|e| Micros(&e.ended_at)),
                 end.and_then(|e| e.duration_ms),
                 end.and_then(|e| e.exit_status),
                 end.and_then(|e| e.signal.as_deref()),
@@ -545,7 +795,7 @@ impl SqliteStore {
     ) -> Result<()> {
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO sessions (id, host, user, client_ip, client_port, local_ip, local_port,
-                                   started_at, ended_at, duration_ms, exit_status, signal,
+                                   started_at_us, ended_at_us, duration_ms, exit_status, signal,
                                    end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
                                    sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
                                    origin_command)
@@ -561,8 +811,8 @@ impl SqliteStore {
                 s.record.client_port,
                 s.record.local_ip,
                 s.record.local_port,
-                s.record.started_at,
-                s.record.ended_at,
+                Micros(&s.record.started_at),
+                micros(&s.record.ended_at),
                 s.record.duration_ms,
                 s.record.exit_status,
                 s.record.signal,
@@ -582,8 +832,8 @@ impl SqliteStore {
             ])?;
         }
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO transfers (id, session_id, path, path_text, direction, open_flags, mode,
-                                    opened_at, closed_at, bytes_read, bytes_written, forced,
+            "INSERT INTO transfers (id, session_id, path, path_escaped, direction, open_flags, mode,
+                                    opened_at_us, closed_at_us, bytes_read, bytes_written, forced,
                                     failed, complete, counts_as, counters_cut)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?;
@@ -592,12 +842,12 @@ impl SqliteStore {
                 t.id,
                 t.row.session_id,
                 t.row.path,
-                path_text(&t.row.path),
+                escaped_name(&t.row.path),
                 t.row.direction,
                 t.row.open_flags,
                 t.row.mode,
-                t.row.opened_at,
-                t.row.closed_at,
+                Micros(&t.row.opened_at),
+                micros(&t.row.closed_at),
                 t.row.bytes_read,
                 t.row.bytes_written,
                 t.row.forced,
@@ -608,8 +858,8 @@ impl SqliteStore {
             ])?;
         }
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO operations (id, session_id, host, user, at, kind, path, path_text,
-                                     target, target_text, detail, failed, status)
+            "INSERT INTO operations (id, session_id, host, user, at_us, kind, path, path_escaped,
+                                     target, target_escaped, detail, failed, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         for o in ops {
@@ -618,12 +868,12 @@ impl SqliteStore {
                 o.row.session_id,
                 o.row.host,
                 o.row.user,
-                o.row.at,
+                Micros(&o.row.at),
                 o.row.kind,
                 o.row.path,
-                o.row.path.as_deref().map(path_text),
+                o.row.path.as_deref().and_then(escaped_name),
                 o.row.target,
-                o.row.target.as_deref().map(path_text),
+                o.row.target.as_deref().and_then(escaped_name),
                 o.row.detail,
                 o.row.failed,
                 o.row.status
@@ -819,9 +1069,9 @@ impl HoldsRows for SqliteStore {
 
     fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
         Ok(self.conn.query_row(
-            "SELECT MAX(started_at) FROM sessions WHERE host = ?1",
+            "SELECT MAX(started_at_us) FROM sessions WHERE host = ?1",
             [host],
-            |r| r.get(0),
+            |r| time_text_opt(r, 0),
         )?)
     }
 
@@ -829,9 +1079,9 @@ impl HoldsRows for SqliteStore {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at = ?3",
+                "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
             )?
-            .query_row(params![s.host, s.pid, s.started_at], |r| r.get(0))
+            .query_row(params![s.host, s.pid, Micros(&s.started_at)], |r| r.get(0))
             .optional()?)
     }
 
@@ -868,8 +1118,8 @@ impl IngestStore for SqliteStore {
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         self.flush()?;
         let mut stmt = self.conn.prepare(
-            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id, user FROM sessions
-              WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
+            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at_us, source, last_op_kind, last_op_id, user FROM sessions
+              WHERE ended_at_us IS NULL AND end_reason = 'missing_end' ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(OpenSession {
@@ -878,7 +1128,7 @@ impl IngestStore for SqliteStore {
                 sid: r.get(2)?,
                 sftp_pid: r.get(3)?,
                 sftp_closed: r.get::<_, i64>(4)? != 0,
-                started_at: r.get(5)?,
+                started_at: time_text(r, 5)?,
                 source: r.get(6)?,
                 last_op: LastOp::from_columns(r.get::<_, Option<String>>(7)?.as_deref(), r.get(8)?),
                 user: r.get(9)?,
@@ -891,7 +1141,7 @@ impl IngestStore for SqliteStore {
         self.flush()?;
         let mut stmt = self
             .conn
-            .prepare("SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?;
+            .prepare("SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at_us IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             Ok(OpenTransfer {
                 id: r.get(0)?,
@@ -940,10 +1190,10 @@ impl IngestStore for SqliteStore {
     fn latest_time(&mut self, host: &str) -> Result<Option<String>> {
         self.flush()?;
         Ok(self.conn.query_row(
-            "SELECT MAX(t) FROM (SELECT MAX(started_at) AS t FROM sessions WHERE host = ?1
-                                 UNION ALL SELECT MAX(ended_at) FROM sessions WHERE host = ?1)",
+            "SELECT MAX(t) FROM (SELECT MAX(started_at_us) AS t FROM sessions WHERE host = ?1
+                                 UNION ALL SELECT MAX(ended_at_us) FROM sessions WHERE host = ?1)",
             [host],
-            |r| r.get(0),
+            |r| time_text_opt(r, 0),
         )?)
     }
 
@@ -1064,13 +1314,13 @@ impl IngestStore for SqliteStore {
         self.conn
             .prepare_cached(
                 "UPDATE transfers
-                    SET closed_at = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
+                    SET closed_at_us = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
                         complete = ?6, direction = ?7, counts_as = ?8, counters_cut = ?9
                   WHERE id = ?1",
             )?
             .execute(params![
                 id,
-                closed_at,
+                Micros(closed_at),
                 r,
                 w,
                 forced,
@@ -1101,13 +1351,13 @@ impl IngestStore for SqliteStore {
         // complete, so the second statement nearly always changes nothing.
         self.conn
             .prepare_cached(
-                "UPDATE transfers SET forced = 1 WHERE session_id = ?1 AND closed_at IS NULL",
+                "UPDATE transfers SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
             )?
             .execute([session_id])?;
         self.conn
             .prepare_cached(
                 "UPDATE transfers SET complete = 0
-                  WHERE session_id = ?1 AND closed_at IS NULL AND complete",
+                  WHERE session_id = ?1 AND closed_at_us IS NULL AND complete",
             )?
             .execute([session_id])?;
         Ok(())
@@ -1203,12 +1453,20 @@ impl ReportStore for SqliteStore {
         let mut rows = stmt.query(params![
             filter.user,
             filter.host,
-            filter.since,
-            filter.until
+            micros(&filter.since),
+            micros(&filter.until)
         ])?;
         while let Some(r) = rows.next()? {
-            let row = (0..columns.len())
-                .map(|i| r.get_ref(i).map(report::value_from_sqlite))
+            let row = columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, kind))| match (r.get_ref(i)?, kind) {
+                    (ValueRef::Integer(us), report::Kind::Time) => {
+                        Ok(crate::log::parse::storage_time_of_micros(us)
+                            .map_or(report::Value::Int(us.into()), report::Value::Text))
+                    }
+                    (v, _) => Ok(report::value_from_sqlite(v)),
+                })
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             sink(row)?;
         }
@@ -1219,7 +1477,7 @@ impl ReportStore for SqliteStore {
 impl CopyStore for SqliteStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at, duration_ms,
+            "SELECT id, host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us, duration_ms,
                     exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed,
                     origin_pid, origin_uid, origin_command
                FROM sessions ORDER BY id",
@@ -1233,8 +1491,8 @@ impl CopyStore for SqliteStore {
                 client_port: r.get(4)?,
                 local_ip: r.get(5)?,
                 local_port: r.get(6)?,
-                started_at: r.get(7)?,
-                ended_at: r.get(8)?,
+                started_at: time_text(r, 7)?,
+                ended_at: time_text_opt(r, 8)?,
                 duration_ms: r.get(9)?,
                 exit_status: r.get(10)?,
                 signal: r.get(11)?,
@@ -1256,7 +1514,7 @@ impl CopyStore for SqliteStore {
 
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
         let mut stmt = self.conn.prepare(
-            "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written, opened_at, closed_at,
+            "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written, opened_at_us, closed_at_us,
                     forced, failed, complete, counts_as, counters_cut FROM transfers ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -1268,8 +1526,8 @@ impl CopyStore for SqliteStore {
                 mode: r.get(4)?,
                 bytes_read: r.get(5)?,
                 bytes_written: r.get(6)?,
-                opened_at: r.get(7)?,
-                closed_at: r.get(8)?,
+                opened_at: time_text(r, 7)?,
+                closed_at: time_text_opt(r, 8)?,
                 forced: r.get::<_, i64>(9)? != 0,
                 failed: r.get::<_, i64>(10)? != 0,
                 complete: r.get::<_, i64>(11)? != 0,
@@ -1282,14 +1540,14 @@ impl CopyStore for SqliteStore {
 
     fn all_operations(&mut self) -> Result<Vec<OperationRecord>> {
         let mut stmt = self.conn.prepare(
-            "SELECT session_id, host, user, at, kind, path, target, detail, failed, status FROM operations ORDER BY id",
+            "SELECT session_id, host, user, at_us, kind, path, target, detail, failed, status FROM operations ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(OperationRecord {
                 session_id: r.get(0)?,
                 host: r.get(1)?,
                 user: r.get(2)?,
-                at: r.get(3)?,
+                at: time_text(r, 3)?,
                 kind: r.get(4)?,
                 path: r.get(5)?,
                 target: r.get(6)?,
@@ -1312,14 +1570,14 @@ impl CopyStore for SqliteStore {
 
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
         let inserted = self.conn.prepare_cached(
-            "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at, ended_at,
+            "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
                                    auth_method, auth_key, sftp_closed, origin_pid, origin_uid, origin_command)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
-             ON CONFLICT (host, pid, started_at) DO NOTHING",
+             ON CONFLICT (host, pid, started_at_us) DO NOTHING",
         )?
         .execute(params![
-            s.host, s.user, s.client_ip, s.client_port, s.local_ip, s.local_port, s.started_at, s.ended_at,
+            s.host, s.user, s.client_ip, s.client_port, s.local_ip, s.local_port, Micros(&s.started_at), micros(&s.ended_at),
             s.duration_ms, s.exit_status, s.signal, s.end_reason, s.source, s.sid, s.pid, s.sftp_pid,
             s.auth_method, s.auth_key, s.sftp_closed, s.origin_pid, s.origin_uid, s.origin_command
         ])?;
@@ -1329,14 +1587,14 @@ impl CopyStore for SqliteStore {
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read,
-                                        bytes_written, opened_at, closed_at, forced, failed, complete, counts_as,
+                "INSERT INTO transfers (session_id, path, path_escaped, direction, open_flags, mode, bytes_read,
+                                        bytes_written, opened_at_us, closed_at_us, forced, failed, complete, counts_as,
                                         counters_cut)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
-                session_id, t.path, path_text(&t.path), t.direction, t.open_flags, t.mode, t.bytes_read,
-                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete, t.counts_as,
+                session_id, t.path, escaped_name(&t.path), t.direction, t.open_flags, t.mode, t.bytes_read,
+                t.bytes_written, Micros(&t.opened_at), micros(&t.closed_at), t.forced, t.failed, t.complete, t.counts_as,
                 t.counters_cut
             ])?;
         Ok(())
@@ -1345,9 +1603,9 @@ impl CopyStore for SqliteStore {
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()> {
         if session_id.is_none() {
             let exists: bool = self.conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at = ?2
+                "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at_us = ?2
                                  AND kind = ?3 AND detail IS ?4 AND user IS ?5)",
-                params![o.host, o.at, o.kind, o.detail, o.user],
+                params![o.host, Micros(&o.at), o.kind, o.detail, o.user],
                 |r| r.get(0),
             )?;
             if exists {
@@ -1356,7 +1614,7 @@ impl CopyStore for SqliteStore {
         }
         self.conn
             .prepare_cached(
-                "INSERT INTO operations (session_id, host, user, at, kind, path, path_text, target, target_text,
+                "INSERT INTO operations (session_id, host, user, at_us, kind, path, path_escaped, target, target_escaped,
                                          detail, failed, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
@@ -1364,12 +1622,12 @@ impl CopyStore for SqliteStore {
                 session_id,
                 o.host,
                 o.user,
-                o.at,
+                Micros(&o.at),
                 o.kind,
                 o.path,
-                o.path.as_deref().map(path_text),
+                o.path.as_deref().and_then(escaped_name),
                 o.target,
-                o.target.as_deref().map(path_text),
+                o.target.as_deref().and_then(escaped_name),
                 o.detail,
                 o.failed,
                 o.status
@@ -1478,6 +1736,177 @@ mod tests {
             })
             .unwrap();
         assert_eq!((up, down), (1, 1));
+    }
+
+    /// The virtual columns and the rollups' hour, computed by SQLite, say what Rust writes.
+    #[test]
+    fn sqlite_shows_times_and_names_as_rust_writes_them() {
+        use proptest::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
+        let conn = store.connection();
+        conn.execute_batch(
+            "INSERT INTO sessions (id, host, started_at_us, source, pid) VALUES (1, 'h', 0, 'wrapper', 1)",
+        )
+        .unwrap();
+        let hour = report::Dialect::Sqlite.hour_of("opened_at");
+        // Years 0 to 9999, the range of SQLite's date functions.
+        let micros = -62_167_219_200_000_000i64..253_402_300_800_000_000;
+        let name = proptest::collection::vec(any::<u8>(), 0..40);
+        proptest::test_runner::TestRunner::default()
+            .run(&(micros, name), |(micros, name)| {
+                let shown: (String, String, String) = conn
+                    .query_row(
+                        &format!(
+                            "INSERT INTO transfers (session_id, path, path_escaped, direction, open_flags, opened_at_us)
+                                  VALUES (1, ?1, ?2, 'none', '', ?3)
+                             RETURNING opened_at, path_text, {hour}"
+                        ),
+                        params![name, escaped_name(&name), micros],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .unwrap();
+                let hour_start = micros.div_euclid(3_600_000_000) * 3_600_000_000;
+                let expected = (
+                    crate::log::parse::storage_time_of_micros(micros).unwrap(),
+                    path_text(&name),
+                    crate::log::parse::storage_time_of_micros(hour_start).unwrap(),
+                );
+                prop_assert_eq!(shown, expected);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Schema 6 keeps every value of a version 5 database (times to the microsecond, names of
+    /// any bytes) and the rollups it had, which still equal the rows.
+    #[test]
+    fn a_version_5_database_is_compacted_keeping_rows_and_rollups() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v5.db");
+        let sessions = [(
+            "2026-11-26T23:59:59.999999Z",
+            Some("2026-11-27T00:10:00.000001Z"),
+        )];
+        let transfers: [(&[u8], &str, Option<&str>); 3] = [
+            (b"/in/caf\xc3\xa9", "2026-11-26T23:59:59.999999Z", None),
+            (
+                b"/in/\xff\n\\",
+                "2026-11-27T00:00:00.000000Z",
+                Some("2026-11-27T00:09:00.500000Z"),
+            ),
+            (
+                b"",
+                "2026-11-27T00:00:01.000000Z",
+                Some("2026-11-27T00:00:02.000000Z"),
+            ),
+        ];
+        {
+            let conn = Connection::open(&db).unwrap();
+            for sql in MIGRATIONS {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (5);",
+            )
+            .unwrap();
+            for (started, ended) in sessions {
+                conn.execute(
+                    "INSERT INTO sessions (id, host, user, started_at, ended_at, duration_ms, source, pid, end_reason)
+                          VALUES (1, 'h', 'u', ?1, ?2, 600000, 'wrapper', 7, 'closed')",
+                    params![started, ended],
+                )
+                .unwrap();
+            }
+            for (path, opened, closed) in transfers {
+                conn.execute(
+                    "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, opened_at,
+                                            closed_at, bytes_read, bytes_written, counts_as, complete)
+                          VALUES (1, ?1, ?2, 'upload', 'WRITE', ?3, ?4, 0, 10,
+                                  CASE WHEN ?4 IS NULL THEN NULL ELSE 'upload' END, ?4 IS NOT NULL)",
+                    params![path, path_text(path), opened, closed],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO operations (session_id, host, user, at, kind, path, path_text, target, target_text)
+                      VALUES (1, 'h', 'u', '2026-11-27T00:05:00.000007Z', 'rename', ?1, ?2, ?3, ?4)",
+                params![
+                    b"/in/a".as_slice(),
+                    path_text(b"/in/a"),
+                    b"/in/\x01".as_slice(),
+                    path_text(b"/in/\x01")
+                ],
+            )
+            .unwrap();
+            // The rollups version 5 kept for these rows: the session and the open file (its
+            // bytes, not a file) at 23h, the two closed files at 0h.
+            conn.execute_batch(
+                "INSERT INTO usage_hourly VALUES
+                   ('2026-11-26T23:00:00.000000Z', 'h', 'u', 1, 0, 600000, 0, 0, 0, 0, 0, 10, 0, 0, 0, 2),
+                   ('2026-11-27T00:00:00.000000Z', 'h', 'u', 0, 0, 0, 2, 0, 0, 0, 0, 20, 0, 0, 0, 2);",
+            )
+            .unwrap();
+        }
+        let mut s = SqliteStore::open(&db).unwrap();
+        assert_eq!(s.schema_version().unwrap(), super::super::SCHEMA_VERSION);
+        assert_eq!(s.rollup_differences().unwrap(), 0);
+        let conn = s.connection();
+        let got: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT started_at, ended_at FROM sessions")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want: Vec<(String, Option<String>)> = sessions
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.map(str::to_owned)))
+            .collect();
+        assert_eq!(got, want);
+        type TransferShown = (Vec<u8>, String, Option<String>, String, Option<String>);
+        let got: Vec<TransferShown> = conn
+            .prepare("SELECT path, path_text, path_escaped, opened_at, closed_at FROM transfers ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let want: Vec<_> = transfers
+            .iter()
+            .map(|(path, opened, closed)| {
+                (
+                    path.to_vec(),
+                    path_text(path),
+                    escaped_name(path),
+                    opened.to_string(),
+                    closed.map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+        // Only the name that is not plain UTF-8 keeps a stored readable form.
+        assert_eq!(
+            want.iter().map(|w| w.2.is_some()).collect::<Vec<_>>(),
+            [false, true, false]
+        );
+        let got: (String, String, String, Option<String>) = conn
+            .query_row(
+                "SELECT at, path_text, target_text, target_escaped FROM operations",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            got,
+            (
+                "2026-11-27T00:05:00.000007Z".to_owned(),
+                "/in/a".to_owned(),
+                "/in/\\x01".to_owned(),
+                Some("/in/\\x01".to_owned())
+            )
+        );
     }
 
     #[test]
