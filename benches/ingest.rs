@@ -240,6 +240,7 @@ fn main() {
     store.begin().expect("begin");
     store
         .connection()
+        .expect("connection")
         .execute(
             "INSERT INTO usage_dirty (hour, host) SELECT hour, host FROM usage_hourly",
             [],

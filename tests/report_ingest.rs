@@ -1974,3 +1974,52 @@ fn rotated_files_out_of_order_are_refused_and_rebuilt(backend: Backend) {
     assert_same(&dump(&db), &dump(&clean));
 }
 on_both_backends!(rotated_files_out_of_order_are_refused_and_rebuilt);
+
+/// SQLite writes a full batch of rows in a thread of its own while the ingest goes on: an error
+/// there (here an admin's trigger refusing the close of a file a batch wrote) fails the ingest
+/// with its message and commits nothing; once the cause is gone, a re-run equals a clean run.
+#[test]
+fn an_error_while_a_batch_is_written_in_the_background_fails_the_ingest_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // Enough rows before the first commit (50,000 lines) for several batches of 5,000.
+    let log = loggen::generate(45_000, 30, 17);
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&log.lines)).unwrap();
+    let db = new_db(Backend::Sqlite, dir.path(), "db");
+    let empty = dir.path().join("empty.log");
+    fs::write(&empty, "").unwrap();
+    ingest(&db, &[&empty]);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        // Only early files: those still open when the first batches were written, whose closes
+        // go out with a later batch in the background (a commit's own batch closes later files).
+        "CREATE TRIGGER refuse_closes BEFORE UPDATE OF closed_at_us ON transfers
+             WHEN NEW.id <= 4000 BEGIN
+             SELECT RAISE(ABORT, 'closes refused by a test trigger');
+         END;",
+    )
+    .unwrap();
+    let out = sftpd_report(&db, &["ingest", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("closes refused by a test trigger"),
+        "{stderr}"
+    );
+    let rows: i64 = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM transfers)
+                    + (SELECT COUNT(*) FROM operations) + (SELECT COUNT(*) FROM checkpoints)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 0, "nothing of the failed ingest was committed");
+    conn.execute_batch("DROP TRIGGER refuse_closes").unwrap();
+    drop(conn);
+    ingest(&db, &[&path]);
+    assert_eq!(usage_totals(&db), log.totals);
+    let clean = new_db(Backend::Sqlite, dir.path(), "clean");
+    ingest(&clean, &[&path]);
+    assert_same(&dump(&db), &dump(&clean));
+}

@@ -41,6 +41,10 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the thread writing to the database stopped; what was not committed was not saved and is read again next time"
+    )]
+    WriterLost,
     #[error("another sftpd-report ingest is running on this database")]
     Busy,
     #[error("{0}")]

@@ -537,8 +537,18 @@ fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
 /// How long a command waits for another one's lock on the database.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The connection, or the thread that has it while it writes a full batch of held rows: the
+/// ingest goes on parsing and holding the next rows meanwhile (on two cores the two overlap:
+/// writing is about half of an ingest's time).
+enum Link {
+    Idle(Connection),
+    Writing(std::thread::JoinHandle<(Connection, Result<()>)>),
+    /// The writing thread panicked and took the connection with it.
+    Lost,
+}
+
 pub struct SqliteStore {
-    conn: Connection,
+    link: Link,
     path: PathBuf,
     /// Held while this process ingests: `<db>.lock`.
     lock: Option<File>,
@@ -550,6 +560,227 @@ pub struct SqliteStore {
     /// write of a transaction: the ingest lock and BEGIN IMMEDIATE make this connection the
     /// only writer, so rows get the ids SQLite would have given them.
     next_ids: Option<[i64; 3]>,
+    /// Changes to transfers and operations already written, held for the next batch like the
+    /// rows: a close or a failure does not wait for the batch being written in the background.
+    row_updates: Vec<RowUpdate>,
+}
+
+/// A change to a transfer or operation row that a batch wrote.
+enum RowUpdate {
+    Close {
+        id: i64,
+        closed_at: String,
+        counters: Option<(u64, u64)>,
+        forced: bool,
+        verdict: ClosedFile,
+    },
+    Failed(i64),
+    /// The session ended with these of its files still open: never complete.
+    Abandoned {
+        session_id: i64,
+    },
+    OperationFailed {
+        id: i64,
+        status: String,
+    },
+}
+
+impl RowUpdate {
+    fn apply(&self, conn: &Connection) -> Result<()> {
+        match self {
+            RowUpdate::Close {
+                id,
+                closed_at,
+                counters,
+                forced,
+                verdict,
+            } => {
+                let (r, w) = stored_counters(*counters);
+                conn.prepare_cached(
+                    "UPDATE transfers
+                        SET closed_at_us = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
+                            complete = ?6, direction = ?7, counts_as = ?8, counters_cut = ?9
+                      WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    Micros(closed_at),
+                    r,
+                    w,
+                    forced,
+                    verdict.complete,
+                    verdict.direction,
+                    verdict.counts_as,
+                    counters.is_none()
+                ])?;
+            }
+            RowUpdate::Failed(id) => {
+                conn.prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            RowUpdate::Abandoned { session_id } => {
+                // `forced` is not summed, so setting it fires no rollup trigger; an open file is
+                // never complete, so the second statement nearly always changes nothing.
+                conn.prepare_cached(
+                    "UPDATE transfers SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
+                )?
+                .execute([session_id])?;
+                conn.prepare_cached(
+                    "UPDATE transfers SET complete = 0
+                      WHERE session_id = ?1 AND closed_at_us IS NULL AND complete",
+                )?
+                .execute([session_id])?;
+            }
+            RowUpdate::OperationFailed { id, status } => {
+                conn.prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
+                    .execute(params![id, status])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one flush writes, in the writing thread or in the caller's.
+struct Batch {
+    sessions: Vec<super::pending::SessionRow>,
+    transfers: Vec<super::pending::PendingTransfer>,
+    ops: Vec<super::pending::PendingOp>,
+    row_updates: Vec<RowUpdate>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+            && self.transfers.is_empty()
+            && self.ops.is_empty()
+            && self.row_updates.is_empty()
+    }
+
+    /// Writes the rows and adds them to the rollups, then applies the held updates (whose
+    /// rollup triggers adjust the cells).
+    fn write(&self, conn: &Connection) -> Result<()> {
+        // The rollup triggers would run once per row (a third of the ingest's time); these rows
+        // are added per cell below instead, with the expressions the triggers use. Only this
+        // connection's triggers are off, and only while it writes rows it adds itself.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
+        let written = self.insert_rows(conn);
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)?;
+        written?;
+        // The ids were handed out in order and every held row is written at once, so a flush's
+        // rows are exactly those between its first and last id.
+        let ranges = [
+            (
+                self.sessions.iter().map(|s| s.record.id).min(),
+                self.sessions.iter().map(|s| s.record.id).max(),
+                RollupRows::Sessions,
+            ),
+            (
+                self.transfers.iter().map(|t| t.id).min(),
+                self.transfers.iter().map(|t| t.id).max(),
+                RollupRows::Transfers,
+            ),
+        ];
+        for (first, last, rows) in ranges {
+            if let (Some(first), Some(last)) = (first, last) {
+                conn.prepare_cached(&rows.to_rollups_sql())?
+                    .execute([first, last])?;
+            }
+        }
+        for update in &self.row_updates {
+            update.apply(conn)?;
+        }
+        Ok(())
+    }
+
+    fn insert_rows(&self, conn: &Connection) -> Result<()> {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO sessions (id, host, user, client_ip, client_port, local_ip, local_port,
+                                   started_at_us, ended_at_us, duration_ms, exit_status, signal,
+                                   end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
+                                   sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
+                                   origin_command)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+        )?;
+        for s in &self.sessions {
+            insert.execute(params![
+                s.record.id,
+                s.record.host,
+                s.record.user,
+                s.record.client_ip,
+                s.record.client_port,
+                s.record.local_ip,
+                s.record.local_port,
+                Micros(&s.record.started_at),
+                micros(&s.record.ended_at),
+                s.record.duration_ms,
+                s.record.exit_status,
+                s.record.signal,
+                s.record.end_reason,
+                s.record.source,
+                s.record.sid,
+                s.record.pid,
+                s.record.sftp_pid,
+                s.record.auth_method,
+                s.record.auth_key,
+                s.record.sftp_closed,
+                s.last_op_kind,
+                s.last_op_id,
+                s.record.origin_pid,
+                s.record.origin_uid,
+                s.record.origin_command
+            ])?;
+        }
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO transfers (id, session_id, path, path_escaped, direction, open_flags, mode,
+                                    opened_at_us, closed_at_us, bytes_read, bytes_written, forced,
+                                    failed, complete, counts_as, counters_cut)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?;
+        for t in &self.transfers {
+            insert.execute(params![
+                t.id,
+                t.row.session_id,
+                t.row.path,
+                escaped_name(&t.row.path),
+                t.row.direction,
+                t.row.open_flags,
+                t.row.mode,
+                Micros(&t.row.opened_at),
+                micros(&t.row.closed_at),
+                t.row.bytes_read,
+                t.row.bytes_written,
+                t.row.forced,
+                t.row.failed,
+                t.row.complete,
+                t.row.counts_as,
+                t.row.counters_cut
+            ])?;
+        }
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO operations (id, session_id, host, user, at_us, kind, path, path_escaped,
+                                     target, target_escaped, detail, failed, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for o in &self.ops {
+            insert.execute(params![
+                o.id,
+                o.row.session_id,
+                o.row.host,
+                o.row.user,
+                Micros(&o.row.at),
+                o.row.kind,
+                o.row.path,
+                o.row.path.as_deref().and_then(escaped_name),
+                o.row.target,
+                o.row.target.as_deref().and_then(escaped_name),
+                o.row.detail,
+                o.row.failed,
+                o.row.status
+            ])?;
+        }
+        Ok(())
+    }
 }
 
 impl SqliteStore {
@@ -571,7 +802,8 @@ impl SqliteStore {
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let mut store = SqliteStore {
-            conn,
+            link: Link::Idle(conn),
+            row_updates: Vec::new(),
             path: path.to_owned(),
             lock: None,
             pending: WriteBehind::default(),
@@ -595,22 +827,22 @@ impl SqliteStore {
 
     /// Journal mode, pragmas and the schema.
     fn set_up(&mut self, shown: &str) -> Result<()> {
-        self.conn.pragma_update(None, "journal_mode", "WAL")?;
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn()?.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn()?.pragma_update(None, "synchronous", "NORMAL")?;
         // Statements that fire the rollup triggers keep a statement journal for their own
         // rollback; in memory, not in a temporary file written page by page.
-        self.conn.pragma_update(None, "temp_store", "MEMORY")?;
+        self.conn()?.pragma_update(None, "temp_store", "MEMORY")?;
         // Off while the schema changes (SQLite's table rebuilds ask for it), checked before the
         // migration commits, on for everything after.
-        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
+        self.conn()?.pragma_update(None, "foreign_keys", "OFF")?;
         self.migrate(shown)?;
-        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        self.conn()?.pragma_update(None, "foreign_keys", "ON")?;
         Ok(())
     }
 
     fn migrate(&mut self, shown: &str) -> Result<()> {
         let tx = self
-            .conn
+            .conn_mut()?
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
         let current: i64 = tx
@@ -680,15 +912,55 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// The connection, for tests and benches that look at the tables directly.
+    pub fn connection(&mut self) -> Result<&Connection> {
+        self.conn()
+    }
+
+    /// The connection, once a batch written in the background is in; that batch's error if it
+    /// failed.
+    fn conn(&mut self) -> Result<&Connection> {
+        self.conn_mut().map(|conn| &*conn)
+    }
+
+    fn conn_mut(&mut self) -> Result<&mut Connection> {
+        self.settle()?;
+        match &mut self.link {
+            Link::Idle(conn) => Ok(conn),
+            _ => Err(StoreError::WriterLost),
+        }
+    }
+
+    /// Holds a change to a row already written until the next batch.
+    fn hold_update(&mut self, update: RowUpdate) -> Result<()> {
+        self.row_updates.push(update);
+        self.flush_if_full()
+    }
+
+    /// Waits for the batch being written in the background, if any, and takes the connection
+    /// back.
+    fn settle(&mut self) -> Result<()> {
+        match std::mem::replace(&mut self.link, Link::Lost) {
+            Link::Writing(writer) => {
+                let (conn, written) = writer.join().map_err(|_| StoreError::WriterLost)?;
+                self.link = Link::Idle(conn);
+                written
+            }
+            idle_or_lost => {
+                self.link = idle_or_lost;
+                Ok(())
+            }
+        }
     }
 
     /// Writes everything held back: the rows with their final state, one update per changed
     /// session, and the sshd lines no session claimed.
     fn flush(&mut self) -> Result<()> {
-        self.flush_rows()?;
-        let mut update = self.conn.prepare_cached(
+        self.flush_rows(false)?;
+        let patches: Vec<_> = self.pending.session_patches.drain().collect();
+        let auth: Vec<_> = self.pending.auth.drain(..).collect();
+        let conn = self.conn()?;
+        let mut update = conn.prepare_cached(
             "UPDATE sessions SET
                 sftp_pid = COALESCE(?2, sftp_pid),
                 user = COALESCE(user, ?3),
@@ -705,7 +977,7 @@ impl SqliteStore {
                 last_op_id = CASE WHEN ?15 THEN ?17 ELSE last_op_id END
               WHERE id = ?1",
         )?;
-        for (id, p) in self.pending.session_patches.drain() {
+        for (id, p) in patches {
             let (method, key) = p.auth.clone().unzip();
             let end = p.end.as_ref();
             let (last_kind, last_id) = LastOp::columns(p.last_op.flatten());
@@ -729,11 +1001,11 @@ impl SqliteStore {
                 last_id
             ])?;
         }
-        let mut insert = self.conn.prepare_cached(
+        let mut insert = conn.prepare_cached(
             "INSERT INTO pending_auth (host, user, client_ip, client_port, method, key, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for a in self.pending.auth.drain(..) {
+        for a in auth {
             insert.execute(params![
                 a.host,
                 a.user,
@@ -747,139 +1019,35 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Writes the held sessions, transfers and operations, and adds them to the rollups.
-    fn flush_rows(&mut self) -> Result<()> {
-        let sessions = self.pending.take_sessions();
+    /// Writes the held sessions, transfers, operations and transfer updates, and adds them to
+    /// the rollups; `background`: in a thread of its own, while the ingest goes on (the next
+    /// use of the connection waits for it).
+    fn flush_rows(&mut self, background: bool) -> Result<()> {
+        self.settle()?;
         let (transfers, ops) = self.pending.take_rows();
-        if sessions.is_empty() && transfers.is_empty() && ops.is_empty() {
+        let batch = Batch {
+            sessions: self.pending.take_sessions(),
+            transfers,
+            ops,
+            row_updates: std::mem::take(&mut self.row_updates),
+        };
+        if batch.is_empty() {
             return Ok(());
         }
-        // The rollup triggers would run once per row (a third of the ingest's time); these rows
-        // are added per cell below instead, with the expressions the triggers use. Only this
-        // connection's triggers are off, and only while it writes rows it adds itself.
-        self.conn
-            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
-        let written = self.insert_rows(&sessions, &transfers, &ops);
-        self.conn
-            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)?;
-        written?;
-        // The ids were handed out in order and every held row is written at once, so a flush's
-        // rows are exactly those between its first and last id.
-        let ranges = [
-            (
-                sessions.iter().map(|s| s.record.id).min(),
-                sessions.iter().map(|s| s.record.id).max(),
-                RollupRows::Sessions,
-            ),
-            (
-                transfers.iter().map(|t| t.id).min(),
-                transfers.iter().map(|t| t.id).max(),
-                RollupRows::Transfers,
-            ),
-        ];
-        for (first, last, rows) in ranges {
-            if let (Some(first), Some(last)) = (first, last) {
-                self.conn
-                    .prepare_cached(&rows.to_rollups_sql())?
-                    .execute([first, last])?;
-            }
+        let Link::Idle(conn) = std::mem::replace(&mut self.link, Link::Lost) else {
+            return Err(StoreError::WriterLost);
+        };
+        if background {
+            self.link = Link::Writing(std::thread::spawn(move || {
+                let written = batch.write(&conn);
+                (conn, written)
+            }));
+            Ok(())
+        } else {
+            let written = batch.write(&conn);
+            self.link = Link::Idle(conn);
+            written
         }
-        Ok(())
-    }
-
-    fn insert_rows(
-        &self,
-        sessions: &[super::pending::SessionRow],
-        transfers: &[super::pending::PendingTransfer],
-        ops: &[super::pending::PendingOp],
-    ) -> Result<()> {
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO sessions (id, host, user, client_ip, client_port, local_ip, local_port,
-                                   started_at_us, ended_at_us, duration_ms, exit_status, signal,
-                                   end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
-                                   sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
-                                   origin_command)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
-        )?;
-        for s in sessions {
-            insert.execute(params![
-                s.record.id,
-                s.record.host,
-                s.record.user,
-                s.record.client_ip,
-                s.record.client_port,
-                s.record.local_ip,
-                s.record.local_port,
-                Micros(&s.record.started_at),
-                micros(&s.record.ended_at),
-                s.record.duration_ms,
-                s.record.exit_status,
-                s.record.signal,
-                s.record.end_reason,
-                s.record.source,
-                s.record.sid,
-                s.record.pid,
-                s.record.sftp_pid,
-                s.record.auth_method,
-                s.record.auth_key,
-                s.record.sftp_closed,
-                s.last_op_kind,
-                s.last_op_id,
-                s.record.origin_pid,
-                s.record.origin_uid,
-                s.record.origin_command
-            ])?;
-        }
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO transfers (id, session_id, path, path_escaped, direction, open_flags, mode,
-                                    opened_at_us, closed_at_us, bytes_read, bytes_written, forced,
-                                    failed, complete, counts_as, counters_cut)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?;
-        for t in transfers {
-            insert.execute(params![
-                t.id,
-                t.row.session_id,
-                t.row.path,
-                escaped_name(&t.row.path),
-                t.row.direction,
-                t.row.open_flags,
-                t.row.mode,
-                Micros(&t.row.opened_at),
-                micros(&t.row.closed_at),
-                t.row.bytes_read,
-                t.row.bytes_written,
-                t.row.forced,
-                t.row.failed,
-                t.row.complete,
-                t.row.counts_as,
-                t.row.counters_cut
-            ])?;
-        }
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO operations (id, session_id, host, user, at_us, kind, path, path_escaped,
-                                     target, target_escaped, detail, failed, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        for o in ops {
-            insert.execute(params![
-                o.id,
-                o.row.session_id,
-                o.row.host,
-                o.row.user,
-                Micros(&o.row.at),
-                o.row.kind,
-                o.row.path,
-                o.row.path.as_deref().and_then(escaped_name),
-                o.row.target,
-                o.row.target.as_deref().and_then(escaped_name),
-                o.row.detail,
-                o.row.failed,
-                o.row.status
-            ])?;
-        }
-        Ok(())
     }
 }
 
@@ -917,30 +1085,31 @@ impl RollupRows {
 impl Database for SqliteStore {
     fn schema_version(&mut self) -> Result<i64> {
         Ok(self
-            .conn
+            .conn()?
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
     }
 
     fn begin(&mut self) -> Result<()> {
         self.next_ids = None;
         self.pending.begin();
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.row_updates.clear();
+        self.conn()?.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
         self.refresh_rollups(false)?;
-        self.conn.execute_batch("COMMIT")?;
+        self.conn()?.execute_batch("COMMIT")?;
         Ok(())
     }
 
     fn refresh_rollups(&mut self, all: bool) -> Result<()> {
         self.flush()?;
         if all || self.rollups_pending()? {
-            self.conn
+            self.conn()?
                 .execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, all))?;
         }
-        self.conn
+        self.conn()?
             .prepare_cached(super::DROP_EMPTY_CELLS)?
             .execute([])?;
         Ok(())
@@ -949,7 +1118,7 @@ impl Database for SqliteStore {
     fn rollup_differences(&mut self) -> Result<u64> {
         self.flush()?;
         let n: i64 =
-            self.conn
+            self.conn()?
                 .query_row(&super::rollup_differences_sql(Dialect::Sqlite), [], |r| {
                     r.get(0)
                 })?;
@@ -958,13 +1127,16 @@ impl Database for SqliteStore {
 
     fn rollback(&mut self) -> Result<()> {
         self.pending.clear();
+        self.row_updates.clear();
         self.next_ids = None;
-        self.conn.execute_batch("ROLLBACK")?;
+        // A batch that failed in the background is undone with the rest of the transaction.
+        let _ = self.settle();
+        self.conn()?.execute_batch("ROLLBACK")?;
         Ok(())
     }
 
     fn checkpoints(&mut self, first_line_hash: &str) -> Result<Vec<Checkpoint>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn()?.prepare_cached(
             "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
               WHERE first_line_hash = ?1 ORDER BY byte_offset",
         )?;
@@ -979,13 +1151,13 @@ impl Database for SqliteStore {
         now: &str,
     ) -> Result<()> {
         if let Some(old) = replaces {
-            self.conn
+            self.conn()?
                 .prepare_cached(
                     "DELETE FROM checkpoints WHERE first_line_hash = ?1 AND prefix_sha256 = ?2",
                 )?
                 .execute([&old.first_line_hash, &old.prefix_sha256])?;
         }
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO checkpoints (first_line_hash, prefix_sha256, path, inode, byte_offset, lines, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -1038,7 +1210,7 @@ impl Database for SqliteStore {
     }
 
     fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: &str) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn()?.prepare_cached(
             "INSERT INTO ingest_counters (name, value, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE
                 SET value = value + excluded.value, updated_at = excluded.updated_at",
@@ -1055,6 +1227,14 @@ impl Database for SqliteStore {
     }
 }
 
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // A batch still being written belongs to a transaction never committed: the thread is
+        // waited for, so that closing the connection rolls it back before the caller goes on.
+        let _ = self.settle();
+    }
+}
+
 impl SqliteStore {
     fn release_lock(&mut self) {
         // Closing the file releases its lock.
@@ -1068,7 +1248,7 @@ impl HoldsRows for SqliteStore {
     }
 
     fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row(
+        Ok(self.conn()?.query_row(
             "SELECT MAX(started_at_us) FROM sessions WHERE host = ?1",
             [host],
             |r| time_text_opt(r, 0),
@@ -1077,7 +1257,7 @@ impl HoldsRows for SqliteStore {
 
     fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached(
                 "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
             )?
@@ -1088,7 +1268,7 @@ impl HoldsRows for SqliteStore {
     fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
         let mut next = match self.next_ids {
             Some(next) => next,
-            None => self.conn.query_row(
+            None => self.conn()?.query_row(
                 "SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM sessions),
                         (SELECT COALESCE(MAX(id), 0) + 1 FROM transfers),
                         (SELECT COALESCE(MAX(id), 0) + 1 FROM operations)",
@@ -1103,8 +1283,8 @@ impl HoldsRows for SqliteStore {
     }
 
     fn flush_if_full(&mut self) -> Result<()> {
-        if self.pending.full() {
-            self.flush_rows()?;
+        if self.pending.full() || self.row_updates.len() >= super::pending::FLUSH_ROWS {
+            self.flush_rows(true)?;
         }
         Ok(())
     }
@@ -1117,7 +1297,7 @@ impl IngestStore for SqliteStore {
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         self.flush()?;
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT id, host, sid, sftp_pid, sftp_closed, started_at_us, source, last_op_kind, last_op_id, user FROM sessions
               WHERE ended_at_us IS NULL AND end_reason = 'missing_end' ORDER BY id",
         )?;
@@ -1139,19 +1319,19 @@ impl IngestStore for SqliteStore {
 
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
         self.flush()?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at_us IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(OpenTransfer {
-                id: r.get(0)?,
-                session_id: r.get(1)?,
-                path: r.get(2)?,
-                direction: r.get(3)?,
-                failed: r.get::<_, i64>(4)? != 0,
-            })
-        })?;
-        let open: Vec<OpenTransfer> = rows.collect::<rusqlite::Result<_>>()?;
+        let open: Vec<OpenTransfer> = self
+            .conn()?
+            .prepare("SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at_us IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?
+            .query_map([], |r| {
+                Ok(OpenTransfer {
+                    id: r.get(0)?,
+                    session_id: r.get(1)?,
+                    path: r.get(2)?,
+                    direction: r.get(3)?,
+                    failed: r.get::<_, i64>(4)? != 0,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
         self.pending
             .open_in_db
             .extend(open.iter().map(|t| t.session_id));
@@ -1178,7 +1358,7 @@ impl IngestStore for SqliteStore {
         if self.pending.set_origin(id, origin) {
             return Ok(());
         }
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "UPDATE sessions SET origin_pid = ?2, origin_uid = ?3, origin_command = ?4
                   WHERE id = ?1 AND origin_pid IS NULL AND origin_uid IS NULL AND origin_command IS NULL",
@@ -1189,7 +1369,7 @@ impl IngestStore for SqliteStore {
 
     fn latest_time(&mut self, host: &str) -> Result<Option<String>> {
         self.flush()?;
-        Ok(self.conn.query_row(
+        Ok(self.conn()?.query_row(
             "SELECT MAX(t) FROM (SELECT MAX(started_at_us) AS t FROM sessions WHERE host = ?1
                                  UNION ALL SELECT MAX(ended_at_us) FROM sessions WHERE host = ?1)",
             [host],
@@ -1206,13 +1386,13 @@ impl IngestStore for SqliteStore {
             "DELETE FROM sessions WHERE host = ?1",
             "DELETE FROM pending_auth WHERE host = ?1",
         ] {
-            self.conn.execute(sql, [host])?;
+            self.conn()?.execute(sql, [host])?;
         }
         Ok(())
     }
 
     fn forget_checkpoints(&mut self, first_line_hash: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn()?.execute(
             "DELETE FROM checkpoints WHERE first_line_hash = ?1",
             [first_line_hash],
         )?;
@@ -1221,7 +1401,7 @@ impl IngestStore for SqliteStore {
 
     fn journal_cursor(&mut self, source: &str) -> Result<Option<String>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT cursor FROM journal_cursors WHERE source = ?1",
                 [source],
@@ -1231,7 +1411,7 @@ impl IngestStore for SqliteStore {
     }
 
     fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO journal_cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
@@ -1271,19 +1451,19 @@ impl IngestStore for SqliteStore {
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
         self.flush()?;
         self.pending.merged(from, into);
-        self.conn
+        self.conn()?
             .prepare_cached("UPDATE transfers SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
-        self.conn
+        self.conn()?
             .prepare_cached("UPDATE operations SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "UPDATE sessions SET sftp_closed = MAX(sftp_closed, (SELECT sftp_closed FROM sessions WHERE id = ?1))
                   WHERE id = ?2",
             )?
             .execute(params![from, into])?;
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM sessions WHERE id = ?1")?
             .execute([from])?;
         Ok(())
@@ -1304,62 +1484,33 @@ impl IngestStore for SqliteStore {
         forced: bool,
         verdict: &ClosedFile,
     ) -> Result<()> {
-        if self
+        if !self
             .pending
             .close_transfer(id, closed_at, counters, forced, verdict)
         {
-            return Ok(());
-        }
-        let (r, w) = stored_counters(counters);
-        self.conn
-            .prepare_cached(
-                "UPDATE transfers
-                    SET closed_at_us = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
-                        complete = ?6, direction = ?7, counts_as = ?8, counters_cut = ?9
-                  WHERE id = ?1",
-            )?
-            .execute(params![
+            self.hold_update(RowUpdate::Close {
                 id,
-                Micros(closed_at),
-                r,
-                w,
+                closed_at: closed_at.to_owned(),
+                counters,
                 forced,
-                verdict.complete,
-                verdict.direction,
-                verdict.counts_as,
-                counters.is_none()
-            ])?;
+                verdict: *verdict,
+            })?;
+        }
         Ok(())
     }
 
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        if self.pending.mark_transfer_failed(id) {
-            return Ok(());
+        if !self.pending.mark_transfer_failed(id) {
+            self.hold_update(RowUpdate::Failed(id))?;
         }
-        self.conn
-            .prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
-            .execute([id])?;
         Ok(())
     }
 
     /// Transfers still open when their session ended: never complete.
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        if !self.pending.abandon_open_transfers(session_id) {
-            return Ok(());
+        if self.pending.abandon_open_transfers(session_id) {
+            self.hold_update(RowUpdate::Abandoned { session_id })?;
         }
-        // `forced` is not summed, so setting it fires no rollup trigger; an open file is never
-        // complete, so the second statement nearly always changes nothing.
-        self.conn
-            .prepare_cached(
-                "UPDATE transfers SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
-            )?
-            .execute([session_id])?;
-        self.conn
-            .prepare_cached(
-                "UPDATE transfers SET complete = 0
-                  WHERE session_id = ?1 AND closed_at_us IS NULL AND complete",
-            )?
-            .execute([session_id])?;
         Ok(())
     }
 
@@ -1371,12 +1522,12 @@ impl IngestStore for SqliteStore {
     }
 
     fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        if self.pending.mark_operation_failed(id, status) {
-            return Ok(());
+        if !self.pending.mark_operation_failed(id, status) {
+            self.hold_update(RowUpdate::OperationFailed {
+                id,
+                status: status.to_owned(),
+            })?;
         }
-        self.conn
-            .prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
-            .execute(params![id, status])?;
         Ok(())
     }
 
@@ -1403,7 +1554,7 @@ impl IngestStore for SqliteStore {
             return Ok(Some(found));
         }
         let found: Option<(i64, String, Option<String>)> = self
-            .conn
+            .conn()?
             .prepare_cached(
                 "SELECT id, method, key FROM pending_auth
                   WHERE host = ?1 AND user = ?2 AND client_ip = ?3 AND (?4 IS NULL OR client_port = ?4)
@@ -1414,7 +1565,7 @@ impl IngestStore for SqliteStore {
         let Some((id, method, key)) = found else {
             return Ok(None);
         };
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM pending_auth WHERE id = ?1")?
             .execute([id])?;
         Ok(Some((method, key)))
@@ -1423,7 +1574,7 @@ impl IngestStore for SqliteStore {
     /// Forgets `Accepted` lines that no session claimed (a failed or non-SFTP login).
     fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
         self.pending.prune_auth(before);
-        self.conn
+        self.conn()?
             .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
             .execute([before])?;
         Ok(())
@@ -1433,7 +1584,7 @@ impl IngestStore for SqliteStore {
 impl ReportStore for SqliteStore {
     fn rollups_pending(&mut self) -> Result<bool> {
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM usage_dirty)")?
             .query_row([], |r| r.get(0))?)
     }
@@ -1449,7 +1600,7 @@ impl ReportStore for SqliteStore {
         filter: &Filter,
         sink: &mut RowSink<'_>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare(sql)?;
+        let mut stmt = self.conn()?.prepare(sql)?;
         let mut rows = stmt.query(params![
             filter.user,
             filter.host,
@@ -1476,7 +1627,7 @@ impl ReportStore for SqliteStore {
 
 impl CopyStore for SqliteStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT id, host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us, duration_ms,
                     exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed,
                     origin_pid, origin_uid, origin_command
@@ -1513,7 +1664,7 @@ impl CopyStore for SqliteStore {
     }
 
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written, opened_at_us, closed_at_us,
                     forced, failed, complete, counts_as, counters_cut FROM transfers ORDER BY id",
         )?;
@@ -1539,7 +1690,7 @@ impl CopyStore for SqliteStore {
     }
 
     fn all_operations(&mut self) -> Result<Vec<OperationRecord>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT session_id, host, user, at_us, kind, path, target, detail, failed, status FROM operations ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -1560,7 +1711,7 @@ impl CopyStore for SqliteStore {
     }
 
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn()?.prepare(
             "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
               ORDER BY first_line_hash, byte_offset",
         )?;
@@ -1569,7 +1720,8 @@ impl CopyStore for SqliteStore {
     }
 
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
-        let inserted = self.conn.prepare_cached(
+        let conn = self.conn()?;
+        let inserted = conn.prepare_cached(
             "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
                                    auth_method, auth_key, sftp_closed, origin_pid, origin_uid, origin_command)
@@ -1581,11 +1733,11 @@ impl CopyStore for SqliteStore {
             s.duration_ms, s.exit_status, s.signal, s.end_reason, s.source, s.sid, s.pid, s.sftp_pid,
             s.auth_method, s.auth_key, s.sftp_closed, s.origin_pid, s.origin_uid, s.origin_command
         ])?;
-        Ok((inserted == 1).then(|| self.conn.last_insert_rowid()))
+        Ok((inserted == 1).then(|| conn.last_insert_rowid()))
     }
 
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO transfers (session_id, path, path_escaped, direction, open_flags, mode, bytes_read,
                                         bytes_written, opened_at_us, closed_at_us, forced, failed, complete, counts_as,
@@ -1602,7 +1754,7 @@ impl CopyStore for SqliteStore {
 
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()> {
         if session_id.is_none() {
-            let exists: bool = self.conn.query_row(
+            let exists: bool = self.conn()?.query_row(
                 "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at_us = ?2
                                  AND kind = ?3 AND detail IS ?4 AND user IS ?5)",
                 params![o.host, Micros(&o.at), o.kind, o.detail, o.user],
@@ -1612,7 +1764,7 @@ impl CopyStore for SqliteStore {
                 return Ok(());
             }
         }
-        self.conn
+        self.conn()?
             .prepare_cached(
                 "INSERT INTO operations (session_id, host, user, at_us, kind, path, path_escaped, target, target_escaped,
                                          detail, failed, status)
@@ -1678,6 +1830,7 @@ mod tests {
         for view in ["daily_usage", "monthly_usage"] {
             let n: i64 = s
                 .connection()
+                .unwrap()
                 .query_row(&format!("SELECT COUNT(*) FROM {view}"), [], |r| r.get(0))
                 .unwrap();
             assert_eq!(n, 1);
@@ -1713,6 +1866,7 @@ mod tests {
         assert_eq!(s.schema_version().unwrap(), super::super::SCHEMA_VERSION);
         let counts: Vec<(String, Option<String>)> = s
             .connection()
+            .unwrap()
             .prepare("SELECT path_text, counts_as FROM transfers ORDER BY id")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -1731,6 +1885,7 @@ mod tests {
         );
         let (up, down): (i64, i64) = s
             .connection()
+            .unwrap()
             .query_row("SELECT files_up, files_down FROM daily_usage", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
@@ -1743,8 +1898,8 @@ mod tests {
     fn sqlite_shows_times_and_names_as_rust_writes_them() {
         use proptest::prelude::*;
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
-        let conn = store.connection();
+        let mut store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
+        let conn = store.connection().unwrap();
         conn.execute_batch(
             "INSERT INTO sessions (id, host, started_at_us, source, pid) VALUES (1, 'h', 0, 'wrapper', 1)",
         )
@@ -1852,7 +2007,7 @@ mod tests {
         let mut s = SqliteStore::open(&db).unwrap();
         assert_eq!(s.schema_version().unwrap(), super::super::SCHEMA_VERSION);
         assert_eq!(s.rollup_differences().unwrap(), 0);
-        let conn = s.connection();
+        let conn = s.connection().unwrap();
         let got: Vec<(String, Option<String>)> = conn
             .prepare("SELECT started_at, ended_at FROM sessions")
             .unwrap()
