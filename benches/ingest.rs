@@ -10,6 +10,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+// The allocator sftpd-report ships with, so that the figures are the command's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use common::{loggen, pg};
 
 use chrono::Local;

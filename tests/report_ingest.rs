@@ -748,7 +748,8 @@ fn the_login_shell_links_no_database_code() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let wrapper = symbols(env!("CARGO_BIN_EXE_sftpd-wrapper"));
-    for needle in ["sqlite3_", "rusqlite", "postgres", "tokio"] {
+    // mimalloc is sftpd-report's allocator; the shell keeps the system's.
+    for needle in ["sqlite3_", "rusqlite", "postgres", "tokio", "mi_malloc"] {
         let hits: Vec<&str> = wrapper
             .lines()
             .filter(|l| l.contains(needle))
@@ -756,7 +757,7 @@ fn the_login_shell_links_no_database_code() {
             .collect();
         assert!(
             hits.is_empty(),
-            "sftpd-wrapper links database code: {hits:?}"
+            "sftpd-wrapper links accounting code: {hits:?}"
         );
     }
     let report = symbols(env!("CARGO_BIN_EXE_sftpd-report"));
@@ -767,6 +768,10 @@ fn the_login_shell_links_no_database_code() {
     assert!(
         report.contains("postgres"),
         "the check itself finds the PostgreSQL client where it is"
+    );
+    assert!(
+        report.contains("mi_malloc"),
+        "the check itself finds mimalloc where it is"
     );
 }
 

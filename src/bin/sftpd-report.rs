@@ -1,6 +1,7 @@
 //! sftpd-report: ingest the SFTP audit log into the accounting database and print reports.
 
 use anyhow::{Context, Result, bail};
+
 use clap::Parser;
 use sftpd_wrapper::accounting::cli::{
     DEFAULT_DB, FilterArgs, ReportCli as Cli, ReportCommand as Command,
@@ -12,6 +13,10 @@ use sftpd_wrapper::config;
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+
+// See Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 trait FilterArgsExt {
     fn filter(&self) -> Result<Filter>;
