@@ -61,11 +61,12 @@ fn build(path: &std::path::Path, transfers: u64, partners: u64) {
                 60000, 'closed', 'wrapper', 1000 + i, 1
            FROM n;
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {transfers})
-         INSERT INTO transfers (session_id, path, direction, open_flags, bytes_read,
+         INSERT INTO transfers (session_id, path, direction_code, open_flags_code, bytes_read,
                                 bytes_written, opened_at_us, closed_at_us, complete, counts_as)
          SELECT s.id, CAST('/in/file-' || i AS BLOB),
-                CASE WHEN i % 3 = 0 THEN 'download' ELSE 'upload' END,
-                CASE WHEN i % 3 = 0 THEN 'READ' ELSE 'WRITE,CREATE,TRUNCATE' END,
+                -- download or upload; READ or WRITE,CREATE,TRUNCATE (schema 6's codes)
+                CASE WHEN i % 3 = 0 THEN 2 ELSE 1 END,
+                CASE WHEN i % 3 = 0 THEN 1 ELSE 26 END,
                 CASE WHEN i % 3 = 0 THEN 1000 + i % 100000 ELSE 0 END,
                 CASE WHEN i % 3 = 0 THEN 0 ELSE 2000 + i % 300000 END,
                 s.started_at_us, s.ended_at_us, i % 50 <> 0,
