@@ -832,17 +832,23 @@ pub fn storage_time(t: DateTime<Utc>) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The inverse of [`storage_time`].
+/// The inverse of [`storage_time`]. Every stored time is read back (SQLite binds it as
+/// microseconds, PostgreSQL's COPY as a timestamp, reports show it in a zone), so the
+/// fixed-width form `storage_time` writes is read by hand; anything else (a leap second, a year
+/// past 9999, text without the six digits) through chrono.
 pub fn parse_storage_time(s: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
-        .ok()
-        .map(|n| n.and_utc())
+    fixed_width_micros(s)
+        .and_then(DateTime::from_timestamp_micros)
+        .or_else(|| {
+            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
+                .ok()
+                .map(|n| n.and_utc())
+        })
 }
 
-/// A storage time as microseconds since the Unix epoch, as SQLite stores it (schema 6): the
-/// fixed-width form [`storage_time`] writes is read by hand (every stored time goes through
-/// here), anything else through chrono.
-pub fn storage_micros(s: &str) -> Option<i64> {
+/// `2026-11-26T21:15:11.000000Z` as microseconds since the Unix epoch; `None` for any other
+/// shape and for what is not a time of the proleptic calendar.
+fn fixed_width_micros(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let shape_ok = b.len() == 27
         && b[4] == b'-'
@@ -852,26 +858,28 @@ pub fn storage_micros(s: &str) -> Option<i64> {
         && b[16] == b':'
         && b[19] == b'.'
         && b[26] == b'Z';
+    if !shape_ok {
+        return None;
+    }
     let digits = |from: usize, to: usize| {
         b[from..to].iter().try_fold(0i64, |n, &c| {
             c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
         })
     };
-    let fixed = || -> Option<i64> {
-        let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
-        let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
-        if !(1..=12).contains(&month) || hour > 23 || minute > 59 || second > 59 {
-            return None;
-        }
-        let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
-        let days = (date - DateTime::UNIX_EPOCH.date_naive()).num_days();
-        let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
-        Some(seconds * 1_000_000 + digits(20, 26)?)
-    };
-    match shape_ok.then(fixed).flatten() {
-        Some(micros) => Some(micros),
-        None => parse_storage_time(s).map(|t| t.timestamp_micros()),
+    let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+    let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
+    if !(1..=12).contains(&month) || hour > 23 || minute > 59 || second > 59 {
+        return None;
     }
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
+    let days = (date - DateTime::UNIX_EPOCH.date_naive()).num_days();
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(seconds * 1_000_000 + digits(20, 26)?)
+}
+
+/// A storage time as microseconds since the Unix epoch, as SQLite stores it (schema 6).
+pub fn storage_micros(s: &str) -> Option<i64> {
+    parse_storage_time(s).map(|t| t.timestamp_micros())
 }
 
 /// The inverse of [`storage_micros`]: `None` past chrono's range.
@@ -1475,6 +1483,16 @@ mod tests {
             prop_assert_eq!(parse_storage_time(&storage_time(t)), Some(t));
             prop_assert_eq!(storage_micros(&storage_time(t)), Some(micros));
             prop_assert_eq!(storage_time_of_micros(micros), Some(storage_time(t)));
+        }
+
+        /// The hand reader says what chrono says of every text of the fixed-width shape,
+        /// impossible dates and leap seconds included.
+        #[test]
+        fn storage_times_read_by_hand_are_chronos(s in "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]\\.[0-9]{6}Z") {
+            let chrono = NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.fZ")
+                .ok()
+                .map(|n| n.and_utc());
+            prop_assert_eq!(parse_storage_time(&s), chrono);
         }
 
         #[test]

@@ -290,13 +290,14 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 /// Schema 6: rows keep their times as UTC microseconds (`started_at_us`, …: 8 bytes instead of
 /// 27 of text, and the integer compares faster), a name's readable form only where it differs
 /// from the name's bytes (`path_escaped`), and a transfer's direction and open flags as small
-/// integers (`direction_code`, `open_flags_code`). The columns people query keep their names and values
-/// as virtual columns, computed when read and stored nowhere: `started_at` is the storage text,
-/// `path_text` the readable name. Written as the rebuild of each table SQLite asks for
+/// integers (`direction_code`, `open_flags_code`). The columns people query keep their names
+/// and values as virtual columns, computed when read and stored nowhere: `started_at` is the
+/// storage text, `path_text` the readable name. Written as the rebuild of each table SQLite asks for
 /// (<https://sqlite.org/lang_altertable.html#otheralter>): the views and triggers that read the
 /// tables go first (the caller creates the triggers again), the views come back after, and the
 /// caller turns foreign keys off around it.
-/// `sftpd_storage_micros` is [`crate::log::parse::storage_micros`], registered by the caller.
+/// `sftpd_storage_micros` is [`crate::log::parse::storage_micros`] and `sftpd_open_flags_code`
+/// is [`open_flags_code`], both registered by the caller.
 fn compact_rows_sql() -> String {
     let text_time = |us: &str| {
         format!(
@@ -454,7 +455,7 @@ CREATE TABLE operations_v6 (
     failed         INTEGER NOT NULL DEFAULT 0,
     status         TEXT,
     at             {at},
-    path_text      {op_path_text},
+    path_text      {path_text},
     target_text    {target_text}
 );
 INSERT INTO operations_v6 (id, session_id, host, user, at_us, kind, path, path_escaped, target,
@@ -480,7 +481,6 @@ CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
         direction = "TEXT GENERATED ALWAYS AS (CASE direction_code WHEN 1 THEN 'upload' WHEN 2 THEN 'download'
                                                WHEN 3 THEN 'both' ELSE 'none' END) VIRTUAL",
         open_flags = open_flags_text,
-        op_path_text = text_name("path", "path_escaped"),
         target_text = text_name("target", "target_escaped"),
     )
 }
