@@ -591,12 +591,14 @@ fn report_commands_filter_and_format(backend: Backend) {
 }
 on_both_backends!(report_commands_filter_and_format);
 
-/// The same log gives the same rows in SQLite and in PostgreSQL, and the same reports.
+/// The same log gives the same rows in SQLite and in PostgreSQL, and the same reports. It is
+/// long enough for full batches written in the background and for closes, failures and ended
+/// sessions of rows that earlier batches wrote.
 #[test]
 fn both_backends_store_the_same_rows() {
     require_pg!();
     let dir = tempfile::tempdir().unwrap();
-    let log = loggen::generate(10_000, 30, 8);
+    let log = loggen::generate(60_000, 30, 8);
     let path = dir.path().join("sftpd.log");
     fs::write(&path, loggen::text(&log.lines)).unwrap();
     let lite = new_db(Backend::Sqlite, dir.path(), "lite");
@@ -1065,6 +1067,47 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     assert_eq!(version, sftpd_wrapper::accounting::storage::SCHEMA_VERSION);
 }
 
+/// Version 7 replaced PostgreSQL's rollup trigger functions (a batch's transfers find their
+/// sessions by key): a version 6 database gets them on open, keeps its rollups, and goes on
+/// ingesting exactly.
+#[test]
+fn a_version_6_postgres_database_gets_the_version_7_trigger_functions() {
+    require_pg!();
+    let dir = tempfile::tempdir().unwrap();
+    let log = loggen::generate(20_000, 20, 21);
+    let (first, rest) = log.lines.split_at(log.lines.len() / 2);
+    let first_path = dir.path().join("first.log");
+    let all_path = dir.path().join("all.log");
+    fs::write(&first_path, loggen::text(first)).unwrap();
+    fs::write(&all_path, loggen::text(&[first, rest].concat())).unwrap();
+    let db = new_db(Backend::Postgres, dir.path(), "db");
+    ingest(&db, &[&first_path]);
+    let keyed = "SELECT COUNT(*) FROM pg_proc
+                  WHERE proname IN ('usage_transfers_added', 'usage_transfers_removed')
+                    AND 'enable_hashjoin=off' = ANY(proconfig)";
+    assert_eq!(query_i64(&db, keyed), 2);
+    // The functions as version 6 created them.
+    run_sql(
+        &db,
+        "ALTER FUNCTION usage_transfers_added() RESET ALL;
+         ALTER FUNCTION usage_transfers_removed() RESET ALL;
+         UPDATE schema_version SET version = 6;",
+    );
+    assert_eq!(query_i64(&db, keyed), 0);
+    common::assert_rollups_exact(&db);
+    ingest(&db, &[&all_path]);
+    assert_eq!(query_i64(&db, keyed), 2);
+    assert_eq!(
+        query_i64(&db, "SELECT version FROM schema_version"),
+        sftpd_wrapper::accounting::storage::SCHEMA_VERSION
+    );
+    common::assert_rollups_exact(&db);
+    assert_eq!(usage_totals(&db), log.totals);
+    let clean = new_db(Backend::Postgres, dir.path(), "clean");
+    ingest(&clean, &[&all_path]);
+    assert_same(&dump(&db), &dump(&clean));
+}
+
 /// `ingest --follow` on a log that grows (a line sometimes written in two parts), is rotated by
 /// rename and by copytruncate (lines written just before the copy are only in the copy), and
 /// whose follower is stopped by SIGTERM and started again: the database equals one clean run
@@ -1477,6 +1520,32 @@ fn html_statement_renders_in_chromium(backend: Backend) {
     assert!(html.contains("987654321 bytes"));
 }
 on_both_backends!(html_statement_renders_in_chromium);
+
+/// Runs `sql` (statements separated by `;`) on either backend.
+fn run_sql(db: &str, sql: &str) {
+    if db.starts_with("postgres://") {
+        let mut c = postgres::Client::connect(db, postgres::NoTls).unwrap();
+        c.batch_execute(sql).unwrap();
+    } else {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+}
+
+/// The one integer `sql` selects, on either backend.
+fn query_i64(db: &str, sql: &str) -> i64 {
+    if db.starts_with("postgres://") {
+        let mut c = postgres::Client::connect(db, postgres::NoTls).unwrap();
+        c.query_one(sql, &[]).unwrap().get(0)
+    } else {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+}
 
 /// The lines all checkpoints count together.
 fn checkpointed_lines(db: &str) -> i64 {
@@ -1980,30 +2049,43 @@ fn rotated_files_out_of_order_are_refused_and_rebuilt(backend: Backend) {
 }
 on_both_backends!(rotated_files_out_of_order_are_refused_and_rebuilt);
 
-/// SQLite writes a full batch of rows in a thread of its own while the ingest goes on: an error
-/// there (here an admin's trigger refusing the close of a file a batch wrote) fails the ingest
-/// with its message and commits nothing; once the cause is gone, a re-run equals a clean run.
-#[test]
-fn an_error_while_a_batch_is_written_in_the_background_fails_the_ingest_and_commits_nothing() {
+/// Both stores write a full batch of rows in a thread of its own while the ingest goes on: an
+/// error there (here an admin's trigger refusing the close of a file a batch wrote) fails the
+/// ingest with its message and commits nothing; once the cause is gone, a re-run equals a clean
+/// run.
+fn an_error_while_a_batch_is_written_in_the_background_fails_the_ingest_and_commits_nothing(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
     // Enough rows before the first commit (50,000 lines) for several batches of 5,000.
     let log = loggen::generate(45_000, 30, 17);
     let path = dir.path().join("sftpd.log");
     fs::write(&path, loggen::text(&log.lines)).unwrap();
-    let db = new_db(Backend::Sqlite, dir.path(), "db");
+    let db = new_db(backend, dir.path(), "db");
     let empty = dir.path().join("empty.log");
     fs::write(&empty, "").unwrap();
     ingest(&db, &[&empty]);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(
-        // Only early files: those still open when the first batches were written, whose closes
-        // go out with a later batch in the background (a commit's own batch closes later files).
-        "CREATE TRIGGER refuse_closes BEFORE UPDATE OF closed_at_us ON transfers
-             WHEN NEW.id <= 4000 BEGIN
-             SELECT RAISE(ABORT, 'closes refused by a test trigger');
-         END;",
-    )
-    .unwrap();
+    // Only early files: those still open when the first batches were written, whose closes go
+    // out with a later batch in the background (a commit's own batch closes later files).
+    let (refuse, allow) = match backend {
+        Backend::Sqlite => (
+            "CREATE TRIGGER refuse_closes BEFORE UPDATE OF closed_at_us ON transfers
+                 WHEN NEW.id <= 4000 BEGIN
+                 SELECT RAISE(ABORT, 'closes refused by a test trigger');
+             END;",
+            "DROP TRIGGER refuse_closes",
+        ),
+        Backend::Postgres => (
+            "CREATE FUNCTION refuse_closes() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 RAISE EXCEPTION 'closes refused by a test trigger';
+             END $$;
+             CREATE TRIGGER refuse_closes BEFORE UPDATE OF closed_at ON transfers
+                 FOR EACH ROW WHEN (NEW.id <= 4000) EXECUTE FUNCTION refuse_closes();",
+            "DROP TRIGGER refuse_closes ON transfers",
+        ),
+    };
+    run_sql(&db, refuse);
     let out = sftpd_report(&db, &["ingest", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -2011,20 +2093,19 @@ fn an_error_while_a_batch_is_written_in_the_background_fails_the_ingest_and_comm
         stderr.contains("closes refused by a test trigger"),
         "{stderr}"
     );
-    let rows: i64 = conn
-        .query_row(
-            "SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM transfers)
-                    + (SELECT COUNT(*) FROM operations) + (SELECT COUNT(*) FROM checkpoints)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows = query_i64(
+        &db,
+        "SELECT (SELECT COUNT(*) FROM sessions) + (SELECT COUNT(*) FROM transfers)
+                + (SELECT COUNT(*) FROM operations) + (SELECT COUNT(*) FROM checkpoints)",
+    );
     assert_eq!(rows, 0, "nothing of the failed ingest was committed");
-    conn.execute_batch("DROP TRIGGER refuse_closes").unwrap();
-    drop(conn);
+    run_sql(&db, allow);
     ingest(&db, &[&path]);
     assert_eq!(usage_totals(&db), log.totals);
-    let clean = new_db(Backend::Sqlite, dir.path(), "clean");
+    let clean = new_db(backend, dir.path(), "clean");
     ingest(&clean, &[&path]);
     assert_same(&dump(&db), &dump(&clean));
 }
+on_both_backends!(
+    an_error_while_a_batch_is_written_in_the_background_fails_the_ingest_and_commits_nothing
+);

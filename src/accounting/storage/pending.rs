@@ -48,6 +48,82 @@ pub(super) trait HoldsRows {
     }
 }
 
+/// A store's connection, or the thread that has it while it writes a full batch of held rows:
+/// the ingest goes on reading, parsing and holding the next rows meanwhile (on two cores the two
+/// overlap). At most two batches are in memory: the one being written and the one being filled.
+pub(super) struct Link<C: Send + 'static>(Holder<C>);
+
+enum Holder<C> {
+    Idle(C),
+    Writing(std::thread::JoinHandle<(C, super::Result<()>)>),
+    /// The writing thread panicked and took the connection with it.
+    Lost,
+}
+
+impl<C: Send + 'static> Link<C> {
+    pub fn new(conn: C) -> Link<C> {
+        Link(Holder::Idle(conn))
+    }
+
+    /// The connection, once a batch being written in the background is in; that batch's error
+    /// if it failed.
+    pub fn get(&mut self) -> super::Result<&mut C> {
+        self.settle()?;
+        match &mut self.0 {
+            Holder::Idle(conn) => Ok(conn),
+            _ => Err(super::StoreError::WriterLost),
+        }
+    }
+
+    /// Waits for the batch being written in the background, if any, and takes the connection
+    /// back.
+    pub fn settle(&mut self) -> super::Result<()> {
+        match std::mem::replace(&mut self.0, Holder::Lost) {
+            Holder::Writing(writer) => {
+                let (conn, written) = writer.join().map_err(|_| super::StoreError::WriterLost)?;
+                self.0 = Holder::Idle(conn);
+                written
+            }
+            idle_or_lost => {
+                self.0 = idle_or_lost;
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `write` with the connection: `background`, in a thread of its own, which the next
+    /// use of the connection waits for; else here and now.
+    pub fn write(
+        &mut self,
+        background: bool,
+        write: impl FnOnce(&mut C) -> super::Result<()> + Send + 'static,
+    ) -> super::Result<()> {
+        self.settle()?;
+        let Holder::Idle(mut conn) = std::mem::replace(&mut self.0, Holder::Lost) else {
+            return Err(super::StoreError::WriterLost);
+        };
+        if background {
+            self.0 = Holder::Writing(std::thread::spawn(move || {
+                let written = write(&mut conn);
+                (conn, written)
+            }));
+            Ok(())
+        } else {
+            let written = write(&mut conn);
+            self.0 = Holder::Idle(conn);
+            written
+        }
+    }
+}
+
+impl<C: Send + 'static> Drop for Link<C> {
+    fn drop(&mut self) {
+        // A batch still being written belongs to a transaction never committed: the thread is
+        // waited for, so that closing the connection rolls it back before the caller goes on.
+        let _ = self.settle();
+    }
+}
+
 /// The tables whose ids a store hands out before it writes the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum IdTable {
@@ -165,8 +241,29 @@ pub(super) struct PendingOp {
     pub row: OperationRecord,
 }
 
-/// The held-back writes of one store. Methods that return `true` were fully applied here;
-/// `false` means the row is already in the database and the store must update it there.
+/// A change to a transfer or operation row that an earlier batch wrote, held for the next batch
+/// like the rows: a close or a failure does not wait for the batch being written.
+#[derive(Debug, Clone)]
+pub(super) enum RowUpdate {
+    Close {
+        id: i64,
+        closed_at: String,
+        counters: Option<(u64, u64)>,
+        forced: bool,
+        verdict: ClosedFile,
+    },
+    Failed(i64),
+    /// The session ended with these of its files still open: never complete.
+    Abandoned {
+        session_id: i64,
+    },
+    OperationFailed {
+        id: i64,
+        status: String,
+    },
+}
+
+/// The held-back writes of one store: new rows, and changes to rows already written.
 #[derive(Debug, Default)]
 pub(super) struct WriteBehind {
     /// New sessions not written yet; their changes wait in `session_patches` like any other's.
@@ -186,6 +283,8 @@ pub(super) struct WriteBehind {
     /// How many held transfers of each session are not closed: most sessions end with none,
     /// and their end need not look through the held rows.
     open_held: HashMap<i64, usize>,
+    /// Changes to rows already written, in the order they were made.
+    row_updates: Vec<RowUpdate>,
 }
 
 impl WriteBehind {
@@ -204,11 +303,18 @@ impl WriteBehind {
         self.session_patches.clear();
         self.auth.clear();
         self.open_held.clear();
+        self.row_updates.clear();
     }
 
-    /// Enough rows held for a write worth its fixed cost.
+    /// Enough rows or row changes held for a write worth its fixed cost.
     pub fn full(&self) -> bool {
         self.sessions.len() + self.transfers.len() + self.ops.len() >= FLUSH_ROWS
+            || self.row_updates.len() >= FLUSH_ROWS
+    }
+
+    /// The held changes to rows already written, to be applied after the held rows.
+    pub fn take_row_updates(&mut self) -> Vec<RowUpdate> {
+        std::mem::take(&mut self.row_updates)
     }
 
     /// The id of a session with `s`'s key that this transaction inserted.
@@ -370,9 +476,16 @@ impl WriteBehind {
         counters: Option<(u64, u64)>,
         forced: bool,
         verdict: &ClosedFile,
-    ) -> bool {
+    ) {
         let Some(t) = self.transfer(id) else {
-            return false;
+            self.row_updates.push(RowUpdate::Close {
+                id,
+                closed_at: closed_at.to_owned(),
+                counters,
+                forced,
+                verdict: *verdict,
+            });
+            return;
         };
         let (r, w) = stored_counters(counters);
         let was_open = t.row.closed_at.is_none();
@@ -391,20 +504,20 @@ impl WriteBehind {
                 self.open_held.remove(&session);
             }
         }
-        true
     }
 
-    pub fn mark_transfer_failed(&mut self, id: i64) -> bool {
-        let Some(t) = self.transfer(id) else {
-            return false;
-        };
-        t.row.failed = true;
-        t.row.complete = false;
-        true
+    pub fn mark_transfer_failed(&mut self, id: i64) {
+        match self.transfer(id) {
+            Some(t) => {
+                t.row.failed = true;
+                t.row.complete = false;
+            }
+            None => self.row_updates.push(RowUpdate::Failed(id)),
+        }
     }
 
-    /// Marks the session's held open transfers forced; `true` when some may be in the database.
-    pub fn abandon_open_transfers(&mut self, session_id: i64) -> bool {
+    /// Marks the session's open transfers forced and not complete, held or written.
+    pub fn abandon_open_transfers(&mut self, session_id: i64) {
         if self.open_held.contains_key(&session_id) {
             for t in self
                 .transfers
@@ -415,7 +528,9 @@ impl WriteBehind {
                 t.row.forced = true;
             }
         }
-        self.open_in_db.remove(&session_id)
+        if self.open_in_db.remove(&session_id) {
+            self.row_updates.push(RowUpdate::Abandoned { session_id });
+        }
     }
 
     pub fn add_operation(&mut self, id: i64, o: &NewOperation) {
@@ -436,13 +551,17 @@ impl WriteBehind {
         });
     }
 
-    pub fn mark_operation_failed(&mut self, id: i64, status: &str) -> bool {
-        let Some(o) = self.ops.iter_mut().rev().find(|o| o.id == id) else {
-            return false;
-        };
-        o.row.failed = true;
-        o.row.status = Some(status.to_owned());
-        true
+    pub fn mark_operation_failed(&mut self, id: i64, status: &str) {
+        match self.ops.iter_mut().rev().find(|o| o.id == id) {
+            Some(o) => {
+                o.row.failed = true;
+                o.row.status = Some(status.to_owned());
+            }
+            None => self.row_updates.push(RowUpdate::OperationFailed {
+                id,
+                status: status.to_owned(),
+            }),
+        }
     }
 
     pub fn add_auth(&mut self, host: &str, a: &crate::log::parse::Accepted, at: &str) {

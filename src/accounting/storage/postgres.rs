@@ -6,7 +6,7 @@
 //! client-side time type. One ingest at a time holds a session advisory lock; ingests from many
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
-use super::pending::{HoldsRows, IdTable, SessionPatch, WriteBehind};
+use super::pending::{HoldsRows, IdTable, Link, RowUpdate, SessionPatch, WriteBehind};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -319,6 +319,10 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 -- Version 6 stores SQLite's times as integers and its readable names only where they differ;
 -- PostgreSQL's timestamptz and bytea columns were compact already.
 "#,
+    r#"
+-- Version 7 joins a batch's transfers to their sessions by key in the rollup triggers
+-- (storage::rollup_triggers_sql, created again after this).
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -373,20 +377,63 @@ fn checkpoint_from_row(r: &postgres::Row) -> Checkpoint {
 }
 
 pub struct PgStore {
-    client: Client,
+    link: Link<Conn>,
     shown: String,
-    statements: HashMap<&'static str, Statement>,
     locked: bool,
     /// Transfers, operations, session updates and sshd lines not yet sent: rows go with binary
-    /// COPY at the next flush (before every commit and every read of those tables). Ids come
-    /// from the sequences in blocks, so ingest gets an id at once and a close right after its
-    /// open only changes the row in memory: two round trips per file become a share of one.
+    /// COPY at the next flush (before every commit and every read of those tables), a full
+    /// batch in a thread of its own while the ingest goes on. Ids come from the sequences in
+    /// blocks, so ingest gets an id at once and a close right after its open only changes the
+    /// row in memory: two round trips per file become a share of one.
     pending: WriteBehind,
     /// Reserved ids of sessions, transfers and operations.
     ids: [std::collections::VecDeque<i64>; 3],
 }
 
-const ID_BLOCK: i64 = 5000;
+/// Ids fetched from a sequence at once; at least a batch's rows, so that a full batch handed to
+/// the writing thread leaves enough for the next one (see `PgStore::top_up_ids`).
+const ID_BLOCK: i64 = super::pending::FLUSH_ROWS as i64;
+
+/// The client with the statements prepared on it: both belong to the connection, and travel
+/// with it to the thread that writes a batch.
+struct Conn {
+    client: Client,
+    shown: String,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    /// A prepared statement, prepared once per connection.
+    fn stmt(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(pg_err(&self.shown))?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn exec(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let s = self.stmt(sql)?;
+        self.client.execute(&s, params).map_err(pg_err(&self.shown))
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let s = self.stmt(sql)?;
+        self.client.query(&s, params).map_err(pg_err(&self.shown))
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        let s = self.stmt(sql)?;
+        self.client
+            .query_opt(&s, params)
+            .map_err(pg_err(&self.shown))
+    }
+}
 
 /// Starts `COPY … FROM STDIN (FORMAT binary)` (`sql`) of rows whose columns have `types`.
 fn binary_copy<'a>(
@@ -445,9 +492,12 @@ impl PgStore {
         }
         let client = config.connect(NoTls).map_err(pg_err(&shown))?;
         let mut store = PgStore {
-            client,
+            link: Link::new(Conn {
+                client,
+                shown: shown.clone(),
+                statements: HashMap::new(),
+            }),
             shown,
-            statements: HashMap::new(),
             locked: false,
             pending: WriteBehind::default(),
             ids: Default::default(),
@@ -463,7 +513,7 @@ impl PgStore {
     fn migrate(&mut self) -> Result<()> {
         let shown = self.shown.clone();
         let e = pg_err(&shown);
-        let mut tx = self.client.transaction().map_err(&e)?;
+        let mut tx = self.link.get()?.client.transaction().map_err(&e)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .map_err(&e)?;
         tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
@@ -482,9 +532,11 @@ impl PgStore {
         for sql in &MIGRATIONS[current as usize..] {
             tx.batch_execute(sql).map_err(&e)?;
         }
-        if current < 5 {
+        if current < 7 {
             tx.batch_execute(&super::rollup_triggers_sql(Dialect::Postgres))
                 .map_err(&e)?;
+        }
+        if current < 5 {
             tx.batch_execute(&super::refresh_rollups_sql(Dialect::Postgres, true))
                 .map_err(&e)?;
         }
@@ -508,7 +560,7 @@ impl PgStore {
     /// Sends the pending transfers and operations with binary COPY,
     /// then the merged session updates and the unclaimed sshd lines.
     fn flush(&mut self) -> Result<()> {
-        self.flush_rows()?;
+        self.flush_rows(false)?;
         let patches: Vec<(i64, SessionPatch)> = self.pending.session_patches.drain().collect();
         if !patches.is_empty() {
             self.update_sessions(patches)?;
@@ -532,7 +584,9 @@ impl PgStore {
     }
 
     /// Writes the merged session updates of a batch with one statement: the columns travel as
-    /// arrays (`unnest`), one round trip however many sessions changed.
+    /// arrays (`unnest`), one round trip however many sessions changed. (Here and in the other
+    /// updates through `unnest`, `id = ANY` beside the join lets the planner read the rows by
+    /// key: it cannot see into `unnest`, and hashed the whole table for each batch.)
     fn update_sessions(&mut self, patches: Vec<(i64, SessionPatch)>) -> Result<()> {
         let n = patches.len();
         let mut ids = Vec::with_capacity(n);
@@ -596,7 +650,7 @@ impl PgStore {
                     AS p (id, sftp_pid, fill_user, fill_ip, auth_set, method, key, sftp_closed,
                           end_set, ended_at, duration_ms, exit_status, signal, end_reason,
                           last_set, last_kind, last_id)
-              WHERE s.id = p.id",
+              WHERE s.id = p.id AND s.id = ANY($1)",
             &[
                 &ids,
                 &sftp_pids,
@@ -620,14 +674,106 @@ impl PgStore {
         Ok(())
     }
 
-    /// The pending rows of [`PgStore::flush`], sent with binary COPY: no SQL text to parse or
-    /// plan, no parameter limit, values in PostgreSQL's own binary form.
-    fn flush_rows(&mut self) -> Result<()> {
-        let sessions = self.pending.take_sessions();
+    /// Writes the held rows, then hands the held row updates to the batch: in a thread of its
+    /// own when `background`, while the ingest goes on (the next use of the connection waits for
+    /// it).
+    fn flush_rows(&mut self, background: bool) -> Result<()> {
+        self.link.settle()?;
+        let (transfers, ops) = self.pending.take_rows();
+        let batch = Batch {
+            sessions: self.pending.take_sessions(),
+            transfers,
+            ops,
+            row_updates: self.pending.take_row_updates(),
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.link.write(background, move |conn| batch.write(conn))
+    }
+
+    /// Another block of ids of `table`'s sequence.
+    fn fetch_ids(&mut self, table: IdTable) -> Result<()> {
+        let sql = match table {
+            IdTable::Sessions => {
+                "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)"
+            }
+            IdTable::Transfers => {
+                "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)"
+            }
+            IdTable::Operations => {
+                "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)"
+            }
+        };
+        let rows = self.query(sql, &[&ID_BLOCK])?;
+        self.ids[table.index()].extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+        Ok(())
+    }
+
+    /// Ids for a whole batch of each table, fetched before a batch goes to the writing thread:
+    /// filling the next batch then never waits for the connection to come back.
+    fn top_up_ids(&mut self) -> Result<()> {
+        for table in [IdTable::Sessions, IdTable::Transfers, IdTable::Operations] {
+            if self.ids[table.index()].len() < super::pending::FLUSH_ROWS {
+                self.fetch_ids(table)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection, once a batch written in the background is in; that batch's error if it
+    /// failed.
+    fn conn(&mut self) -> Result<&mut Conn> {
+        self.link.get()
+    }
+
+    fn exec(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        self.conn()?.exec(sql, params)
+    }
+
+    fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.conn()?.query(sql, params)
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        self.conn()?.query_opt(sql, params)
+    }
+}
+
+/// What one flush writes, in the writing thread or in the caller's.
+struct Batch {
+    sessions: Vec<super::pending::SessionRow>,
+    transfers: Vec<super::pending::PendingTransfer>,
+    ops: Vec<super::pending::PendingOp>,
+    row_updates: Vec<RowUpdate>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+            && self.transfers.is_empty()
+            && self.ops.is_empty()
+            && self.row_updates.is_empty()
+    }
+
+    /// The rows, then the changes to rows that earlier batches wrote.
+    fn write(&self, conn: &mut Conn) -> Result<()> {
+        self.copy_rows(conn)?;
+        apply_updates(conn, &self.row_updates)
+    }
+
+    /// The rows, sent with binary COPY: no SQL text to parse or plan, no parameter limit,
+    /// values in PostgreSQL's own binary form.
+    fn copy_rows(&self, conn: &mut Conn) -> Result<()> {
+        let (sessions, transfers, ops) = (&self.sessions, &self.transfers, &self.ops);
         if !sessions.is_empty() {
-            let e = pg_err(&self.shown);
+            let e = pg_err(&conn.shown);
             let mut writer = binary_copy(
-                &mut self.client,
+                &mut conn.client,
                 &e,
                 "COPY sessions (id, host, \"user\", client_ip, client_port, local_ip, local_port,
                                     started_at, ended_at, duration_ms, exit_status, signal,
@@ -663,7 +809,7 @@ impl PgStore {
                     Type::TEXT,
                 ],
             )?;
-            for s in &sessions {
+            for s in sessions {
                 let started = copy_time(&s.record.started_at)?;
                 let ended = s.record.ended_at.as_deref().map(copy_time).transpose()?;
                 writer
@@ -698,11 +844,10 @@ impl PgStore {
             }
             writer.finish().map_err(&e)?;
         }
-        let (transfers, ops) = self.pending.take_rows();
         if !transfers.is_empty() {
-            let e = pg_err(&self.shown);
+            let e = pg_err(&conn.shown);
             let mut writer = binary_copy(
-                &mut self.client,
+                &mut conn.client,
                 &e,
                 "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
                                      opened_at, closed_at, bytes_read, bytes_written, forced,
@@ -727,7 +872,7 @@ impl PgStore {
                     Type::BOOL,
                 ],
             )?;
-            for t in &transfers {
+            for t in transfers {
                 let text = path_text(&t.row.path);
                 let opened = copy_time(&t.row.opened_at)?;
                 let closed = t.row.closed_at.as_deref().map(copy_time).transpose()?;
@@ -755,9 +900,9 @@ impl PgStore {
             writer.finish().map_err(&e)?;
         }
         if !ops.is_empty() {
-            let e = pg_err(&self.shown);
+            let e = pg_err(&conn.shown);
             let mut writer = binary_copy(
-                &mut self.client,
+                &mut conn.client,
                 &e,
                 "COPY operations (id, session_id, host, \"user\", at, kind, path, path_text,
                                       target, target_text, detail, failed, status)
@@ -778,7 +923,7 @@ impl PgStore {
                     Type::TEXT,
                 ],
             )?;
-            for o in &ops {
+            for o in ops {
                 let (path_shown, target_shown) = (
                     o.row.path.as_deref().map(path_text),
                     o.row.target.as_deref().map(path_text),
@@ -806,37 +951,120 @@ impl PgStore {
         }
         Ok(())
     }
+}
 
-    /// A prepared statement, prepared once per connection.
-    fn stmt(&mut self, sql: &'static str) -> Result<Statement> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
+/// Applies held changes to rows that earlier batches wrote, with the result of applying them one
+/// by one: each run of changes of one kind is one statement (the values travel as arrays through
+/// `unnest`), and a run ends where the kind changes or a row comes again.
+fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
+    let row_of = |u: &RowUpdate| match u {
+        RowUpdate::Close { id, .. } | RowUpdate::Failed(id) => *id,
+        RowUpdate::Abandoned { session_id } => *session_id,
+        RowUpdate::OperationFailed { id, .. } => *id,
+    };
+    let mut rest = updates;
+    while let Some(first) = rest.first() {
+        let kind = std::mem::discriminant(first);
+        let mut rows = std::collections::HashSet::new();
+        let run = rest
+            .iter()
+            .take_while(|u| std::mem::discriminant(*u) == kind && rows.insert(row_of(u)))
+            .count();
+        let (now, later) = rest.split_at(run);
+        let ids: Vec<i64> = now.iter().map(row_of).collect();
+        match first {
+            RowUpdate::Close { .. } => close_transfers(conn, &ids, now)?,
+            RowUpdate::Failed(_) => {
+                conn.exec(
+                    "UPDATE transfers SET failed = true, complete = false WHERE id = ANY($1)",
+                    &[&ids],
+                )?;
+            }
+            RowUpdate::Abandoned { .. } => {
+                // An open file is never complete, so `complete` nearly never changes and the
+                // rollup trigger's WHEN skips the rows.
+                conn.exec(
+                    "UPDATE transfers SET forced = true, complete = false
+                      WHERE session_id = ANY($1) AND closed_at IS NULL",
+                    &[&ids],
+                )?;
+            }
+            RowUpdate::OperationFailed { .. } => {
+                let statuses: Vec<&str> = now
+                    .iter()
+                    .filter_map(|u| match u {
+                        RowUpdate::OperationFailed { status, .. } => Some(status.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                conn.exec(
+                    "UPDATE operations AS o SET failed = true, status = u.status
+                       FROM unnest($1::bigint[], $2::text[]) AS u (id, status)
+                      WHERE o.id = u.id AND o.id = ANY($1)",
+                    &[&ids, &statuses],
+                )?;
+            }
         }
-        let s = self.client.prepare(sql).map_err(pg_err(&self.shown))?;
-        self.statements.insert(sql, s.clone());
-        Ok(s)
+        rest = later;
     }
+    Ok(())
+}
 
-    fn exec(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let s = self.stmt(sql)?;
-        self.client.execute(&s, params).map_err(pg_err(&self.shown))
+/// The closes of files whose rows earlier batches wrote open: one statement.
+fn close_transfers(conn: &mut Conn, ids: &[i64], closes: &[RowUpdate]) -> Result<()> {
+    let n = closes.len();
+    let mut closed_at = Vec::with_capacity(n);
+    let mut read = Vec::with_capacity(n);
+    let mut written = Vec::with_capacity(n);
+    let mut forced_flags = Vec::with_capacity(n);
+    let mut complete = Vec::with_capacity(n);
+    let mut directions = Vec::with_capacity(n);
+    let mut counted = Vec::with_capacity(n);
+    let mut cut = Vec::with_capacity(n);
+    for close in closes {
+        let RowUpdate::Close {
+            closed_at: at,
+            counters,
+            forced,
+            verdict,
+            ..
+        } = close
+        else {
+            continue;
+        };
+        let (r, w) = stored_counters(*counters);
+        closed_at.push(copy_time(at)?);
+        read.push(r);
+        written.push(w);
+        forced_flags.push(*forced);
+        complete.push(verdict.complete);
+        directions.push(verdict.direction.as_str());
+        counted.push(verdict.counts_as.map(CountsAs::as_str));
+        cut.push(counters.is_none());
     }
-
-    fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let s = self.stmt(sql)?;
-        self.client.query(&s, params).map_err(pg_err(&self.shown))
-    }
-
-    fn query_opt(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>> {
-        let s = self.stmt(sql)?;
-        self.client
-            .query_opt(&s, params)
-            .map_err(pg_err(&self.shown))
-    }
+    conn.exec(
+        "UPDATE transfers AS t
+            SET closed_at = u.closed_at, bytes_read = u.bytes_read,
+                bytes_written = u.bytes_written, forced = u.forced, complete = u.complete,
+                direction = u.direction, counts_as = u.counts_as, counters_cut = u.counters_cut
+           FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[], $4::bigint[],
+                       $5::boolean[], $6::boolean[], $7::text[], $8::text[], $9::boolean[])
+                AS u (id, closed_at, bytes_read, bytes_written, forced, complete, direction,
+                      counts_as, counters_cut)
+          WHERE t.id = u.id AND t.id = ANY($1)",
+        &[
+            &ids,
+            &closed_at,
+            &read,
+            &written,
+            &forced_flags,
+            &complete,
+            &directions,
+            &counted,
+            &cut,
+        ],
+    )?;
+    Ok(())
 }
 
 impl Database for PgStore {
@@ -855,6 +1083,7 @@ impl Database for PgStore {
             return Ok(());
         }
         let got: bool = self
+            .conn()?
             .client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&INGEST_LOCK])
             .map_err(self.err())?
@@ -863,7 +1092,8 @@ impl Database for PgStore {
             if !wait {
                 return Err(StoreError::Busy);
             }
-            self.client
+            self.conn()?
+                .client
                 .execute("SELECT pg_advisory_lock($1)", &[&INGEST_LOCK])
                 .map_err(self.err())?;
         }
@@ -887,7 +1117,8 @@ impl Database for PgStore {
 
     fn unlock_ingest(&mut self) -> Result<()> {
         if self.locked {
-            self.client
+            self.conn()?
+                .client
                 .execute("SELECT pg_advisory_unlock($1)", &[&INGEST_LOCK])
                 .map_err(self.err())?;
             self.locked = false;
@@ -897,13 +1128,19 @@ impl Database for PgStore {
 
     fn begin(&mut self) -> Result<()> {
         self.pending.begin();
-        self.client.batch_execute("BEGIN").map_err(self.err())
+        self.conn()?
+            .client
+            .batch_execute("BEGIN")
+            .map_err(self.err())
     }
 
     fn commit(&mut self) -> Result<()> {
         self.flush()?;
         self.refresh_rollups(false)?;
-        self.client.batch_execute("COMMIT").map_err(self.err())
+        self.conn()?
+            .client
+            .batch_execute("COMMIT")
+            .map_err(self.err())
     }
 
     fn refresh_rollups(&mut self, all: bool) -> Result<()> {
@@ -913,7 +1150,8 @@ impl Database for PgStore {
             // guesses) costs more than it runs. (SET LOCAL ends with the transaction, which
             // commits right after.)
             let plan = if all { "" } else { "SET LOCAL jit = off;" };
-            self.client
+            self.conn()?
+                .client
                 .batch_execute(&format!(
                     "{plan}{}",
                     super::refresh_rollups_sql(Dialect::Postgres, all)
@@ -927,6 +1165,7 @@ impl Database for PgStore {
     fn rollup_differences(&mut self) -> Result<u64> {
         self.flush()?;
         let row = self
+            .conn()?
             .client
             .query_one(&super::rollup_differences_sql(Dialect::Postgres), &[])
             .map_err(self.err())?;
@@ -935,11 +1174,17 @@ impl Database for PgStore {
 
     fn rollback(&mut self) -> Result<()> {
         self.pending.clear();
-        self.client.batch_execute("ROLLBACK").map_err(self.err())
+        // A batch that failed in the background is undone with the rest of the transaction.
+        let _ = self.link.settle();
+        self.conn()?
+            .client
+            .batch_execute("ROLLBACK")
+            .map_err(self.err())
     }
 
     fn checkpoints(&mut self, first_line_hash: &str) -> Result<Vec<Checkpoint>> {
         let rows = self
+            .conn()?
             .client
             .query(
                 "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
@@ -983,7 +1228,11 @@ impl HoldsRows for PgStore {
         let sql = format!(
             "SELECT to_char(MAX(started_at) AT TIME ZONE 'UTC', {TS}) FROM sessions WHERE host = $1"
         );
-        let row = self.client.query_one(&sql, &[&host]).map_err(self.err())?;
+        let row = self
+            .conn()?
+            .client
+            .query_one(&sql, &[&host])
+            .map_err(self.err())?;
         Ok(row.get(0))
     }
 
@@ -997,19 +1246,7 @@ impl HoldsRows for PgStore {
 
     fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
         if self.ids[table.index()].is_empty() {
-            let sql = match table {
-                IdTable::Sessions => {
-                    "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)"
-                }
-                IdTable::Transfers => {
-                    "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)"
-                }
-                IdTable::Operations => {
-                    "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)"
-                }
-            };
-            let rows = self.query(sql, &[&ID_BLOCK])?;
-            self.ids[table.index()].extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+            self.fetch_ids(table)?;
         }
         self.ids[table.index()]
             .pop_front()
@@ -1018,7 +1255,8 @@ impl HoldsRows for PgStore {
 
     fn flush_if_full(&mut self) -> Result<()> {
         if self.pending.full() {
-            self.flush_rows()?;
+            self.top_up_ids()?;
+            self.flush_rows(true)?;
         }
         Ok(())
     }
@@ -1109,7 +1347,11 @@ impl IngestStore for PgStore {
             "SELECT to_char(GREATEST(MAX(started_at), MAX(ended_at)) AT TIME ZONE 'UTC', {TS})
                FROM sessions WHERE host = $1"
         );
-        let row = self.client.query_opt(&sql, &[&host]).map_err(self.err())?;
+        let row = self
+            .conn()?
+            .client
+            .query_opt(&sql, &[&host])
+            .map_err(self.err())?;
         Ok(row.and_then(|r| r.get(0)))
     }
 
@@ -1211,55 +1453,19 @@ impl IngestStore for PgStore {
         forced: bool,
         verdict: &ClosedFile,
     ) -> Result<()> {
-        if self
-            .pending
-            .close_transfer(id, closed_at, counters, forced, verdict)
-        {
-            return Ok(());
-        }
-        let (r, w) = stored_counters(counters);
-        let cut = counters.is_none();
-        self.exec(
-            "UPDATE transfers
-                SET closed_at = $2::text::timestamptz, bytes_read = $3::bigint, bytes_written = $4::bigint,
-                    forced = $5::boolean, complete = $6::boolean, direction = $7, counts_as = $8,
-                    counters_cut = $9::boolean
-              WHERE id = $1",
-            &[
-                &id,
-                &closed_at,
-                &r,
-                &w,
-                &forced,
-                &verdict.complete,
-                &verdict.direction,
-                &verdict.counts_as,
-                &cut,
-            ],
-        )?;
-        Ok(())
+        self.pending
+            .close_transfer(id, closed_at, counters, forced, verdict);
+        self.flush_if_full()
     }
 
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        if self.pending.mark_transfer_failed(id) {
-            return Ok(());
-        }
-        self.exec(
-            "UPDATE transfers SET failed = true, complete = false WHERE id = $1",
-            &[&id],
-        )?;
-        Ok(())
+        self.pending.mark_transfer_failed(id);
+        self.flush_if_full()
     }
 
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        let in_db = self.pending.abandon_open_transfers(session_id);
-        if in_db {
-            self.exec(
-                "UPDATE transfers SET complete = false, forced = true WHERE session_id = $1 AND closed_at IS NULL",
-                &[&session_id],
-            )?;
-        }
-        Ok(())
+        self.pending.abandon_open_transfers(session_id);
+        self.flush_if_full()
     }
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
@@ -1270,14 +1476,8 @@ impl IngestStore for PgStore {
     }
 
     fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        if self.pending.mark_operation_failed(id, status) {
-            return Ok(());
-        }
-        self.exec(
-            "UPDATE operations SET failed = true, status = $2 WHERE id = $1",
-            &[&id, &status],
-        )?;
-        Ok(())
+        self.pending.mark_operation_failed(id, status);
+        self.flush_if_full()
     }
 
     fn add_pending_auth(
@@ -1343,9 +1543,10 @@ impl ReportStore for PgStore {
         self.flush()?;
         let params: [&(dyn ToSql + Sync); 4] =
             [&filter.user, &filter.host, &filter.since, &filter.until];
-        let e = pg_err(&self.shown);
+        let conn = self.link.get()?;
+        let e = pg_err(&conn.shown);
         // A portal: rows come as they are read, not all at once.
-        let mut rows = self.client.query_raw(sql, params).map_err(&e)?;
+        let mut rows = conn.client.query_raw(sql, params).map_err(&e)?;
         while let Some(row) = rows.next().map_err(&e)? {
             let mut cells = Vec::with_capacity(columns.len());
             for (i, col) in row.columns().iter().enumerate() {
@@ -1385,7 +1586,7 @@ impl CopyStore for PgStore {
                     sftp_closed, origin_pid, origin_uid, origin_command
                FROM sessions ORDER BY id"
         );
-        let rows = self.client.query(&sql, &[]).map_err(self.err())?;
+        let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
         Ok(rows
             .iter()
             .map(|r| SessionRecord {
@@ -1424,7 +1625,7 @@ impl CopyStore for PgStore {
                     forced, failed, complete, counts_as, counters_cut
                FROM transfers ORDER BY id"
         );
-        let rows = self.client.query(&sql, &[]).map_err(self.err())?;
+        let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
         Ok(rows
             .iter()
             .map(|r| TransferRecord {
@@ -1453,7 +1654,7 @@ impl CopyStore for PgStore {
                     failed, status
                FROM operations ORDER BY id"
         );
-        let rows = self.client.query(&sql, &[]).map_err(self.err())?;
+        let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
         Ok(rows
             .iter()
             .map(|r| OperationRecord {
@@ -1473,6 +1674,7 @@ impl CopyStore for PgStore {
 
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>> {
         let rows = self
+            .conn()?
             .client
             .query(
                 "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints

@@ -3,7 +3,7 @@
 //! Times are stored as UTC microseconds and shown as fixed-width UTC text by virtual columns
 //! (see [`compact_rows_sql`]). One ingest at a time holds `<db>.lock`.
 
-use super::pending::{HoldsRows, IdTable, WriteBehind};
+use super::pending::{HoldsRows, IdTable, Link, RowUpdate, WriteBehind};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -582,8 +582,9 @@ macro_rules! sqlite_text {
 
 sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
-// The last version is compact_rows_sql, which needs a function registered.
-const _: () = assert!(MIGRATIONS.len() as i64 + 1 == super::SCHEMA_VERSION);
+// Version 6 is compact_rows_sql, which needs a function registered; version 7 changed only
+// PostgreSQL's trigger functions.
+const _: () = assert!(MIGRATIONS.len() as i64 + 2 == super::SCHEMA_VERSION);
 
 fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -599,107 +600,74 @@ fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
 /// How long a command waits for another one's lock on the database.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The connection, or the thread that has it while it writes a full batch of held rows: the
-/// ingest goes on parsing and holding the next rows meanwhile (on two cores the two overlap:
-/// writing is about half of an ingest's time).
-enum Link {
-    Idle(Connection),
-    Writing(std::thread::JoinHandle<(Connection, Result<()>)>),
-    /// The writing thread panicked and took the connection with it.
-    Lost,
-}
-
 pub struct SqliteStore {
-    link: Link,
+    link: Link<Connection>,
     path: PathBuf,
     /// Held while this process ingests: `<db>.lock`.
     lock: Option<File>,
     /// Rows and updates written at the next flush (before every commit and every read of the
-    /// tables they go to): a file becomes one INSERT instead of an INSERT and an UPDATE, and a
-    /// session one UPDATE per batch instead of one per line.
+    /// tables they go to): a file becomes one INSERT instead of an INSERT and an UPDATE, a
+    /// session one UPDATE per batch instead of one per line, and a close or failure of a row
+    /// already written does not wait for the batch being written in the background.
     pending: WriteBehind,
     /// The next session, transfer and operation ids, from the tables' largest at the first
     /// write of a transaction: the ingest lock and BEGIN IMMEDIATE make this connection the
     /// only writer, so rows get the ids SQLite would have given them.
     next_ids: Option<[i64; 3]>,
-    /// Changes to transfers and operations already written, held for the next batch like the
-    /// rows: a close or a failure does not wait for the batch being written in the background.
-    row_updates: Vec<RowUpdate>,
 }
 
-/// A change to a transfer or operation row that a batch wrote.
-enum RowUpdate {
-    Close {
-        id: i64,
-        closed_at: String,
-        counters: Option<(u64, u64)>,
-        forced: bool,
-        verdict: ClosedFile,
-    },
-    Failed(i64),
-    /// The session ended with these of its files still open: never complete.
-    Abandoned {
-        session_id: i64,
-    },
-    OperationFailed {
-        id: i64,
-        status: String,
-    },
-}
-
-impl RowUpdate {
-    fn apply(&self, conn: &Connection) -> Result<()> {
-        match self {
-            RowUpdate::Close {
-                id,
-                closed_at,
-                counters,
-                forced,
-                verdict,
-            } => {
-                let (r, w) = stored_counters(*counters);
-                conn.prepare_cached(
-                    "UPDATE transfers
+/// Applies a held change to a row an earlier batch wrote.
+fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
+    match update {
+        RowUpdate::Close {
+            id,
+            closed_at,
+            counters,
+            forced,
+            verdict,
+        } => {
+            let (r, w) = stored_counters(*counters);
+            conn.prepare_cached(
+                "UPDATE transfers
                         SET closed_at_us = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
                             complete = ?6, direction_code = ?7, counts_as = ?8, counters_cut = ?9
                       WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    Micros(closed_at),
-                    r,
-                    w,
-                    forced,
-                    verdict.complete,
-                    direction_code(verdict.direction),
-                    verdict.counts_as,
-                    counters.is_none()
-                ])?;
-            }
-            RowUpdate::Failed(id) => {
-                conn.prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
-                    .execute([id])?;
-            }
-            RowUpdate::Abandoned { session_id } => {
-                // `forced` is not summed, so setting it fires no rollup trigger; an open file is
-                // never complete, so the second statement nearly always changes nothing.
-                conn.prepare_cached(
-                    "UPDATE transfers SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
-                )?
-                .execute([session_id])?;
-                conn.prepare_cached(
-                    "UPDATE transfers SET complete = 0
-                      WHERE session_id = ?1 AND closed_at_us IS NULL AND complete",
-                )?
-                .execute([session_id])?;
-            }
-            RowUpdate::OperationFailed { id, status } => {
-                conn.prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
-                    .execute(params![id, status])?;
-            }
+            )?
+            .execute(params![
+                id,
+                Micros(closed_at),
+                r,
+                w,
+                forced,
+                verdict.complete,
+                direction_code(verdict.direction),
+                verdict.counts_as,
+                counters.is_none()
+            ])?;
         }
-        Ok(())
+        RowUpdate::Failed(id) => {
+            conn.prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
+                .execute([id])?;
+        }
+        RowUpdate::Abandoned { session_id } => {
+            // `forced` is not summed, so setting it fires no rollup trigger; an open file is
+            // never complete, so the second statement nearly always changes nothing.
+            conn.prepare_cached(
+                "UPDATE transfers SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
+            )?
+            .execute([session_id])?;
+            conn.prepare_cached(
+                "UPDATE transfers SET complete = 0
+                      WHERE session_id = ?1 AND closed_at_us IS NULL AND complete",
+            )?
+            .execute([session_id])?;
+        }
+        RowUpdate::OperationFailed { id, status } => {
+            conn.prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
+                .execute(params![id, status])?;
+        }
     }
+    Ok(())
 }
 
 /// What one flush writes, in the writing thread or in the caller's.
@@ -749,7 +717,7 @@ impl Batch {
             }
         }
         for update in &self.row_updates {
-            update.apply(conn)?;
+            apply_update(update, conn)?;
         }
         Ok(())
     }
@@ -864,8 +832,7 @@ impl SqliteStore {
         })?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let mut store = SqliteStore {
-            link: Link::Idle(conn),
-            row_updates: Vec::new(),
+            link: Link::new(conn),
             path: path.to_owned(),
             lock: None,
             pending: WriteBehind::default(),
@@ -989,37 +956,11 @@ impl SqliteStore {
     /// The connection, once a batch written in the background is in; that batch's error if it
     /// failed.
     fn conn(&mut self) -> Result<&Connection> {
-        self.conn_mut().map(|conn| &*conn)
+        self.link.get().map(|conn| &*conn)
     }
 
     fn conn_mut(&mut self) -> Result<&mut Connection> {
-        self.settle()?;
-        match &mut self.link {
-            Link::Idle(conn) => Ok(conn),
-            _ => Err(StoreError::WriterLost),
-        }
-    }
-
-    /// Holds a change to a row already written until the next batch.
-    fn hold_update(&mut self, update: RowUpdate) -> Result<()> {
-        self.row_updates.push(update);
-        self.flush_if_full()
-    }
-
-    /// Waits for the batch being written in the background, if any, and takes the connection
-    /// back.
-    fn settle(&mut self) -> Result<()> {
-        match std::mem::replace(&mut self.link, Link::Lost) {
-            Link::Writing(writer) => {
-                let (conn, written) = writer.join().map_err(|_| StoreError::WriterLost)?;
-                self.link = Link::Idle(conn);
-                written
-            }
-            idle_or_lost => {
-                self.link = idle_or_lost;
-                Ok(())
-            }
-        }
+        self.link.get()
     }
 
     /// Writes everything held back: the rows with their final state, one update per changed
@@ -1092,31 +1033,18 @@ impl SqliteStore {
     /// the rollups; `background`: in a thread of its own, while the ingest goes on (the next
     /// use of the connection waits for it).
     fn flush_rows(&mut self, background: bool) -> Result<()> {
-        self.settle()?;
+        self.link.settle()?;
         let (transfers, ops) = self.pending.take_rows();
         let batch = Batch {
             sessions: self.pending.take_sessions(),
             transfers,
             ops,
-            row_updates: std::mem::take(&mut self.row_updates),
+            row_updates: self.pending.take_row_updates(),
         };
         if batch.is_empty() {
             return Ok(());
         }
-        let Link::Idle(conn) = std::mem::replace(&mut self.link, Link::Lost) else {
-            return Err(StoreError::WriterLost);
-        };
-        if background {
-            self.link = Link::Writing(std::thread::spawn(move || {
-                let written = batch.write(&conn);
-                (conn, written)
-            }));
-            Ok(())
-        } else {
-            let written = batch.write(&conn);
-            self.link = Link::Idle(conn);
-            written
-        }
+        self.link.write(background, move |conn| batch.write(conn))
     }
 }
 
@@ -1161,7 +1089,6 @@ impl Database for SqliteStore {
     fn begin(&mut self) -> Result<()> {
         self.next_ids = None;
         self.pending.begin();
-        self.row_updates.clear();
         self.conn()?.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())
     }
@@ -1196,10 +1123,9 @@ impl Database for SqliteStore {
 
     fn rollback(&mut self) -> Result<()> {
         self.pending.clear();
-        self.row_updates.clear();
         self.next_ids = None;
         // A batch that failed in the background is undone with the rest of the transaction.
-        let _ = self.settle();
+        let _ = self.link.settle();
         self.conn()?.execute_batch("ROLLBACK")?;
         Ok(())
     }
@@ -1296,14 +1222,6 @@ impl Database for SqliteStore {
     }
 }
 
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        // A batch still being written belongs to a transaction never committed: the thread is
-        // waited for, so that closing the connection rolls it back before the caller goes on.
-        let _ = self.settle();
-    }
-}
-
 impl SqliteStore {
     fn release_lock(&mut self) {
         // Closing the file releases its lock.
@@ -1352,7 +1270,7 @@ impl HoldsRows for SqliteStore {
     }
 
     fn flush_if_full(&mut self) -> Result<()> {
-        if self.pending.full() || self.row_updates.len() >= super::pending::FLUSH_ROWS {
+        if self.pending.full() {
             self.flush_rows(true)?;
         }
         Ok(())
@@ -1553,34 +1471,20 @@ impl IngestStore for SqliteStore {
         forced: bool,
         verdict: &ClosedFile,
     ) -> Result<()> {
-        if !self
-            .pending
-            .close_transfer(id, closed_at, counters, forced, verdict)
-        {
-            self.hold_update(RowUpdate::Close {
-                id,
-                closed_at: closed_at.to_owned(),
-                counters,
-                forced,
-                verdict: *verdict,
-            })?;
-        }
-        Ok(())
+        self.pending
+            .close_transfer(id, closed_at, counters, forced, verdict);
+        self.flush_if_full()
     }
 
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        if !self.pending.mark_transfer_failed(id) {
-            self.hold_update(RowUpdate::Failed(id))?;
-        }
-        Ok(())
+        self.pending.mark_transfer_failed(id);
+        self.flush_if_full()
     }
 
     /// Transfers still open when their session ended: never complete.
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        if self.pending.abandon_open_transfers(session_id) {
-            self.hold_update(RowUpdate::Abandoned { session_id })?;
-        }
-        Ok(())
+        self.pending.abandon_open_transfers(session_id);
+        self.flush_if_full()
     }
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
@@ -1591,13 +1495,8 @@ impl IngestStore for SqliteStore {
     }
 
     fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        if !self.pending.mark_operation_failed(id, status) {
-            self.hold_update(RowUpdate::OperationFailed {
-                id,
-                status: status.to_owned(),
-            })?;
-        }
-        Ok(())
+        self.pending.mark_operation_failed(id, status);
+        self.flush_if_full()
     }
 
     fn add_pending_auth(
