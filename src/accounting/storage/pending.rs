@@ -116,6 +116,42 @@ impl<C: Send + 'static> Link<C> {
     }
 }
 
+impl<C: WritesBatches> Link<C> {
+    /// Writes everything `pending` holds (see [`Link::write`] for `background`).
+    pub fn flush(&mut self, pending: &mut WriteBehind, background: bool) -> super::Result<()> {
+        self.settle()?;
+        let batch = pending.take_batch();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write(background, move |conn| conn.write_batch(&batch))
+    }
+}
+
+/// A store's connection, which writes what a flush takes.
+pub(super) trait WritesBatches: Send + 'static {
+    /// The rows, then the changes to rows that earlier batches wrote.
+    fn write_batch(&mut self, batch: &Batch) -> super::Result<()>;
+}
+
+/// What one flush writes: the held rows with their final state, and the held changes to rows
+/// earlier batches wrote.
+pub(super) struct Batch {
+    pub sessions: Vec<SessionRow>,
+    pub transfers: Vec<PendingTransfer>,
+    pub ops: Vec<PendingOp>,
+    pub row_updates: Vec<RowUpdate>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+            && self.transfers.is_empty()
+            && self.ops.is_empty()
+            && self.row_updates.is_empty()
+    }
+}
+
 impl<C: Send + 'static> Drop for Link<C> {
     fn drop(&mut self) {
         // A batch still being written belongs to a transaction never committed: the thread is
@@ -312,9 +348,15 @@ impl WriteBehind {
             || self.row_updates.len() >= FLUSH_ROWS
     }
 
-    /// The held changes to rows already written, to be applied after the held rows.
-    pub fn take_row_updates(&mut self) -> Vec<RowUpdate> {
-        std::mem::take(&mut self.row_updates)
+    /// Everything held, to be written now.
+    fn take_batch(&mut self) -> Batch {
+        let (transfers, ops) = self.take_rows();
+        Batch {
+            sessions: self.take_sessions(),
+            transfers,
+            ops,
+            row_updates: std::mem::take(&mut self.row_updates),
+        }
     }
 
     /// The id of a session with `s`'s key that this transaction inserted.
@@ -361,7 +403,7 @@ impl WriteBehind {
     }
 
     /// The held sessions as rows to insert, their changes folded in.
-    pub fn take_sessions(&mut self) -> Vec<SessionRow> {
+    fn take_sessions(&mut self) -> Vec<SessionRow> {
         std::mem::take(&mut self.sessions)
             .into_iter()
             .map(|(id, s)| {
@@ -394,7 +436,7 @@ impl WriteBehind {
     }
 
     /// The held rows, to be written now; sessions with a transfer written open are noted.
-    pub fn take_rows(&mut self) -> (Vec<PendingTransfer>, Vec<PendingOp>) {
+    fn take_rows(&mut self) -> (Vec<PendingTransfer>, Vec<PendingOp>) {
         let transfers = std::mem::take(&mut self.transfers);
         self.open_held.clear();
         self.open_in_db.extend(

@@ -6,7 +6,9 @@
 //! client-side time type. One ingest at a time holds a session advisory lock; ingests from many
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
-use super::pending::{HoldsRows, IdTable, Link, RowUpdate, SessionPatch, WriteBehind};
+use super::pending::{
+    Batch, HoldsRows, IdTable, Link, RowUpdate, SessionPatch, WriteBehind, WritesBatches,
+};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -674,22 +676,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// Writes the held rows, then hands the held row updates to the batch: in a thread of its
-    /// own when `background`, while the ingest goes on (the next use of the connection waits for
-    /// it).
+    /// Writes the held rows and the held changes to rows already written; `background`: in a
+    /// thread of its own, while the ingest goes on (the next use of the connection waits for it).
     fn flush_rows(&mut self, background: bool) -> Result<()> {
-        self.link.settle()?;
-        let (transfers, ops) = self.pending.take_rows();
-        let batch = Batch {
-            sessions: self.pending.take_sessions(),
-            transfers,
-            ops,
-            row_updates: self.pending.take_row_updates(),
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.link.write(background, move |conn| batch.write(conn))
+        self.link.flush(&mut self.pending, background)
     }
 
     /// Another block of ids of `table`'s sequence.
@@ -744,213 +734,197 @@ impl PgStore {
     }
 }
 
-/// What one flush writes, in the writing thread or in the caller's.
-struct Batch {
-    sessions: Vec<super::pending::SessionRow>,
-    transfers: Vec<super::pending::PendingTransfer>,
-    ops: Vec<super::pending::PendingOp>,
-    row_updates: Vec<RowUpdate>,
+impl WritesBatches for Conn {
+    fn write_batch(&mut self, batch: &Batch) -> Result<()> {
+        copy_rows(batch, self)?;
+        apply_updates(self, &batch.row_updates)
+    }
 }
 
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-            && self.transfers.is_empty()
-            && self.ops.is_empty()
-            && self.row_updates.is_empty()
-    }
-
-    /// The rows, then the changes to rows that earlier batches wrote.
-    fn write(&self, conn: &mut Conn) -> Result<()> {
-        self.copy_rows(conn)?;
-        apply_updates(conn, &self.row_updates)
-    }
-
-    /// The rows, sent with binary COPY: no SQL text to parse or plan, no parameter limit,
-    /// values in PostgreSQL's own binary form.
-    fn copy_rows(&self, conn: &mut Conn) -> Result<()> {
-        let (sessions, transfers, ops) = (&self.sessions, &self.transfers, &self.ops);
-        if !sessions.is_empty() {
-            let e = pg_err(&conn.shown);
-            let mut writer = binary_copy(
-                &mut conn.client,
-                &e,
-                "COPY sessions (id, host, \"user\", client_ip, client_port, local_ip, local_port,
-                                    started_at, ended_at, duration_ms, exit_status, signal,
-                                    end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
-                                    sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
-                                    origin_command)
-                     FROM STDIN (FORMAT binary)",
-                &[
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::TIMESTAMPTZ,
-                    Type::TIMESTAMPTZ,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::BOOL,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                ],
-            )?;
-            for s in sessions {
-                let started = copy_time(&s.record.started_at)?;
-                let ended = s.record.ended_at.as_deref().map(copy_time).transpose()?;
-                writer
-                    .write(&[
-                        &s.record.id,
-                        &s.record.host,
-                        &s.record.user,
-                        &s.record.client_ip,
-                        &s.record.client_port,
-                        &s.record.local_ip,
-                        &s.record.local_port,
-                        &started,
-                        &ended,
-                        &s.record.duration_ms,
-                        &s.record.exit_status,
-                        &s.record.signal,
-                        &s.record.end_reason,
-                        &s.record.source,
-                        &s.record.sid,
-                        &s.record.pid,
-                        &s.record.sftp_pid,
-                        &s.record.auth_method,
-                        &s.record.auth_key,
-                        &s.record.sftp_closed,
-                        &s.last_op_kind,
-                        &s.last_op_id,
-                        &s.record.origin_pid,
-                        &s.record.origin_uid,
-                        &s.record.origin_command,
-                    ])
-                    .map_err(&e)?;
-            }
-            writer.finish().map_err(&e)?;
+/// The rows, sent with binary COPY: no SQL text to parse or plan, no parameter limit,
+/// values in PostgreSQL's own binary form.
+fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
+    let (sessions, transfers, ops) = (&batch.sessions, &batch.transfers, &batch.ops);
+    if !sessions.is_empty() {
+        let e = pg_err(&conn.shown);
+        let mut writer = binary_copy(
+            &mut conn.client,
+            &e,
+            "COPY sessions (id, host, \"user\", client_ip, client_port, local_ip, local_port,
+                                started_at, ended_at, duration_ms, exit_status, signal,
+                                end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
+                                sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
+                                origin_command)
+                 FROM STDIN (FORMAT binary)",
+            &[
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::BOOL,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+            ],
+        )?;
+        for s in sessions {
+            let started = copy_time(&s.record.started_at)?;
+            let ended = s.record.ended_at.as_deref().map(copy_time).transpose()?;
+            writer
+                .write(&[
+                    &s.record.id,
+                    &s.record.host,
+                    &s.record.user,
+                    &s.record.client_ip,
+                    &s.record.client_port,
+                    &s.record.local_ip,
+                    &s.record.local_port,
+                    &started,
+                    &ended,
+                    &s.record.duration_ms,
+                    &s.record.exit_status,
+                    &s.record.signal,
+                    &s.record.end_reason,
+                    &s.record.source,
+                    &s.record.sid,
+                    &s.record.pid,
+                    &s.record.sftp_pid,
+                    &s.record.auth_method,
+                    &s.record.auth_key,
+                    &s.record.sftp_closed,
+                    &s.last_op_kind,
+                    &s.last_op_id,
+                    &s.record.origin_pid,
+                    &s.record.origin_uid,
+                    &s.record.origin_command,
+                ])
+                .map_err(&e)?;
         }
-        if !transfers.is_empty() {
-            let e = pg_err(&conn.shown);
-            let mut writer = binary_copy(
-                &mut conn.client,
-                &e,
-                "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
-                                     opened_at, closed_at, bytes_read, bytes_written, forced,
-                                     failed, complete, counts_as, counters_cut)
-                     FROM STDIN (FORMAT binary)",
-                &[
-                    Type::INT8,
-                    Type::INT8,
-                    Type::BYTEA,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TIMESTAMPTZ,
-                    Type::TIMESTAMPTZ,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::BOOL,
-                    Type::BOOL,
-                    Type::BOOL,
-                    Type::TEXT,
-                    Type::BOOL,
-                ],
-            )?;
-            for t in transfers {
-                let text = path_text(&t.row.path);
-                let opened = copy_time(&t.row.opened_at)?;
-                let closed = t.row.closed_at.as_deref().map(copy_time).transpose()?;
-                writer
-                    .write(&[
-                        &t.id,
-                        &t.row.session_id,
-                        &t.row.path,
-                        &text,
-                        &t.row.direction,
-                        &t.row.open_flags,
-                        &t.row.mode,
-                        &opened,
-                        &closed,
-                        &t.row.bytes_read,
-                        &t.row.bytes_written,
-                        &t.row.forced,
-                        &t.row.failed,
-                        &t.row.complete,
-                        &t.row.counts_as,
-                        &t.row.counters_cut,
-                    ])
-                    .map_err(&e)?;
-            }
-            writer.finish().map_err(&e)?;
-        }
-        if !ops.is_empty() {
-            let e = pg_err(&conn.shown);
-            let mut writer = binary_copy(
-                &mut conn.client,
-                &e,
-                "COPY operations (id, session_id, host, \"user\", at, kind, path, path_text,
-                                      target, target_text, detail, failed, status)
-                     FROM STDIN (FORMAT binary)",
-                &[
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TIMESTAMPTZ,
-                    Type::TEXT,
-                    Type::BYTEA,
-                    Type::TEXT,
-                    Type::BYTEA,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::BOOL,
-                    Type::TEXT,
-                ],
-            )?;
-            for o in ops {
-                let (path_shown, target_shown) = (
-                    o.row.path.as_deref().map(path_text),
-                    o.row.target.as_deref().map(path_text),
-                );
-                let at = copy_time(&o.row.at)?;
-                writer
-                    .write(&[
-                        &o.id,
-                        &o.row.session_id,
-                        &o.row.host,
-                        &o.row.user,
-                        &at,
-                        &o.row.kind,
-                        &o.row.path,
-                        &path_shown,
-                        &o.row.target,
-                        &target_shown,
-                        &o.row.detail,
-                        &o.row.failed,
-                        &o.row.status,
-                    ])
-                    .map_err(&e)?;
-            }
-            writer.finish().map_err(&e)?;
-        }
-        Ok(())
+        writer.finish().map_err(&e)?;
     }
+    if !transfers.is_empty() {
+        let e = pg_err(&conn.shown);
+        let mut writer = binary_copy(
+            &mut conn.client,
+            &e,
+            "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
+                                 opened_at, closed_at, bytes_read, bytes_written, forced,
+                                 failed, complete, counts_as, counters_cut)
+                 FROM STDIN (FORMAT binary)",
+            &[
+                Type::INT8,
+                Type::INT8,
+                Type::BYTEA,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
+                Type::INT8,
+                Type::INT8,
+                Type::BOOL,
+                Type::BOOL,
+                Type::BOOL,
+                Type::TEXT,
+                Type::BOOL,
+            ],
+        )?;
+        for t in transfers {
+            let text = path_text(&t.row.path);
+            let opened = copy_time(&t.row.opened_at)?;
+            let closed = t.row.closed_at.as_deref().map(copy_time).transpose()?;
+            writer
+                .write(&[
+                    &t.id,
+                    &t.row.session_id,
+                    &t.row.path,
+                    &text,
+                    &t.row.direction,
+                    &t.row.open_flags,
+                    &t.row.mode,
+                    &opened,
+                    &closed,
+                    &t.row.bytes_read,
+                    &t.row.bytes_written,
+                    &t.row.forced,
+                    &t.row.failed,
+                    &t.row.complete,
+                    &t.row.counts_as,
+                    &t.row.counters_cut,
+                ])
+                .map_err(&e)?;
+        }
+        writer.finish().map_err(&e)?;
+    }
+    if !ops.is_empty() {
+        let e = pg_err(&conn.shown);
+        let mut writer = binary_copy(
+            &mut conn.client,
+            &e,
+            "COPY operations (id, session_id, host, \"user\", at, kind, path, path_text,
+                                  target, target_text, detail, failed, status)
+                 FROM STDIN (FORMAT binary)",
+            &[
+                Type::INT8,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+                Type::BYTEA,
+                Type::TEXT,
+                Type::BYTEA,
+                Type::TEXT,
+                Type::TEXT,
+                Type::BOOL,
+                Type::TEXT,
+            ],
+        )?;
+        for o in ops {
+            let (path_shown, target_shown) = (
+                o.row.path.as_deref().map(path_text),
+                o.row.target.as_deref().map(path_text),
+            );
+            let at = copy_time(&o.row.at)?;
+            writer
+                .write(&[
+                    &o.id,
+                    &o.row.session_id,
+                    &o.row.host,
+                    &o.row.user,
+                    &at,
+                    &o.row.kind,
+                    &o.row.path,
+                    &path_shown,
+                    &o.row.target,
+                    &target_shown,
+                    &o.row.detail,
+                    &o.row.failed,
+                    &o.row.status,
+                ])
+                .map_err(&e)?;
+        }
+        writer.finish().map_err(&e)?;
+    }
+    Ok(())
 }
 
 /// Applies held changes to rows that earlier batches wrote, with the result of applying them one

@@ -3,7 +3,7 @@
 //! Times are stored as UTC microseconds and shown as fixed-width UTC text by virtual columns
 //! (see [`compact_rows_sql`]). One ingest at a time holds `<db>.lock`.
 
-use super::pending::{HoldsRows, IdTable, Link, RowUpdate, WriteBehind};
+use super::pending::{Batch, HoldsRows, IdTable, Link, RowUpdate, WriteBehind, WritesBatches};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -670,43 +670,29 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// What one flush writes, in the writing thread or in the caller's.
-struct Batch {
-    sessions: Vec<super::pending::SessionRow>,
-    transfers: Vec<super::pending::PendingTransfer>,
-    ops: Vec<super::pending::PendingOp>,
-    row_updates: Vec<RowUpdate>,
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-            && self.transfers.is_empty()
-            && self.ops.is_empty()
-            && self.row_updates.is_empty()
-    }
-
+impl WritesBatches for Connection {
     /// Writes the rows and adds them to the rollups, then applies the held updates (whose
     /// rollup triggers adjust the cells).
-    fn write(&self, conn: &Connection) -> Result<()> {
+    fn write_batch(&mut self, batch: &Batch) -> Result<()> {
+        let conn = &*self;
         // The rollup triggers would run once per row (a third of the ingest's time); these rows
         // are added per cell below instead, with the expressions the triggers use. Only this
         // connection's triggers are off, and only while it writes rows it adds itself.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
-        let written = self.insert_rows(conn);
+        let written = insert_rows(batch, conn);
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)?;
         written?;
         // The ids were handed out in order and every held row is written at once, so a flush's
         // rows are exactly those between its first and last id.
         let ranges = [
             (
-                self.sessions.iter().map(|s| s.record.id).min(),
-                self.sessions.iter().map(|s| s.record.id).max(),
+                batch.sessions.iter().map(|s| s.record.id).min(),
+                batch.sessions.iter().map(|s| s.record.id).max(),
                 RollupRows::Sessions,
             ),
             (
-                self.transfers.iter().map(|t| t.id).min(),
-                self.transfers.iter().map(|t| t.id).max(),
+                batch.transfers.iter().map(|t| t.id).min(),
+                batch.transfers.iter().map(|t| t.id).max(),
                 RollupRows::Transfers,
             ),
         ];
@@ -716,101 +702,102 @@ impl Batch {
                     .execute([first, last])?;
             }
         }
-        for update in &self.row_updates {
+        for update in &batch.row_updates {
             apply_update(update, conn)?;
         }
         Ok(())
     }
+}
 
-    fn insert_rows(&self, conn: &Connection) -> Result<()> {
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO sessions (id, host, user, client_ip, client_port, local_ip, local_port,
-                                   started_at_us, ended_at_us, duration_ms, exit_status, signal,
-                                   end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
-                                   sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
-                                   origin_command)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
-        )?;
-        for s in &self.sessions {
-            insert.execute(params![
-                s.record.id,
-                s.record.host,
-                s.record.user,
-                s.record.client_ip,
-                s.record.client_port,
-                s.record.local_ip,
-                s.record.local_port,
-                Micros(&s.record.started_at),
-                micros(&s.record.ended_at),
-                s.record.duration_ms,
-                s.record.exit_status,
-                s.record.signal,
-                s.record.end_reason,
-                s.record.source,
-                s.record.sid,
-                s.record.pid,
-                s.record.sftp_pid,
-                s.record.auth_method,
-                s.record.auth_key,
-                s.record.sftp_closed,
-                s.last_op_kind,
-                s.last_op_id,
-                s.record.origin_pid,
-                s.record.origin_uid,
-                s.record.origin_command
-            ])?;
-        }
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO transfers (id, session_id, path, path_escaped, direction_code, open_flags_code, mode,
-                                    opened_at_us, closed_at_us, bytes_read, bytes_written, forced,
-                                    failed, complete, counts_as, counters_cut)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?;
-        for t in &self.transfers {
-            insert.execute(params![
-                t.id,
-                t.row.session_id,
-                t.row.path,
-                escaped_name(&t.row.path),
-                direction_code(t.row.direction),
-                open_flags_code(&t.row.open_flags),
-                t.row.mode,
-                Micros(&t.row.opened_at),
-                micros(&t.row.closed_at),
-                t.row.bytes_read,
-                t.row.bytes_written,
-                t.row.forced,
-                t.row.failed,
-                t.row.complete,
-                t.row.counts_as,
-                t.row.counters_cut
-            ])?;
-        }
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO operations (id, session_id, host, user, at_us, kind, path, path_escaped,
-                                     target, target_escaped, detail, failed, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        for o in &self.ops {
-            insert.execute(params![
-                o.id,
-                o.row.session_id,
-                o.row.host,
-                o.row.user,
-                Micros(&o.row.at),
-                o.row.kind,
-                o.row.path,
-                o.row.path.as_deref().and_then(escaped_name),
-                o.row.target,
-                o.row.target.as_deref().and_then(escaped_name),
-                o.row.detail,
-                o.row.failed,
-                o.row.status
-            ])?;
-        }
-        Ok(())
+/// The held rows, with the rollup triggers off (see `write_batch`).
+fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO sessions (id, host, user, client_ip, client_port, local_ip, local_port,
+                               started_at_us, ended_at_us, duration_ms, exit_status, signal,
+                               end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
+                               sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
+                               origin_command)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+    )?;
+    for s in &batch.sessions {
+        insert.execute(params![
+            s.record.id,
+            s.record.host,
+            s.record.user,
+            s.record.client_ip,
+            s.record.client_port,
+            s.record.local_ip,
+            s.record.local_port,
+            Micros(&s.record.started_at),
+            micros(&s.record.ended_at),
+            s.record.duration_ms,
+            s.record.exit_status,
+            s.record.signal,
+            s.record.end_reason,
+            s.record.source,
+            s.record.sid,
+            s.record.pid,
+            s.record.sftp_pid,
+            s.record.auth_method,
+            s.record.auth_key,
+            s.record.sftp_closed,
+            s.last_op_kind,
+            s.last_op_id,
+            s.record.origin_pid,
+            s.record.origin_uid,
+            s.record.origin_command
+        ])?;
     }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO transfers (id, session_id, path, path_escaped, direction_code, open_flags_code, mode,
+                                opened_at_us, closed_at_us, bytes_read, bytes_written, forced,
+                                failed, complete, counts_as, counters_cut)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    for t in &batch.transfers {
+        insert.execute(params![
+            t.id,
+            t.row.session_id,
+            t.row.path,
+            escaped_name(&t.row.path),
+            direction_code(t.row.direction),
+            open_flags_code(&t.row.open_flags),
+            t.row.mode,
+            Micros(&t.row.opened_at),
+            micros(&t.row.closed_at),
+            t.row.bytes_read,
+            t.row.bytes_written,
+            t.row.forced,
+            t.row.failed,
+            t.row.complete,
+            t.row.counts_as,
+            t.row.counters_cut
+        ])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO operations (id, session_id, host, user, at_us, kind, path, path_escaped,
+                                 target, target_escaped, detail, failed, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for o in &batch.ops {
+        insert.execute(params![
+            o.id,
+            o.row.session_id,
+            o.row.host,
+            o.row.user,
+            Micros(&o.row.at),
+            o.row.kind,
+            o.row.path,
+            o.row.path.as_deref().and_then(escaped_name),
+            o.row.target,
+            o.row.target.as_deref().and_then(escaped_name),
+            o.row.detail,
+            o.row.failed,
+            o.row.status
+        ])?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -1033,18 +1020,7 @@ impl SqliteStore {
     /// the rollups; `background`: in a thread of its own, while the ingest goes on (the next
     /// use of the connection waits for it).
     fn flush_rows(&mut self, background: bool) -> Result<()> {
-        self.link.settle()?;
-        let (transfers, ops) = self.pending.take_rows();
-        let batch = Batch {
-            sessions: self.pending.take_sessions(),
-            transfers,
-            ops,
-            row_updates: self.pending.take_row_updates(),
-        };
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.link.write(background, move |conn| batch.write(conn))
+        self.link.flush(&mut self.pending, background)
     }
 }
 
