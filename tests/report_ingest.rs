@@ -358,27 +358,58 @@ fn kill_9_mid_ingest_then_rerun_equals_a_clean_run(backend: Backend) {
     let clean_db = new_db(backend, dir.path(), "clean");
     ingest(&clean_db, &[&path]);
 
-    let db = new_db(backend, dir.path(), "crash");
-    let mut child = spawn_ingest_in_small_batches(&db, &path, Stdio::inherit());
-    // Kill it once some batches are committed and before it is done.
-    let mut killed_mid_way = false;
-    if let Some(lines) = wait_for_a_commit(&db) {
-        killed_mid_way = (lines as usize) < log.lines.len();
-        child.kill().unwrap();
+    // Transactions of 500 lines: killed between two commits, or nearly. Of 20,000 lines: a
+    // transaction holds several full batches, so the kill lands while the ingest reads on and a
+    // batch is being written in the background.
+    for (name, batch_lines) in [("crash", 500), ("crash-mid-batch", 20_000)] {
+        let db = new_db(backend, dir.path(), name);
+        let mut child = spawn_ingest_in_batches(&db, &path, batch_lines, Stdio::inherit());
+        // Kill it once some batches are committed and before it is done.
+        let mut killed_mid_way = false;
+        if let Some(lines) = wait_for_a_commit(&db) {
+            killed_mid_way = (lines as usize) < log.lines.len();
+            if batch_lines > 500 {
+                // The writing thread is alive: a batch is being written right now.
+                killed_mid_way &= wait_for_threads(child.id(), 2);
+            }
+            child.kill().unwrap();
+        }
+        let _ = child.wait();
+        assert!(
+            killed_mid_way,
+            "{name}: the ingest finished before it could be killed"
+        );
+        ingest(&db, &[&path]);
+        assert_same(&dump(&db), &dump(&clean_db));
+        assert_eq!(usage_totals(&db), log.totals);
     }
-    let _ = child.wait();
-    assert!(
-        killed_mid_way,
-        "the ingest finished before it could be killed"
-    );
-    ingest(&db, &[&path]);
-    assert_same(&dump(&db), &dump(&clean_db));
-    assert_eq!(usage_totals(&db), log.totals);
 }
 on_both_backends!(kill_9_mid_ingest_then_rerun_equals_a_clean_run);
 
+/// Polls (about 10 s at most) until process `pid` runs `n` threads or more.
+fn wait_for_threads(pid: u32, n: usize) -> bool {
+    for _ in 0..100_000 {
+        match fs::read_dir(format!("/proc/{pid}/task")).map(Iterator::count) {
+            Ok(threads) if threads >= n => return true,
+            Ok(_) => std::thread::sleep(Duration::from_micros(100)),
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 /// `sftpd-report ingest PATH` in batches of 500 lines, so a test can act between two commits.
 fn spawn_ingest_in_small_batches(db: &str, path: &Path, stderr: Stdio) -> std::process::Child {
+    spawn_ingest_in_batches(db, path, 500, stderr)
+}
+
+/// `sftpd-report ingest PATH` committing every `lines` lines.
+fn spawn_ingest_in_batches(
+    db: &str,
+    path: &Path,
+    lines: usize,
+    stderr: Stdio,
+) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
         .args([
             "--db",
@@ -387,7 +418,7 @@ fn spawn_ingest_in_small_batches(db: &str, path: &Path, stderr: Stdio) -> std::p
             "/nonexistent/x.toml",
             "ingest",
             "--batch-lines",
-            "500",
+            &lines.to_string(),
         ])
         .arg(path)
         .stdout(Stdio::null())
