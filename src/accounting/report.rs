@@ -446,16 +446,29 @@ pub enum RollupScope {
 impl Dialect {
     /// The UTC hour a timestamp column falls in, as `usage_hourly.hour` holds it.
     pub fn hour_of(self, col: &str) -> String {
+        self.hour_of_key(&self.hour_key(col))
+    }
+
+    /// The UTC hour a timestamp column falls in, as a key to group rows by: in SQLite the
+    /// hour's first microsecond (rounded down, also before 1970), which [`Dialect::hour_of_key`]
+    /// turns into `usage_hourly.hour`'s text once per group rather than once per row.
+    pub fn hour_key(self, col: &str) -> String {
         match self {
             Dialect::Sqlite => {
-                // Whole hours of microseconds, rounded down (also before 1970), as seconds.
                 let us = self.time_col(col);
-                format!(
-                    "strftime('%Y-%m-%dT%H:00:00.000000Z', \
-                     ({us} - (({us} % 3600000000) + 3600000000) % 3600000000) / 1000000, 'unixepoch')"
-                )
+                format!("({us} - (({us} % 3600000000) + 3600000000) % 3600000000)")
             }
             Dialect::Postgres => format!("date_trunc('hour', {col}, 'UTC')"),
+        }
+    }
+
+    /// An hour key of [`Dialect::hour_key`] as `usage_hourly.hour` holds it.
+    pub fn hour_of_key(self, key: &str) -> String {
+        match self {
+            Dialect::Sqlite => {
+                format!("strftime('%Y-%m-%dT%H:00:00.000000Z', {key} / 1000000, 'unixepoch')")
+            }
+            Dialect::Postgres => key.to_owned(),
         }
     }
 
@@ -516,18 +529,21 @@ pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT hour, host, \"user\", {sums}, CAST(COUNT(*) AS BIGINT) AS contributors
+        "SELECT {hour} AS hour, cells.host, cells.\"user\", {sums},
+                CAST(COUNT(*) AS BIGINT) AS contributors
            FROM (SELECT {sessions} FROM sessions s {session_cells} WHERE s.end_reason <> 'refused'
                  UNION ALL
                  SELECT {transfers} FROM {transfer_cells}) AS cells
-          GROUP BY hour, host, \"user\"",
+          GROUP BY cells.hour, cells.host, cells.\"user\"",
+        hour = d.hour_of_key("cells.hour"),
         sessions = session_contribution(d, "s"),
         transfers = transfer_contribution(d, "t", "s"),
     )
 }
 
-/// What one session row `s` adds to its cell (hour, host, user, then [`ROLLUP_SUMS`]), when it
-/// was not refused: the same expression for a recomputed cell and for a trigger's delta.
+/// What one session row `s` adds to its cell (hour as [`Dialect::hour_key`], host, user, then
+/// [`ROLLUP_SUMS`]), when it was not refused: the same expression for a recomputed cell and for a
+/// trigger's delta.
 pub fn session_contribution(d: Dialect, s: &str) -> String {
     let duration = format!("COALESCE({s}.duration_ms, 0)");
     format!(
@@ -536,7 +552,7 @@ pub fn session_contribution(d: Dialect, s: &str) -> String {
          0 AS files_up, 0 AS files_up_incomplete, 0 AS files_down, 0 AS files_down_incomplete,
          0 AS bytes_up_high, 0 AS bytes_up_low, 0 AS bytes_down_high, 0 AS bytes_down_low,
          0 AS files_bytes_unknown",
-        hour = d.hour_of(&format!("{s}.started_at")),
+        hour = d.hour_key(&format!("{s}.started_at")),
     )
 }
 
@@ -558,7 +574,7 @@ pub fn transfer_contribution(d: Dialect, t: &str, s: &str) -> String {
          {up_incomplete} AS files_up_incomplete, {down} AS files_down,
          {down_incomplete} AS files_down_incomplete, {bytes_up}, {bytes_down},
          {cut} AS files_bytes_unknown",
-        hour = d.hour_of(&format!("{t}.opened_at")),
+        hour = d.hour_key(&format!("{t}.opened_at")),
         up = counted("upload", true),
         up_incomplete = counted("upload", false),
         down = counted("download", true),
@@ -573,7 +589,7 @@ pub fn transfer_contribution(d: Dialect, t: &str, s: &str) -> String {
 /// [`session_contribution`]) to or from their cells of `usage_hourly`, creating cells as
 /// needed; `contributors` counts the rows in a cell, so a cell left with none can be dropped.
 /// `one_row`: `rows` selects at most one row (a row trigger's own), which needs no grouping.
-pub fn rollup_delta_sql(rows: &str, sign: i64, one_row: bool) -> String {
+pub fn rollup_delta_sql(d: Dialect, rows: &str, sign: i64, one_row: bool) -> String {
     let sums = ROLLUP_SUMS
         .iter()
         .map(|c| {
@@ -590,7 +606,7 @@ pub fn rollup_delta_sql(rows: &str, sign: i64, one_row: bool) -> String {
     } else {
         (
             format!("CAST(COUNT(*) * {sign} AS BIGINT)"),
-            " GROUP BY hour, host, \"user\"",
+            " GROUP BY c.hour, c.host, c.\"user\"",
         )
     };
     let add = ROLLUP_SUMS
@@ -601,9 +617,10 @@ pub fn rollup_delta_sql(rows: &str, sign: i64, one_row: bool) -> String {
         .join(", ");
     format!(
         "INSERT INTO usage_hourly (hour, host, \"user\", {columns}, contributors)
-         SELECT hour, host, \"user\", {sums}, {count} FROM ({rows}) AS c WHERE true{group}
+         SELECT {hour}, c.host, c.\"user\", {sums}, {count} FROM ({rows}) AS c WHERE true{group}
          ON CONFLICT (hour, host, \"user\") DO UPDATE SET {add}",
         columns = ROLLUP_SUMS.join(", "),
+        hour = d.hour_of_key("c.hour"),
     )
 }
 

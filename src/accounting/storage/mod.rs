@@ -646,8 +646,8 @@ pub const DROP_EMPTY_CELLS: &str = "DELETE FROM usage_hourly WHERE contributors 
 /// removed (by hand, transfers may be left behind without it).
 pub fn rollup_triggers_sql(d: Dialect) -> String {
     use report::{rollup_delta_sql, session_contribution, transfer_contribution};
-    let delta = |rows: &str, sign: i64| rollup_delta_sql(rows, sign, true);
-    let statement_delta = |rows: &str, sign: i64| rollup_delta_sql(rows, sign, false);
+    let delta = |rows: &str, sign: i64| rollup_delta_sql(d, rows, sign, true);
+    let statement_delta = |rows: &str, sign: i64| rollup_delta_sql(d, rows, sign, false);
     let session = |row: &str, when: &str| {
         format!(
             "SELECT {} WHERE {row}.end_reason <> 'refused'{when}",

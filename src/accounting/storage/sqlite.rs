@@ -849,7 +849,8 @@ impl SqliteStore {
         // of SQLite's 1,000: an ingest rewrites the same index pages in every transaction, and
         // each copy wrote them again (in interleaved runs of the bench log, about 8 % of the
         // ingest's time). The log is emptied when the last connection closes.
-        self.conn()?.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        self.conn()?
+            .pragma_update(None, "wal_autocheckpoint", 10_000)?;
         // Statements that fire the rollup triggers keep a statement journal for their own
         // rollback; in memory, not in a temporary file written page by page.
         self.conn()?.pragma_update(None, "temp_store", "MEMORY")?;
@@ -1056,7 +1057,7 @@ impl RollupRows {
                 transfer_contribution(d, "t", "s")
             ),
         };
-        rollup_delta_sql(&rows, 1, false)
+        rollup_delta_sql(d, &rows, 1, false)
     }
 }
 
