@@ -6,7 +6,9 @@
 //! next `sent status` answers) merge into one update per session and batch. sshd's `Accepted`
 //! lines are nearly all claimed by their session within the batch and never reach the database.
 //! Each store flushes before every commit and before every read of these tables, so nothing
-//! held here is ever missing from what a query or a commit sees.
+//! held here is ever missing from what a query or a commit sees. A full batch is written by a
+//! thread of its own ([`Link`]) while the ingest fills the next one; changes to rows an earlier
+//! batch wrote ([`RowUpdate`]) are held for the next batch like the rows.
 
 use super::{
     ClosedFile, EndReason, LastOp, NewOperation, NewSession, NewTransfer, OperationRecord,
@@ -116,6 +118,14 @@ impl<C: Send + 'static> Link<C> {
     }
 }
 
+impl<C: Send + 'static> Drop for Link<C> {
+    fn drop(&mut self) {
+        // A batch still being written belongs to a transaction never committed: the thread is
+        // waited for, so that closing the connection rolls it back before the caller goes on.
+        let _ = self.settle();
+    }
+}
+
 impl<C: WritesBatches> Link<C> {
     /// Writes everything `pending` holds (see [`Link::write`] for `background`).
     pub fn flush(&mut self, pending: &mut WriteBehind, background: bool) -> super::Result<()> {
@@ -149,14 +159,6 @@ impl Batch {
             && self.transfers.is_empty()
             && self.ops.is_empty()
             && self.row_updates.is_empty()
-    }
-}
-
-impl<C: Send + 'static> Drop for Link<C> {
-    fn drop(&mut self) {
-        // A batch still being written belongs to a transaction never committed: the thread is
-        // waited for, so that closing the connection rolls it back before the caller goes on.
-        let _ = self.settle();
     }
 }
 
