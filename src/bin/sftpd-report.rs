@@ -1,7 +1,6 @@
 //! sftpd-report: ingest the SFTP audit log into the accounting database and print reports.
 
 use anyhow::{Context, Result, bail};
-
 use clap::Parser;
 use sftpd_wrapper::accounting::cli::{
     DEFAULT_DB, FilterArgs, ReportCli as Cli, ReportCommand as Command,

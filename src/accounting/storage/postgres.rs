@@ -945,13 +945,13 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
             .take_while(|u| std::mem::discriminant(*u) == kind && rows.insert(row_of(u)))
             .count();
         let (now, later) = rest.split_at(run);
-        let ids: Vec<i64> = now.iter().map(row_of).collect();
+        let ids = || now.iter().map(row_of).collect::<Vec<i64>>();
         match first {
-            RowUpdate::Close { .. } => close_transfers(conn, &ids, now)?,
+            RowUpdate::Close { .. } => close_transfers(conn, now)?,
             RowUpdate::Failed(_) => {
                 conn.exec(
                     "UPDATE transfers SET failed = true, complete = false WHERE id = ANY($1)",
-                    &[&ids],
+                    &[&ids()],
                 )?;
             }
             RowUpdate::Abandoned { .. } => {
@@ -960,7 +960,7 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
                 conn.exec(
                     "UPDATE transfers SET forced = true, complete = false
                       WHERE session_id = ANY($1) AND closed_at IS NULL",
-                    &[&ids],
+                    &[&ids()],
                 )?;
             }
             RowUpdate::OperationFailed { .. } => {
@@ -975,7 +975,7 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
                     "UPDATE operations AS o SET failed = true, status = u.status
                        FROM unnest($1::bigint[], $2::text[]) AS u (id, status)
                       WHERE o.id = u.id AND o.id = ANY($1)",
-                    &[&ids, &statuses],
+                    &[&ids(), &statuses],
                 )?;
             }
         }
@@ -985,8 +985,9 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
 }
 
 /// The closes of files whose rows earlier batches wrote open: one statement.
-fn close_transfers(conn: &mut Conn, ids: &[i64], closes: &[RowUpdate]) -> Result<()> {
+fn close_transfers(conn: &mut Conn, closes: &[RowUpdate]) -> Result<()> {
     let n = closes.len();
+    let mut ids = Vec::with_capacity(n);
     let mut closed_at = Vec::with_capacity(n);
     let mut read = Vec::with_capacity(n);
     let mut written = Vec::with_capacity(n);
@@ -997,16 +998,17 @@ fn close_transfers(conn: &mut Conn, ids: &[i64], closes: &[RowUpdate]) -> Result
     let mut cut = Vec::with_capacity(n);
     for close in closes {
         let RowUpdate::Close {
+            id,
             closed_at: at,
             counters,
             forced,
             verdict,
-            ..
         } = close
         else {
             continue;
         };
         let (r, w) = stored_counters(*counters);
+        ids.push(*id);
         closed_at.push(copy_time(at)?);
         read.push(r);
         written.push(w);
