@@ -442,18 +442,9 @@ fn wait_for_a_commit(db: &str) -> Option<i64> {
 
 /// How many lines the (single) checkpoint says are committed.
 fn committed_lines(db: &str) -> Option<i64> {
-    if db.starts_with("postgres://") {
-        let mut c = postgres::Client::connect(db, postgres::NoTls).ok()?;
-        c.query_opt("SELECT lines FROM checkpoints", &[])
-            .ok()
-            .flatten()
-            .map(|r| r.get(0))
-    } else {
-        rusqlite::Connection::open(db)
-            .ok()?
-            .query_row("SELECT lines FROM checkpoints", [], |r| r.get(0))
-            .ok()
-    }
+    try_query_i64(db, "SELECT lines FROM checkpoints")
+        .ok()
+        .flatten()
 }
 
 fn concurrent_ingests_wait_and_equal_sequential_ones(backend: Backend) {
@@ -1567,37 +1558,36 @@ fn run_sql(db: &str, sql: &str) {
 
 /// The one integer `sql` selects, on either backend.
 fn query_i64(db: &str, sql: &str) -> i64 {
+    try_query_i64(db, sql)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no row: {sql}"))
+}
+
+/// The integer in the first column of the row `sql` selects, if any, on either backend; an
+/// error (no database yet, a table not created yet) as its message, for callers that poll.
+fn try_query_i64(db: &str, sql: &str) -> Result<Option<i64>, String> {
     if db.starts_with("postgres://") {
-        let mut c = postgres::Client::connect(db, postgres::NoTls).unwrap();
-        c.query_one(sql, &[]).unwrap().get(0)
+        let mut c = postgres::Client::connect(db, postgres::NoTls).map_err(|e| e.to_string())?;
+        c.query_opt(sql, &[])
+            .map(|row| row.map(|r| r.get(0)))
+            .map_err(|e| e.to_string())
     } else {
+        use rusqlite::OptionalExtension;
         rusqlite::Connection::open(db)
-            .unwrap()
-            .query_row(sql, [], |r| r.get(0))
-            .unwrap()
+            .and_then(|c| c.query_row(sql, [], |r| r.get(0)).optional())
+            .map_err(|e| e.to_string())
     }
 }
 
 /// The lines all checkpoints count together.
 fn checkpointed_lines(db: &str) -> i64 {
-    if db.starts_with("postgres://") {
-        let Ok(mut c) = postgres::Client::connect(db, postgres::NoTls) else {
-            return -1;
-        };
-        c.query_one(
-            "SELECT CAST(COALESCE(SUM(lines), 0) AS BIGINT) FROM checkpoints",
-            &[],
-        )
-        .map_or(-1, |r| r.get(0))
-    } else {
-        rusqlite::Connection::open(db)
-            .and_then(|c| {
-                c.query_row("SELECT COALESCE(SUM(lines), 0) FROM checkpoints", [], |r| {
-                    r.get(0)
-                })
-            })
-            .unwrap_or(-1)
-    }
+    try_query_i64(
+        db,
+        "SELECT CAST(COALESCE(SUM(lines), 0) AS BIGINT) FROM checkpoints",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(-1)
 }
 
 /// Usage read from the hourly rollups equals usage summed from the rows, whatever the window
