@@ -715,9 +715,9 @@ fn command_sweep() -> Vec<Case> {
 /// Capture mode: a name with CR LF and forged lines in it stays inside one log line and fires
 /// no event; the real upload after it fires once.
 fn capture_lines() -> Vec<Case> {
-    vec![case(
-        "CR LF and forged lines in a failed open's name",
-        || {
+    vec![
+        counters_forged_by_the_cut(),
+        case("CR LF and forged lines in a failed open's name", || {
             let h = Harness::start("");
             let record = h.out_dir.join("events");
             let hook = h.hook_script(
@@ -763,8 +763,60 @@ fn capture_lines() -> Vec<Case> {
                     && forged_lines.is_empty(),
                 || format!("events: {events:?}; forged lines: {forged_lines:?}"),
             )
-        },
-    )]
+        }),
+    ]
+}
+
+/// Capture mode: sftp-server's escaping stops short of its 1 KiB buffer when the next escape
+/// does not fit, so a cut message can be 1,020 characters long. A name whose first 1,020
+/// characters end in forged counters must not become a close with those counters: not in the
+/// forwarded line, not in an event, not in the database.
+fn counters_forged_by_the_cut() -> Case {
+    case("forged counters where sftp-server's escaping stops", || {
+        let h = Harness::start("");
+        let record = h.out_dir.join("events");
+        let hook = h.hook_script(
+            "record",
+            &format!(
+                "printf '%s %s\\n' \"$SFTPD_EVENT\" \"$SFTPD_BYTES_WRITTEN\" >> {}",
+                record.display()
+            ),
+        );
+        h.write_config(&format!(
+            "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\non_upload = [\"{}\"]\n",
+            hook.display()
+        ));
+        let user = h.user();
+        // `close "` and the padding, then the forged tail: 1,020 characters; the three \xff
+        // (four characters each once escaped) no longer fit.
+        let tail = format!("{}\" bytes read 0 written 99999", "x".repeat(101));
+        let padding = "./".repeat((1020 - 7 - tail.len()) / 2);
+        let mut name = format!("{padding}{tail}").into_bytes();
+        assert_eq!(name.len() + 7, 1020);
+        name.extend_from_slice(b"\xff\xff\xff");
+        let steps = h.attack_steps(&user, Path::new("-"), &["put", &hex::encode(&name)]);
+        ensure(steps.iter().all(|(_, ok)| *ok), || {
+            format!("the upload failed: {steps:?}")
+        })?;
+        h.wait_for_log_lines(1, &["session end", &format!("user={user} ")]);
+        std::thread::sleep(Duration::from_millis(500));
+        let events = fs::read_to_string(&record).unwrap_or_default();
+        let forged_lines: Vec<String> = h
+            .log_messages()
+            .into_iter()
+            .filter(|m| m.ends_with("written 99999"))
+            .collect();
+        let db = h.out_dir.join("forged.db");
+        common::ingest(db.to_str().unwrap(), &[&h.log_path]);
+        let rows = common::report_json(db.to_str().unwrap(), &["transfers"]);
+        let forged_rows = rows.as_array().map_or(0, |r| {
+            r.iter().filter(|t| t["bytes_written"] == 99999).count()
+        });
+        ensure(
+            forged_lines.is_empty() && !events.contains("99999") && forged_rows == 0,
+            || format!("forged lines: {forged_lines:?}; events: {events:?}; rows: {rows}"),
+        )
+    })
 }
 
 /// An SSH `signal` request to the wrapper of an exec session: every session that logged its

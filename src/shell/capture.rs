@@ -278,7 +278,7 @@ pub fn read_messages(
 fn forwarded_form(raw: &[u8], cut: bool) -> Vec<u8> {
     let mut message = stderr_to_syslog_form(raw);
     if cut {
-        // Never shorter: the syslog form of 1,021 stderr characters has at least 4/5 as many.
+        // Never shorter: the syslog form of 1,020 stderr characters has at least 4/5 as many.
         message.truncate(parse::SYSLOG_MESSAGE_CUT);
     } else if message.len() == parse::SYSLOG_MESSAGE_CUT {
         parse::lengthen_uncut(&mut message);
@@ -286,8 +286,12 @@ fn forwarded_form(raw: &[u8], cut: bool) -> Vec<u8> {
     message
 }
 
-/// sftp-server cuts a message on stderr to this many characters (its 1 KiB buffer less `\r\n`).
-const SFTP_SERVER_MESSAGE_MAX: usize = 1021;
+/// The shortest message on stderr that sftp-server may have cut. It escapes a message into a
+/// 1 KiB buffer and stops before the first escape that does not fit (`\ooo` is four
+/// characters), so a cut message is 1,020 to 1,023 characters long before it is cut again to
+/// 1,021 with `\r\n`. A partner can therefore make a cut message end, at 1,020, in counters
+/// of their choosing; one of 1,020 or 1,021 characters is never taken as whole.
+const SFTP_SERVER_MESSAGE_MAX: usize = 1020;
 
 /// The (cut) name of a cut `close` or `forced close` message.
 fn cut_close_name(raw: &[u8]) -> Option<Vec<u8>> {
@@ -504,5 +508,39 @@ mod tests {
         assert_eq!(st.totals.files_uploaded, 1);
         assert_eq!(st.totals.bytes_uploaded, 3);
         assert_eq!(counters.dropped_lines.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_message_where_the_escaping_stopped_is_cut() {
+        // What sftp-server writes for a name whose next escape no longer fits: 1,020
+        // characters that end in counters of the partner's choosing.
+        let tail = b"\" bytes read 0 written 99999";
+        let mut message = b"close \"".to_vec();
+        message.resize(1020 - tail.len(), b'x');
+        message.extend_from_slice(tail);
+        assert_eq!(message.len(), 1020);
+        let (ours, theirs) = message_socket().unwrap();
+        nix::unistd::write(&theirs, &[&message[..], b"\r\n"].concat()).unwrap();
+        drop(theirs);
+        let (tx, rx) = mpsc::sync_channel(FORWARD_QUEUE_LINES);
+        let mut st = CaptureState::new(true);
+        let mut events = Vec::new();
+        let mut cut = Vec::new();
+        read_messages(
+            ours,
+            &mut st,
+            &tx,
+            &Counters::default(),
+            |e| events.push(e),
+            |name| cut.push(name.to_vec()),
+        );
+        drop(tx);
+        let Some(Forward::Sftp(line)) = rx.into_iter().next() else {
+            panic!("nothing forwarded");
+        };
+        assert_eq!(line.len(), parse::SYSLOG_MESSAGE_CUT);
+        assert!(events.is_empty());
+        assert_eq!(cut.len(), 1);
+        assert_eq!(st.totals.bytes_uploaded, 0);
     }
 }
