@@ -1,8 +1,8 @@
 //! Session throughput and set-up time: `cargo bench --bench sessions` (as root).
 //!
 //! Uploads and downloads a 1 GiB file through the real sshd and sftp client with the wrapper in
-//! syslog mode, in capture mode, and with plain sftp-server as the subsystem (no wrapper, the
-//! baseline), and prints throughput ratios against the baseline measured in the same run. Then
+//! syslog mode, in capture mode, in capture mode with event hooks (the SFTP packets pass through
+//! the wrapper), and with plain sftp-server as the subsystem (no wrapper, the baseline), and prints throughput ratios against the baseline measured in the same run. Then
 //! the median set-up time of 50 `sftp -b` sessions that only run `pwd`, for those three and for
 //! the shell-script wrapper admins write by hand. Run by `cargo test`, it checks the same code
 //! with 8 MiB and 3 sessions.
@@ -58,6 +58,10 @@ fn main() {
     let plain_server = format!("{} -f local5 -l info", common::SFTP_SERVER);
     let syslog = Harness::start("");
     let capture = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    // Event hooks put sftp-server's stdin and stdout through the wrapper (the tap).
+    let tapped = Harness::start(
+        "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\non_upload = [\"/bin/true\"]\non_download = [\"/bin/true\"]\n",
+    );
     let plain = Harness::start_full("", "", &plain_server);
     let script = Harness::start_full("", "", common::SFTP_SERVER);
     let script_shell = script.root().join("bin/logger-shell");
@@ -75,6 +79,7 @@ fn main() {
         ("wrapper, syslog mode", syslog),
         ("wrapper, capture mode", capture),
         ("no wrapper (baseline)", plain),
+        ("capture, event hooks", tapped),
     ] {
         let user = harness.user();
         variants.push(Variant {
@@ -151,7 +156,7 @@ fn main() {
     let (_, base_up, base_down) = rates[2];
     for (name, up, down) in &rates {
         println!(
-            "  {name:<24} upload {up:>8.1} MiB/s ({:.3} x baseline)   download {down:>8.1} MiB/s ({:.3} x baseline)",
+            "  {name:<28} upload {up:>8.1} MiB/s ({:.3} x baseline)   download {down:>8.1} MiB/s ({:.3} x baseline)",
             up / base_up,
             down / base_down
         );
@@ -182,7 +187,7 @@ fn main() {
     let base = setups[2].1;
     for (name, d) in &setups {
         println!(
-            "  {name:<24} {:>8.1} ms ({:.3} x baseline)",
+            "  {name:<28} {:>8.1} ms ({:.3} x baseline)",
             d.as_secs_f64() * 1000.0,
             d.as_secs_f64() / base.as_secs_f64()
         );

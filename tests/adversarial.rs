@@ -819,6 +819,127 @@ fn counters_forged_by_the_cut() -> Case {
     })
 }
 
+/// Names too long for sftp-server's log messages (a few hundred bytes needing escapes, or about
+/// a thousand that do not): every operation still fires its event once, with the whole name
+/// and the bytes that moved.
+fn long_names() -> Vec<Case> {
+    vec![case(
+        "uploads, downloads and operations of long names",
+        || {
+            let h = Harness::start("");
+            let record = h.out_dir.join("events");
+            let hook = h.hook_script(
+                "record",
+                &format!("cat >> {0}; echo >> {0}", record.display()),
+            );
+            let hooks: String = ["upload", "download", "remove", "rename", "mkdir", "rmdir"]
+                .iter()
+                .map(|k| format!("on_{k} = [\"{}\"]\n", hook.display()))
+                .collect();
+            h.write_config(&format!(
+                "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\nevent_format = \"json\"\n{hooks}"
+            ));
+            let user = h.user();
+            let pad = |n: usize| "./".repeat(n).into_bytes();
+            let name = |parts: &[&[u8]]| parts.concat();
+            // About 1.3 KB and 3.8 KB of plain bytes; 250 bytes of \xff in a directory of 250.
+            let up = name(&[&pad(650), b"up.bin"]);
+            let down = name(&[&pad(1900), b"down.bin"]);
+            let dir = vec![0xffu8; 250];
+            let in_dir = name(&[&dir, b"/", &[0xfe; 250]]);
+            let part = name(&[&pad(600), b"renamed-later.filepart"]);
+            let renamed = name(&[&pad(700), b"renamed-later"]);
+            let gone = name(&[&pad(800), b"gone"]);
+            let empty = name(&[&dir, b"/", &[0xfd; 240]]);
+            fs::write(h.home(&user).join("down.bin"), vec![7u8; 70_000]).unwrap();
+            let ops = serde_json::json!([
+                ["put", hex::encode(&up), 100_000],
+                ["get", hex::encode(&down)],
+                ["mkdir", hex::encode(&dir)],
+                ["put", hex::encode(&in_dir), 5],
+                ["put", hex::encode(&part), 40_000],
+                ["posix_rename", hex::encode(&part), hex::encode(&renamed)],
+                ["put", hex::encode(&gone), 1],
+                ["remove", hex::encode(&gone)],
+                ["mkdir", hex::encode(&empty)],
+                ["rmdir", hex::encode(&empty)],
+            ]);
+            let steps = h.attack_steps(&user, Path::new("-"), &["ops", &ops.to_string()]);
+            ensure(steps.len() == 10 && steps.iter().all(|(_, ok)| *ok), || {
+                format!("the client's operations failed: {steps:?}")
+            })?;
+            h.wait_for_log_lines(1, &["session end", &format!("user={user} ")]);
+            let expected: Vec<(&str, &[u8], u64)> = vec![
+                ("upload", &up, 100_000),
+                ("download", &down, 70_000),
+                ("mkdir", &dir, 0),
+                ("upload", &in_dir, 5),
+                ("upload", &renamed, 40_000),
+                ("rename", &part, 0),
+                ("upload", &gone, 1),
+                ("remove", &gone, 0),
+                ("mkdir", &empty, 0),
+                ("rmdir", &empty, 0),
+            ];
+            let fired = common::wait_until_opt(Duration::from_secs(15), || {
+                let text = fs::read_to_string(&record).unwrap_or_default();
+                let events: Vec<serde_json::Value> = text
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect();
+                (events.len() >= expected.len()).then_some(events)
+            })
+            .unwrap_or_default();
+            std::thread::sleep(Duration::from_millis(500));
+            let summary: Vec<String> = fired
+                .iter()
+                .map(|e| {
+                    let path =
+                        hex::decode(e["path_hex"].as_str().unwrap_or_default()).unwrap_or_default();
+                    format!(
+                        "{} {} bytes, name of {} ending {:?}",
+                        e["event"],
+                        e["bytes_read"].as_u64().unwrap_or(0)
+                            + e["bytes_written"].as_u64().unwrap_or(0),
+                        path.len(),
+                        String::from_utf8_lossy(&path[path.len().saturating_sub(12)..])
+                    )
+                })
+                .collect();
+            let dropped: Vec<String> = h
+                .log_messages()
+                .into_iter()
+                .filter(|m| m.contains("event dropped"))
+                .map(|m| m.chars().take(200).collect())
+                .collect();
+            for (kind, path, bytes) in &expected {
+                let matching = fired
+                    .iter()
+                    .filter(|e| {
+                        e["event"] == *kind
+                            && e["path_hex"] == hex::encode(path)
+                            && e["bytes_read"].as_u64().unwrap_or(0)
+                                + e["bytes_written"].as_u64().unwrap_or(0)
+                                == *bytes
+                    })
+                    .count();
+                ensure(matching == 1, || {
+                    format!(
+                        "{kind} of a name of {} bytes fired {matching} times; events: {summary:?}; dropped: {dropped:?}",
+                        path.len()
+                    )
+                })?;
+            }
+            let completes = fired.iter().filter(|e| e["complete"] == true).count();
+            ensure(
+                fired.len() == expected.len() && dropped.is_empty() && completes == fired.len(),
+                || format!("events: {summary:?}; dropped: {dropped:?}"),
+            )
+        },
+    )]
+}
+
 /// An SSH `signal` request to the wrapper of an exec session: every session that logged its
 /// start still logs its end and runs its post hook.
 fn session_signals() -> Vec<Case> {
@@ -1448,7 +1569,7 @@ fn syslog_stall() -> Vec<Case> {
 #[test]
 fn adversarial_suite() {
     require_e2e!();
-    let classes: [(&str, AttackClass); 13] = [
+    let classes: [(&str, AttackClass); 14] = [
         ("/proc memory", proc_memory),
         ("loader environment", loader_environment),
         ("client environment", client_environment),
@@ -1456,6 +1577,7 @@ fn adversarial_suite() {
         ("hostile commands", hostile_commands),
         ("command sweep", command_sweep),
         ("capture-mode lines", capture_lines),
+        ("long names", long_names),
         ("session signals", session_signals),
         ("sshd settings", sshd_settings),
         ("config trust", config_trust),

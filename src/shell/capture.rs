@@ -1,5 +1,6 @@
 //! Capture mode: sftp-server runs with `-e`, so its log lines come to the wrapper on its stderr
-//! (which sshd would discard anyway) while stdin and stdout stay inherited.
+//! (which sshd would discard anyway). Its stdin and stdout stay inherited, unless event hooks
+//! need the tap ([`crate::shell::sftp_tap`]) for the names its messages cut.
 //!
 //! That stderr is one end of a SOCK_SEQPACKET socket pair, not a pipe: sftp-server writes each
 //! message with one write(2), and the socket keeps that boundary. The bytes cannot: on stderr
@@ -15,6 +16,7 @@
 use crate::log::parse::{self, OperationKind, SftpEvent};
 use crate::log::transfer::{CountsAs, Direction, classify_close};
 pub use crate::log::wrapper::Totals;
+use crate::shell::sftp_tap::{self, SFTP_SERVER_MESSAGE_MAX, Tap, TapClose};
 use crate::shell::syslog::{ForwardingSender, Severity};
 use nix::errno::Errno;
 use nix::sys::socket::MsgFlags;
@@ -53,7 +55,6 @@ struct OpenFile {
     id: u64,
     path: Vec<u8>,
     flags: String,
-    direction: Direction,
     opened: Instant,
     failed: bool,
 }
@@ -68,7 +69,20 @@ pub struct CaptureState {
     /// Finished `*.filepart` uploads waiting for their rename.
     held: Vec<Event>,
     upload_on_rename: bool,
+    /// The tap follows the files of long names (see [`sftp_tap::long_name`]): their messages
+    /// are left to it.
+    tapped: bool,
     pub totals: Totals,
+}
+
+/// A closed file, from its `close` message or from the tap.
+struct Closed {
+    path: Vec<u8>,
+    bytes_read: u64,
+    bytes_written: u64,
+    forced: bool,
+    /// The open's flags and time, and whether a failure answered it, when known.
+    opened: Option<(String, Instant, bool)>,
 }
 
 impl CaptureState {
@@ -79,79 +93,57 @@ impl CaptureState {
         }
     }
 
+    /// The same, for a session whose files of long names the tap follows.
+    pub fn tapped(upload_on_rename: bool) -> CaptureState {
+        CaptureState {
+            tapped: true,
+            ..CaptureState::new(upload_on_rename)
+        }
+    }
+
     /// Applies one message (in syslog form) and returns the events it completes.
     pub fn on_message(&mut self, message: &[u8], now: Instant) -> Vec<Event> {
-        let event = parse::parse_sftp_message(message);
+        self.apply(parse::parse_sftp_message(message), now)
+    }
+
+    /// Applies what one message said (or, for a cut one, what the tap says it said).
+    pub fn apply(&mut self, event: SftpEvent, now: Instant) -> Vec<Event> {
         let mut out = Vec::new();
         let mut last_open = None;
         match event {
+            SftpEvent::Open { path, .. } if self.tapped && sftp_tap::long_name(&path) => {}
             SftpEvent::Open { path, flags, .. } => {
                 self.next_id += 1;
                 last_open = Some(self.next_id);
                 self.open.push(OpenFile {
                     id: self.next_id,
                     path,
-                    direction: Direction::from_open_flags(&flags),
                     flags,
                     opened: now,
                     failed: false,
                 });
             }
+            SftpEvent::Close { path, .. } if self.tapped && sftp_tap::long_name(&path) => {}
             SftpEvent::Close {
                 path,
                 bytes_read,
                 bytes_written,
                 forced,
             } => {
-                let file = self
+                let opened = self
                     .open
                     .iter()
                     .position(|f| f.path == path)
-                    .map(|i| self.open.remove(i));
-                let (flags, direction, failed, elapsed) = match file {
-                    Some(f) => (
-                        f.flags,
-                        Some(f.direction),
-                        f.failed,
-                        now.saturating_duration_since(f.opened),
-                    ),
-                    None => (String::new(), None, false, std::time::Duration::ZERO),
+                    .map(|i| self.open.remove(i))
+                    .map(|f| (f.flags, f.opened, f.failed));
+                let closed = Closed {
+                    path,
+                    bytes_read,
+                    bytes_written,
+                    forced,
+                    opened,
                 };
-                let closed = classify_close(direction, bytes_read, bytes_written, forced, failed);
-                let kind = match closed.counts_as {
-                    Some(CountsAs::Upload) => {
-                        self.totals.files_uploaded += 1;
-                        // Saturating: a session's total is reported, never a panic or a wrap.
-                        self.totals.bytes_uploaded =
-                            self.totals.bytes_uploaded.saturating_add(bytes_written);
-                        "upload"
-                    }
-                    Some(CountsAs::Download) => {
-                        self.totals.files_downloaded += 1;
-                        self.totals.bytes_downloaded =
-                            self.totals.bytes_downloaded.saturating_add(bytes_read);
-                        "download"
-                    }
-                    None => "",
-                };
-                if !kind.is_empty() {
-                    let event = Event {
-                        event: kind.to_owned(),
-                        path,
-                        target: None,
-                        bytes_read,
-                        bytes_written,
-                        open_flags: flags,
-                        complete: closed.complete,
-                        elapsed_ms: elapsed.as_millis() as u64,
-                    };
-                    let upload = closed.counts_as == Some(CountsAs::Upload);
-                    if upload && self.upload_on_rename && event.path.ends_with(TEMP_UPLOAD_SUFFIX) {
-                        self.held.push(event);
-                    } else {
-                        out.push(event);
-                    }
-                }
+                out.extend(self.close(closed, now));
             }
             SftpEvent::Remove { path } => out.push(simple("remove", path, None)),
             SftpEvent::Rmdir { path } => out.push(simple("rmdir", path, None)),
@@ -180,6 +172,69 @@ impl CaptureState {
         }
         self.last_open = last_open;
         out
+    }
+
+    /// A file of a long name the tap saw closed (or still open at sftp-server's end).
+    pub fn on_tap_close(&mut self, file: TapClose, now: Instant) -> Vec<Event> {
+        let closed = Closed {
+            path: file.path,
+            bytes_read: file.bytes_read,
+            bytes_written: file.bytes_written,
+            forced: file.forced,
+            opened: Some((file.flags, file.opened, file.failed)),
+        };
+        self.close(closed, now).into_iter().collect()
+    }
+
+    fn close(&mut self, closed: Closed, now: Instant) -> Option<Event> {
+        let Closed {
+            path,
+            bytes_read,
+            bytes_written,
+            forced,
+            opened,
+        } = closed;
+        let (direction, flags, failed, elapsed) = match opened {
+            Some((flags, opened, failed)) => (
+                Some(Direction::from_open_flags(&flags)),
+                flags,
+                failed,
+                now.saturating_duration_since(opened),
+            ),
+            None => (None, String::new(), false, std::time::Duration::ZERO),
+        };
+        let closed = classify_close(direction, bytes_read, bytes_written, forced, failed);
+        let kind = match closed.counts_as? {
+            CountsAs::Upload => {
+                self.totals.files_uploaded += 1;
+                // Saturating: a session's total is reported, never a panic or a wrap.
+                self.totals.bytes_uploaded =
+                    self.totals.bytes_uploaded.saturating_add(bytes_written);
+                "upload"
+            }
+            CountsAs::Download => {
+                self.totals.files_downloaded += 1;
+                self.totals.bytes_downloaded =
+                    self.totals.bytes_downloaded.saturating_add(bytes_read);
+                "download"
+            }
+        };
+        let event = Event {
+            event: kind.to_owned(),
+            path,
+            target: None,
+            bytes_read,
+            bytes_written,
+            open_flags: flags,
+            complete: closed.complete,
+            elapsed_ms: elapsed.as_millis() as u64,
+        };
+        let upload = closed.counts_as == Some(CountsAs::Upload);
+        if upload && self.upload_on_rename && event.path.ends_with(TEMP_UPLOAD_SUFFIX) {
+            self.held.push(event);
+            return None;
+        }
+        Some(event)
     }
 
     /// At session end: held temporary uploads that were never renamed fire under their own name.
@@ -233,15 +288,23 @@ pub fn message_socket() -> nix::Result<(OwnedFd, OwnedFd)> {
     )
 }
 
-/// Reads sftp-server's messages until it exits: forwards each one, feeds `state`, and passes
-/// events to `on_event`. Waits only on the read and on the bounded forwarding queue.
+/// One of sftp-server's messages, as the reader got it.
+pub struct Message<'a> {
+    /// As sftp-server wrote it on stderr, without `\r\n`.
+    pub raw: &'a [u8],
+    /// The line forwarded for it (its syslog form).
+    pub line: &'a [u8],
+    /// sftp-server may have cut it.
+    pub cut: bool,
+}
+
+/// Reads sftp-server's messages until it exits: forwards each one and hands it to
+/// `on_message`. Waits only on the read and on the bounded forwarding queue.
 pub fn read_messages(
     socket: OwnedFd,
-    state: &mut CaptureState,
     forward: &mpsc::SyncSender<Forward>,
     counters: &Counters,
-    mut on_event: impl FnMut(Event),
-    mut on_cut_close: impl FnMut(&[u8]),
+    mut on_message: impl FnMut(Message),
 ) {
     let mut buf = vec![0u8; MESSAGE_BYTES];
     loop {
@@ -253,22 +316,73 @@ pub fn read_messages(
         };
         let raw = strip_crlf(&buf[..n]);
         let cut = raw.len() >= SFTP_SERVER_MESSAGE_MAX;
-        if cut && let Some(name) = cut_close_name(raw) {
-            // The name was too long for sftp-server's message: what was closed, and with how
-            // many bytes, is gone. Not an event, but never silently nothing.
-            on_cut_close(&name);
-        }
-        let message = forwarded_form(raw, cut);
-        for event in state.on_message(&message, Instant::now()) {
-            on_event(event);
-        }
-        if forward.send(Forward::Sftp(message)).is_err() {
+        let line = forwarded_form(raw, cut);
+        on_message(Message {
+            raw,
+            line: &line,
+            cut,
+        });
+        if forward.send(Forward::Sftp(line)).is_err() {
             counters.dropped_lines.fetch_add(1, Ordering::Relaxed);
         }
     }
-    for event in state.finish() {
-        on_event(event);
+}
+
+/// An event a message meant but nothing could make: a cut message whose operation the tap
+/// cannot complete. The kind, and the name as far as the message shows it.
+pub type Unmade = (&'static str, Vec<u8>);
+
+/// Applies one message to `state` and returns the events it completes. A cut message's
+/// operation is taken whole from the tap; a cut close is the tap's to report. What neither
+/// can complete comes back as unmade.
+pub fn events_of_message(
+    state: &mut CaptureState,
+    tap: Option<&std::sync::Mutex<Tap>>,
+    message: &Message,
+    now: Instant,
+) -> (Vec<Event>, Option<Unmade>) {
+    let following = |tap: &std::sync::Mutex<Tap>| {
+        let tap = tap.lock().unwrap_or_else(|e| e.into_inner());
+        tap.lost().is_none()
+    };
+    // Once the tap has stopped following, long names are the log's again, as far as it goes.
+    state.tapped = tap.is_some_and(following);
+    if !message.cut {
+        return (state.on_message(message.line, now), None);
     }
+    // Whatever it was, it is no open a `sent status` could answer.
+    state.on_message(message.line, now);
+    if let Some((kind, name)) = cut_operation(message.raw) {
+        let whole = tap.and_then(|tap| {
+            let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
+            tap.take_predicted(message.raw)
+        });
+        return match whole {
+            Some(operation) => (state.apply(operation, now), None),
+            None => (Vec::new(), Some((kind, name))),
+        };
+    }
+    if let Some(name) = cut_close_name(message.raw)
+        && !state.tapped
+    {
+        return (Vec::new(), Some(("close", name)));
+    }
+    (Vec::new(), None)
+}
+
+/// The kind and (cut) name of a cut message of an operation that is an event.
+fn cut_operation(raw: &[u8]) -> Option<(&'static str, Vec<u8>)> {
+    const KINDS: [(&[u8], &str); 5] = [
+        (b"remove name \"", "remove"),
+        (b"mkdir name \"", "mkdir"),
+        (b"rmdir name \"", "rmdir"),
+        (b"rename old \"", "rename"),
+        (b"posix-rename old \"", "rename"),
+    ];
+    KINDS.iter().find_map(|(prefix, kind)| {
+        let rest = raw.strip_prefix(*prefix)?;
+        Some((*kind, parse::unvis(rest)))
+    })
 }
 
 /// The line forwarded for one of sftp-server's messages, and what the capture state reads: its
@@ -285,13 +399,6 @@ fn forwarded_form(raw: &[u8], cut: bool) -> Vec<u8> {
     }
     message
 }
-
-/// The shortest message on stderr that sftp-server may have cut. It escapes a message into a
-/// 1 KiB buffer and stops before the first escape that does not fit (`\ooo` is four
-/// characters), so a cut message is 1,020 to 1,023 characters long before it is cut again to
-/// 1,021 with `\r\n`. A partner can therefore make a cut message end, at 1,020, in counters
-/// of their choosing; one of 1,020 or 1,021 characters is never taken as whole.
-const SFTP_SERVER_MESSAGE_MAX: usize = 1020;
 
 /// The (cut) name of a cut `close` or `forced close` message.
 fn cut_close_name(raw: &[u8]) -> Option<Vec<u8>> {
@@ -467,6 +574,24 @@ mod tests {
         );
     }
 
+    /// What the session's reader does: every message through [`events_of_message`].
+    fn read_all(
+        socket: OwnedFd,
+        state: &mut CaptureState,
+        forward: &mpsc::SyncSender<Forward>,
+        counters: &Counters,
+        tap: Option<&std::sync::Mutex<Tap>>,
+    ) -> (Vec<Event>, Vec<Unmade>) {
+        let (mut events, mut unmade) = (Vec::new(), Vec::new());
+        read_messages(socket, forward, counters, |message| {
+            let (made, lost) = events_of_message(state, tap, &message, Instant::now());
+            events.extend(made);
+            unmade.extend(lost);
+        });
+        events.extend(state.finish());
+        (events, unmade)
+    }
+
     #[test]
     fn one_message_is_one_line_whatever_its_bytes() {
         let (ours, theirs) = message_socket().unwrap();
@@ -484,8 +609,7 @@ mod tests {
         let (tx, rx) = mpsc::sync_channel(FORWARD_QUEUE_LINES);
         let counters = Counters::default();
         let mut st = CaptureState::new(true);
-        let mut events = Vec::new();
-        read_messages(ours, &mut st, &tx, &counters, |e| events.push(e), |_| {});
+        let (events, _) = read_all(ours, &mut st, &tx, &counters, None);
         drop(tx);
         let lines: Vec<Vec<u8>> = rx
             .into_iter()
@@ -524,16 +648,7 @@ mod tests {
         drop(theirs);
         let (tx, rx) = mpsc::sync_channel(FORWARD_QUEUE_LINES);
         let mut st = CaptureState::new(true);
-        let mut events = Vec::new();
-        let mut cut = Vec::new();
-        read_messages(
-            ours,
-            &mut st,
-            &tx,
-            &Counters::default(),
-            |e| events.push(e),
-            |name| cut.push(name.to_vec()),
-        );
+        let (events, cut) = read_all(ours, &mut st, &tx, &Counters::default(), None);
         drop(tx);
         let Some(Forward::Sftp(line)) = rx.into_iter().next() else {
             panic!("nothing forwarded");
@@ -542,5 +657,65 @@ mod tests {
         assert!(events.is_empty());
         assert_eq!(cut.len(), 1);
         assert_eq!(st.totals.bytes_uploaded, 0);
+    }
+
+    fn message<'a>(raw: &'a [u8], line: &'a [u8]) -> Message<'a> {
+        Message {
+            raw,
+            line,
+            cut: raw.len() >= SFTP_SERVER_MESSAGE_MAX,
+        }
+    }
+
+    #[test]
+    fn with_the_tap_long_names_are_its_own_and_cut_operations_come_whole() {
+        let long = [&b"./".repeat(600)[..], b"x"].concat();
+        let now = Instant::now();
+        let mut st = CaptureState::tapped(true);
+        // A whole close of a long name is the tap's (it has the counters for every length).
+        let open = [b"open \"", &long[..], b"\" flags WRITE,CREATE mode 0644"].concat();
+        let close = [b"close \"", &long[..], b"\" bytes read 0 written 9"].concat();
+        assert!(st.on_message(&open, now).is_empty());
+        assert!(st.on_message(&close, now).is_empty());
+        assert_eq!(st.totals.files_uploaded, 0);
+        let file = TapClose {
+            path: long.clone(),
+            flags: "WRITE,CREATE".into(),
+            bytes_read: 0,
+            bytes_written: 9,
+            forced: false,
+            failed: false,
+            opened: now,
+        };
+        let events = st.on_tap_close(file, now);
+        assert!(events.len() == 1 && events[0].path == long && events[0].complete);
+        assert_eq!(st.totals.bytes_uploaded, 9);
+
+        // A cut remove: whole from the tap when it saw the request, unmade without it.
+        let tap = std::sync::Mutex::new(Tap::default());
+        let mut request = vec![13u8, 0, 0, 0, 1];
+        request.extend_from_slice(&(long.len() as u32).to_be_bytes());
+        request.extend_from_slice(&long);
+        tap.lock()
+            .unwrap()
+            .on_request(&request, request.len() as u32);
+        let raw = sftp_tap::stderr_message(&[b"remove name \"", &long[..], b"\""].concat());
+        let line = forwarded_form(&raw, true);
+        let (made, unmade) = events_of_message(&mut st, None, &message(&raw, &line), now);
+        assert!(made.is_empty());
+        assert_eq!(unmade.map(|u| u.0), Some("remove"));
+        let (made, unmade) = events_of_message(&mut st, Some(&tap), &message(&raw, &line), now);
+        assert!(made.len() == 1 && made[0].event == "remove" && made[0].path == long);
+        assert!(unmade.is_none());
+
+        // A cut close is left to a tap that follows, and unmade once it stopped following.
+        let raw = sftp_tap::stderr_message(&close);
+        let line = forwarded_form(&raw, true);
+        let (made, unmade) = events_of_message(&mut st, Some(&tap), &message(&raw, &line), now);
+        assert!(made.is_empty() && unmade.is_none());
+        tap.lock().unwrap().on_reply(&[102, 0, 0, 0, 9], now);
+        assert!(tap.lock().unwrap().lost().is_some());
+        let (_, unmade) = events_of_message(&mut st, Some(&tap), &message(&raw, &line), now);
+        assert_eq!(unmade.map(|u| u.0), Some("close"));
     }
 }

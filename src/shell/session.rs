@@ -1,5 +1,6 @@
 //! The login shell's session: check the invocation, log, run the hooks, run sftp-server with its
-//! stdin and stdout inherited (the wrapper never touches SFTP traffic), supervise it, log the end.
+//! stdin and stdout inherited (or, for event hooks in capture mode, through the tap, which reads
+//! the SFTP packets and never changes them), supervise it, log the end.
 
 use crate::config::{
     self, Config, Effective, EventFormat, FailurePolicy, LogMode, PostSessionMode,
@@ -10,7 +11,9 @@ use crate::shell::capture::{self, CaptureState, Counters, Event, Forward};
 use crate::shell::hooks::{self, HookOutcome, HookResult};
 use crate::shell::invocation;
 use crate::shell::isolate;
+use crate::shell::relay;
 use crate::shell::runner::{self, Runner};
+use crate::shell::sftp_tap::{Tap, TapClose};
 use crate::shell::syslog::ForwardingSender;
 use crate::shell::syslog::{self, Severity, Syslog};
 use chrono::{DateTime, Local, SecondsFormat};
@@ -18,14 +21,15 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::unistd::{ForkResult, Pid, User, getpid, getppid, getuid};
 use std::ffi::{OsStr, OsString};
 use std::net::IpAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// What a refused user sees on stderr (the SSH client prints it).
@@ -723,8 +727,8 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
         return 1;
     };
     let outcome = match capture_socket {
-        Some(socket) => {
-            capture_and_supervise(session, cfg, &mut child, socket, &mut runner, &watched)
+        Some(capture) => {
+            capture_and_supervise(session, cfg, &mut child, capture, &mut runner, &watched)
         }
         None => Outcome {
             status: supervise(&mut child, &watched, session),
@@ -803,8 +807,25 @@ fn spawn(
     session: &Session,
     cfg: &Config,
     effective: &Effective,
-) -> Option<(Child, Option<OwnedFd>)> {
-    let (ours, theirs) = if cfg.sftp_server.log_mode == LogMode::Capture {
+) -> Option<(Child, Option<Capture>)> {
+    let capture = cfg.sftp_server.log_mode == LogMode::Capture;
+    // The tap is for the events: without event hooks, sftp-server keeps the client's stdin
+    // and stdout.
+    let relay = if capture && cfg.hooks.any_event_hook() {
+        match relay::pipes() {
+            Ok(pipes) => Some(pipes),
+            Err(e) => {
+                session.log(
+                    Severity::Err,
+                    &session.failed_end(None, format!("pipe: {e}")),
+                );
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let (ours, theirs) = if capture {
         match capture::message_socket() {
             Ok((ours, theirs)) => (Some(ours), Some(theirs)),
             Err(e) => {
@@ -823,7 +844,14 @@ fn spawn(
         && isolate::proc_visible())
     .then(isolate::ProcIsolation::new);
     let isolating = isolation.is_some();
-    let child = match spawn_sftp_server(effective, &session.base_env, theirs, isolation) {
+    let (stdio, relay) = match relay {
+        Some(p) => (
+            Some((p.sftp_server_stdin, p.sftp_server_stdout)),
+            Some((p.to_sftp_server, p.from_sftp_server)),
+        ),
+        None => (None, None),
+    };
+    let child = match spawn_sftp_server(effective, &session.base_env, theirs, stdio, isolation) {
         Ok(child) => child,
         Err(e) => {
             let why = if isolating {
@@ -853,7 +881,15 @@ fn spawn(
             args: effective.sftp_server_args.join(" "),
         },
     );
-    Some((child, ours))
+    let capture = ours.map(|messages| Capture { messages, relay });
+    Some((child, capture))
+}
+
+/// The wrapper's ends of what capture mode reads: sftp-server's messages and, when the tap
+/// runs, its stdin and stdout.
+struct Capture {
+    messages: OwnedFd,
+    relay: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// How sftp-server ended and, in capture mode, what the session moved and lost.
@@ -866,80 +902,173 @@ struct Outcome {
 }
 
 /// Capture mode: a reader thread turns sftp-server's messages into log lines, events and
-/// totals, a forwarder thread sends the lines to syslog, and this thread supervises
-/// sftp-server. The threads inherit the blocked signals, so sigwait still gets them all.
+/// totals, a forwarder thread sends the lines to syslog, two relay threads pass the SFTP
+/// packets through the tap (when it runs), and this thread supervises sftp-server. The threads
+/// inherit the blocked signals, so sigwait still gets them all.
 fn capture_and_supervise(
     session: &Session,
     cfg: &Config,
     child: &mut Child,
-    socket: OwnedFd,
+    capture: Capture,
     runner: &mut Option<Runner>,
     watched: &SigSet,
 ) -> Outcome {
     let sftp_pid = child.id();
+    let tap = capture.relay.as_ref().map(|_| Mutex::new(Tap::default()));
+    let state = Mutex::new(if tap.is_some() {
+        CaptureState::tapped(cfg.hooks.upload_on_rename)
+    } else {
+        CaptureState::new(cfg.hooks.upload_on_rename)
+    });
+    let counters = Arc::new(Counters::default());
+    let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
+    let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
+    // Its write end goes when sftp-server has ended: the relay threads poll the read end.
+    let (stop, stop_writer) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok((r, w)) => (Some(r), Some(w)),
+        Err(_) => (None, None),
+    };
+    let events = Events {
+        session,
+        cfg,
+        runner: Mutex::new(runner),
+        forward: Mutex::new(Some(tx)),
+        dropped: AtomicU64::new(0),
+    };
     std::thread::scope(|scope| {
-        let counters = Arc::new(Counters::default());
-        let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
-        let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
         let forwarder = {
             let counters = Arc::clone(&counters);
             let log = session.log;
             scope.spawn(move || capture::forward_lines(rx, sender, log, sftp_pid, counters))
         };
+        let (events, state, tap, counters) = (&events, &state, tap.as_ref(), &counters);
+        let mut relays = Vec::new();
+        if let (Some((to, from)), Some(tap), Some(stop)) = (capture.relay, tap, stop.as_ref()) {
+            let stop = stop.as_fd();
+            relays.push(
+                scope.spawn(move || relay::pass_requests(std::io::stdin().as_fd(), to, tap, stop)),
+            );
+            relays.push(scope.spawn(move || {
+                relay::pass_replies(from, std::io::stdout().as_fd(), tap, stop, |file| {
+                    events.tap_closed(state, file)
+                })
+            }));
+        }
         let reader = {
-            let counters = Arc::clone(&counters);
-            scope.spawn(move || read_capture(session, cfg, socket, runner, &tx, &counters))
+            let socket = capture.messages;
+            scope.spawn(move || read_capture(socket, state, tap, events, counters))
         };
         let status = supervise(child, watched, session);
-        let (totals, dropped_events) = reader.join().unwrap_or_default();
+        drop(stop_writer);
+        let _ = reader.join();
+        for relay in relays {
+            let _ = relay.join();
+        }
+        if let Some(tap) = tap {
+            let (closed, abandoned) = {
+                let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
+                (tap.finish(), tap.take_abandoned())
+            };
+            for file in closed {
+                events.tap_closed(state, file);
+            }
+            for name in abandoned {
+                events.unmade("close", &name, "tap_lost");
+            }
+        }
+        let held = lock(state).finish();
+        held.iter().for_each(|event| events.deliver(event));
+        // The last sender: the forwarder sends what is queued and ends.
+        lock(&events.forward).take();
         let _ = forwarder.join();
+        let dropped_events = events.dropped.load(Ordering::Relaxed);
         Outcome {
             status,
-            totals: Some(totals),
+            totals: Some(lock(state).totals.clone()),
             dropped_events,
-            dropped_log_lines: counters
-                .dropped_lines
-                .load(std::sync::atomic::Ordering::Relaxed),
+            dropped_log_lines: counters.dropped_lines.load(Ordering::Relaxed),
         }
     })
 }
 
-/// The reader thread: queues each event whose hook is configured, and logs (and counts) what
-/// could not be queued or was never an event. Returns the totals and that count.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where events go: to the hook runner when their hook is configured; what could not be
+/// queued, or could not be made at all, is logged as dropped and counted.
+struct Events<'a> {
+    session: &'a Session<'a>,
+    cfg: &'a Config,
+    runner: Mutex<&'a mut Option<Runner>>,
+    /// Taken when the session's lines are all queued, so that the forwarder ends.
+    forward: Mutex<Option<mpsc::SyncSender<Forward>>>,
+    dropped: AtomicU64,
+}
+
+impl Events<'_> {
+    fn deliver(&self, event: &Event) {
+        if self.cfg.hooks.event_hook(&event.event).is_none() {
+            return;
+        }
+        let sent = lock(&self.runner)
+            .as_mut()
+            .map_or(Err(runner::SendError::Closed), |r| r.send_event(event));
+        if let Err(why) = sent {
+            let reason = format!("{why:?}").to_lowercase();
+            self.log_dropped(&event.event, &event.path, &reason);
+        }
+    }
+
+    /// An event that could not be made: logged if a hook would have had it.
+    fn unmade(&self, kind: &str, name: &[u8], reason: &str) {
+        let hooked = match kind {
+            "close" => ["upload", "download"]
+                .iter()
+                .any(|k| self.cfg.hooks.event_hook(k).is_some()),
+            kind => self.cfg.hooks.event_hook(kind).is_some(),
+        };
+        if hooked {
+            self.log_dropped(kind, name, reason);
+        }
+    }
+
+    fn log_dropped(&self, kind: &str, name: &[u8], reason: &str) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let line = self.session.event_dropped(kind, name, reason);
+        // A clone, so that a full queue never holds the lock.
+        let forward = lock(&self.forward).clone();
+        if let Some(forward) = forward {
+            let _ = forward.send(Forward::Own(Severity::Warning, line.render()));
+        }
+    }
+
+    fn tap_closed(&self, state: &Mutex<CaptureState>, file: TapClose) {
+        let events = lock(state).on_tap_close(file, Instant::now());
+        events.iter().for_each(|event| self.deliver(event));
+    }
+}
+
+/// The reader thread: each of sftp-server's messages to the capture state (through the tap for
+/// a cut one) and its events to the runner.
 fn read_capture(
-    session: &Session,
-    cfg: &Config,
     socket: OwnedFd,
-    runner: &mut Option<Runner>,
-    forward: &mpsc::SyncSender<Forward>,
+    state: &Mutex<CaptureState>,
+    tap: Option<&Mutex<Tap>>,
+    events: &Events,
     counters: &Counters,
-) -> (Totals, u64) {
-    let mut state = CaptureState::new(cfg.hooks.upload_on_rename);
-    let dropped = std::cell::Cell::new(0u64);
-    let log_dropped = |line: WrapperLine| {
-        dropped.set(dropped.get() + 1);
-        let _ = forward.send(Forward::Own(Severity::Warning, line.render()));
+) {
+    let Some(forward) = lock(&events.forward).clone() else {
+        return;
     };
-    capture::read_messages(
-        socket,
-        &mut state,
-        forward,
-        counters,
-        |event| {
-            if cfg.hooks.event_hook(&event.event).is_none() {
-                return;
-            }
-            let sent = runner
-                .as_mut()
-                .map_or(Err(runner::SendError::Closed), |r| r.send_event(&event));
-            if let Err(why) = sent {
-                let reason = format!("{why:?}").to_lowercase();
-                log_dropped(session.event_dropped(&event.event, &event.path, &reason));
-            }
-        },
-        |name| log_dropped(session.event_dropped("close", name, "message_cut")),
-    );
-    (state.totals, dropped.get())
+    capture::read_messages(socket, &forward, counters, |message| {
+        let (made, unmade) =
+            capture::events_of_message(&mut lock(state), tap, &message, Instant::now());
+        made.iter().for_each(|event| events.deliver(event));
+        if let Some((kind, name)) = unmade {
+            events.unmade(kind, &name, "message_cut");
+        }
+    });
 }
 
 /// Logs `session end` and returns what the post-session hook is told.
@@ -1016,11 +1145,13 @@ fn run_post_session_hook(
     }
 }
 
-/// Starts sftp-server with stdin and stdout inherited and, with `isolation`, without `/proc`.
+/// Starts sftp-server with stdin and stdout inherited (or the relay's pipes) and, with
+/// `isolation`, without `/proc`.
 fn spawn_sftp_server(
     effective: &Effective,
     env: &[(String, OsString)],
     stderr: Option<OwnedFd>,
+    stdin_stdout: Option<(OwnedFd, OwnedFd)>,
     isolation: Option<isolate::ProcIsolation>,
 ) -> std::io::Result<Child> {
     let parent = getpid();
@@ -1031,6 +1162,11 @@ fn spawn_sftp_server(
         .envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(fd) = stderr {
         command.stderr(Stdio::from(fd));
+    }
+    if let Some((stdin, stdout)) = stdin_stdout {
+        command
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(stdout));
     }
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
     // (sigprocmask, prctl, getppid, and the system calls of `ProcIsolation::enter`); it

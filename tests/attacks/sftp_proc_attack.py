@@ -129,7 +129,7 @@ def main():
         client.close()
         return
     sftp = client.open_sftp()
-    if mode not in ("open", "put"):
+    if mode not in ("open", "put", "ops"):
         step("list /proc", lambda: len(sftp.listdir("/proc")))
     if mode == "put":
         for name_hex in sys.argv[6:]:
@@ -145,6 +145,29 @@ def main():
                 with sftp.open(name, "wb") as f:
                     f.write(b"12345")
             step("put " + name_hex[:16], put)
+    elif mode == "ops":
+        # A list of [operation, hex name, ...]: each one a step.
+        for op in json.loads(sys.argv[6]):
+            kind, args = op[0], [bytes.fromhex(a) if isinstance(a, str) else a for a in op[1:]]
+            def run(kind=kind, args=args):
+                if kind == "put":
+                    with sftp.open(args[0], "wb") as f:
+                        for i in range(0, args[1], 32768):
+                            f.write(b"u" * min(32768, args[1] - i))
+                elif kind == "get":
+                    with sftp.open(args[0], "rb") as f:
+                        return len(f.read())
+                elif kind == "mkdir":
+                    sftp.mkdir(args[0])
+                elif kind == "rmdir":
+                    sftp.rmdir(args[0])
+                elif kind == "remove":
+                    sftp.remove(args[0])
+                elif kind == "rename":
+                    sftp.rename(args[0], args[1])
+                elif kind == "posix_rename":
+                    sftp.posix_rename(args[0], args[1])
+            step(kind + " " + op[1][-16:], run)
     elif mode == "open":
         name = bytes.fromhex(sys.argv[6])
         step("open the name", lambda: sftp.open(name.decode("utf-8", "surrogateescape"), "rb").close())

@@ -1,0 +1,199 @@
+//! sftp-server's stdin and stdout through the wrapper, so that the tap
+//! ([`crate::shell::sftp_tap`]) can read the packets: two threads, one each way, that pass on
+//! every byte as it comes, unchanged and in order, and never wait on anything but the two ends.
+//!
+//! Only sftp-server's bytes reach the client. When sftp-server is gone the requests stop at
+//! once, and its last replies get a short while to reach a client that has stopped reading.
+
+use crate::shell::sftp_tap::{self, Framer, Tap, TapClose};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What one read takes: a few of sftp-server's largest packets.
+const CHUNK: usize = 256 * 1024;
+/// How long sftp-server's last replies may wait for the client once sftp-server has ended.
+const LAST_REPLIES_WAIT: Duration = Duration::from_secs(2);
+/// The pipes' size: fewer wake-ups per megabyte (Linux allows an unprivileged 1 MiB).
+const PIPE_BYTES: i32 = 1 << 20;
+
+/// The wrapper's ends of sftp-server's stdin and stdout, and sftp-server's.
+pub struct Pipes {
+    pub to_sftp_server: OwnedFd,
+    pub from_sftp_server: OwnedFd,
+    pub sftp_server_stdin: OwnedFd,
+    pub sftp_server_stdout: OwnedFd,
+}
+
+pub fn pipes() -> nix::Result<Pipes> {
+    let (sftp_server_stdin, to_sftp_server) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (from_sftp_server, sftp_server_stdout) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    for fd in [&to_sftp_server, &from_sftp_server] {
+        // Best effort: the default 64 KiB works, with more wake-ups.
+        let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
+    }
+    Ok(Pipes {
+        to_sftp_server,
+        from_sftp_server,
+        sftp_server_stdin,
+        sftp_server_stdout,
+    })
+}
+
+fn lock(tap: &Mutex<Tap>) -> std::sync::MutexGuard<'_, Tap> {
+    tap.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `stop` (the read end of a pipe whose write end is dropped when sftp-server has
+/// ended) says so.
+fn stopped(stop: BorrowedFd) -> bool {
+    let mut fds = [PollFd::new(stop, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+/// The client's requests to sftp-server, each seen by the tap before sftp-server can read it,
+/// until the client's end, sftp-server's, or `stop`. Dropping `to` then gives sftp-server its
+/// end of input, as the client's disconnect would have.
+pub fn pass_requests(client: BorrowedFd, to: OwnedFd, tap: &Mutex<Tap>, stop: BorrowedFd) {
+    // Non-blocking: a read that finds nothing waits in poll, where `stop` can end it, and a
+    // client that keeps sending costs no poll per read.
+    let _ = fcntl(client, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match nix::unistd::read(client, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                let mut fds = [
+                    PollFd::new(client, PollFlags::POLLIN),
+                    PollFd::new(stop, PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => return,
+                }
+                if fds[1].any().unwrap_or(true) {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => return,
+        };
+        {
+            let mut tap = lock(tap);
+            framer.feed(&buf[..n], sftp_tap::request_keep, |packet, length| {
+                tap.on_request(packet, length)
+            });
+        }
+        // A blocking write: sftp-server not reading holds the client back, as it would
+        // without the wrapper; sftp-server's end ends it (EPIPE).
+        if write_all(to.as_fd(), &buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_all(fd: BorrowedFd, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// sftp-server's replies to the client, each seen by the tap, until sftp-server's end; hands
+/// each long-named file the tap saw closed to `on_close`. A client that is gone, or that has
+/// not read for a while after sftp-server ended, gets nothing more; sftp-server's output is
+/// still read to its end, so sftp-server never blocks on it.
+pub fn pass_replies(
+    from: OwnedFd,
+    client: BorrowedFd,
+    tap: &Mutex<Tap>,
+    stop: BorrowedFd,
+    mut on_close: impl FnMut(TapClose),
+) {
+    // Non-blocking, so that a client that stopped reading cannot hold this thread once
+    // sftp-server has ended.
+    let _ = fcntl(client, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; CHUNK];
+    let mut client_gone = false;
+    let mut give_up_at: Option<Instant> = None;
+    loop {
+        let n = match nix::unistd::read(&from, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        };
+        let mut closed = Vec::new();
+        {
+            let mut tap = lock(tap);
+            let now = Instant::now();
+            framer.feed(&buf[..n], sftp_tap::reply_keep, |packet, _| {
+                closed.extend(tap.on_reply(packet, now))
+            });
+        }
+        closed.into_iter().for_each(&mut on_close);
+        if !client_gone {
+            client_gone = send_to_client(client, &buf[..n], stop, &mut give_up_at).is_err();
+        }
+    }
+}
+
+/// Writes all of `data` to the client, waiting for it while sftp-server runs, and at most
+/// [`LAST_REPLIES_WAIT`] once it has ended.
+fn send_to_client(
+    client: BorrowedFd,
+    mut data: &[u8],
+    stop: BorrowedFd,
+    give_up_at: &mut Option<Instant>,
+) -> Result<(), ()> {
+    while !data.is_empty() {
+        match nix::unistd::write(client, data) {
+            Ok(n) => {
+                data = &data[n..];
+                continue;
+            }
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {}
+            Err(_) => return Err(()),
+        }
+        if give_up_at.is_none() && stopped(stop) {
+            *give_up_at = Some(Instant::now() + LAST_REPLIES_WAIT);
+        }
+        let timeout = match give_up_at {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(());
+                }
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::ZERO)
+            }
+            None => PollTimeout::NONE,
+        };
+        let mut both = [
+            PollFd::new(client, PollFlags::POLLOUT),
+            PollFd::new(stop, PollFlags::POLLIN),
+        ];
+        // Once sftp-server has ended, `stop` is always ready: wait on the client alone.
+        let fds = if give_up_at.is_some() {
+            &mut both[..1]
+        } else {
+            &mut both[..]
+        };
+        match poll(fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(())
+}
