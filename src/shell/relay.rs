@@ -20,26 +20,39 @@ const LAST_REPLIES_WAIT: Duration = Duration::from_secs(2);
 /// The pipes' size: fewer wake-ups per megabyte (Linux allows an unprivileged 1 MiB).
 const PIPE_BYTES: i32 = 1 << 20;
 
-/// The wrapper's ends of sftp-server's stdin and stdout, and sftp-server's.
+/// sftp-server's stdin and stdout, for sftp-server, and the relay's ends of them.
 pub struct Pipes {
-    pub to_sftp_server: OwnedFd,
-    pub from_sftp_server: OwnedFd,
     pub sftp_server_stdin: OwnedFd,
     pub sftp_server_stdout: OwnedFd,
+    pub ends: Ends,
+}
+
+/// The relay's ends.
+pub struct Ends {
+    pub to_sftp_server: OwnedFd,
+    pub from_sftp_server: OwnedFd,
+    /// Polled by both threads; ready once `stop_writer` is dropped, when sftp-server has ended.
+    pub stop: OwnedFd,
+    pub stop_writer: OwnedFd,
 }
 
 pub fn pipes() -> nix::Result<Pipes> {
     let (sftp_server_stdin, to_sftp_server) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (from_sftp_server, sftp_server_stdout) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (stop, stop_writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     for fd in [&to_sftp_server, &from_sftp_server] {
         // Best effort: the default 64 KiB works, with more wake-ups.
         let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
     }
     Ok(Pipes {
-        to_sftp_server,
-        from_sftp_server,
         sftp_server_stdin,
         sftp_server_stdout,
+        ends: Ends {
+            to_sftp_server,
+            from_sftp_server,
+            stop,
+            stop_writer,
+        },
     })
 }
 

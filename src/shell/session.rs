@@ -809,33 +809,22 @@ fn spawn(
     effective: &Effective,
 ) -> Option<(Child, Option<Capture>)> {
     let capture = cfg.sftp_server.log_mode == LogMode::Capture;
+    let failed = |what: &str, e: nix::Error| {
+        let line = session.failed_end(None, format!("{what}: {e}"));
+        session.log(Severity::Err, &line);
+    };
     // The tap is for the events: without event hooks, sftp-server keeps the client's stdin
     // and stdout.
-    let relay = if capture && cfg.hooks.any_event_hook() {
-        match relay::pipes() {
-            Ok(pipes) => Some(pipes),
-            Err(e) => {
-                session.log(
-                    Severity::Err,
-                    &session.failed_end(None, format!("pipe: {e}")),
-                );
-                return None;
-            }
-        }
-    } else {
-        None
-    };
+    let relay = (capture && cfg.hooks.any_event_hook())
+        .then(relay::pipes)
+        .transpose()
+        .map_err(|e| failed("pipe", e))
+        .ok()?;
     let (ours, theirs) = if capture {
-        match capture::message_socket() {
-            Ok((ours, theirs)) => (Some(ours), Some(theirs)),
-            Err(e) => {
-                session.log(
-                    Severity::Err,
-                    &session.failed_end(None, format!("socketpair: {e}")),
-                );
-                return None;
-            }
-        }
+        let (ours, theirs) = capture::message_socket()
+            .map_err(|e| failed("socketpair", e))
+            .ok()?;
+        (Some(ours), Some(theirs))
     } else {
         (None, None)
     };
@@ -847,7 +836,7 @@ fn spawn(
     let (stdio, relay) = match relay {
         Some(p) => (
             Some((p.sftp_server_stdin, p.sftp_server_stdout)),
-            Some((p.to_sftp_server, p.from_sftp_server)),
+            Some(p.ends),
         ),
         None => (None, None),
     };
@@ -889,7 +878,7 @@ fn spawn(
 /// runs, its stdin and stdout.
 struct Capture {
     messages: OwnedFd,
-    relay: Option<(OwnedFd, OwnedFd)>,
+    relay: Option<relay::Ends>,
 }
 
 /// How sftp-server ended and, in capture mode, what the session moved and lost.
@@ -923,10 +912,13 @@ fn capture_and_supervise(
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
     let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
-    // Its write end goes when sftp-server has ended: the relay threads poll the read end.
-    let (stop, stop_writer) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok((r, w)) => (Some(r), Some(w)),
-        Err(_) => (None, None),
+    let (relay, stop, stop_writer) = match capture.relay {
+        Some(e) => (
+            Some((e.to_sftp_server, e.from_sftp_server)),
+            Some(e.stop),
+            Some(e.stop_writer),
+        ),
+        None => (None, None, None),
     };
     let events = Events {
         session,
@@ -943,7 +935,7 @@ fn capture_and_supervise(
         };
         let (events, state, tap, counters) = (&events, &state, tap.as_ref(), &counters);
         let mut relays = Vec::new();
-        if let (Some((to, from)), Some(tap), Some(stop)) = (capture.relay, tap, stop.as_ref()) {
+        if let (Some((to, from)), Some(tap), Some(stop)) = (relay, tap, stop.as_ref()) {
             let stop = stop.as_fd();
             relays.push(
                 scope.spawn(move || relay::pass_requests(std::io::stdin().as_fd(), to, tap, stop)),
@@ -966,7 +958,7 @@ fn capture_and_supervise(
         }
         if let Some(tap) = tap {
             let (closed, abandoned) = {
-                let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
+                let mut tap = lock(tap);
                 (tap.finish(), tap.take_abandoned())
             };
             for file in closed {
