@@ -128,6 +128,35 @@ def main():
         chan.close()
         client.close()
         return
+    if mode == "raw":
+        # Requests written ahead of their answers, as raw SFTP packets: handles guessed before
+        # sftp-server gave them, then (with "malformed") a request whose fields run past its
+        # length, which sftp-server reads into the bytes after it and then exits on.
+        name = bytes.fromhex(sys.argv[6])
+        chan = client.get_transport().open_session()
+        chan.invoke_subsystem("sftp")
+        def packet(kind, body):
+            return struct.pack(">IB", len(body) + 1, kind) + body
+        def string(b):
+            return struct.pack(">I", len(b)) + b
+        handle = b"\0\0\0\0"
+        data = b"w" * 1000
+        chan.sendall(packet(1, struct.pack(">I", 3))
+                     + packet(3, struct.pack(">I", 1) + string(name) + struct.pack(">II", 0x1a, 0))
+                     + packet(6, struct.pack(">I", 2) + string(handle) + struct.pack(">Q", 0) + string(data))
+                     + packet(4, struct.pack(">I", 3) + string(handle)))
+        if len(sys.argv) > 7 and sys.argv[7] == "malformed":
+            tail = name + b".second"
+            chan.sendall(struct.pack(">IB", 9, 3) + struct.pack(">I", 4) + struct.pack(">I", len(tail))
+                         + tail + struct.pack(">II", 0x1a, 0))
+        time.sleep(1.5)
+        got = b""
+        while chan.recv_ready():
+            got += chan.recv(65536)
+        print(json.dumps({"step": "answers", "ok": len(got) > 0, "detail": len(got)}), flush=True)
+        chan.close()
+        client.close()
+        return
     sftp = client.open_sftp()
     if mode not in ("open", "put", "ops"):
         step("list /proc", lambda: len(sftp.listdir("/proc")))
