@@ -823,9 +823,9 @@ fn counters_forged_by_the_cut() -> Case {
 /// a thousand that do not): every operation still fires its event once, with the whole name
 /// and the bytes that moved.
 fn long_names() -> Vec<Case> {
-    vec![case(
-        "uploads, downloads and operations of long names",
-        || {
+    vec![
+        long_name_totals(),
+        case("uploads, downloads and operations of long names", || {
             let h = Harness::start("");
             let record = h.out_dir.join("events");
             let hook = h.hook_script(
@@ -936,8 +936,47 @@ fn long_names() -> Vec<Case> {
                 fired.len() == expected.len() && dropped.is_empty() && completes == fired.len(),
                 || format!("events: {summary:?}; dropped: {dropped:?}"),
             )
-        },
-    )]
+        }),
+    ]
+}
+
+/// A post-session hook (and no event hook) is told what the session moved, long names included.
+fn long_name_totals() -> Case {
+    case("the post-session hook's totals with long names", || {
+        let h = Harness::start("");
+        let record = h.out_dir.join("totals");
+        let hook = h.hook_script(
+            "totals",
+            &format!(
+                "echo \"$SFTPD_FILES_UPLOADED $SFTPD_BYTES_UPLOADED $SFTPD_FILES_DOWNLOADED $SFTPD_BYTES_DOWNLOADED\" > {}",
+                record.display()
+            ),
+        );
+        h.write_config(&format!(
+            "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\npost_session = [\"{}\"]\npost_session_mode = \"wait\"\n",
+            hook.display()
+        ));
+        let user = h.user();
+        let up = [&b"./".repeat(650)[..], b"up.bin"].concat();
+        let down = [&b"./".repeat(1900)[..], b"down.bin"].concat();
+        fs::write(h.home(&user).join("down.bin"), vec![7u8; 70_000]).unwrap();
+        let ops = serde_json::json!([
+            ["put", hex::encode(&up), 100_000],
+            ["get", hex::encode(&down)],
+            ["put", "73686f72742e62696e", 5],
+        ]);
+        let steps = h.attack_steps(&user, Path::new("-"), &["ops", &ops.to_string()]);
+        ensure(steps.iter().all(|(_, ok)| *ok), || format!("{steps:?}"))?;
+        let totals = common::wait_until_opt(Duration::from_secs(15), || {
+            fs::read_to_string(&record)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+        })
+        .unwrap_or_default();
+        ensure(totals == "2 100005 1 70000\n", || {
+            format!("post-session totals (files up, bytes up, files down, bytes down): {totals:?}")
+        })
+    })
 }
 
 /// Requests written ahead of their answers with handles guessed before sftp-server gave them,

@@ -1,6 +1,6 @@
 //! Capture mode: sftp-server runs with `-e`, so its log lines come to the wrapper on its stderr
-//! (which sshd would discard anyway). Its stdin and stdout stay inherited, unless event hooks
-//! need the tap ([`crate::shell::sftp_tap`]) for the names its messages cut.
+//! (which sshd would discard anyway). Its stdin and stdout stay inherited, unless hooks need the
+//! tap ([`crate::shell::sftp_tap`]) for the names its messages cut.
 //!
 //! That stderr is one end of a SOCK_SEQPACKET socket pair, not a pipe: sftp-server writes each
 //! message with one write(2), and the socket keeps that boundary. The bytes cannot: on stderr

@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 const CHUNK: usize = 256 * 1024;
 /// How long sftp-server's last replies may wait for the client once sftp-server has ended.
 const LAST_REPLIES_WAIT: Duration = Duration::from_secs(2);
-/// The pipes' size: fewer wake-ups per megabyte (Linux allows an unprivileged 1 MiB).
-const PIPE_BYTES: i32 = 1 << 20;
+/// The size asked for sftp-server's pipes and the client's (sshd's, when they are pipes): fewer
+/// wake-ups per megabyte for every process on the way. Four times Linux's default, so that a
+/// partner's many parallel sessions stay within the per-user allowance (pipe-user-pages-soft,
+/// 64 MiB), past which new pipes get a single page.
+const PIPE_BYTES: i32 = 256 << 10;
 
 /// sftp-server's stdin and stdout, for sftp-server, and the relay's ends of them.
 pub struct Pipes {
@@ -41,7 +44,7 @@ pub fn pipes() -> nix::Result<Pipes> {
     let (from_sftp_server, sftp_server_stdout) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (stop, stop_writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     for fd in [&to_sftp_server, &from_sftp_server] {
-        // Best effort: the default 64 KiB works, with more wake-ups.
+        // Best effort here and on the client's side: the default works, with more wake-ups.
         let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
     }
     Ok(Pipes {
@@ -74,6 +77,7 @@ pub fn pass_requests(client: BorrowedFd, to: OwnedFd, tap: &Mutex<Tap>, stop: Bo
     // Non-blocking: a read that finds nothing waits in poll, where `stop` can end it, and a
     // client that keeps sending costs no poll per read.
     let _ = fcntl(client, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let _ = fcntl(client, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
     let mut framer = Framer::default();
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -136,6 +140,7 @@ pub fn pass_replies(
     // Non-blocking, so that a client that stopped reading cannot hold this thread once
     // sftp-server has ended.
     let _ = fcntl(client, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let _ = fcntl(client, FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
     let mut framer = Framer::default();
     let mut buf = vec![0u8; CHUNK];
     let mut client_gone = false;

@@ -1,6 +1,6 @@
 //! The login shell's session: check the invocation, log, run the hooks, run sftp-server with its
-//! stdin and stdout inherited (or, for event hooks in capture mode, through the tap, which reads
-//! the SFTP packets and never changes them), supervise it, log the end.
+//! stdin and stdout inherited (or, for hooks in capture mode, through the tap, which reads the
+//! SFTP packets and never changes them), supervise it, log the end.
 
 use crate::config::{
     self, Config, Effective, EventFormat, FailurePolicy, LogMode, PostSessionMode,
@@ -813,9 +813,9 @@ fn spawn(
         let line = session.failed_end(None, format!("{what}: {e}"));
         session.log(Severity::Err, &line);
     };
-    // The tap is for the events: without event hooks, sftp-server keeps the client's stdin
-    // and stdout.
-    let relay = (capture && cfg.hooks.any_event_hook())
+    // The tap is for what the hooks are told (the events, and the totals the post-session
+    // hook gets): without hooks, sftp-server keeps the client's stdin and stdout.
+    let relay = (capture && (cfg.hooks.any_event_hook() || cfg.hooks.post_session.is_some()))
         .then(relay::pipes)
         .transpose()
         .map_err(|e| failed("pipe", e))

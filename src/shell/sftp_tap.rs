@@ -3,7 +3,7 @@
 //!
 //! sftp-server logs every operation with its name, but cuts the message at 1 KiB, so a name of
 //! about 1,000 bytes (a few hundred when it needs escaping) loses its end, and a `close` its
-//! counters. In capture mode with event hooks the wrapper therefore passes sftp-server's stdin
+//! counters. In capture mode with hooks the wrapper therefore passes sftp-server's stdin
 //! and stdout through two threads that read the packets as they go by (they never change or
 //! hold them back) and, for those names only, say what sftp-server would have logged:
 //!
