@@ -819,6 +819,34 @@ fn counters_forged_by_the_cut() -> Case {
     })
 }
 
+/// A capture-mode harness whose hooks for `kinds` of event append each event, in JSON, as one
+/// line of the returned file.
+fn json_events_harness(kinds: &[&str]) -> (Harness, PathBuf) {
+    let h = Harness::start("");
+    let record = h.out_dir.join("events");
+    let hook = h.hook_script(
+        "record",
+        &format!("cat >> {0}; echo >> {0}", record.display()),
+    );
+    let hooks: String = kinds
+        .iter()
+        .map(|k| format!("on_{k} = [\"{}\"]\n", hook.display()))
+        .collect();
+    h.write_config(&format!(
+        "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\nevent_format = \"json\"\n{hooks}"
+    ));
+    (h, record)
+}
+
+/// The events [`json_events_harness`] recorded so far.
+fn recorded_events(record: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// Names too long for sftp-server's log messages (a few hundred bytes needing escapes, or about
 /// a thousand that do not): every operation still fires its event once, with the whole name
 /// and the bytes that moved.
@@ -826,19 +854,8 @@ fn long_names() -> Vec<Case> {
     vec![
         long_name_totals(),
         case("uploads, downloads and operations of long names", || {
-            let h = Harness::start("");
-            let record = h.out_dir.join("events");
-            let hook = h.hook_script(
-                "record",
-                &format!("cat >> {0}; echo >> {0}", record.display()),
-            );
-            let hooks: String = ["upload", "download", "remove", "rename", "mkdir", "rmdir"]
-                .iter()
-                .map(|k| format!("on_{k} = [\"{}\"]\n", hook.display()))
-                .collect();
-            h.write_config(&format!(
-                "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\nevent_format = \"json\"\n{hooks}"
-            ));
+            let (h, record) =
+                json_events_harness(&["upload", "download", "remove", "rename", "mkdir", "rmdir"]);
             let user = h.user();
             let pad = |n: usize| "./".repeat(n).into_bytes();
             let name = |parts: &[&[u8]]| parts.concat();
@@ -882,12 +899,7 @@ fn long_names() -> Vec<Case> {
                 ("rmdir", &empty, 0),
             ];
             let fired = common::wait_until_opt(Duration::from_secs(15), || {
-                let text = fs::read_to_string(&record).unwrap_or_default();
-                let events: Vec<serde_json::Value> = text
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect();
+                let events = recorded_events(&record);
                 (events.len() >= expected.len()).then_some(events)
             })
             .unwrap_or_default();
@@ -984,16 +996,7 @@ fn long_name_totals() -> Case {
 /// moved, and when it can no longer follow, what it loses is logged, never silent.
 fn pipelined_requests() -> Vec<Case> {
     let run = |malformed: bool| {
-        let h = Harness::start("");
-        let record = h.out_dir.join("events");
-        let hook = h.hook_script(
-            "record",
-            &format!("cat >> {0}; echo >> {0}", record.display()),
-        );
-        h.write_config(&format!(
-            "[sftp_server]\nlog_mode = \"capture\"\n[hooks]\nevent_format = \"json\"\non_upload = [\"{}\"]\n",
-            hook.display()
-        ));
+        let (h, record) = json_events_harness(&["upload"]);
         let user = h.user();
         let name = [&b"./".repeat(700)[..], b"pipelined.bin"].concat();
         let mut args = vec!["raw".to_owned(), hex::encode(&name)];
@@ -1005,11 +1008,7 @@ fn pipelined_requests() -> Vec<Case> {
         ensure(steps.iter().all(|(_, ok)| *ok), || format!("{steps:?}"))?;
         h.wait_for_log_lines(1, &["session end", &format!("user={user} ")]);
         std::thread::sleep(Duration::from_millis(500));
-        let events: Vec<serde_json::Value> = fs::read_to_string(&record)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let events = recorded_events(&record);
         let whole = events
             .iter()
             .filter(|e| e["path_hex"] == hex::encode(&name) && e["bytes_written"] == 1000)

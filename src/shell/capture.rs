@@ -16,6 +16,7 @@
 use crate::log::parse::{self, OperationKind, SftpEvent};
 use crate::log::transfer::{CountsAs, Direction, classify_close};
 pub use crate::log::wrapper::Totals;
+use crate::shell::lock;
 use crate::shell::sftp_tap::{self, SFTP_SERVER_MESSAGE_MAX, Tap, TapClose};
 use crate::shell::syslog::{ForwardingSender, Severity};
 use nix::errno::Errno;
@@ -70,7 +71,7 @@ pub struct CaptureState {
     held: Vec<Event>,
     upload_on_rename: bool,
     /// The tap follows the files of long names (see [`sftp_tap::long_name`]): their messages
-    /// are left to it.
+    /// are left to it. Set for each message by [`events_of_message`].
     tapped: bool,
     pub totals: Totals,
 }
@@ -90,14 +91,6 @@ impl CaptureState {
         CaptureState {
             upload_on_rename,
             ..Default::default()
-        }
-    }
-
-    /// The same, for a session whose files of long names the tap follows.
-    pub fn tapped(upload_on_rename: bool) -> CaptureState {
-        CaptureState {
-            tapped: true,
-            ..CaptureState::new(upload_on_rename)
         }
     }
 
@@ -341,22 +334,25 @@ pub fn events_of_message(
     message: &Message,
     now: Instant,
 ) -> (Vec<Event>, Option<Unmade>) {
-    let following = |tap: &std::sync::Mutex<Tap>| {
-        let tap = tap.lock().unwrap_or_else(|e| e.into_inner());
-        tap.lost().is_none()
+    let cut_operation = message.cut.then(|| cut_operation(message.raw)).flatten();
+    // One look at the tap per message, released before the message is parsed.
+    let (following, whole) = match tap.map(lock) {
+        Some(mut tap) => {
+            let whole = cut_operation
+                .as_ref()
+                .and_then(|_| tap.take_predicted(message.raw));
+            (tap.following(), whole)
+        }
+        None => (false, None),
     };
     // Once the tap has stopped following, long names are the log's again, as far as it goes.
-    state.tapped = tap.is_some_and(following);
+    state.tapped = following;
     if !message.cut {
         return (state.on_message(message.line, now), None);
     }
     // Whatever it was, it is no open a `sent status` could answer.
     state.on_message(message.line, now);
-    if let Some((kind, name)) = cut_operation(message.raw) {
-        let whole = tap.and_then(|tap| {
-            let mut tap = tap.lock().unwrap_or_else(|e| e.into_inner());
-            tap.take_predicted(message.raw)
-        });
+    if let Some((kind, name)) = cut_operation {
         return match whole {
             Some(operation) => (state.apply(operation, now), None),
             None => (Vec::new(), Some((kind, name))),
@@ -671,7 +667,10 @@ mod tests {
     fn with_the_tap_long_names_are_its_own_and_cut_operations_come_whole() {
         let long = [&b"./".repeat(600)[..], b"x"].concat();
         let now = Instant::now();
-        let mut st = CaptureState::tapped(true);
+        let mut st = CaptureState {
+            tapped: true,
+            ..CaptureState::new(true)
+        };
         // A whole close of a long name is the tap's (it has the counters for every length).
         let open = [b"open \"", &long[..], b"\" flags WRITE,CREATE mode 0644"].concat();
         let close = [b"close \"", &long[..], b"\" bytes read 0 written 9"].concat();
@@ -714,7 +713,7 @@ mod tests {
         let (made, unmade) = events_of_message(&mut st, Some(&tap), &message(&raw, &line), now);
         assert!(made.is_empty() && unmade.is_none());
         tap.lock().unwrap().on_reply(&[102, 0, 0, 0, 9], now);
-        assert!(tap.lock().unwrap().lost().is_some());
+        assert!(!tap.lock().unwrap().following());
         let (_, unmade) = events_of_message(&mut st, Some(&tap), &message(&raw, &line), now);
         assert_eq!(unmade.map(|u| u.0), Some("close"));
     }

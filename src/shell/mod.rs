@@ -16,3 +16,10 @@ pub mod session;
 pub mod sftp_tap;
 pub mod sshd_audit;
 pub mod syslog;
+
+/// A mutex shared by the session's threads. A thread that panicked holding it left nothing
+/// half-done that the others must not read (each holder changes whole values), so its poison
+/// is ignored rather than ending the session without its `session end`.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -5,11 +5,13 @@
 //! Only sftp-server's bytes reach the client. When sftp-server is gone the requests stop at
 //! once, and its last replies get a short while to reach a client that has stopped reading.
 
+use crate::shell::lock;
 use crate::shell::sftp_tap::{self, Framer, Tap, TapClose};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -59,10 +61,6 @@ pub fn pipes() -> nix::Result<Pipes> {
     })
 }
 
-fn lock(tap: &Mutex<Tap>) -> std::sync::MutexGuard<'_, Tap> {
-    tap.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Whether `stop` (the read end of a pipe whose write end is dropped when sftp-server has
 /// ended) says so.
 fn stopped(stop: BorrowedFd) -> bool {
@@ -74,6 +72,7 @@ fn stopped(stop: BorrowedFd) -> bool {
 /// until the client's end, sftp-server's, or `stop`. Dropping `to` then gives sftp-server its
 /// end of input, as the client's disconnect would have.
 pub fn pass_requests(client: BorrowedFd, to: OwnedFd, tap: &Mutex<Tap>, stop: BorrowedFd) {
+    let mut to = std::fs::File::from(to);
     // Non-blocking: a read that finds nothing waits in poll, where `stop` can end it, and a
     // client that keeps sending costs no poll per read.
     let _ = fcntl(client, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
@@ -109,21 +108,10 @@ pub fn pass_requests(client: BorrowedFd, to: OwnedFd, tap: &Mutex<Tap>, stop: Bo
         }
         // A blocking write: sftp-server not reading holds the client back, as it would
         // without the wrapper; sftp-server's end ends it (EPIPE).
-        if write_all(to.as_fd(), &buf[..n]).is_err() {
+        if to.write_all(&buf[..n]).is_err() {
             return;
         }
     }
-}
-
-fn write_all(fd: BorrowedFd, mut data: &[u8]) -> nix::Result<()> {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(n) => data = &data[n..],
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// sftp-server's replies to the client, each seen by the tap, until sftp-server's end; hands

@@ -11,6 +11,7 @@ use crate::shell::capture::{self, CaptureState, Counters, Event, Forward};
 use crate::shell::hooks::{self, HookOutcome, HookResult};
 use crate::shell::invocation;
 use crate::shell::isolate;
+use crate::shell::lock;
 use crate::shell::relay;
 use crate::shell::runner::{self, Runner};
 use crate::shell::sftp_tap::{Tap, TapClose};
@@ -904,11 +905,7 @@ fn capture_and_supervise(
 ) -> Outcome {
     let sftp_pid = child.id();
     let tap = capture.relay.as_ref().map(|_| Mutex::new(Tap::default()));
-    let state = Mutex::new(if tap.is_some() {
-        CaptureState::tapped(cfg.hooks.upload_on_rename)
-    } else {
-        CaptureState::new(cfg.hooks.upload_on_rename)
-    });
+    let state = Mutex::new(CaptureState::new(cfg.hooks.upload_on_rename));
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
     let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
@@ -981,10 +978,6 @@ fn capture_and_supervise(
             dropped_log_lines: counters.dropped_lines.load(Ordering::Relaxed),
         }
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where events go: to the hook runner when their hook is configured; what could not be

@@ -353,20 +353,21 @@ pub struct Tap {
     files: HashMap<Vec<u8>, TapFile>,
     predicted: VecDeque<Predicted>,
     predicted_bytes: usize,
-    lost: Option<&'static str>,
+    /// Set once an answer or a request shows the tap no longer knows what sftp-server does.
+    lost: bool,
     /// The names of the files open when the tap stopped following: their closes are unknown.
     abandoned: Vec<Vec<u8>>,
 }
 
 impl Tap {
-    /// Why the tap stopped following, if it did.
-    pub fn lost(&self) -> Option<&'static str> {
-        self.lost
+    /// Whether the tap still knows what sftp-server does.
+    pub fn following(&self) -> bool {
+        !self.lost
     }
 
-    fn lose(&mut self, why: &'static str) {
-        if self.lost.is_none() {
-            self.lost = Some(why);
+    fn lose(&mut self) {
+        if !self.lost {
+            self.lost = true;
             self.pending.clear();
             self.predicted.clear();
             self.predicted_bytes = 0;
@@ -382,12 +383,12 @@ impl Tap {
     /// A request on its way to sftp-server (before sftp-server can read it): `packet` is its
     /// kept bytes, `length` its whole length.
     pub fn on_request(&mut self, packet: &[u8], length: u32) {
-        if self.lost.is_some() {
+        if self.lost {
             return;
         }
         if length > MAX_REQUEST {
-            // sftp-server exits on it.
-            return self.lose("a request longer than sftp-server takes");
+            // Longer than sftp-server takes: it exits on it.
+            return self.lose();
         }
         let mut f = Fields(packet);
         let Some(kind) = f.u8() else { return };
@@ -399,13 +400,14 @@ impl Tap {
             return; // sftp-server answers no other type.
         }
         let Some(id) = f.u32() else {
-            return self.lose("a request cut short");
+            // Cut short: sftp-server reads its id from the next request's bytes.
+            return self.lose();
         };
         match self.read_request(kind, id, &mut f, length) {
             Some(pending) => self.pending.push_back(pending),
             // sftp-server reads such a request past its end, or into a NUL, and exits: what
             // it did with it, the packets cannot say.
-            None => self.lose("a request sftp-server cannot read"),
+            None => self.lose(),
         }
     }
 
@@ -547,20 +549,17 @@ impl Tap {
     /// A reply on its way to the client: `packet` is its kept bytes. Returns the file of a
     /// long name this reply closed.
     pub fn on_reply(&mut self, packet: &[u8], now: Instant) -> Option<TapClose> {
-        if self.lost.is_some() {
+        if self.lost {
             return None;
         }
         let mut f = Fields(packet);
         let kind = f.u8()?;
         let id = if kind == VERSION { None } else { f.u32() };
-        let Some(request) = self.pending.pop_front() else {
-            self.lose("an answer to no request");
+        // An answer to no request, or out of order.
+        let Some(request) = self.pending.pop_front().filter(|r| r.id() == id) else {
+            self.lose();
             return None;
         };
-        if request.id() != id {
-            self.lose("an answer out of order");
-            return None;
-        }
         match (request, kind) {
             (Pending::Open { name, flags, .. }, HANDLE) => {
                 let handle = f.string()?.to_vec();
@@ -764,7 +763,7 @@ mod tests {
             assert_eq!(forced.len(), 1);
             assert_eq!(forced[0].path, down);
             assert_eq!((forced[0].bytes_read, forced[0].forced), (300, true));
-            assert!(tap.lost().is_none());
+            assert!(tap.following());
         }
     }
 
@@ -820,7 +819,7 @@ mod tests {
         let requests = packet(OPEN, &[&id(1), &string(&long(2000)), &id(2), &id(0)]);
         let replies = packet(HANDLE, &[&id(9), &string(&[0, 0, 0, 0])]);
         run(&mut tap, &requests, &replies, 64);
-        assert!(tap.lost().is_some());
+        assert!(!tap.following());
         assert!(tap.finish().is_empty());
         assert!(tap.take_abandoned().is_empty());
         // A file open when the tap stops following is given up by name, never silently.
