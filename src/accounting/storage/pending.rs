@@ -151,6 +151,10 @@ pub(super) struct Batch {
     pub transfers: Vec<PendingTransfer>,
     pub ops: Vec<PendingOp>,
     pub row_updates: Vec<RowUpdate>,
+    /// The merged changes to sessions that earlier batches (or transactions) wrote. Applying
+    /// each batch's in turn leaves what applying them merged would: every field is either
+    /// "the latest value set wins" or "the first value wins" in both.
+    pub session_patches: Vec<(i64, SessionPatch)>,
 }
 
 impl Batch {
@@ -159,6 +163,7 @@ impl Batch {
             && self.transfers.is_empty()
             && self.ops.is_empty()
             && self.row_updates.is_empty()
+            && self.session_patches.is_empty()
     }
 }
 
@@ -353,11 +358,17 @@ impl WriteBehind {
     /// Everything held, to be written now.
     fn take_batch(&mut self) -> Batch {
         let (transfers, ops) = self.take_rows();
+        // Taking the held sessions folds their own changes into them: what is left changes
+        // sessions already written.
+        let sessions = self.take_sessions();
+        let mut session_patches: Vec<_> = self.session_patches.drain().collect();
+        session_patches.sort_unstable_by_key(|(id, _)| *id);
         Batch {
-            sessions: self.take_sessions(),
+            sessions,
             transfers,
             ops,
             row_updates: std::mem::take(&mut self.row_updates),
+            session_patches,
         }
     }
 

@@ -563,10 +563,6 @@ impl PgStore {
     /// then the merged session updates and the unclaimed sshd lines.
     fn flush(&mut self) -> Result<()> {
         self.flush_rows(false)?;
-        let patches: Vec<(i64, SessionPatch)> = self.pending.session_patches.drain().collect();
-        if !patches.is_empty() {
-            self.update_sessions(patches)?;
-        }
         for a in std::mem::take(&mut self.pending.auth) {
             self.exec(
                 "INSERT INTO pending_auth (host, \"user\", client_ip, client_port, method, key, at)
@@ -582,97 +578,6 @@ impl PgStore {
                 ],
             )?;
         }
-        Ok(())
-    }
-
-    /// Writes the merged session updates of a batch with one statement: the columns travel as
-    /// arrays (`unnest`), one round trip however many sessions changed. (Here and in the other
-    /// updates through `unnest`, `id = ANY` beside the join lets the planner read the rows by
-    /// key: it cannot see into `unnest`, and hashed the whole table for each batch.)
-    fn update_sessions(&mut self, patches: Vec<(i64, SessionPatch)>) -> Result<()> {
-        let n = patches.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut sftp_pids = Vec::with_capacity(n);
-        let mut users = Vec::with_capacity(n);
-        let mut ips = Vec::with_capacity(n);
-        let mut auth_set = Vec::with_capacity(n);
-        let mut methods = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut sftp_closed = Vec::with_capacity(n);
-        let mut end_set = Vec::with_capacity(n);
-        let mut ended_at = Vec::with_capacity(n);
-        let mut durations = Vec::with_capacity(n);
-        let mut exit_statuses = Vec::with_capacity(n);
-        let mut signals = Vec::with_capacity(n);
-        let mut end_reasons = Vec::with_capacity(n);
-        let mut last_set = Vec::with_capacity(n);
-        let mut last_kinds = Vec::with_capacity(n);
-        let mut last_ids = Vec::with_capacity(n);
-        for (id, p) in patches {
-            ids.push(id);
-            sftp_pids.push(p.sftp_pid);
-            users.push(p.fill_user);
-            ips.push(p.fill_ip);
-            auth_set.push(p.auth.is_some());
-            let (method, key) = p.auth.unwrap_or_default();
-            methods.push(method);
-            keys.push(key);
-            sftp_closed.push(p.sftp_closed);
-            end_set.push(p.end.is_some());
-            let end = p.end.unwrap_or_default();
-            ended_at.push(end_set[end_set.len() - 1].then_some(end.ended_at));
-            durations.push(end.duration_ms);
-            exit_statuses.push(end.exit_status);
-            signals.push(end.signal);
-            end_reasons.push(p.end_reason.map(|r| r.as_str()));
-            last_set.push(p.last_op.is_some());
-            let (kind, last) = LastOp::columns(p.last_op.flatten());
-            last_kinds.push(kind);
-            last_ids.push(last);
-        }
-        self.exec(
-            "UPDATE sessions AS s SET
-                sftp_pid = COALESCE(p.sftp_pid, s.sftp_pid),
-                \"user\" = COALESCE(s.\"user\", p.fill_user),
-                client_ip = COALESCE(s.client_ip, p.fill_ip),
-                auth_method = CASE WHEN p.auth_set THEN p.method ELSE s.auth_method END,
-                auth_key = CASE WHEN p.auth_set THEN p.key ELSE s.auth_key END,
-                sftp_closed = s.sftp_closed OR p.sftp_closed,
-                ended_at = CASE WHEN p.end_set THEN p.ended_at::timestamptz ELSE s.ended_at END,
-                duration_ms = CASE WHEN p.end_set THEN p.duration_ms ELSE s.duration_ms END,
-                exit_status = CASE WHEN p.end_set THEN p.exit_status ELSE s.exit_status END,
-                signal = CASE WHEN p.end_set THEN p.signal ELSE s.signal END,
-                end_reason = COALESCE(p.end_reason, s.end_reason),
-                last_op_kind = CASE WHEN p.last_set THEN p.last_kind ELSE s.last_op_kind END,
-                last_op_id = CASE WHEN p.last_set THEN p.last_id ELSE s.last_op_id END
-               FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::boolean[],
-                           $6::text[], $7::text[], $8::boolean[], $9::boolean[], $10::text[],
-                           $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::boolean[],
-                           $16::text[], $17::bigint[])
-                    AS p (id, sftp_pid, fill_user, fill_ip, auth_set, method, key, sftp_closed,
-                          end_set, ended_at, duration_ms, exit_status, signal, end_reason,
-                          last_set, last_kind, last_id)
-              WHERE s.id = p.id AND s.id = ANY($1)",
-            &[
-                &ids,
-                &sftp_pids,
-                &users,
-                &ips,
-                &auth_set,
-                &methods,
-                &keys,
-                &sftp_closed,
-                &end_set,
-                &ended_at,
-                &durations,
-                &exit_statuses,
-                &signals,
-                &end_reasons,
-                &last_set,
-                &last_kinds,
-                &last_ids,
-            ],
-        )?;
         Ok(())
     }
 
@@ -737,8 +642,105 @@ impl PgStore {
 impl WritesBatches for Conn {
     fn write_batch(&mut self, batch: &Batch) -> Result<()> {
         copy_rows(batch, self)?;
-        apply_updates(self, &batch.row_updates)
+        apply_updates(self, &batch.row_updates)?;
+        if !batch.session_patches.is_empty() {
+            update_sessions(self, &batch.session_patches)?;
+        }
+        Ok(())
     }
+}
+
+/// Writes the merged session updates of a batch with one statement: the columns travel as
+/// arrays (`unnest`), one round trip however many sessions changed. (Here and in the other
+/// updates through `unnest`, `id = ANY` beside the join lets the planner read the rows by
+/// key: it cannot see into `unnest`, and hashed the whole table for each batch.)
+fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<()> {
+    let n = patches.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut sftp_pids = Vec::with_capacity(n);
+    let mut users = Vec::with_capacity(n);
+    let mut ips = Vec::with_capacity(n);
+    let mut auth_set = Vec::with_capacity(n);
+    let mut methods = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut sftp_closed = Vec::with_capacity(n);
+    let mut end_set = Vec::with_capacity(n);
+    let mut ended_at = Vec::with_capacity(n);
+    let mut durations = Vec::with_capacity(n);
+    let mut exit_statuses = Vec::with_capacity(n);
+    let mut signals = Vec::with_capacity(n);
+    let mut end_reasons = Vec::with_capacity(n);
+    let mut last_set = Vec::with_capacity(n);
+    let mut last_kinds = Vec::with_capacity(n);
+    let mut last_ids = Vec::with_capacity(n);
+    for (id, p) in patches {
+        ids.push(*id);
+        sftp_pids.push(p.sftp_pid);
+        users.push(p.fill_user.as_deref());
+        ips.push(p.fill_ip.as_deref());
+        auth_set.push(p.auth.is_some());
+        let (method, key) = p
+            .auth
+            .as_ref()
+            .map_or((None, None), |(m, k)| (Some(m.as_str()), k.as_deref()));
+        methods.push(method);
+        keys.push(key);
+        sftp_closed.push(p.sftp_closed);
+        end_set.push(p.end.is_some());
+        ended_at.push(p.end.as_ref().map(|e| e.ended_at.as_str()));
+        durations.push(p.end.as_ref().and_then(|e| e.duration_ms));
+        exit_statuses.push(p.end.as_ref().and_then(|e| e.exit_status));
+        signals.push(p.end.as_ref().and_then(|e| e.signal.as_deref()));
+        end_reasons.push(p.end_reason.map(|r| r.as_str()));
+        last_set.push(p.last_op.is_some());
+        let (kind, last) = LastOp::columns(p.last_op.flatten());
+        last_kinds.push(kind);
+        last_ids.push(last);
+    }
+    conn.exec(
+        "UPDATE sessions AS s SET
+            sftp_pid = COALESCE(p.sftp_pid, s.sftp_pid),
+            \"user\" = COALESCE(s.\"user\", p.fill_user),
+            client_ip = COALESCE(s.client_ip, p.fill_ip),
+            auth_method = CASE WHEN p.auth_set THEN p.method ELSE s.auth_method END,
+            auth_key = CASE WHEN p.auth_set THEN p.key ELSE s.auth_key END,
+            sftp_closed = s.sftp_closed OR p.sftp_closed,
+            ended_at = CASE WHEN p.end_set THEN p.ended_at::timestamptz ELSE s.ended_at END,
+            duration_ms = CASE WHEN p.end_set THEN p.duration_ms ELSE s.duration_ms END,
+            exit_status = CASE WHEN p.end_set THEN p.exit_status ELSE s.exit_status END,
+            signal = CASE WHEN p.end_set THEN p.signal ELSE s.signal END,
+            end_reason = COALESCE(p.end_reason, s.end_reason),
+            last_op_kind = CASE WHEN p.last_set THEN p.last_kind ELSE s.last_op_kind END,
+            last_op_id = CASE WHEN p.last_set THEN p.last_id ELSE s.last_op_id END
+           FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::boolean[],
+                       $6::text[], $7::text[], $8::boolean[], $9::boolean[], $10::text[],
+                       $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::boolean[],
+                       $16::text[], $17::bigint[])
+                AS p (id, sftp_pid, fill_user, fill_ip, auth_set, method, key, sftp_closed,
+                      end_set, ended_at, duration_ms, exit_status, signal, end_reason,
+                      last_set, last_kind, last_id)
+          WHERE s.id = p.id AND s.id = ANY($1)",
+        &[
+            &ids,
+            &sftp_pids,
+            &users,
+            &ips,
+            &auth_set,
+            &methods,
+            &keys,
+            &sftp_closed,
+            &end_set,
+            &ended_at,
+            &durations,
+            &exit_statuses,
+            &signals,
+            &end_reasons,
+            &last_set,
+            &last_kinds,
+            &last_ids,
+        ],
+    )?;
+    Ok(())
 }
 
 /// The rows, sent with binary COPY: no SQL text to parse or plan, no parameter limit,

@@ -3,7 +3,9 @@
 //! Times are stored as UTC microseconds and shown as fixed-width UTC text by virtual columns
 //! (see [`compact_rows_sql`]). One ingest at a time holds `<db>.lock`.
 
-use super::pending::{Batch, HoldsRows, IdTable, Link, RowUpdate, WriteBehind, WritesBatches};
+use super::pending::{
+    Batch, HoldsRows, IdTable, Link, RowUpdate, SessionPatch, WriteBehind, WritesBatches,
+};
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
@@ -15,6 +17,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
+use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -687,17 +690,31 @@ struct CellDelta {
 }
 
 impl CellDelta {
-    /// Adds one row's contribution, `(index in ROLLUP_SUMS, value)`; SQLite's `SUM` fails on
-    /// overflow, and so does this.
-    fn add(&mut self, values: &[(usize, i64)]) -> Result<()> {
+    /// Adds (`sign` 1) or takes away (-1) one row's contribution, `(index in ROLLUP_SUMS,
+    /// value)`; SQLite's `SUM` fails on overflow, and so does this.
+    fn add(&mut self, sign: i64, values: &[(usize, i64)]) -> Result<()> {
+        let overflow = || invalid("integer overflow in usage_hourly".into());
         for &(i, v) in values {
-            self.sums[i] = self.sums[i]
-                .checked_add(v)
-                .ok_or_else(|| invalid("integer overflow in usage_hourly".into()))?;
+            let v = v.checked_mul(sign).ok_or_else(overflow)?;
+            self.sums[i] = self.sums[i].checked_add(v).ok_or_else(overflow)?;
         }
-        self.contributors += 1;
+        self.contributors += sign;
         Ok(())
     }
+}
+
+/// The cells a batch changes, by (hour's first microsecond, host, user).
+type Cells<'a> = std::collections::BTreeMap<(i64, Cow<'a, str>, Cow<'a, str>), CellDelta>;
+
+/// The first microsecond of the UTC hour `us` falls in (before 1970 too).
+fn hour_start(us: i64) -> i64 {
+    us - us.rem_euclid(3_600_000_000)
+}
+
+/// What a session that is not refused adds to its cell: one session and its duration.
+fn session_sums(duration_ms: Option<i64>) -> [(usize, i64); 3] {
+    let (high, low) = split_value(duration_ms.unwrap_or(0));
+    [(0, 1), (1, high), (2, low)]
 }
 
 /// A value SQLite would not take, as the error binding it gives.
@@ -718,29 +735,26 @@ fn split_value(v: i64) -> (i64, i64) {
 /// writing thread. The rules are the same, and a property test holds the two to each other: a
 /// session counts at its start unless refused, a transfer at its open under its session's host
 /// and user (`''` for none), as that session row stands now.
-fn add_to_rollups(batch: &Batch, conn: &Connection) -> Result<()> {
-    use std::collections::{BTreeMap, HashMap};
-    const HOUR_US: i64 = 3_600_000_000;
+fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection) -> Result<()> {
+    use std::collections::HashMap;
     let hour_of = |at: &str| -> Result<i64> {
-        let us = crate::log::parse::storage_micros(at)
-            .ok_or_else(|| invalid(format!("not a storage time: {at:?}")))?;
-        Ok(us - us.rem_euclid(HOUR_US))
+        crate::log::parse::storage_micros(at)
+            .map(hour_start)
+            .ok_or_else(|| invalid(format!("not a storage time: {at:?}")))
     };
-    let mut cells: BTreeMap<(i64, &str, &str), CellDelta> = BTreeMap::new();
     for s in batch.sessions.iter().map(|s| &s.record) {
         if s.end_reason == EndReason::Refused {
             continue;
         }
-        let (high, low) = split_value(s.duration_ms.unwrap_or(0));
         let key = (
             hour_of(&s.started_at)?,
-            s.host.as_str(),
-            s.user.as_deref().unwrap_or(""),
+            Cow::Borrowed(s.host.as_str()),
+            Cow::Borrowed(s.user.as_deref().unwrap_or("")),
         );
         cells
             .entry(key)
             .or_default()
-            .add(&[(0, 1), (1, high), (2, low)])?;
+            .add(1, &session_sums(s.duration_ms))?;
     }
     // A transfer's session is nearly always in the same batch; else it is read once.
     let held: HashMap<i64, (&str, &str)> = batch
@@ -772,29 +786,33 @@ fn add_to_rollups(batch: &Batch, conn: &Connection) -> Result<()> {
         }
     }
     for t in batch.transfers.iter().map(|t| &t.row) {
-        let who = held.get(&t.session_id).copied().or_else(|| {
-            written
-                .get(&t.session_id)
-                .map(|(host, user)| (host.as_str(), user.as_str()))
-        });
-        let Some((host, user)) = who else { continue };
+        let who = match held.get(&t.session_id) {
+            Some(&(host, user)) => (Cow::Borrowed(host), Cow::Borrowed(user)),
+            None => match written.get(&t.session_id) {
+                Some((host, user)) => (Cow::Owned(host.clone()), Cow::Owned(user.clone())),
+                None => continue,
+            },
+        };
         let counted = |what: CountsAs, complete: bool| {
             i64::from(t.counts_as == Some(what) && t.complete == complete)
         };
         let (up_high, up_low) = split_value(t.bytes_written.unwrap_or(0));
         let (down_high, down_low) = split_value(t.bytes_read.unwrap_or(0));
-        let key = (hour_of(&t.opened_at)?, host, user);
-        cells.entry(key).or_default().add(&[
-            (3, counted(CountsAs::Upload, true)),
-            (4, counted(CountsAs::Upload, false)),
-            (5, counted(CountsAs::Download, true)),
-            (6, counted(CountsAs::Download, false)),
-            (7, up_high),
-            (8, up_low),
-            (9, down_high),
-            (10, down_low),
-            (11, i64::from(t.counters_cut)),
-        ])?;
+        let key = (hour_of(&t.opened_at)?, who.0, who.1);
+        cells.entry(key).or_default().add(
+            1,
+            &[
+                (3, counted(CountsAs::Upload, true)),
+                (4, counted(CountsAs::Upload, false)),
+                (5, counted(CountsAs::Download, true)),
+                (6, counted(CountsAs::Download, false)),
+                (7, up_high),
+                (8, up_low),
+                (9, down_high),
+                (10, down_low),
+                (11, i64::from(t.counters_cut)),
+            ],
+        )?;
     }
     if cells.is_empty() {
         return Ok(());
@@ -803,6 +821,7 @@ fn add_to_rollups(batch: &Batch, conn: &Connection) -> Result<()> {
     for ((hour, host, user), delta) in cells {
         let hour = crate::log::parse::storage_time_of_micros(hour)
             .ok_or_else(|| invalid(format!("hour out of range: {hour}")))?;
+        let (host, user) = (host.as_ref(), user.as_ref());
         let mut values: Vec<&dyn ToSql> = vec![&hour, &host, &user];
         values.extend(delta.sums.iter().map(|v| v as &dyn ToSql));
         values.push(&delta.contributors);
@@ -847,16 +866,131 @@ impl WritesBatches for Connection {
         // The rollup triggers would run once per row (a third of the ingest's time); these rows
         // are added per cell below instead, with the expressions the triggers use. Only this
         // connection's triggers are off, and only while it writes rows it adds itself.
+        let mut cells = Cells::new();
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
-        let written = insert_rows(batch, conn);
+        let quiet = insert_rows(batch, conn)
+            .and_then(|()| update_sessions_quietly(&batch.session_patches, conn, &mut cells));
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)?;
-        written?;
-        add_to_rollups(batch, conn)?;
+        let loud = quiet?;
+        add_to_rollups(batch, cells, conn)?;
         for update in &batch.row_updates {
             apply_update(update, conn)?;
         }
-        Ok(())
+        update_sessions(loud, conn)
     }
+}
+
+/// The changes to sessions written before that keep each session's user, applied with the
+/// rollup triggers off: nearly all of them (an end, sftp-server's PID, the next `sent status`'s
+/// row). Each session's cell gets the difference here, as the trigger gives it (a quarter of
+/// the commit's time, one trigger run per session). A change that fills in a user also moves
+/// the session's transfers to another cell: those are returned, for [`update_sessions`] with
+/// the triggers on.
+fn update_sessions_quietly<'a>(
+    patches: &'a [(i64, SessionPatch)],
+    conn: &Connection,
+    cells: &mut Cells<'_>,
+) -> Result<Vec<&'a (i64, SessionPatch)>> {
+    let mut read = conn.prepare_cached(
+        "SELECT host, user, started_at_us, duration_ms, end_reason FROM sessions WHERE id = ?1",
+    )?;
+    let (mut quiet, mut loud) = (Vec::new(), Vec::new());
+    for patch in patches {
+        let (id, p) = patch;
+        let Some((host, user, started, duration, reason)) = read
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .optional()?
+        else {
+            // No row: the update changes nothing.
+            continue;
+        };
+        if user.is_none() && p.fill_user.is_some() {
+            loud.push(patch);
+            continue;
+        }
+        let new_duration = p.end.as_ref().map_or(duration, |e| e.duration_ms);
+        let new_reason = match p.end_reason {
+            Some(r) => r.as_str(),
+            None => reason.as_str(),
+        };
+        if (new_duration, new_reason) != (duration, reason.as_str()) {
+            let refused = EndReason::Refused.as_str();
+            let cell = cells
+                .entry((
+                    hour_start(started),
+                    Cow::Owned(host),
+                    Cow::Owned(user.unwrap_or_default()),
+                ))
+                .or_default();
+            if reason != refused {
+                cell.add(-1, &session_sums(duration))?;
+            }
+            if new_reason != refused {
+                cell.add(1, &session_sums(new_duration))?;
+            }
+        }
+        quiet.push(patch);
+    }
+    update_sessions(quiet, conn)?;
+    Ok(loud)
+}
+
+/// Changes to sessions written before, one update each; with the triggers on, each one's
+/// rollup trigger adjusts the cells.
+fn update_sessions<'a>(
+    patches: impl IntoIterator<Item = &'a (i64, SessionPatch)>,
+    conn: &Connection,
+) -> Result<()> {
+    let mut update = conn.prepare_cached(
+        "UPDATE sessions SET
+            sftp_pid = COALESCE(?2, sftp_pid),
+            user = COALESCE(user, ?3),
+            client_ip = COALESCE(client_ip, ?4),
+            auth_method = CASE WHEN ?5 THEN ?6 ELSE auth_method END,
+            auth_key = CASE WHEN ?5 THEN ?7 ELSE auth_key END,
+            sftp_closed = MAX(sftp_closed, ?8),
+            ended_at_us = CASE WHEN ?9 THEN ?10 ELSE ended_at_us END,
+            duration_ms = CASE WHEN ?9 THEN ?11 ELSE duration_ms END,
+            exit_status = CASE WHEN ?9 THEN ?12 ELSE exit_status END,
+            signal = CASE WHEN ?9 THEN ?13 ELSE signal END,
+            end_reason = COALESCE(?14, end_reason),
+            last_op_kind = CASE WHEN ?15 THEN ?16 ELSE last_op_kind END,
+            last_op_id = CASE WHEN ?15 THEN ?17 ELSE last_op_id END
+          WHERE id = ?1",
+    )?;
+    for (id, p) in patches {
+        let (method, key) = p.auth.clone().unzip();
+        let end = p.end.as_ref();
+        let (last_kind, last_id) = LastOp::columns(p.last_op.flatten());
+        update.execute(params![
+            id,
+            p.sftp_pid,
+            p.fill_user,
+            p.fill_ip,
+            p.auth.is_some(),
+            method,
+            key.flatten(),
+            p.sftp_closed,
+            end.is_some(),
+            end.map(|e| Micros(&e.ended_at)),
+            end.and_then(|e| e.duration_ms),
+            end.and_then(|e| e.exit_status),
+            end.and_then(|e| e.signal.as_deref()),
+            p.end_reason,
+            p.last_op.is_some(),
+            last_kind,
+            last_id
+        ])?;
+    }
+    Ok(())
 }
 
 /// The held rows, with the rollup triggers off (see `write_batch`).
@@ -1110,50 +1244,8 @@ impl SqliteStore {
     /// session, and the sshd lines no session claimed.
     fn flush(&mut self) -> Result<()> {
         self.flush_rows(false)?;
-        let patches: Vec<_> = self.pending.session_patches.drain().collect();
         let auth: Vec<_> = self.pending.auth.drain(..).collect();
         let conn = self.conn()?;
-        let mut update = conn.prepare_cached(
-            "UPDATE sessions SET
-                sftp_pid = COALESCE(?2, sftp_pid),
-                user = COALESCE(user, ?3),
-                client_ip = COALESCE(client_ip, ?4),
-                auth_method = CASE WHEN ?5 THEN ?6 ELSE auth_method END,
-                auth_key = CASE WHEN ?5 THEN ?7 ELSE auth_key END,
-                sftp_closed = MAX(sftp_closed, ?8),
-                ended_at_us = CASE WHEN ?9 THEN ?10 ELSE ended_at_us END,
-                duration_ms = CASE WHEN ?9 THEN ?11 ELSE duration_ms END,
-                exit_status = CASE WHEN ?9 THEN ?12 ELSE exit_status END,
-                signal = CASE WHEN ?9 THEN ?13 ELSE signal END,
-                end_reason = COALESCE(?14, end_reason),
-                last_op_kind = CASE WHEN ?15 THEN ?16 ELSE last_op_kind END,
-                last_op_id = CASE WHEN ?15 THEN ?17 ELSE last_op_id END
-              WHERE id = ?1",
-        )?;
-        for (id, p) in patches {
-            let (method, key) = p.auth.clone().unzip();
-            let end = p.end.as_ref();
-            let (last_kind, last_id) = LastOp::columns(p.last_op.flatten());
-            update.execute(params![
-                id,
-                p.sftp_pid,
-                p.fill_user,
-                p.fill_ip,
-                p.auth.is_some(),
-                method,
-                key.flatten(),
-                p.sftp_closed,
-                end.is_some(),
-                end.map(|e| Micros(&e.ended_at)),
-                end.and_then(|e| e.duration_ms),
-                end.and_then(|e| e.exit_status),
-                end.and_then(|e| e.signal.as_deref()),
-                p.end_reason,
-                p.last_op.is_some(),
-                last_kind,
-                last_id
-            ])?;
-        }
         let mut insert = conn.prepare_cached(
             "INSERT INTO pending_auth (host, user, client_ip, client_port, method, key, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -2042,8 +2134,9 @@ mod tests {
 
     /// What a flush adds to the rollups, summed in Rust, is what the triggers' SQL computes
     /// from the rows: any times (before 1970 too), durations and byte counts of any sign and
-    /// size below overflow, refused sessions, no user, counters cut, and transfers whose
-    /// session an earlier batch wrote (read back) or that has none.
+    /// size below overflow, refused sessions, no user, counters cut, transfers whose session
+    /// an earlier batch wrote (read back), and changes to sessions an earlier batch wrote
+    /// (an end, a refusal, a user filled in: that one with the triggers on).
     #[test]
     fn a_flush_adds_to_the_rollups_what_the_rows_contribute() {
         use super::super::pending::{PendingTransfer, SessionRow};
@@ -2073,15 +2166,29 @@ mod tests {
             proptest::sample::select(vec![None, Some(CountsAs::Upload), Some(CountsAs::Download)]),
             any::<bool>(),
             big.clone(),
-            big,
+            big.clone(),
+            any::<bool>(),
+        );
+        let reason = proptest::sample::select(vec![
+            None,
+            Some(EndReason::Closed),
+            Some(EndReason::Forced),
+            Some(EndReason::Refused),
+        ]);
+        let patch = (
+            0usize..8,
+            proptest::sample::select(vec![None, Some("w")]),
+            proptest::option::of(big),
+            reason,
             any::<bool>(),
         );
         let cases = (
             proptest::collection::vec(session, 1..6),
             proptest::collection::vec(transfer, 0..16),
+            proptest::collection::vec(patch, 0..6),
         );
         proptest::test_runner::TestRunner::default()
-            .run(&cases, |(sessions, transfers)| {
+            .run(&cases, |(sessions, transfers, patches)| {
                 let dir = tempfile::tempdir().unwrap();
                 let mut store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
                 let conn = store.conn_mut().unwrap();
@@ -2155,16 +2262,43 @@ mod tests {
                     .into_iter()
                     .enumerate()
                     .partition(|(i, _)| i % 2 == 0);
-                let batch = |sessions, transfers: Vec<(usize, PendingTransfer)>| Batch {
-                    sessions,
-                    transfers: transfers.into_iter().map(|(_, t)| t).collect(),
-                    ops: Vec::new(),
-                    row_updates: Vec::new(),
-                };
+                // Changes to the sessions the first batch wrote go with the second.
+                let mut session_patches = std::collections::BTreeMap::new();
+                for (session, user, duration, end_reason, closed) in patches {
+                    let p: &mut SessionPatch = session_patches
+                        .entry((session % n_sessions) as i64 + 1)
+                        .or_default();
+                    p.fill_user = user.map(str::to_owned);
+                    p.end = duration.map(|duration_ms| super::super::pending::EndPatch {
+                        ended_at: at(0),
+                        duration_ms,
+                        exit_status: None,
+                        signal: None,
+                    });
+                    p.end_reason = end_reason;
+                    p.sftp_closed = closed;
+                }
+                let batch =
+                    |sessions, transfers: Vec<(usize, PendingTransfer)>, session_patches| Batch {
+                        sessions,
+                        transfers: transfers.into_iter().map(|(_, t)| t).collect(),
+                        ops: Vec::new(),
+                        row_updates: Vec::new(),
+                        session_patches,
+                    };
                 conn.execute_batch("BEGIN").unwrap();
-                conn.write_batch(&batch(sessions, first)).unwrap();
-                conn.write_batch(&batch(Vec::new(), second)).unwrap();
+                conn.write_batch(&batch(sessions, first, Vec::new()))
+                    .unwrap();
+                conn.write_batch(&batch(
+                    Vec::new(),
+                    second,
+                    session_patches.into_iter().collect(),
+                ))
+                .unwrap();
                 conn.execute_batch("COMMIT").unwrap();
+                // A user filled in marks cells for the commit to recompute, as an ingest's does.
+                store.begin().unwrap();
+                store.commit().unwrap();
                 prop_assert_eq!(store.rollup_differences().unwrap(), 0);
                 Ok(())
             })
