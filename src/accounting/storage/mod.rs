@@ -63,7 +63,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that

@@ -325,6 +325,9 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 -- Version 7 joins a batch's transfers to their sessions by key in the rollup triggers
 -- (storage::rollup_triggers_sql, created again after this).
 "#,
+    r#"
+-- Version 8 computes SQLite's virtual time columns more cheaply; PostgreSQL has none.
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.

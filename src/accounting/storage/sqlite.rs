@@ -302,22 +302,9 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 /// `sftpd_storage_micros` is [`crate::log::parse::storage_micros`] and `sftpd_open_flags_code`
 /// is [`open_flags_code`], both registered by the caller.
 fn compact_rows_sql() -> String {
-    let text_time = |us: &str| {
-        format!(
-            "TEXT GENERATED ALWAYS AS ({}) VIRTUAL",
-            report::sqlite_time_text(us)
-        )
-    };
-    let text_name = |bytes: &str, escaped: &str| {
-        format!("TEXT GENERATED ALWAYS AS (COALESCE({escaped}, CAST({bytes} AS TEXT))) VIRTUAL")
-    };
-    // The views as the latest migration that changed them wrote them (they end it).
-    let views = MIGRATIONS
-        .iter()
-        .rev()
-        .find_map(|sql| sql.split_once("CREATE VIEW usage_events"))
-        .map(|(_, views)| format!("CREATE VIEW usage_events{views}"))
-        .expect("a migration creates the usage views");
+    let text_time = virtual_time;
+    let text_name = virtual_name;
+    let views = usage_views_sql();
     // One comparison per value, the commonest first (an upload's WRITE,CREATE,TRUNCATE and a
     // download's READ): rebuilding the words bit by bit cost 2.4 µs a row, a tenth of a
     // `transfers` report's time. Text never equals an integer here, so text stays text.
@@ -488,6 +475,76 @@ CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
     )
 }
 
+/// A virtual column showing UTC microseconds column `us` as storage text.
+fn virtual_time(us: &str) -> String {
+    format!(
+        "TEXT GENERATED ALWAYS AS ({}) VIRTUAL",
+        report::sqlite_time_text(us)
+    )
+}
+
+/// A virtual column showing a name's readable form: `escaped` where stored, else the bytes.
+fn virtual_name(bytes: &str, escaped: &str) -> String {
+    format!("TEXT GENERATED ALWAYS AS (COALESCE({escaped}, CAST({bytes} AS TEXT))) VIRTUAL")
+}
+
+/// The views `usage_events`, `daily_usage` and `monthly_usage`, as the latest migration that
+/// changed them wrote them (they end it).
+fn usage_views_sql() -> String {
+    MIGRATIONS
+        .iter()
+        .rev()
+        .find_map(|sql| sql.split_once("CREATE VIEW usage_events"))
+        .map(|(_, views)| format!("CREATE VIEW usage_events{views}"))
+        .expect("a migration creates the usage views")
+}
+
+/// Schema 8: the virtual time columns with [`report::sqlite_time_text`]'s cheaper expression.
+/// A virtual column is stored nowhere, so it is dropped and added again in a moment, whatever
+/// the table's size; the columns after it go too and come back in their order, so that
+/// `SELECT *` keeps its columns. The views read them and go first.
+fn time_columns_sql(text_time: fn(&str) -> String) -> String {
+    let tables: [(&str, &[(&str, String)]); 3] = [
+        (
+            "sessions",
+            &[
+                ("started_at", text_time("started_at_us")),
+                ("ended_at", text_time("ended_at_us")),
+            ],
+        ),
+        (
+            "transfers",
+            &[
+                ("opened_at", text_time("opened_at_us")),
+                ("closed_at", text_time("closed_at_us")),
+            ],
+        ),
+        (
+            "operations",
+            &[
+                ("at", text_time("at_us")),
+                ("path_text", virtual_name("path", "path_escaped")),
+                ("target_text", virtual_name("target", "target_escaped")),
+            ],
+        ),
+    ];
+    let mut sql = String::from(
+        "DROP VIEW IF EXISTS monthly_usage;\nDROP VIEW IF EXISTS daily_usage;\nDROP VIEW IF EXISTS usage_events;\n",
+    );
+    for (table, columns) in tables {
+        for (name, _) in columns.iter().rev() {
+            sql.push_str(&format!("ALTER TABLE {table} DROP COLUMN {name};\n"));
+        }
+        for (name, definition) in columns.iter() {
+            sql.push_str(&format!(
+                "ALTER TABLE {table} ADD COLUMN {name} {definition};\n"
+            ));
+        }
+    }
+    sql.push_str(&usage_views_sql());
+    sql
+}
+
 /// A storage time bound as the microseconds SQLite keeps (schema 6).
 struct Micros<'a>(&'a str);
 
@@ -594,8 +651,8 @@ macro_rules! sqlite_text {
 sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
 // Version 6 is compact_rows_sql, which needs a function registered; version 7 changed only
-// PostgreSQL's trigger functions.
-const _: () = assert!(MIGRATIONS.len() as i64 + 2 == super::SCHEMA_VERSION);
+// PostgreSQL's trigger functions; version 8 is time_columns_sql.
+const _: () = assert!(MIGRATIONS.len() as i64 + 3 == super::SCHEMA_VERSION);
 
 fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -1206,6 +1263,10 @@ impl SqliteStore {
                     ),
                 });
             }
+        }
+        // Before 6, compact_rows_sql wrote the columns as version 8 has them.
+        if (6..8).contains(&current) {
+            tx.execute_batch(&time_columns_sql(virtual_time))?;
         }
         if current < 5 {
             tx.execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, true))?;
@@ -2303,6 +2364,111 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// Schema 8 gives the virtual time columns a cheaper expression: a version 7 database
+    /// keeps every value, its columns in their order, and its views.
+    #[test]
+    fn a_version_7_database_gets_the_cheaper_time_columns() {
+        fn strftime_time(us: &str) -> String {
+            let micros = format!("((({us} % 1000000) + 1000000) % 1000000)");
+            format!(
+                "TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%S', ({us} - {micros}) / 1000000, 'unixepoch') || printf('.%06dZ', {micros})) VIRTUAL"
+            )
+        }
+        fn columns(conn: &Connection, table: &str) -> String {
+            let mut columns = conn
+                .prepare(&format!("PRAGMA table_xinfo({table})"))
+                .unwrap();
+            let names: Vec<String> = columns
+                .query_map([], |r| r.get(1))
+                .unwrap()
+                .map(|name| name.unwrap())
+                .collect();
+            format!("{table}: {}", names.join(", "))
+        }
+        fn dump(conn: &Connection) -> Vec<String> {
+            let mut out = Vec::new();
+            for table in [
+                "sessions",
+                "transfers",
+                "operations",
+                "daily_usage",
+                "monthly_usage",
+            ] {
+                out.push(columns(conn, table));
+                let mut rows = conn
+                    .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
+                    .unwrap();
+                let n = rows.column_count();
+                let values = rows
+                    .query_map([], |r| {
+                        (0..n)
+                            .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .unwrap();
+                out.extend(values.map(|v| format!("{:?}", v.unwrap())));
+            }
+            out
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v7.db");
+        let tables = ["sessions", "transfers", "operations"];
+        let (before, fresh_columns) = {
+            let mut store = SqliteStore::open(&db).unwrap();
+            let conn = store.connection().unwrap();
+            let fresh_columns = tables.map(|t| columns(conn, t));
+            // A microsecond before 1970, the last of a day, and year 0.
+            conn.execute_batch(&format!(
+                "{}
+                 INSERT INTO sessions (id, host, user, started_at_us, ended_at_us, source, pid,
+                                       end_reason, duration_ms)
+                      VALUES (1, 'h', 'u', -1, 86399999999, 'wrapper', 7, 'closed', 5),
+                             (2, 'h', NULL, -62167219200000000, NULL, 'wrapper', 8,
+                              'missing_end', NULL);
+                 INSERT INTO transfers (session_id, path, path_escaped, direction_code,
+                                        open_flags_code, opened_at_us, closed_at_us,
+                                        bytes_written, counts_as, complete)
+                      VALUES (1, X'2F696E2FFF', '/in/\\xff', 1, 26, 0, 1795000000000001, 9,
+                              'upload', 1);
+                 INSERT INTO operations (session_id, host, user, at_us, kind, path, target)
+                      VALUES (1, 'h', 'u', 1795000000999999, 'rename', X'2F61', X'2F62');
+                 UPDATE schema_version SET version = 7;",
+                time_columns_sql(strftime_time)
+            ))
+            .unwrap();
+            (dump(conn), fresh_columns)
+        };
+        let schema = |conn: &Connection| -> String {
+            conn.query_row(
+                "SELECT group_concat(sql, ';') FROM sqlite_schema
+                  WHERE name IN ('sessions', 'transfers', 'operations')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert!(schema(&Connection::open(&db).unwrap()).contains("strftime('%Y-%m-%dT%H:%M:%S'"));
+        let mut store = SqliteStore::open(&db).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 8);
+        let conn = store.connection().unwrap();
+        let upgraded = schema(conn);
+        assert!(!upgraded.contains("strftime"), "{upgraded}");
+        assert!(upgraded.contains("date(("), "{upgraded}");
+        assert_eq!(dump(conn), before);
+        assert_eq!(tables.map(|t| columns(conn, t)), fresh_columns);
+        assert!(
+            before
+                .iter()
+                .any(|row| row.contains("0000-01-01T00:00:00.000000Z"))
+        );
+        assert!(
+            before
+                .iter()
+                .any(|row| row.contains("1969-12-31T23:59:59.999999Z"))
+        );
+        assert_eq!(store.rollup_differences().unwrap(), 0);
     }
 
     /// Schema 6 keeps every value of a version 5 database (times to the microsecond, names of
