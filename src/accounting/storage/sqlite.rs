@@ -916,13 +916,14 @@ fn cell_upsert_sql() -> String {
 }
 
 impl WritesBatches for Connection {
-    /// Writes the rows and adds them to the rollups, then applies the held updates (whose
-    /// rollup triggers adjust the cells).
+    /// Writes the rows and the changes to sessions written before, and adds both to the
+    /// rollups; then applies the held updates of other rows (whose rollup triggers adjust the
+    /// cells).
     fn write_batch(&mut self, batch: &Batch) -> Result<()> {
         let conn = &*self;
         // The rollup triggers would run once per row (a third of the ingest's time); these rows
-        // are added per cell below instead, with the expressions the triggers use. Only this
-        // connection's triggers are off, and only while it writes rows it adds itself.
+        // are added per cell instead, by the triggers' rules. Only this connection's triggers
+        // are off, and only while it writes what it adds to the cells itself.
         let mut cells = Cells::new();
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
         let quiet = insert_rows(batch, conn)
