@@ -137,6 +137,15 @@ def main():
         chan.invoke_subsystem("sftp")
         def packet(kind, body):
             return struct.pack(">IB", len(body) + 1, kind) + body
+        def packets_in(data):
+            count, i = 0, 0
+            while len(data) - i >= 4:
+                length = struct.unpack(">I", data[i:i + 4])[0]
+                if len(data) - i - 4 < length:
+                    break
+                i += 4 + length
+                count += 1
+            return count
         def string(b):
             return struct.pack(">I", len(b)) + b
         handle = b"\0\0\0\0"
@@ -145,12 +154,21 @@ def main():
                      + packet(3, struct.pack(">I", 1) + string(name) + struct.pack(">II", 0x1a, 0))
                      + packet(6, struct.pack(">I", 2) + string(handle) + struct.pack(">Q", 0) + string(data))
                      + packet(4, struct.pack(">I", 3) + string(handle)))
+        got = b""
         if len(sys.argv) > 7 and sys.argv[7] == "malformed":
+            # Only once the four requests are answered: sftp-server exits on the malformed one
+            # without sending the answers it still holds, so a close written in the same breath
+            # could lose its answer (and the tap, the close's bytes) by timing alone.
+            deadline = time.time() + 10
+            while packets_in(got) < 4 and time.time() < deadline:
+                if chan.recv_ready():
+                    got += chan.recv(65536)
+                else:
+                    time.sleep(0.02)
             tail = name + b".second"
             chan.sendall(struct.pack(">IB", 9, 3) + struct.pack(">I", 4) + struct.pack(">I", len(tail))
                          + tail + struct.pack(">II", 0x1a, 0))
         time.sleep(1.5)
-        got = b""
         while chan.recv_ready():
             got += chan.recv(65536)
         print(json.dumps({"step": "answers", "ok": len(got) > 0, "detail": len(got)}), flush=True)
