@@ -562,8 +562,8 @@ impl PgStore {
         Ok(())
     }
 
-    /// Sends the pending transfers and operations with binary COPY,
-    /// then the merged session updates and the unclaimed sshd lines.
+    /// Sends the held rows with binary COPY and the held changes to rows already written (the
+    /// last batch), then the unclaimed sshd lines.
     fn flush(&mut self) -> Result<()> {
         self.flush_rows(false)?;
         for a in std::mem::take(&mut self.pending.auth) {

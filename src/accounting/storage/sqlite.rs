@@ -1302,8 +1302,8 @@ impl SqliteStore {
         self.link.get()
     }
 
-    /// Writes everything held back: the rows with their final state, one update per changed
-    /// session, and the sshd lines no session claimed.
+    /// Writes everything held back: the rows with their final state, the changes to rows
+    /// written before (the last batch), and the sshd lines no session claimed.
     fn flush(&mut self) -> Result<()> {
         self.flush_rows(false)?;
         let auth: Vec<_> = self.pending.auth.drain(..).collect();
