@@ -2,9 +2,10 @@
 //!
 //! Uploads and downloads a 1 GiB file through the real sshd and sftp client with the wrapper in
 //! syslog mode, in capture mode, in capture mode with event hooks (the SFTP packets pass through
-//! the wrapper), and with plain sftp-server as the subsystem (no wrapper, the baseline), and prints throughput ratios against the baseline measured in the same run. Then
-//! the median set-up time of 50 `sftp -b` sessions that only run `pwd`, for those three and for
-//! the shell-script wrapper admins write by hand. Run by `cargo test`, it checks the same code
+//! the wrapper), and with plain sftp-server as the subsystem (no wrapper, the baseline), and
+//! prints throughput ratios against the baseline measured in the same run. Then the median
+//! set-up time of 50 `sftp -b` sessions that only run `pwd`, for those four and for the
+//! shell-script wrapper admins write by hand. Run by `cargo test`, it checks the same code
 //! with 8 MiB and 3 sessions.
 
 #[path = "../tests/common/mod.rs"]

@@ -616,6 +616,15 @@ pub fn rollup_delta_sql(d: Dialect, rows: &str, sign: i64, one_row: bool) -> Str
             " GROUP BY c.hour, c.host, c.\"user\"",
         )
     };
+    add_to_cells_sql(&format!(
+        "SELECT {hour}, c.host, c.\"user\", {sums}, {count} FROM ({rows}) AS c WHERE true{group}",
+        hour = d.hour_of_key("c.hour"),
+    ))
+}
+
+/// Adds what `source` (a `SELECT` or `VALUES` of hour, host, user, [`ROLLUP_SUMS`] and
+/// `contributors`) gives to those cells of `usage_hourly`, creating cells as needed.
+pub fn add_to_cells_sql(source: &str) -> String {
     let add = ROLLUP_SUMS
         .iter()
         .chain(std::iter::once(&"contributors"))
@@ -624,10 +633,9 @@ pub fn rollup_delta_sql(d: Dialect, rows: &str, sign: i64, one_row: bool) -> Str
         .join(", ");
     format!(
         "INSERT INTO usage_hourly (hour, host, \"user\", {columns}, contributors)
-         SELECT {hour}, c.host, c.\"user\", {sums}, {count} FROM ({rows}) AS c WHERE true{group}
+         {source}
          ON CONFLICT (hour, host, \"user\") DO UPDATE SET {add}",
         columns = ROLLUP_SUMS.join(", "),
-        hour = d.hour_of_key("c.hour"),
     )
 }
 

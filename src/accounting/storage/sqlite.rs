@@ -302,8 +302,6 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 /// `sftpd_storage_micros` is [`crate::log::parse::storage_micros`] and `sftpd_open_flags_code`
 /// is [`open_flags_code`], both registered by the caller.
 fn compact_rows_sql() -> String {
-    let text_time = virtual_time;
-    let text_name = virtual_name;
     let views = usage_views_sql();
     // One comparison per value, the commonest first (an upload's WRITE,CREATE,TRUNCATE and a
     // download's READ): rebuilding the words bit by bit cost 2.4 µs a row, a tenth of a
@@ -462,16 +460,16 @@ CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
 
 {views}
 "#,
-        started_at = text_time("started_at_us"),
-        ended_at = text_time("ended_at_us"),
-        opened_at = text_time("opened_at_us"),
-        closed_at = text_time("closed_at_us"),
-        at = text_time("at_us"),
-        path_text = text_name("path", "path_escaped"),
+        started_at = virtual_time("started_at_us"),
+        ended_at = virtual_time("ended_at_us"),
+        opened_at = virtual_time("opened_at_us"),
+        closed_at = virtual_time("closed_at_us"),
+        at = virtual_time("at_us"),
+        path_text = virtual_name("path", "path_escaped"),
         direction = "TEXT GENERATED ALWAYS AS (CASE direction_code WHEN 1 THEN 'upload' WHEN 2 THEN 'download'
                                                WHEN 3 THEN 'both' ELSE 'none' END) VIRTUAL",
         open_flags = open_flags_text,
-        target_text = text_name("target", "target_escaped"),
+        target_text = virtual_name("target", "target_escaped"),
     )
 }
 
@@ -760,6 +758,9 @@ impl CellDelta {
     }
 }
 
+/// A session's host and user (`''` for none), as a cell's key holds them.
+type HostUser<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// The cells a batch changes, by (hour's first microsecond, host, user).
 type Cells<'a> = std::collections::BTreeMap<(i64, Cow<'a, str>, Cow<'a, str>), CellDelta>;
 
@@ -794,6 +795,7 @@ fn split_value(v: i64) -> (i64, i64) {
 /// and user (`''` for none), as that session row stands now.
 fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection) -> Result<()> {
     use std::collections::HashMap;
+    use std::collections::hash_map::Entry;
     let hour_of = |at: &str| -> Result<i64> {
         crate::log::parse::storage_micros(at)
             .map(hour_start)
@@ -813,49 +815,41 @@ fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection)
             .or_default()
             .add(1, &session_sums(s.duration_ms))?;
     }
-    // A transfer's session is nearly always in the same batch; else it is read once.
-    let held: HashMap<i64, (&str, &str)> = batch
+    // A transfer's session is nearly always in the same batch; else it is read once. No
+    // session row, no cell: the triggers' join finds none either.
+    let mut who: HashMap<i64, Option<HostUser<'a>>> = batch
         .sessions
         .iter()
         .map(|s| {
+            let user = s.record.user.as_deref().unwrap_or("");
             (
                 s.record.id,
-                (
-                    s.record.host.as_str(),
-                    s.record.user.as_deref().unwrap_or(""),
-                ),
+                Some((Cow::from(s.record.host.as_str()), Cow::from(user))),
             )
         })
         .collect();
-    let mut written: HashMap<i64, (String, String)> = HashMap::new();
     let mut lookup =
         conn.prepare_cached("SELECT host, COALESCE(user, '') FROM sessions WHERE id = ?1")?;
-    for t in &batch.transfers {
-        let id = t.row.session_id;
-        if !held.contains_key(&id) && !written.contains_key(&id) {
-            // No session row, no cell: the triggers' join finds none either.
-            if let Some(who) = lookup
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?
-            {
-                written.insert(id, who);
-            }
-        }
-    }
     for t in batch.transfers.iter().map(|t| &t.row) {
-        let who = match held.get(&t.session_id) {
-            Some(&(host, user)) => (Cow::Borrowed(host), Cow::Borrowed(user)),
-            None => match written.get(&t.session_id) {
-                Some((host, user)) => (Cow::Owned(host.clone()), Cow::Owned(user.clone())),
-                None => continue,
-            },
+        let session = match who.entry(t.session_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(
+                lookup
+                    .query_row([t.session_id], |r| {
+                        Ok((Cow::Owned(r.get(0)?), Cow::Owned(r.get(1)?)))
+                    })
+                    .optional()?,
+            ),
+        };
+        let Some((host, user)) = session.clone() else {
+            continue;
         };
         let counted = |what: CountsAs, complete: bool| {
             i64::from(t.counts_as == Some(what) && t.complete == complete)
         };
         let (up_high, up_low) = split_value(t.bytes_written.unwrap_or(0));
         let (down_high, down_low) = split_value(t.bytes_read.unwrap_or(0));
-        let key = (hour_of(&t.opened_at)?, who.0, who.1);
+        let key = (hour_of(&t.opened_at)?, host, user);
         cells.entry(key).or_default().add(
             1,
             &[
@@ -890,29 +884,11 @@ fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection)
 /// Adds a cell's delta (`?1` hour, `?2` host, `?3` user, then [`report::ROLLUP_SUMS`] and
 /// `contributors`) to `usage_hourly`, creating the cell as needed.
 fn cell_upsert_sql() -> String {
-    let columns = report::ROLLUP_SUMS
-        .iter()
-        .chain(std::iter::once(&"contributors"))
-        .collect::<Vec<_>>();
-    format!(
-        "INSERT INTO usage_hourly (hour, host, \"user\", {names})
-         VALUES (?1, ?2, ?3, {params})
-         ON CONFLICT (hour, host, \"user\") DO UPDATE SET {add}",
-        names = columns
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        params = (4..4 + columns.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        add = columns
-            .iter()
-            .map(|c| format!("{c} = usage_hourly.{c} + excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    )
+    let params = (1..=3 + report::ROLLUP_SUMS.len() + 1)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    report::add_to_cells_sql(&format!("VALUES ({params})"))
 }
 
 impl WritesBatches for Connection {
