@@ -108,10 +108,9 @@ fn sqlite_floor(from: &std::path::Path, to: &std::path::Path, lines: usize) -> f
     .expect("triggers off");
     conn.execute("ATTACH DATABASE ?1 AS src", [from.to_str().expect("path")])
         .expect("attach");
-    let stored_columns = |table: &str| -> String {
-        // Virtual columns (hidden 2) are computed, not inserted.
+    let columns = |table: &str| -> String {
         let mut stmt = conn
-            .prepare("SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0")
+            .prepare("SELECT name FROM pragma_table_info(?1)")
             .expect("columns");
         let names: Vec<String> = stmt
             .query_map([table], |r| r.get(0))
@@ -120,10 +119,12 @@ fn sqlite_floor(from: &std::path::Path, to: &std::path::Path, lines: usize) -> f
             .expect("columns");
         names.join(", ")
     };
-    let inserts: Vec<String> = ["sessions", "transfers", "operations"]
+    // The tables under the views `sessions`, … (schema 9). Columns named, not `*`: SQLite
+    // copies a table into a like one without looking at its rows, which no ingest can do.
+    let inserts: Vec<String> = ["session_rows", "transfer_rows", "operation_rows"]
         .iter()
         .map(|t| {
-            let columns = stored_columns(t);
+            let columns = columns(t);
             format!("INSERT INTO main.{t} ({columns}) SELECT {columns} FROM src.{t};")
         })
         .collect();

@@ -53,7 +53,7 @@ fn build(path: &std::path::Path, transfers: u64, partners: u64) {
     conn.execute_batch(&format!(
         "BEGIN;
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {sessions})
-         INSERT INTO sessions (id, host, user, client_ip, started_at_us, ended_at_us, duration_ms,
+         INSERT INTO session_rows (id, host, user, client_ip, started_at_us, ended_at_us, duration_ms,
                                end_reason, source, pid, sftp_closed)
          SELECT i + 1, 'sftp' || (i % 3), 'partner' || (i % {partners}), '10.0.0.1',
                 (unixepoch('2026-01-01') + (i / {partners}) * 86400 + i % 86000) * 1000000,
@@ -61,7 +61,7 @@ fn build(path: &std::path::Path, transfers: u64, partners: u64) {
                 60000, 'closed', 'wrapper', 1000 + i, 1
            FROM n;
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < {transfers})
-         INSERT INTO transfers (session_id, path, direction_code, open_flags_code, bytes_read,
+         INSERT INTO transfer_rows (session_id, path, direction_code, open_flags_code, bytes_read,
                                 bytes_written, opened_at_us, closed_at_us, complete, counts_as)
          SELECT s.id, CAST('/in/file-' || i AS BLOB),
                 -- download or upload; READ or WRITE,CREATE,TRUNCATE (schema 6's codes)

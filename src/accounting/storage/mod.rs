@@ -4,8 +4,8 @@
 //!
 //! Timestamps cross this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
 //! [`crate::log::parse::storage_time`]): PostgreSQL stores a `timestamptz`, SQLite (schema 6)
-//! UTC microseconds in `started_at_us` and the like, with `started_at` a virtual column showing
-//! that text. `path` holds a name's original bytes (names need not be UTF-8), `path_text` a
+//! UTC microseconds in `started_at_us` and the like, with `started_at` a column of the view
+//! `sessions` (schema 9: the rows are in `session_rows`, …) showing that text. `path` holds a name's original bytes (names need not be UTF-8), `path_text` a
 //! readable form for people and BI tools (in SQLite computed from `path`, stored only for the
 //! names whose readable form differs from their bytes).
 
@@ -63,7 +63,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
@@ -638,7 +638,8 @@ pub fn refresh_rollups_sql(d: Dialect, all: bool) -> String {
 /// Drops the cells whose last row went away (their sums are all zero).
 pub const DROP_EMPTY_CELLS: &str = "DELETE FROM usage_hourly WHERE contributors = 0";
 
-/// The triggers that keep `usage_hourly` exact as rows change (schema version 5). A row added,
+/// The triggers that keep `usage_hourly` exact as rows change (schema version 5; in SQLite on
+/// the tables under the views since version 9). A row added,
 /// changed or removed adds or takes away its own contribution to its cell
 /// ([`report::rollup_delta_sql`]), so a commit has nothing to recompute. Where a delta cannot be
 /// right, the cells are noted in `usage_dirty` and the commit recomputes them from the rows: a
@@ -671,11 +672,11 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                  DROP TRIGGER IF EXISTS usage_transfer_added;
                  DROP TRIGGER IF EXISTS usage_transfer_changed;
                  DROP TRIGGER IF EXISTS usage_transfer_removed;
-                 CREATE TRIGGER usage_session_added AFTER INSERT ON sessions BEGIN
+                 CREATE TRIGGER usage_session_added AFTER INSERT ON session_rows BEGIN
                      {session_added};
                  END;
                  CREATE TRIGGER usage_session_changed
-                     AFTER UPDATE OF host, user, started_at_us, duration_ms, end_reason ON sessions BEGIN
+                     AFTER UPDATE OF host, user, started_at_us, duration_ms, end_reason ON session_rows BEGIN
                      INSERT OR IGNORE INTO usage_dirty (hour, host)
                          SELECT {old_hour}, OLD.host WHERE {changed}
                          UNION SELECT {new_hour}, NEW.host WHERE {changed};
@@ -686,22 +687,22 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                      {session_taken};
                      {session_given};
                  END;
-                 CREATE TRIGGER usage_session_removed AFTER DELETE ON sessions BEGIN
+                 CREATE TRIGGER usage_session_removed AFTER DELETE ON session_rows BEGIN
                      INSERT OR IGNORE INTO usage_dirty (hour, host)
                          SELECT {old_hour}, OLD.host
                          UNION SELECT {transfer_hour}, OLD.host FROM transfers t
                                 WHERE t.session_id = OLD.id;
                  END;
-                 CREATE TRIGGER usage_transfer_added AFTER INSERT ON transfers BEGIN
+                 CREATE TRIGGER usage_transfer_added AFTER INSERT ON transfer_rows BEGIN
                      {transfer_added};
                  END;
                  CREATE TRIGGER usage_transfer_changed
                      AFTER UPDATE OF session_id, opened_at_us, counts_as, bytes_read, bytes_written,
-                                     complete, counters_cut ON transfers BEGIN
+                                     complete, counters_cut ON transfer_rows BEGIN
                      {transfer_taken};
                      {transfer_given};
                  END;
-                 CREATE TRIGGER usage_transfer_removed AFTER DELETE ON transfers BEGIN
+                 CREATE TRIGGER usage_transfer_removed AFTER DELETE ON transfer_rows BEGIN
                      {transfer_taken};
                  END;",
                 session_added = delta(&session("NEW", ""), 1),

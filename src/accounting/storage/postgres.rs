@@ -328,6 +328,10 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
     r#"
 -- Version 8 computes SQLite's virtual time columns more cheaply; PostgreSQL has none.
 "#,
+    r#"
+-- Version 9 moves SQLite's rows into tables under views, computing the readable columns only
+-- when read; PostgreSQL's tables are unchanged.
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.

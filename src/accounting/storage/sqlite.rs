@@ -1,7 +1,9 @@
 //! The embedded SQLite store (rusqlite, bundled): the default.
 //!
-//! Times are stored as UTC microseconds and shown as fixed-width UTC text by virtual columns
-//! (see [`compact_rows_sql`]). One ingest at a time holds `<db>.lock`.
+//! Times are stored as UTC microseconds in `session_rows`, `transfer_rows` and `operation_rows`,
+//! and shown as fixed-width UTC text by the views `sessions`, `transfers` and `operations` over
+//! them (see [`row_views_sql`]). Writes go to the tables, reads may go through the views. One
+//! ingest at a time holds `<db>.lock`.
 
 use super::pending::{
     Batch, HoldsRows, IdTable, Link, RowUpdate, SessionPatch, WriteBehind, WritesBatches,
@@ -303,27 +305,6 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 /// is [`open_flags_code`], both registered by the caller.
 fn compact_rows_sql() -> String {
     let views = usage_views_sql();
-    // One comparison per value, the commonest first (an upload's WRITE,CREATE,TRUNCATE and a
-    // download's READ): rebuilding the words bit by bit cost 2.4 µs a row, a tenth of a
-    // `transfers` report's time. Text never equals an integer here, so text stays text.
-    let words = |code: usize| {
-        OPEN_FLAG_WORDS
-            .iter()
-            .enumerate()
-            .filter(|(bit, _)| code & (1 << bit) != 0)
-            .map(|(_, word)| *word)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let open_flags_text = format!(
-        "TEXT GENERATED ALWAYS AS (CASE open_flags_code {} ELSE open_flags_code END) VIRTUAL",
-        [26, 1]
-            .into_iter()
-            .chain((0..1 << OPEN_FLAG_WORDS.len()).filter(|c| ![26, 1].contains(c)))
-            .map(|code| format!("WHEN {code} THEN '{}'", words(code)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     format!(
         r#"
 DROP TRIGGER IF EXISTS usage_session_added;
@@ -466,24 +447,58 @@ CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
         closed_at = virtual_time("closed_at_us"),
         at = virtual_time("at_us"),
         path_text = virtual_name("path", "path_escaped"),
-        direction = "TEXT GENERATED ALWAYS AS (CASE direction_code WHEN 1 THEN 'upload' WHEN 2 THEN 'download'
-                                               WHEN 3 THEN 'both' ELSE 'none' END) VIRTUAL",
-        open_flags = open_flags_text,
+        direction = virtual_text(DIRECTION_TEXT),
+        open_flags = virtual_text(&open_flags_text()),
         target_text = virtual_name("target", "target_escaped"),
     )
 }
 
+/// A transfer's `direction` from its `direction_code`.
+const DIRECTION_TEXT: &str = "CASE direction_code WHEN 1 THEN 'upload' WHEN 2 THEN 'download' WHEN 3 THEN 'both' ELSE 'none' END";
+
+/// A transfer's `open_flags` from its `open_flags_code`: the words of its bits, or the text.
+fn open_flags_text() -> String {
+    // One comparison per value, the commonest first (an upload's WRITE,CREATE,TRUNCATE and a
+    // download's READ): rebuilding the words bit by bit cost 2.4 µs a row, a tenth of a
+    // `transfers` report's time. Text never equals an integer here, so text stays text.
+    let words = |code: usize| {
+        OPEN_FLAG_WORDS
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| code & (1 << bit) != 0)
+            .map(|(_, word)| *word)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "CASE open_flags_code {} ELSE open_flags_code END",
+        [26, 1]
+            .into_iter()
+            .chain((0..1 << OPEN_FLAG_WORDS.len()).filter(|c| ![26, 1].contains(c)))
+            .map(|code| format!("WHEN {code} THEN '{}'", words(code)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// A virtual text column computing `expression` (schema 6 to 8).
+fn virtual_text(expression: &str) -> String {
+    format!("TEXT GENERATED ALWAYS AS ({expression}) VIRTUAL")
+}
+
 /// A virtual column showing UTC microseconds column `us` as storage text.
 fn virtual_time(us: &str) -> String {
-    format!(
-        "TEXT GENERATED ALWAYS AS ({}) VIRTUAL",
-        report::sqlite_time_text(us)
-    )
+    virtual_text(&report::sqlite_time_text(us))
 }
 
 /// A virtual column showing a name's readable form: `escaped` where stored, else the bytes.
 fn virtual_name(bytes: &str, escaped: &str) -> String {
-    format!("TEXT GENERATED ALWAYS AS (COALESCE({escaped}, CAST({bytes} AS TEXT))) VIRTUAL")
+    virtual_text(&name_text(bytes, escaped))
+}
+
+/// A name's readable form: `escaped` where stored, else the bytes.
+fn name_text(bytes: &str, escaped: &str) -> String {
+    format!("COALESCE({escaped}, CAST({bytes} AS TEXT))")
 }
 
 /// The views `usage_events`, `daily_usage` and `monthly_usage`, as the latest migration that
@@ -497,50 +512,188 @@ fn usage_views_sql() -> String {
         .expect("a migration creates the usage views")
 }
 
-/// Schema 8: the virtual time columns with [`report::sqlite_time_text`]'s cheaper expression.
-/// A virtual column is stored nowhere, so it is dropped and added again in a moment, whatever
-/// the table's size; the columns after it go too and come back in their order, so that
-/// `SELECT *` keeps its columns. The views read them and go first.
-fn time_columns_sql(text_time: fn(&str) -> String) -> String {
-    let tables: [(&str, &[(&str, String)]); 3] = [
+/// The functions [`compact_rows_sql`] calls, registered on `conn`.
+fn compact_rows_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "sftpd_storage_micros",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let Some(text) = ctx.get::<Option<String>>(0)? else {
+                return Ok(None);
+            };
+            crate::log::parse::storage_micros(&text)
+                .map(Some)
+                .ok_or_else(|| {
+                    rusqlite::Error::UserFunctionError(
+                        format!("not a storage time: {text:?}").into(),
+                    )
+                })
+        },
+    )?;
+    conn.create_scalar_function(
+        "sftpd_open_flags_code",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| Ok(open_flags_code(&ctx.get::<String>(0)?)),
+    )?;
+    Ok(())
+}
+
+/// A view's name, the table under it, and the readable columns it adds: names and expressions.
+type RowView = (&'static str, &'static str, Vec<(&'static str, String)>);
+
+/// The readable columns of each table of rows (schema 9: views over `session_rows`, … with
+/// the tables' names), after its stored ones, in the order the virtual columns of schema 6 had.
+fn readable_columns() -> [RowView; 3] {
+    let time = report::sqlite_time_text;
+    let name = name_text;
+    [
         (
             "sessions",
-            &[
-                ("started_at", text_time("started_at_us")),
-                ("ended_at", text_time("ended_at_us")),
+            "session_rows",
+            vec![
+                ("started_at", time("started_at_us")),
+                ("ended_at", time("ended_at_us")),
             ],
         ),
         (
             "transfers",
-            &[
-                ("opened_at", text_time("opened_at_us")),
-                ("closed_at", text_time("closed_at_us")),
+            "transfer_rows",
+            vec![
+                ("path_text", name("path", "path_escaped")),
+                ("direction", DIRECTION_TEXT.to_owned()),
+                ("open_flags", open_flags_text()),
+                ("opened_at", time("opened_at_us")),
+                ("closed_at", time("closed_at_us")),
             ],
         ),
         (
             "operations",
-            &[
-                ("at", text_time("at_us")),
-                ("path_text", virtual_name("path", "path_escaped")),
-                ("target_text", virtual_name("target", "target_escaped")),
+            "operation_rows",
+            vec![
+                ("at", time("at_us")),
+                ("path_text", name("path", "path_escaped")),
+                ("target_text", name("target", "target_escaped")),
             ],
         ),
-    ];
+    ]
+}
+
+/// Schema 9: the rows are stored in `session_rows`, `transfer_rows` and `operation_rows`, and
+/// `sessions`, `transfers` and `operations` are views showing them with their readable columns,
+/// which were virtual columns of the tables. SQLite computes every generated column of a row it
+/// writes, read or not: on the bench log, a third of the time SQLite took to store the rows. A
+/// view computes them only when they are read, and shows the same columns in the same order, so
+/// queries and `SELECT *` keep working. A virtual column is stored nowhere: dropping one and
+/// renaming a table each take a moment, whatever the table's size. The views and triggers that
+/// read the tables go first; the caller creates the triggers again.
+fn row_views_sql() -> String {
     let mut sql = String::from(
-        "DROP VIEW IF EXISTS monthly_usage;\nDROP VIEW IF EXISTS daily_usage;\nDROP VIEW IF EXISTS usage_events;\n",
+        "DROP VIEW IF EXISTS monthly_usage;
+         DROP VIEW IF EXISTS daily_usage;
+         DROP VIEW IF EXISTS usage_events;
+         DROP TRIGGER IF EXISTS usage_session_added;
+         DROP TRIGGER IF EXISTS usage_session_changed;
+         DROP TRIGGER IF EXISTS usage_session_removed;
+         DROP TRIGGER IF EXISTS usage_transfer_added;
+         DROP TRIGGER IF EXISTS usage_transfer_changed;
+         DROP TRIGGER IF EXISTS usage_transfer_removed;\n",
     );
-    for (table, columns) in tables {
+    for (view, table, columns) in readable_columns() {
         for (name, _) in columns.iter().rev() {
-            sql.push_str(&format!("ALTER TABLE {table} DROP COLUMN {name};\n"));
+            sql.push_str(&format!("ALTER TABLE {view} DROP COLUMN {name};\n"));
         }
-        for (name, definition) in columns.iter() {
-            sql.push_str(&format!(
-                "ALTER TABLE {table} ADD COLUMN {name} {definition};\n"
-            ));
-        }
+        sql.push_str(&format!("ALTER TABLE {view} RENAME TO {table};\n"));
+        let readable: Vec<String> = columns
+            .iter()
+            .map(|(name, expression)| format!("{expression} AS {name}"))
+            .collect();
+        sql.push_str(&format!(
+            "CREATE VIEW {view} AS SELECT *, {} FROM {table};\n",
+            readable.join(", ")
+        ));
     }
     sql.push_str(&usage_views_sql());
     sql
+}
+
+/// The `IN (…)` checks of schema 6's tables, and the same checks as comparisons (schema 9).
+/// SQLite builds an `IN` list's lookup table again for each row it checks: these three cost
+/// the ingest a tenth of its time, the comparisons next to nothing.
+fn checks_as_comparisons() -> [(&'static str, String, String); 3] {
+    let check = |column: &str, words: &[&str]| {
+        let listed: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let compared: Vec<String> = words.iter().map(|w| format!("{column} = '{w}'")).collect();
+        (
+            format!("CHECK ({column} IN ({}))", listed.join(", ")),
+            format!("CHECK ({})", compared.join(" OR ")),
+        )
+    };
+    let row = |table, (old, new)| (table, old, new);
+    [
+        row(
+            "session_rows",
+            check(
+                "end_reason",
+                &["closed", "forced", "missing_end", "refused"],
+            ),
+        ),
+        row(
+            "session_rows",
+            check("source", &["wrapper", "sftp-server", "internal-sftp"]),
+        ),
+        row("transfer_rows", check("counts_as", &["upload", "download"])),
+    ]
+}
+
+/// Rewrites the checks of [`checks_as_comparisons`] in the tables' definitions. SQLite changes a
+/// CHECK constraint only by rebuilding the table (a copy of every row) or by editing the schema
+/// table, which it allows where every row meets the new constraint
+/// (<https://sqlite.org/lang_altertable.html#otheralter>): these are the same tests. A
+/// definition not as schema 6 wrote it is an error, before anything is edited.
+fn rewrite_checks(conn: &Connection, shown: &str) -> Result<()> {
+    let mut definitions: Vec<(&str, String)> = Vec::new();
+    for (table, old, new) in checks_as_comparisons() {
+        if !definitions.iter().any(|(t, _)| *t == table) {
+            let sql: String = conn.query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )?;
+            definitions.push((table, sql));
+        }
+        let (_, sql) = definitions
+            .iter_mut()
+            .find(|(t, _)| *t == table)
+            .expect("read above");
+        if sql.matches(&old).count() != 1 {
+            return Err(StoreError::Open {
+                path: shown.to_owned(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    Some(format!("{table} has not the check {old}: not upgraded")),
+                ),
+            });
+        }
+        *sql = sql.replacen(&old, &new, 1);
+    }
+    let version: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA writable_schema = ON")?;
+    let edited = definitions.iter().try_for_each(|(table, sql)| {
+        conn.execute(
+            "UPDATE sqlite_schema SET sql = ?2 WHERE type = 'table' AND name = ?1",
+            params![table, sql],
+        )
+        .map(drop)
+    });
+    // The new version makes other connections read the schema again; RESET makes this one
+    // read it now, and turns writing the schema off whatever happened.
+    let bumped = edited
+        .and_then(|()| conn.execute_batch(&format!("PRAGMA schema_version = {}", version + 1)));
+    conn.execute_batch("PRAGMA writable_schema = RESET")?;
+    bumped?;
+    Ok(())
 }
 
 /// A storage time bound as the microseconds SQLite keeps (schema 6).
@@ -649,8 +802,9 @@ macro_rules! sqlite_text {
 sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
 // Version 6 is compact_rows_sql, which needs a function registered; version 7 changed only
-// PostgreSQL's trigger functions; version 8 is time_columns_sql.
-const _: () = assert!(MIGRATIONS.len() as i64 + 3 == super::SCHEMA_VERSION);
+// PostgreSQL's trigger functions; version 8 gave the virtual time columns a cheaper expression
+// (9 drops them, whatever their expression); version 9 is row_views_sql and rewrite_checks.
+const _: () = assert!(MIGRATIONS.len() as i64 + 4 == super::SCHEMA_VERSION);
 
 fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -694,7 +848,7 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
         } => {
             let (r, w) = stored_counters(*counters);
             conn.prepare_cached(
-                "UPDATE transfers
+                "UPDATE transfer_rows
                         SET closed_at_us = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
                             complete = ?6, direction_code = ?7, counts_as = ?8, counters_cut = ?9
                       WHERE id = ?1",
@@ -712,24 +866,24 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
             ])?;
         }
         RowUpdate::Failed(id) => {
-            conn.prepare_cached("UPDATE transfers SET failed = 1, complete = 0 WHERE id = ?1")?
+            conn.prepare_cached("UPDATE transfer_rows SET failed = 1, complete = 0 WHERE id = ?1")?
                 .execute([id])?;
         }
         RowUpdate::Abandoned { session_id } => {
             // `forced` is not summed, so setting it fires no rollup trigger; an open file is
             // never complete, so the second statement nearly always changes nothing.
             conn.prepare_cached(
-                "UPDATE transfers SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
+                "UPDATE transfer_rows SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
             )?
             .execute([session_id])?;
             conn.prepare_cached(
-                "UPDATE transfers SET complete = 0
+                "UPDATE transfer_rows SET complete = 0
                       WHERE session_id = ?1 AND closed_at_us IS NULL AND complete",
             )?
             .execute([session_id])?;
         }
         RowUpdate::OperationFailed { id, status } => {
-            conn.prepare_cached("UPDATE operations SET failed = 1, status = ?2 WHERE id = ?1")?
+            conn.prepare_cached("UPDATE operation_rows SET failed = 1, status = ?2 WHERE id = ?1")?
                 .execute(params![id, status])?;
         }
     }
@@ -984,7 +1138,7 @@ fn update_sessions<'a>(
     conn: &Connection,
 ) -> Result<()> {
     let mut update = conn.prepare_cached(
-        "UPDATE sessions SET
+        "UPDATE session_rows SET
             sftp_pid = COALESCE(?2, sftp_pid),
             user = COALESCE(user, ?3),
             client_ip = COALESCE(client_ip, ?4),
@@ -1030,7 +1184,7 @@ fn update_sessions<'a>(
 /// The held rows, with the rollup triggers off (see `write_batch`).
 fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
     let mut insert = conn.prepare_cached(
-        "INSERT INTO sessions (id, host, user, client_ip, client_port, local_ip, local_port,
+        "INSERT INTO session_rows (id, host, user, client_ip, client_port, local_ip, local_port,
                                started_at_us, ended_at_us, duration_ms, exit_status, signal,
                                end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
                                sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
@@ -1068,7 +1222,7 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
         ])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT INTO transfers (id, session_id, path, path_escaped, direction_code, open_flags_code, mode,
+        "INSERT INTO transfer_rows (id, session_id, path, path_escaped, direction_code, open_flags_code, mode,
                                 opened_at_us, closed_at_us, bytes_read, bytes_written, forced,
                                 failed, complete, counts_as, counters_cut)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
@@ -1094,7 +1248,7 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
         ])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT INTO operations (id, session_id, host, user, at_us, kind, path, path_escaped,
+        "INSERT INTO operation_rows (id, session_id, host, user, at_us, kind, path, path_escaped,
                                  target, target_escaped, detail, failed, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
@@ -1200,34 +1354,10 @@ impl SqliteStore {
             tx.execute_batch(sql)?;
         }
         if current < 6 {
-            tx.create_scalar_function(
-                "sftpd_storage_micros",
-                1,
-                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-                |ctx| {
-                    let Some(text) = ctx.get::<Option<String>>(0)? else {
-                        return Ok(None);
-                    };
-                    crate::log::parse::storage_micros(&text)
-                        .map(Some)
-                        .ok_or_else(|| {
-                            rusqlite::Error::UserFunctionError(
-                                format!("not a storage time: {text:?}").into(),
-                            )
-                        })
-                },
-            )?;
-            tx.create_scalar_function(
-                "sftpd_open_flags_code",
-                1,
-                FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-                |ctx| Ok(open_flags_code(&ctx.get::<String>(0)?)),
-            )?;
+            compact_rows_functions(&tx)?;
             tx.execute_batch(&compact_rows_sql())?;
             tx.remove_function("sftpd_storage_micros", 1)?;
             tx.remove_function("sftpd_open_flags_code", 1)?;
-            // Rebuilt tables lost their triggers; the rollups they keep are unchanged.
-            tx.execute_batch(&super::rollup_triggers_sql(Dialect::Sqlite))?;
             let broken: Option<String> = tx
                 .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
                 .optional()?;
@@ -1241,9 +1371,12 @@ impl SqliteStore {
                 });
             }
         }
-        // Before 6, compact_rows_sql wrote the columns as version 8 has them.
-        if (6..8).contains(&current) {
-            tx.execute_batch(&time_columns_sql(virtual_time))?;
+        if current < 9 {
+            tx.execute_batch(&row_views_sql())?;
+            rewrite_checks(&tx, shown)?;
+            // The tables renamed (or rebuilt by version 6) lost their triggers; the rollups
+            // they keep are unchanged.
+            tx.execute_batch(&super::rollup_triggers_sql(Dialect::Sqlite))?;
         }
         if current < 5 {
             tx.execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, true))?;
@@ -1578,7 +1711,7 @@ impl IngestStore for SqliteStore {
         }
         self.conn()?
             .prepare_cached(
-                "UPDATE sessions SET origin_pid = ?2, origin_uid = ?3, origin_command = ?4
+                "UPDATE session_rows SET origin_pid = ?2, origin_uid = ?3, origin_command = ?4
                   WHERE id = ?1 AND origin_pid IS NULL AND origin_uid IS NULL AND origin_command IS NULL",
             )?
             .execute(params![id, origin.pid, origin.uid, origin.command])?;
@@ -1599,9 +1732,9 @@ impl IngestStore for SqliteStore {
         self.flush()?;
         self.pending.forget_host(host);
         for sql in [
-            "DELETE FROM operations WHERE host = ?1",
-            "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = ?1)",
-            "DELETE FROM sessions WHERE host = ?1",
+            "DELETE FROM operation_rows WHERE host = ?1",
+            "DELETE FROM transfer_rows WHERE session_id IN (SELECT id FROM sessions WHERE host = ?1)",
+            "DELETE FROM session_rows WHERE host = ?1",
             "DELETE FROM pending_auth WHERE host = ?1",
         ] {
             self.conn()?.execute(sql, [host])?;
@@ -1670,19 +1803,19 @@ impl IngestStore for SqliteStore {
         self.flush()?;
         self.pending.merged(from, into);
         self.conn()?
-            .prepare_cached("UPDATE transfers SET session_id = ?2 WHERE session_id = ?1")?
+            .prepare_cached("UPDATE transfer_rows SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
         self.conn()?
-            .prepare_cached("UPDATE operations SET session_id = ?2 WHERE session_id = ?1")?
+            .prepare_cached("UPDATE operation_rows SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
         self.conn()?
             .prepare_cached(
-                "UPDATE sessions SET sftp_closed = MAX(sftp_closed, (SELECT sftp_closed FROM sessions WHERE id = ?1))
+                "UPDATE session_rows SET sftp_closed = MAX(sftp_closed, (SELECT sftp_closed FROM sessions WHERE id = ?1))
                   WHERE id = ?2",
             )?
             .execute(params![from, into])?;
         self.conn()?
-            .prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+            .prepare_cached("DELETE FROM session_rows WHERE id = ?1")?
             .execute([from])?;
         Ok(())
     }
@@ -1921,7 +2054,7 @@ impl CopyStore for SqliteStore {
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
         let conn = self.conn()?;
         let inserted = conn.prepare_cached(
-            "INSERT INTO sessions (host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us,
+            "INSERT INTO session_rows (host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
                                    auth_method, auth_key, sftp_closed, origin_pid, origin_uid, origin_command)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
@@ -1938,7 +2071,7 @@ impl CopyStore for SqliteStore {
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
         self.conn()?
             .prepare_cached(
-                "INSERT INTO transfers (session_id, path, path_escaped, direction_code, open_flags_code, mode, bytes_read,
+                "INSERT INTO transfer_rows (session_id, path, path_escaped, direction_code, open_flags_code, mode, bytes_read,
                                         bytes_written, opened_at_us, closed_at_us, forced, failed, complete, counts_as,
                                         counters_cut)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
@@ -1965,7 +2098,7 @@ impl CopyStore for SqliteStore {
         }
         self.conn()?
             .prepare_cached(
-                "INSERT INTO operations (session_id, host, user, at_us, kind, path, path_escaped, target, target_escaped,
+                "INSERT INTO operation_rows (session_id, host, user, at_us, kind, path, path_escaped, target, target_escaped,
                                          detail, failed, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
@@ -2092,7 +2225,8 @@ mod tests {
         assert_eq!((up, down), (1, 1));
     }
 
-    /// The virtual columns and the rollups' hour, computed by SQLite, say what Rust writes.
+    /// The views' readable columns and the rollups' hour, computed by SQLite, say what Rust
+    /// writes.
     #[test]
     fn sqlite_shows_times_names_and_flags_as_rust_writes_them() {
         use proptest::prelude::*;
@@ -2100,7 +2234,7 @@ mod tests {
         let mut store = SqliteStore::open(&dir.path().join("p.db")).unwrap();
         let conn = store.connection().unwrap();
         conn.execute_batch(
-            "INSERT INTO sessions (id, host, started_at_us, source, pid) VALUES (1, 'h', 0, 'wrapper', 1)",
+            "INSERT INTO session_rows (id, host, started_at_us, source, pid) VALUES (1, 'h', 0, 'wrapper', 1)",
         )
         .unwrap();
         let hour = report::Dialect::Sqlite.hour_of("opened_at");
@@ -2131,14 +2265,12 @@ mod tests {
             .run(
                 &(micros, name, flags, direction),
                 |(micros, name, flags, direction)| {
-                    let shown: (String, String, String, String, String) = conn
+                    let id: i64 = conn
                         .query_row(
-                            &format!(
-                                "INSERT INTO transfers (session_id, path, path_escaped, direction_code,
+                            "INSERT INTO transfer_rows (session_id, path, path_escaped, direction_code,
                                                         open_flags_code, opened_at_us)
-                                      VALUES (1, ?1, ?2, ?3, ?4, ?5)
-                                 RETURNING opened_at, path_text, {hour}, open_flags, direction"
-                            ),
+                                  VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                               RETURNING id",
                             params![
                                 name,
                                 escaped_name(&name),
@@ -2146,6 +2278,16 @@ mod tests {
                                 open_flags_code(&flags),
                                 micros
                             ],
+                            |r| r.get(0),
+                        )
+                        .unwrap();
+                    let shown: (String, String, String, String, String) = conn
+                        .query_row(
+                            &format!(
+                                "SELECT opened_at, path_text, {hour}, open_flags, direction
+                                   FROM transfers WHERE id = ?1"
+                            ),
+                            [id],
                             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                         )
                         .unwrap();
@@ -2343,16 +2485,32 @@ mod tests {
             .unwrap();
     }
 
-    /// Schema 8 gives the virtual time columns a cheaper expression: a version 7 database
-    /// keeps every value, its columns in their order, and its views.
-    #[test]
-    fn a_version_7_database_gets_the_cheaper_time_columns() {
-        fn strftime_time(us: &str) -> String {
-            let micros = format!("((({us} % 1000000) + 1000000) % 1000000)");
-            format!(
-                "TEXT GENERATED ALWAYS AS (strftime('%Y-%m-%dT%H:%M:%S', ({us} - {micros}) / 1000000, 'unixepoch') || printf('.%06dZ', {micros})) VIRTUAL"
-            )
+    /// A version 8 database as that version created it: tables with virtual columns, and the
+    /// rollup triggers on them.
+    fn version_8_database(db: &Path) -> Connection {
+        let conn = Connection::open(db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version (version) VALUES (8);",
+        )
+        .unwrap();
+        for sql in MIGRATIONS {
+            conn.execute_batch(sql).unwrap();
         }
+        compact_rows_functions(&conn).unwrap();
+        conn.execute_batch(&compact_rows_sql()).unwrap();
+        let triggers = super::super::rollup_triggers_sql(Dialect::Sqlite)
+            .replace("ON session_rows", "ON sessions")
+            .replace("ON transfer_rows", "ON transfers");
+        conn.execute_batch(&triggers).unwrap();
+        conn
+    }
+
+    /// Schema 9 stores the rows in tables under views: a version 8 database keeps every value,
+    /// its columns in their order, its views and its rollups, and ends up with the schema a new
+    /// database has.
+    #[test]
+    fn a_version_8_database_is_stored_in_tables_under_views() {
         fn columns(conn: &Connection, table: &str) -> String {
             let mut columns = conn
                 .prepare(&format!("PRAGMA table_xinfo({table})"))
@@ -2370,6 +2528,7 @@ mod tests {
                 "sessions",
                 "transfers",
                 "operations",
+                "usage_hourly",
                 "daily_usage",
                 "monthly_usage",
             ] {
@@ -2389,17 +2548,37 @@ mod tests {
             }
             out
         }
+        fn schema(conn: &Connection) -> Vec<String> {
+            let mut objects = conn
+                .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name")
+                .unwrap();
+            objects
+                .query_map([], |r| {
+                    Ok(format!(
+                        "{} {} on {}: {:?}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?
+                    ))
+                })
+                .unwrap()
+                .map(|o| o.unwrap())
+                .collect()
+        }
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("v7.db");
-        let tables = ["sessions", "transfers", "operations"];
-        let (before, fresh_columns) = {
-            let mut store = SqliteStore::open(&db).unwrap();
-            let conn = store.connection().unwrap();
-            let fresh_columns = tables.map(|t| columns(conn, t));
-            // A microsecond before 1970, the last of a day, and year 0.
-            conn.execute_batch(&format!(
-                "{}
-                 INSERT INTO sessions (id, host, user, started_at_us, ended_at_us, source, pid,
+        let fresh = schema(
+            SqliteStore::open(&dir.path().join("new.db"))
+                .unwrap()
+                .connection()
+                .unwrap(),
+        );
+        let db = dir.path().join("v8.db");
+        let before = {
+            let conn = version_8_database(&db);
+            // A microsecond before 1970, the last of a day, year 0, and a name not UTF-8.
+            conn.execute_batch(
+                "INSERT INTO sessions (id, host, user, started_at_us, ended_at_us, source, pid,
                                        end_reason, duration_ms)
                       VALUES (1, 'h', 'u', -1, 86399999999, 'wrapper', 7, 'closed', 5),
                              (2, 'h', NULL, -62167219200000000, NULL, 'wrapper', 8,
@@ -2408,44 +2587,103 @@ mod tests {
                                         open_flags_code, opened_at_us, closed_at_us,
                                         bytes_written, counts_as, complete)
                       VALUES (1, X'2F696E2FFF', '/in/\\xff', 1, 26, 0, 1795000000000001, 9,
-                              'upload', 1);
+                              'upload', 1),
+                             (2, X'2F61', NULL, 2, 'READ,READ', 5, NULL, NULL, NULL, 0);
                  INSERT INTO operations (session_id, host, user, at_us, kind, path, target)
-                      VALUES (1, 'h', 'u', 1795000000999999, 'rename', X'2F61', X'2F62');
-                 UPDATE schema_version SET version = 7;",
-                time_columns_sql(strftime_time)
-            ))
-            .unwrap();
-            (dump(conn), fresh_columns)
-        };
-        let schema = |conn: &Connection| -> String {
-            conn.query_row(
-                "SELECT group_concat(sql, ';') FROM sqlite_schema
-                  WHERE name IN ('sessions', 'transfers', 'operations')",
-                [],
-                |r| r.get(0),
+                      VALUES (1, 'h', 'u', 1795000000999999, 'rename', X'2F61', X'2F62');",
             )
-            .unwrap()
+            .unwrap();
+            assert!(schema(&conn).iter().any(|o| o.contains("GENERATED")));
+            dump(&conn)
         };
-        assert!(schema(&Connection::open(&db).unwrap()).contains("strftime('%Y-%m-%dT%H:%M:%S'"));
+        for expected in [
+            "0000-01-01T00:00:00.000000Z",
+            "1969-12-31T23:59:59.999999Z",
+            "/in/\\\\xff",
+            "READ,READ",
+            "WRITE,CREATE,TRUNCATE",
+        ] {
+            assert!(
+                before.iter().any(|row| row.contains(expected)),
+                "{expected} in {before:#?}"
+            );
+        }
         let mut store = SqliteStore::open(&db).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 8);
+        assert_eq!(store.schema_version().unwrap(), 9);
         let conn = store.connection().unwrap();
-        let upgraded = schema(conn);
-        assert!(!upgraded.contains("strftime"), "{upgraded}");
-        assert!(upgraded.contains("date(("), "{upgraded}");
         assert_eq!(dump(conn), before);
-        assert_eq!(tables.map(|t| columns(conn, t)), fresh_columns);
+        assert_eq!(schema(conn), fresh);
+        // SQLite computes generated columns and builds IN lists for every row it writes.
+        let tables = schema(conn);
+        let tables = tables.iter().filter(|o| o.starts_with("table "));
         assert!(
-            before
-                .iter()
-                .any(|row| row.contains("0000-01-01T00:00:00.000000Z"))
+            !tables
+                .clone()
+                .any(|o| o.contains("GENERATED") || o.contains(" IN (")),
+            "{:#?}",
+            tables.collect::<Vec<_>>()
         );
-        assert!(
-            before
-                .iter()
-                .any(|row| row.contains("1969-12-31T23:59:59.999999Z"))
-        );
+        let integrity: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(integrity, "ok");
+        // The rewritten checks still refuse what the old ones did.
+        for bad in [
+            "UPDATE session_rows SET end_reason = 'gone' WHERE id = 1",
+            "UPDATE session_rows SET source = 'sshd' WHERE id = 1",
+            "UPDATE transfer_rows SET counts_as = 'both' WHERE session_id = 1",
+        ] {
+            assert!(conn.execute(bad, []).is_err(), "{bad}");
+        }
+        // The triggers moved with the rows: a row written after the upgrade is in the rollups.
+        conn.execute_batch(
+            "INSERT INTO transfer_rows (session_id, path, direction_code, open_flags_code,
+                                        opened_at_us, bytes_read, counts_as, complete)
+                  VALUES (1, X'2F63', 2, 1, 3600000000, 70, 'download', 1);
+             UPDATE session_rows SET duration_ms = 9 WHERE id = 1;",
+        )
+        .unwrap();
         assert_eq!(store.rollup_differences().unwrap(), 0);
+    }
+
+    /// A version 8 database whose checks are not as schema 6 wrote them is not upgraded, and
+    /// is left as it was.
+    #[test]
+    fn a_version_8_database_with_other_checks_is_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v8.db");
+        let before = {
+            let conn = version_8_database(&db);
+            conn.execute_batch(
+                "PRAGMA writable_schema = ON;
+                 UPDATE sqlite_schema
+                    SET sql = replace(sql, 'CHECK (counts_as IN (''upload'', ''download''))', '')
+                  WHERE name = 'transfers';
+                 PRAGMA writable_schema = RESET;",
+            )
+            .unwrap();
+            let sql: String = conn
+                .query_row("SELECT group_concat(sql) FROM sqlite_schema", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            sql
+        };
+        let Err(e) = SqliteStore::open(&db) else {
+            panic!("upgraded");
+        };
+        assert!(e.to_string().contains("not upgraded"), "{e}");
+        let conn = Connection::open(&db).unwrap();
+        let after: String = conn
+            .query_row("SELECT group_concat(sql) FROM sqlite_schema", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(after, before);
+        let version: i64 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 8);
     }
 
     /// Schema 6 keeps every value of a version 5 database (times to the microsecond, names of
