@@ -2090,7 +2090,7 @@ fn an_error_while_a_batch_is_written_in_the_background_fails_the_ingest_and_comm
     backend: Backend,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    // Enough rows before the first commit (50,000 lines) for several batches of 5,000.
+    // Enough rows before the first commit (250,000 lines) for several batches of 5,000.
     let log = loggen::generate(45_000, 30, 17);
     let path = dir.path().join("sftpd.log");
     fs::write(&path, loggen::text(&log.lines)).unwrap();

@@ -48,7 +48,7 @@ pub enum ReportCommand {
         #[arg(long)]
         allow_empty: bool,
         /// Lines per transaction.
-        #[arg(long, default_value_t = 50_000, hide = true)]
+        #[arg(long, default_value_t = crate::accounting::ingest::IngestOptions::default_batch_lines(), hide = true)]
         batch_lines: usize,
         /// Forget everything of the hosts in FILES (sessions, transfers, operations) and the
         /// files' checkpoints, then read the files oldest first: the way to redo a host whose
