@@ -305,6 +305,8 @@ pub struct Ingestor<'a> {
     last_op_dirty: std::collections::HashSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
     last_line_at: Option<DateTime<Utc>>,
+    /// This machine's zone, for the stamps without one, a minute at a time.
+    local_minutes: parse::ZoneMinutes<Local>,
     /// Plain sftp-server sessions closed moments ago (and still in `sessions`), by (host, PID).
     closed_plain: HashMap<(String, i64), i64>,
     /// When each ended session is let go of, oldest first.
@@ -347,6 +349,7 @@ impl<'a> Ingestor<'a> {
             last_op: HashMap::new(),
             last_op_dirty: std::collections::HashSet::new(),
             last_line_at: None,
+            local_minutes: parse::ZoneMinutes::new(Local),
             closed_plain: HashMap::new(),
             expiring: VecDeque::new(),
             finished: false,
@@ -836,7 +839,10 @@ impl<'a> Ingestor<'a> {
         let Some(line) = parse::parse_syslog_line(raw) else {
             return Ok(());
         };
-        let Some(ts) = line.timestamp.resolve(reference) else {
+        let Some(ts) = line
+            .timestamp
+            .resolve_in(reference, &mut self.local_minutes)
+        else {
             return Ok(());
         };
         *checked = true;
@@ -905,7 +911,10 @@ impl<'a> Ingestor<'a> {
             self.skip(raw);
             return Ok(());
         };
-        let Some(ts) = line.timestamp.resolve(reference) else {
+        let Some(ts) = line
+            .timestamp
+            .resolve_in(reference, &mut self.local_minutes)
+        else {
             self.skip(raw);
             return Ok(());
         };

@@ -38,6 +38,16 @@ impl Timestamp {
     /// the year before when that would put it more than a day after `reference` (a file that
     /// spans New Year), and is read as local time of this machine.
     pub fn resolve(&self, reference: DateTime<Local>) -> Option<DateTime<Utc>> {
+        self.resolve_in(reference, &mut ZoneMinutes::new(Local))
+    }
+
+    /// [`Timestamp::resolve`] with the local times of this machine read through `local`, which
+    /// remembers the last minute's offset (for a file's lines, one after another).
+    pub fn resolve_in(
+        &self,
+        reference: DateTime<Local>,
+        local: &mut ZoneMinutes<Local>,
+    ) -> Option<DateTime<Utc>> {
         match *self {
             Timestamp::Full(t) => Some(t.with_timezone(&Utc)),
             Timestamp::NoYear {
@@ -47,20 +57,67 @@ impl Timestamp {
                 minute,
                 second,
             } => {
-                let build = |year: i32| -> Option<DateTime<Local>> {
+                let mut build = |year: i32| -> Option<DateTime<Utc>> {
                     let naive = NaiveDate::from_ymd_opt(year, month, day)?
                         .and_hms_opt(hour, minute, second)?;
-                    Local.from_local_datetime(&naive).earliest()
+                    local.earliest(naive)
                 };
                 let year = reference.year();
                 let this_year = build(year);
-                let t = match this_year {
-                    Some(t) if t <= reference + chrono::Duration::days(1) => t,
-                    _ => build(year - 1).or(this_year)?,
-                };
-                Some(t.with_timezone(&Utc))
+                match this_year {
+                    Some(t) if t <= reference + chrono::Duration::days(1) => Some(t),
+                    _ => build(year - 1).or(this_year),
+                }
             }
         }
+    }
+}
+
+/// The instants that local times of `zone` name, one minute's offset remembered: asking the
+/// zone costs a lookup of its rules and, for this machine's zone, a look at the clock and at
+/// `TZ` (a twentieth of an ingest), and a log's lines come minute after minute.
+pub struct ZoneMinutes<Z: TimeZone> {
+    zone: Z,
+    /// A minute (its first second) whose every second the zone maps to one instant, with
+    /// this offset.
+    last: Option<(NaiveDateTime, Z::Offset)>,
+}
+
+impl<Z: TimeZone> ZoneMinutes<Z> {
+    pub fn new(zone: Z) -> ZoneMinutes<Z> {
+        ZoneMinutes { zone, last: None }
+    }
+
+    /// The earliest instant local time `naive` names: what
+    /// `zone.from_local_datetime(&naive).earliest()` gives. The first and last second of a
+    /// minute mapped to one instant each, with the same offset, leave no room in between for
+    /// a transition (a zone changes its offset at most once a minute): then every second of
+    /// that minute is the local time minus that offset.
+    pub fn earliest(&mut self, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+        use chrono::{Offset, Timelike};
+        let minute = naive.with_second(0)?;
+        if let Some((start, offset)) = &self.last
+            && *start == minute
+        {
+            let utc = naive.checked_sub_offset(offset.fix())?;
+            return Some(Utc.from_utc_datetime(&utc));
+        }
+        let at = self
+            .zone
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc));
+        let first = self.zone.from_local_datetime(&minute).single();
+        let last = minute
+            .checked_add_signed(chrono::Duration::seconds(59))
+            .and_then(|end| self.zone.from_local_datetime(&end).single());
+        self.last = match (first, last) {
+            (Some(first), Some(last)) if first.offset().fix() == last.offset().fix() => {
+                Some((minute, first.offset().clone()))
+            }
+            _ => None,
+        };
+        at
     }
 }
 
@@ -68,18 +125,26 @@ const MONTHS: [&[u8]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
 
-fn parse_u32(b: &[u8]) -> Option<u32> {
-    if b.is_empty() || b.len() > 10 || !b.iter().all(u8::is_ascii_digit) {
+/// The value of 1 to `max_len` ASCII digits, if it fits: what `str::parse` gives for such
+/// text, without its UTF-8 check and sign handling (three numbers a line: a PID and two
+/// counters or a time).
+fn parse_digits(b: &[u8], max_len: usize) -> Option<u64> {
+    if b.is_empty() || b.len() > max_len {
         return None;
     }
-    std::str::from_utf8(b).ok()?.parse().ok()
+    b.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
+}
+
+fn parse_u32(b: &[u8]) -> Option<u32> {
+    parse_digits(b, 10).and_then(|n| u32::try_from(n).ok())
 }
 
 fn parse_u64(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 20 || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(b).ok()?.parse().ok()
+    parse_digits(b, 20)
 }
 
 /// Splits off the first space-separated word.
@@ -1475,7 +1540,196 @@ mod tests {
         vis_syslog(name)
     }
 
+    /// A zone whose transitions fall inside a minute: 37 seconds forward at 01:00:10 UTC of
+    /// March 29th 2026 (local 02:00:10 to 02:00:47: a gap from mid-minute), then 52 seconds back
+    /// at 01:00:10 UTC of March 30th (local 02:00:47 to 01:59:55: a fold across the minute).
+    #[cfg(feature = "accounting")]
+    #[derive(Debug, Clone, Copy)]
+    struct MidMinuteZone;
+
+    #[cfg(feature = "accounting")]
+    impl MidMinuteZone {
+        const FORWARD: i64 = 1_774_746_010;
+        const BACK: i64 = Self::FORWARD + 86_400;
+        const OFFSETS: [i32; 3] = [3600, 3637, 3585];
+
+        fn offset_at(utc: i64) -> i32 {
+            if utc < Self::FORWARD {
+                3600
+            } else if utc < Self::BACK {
+                3637
+            } else {
+                3585
+            }
+        }
+    }
+
+    #[cfg(feature = "accounting")]
+    impl TimeZone for MidMinuteZone {
+        type Offset = FixedOffset;
+
+        fn from_offset(_: &FixedOffset) -> MidMinuteZone {
+            MidMinuteZone
+        }
+
+        fn offset_from_local_date(&self, _: &NaiveDate) -> chrono::MappedLocalTime<FixedOffset> {
+            unreachable!("only local date-times are asked for")
+        }
+
+        fn offset_from_local_datetime(
+            &self,
+            local: &NaiveDateTime,
+        ) -> chrono::MappedLocalTime<FixedOffset> {
+            let seconds = local.and_utc().timestamp();
+            // The offsets that map this local time back onto themselves, earliest instant first.
+            let mut fits: Vec<i32> = Self::OFFSETS
+                .into_iter()
+                .filter(|&o| Self::offset_at(seconds - i64::from(o)) == o)
+                .collect();
+            fits.sort_by_key(|&o| std::cmp::Reverse(o));
+            let fixed = |o| FixedOffset::east_opt(o).unwrap();
+            match fits[..] {
+                [] => chrono::MappedLocalTime::None,
+                [o] => chrono::MappedLocalTime::Single(fixed(o)),
+                [a, b] => chrono::MappedLocalTime::Ambiguous(fixed(a), fixed(b)),
+                _ => unreachable!("two transitions a day apart"),
+            }
+        }
+
+        fn offset_from_utc_date(&self, _: &NaiveDate) -> FixedOffset {
+            unreachable!("only date-times are asked for")
+        }
+
+        fn offset_from_utc_datetime(&self, utc: &NaiveDateTime) -> FixedOffset {
+            FixedOffset::east_opt(Self::offset_at(utc.and_utc().timestamp())).unwrap()
+        }
+    }
+
+    /// Local times read a minute at a time name what the zone says they name, through
+    /// transitions (Berlin's hour, Lord Howe's half hour, Kathmandu's odd offset, Amsterdam's
+    /// 1937 change by 28 seconds, and transitions inside a minute) and in any order.
+    #[cfg(feature = "accounting")]
+    #[test]
+    fn local_times_a_minute_at_a_time_name_what_the_zone_says() {
+        use chrono_tz::Tz;
+        fn walk<Z: TimeZone + Copy + std::fmt::Debug>(
+            zone: Z,
+            start: NaiveDateTime,
+            steps: &[i64],
+        ) -> Result<(), TestCaseError> {
+            let mut minutes = ZoneMinutes::new(zone);
+            let mut at = start;
+            for step in steps {
+                at += chrono::Duration::seconds(*step);
+                let expected = zone
+                    .from_local_datetime(&at)
+                    .earliest()
+                    .map(|t| t.with_timezone(&Utc));
+                prop_assert_eq!(minutes.earliest(at), expected, "{} in {:?}", at, zone);
+            }
+            Ok(())
+        }
+        let zones = [
+            Tz::Europe__Berlin,
+            Tz::Australia__Lord_Howe,
+            Tz::Asia__Kathmandu,
+            Tz::Europe__Amsterdam,
+            Tz::America__St_Johns,
+        ];
+        // Around each zone's transitions (and anywhere): runs of seconds that stay in a minute,
+        // cross into the next, or jump back.
+        let transitions = [
+            NaiveDate::from_ymd_opt(2026, 3, 29)
+                .unwrap()
+                .and_hms_opt(1, 58, 0),
+            NaiveDate::from_ymd_opt(2026, 10, 25)
+                .unwrap()
+                .and_hms_opt(1, 58, 0),
+            NaiveDate::from_ymd_opt(2026, 4, 5)
+                .unwrap()
+                .and_hms_opt(1, 28, 0),
+            NaiveDate::from_ymd_opt(2026, 10, 4)
+                .unwrap()
+                .and_hms_opt(1, 58, 0),
+            NaiveDate::from_ymd_opt(1937, 6, 30)
+                .unwrap()
+                .and_hms_opt(23, 58, 0),
+            NaiveDate::from_ymd_opt(1986, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 13, 0),
+            NaiveDate::from_ymd_opt(2026, 3, 8)
+                .unwrap()
+                .and_hms_opt(1, 58, 0),
+            NaiveDate::from_ymd_opt(2026, 11, 1)
+                .unwrap()
+                .and_hms_opt(0, 58, 0),
+            NaiveDate::from_ymd_opt(2026, 3, 30)
+                .unwrap()
+                .and_hms_opt(1, 58, 0),
+        ]
+        .map(Option::unwrap);
+        let start = prop_oneof![
+            proptest::sample::select(transitions.to_vec()),
+            (0i64..4_000_000_000).prop_map(|s| {
+                NaiveDate::from_ymd_opt(1900, 1, 1)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap()
+                    + chrono::Duration::seconds(s)
+            }),
+        ];
+        let steps = proptest::collection::vec(
+            prop_oneof![0i64..3, 0i64..70, -70i64..300, -4000i64..4000],
+            1..200,
+        );
+        proptest::test_runner::TestRunner::default()
+            .run(
+                &(
+                    proptest::sample::select(zones.to_vec()),
+                    start,
+                    steps.clone(),
+                ),
+                |(zone, start, steps)| walk(zone, start, &steps),
+            )
+            .unwrap();
+        // MidMinuteZone's two days, from two minutes before its transitions.
+        let days = [transitions[0], transitions[8]];
+        let around = (0usize..2, -200i64..200)
+            .prop_map(move |(day, s)| days[day] + chrono::Duration::seconds(s));
+        proptest::test_runner::TestRunner::default()
+            .run(&(around, steps), |(start, steps)| {
+                walk(MidMinuteZone, start, &steps)
+            })
+            .unwrap();
+    }
+
     proptest! {
+        /// Digits read by hand give what `str::parse` gives for 1 to 10 (u32) or 20 (u64) ASCII
+        /// digits, and nothing for anything else.
+        #[test]
+        fn numbers_read_as_str_parse_reads_them(
+            b in prop_oneof![
+                proptest::collection::vec(b'0'..=b'9', 0..24),
+                proptest::collection::vec(any::<u8>(), 0..24),
+                Just(b"4294967295".to_vec()),
+                Just(b"4294967296".to_vec()),
+                Just(b"18446744073709551615".to_vec()),
+                Just(b"18446744073709551616".to_vec()),
+                Just(b"+1".to_vec()),
+            ]
+        ) {
+            let digits = !b.is_empty() && b.iter().all(u8::is_ascii_digit);
+            let text = std::str::from_utf8(&b).ok().filter(|_| digits);
+            prop_assert_eq!(
+                parse_u32(&b),
+                text.filter(|t| t.len() <= 10).and_then(|t| t.parse().ok())
+            );
+            prop_assert_eq!(
+                parse_u64(&b),
+                text.filter(|t| t.len() <= 20).and_then(|t| t.parse().ok())
+            );
+        }
+
         #[test]
         fn storage_time_is_chronos_format(micros in -62_000_000_000_000_000i64..300_000_000_000_000_000i64) {
             let t = DateTime::<Utc>::from_timestamp_micros(micros).unwrap();
