@@ -1638,36 +1638,22 @@ mod tests {
         ];
         // Around each zone's transitions (and anywhere): runs of seconds that stay in a minute,
         // cross into the next, or jump back.
+        let at = |y, m, d, h, min| {
+            NaiveDate::from_ymd_opt(y, m, d)
+                .and_then(|day| day.and_hms_opt(h, min, 0))
+                .unwrap()
+        };
         let transitions = [
-            NaiveDate::from_ymd_opt(2026, 3, 29)
-                .unwrap()
-                .and_hms_opt(1, 58, 0),
-            NaiveDate::from_ymd_opt(2026, 10, 25)
-                .unwrap()
-                .and_hms_opt(1, 58, 0),
-            NaiveDate::from_ymd_opt(2026, 4, 5)
-                .unwrap()
-                .and_hms_opt(1, 28, 0),
-            NaiveDate::from_ymd_opt(2026, 10, 4)
-                .unwrap()
-                .and_hms_opt(1, 58, 0),
-            NaiveDate::from_ymd_opt(1937, 6, 30)
-                .unwrap()
-                .and_hms_opt(23, 58, 0),
-            NaiveDate::from_ymd_opt(1986, 1, 1)
-                .unwrap()
-                .and_hms_opt(0, 13, 0),
-            NaiveDate::from_ymd_opt(2026, 3, 8)
-                .unwrap()
-                .and_hms_opt(1, 58, 0),
-            NaiveDate::from_ymd_opt(2026, 11, 1)
-                .unwrap()
-                .and_hms_opt(0, 58, 0),
-            NaiveDate::from_ymd_opt(2026, 3, 30)
-                .unwrap()
-                .and_hms_opt(1, 58, 0),
-        ]
-        .map(Option::unwrap);
+            at(2026, 3, 29, 1, 58),  // Berlin forward, MidMinuteZone's gap
+            at(2026, 10, 25, 1, 58), // Berlin back
+            at(2026, 4, 5, 1, 28),   // Lord Howe back half an hour
+            at(2026, 10, 4, 1, 58),  // Lord Howe forward
+            at(1937, 6, 30, 23, 58), // Amsterdam's 28 seconds
+            at(1986, 1, 1, 0, 13),   // Kathmandu to +05:45
+            at(2026, 3, 8, 1, 58),   // St. John's forward
+            at(2026, 11, 1, 0, 58),  // St. John's back
+            at(2026, 3, 30, 1, 58),  // MidMinuteZone's fold
+        ];
         let start = prop_oneof![
             proptest::sample::select(transitions.to_vec()),
             (0i64..4_000_000_000).prop_map(|s| {
