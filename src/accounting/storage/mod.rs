@@ -5,8 +5,8 @@
 //! Timestamps cross this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
 //! [`crate::log::parse::storage_time`]): PostgreSQL stores a `timestamptz`, SQLite (schema 6)
 //! UTC microseconds in `started_at_us` and the like, with `started_at` a column of the view
-//! `sessions` (schema 9: the rows are in `session_rows`, …) showing that text. `path` holds a name's original bytes (names need not be UTF-8), `path_text` a
-//! readable form for people and BI tools (in SQLite computed from `path`, stored only for the
+//! `sessions` (schema 9: the rows are in `session_rows`, …) showing that text. `path` holds a
+//! name's original bytes (names need not be UTF-8), `path_text` a readable form for people and BI tools (in SQLite computed from `path`, stored only for the
 //! names whose readable form differs from their bytes).
 
 mod pending;
@@ -638,13 +638,22 @@ pub fn refresh_rollups_sql(d: Dialect, all: bool) -> String {
 /// Drops the cells whose last row went away (their sums are all zero).
 pub const DROP_EMPTY_CELLS: &str = "DELETE FROM usage_hourly WHERE contributors = 0";
 
+/// Drops SQLite's rollup triggers (those [`rollup_triggers_sql`] creates) where they exist: before
+/// the tables they are on change, and before they are created again.
+pub const DROP_SQLITE_ROLLUP_TRIGGERS: &str = "DROP TRIGGER IF EXISTS usage_session_added;
+DROP TRIGGER IF EXISTS usage_session_changed;
+DROP TRIGGER IF EXISTS usage_session_removed;
+DROP TRIGGER IF EXISTS usage_transfer_added;
+DROP TRIGGER IF EXISTS usage_transfer_changed;
+DROP TRIGGER IF EXISTS usage_transfer_removed;";
+
 /// The triggers that keep `usage_hourly` exact as rows change (schema version 5; in SQLite on
-/// the tables under the views since version 9). A row added,
-/// changed or removed adds or takes away its own contribution to its cell
-/// ([`report::rollup_delta_sql`]), so a commit has nothing to recompute. Where a delta cannot be
-/// right, the cells are noted in `usage_dirty` and the commit recomputes them from the rows: a
-/// session that changes hands (its user learnt late: its transfers move with it) and a session
-/// removed (by hand, transfers may be left behind without it).
+/// the tables under the views since version 9). A row added, changed or removed adds or takes
+/// away its own contribution to its cell ([`report::rollup_delta_sql`]), so a commit has
+/// nothing to recompute. Where a delta cannot be right, the cells are noted in `usage_dirty`
+/// and the commit recomputes them from the rows: a session that changes hands (its user learnt
+/// late: its transfers move with it) and a session removed (by hand, transfers may be left
+/// behind without it).
 pub fn rollup_triggers_sql(d: Dialect) -> String {
     use report::{rollup_delta_sql, session_contribution, transfer_contribution};
     let delta = |rows: &str, sign: i64| rollup_delta_sql(d, rows, sign, true);
@@ -666,12 +675,7 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
         Dialect::Sqlite => {
             let changed = "(OLD.user IS NOT NEW.user OR OLD.host IS NOT NEW.host)";
             format!(
-                "DROP TRIGGER IF EXISTS usage_session_added;
-                 DROP TRIGGER IF EXISTS usage_session_changed;
-                 DROP TRIGGER IF EXISTS usage_session_removed;
-                 DROP TRIGGER IF EXISTS usage_transfer_added;
-                 DROP TRIGGER IF EXISTS usage_transfer_changed;
-                 DROP TRIGGER IF EXISTS usage_transfer_removed;
+                "{DROP_SQLITE_ROLLUP_TRIGGERS}
                  CREATE TRIGGER usage_session_added AFTER INSERT ON session_rows BEGIN
                      {session_added};
                  END;

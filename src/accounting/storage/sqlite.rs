@@ -305,14 +305,22 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 /// is [`open_flags_code`], both registered by the caller.
 fn compact_rows_sql() -> String {
     let views = usage_views_sql();
+    // The columns schema 9's views compute, here virtual columns of the tables (`path_text` is
+    // the same expression in both tables that have it).
+    let readable: Vec<(&str, String)> = readable_columns()
+        .into_iter()
+        .flat_map(|(_, _, columns)| columns)
+        .collect();
+    let column = |name: &str| {
+        let (_, expression) = readable
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("a readable column");
+        format!("TEXT GENERATED ALWAYS AS ({expression}) VIRTUAL")
+    };
     format!(
         r#"
-DROP TRIGGER IF EXISTS usage_session_added;
-DROP TRIGGER IF EXISTS usage_session_changed;
-DROP TRIGGER IF EXISTS usage_session_removed;
-DROP TRIGGER IF EXISTS usage_transfer_added;
-DROP TRIGGER IF EXISTS usage_transfer_changed;
-DROP TRIGGER IF EXISTS usage_transfer_removed;
+{drop_triggers}
 DROP VIEW monthly_usage;
 DROP VIEW daily_usage;
 DROP VIEW usage_events;
@@ -441,15 +449,16 @@ CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
 
 {views}
 "#,
-        started_at = virtual_time("started_at_us"),
-        ended_at = virtual_time("ended_at_us"),
-        opened_at = virtual_time("opened_at_us"),
-        closed_at = virtual_time("closed_at_us"),
-        at = virtual_time("at_us"),
-        path_text = virtual_name("path", "path_escaped"),
-        direction = virtual_text(DIRECTION_TEXT),
-        open_flags = virtual_text(&open_flags_text()),
-        target_text = virtual_name("target", "target_escaped"),
+        drop_triggers = super::DROP_SQLITE_ROLLUP_TRIGGERS,
+        started_at = column("started_at"),
+        ended_at = column("ended_at"),
+        opened_at = column("opened_at"),
+        closed_at = column("closed_at"),
+        at = column("at"),
+        path_text = column("path_text"),
+        direction = column("direction"),
+        open_flags = column("open_flags"),
+        target_text = column("target_text"),
     )
 }
 
@@ -479,26 +488,6 @@ fn open_flags_text() -> String {
             .collect::<Vec<_>>()
             .join(" ")
     )
-}
-
-/// A virtual text column computing `expression` (schema 6 to 8).
-fn virtual_text(expression: &str) -> String {
-    format!("TEXT GENERATED ALWAYS AS ({expression}) VIRTUAL")
-}
-
-/// A virtual column showing UTC microseconds column `us` as storage text.
-fn virtual_time(us: &str) -> String {
-    virtual_text(&report::sqlite_time_text(us))
-}
-
-/// A virtual column showing a name's readable form: `escaped` where stored, else the bytes.
-fn virtual_name(bytes: &str, escaped: &str) -> String {
-    virtual_text(&name_text(bytes, escaped))
-}
-
-/// A name's readable form: `escaped` where stored, else the bytes.
-fn name_text(bytes: &str, escaped: &str) -> String {
-    format!("COALESCE({escaped}, CAST({bytes} AS TEXT))")
 }
 
 /// The views `usage_events`, `daily_usage` and `monthly_usage`, as the latest migration that
@@ -547,7 +536,8 @@ type RowView = (&'static str, &'static str, Vec<(&'static str, String)>);
 /// the tables' names), after its stored ones, in the order the virtual columns of schema 6 had.
 fn readable_columns() -> [RowView; 3] {
     let time = report::sqlite_time_text;
-    let name = name_text;
+    // A name's readable form: `escaped` where stored, else the bytes.
+    let name = |bytes: &str, escaped: &str| format!("COALESCE({escaped}, CAST({bytes} AS TEXT))");
     [
         (
             "sessions",
@@ -589,16 +579,12 @@ fn readable_columns() -> [RowView; 3] {
 /// renaming a table each take a moment, whatever the table's size. The views and triggers that
 /// read the tables go first; the caller creates the triggers again.
 fn row_views_sql() -> String {
-    let mut sql = String::from(
+    let mut sql = format!(
         "DROP VIEW IF EXISTS monthly_usage;
          DROP VIEW IF EXISTS daily_usage;
          DROP VIEW IF EXISTS usage_events;
-         DROP TRIGGER IF EXISTS usage_session_added;
-         DROP TRIGGER IF EXISTS usage_session_changed;
-         DROP TRIGGER IF EXISTS usage_session_removed;
-         DROP TRIGGER IF EXISTS usage_transfer_added;
-         DROP TRIGGER IF EXISTS usage_transfer_changed;
-         DROP TRIGGER IF EXISTS usage_transfer_removed;\n",
+         {}\n",
+        super::DROP_SQLITE_ROLLUP_TRIGGERS
     );
     for (view, table, columns) in readable_columns() {
         for (name, _) in columns.iter().rev() {
@@ -618,10 +604,10 @@ fn row_views_sql() -> String {
     sql
 }
 
-/// The `IN (…)` checks of schema 6's tables, and the same checks as comparisons (schema 9).
-/// SQLite builds an `IN` list's lookup table again for each row it checks: these three cost
-/// the ingest a tenth of its time, the comparisons next to nothing.
-fn checks_as_comparisons() -> [(&'static str, String, String); 3] {
+/// The `IN (…)` checks of schema 6's tables, and the same checks as comparisons (schema 9),
+/// by table. SQLite builds an `IN` list's lookup table again for each row it checks: these
+/// three cost the ingest a tenth of its time, the comparisons next to nothing.
+fn checks_as_comparisons() -> [(&'static str, Vec<(String, String)>); 2] {
     let check = |column: &str, words: &[&str]| {
         let listed: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
         let compared: Vec<String> = words.iter().map(|w| format!("{column} = '{w}'")).collect();
@@ -630,20 +616,21 @@ fn checks_as_comparisons() -> [(&'static str, String, String); 3] {
             format!("CHECK ({})", compared.join(" OR ")),
         )
     };
-    let row = |table, (old, new)| (table, old, new);
     [
-        row(
+        (
             "session_rows",
-            check(
-                "end_reason",
-                &["closed", "forced", "missing_end", "refused"],
-            ),
+            vec![
+                check(
+                    "end_reason",
+                    &["closed", "forced", "missing_end", "refused"],
+                ),
+                check("source", &["wrapper", "sftp-server", "internal-sftp"]),
+            ],
         ),
-        row(
-            "session_rows",
-            check("source", &["wrapper", "sftp-server", "internal-sftp"]),
+        (
+            "transfer_rows",
+            vec![check("counts_as", &["upload", "download"])],
         ),
-        row("transfer_rows", check("counts_as", &["upload", "download"])),
     ]
 }
 
@@ -653,30 +640,26 @@ fn checks_as_comparisons() -> [(&'static str, String, String); 3] {
 /// (<https://sqlite.org/lang_altertable.html#otheralter>): these are the same tests. A
 /// definition not as schema 6 wrote it is an error, before anything is edited.
 fn rewrite_checks(conn: &Connection, shown: &str) -> Result<()> {
-    let mut definitions: Vec<(&str, String)> = Vec::new();
-    for (table, old, new) in checks_as_comparisons() {
-        if !definitions.iter().any(|(t, _)| *t == table) {
-            let sql: String = conn.query_row(
-                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-                [table],
-                |r| r.get(0),
-            )?;
-            definitions.push((table, sql));
+    let mut definitions = Vec::new();
+    for (table, checks) in checks_as_comparisons() {
+        let mut sql: String = conn.query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )?;
+        for (old, new) in checks {
+            if sql.matches(&old).count() != 1 {
+                return Err(StoreError::Open {
+                    path: shown.to_owned(),
+                    source: rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                        Some(format!("{table} has not the check {old}: not upgraded")),
+                    ),
+                });
+            }
+            sql = sql.replacen(&old, &new, 1);
         }
-        let (_, sql) = definitions
-            .iter_mut()
-            .find(|(t, _)| *t == table)
-            .expect("read above");
-        if sql.matches(&old).count() != 1 {
-            return Err(StoreError::Open {
-                path: shown.to_owned(),
-                source: rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                    Some(format!("{table} has not the check {old}: not upgraded")),
-                ),
-            });
-        }
-        *sql = sql.replacen(&old, &new, 1);
+        definitions.push((table, sql));
     }
     let version: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
     conn.execute_batch("PRAGMA writable_schema = ON")?;
