@@ -4,6 +4,7 @@
 //! forge fields or lines, so anything outside a conservative set of printable ASCII is quoted and
 //! escaped. The output is pure ASCII, which keeps syslog daemons from re-escaping it their own way.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// Bytes that may stand unquoted in a value: printable ASCII except the quote, the backslash and
@@ -78,13 +79,19 @@ impl LogLine {
     }
 }
 
-/// One `key=value` field with the value's original bytes.
-pub type Field = (String, Vec<u8>);
+/// One `key=value` field with the value's original bytes: borrowed from the message unless the
+/// value was quoted (and so had escapes to undo).
+pub type Field<'a> = (&'a str, Cow<'a, [u8]>);
+
+/// Fields a line may have without the list growing: the wrapper's longest line (`session end`)
+/// has 16.
+const FIELDS_EXPECTED: usize = 16;
 
 /// Splits a message written by [`LogLine`] back into its event phrase and fields. Returns `None`
 /// when the text after the event phrase is not a well-formed sequence of fields (a truncated
-/// line, or a line from another program).
-pub fn parse_line(msg: &[u8]) -> Option<(String, Vec<Field>)> {
+/// line, or a line from another program). Nothing is copied but quoted values: the ingest reads
+/// every wrapper line through this.
+pub fn parse_line(msg: &[u8]) -> Option<(&str, Vec<Field<'_>>)> {
     // The event phrase is every word before the first word containing '='.
     let mut pos = 0;
     let mut event_end = 0;
@@ -99,8 +106,8 @@ pub fn parse_line(msg: &[u8]) -> Option<(String, Vec<Field>)> {
         event_end = word_end;
         pos = (word_end + 1).min(msg.len());
     }
-    let event = String::from_utf8(msg[..event_end].to_vec()).ok()?;
-    let mut fields = Vec::new();
+    let event = std::str::from_utf8(&msg[..event_end]).ok()?;
+    let mut fields = Vec::with_capacity(FIELDS_EXPECTED);
     let mut rest = &msg[pos.min(msg.len())..];
     while !rest.is_empty() {
         let eq = rest.iter().position(|&b| b == b'=')?;
@@ -109,7 +116,7 @@ pub fn parse_line(msg: &[u8]) -> Option<(String, Vec<Field>)> {
             return None;
         }
         let (value, used) = parse_value(&rest[eq + 1..])?;
-        fields.push((key.to_owned(), value));
+        fields.push((key, value));
         rest = &rest[eq + 1 + used..];
         match rest.first() {
             None => {}
@@ -121,16 +128,16 @@ pub fn parse_line(msg: &[u8]) -> Option<(String, Vec<Field>)> {
 }
 
 /// Parses one value at the start of `input`; returns the raw bytes and how much input it used.
-fn parse_value(input: &[u8]) -> Option<(Vec<u8>, usize)> {
+fn parse_value(input: &[u8]) -> Option<(Cow<'_, [u8]>, usize)> {
     if input.first() != Some(&b'"') {
         let end = input.iter().position(|&b| b == b' ').unwrap_or(input.len());
-        return Some((input[..end].to_vec(), end));
+        return Some((Cow::Borrowed(&input[..end]), end));
     }
     let mut out = Vec::new();
     let mut i = 1;
     loop {
         match *input.get(i)? {
-            b'"' => return Some((out, i + 1)),
+            b'"' => return Some((Cow::Owned(out), i + 1)),
             b'\\' => {
                 let esc = *input.get(i + 1)?;
                 match esc {
@@ -201,7 +208,7 @@ mod tests {
         let (event, fields) = parse_line(line.as_str().as_bytes()).unwrap();
         assert_eq!(event, "session refused");
         assert_eq!(fields.len(), 2);
-        assert_eq!(fields[1].1, b"x user=root sid=forged");
+        assert_eq!(&*fields[1].1, b"x user=root sid=forged");
     }
 
     #[test]
@@ -222,8 +229,8 @@ mod tests {
             let (event, fields) = parse_line(text.as_bytes()).unwrap();
             prop_assert_eq!(event, "ev");
             prop_assert_eq!(fields.len(), 2);
-            prop_assert_eq!(&fields[0].1, &value);
-            prop_assert_eq!(&fields[1].1, b"1");
+            prop_assert_eq!(&*fields[0].1, &value[..]);
+            prop_assert_eq!(&*fields[1].1, b"1");
         }
     }
 }

@@ -297,7 +297,7 @@ impl WrapperLine {
             return None;
         }
         let mut f = Fields(fields);
-        Some(match event.as_str() {
+        Some(match event {
             SESSION_START => WrapperLine::SessionStart {
                 sid: f.text("sid")?,
                 user: f.text("user")?,
@@ -383,16 +383,16 @@ impl WrapperLine {
     }
 }
 
-/// Field look-up: the first field of a name wins. Values are moved out, not copied: the ingest
-/// reads every wrapper line through this.
-struct Fields(Vec<Field>);
+/// Field look-up: the first field of a name wins. Values are moved out, so that a quoted one
+/// (already owned) is not copied again.
+struct Fields<'a>(Vec<Field<'a>>);
 
-impl Fields {
+impl Fields<'_> {
     fn bytes(&mut self, key: &str) -> Option<Vec<u8>> {
         self.0
             .iter_mut()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| std::mem::take(v))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| std::mem::take(v).into_owned())
     }
 
     fn text(&mut self, key: &str) -> Option<String> {
@@ -403,7 +403,7 @@ impl Fields {
     }
 
     fn number<N: std::str::FromStr>(&self, key: &str) -> Option<N> {
-        let v = &self.0.iter().find(|(k, _)| k == key)?.1;
+        let v = &self.0.iter().find(|(k, _)| *k == key)?.1;
         if v.is_empty() || !v.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
             return None;
         }
