@@ -9,6 +9,7 @@ use crate::accounting::storage::{
     Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
     OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError,
 };
+use crate::accounting::{IdMap, IdSet};
 use crate::log::parse::{self, Record, SftpEvent};
 use crate::log::transfer::{Direction, classify_close, classify_cut_close};
 use crate::log::wrapper::{ExitOutcome, WrapperLine};
@@ -174,7 +175,7 @@ impl<'a> Op<'a> {
 struct OpenFiles {
     by_path: HashMap<Vec<u8>, VecDeque<OpenTransfer>>,
     /// Open transfers a failure answered since they were put here.
-    failed: std::collections::HashSet<i64>,
+    failed: IdSet<i64>,
 }
 
 impl OpenFiles {
@@ -294,21 +295,21 @@ pub struct Ingestor<'a> {
     /// The summary's lines read and skipped at the last commit: what the ingest counters hold.
     committed_counts: (u64, u64),
     opts: IngestOptions,
-    sessions: HashMap<i64, SessionState>,
-    by_sid: HashMap<(String, String), i64>,
-    by_sftp_pid: HashMap<(String, i64), i64>,
+    sessions: IdMap<i64, SessionState>,
+    by_sid: IdMap<(String, String), i64>,
+    by_sftp_pid: IdMap<(String, i64), i64>,
     /// Open transfers by session.
-    open_transfers: HashMap<i64, OpenFiles>,
+    open_transfers: IdMap<i64, OpenFiles>,
     /// What each session's next `sent status` answers; `None`: nothing that is recorded.
-    last_op: HashMap<i64, Option<LastOp>>,
+    last_op: IdMap<i64, Option<LastOp>>,
     /// Sessions whose `last_op` changed since the last commit.
-    last_op_dirty: std::collections::HashSet<i64>,
+    last_op_dirty: IdSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
     last_line_at: Option<DateTime<Utc>>,
     /// This machine's zone, for the stamps without one, a minute at a time.
     local_minutes: parse::ZoneMinutes<Local>,
     /// Plain sftp-server sessions closed moments ago (and still in `sessions`), by (host, PID).
-    closed_plain: HashMap<(String, i64), i64>,
+    closed_plain: IdMap<(String, i64), i64>,
     /// When each ended session is let go of, oldest first.
     expiring: VecDeque<(DateTime<Utc>, i64)>,
     /// The input being read is finished (compressed): its last line needs no newline.
@@ -320,7 +321,7 @@ pub struct Ingestor<'a> {
     /// The session the last applied line belonged to (for the journal's origin fields).
     touched: Option<i64>,
     /// Sessions whose origin was recorded in this run.
-    origin_set: std::collections::HashSet<i64>,
+    origin_set: IdSet<i64>,
     pub summary: Summary,
 }
 
@@ -342,21 +343,21 @@ impl<'a> Ingestor<'a> {
     /// Loads what earlier runs left open.
     pub fn new(store: &'a mut dyn IngestStore, opts: IngestOptions) -> Result<Ingestor<'a>> {
         let mut ing = Ingestor {
-            sessions: HashMap::new(),
-            by_sid: HashMap::new(),
-            by_sftp_pid: HashMap::new(),
-            open_transfers: HashMap::new(),
-            last_op: HashMap::new(),
-            last_op_dirty: std::collections::HashSet::new(),
+            sessions: IdMap::default(),
+            by_sid: IdMap::default(),
+            by_sftp_pid: IdMap::default(),
+            open_transfers: IdMap::default(),
+            last_op: IdMap::default(),
+            last_op_dirty: IdSet::default(),
             last_line_at: None,
             local_minutes: parse::ZoneMinutes::new(Local),
-            closed_plain: HashMap::new(),
+            closed_plain: IdMap::default(),
             expiring: VecDeque::new(),
             finished: false,
             first_skipped: None,
             not_understood: Vec::new(),
             touched: None,
-            origin_set: std::collections::HashSet::new(),
+            origin_set: IdSet::default(),
             summary: Summary::default(),
             committed_counts: (0, 0),
             opts,

@@ -14,7 +14,7 @@ use super::{
     ClosedFile, EndReason, LastOp, NewOperation, NewSession, NewTransfer, OperationRecord,
     SessionEnd, SessionOrigin, SessionRecord, TransferRecord, stored_counters,
 };
-use std::collections::{HashMap, HashSet};
+use crate::accounting::{IdMap, IdSet};
 
 /// What a store that holds rows back gives the steps both stores share.
 pub(super) trait HoldsRows {
@@ -326,20 +326,20 @@ pub(super) struct WriteBehind {
     /// New sessions not written yet; their changes wait in `session_patches` like any other's.
     sessions: Vec<(i64, NewSession)>,
     /// The sessions this transaction inserted, by their unique key (host, PID, start).
-    keys: HashMap<(String, i64, String), i64>,
+    keys: IdMap<(String, i64, String), i64>,
     /// Per host, the latest session start in the database when this transaction first met the
     /// host: a session starting later cannot be there already, and needs no lookup.
-    watermarks: HashMap<String, Option<String>>,
+    watermarks: IdMap<String, Option<String>>,
     pub transfers: Vec<PendingTransfer>,
     pub ops: Vec<PendingOp>,
-    pub session_patches: HashMap<i64, SessionPatch>,
+    pub session_patches: IdMap<i64, SessionPatch>,
     pub auth: Vec<PendingAuth>,
     /// Sessions that may have open transfers in the database (not only here), for which
     /// `abandon_open_transfers` must reach it.
-    pub open_in_db: HashSet<i64>,
+    pub open_in_db: IdSet<i64>,
     /// How many held transfers of each session are not closed: most sessions end with none,
     /// and their end need not look through the held rows.
-    open_held: HashMap<i64, usize>,
+    open_held: IdMap<i64, usize>,
     /// Changes to rows already written, in the order they were made.
     row_updates: Vec<RowUpdate>,
 }
