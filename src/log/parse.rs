@@ -64,8 +64,11 @@ impl Timestamp {
                 };
                 let year = reference.year();
                 let this_year = build(year);
+                // The same instant as `reference + 1 day`, without asking the local zone
+                // for its offset again (which looks at the clock and `TZ` each time).
+                let latest = reference.with_timezone(&Utc) + chrono::Duration::days(1);
                 match this_year {
-                    Some(t) if t <= reference + chrono::Duration::days(1) => Some(t),
+                    Some(t) if t <= latest => Some(t),
                     _ => build(year - 1).or(this_year),
                 }
             }
