@@ -919,9 +919,11 @@ impl<'a> Ingestor<'a> {
             self.skip(raw);
             return Ok(());
         };
-        let host = line
-            .host
-            .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
+        // Borrowed from the line: only a line without a host field costs a copy.
+        let host = match line.host {
+            Some(host) => std::borrow::Cow::Borrowed(host),
+            None => std::borrow::Cow::Owned(self.opts.host_default.clone()),
+        };
         if self.apply_record(ts, &host, line.program, line.pid, line.message)? {
             self.summary.parsed += 1;
         } else {
@@ -939,18 +941,19 @@ impl<'a> Ingestor<'a> {
         pid: Option<u32>,
         message: &[u8],
     ) -> Result<bool> {
-        let at = parse::storage_time(ts);
+        let stamp = parse::storage_stamp(ts);
+        let at = stamp.as_str();
         self.expire(ts);
         self.touched = None;
         Ok(
             match parse::classify(program, message, &self.opts.wrapper_ident) {
-                Record::Wrapper(ev) => self.apply_wrapper(host, pid, &at, &ev)?,
+                Record::Wrapper(ev) => self.apply_wrapper(host, pid, at, &ev)?,
                 Record::Sftp { source, event } => match pid {
-                    Some(pid) => self.apply_sftp(host, i64::from(pid), source, &at, event)?,
+                    Some(pid) => self.apply_sftp(host, i64::from(pid), source, at, event)?,
                     None => false,
                 },
                 Record::Accepted(a) => {
-                    self.store.add_pending_auth(host, &a, &at)?;
+                    self.store.add_pending_auth(host, &a, at)?;
                     self.last_line_at = Some(ts);
                     true
                 }

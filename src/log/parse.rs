@@ -876,12 +876,38 @@ pub fn classify(program: &str, message: &[u8], wrapper_ident: &str) -> Record {
 
 /// A parsed timestamp rendered for storage: UTC, fixed width, so text order is time order.
 pub fn storage_time(t: DateTime<Utc>) -> String {
+    storage_stamp(t).as_str().to_owned()
+}
+
+/// [`storage_time`]'s text, held without allocating when it has the fixed width (every time from
+/// year 0 to 9999 but a leap second): the ingest stamps every line.
+pub struct StorageStamp(StampText);
+
+enum StampText {
+    Fixed([u8; 27]),
+    /// Leap seconds and years outside 0..=9999, as chrono writes them.
+    Other(String),
+}
+
+impl StorageStamp {
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // ASCII digits and separators: always UTF-8.
+            StampText::Fixed(text) => std::str::from_utf8(text).unwrap_or_default(),
+            StampText::Other(text) => text,
+        }
+    }
+}
+
+/// [`storage_time`], held in a [`StorageStamp`].
+pub fn storage_stamp(t: DateTime<Utc>) -> StorageStamp {
     use chrono::{Datelike, Timelike};
     let (year, nanos) = (t.year(), t.nanosecond());
-    // Every line is stamped: written by hand, as chrono's formatter interprets its pattern each
-    // time. Leap seconds and years outside 0..=9999 take chrono's way.
+    // Written by hand, as chrono's formatter interprets its pattern each time.
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        return t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        return StorageStamp(StampText::Other(
+            t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        ));
     }
     let mut out = *b"0000-00-00T00:00:00.000000Z";
     let mut put = |at: usize, width: usize, mut n: u32| {
@@ -897,7 +923,7 @@ pub fn storage_time(t: DateTime<Utc>) -> String {
     put(14, 2, t.minute());
     put(17, 2, t.second());
     put(20, 6, nanos / 1000);
-    String::from_utf8_lossy(&out).into_owned()
+    StorageStamp(StampText::Fixed(out))
 }
 
 /// The inverse of [`storage_time`]. Every stored time is read back (SQLite binds it as
