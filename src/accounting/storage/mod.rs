@@ -6,8 +6,9 @@
 //! [`crate::log::parse::storage_time`]): PostgreSQL stores a `timestamptz`, SQLite (schema 6)
 //! UTC microseconds in `started_at_us` and the like, with `started_at` a column of the view
 //! `sessions` (schema 9: the rows are in `session_rows`, …) showing that text. `path` holds a
-//! name's original bytes (names need not be UTF-8), `path_text` a readable form for people and BI tools (in SQLite computed from `path`, stored only for the
-//! names whose readable form differs from their bytes).
+//! name's original bytes (names need not be UTF-8), `path_text` a readable form for people and
+//! BI tools (in SQLite computed from `path`, stored only for the names whose readable form
+//! differs from their bytes).
 
 mod pending;
 pub mod postgres;

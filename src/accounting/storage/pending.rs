@@ -52,7 +52,8 @@ pub(super) trait HoldsRows {
 
 /// A store's connection, or the thread that has it while it writes a full batch of held rows:
 /// the ingest goes on reading, parsing and holding the next rows meanwhile (on two cores the two
-/// overlap). At most two batches are in memory: the one being written and the one being filled.
+/// overlap). At most two batches are in memory: the one being written and the one being filled
+/// (in the emptied lists of the one before).
 pub(super) struct Link<C: WritesBatches> {
     holder: Holder<C>,
     /// The batch written last, emptied: the next batch's lists are filled in its room. Lists
@@ -108,7 +109,7 @@ impl<C: WritesBatches> Link<C> {
     /// use of the connection waits for; else here and now.
     pub fn flush(&mut self, pending: &mut WriteBehind, background: bool) -> super::Result<()> {
         self.settle()?;
-        let mut batch = pending.take_batch(std::mem::take(&mut self.spare));
+        let batch = pending.take_batch(std::mem::take(&mut self.spare));
         if batch.is_empty() {
             self.spare = batch;
             return Ok(());
@@ -118,20 +119,25 @@ impl<C: WritesBatches> Link<C> {
         };
         if background {
             self.holder = Holder::Writing(std::thread::spawn(move || {
-                let written = conn.write_batch(&batch);
-                // The rows are freed here, off the ingest's thread.
-                batch.clear();
-                (conn, written, batch)
+                // The rows are freed there, off the ingest's thread.
+                let (written, spare) = write_and_empty(&mut conn, batch);
+                (conn, written, spare)
             }));
             Ok(())
         } else {
-            let written = conn.write_batch(&batch);
-            batch.clear();
+            let (written, spare) = write_and_empty(&mut conn, batch);
             self.holder = Holder::Idle(conn);
-            self.spare = batch;
+            self.spare = spare;
             written
         }
     }
+}
+
+/// Writes `batch` with `conn`, then empties it for the next batch to be held in its lists.
+fn write_and_empty<C: WritesBatches>(conn: &mut C, mut batch: Batch) -> (super::Result<()>, Batch) {
+    let written = conn.write_batch(&batch);
+    batch.clear();
+    (written, batch)
 }
 
 impl<C: WritesBatches> Drop for Link<C> {
