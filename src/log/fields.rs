@@ -92,25 +92,23 @@ const FIELDS_EXPECTED: usize = 16;
 /// line, or a line from another program). Nothing is copied but quoted values: the ingest reads
 /// every wrapper line through this.
 pub fn parse_line(msg: &[u8]) -> Option<(&str, Vec<Field<'_>>)> {
-    // The event phrase is every word before the first word containing '='.
-    let mut pos = 0;
-    let mut event_end = 0;
-    while pos < msg.len() {
-        let word_end = msg[pos..]
-            .iter()
-            .position(|&b| b == b' ')
-            .map_or(msg.len(), |i| pos + i);
-        if msg[pos..word_end].contains(&b'=') {
-            break;
-        }
-        event_end = word_end;
-        pos = (word_end + 1).min(msg.len());
-    }
+    // The event is every word before the first one with a `=`: it ends at the last space
+    // before that `=` (where the word before it ended).
+    let (event_end, pos) = match memchr::memchr(b'=', msg) {
+        Some(eq) => match memchr::memrchr(b' ', &msg[..eq]) {
+            Some(space) => (space, space + 1),
+            None => (0, 0),
+        },
+        None => (
+            msg.len() - usize::from(msg.last() == Some(&b' ')),
+            msg.len(),
+        ),
+    };
     let event = std::str::from_utf8(&msg[..event_end]).ok()?;
     let mut fields = Vec::with_capacity(FIELDS_EXPECTED);
     let mut rest = &msg[pos.min(msg.len())..];
     while !rest.is_empty() {
-        let eq = rest.iter().position(|&b| b == b'=')?;
+        let eq = memchr::memchr(b'=', rest)?;
         let key = std::str::from_utf8(&rest[..eq]).ok()?;
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return None;
@@ -130,7 +128,7 @@ pub fn parse_line(msg: &[u8]) -> Option<(&str, Vec<Field<'_>>)> {
 /// Parses one value at the start of `input`; returns the raw bytes and how much input it used.
 fn parse_value(input: &[u8]) -> Option<(Cow<'_, [u8]>, usize)> {
     if input.first() != Some(&b'"') {
-        let end = input.iter().position(|&b| b == b' ').unwrap_or(input.len());
+        let end = memchr::memchr(b' ', input).unwrap_or(input.len());
         return Some((Cow::Borrowed(&input[..end]), end));
     }
     let mut out = Vec::new();
@@ -231,6 +229,36 @@ mod tests {
             prop_assert_eq!(fields.len(), 2);
             prop_assert_eq!(&*fields[0].1, &value[..]);
             prop_assert_eq!(&*fields[1].1, b"1");
+        }
+
+        /// The event phrase is found by searching for the first `=` and the space before it;
+        /// it must end where walking the words one by one ends it.
+        #[test]
+        fn event_phrase_ends_where_the_words_say(
+            msg in proptest::collection::vec(prop_oneof![Just(b' '), Just(b'='), Just(b'a'), Just(b'"')], 0..24)
+        ) {
+            let (mut pos, mut event_end) = (0, 0);
+            while pos < msg.len() {
+                let word_end = msg[pos..].iter().position(|&b| b == b' ').map_or(msg.len(), |i| pos + i);
+                if msg[pos..word_end].contains(&b'=') {
+                    break;
+                }
+                event_end = word_end;
+                pos = (word_end + 1).min(msg.len());
+            }
+            let walked = std::str::from_utf8(&msg[..event_end]).unwrap();
+            if let Some((event, _)) = parse_line(&msg) {
+                prop_assert_eq!(event, walked);
+            }
+            let mut fields_line = msg.clone();
+            fields_line.truncate(pos);
+            fields_line.extend_from_slice(b"k=v");
+            if pos == msg.len() && !msg.is_empty() && msg.last() != Some(&b' ') {
+                return Ok(());
+            }
+            let (event, fields) = parse_line(&fields_line).expect("a field after the event");
+            prop_assert_eq!(event, walked);
+            prop_assert_eq!(fields.len(), 1);
         }
     }
 }
