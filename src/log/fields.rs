@@ -79,9 +79,10 @@ impl LogLine {
     }
 }
 
-/// One `key=value` field with the value's original bytes: borrowed from the message unless the
-/// value was quoted (and so had escapes to undo).
-pub type Field<'a> = (&'a str, Cow<'a, [u8]>);
+/// One `key=value` field: the key (ASCII letters, digits and `_`, so compared as bytes) and the
+/// value's original bytes, borrowed from the message unless the value was quoted (and so had
+/// escapes to undo).
+pub type Field<'a> = (&'a [u8], Cow<'a, [u8]>);
 
 /// Fields a line may have without the list growing: the wrapper's longest line (`session end`)
 /// has 16.
@@ -109,8 +110,8 @@ pub fn parse_line(msg: &[u8]) -> Option<(&str, Vec<Field<'_>>)> {
     let mut rest = &msg[pos.min(msg.len())..];
     while !rest.is_empty() {
         let eq = memchr::memchr(b'=', rest)?;
-        let key = std::str::from_utf8(&rest[..eq]).ok()?;
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        let key = &rest[..eq];
+        if key.is_empty() || !key.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_') {
             return None;
         }
         let (value, used) = parse_value(&rest[eq + 1..])?;

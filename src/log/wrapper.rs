@@ -391,7 +391,7 @@ impl Fields<'_> {
     fn bytes(&mut self, key: &str) -> Option<Vec<u8>> {
         self.0
             .iter_mut()
-            .find(|(k, _)| *k == key)
+            .find(|(k, _)| *k == key.as_bytes())
             .map(|(_, v)| std::mem::take(v).into_owned())
     }
 
@@ -403,7 +403,7 @@ impl Fields<'_> {
     }
 
     fn number<N: std::str::FromStr>(&self, key: &str) -> Option<N> {
-        let v = &self.0.iter().find(|(k, _)| *k == key)?.1;
+        let v = &self.0.iter().find(|(k, _)| *k == key.as_bytes())?.1;
         if v.is_empty() || !v.iter().all(|b| b.is_ascii_digit() || *b == b'-') {
             return None;
         }
