@@ -941,11 +941,14 @@ pub fn storage_stamp(t: DateTime<Utc>) -> StorageStamp {
 pub fn parse_storage_time(s: &str) -> Option<DateTime<Utc>> {
     fixed_width_micros(s)
         .and_then(DateTime::from_timestamp_micros)
-        .or_else(|| {
-            NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
-                .ok()
-                .map(|n| n.and_utc())
-        })
+        .or_else(|| storage_time_by_chrono(s))
+}
+
+/// A storage time that is not of the fixed width, read by chrono.
+fn storage_time_by_chrono(s: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
+        .ok()
+        .map(|n| n.and_utc())
 }
 
 /// `2026-11-26T21:15:11.000000Z` as microseconds since the Unix epoch; `None` for any other
@@ -1001,7 +1004,7 @@ fn days_since_epoch(year: i64, month: i64, day: i64) -> i64 {
 
 /// A storage time as microseconds since the Unix epoch, as SQLite stores it (schema 6).
 pub fn storage_micros(s: &str) -> Option<i64> {
-    fixed_width_micros(s).or_else(|| parse_storage_time(s).map(|t| t.timestamp_micros()))
+    fixed_width_micros(s).or_else(|| storage_time_by_chrono(s).map(|t| t.timestamp_micros()))
 }
 
 /// The inverse of [`storage_micros`]: `None` past chrono's range.
