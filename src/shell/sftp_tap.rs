@@ -555,7 +555,9 @@ impl Tap {
                 out.push(Output::Event(event));
             }
             Request::Copy { from, to } => {
-                let source = from.and_then(|h| self.files.get(&h)).map(|f| f.name.clone());
+                let source = from
+                    .and_then(|h| self.files.get(&h))
+                    .map(|f| f.name.clone());
                 if let Some(file) = to.and_then(|h| self.files.get_mut(&h)) {
                     if ok {
                         if file.copied_from.is_none() {
@@ -569,7 +571,10 @@ impl Tap {
                     self.totals.failed_operations += 1;
                 }
             }
-            Request::OnePath(..) | Request::Rename { .. } | Request::Link { .. } | Request::Change => {
+            Request::OnePath(..)
+            | Request::Rename { .. }
+            | Request::Link { .. }
+            | Request::Change => {
                 if failed {
                     self.totals.failed_operations += 1;
                 }
@@ -769,4 +774,569 @@ fn open_flags(pflags: u32) -> String {
         .map(|(_, name)| *name)
         .collect();
     set.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn packet(kind: u8, fields: &[&[u8]]) -> Vec<u8> {
+        let body: Vec<u8> = std::iter::once(&[kind][..])
+            .chain(fields.iter().copied())
+            .flatten()
+            .copied()
+            .collect();
+        [&(body.len() as u32).to_be_bytes()[..], &body].concat()
+    }
+
+    fn string(s: &[u8]) -> Vec<u8> {
+        [&(s.len() as u32).to_be_bytes()[..], s].concat()
+    }
+
+    fn u32b(n: u32) -> [u8; 4] {
+        n.to_be_bytes()
+    }
+
+    fn handle(n: u32) -> Vec<u8> {
+        string(&n.to_be_bytes())
+    }
+
+    fn init() -> Vec<u8> {
+        packet(INIT, &[&u32b(3)])
+    }
+
+    fn version() -> Vec<u8> {
+        packet(VERSION, &[&u32b(3)])
+    }
+
+    fn open(id: u32, name: &[u8], pflags: u32) -> Vec<u8> {
+        packet(OPEN, &[&u32b(id), &string(name), &u32b(pflags), &u32b(0)])
+    }
+
+    fn write(id: u32, h: &[u8], data: &[u8]) -> Vec<u8> {
+        packet(WRITE, &[&u32b(id), h, &0u64.to_be_bytes(), &string(data)])
+    }
+
+    fn read(id: u32, h: u32) -> Vec<u8> {
+        packet(
+            READ,
+            &[&u32b(id), &handle(h), &0u64.to_be_bytes(), &u32b(32768)],
+        )
+    }
+
+    fn close(id: u32, h: u32) -> Vec<u8> {
+        packet(CLOSE, &[&u32b(id), &handle(h)])
+    }
+
+    fn status(id: u32, code: u32) -> Vec<u8> {
+        packet(
+            STATUS,
+            &[&u32b(id), &u32b(code), &string(b""), &string(b"")],
+        )
+    }
+
+    fn handle_reply(id: u32, h: u32) -> Vec<u8> {
+        packet(HANDLE, &[&u32b(id), &handle(h)])
+    }
+
+    fn data(id: u32, len: usize) -> Vec<u8> {
+        packet(DATA, &[&u32b(id), &string(&vec![7; len])])
+    }
+
+    const WRITE_CREATE: u32 = 0x1a;
+
+    /// Feeds a request stream and a reply stream through framers into a tap, the way the two
+    /// threads do, the requests first, then the tap's end.
+    fn run(tap: &mut Tap, requests: &[u8], replies: &[u8], chunk: usize) -> Vec<Output> {
+        let mut framer = Framer::default();
+        for part in requests.chunks(chunk.max(1)) {
+            framer.feed(part, request_need, |p, len| tap.on_request(p, len));
+        }
+        let mut framer = Framer::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for part in replies.chunks(chunk.max(1)) {
+            framer.feed(part, reply_need, |p, _| out.extend(tap.on_reply(p, now)));
+        }
+        out.extend(tap.finish(now));
+        out
+    }
+
+    fn events(out: &[Output]) -> Vec<&Event> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn files(out: &[Output]) -> Vec<&FileRecord> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::File(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_upload_and_a_download_from_open_to_close_in_any_split() {
+        let requests = [
+            init(),
+            open(1, b"/h/up", WRITE_CREATE),
+            open(2, b"/h/down", 0x01),
+            write(3, &handle(0), &[1; 1000]),
+            write(4, &handle(0), &[1; 24]),
+            read(5, 1),
+            read(6, 1),
+            close(7, 0),
+        ]
+        .concat();
+        let replies = [
+            version(),
+            handle_reply(1, 0),
+            handle_reply(2, 1),
+            status(3, FX_OK),
+            status(4, FX_OK),
+            data(5, 300),
+            status(6, FX_EOF),
+            status(7, FX_OK),
+        ]
+        .concat();
+        for chunk in [1, 7, 4096] {
+            let mut tap = Tap::new(true);
+            let out = run(&mut tap, &requests, &replies, chunk);
+            let files = files(&out);
+            assert_eq!(files.len(), 2, "chunk {chunk}");
+            assert_eq!(files[0].path.bytes, b"/h/up");
+            assert_eq!(
+                (files[0].counts_as, files[0].bytes_written),
+                (ClosedAs::Upload, 1024)
+            );
+            assert!(files[0].complete && !files[0].forced);
+            // Never closed, but read to its end: a complete download.
+            assert_eq!(
+                (files[1].counts_as, files[1].bytes_read),
+                (ClosedAs::Download, 300)
+            );
+            assert!(files[1].forced && files[1].complete);
+            let events = events(&out);
+            assert_eq!(events.len(), 2);
+            assert_eq!(events[0].kind, EventKind::Upload);
+            assert_eq!(events[0].open_flags, "WRITE,CREATE,TRUNCATE");
+            assert_eq!(
+                tap.totals,
+                Totals {
+                    files_uploaded: 1,
+                    files_downloaded: 1,
+                    bytes_uploaded: 1024,
+                    bytes_downloaded: 300,
+                    failed_operations: 0,
+                }
+            );
+            assert!(tap.following());
+        }
+    }
+
+    #[test]
+    fn refused_operations_fire_nothing_and_count_as_failed() {
+        let requests = [
+            init(),
+            packet(REMOVE, &[&u32b(1), &string(b"/etc/passwd")]),
+            packet(RMDIR, &[&u32b(2), &string(b"/etc")]),
+            packet(MKDIR, &[&u32b(3), &string(b"/tmp"), &u32b(0)]),
+            packet(
+                RENAME,
+                &[&u32b(4), &string(b"a.filepart"), &string(b"/home/o/p.csv")],
+            ),
+            packet(LSTAT, &[&u32b(5), &string(b"/missing")]),
+            packet(REMOVE, &[&u32b(6), &string(b"/h/ok")]),
+        ]
+        .concat();
+        let replies = [
+            version(),
+            status(1, 3),
+            status(2, 3),
+            status(3, 4),
+            status(4, 3),
+            status(5, 2),
+            status(6, FX_OK),
+        ]
+        .concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 5);
+        let events = events(&out);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].kind, events[0].path.as_slice()),
+            (EventKind::Remove, &b"/h/ok"[..])
+        );
+        // The refused four count; the lstat probe does not.
+        assert_eq!(tap.totals.failed_operations, 4);
+    }
+
+    #[test]
+    fn a_close_is_its_own_handles_whatever_the_order() {
+        // The same name open twice: read on one, write on the other, the writer closed first.
+        let requests = [
+            init(),
+            open(1, b"/h/p", 0x01),
+            open(2, b"/h/p", WRITE_CREATE),
+            write(3, &handle(1), &[0; 5000]),
+            close(4, 1),
+            close(5, 0),
+        ]
+        .concat();
+        let replies = [
+            version(),
+            handle_reply(1, 0),
+            handle_reply(2, 1),
+            status(3, FX_OK),
+            status(4, FX_OK),
+            status(5, FX_OK),
+        ]
+        .concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 64);
+        let events = events(&out);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].kind, events[0].bytes_written),
+            (EventKind::Upload, 5000)
+        );
+        assert!(events[0].complete);
+        // The reader closed unread is no event, but it is a closed file.
+        assert_eq!(files(&out)[1].counts_as, ClosedAs::Nothing);
+    }
+
+    #[test]
+    fn a_failed_write_or_close_makes_the_upload_incomplete() {
+        for (write_status, close_status) in [(4, FX_OK), (FX_OK, 4)] {
+            let requests = [
+                init(),
+                open(1, b"/h/f", WRITE_CREATE),
+                write(2, &handle(0), b"abc"),
+                close(3, 0),
+            ]
+            .concat();
+            let replies = [
+                version(),
+                handle_reply(1, 0),
+                status(2, write_status),
+                status(3, close_status),
+            ]
+            .concat();
+            let mut tap = Tap::new(true);
+            let out = run(&mut tap, &requests, &replies, 9);
+            let events = events(&out);
+            assert_eq!(events.len(), 1);
+            assert!(!events[0].complete);
+            assert!(files(&out)[0].failed);
+            assert_eq!(tap.totals.failed_operations, 1);
+        }
+    }
+
+    #[test]
+    fn a_copy_is_a_copy_never_traffic() {
+        let copy = packet(
+            EXTENDED,
+            &[
+                &u32b(3),
+                &string(b"copy-data"),
+                &handle(0),
+                &0u64.to_be_bytes(),
+                &65536u64.to_be_bytes(),
+                &handle(1),
+                &0u64.to_be_bytes(),
+            ],
+        );
+        let requests = [
+            init(),
+            open(1, b"/h/src", 0x01),
+            open(2, b"/h/dst", WRITE_CREATE),
+            copy.clone(),
+            copy,
+            close(4, 1),
+            close(5, 0),
+        ]
+        .concat();
+        let replies = [
+            version(),
+            handle_reply(1, 0),
+            handle_reply(2, 1),
+            status(3, FX_OK),
+            status(3, FX_OK),
+            status(4, FX_OK),
+            status(5, FX_OK),
+        ]
+        .concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 13);
+        let events = events(&out);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Copy);
+        assert_eq!(events[0].path, b"/h/dst");
+        assert_eq!(events[0].target.as_deref(), Some(&b"/h/src"[..]));
+        assert_eq!((events[0].bytes_read, events[0].bytes_written), (0, 0));
+        assert_eq!(files(&out)[0].counts_as, ClosedAs::Copy);
+        assert_eq!(tap.totals, Totals::default());
+    }
+
+    #[test]
+    fn links_fire_with_both_names() {
+        let requests = [
+            init(),
+            packet(
+                SYMLINK,
+                &[&u32b(1), &string(b"/etc/passwd"), &string(b"/h/pw")],
+            ),
+            packet(
+                EXTENDED,
+                &[
+                    &u32b(2),
+                    &string(b"hardlink@openssh.com"),
+                    &string(b"/h/invoice-42.xml"),
+                    &string(b"/h/inbox/order.xml"),
+                ],
+            ),
+        ]
+        .concat();
+        let replies = [version(), status(1, FX_OK), status(2, FX_OK)].concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 100);
+        let events = events(&out);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].kind, EventKind::Link);
+        assert_eq!(events[0].path, b"/h/pw");
+        assert_eq!(events[0].target.as_deref(), Some(&b"/etc/passwd"[..]));
+        assert_eq!(events[0].link_kind.as_deref(), Some("symlink"));
+        assert_eq!(events[1].path, b"/h/inbox/order.xml");
+        assert_eq!(events[1].link_kind.as_deref(), Some("hardlink"));
+    }
+
+    #[test]
+    fn a_filepart_upload_fires_once_renamed_and_only_if_the_rename_worked() {
+        let requests = [
+            init(),
+            open(1, b"/h/r.xml.filepart", WRITE_CREATE),
+            write(2, &handle(0), &[1; 42]),
+            close(3, 0),
+            packet(
+                RENAME,
+                &[
+                    &u32b(4),
+                    &string(b"/h/r.xml.filepart"),
+                    &string(b"/h/r.xml"),
+                ],
+            ),
+            open(5, b"/h/s.xml.filepart", WRITE_CREATE),
+            close(6, 0),
+            packet(
+                EXTENDED,
+                &[
+                    &u32b(7),
+                    &string(b"posix-rename@openssh.com"),
+                    &string(b"/h/s.xml.filepart"),
+                    &string(b"/other/s.xml"),
+                ],
+            ),
+        ]
+        .concat();
+        let replies = [
+            version(),
+            handle_reply(1, 0),
+            status(2, FX_OK),
+            status(3, FX_OK),
+            status(4, FX_OK),
+            handle_reply(5, 0),
+            status(6, FX_OK),
+            status(7, 3),
+        ]
+        .concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 17);
+        let events = events(&out);
+        let seen: Vec<(EventKind, &[u8])> =
+            events.iter().map(|e| (e.kind, e.path.as_slice())).collect();
+        assert_eq!(
+            seen,
+            [
+                (EventKind::Upload, &b"/h/r.xml"[..]),
+                (EventKind::Rename, b"/h/r.xml.filepart"),
+                // Its rename was refused: it fires under its own name at the end.
+                (EventKind::Upload, b"/h/s.xml.filepart"),
+            ]
+        );
+        assert_eq!(
+            events[0].uploaded_as.as_deref(),
+            Some(&b"/h/r.xml.filepart"[..])
+        );
+        assert_eq!(events[0].bytes_written, 42);
+    }
+
+    #[test]
+    fn handles_sftp_server_does_not_issue_are_never_stored_and_never_blind_the_tap() {
+        let big = string(&vec![0xaa; 250_000]);
+        let mut requests = init();
+        for id in 1..=20 {
+            requests.extend(write(id, &big, b"x"));
+        }
+        requests.extend(open(21, b"/h/after", WRITE_CREATE));
+        requests.extend(write(22, &handle(0), &[0; 10]));
+        requests.extend(close(23, 0));
+        let mut replies = version();
+        for id in 1..=20 {
+            replies.extend(status(id, 4));
+        }
+        replies.extend(handle_reply(21, 0));
+        replies.extend(status(22, FX_OK));
+        replies.extend(status(23, FX_OK));
+        let mut tap = Tap::new(true);
+        let mut framer = Framer::default();
+        for part in requests.chunks(65536) {
+            framer.feed(part, request_need, |p, len| tap.on_request(p, len));
+        }
+        // Twenty requests wait, holding nothing of their handles.
+        assert_eq!(tap.pending.len(), 24);
+        assert_eq!(tap.pending_name_bytes, b"/h/after".len());
+        let mut framer = Framer::default();
+        let mut out = Vec::new();
+        framer.feed(&replies, reply_need, |p, _| {
+            out.extend(tap.on_reply(p, Instant::now()))
+        });
+        assert!(tap.following());
+        let events = events(&out);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].bytes_written, 10);
+    }
+
+    #[test]
+    fn the_cap_is_reached_by_count_and_by_name_bytes() {
+        let mut tap = Tap::new(true);
+        tap.on_request(&init()[4..], 5);
+        for id in 0..PENDING_MAX as u32 - 1 {
+            assert!(!tap.full());
+            let p = read(id, 0);
+            tap.on_request(&p[4..], p.len() as u32 - 4);
+        }
+        assert!(tap.full());
+        let mut tap = Tap::new(true);
+        tap.on_request(&init()[4..], 5);
+        let name = vec![b'a'; 200_000];
+        for id in 0..6 {
+            let p = packet(REMOVE, &[&u32b(id), &string(&name)]);
+            tap.on_request(&p[4..], p.len() as u32 - 4);
+        }
+        assert!(tap.full());
+    }
+
+    #[test]
+    fn an_answer_out_of_order_stops_the_tap_and_drops_what_it_followed() {
+        let requests = [init(), open(1, b"/h/a", WRITE_CREATE), close(2, 0)].concat();
+        let replies = [version(), handle_reply(1, 0), status(9, FX_OK)].concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 64);
+        assert!(!tap.following());
+        assert_eq!(
+            out,
+            [Output::Dropped(
+                "close",
+                b"/h/a".to_vec(),
+                DropReason::TapLost
+            )]
+        );
+    }
+
+    #[test]
+    fn unanswered_types_and_requests_before_init_wait_for_nothing() {
+        let requests = [
+            open(1, b"/h/early", WRITE_CREATE),
+            init(),
+            packet(42, &[&u32b(1)]),
+            packet(VERSION, &[&u32b(1)]),
+            open(2, b"/h/f", WRITE_CREATE),
+            close(3, 0),
+        ]
+        .concat();
+        let replies = [version(), handle_reply(2, 0), status(3, FX_OK)].concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 3);
+        assert!(tap.following());
+        assert_eq!(events(&out).len(), 1);
+    }
+
+    #[test]
+    fn a_request_read_past_its_end_is_never_taken_as_what_it_seems() {
+        // A remove whose name runs into the next packet: sftp-server reads on, answers, exits.
+        let mut cut = packet(REMOVE, &[&u32b(1), &string(b"/h/victim")]);
+        let len = cut.len() as u32 - 4 - 3;
+        cut[..4].copy_from_slice(&len.to_be_bytes());
+        cut.truncate(cut.len() - 3);
+        let requests = [init(), cut, b"\0\0\0".to_vec()].concat();
+        let replies = [version(), status(1, FX_OK)].concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 4);
+        assert!(events(&out).is_empty());
+        assert_eq!(
+            out,
+            [Output::Dropped(
+                "request",
+                Vec::new(),
+                DropReason::UnreadableRequest
+            )]
+        );
+    }
+
+    proptest! {
+        /// Whatever the bytes and however they are split, the framer and the tap never panic,
+        /// the framer finds the same packets in any split, and the waiting requests hold no
+        /// more than the cap and one read's worth.
+        #[test]
+        fn any_bytes_in_any_split(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2000),
+            chunk in 1usize..64,
+        ) {
+            let collect = |chunk: usize| {
+                let mut framer = Framer::default();
+                let mut packets = Vec::new();
+                for part in bytes.chunks(chunk) {
+                    framer.feed(part, request_need, |p, len| packets.push((p.to_vec(), len)));
+                }
+                packets
+            };
+            prop_assert_eq!(collect(chunk), collect(bytes.len().max(1)));
+            let mut tap = Tap::new(true);
+            let requests = [init(), bytes.clone()].concat();
+            run(&mut tap, &requests, &bytes, chunk);
+            prop_assert!(tap.pending_name_bytes <= PENDING_NAME_BYTES_MAX + requests.len());
+        }
+
+        /// A well-formed exchange of uploads, whatever the sizes and the split, totals exactly
+        /// the bytes of the writes answered OK.
+        #[test]
+        fn totals_are_the_writes_answered_ok(
+            writes in proptest::collection::vec((1usize..3000, any::<bool>()), 1..20),
+            chunk in 1usize..200,
+        ) {
+            let mut requests = [init(), open(1, b"/h/f", WRITE_CREATE)].concat();
+            let mut replies = [version(), handle_reply(1, 0)].concat();
+            let mut expected = 0u64;
+            for (i, (len, ok)) in writes.iter().enumerate() {
+                requests.extend(write(2 + i as u32, &handle(0), &vec![0; *len]));
+                replies.extend(status(2 + i as u32, if *ok { FX_OK } else { 4 }));
+                if *ok {
+                    expected += *len as u64;
+                }
+            }
+            requests.extend(close(100, 0));
+            replies.extend(status(100, FX_OK));
+            let mut tap = Tap::new(true);
+            let out = run(&mut tap, &requests, &replies, chunk);
+            let all_ok = writes.iter().all(|(_, ok)| *ok);
+            prop_assert_eq!(tap.totals.bytes_uploaded, expected);
+            prop_assert_eq!(files(&out)[0].complete, all_ok);
+        }
+    }
 }
