@@ -1081,6 +1081,12 @@ mod tests {
             ("permituserrc yes", "PermitUserRC", Level::Warning),
             ("subsystem sftp internal-sftp", "Subsystem", Level::Error),
             (
+                "subsystem backup internal-sftp -d /",
+                "Subsystem",
+                Level::Error,
+            ),
+            ("subsystem backup /bin/sh", "Subsystem", Level::Error),
+            (
                 "subsystem sftp /usr/libexec/sftp-server",
                 "Subsystem",
                 Level::Error,
@@ -1104,6 +1110,64 @@ mod tests {
                 .iter()
                 .any(|f| f.setting == "kernel.yama.ptrace_scope" && f.level == Level::Error)
         );
+    }
+
+    #[test]
+    fn address_ranges_get_one_address_on_each_side() {
+        let patterns = ["10.0.0.0/8".to_owned(), "!10.1.0.0/16".to_owned()];
+        let reps = address_representatives(&patterns);
+        for a in [
+            "10.0.0.0",
+            "11.0.0.0",
+            "9.255.255.255",
+            "10.1.0.0",
+            "10.2.0.0",
+        ] {
+            assert!(reps.contains(&a.to_owned()), "{a}: {reps:?}");
+        }
+        assert_eq!(
+            address_representatives(&["0.0.0.0/0".to_owned()]),
+            ["0.0.0.0"]
+        );
+        assert_eq!(
+            address_representatives(&["192.168.*".to_owned()]),
+            ["192.168.1.1"]
+        );
+    }
+
+    #[test]
+    fn too_many_combinations_are_named() {
+        let block = |n: usize, criteria: &[(&str, &str)]| MatchBlock {
+            file: PathBuf::from("/etc/ssh/sshd_config"),
+            line: n,
+            criteria: criteria
+                .iter()
+                .map(|(c, p)| (c.to_string(), vec![p.to_string()]))
+                .collect(),
+        };
+        let mut blocks: Vec<MatchBlock> = (0..40)
+            .map(|i| block(i, &[("address", &format!("10.{i}.0.0/16"))]))
+            .collect();
+        blocks.push(block(
+            50,
+            &[("localport", "2222"), ("address", "172.16.0.0/12")],
+        ));
+        blocks.extend((0..3).map(|i| block(60 + i, &[("localaddress", &format!("10.9.{i}.1"))])));
+        let global = parse_sshd_t("port 22\nusedns no\n");
+        let (list, note) = connections(&blocks, &global, &Fixed::default());
+        assert!(list.len() <= MAX_CONNECTIONS, "{}", list.len());
+        let note = note.unwrap();
+        assert!(
+            note.contains("sshd_config:50: Match LocalPort 2222 Address 172.16.0.0/12"),
+            "{note}"
+        );
+        assert!(
+            list.iter()
+                .any(|c| c.addr == "172.16.0.0" && c.lport.as_deref() == Some("2222"))
+        );
+        let (list, note) = connections(&blocks[..2], &global, &Fixed::default());
+        assert!(note.is_none());
+        assert!(list.iter().all(|c| c.host == c.addr));
     }
 
     #[test]
