@@ -445,7 +445,7 @@ pub const REFERENCE: &[(&str, &str, &str)] = &[
     (
         "users.NAME.args",
         "[\"-e\", \"-l\", \"info\"]",
-        "For user NAME: replaces sftp-server's arguments built so far.",
+        "For user NAME: replaces sftp-server's arguments built so far (in capture mode it must contain -e).",
     ),
     (
         "users.NAME.extra_args",
@@ -455,7 +455,7 @@ pub const REFERENCE: &[(&str, &str, &str)] = &[
     (
         "groups.NAME.args",
         "[\"-f\", \"local5\", \"-l\", \"info\"]",
-        "For members of group NAME (groups apply in alphabetical order, before the user's section).",
+        "For members of group NAME (groups apply in alphabetical order, before the user's section; in capture mode it must contain -e).",
     ),
     (
         "groups.NAME.extra_args",
@@ -671,6 +671,34 @@ fn check_argv(what: &str, argv: &[String]) -> Result<(), String> {
     check_no_nul(what, argv)
 }
 
+/// Whether sftp-server, given `args`, logs to stderr: `-e` as its getopt(3) reads it (options
+/// may be grouped, `-l -e` makes `-e` the log level, glibc's getopt takes options after other
+/// words until `--`). The option letters are OpenSSH 9's: `d:f:l:P:p:Q:u:cehR`.
+pub fn sftp_server_logs_to_stderr(args: &[String]) -> bool {
+    const WITH_VALUE: &[u8] = b"dflPpQu";
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "--" {
+            return false;
+        }
+        let Some(letters) = word.strip_prefix('-').filter(|l| !l.is_empty()) else {
+            continue;
+        };
+        for (i, letter) in letters.bytes().enumerate() {
+            if letter == b'e' {
+                return true;
+            }
+            if WITH_VALUE.contains(&letter) {
+                if i + 1 == letters.len() {
+                    words.next();
+                }
+                break;
+            }
+        }
+    }
+    false
+}
+
 fn check_no_nul(what: &str, values: &[String]) -> Result<(), String> {
     if values.iter().any(|v| v.contains('\0')) {
         return Err(format!("{what} contains a NUL character"));
@@ -734,14 +762,30 @@ impl Config {
                     .to_owned(),
             );
         }
-        if self.sftp_server.log_mode == LogMode::Capture
-            && let Some(args) = &self.sftp_server.args
-            && !args.iter().any(|a| a == "-e")
-        {
-            return Err(
-                "sftp_server.log_mode = \"capture\" needs \"-e\" in sftp_server.args (sftp-server must log to stderr)"
-                    .to_owned(),
-            );
+        if self.sftp_server.log_mode == LogMode::Capture {
+            // An override's `args` replaces the list built so far and later sections only append,
+            // so -e in the global list and in every replacement (with its own extra_args) puts -e
+            // in every list a user can end up with.
+            let mut lists: Vec<(String, Vec<String>)> = Vec::new();
+            if let Some(args) = &self.sftp_server.args {
+                lists.push(("sftp_server.args".to_owned(), args.clone()));
+            }
+            for (kind, table) in [("users", &self.users), ("groups", &self.groups)] {
+                for (name, ov) in table {
+                    if let Some(args) = &ov.args {
+                        let mut list = args.clone();
+                        list.extend(ov.extra_args.iter().cloned());
+                        lists.push((format!("{kind}.{name}.args"), list));
+                    }
+                }
+            }
+            for (what, list) in lists {
+                if !sftp_server_logs_to_stderr(&list) {
+                    return Err(format!(
+                        "sftp_server.log_mode = \"capture\" needs \"-e\" in {what} (sftp-server must log to stderr, or that partner's transfers fire no event and count nothing), got {list:?}"
+                    ));
+                }
+            }
         }
         for dir in self.hooks.path.split(':') {
             if !dir.starts_with('/') {
@@ -976,6 +1020,56 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("hooks.on_rmdir"), "{err}");
         assert!(parse("[sftp_server]\nlog_mode = \"tee\"\n").is_err());
+    }
+
+    #[test]
+    fn capture_mode_needs_e_in_every_argument_list() {
+        let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (args, stderr) in [
+            (&["-e", "-l", "info"][..], true),
+            (&["-el", "info"], true),
+            (&["-Re"], true),
+            (&["-l", "info", "x", "-e"], true),
+            (&["-l", "-e"], false),
+            (&["-le"], false),
+            (&["-f", "local5", "-l", "info"], false),
+            (&["--", "-e"], false),
+            (&[], false),
+        ] {
+            assert_eq!(
+                sftp_server_logs_to_stderr(&strings(args)),
+                stderr,
+                "{args:?}"
+            );
+        }
+        let capture = "[sftp_server]\nlog_mode = \"capture\"\n";
+        for (text, bad) in [
+            (
+                "[users.acme]\nargs = [\"-l\", \"info\"]\n",
+                Some("users.acme.args"),
+            ),
+            ("[groups.ro]\nargs = [\"-R\"]\n", Some("groups.ro.args")),
+            (
+                "[groups.ro]\nargs = [\"-R\"]\nextra_args = [\"-e\"]\n",
+                None,
+            ),
+            ("[users.acme]\nextra_args = [\"-R\"]\n", None),
+            ("[users.acme]\nargs = [\"-e\"]\n", None),
+        ] {
+            let result = parse(&format!("{capture}{text}")).unwrap().validate();
+            match bad {
+                Some(name) => {
+                    let err = result.unwrap_err();
+                    assert!(err.contains(name) && err.contains("-e"), "{text}: {err}");
+                }
+                None => result.unwrap_or_else(|e| panic!("{text}: {e}")),
+            }
+        }
+        // Syslog mode asks nothing of the overrides.
+        parse("[users.acme]\nargs = [\"-l\", \"info\"]\n")
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 
     #[test]

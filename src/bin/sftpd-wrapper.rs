@@ -127,34 +127,27 @@ fn check_sshd(admin: &WrapperAdmin, user: &str) -> i32 {
             return 1;
         }
     };
-    let settings = match sshd_audit::effective_settings(
-        user,
-        &admin.host,
-        &admin.addr,
-        admin.sshd_config.as_deref(),
-    ) {
-        Ok(s) => s,
+    let effective = cfg.effective_for(user, &groups);
+    let fixed = sshd_audit::Fixed {
+        addr: admin.addr.clone(),
+        host: admin.host.clone(),
+        lport: admin.lport.clone(),
+    };
+    let facts = sshd_audit::WrapperFacts {
+        allowed_commands: &effective.allowed_commands,
+        hooks: cfg.hooks.any_hook(),
+        proc_isolation_off: cfg.sftp_server.proc_isolation
+            == sftpd_wrapper::config::ProcIsolation::Off,
+        ptrace_scope: isolate::ptrace_scope(),
+    };
+    match sshd_audit::check(user, admin.sshd_config.as_deref(), &fixed, &facts) {
+        Ok((text, error)) => {
+            print!("{text}");
+            i32::from(error)
+        }
         Err(e) => {
             eprintln!("sftpd-wrapper: {e}");
-            return 1;
+            1
         }
-    };
-    let effective = cfg.effective_for(user, &groups);
-    let findings = sshd_audit::audit(
-        &settings,
-        &effective.allowed_commands,
-        cfg.hooks.any_hook(),
-        cfg.sftp_server.proc_isolation == sftpd_wrapper::config::ProcIsolation::Off,
-        isolate::ptrace_scope(),
-    );
-    println!(
-        "# sshd settings for user={user} host={} addr={}",
-        admin.host, admin.addr
-    );
-    print!("{}", sshd_audit::report(&findings));
-    if findings.iter().any(|f| f.level == sshd_audit::Level::Error) {
-        1
-    } else {
-        0
     }
 }

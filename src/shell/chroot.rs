@@ -1,6 +1,7 @@
 //! ChrootDirectory jails. sshd chroots before it runs the login shell, so the wrapper,
-//! sftp-server, their libraries, the config, /dev/null, a /dev/log socket and the user's passwd
-//! and group entries must all exist inside the jail. `--check-chroot USER` lists what is missing;
+//! sftp-server, the hooks and the interpreters of script hooks, their libraries, the config,
+//! /dev/null, a /dev/log socket and the user's passwd and group entries must all exist inside
+//! the jail. `--check-chroot USER` lists what is missing;
 //! `--setup-chroot USER` copies it in (everything but /dev/log, which rsyslog must provide).
 
 use crate::config::Config;
@@ -66,6 +67,50 @@ pub fn libraries(program: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// How many `#!` lines the kernel follows (a script's interpreter may be a script again).
+const MAX_INTERPRETER_DEPTH: usize = 4;
+
+/// The interpreter a script names in its `#!` line (the kernel reads at most its first 256
+/// bytes), and for `#!/usr/bin/env NAME` also NAME as env finds it in `search_path` (the hooks'
+/// PATH); followed when the interpreter is a script too. Empty for a binary.
+pub fn interpreters(program: &Path, search_path: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut current = program.to_owned();
+    for _ in 0..MAX_INTERPRETER_DEPTH {
+        let mut head = [0u8; 256];
+        let Ok(n) =
+            std::fs::File::open(&current).and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        else {
+            break;
+        };
+        let Some(line) = head[..n].strip_prefix(b"#!") else {
+            break;
+        };
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        let mut words = line.split([' ', '\t']).filter(|w| !w.is_empty());
+        let Some(interpreter) = words.next().map(PathBuf::from) else {
+            break;
+        };
+        found.push(interpreter.clone());
+        if interpreter.file_name().is_some_and(|n| n == "env") {
+            let name = words.find(|w| !w.starts_with('-'));
+            if let Some(target) = name.and_then(|name| {
+                search_path
+                    .split(':')
+                    .map(|dir| Path::new(dir).join(name))
+                    .find(|p| p.is_file())
+            }) {
+                found.push(target.clone());
+                current = target;
+                continue;
+            }
+        }
+        current = interpreter;
+    }
+    found
+}
+
 /// Everything `user`'s jail needs, and whether it is there.
 pub fn requirements(user: &User, cfg: &Config, config_path: &Path, jail: &Path) -> Vec<Item> {
     let groups = crate::shell::session::group_names(user);
@@ -81,6 +126,8 @@ pub fn requirements(user: &User, cfg: &Config, config_path: &Path, jail: &Path) 
         .chain(cfg.hooks.event_hooks().into_iter().filter_map(|(_, a)| a))
     {
         programs.push(PathBuf::from(&argv[0]));
+        // A script hook runs only if its interpreter is in the jail too.
+        programs.extend(interpreters(Path::new(&argv[0]), &cfg.hooks.path));
     }
     let mut files: Vec<PathBuf> = Vec::new();
     for program in &programs {
@@ -293,19 +340,27 @@ pub fn setup(user: &User, items: &[Item], jail: &Path) -> std::io::Result<Vec<St
     Ok(done)
 }
 
-/// The jail sshd would use for `user`: `sshd -T -C user=USER,…`'s chrootdirectory, with %u, %h
-/// and %% expanded. `None` when sshd gives none.
+/// The jail sshd would use for `user`: `sshd -T -C user=USER,…`'s chrootdirectory (for a
+/// connection from 127.0.0.1 to sshd's first port), with %u, %h and %% expanded. `None` when sshd
+/// gives none.
 pub fn jail_from_sshd(user: &User) -> Option<PathBuf> {
-    let spec = format!("user={},host=localhost,addr=127.0.0.1", user.name);
-    let out = Command::new("/usr/sbin/sshd")
-        .args(["-T", "-C", &spec])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix("chrootdirectory "))?
-        .trim();
+    use crate::shell::sshd_audit::{Connection, effective_settings};
+    let mut connection = Connection {
+        addr: "127.0.0.1".to_owned(),
+        host: "localhost".to_owned(),
+        laddr: None,
+        // sshd -T refuses a config with Match LocalPort unless it is told the port.
+        lport: Some("22".to_owned()),
+        rdomain: None,
+    };
+    let mut settings = effective_settings(&user.name, &connection, None).ok()?;
+    if let Some(port) = settings.get("port").and_then(|p| p.first())
+        && connection.lport.as_ref() != Some(port)
+    {
+        connection.lport = Some(port.clone());
+        settings = effective_settings(&user.name, &connection, None).ok()?;
+    }
+    let value = settings.get("chrootdirectory")?.first()?.trim();
     if value == "none" || value.is_empty() {
         return None;
     }
@@ -329,6 +384,37 @@ mod tests {
             "{libs:?}"
         );
         assert!(libs.iter().all(|l| l.is_absolute()));
+    }
+
+    #[test]
+    fn interpreters_of_scripts() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        assert_eq!(
+            interpreters(&script("a", "#!/bin/sh -e\nexit 0\n"), "/usr/bin:/bin"),
+            [PathBuf::from("/bin/sh")]
+        );
+        assert_eq!(
+            interpreters(&script("b", "#! /usr/bin/perl\n"), "/usr/bin"),
+            [PathBuf::from("/usr/bin/perl")]
+        );
+        assert_eq!(
+            interpreters(&script("c", "#!/usr/bin/env sh\n"), "/nonexistent:/bin"),
+            [PathBuf::from("/usr/bin/env"), PathBuf::from("/bin/sh")]
+        );
+        // An interpreter that is a script itself.
+        let inner = script("inner", "#!/bin/sh\n");
+        let outer = script("outer", &format!("#!{}\n", inner.display()));
+        assert_eq!(
+            interpreters(&outer, "/bin"),
+            [inner, PathBuf::from("/bin/sh")]
+        );
+        assert!(interpreters(Path::new("/bin/sh"), "/bin").is_empty());
+        assert!(interpreters(&script("d", "echo\n"), "/bin").is_empty());
     }
 
     #[test]

@@ -42,16 +42,23 @@ pub struct WrapperAdmin {
     /// The jail, when it is not the one sshd_config's ChrootDirectory gives for the user.
     #[arg(long, value_name = "DIR")]
     pub jail: Option<PathBuf>,
-    /// Audit sshd's settings for USER's connections (`sshd -T -C user=USER,...`): every setting
-    /// that undermines an SFTP-only account, with the fix. Exit status 1 on errors.
+    /// Audit sshd's settings for USER's connections (`sshd -T -C user=USER,...` for every client
+    /// address, host name, local address and port the Match blocks set apart): every setting that
+    /// undermines an SFTP-only account, with the fix. Exit status 1 on errors.
     #[arg(long, value_name = "USER", conflicts_with_all = ["check_config", "check_chroot", "setup_chroot"])]
     pub check_sshd: Option<String>,
-    /// With --check-sshd: the host name of the connection to audit for (Match Host).
-    #[arg(long, default_value = "partner.invalid", requires = "check_sshd")]
-    pub host: String,
-    /// With --check-sshd: the client address of the connection to audit for (Match Address).
-    #[arg(long, default_value = "192.0.2.1", requires = "check_sshd")]
-    pub addr: String,
+    /// With --check-sshd: audit only connections with this host name (Match Host); by default
+    /// every name the Match blocks set apart.
+    #[arg(long, requires = "check_sshd")]
+    pub host: Option<String>,
+    /// With --check-sshd: audit only connections from this client address (Match Address); by
+    /// default every address range the Match blocks set apart.
+    #[arg(long, requires = "check_sshd")]
+    pub addr: Option<String>,
+    /// With --check-sshd: audit only connections to this local port (Match LocalPort); by default
+    /// sshd's ports and every port a Match block names.
+    #[arg(long, value_name = "PORT", requires = "check_sshd")]
+    pub lport: Option<String>,
     /// With --check-sshd: sshd's config file, when not /etc/ssh/sshd_config.
     #[arg(long, value_name = "PATH", requires = "check_sshd")]
     pub sshd_config: Option<PathBuf>,
