@@ -935,11 +935,8 @@ fn lftp_pget_test(mode: Mode) {
     );
     let sessions = wait_sessions_done(&h, &user, mode);
     checks.note(format!("sessions: {sessions}"));
-    checks.check(
-        sessions >= 2,
-        format!("lftp did not segment: {sessions} session(s)"),
-    );
     let mut hooks_total = None;
+    let mut hooks_count = None;
     if mode == Mode::Capture {
         let evs = events(&h, &user);
         for e in &evs {
@@ -953,7 +950,7 @@ fn lftp_pget_test(mode: Mode) {
                 .all(|e| e.event == "download" && e.path == "seg.bin"),
             "hooks: an event other than a download of seg.bin",
         );
-        checks.eq("hooks: one download per session", evs.len(), sessions);
+        hooks_count = Some(evs.len());
         let total: u64 = evs.iter().map(|e| e.bytes_read).sum();
         checks.check(
             total >= SIZE as u64,
@@ -979,11 +976,21 @@ fn lftp_pget_test(mode: Mode) {
         ));
     }
     checks.note(format!("report usage: {}", r.usage));
-    checks.eq(
-        "report: one transfer per session",
-        r.transfers.len(),
-        sessions,
+    // A connection lftp opened after the others had taken every segment reads nothing.
+    checks.check(
+        r.transfers.len() >= 2 && r.transfers.len() <= sessions,
+        format!(
+            "lftp did not segment: {} transfer(s) in {sessions} session(s)",
+            r.transfers.len()
+        ),
     );
+    if let Some(n) = hooks_count {
+        checks.eq(
+            "hooks: downloads, against the report's transfers",
+            n,
+            r.transfers.len(),
+        );
+    }
     let total: u64 = r
         .transfers
         .iter()
