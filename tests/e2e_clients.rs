@@ -428,10 +428,13 @@ fn report(h: &Harness, user: &str) -> Report {
     common::ingest(&db, &[&h.log_path]);
     let transfers = common::report_json(&db, &["transfers", "--user", user]);
     let usage = common::report_json(&db, &["usage", "--by", "month", "--user", user]);
+    // Sessions the wrapper refused (rclone's shell probes) moved nothing and are counted apart.
     let sessions = common::report_json(&db, &["sessions", "--user", user])
         .as_array()
         .unwrap()
-        .len();
+        .iter()
+        .filter(|s| s["end"] != "refused")
+        .count();
     let home = h.home(user);
     let conn = rusqlite::Connection::open(&db).unwrap();
     let mut stmt = conn
@@ -1472,4 +1475,154 @@ fn sshfs_in_syslog_mode() {
         return;
     }
     sshfs_test(Mode::Syslog);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rclone
+
+/// rclone with an on-the-fly remote (`:sftp,…:`); `quiet` adds the options that keep it from
+/// asking the server for a shell.
+fn rclone(args: &[&str], cwd: &Path) -> Output {
+    let mut all: Vec<String> = vec![
+        "--config".into(),
+        "/dev/null".into(),
+        "--retries".into(),
+        "1".into(),
+        "--low-level-retries".into(),
+        "1".into(),
+        "--contimeout".into(),
+        "20s".into(),
+        "--timeout".into(),
+        "30s".into(),
+    ];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    run_client("rclone", &all, cwd)
+}
+
+fn refused_sessions(h: &Harness, user: &str) -> usize {
+    h.log_text()
+        .lines()
+        .filter(|l| l.contains("session refused") && l.contains(&format!("user={user} ")))
+        .count()
+}
+
+fn rclone_test(mode: Mode) {
+    let h = start(mode);
+    let user = h.user();
+    let s = scenario(&h, &user);
+    let mut checks = Checks::new(&format!("rclone, {} mode", mode.name()));
+    let remote = |quiet: bool| {
+        let mut r = format!(
+            ":sftp,host=127.0.0.1,port={},user={user},key_file={}",
+            h.port,
+            h.client_key.display()
+        );
+        if quiet {
+            r.push_str(",shell_type=none,md5sum_command=none,sha1sum_command=none");
+        }
+        r.push(':');
+        r
+    };
+    let step = |checks: &mut Checks, quiet: bool, what: &str, args: &[String]| {
+        let before = refused_sessions(&h, &user);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = rclone(&args, s.local.path());
+        // The refused sessions are logged as the client opens them: wait a little for the last.
+        std::thread::sleep(Duration::from_millis(300));
+        let refused = refused_sessions(&h, &user) - before;
+        checks.note(format!(
+            "rclone {what} (quiet {quiet}): refused sessions {refused}; {}",
+            describe(&out)
+        ));
+        (out, refused)
+    };
+    let r = remote(false);
+    let (out, probes) = step(
+        &mut checks,
+        false,
+        "copyto up.bin",
+        &["copyto".into(), "up.bin".into(), format!("{r}up.bin")],
+    );
+    checks.check(
+        out.status.success(),
+        format!("rclone copyto up.bin: {}", describe(&out)),
+    );
+    checks.check(
+        probes > 0,
+        "rclone asked for no shell: the README's advice is moot",
+    );
+    let q = remote(true);
+    let mut quiet_probes = 0;
+    for (what, args) in [
+        (
+            "copyto big.bin",
+            vec!["copyto".to_owned(), "big.bin".into(), format!("{q}big.bin")],
+        ),
+        (
+            "copyto down.bin",
+            vec![
+                "copyto".into(),
+                format!("{q}down.bin"),
+                "got-down.bin".into(),
+            ],
+        ),
+        (
+            "moveto old.txt",
+            vec![
+                "moveto".into(),
+                format!("{q}old.txt"),
+                format!("{q}new.txt"),
+            ],
+        ),
+    ] {
+        let (out, refused) = step(&mut checks, true, what, &args);
+        checks.check(
+            out.status.success(),
+            format!("rclone {what}: {}", describe(&out)),
+        );
+        quiet_probes += refused;
+    }
+    let (out, _) = step(
+        &mut checks,
+        true,
+        "moveto ro/locked.txt (refused)",
+        &[
+            "moveto".into(),
+            format!("{q}ro/locked.txt"),
+            format!("{q}stolen.txt"),
+        ],
+    );
+    // rclone does not fall back to copy and delete when the server refuses the rename.
+    checks.check(
+        !out.status.success(),
+        "rclone: the refused moveto succeeded",
+    );
+    checks.eq(
+        "refused sessions with shell_type=none, md5sum_command=none, sha1sum_command=none",
+        quiet_probes,
+        0,
+    );
+    check_files(
+        &h,
+        &user,
+        &s,
+        &s.local.path().join("got-down.bin"),
+        &mut checks,
+    );
+    check_all(&h, &user, mode, &s.want, &mut checks);
+    checks.finish();
+}
+
+#[test]
+fn rclone_in_capture_mode() {
+    require_e2e!();
+    require_client!("rclone", "rclone");
+    rclone_test(Mode::Capture);
+}
+
+#[test]
+fn rclone_in_syslog_mode() {
+    require_e2e!();
+    require_client!("rclone", "rclone");
+    rclone_test(Mode::Syslog);
 }
