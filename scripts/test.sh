@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in openssh-server openssh-client openssh-sftp-server rsyslog rsync procps passwd util-linux bsdutils systemd mtail prometheus chromium postgresql binutils rpm man-db python3-paramiko gcc xauth; do
+for pkg in openssh-server openssh-client openssh-sftp-server rsyslog rsync procps passwd util-linux bsdutils systemd mtail prometheus chromium postgresql binutils rpm man-db python3-paramiko gcc xauth lftp curl sshfs fuse3 putty-tools rclone; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
