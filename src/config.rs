@@ -4,6 +4,7 @@
 //! The path is fixed at build time. Nothing a connecting user controls (the environment, the `-c`
 //! string) can select another file; only the admin's `--check-config --config PATH` reads another.
 
+use crate::log::wrapper::EventKind;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -196,6 +197,8 @@ pub struct HooksSection {
     pub on_rename: Option<Vec<String>>,
     pub on_mkdir: Option<Vec<String>>,
     pub on_rmdir: Option<Vec<String>>,
+    pub on_link: Option<Vec<String>>,
+    pub on_copy: Option<Vec<String>>,
     pub event_format: EventFormat,
     /// A finished upload of `NAME.filepart` renamed to `NAME` fires `upload` for `NAME`.
     pub upload_on_rename: bool,
@@ -213,22 +216,24 @@ pub struct HooksSection {
 
 impl HooksSection {
     /// The event hooks, by event name.
-    pub fn event_hooks(&self) -> [(&'static str, Option<&Vec<String>>); 6] {
+    pub fn event_hooks(&self) -> [(EventKind, Option<&Vec<String>>); 8] {
         [
-            ("upload", self.on_upload.as_ref()),
-            ("download", self.on_download.as_ref()),
-            ("remove", self.on_remove.as_ref()),
-            ("rename", self.on_rename.as_ref()),
-            ("mkdir", self.on_mkdir.as_ref()),
-            ("rmdir", self.on_rmdir.as_ref()),
+            (EventKind::Upload, self.on_upload.as_ref()),
+            (EventKind::Download, self.on_download.as_ref()),
+            (EventKind::Copy, self.on_copy.as_ref()),
+            (EventKind::Remove, self.on_remove.as_ref()),
+            (EventKind::Rename, self.on_rename.as_ref()),
+            (EventKind::Mkdir, self.on_mkdir.as_ref()),
+            (EventKind::Rmdir, self.on_rmdir.as_ref()),
+            (EventKind::Link, self.on_link.as_ref()),
         ]
     }
 
     /// The hook for one event, if configured.
-    pub fn event_hook(&self, event: &str) -> Option<&Vec<String>> {
+    pub fn event_hook(&self, event: EventKind) -> Option<&Vec<String>> {
         self.event_hooks()
             .into_iter()
-            .find(|(name, _)| *name == event)
+            .find(|(kind, _)| *kind == event)
             .and_then(|(_, argv)| argv)
     }
 
@@ -264,6 +269,8 @@ impl Default for HooksSection {
             on_rename: None,
             on_mkdir: None,
             on_rmdir: None,
+            on_link: None,
+            on_copy: None,
             event_format: EventFormat::Env,
             upload_on_rename: true,
             path: SECURE_PATH.to_owned(),
@@ -358,12 +365,22 @@ pub const REFERENCE: &[(&str, &str, &str)] = &[
     (
         "hooks.on_upload",
         "[\"/usr/local/bin/process-upload\"]",
-        "Capture mode: run when a file opened for writing is closed.",
+        "Capture mode: run when a file written over the wire (or created empty) is closed.",
     ),
     (
         "hooks.on_download",
         "[\"/usr/local/bin/mark-delivered\"]",
-        "Capture mode: run when a file opened for reading is closed after bytes were read.",
+        "Capture mode: run when a file is closed after bytes were read from it (and none written).",
+    ),
+    (
+        "hooks.on_copy",
+        "[\"/usr/local/bin/audit\"]",
+        "Capture mode: run when a file written by a server-side copy (copy-data) is closed.",
+    ),
+    (
+        "hooks.on_link",
+        "[\"/usr/local/bin/audit\"]",
+        "Capture mode: run when a symlink or hard link is made.",
     ),
     (
         "hooks.on_remove",
@@ -936,10 +953,10 @@ mod tests {
             ["-e", "-l", "info"]
         );
         assert_eq!(
-            cfg.hooks.event_hook("upload").unwrap(),
+            cfg.hooks.event_hook(EventKind::Upload).unwrap(),
             &["/usr/local/bin/ingest"]
         );
-        assert!(cfg.hooks.event_hook("download").is_none());
+        assert!(cfg.hooks.event_hook(EventKind::Download).is_none());
         assert!(cfg.hooks.upload_on_rename);
         assert_eq!(cfg.hooks.event_format, EventFormat::Json);
 

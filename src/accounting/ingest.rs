@@ -1412,7 +1412,8 @@ impl<'a> Ingestor<'a> {
             }
             WrapperLine::Hook { .. }
             | WrapperLine::SignalForwarded { .. }
-            | WrapperLine::EventDropped { .. } => {}
+            | WrapperLine::EventDropped { .. }
+            | WrapperLine::FileClosed { .. } => {}
         }
         Ok(true)
     }
@@ -1645,7 +1646,7 @@ impl<'a> Ingestor<'a> {
                     }
                 };
                 let verdict =
-                    classify_close(Some(direction), bytes_read, bytes_written, forced, failed);
+                    classify_close(Some(direction), bytes_read, bytes_written, forced, failed, false);
                 self.store.close_transfer(
                     id,
                     at,

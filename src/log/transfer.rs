@@ -47,33 +47,35 @@ pub struct ClosedFile {
     pub complete: bool,
 }
 
-/// Decides what a closed file was. `opened` is the direction of its `open` line (`None` when
-/// that line is missing); `failed` says a `sent status` failure answered the open or a write.
+/// Decides what a closed file was: by the bytes it moved, and where it moved none by what its
+/// open asked for (`opened`, `None` when the `open` line is missing: an empty upload is still an
+/// upload). `failed` says a failure answered the open, a read, a write or the close;
+/// `reached_eof` that a read was answered with end of file (known from the packets only), which
+/// makes a download complete even when the session's end forced its close.
 pub fn classify_close(
     opened: Option<Direction>,
     bytes_read: u64,
     bytes_written: u64,
     forced: bool,
     failed: bool,
+    reached_eof: bool,
 ) -> ClosedFile {
-    let direction = match opened {
-        Some(d) if d != Direction::None => d,
-        _ => match (bytes_read > 0, bytes_written > 0) {
-            (true, true) => Direction::Both,
-            (false, true) => Direction::Upload,
-            (true, false) => Direction::Download,
-            (false, false) => Direction::None,
-        },
+    let direction = match (bytes_read > 0, bytes_written > 0) {
+        (true, true) => Direction::Both,
+        (false, true) => Direction::Upload,
+        (true, false) => Direction::Download,
+        (false, false) => opened.unwrap_or(Direction::None),
     };
     let counts_as = match direction {
         Direction::Upload | Direction::Both => Some(CountsAs::Upload),
-        Direction::Download if bytes_read > 0 => Some(CountsAs::Download),
+        Direction::Download if bytes_read > 0 || reached_eof => Some(CountsAs::Download),
         Direction::Download | Direction::None => None,
     };
+    let whole_download = reached_eof && counts_as == Some(CountsAs::Download);
     ClosedFile {
         direction,
         counts_as,
-        complete: !forced && !failed,
+        complete: !failed && (!forced || whole_download),
     }
 }
 
@@ -116,33 +118,50 @@ mod tests {
 
     #[test]
     fn what_a_close_counts_as() {
-        let up = classify_close(Some(Direction::Upload), 0, 100, false, false);
+        let up = classify_close(Some(Direction::Upload), 0, 100, false, false, false);
         assert_eq!(up.counts_as, Some(CountsAs::Upload));
         assert!(up.complete);
         // An upload that wrote nothing (an empty file) is still an uploaded file.
-        let empty = classify_close(Some(Direction::Upload), 0, 0, false, false);
+        let empty = classify_close(Some(Direction::Upload), 0, 0, false, false, false);
         assert_eq!(empty.counts_as, Some(CountsAs::Upload));
-        let both = classify_close(Some(Direction::Both), 5, 5, false, false);
+        let both = classify_close(Some(Direction::Both), 5, 5, false, false, false);
         assert_eq!(both.counts_as, Some(CountsAs::Upload));
-        let down = classify_close(Some(Direction::Download), 7, 0, false, false);
+        // A read-write handle that only read is a download; one that moved nothing was opened
+        // to write.
+        let read_only = classify_close(Some(Direction::Both), 5, 0, false, false, false);
+        assert_eq!(
+            (read_only.direction, read_only.counts_as),
+            (Direction::Download, Some(CountsAs::Download))
+        );
+        let untouched = classify_close(Some(Direction::Both), 0, 0, false, false, false);
+        assert_eq!(untouched.counts_as, Some(CountsAs::Upload));
+        // A download read to its end is complete even when the session's end closed it, and an
+        // empty file read to its end is a download.
+        let to_eof = classify_close(Some(Direction::Download), 7, 0, true, false, true);
+        assert!(to_eof.complete);
+        assert!(!classify_close(Some(Direction::Download), 7, 0, true, false, false).complete);
+        assert!(!classify_close(Some(Direction::Upload), 0, 7, true, false, true).complete);
+        let empty = classify_close(Some(Direction::Download), 0, 0, false, false, true);
+        assert_eq!(empty.counts_as, Some(CountsAs::Download));
+        let down = classify_close(Some(Direction::Download), 7, 0, false, false, false);
         assert_eq!(down.counts_as, Some(CountsAs::Download));
         // A file opened for reading and closed unread (a stat-like peek) is nothing.
         assert_eq!(
-            classify_close(Some(Direction::Download), 0, 0, false, false).counts_as,
+            classify_close(Some(Direction::Download), 0, 0, false, false, false).counts_as,
             None
         );
         // No open line: the counters decide.
-        let missing = classify_close(None, 0, 9, false, false);
+        let missing = classify_close(None, 0, 9, false, false, false);
         assert_eq!(
             (missing.direction, missing.counts_as),
             (Direction::Upload, Some(CountsAs::Upload))
         );
-        let missing = classify_close(Some(Direction::None), 3, 0, false, false);
+        let missing = classify_close(Some(Direction::None), 3, 0, false, false, false);
         assert_eq!(
             (missing.direction, missing.counts_as),
             (Direction::Download, Some(CountsAs::Download))
         );
-        assert!(!classify_close(Some(Direction::Upload), 0, 1, true, false).complete);
-        assert!(!classify_close(Some(Direction::Upload), 0, 1, false, true).complete);
+        assert!(!classify_close(Some(Direction::Upload), 0, 1, true, false, false).complete);
+        assert!(!classify_close(Some(Direction::Upload), 0, 1, false, true, false).complete);
     }
 }

@@ -56,6 +56,102 @@ pub struct Totals {
     pub failed_operations: u64,
 }
 
+text_enum! {
+    /// A per-file event of capture mode: what its hook (`on_<word>`) and `SFTPD_EVENT` say.
+    pub enum EventKind {
+        Upload => "upload",
+        Download => "download",
+        Copy => "copy",
+        Remove => "remove",
+        Rename => "rename",
+        Mkdir => "mkdir",
+        Rmdir => "rmdir",
+        Link => "link",
+    }
+}
+
+text_enum! {
+    /// Why an event's hook did not run (`event dropped reason=`).
+    pub enum DropReason {
+        /// The hook runner's queue was full.
+        Full => "full",
+        /// The hook runner was gone.
+        Closed => "closed",
+        /// The event was larger than the runner's socket takes.
+        TooLarge => "too_large",
+        /// Still queued when `hooks.drain_secs` ran out after the session.
+        DrainTimeout => "drain_timeout",
+        /// The tap stopped following sftp-server (an answer it did not expect): the files it
+        /// followed then have no close it can vouch for.
+        TapLost => "tap_lost",
+        /// A request sftp-server read past its end (and then exited) was answered OK: what it
+        /// did, the packets cannot say.
+        UnreadableRequest => "unreadable_request",
+    }
+}
+
+text_enum! {
+    /// What a closed file was, by what the wire moved (`file closed counts_as=`).
+    pub enum ClosedAs {
+        Upload => "upload",
+        Download => "download",
+        /// Written by server-side copy (`copy-data`) only: never traffic.
+        Copy => "copy",
+        /// Opened and closed without moving a byte (a peek).
+        Nothing => "none",
+    }
+}
+
+/// A name the partner chose, logged whole up to [`LoggedPath::MAX`] bytes; a longer one is
+/// logged as that prefix with the whole name's length and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedPath {
+    pub bytes: Vec<u8>,
+    /// The whole name's length and hex SHA-256, when `bytes` is only its prefix.
+    pub cut: Option<(u64, String)>,
+}
+
+impl LoggedPath {
+    /// sftp-server's own paths are at most PATH_MAX (4 KiB) for any open that worked; 1 KiB
+    /// keeps a line with two of them, escaped, within what rsyslog takes by default (8 KiB).
+    pub const MAX: usize = 1024;
+
+    pub fn of(path: &[u8]) -> LoggedPath {
+        if path.len() <= Self::MAX {
+            return LoggedPath {
+                bytes: path.to_vec(),
+                cut: None,
+            };
+        }
+        let whole = Bounded::of(path);
+        LoggedPath {
+            bytes: path[..Self::MAX].to_vec(),
+            cut: Some((whole.len, whole.sha256)),
+        }
+    }
+}
+
+/// One file handle of a capture-mode session, closed, as the SFTP packets showed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub path: LoggedPath,
+    pub counts_as: ClosedAs,
+    /// The data of the DATA replies to its READs.
+    pub bytes_read: u64,
+    /// The data of its WRITEs answered OK.
+    pub bytes_written: u64,
+    /// Closed with OK and nothing on it failed (or, forced, a download that had reached EOF).
+    pub complete: bool,
+    /// A read (other than EOF), write, copy or the close itself was answered with a failure.
+    pub failed: bool,
+    /// Still open when sftp-server ended (its `forced close`).
+    pub forced: bool,
+    pub open_flags: String,
+    pub elapsed_ms: u64,
+    /// For a copy: the file it was copied from.
+    pub copied_from: Option<LoggedPath>,
+}
+
 /// How a hook ended, as logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookReport {
@@ -89,6 +185,15 @@ pub enum WrapperLine {
         sftp_pid: Option<u32>,
         path: String,
         args: String,
+        /// Capture mode: the session's transfers are its `file closed` lines (`transfers=wire`).
+        wire: bool,
+    },
+    /// Capture mode: one closed file handle, from the SFTP packets.
+    FileClosed {
+        sid: String,
+        user: String,
+        sftp_pid: Option<u32>,
+        file: FileRecord,
     },
     SessionEnd {
         sid: String,
@@ -115,9 +220,10 @@ pub enum WrapperLine {
     EventDropped {
         sid: String,
         user: String,
+        /// An [`EventKind`]'s word, or `close` for a file whose close is not known.
         event: String,
         path: Bounded,
-        reason: String,
+        reason: DropReason,
     },
     SignalForwarded {
         sid: String,
@@ -132,6 +238,7 @@ const SFTP_SERVER_STARTED: &str = "sftp-server started";
 const SESSION_END: &str = "session end";
 const HOOK: &str = "hook";
 const EVENT_DROPPED: &str = "event dropped";
+const FILE_CLOSED: &str = "file closed";
 const SIGNAL_FORWARDED: &str = "signal forwarded";
 
 fn connection_fields(line: LogLine, c: &Connection) -> LogLine {
@@ -139,6 +246,17 @@ fn connection_fields(line: LogLine, c: &Connection) -> LogLine {
         .opt_field("client_port", c.client_port.as_ref())
         .opt_field("local_ip", c.local_ip.as_ref())
         .opt_field("local_port", c.local_port.as_ref())
+}
+
+/// `key=` the path, and `key_len=`, `key_sha256=` when it was cut.
+fn logged_path(line: LogLine, key: &str, path: &LoggedPath) -> LogLine {
+    let line = line.field(key, &path.bytes);
+    match &path.cut {
+        Some((len, sha256)) => line
+            .field(&format!("{key}_len"), len.to_string())
+            .field(&format!("{key}_sha256"), sha256),
+        None => line,
+    }
 }
 
 impl WrapperLine {
@@ -151,6 +269,7 @@ impl WrapperLine {
             WrapperLine::SessionEnd { .. } => SESSION_END,
             WrapperLine::Hook { .. } => HOOK,
             WrapperLine::EventDropped { .. } => EVENT_DROPPED,
+            WrapperLine::FileClosed { .. } => FILE_CLOSED,
             WrapperLine::SignalForwarded { .. } => SIGNAL_FORWARDED,
         }
     }
@@ -164,6 +283,7 @@ impl WrapperLine {
             | WrapperLine::SessionEnd { sid, .. }
             | WrapperLine::Hook { sid, .. }
             | WrapperLine::EventDropped { sid, .. }
+            | WrapperLine::FileClosed { sid, .. }
             | WrapperLine::SignalForwarded { sid, .. } => Some(sid),
         }
     }
@@ -200,12 +320,41 @@ impl WrapperLine {
                 sftp_pid,
                 path,
                 args,
+                wire,
             } => line
                 .field("sid", sid)
                 .field("user", user)
                 .opt_field("sftp_pid", sftp_pid.map(|p| p.to_string()))
                 .field("path", path)
-                .field("args", args),
+                .field("args", args)
+                .opt_field("transfers", wire.then_some("wire")),
+            WrapperLine::FileClosed {
+                sid,
+                user,
+                sftp_pid,
+                file,
+            } => {
+                let flag = |b: bool| if b { "1" } else { "0" };
+                let line = logged_path(
+                    line.field("sid", sid)
+                        .field("user", user)
+                        .opt_field("sftp_pid", sftp_pid.map(|p| p.to_string())),
+                    "path",
+                    &file.path,
+                )
+                .field("counts_as", file.counts_as.as_str())
+                .field("bytes_read", file.bytes_read.to_string())
+                .field("bytes_written", file.bytes_written.to_string())
+                .field("complete", flag(file.complete))
+                .field("failed", flag(file.failed))
+                .field("forced", flag(file.forced))
+                .field("open_flags", &file.open_flags)
+                .field("elapsed_ms", file.elapsed_ms.to_string());
+                match &file.copied_from {
+                    Some(from) => logged_path(line, "copied_from", from),
+                    None => line,
+                }
+            }
             WrapperLine::SessionEnd {
                 sid,
                 user,
@@ -278,7 +427,7 @@ impl WrapperLine {
                 .field("path", &path.prefix)
                 .field("path_len", path.len.to_string())
                 .field("path_sha256", &path.sha256)
-                .field("reason", reason),
+                .field("reason", reason.as_str()),
             WrapperLine::SignalForwarded { sid, user, signal } => line
                 .field("sid", sid)
                 .field("user", user)
@@ -321,6 +470,24 @@ impl WrapperLine {
                 sftp_pid: f.number("sftp_pid"),
                 path: f.text("path").unwrap_or_default(),
                 args: f.text("args").unwrap_or_default(),
+                wire: f.text("transfers").is_some_and(|t| t == "wire"),
+            },
+            FILE_CLOSED => WrapperLine::FileClosed {
+                sid: f.text("sid")?,
+                user: f.text("user")?,
+                sftp_pid: f.number("sftp_pid"),
+                file: FileRecord {
+                    path: f.logged_path("path")?,
+                    counts_as: ClosedAs::parse(&f.text("counts_as")?)?,
+                    bytes_read: f.number("bytes_read")?,
+                    bytes_written: f.number("bytes_written")?,
+                    complete: f.flag("complete")?,
+                    failed: f.flag("failed")?,
+                    forced: f.flag("forced")?,
+                    open_flags: f.text("open_flags").unwrap_or_default(),
+                    elapsed_ms: f.number("elapsed_ms").unwrap_or(0),
+                    copied_from: f.logged_path("copied_from"),
+                },
             },
             SESSION_END => {
                 let exit = match (f.number("exit_status"), f.text("signal")) {
@@ -371,7 +538,7 @@ impl WrapperLine {
                     sha256: f.text("path_sha256").unwrap_or_default(),
                     prefix,
                 })?,
-                reason: f.text("reason")?,
+                reason: DropReason::parse(&f.text("reason")?)?,
             },
             SIGNAL_FORWARDED => WrapperLine::SignalForwarded {
                 sid: f.text("sid")?,
@@ -408,6 +575,24 @@ impl Fields<'_> {
             return None;
         }
         std::str::from_utf8(v).ok()?.parse().ok()
+    }
+
+    fn flag(&self, key: &str) -> Option<bool> {
+        match self.0.iter().find(|(k, _)| *k == key.as_bytes())?.1.as_ref() {
+            b"1" => Some(true),
+            b"0" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// A [`LoggedPath`] under `key`, with its `_len` and `_sha256` fields when it was cut.
+    fn logged_path(&mut self, key: &str) -> Option<LoggedPath> {
+        let bytes = self.bytes(key)?;
+        let cut = match self.number(&format!("{key}_len")) {
+            Some(len) => Some((len, self.text(&format!("{key}_sha256"))?)),
+            None => None,
+        };
+        Some(LoggedPath { bytes, cut })
     }
 
     fn connection(&mut self) -> Connection {
@@ -449,6 +634,14 @@ mod tests {
                     local_port,
                 },
             )
+    }
+
+    /// Short names whole, and names past [`LoggedPath::MAX`] cut.
+    fn logged_path() -> impl Strategy<Value = LoggedPath> {
+        prop_oneof![
+            bytes().prop_map(|b| LoggedPath::of(&b)),
+            proptest::collection::vec(any::<u8>(), 1025..1100).prop_map(|b| LoggedPath::of(&b)),
+        ]
     }
 
     fn exit() -> impl Strategy<Value = Option<ExitOutcome>> {
@@ -516,17 +709,52 @@ mod tests {
                 text(),
                 proptest::option::of(any::<u32>()),
                 text(),
-                text()
+                text(),
+                any::<bool>()
             )
-                .prop_map(|(sid, user, sftp_pid, path, args)| {
+                .prop_map(|(sid, user, sftp_pid, path, args, wire)| {
                     WrapperLine::SftpServerStarted {
                         sid,
                         user,
                         sftp_pid,
                         path,
                         args,
+                        wire,
                     }
                 }),
+            (
+                (text(), text(), proptest::option::of(any::<u32>())),
+                (
+                    logged_path(),
+                    proptest::sample::select(ClosedAs::ALL),
+                    any::<[u64; 3]>(),
+                    any::<[bool; 3]>(),
+                    text(),
+                    proptest::option::of(logged_path())
+                ),
+            )
+                .prop_map(
+                    |(
+                        (sid, user, sftp_pid),
+                        (path, counts_as, n, flags, open_flags, copied_from),
+                    )| WrapperLine::FileClosed {
+                        sid,
+                        user,
+                        sftp_pid,
+                        file: FileRecord {
+                            path,
+                            counts_as,
+                            bytes_read: n[0],
+                            bytes_written: n[1],
+                            complete: flags[0],
+                            failed: flags[1],
+                            forced: flags[2],
+                            open_flags,
+                            elapsed_ms: n[2],
+                            copied_from,
+                        },
+                    }
+                ),
             (
                 (
                     text(),
@@ -578,7 +806,7 @@ mod tests {
                 text(),
                 text(),
                 bytes().prop_map(|b| Bounded::of(&b)),
-                text()
+                proptest::sample::select(DropReason::ALL)
             )
                 .prop_map(|(sid, user, event, path, reason)| {
                     WrapperLine::EventDropped {
@@ -671,6 +899,35 @@ mod tests {
         assert!(text.len() < 1200, "{}", text.len());
         assert!(text.contains("command_len=100000"));
         assert_eq!(WrapperLine::parse(text.as_bytes()), Some(line));
+    }
+
+    #[test]
+    fn a_closed_file_reads_as_documented() {
+        let line = WrapperLine::FileClosed {
+            sid: "s".into(),
+            user: "acme".into(),
+            sftp_pid: Some(7),
+            file: FileRecord {
+                path: LoggedPath::of(b"/h/a b.csv"),
+                counts_as: ClosedAs::Upload,
+                bytes_read: 0,
+                bytes_written: 42,
+                complete: true,
+                failed: false,
+                forced: false,
+                open_flags: "WRITE,CREATE,TRUNCATE".into(),
+                elapsed_ms: 5,
+                copied_from: None,
+            },
+        };
+        assert_eq!(
+            line.render(),
+            "file closed sid=s user=acme sftp_pid=7 path=\"/h/a b.csv\" counts_as=upload bytes_read=0 bytes_written=42 complete=1 failed=0 forced=0 open_flags=WRITE,CREATE,TRUNCATE elapsed_ms=5"
+        );
+        // A name of 100 KB is one bounded line that still says which name it was.
+        let long = LoggedPath::of(&[0xff; 100_000]);
+        assert_eq!(long.bytes.len(), LoggedPath::MAX);
+        assert_eq!(long.cut.as_ref().map(|c| c.0), Some(100_000));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! sftp-server's stdin and stdout through the wrapper, so that the tap
 //! ([`crate::shell::sftp_tap`]) can read the packets: two threads, one each way, that pass on
-//! every byte as it comes, unchanged and in order, and never wait on anything but the two ends.
+//! every byte as it comes, unchanged and in order, and wait on nothing but the two ends and,
+//! when the requests waiting for their answer reach the tap's cap, on those answers.
 //!
 //! Only sftp-server's bytes reach the client. When sftp-server is gone the requests stop at
 //! once, and its last replies get a short while to reach a client that has stopped reading.
 
 use crate::shell::lock;
-use crate::shell::sftp_tap::{self, Framer, Tap, TapClose};
+use crate::shell::sftp_tap::{self, Framer, Output, Tap};
+use std::sync::Condvar;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -68,10 +70,30 @@ fn stopped(stop: BorrowedFd) -> bool {
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
+/// The tap, shared by the two threads, and the signal that answers drained it.
+pub struct SharedTap {
+    pub tap: Mutex<Tap>,
+    drained: Condvar,
+}
+
+impl SharedTap {
+    pub fn new(tap: Tap) -> SharedTap {
+        SharedTap {
+            tap: Mutex::new(tap),
+            drained: Condvar::new(),
+        }
+    }
+}
+
+/// How often a client held back at the tap's cap looks at `stop` while it waits.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// The client's requests to sftp-server, each seen by the tap before sftp-server can read it,
 /// until the client's end, sftp-server's, or `stop`. Dropping `to` then gives sftp-server its
-/// end of input, as the client's disconnect would have.
-pub fn pass_requests(client: BorrowedFd, to: OwnedFd, tap: &Mutex<Tap>, stop: BorrowedFd) {
+/// end of input, as the client's disconnect would have. While the tap holds as many requests
+/// waiting for their answer as it takes, the client is not read: back-pressure, as a slow
+/// sftp-server exerts.
+pub fn pass_requests(client: BorrowedFd, to: OwnedFd, shared: &SharedTap, stop: BorrowedFd) {
     let mut to = std::fs::File::from(to);
     // Non-blocking: a read that finds nothing waits in poll, where `stop` can end it, and a
     // client that keeps sending costs no poll per read.
@@ -101,8 +123,8 @@ pub fn pass_requests(client: BorrowedFd, to: OwnedFd, tap: &Mutex<Tap>, stop: Bo
             Err(_) => return,
         };
         {
-            let mut tap = lock(tap);
-            framer.feed(&buf[..n], sftp_tap::request_keep, |packet, length| {
+            let mut tap = lock(&shared.tap);
+            framer.feed(&buf[..n], sftp_tap::request_need, |packet, length| {
                 tap.on_request(packet, length)
             });
         }
@@ -111,19 +133,29 @@ pub fn pass_requests(client: BorrowedFd, to: OwnedFd, tap: &Mutex<Tap>, stop: Bo
         if to.write_all(&buf[..n]).is_err() {
             return;
         }
+        let mut tap = lock(&shared.tap);
+        while tap.full() {
+            if stopped(stop) {
+                return;
+            }
+            tap = match shared.drained.wait_timeout(tap, STOP_CHECK) {
+                Ok((tap, _)) => tap,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
     }
 }
 
 /// sftp-server's replies to the client, each seen by the tap, until sftp-server's end; hands
-/// each long-named file the tap saw closed to `on_close`. A client that is gone, or that has
-/// not read for a while after sftp-server ended, gets nothing more; sftp-server's output is
-/// still read to its end, so sftp-server never blocks on it.
+/// what each made known to `on_output` before the reply goes on to the client. A client that
+/// is gone, or that has not read for a while after sftp-server ended, gets nothing more;
+/// sftp-server's output is still read to its end, so sftp-server never blocks on it.
 pub fn pass_replies(
     from: OwnedFd,
     client: BorrowedFd,
-    tap: &Mutex<Tap>,
+    shared: &SharedTap,
     stop: BorrowedFd,
-    mut on_close: impl FnMut(TapClose),
+    mut on_output: impl FnMut(Vec<Output>),
 ) {
     // Non-blocking, so that a client that stopped reading cannot hold this thread once
     // sftp-server has ended.
@@ -140,15 +172,18 @@ pub fn pass_replies(
             Err(Errno::EINTR) => continue,
             Err(_) => return,
         };
-        let mut closed = Vec::new();
+        let mut made = Vec::new();
         {
-            let mut tap = lock(tap);
+            let mut tap = lock(&shared.tap);
             let now = Instant::now();
-            framer.feed(&buf[..n], sftp_tap::reply_keep, |packet, _| {
-                closed.extend(tap.on_reply(packet, now))
+            framer.feed(&buf[..n], sftp_tap::reply_need, |packet, _| {
+                made.extend(tap.on_reply(packet, now))
             });
         }
-        closed.into_iter().for_each(&mut on_close);
+        shared.drained.notify_one();
+        if !made.is_empty() {
+            on_output(made);
+        }
         if !client_gone {
             client_gone = send_to_client(client, &buf[..n], stop, &mut give_up_at).is_err();
         }

@@ -14,7 +14,8 @@
 //!   queued events may run for `hooks.drain_secs`; what is still queued then is dropped and
 //!   logged, so hours of queued hook work cannot pile up behind a partner who left.
 
-use crate::shell::capture::Event;
+use crate::log::wrapper::DropReason;
+use crate::shell::sftp_tap::Event;
 use nix::errno::Errno;
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockType, recv, send, setsockopt, socketpair, sockopt,
@@ -43,7 +44,7 @@ pub type PostSessionVars = Vec<(String, Vec<u8>)>;
 pub trait Handler {
     fn event(&mut self, event: Event);
     fn post_session(&mut self, vars: PostSessionVars);
-    fn dropped(&mut self, event: &Event, reason: &str);
+    fn dropped(&mut self, event: &Event, reason: DropReason);
 }
 
 /// Room for the event queue where the system allows it (the kernel caps it at wmem_max).
@@ -210,7 +211,7 @@ fn serve(events: OwnedFd, control: OwnedFd, mut handler: impl Handler, drain: Du
         if let Ok(Message::Event(event)) = message {
             match &ended {
                 Some((deadline, _)) if Instant::now() >= *deadline => {
-                    handler.dropped(&event, "drain_timeout")
+                    handler.dropped(&event, DropReason::DrainTimeout)
                 }
                 _ => handler.event(event),
             }
@@ -249,7 +250,7 @@ mod tests {
         fn post_session(&mut self, vars: Vec<(String, Vec<u8>)>) {
             self.0.lock().unwrap().push(format!("post {}", vars.len()));
         }
-        fn dropped(&mut self, event: &Event, reason: &str) {
+        fn dropped(&mut self, event: &Event, reason: DropReason) {
             self.0
                 .lock()
                 .unwrap()
@@ -259,9 +260,11 @@ mod tests {
 
     fn event(path_len: usize) -> Event {
         Event {
-            event: "upload".into(),
+            kind: crate::log::wrapper::EventKind::Upload,
             path: vec![0xff; path_len],
             target: None,
+            uploaded_as: None,
+            link_kind: None,
             bytes_read: 0,
             bytes_written: 1,
             open_flags: "WRITE".into(),

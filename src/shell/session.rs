@@ -1,20 +1,23 @@
 //! The login shell's session: check the invocation, log, run the hooks, run sftp-server with its
-//! stdin and stdout inherited (or, for hooks in capture mode, through the tap, which reads the
-//! SFTP packets and never changes them), supervise it, log the end.
+//! stdin and stdout inherited (or, in capture mode, through the tap, which reads the SFTP packets
+//! and never changes them), supervise it, log the end.
 
 use crate::config::{
     self, Config, Effective, EventFormat, FailurePolicy, LogMode, PostSessionMode,
     PreSessionFailure,
 };
-use crate::log::wrapper::{Bounded, Connection, ExitOutcome, HookReport, Totals, WrapperLine};
-use crate::shell::capture::{self, CaptureState, Counters, Event, Forward};
+use crate::log::wrapper::{
+    Bounded, Connection, DropReason, ExitOutcome, FileRecord, HookReport, Totals,
+    WrapperLine,
+};
+use crate::shell::capture::{self, Counters, Forward};
 use crate::shell::hooks::{self, HookOutcome, HookResult};
 use crate::shell::invocation;
 use crate::shell::isolate;
 use crate::shell::lock;
 use crate::shell::relay;
 use crate::shell::runner::{self, Runner};
-use crate::shell::sftp_tap::{Tap, TapClose};
+use crate::shell::sftp_tap::{Event, Output, Tap};
 use crate::shell::syslog::ForwardingSender;
 use crate::shell::syslog::{self, Severity, Syslog};
 use chrono::{DateTime, Local, SecondsFormat};
@@ -308,13 +311,13 @@ impl Session<'_> {
 
     /// Runs one event's hook (in the runner process) and logs its result.
     fn run_event_hook(&self, cfg: &Config, event: &Event) {
-        let Some(argv) = cfg.hooks.event_hook(&event.event) else {
+        let Some(argv) = cfg.hooks.event_hook(event.kind) else {
             return;
         };
-        let hook = format!("on_{}", event.event);
+        let hook = format!("on_{}", event.kind);
         let mut env = self.hook_env(&hook, None);
         let mut set = |k: &str, v: OsString| env.push((k.to_owned(), v));
-        set("SFTPD_EVENT", event.event.clone().into());
+        set("SFTPD_EVENT", event.kind.as_str().into());
         set("SFTPD_PATH", OsString::from_vec(event.path.clone()));
         set("SFTPD_BYTES_READ", event.bytes_read.to_string().into());
         set(
@@ -330,10 +333,16 @@ impl Session<'_> {
         if let Some(target) = &event.target {
             set("SFTPD_TARGET", OsString::from_vec(target.clone()));
         }
+        if let Some(name) = &event.uploaded_as {
+            set("SFTPD_UPLOADED_AS", OsString::from_vec(name.clone()));
+        }
+        if let Some(kind) = &event.link_kind {
+            set("SFTPD_LINK_KIND", kind.into());
+        }
         let stdin = (cfg.hooks.event_format == EventFormat::Json).then(|| {
             let text = |b: &[u8]| crate::log::parse::path_text(b);
             let json = serde_json::json!({
-                "event": event.event,
+                "event": event.kind.as_str(),
                 "session_id": self.id,
                 "user": self.account.name,
                 "client_ip": self.connection.client_ip,
@@ -341,6 +350,9 @@ impl Session<'_> {
                 "path_hex": hex::encode(&event.path),
                 "target": event.target.as_deref().map(text),
                 "target_hex": event.target.as_deref().map(hex::encode),
+                "uploaded_as": event.uploaded_as.as_deref().map(text),
+                "uploaded_as_hex": event.uploaded_as.as_deref().map(hex::encode),
+                "link_kind": event.link_kind,
                 "bytes_read": event.bytes_read,
                 "bytes_written": event.bytes_written,
                 "open_flags": event.open_flags,
@@ -355,13 +367,13 @@ impl Session<'_> {
     }
 
     /// `event dropped` for an event whose hook did not run (or a close that is no event).
-    fn event_dropped(&self, event: &str, path: &[u8], reason: &str) -> WrapperLine {
+    fn event_dropped(&self, event: &str, path: &[u8], reason: DropReason) -> WrapperLine {
         WrapperLine::EventDropped {
             sid: self.id.clone(),
             user: self.account.name.clone(),
             event: event.to_owned(),
             path: Bounded::of(path),
-            reason: reason.to_owned(),
+            reason,
         }
     }
 
@@ -413,12 +425,12 @@ impl runner::Handler for RunnerHandler<'_> {
         self.session.log_hook("post_session", &result);
     }
 
-    fn dropped(&mut self, event: &Event, reason: &str) {
+    fn dropped(&mut self, event: &Event, reason: DropReason) {
         self.session.log(
             Severity::Warning,
             &self
                 .session
-                .event_dropped(&event.event, &event.path, reason),
+                .event_dropped(event.kind.as_str(), &event.path, reason),
         );
     }
 }
@@ -814,9 +826,9 @@ fn spawn(
         let line = session.failed_end(None, format!("{what}: {e}"));
         session.log(Severity::Err, &line);
     };
-    // The tap is for what the hooks are told (the events, and the totals the post-session
-    // hook gets): without hooks, sftp-server keeps the client's stdin and stdout.
-    let relay = (capture && (cfg.hooks.any_event_hook() || cfg.hooks.post_session.is_some()))
+    // In capture mode the tap is the one source of the events, the totals and the `file closed`
+    // lines: sftp-server's stdin and stdout pass through it.
+    let relay = capture
         .then(relay::pipes)
         .transpose()
         .map_err(|e| failed("pipe", e))
@@ -869,17 +881,17 @@ fn spawn(
             sftp_pid: Some(child.id()),
             path: effective.sftp_server_path.clone(),
             args: effective.sftp_server_args.join(" "),
+            wire: capture,
         },
     );
-    let capture = ours.map(|messages| Capture { messages, relay });
+    let capture = ours.zip(relay).map(|(messages, relay)| Capture { messages, relay });
     Some((child, capture))
 }
 
-/// The wrapper's ends of what capture mode reads: sftp-server's messages and, when the tap
-/// runs, its stdin and stdout.
+/// The wrapper's ends of what capture mode reads: sftp-server's messages, stdin and stdout.
 struct Capture {
     messages: OwnedFd,
-    relay: Option<relay::Ends>,
+    relay: relay::Ends,
 }
 
 /// How sftp-server ended and, in capture mode, what the session moved and lost.
@@ -891,10 +903,10 @@ struct Outcome {
     dropped_log_lines: u64,
 }
 
-/// Capture mode: a reader thread turns sftp-server's messages into log lines, events and
-/// totals, a forwarder thread sends the lines to syslog, two relay threads pass the SFTP
-/// packets through the tap (when it runs), and this thread supervises sftp-server. The threads
-/// inherit the blocked signals, so sigwait still gets them all.
+/// Capture mode: two relay threads pass the SFTP packets through the tap, which makes the events,
+/// the totals and the `file closed` lines; a reader thread forwards sftp-server's messages, a
+/// forwarder thread sends every line to syslog, and this thread supervises sftp-server. The
+/// threads inherit the blocked signals, so sigwait still gets them all.
 fn capture_and_supervise(
     session: &Session,
     cfg: &Config,
@@ -904,22 +916,20 @@ fn capture_and_supervise(
     watched: &SigSet,
 ) -> Outcome {
     let sftp_pid = child.id();
-    let tap = capture.relay.as_ref().map(|_| Mutex::new(Tap::default()));
-    let state = Mutex::new(CaptureState::new(cfg.hooks.upload_on_rename));
+    let shared = relay::SharedTap::new(Tap::new(cfg.hooks.upload_on_rename));
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
     let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
-    let (relay, stop, stop_writer) = match capture.relay {
-        Some(e) => (
-            Some((e.to_sftp_server, e.from_sftp_server)),
-            Some(e.stop),
-            Some(e.stop_writer),
-        ),
-        None => (None, None, None),
-    };
+    let relay::Ends {
+        to_sftp_server,
+        from_sftp_server,
+        stop,
+        stop_writer,
+    } = capture.relay;
     let events = Events {
         session,
         cfg,
+        sftp_pid,
         runner: Mutex::new(runner),
         forward: Mutex::new(Some(tx)),
         dropped: AtomicU64::new(0),
@@ -930,61 +940,57 @@ fn capture_and_supervise(
             let log = session.log;
             scope.spawn(move || capture::forward_lines(rx, sender, log, sftp_pid, counters))
         };
-        let (events, state, tap, counters) = (&events, &state, tap.as_ref(), &counters);
-        let mut relays = Vec::new();
-        if let (Some((to, from)), Some(tap), Some(stop)) = (relay, tap, stop.as_ref()) {
-            let stop = stop.as_fd();
-            relays.push(
-                scope.spawn(move || relay::pass_requests(std::io::stdin().as_fd(), to, tap, stop)),
-            );
-            relays.push(scope.spawn(move || {
-                relay::pass_replies(from, std::io::stdout().as_fd(), tap, stop, |file| {
-                    events.tap_closed(state, file)
-                })
-            }));
-        }
+        let (events, shared, counters, stop) = (&events, &shared, &counters, stop.as_fd());
+        let requests = scope.spawn(move || {
+            relay::pass_requests(std::io::stdin().as_fd(), to_sftp_server, shared, stop)
+        });
+        let replies = scope.spawn(move || {
+            relay::pass_replies(
+                from_sftp_server,
+                std::io::stdout().as_fd(),
+                shared,
+                stop,
+                |made| events.act(made),
+            )
+        });
         let reader = {
             let socket = capture.messages;
-            scope.spawn(move || read_capture(socket, state, tap, events, counters))
+            let forward = lock(&events.forward).clone();
+            scope.spawn(move || {
+                if let Some(forward) = forward {
+                    capture::read_messages(socket, &forward, counters);
+                }
+            })
         };
         let status = supervise(child, watched, session);
         drop(stop_writer);
         let _ = reader.join();
-        for relay in relays {
-            let _ = relay.join();
-        }
-        if let Some(tap) = tap {
-            let (closed, abandoned) = {
-                let mut tap = lock(tap);
-                (tap.finish(), tap.take_abandoned())
-            };
-            for file in closed {
-                events.tap_closed(state, file);
-            }
-            for name in abandoned {
-                events.unmade("close", &name, "tap_lost");
-            }
-        }
-        let held = lock(state).finish();
-        held.iter().for_each(|event| events.deliver(event));
+        let _ = requests.join();
+        let _ = replies.join();
+        let (last, totals) = {
+            let mut tap = lock(&shared.tap);
+            (tap.finish(Instant::now()), tap.totals.clone())
+        };
+        events.act(last);
         // The last sender: the forwarder sends what is queued and ends.
         lock(&events.forward).take();
         let _ = forwarder.join();
-        let dropped_events = events.dropped.load(Ordering::Relaxed);
         Outcome {
             status,
-            totals: Some(lock(state).totals.clone()),
-            dropped_events,
+            totals: Some(totals),
+            dropped_events: events.dropped.load(Ordering::Relaxed),
             dropped_log_lines: counters.dropped_lines.load(Ordering::Relaxed),
         }
     })
 }
 
-/// Where events go: to the hook runner when their hook is configured; what could not be
-/// queued, or could not be made at all, is logged as dropped and counted.
+/// Where the tap's outputs go: `file closed` lines to the log, events to the hook runner when
+/// their hook is configured; what could not be queued, or cannot be vouched for, is logged as
+/// dropped and counted.
 struct Events<'a> {
     session: &'a Session<'a>,
     cfg: &'a Config,
+    sftp_pid: u32,
     runner: Mutex<&'a mut Option<Runner>>,
     /// Taken when the session's lines are all queued, so that the forwarder ends.
     forward: Mutex<Option<mpsc::SyncSender<Forward>>>,
@@ -992,68 +998,59 @@ struct Events<'a> {
 }
 
 impl Events<'_> {
+    fn act(&self, made: Vec<Output>) {
+        for output in made {
+            match output {
+                Output::File(file) => self.file_closed(file),
+                Output::Event(event) => self.deliver(&event),
+                Output::Dropped(kind, name, reason) => self.log_dropped(kind, &name, reason),
+            }
+        }
+    }
+
+    fn file_closed(&self, file: FileRecord) {
+        let line = WrapperLine::FileClosed {
+            sid: self.session.id.clone(),
+            user: self.session.account.name.clone(),
+            sftp_pid: Some(self.sftp_pid),
+            file,
+        };
+        self.send(Severity::Info, &line);
+    }
+
     fn deliver(&self, event: &Event) {
-        if self.cfg.hooks.event_hook(&event.event).is_none() {
+        if self.cfg.hooks.event_hook(event.kind).is_none() {
             return;
         }
         let sent = lock(&self.runner)
             .as_mut()
             .map_or(Err(runner::SendError::Closed), |r| r.send_event(event));
         if let Err(why) = sent {
-            let reason = format!("{why:?}").to_lowercase();
-            self.log_dropped(&event.event, &event.path, &reason);
+            let reason = match why {
+                runner::SendError::Full => DropReason::Full,
+                runner::SendError::Closed => DropReason::Closed,
+                runner::SendError::TooLarge => DropReason::TooLarge,
+            };
+            self.log_dropped(event.kind.as_str(), &event.path, reason);
         }
     }
 
-    /// An event that could not be made: logged if a hook would have had it.
-    fn unmade(&self, kind: &str, name: &[u8], reason: &str) {
-        let hooked = match kind {
-            "close" => ["upload", "download"]
-                .iter()
-                .any(|k| self.cfg.hooks.event_hook(k).is_some()),
-            kind => self.cfg.hooks.event_hook(kind).is_some(),
-        };
-        if hooked {
-            self.log_dropped(kind, name, reason);
-        }
-    }
-
-    fn log_dropped(&self, kind: &str, name: &[u8], reason: &str) {
+    fn log_dropped(&self, kind: &str, name: &[u8], reason: DropReason) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
-        let line = self.session.event_dropped(kind, name, reason);
-        // A clone, so that a full queue never holds the lock.
+        self.send(
+            Severity::Warning,
+            &self.session.event_dropped(kind, name, reason),
+        );
+    }
+
+    /// A line of the wrapper's, in order with sftp-server's. On a clone of the sender, so that a
+    /// full queue never holds the lock.
+    fn send(&self, severity: Severity, line: &WrapperLine) {
         let forward = lock(&self.forward).clone();
         if let Some(forward) = forward {
-            let _ = forward.send(Forward::Own(Severity::Warning, line.render()));
+            let _ = forward.send(Forward::Own(severity, line.render()));
         }
     }
-
-    fn tap_closed(&self, state: &Mutex<CaptureState>, file: TapClose) {
-        let events = lock(state).on_tap_close(file, Instant::now());
-        events.iter().for_each(|event| self.deliver(event));
-    }
-}
-
-/// The reader thread: each of sftp-server's messages to the capture state (through the tap for
-/// a cut one) and its events to the runner.
-fn read_capture(
-    socket: OwnedFd,
-    state: &Mutex<CaptureState>,
-    tap: Option<&Mutex<Tap>>,
-    events: &Events,
-    counters: &Counters,
-) {
-    let Some(forward) = lock(&events.forward).clone() else {
-        return;
-    };
-    capture::read_messages(socket, &forward, counters, |message| {
-        let (made, unmade) =
-            capture::events_of_message(&mut lock(state), tap, &message, Instant::now());
-        made.iter().for_each(|event| events.deliver(event));
-        if let Some((kind, name)) = unmade {
-            events.unmade(kind, &name, "message_cut");
-        }
-    });
 }
 
 /// Logs `session end` and returns what the post-session hook is told.
@@ -1154,11 +1151,16 @@ fn spawn_sftp_server(
             .stdout(Stdio::from(stdout));
     }
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe functions
-    // (sigprocmask, prctl, getppid, and the system calls of `ProcIsolation::enter`); it
-    // allocates nothing: the id maps were formatted before the fork.
+    // (sigprocmask, sigaction, prctl, getppid, and the system calls of
+    // `ProcIsolation::enter`); it allocates nothing: the id maps were formatted before the fork.
     unsafe {
         command.pre_exec(move || {
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            // A client gone mid-reply makes sftp-server's write fail (EPIPE) instead of killing
+            // it: it then ends through its cleanup, which logs the `forced close` of each file
+            // still open, so an interrupted transfer is never missing from the log. An ignored
+            // signal stays ignored across exec.
+            nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn)?;
             // sftp-server must not outlive the wrapper: without it there is no session end.
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             if getppid() != parent {

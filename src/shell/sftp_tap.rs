@@ -1,47 +1,41 @@
-//! The SFTP packets between the client and sftp-server, read on their way through the wrapper,
-//! for what sftp-server's log cannot say: a name too long for its 1 KiB message buffer.
+//! The SFTP packets between the client and sftp-server, read on their way through the wrapper:
+//! in capture mode the one source of the per-file events, of the session's totals and of the
+//! `file closed` lines. sftp-server's own log lines are forwarded as they are and decide nothing:
+//! they carry no request id and no handle, rename/remove/mkdir/rmdir are logged before they are
+//! tried, and a failure status cannot be tied to a request by log order.
 //!
-//! sftp-server logs every operation with its name, but cuts the message at 1 KiB, so a name of
-//! about 1,000 bytes (a few hundred when it needs escaping) loses its end, and a `close` its
-//! counters. In capture mode with hooks the wrapper therefore passes sftp-server's stdin
-//! and stdout through two threads that read the packets as they go by (they never change or
-//! hold them back) and, for those names only, say what sftp-server would have logged:
+//! sftp-server answers its requests one at a time, in order, each once, so the n-th answer is
+//! the n-th request's. The tap parses each request as sftp-server will (within the packet: a
+//! field that runs past it makes sftp-server read the next packet's bytes and exit), keeps what
+//! the answer will decide, and acts on the answer: an event fires when, and only when,
+//! sftp-server answered the operation OK; a file's bytes are those of the writes it answered OK
+//! and of the data it sent back.
 //!
-//! - A file whose `close` message could be cut (see [`long_name`]) is followed here from its
-//!   `OPEN` to its `CLOSE`: the handle sftp-server gave it, the bytes of its `DATA` replies and
-//!   of its `WRITE`s answered OK, a failed write. The log reader leaves such files to the tap.
-//! - A remove, mkdir, rmdir, rename or posix-rename whose message will be cut is written here
-//!   as sftp-server will write it ([`stderr_message`]); when the log reader meets that cut
-//!   message it takes the whole operation from here, so the event fires when, and only when,
-//!   sftp-server logged it.
-//!
-//! sftp-server answers its requests one at a time, in order, each once (types 3 to 20 and
-//! extended requests; it answers nothing else), so the n-th answer is the n-th request's. An
-//! answer out of that order means the tap no longer follows, and it stops reading.
+//! Memory is bounded whatever the client sends: a handle that is not the 4 bytes sftp-server
+//! issues is an invalid handle to it and is never stored; requests waiting for their answer are
+//! capped in number and in the bytes of the names they hold, and the relay stops reading the
+//! client at the cap until answers drain ([`Tap::full`]); finished `.filepart` uploads waiting
+//! for their rename are capped too. Open files are sftp-server's own (one per descriptor it
+//! holds, each named by a path `open(2)` took).
 
-use crate::log::parse::{OperationKind, SftpEvent};
-use std::collections::{HashMap, VecDeque};
+use crate::log::transfer::{CountsAs, Direction, classify_close};
+use crate::log::wrapper::{ClosedAs, DropReason, EventKind, FileRecord, LoggedPath, Totals};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-/// The shortest message on stderr that sftp-server may have cut. It escapes a message into a
-/// 1 KiB buffer and stops before the first escape that does not fit (`\ooo` is four
-/// characters), so a cut message is 1,020 to 1,023 characters long before it is cut again to
-/// 1,021 with `\r\n`. A partner can therefore make a cut message end, at 1,020, in counters
-/// of their choosing; one of 1,020 or 1,021 characters is never taken as whole.
-pub const SFTP_SERVER_MESSAGE_MAX: usize = 1020;
-
-/// sftp-server's message buffer, less its terminating NUL.
-const BUFFER: usize = 1023;
-
-/// `forced close "` … `" bytes read N written N` with both counters at 20 digits.
-const LONGEST_CLOSE_OVERHEAD: usize = 14 + 13 + 20 + 9 + 20;
-
 /// sftp-server refuses (and exits on) a request longer than this (SFTP_MAX_MSG_LENGTH).
-const MAX_REQUEST: u32 = 256 * 1024;
+pub const MAX_REQUEST: u32 = 256 * 1024;
+/// Requests waiting for their answer, at most (beyond them the client is not read).
+pub const PENDING_MAX: usize = 1024;
+/// The bytes of names the waiting requests hold, at most (beyond them the client is not read).
+pub const PENDING_NAME_BYTES_MAX: usize = 1 << 20;
+/// Finished `.filepart` uploads waiting for their rename, at most: beyond it the oldest fires
+/// under its own name.
+pub const HELD_MAX: usize = 256;
 
-/// The whole operations kept for cut messages not yet read, at most: beyond it the oldest go
-/// (their cut message, if it ever comes, is logged as a dropped event).
-const PREDICTED_BYTES_MAX: usize = 8 << 20;
+/// The name WinSCP, FileZilla, curl and many partner scripts upload under before renaming.
+const TEMP_UPLOAD_SUFFIX: &[u8] = b".filepart";
 
 // SFTP packet types (draft-ietf-secsh-filexfer-02, as OpenSSH speaks it).
 const INIT: u8 = 1;
@@ -50,10 +44,19 @@ const OPEN: u8 = 3;
 const CLOSE: u8 = 4;
 const READ: u8 = 5;
 const WRITE: u8 = 6;
+const LSTAT: u8 = 7;
+const FSTAT: u8 = 8;
+const SETSTAT: u8 = 9;
+const FSETSTAT: u8 = 10;
+const OPENDIR: u8 = 11;
+const READDIR: u8 = 12;
 const REMOVE: u8 = 13;
 const MKDIR: u8 = 14;
 const RMDIR: u8 = 15;
+const REALPATH: u8 = 16;
+const STAT: u8 = 17;
 const RENAME: u8 = 18;
+const READLINK: u8 = 19;
 const SYMLINK: u8 = 20;
 const EXTENDED: u8 = 200;
 const STATUS: u8 = 101;
@@ -61,100 +64,98 @@ const HANDLE: u8 = 102;
 const DATA: u8 = 103;
 
 const FX_OK: u32 = 0;
+const FX_EOF: u32 = 1;
+
 const ATTR_SIZE: u32 = 0x1;
 const ATTR_UIDGID: u32 = 0x2;
 const ATTR_PERMISSIONS: u32 = 0x4;
+const ATTR_ACMODTIME: u32 = 0x8;
+const ATTR_EXTENDED: u32 = 0x8000_0000;
 
-/// Characters sftp-server writes as they are on stderr (VIS_SAFE|VIS_OCTAL in the C locale);
-/// a backslash is doubled, anything else becomes `\ooo`.
-fn plain_on_stderr(c: u8) -> bool {
-    c.is_ascii_graphic() || matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x07 | 0x08)
+/// One per-file event, as the hooks see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(with = "event_kind")]
+    pub kind: EventKind,
+    pub path: Vec<u8>,
+    /// rename: the new name; link: what the link points to (symlink) or names (hardlink);
+    /// copy: the file copied from.
+    pub target: Option<Vec<u8>>,
+    /// An upload renamed into place: the name it was written under (`NAME.filepart`).
+    pub uploaded_as: Option<Vec<u8>>,
+    /// link: `symlink` or `hardlink`.
+    pub link_kind: Option<String>,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub open_flags: String,
+    pub complete: bool,
+    pub elapsed_ms: u64,
 }
 
-fn escaped_len(c: u8) -> usize {
-    match c {
-        b'\\' => 2,
-        c if plain_on_stderr(c) => 1,
-        _ => 4,
+mod event_kind {
+    use crate::log::wrapper::EventKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(kind: &EventKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EventKind, D::Error> {
+        let word = String::deserialize(d)?;
+        EventKind::parse(&word).ok_or_else(|| serde::de::Error::custom("unknown event"))
     }
 }
 
-/// The message sftp-server writes on stderr (without `\r\n`) for the formatted text `raw`:
-/// cut to its buffer, escaped until the next escape no longer fits, cut to 1,021 characters.
-pub fn stderr_message(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(BUFFER);
-    for &c in &raw[..raw.len().min(BUFFER)] {
-        if out.len() + escaped_len(c) > BUFFER {
-            break;
-        }
-        match c {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            c if plain_on_stderr(c) => out.push(c),
-            c => out.extend_from_slice(&[
-                b'\\',
-                b'0' + (c >> 6),
-                b'0' + (c >> 3 & 7),
-                b'0' + (c & 7),
-            ]),
-        }
-        if out.len() >= BUFFER {
-            break;
+impl Event {
+    fn operation(kind: EventKind, path: Vec<u8>, target: Option<Vec<u8>>) -> Event {
+        Event {
+            kind,
+            path,
+            target,
+            uploaded_as: None,
+            link_kind: None,
+            bytes_read: 0,
+            bytes_written: 0,
+            open_flags: String::new(),
+            complete: true,
+            elapsed_ms: 0,
         }
     }
-    out.truncate(BUFFER - 2);
-    out
 }
 
-/// Whether the `close` (or `forced close`) message of a file of this name could be cut,
-/// whatever its counters: such files are followed by the tap, not by their log messages.
-pub fn long_name(name: &[u8]) -> bool {
-    let mut len = LONGEST_CLOSE_OVERHEAD;
-    for &c in name {
-        len += escaped_len(c);
-        if len >= SFTP_SERVER_MESSAGE_MAX {
-            return true;
-        }
-    }
-    false
-}
-
-/// sftp-server's words for an open's flags (`string_from_portable`).
-fn open_flags(pflags: u32) -> String {
-    const NAMES: [(u32, &str); 6] = [
-        (0x01, "READ"),
-        (0x02, "WRITE"),
-        (0x04, "APPEND"),
-        (0x08, "CREATE"),
-        (0x10, "TRUNCATE"),
-        (0x20, "EXCL"),
-    ];
-    let set: Vec<&str> = NAMES
-        .iter()
-        .filter(|(bit, _)| pflags & bit != 0)
-        .map(|(_, name)| *name)
-        .collect();
-    set.join(",")
+/// What an answer made known, in the order it is to be acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A closed file, for its `file closed` line.
+    File(FileRecord),
+    /// An event, for its hook.
+    Event(Event),
+    /// Something the tap cannot vouch for: the event word (or `close`), the name, and why.
+    Dropped(&'static str, Vec<u8>, DropReason),
 }
 
 /// Splits a byte stream into SFTP packets (a 32-bit length, then that many bytes), keeping of
-/// each only the first bytes its type needs, so a 256 KiB write costs no copy.
+/// each only the first bytes its parser asks for, so a 256 KiB write costs no copy.
 #[derive(Debug, Default)]
 pub struct Framer {
     length: [u8; 4],
     length_have: usize,
-    /// Bytes of the current packet still to come; 0 between packets.
+    /// The current packet's length, and its bytes still to come (0 between packets).
+    packet: u32,
     remaining: u32,
     kept: Vec<u8>,
-    keep: usize,
+    /// The parser has all it wants of the current packet.
+    enough: bool,
 }
 
 impl Framer {
-    /// Feeds bytes; `keep(type)` says how much of a packet of that type to keep, and
+    /// Feeds bytes; `need(kept)` says how many of the packet's first bytes its parser wants,
+    /// given those kept so far (it is asked again each time that many are kept), and
     /// `on_packet` gets each packet's kept bytes (its type first) and its length.
     pub fn feed(
         &mut self,
         mut data: &[u8],
-        keep: impl Fn(u8) -> usize,
+        need: impl Fn(&[u8]) -> usize,
         mut on_packet: impl FnMut(&[u8], u32),
     ) {
         while !data.is_empty() {
@@ -166,50 +167,61 @@ impl Framer {
                 data = &data[take..];
                 if self.length_have == 4 {
                     self.length_have = 0;
-                    self.remaining = u32::from_be_bytes(self.length);
+                    self.packet = u32::from_be_bytes(self.length);
+                    self.remaining = self.packet;
                     self.kept.clear();
-                    self.keep = 0;
+                    self.enough = false;
                     if self.remaining == 0 {
                         on_packet(&[], 0);
                     }
                 }
                 continue;
             }
-            if self.kept.is_empty() && self.keep == 0 {
-                self.keep = keep(data[0]).clamp(1, self.remaining as usize);
+            let mut take = data.len().min(self.remaining as usize);
+            if !self.enough {
+                let limit = (self.packet.min(MAX_REQUEST)) as usize;
+                let want = need(&self.kept).min(limit);
+                if want > self.kept.len() {
+                    take = take.min(want - self.kept.len());
+                    self.kept.extend_from_slice(&data[..take]);
+                } else {
+                    self.enough = true;
+                    continue;
+                }
             }
-            let take = data.len().min(self.remaining as usize);
-            let wanted = self.keep.saturating_sub(self.kept.len()).min(take);
-            self.kept.extend_from_slice(&data[..wanted]);
             self.remaining -= take as u32;
             data = &data[take..];
             if self.remaining == 0 {
-                let length = u32::from_be_bytes(self.length);
-                on_packet(&self.kept, length);
+                on_packet(&self.kept, self.packet);
             }
         }
     }
 }
 
 /// How much of a request the tap reads: a write's header, anything else whole.
-pub fn request_keep(kind: u8) -> usize {
-    match kind {
-        // type, id, handle (sftp-server's are 4 bytes; 256 is its limit), offset, data length.
-        WRITE => 1 + 4 + 4 + 256 + 8 + 4,
-        _ => MAX_REQUEST as usize,
+pub fn request_need(kept: &[u8]) -> usize {
+    match kept.first() {
+        None => 1,
+        Some(&WRITE) => match kept.get(5..9) {
+            // Type, id, the handle's length; then the handle, the offset and the data's length.
+            None => 9,
+            Some(len) => 9 + u32::from_be_bytes(len.try_into().unwrap()) as usize + 12,
+        },
+        Some(_) => MAX_REQUEST as usize,
     }
 }
 
-/// How much of a reply the tap reads: a handle whole, the id and a number of the others.
-pub fn reply_keep(kind: u8) -> usize {
-    match kind {
-        HANDLE => 1 + 4 + 4 + 256,
-        STATUS | DATA => 1 + 4 + 4,
-        _ => 1 + 4,
+/// How much of a reply the tap reads: the type, the id and a handle, status or data length.
+pub fn reply_need(kept: &[u8]) -> usize {
+    match kept.first() {
+        None => 1,
+        Some(&HANDLE) => 1 + 4 + 4 + 4,
+        Some(&STATUS | &DATA) => 1 + 4 + 4,
+        Some(_) => 1 + 4,
     }
 }
 
-/// A reader over one packet's fields.
+/// A reader over one packet's fields: `None` where sftp-server would read past the packet.
 struct Fields<'a>(&'a [u8]);
 
 impl<'a> Fields<'a> {
@@ -240,8 +252,13 @@ impl<'a> Fields<'a> {
     fn name(&mut self) -> Option<&'a [u8]> {
         self.string().filter(|s| !s.contains(&0))
     }
-    /// The permissions of an attribute block, if it carries them.
-    fn permissions(&mut self) -> Option<Option<u32>> {
+    /// A handle: sftp-server's are 4 bytes, anything else is invalid to it (`None` inside).
+    fn handle(&mut self) -> Option<Option<u32>> {
+        let h = self.string()?;
+        Some(<[u8; 4]>::try_from(h).ok().map(u32::from_be_bytes))
+    }
+    /// An attribute block, as sftp-server's `decode_attrib` reads it.
+    fn attrs(&mut self) -> Option<()> {
         let flags = self.u32()?;
         if flags & ATTR_SIZE != 0 {
             self.u64()?;
@@ -249,135 +266,126 @@ impl<'a> Fields<'a> {
         if flags & ATTR_UIDGID != 0 {
             self.u64()?;
         }
-        Some(if flags & ATTR_PERMISSIONS != 0 {
-            Some(self.u32()?)
-        } else {
-            None
-        })
+        if flags & ATTR_PERMISSIONS != 0 {
+            self.u32()?;
+        }
+        if flags & ATTR_ACMODTIME != 0 {
+            self.u64()?;
+        }
+        if flags & ATTR_EXTENDED != 0 {
+            let count = self.u32()?;
+            if count > 0x10_0000 {
+                return None;
+            }
+            for _ in 0..count {
+                self.name()?;
+                self.string()?;
+            }
+        }
+        Some(())
     }
 }
 
-/// A request sftp-server will answer, waiting for its answer.
+/// What a request will have done once answered.
 #[derive(Debug)]
-enum Pending {
+enum Request {
     Init,
-    Other(u32),
     Open {
-        id: u32,
         name: Vec<u8>,
-        flags: String,
+        pflags: u32,
     },
-    Read {
-        id: u32,
-        handle: Vec<u8>,
+    Read(Option<u32>),
+    Write(Option<u32>, u64),
+    Close(Option<u32>),
+    /// remove, mkdir, rmdir.
+    OnePath(EventKind, Vec<u8>),
+    Rename {
+        old: Vec<u8>,
+        new: Vec<u8>,
     },
-    Write {
-        id: u32,
-        handle: Vec<u8>,
-        len: u64,
-    },
-    Close {
-        id: u32,
-        handle: Vec<u8>,
+    Link {
+        target: Vec<u8>,
+        link: Vec<u8>,
+        kind: &'static str,
     },
     Copy {
-        id: u32,
-        from: Vec<u8>,
-        to: Vec<u8>,
-        len: u64,
+        from: Option<u32>,
+        to: Option<u32>,
     },
+    /// Changes something but is no event (setstat, fsync, …): only a failure counts.
+    Change,
+    /// Changes nothing (stat, realpath, opendir, …).
+    Look,
+    /// sftp-server reads it past its end or into a NUL and exits, after answering it or not:
+    /// what it did, the packets cannot say.
+    Unreadable,
 }
 
-impl Pending {
-    fn id(&self) -> Option<u32> {
+impl Request {
+    fn name_bytes(&self) -> usize {
         match self {
-            Pending::Init => None,
-            Pending::Other(id)
-            | Pending::Open { id, .. }
-            | Pending::Read { id, .. }
-            | Pending::Write { id, .. }
-            | Pending::Close { id, .. }
-            | Pending::Copy { id, .. } => Some(*id),
+            Request::Open { name, .. } | Request::OnePath(_, name) => name.len(),
+            Request::Rename { old, new } => old.len() + new.len(),
+            Request::Link { target, link, .. } => target.len() + link.len(),
+            _ => 0,
         }
     }
 }
 
 #[derive(Debug)]
-struct TapFile {
-    name: Vec<u8>,
-    flags: String,
-    opened: Instant,
-    read: u64,
-    written: u64,
-    failed: bool,
-}
-
-/// A closed file of a long name, as its `close` message would have told it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TapClose {
-    pub path: Vec<u8>,
-    pub flags: String,
-    pub bytes_read: u64,
-    pub bytes_written: u64,
-    /// Still open when sftp-server ended (its `forced close`).
-    pub forced: bool,
-    /// A write to it failed.
-    pub failed: bool,
-    pub opened: Instant,
+struct Pending {
+    /// `None` for INIT, answered by VERSION.
+    id: Option<u32>,
+    request: Request,
 }
 
 #[derive(Debug)]
-struct Predicted {
-    message: Vec<u8>,
-    event: SftpEvent,
+struct OpenFile {
+    name: Vec<u8>,
+    pflags: u32,
+    opened: Instant,
+    read: u64,
+    written: u64,
+    /// A read was answered EOF: the client had the file to its end.
+    eof: bool,
+    failed: bool,
+    /// The file a server-side copy into this one read from.
+    copied_from: Option<Vec<u8>>,
 }
 
-impl Predicted {
-    fn size(&self) -> usize {
-        let names = match &self.event {
-            SftpEvent::TwoPaths { old, new, .. } => old.len() + new.len(),
-            SftpEvent::Remove { path }
-            | SftpEvent::Rmdir { path }
-            | SftpEvent::Mkdir { path, .. } => path.len(),
-            _ => 0,
-        };
-        self.message.len() + names
-    }
-}
-
-/// What the tap knows: requests waiting for their answer, the open files of long names, and
-/// the whole operations behind cut messages still to come.
+/// What the tap knows: the requests waiting for their answer, the open files, the uploads held
+/// for their rename, and the session's totals.
 #[derive(Debug, Default)]
 pub struct Tap {
     pending: VecDeque<Pending>,
-    files: HashMap<Vec<u8>, TapFile>,
-    predicted: VecDeque<Predicted>,
-    predicted_bytes: usize,
-    /// Set once an answer or a request shows the tap no longer knows what sftp-server does.
+    pending_name_bytes: usize,
+    /// By sftp-server's handle, in handle order (as sftp-server logs its forced closes).
+    files: BTreeMap<u32, OpenFile>,
+    held: VecDeque<Event>,
+    upload_on_rename: bool,
+    /// An INIT was sent: sftp-server exits on any other request before it.
+    init: bool,
+    /// Set once an answer shows the tap no longer knows what sftp-server does.
     lost: bool,
-    /// The names of the files open when the tap stopped following: their closes are unknown.
-    abandoned: Vec<Vec<u8>>,
+    pub totals: Totals,
 }
 
 impl Tap {
+    pub fn new(upload_on_rename: bool) -> Tap {
+        Tap {
+            upload_on_rename,
+            ..Tap::default()
+        }
+    }
+
     /// Whether the tap still knows what sftp-server does.
     pub fn following(&self) -> bool {
         !self.lost
     }
 
-    fn lose(&mut self) {
-        if !self.lost {
-            self.lost = true;
-            self.pending.clear();
-            self.predicted.clear();
-            self.predicted_bytes = 0;
-            self.abandoned = self.files.drain().map(|(_, f)| f.name).collect();
-        }
-    }
-
-    /// The names of the files open when the tap stopped following, once.
-    pub fn take_abandoned(&mut self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.abandoned)
+    /// Whether the client is to wait until answers drain.
+    pub fn full(&self) -> bool {
+        self.pending.len() >= PENDING_MAX || self.pending_name_bytes >= PENDING_NAME_BYTES_MAX
     }
 
     /// A request on its way to sftp-server (before sftp-server can read it): `packet` is its
@@ -386,528 +394,379 @@ impl Tap {
         if self.lost {
             return;
         }
-        if length > MAX_REQUEST {
-            // Longer than sftp-server takes: it exits on it.
-            return self.lose();
-        }
         let mut f = Fields(packet);
-        let Some(kind) = f.u8() else { return };
-        if kind == INIT {
-            self.pending.push_back(Pending::Init);
-            return;
-        }
-        if !(OPEN..=SYMLINK).contains(&kind) && kind != EXTENDED {
-            return; // sftp-server answers no other type.
-        }
-        let Some(id) = f.u32() else {
-            // Cut short: sftp-server reads its id from the next request's bytes.
-            return self.lose();
+        let unreadable = Pending {
+            id: None,
+            request: Request::Unreadable,
         };
-        match self.read_request(kind, id, &mut f, length) {
-            Some(pending) => self.pending.push_back(pending),
-            // sftp-server reads such a request past its end, or into a NUL, and exits: what
-            // it did with it, the packets cannot say.
-            None => self.lose(),
-        }
-    }
-
-    /// The request's wait for its answer; `None` when it is malformed.
-    fn read_request(&mut self, kind: u8, id: u32, f: &mut Fields, length: u32) -> Option<Pending> {
-        let other = Some(Pending::Other(id));
-        match kind {
-            OPEN => {
-                let name = f.name()?;
-                let pflags = f.u32()?;
-                f.permissions()?;
-                if !long_name(name) {
-                    return other;
+        let pending = match f.u8() {
+            // Longer than sftp-server takes: it exits on it. Empty: it reads the next packet's
+            // first byte as the type, and exits after that request.
+            _ if length > MAX_REQUEST => unreadable,
+            None => unreadable,
+            Some(INIT) => match f.u32() {
+                Some(_) => {
+                    self.init = true;
+                    Pending {
+                        id: None,
+                        request: Request::Init,
+                    }
                 }
-                Some(Pending::Open {
-                    id,
-                    name: name.to_vec(),
-                    flags: open_flags(pflags),
-                })
-            }
-            CLOSE => Some(Pending::Close {
-                id,
-                handle: f.string()?.to_vec(),
-            }),
-            READ => Some(Pending::Read {
-                id,
-                handle: f.string()?.to_vec(),
-            }),
-            WRITE => {
-                let handle = f.string()?.to_vec();
-                f.u64()?;
-                let len = f.u32()?;
-                // Only the header was kept: the data must fit in the packet.
-                let header = 1 + 4 + 4 + handle.len() + 8 + 4;
-                (header as u64 + u64::from(len) <= u64::from(length)).then_some(())?;
-                Some(Pending::Write {
-                    id,
-                    handle,
-                    len: u64::from(len),
-                })
-            }
-            REMOVE => {
-                self.predict_one(f, b"remove name \"", |path| SftpEvent::Remove { path })?;
-                other
-            }
-            RMDIR => {
-                self.predict_one(f, b"rmdir name \"", |path| SftpEvent::Rmdir { path })?;
-                other
-            }
-            MKDIR => {
-                let name = f.name()?;
-                let mode = f.permissions()?.map_or(0o777, |p| p & 0o7777);
-                let mode = format!("0{mode:o}");
-                let raw = [b"mkdir name \"", name, b"\" mode ", mode.as_bytes()].concat();
-                let path = name.to_vec();
-                self.predict(&raw, || SftpEvent::Mkdir { path, mode });
-                other
-            }
-            RENAME => {
-                self.predict_two(f, b"rename", OperationKind::Rename)?;
-                other
-            }
-            EXTENDED => match f.name()? {
-                b"posix-rename@openssh.com" => {
-                    self.predict_two(f, b"posix-rename", OperationKind::PosixRename)?;
-                    other
-                }
-                b"copy-data" => {
-                    let from = f.string()?.to_vec();
-                    f.u64()?;
-                    let len = f.u64()?;
-                    let to = f.string()?.to_vec();
-                    Some(Pending::Copy { id, from, to, len })
-                }
-                _ => other,
+                None => unreadable,
             },
-            _ => other,
-        }
-    }
-
-    fn predict_one(
-        &mut self,
-        f: &mut Fields,
-        prefix: &[u8],
-        event: impl FnOnce(Vec<u8>) -> SftpEvent,
-    ) -> Option<()> {
-        let name = f.name()?;
-        let raw = [prefix, name, b"\""].concat();
-        self.predict(&raw, || event(name.to_vec()));
-        Some(())
-    }
-
-    fn predict_two(&mut self, f: &mut Fields, word: &[u8], kind: OperationKind) -> Option<()> {
-        let old = f.name()?;
-        let new = f.name()?;
-        let raw = [word, b" old \"", old, b"\" new \"", new, b"\""].concat();
-        self.predict(&raw, || SftpEvent::TwoPaths {
-            kind,
-            old: old.to_vec(),
-            new: new.to_vec(),
-        });
-        Some(())
-    }
-
-    /// Keeps the operation behind `raw` if sftp-server's message for it will be cut.
-    fn predict(&mut self, raw: &[u8], event: impl FnOnce() -> SftpEvent) {
-        let message = stderr_message(raw);
-        if message.len() < SFTP_SERVER_MESSAGE_MAX {
-            return;
-        }
-        let predicted = Predicted {
-            message,
-            event: event(),
+            // sftp-server exits on any other request before INIT, answering nothing.
+            Some(_) if !self.init => return,
+            Some(kind @ (OPEN..=SYMLINK | EXTENDED)) => match f.u32() {
+                Some(id) => Pending {
+                    id: Some(id),
+                    request: read_request(kind, &mut f, packet.len(), length)
+                        .unwrap_or(Request::Unreadable),
+                },
+                None => unreadable,
+            },
+            // sftp-server answers no other type, and goes on.
+            Some(_) => return,
         };
-        self.predicted_bytes += predicted.size();
-        self.predicted.push_back(predicted);
-        while self.predicted_bytes > PREDICTED_BYTES_MAX {
-            let Some(old) = self.predicted.pop_front() else {
-                break;
-            };
-            self.predicted_bytes -= old.size();
-        }
+        self.pending_name_bytes += pending.request.name_bytes();
+        self.pending.push_back(pending);
     }
 
-    /// The operation behind a cut message sftp-server wrote (without `\r\n`), if the tap saw
-    /// its request. Operations before it that were never logged (sftp-server refused them)
-    /// go with it: sftp-server logs in the order it answers.
-    pub fn take_predicted(&mut self, message: &[u8]) -> Option<SftpEvent> {
-        let at = self.predicted.iter().position(|p| p.message == message)?;
-        for gone in self.predicted.drain(..=at).collect::<Vec<_>>() {
-            self.predicted_bytes -= gone.size();
-            if gone.message == message {
-                return Some(gone.event);
-            }
-        }
-        None
-    }
-
-    /// A reply on its way to the client: `packet` is its kept bytes. Returns the file of a
-    /// long name this reply closed.
-    pub fn on_reply(&mut self, packet: &[u8], now: Instant) -> Option<TapClose> {
+    /// A reply on its way to the client: `packet` is its kept bytes. Returns what it made known.
+    pub fn on_reply(&mut self, packet: &[u8], now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
         if self.lost {
-            return None;
+            return out;
         }
         let mut f = Fields(packet);
-        let kind = f.u8()?;
-        let id = if kind == VERSION { None } else { f.u32() };
-        // An answer to no request, or out of order.
-        let Some(request) = self.pending.pop_front().filter(|r| r.id() == id) else {
-            self.lose();
-            return None;
+        let kind = f.u8();
+        let id = if kind == Some(VERSION) { None } else { f.u32() };
+        let Some(pending) = self.pending.pop_front() else {
+            self.lose(&mut out);
+            return out;
         };
-        match (request, kind) {
-            (Pending::Open { name, flags, .. }, HANDLE) => {
-                let handle = f.string()?.to_vec();
-                let file = TapFile {
-                    name,
-                    flags,
-                    opened: now,
-                    read: 0,
-                    written: 0,
-                    failed: false,
-                };
-                self.files.insert(handle, file);
-            }
-            (Pending::Read { handle, .. }, DATA) => {
-                let len = u64::from(f.u32()?);
-                if let Some(file) = self.files.get_mut(&handle) {
-                    file.read = file.read.saturating_add(len);
+        self.pending_name_bytes -= pending.request.name_bytes();
+        let answers = match pending.request {
+            Request::Init => kind == Some(VERSION),
+            _ => kind != Some(VERSION) && id.is_some() && pending.id.is_none_or(|p| Some(p) == id),
+        };
+        if !answers {
+            self.lose(&mut out);
+            return out;
+        }
+        let status = if kind == Some(STATUS) { f.u32() } else { None };
+        let ok = status == Some(FX_OK);
+        let failed = kind == Some(STATUS) && !ok;
+        match pending.request {
+            Request::Init | Request::Look => {}
+            Request::Unreadable => {
+                if ok || kind == Some(HANDLE) {
+                    out.push(Output::Dropped(
+                        "request",
+                        Vec::new(),
+                        DropReason::UnreadableRequest,
+                    ));
                 }
             }
-            (Pending::Write { handle, len, .. }, STATUS) => {
-                let ok = f.u32()? == FX_OK;
-                if let Some(file) = self.files.get_mut(&handle) {
-                    if ok {
+            Request::Open { name, pflags } => match (kind, f.handle()) {
+                (Some(HANDLE), Some(Some(handle))) => {
+                    let file = OpenFile {
+                        name,
+                        pflags,
+                        opened: now,
+                        read: 0,
+                        written: 0,
+                        eof: false,
+                        failed: false,
+                        copied_from: None,
+                    };
+                    if let Some(old) = self.files.insert(handle, file) {
+                        // sftp-server gives out a handle only once it is free: the tap missed
+                        // a close, so it no longer follows.
+                        self.files.insert(handle, old);
+                        self.lose(&mut out);
+                    }
+                }
+                _ if failed => self.totals.failed_operations += 1,
+                _ => self.lose(&mut out),
+            },
+            Request::Read(handle) => {
+                let file = handle.and_then(|h| self.files.get_mut(&h));
+                match (kind, file) {
+                    (Some(DATA), Some(file)) => {
+                        let len = f.u32().unwrap_or(0);
+                        file.read = file.read.saturating_add(u64::from(len));
+                    }
+                    (Some(DATA), None) => {}
+                    (_, file) if status == Some(FX_EOF) => {
+                        if let Some(file) = file {
+                            file.eof = true;
+                        }
+                    }
+                    (_, file) => {
+                        if let Some(file) = file {
+                            file.failed = true;
+                        }
+                        self.totals.failed_operations += 1;
+                    }
+                }
+            }
+            Request::Write(handle, len) => {
+                let file = handle.and_then(|h| self.files.get_mut(&h));
+                if ok {
+                    if let Some(file) = file {
                         file.written = file.written.saturating_add(len);
+                    }
+                } else {
+                    if let Some(file) = file {
+                        file.failed = true;
+                    }
+                    self.totals.failed_operations += 1;
+                }
+            }
+            Request::Close(handle) => {
+                if failed {
+                    self.totals.failed_operations += 1;
+                }
+                // sftp-server frees the handle whatever close(2) said.
+                if let Some(file) = handle.and_then(|h| self.files.remove(&h)) {
+                    self.closed(file, ok, false, now, &mut out);
+                }
+            }
+            Request::OnePath(kind, path) if ok => {
+                out.push(Output::Event(Event::operation(kind, path, None)));
+            }
+            Request::Rename { old, new } if ok => {
+                if self.upload_on_rename
+                    && let Some(i) = self.held.iter().rposition(|e| e.path == old)
+                    && let Some(mut upload) = self.held.remove(i)
+                {
+                    upload.uploaded_as = Some(std::mem::replace(&mut upload.path, new.clone()));
+                    out.push(Output::Event(upload));
+                }
+                out.push(Output::Event(Event::operation(
+                    EventKind::Rename,
+                    old,
+                    Some(new),
+                )));
+            }
+            Request::Link { target, link, kind } if ok => {
+                let mut event = Event::operation(EventKind::Link, link, Some(target));
+                event.link_kind = Some(kind.to_owned());
+                out.push(Output::Event(event));
+            }
+            Request::Copy { from, to } => {
+                let source = from.and_then(|h| self.files.get(&h)).map(|f| f.name.clone());
+                if let Some(file) = to.and_then(|h| self.files.get_mut(&h)) {
+                    if ok {
+                        if file.copied_from.is_none() {
+                            file.copied_from = source;
+                        }
                     } else {
                         file.failed = true;
                     }
                 }
-            }
-            (Pending::Copy { from, to, len, .. }, STATUS) => {
-                // With a length and OK, exactly that many bytes went across. Otherwise (a
-                // length of 0 is "to the end"; an error stops midway) the packets do not say
-                // how many, and none are counted.
-                let copied = if f.u32()? == FX_OK { len } else { 0 };
-                if let Some(file) = self.files.get_mut(&from) {
-                    file.read = file.read.saturating_add(copied);
-                }
-                if let Some(file) = self.files.get_mut(&to) {
-                    file.written = file.written.saturating_add(copied);
+                if !ok {
+                    self.totals.failed_operations += 1;
                 }
             }
-            (Pending::Close { handle, .. }, _) => {
-                // sftp-server frees the handle whatever close(2) said.
-                let file = self.files.remove(&handle)?;
-                return Some(file.closed(false));
+            Request::OnePath(..) | Request::Rename { .. } | Request::Link { .. } | Request::Change => {
+                if failed {
+                    self.totals.failed_operations += 1;
+                }
             }
-            _ => {}
         }
-        None
+        out
     }
 
-    /// At sftp-server's end: its long-named files still open, as its `forced close`s (in
-    /// handle order, as sftp-server logs them).
-    pub fn finish(&mut self) -> Vec<TapClose> {
-        let mut open: Vec<(Vec<u8>, TapFile)> = self.files.drain().collect();
-        open.sort_by(|a, b| a.0.cmp(&b.0));
-        open.into_iter().map(|(_, f)| f.closed(true)).collect()
-    }
-}
-
-impl TapFile {
-    fn closed(&self, forced: bool) -> TapClose {
-        TapClose {
-            path: self.name.clone(),
-            flags: self.flags.clone(),
-            bytes_read: self.read,
-            bytes_written: self.written,
+    /// A file's end: its `file closed` record, its totals and its event.
+    fn closed(
+        &mut self,
+        file: OpenFile,
+        close_ok: bool,
+        forced: bool,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let flags = open_flags(file.pflags);
+        let failed = file.failed || (!forced && !close_ok);
+        let verdict = classify_close(
+            Some(Direction::from_open_flags(&flags)),
+            file.read,
+            file.written,
             forced,
-            failed: self.failed,
-            opened: self.opened,
+            failed,
+            file.eof,
+        );
+        // Written by copy-data alone: what moved never crossed the wire.
+        let copy = file.copied_from.is_some() && file.written == 0;
+        let counts_as = match verdict.counts_as {
+            _ if copy => ClosedAs::Copy,
+            Some(CountsAs::Upload) => ClosedAs::Upload,
+            Some(CountsAs::Download) => ClosedAs::Download,
+            None => ClosedAs::Nothing,
+        };
+        let elapsed_ms = now.saturating_duration_since(file.opened).as_millis() as u64;
+        out.push(Output::File(FileRecord {
+            path: LoggedPath::of(&file.name),
+            counts_as,
+            bytes_read: file.read,
+            bytes_written: file.written,
+            complete: verdict.complete,
+            failed,
+            forced,
+            open_flags: flags.clone(),
+            elapsed_ms,
+            copied_from: file.copied_from.as_deref().map(LoggedPath::of),
+        }));
+        // Saturating: a session's total is reported, never a panic or a wrap.
+        let t = &mut self.totals;
+        let kind = match counts_as {
+            ClosedAs::Upload => {
+                t.files_uploaded += 1;
+                t.bytes_uploaded = t.bytes_uploaded.saturating_add(file.written);
+                EventKind::Upload
+            }
+            ClosedAs::Download => {
+                t.files_downloaded += 1;
+                t.bytes_downloaded = t.bytes_downloaded.saturating_add(file.read);
+                EventKind::Download
+            }
+            ClosedAs::Copy => EventKind::Copy,
+            ClosedAs::Nothing => return,
+        };
+        let event = Event {
+            kind,
+            target: file.copied_from,
+            path: file.name,
+            uploaded_as: None,
+            link_kind: None,
+            bytes_read: file.read,
+            bytes_written: file.written,
+            open_flags: flags,
+            complete: verdict.complete,
+            elapsed_ms,
+        };
+        if kind == EventKind::Upload
+            && self.upload_on_rename
+            && event.path.ends_with(TEMP_UPLOAD_SUFFIX)
+        {
+            self.held.push_back(event);
+            if self.held.len() > HELD_MAX
+                && let Some(oldest) = self.held.pop_front()
+            {
+                out.push(Output::Event(oldest));
+            }
+            return;
         }
+        out.push(Output::Event(event));
+    }
+
+    fn lose(&mut self, out: &mut Vec<Output>) {
+        self.lost = true;
+        self.pending.clear();
+        self.pending_name_bytes = 0;
+        for file in std::mem::take(&mut self.files).into_values() {
+            out.push(Output::Dropped("close", file.name, DropReason::TapLost));
+        }
+    }
+
+    /// At sftp-server's end: the files still open, as its `forced close`s (in handle order, as
+    /// sftp-server logs them), then the held uploads never renamed, under their own names.
+    pub fn finish(&mut self, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        for file in std::mem::take(&mut self.files).into_values() {
+            self.closed(file, false, true, now, &mut out);
+        }
+        out.extend(self.held.drain(..).map(Output::Event));
+        out
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn packet(kind: u8, fields: &[&[u8]]) -> Vec<u8> {
-        let body: Vec<u8> = std::iter::once(&[kind][..])
-            .chain(fields.iter().copied())
-            .flatten()
-            .copied()
-            .collect();
-        [&(body.len() as u32).to_be_bytes()[..], &body].concat()
-    }
-
-    fn string(s: &[u8]) -> Vec<u8> {
-        [&(s.len() as u32).to_be_bytes()[..], s].concat()
-    }
-
-    fn id(n: u32) -> [u8; 4] {
-        n.to_be_bytes()
-    }
-
-    /// Feeds a request stream and a reply stream through framers into a tap, the way the two
-    /// threads do, the requests first.
-    fn run(tap: &mut Tap, requests: &[u8], replies: &[u8], chunk: usize) -> Vec<TapClose> {
-        let mut framer = Framer::default();
-        for part in requests.chunks(chunk.max(1)) {
-            framer.feed(part, request_keep, |p, len| tap.on_request(p, len));
+/// The request as sftp-server will read it; `None` where sftp-server would read past the packet
+/// (or into a NUL) and exit. `kept` is how many of the packet's `length` bytes `f` started with.
+fn read_request(kind: u8, f: &mut Fields, kept: usize, length: u32) -> Option<Request> {
+    let name = |f: &mut Fields| f.name().map(<[u8]>::to_vec);
+    Some(match kind {
+        OPEN => {
+            let name = name(f)?;
+            let pflags = f.u32()?;
+            f.attrs()?;
+            Request::Open { name, pflags }
         }
-        let mut framer = Framer::default();
-        let mut closed = Vec::new();
-        let now = Instant::now();
-        for part in replies.chunks(chunk.max(1)) {
-            framer.feed(part, reply_keep, |p, _| closed.extend(tap.on_reply(p, now)));
+        CLOSE => Request::Close(f.handle()?),
+        READ => {
+            let handle = f.handle()?;
+            f.u64()?;
+            f.u32()?;
+            Request::Read(handle)
         }
-        closed
-    }
-
-    fn long(n: usize) -> Vec<u8> {
-        let mut name = b"./".repeat(n / 2);
-        name.extend_from_slice(b"file");
-        name
-    }
-
-    #[test]
-    fn stderr_message_escapes_and_cuts_like_sftp_server() {
-        assert_eq!(
-            stderr_message(b"open \"a\\b\xff\""),
-            b"open \"a\\\\b\\377\""
-        );
-        assert_eq!(stderr_message(b"x\r\ny\t\x07"), b"x\r\ny\t\x07");
-        // Stops before the escape that does not fit: 1,020 characters.
-        let mut raw = vec![b'a'; 1020];
-        raw.extend_from_slice(b"\xff\xff");
-        assert_eq!(stderr_message(&raw).len(), 1020);
-        // A backslash needs two places.
-        let mut raw = vec![b'a'; 1022];
-        raw.push(b'\\');
-        assert_eq!(stderr_message(&raw).len(), 1021);
-        assert_eq!(stderr_message(&[b'a'; 5000]).len(), 1021);
-        assert_eq!(stderr_message(&[b'a'; 1019]).len(), 1019);
-    }
-
-    #[test]
-    fn long_names_are_those_whose_close_could_be_cut() {
-        assert!(!long_name(&[b'a'; 1020 - LONGEST_CLOSE_OVERHEAD - 1]));
-        assert!(long_name(&[b'a'; 1020 - LONGEST_CLOSE_OVERHEAD]));
-        assert!(long_name(&[0xff; 240]));
-        assert!(!long_name(&[0xff; 200]));
-    }
-
-    #[test]
-    fn a_long_upload_and_download_are_followed_from_open_to_close() {
-        let up = long(1500);
-        let down = long(3000);
-        let mut requests = packet(INIT, &[&id(3)]);
-        requests.extend(packet(OPEN, &[&id(1), &string(&up), &id(0x1a), &id(0)]));
-        requests.extend(packet(OPEN, &[&id(2), &string(&down), &id(0x01), &id(0)]));
-        for (n, len) in [(3u32, 1000u32), (4, 24)] {
-            let data = vec![7u8; len as usize];
-            requests.extend(packet(
-                WRITE,
-                &[
-                    &id(n),
-                    &string(&[0, 0, 0, 0]),
-                    &0u64.to_be_bytes(),
-                    &string(&data),
-                ],
-            ));
+        WRITE => {
+            let handle = f.handle()?;
+            f.u64()?;
+            let len = f.u32()?;
+            // Only the header was kept: the data must fit in the packet.
+            let header = kept - f.0.len();
+            (header as u64 + u64::from(len) <= u64::from(length)).then_some(())?;
+            Request::Write(handle, u64::from(len))
         }
-        requests.extend(packet(
-            READ,
-            &[
-                &id(5),
-                &string(&[0, 0, 0, 1]),
-                &0u64.to_be_bytes(),
-                &id(4096),
-            ],
-        ));
-        requests.extend(packet(
-            READ,
-            &[
-                &id(6),
-                &string(&[0, 0, 0, 1]),
-                &0u64.to_be_bytes(),
-                &id(4096),
-            ],
-        ));
-        requests.extend(packet(CLOSE, &[&id(7), &string(&[0, 0, 0, 0])]));
-        let mut replies = packet(VERSION, &[&id(3)]);
-        replies.extend(packet(HANDLE, &[&id(1), &string(&[0, 0, 0, 0])]));
-        replies.extend(packet(HANDLE, &[&id(2), &string(&[0, 0, 0, 1])]));
-        replies.extend(packet(STATUS, &[&id(3), &id(0)]));
-        replies.extend(packet(STATUS, &[&id(4), &id(0)]));
-        replies.extend(packet(DATA, &[&id(5), &string(&[1; 300])]));
-        replies.extend(packet(STATUS, &[&id(6), &id(1)]));
-        replies.extend(packet(STATUS, &[&id(7), &id(0)]));
-        for chunk in [1, 7, 4096] {
-            let mut tap = Tap::default();
-            let closed = run(&mut tap, &requests, &replies, chunk);
-            assert_eq!(closed.len(), 1, "chunk {chunk}");
-            assert_eq!(closed[0].path, up);
-            assert_eq!(closed[0].flags, "WRITE,CREATE,TRUNCATE");
-            assert_eq!((closed[0].bytes_read, closed[0].bytes_written), (0, 1024));
-            assert!(!closed[0].forced && !closed[0].failed);
-            let forced = tap.finish();
-            assert_eq!(forced.len(), 1);
-            assert_eq!(forced[0].path, down);
-            assert_eq!((forced[0].bytes_read, forced[0].forced), (300, true));
-            assert!(tap.following());
+        REMOVE => Request::OnePath(EventKind::Remove, name(f)?),
+        RMDIR => Request::OnePath(EventKind::Rmdir, name(f)?),
+        MKDIR => {
+            let path = name(f)?;
+            f.attrs()?;
+            Request::OnePath(EventKind::Mkdir, path)
         }
-    }
-
-    #[test]
-    fn short_names_are_left_to_the_log() {
-        let mut tap = Tap::default();
-        let requests = [
-            packet(OPEN, &[&id(1), &string(b"/short"), &id(2), &id(0)]),
-            packet(CLOSE, &[&id(2), &string(&[0, 0, 0, 0])]),
-        ]
-        .concat();
-        let replies = [
-            packet(HANDLE, &[&id(1), &string(&[0, 0, 0, 0])]),
-            packet(STATUS, &[&id(2), &id(0)]),
-        ]
-        .concat();
-        assert!(run(&mut tap, &requests, &replies, 5).is_empty());
-        assert!(tap.finish().is_empty());
-    }
-
-    #[test]
-    fn a_cut_operation_is_taken_whole_once_and_skipped_ones_go() {
-        let name = long(2000);
-        let other = [&b"other/"[..], &long(1800)].concat();
-        let mut tap = Tap::default();
-        let requests = [
-            packet(REMOVE, &[&id(1), &string(&other)]),
-            packet(REMOVE, &[&id(2), &string(&name)]),
-            packet(RENAME, &[&id(3), &string(&name), &string(b"b")]),
-            packet(REMOVE, &[&id(4), &string(b"short")]),
-        ]
-        .concat();
-        run(&mut tap, &requests, &[], 3);
-        let logged = stderr_message(&[b"remove name \"", &name[..], b"\""].concat());
-        assert!(tap.take_predicted(&logged) == Some(SftpEvent::Remove { path: name.clone() }));
-        // The first remove was never logged (refused): it went with the second.
-        assert_eq!(tap.predicted.len(), 1);
-        assert_eq!(tap.take_predicted(&logged), None);
-        let logged = stderr_message(&[b"rename old \"", &name[..], b"\" new \"b\""].concat());
-        assert!(matches!(
-            tap.take_predicted(&logged),
-            Some(SftpEvent::TwoPaths {
-                kind: OperationKind::Rename,
-                ..
-            })
-        ));
-        assert_eq!(tap.predicted_bytes, 0);
-    }
-
-    #[test]
-    fn an_answer_out_of_order_stops_the_tap() {
-        let mut tap = Tap::default();
-        let requests = packet(OPEN, &[&id(1), &string(&long(2000)), &id(2), &id(0)]);
-        let replies = packet(HANDLE, &[&id(9), &string(&[0, 0, 0, 0])]);
-        run(&mut tap, &requests, &replies, 64);
-        assert!(!tap.following());
-        assert!(tap.finish().is_empty());
-        assert!(tap.take_abandoned().is_empty());
-        // A file open when the tap stops following is given up by name, never silently.
-        let mut tap = Tap::default();
-        let requests = [
-            packet(OPEN, &[&id(1), &string(&long(2000)), &id(2), &id(0)]),
-            packet(CLOSE, &[&id(2), &string(&[0, 0, 0, 0])]),
-        ]
-        .concat();
-        let replies = [
-            packet(HANDLE, &[&id(1), &string(&[0, 0, 0, 0])]),
-            packet(STATUS, &[&id(7), &id(0)]),
-        ]
-        .concat();
-        assert!(run(&mut tap, &requests, &replies, 64).is_empty());
-        assert!(tap.finish().is_empty());
-        assert_eq!(tap.take_abandoned().len(), 1);
-    }
-
-    #[test]
-    fn a_copy_counts_only_the_bytes_the_packets_give() {
-        let name = long(2000);
-        let mut tap = Tap::default();
-        let requests = [
-            packet(OPEN, &[&id(1), &string(&name), &id(0x1a), &id(0)]),
-            packet(
-                EXTENDED,
-                &[
-                    &id(2),
-                    &string(b"copy-data"),
-                    &string(&[0, 0, 0, 1]),
-                    &0u64.to_be_bytes(),
-                    &0u64.to_be_bytes(),
-                    &string(&[0, 0, 0, 0]),
-                    &0u64.to_be_bytes(),
-                ],
-            ),
-            packet(CLOSE, &[&id(3), &string(&[0, 0, 0, 0])]),
-        ]
-        .concat();
-        let replies = [
-            packet(HANDLE, &[&id(1), &string(&[0, 0, 0, 0])]),
-            packet(STATUS, &[&id(2), &id(0)]),
-            packet(STATUS, &[&id(3), &id(0)]),
-        ]
-        .concat();
-        let closed = run(&mut tap, &requests, &replies, 11);
-        assert_eq!(closed.len(), 1);
-        assert_eq!((closed[0].bytes_read, closed[0].bytes_written), (0, 0));
-    }
-
-    proptest! {
-        /// Whatever the bytes and however they are split, the framer and the tap never panic,
-        /// and the framer finds the same packets in any split.
-        #[test]
-        fn any_bytes_in_any_split(
-            bytes in proptest::collection::vec(any::<u8>(), 0..2000),
-            chunk in 1usize..64,
-        ) {
-            let collect = |chunk: usize| {
-                let mut framer = Framer::default();
-                let mut packets = Vec::new();
-                for part in bytes.chunks(chunk) {
-                    framer.feed(part, request_keep, |p, len| packets.push((p.to_vec(), len)));
-                }
-                packets
-            };
-            prop_assert_eq!(collect(chunk), collect(bytes.len().max(1)));
-            let mut tap = Tap::default();
-            run(&mut tap, &bytes, &bytes, chunk);
-            tap.finish();
-        }
-
-        /// The message predicted for any name is sftp-server's form: never longer than 1,021
-        /// characters, and a prefix of the whole escaped text.
-        #[test]
-        fn predicted_messages_are_prefixes(name in proptest::collection::vec(any::<u8>(), 0..1500)) {
-            let raw = [b"remove name \"", &name[..], b"\""].concat();
-            let message = stderr_message(&raw);
-            prop_assert!(message.len() <= 1021);
-            let whole: Vec<u8> = raw
-                .iter()
-                .flat_map(|&c| stderr_message(&[c]))
-                .collect();
-            prop_assert!(whole.starts_with(&message));
-            if raw.len() <= BUFFER && whole.len() < SFTP_SERVER_MESSAGE_MAX {
-                prop_assert_eq!(message, whole);
+        RENAME => Request::Rename {
+            old: name(f)?,
+            new: name(f)?,
+        },
+        // sftp-server calls symlink(first, second): the second is the link.
+        SYMLINK => Request::Link {
+            target: name(f)?,
+            link: name(f)?,
+            kind: "symlink",
+        },
+        SETSTAT | FSETSTAT => Request::Change,
+        LSTAT | FSTAT | OPENDIR | READDIR | REALPATH | STAT | READLINK => Request::Look,
+        EXTENDED => match f.name()? {
+            b"posix-rename@openssh.com" => Request::Rename {
+                old: name(f)?,
+                new: name(f)?,
+            },
+            b"hardlink@openssh.com" => Request::Link {
+                target: name(f)?,
+                link: name(f)?,
+                kind: "hardlink",
+            },
+            b"copy-data" => {
+                let from = f.handle()?;
+                f.u64()?;
+                f.u64()?;
+                let to = f.handle()?;
+                f.u64()?;
+                Request::Copy { from, to }
             }
-        }
-    }
+            b"fsync@openssh.com" | b"lsetstat@openssh.com" => Request::Change,
+            _ => Request::Look,
+        },
+        _ => return None,
+    })
+}
+
+/// sftp-server's words for an open's flags (`string_from_portable`).
+fn open_flags(pflags: u32) -> String {
+    const NAMES: [(u32, &str); 6] = [
+        (0x01, "READ"),
+        (0x02, "WRITE"),
+        (0x04, "APPEND"),
+        (0x08, "CREATE"),
+        (0x10, "TRUNCATE"),
+        (0x20, "EXCL"),
+    ];
+    let set: Vec<&str> = NAMES
+        .iter()
+        .filter(|(bit, _)| pflags & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    set.join(",")
 }
