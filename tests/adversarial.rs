@@ -1913,19 +1913,32 @@ fn refused_operations() -> Vec<Case> {
             );
             steps_as_expected(
                 &steps,
-                11,
-                &["put evil.filepart", "put exists.xml.filepart"],
+                13,
+                &[
+                    "put evil.filepart",
+                    "put exists.xml.filepart",
+                    "put fresh.xml.filepart",
+                    "rename fresh.xml.filepart to fresh.xml",
+                ],
             )?;
             let (events, _, _) = r.finish(&user);
+            // The one rename that worked fires its upload under both names, then itself.
+            let fresh = events_for(&events, "upload", b"fresh.xml");
+            let renamed = events_for(&events, "rename", b"fresh.xml.filepart");
             let others: Vec<&serde_json::Value> = events
                 .iter()
-                .filter(|e| var(e, "EVENT") != "upload")
+                .filter(|e| var(e, "EVENT") != "upload" && var(e, "EVENT") != "rename")
                 .collect();
             let evil = events_for(&events, "upload", b"evil.filepart");
             let curl = events_for(&events, "upload", b"exists.xml.filepart");
             ensure(
                 others.is_empty()
-                    && events.len() == 2
+                    && events.len() == 4
+                    && fresh.len() == 1
+                    && var(fresh[0], "UPLOADED_AS") == "fresh.xml.filepart"
+                    && var_u64(fresh[0], "BYTES_WRITTEN") == Some(300)
+                    && renamed.len() == 1
+                    && var(renamed[0], "TARGET") == "fresh.xml"
                     && evil.len() == 1
                     && var_u64(evil[0], "BYTES_WRITTEN") == Some(123)
                     && curl.len() == 1

@@ -1645,8 +1645,14 @@ impl<'a> Ingestor<'a> {
                         (id, Direction::None, false)
                     }
                 };
-                let verdict =
-                    classify_close(Some(direction), bytes_read, bytes_written, forced, failed, false);
+                let verdict = classify_close(
+                    Some(direction),
+                    bytes_read,
+                    bytes_written,
+                    forced,
+                    failed,
+                    false,
+                );
                 self.store.close_transfer(
                     id,
                     at,

@@ -12,7 +12,8 @@ Names are hex-encoded bytes, relative to the home directory unless they start wi
     refused OTHER_HEX      operations sftp-server refuses: a .filepart renamed onto OTHER (another
                            partner's file), remove /etc/passwd, rmdir /etc, a rename of a missing
                            file, mkdirs of existing or forbidden directories, a curl-like
-                           exists.xml.filepart whose rename onto exists.xml fails
+                           exists.xml.filepart whose rename onto exists.xml fails; then a
+                           fresh.xml.filepart renamed to fresh.xml, which works
     flood SECONDS WINDOW NAME_HEX
                            opens NAME, then never reads a reply (an SSH window of WINDOW bytes):
                            6 READs of 64 KiB of NAME, then READs with 250,000-byte handles for
@@ -187,6 +188,10 @@ def refused(s, other):
     step("put exists.xml.filepart", s.put(b"exists.xml.filepart", 200))
     step("rename exists.xml.filepart onto exists.xml",
          s.call_status(RENAME, string(b"exists.xml.filepart") + string(b"exists.xml")) == FX_OK)
+    # And the rename that works, for contrast.
+    step("put fresh.xml.filepart", s.put(b"fresh.xml.filepart", 300))
+    step("rename fresh.xml.filepart to fresh.xml",
+         s.call_status(RENAME, string(b"fresh.xml.filepart") + string(b"fresh.xml")) == FX_OK)
 
 
 def flood(client, seconds, window, name):
