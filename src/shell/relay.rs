@@ -92,7 +92,10 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// until the client's end, sftp-server's, or `stop`. Dropping `to` then gives sftp-server its
 /// end of input, as the client's disconnect would have. While the tap holds as many requests
 /// waiting for their answer as it takes, the client is not read: back-pressure, as a slow
-/// sftp-server exerts.
+/// sftp-server exerts. At the client's end, sftp-server's end of input waits (up to
+/// [`LAST_REPLIES_WAIT`]) until it has answered what it was sent: it exits at end of input
+/// without sending the answers it still holds, so a write it carried out would otherwise be on
+/// disk and never answered, and the tap could not count it.
 pub fn pass_requests(client: BorrowedFd, to: OwnedFd, shared: &SharedTap, stop: BorrowedFd) {
     let mut to = std::fs::File::from(to);
     // Non-blocking: a read that finds nothing waits in poll, where `stop` can end it, and a
@@ -103,7 +106,7 @@ pub fn pass_requests(client: BorrowedFd, to: OwnedFd, shared: &SharedTap, stop: 
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match nix::unistd::read(client, &mut buf) {
-            Ok(0) => return,
+            Ok(0) => return wait_for_answers(shared, stop),
             Ok(n) => n,
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
@@ -143,6 +146,23 @@ pub fn pass_requests(client: BorrowedFd, to: OwnedFd, shared: &SharedTap, stop: 
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
+    }
+}
+
+/// Waits until sftp-server has answered every request the tap saw, it has ended, or
+/// [`LAST_REPLIES_WAIT`] has passed (a request it answers without an answer the tap expects).
+fn wait_for_answers(shared: &SharedTap, stop: BorrowedFd) {
+    let give_up_at = Instant::now() + LAST_REPLIES_WAIT;
+    let mut tap = lock(&shared.tap);
+    while tap.waiting() && !stopped(stop) {
+        let left = give_up_at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tap = match shared.drained.wait_timeout(tap, left.min(STOP_CHECK)) {
+            Ok((tap, _)) => tap,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
     }
 }
 

@@ -383,6 +383,11 @@ impl Tap {
         !self.lost
     }
 
+    /// Whether requests are waiting for their answer.
+    pub fn waiting(&self) -> bool {
+        !self.pending.is_empty() && !self.lost
+    }
+
     /// Whether the client is to wait until answers drain.
     pub fn full(&self) -> bool {
         self.pending.len() >= PENDING_MAX || self.pending_name_bytes >= PENDING_NAME_BYTES_MAX
