@@ -578,7 +578,13 @@ impl Fields<'_> {
     }
 
     fn flag(&self, key: &str) -> Option<bool> {
-        match self.0.iter().find(|(k, _)| *k == key.as_bytes())?.1.as_ref() {
+        match self
+            .0
+            .iter()
+            .find(|(k, _)| *k == key.as_bytes())?
+            .1
+            .as_ref()
+        {
             b"1" => Some(true),
             b"0" => Some(false),
             _ => None,

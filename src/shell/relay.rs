@@ -8,12 +8,12 @@
 
 use crate::shell::lock;
 use crate::shell::sftp_tap::{self, Framer, Output, Tap};
-use std::sync::Condvar;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::Condvar;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

@@ -7,8 +7,7 @@ use crate::config::{
     PreSessionFailure,
 };
 use crate::log::wrapper::{
-    Bounded, Connection, DropReason, ExitOutcome, FileRecord, HookReport, Totals,
-    WrapperLine,
+    Bounded, Connection, DropReason, ExitOutcome, FileRecord, HookReport, Totals, WrapperLine,
 };
 use crate::shell::capture::{self, Counters, Forward};
 use crate::shell::hooks::{self, HookOutcome, HookResult};
@@ -884,7 +883,9 @@ fn spawn(
             wire: capture,
         },
     );
-    let capture = ours.zip(relay).map(|(messages, relay)| Capture { messages, relay });
+    let capture = ours
+        .zip(relay)
+        .map(|(messages, relay)| Capture { messages, relay });
     Some((child, capture))
 }
 

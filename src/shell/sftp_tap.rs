@@ -555,7 +555,9 @@ impl Tap {
                 out.push(Output::Event(event));
             }
             Request::Copy { from, to } => {
-                let source = from.and_then(|h| self.files.get(&h)).map(|f| f.name.clone());
+                let source = from
+                    .and_then(|h| self.files.get(&h))
+                    .map(|f| f.name.clone());
                 if let Some(file) = to.and_then(|h| self.files.get_mut(&h)) {
                     if ok {
                         if file.copied_from.is_none() {
@@ -569,7 +571,10 @@ impl Tap {
                     self.totals.failed_operations += 1;
                 }
             }
-            Request::OnePath(..) | Request::Rename { .. } | Request::Link { .. } | Request::Change => {
+            Request::OnePath(..)
+            | Request::Rename { .. }
+            | Request::Link { .. }
+            | Request::Change => {
                 if failed {
                     self.totals.failed_operations += 1;
                 }
