@@ -682,3 +682,147 @@ fn journal_follow_mode_bills_real_sessions_live() {
         assert_eq!(report(db, &["sessions"]).as_array().unwrap().len(), 1);
     }
 }
+
+/// Issue 26: in capture mode the accounting bills a session from the wrapper's `file closed`
+/// lines (what the wire moved), and sftp-server's own open and close lines of that session,
+/// still in the log for audit, add no transfer of their own; a server-side copy (`cp`, OpenSSH's
+/// copy-data) is a copy operation, never traffic. Through the real sshd, sftp and rsyslogd, into
+/// both stores.
+#[test]
+fn capture_mode_bills_the_file_closed_lines_once() {
+    use sftpd_wrapper::log::wrapper::{ClosedAs, WrapperLine};
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let user = h.user();
+    let dir = tempfile::tempdir().unwrap();
+    let sizes: [(&str, usize); 3] = [
+        ("big.bin", (1 << 20) + 123),
+        ("small.bin", 10_000),
+        ("empty.bin", 0),
+    ];
+    for (name, size) in sizes {
+        fs::write(dir.path().join(name), vec![b'u'; size]).unwrap();
+    }
+    fs::write(h.home(&user).join("offer.txt"), vec![b'd'; 4321]).unwrap();
+    h.sftp_ok(
+        &user,
+        "put big.bin\nput small.bin\nput empty.bin\nget offer.txt\ncp big.bin big-copy.bin\n",
+        dir.path(),
+    );
+    assert_eq!(
+        fs::metadata(h.home(&user).join("big-copy.bin"))
+            .unwrap()
+            .len(),
+        (1 << 20) + 123,
+        "the server-side copy happened"
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    h.wait_for_log(&["session closed for local user", &user]);
+    let text = h.log_text();
+    assert!(
+        text.contains(&format!("user={user} sftp_pid=")) && text.contains("transfers=wire"),
+        "{text}"
+    );
+    // The wrapper's lines for this session, as the hooks saw the files.
+    let closed: Vec<(String, ClosedAs, u64, u64)> = h
+        .log_messages()
+        .iter()
+        .filter_map(|m| m.strip_prefix("sftpd-wrapper: "))
+        .filter_map(|m| WrapperLine::parse(m.as_bytes()))
+        .filter_map(|l| match l {
+            WrapperLine::FileClosed { user: u, file, .. } if u == user => {
+                let name = String::from_utf8_lossy(&file.path.bytes);
+                let name = name.rsplit('/').next().unwrap().to_owned();
+                Some((name, file.counts_as, file.bytes_read, file.bytes_written))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut closed_traffic: Vec<(String, i64, i64)> = closed
+        .iter()
+        .filter(|(_, as_, _, _)| matches!(as_, ClosedAs::Upload | ClosedAs::Download))
+        .map(|(n, _, r, w)| (n.clone(), *r as i64, *w as i64))
+        .collect();
+    closed_traffic.sort();
+    let mut want: Vec<(String, i64, i64)> = sizes
+        .iter()
+        .map(|(n, s)| (n.to_string(), 0, *s as i64))
+        .chain([("offer.txt".to_string(), 4321, 0)])
+        .collect();
+    want.sort();
+    assert_eq!(closed_traffic, want, "the file closed lines: {closed:?}");
+    assert!(
+        closed
+            .iter()
+            .any(|(n, as_, _, _)| n == "big-copy.bin" && *as_ == ClosedAs::Copy),
+        "{closed:?}"
+    );
+    // sftp-server's own close lines are still there: they must not bill a second time.
+    let sftp_closes = text
+        .lines()
+        .filter(|l| l.contains("sftp-server[") && l.contains(": close \""))
+        .count();
+    assert!(sftp_closes >= 4, "{text}");
+
+    let db_dir = tempfile::tempdir().unwrap();
+    for db in databases(db_dir.path()) {
+        let summary = ingest(&db, &[&h.log_path]);
+        let transfers = report(&db, &["transfers", "--user", &user]);
+        let mut got: Vec<(String, i64, i64)> = transfers
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let path = t["path"].as_str().unwrap();
+                (
+                    path.rsplit('/').next().unwrap().to_owned(),
+                    t["bytes_read"].as_i64().unwrap(),
+                    t["bytes_written"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        got.sort();
+        // Exactly one row per file closed line: none doubled by sftp-server's close lines.
+        let all_closed: Vec<(String, i64, i64)> = {
+            let mut v: Vec<_> = closed
+                .iter()
+                .filter(|(_, as_, _, _)| *as_ != ClosedAs::Copy)
+                .map(|(n, _, r, w)| (n.clone(), *r as i64, *w as i64))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(got, all_closed, "{db}: {summary}\n{transfers:#}");
+        let usage = report(&db, &["usage", "--user", &user]);
+        let sum = |k: &str| -> i64 {
+            usage
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[k].as_i64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (
+                sum("files_up"),
+                sum("files_down"),
+                sum("bytes_up"),
+                sum("bytes_down")
+            ),
+            (3, 1, (1 << 20) + 123 + 10_000, 4321),
+            "{db}: the copy is no traffic: {usage:#}"
+        );
+        let sql =
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM operations WHERE kind = 'copy' AND NOT failed";
+        let copies: i64 = if db.starts_with("postgres://") {
+            let mut c = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+            c.query_one(sql, &[]).unwrap().get(0)
+        } else {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(copies, 1, "{db}: the copy is an operation");
+        let again = ingest(&db, &[&h.log_path]);
+        assert!(again.contains("transfers 0"), "{again}");
+    }
+}

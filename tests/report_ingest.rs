@@ -2142,3 +2142,300 @@ fn an_error_while_a_batch_is_written_in_the_background_fails_the_ingest_and_comm
 on_both_backends!(
     an_error_while_a_batch_is_written_in_the_background_fails_the_ingest_and_commits_nothing
 );
+
+/// One capture-mode session (`transfers=wire`) and one syslog-mode session, as lines keyed by a
+/// short name, so that tests can deliver them in other orders.
+fn wire_session_lines() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "W0",
+            "Nov  3 11:00:00 h1 sftpd-wrapper[600]: session start sid=h1-wire-600 user=acme client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22",
+        ),
+        (
+            "W1",
+            "Nov  3 11:00:00 h1 sftpd-wrapper[600]: sftp-server started sid=h1-wire-600 user=acme sftp_pid=601 path=/usr/lib/openssh/sftp-server args=\"-e -l info\" transfers=wire",
+        ),
+        (
+            "S0",
+            "Nov  3 11:00:00 h1 sftp-server[601]: session opened for local user acme from [192.0.2.1]",
+        ),
+        (
+            "S1",
+            "Nov  3 11:00:01 h1 sftp-server[601]: open \"/srv/acme/up load.bin\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        ),
+        (
+            "S2",
+            "Nov  3 11:00:02 h1 sftp-server[601]: close \"/srv/acme/up load.bin\" bytes read 0 written 1000",
+        ),
+        (
+            "W2",
+            "Nov  3 11:00:02 h1 sftpd-wrapper[600]: file closed sid=h1-wire-600 user=acme sftp_pid=601 path=\"/srv/acme/up load.bin\" counts_as=upload bytes_read=0 bytes_written=1000 complete=1 failed=0 forced=0 open_flags=WRITE,CREATE,TRUNCATE elapsed_ms=1500",
+        ),
+        (
+            "S3",
+            "Nov  3 11:00:03 h1 sftp-server[601]: open \"/srv/acme/down.csv\" flags READ mode 0666",
+        ),
+        (
+            "S4",
+            "Nov  3 11:00:03 h1 sftp-server[601]: close \"/srv/acme/down.csv\" bytes read 500 written 0",
+        ),
+        (
+            "W3",
+            "Nov  3 11:00:03 h1 sftpd-wrapper[600]: file closed sid=h1-wire-600 user=acme sftp_pid=601 path=/srv/acme/down.csv counts_as=download bytes_read=500 bytes_written=0 complete=1 failed=0 forced=0 open_flags=READ elapsed_ms=20",
+        ),
+        // A server-side copy: sftp-server's own counters say bytes were written; none crossed
+        // the wire.
+        (
+            "S5",
+            "Nov  3 11:00:04 h1 sftp-server[601]: open \"/srv/acme/copy.bin\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        ),
+        (
+            "S6",
+            "Nov  3 11:00:04 h1 sftp-server[601]: close \"/srv/acme/copy.bin\" bytes read 0 written 1000",
+        ),
+        (
+            "W4",
+            "Nov  3 11:00:04 h1 sftpd-wrapper[600]: file closed sid=h1-wire-600 user=acme sftp_pid=601 path=/srv/acme/copy.bin counts_as=copy bytes_read=0 bytes_written=0 complete=1 failed=0 forced=0 open_flags=WRITE,CREATE,TRUNCATE elapsed_ms=5 copied_from=\"/srv/acme/up load.bin\"",
+        ),
+        (
+            "S7",
+            "Nov  3 11:00:05 h1 sftp-server[601]: open \"/srv/acme/peek\" flags READ mode 0666",
+        ),
+        (
+            "S8",
+            "Nov  3 11:00:05 h1 sftp-server[601]: close \"/srv/acme/peek\" bytes read 0 written 0",
+        ),
+        (
+            "W5",
+            "Nov  3 11:00:05 h1 sftpd-wrapper[600]: file closed sid=h1-wire-600 user=acme sftp_pid=601 path=/srv/acme/peek counts_as=none bytes_read=0 bytes_written=0 complete=1 failed=0 forced=0 open_flags=READ elapsed_ms=1",
+        ),
+        (
+            "S9",
+            "Nov  3 11:00:06 h1 sftp-server[601]: remove name \"/srv/acme/old.txt\"",
+        ),
+        // A failed open: sftp-server logs it; the wire has no file, so no transfer.
+        (
+            "S10",
+            "Nov  3 11:00:06 h1 sftp-server[601]: open \"/srv/acme/denied\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        ),
+        (
+            "S11",
+            "Nov  3 11:00:06 h1 sftp-server[601]: sent status Permission denied",
+        ),
+        (
+            "S12",
+            "Nov  3 11:00:07 h1 sftp-server[601]: open \"/srv/acme/big.bin\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        ),
+        (
+            "S13",
+            "Nov  3 11:00:09 h1 sftp-server[601]: forced close \"/srv/acme/big.bin\" bytes read 0 written 300",
+        ),
+        (
+            "W6",
+            "Nov  3 11:00:09 h1 sftpd-wrapper[600]: file closed sid=h1-wire-600 user=acme sftp_pid=601 path=/srv/acme/big.bin counts_as=upload bytes_read=0 bytes_written=300 complete=0 failed=0 forced=1 open_flags=WRITE,CREATE,TRUNCATE elapsed_ms=2000",
+        ),
+        (
+            "S14",
+            "Nov  3 11:00:09 h1 sftp-server[601]: session closed for local user acme from [192.0.2.1]",
+        ),
+        (
+            "W7",
+            "Nov  3 11:00:09 h1 sftpd-wrapper[600]: session end sid=h1-wire-600 user=acme client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22 sftp_pid=601 duration_ms=9000 exit_status=0 files_uploaded=2 files_downloaded=1 bytes_uploaded=1300 bytes_downloaded=500 failed_operations=1",
+        ),
+        // Syslog mode: the transfers are sftp-server's lines, as before.
+        (
+            "P0",
+            "Nov  3 11:01:00 h1 sftpd-wrapper[700]: session start sid=h1-log-700 user=beta client_ip=192.0.2.2 client_port=4001 local_ip=198.51.100.1 local_port=22",
+        ),
+        (
+            "P1",
+            "Nov  3 11:01:00 h1 sftpd-wrapper[700]: sftp-server started sid=h1-log-700 user=beta sftp_pid=701 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        ),
+        (
+            "P2",
+            "Nov  3 11:01:00 h1 sftp-server[701]: session opened for local user beta from [192.0.2.2]",
+        ),
+        (
+            "P3",
+            "Nov  3 11:01:01 h1 sftp-server[701]: open \"/srv/beta/in.csv\" flags READ mode 0666",
+        ),
+        (
+            "P4",
+            "Nov  3 11:01:01 h1 sftp-server[701]: close \"/srv/beta/in.csv\" bytes read 77 written 0",
+        ),
+        (
+            "P5",
+            "Nov  3 11:01:01 h1 sftp-server[701]: session closed for local user beta from [192.0.2.2]",
+        ),
+        (
+            "P6",
+            "Nov  3 11:01:02 h1 sftpd-wrapper[700]: session end sid=h1-log-700 user=beta client_ip=192.0.2.2 client_port=4001 local_ip=198.51.100.1 local_port=22 sftp_pid=701 duration_ms=2000 exit_status=0",
+        ),
+    ]
+}
+
+/// The orders the two processes' lines can reach the log in: as written; each `file closed`
+/// before sftp-server's close and sftp-server's last line after the wrapper's end; sftp-server's
+/// lines before the wrapper said `transfers=wire`.
+fn wire_orders() -> Vec<(&'static str, Vec<&'static str>)> {
+    let as_written: Vec<&str> = wire_session_lines().iter().map(|(k, _)| *k).collect();
+    let tail = ["P0", "P1", "P2", "P3", "P4", "P5", "P6"];
+    let mut wrapper_first = vec![
+        "W0", "W1", "S0", "S1", "W2", "S2", "S3", "W3", "S4", "S5", "W4", "S6", "S7", "W5", "S8",
+        "S9", "S10", "S11", "S12", "W6", "S13", "W7", "S14",
+    ];
+    wrapper_first.extend(tail);
+    let mut sftp_server_first = vec![
+        "W0", "S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12",
+        "W1", "W2", "W3", "W4", "W5", "S13", "W6", "W7", "S14",
+    ];
+    sftp_server_first.extend(tail);
+    vec![
+        ("as written", as_written),
+        ("file closed first", wrapper_first),
+        ("sftp-server first", sftp_server_first),
+    ]
+}
+
+fn wire_log(order: &[&str]) -> Vec<&'static str> {
+    let lines = wire_session_lines();
+    assert_eq!(order.len(), lines.len());
+    order
+        .iter()
+        .map(|k| lines.iter().find(|(name, _)| name == k).unwrap().1)
+        .collect()
+}
+
+/// What the database must hold for [`wire_session_lines`], whatever the order.
+#[track_caller]
+fn assert_wire_rows(db: &str, what: &str) {
+    let acme = report_json(db, &["transfers", "--user", "acme"]);
+    let rows: Vec<(String, String, i64, i64, bool, bool)> = acme
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["path"].as_str().unwrap().to_owned(),
+                t["direction"].as_str().unwrap().to_owned(),
+                t["bytes_read"].as_i64().unwrap(),
+                t["bytes_written"].as_i64().unwrap(),
+                t["complete"].as_bool().unwrap(),
+                t["forced"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let row = |p: &str, d: &str, r, w, c, f| (p.to_owned(), d.to_owned(), r, w, c, f);
+    assert_eq!(
+        rows,
+        [
+            row("/srv/acme/up load.bin", "upload", 0, 1000, true, false),
+            row("/srv/acme/down.csv", "download", 500, 0, true, false),
+            row("/srv/acme/peek", "download", 0, 0, true, false),
+            row("/srv/acme/big.bin", "upload", 0, 300, false, true),
+        ],
+        "{what}: {acme:#}"
+    );
+    // Opened at the line's time less elapsed_ms, closed at the line's.
+    assert_eq!(
+        acme[0]["closed"].as_str().unwrap()[11..19],
+        *"11:00:02",
+        "{what}"
+    );
+    let opened = |t: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap());
+    assert_eq!(
+        (opened(&acme[0]["closed"]).unwrap() - opened(&acme[0]["opened"]).unwrap())
+            .num_milliseconds(),
+        1500,
+        "{what}: {acme:#}"
+    );
+    let beta = report_json(db, &["transfers", "--user", "beta"]);
+    assert_eq!(beta.as_array().unwrap().len(), 1, "{what}: {beta:#}");
+    assert_eq!(beta[0]["bytes_read"], 77, "{what}");
+    let totals = usage_totals(db);
+    let acme_usage = &totals[&("h1".to_owned(), "acme".to_owned())];
+    assert_eq!(
+        (
+            acme_usage.sessions,
+            acme_usage.files_up,
+            acme_usage.files_down,
+            acme_usage.bytes_up,
+            acme_usage.bytes_down
+        ),
+        (1, 1, 1, 1300, 500),
+        "{what}: the copy is no traffic, the forced upload is incomplete"
+    );
+    let count = |sql: &str| query_i64(db, sql);
+    assert_eq!(
+        count(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM operations WHERE kind = 'copy' AND NOT failed
+                AND path IS NOT NULL AND target IS NOT NULL"
+        ),
+        1,
+        "{what}"
+    );
+    assert_eq!(
+        count("SELECT CAST(COUNT(*) AS BIGINT) FROM operations WHERE kind = 'remove'"),
+        1,
+        "{what}: operations still come from sftp-server's lines"
+    );
+    assert_eq!(
+        count("SELECT CAST(COUNT(*) AS BIGINT) FROM sessions"),
+        2,
+        "{what}"
+    );
+    let sessions = report_json(db, &["sessions", "--user", "acme"]);
+    assert_eq!(sessions[0]["end"], "closed", "{what}: {sessions:#}");
+}
+
+/// Capture mode: a session's transfers are the wrapper's `file closed` lines, never also
+/// sftp-server's open and close lines, whatever order the two processes' lines reach the log
+/// in, and wherever an ingest run (or a commit) stops within the session; syslog-mode sessions
+/// are read from sftp-server's lines as before.
+fn a_wire_session_bills_its_file_closed_lines_in_any_order_and_split(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference: Option<String> = None;
+    for (n, (what, order)) in wire_orders().into_iter().enumerate() {
+        let lines = wire_log(&order);
+        let path = dir.path().join("wire.log");
+        fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
+        let db = new_db(backend, dir.path(), &format!("whole-{n}"));
+        let summary = ingest(&db, &[&path]);
+        assert!(
+            summary.contains("skipped 0") && summary.contains("transfers 5"),
+            "{what}: {summary}"
+        );
+        assert_wire_rows(&db, what);
+        let whole = dump(&db);
+        // The same rows in every order.
+        match &reference {
+            None => reference = Some(whole.clone()),
+            Some(r) => assert_same(&whole, r),
+        }
+        // Every place a run can stop: the rest read by a second run, in small batches.
+        let step = if backend == Backend::Sqlite { 1 } else { 4 };
+        for k in (1..lines.len()).step_by(step) {
+            if order[k - 1] == "W7" && order[k] == "S14" {
+                // sftp-server's `session closed` after the wrapper's end, read by the next run:
+                // a session of its own (without transfers), as documented for any session.
+                continue;
+            }
+            let split = dir.path().join(format!("split-{n}-{k}.log"));
+            fs::write(&split, format!("{}\n", lines[..k].join("\n"))).unwrap();
+            let db = new_db(backend, dir.path(), &format!("split-{n}-{k}"));
+            ingest(&db, &[&split]);
+            let mut f = fs::OpenOptions::new().append(true).open(&split).unwrap();
+            writeln!(f, "{}", lines[k..].join("\n")).unwrap();
+            drop(f);
+            let out = sftpd_report(
+                &db,
+                &["ingest", "--batch-lines", "3", split.to_str().unwrap()],
+            );
+            assert!(out.status.success(), "{what}, split at {k}");
+            common::assert_rollups_exact(&db);
+            assert_wire_rows(&db, &format!("{what}, split at {k}"));
+            assert_same(&dump(&db), &whole);
+        }
+    }
+}
+on_both_backends!(a_wire_session_bills_its_file_closed_lines_in_any_order_and_split);

@@ -11,8 +11,8 @@ use crate::accounting::storage::{
 };
 use crate::accounting::{IdMap, IdSet};
 use crate::log::parse::{self, Record, SftpEvent};
-use crate::log::transfer::{Direction, classify_close, classify_cut_close};
-use crate::log::wrapper::{ExitOutcome, WrapperLine};
+use crate::log::transfer::{ClosedFile, CountsAs, Direction, classify_close, classify_cut_close};
+use crate::log::wrapper::{ClosedAs, ExitOutcome, FileRecord, WrapperLine};
 use chrono::{DateTime, Local, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -235,6 +235,12 @@ struct SessionState {
     /// Ended, but kept for [`LATE_LINE_GRACE`]: a wrapper session whose sftp-server lines may
     /// still follow, or a plain session the wrapper's `sftp-server started` may still claim.
     ended: bool,
+    /// Capture mode (`transfers=wire`, or a `file closed` line): the session's transfers are
+    /// the wrapper's `file closed` lines, and sftp-server's open and close lines make none.
+    wire: bool,
+    /// Transfers from sftp-server's open and close lines may be stored for it (made before it
+    /// was known to be `wire`, or in an earlier run): to be deleted once it is.
+    log_rows: bool,
 }
 
 /// An input with new lines, none of which was understood: the wrong format or facility.
@@ -384,6 +390,10 @@ impl<'a> Ingestor<'a> {
                     sftp_closed: s.sftp_closed,
                     started_at: s.started_at,
                     ended: false,
+                    wire: s.wire,
+                    // A session not known to be `wire` may be one whose `file closed` lines
+                    // are all still to come, after sftp-server lines this run reads first.
+                    log_rows: !s.wire,
                 },
             );
         }
@@ -1121,6 +1131,8 @@ impl<'a> Ingestor<'a> {
                 sftp_closed: false,
                 started_at: s.started_at,
                 ended: false,
+                wire: false,
+                log_rows: false,
             },
         );
         Ok(id)
@@ -1174,6 +1186,7 @@ impl<'a> Ingestor<'a> {
         if let Some(p) = self.forget_session(plain) {
             if let Some(state) = self.sessions.get_mut(&into) {
                 state.sftp_closed |= p.sftp_closed;
+                state.log_rows |= p.log_rows;
             }
             if let (Some(user), Some(state)) = (p.user, self.sessions.get(&into))
                 && state.user.is_none()
@@ -1181,6 +1194,102 @@ impl<'a> Ingestor<'a> {
                 self.store.fill_session_identity(into, &user, "")?;
             }
         }
+        self.settle_wire(into)
+    }
+
+    /// Marks `id` a capture-mode session, whose transfers are its `file closed` lines.
+    fn mark_wire(&mut self, id: i64) -> Result<()> {
+        if let Some(state) = self.sessions.get_mut(&id) {
+            state.wire = true;
+        }
+        self.settle_wire(id)
+    }
+
+    /// Deletes the transfers that sftp-server's lines made for `id` if it is a capture-mode
+    /// session: they came before the line that said so (two processes' lines, delivered out of
+    /// order, or read by an earlier run), and its `file closed` lines are its transfers.
+    fn settle_wire(&mut self, id: i64) -> Result<()> {
+        let Some(state) = self.sessions.get_mut(&id) else {
+            return Ok(());
+        };
+        if !(state.wire && state.log_rows) {
+            return Ok(());
+        }
+        state.log_rows = false;
+        let deleted = self.store.forget_log_transfers(id)?;
+        self.summary.transfers = self.summary.transfers.saturating_sub(deleted);
+        self.open_transfers.remove(&id);
+        if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
+            self.set_last_op(id, None);
+        }
+        Ok(())
+    }
+
+    /// Stores what the wrapper's `file closed` line says of one file of capture-mode session
+    /// `session`: a transfer (as the hooks saw it), or a server-side copy, which is an
+    /// operation and never traffic.
+    fn file_closed(&mut self, session: i64, host: &str, at: &str, file: &FileRecord) -> Result<()> {
+        let counts_as = match file.counts_as {
+            ClosedAs::Upload => Some(CountsAs::Upload),
+            ClosedAs::Download => Some(CountsAs::Download),
+            ClosedAs::Nothing => None,
+            ClosedAs::Copy => {
+                let user = self.sessions.get(&session).and_then(|s| s.user.clone());
+                let id = self.store.insert_operation(&NewOperation {
+                    session_id: Some(session),
+                    host,
+                    user: user.as_deref(),
+                    at,
+                    kind: OperationKind::Copy,
+                    path: Some(&file.path.bytes),
+                    target: file.copied_from.as_ref().map(|p| p.bytes.as_slice()),
+                    detail: None,
+                })?;
+                if !file.complete {
+                    let why = if file.failed {
+                        "failed"
+                    } else {
+                        "forced close"
+                    };
+                    self.store.mark_operation_failed(id, why)?;
+                }
+                return Ok(());
+            }
+        };
+        let direction = match counts_as {
+            Some(CountsAs::Upload) => Direction::Upload,
+            Some(CountsAs::Download) => Direction::Download,
+            // Nothing moved: what it was opened for, as for sftp-server's lines.
+            None => Direction::from_open_flags(&file.open_flags),
+        };
+        let opened_at = parse::parse_storage_time(at)
+            .zip(i64::try_from(file.elapsed_ms).ok())
+            .and_then(|(t, ms)| t.checked_sub_signed(chrono::Duration::try_milliseconds(ms)?))
+            .map(parse::storage_time);
+        let id = self.store.insert_transfer(&NewTransfer {
+            session_id: session,
+            path: &file.path.bytes,
+            direction,
+            open_flags: &file.open_flags,
+            mode: None,
+            opened_at: opened_at.as_deref().unwrap_or(at),
+        })?;
+        self.summary.transfers += 1;
+        if file.failed {
+            self.store.mark_transfer_failed(id)?;
+        }
+        let verdict = ClosedFile {
+            direction,
+            counts_as,
+            complete: file.complete,
+        };
+        self.store.close_transfer(
+            id,
+            at,
+            Some((file.bytes_read, file.bytes_written)),
+            file.forced,
+            &verdict,
+        )?;
         Ok(())
     }
 
@@ -1204,7 +1313,9 @@ impl<'a> Ingestor<'a> {
             | WrapperLine::SessionEnd {
                 user, connection, ..
             } => (Some(user.clone()), Some(connection)),
-            WrapperLine::SftpServerStarted { user, .. } => (Some(user.clone()), None),
+            WrapperLine::SftpServerStarted { user, .. } | WrapperLine::FileClosed { user, .. } => {
+                (Some(user.clone()), None)
+            }
             _ => (None, None),
         };
         let port = |p: &Option<String>| {
@@ -1294,41 +1405,30 @@ impl<'a> Ingestor<'a> {
             WrapperLine::SessionStart { .. } => {
                 self.touched = Some(self.wrapper_session(host, pid, at, line)?);
             }
-            WrapperLine::SftpServerStarted { sftp_pid, .. } => {
+            WrapperLine::SftpServerStarted { sftp_pid, wire, .. } => {
                 let id = self.wrapper_session(host, pid, at, line)?;
-                let Some(sftp_pid) = sftp_pid.map(i64::from) else {
+                if let Some(sftp_pid) = sftp_pid {
+                    self.link_sftp_pid(id, host, i64::from(*sftp_pid))?;
+                }
+                if *wire {
+                    self.mark_wire(id)?;
+                }
+                if sftp_pid.is_none() {
                     return Ok(false);
-                };
-                let key = (host.to_owned(), sftp_pid);
-                // sftp-server's first lines, or its whole session, beat the wrapper's line to
-                // syslog: one session. A closed one only of the same user that started after the
-                // wrapper's: the wrapper's own child, not an earlier process with the same PID.
-                let open_plain = self
-                    .by_sftp_pid
-                    .get(&key)
-                    .copied()
-                    .filter(|other| self.sessions.get(other).is_some_and(|s| !s.wrapper));
-                let closed_plain = self.closed_plain.get(&key).copied().filter(|plain| {
-                    let (Some(p), Some(w)) = (self.sessions.get(plain), self.sessions.get(&id))
-                    else {
-                        return false;
-                    };
-                    (w.user.is_none() || p.user.is_none() || w.user == p.user)
-                        && p.started_at >= w.started_at
-                });
-                if let Some(plain) = open_plain.or(closed_plain)
-                    && plain != id
+                }
+            }
+            WrapperLine::FileClosed { sftp_pid, file, .. } => {
+                let id = self.wrapper_session(host, pid, at, line)?;
+                self.touched = Some(id);
+                // Before the wrapper's `sftp-server started` (delivered late): its sftp-server
+                // lines so far are claimed the same way.
+                if let Some(sftp_pid) = sftp_pid
+                    && self.sessions.get(&id).is_some_and(|s| s.sftp_pid.is_none())
                 {
-                    self.absorb_plain(plain, id)?;
+                    self.link_sftp_pid(id, host, i64::from(*sftp_pid))?;
                 }
-                self.store.set_session_sftp_pid(id, sftp_pid)?;
-                let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
-                if let Some(state) = self.sessions.get_mut(&id) {
-                    state.sftp_pid = Some(sftp_pid);
-                }
-                if !closed {
-                    self.by_sftp_pid.insert(key, id);
-                }
+                self.mark_wire(id)?;
+                self.file_closed(id, host, at, file)?;
             }
             WrapperLine::SessionEnd {
                 duration_ms,
@@ -1412,10 +1512,43 @@ impl<'a> Ingestor<'a> {
             }
             WrapperLine::Hook { .. }
             | WrapperLine::SignalForwarded { .. }
-            | WrapperLine::EventDropped { .. }
-            | WrapperLine::FileClosed { .. } => {}
+            | WrapperLine::EventDropped { .. } => {}
         }
         Ok(true)
+    }
+
+    /// Ties wrapper session `id` to its sftp-server process `sftp_pid`.
+    fn link_sftp_pid(&mut self, id: i64, host: &str, sftp_pid: i64) -> Result<()> {
+        let key = (host.to_owned(), sftp_pid);
+        // sftp-server's first lines, or its whole session, beat the wrapper's line to
+        // syslog: one session. A closed one only of the same user that started after the
+        // wrapper's: the wrapper's own child, not an earlier process with the same PID.
+        let open_plain = self
+            .by_sftp_pid
+            .get(&key)
+            .copied()
+            .filter(|other| self.sessions.get(other).is_some_and(|s| !s.wrapper));
+        let closed_plain = self.closed_plain.get(&key).copied().filter(|plain| {
+            let (Some(p), Some(w)) = (self.sessions.get(plain), self.sessions.get(&id)) else {
+                return false;
+            };
+            (w.user.is_none() || p.user.is_none() || w.user == p.user)
+                && p.started_at >= w.started_at
+        });
+        if let Some(plain) = open_plain.or(closed_plain)
+            && plain != id
+        {
+            self.absorb_plain(plain, id)?;
+        }
+        self.store.set_session_sftp_pid(id, sftp_pid)?;
+        let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
+        if let Some(state) = self.sessions.get_mut(&id) {
+            state.sftp_pid = Some(sftp_pid);
+        }
+        if !closed {
+            self.by_sftp_pid.insert(key, id);
+        }
+        Ok(())
     }
 
     /// The session of sftp-server process `key` (host, PID), created when its start is not known.
@@ -1529,7 +1662,25 @@ impl<'a> Ingestor<'a> {
         }
         let session = self.sftp_session(&key, source, at)?;
         self.touched = Some(session);
+        let wire = match self.sessions.get_mut(&session) {
+            Some(state) if state.wire => true,
+            Some(state) => {
+                state.log_rows |= matches!(
+                    event,
+                    SftpEvent::Open { .. } | SftpEvent::Close { .. } | SftpEvent::CutClose { .. }
+                );
+                false
+            }
+            None => false,
+        };
         match event {
+            // Capture mode: the wrapper's `file closed` lines are this session's transfers;
+            // sftp-server's open and close lines stay in the log for audit.
+            SftpEvent::Open { .. } | SftpEvent::Close { .. } | SftpEvent::CutClose { .. }
+                if wire =>
+            {
+                self.set_last_op(session, None);
+            }
             SftpEvent::SessionOpened { .. } | SftpEvent::Unparsed => {}
             SftpEvent::SessionClosed { user, client_ip } => {
                 self.store.mark_sftp_closed(session)?;
@@ -1573,7 +1724,7 @@ impl<'a> Ingestor<'a> {
                     path: &path,
                     direction,
                     open_flags: &flags,
-                    mode: &mode,
+                    mode: Some(&mode),
                     opened_at: at,
                 })?;
                 self.summary.transfers += 1;
@@ -1610,7 +1761,7 @@ impl<'a> Ingestor<'a> {
                             path: &path_prefix,
                             direction: Direction::None,
                             open_flags: "",
-                            mode: "",
+                            mode: Some(""),
                             opened_at: at,
                         })?;
                         (id, Direction::None)
@@ -1639,7 +1790,7 @@ impl<'a> Ingestor<'a> {
                             path: &path,
                             direction: Direction::None,
                             open_flags: "",
-                            mode: "",
+                            mode: Some(""),
                             opened_at: at,
                         })?;
                         (id, Direction::None, false)

@@ -454,6 +454,9 @@ text_enum! {
         Symlink => "symlink",
         Hardlink => "hardlink",
         Set => "set",
+        /// A file written by server-side copy (`copy-data`), from the wrapper's `file closed
+        /// counts_as=copy` line: `path` the copy, `target` its source. Never traffic.
+        Copy => "copy",
         /// A `sent status` failure.
         Failure => "failure",
         /// A session the wrapper refused.

@@ -178,6 +178,9 @@ pub struct OpenSession {
     pub source: SessionSource,
     /// What a following `sent status` line answers.
     pub last_op: Option<LastOp>,
+    /// It has a transfer from the wrapper's `file closed` lines (capture mode): its transfers
+    /// come from those, not from sftp-server's open and close lines.
+    pub wire: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -195,7 +198,9 @@ pub struct NewTransfer<'a> {
     pub path: &'a [u8],
     pub direction: Direction,
     pub open_flags: &'a str,
-    pub mode: &'a str,
+    /// sftp-server's `mode` of the open (`""` when the open line is missing); `None` for a
+    /// transfer from the wrapper's `file closed` line, which is how such rows are told apart.
+    pub mode: Option<&'a str>,
     pub opened_at: &'a str,
 }
 
@@ -415,6 +420,10 @@ pub trait IngestStore: Database {
         verdict: &ClosedFile,
     ) -> Result<()>;
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()>;
+    /// Deletes the session's transfers that came from sftp-server's open and close lines (those
+    /// with a `mode`), held or written, when the session turns out to take its transfers from the
+    /// wrapper's `file closed` lines; returns how many were deleted.
+    fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64>;
     /// Transfers still open when their session ended: never complete.
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()>;
 

@@ -536,7 +536,7 @@ impl WriteBehind {
                 direction: t.direction,
                 counts_as: None,
                 open_flags: t.open_flags.to_owned(),
-                mode: Some(t.mode.to_owned()),
+                mode: t.mode.map(str::to_owned),
                 bytes_read: None,
                 bytes_written: None,
                 opened_at: t.opened_at.to_owned(),

@@ -1257,7 +1257,8 @@ impl IngestStore for PgStore {
         let rows = self.query(
             "SELECT id, host, sid, sftp_pid, sftp_closed,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                    source, last_op_kind, last_op_id, \"user\"
+                    source, last_op_kind, last_op_id, \"user\",
+                    EXISTS (SELECT 1 FROM transfers t WHERE t.session_id = sessions.id AND t.mode IS NULL)
                FROM sessions WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
             &[],
         )?;
@@ -1273,6 +1274,7 @@ impl IngestStore for PgStore {
                 source: r.get(6),
                 last_op: LastOp::from_columns(r.get(7), r.get(8)),
                 user: r.get(9),
+                wire: r.get(10),
             })
             .collect())
     }
@@ -1446,6 +1448,15 @@ impl IngestStore for PgStore {
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
         self.pending.mark_transfer_failed(id);
         self.flush_if_full()
+    }
+
+    fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64> {
+        // Rare: written first, then deleted, as the triggers keep the rollups.
+        self.flush()?;
+        self.exec(
+            "DELETE FROM transfers WHERE session_id = $1 AND mode IS NOT NULL",
+            &[&session_id],
+        )
     }
 
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {

@@ -1632,7 +1632,9 @@ impl IngestStore for SqliteStore {
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         self.flush()?;
         let mut stmt = self.conn()?.prepare(
-            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at_us, source, last_op_kind, last_op_id, user FROM sessions
+            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at_us, source, last_op_kind, last_op_id, user,
+                    EXISTS (SELECT 1 FROM transfer_rows t WHERE t.session_id = sessions.id AND t.mode IS NULL)
+               FROM sessions
               WHERE ended_at_us IS NULL AND end_reason = 'missing_end' ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -1646,6 +1648,7 @@ impl IngestStore for SqliteStore {
                 source: r.get(6)?,
                 last_op: LastOp::from_columns(r.get::<_, Option<String>>(7)?.as_deref(), r.get(8)?),
                 user: r.get(9)?,
+                wire: r.get::<_, i64>(10)? != 0,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1826,6 +1829,17 @@ impl IngestStore for SqliteStore {
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
         self.pending.mark_transfer_failed(id);
         self.flush_if_full()
+    }
+
+    fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64> {
+        // Rare (a session whose sftp-server lines came before the wrapper said where its
+        // transfers come from): written first, then deleted, as the triggers keep the rollups.
+        self.flush()?;
+        let n = self
+            .conn()?
+            .prepare_cached("DELETE FROM transfer_rows WHERE session_id = ?1 AND mode IS NOT NULL")?
+            .execute([session_id])?;
+        Ok(n as u64)
     }
 
     /// Transfers still open when their session ended: never complete.
