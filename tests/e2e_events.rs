@@ -212,13 +212,14 @@ fn a_filepart_upload_fires_for_the_final_name_and_a_killed_upload_is_incomplete(
         .log_text()
         .matches(&format!("sftp-server[{sftp_pid}]: sent status"))
         .count();
-    assert!(statuses > 0, "the client probed nothing: the check proves nothing");
+    assert!(
+        statuses > 0,
+        "the client probed nothing: the check proves nothing"
+    );
     assert!(text.contains("SFTPD_FAILED_OPERATIONS=0\n"), "{text}");
     // The rename fired once, naming both names, and the upload named the final name and the one
     // it was written under.
-    assert!(
-        s(&ups_final(&h, &user)["SFTPD_UPLOADED_AS"]).ends_with("/report.xml.filepart"),
-    );
+    assert!(s(&ups_final(&h, &user)["SFTPD_UPLOADED_AS"]).ends_with("/report.xml.filepart"),);
 
     let killed = h.user();
     fs::write(local.path().join("big.bin"), vec![3u8; 20 << 20]).unwrap();
