@@ -109,13 +109,21 @@ pub struct Account {
 }
 
 impl Account {
-    pub fn current() -> Result<Account, String> {
+    /// The account of this process's uid; its groups only `with_groups`. Listing a user's
+    /// groups asks every group database in nsswitch.conf (with `systemd` listed, that loads
+    /// libnss_systemd and its libraries), and the groups serve only to pick `[groups.NAME]`
+    /// sections: a config without any leaves them empty.
+    pub fn current(with_groups: bool) -> Result<Account, String> {
         let uid = getuid();
         let user = User::from_uid(uid)
             .map_err(|e| format!("cannot look up uid {uid}: {e}"))?
             .ok_or_else(|| format!("uid {uid} has no passwd entry"))?;
         Ok(Account {
-            groups: group_names(&user),
+            groups: if with_groups {
+                group_names(&user)
+            } else {
+                Vec::new()
+            },
             name: user.name,
             home: user.dir,
         })
@@ -488,7 +496,8 @@ fn run_shell_with_config(
             Syslog::open(&defaults.ident, defaults.facility)
         }
     };
-    let account = match Account::current() {
+    let with_groups = loaded.as_ref().is_ok_and(|l| !l.config.groups.is_empty());
+    let account = match Account::current(with_groups) {
         Ok(a) => a,
         Err(e) => {
             let line = WrapperLine::SessionRefused {
