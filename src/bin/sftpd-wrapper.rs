@@ -25,9 +25,12 @@ fn main() {
     if !is_admin_invocation(&argv) {
         // Still single-threaded: nothing the client put in the environment reaches libc here.
         let vars = harden::take_environment();
-        std::process::exit(sftpd_wrapper::shell::session::run_shell(
-            &argv, vars, hardened,
-        ));
+        let code = sftpd_wrapper::shell::session::run_shell(&argv, vars, hardened);
+        // The shell has nothing to flush (it writes to stderr only, unbuffered), and std's exit
+        // would unmap its signal stack and write to pages it shares copy-on-write with the
+        // supervisor, while sshd waits for this exit to close the channel.
+        // SAFETY: _exit ends the process at once; no other thread is running here.
+        unsafe { libc::_exit(code) }
     }
     let admin = WrapperAdmin::parse_from(argv);
     if let Some(user) = admin.check_sshd.as_deref() {

@@ -105,8 +105,13 @@ unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 }
 
 /// Whether `/proc` is visible here: not in a ChrootDirectory jail without it.
+///
+/// Asked of the file system mounted there rather than by looking up `/proc/self`: a lookup of a
+/// new process's `/proc/<pid>` builds dentries that its exit then has to invalidate, work on the
+/// path of every session's start and end.
 pub fn proc_visible() -> bool {
-    std::path::Path::new("/proc/self/stat").exists()
+    use nix::sys::statfs::{PROC_SUPER_MAGIC, statfs};
+    statfs("/proc").is_ok_and(|fs| fs.filesystem_type() == PROC_SUPER_MAGIC)
 }
 
 /// kernel.yama.ptrace_scope: 1 or more keeps a process from writing the memory of processes of
