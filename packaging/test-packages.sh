@@ -16,7 +16,8 @@ echo "== rpm contents"
 files=$(rpm -qlp "$rpmfile" 2>/dev/null)
 for f in /usr/sbin/sftpd-wrapper /usr/bin/sftpd-report /etc/sftpd-wrapper.toml /usr/share/man/man8/sftpd-wrapper.8 \
          /usr/share/man/man5/sftpd-wrapper.toml.5 /etc/logrotate.d/sftpd-wrapper \
-         /usr/lib/systemd/system/sftpd-report-follow.service; do
+         /usr/lib/systemd/system/sftpd-report-follow.service /usr/lib/systemd/system/sftpd-report-prune.service \
+         /usr/lib/systemd/system/sftpd-report-prune.timer; do
     grep -qx "$f" <<<"$files" || fail "$rpmfile lacks $f"
 done
 rpm -qp --scripts "$rpmfile" 2>/dev/null | grep -q /etc/shells || fail "the rpm does not register the shell"
@@ -32,11 +33,13 @@ for page in sftpd-wrapper.8 sftpd-report.1 sftpd-wrapper.toml.5; do
 done
 man -l /usr/share/man/man5/sftpd-wrapper.toml.5.gz 2>/dev/null | grep -q on_upload || fail "sftpd-wrapper.toml(5) does not render"
 [ -f /usr/share/bash-completion/completions/sftpd-report ] || fail "bash completion missing"
-unit=/lib/systemd/system/sftpd-report-follow.service
-[ -f "$unit" ] || fail "$unit missing"
-systemd-analyze verify "$unit" || fail "$unit does not verify"
-[ -z "$(find /etc/systemd/system -name sftpd-report-follow.service 2>/dev/null)" ] \
-    || fail "$unit is enabled by the package; it must be disabled by default"
+for name in sftpd-report-follow.service sftpd-report-prune.service sftpd-report-prune.timer; do
+    unit=/lib/systemd/system/$name
+    [ -f "$unit" ] || fail "$unit missing"
+    systemd-analyze verify "$unit" || fail "$unit does not verify"
+    [ -z "$(find /etc/systemd/system -name "$name" 2>/dev/null)" ] \
+        || fail "$unit is enabled by the package; it must be disabled by default"
+done
 
 echo "== a real session through the installed binaries"
 bash packaging/demo.sh --installed
@@ -45,7 +48,7 @@ echo "== dpkg --purge"
 dpkg --purge sftpd-wrapper >/dev/null
 ! grep -qx /usr/sbin/sftpd-wrapper /etc/shells || fail "/etc/shells still lists the wrapper after purge"
 for f in /usr/sbin/sftpd-wrapper /usr/bin/sftpd-report /etc/rsyslog.d/30-sftpd-wrapper.conf /etc/logrotate.d/sftpd-wrapper \
-         /lib/systemd/system/sftpd-report-follow.service; do
+         /lib/systemd/system/sftpd-report-follow.service /lib/systemd/system/sftpd-report-prune.timer; do
     [ ! -e "$f" ] || fail "$f is still there after purge"
 done
 echo "packages: 1 passed, 0 failed"

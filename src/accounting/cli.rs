@@ -139,6 +139,28 @@ pub enum ReportCommand {
         #[arg(long)]
         textfile: Option<PathBuf>,
     },
+    /// Retention: delete the sessions that ended before a cut, with their transfers and
+    /// operations, in one transaction (the hourly rollups stay exact). Open sessions and the
+    /// ingest's checkpoints are never removed. Prints what it removed.
+    Prune {
+        /// Sessions that ended longer ago than this: 400d, 12w, 36h.
+        #[arg(long, conflicts_with = "before", required_unless_present_any = ["before", "user"])]
+        older_than: Option<String>,
+        /// Sessions that ended before this instant: 2025-11-01 (midnight in --tz),
+        /// "2025-11-01 14:00" or RFC 3339.
+        #[arg(long)]
+        before: Option<String>,
+        /// Only this partner's sessions; alone (without --older-than or --before), every ended
+        /// session of theirs: the partner is forgotten.
+        #[arg(long)]
+        user: Option<String>,
+        /// The zone of a date in --before [default: the system's zone]
+        #[arg(long)]
+        tz: Option<String>,
+        /// Say what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The hourly rollups usage reads: every commit keeps them exact; --check compares them with
     /// the rows, --rebuild recomputes them (after the tables were changed by hand).
     Rollups {

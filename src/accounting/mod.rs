@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod report;
+pub mod retention;
 pub mod storage;
 
 /// Maps and sets keyed by what sftpd-report or the system assigns (row ids, host names, PIDs,

@@ -529,6 +529,35 @@ fn run(cli: Cli) -> Result<()> {
                 println!("rollups exact");
             }
         }
+        Command::Prune {
+            older_than,
+            before,
+            user,
+            tz,
+            dry_run,
+        } => {
+            let zone = match tz {
+                Some(name) => report::parse_zone(name).map_err(anyhow::Error::msg)?,
+                None => report::system_zone(),
+            };
+            let cut = sftpd_wrapper::accounting::retention::cut_micros(
+                older_than.as_deref(),
+                before.as_deref(),
+                zone,
+                chrono::Utc::now(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let pruned = storage::prune(store.as_mut(), cut, user.as_deref(), *dry_run)?;
+            println!(
+                "{}",
+                sftpd_wrapper::accounting::retention::summary(
+                    &pruned,
+                    cut,
+                    user.as_deref(),
+                    *dry_run
+                )
+            );
+        }
         Command::Copy { .. } => unreachable!("handled above"),
     }
     out.flush()?;

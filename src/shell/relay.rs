@@ -13,8 +13,9 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::sync::Condvar;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// What one read takes: a few of sftp-server's largest packets.
@@ -74,6 +75,9 @@ fn stopped(stop: BorrowedFd) -> bool {
 pub struct SharedTap {
     pub tap: Mutex<Tap>,
     drained: Condvar,
+    /// The requests' thread waits on `drained`: only then do answers signal it (a signal is a
+    /// system call, and answers come thousands of times a second).
+    held: AtomicBool,
 }
 
 impl SharedTap {
@@ -81,7 +85,20 @@ impl SharedTap {
         SharedTap {
             tap: Mutex::new(tap),
             drained: Condvar::new(),
+            held: AtomicBool::new(false),
         }
+    }
+
+    /// Waits (with the tap's lock) until answers have come or `timeout` has passed.
+    fn wait<'a>(&self, tap: MutexGuard<'a, Tap>, timeout: Duration) -> MutexGuard<'a, Tap> {
+        // Set under the lock, so an answer handled after it sees it.
+        self.held.store(true, Ordering::Release);
+        let tap = match self.drained.wait_timeout(tap, timeout) {
+            Ok((tap, _)) => tap,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+        self.held.store(false, Ordering::Release);
+        tap
     }
 }
 
@@ -141,10 +158,7 @@ pub fn pass_requests(client: BorrowedFd, to: OwnedFd, shared: &SharedTap, stop: 
             if stopped(stop) {
                 return;
             }
-            tap = match shared.drained.wait_timeout(tap, STOP_CHECK) {
-                Ok((tap, _)) => tap,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+            tap = shared.wait(tap, STOP_CHECK);
         }
     }
 }
@@ -159,10 +173,7 @@ fn wait_for_answers(shared: &SharedTap, stop: BorrowedFd) {
         if left.is_zero() {
             return;
         }
-        tap = match shared.drained.wait_timeout(tap, left.min(STOP_CHECK)) {
-            Ok((tap, _)) => tap,
-            Err(poisoned) => poisoned.into_inner().0,
-        };
+        tap = shared.wait(tap, left.min(STOP_CHECK));
     }
 }
 
@@ -200,7 +211,9 @@ pub fn pass_replies(
                 made.extend(tap.on_reply(packet, now))
             });
         }
-        shared.drained.notify_one();
+        if shared.held.load(Ordering::Acquire) {
+            shared.drained.notify_one();
+        }
         if !made.is_empty() {
             on_output(made);
         }

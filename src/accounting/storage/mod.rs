@@ -619,10 +619,56 @@ pub trait CopyStore: Database {
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()>;
 }
 
-/// A database that serves all three: what [`open`] returns.
-pub trait Store: IngestStore + ReportStore + CopyStore {}
+/// What a prune removed (or, rolled back, would remove).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: u64,
+    pub transfers: u64,
+    pub operations: u64,
+    /// Sessions that started before the cut but have no end: an ingest may still be following
+    /// them, so they stay.
+    pub kept_open: u64,
+}
 
-impl<T: IngestStore + ReportStore + CopyStore> Store for T {}
+/// Retention: deleting what ended before a cut.
+pub trait PruneStore: Database {
+    /// Within the caller's transaction, deletes the sessions (of `user`, or of everyone) that
+    /// ended before `before`, with their transfers and operations, and the operations of no
+    /// session (refusals) before it; the rollups follow through the delete triggers.
+    fn delete_ended_before(&mut self, before_us: i64, user: Option<&str>) -> Result<Pruned>;
+}
+
+/// Deletes what ended before `before_us` (UTC microseconds) in one transaction, with the
+/// writer's lock, so that an ingest never sees half of it and a kill leaves all or nothing; with
+/// `dry_run`, does the same and rolls it back, so that what it says is exactly what a prune
+/// would do.
+pub fn prune<S: PruneStore + ?Sized>(
+    db: &mut S,
+    before_us: i64,
+    user: Option<&str>,
+    dry_run: bool,
+) -> Result<Pruned> {
+    lock_for_writing(db, true)?;
+    db.begin()?;
+    let pruned = match db.delete_ended_before(before_us, user) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = db.rollback();
+            return Err(e);
+        }
+    };
+    if dry_run {
+        db.rollback()?;
+    } else {
+        db.commit()?;
+    }
+    Ok(pruned)
+}
+
+/// A database that serves them all: what [`open`] returns.
+pub trait Store: IngestStore + ReportStore + CopyStore + PruneStore {}
+
+impl<T: IngestStore + ReportStore + CopyStore + PruneStore> Store for T {}
 
 /// The statements that recompute the dirty cells of `usage_hourly` (or all of them), in the
 /// SQL both backends speak.

@@ -1954,6 +1954,49 @@ impl ReportStore for SqliteStore {
     }
 }
 
+impl super::PruneStore for SqliteStore {
+    fn delete_ended_before(&mut self, before_us: i64, user: Option<&str>) -> Result<super::Pruned> {
+        self.flush()?;
+        let conn = self.conn()?;
+        conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS prune_sessions (id INTEGER PRIMARY KEY);
+             DELETE FROM prune_sessions;",
+        )?;
+        conn.execute(
+            "INSERT INTO prune_sessions (id)
+                  SELECT id FROM session_rows
+                   WHERE ended_at_us < ?1 AND (?2 IS NULL OR user = ?2)",
+            params![before_us, user],
+        )?;
+        let operations = conn.execute(
+            "DELETE FROM operation_rows
+              WHERE session_id IN (SELECT id FROM prune_sessions)
+                 OR (session_id IS NULL AND at_us < ?1 AND (?2 IS NULL OR user = ?2))",
+            params![before_us, user],
+        )?;
+        let transfers = conn.execute(
+            "DELETE FROM transfer_rows WHERE session_id IN (SELECT id FROM prune_sessions)",
+            [],
+        )?;
+        let sessions = conn.execute(
+            "DELETE FROM session_rows WHERE id IN (SELECT id FROM prune_sessions)",
+            [],
+        )?;
+        let kept_open: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM session_rows
+              WHERE ended_at_us IS NULL AND started_at_us < ?1 AND (?2 IS NULL OR user = ?2)",
+            params![before_us, user],
+            |r| r.get(0),
+        )?;
+        Ok(super::Pruned {
+            sessions: sessions as u64,
+            transfers: transfers as u64,
+            operations: operations as u64,
+            kept_open: kept_open as u64,
+        })
+    }
+}
+
 impl CopyStore for SqliteStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
         let mut stmt = self.conn()?.prepare(
