@@ -56,7 +56,8 @@ pub enum ReportCommand {
         #[arg(long, conflicts_with = "journal")]
         rebuild: bool,
         /// Read files even when their lines are older than what is already ingested from their
-        /// host (by default that is refused: sessions across files would be split).
+        /// host (by default such lines are refused: not billed, named in an error line, exit
+        /// status 1; sessions across files would be split).
         #[arg(long)]
         any_order: bool,
         /// Read the systemd journal (the [syslog] facility's entries), from where the last

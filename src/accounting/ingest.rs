@@ -31,18 +31,6 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "{path}: its lines from {first} are older than what is already ingested from host {host} \
-         (up to {latest}); read now, sessions that span files would be split and billed twice. \
-         Ingest rotated files oldest first, or redo host {host} in order with `sftpd-report ingest \
-         --rebuild FILE...` (giving every log of that host you still have)"
-    )]
-    OutOfOrder {
-        path: String,
-        first: String,
-        host: String,
-        latest: String,
-    },
     #[error("the ingest lock {path}: {source}")]
     Lock {
         path: String,
@@ -99,6 +87,9 @@ pub struct Summary {
     pub lines_already_ingested: u64,
     pub parsed: u64,
     pub skipped: u64,
+    /// Lines not billed because they are older than what was already ingested from their host
+    /// (each run of them said in an error line).
+    pub refused: u64,
     pub sessions: u64,
     pub transfers: u64,
     /// Transfers whose close line was cut: recorded with unknown byte counts.
@@ -131,6 +122,13 @@ impl std::fmt::Display for Summary {
                 f,
                 ", transfers with unknown byte counts (close line cut) {}",
                 self.counters_unknown
+            )?;
+        }
+        if self.refused > 0 {
+            write!(
+                f,
+                "; not billed {}: older than what is already ingested",
+                self.refused
             )?;
         }
         for (reason, n) in &self.skipped_because {
@@ -293,13 +291,37 @@ struct FilePosition {
     /// The file's checkpoint in the database now.
     saved: Option<Checkpoint>,
     inode: Option<i64>,
-    order_checked: bool,
+    /// Where the check of the input's lines against what is already ingested stands.
+    order: Order,
+    /// The input goes on from its own checkpoint: its lines are never refused as out of order.
+    carries_on: bool,
+    /// The latest instant a line of the input named (for local times a fall back repeats).
+    last_at: Option<DateTime<Utc>>,
+}
+
+/// The order check of an input's new lines, made on its first line with a time.
+enum Order {
+    Unchecked,
+    /// Lines older than what was already ingested from the host, not applied until one is not.
+    Refusing(Refusal),
+    Checked,
+}
+
+struct Refusal {
+    host: String,
+    latest: DateTime<Utc>,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    lines: u64,
+    /// How many of them an error line has named.
+    reported: u64,
 }
 
 pub struct Ingestor<'a> {
     store: &'a mut dyn IngestStore,
-    /// The summary's lines read and skipped at the last commit: what the ingest counters hold.
-    committed_counts: (u64, u64),
+    /// The summary's lines read, skipped and refused at the last commit: what the ingest
+    /// counters hold.
+    committed_counts: (u64, u64, u64),
     opts: IngestOptions,
     sessions: IdMap<i64, SessionState>,
     by_sid: IdMap<(String, String), i64>,
@@ -365,7 +387,7 @@ impl<'a> Ingestor<'a> {
             touched: None,
             origin_set: IdSet::default(),
             summary: Summary::default(),
-            committed_counts: (0, 0),
+            committed_counts: (0, 0, 0),
             opts,
             store,
         };
@@ -569,15 +591,18 @@ impl<'a> Ingestor<'a> {
             lines: lines_done,
             saved: resume,
             inode,
-            order_checked: false,
+            order: Order::Unchecked,
+            carries_on: skip_to > 0,
+            last_at: None,
         };
         let progress = self.progress_bar(size);
         let start = self.start_input();
         self.store.begin()?;
         let result = (|| -> Result<()> {
             if skip_to == 0 {
-                self.check_order(&first_line, reference, name, &mut pos.order_checked)?;
-                self.process_line(&first_line, reference)?;
+                if self.check_order(&first_line, reference, name, &mut pos)? {
+                    self.process_line(&first_line, reference, &mut pos.last_at)?;
+                }
             } else {
                 self.summary.lines_already_ingested += pos.lines as u64;
             }
@@ -646,8 +671,9 @@ impl<'a> Ingestor<'a> {
                 self.summary.lines_already_ingested += 1;
                 continue;
             }
-            self.check_order(&line, reference, name, &mut pos.order_checked)?;
-            self.process_line(&line, reference)?;
+            if self.check_order(&line, reference, name, pos)? {
+                self.process_line(&line, reference, &mut pos.last_at)?;
+            }
             in_batch += 1;
             if in_batch >= self.opts.batch_lines {
                 self.save_position(pos, name)?;
@@ -658,6 +684,9 @@ impl<'a> Ingestor<'a> {
                     bar.set_position(pos.offset);
                 }
             }
+        }
+        if let Order::Refusing(refusal) = &mut pos.order {
+            report_refusal(name, refusal);
         }
         // New lines past the earlier run's, not yet in the stored checkpoint.
         let saved_at = pos.saved.as_ref().map(|c| c.byte_offset as u64);
@@ -834,29 +863,45 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    /// Refuses a file whose first new line is older than what is already ingested from its host
-    /// (by more than the grace for lines out of order): the sessions it continues or is continued
-    /// by were read without it. Looks at new lines until one can be read.
+    /// Whether to apply a new line of an input: not while its lines are older than what is
+    /// already ingested from its host (by more than the grace for lines out of order), as the
+    /// sessions they continue or are continued by were read without them. Such lines are
+    /// counted and named in an error line, and the input goes on with the first line that is
+    /// not older, so that they never hold up the lines after them. An input that goes on from
+    /// its own checkpoint is not checked: what it carries on was read from it. The first line
+    /// with a time also sets where the input's local times stand (`pos.last_at`), when nothing
+    /// of it was read in this run: at what is already ingested from its host.
     fn check_order(
         &mut self,
         raw: &[u8],
         reference: DateTime<Local>,
         name: &str,
-        checked: &mut bool,
-    ) -> Result<()> {
-        if *checked || self.opts.any_order {
-            return Ok(());
+        pos: &mut FilePosition,
+    ) -> Result<bool> {
+        if matches!(pos.order, Order::Checked) {
+            return Ok(true);
         }
         let Some(line) = parse::parse_syslog_line(raw) else {
-            return Ok(());
+            return Ok(true);
         };
-        let Some(ts) = line
-            .timestamp
-            .resolve_in(reference, &mut self.local_minutes)
-        else {
-            return Ok(());
-        };
-        *checked = true;
+        if let Order::Refusing(refusal) = &mut pos.order {
+            let after = pos.last_at.map(|t| (t, LATE_LINE_GRACE));
+            let Some(ts) = line
+                .timestamp
+                .resolve_after(reference, &mut self.local_minutes, after)
+            else {
+                return Ok(true);
+            };
+            if ts + LATE_LINE_GRACE >= refusal.latest {
+                report_refusal(name, refusal);
+                pos.order = Order::Checked;
+                return Ok(true);
+            }
+            refusal.last = refusal.last.max(ts);
+            refusal.lines += 1;
+            self.summary.refused += 1;
+            return Ok(false);
+        }
         let host = line
             .host
             .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
@@ -864,15 +909,33 @@ impl<'a> Ingestor<'a> {
             .store
             .latest_time(&host)?
             .and_then(|t| parse::parse_storage_time(&t));
-        match latest {
-            Some(latest) if ts + LATE_LINE_GRACE < latest => Err(IngestError::OutOfOrder {
-                path: name.to_owned(),
-                first: parse::storage_time(ts),
-                host,
-                latest: parse::storage_time(latest),
-            }),
-            _ => Ok(()),
+        if pos.last_at.is_none() {
+            pos.last_at = latest;
         }
+        let after = pos.last_at.map(|t| (t, LATE_LINE_GRACE));
+        let Some(ts) = line
+            .timestamp
+            .resolve_after(reference, &mut self.local_minutes, after)
+        else {
+            return Ok(true);
+        };
+        pos.order = match latest {
+            Some(latest)
+                if ts + LATE_LINE_GRACE < latest && !pos.carries_on && !self.opts.any_order =>
+            {
+                self.summary.refused += 1;
+                Order::Refusing(Refusal {
+                    host,
+                    latest,
+                    first: ts,
+                    last: ts,
+                    lines: 1,
+                    reported: 0,
+                })
+            }
+            _ => Order::Checked,
+        };
+        Ok(matches!(pos.order, Order::Checked))
     }
 
     fn checkpoint_here(
@@ -915,20 +978,32 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    /// Parses one line and applies it to the database.
-    pub fn process_line(&mut self, raw: &[u8], reference: DateTime<Local>) -> Result<()> {
+    /// Parses one line and applies it to the database. `last_at` is the latest instant the
+    /// input's lines named so far: a local time that the zone's fall back repeats names the
+    /// earlier instant unless that is before it (by more than the grace for lines out of
+    /// order), so the second 01:xx after the first is the later offset.
+    fn process_line(
+        &mut self,
+        raw: &[u8],
+        reference: DateTime<Local>,
+        last_at: &mut Option<DateTime<Utc>>,
+    ) -> Result<()> {
         self.summary.lines_read += 1;
         let Some(line) = parse::parse_syslog_line(raw) else {
             self.skip(raw);
             return Ok(());
         };
+        let after = last_at.map(|t| (t, LATE_LINE_GRACE));
         let Some(ts) = line
             .timestamp
-            .resolve_in(reference, &mut self.local_minutes)
+            .resolve_after(reference, &mut self.local_minutes, after)
         else {
             self.skip(raw);
             return Ok(());
         };
+        if last_at.is_none_or(|t| t < ts) {
+            *last_at = Some(ts);
+        }
         // Borrowed from the line: only a line without a host field costs a copy.
         let host = match line.host {
             Some(host) => std::borrow::Cow::Borrowed(host),
@@ -1346,18 +1421,27 @@ impl<'a> Ingestor<'a> {
 
     /// Commits the open transaction with the ingest counters of the lines it holds.
     fn commit(&mut self) -> Result<()> {
-        let (read, skipped) = (
+        let (read, skipped, refused) = (
             self.summary.lines_read - self.committed_counts.0,
             self.summary.skipped - self.committed_counts.1,
+            self.summary.refused - self.committed_counts.2,
         );
-        if read > 0 {
+        if read > 0 || refused > 0 {
             self.store.add_ingest_counts(
-                &[("lines_read", read), ("lines_skipped", skipped)],
+                &[
+                    ("lines_read", read),
+                    ("lines_skipped", skipped),
+                    ("lines_refused", refused),
+                ],
                 &parse::storage_time(Utc::now()),
             )?;
         }
         self.store.commit()?;
-        self.committed_counts = (self.summary.lines_read, self.summary.skipped);
+        self.committed_counts = (
+            self.summary.lines_read,
+            self.summary.skipped,
+            self.summary.refused,
+        );
         Ok(())
     }
 
@@ -1881,6 +1965,28 @@ impl<'a> Ingestor<'a> {
         }
         Ok(true)
     }
+}
+
+/// Says in an error line which of an input's lines were not billed for being older than what is
+/// already ingested (those not said yet).
+fn report_refusal(name: &str, r: &mut Refusal) {
+    if r.lines == r.reported {
+        return;
+    }
+    eprintln!(
+        "sftpd-report: error: {name}: {} lines from {} to {} are older than what is already \
+         ingested from host {} (up to {}) and were not billed: read now, sessions that span files \
+         would be split and billed twice (the lines after them are read). Ingest rotated files \
+         oldest first, or redo host {} in order with `sftpd-report ingest --rebuild FILE...` \
+         (giving every log of that host you still have)",
+        r.lines - r.reported,
+        parse::storage_time(r.first),
+        parse::storage_time(r.last),
+        r.host,
+        parse::storage_time(r.latest),
+        r.host,
+    );
+    r.reported = r.lines;
 }
 
 /// `--rebuild`: forgets everything of the hosts whose lines `inputs` hold, and the checkpoints of
