@@ -1950,8 +1950,18 @@ fn gz_last_lines_and_truncated_gz(backend: Backend) {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Issue 27, item 12: the lines before the cut are ingested, as the error says (fewer than
+    // one batch), and the complete file goes on from there.
+    assert!(
+        stderr.contains("the lines before it are ingested"),
+        "{stderr}"
+    );
+    common::assert_rollups_exact(&db);
+    let sessions = report_json(&db, &["sessions"]);
+    assert!(sessions.as_array().unwrap().len() > 100, "{sessions}");
     fs::copy(&whole, &cut).unwrap();
-    ingest(&db, &[&cut]);
+    let summary = ingest(&db, &[&cut]);
+    assert!(!summary.contains("already ingested 0"), "{summary}");
     let clean = new_db(backend, dir.path(), "clean");
     ingest(&clean, &[&whole]);
     assert_same(&dump(&db), &dump(&clean));

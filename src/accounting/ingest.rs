@@ -342,6 +342,8 @@ pub struct Ingestor<'a> {
     expiring: VecDeque<(DateTime<Utc>, i64)>,
     /// The input being read is finished (compressed): its last line needs no newline.
     finished: bool,
+    /// A read error met after lines of the input were applied: said once they are committed.
+    read_error: Option<IngestError>,
     /// The first line of the current input that was skipped.
     first_skipped: Option<Vec<u8>>,
     /// Inputs with new lines of which none was understood.
@@ -382,6 +384,7 @@ impl<'a> Ingestor<'a> {
             closed_plain: IdMap::default(),
             expiring: VecDeque::new(),
             finished: false,
+            read_error: None,
             first_skipped: None,
             not_understood: Vec::new(),
             touched: None,
@@ -658,9 +661,31 @@ impl<'a> Ingestor<'a> {
         let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
         let mut line = Vec::with_capacity(512);
         let mut in_batch = 1usize;
+        let applied_from = pos.offset.max(skip_to);
         loop {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
+            let n = match reader.read_until(b'\n', &mut line) {
+                Ok(n) => n,
+                // What was read before the error is committed, with its checkpoint, and then
+                // the error is said (a truncated .gz: a run on the complete file goes on from
+                // there).
+                Err(e) if pos.offset > applied_from => {
+                    self.read_error = Some(read_err(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{e}; the lines before it are ingested, and a run on the complete \
+                             file goes on from there"
+                        ),
+                    )));
+                    break;
+                }
+                Err(e) => {
+                    return Err(read_err(std::io::Error::new(
+                        e.kind(),
+                        format!("{e}; nothing of it was ingested in this run"),
+                    )));
+                }
+            };
             if !complete(&line, n) {
                 break;
             }
@@ -825,11 +850,15 @@ impl<'a> Ingestor<'a> {
     /// Commits an input's last batch, or rolls it back on `result`'s error; notes an input that
     /// had new lines and none understood.
     fn end_input(&mut self, result: Result<()>, name: &str, start: (u64, u64)) -> Result<()> {
+        let read_error = self.read_error.take();
         if let Err(e) = result {
             let _ = self.store.rollback();
             return Err(e);
         }
         self.commit()?;
+        if let Some(e) = read_error {
+            return Err(e);
+        }
         let (read_before, parsed_before) = start;
         let lines = self.summary.lines_read - read_before;
         if lines > 0 && self.summary.parsed == parsed_before {
@@ -2070,10 +2099,7 @@ impl Read for GzReader {
         self.0.read(buf).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
-                format!(
-                    "the gzip data is truncated or corrupt ({e}); the lines before it are \
-                     ingested, and a run on the complete file goes on from there"
-                ),
+                format!("the gzip data is truncated or corrupt ({e})"),
             )
         })
     }
