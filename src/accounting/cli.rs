@@ -68,8 +68,9 @@ pub enum ReportCommand {
         #[arg(long, requires = "journal")]
         journal_directory: Option<PathBuf>,
         /// Keep reading as the files grow (like `tail -F`, through logrotate's rename and
-        /// copytruncate) and the journal, committing new lines within a second, until SIGTERM or
-        /// SIGINT, which commit what was read and exit 0.
+        /// copytruncate; the previous file, FILE.1, FILE.1.gz or the latest dated one, is read to
+        /// its end first, at start and after each rotation) and the journal, committing new lines
+        /// within a second, until SIGTERM or SIGINT, which commit what was read and exit 0.
         #[arg(long, conflicts_with = "rebuild")]
         follow: bool,
         /// With --follow: serve the metrics (as `sftpd-report metrics` prints them) at

@@ -265,6 +265,92 @@ struct Followed {
     name: String,
     file: Option<File>,
     pos: Option<FilePosition>,
+    /// Files renamed away from `name`, still read until they have been idle for
+    /// [`ROTATED_IDLE`]: the writer appends to the renamed file until it reopens the path.
+    rotated: Vec<Rotated>,
+    /// The files a rotation made of `name` are to be read to their end before the file at
+    /// `name` is read on: at the start, and after every change of the file at `name`.
+    look_back: bool,
+}
+
+struct Rotated {
+    name: String,
+    file: File,
+    pos: FilePosition,
+    last_growth: std::time::Instant,
+}
+
+/// How long a file renamed away from a followed path is still read after its last new line.
+/// rsyslog reopens the path when logrotate's postrotate signals it, moments after the rename;
+/// a writer that is slower loses nothing either: the file is read to its end at the next
+/// start or rotation while it is the previous file (`NAME.1`, `NAME.1.gz`, the newest dated
+/// one).
+const ROTATED_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The files logrotate makes of `name` at its latest rotation: `NAME.1` and `NAME.1.gz`, and the
+/// latest of the `dateext` names, `NAME-` (or `NAME.`, `NAME_`) followed by a date of digits,
+/// `-`, `_` and `.` (a `dateformat` that sorts by time, as the default `-%Y%m%d` does), with or
+/// without `.gz`. (Compressing an older one gives it a newer modification time: the name
+/// tells which is the latest.)
+fn predecessors(name: &str) -> Vec<String> {
+    let path = Path::new(name);
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|b| b.to_str())) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = [format!("{name}.1"), format!("{name}.1.gz")]
+        .into_iter()
+        .filter(|p| Path::new(p).is_file())
+        .collect();
+    let dir_path = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir_path) else {
+        return found;
+    };
+    // (stem, path) of each dated name.
+    let mut dated: Vec<(String, String)> = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(entry_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(rest) = entry_name.strip_prefix(base) else {
+            continue;
+        };
+        let stem = rest.strip_suffix(".gz").unwrap_or(rest);
+        let Some(date) = stem
+            .strip_prefix('-')
+            .or_else(|| stem.strip_prefix('.'))
+            .or_else(|| stem.strip_prefix('_'))
+        else {
+            continue;
+        };
+        let digits = date.bytes().filter(u8::is_ascii_digit).count();
+        if digits < 6
+            || !date
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"-_.".contains(&b))
+        {
+            continue;
+        }
+        if !entry.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let full = dir.join(entry_name).display().to_string();
+        dated.push((stem.to_owned(), full));
+    }
+    if let Some(latest) = dated.iter().map(|d| d.0.clone()).max() {
+        let mut names: Vec<String> = dated
+            .into_iter()
+            .filter(|(stem, _)| *stem == latest)
+            .map(|(_, p)| p)
+            .collect();
+        names.sort();
+        found.extend(names);
+    }
+    found
 }
 
 /// Whether the file at `path` still begins with the line whose hash is `hash` (a file
@@ -758,6 +844,8 @@ impl<'a> Ingestor<'a> {
                 name: i.name.clone(),
                 file: None,
                 pos: None,
+                rotated: Vec::new(),
+                look_back: true,
             })
             .collect();
         if journal.is_some() {
@@ -781,37 +869,70 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    /// One look at a followed file: what is new in the open one, then whether its path now
-    /// holds another file (renamed away) or the same one cut short (truncated).
+    /// One look at a followed file: what is new in the files renamed away from its path and
+    /// in the open one, then whether its path now holds another file (renamed away) or the same
+    /// one cut short (truncated).
     fn poll_file(&mut self, f: &mut Followed) -> Result<()> {
+        let path = f.name.clone();
         let read_err = |source| IngestError::Read {
-            path: f.name.clone(),
+            path: path.clone(),
             source,
         };
+        for r in &mut f.rotated {
+            let before = r.pos.offset;
+            if self.moved_elsewhere(&r.pos)? {
+                match self.ingest_file(&r.name, &r.file)? {
+                    Some(pos) => r.pos = pos,
+                    None => continue,
+                }
+            } else {
+                let mut file = r.file.try_clone().map_err(read_err)?;
+                file.seek(SeekFrom::Start(r.pos.offset)).map_err(read_err)?;
+                let mut reader = BufReader::with_capacity(1 << 16, file);
+                self.read_on(&mut reader, &mut r.pos, &r.name, Local::now())?;
+            }
+            if r.pos.offset != before {
+                r.last_growth = std::time::Instant::now();
+            }
+        }
+        f.rotated.retain(|r| r.last_growth.elapsed() < ROTATED_IDLE);
         // Another writer moved this file's checkpoint while the lock was free (the same log
         // followed twice): go on from the database's checkpoint, not from memory.
-        if let Some(pos) = &f.pos
-            && let Some(saved) = &pos.saved
-            && !self.store.checkpoints(&pos.hash)?.iter().any(|c| {
-                c.prefix_sha256 == saved.prefix_sha256 && c.byte_offset == saved.byte_offset
-            })
+        if let (Some(file), Some(pos)) = (&f.file, &f.pos)
+            && self.moved_elsewhere(pos)?
         {
-            f.file = None;
-            f.pos = None;
-        }
-        if let (Some(file), Some(pos)) = (&f.file, &mut f.pos) {
+            f.pos = self.ingest_file(&f.name, file)?;
+            if f.pos.is_none() {
+                f.file = None;
+            }
+        } else if let (Some(file), Some(pos)) = (&f.file, &mut f.pos) {
             let mut file = file.try_clone().map_err(read_err)?;
             file.seek(SeekFrom::Start(pos.offset)).map_err(read_err)?;
             let mut reader = BufReader::with_capacity(1 << 16, file);
             self.read_on(&mut reader, pos, &f.name, Local::now())?;
+        }
+        if let Some(pos) = &f.pos {
             match std::fs::metadata(&f.name) {
                 // Renamed away and not created again yet: keep reading the open one.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(read_err(e)),
                 Ok(meta) if Some(meta.ino() as i64) != pos.inode => {
                     eprintln!("sftpd-report: {} was rotated; reading the new file", f.name);
-                    f.file = None;
-                    f.pos = None;
+                    let name = predecessors(&f.name)
+                        .into_iter()
+                        .find(|p| {
+                            std::fs::metadata(p).is_ok_and(|m| Some(m.ino() as i64) == pos.inode)
+                        })
+                        .unwrap_or_else(|| f.name.clone());
+                    if let (Some(file), Some(pos)) = (f.file.take(), f.pos.take()) {
+                        f.rotated.push(Rotated {
+                            name,
+                            file,
+                            pos,
+                            last_growth: std::time::Instant::now(),
+                        });
+                    }
+                    f.look_back = true;
                 }
                 Ok(meta) if meta.len() < pos.offset || !starts_with_line(&f.name, &pos.hash) => {
                     eprintln!(
@@ -820,15 +941,13 @@ impl<'a> Ingestor<'a> {
                     );
                     f.file = None;
                     f.pos = None;
-                    for copy in [format!("{}.1", f.name), format!("{}.1.gz", f.name)] {
-                        if Path::new(&copy).exists() {
-                            self.ingest_input(&Input { name: copy })?;
-                            break;
-                        }
-                    }
+                    f.look_back = true;
                 }
                 Ok(_) => return Ok(()),
             }
+        }
+        if std::mem::take(&mut f.look_back) {
+            self.finish_predecessors(f)?;
         }
         let file = match File::open(&f.name) {
             Ok(file) => file,
@@ -838,6 +957,65 @@ impl<'a> Ingestor<'a> {
         f.pos = self.ingest_file(&f.name, &file)?;
         // Without a complete line yet, the file is looked at afresh next time.
         f.file = f.pos.is_some().then_some(file);
+        Ok(())
+    }
+
+    /// Whether another ingest moved the checkpoint that `pos` was read to (the same log
+    /// followed twice, or its rotated file read by a batch run).
+    fn moved_elsewhere(&mut self, pos: &FilePosition) -> Result<bool> {
+        let Some(saved) = &pos.saved else {
+            return Ok(false);
+        };
+        Ok(!self
+            .store
+            .checkpoints(&pos.hash)?
+            .iter()
+            .any(|c| c.prefix_sha256 == saved.prefix_sha256 && c.byte_offset == saved.byte_offset))
+    }
+
+    /// Reads the files the latest rotation made of a followed path to their end, from their
+    /// checkpoints (lines written to them while no follower ran, or after it let go of them),
+    /// oldest first; those still open in `f` are read through their descriptors instead. An
+    /// uncompressed one is then read on like a file renamed away (its writer may not have let
+    /// go of it yet). A file that cannot be read is said in a warning and left for the next
+    /// time.
+    fn finish_predecessors(&mut self, f: &mut Followed) -> Result<()> {
+        let held: Vec<i64> = f
+            .rotated
+            .iter()
+            .filter_map(|r| r.pos.inode)
+            .chain(f.pos.as_ref().and_then(|p| p.inode))
+            .collect();
+        let mut inputs: Vec<(Option<DateTime<Utc>>, String)> = Vec::new();
+        for name in predecessors(&f.name) {
+            match std::fs::metadata(&name) {
+                Ok(meta) if held.contains(&(meta.ino() as i64)) => continue,
+                Ok(_) => {}
+                Err(_) => continue,
+            }
+            let first = first_line_time(Path::new(&name)).ok().flatten();
+            inputs.push((first, name));
+        }
+        inputs.sort_by_key(|(t, _)| (t.is_none(), *t));
+        for (_, name) in inputs {
+            let read = File::open(&name)
+                .map_err(|source| IngestError::Read {
+                    path: name.clone(),
+                    source,
+                })
+                .and_then(|file| Ok((self.ingest_file(&name, &file)?, file)));
+            match read {
+                Ok((Some(pos), file)) if !name.ends_with(".gz") => f.rotated.push(Rotated {
+                    name,
+                    file,
+                    pos,
+                    last_growth: std::time::Instant::now(),
+                }),
+                Ok(_) => {}
+                Err(e @ IngestError::Read { .. }) => eprintln!("sftpd-report: warning: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 
@@ -2126,4 +2304,42 @@ fn first_line_time(path: &Path) -> Result<Option<DateTime<Utc>>> {
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).map_err(read_err)?;
     Ok(parse::parse_syslog_line(&line).and_then(|l| l.timestamp.resolve(mtime)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The previous file of each of logrotate's naming schemes, and nothing else beside the log.
+    #[test]
+    fn predecessors_are_the_latest_rotations_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sftpd.log");
+        let name = log.display().to_string();
+        for other in [
+            "sftpd.log",
+            "sftpd.log.2.gz",
+            "sftpd.log.rfc3339",
+            "sftpd.log-20261123.gz",
+            "sftpd.log-20261130.gz",
+            "sftpd.log-20261207",
+            "sftpd.logx-20261208",
+            "other.log-20261208",
+        ] {
+            std::fs::write(dir.path().join(other), "x\n").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sftpd.log-20261209")).unwrap();
+        let at = |n: &str| dir.path().join(n).display().to_string();
+        assert_eq!(predecessors(&name), vec![at("sftpd.log-20261207")]);
+        std::fs::write(dir.path().join("sftpd.log.1"), "x\n").unwrap();
+        std::fs::write(dir.path().join("sftpd.log-20261207.gz"), "x\n").unwrap();
+        assert_eq!(
+            predecessors(&name),
+            vec![
+                at("sftpd.log.1"),
+                at("sftpd.log-20261207"),
+                at("sftpd.log-20261207.gz")
+            ]
+        );
+    }
 }
