@@ -648,6 +648,190 @@ fn follow_mode_bills_real_sessions_live_through_a_rotation() {
     }
 }
 
+/// Real logrotate on the harness's log, as packaged (compress, delaycompress, create), with
+/// `extra` directives, and rsyslog's reopen (SIGHUP) in postrotate after `delay` seconds: until
+/// then rsyslogd goes on writing to the renamed file while the new, empty one is at the path.
+fn logrotate(h: &Harness, extra: &str, delay: u32) -> std::process::Child {
+    let conf = h.root().join("logrotate.conf");
+    fs::write(
+        &conf,
+        format!(
+            "{log} {{\n    rotate 5\n    compress\n    delaycompress\n    missingok\n    \
+             create 0640 root root\n    {extra}\n    postrotate\n        sleep {delay}; \
+             kill -HUP {pid}\n    endscript\n}}\n",
+            log = h.log_path.display(),
+            pid = h.rsyslogd_pid().unwrap(),
+        ),
+    )
+    .unwrap();
+    Command::new("/usr/sbin/logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(h.root().join("logrotate.state"))
+        .arg(&conf)
+        .spawn()
+        .unwrap()
+}
+
+/// One real session of `user` uploading `size` bytes as `name`, its end logged.
+fn upload(h: &Harness, user: &str, local: &Path, name: &str, size: usize) {
+    fs::write(local.join(name), vec![b'x'; size]).unwrap();
+    h.sftp_ok(user, &format!("put {name}\n"), local);
+    // The wrapper's end line, in the file at the path or in the one renamed away from it.
+    let needles = [format!("user={user} "), "session end".to_owned()];
+    let sessions = |text: &str| {
+        text.lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n.as_str())))
+            .count()
+    };
+    let before = [h.log_path.clone(), h.log_path.with_extension("log.1")];
+    common::wait_until(
+        &format!("the end of the session that uploaded {name}"),
+        Duration::from_secs(15),
+        || {
+            let logged: usize = before
+                .iter()
+                .map(|p| sessions(&String::from_utf8_lossy(&fs::read(p).unwrap_or_default())))
+                .sum();
+            let names: usize = before
+                .iter()
+                .map(|p| {
+                    String::from_utf8_lossy(&fs::read(p).unwrap_or_default())
+                        .matches(&format!("/{name}\" bytes read"))
+                        .count()
+                })
+                .sum();
+            (names == 1 && logged > 0).then_some(logged)
+        },
+    );
+}
+
+/// Every session billed once: `sizes` are what the sessions uploaded.
+fn assert_billed_once(db: &str, user: &str, sizes: &[usize]) {
+    let sessions = report(db, &["sessions", "--user", user]);
+    let mut got: Vec<i64> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["bytes_up"].as_i64().unwrap())
+        .collect();
+    got.sort();
+    let mut want: Vec<i64> = sizes.iter().map(|&s| s as i64).collect();
+    want.sort();
+    assert_eq!(got, want, "{db}: {sessions}");
+    common::assert_rollups_exact(db);
+}
+
+/// Issue 27, item 1: a follower killed (-9) before a real logrotate rotation, with sessions
+/// logged meanwhile, reads the rotated file's tail from its checkpoint when it starts again,
+/// then the new file: every session billed once, in both stores; the packaged prerotate
+/// command (`ingest sftpd.log.1 sftpd.log`) is then not refused and adds nothing.
+#[test]
+fn a_follower_down_during_a_rotation_reads_the_rotated_tail_when_it_starts() {
+    follower_down_during_a_rotation("");
+}
+
+/// The same with logrotate's `dateext` (`sftpd.log-YYYYMMDD`).
+#[test]
+fn a_follower_down_during_a_dateext_rotation_reads_the_rotated_tail_when_it_starts() {
+    follower_down_during_a_rotation("dateext");
+}
+
+fn follower_down_during_a_rotation(extra: &str) {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let db_dir = tempfile::tempdir().unwrap();
+    let dbs = databases(db_dir.path());
+    let local = tempfile::tempdir().unwrap();
+    let follow = |dbs: &[String]| -> Vec<common::Follower> {
+        dbs.iter()
+            .map(|db| common::Follower::start(db, &[&h.log_path]))
+            .collect()
+    };
+    let followers = follow(&dbs);
+    upload(&h, &user, local.path(), "f1.bin", 11_111);
+    wait_until_billed(&dbs, &user, 11_111);
+    drop(followers); // SIGKILL
+    upload(&h, &user, local.path(), "f2.bin", 22_222);
+    upload(&h, &user, local.path(), "f3.bin", 33_333);
+    assert!(logrotate(&h, extra, 0).wait().unwrap().success());
+    let rotated = fs::read_dir(h.root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name == "sftpd.log.1" || (name.starts_with("sftpd.log-") && !name.ends_with(".gz"))
+        })
+        .expect("the rotated file");
+    upload(&h, &user, local.path(), "f4.bin", 44_444);
+    let mut followers = follow(&dbs);
+    for bytes in [22_222, 33_333, 44_444] {
+        wait_until_billed(&dbs, &user, bytes);
+    }
+    for (db, follower) in dbs.iter().zip(&mut followers) {
+        assert!(follower.terminate().status.success(), "{db}");
+        assert_billed_once(db, &user, &[11_111, 22_222, 33_333, 44_444]);
+        let again = ingest(db, &[&rotated, &h.log_path]);
+        assert!(again.contains("sessions 0, transfers 0"), "{db}: {again}");
+    }
+}
+
+/// Issue 27, item 1: two followers of one log on one database, one SIGKILLed before a real
+/// logrotate rotation and started again after it. The one still running goes on reading the
+/// renamed file while rsyslogd still writes to it (a new file is already at the path: postrotate
+/// has not reopened it yet), and the restarted one reads what it missed: every session billed
+/// once, in both stores.
+#[test]
+fn two_followers_on_one_database_one_killed_bill_every_session_once() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let db_dir = tempfile::tempdir().unwrap();
+    let dbs = databases(db_dir.path());
+    let local = tempfile::tempdir().unwrap();
+    let follow = |dbs: &[String]| -> Vec<common::Follower> {
+        dbs.iter()
+            .map(|db| common::Follower::start(db, &[&h.log_path]))
+            .collect()
+    };
+    let mut alive = follow(&dbs);
+    let killed = follow(&dbs);
+    upload(&h, &user, local.path(), "f1.bin", 11_111);
+    wait_until_billed(&dbs, &user, 11_111);
+    drop(killed); // SIGKILL
+    upload(&h, &user, local.path(), "f2.bin", 22_222);
+    let mut rotation = logrotate(&h, "", 4);
+    let rotated = h.log_path.with_extension("log.1");
+    common::wait_until(
+        "logrotate's rename and create",
+        Duration::from_secs(10),
+        || (rotated.exists() && h.log_path.exists()).then_some(()),
+    );
+    // rsyslogd has not reopened the path yet: this session goes to the renamed file.
+    upload(&h, &user, local.path(), "f3.bin", 33_333);
+    assert!(
+        String::from_utf8_lossy(&fs::read(&rotated).unwrap()).contains("/f3.bin\" bytes read"),
+        "the session was not logged to the renamed file"
+    );
+    assert!(rotation.wait().unwrap().success());
+    // Read by the follower still running, before the other one starts again.
+    wait_until_billed(&dbs, &user, 33_333);
+    upload(&h, &user, local.path(), "f4.bin", 44_444);
+    let mut restarted = follow(&dbs);
+    upload(&h, &user, local.path(), "f5.bin", 55_555);
+    for bytes in [22_222, 44_444, 55_555] {
+        wait_until_billed(&dbs, &user, bytes);
+    }
+    for ((db, a), b) in dbs.iter().zip(&mut alive).zip(&mut restarted) {
+        assert!(a.terminate().status.success(), "{db}");
+        assert!(b.terminate().status.success(), "{db}");
+        assert_billed_once(db, &user, &[11_111, 22_222, 33_333, 44_444, 55_555]);
+        let again = ingest(db, &[&rotated, &h.log_path]);
+        assert!(again.contains("sessions 0, transfers 0"), "{db}: {again}");
+    }
+}
+
 /// `--journal --follow`: a real session logged to a real journald is billed while the follower
 /// runs; after SIGTERM, a batch `--journal` run finds nothing left to read.
 #[test]

@@ -1950,8 +1950,18 @@ fn gz_last_lines_and_truncated_gz(backend: Backend) {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // Issue 27, item 12: the lines before the cut are ingested, as the error says (fewer than
+    // one batch), and the complete file goes on from there.
+    assert!(
+        stderr.contains("the lines before it are ingested"),
+        "{stderr}"
+    );
+    common::assert_rollups_exact(&db);
+    let sessions = report_json(&db, &["sessions"]);
+    assert!(sessions.as_array().unwrap().len() > 100, "{sessions}");
     fs::copy(&whole, &cut).unwrap();
-    ingest(&db, &[&cut]);
+    let summary = ingest(&db, &[&cut]);
+    assert!(!summary.contains("already ingested 0"), "{summary}");
     let clean = new_db(backend, dir.path(), "clean");
     ingest(&clean, &[&whole]);
     assert_same(&dump(&db), &dump(&clean));
@@ -2034,9 +2044,11 @@ fn files_that_share_a_first_line_are_different_files(backend: Backend) {
 }
 on_both_backends!(files_that_share_a_first_line_are_different_files);
 
-/// Issue 11, item 4: with copytruncate, the new sftpd.log read before the .1 tail leaves sessions
-/// split; reading the tail then is refused with a one-line error that names `--rebuild`, and
-/// `--rebuild` with both files gives exactly what one clean run gives.
+/// Issue 11, item 4, and issue 27, items 1 and 2: a rotated file never read, given after the
+/// newer file, is refused with a one-line error that names `--rebuild`, exit status 1 and the
+/// `refused` metric, and the refusal does not hold it up for good (a second run takes what
+/// follows); the .1 tail of a copytruncate rotation that goes on from its own checkpoint is
+/// never refused. `--rebuild` with both files gives exactly what one clean run gives.
 fn rotated_files_out_of_order_are_refused_and_rebuilt(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let log = loggen::generate(6_000, 8, 21);
@@ -2045,12 +2057,43 @@ fn rotated_files_out_of_order_are_refused_and_rebuilt(backend: Backend) {
     let (a, b) = (cut(text.len() / 3), cut(2 * text.len() / 3));
     let live = dir.path().join("sftpd.log");
     let rotated = dir.path().join("sftpd.log.1");
-    let db = new_db(backend, dir.path(), "order");
+    let whole = dir.path().join("whole.log");
+    fs::write(&whole, &text).unwrap();
+    let clean = new_db(backend, dir.path(), "order-clean");
+    ingest(&clean, &[&whole]);
+    let rebuild = |db: &str| {
+        let out = sftpd_report(
+            db,
+            &[
+                "ingest",
+                "--rebuild",
+                &live.display().to_string(),
+                &rotated.display().to_string(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        common::assert_rollups_exact(db);
+        assert_same(&dump(db), &dump(&clean));
+    };
+
+    // The .1 of a copytruncate rotation, read after the new file: it goes on from the
+    // checkpoint of what was read of it, so its tail is read, not refused.
+    let db = new_db(backend, dir.path(), "carry-on");
     fs::write(&live, &text[..a]).unwrap();
     ingest(&db, &[&live]);
-    // copytruncate: the whole file so far goes to .1, the live file starts again.
     fs::write(&rotated, &text[..b]).unwrap();
     fs::write(&live, &text[b..]).unwrap();
+    ingest(&db, &[&live]);
+    let summary = ingest(&db, &[&rotated]);
+    assert!(!summary.contains("not billed"), "{summary}");
+    rebuild(&db);
+
+    // A .1 never read, given after the new file: refused.
+    let db = new_db(backend, dir.path(), "order");
     ingest(&db, &[&live]);
     let out = sftpd_report(&db, &["ingest", &rotated.display().to_string()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -2060,25 +2103,35 @@ fn rotated_files_out_of_order_are_refused_and_rebuilt(backend: Backend) {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    let out = sftpd_report(
-        &db,
-        &[
-            "ingest",
-            "--rebuild",
-            &live.display().to_string(),
-            &rotated.display().to_string(),
-        ],
-    );
+    let summary = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        summary.contains("parsed 0") && summary.contains("not billed"),
+        "{summary}"
     );
-    let whole = dir.path().join("whole.log");
-    fs::write(&whole, &text).unwrap();
-    let clean = new_db(backend, dir.path(), "order-clean");
-    ingest(&clean, &[&whole]);
-    assert_same(&dump(&db), &dump(&clean));
+    common::assert_rollups_exact(&db);
+    let metrics = sftpd_report(&db, &["metrics"]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sftpd_ingest_lines_total{outcome=\"refused\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(refused.is_some_and(|n| n > 0), "{metrics}");
+    // What is written to it after the refused lines is read by the next run.
+    let newer = "Nov 29 12:00:00 sftp1 sftpd-wrapper[9]: session start sid=sftp1-late-9-1 user=late client_ip=192.0.2.9 client_port=4000 local_ip=198.51.100.1 local_port=22\n";
+    let mut appended = text[..b].to_owned();
+    appended.push_str(newer);
+    fs::write(&rotated, &appended).unwrap();
+    let again = ingest(&db, &[&rotated]);
+    assert!(again.contains("parsed 1"), "{again}");
+    assert_eq!(
+        report_json(&db, &["sessions", "--user", "late"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    fs::write(&rotated, &text[..b]).unwrap();
+    rebuild(&db);
 }
 on_both_backends!(rotated_files_out_of_order_are_refused_and_rebuilt);
 
@@ -2439,3 +2492,139 @@ fn a_wire_session_bills_its_file_closed_lines_in_any_order_and_split(backend: Ba
     }
 }
 on_both_backends!(a_wire_session_bills_its_file_closed_lines_in_any_order_and_split);
+
+/// `sftpd-report ARGS` on `db` with `TZ` set: the zone of year-less local stamps.
+fn sftpd_report_tz(db: &str, tz: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args(["--db", db, "--config", "/nonexistent/x.toml"])
+        .args(args)
+        .env("TZ", tz)
+        .output()
+        .unwrap()
+}
+
+/// Issue 27, item 2: RFC 3164 stamps (no year, no zone) through the DST fall-back hour, read
+/// with TZ=America/New_York by the real binary. 2026-11-01 01:00 to 01:59 comes twice (EDT,
+/// then EST): within a file the second 01:xx after the first is the later offset, the first
+/// pass is EDT (01:40 is 05:40Z), and a run or a file that starts inside the repeated hour is
+/// neither refused nor misplaced: every way of reading the lines stores the same instants.
+fn dst_fall_back_hour_is_read_in_order(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let tz = "America/New_York";
+    let session = |no: u32, user: &str, hour: u32, minute: u32| -> String {
+        let at = |second: u32| format!("Nov  1 {hour:02}:{minute:02}:{second:02} ny1");
+        let (w, s) = (100 + 2 * no, 101 + 2 * no);
+        let sid = format!("ny1-20261101T000000-{w}-{no:08x}");
+        [
+            format!("{} sftpd-wrapper[{w}]: session start sid={sid} user={user} client_ip=192.0.2.1 client_port={} local_ip=198.51.100.1 local_port=22", at(0), 40_000 + no),
+            format!("{} sftpd-wrapper[{w}]: sftp-server started sid={sid} user={user} sftp_pid={s} path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"", at(1)),
+            format!("{} sftp-server[{s}]: session opened for local user {user} from [192.0.2.1]", at(2)),
+            format!("{} sftp-server[{s}]: open \"/srv/{user}/in.csv\" flags WRITE,CREATE,TRUNCATE mode 0644", at(3)),
+            format!("{} sftp-server[{s}]: close \"/srv/{user}/in.csv\" bytes read 0 written {}", at(4), 1000 + no),
+            format!("{} sftp-server[{s}]: session closed for local user {user} from [192.0.2.1]", at(5)),
+            format!("{} sftpd-wrapper[{w}]: session end sid={sid} user={user} client_ip=192.0.2.1 client_port={} local_ip=198.51.100.1 local_port=22 sftp_pid={s} duration_ms=5000 exit_status=0", at(6), 40_000 + no),
+        ]
+        .join("\n")
+            + "\n"
+    };
+    // Before the hour, its first pass (EDT), its second pass (EST), after it.
+    let first_pass = [
+        session(1, "before", 0, 50),
+        session(2, "edt10", 1, 10),
+        session(3, "edt40", 1, 40),
+        session(4, "edt55", 1, 55),
+    ]
+    .concat();
+    let second_pass = [session(5, "est05", 1, 5), session(6, "est40", 1, 40)].concat();
+    let after = session(7, "after", 2, 10);
+    let want = [
+        ("after", "2026-11-01T07:10:00.000000Z"),
+        ("before", "2026-11-01T04:50:00.000000Z"),
+        ("edt10", "2026-11-01T05:10:00.000000Z"),
+        ("edt40", "2026-11-01T05:40:00.000000Z"),
+        ("edt55", "2026-11-01T05:55:00.000000Z"),
+        ("est05", "2026-11-01T06:05:00.000000Z"),
+        ("est40", "2026-11-01T06:40:00.000000Z"),
+    ];
+    // The year of the stamps is that of the file's modification time.
+    let write = |path: &Path, text: &str| {
+        fs::write(path, text).unwrap();
+        let when = std::time::UNIX_EPOCH + Duration::from_secs(1_793_620_800); // 2026-11-02T12:00Z
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    };
+    let run = |db: &str, files: &[&Path]| {
+        let mut args = vec!["ingest".to_owned()];
+        args.extend(files.iter().map(|f| f.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = sftpd_report_tz(db, tz, &args);
+        assert!(
+            out.status.success(),
+            "{db} {files:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!summary.contains("not billed"), "{summary}");
+        common::assert_rollups_exact(db);
+    };
+    let starts = |db: &str| -> Vec<(String, String)> {
+        let out = sftpd_report_tz(db, tz, &["sessions", "--format", "json"]);
+        assert!(out.status.success());
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut got: Vec<(String, String)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["user"].as_str().unwrap().to_owned(),
+                    r["started"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        got.sort();
+        got
+    };
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(u, t)| (u.to_string(), t.to_string()))
+        .collect();
+
+    // One file, one run.
+    let whole = dir.path().join("whole.log");
+    write(
+        &whole,
+        &[first_pass.as_str(), &second_pass, &after].concat(),
+    );
+    let db = new_db(backend, dir.path(), "whole");
+    run(&db, &[&whole]);
+    assert_eq!(starts(&db), want, "one run");
+    let clean = dump(&db);
+
+    // The file growing: the second run starts inside the repeated hour's second pass.
+    let live = dir.path().join("sftpd.log");
+    let db = new_db(backend, dir.path(), "growing");
+    write(&live, &first_pass);
+    run(&db, &[&live]);
+    write(&live, &[first_pass.as_str(), &second_pass].concat());
+    run(&db, &[&live]);
+    write(&live, &[first_pass.as_str(), &second_pass, &after].concat());
+    run(&db, &[&live]);
+    assert_eq!(starts(&db), want, "growing");
+    assert_same(&dump(&db), &clean);
+
+    // Rotated inside the repeated hour: the new file begins in its second pass.
+    let rotated = dir.path().join("sftpd.log.1");
+    let db = new_db(backend, dir.path(), "rotated");
+    write(&rotated, &first_pass);
+    run(&db, &[&rotated]);
+    write(&live, &[second_pass.as_str(), &after].concat());
+    run(&db, &[&live]);
+    assert_eq!(starts(&db), want, "rotated");
+    assert_same(&dump(&db), &clean);
+}
+on_both_backends!(dst_fall_back_hour_is_read_in_order);

@@ -56,7 +56,8 @@ pub enum ReportCommand {
         #[arg(long, conflicts_with = "journal")]
         rebuild: bool,
         /// Read files even when their lines are older than what is already ingested from their
-        /// host (by default that is refused: sessions across files would be split).
+        /// host (by default such lines are refused: not billed, named in an error line, exit
+        /// status 1; sessions across files would be split).
         #[arg(long)]
         any_order: bool,
         /// Read the systemd journal (the [syslog] facility's entries), from where the last
@@ -67,8 +68,9 @@ pub enum ReportCommand {
         #[arg(long, requires = "journal")]
         journal_directory: Option<PathBuf>,
         /// Keep reading as the files grow (like `tail -F`, through logrotate's rename and
-        /// copytruncate) and the journal, committing new lines within a second, until SIGTERM or
-        /// SIGINT, which commit what was read and exit 0.
+        /// copytruncate; the previous file, FILE.1, FILE.1.gz or the latest dated one, is read to
+        /// its end first, at start and after each rotation) and the journal, committing new lines
+        /// within a second, until SIGTERM or SIGINT, which commit what was read and exit 0.
         #[arg(long, conflicts_with = "rebuild")]
         follow: bool,
         /// With --follow: serve the metrics (as `sftpd-report metrics` prints them) at

@@ -31,18 +31,6 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "{path}: its lines from {first} are older than what is already ingested from host {host} \
-         (up to {latest}); read now, sessions that span files would be split and billed twice. \
-         Ingest rotated files oldest first, or redo host {host} in order with `sftpd-report ingest \
-         --rebuild FILE...` (giving every log of that host you still have)"
-    )]
-    OutOfOrder {
-        path: String,
-        first: String,
-        host: String,
-        latest: String,
-    },
     #[error("the ingest lock {path}: {source}")]
     Lock {
         path: String,
@@ -99,6 +87,9 @@ pub struct Summary {
     pub lines_already_ingested: u64,
     pub parsed: u64,
     pub skipped: u64,
+    /// Lines not billed because they are older than what was already ingested from their host
+    /// (each run of them said in an error line).
+    pub refused: u64,
     pub sessions: u64,
     pub transfers: u64,
     /// Transfers whose close line was cut: recorded with unknown byte counts.
@@ -131,6 +122,13 @@ impl std::fmt::Display for Summary {
                 f,
                 ", transfers with unknown byte counts (close line cut) {}",
                 self.counters_unknown
+            )?;
+        }
+        if self.refused > 0 {
+            write!(
+                f,
+                "; not billed {}: older than what is already ingested",
+                self.refused
             )?;
         }
         for (reason, n) in &self.skipped_because {
@@ -267,6 +265,92 @@ struct Followed {
     name: String,
     file: Option<File>,
     pos: Option<FilePosition>,
+    /// Files renamed away from `name`, still read until they have been idle for
+    /// [`ROTATED_IDLE`]: the writer appends to the renamed file until it reopens the path.
+    rotated: Vec<Rotated>,
+    /// The files a rotation made of `name` are to be read to their end before the file at
+    /// `name` is read on: at the start, and after every change of the file at `name`.
+    look_back: bool,
+}
+
+struct Rotated {
+    name: String,
+    file: File,
+    pos: FilePosition,
+    last_growth: std::time::Instant,
+}
+
+/// How long a file renamed away from a followed path is still read after its last new line.
+/// rsyslog reopens the path when logrotate's postrotate signals it, moments after the rename;
+/// a writer that is slower loses nothing either: the file is read to its end at the next
+/// start or rotation while it is the previous file (`NAME.1`, `NAME.1.gz`, the newest dated
+/// one).
+const ROTATED_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The files logrotate makes of `name` at its latest rotation: `NAME.1` and `NAME.1.gz`, and the
+/// latest of the `dateext` names, `NAME-` (or `NAME.`, `NAME_`) followed by a date of digits,
+/// `-`, `_` and `.` (a `dateformat` that sorts by time, as the default `-%Y%m%d` does), with or
+/// without `.gz`. (Compressing an older one gives it a newer modification time: the name
+/// tells which is the latest.)
+fn predecessors(name: &str) -> Vec<String> {
+    let path = Path::new(name);
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|b| b.to_str())) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = [format!("{name}.1"), format!("{name}.1.gz")]
+        .into_iter()
+        .filter(|p| Path::new(p).is_file())
+        .collect();
+    let dir_path = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir_path) else {
+        return found;
+    };
+    // (stem, path) of each dated name.
+    let mut dated: Vec<(String, String)> = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(entry_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(rest) = entry_name.strip_prefix(base) else {
+            continue;
+        };
+        let stem = rest.strip_suffix(".gz").unwrap_or(rest);
+        let Some(date) = stem
+            .strip_prefix('-')
+            .or_else(|| stem.strip_prefix('.'))
+            .or_else(|| stem.strip_prefix('_'))
+        else {
+            continue;
+        };
+        let digits = date.bytes().filter(u8::is_ascii_digit).count();
+        if digits < 6
+            || !date
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b"-_.".contains(&b))
+        {
+            continue;
+        }
+        if !entry.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let full = dir.join(entry_name).display().to_string();
+        dated.push((stem.to_owned(), full));
+    }
+    if let Some(latest) = dated.iter().map(|d| d.0.clone()).max() {
+        let mut names: Vec<String> = dated
+            .into_iter()
+            .filter(|(stem, _)| *stem == latest)
+            .map(|(_, p)| p)
+            .collect();
+        names.sort();
+        found.extend(names);
+    }
+    found
 }
 
 /// Whether the file at `path` still begins with the line whose hash is `hash` (a file
@@ -293,13 +377,37 @@ struct FilePosition {
     /// The file's checkpoint in the database now.
     saved: Option<Checkpoint>,
     inode: Option<i64>,
-    order_checked: bool,
+    /// Where the check of the input's lines against what is already ingested stands.
+    order: Order,
+    /// The input goes on from its own checkpoint: its lines are never refused as out of order.
+    carries_on: bool,
+    /// The latest instant a line of the input named (for local times a fall back repeats).
+    last_at: Option<DateTime<Utc>>,
+}
+
+/// The order check of an input's new lines, made on its first line with a time.
+enum Order {
+    Unchecked,
+    /// Lines older than what was already ingested from the host, not applied until one is not.
+    Refusing(Refusal),
+    Checked,
+}
+
+struct Refusal {
+    host: String,
+    latest: DateTime<Utc>,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    lines: u64,
+    /// How many of them an error line has named.
+    reported: u64,
 }
 
 pub struct Ingestor<'a> {
     store: &'a mut dyn IngestStore,
-    /// The summary's lines read and skipped at the last commit: what the ingest counters hold.
-    committed_counts: (u64, u64),
+    /// The summary's lines read, skipped and refused at the last commit: what the ingest
+    /// counters hold.
+    committed_counts: (u64, u64, u64),
     opts: IngestOptions,
     sessions: IdMap<i64, SessionState>,
     by_sid: IdMap<(String, String), i64>,
@@ -320,6 +428,8 @@ pub struct Ingestor<'a> {
     expiring: VecDeque<(DateTime<Utc>, i64)>,
     /// The input being read is finished (compressed): its last line needs no newline.
     finished: bool,
+    /// A read error met after lines of the input were applied: said once they are committed.
+    read_error: Option<IngestError>,
     /// The first line of the current input that was skipped.
     first_skipped: Option<Vec<u8>>,
     /// Inputs with new lines of which none was understood.
@@ -360,12 +470,13 @@ impl<'a> Ingestor<'a> {
             closed_plain: IdMap::default(),
             expiring: VecDeque::new(),
             finished: false,
+            read_error: None,
             first_skipped: None,
             not_understood: Vec::new(),
             touched: None,
             origin_set: IdSet::default(),
             summary: Summary::default(),
-            committed_counts: (0, 0),
+            committed_counts: (0, 0, 0),
             opts,
             store,
         };
@@ -569,15 +680,18 @@ impl<'a> Ingestor<'a> {
             lines: lines_done,
             saved: resume,
             inode,
-            order_checked: false,
+            order: Order::Unchecked,
+            carries_on: skip_to > 0,
+            last_at: None,
         };
         let progress = self.progress_bar(size);
         let start = self.start_input();
         self.store.begin()?;
         let result = (|| -> Result<()> {
             if skip_to == 0 {
-                self.check_order(&first_line, reference, name, &mut pos.order_checked)?;
-                self.process_line(&first_line, reference)?;
+                if self.check_order(&first_line, reference, name, &mut pos)? {
+                    self.process_line(&first_line, reference, &mut pos.last_at)?;
+                }
             } else {
                 self.summary.lines_already_ingested += pos.lines as u64;
             }
@@ -633,9 +747,31 @@ impl<'a> Ingestor<'a> {
         let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
         let mut line = Vec::with_capacity(512);
         let mut in_batch = 1usize;
+        let applied_from = pos.offset.max(skip_to);
         loop {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
+            let n = match reader.read_until(b'\n', &mut line) {
+                Ok(n) => n,
+                // What was read before the error is committed, with its checkpoint, and then
+                // the error is said (a truncated .gz: a run on the complete file goes on from
+                // there).
+                Err(e) if pos.offset > applied_from => {
+                    self.read_error = Some(read_err(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{e}; the lines before it are ingested, and a run on the complete \
+                             file goes on from there"
+                        ),
+                    )));
+                    break;
+                }
+                Err(e) => {
+                    return Err(read_err(std::io::Error::new(
+                        e.kind(),
+                        format!("{e}; nothing of it was ingested in this run"),
+                    )));
+                }
+            };
             if !complete(&line, n) {
                 break;
             }
@@ -646,8 +782,9 @@ impl<'a> Ingestor<'a> {
                 self.summary.lines_already_ingested += 1;
                 continue;
             }
-            self.check_order(&line, reference, name, &mut pos.order_checked)?;
-            self.process_line(&line, reference)?;
+            if self.check_order(&line, reference, name, pos)? {
+                self.process_line(&line, reference, &mut pos.last_at)?;
+            }
             in_batch += 1;
             if in_batch >= self.opts.batch_lines {
                 self.save_position(pos, name)?;
@@ -658,6 +795,9 @@ impl<'a> Ingestor<'a> {
                     bar.set_position(pos.offset);
                 }
             }
+        }
+        if let Order::Refusing(refusal) = &mut pos.order {
+            report_refusal(name, refusal);
         }
         // New lines past the earlier run's, not yet in the stored checkpoint.
         let saved_at = pos.saved.as_ref().map(|c| c.byte_offset as u64);
@@ -704,6 +844,8 @@ impl<'a> Ingestor<'a> {
                 name: i.name.clone(),
                 file: None,
                 pos: None,
+                rotated: Vec::new(),
+                look_back: true,
             })
             .collect();
         if journal.is_some() {
@@ -727,37 +869,70 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    /// One look at a followed file: what is new in the open one, then whether its path now
-    /// holds another file (renamed away) or the same one cut short (truncated).
+    /// One look at a followed file: what is new in the files renamed away from its path and
+    /// in the open one, then whether its path now holds another file (renamed away) or the same
+    /// one cut short (truncated).
     fn poll_file(&mut self, f: &mut Followed) -> Result<()> {
+        let path = f.name.clone();
         let read_err = |source| IngestError::Read {
-            path: f.name.clone(),
+            path: path.clone(),
             source,
         };
+        for r in &mut f.rotated {
+            let before = r.pos.offset;
+            if self.moved_elsewhere(&r.pos)? {
+                match self.ingest_file(&r.name, &r.file)? {
+                    Some(pos) => r.pos = pos,
+                    None => continue,
+                }
+            } else {
+                let mut file = r.file.try_clone().map_err(read_err)?;
+                file.seek(SeekFrom::Start(r.pos.offset)).map_err(read_err)?;
+                let mut reader = BufReader::with_capacity(1 << 16, file);
+                self.read_on(&mut reader, &mut r.pos, &r.name, Local::now())?;
+            }
+            if r.pos.offset != before {
+                r.last_growth = std::time::Instant::now();
+            }
+        }
+        f.rotated.retain(|r| r.last_growth.elapsed() < ROTATED_IDLE);
         // Another writer moved this file's checkpoint while the lock was free (the same log
         // followed twice): go on from the database's checkpoint, not from memory.
-        if let Some(pos) = &f.pos
-            && let Some(saved) = &pos.saved
-            && !self.store.checkpoints(&pos.hash)?.iter().any(|c| {
-                c.prefix_sha256 == saved.prefix_sha256 && c.byte_offset == saved.byte_offset
-            })
+        if let (Some(file), Some(pos)) = (&f.file, &f.pos)
+            && self.moved_elsewhere(pos)?
         {
-            f.file = None;
-            f.pos = None;
-        }
-        if let (Some(file), Some(pos)) = (&f.file, &mut f.pos) {
+            f.pos = self.ingest_file(&f.name, file)?;
+            if f.pos.is_none() {
+                f.file = None;
+            }
+        } else if let (Some(file), Some(pos)) = (&f.file, &mut f.pos) {
             let mut file = file.try_clone().map_err(read_err)?;
             file.seek(SeekFrom::Start(pos.offset)).map_err(read_err)?;
             let mut reader = BufReader::with_capacity(1 << 16, file);
             self.read_on(&mut reader, pos, &f.name, Local::now())?;
+        }
+        if let Some(pos) = &f.pos {
             match std::fs::metadata(&f.name) {
                 // Renamed away and not created again yet: keep reading the open one.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(read_err(e)),
                 Ok(meta) if Some(meta.ino() as i64) != pos.inode => {
                     eprintln!("sftpd-report: {} was rotated; reading the new file", f.name);
-                    f.file = None;
-                    f.pos = None;
+                    let name = predecessors(&f.name)
+                        .into_iter()
+                        .find(|p| {
+                            std::fs::metadata(p).is_ok_and(|m| Some(m.ino() as i64) == pos.inode)
+                        })
+                        .unwrap_or_else(|| f.name.clone());
+                    if let (Some(file), Some(pos)) = (f.file.take(), f.pos.take()) {
+                        f.rotated.push(Rotated {
+                            name,
+                            file,
+                            pos,
+                            last_growth: std::time::Instant::now(),
+                        });
+                    }
+                    f.look_back = true;
                 }
                 Ok(meta) if meta.len() < pos.offset || !starts_with_line(&f.name, &pos.hash) => {
                     eprintln!(
@@ -766,15 +941,13 @@ impl<'a> Ingestor<'a> {
                     );
                     f.file = None;
                     f.pos = None;
-                    for copy in [format!("{}.1", f.name), format!("{}.1.gz", f.name)] {
-                        if Path::new(&copy).exists() {
-                            self.ingest_input(&Input { name: copy })?;
-                            break;
-                        }
-                    }
+                    f.look_back = true;
                 }
                 Ok(_) => return Ok(()),
             }
+        }
+        if std::mem::take(&mut f.look_back) {
+            self.finish_predecessors(f)?;
         }
         let file = match File::open(&f.name) {
             Ok(file) => file,
@@ -787,6 +960,65 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
+    /// Whether another ingest moved the checkpoint that `pos` was read to (the same log
+    /// followed twice, or its rotated file read by a batch run).
+    fn moved_elsewhere(&mut self, pos: &FilePosition) -> Result<bool> {
+        let Some(saved) = &pos.saved else {
+            return Ok(false);
+        };
+        Ok(!self
+            .store
+            .checkpoints(&pos.hash)?
+            .iter()
+            .any(|c| c.prefix_sha256 == saved.prefix_sha256 && c.byte_offset == saved.byte_offset))
+    }
+
+    /// Reads the files the latest rotation made of a followed path to their end, from their
+    /// checkpoints (lines written to them while no follower ran, or after it let go of them),
+    /// oldest first; those still open in `f` are read through their descriptors instead. An
+    /// uncompressed one is then read on like a file renamed away (its writer may not have let
+    /// go of it yet). A file that cannot be read is said in a warning and left for the next
+    /// time.
+    fn finish_predecessors(&mut self, f: &mut Followed) -> Result<()> {
+        let held: Vec<i64> = f
+            .rotated
+            .iter()
+            .filter_map(|r| r.pos.inode)
+            .chain(f.pos.as_ref().and_then(|p| p.inode))
+            .collect();
+        let mut inputs: Vec<(Option<DateTime<Utc>>, String)> = Vec::new();
+        for name in predecessors(&f.name) {
+            match std::fs::metadata(&name) {
+                Ok(meta) if held.contains(&(meta.ino() as i64)) => continue,
+                Ok(_) => {}
+                Err(_) => continue,
+            }
+            let first = first_line_time(Path::new(&name)).ok().flatten();
+            inputs.push((first, name));
+        }
+        inputs.sort_by_key(|(t, _)| (t.is_none(), *t));
+        for (_, name) in inputs {
+            let read = File::open(&name)
+                .map_err(|source| IngestError::Read {
+                    path: name.clone(),
+                    source,
+                })
+                .and_then(|file| Ok((self.ingest_file(&name, &file)?, file)));
+            match read {
+                Ok((Some(pos), file)) if !name.ends_with(".gz") => f.rotated.push(Rotated {
+                    name,
+                    file,
+                    pos,
+                    last_growth: std::time::Instant::now(),
+                }),
+                Ok(_) => {}
+                Err(e @ IngestError::Read { .. }) => eprintln!("sftpd-report: warning: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Where the summary stood when an input began, for [`Ingestor::end_input`].
     fn start_input(&mut self) -> (u64, u64) {
         self.first_skipped = None;
@@ -796,11 +1028,15 @@ impl<'a> Ingestor<'a> {
     /// Commits an input's last batch, or rolls it back on `result`'s error; notes an input that
     /// had new lines and none understood.
     fn end_input(&mut self, result: Result<()>, name: &str, start: (u64, u64)) -> Result<()> {
+        let read_error = self.read_error.take();
         if let Err(e) = result {
             let _ = self.store.rollback();
             return Err(e);
         }
         self.commit()?;
+        if let Some(e) = read_error {
+            return Err(e);
+        }
         let (read_before, parsed_before) = start;
         let lines = self.summary.lines_read - read_before;
         if lines > 0 && self.summary.parsed == parsed_before {
@@ -834,29 +1070,45 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    /// Refuses a file whose first new line is older than what is already ingested from its host
-    /// (by more than the grace for lines out of order): the sessions it continues or is continued
-    /// by were read without it. Looks at new lines until one can be read.
+    /// Whether to apply a new line of an input: not while its lines are older than what is
+    /// already ingested from its host (by more than the grace for lines out of order), as the
+    /// sessions they continue or are continued by were read without them. Such lines are
+    /// counted and named in an error line, and the input goes on with the first line that is
+    /// not older, so that they never hold up the lines after them. An input that goes on from
+    /// its own checkpoint is not checked: what it carries on was read from it. The first line
+    /// with a time also sets where the input's local times stand (`pos.last_at`), when nothing
+    /// of it was read in this run: at what is already ingested from its host.
     fn check_order(
         &mut self,
         raw: &[u8],
         reference: DateTime<Local>,
         name: &str,
-        checked: &mut bool,
-    ) -> Result<()> {
-        if *checked || self.opts.any_order {
-            return Ok(());
+        pos: &mut FilePosition,
+    ) -> Result<bool> {
+        if matches!(pos.order, Order::Checked) {
+            return Ok(true);
         }
         let Some(line) = parse::parse_syslog_line(raw) else {
-            return Ok(());
+            return Ok(true);
         };
-        let Some(ts) = line
-            .timestamp
-            .resolve_in(reference, &mut self.local_minutes)
-        else {
-            return Ok(());
-        };
-        *checked = true;
+        if let Order::Refusing(refusal) = &mut pos.order {
+            let after = pos.last_at.map(|t| (t, LATE_LINE_GRACE));
+            let Some(ts) = line
+                .timestamp
+                .resolve_after(reference, &mut self.local_minutes, after)
+            else {
+                return Ok(true);
+            };
+            if ts + LATE_LINE_GRACE >= refusal.latest {
+                report_refusal(name, refusal);
+                pos.order = Order::Checked;
+                return Ok(true);
+            }
+            refusal.last = refusal.last.max(ts);
+            refusal.lines += 1;
+            self.summary.refused += 1;
+            return Ok(false);
+        }
         let host = line
             .host
             .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
@@ -864,15 +1116,33 @@ impl<'a> Ingestor<'a> {
             .store
             .latest_time(&host)?
             .and_then(|t| parse::parse_storage_time(&t));
-        match latest {
-            Some(latest) if ts + LATE_LINE_GRACE < latest => Err(IngestError::OutOfOrder {
-                path: name.to_owned(),
-                first: parse::storage_time(ts),
-                host,
-                latest: parse::storage_time(latest),
-            }),
-            _ => Ok(()),
+        if pos.last_at.is_none() {
+            pos.last_at = latest;
         }
+        let after = pos.last_at.map(|t| (t, LATE_LINE_GRACE));
+        let Some(ts) = line
+            .timestamp
+            .resolve_after(reference, &mut self.local_minutes, after)
+        else {
+            return Ok(true);
+        };
+        pos.order = match latest {
+            Some(latest)
+                if ts + LATE_LINE_GRACE < latest && !pos.carries_on && !self.opts.any_order =>
+            {
+                self.summary.refused += 1;
+                Order::Refusing(Refusal {
+                    host,
+                    latest,
+                    first: ts,
+                    last: ts,
+                    lines: 1,
+                    reported: 0,
+                })
+            }
+            _ => Order::Checked,
+        };
+        Ok(matches!(pos.order, Order::Checked))
     }
 
     fn checkpoint_here(
@@ -915,20 +1185,32 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    /// Parses one line and applies it to the database.
-    pub fn process_line(&mut self, raw: &[u8], reference: DateTime<Local>) -> Result<()> {
+    /// Parses one line and applies it to the database. `last_at` is the latest instant the
+    /// input's lines named so far: a local time that the zone's fall back repeats names the
+    /// earlier instant unless that is before it (by more than the grace for lines out of
+    /// order), so the second 01:xx after the first is the later offset.
+    fn process_line(
+        &mut self,
+        raw: &[u8],
+        reference: DateTime<Local>,
+        last_at: &mut Option<DateTime<Utc>>,
+    ) -> Result<()> {
         self.summary.lines_read += 1;
         let Some(line) = parse::parse_syslog_line(raw) else {
             self.skip(raw);
             return Ok(());
         };
+        let after = last_at.map(|t| (t, LATE_LINE_GRACE));
         let Some(ts) = line
             .timestamp
-            .resolve_in(reference, &mut self.local_minutes)
+            .resolve_after(reference, &mut self.local_minutes, after)
         else {
             self.skip(raw);
             return Ok(());
         };
+        if last_at.is_none_or(|t| t < ts) {
+            *last_at = Some(ts);
+        }
         // Borrowed from the line: only a line without a host field costs a copy.
         let host = match line.host {
             Some(host) => std::borrow::Cow::Borrowed(host),
@@ -1346,18 +1628,27 @@ impl<'a> Ingestor<'a> {
 
     /// Commits the open transaction with the ingest counters of the lines it holds.
     fn commit(&mut self) -> Result<()> {
-        let (read, skipped) = (
+        let (read, skipped, refused) = (
             self.summary.lines_read - self.committed_counts.0,
             self.summary.skipped - self.committed_counts.1,
+            self.summary.refused - self.committed_counts.2,
         );
-        if read > 0 {
+        if read > 0 || refused > 0 {
             self.store.add_ingest_counts(
-                &[("lines_read", read), ("lines_skipped", skipped)],
+                &[
+                    ("lines_read", read),
+                    ("lines_skipped", skipped),
+                    ("lines_refused", refused),
+                ],
                 &parse::storage_time(Utc::now()),
             )?;
         }
         self.store.commit()?;
-        self.committed_counts = (self.summary.lines_read, self.summary.skipped);
+        self.committed_counts = (
+            self.summary.lines_read,
+            self.summary.skipped,
+            self.summary.refused,
+        );
         Ok(())
     }
 
@@ -1883,6 +2174,28 @@ impl<'a> Ingestor<'a> {
     }
 }
 
+/// Says in an error line which of an input's lines were not billed for being older than what is
+/// already ingested (those not said yet).
+fn report_refusal(name: &str, r: &mut Refusal) {
+    if r.lines == r.reported {
+        return;
+    }
+    eprintln!(
+        "sftpd-report: error: {name}: {} lines from {} to {} are older than what is already \
+         ingested from host {} (up to {}) and were not billed: read now, sessions that span files \
+         would be split and billed twice (the lines after them are read). Ingest rotated files \
+         oldest first, or redo host {} in order with `sftpd-report ingest --rebuild FILE...` \
+         (giving every log of that host you still have)",
+        r.lines - r.reported,
+        parse::storage_time(r.first),
+        parse::storage_time(r.last),
+        r.host,
+        parse::storage_time(r.latest),
+        r.host,
+    );
+    r.reported = r.lines;
+}
+
 /// `--rebuild`: forgets everything of the hosts whose lines `inputs` hold, and the checkpoints of
 /// `inputs`, so that reading them again (oldest first) gives what reading them in order would
 /// have. Returns the hosts.
@@ -1964,10 +2277,7 @@ impl Read for GzReader {
         self.0.read(buf).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
-                format!(
-                    "the gzip data is truncated or corrupt ({e}); the lines before it are \
-                     ingested, and a run on the complete file goes on from there"
-                ),
+                format!("the gzip data is truncated or corrupt ({e})"),
             )
         })
     }
@@ -1994,4 +2304,42 @@ fn first_line_time(path: &Path) -> Result<Option<DateTime<Utc>>> {
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).map_err(read_err)?;
     Ok(parse::parse_syslog_line(&line).and_then(|l| l.timestamp.resolve(mtime)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The previous file of each of logrotate's naming schemes, and nothing else beside the log.
+    #[test]
+    fn predecessors_are_the_latest_rotations_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sftpd.log");
+        let name = log.display().to_string();
+        for other in [
+            "sftpd.log",
+            "sftpd.log.2.gz",
+            "sftpd.log.rfc3339",
+            "sftpd.log-20261123.gz",
+            "sftpd.log-20261130.gz",
+            "sftpd.log-20261207",
+            "sftpd.logx-20261208",
+            "other.log-20261208",
+        ] {
+            std::fs::write(dir.path().join(other), "x\n").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sftpd.log-20261209")).unwrap();
+        let at = |n: &str| dir.path().join(n).display().to_string();
+        assert_eq!(predecessors(&name), vec![at("sftpd.log-20261207")]);
+        std::fs::write(dir.path().join("sftpd.log.1"), "x\n").unwrap();
+        std::fs::write(dir.path().join("sftpd.log-20261207.gz"), "x\n").unwrap();
+        assert_eq!(
+            predecessors(&name),
+            vec![
+                at("sftpd.log.1"),
+                at("sftpd.log-20261207"),
+                at("sftpd.log-20261207.gz")
+            ]
+        );
+    }
 }

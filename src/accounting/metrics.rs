@@ -218,7 +218,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     let mut lines = Family::new(
         "sftpd_ingest_lines_total",
         "counter",
-        "Log lines (or journal entries) ingested, by outcome: parsed, or skipped (not understood, foreign or not taken).",
+        "Log lines (or journal entries) ingested, by outcome: parsed, skipped (not understood, foreign or not taken), or refused (older than what was already ingested from their host: not billed).",
     );
     let mut last = Family::new(
         "sftpd_ingest_last_commit_timestamp_seconds",
@@ -227,6 +227,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     );
     let mut read = 0;
     let mut skipped = 0;
+    let mut lines_refused = 0;
     for row in rows(
         store,
         &format!(
@@ -242,6 +243,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
         match text(&row[0]).as_str() {
             "lines_read" => read = int(&row[1]),
             "lines_skipped" => skipped = int(&row[1]),
+            "lines_refused" => lines_refused = int(&row[1]),
             _ => {}
         }
         if let Some(at) = crate::log::parse::parse_storage_time(&text(&row[2])) {
@@ -252,6 +254,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     }
     lines.add(vec![("outcome", "parsed".to_owned())], read - skipped);
     lines.add(vec![("outcome", "skipped".to_owned())], skipped);
+    lines.add(vec![("outcome", "refused".to_owned())], lines_refused);
 
     let mut out = String::new();
     for family in [

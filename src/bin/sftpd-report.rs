@@ -393,7 +393,10 @@ fn run(cli: Cli) -> Result<()> {
                     file.name, file.lines
                 );
             }
-            if !ingestor.not_understood.is_empty() && !allow_empty {
+            // The refused lines were named in error lines as they were met.
+            if (!ingestor.not_understood.is_empty() && !allow_empty)
+                || (ingestor.summary.refused > 0 && stop.is_none())
+            {
                 std::process::exit(1);
             }
         }

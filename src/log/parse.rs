@@ -48,6 +48,19 @@ impl Timestamp {
         reference: DateTime<Local>,
         local: &mut ZoneMinutes<Local>,
     ) -> Option<DateTime<Utc>> {
+        self.resolve_after(reference, local, None)
+    }
+
+    /// [`Timestamp::resolve_in`] for a line that follows others: a local time the zone's fall
+    /// back repeats names its later instant when the earlier one plus the slack is before the
+    /// instant in `after` (the latest line so far): the second 01:xx after the first is the
+    /// later offset.
+    pub fn resolve_after(
+        &self,
+        reference: DateTime<Local>,
+        local: &mut ZoneMinutes<Local>,
+        after: Option<(DateTime<Utc>, chrono::TimeDelta)>,
+    ) -> Option<DateTime<Utc>> {
         match *self {
             Timestamp::Full(t) => Some(t.with_timezone(&Utc)),
             Timestamp::NoYear {
@@ -60,7 +73,7 @@ impl Timestamp {
                 let mut build = |year: i32| -> Option<DateTime<Utc>> {
                     let naive = NaiveDate::from_ymd_opt(year, month, day)?
                         .and_hms_opt(hour, minute, second)?;
-                    local.earliest(naive)
+                    local.at_or_after(naive, after)
                 };
                 let year = reference.year();
                 let this_year = build(year);
@@ -91,12 +104,22 @@ impl<Z: TimeZone> ZoneMinutes<Z> {
         ZoneMinutes { zone, last: None }
     }
 
-    /// The earliest instant local time `naive` names: what
-    /// `zone.from_local_datetime(&naive).earliest()` gives. The first and last second of a
-    /// minute mapped to one instant each, with the same offset, leave no room in between for
-    /// a transition (a zone changes its offset at most once a minute): then every second of
-    /// that minute is the local time minus that offset.
+    /// The earliest instant local time `naive` names (of the two that a local time the zone
+    /// repeats names, the earlier).
     pub fn earliest(&mut self, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+        self.at_or_after(naive, None)
+    }
+
+    /// The instant local time `naive` names; of the two that a local time the zone repeats
+    /// names, the earlier, unless it is before `after` (an instant less a slack): then the
+    /// later. The first and last second of a minute mapped to one instant each, with the same
+    /// offset, leave no room in between for a transition (a zone changes its offset at most
+    /// once a minute): then every second of that minute is the local time minus that offset.
+    pub fn at_or_after(
+        &mut self,
+        naive: NaiveDateTime,
+        after: Option<(DateTime<Utc>, chrono::TimeDelta)>,
+    ) -> Option<DateTime<Utc>> {
         use chrono::{Offset, Timelike};
         let minute = naive.with_second(0)?;
         if let Some((start, offset)) = &self.last
@@ -105,11 +128,19 @@ impl<Z: TimeZone> ZoneMinutes<Z> {
             let utc = naive.checked_sub_offset(offset.fix())?;
             return Some(Utc.from_utc_datetime(&utc));
         }
-        let at = self
-            .zone
-            .from_local_datetime(&naive)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc));
+        let at = match self.zone.from_local_datetime(&naive) {
+            chrono::LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+            chrono::LocalResult::Ambiguous(a, b) => {
+                // Ordered here: chrono's `Local` gives the later one first.
+                let (a, b) = (a.with_timezone(&Utc), b.with_timezone(&Utc));
+                let (early, late) = (a.min(b), a.max(b));
+                Some(match after {
+                    Some((latest, slack)) if early + slack < latest => late,
+                    _ => early,
+                })
+            }
+            chrono::LocalResult::None => None,
+        };
         let first = self.zone.from_local_datetime(&minute).single();
         let last = minute
             .checked_add_signed(chrono::Duration::seconds(59))
@@ -1666,6 +1697,36 @@ mod tests {
         fn offset_from_utc_datetime(&self, utc: &NaiveDateTime) -> FixedOffset {
             FixedOffset::east_opt(Self::offset_at(utc.and_utc().timestamp())).unwrap()
         }
+    }
+
+    /// A local time the fall back repeats names its earlier instant, unless that is before
+    /// `after`: then its later one (New York, 2026-11-01 01:40 is 05:40Z, then 06:40Z).
+    #[cfg(feature = "accounting")]
+    #[test]
+    fn a_repeated_local_time_is_the_later_offset_after_the_first() {
+        let zone = chrono_tz::Tz::America__New_York;
+        let mut minutes = ZoneMinutes::new(zone);
+        let at = |h, m| {
+            NaiveDate::from_ymd_opt(2026, 11, 1)
+                .unwrap()
+                .and_hms_opt(h, m, 0)
+                .unwrap()
+        };
+        let utc = |h, m| Utc.with_ymd_and_hms(2026, 11, 1, h, m, 0).unwrap();
+        assert_eq!(minutes.earliest(at(1, 40)), Some(utc(5, 40)));
+        assert_eq!(
+            minutes.at_or_after(at(1, 40), Some((utc(5, 39), chrono::TimeDelta::zero()))),
+            Some(utc(5, 40))
+        );
+        assert_eq!(
+            minutes.at_or_after(at(1, 5), Some((utc(5, 50), chrono::TimeDelta::zero()))),
+            Some(utc(6, 5))
+        );
+        // Outside the repeated hour `after` changes nothing.
+        assert_eq!(
+            minutes.at_or_after(at(2, 5), Some((utc(9, 0), chrono::TimeDelta::zero()))),
+            Some(utc(7, 5))
+        );
     }
 
     /// Local times read a minute at a time name what the zone says they name, through
