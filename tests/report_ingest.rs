@@ -2439,3 +2439,75 @@ fn a_wire_session_bills_its_file_closed_lines_in_any_order_and_split(backend: Ba
     }
 }
 on_both_backends!(a_wire_session_bills_its_file_closed_lines_in_any_order_and_split);
+
+/// A NUL in any text field (the syslog host, a user name, sshd's key, a status text, a wrapper
+/// `\x00` escape) is stored as U+FFFD by both stores: PostgreSQL's text cannot hold NUL, and
+/// one such line refused every later ingest of the file. The log bytes themselves are kept.
+fn nul_bytes_in_text_fields_are_stored_as_replacement_characters(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        "Nov  3 10:00:00 h\0st sshd[500]: Accepted publickey for ac\0me from 192.0.2.1 port 4000 ssh2: ED25519 SHA256:k\0y",
+        "Nov  3 10:00:00 h\0st sftpd-wrapper[500]: session start sid=h-n-500-1 user=\"ac\\x00me\" client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 10:00:00 h\0st sftp-server[501]: session opened for local user ac\0me from [192.0.2.1]",
+        "Nov  3 10:00:01 h\0st sftpd-wrapper[500]: sftp-server started sid=h-n-500-1 user=\"ac\\x00me\" sftp_pid=501 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        "Nov  3 10:00:02 h\0st sftp-server[501]: open \"/srv/ac\\000me/a\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        "Nov  3 10:00:03 h\0st sftp-server[501]: close \"/srv/ac\\000me/a\" bytes read 0 written 10",
+        "Nov  3 10:00:04 h\0st sftp-server[501]: remove name \"/srv/x\"",
+        "Nov  3 10:00:04 h\0st sftp-server[501]: sent status No such\0file",
+        "Nov  3 10:00:05 h\0st sftp-server[501]: session closed for local user ac\0me from [192.0.2.1]",
+        "Nov  3 10:00:05 h\0st sftpd-wrapper[500]: session end sid=h-n-500-1 user=\"ac\\x00me\" client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22 sftp_pid=501 duration_ms=5000 exit_status=0",
+        "Nov  3 10:01:00 h1 sftpd-wrapper[900]: session refused sid=h1-c-900-3 user=acme client_ip=192.0.2.1 client_port=5001 local_ip=198.51.100.1 local_port=22 reason=command_not_allowed command=\"id\\x00; sh\"",
+        "Nov  3 10:02:00 h1 sftp-server[1000]: session opened for local user acme from [192.0.2.1]",
+        "Nov  3 10:02:01 h1 sftp-server[1000]: open \"/srv/acme/b\" flags READ mode 0666",
+        "Nov  3 10:02:02 h1 sftp-server[1000]: close \"/srv/acme/b\" bytes read 7 written 0",
+        "Nov  3 10:02:03 h1 sftp-server[1000]: session closed for local user acme from [192.0.2.1]",
+    ];
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let db = new_db(backend, dir.path(), "nul");
+    let summary = ingest(&db, &[&path]);
+    assert!(summary.contains("lines read 15"), "{summary}");
+    let sessions = report_json(&db, &["sessions"]);
+    let rows = sessions.as_array().unwrap();
+    let nul = rows
+        .iter()
+        .find(|s| s["host"] == "h\u{fffd}st")
+        .unwrap_or_else(|| panic!("{sessions}"));
+    assert_eq!(nul["user"], "ac\u{fffd}me", "{sessions}");
+    assert_eq!(nul["bytes_up"], 10, "{sessions}");
+    assert_eq!(nul["end"], "closed", "{sessions}");
+    assert_eq!(nul["auth"], "publickey", "{sessions}");
+    let acme = rows
+        .iter()
+        .find(|s| s["user"] == "acme" && s["bytes_down"] == 7);
+    assert!(acme.is_some(), "{sessions}");
+    // The name keeps its bytes; its readable form shows the NUL as an escape.
+    let transfers = report_json(&db, &["transfers", "--user", "ac\u{fffd}me"]);
+    assert_eq!(transfers[0]["path"], "/srv/ac\\x00me/a", "{transfers}");
+    // The file is done: the next run (a follower's restart) reads nothing and fails nothing.
+    let again = ingest(&db, &[&path]);
+    assert!(again.contains("lines read 0"), "{again}");
+    // More lines after it are taken as usual.
+    let mut more = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    writeln!(
+        more,
+        "Nov  3 10:03:00 h1 sftp-server[1100]: session opened for local user acme from [192.0.2.1]"
+    )
+    .unwrap();
+    writeln!(more, "Nov  3 10:03:01 h1 sftp-server[1100]: session closed for local user ac\0me from [192.0.2.1]").unwrap();
+    drop(more);
+    let last = ingest(&db, &[&path]);
+    assert!(last.contains("lines read 2"), "{last}");
+    let rows = dump(&db);
+    assert!(rows.contains(" SHA256:k\u{fffd}y|"), "{rows}");
+    assert!(
+        rows.contains("|id\u{fffd}; sh|") && !rows.contains('\0'),
+        "{rows}"
+    );
+    if backend == Backend::Postgres {
+        let sqlite = new_db(Backend::Sqlite, dir.path(), "nul");
+        ingest(&sqlite, &[&path]);
+        assert_same(&rows, &dump(&sqlite));
+    }
+}
+on_both_backends!(nul_bytes_in_text_fields_are_stored_as_replacement_characters);

@@ -18,6 +18,7 @@ use crate::accounting::report::{self, Dialect, Filter, Kind, Period, Report, Row
 pub use crate::log::parse::{OperationKind, SessionSource, path_text};
 use crate::log::text_enum;
 pub use crate::log::transfer::{ClosedFile, CountsAs, Direction};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -74,6 +75,23 @@ pub fn stored_counters(counters: Option<(u64, u64)>) -> (Option<i64>, Option<i64
         Some((r, w)) => (i64::try_from(r).ok(), i64::try_from(w).ok()),
         None => (None, None),
     }
+}
+
+/// Text as both stores keep it. PostgreSQL's `text` cannot hold NUL, so a NUL in any text
+/// column (host, user, address, key, status text, a wrapper's `\x00` escape, …) is kept as
+/// U+FFFD by both stores alike; names keep their bytes in `path`, and their readable form
+/// shows a NUL as `\x00`.
+pub fn text(s: &str) -> Cow<'_, str> {
+    if memchr::memchr(0, s.as_bytes()).is_none() {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.replace('\0', "\u{fffd}"))
+    }
+}
+
+/// [`text`] of a value that may be missing.
+pub fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(text)
 }
 
 text_enum! {
