@@ -300,6 +300,59 @@ fn logs_without_the_wrapper_make_complete_sessions() {
     }
 }
 
+/// Issue 27 item 14, through the real sshd, sftp and rsyslogd: a partner uploads
+/// `invoice<U+202E>lmx.exe` (shown reversed, `invoiceexe.xml`, where the character reaches a
+/// screen) and a name with a terminal escape. Table, CSV and HTML show both characters as
+/// escapes; JSON keeps the exact names with `\u` escapes.
+#[test]
+fn partner_names_with_bidi_and_terminal_escapes_are_shown_escaped() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    for name in ["invoice\u{202e}lmx.exe", "red\u{1b}[31m.txt"] {
+        fs::write(local.path().join(name), b"x").unwrap();
+    }
+    h.sftp_ok(&user, "put *\n", local.path());
+    h.wait_for_log(&["session end", &user]);
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = db_dir.path().join("sftpd.db").display().to_string();
+    ingest(&db, &[&h.log_path]);
+    let hidden = |c: char| (c.is_control() && c != '\n') || c == '\u{202e}';
+    for format in ["table", "csv", "html"] {
+        let args: &[&str] = if format == "html" {
+            &["usage", "--format", "html"]
+        } else {
+            &["transfers", "--format", format]
+        };
+        let out = common::sftpd_report(&db, args);
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.chars().any(hidden), "{format}: {text:?}");
+        if format != "html" {
+            assert!(
+                text.contains("invoice\\u{202e}lmx.exe") && text.contains("red\\x1b[31m.txt"),
+                "{format}: {text}"
+            );
+        }
+    }
+    let out = common::sftpd_report(&db, &["transfers", "--format", "json"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.chars().any(hidden), "{text:?}");
+    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.iter().any(|p| p.ends_with("/invoice\u{202e}lmx.exe")),
+        "{names:?}"
+    );
+    common::assert_rollups_exact(&db);
+}
+
 /// Issue 11, item 1, through the real sshd and rsyslogd: a partner's name whose `close` line is
 /// cut at 500 characters right after forged counters bills nothing in syslog mode (the transfer is
 /// there, its bytes unknown); in capture mode the wrapper forwards the whole message, so the same

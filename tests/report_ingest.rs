@@ -2511,3 +2511,76 @@ fn nul_bytes_in_text_fields_are_stored_as_replacement_characters(backend: Backen
     }
 }
 on_both_backends!(nul_bytes_in_text_fields_are_stored_as_replacement_characters);
+
+/// Control and bidirectional characters in a host, user, client address, key or file name reach
+/// no report as they are: a terminal escape or a carriage return in a table is an injection,
+/// and U+202E shows `invoice\u{202e}lmx.exe` as `invoiceexe.xml`. Table, CSV and HTML show them
+/// as `\xHH` / `\u{HHHH}`; JSON keeps the exact text with `\uHHHH` escapes.
+fn reports_escape_control_and_bidi_characters(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = "h\u{1b}]0;owned\u{7}";
+    let user = "ac\u{202e}em";
+    let ip = "192.0.2.1\u{1b}[2K";
+    let lines = [
+        format!(
+            "Nov  3 10:00:00 {host} sshd[500]: Accepted publickey for {user} from {ip} port 4000 ssh2: ED25519 SHA256:k\u{1b}[31m\u{2066}"
+        ),
+        format!(
+            "Nov  3 10:00:00 {host} sftp-server[501]: session opened for local user {user} from [{ip}]"
+        ),
+        format!(
+            "Nov  3 10:00:02 {host} sftp-server[501]: open \"/srv/invoice\u{202e}lmx.exe\" flags WRITE,CREATE,TRUNCATE mode 0644"
+        ),
+        format!(
+            "Nov  3 10:00:03 {host} sftp-server[501]: close \"/srv/invoice\u{202e}lmx.exe\" bytes read 0 written 10"
+        ),
+        format!(
+            "Nov  3 10:00:05 {host} sftp-server[501]: session closed for local user {user} from [{ip}]"
+        ),
+    ];
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let db = new_db(backend, dir.path(), "esc");
+    ingest(&db, &[&path]);
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    for args in [
+        &["sessions", "--format", "table"][..],
+        &["sessions", "--format", "csv"],
+        &["sessions", "--format", "json"],
+        &["transfers", "--format", "table"],
+        &["transfers", "--format", "csv"],
+        &["transfers", "--format", "json"],
+        &["usage", "--format", "table"],
+        &["usage", "--format", "csv"],
+        &["usage", "--format", "html"],
+    ] {
+        let out = sftpd_report(&db, args);
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.chars().any(hidden), "{args:?}: {text:?}");
+        if args[2] == "json" {
+            continue;
+        }
+        assert!(
+            text.contains("h\\x1b]0;owned\\x07") && text.contains("ac\\u{202e}em"),
+            "{args:?}: {text}"
+        );
+        if args[0] == "sessions" {
+            assert!(text.contains("192.0.2.1\\x1b[2K"), "{args:?}: {text}");
+        }
+        if args[0] == "transfers" {
+            assert!(text.contains("invoice\\u{202e}lmx.exe"), "{args:?}: {text}");
+        }
+    }
+    // JSON: the exact values, as escapes.
+    let sessions = report_json(&db, &["sessions"]);
+    assert_eq!(sessions[0]["user"], user);
+    assert_eq!(sessions[0]["host"], host);
+    let out = sftpd_report(&db, &["transfers", "--format", "json"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("invoice\\u202elmx.exe"), "{text}");
+}
+on_both_backends!(reports_escape_control_and_bidi_characters);
