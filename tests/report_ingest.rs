@@ -2584,3 +2584,146 @@ fn reports_escape_control_and_bidi_characters(backend: Backend) {
     assert!(text.contains("invoice\\u202elmx.exe"), "{text}");
 }
 on_both_backends!(reports_escape_control_and_bidi_characters);
+
+/// `sftpd-report ARGS` on `db` as the user `nobody`, who may read but not write it.
+fn sftpd_report_as_nobody(db: &str, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args(["--db", db, "--config", "/nonexistent/sftpd-wrapper.toml"])
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap()
+}
+
+/// Every report that only reads: the same output from a database its user cannot write.
+const READING_REPORTS: [&[&str]; 8] = [
+    &["sessions", "--format", "csv"],
+    &["transfers", "--format", "json"],
+    &["usage", "--by", "month", "--tz", "UTC", "--format", "csv"],
+    &["usage", "--from-rows", "--tz", "UTC", "--format", "csv"],
+    &["usage", "--format", "html", "--tz", "UTC"],
+    &[
+        "statement",
+        "--user",
+        "u001",
+        "--month",
+        "2026-11",
+        "--tz",
+        "UTC",
+    ],
+    &["metrics"],
+    &["rollups", "--check"],
+];
+
+/// Issue 27 item 13: finance's read-only copy. Every report runs on a database its user cannot
+/// write (a file and directory of root's, read as nobody; a PostgreSQL role with SELECT only),
+/// writes nothing, and shows what it shows to the owner. A database older than the program, which
+/// a report would upgrade, is a one-line error that says how; a zero-length file is not taken for
+/// an empty database.
+fn reports_run_on_a_database_they_cannot_write(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let log = loggen::generate(3_000, 10, 27);
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&log.lines)).unwrap();
+    let db = new_db(backend, dir.path(), "owner");
+    ingest(&db, &[&path]);
+    let reader = match backend {
+        Backend::Sqlite => {
+            let copy = dir.path().join("finance");
+            fs::create_dir(&copy).unwrap();
+            let file = copy.join("copy.db");
+            fs::copy(&db, &file).unwrap();
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+                .unwrap();
+            std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+                .unwrap();
+            file.display().to_string()
+        }
+        Backend::Postgres => {
+            run_sql(
+                &db,
+                "DO $$ BEGIN CREATE ROLE finance LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO finance",
+            );
+            db.replacen("postgres://postgres@", "postgres://finance@", 1)
+        }
+    };
+    let before = match backend {
+        Backend::Sqlite => fs::read(&reader).unwrap(),
+        Backend::Postgres => dump(&db).into_bytes(),
+    };
+    for args in READING_REPORTS {
+        let owner = sftpd_report(&db, args);
+        let read = sftpd_report_as_nobody(&reader, args);
+        assert!(
+            read.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+        let page = |o: &std::process::Output| {
+            // The page says when it was made.
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.lines()
+                .filter(|l| !l.contains("Generated") && !l.contains("generated"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(page(&read), page(&owner), "{args:?}");
+    }
+    match backend {
+        Backend::Sqlite => {
+            assert_eq!(fs::read(&reader).unwrap(), before, "the copy changed");
+            let names: Vec<_> = fs::read_dir(dir.path().join("finance"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["copy.db"], "files made beside the copy");
+        }
+        Backend::Postgres => assert_same(&dump(&db), std::str::from_utf8(&before).unwrap()),
+    }
+
+    // A database of an older schema: a report would upgrade it, and says how instead.
+    run_sql(&db, "UPDATE schema_version SET version = 8");
+    let older = match backend {
+        Backend::Sqlite => {
+            let file = dir.path().join("older.db");
+            fs::copy(&db, &file).unwrap();
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+                .unwrap();
+            file.display().to_string()
+        }
+        Backend::Postgres => reader.clone(),
+    };
+    let out = sftpd_report_as_nobody(&older, &["sessions"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("schema version 8") && stderr.contains("sftpd-report ingest"),
+        "{stderr}"
+    );
+    if backend == Backend::Postgres {
+        assert_eq!(query_i64(&db, "SELECT version FROM schema_version"), 8);
+        return;
+    }
+
+    // A zero-length file is not a database: reports refuse it and leave it as it is.
+    let empty = dir.path().join("empty.db");
+    fs::write(&empty, b"").unwrap();
+    for command in ["sessions", "usage", "metrics"] {
+        let out = sftpd_report(empty.to_str().unwrap(), &[command]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("empty file"), "{stderr}");
+        assert_eq!(fs::metadata(&empty).unwrap().len(), 0);
+    }
+}
+on_both_backends!(reports_run_on_a_database_they_cannot_write);

@@ -288,7 +288,8 @@ fn run(cli: Cli) -> Result<()> {
         {
             bail!("--from: no database at {}", path.display());
         }
-        let mut source = open_store(&from, password.as_deref())?;
+        let mut source =
+            storage::open_for_reading(&from, password.as_deref()).map_err(anyhow::Error::new)?;
         let mut target = open_store(&to, password.as_deref())?;
         let (copied, skipped) = storage::copy_database(source.as_mut(), target.as_mut())?;
         println!("sessions copied {copied}, already there {skipped}");
@@ -306,7 +307,18 @@ fn run(cli: Cli) -> Result<()> {
             path.display()
         );
     }
-    let mut store = open_store(&spec, password.as_deref())?;
+    // Reports that only read open the database read-only: finance's copy may be theirs to read
+    // and not to write.
+    let reads_only = match &cli.command {
+        Command::Ingest { .. } => false,
+        Command::Rollups { rebuild, .. } => !rebuild,
+        _ => true,
+    };
+    let mut store = if reads_only {
+        storage::open_for_reading(&spec, password.as_deref()).map_err(anyhow::Error::new)?
+    } else {
+        open_store(&spec, password.as_deref())?
+    };
     match &cli.command {
         Command::Ingest {
             host_default,

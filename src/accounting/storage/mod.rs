@@ -44,6 +44,19 @@ pub enum StoreError {
         known: i64,
     },
     #[error(
+        "database {path} has schema version {found}, older than this sftpd-report's ({known}), and could not be upgraded ({cause}): run sftpd-report ingest on it, or report from a writable copy"
+    )]
+    TooOld {
+        path: String,
+        found: i64,
+        known: i64,
+        cause: String,
+    },
+    #[error(
+        "database {0} is an empty file, not a database (sftpd-report ingest creates a new database where there is no file)"
+    )]
+    EmptyFile(String),
+    #[error(
         "the thread writing to the database stopped; what was not committed was not saved and is read again next time"
     )]
     WriterLost,
@@ -163,6 +176,19 @@ pub fn open(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
     match spec {
         DbSpec::Sqlite(path) => Ok(Box::new(SqliteStore::open(path)?)),
         DbSpec::Postgres(url) => Ok(Box::new(postgres::PgStore::connect(url, password)?)),
+    }
+}
+
+/// Opens `spec` for reports that only read: nothing is written (no migration, no pragma that
+/// writes), so a report runs on a database its user cannot write. A database of an older schema
+/// is upgraded as [`open`] does where that can be done, else it is an error that says so; a
+/// zero-length file is an error, not an empty database.
+pub fn open_for_reading(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
+    match spec {
+        DbSpec::Sqlite(path) => Ok(Box::new(SqliteStore::open_for_reading(path)?)),
+        DbSpec::Postgres(url) => Ok(Box::new(postgres::PgStore::connect_for_reading(
+            url, password,
+        )?)),
     }
 }
 

@@ -487,6 +487,12 @@ fn pg_err(shown: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
 impl PgStore {
     /// Connects to `url` (with `password` when the URL has none) and migrates the schema.
     pub fn connect(url: &str, password: Option<&str>) -> Result<PgStore> {
+        let mut store = PgStore::connect_only(url, password)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn connect_only(url: &str, password: Option<&str>) -> Result<PgStore> {
         let shown = super::redact_url(url);
         let mut config: postgres::Config = url.parse().map_err(|e| {
             StoreError::Postgres(format!("{shown}: not a valid PostgreSQL URL: {e}"))
@@ -500,7 +506,7 @@ impl PgStore {
             config.application_name("sftpd-report");
         }
         let client = config.connect(NoTls).map_err(pg_err(&shown))?;
-        let mut store = PgStore {
+        let store = PgStore {
             link: Link::new(Conn {
                 client,
                 shown: shown.clone(),
@@ -511,7 +517,42 @@ impl PgStore {
             pending: WriteBehind::default(),
             ids: Default::default(),
         };
-        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connects for reports (see [`super::open_for_reading`]): the schema is only read, so a
+    /// role with SELECT alone runs every report; an older schema is upgraded where the role may.
+    pub fn connect_for_reading(url: &str, password: Option<&str>) -> Result<PgStore> {
+        let mut store = PgStore::connect_only(url, password)?;
+        let shown = store.shown.clone();
+        let e = pg_err(&shown);
+        let client = &mut store.link.get()?.client;
+        // `to_regclass`: no error (and no aborted transaction) where the table is missing.
+        let found: i64 = match client
+            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+            .map_err(&e)?
+            .get(0)
+        {
+            true => client
+                .query_opt("SELECT version FROM schema_version", &[])
+                .map_err(&e)?
+                .map_or(0, |r| r.get(0)),
+            false => 0,
+        };
+        if found < super::SCHEMA_VERSION {
+            store.migrate().map_err(|e| StoreError::TooOld {
+                path: shown.clone(),
+                found,
+                known: super::SCHEMA_VERSION,
+                cause: e.to_string().replace(&format!("{shown}: "), ""),
+            })?;
+        } else if found > super::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: shown.clone(),
+                found,
+                known: super::SCHEMA_VERSION,
+            });
+        }
         Ok(store)
     }
 

@@ -747,6 +747,21 @@ fn direction_code(direction: Direction) -> i64 {
     }
 }
 
+/// `file:PATH?immutable=1`, the path's bytes outside `[A-Za-z0-9/._~-]` percent-encoded.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._~-".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// What `path_escaped` holds for a name: its readable form where that is not the name's bytes.
 fn escaped_name(path: &[u8]) -> Option<String> {
     // Nearly every name is printable ASCII without `\`, its own readable form: no need to build
@@ -1291,6 +1306,76 @@ impl SqliteStore {
                 other => return other.map(|()| store),
             }
         }
+    }
+
+    /// Opens the database at `path` read-only, for reports (see [`super::open_for_reading`]).
+    pub fn open_for_reading(path: &Path) -> Result<SqliteStore> {
+        let shown = path.display().to_string();
+        let open_error = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let len = std::fs::metadata(path)
+            .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?
+            .len();
+        if len == 0 {
+            return Err(StoreError::EmptyFile(shown));
+        }
+        let version = |conn: &Connection| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            match conn
+                .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()
+            {
+                Ok(v) => Ok(v.unwrap_or(0)),
+                Err(e) if e.to_string().contains("no such table") => Ok(0),
+                Err(e) => Err(e),
+            }
+        };
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        // No SQLITE_OPEN_URI: the path is a file name, whatever characters it holds.
+        let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+        let (conn, found) = match version(&conn) {
+            Ok(found) => (conn, found),
+            // A WAL database needs its `-shm` index, which SQLite creates beside the file when
+            // no connection has it open: not in a directory the reader cannot write. Then no
+            // one has the database open, and it is read as the fixed file it is.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => {
+                drop(conn);
+                let conn = Connection::open_with_flags(
+                    immutable_uri(path),
+                    flags | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(open_error)?;
+                let found = version(&conn).map_err(open_error)?;
+                (conn, found)
+            }
+            Err(e) => return Err(open_error(e)),
+        };
+        if found > super::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: shown,
+                found,
+                known: super::SCHEMA_VERSION,
+            });
+        }
+        if found < super::SCHEMA_VERSION {
+            drop(conn);
+            return SqliteStore::open(path).map_err(|e| StoreError::TooOld {
+                path: shown.clone(),
+                found,
+                known: super::SCHEMA_VERSION,
+                cause: e.to_string().replace(&format!("database {shown}: "), ""),
+            });
+        }
+        Ok(SqliteStore {
+            link: Link::new(conn),
+            path: path.to_owned(),
+            lock: None,
+            pending: WriteBehind::default(),
+            next_ids: None,
+        })
     }
 
     /// Journal mode, pragmas and the schema.
