@@ -2727,3 +2727,141 @@ fn reports_run_on_a_database_they_cannot_write(backend: Backend) {
     }
 }
 on_both_backends!(reports_run_on_a_database_they_cannot_write);
+
+/// Issue 27 item 3: `/metrics` is served beside the follower, not inside its loop. A client
+/// that sends its request a byte every 1.5 s and 50 connections that send nothing (opened again
+/// and again) neither stop the ingest (sessions written to the log keep arriving in the
+/// database) nor delay SIGTERM; each connection has a deadline and their number a cap, so a
+/// scrape is answered again once the idle ones are cut off.
+fn slow_and_idle_metrics_clients_do_not_stop_the_follower(backend: Backend) {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sftpd.log");
+    let session = |n: u32| {
+        let s = format!("h sftp-server[{}]:", 1000 + n);
+        format!(
+            "2026-11-29T10:{m:02}:{s0:02}+00:00 {s} session opened for local user acme from [10.0.0.1]\n\
+             2026-11-29T10:{m:02}:{s0:02}+00:00 {s} open \"/f{n}\" flags WRITE,CREATE,TRUNCATE mode 0644\n\
+             2026-11-29T10:{m:02}:{s0:02}+00:00 {s} close \"/f{n}\" bytes read 0 written {n}\n\
+             2026-11-29T10:{m:02}:{s0:02}+00:00 {s} session closed for local user acme from [10.0.0.1]\n",
+            m = n / 60,
+            s0 = n % 60
+        )
+    };
+    fs::write(&path, session(0)).unwrap();
+    let db = new_db(backend, dir.path(), "metrics");
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut follower = Follower::start(
+        &db,
+        &[
+            std::ffi::OsStr::new("--metrics-listen"),
+            listen.as_ref(),
+            path.as_ref(),
+        ],
+    );
+    let scrape = || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.starts_with("HTTP/1.1 200").then_some(())
+    };
+    common::wait_until("/metrics", Duration::from_secs(20), scrape);
+    let sessions = || query_i64(&db, "SELECT COUNT(*) FROM sessions");
+    common::wait_until("the first session", Duration::from_secs(20), || {
+        (sessions() == 1).then_some(())
+    });
+
+    let attacking = AtomicBool::new(true);
+    /// Ends the attack however the test ends, so that the scope's threads end too.
+    struct Ceasefire<'a>(&'a AtomicBool);
+    impl Drop for Ceasefire<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    std::thread::scope(|scope| {
+        let _ceasefire = Ceasefire(&attacking);
+        // A request a byte at a time, every 1.5 s, on a new connection whenever one is cut.
+        scope.spawn(|| {
+            let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+            while attacking.load(Ordering::SeqCst) {
+                let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                };
+                for b in request.iter().cycle() {
+                    if !attacking.load(Ordering::SeqCst) || stream.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
+            }
+        });
+        // 50 connections that send nothing, opened again every 3 s.
+        scope.spawn(|| {
+            while attacking.load(Ordering::SeqCst) {
+                let idle: Vec<_> = (0..50)
+                    .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+                    .collect();
+                std::thread::sleep(Duration::from_secs(3));
+                drop(idle);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        // Sessions keep arriving, one a second.
+        for n in 1..=8 {
+            let mut log = fs::OpenOptions::new().append(true).open(&path).unwrap();
+            log.write_all(session(n).as_bytes()).unwrap();
+            drop(log);
+            let want = i64::from(n) + 1;
+            common::wait_until(
+                &format!("session {n} in the database while /metrics is attacked"),
+                Duration::from_secs(3),
+                || (sessions() >= want).then_some(()),
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        // SIGTERM is taken at once, attack or not.
+        let asked = std::time::Instant::now();
+        let out = follower.terminate();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "SIGTERM took {:?}",
+            asked.elapsed()
+        );
+        attacking.store(false, Ordering::SeqCst);
+    });
+    assert_eq!(sessions(), 9);
+    common::assert_rollups_exact(&db);
+
+    // The cap and the deadline: a scrape is answered while idle connections come and go.
+    let mut follower = Follower::start(
+        &db,
+        &[
+            std::ffi::OsStr::new("--metrics-listen"),
+            listen.as_ref(),
+            path.as_ref(),
+        ],
+    );
+    common::wait_until("/metrics again", Duration::from_secs(20), scrape);
+    let idle: Vec<_> = (0..50)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    common::wait_until(
+        "a scrape past 50 idle connections",
+        Duration::from_secs(20),
+        scrape,
+    );
+    drop(idle);
+    assert!(follower.terminate().status.success());
+}
+on_both_backends!(slow_and_idle_metrics_clients_do_not_stop_the_follower);
