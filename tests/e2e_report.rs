@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -300,6 +301,59 @@ fn logs_without_the_wrapper_make_complete_sessions() {
     }
 }
 
+/// Issue 27 item 14, through the real sshd, sftp and rsyslogd: a partner uploads
+/// `invoice<U+202E>lmx.exe` (shown reversed, `invoiceexe.xml`, where the character reaches a
+/// screen) and a name with a terminal escape. Table, CSV and HTML show both characters as
+/// escapes; JSON keeps the exact names with `\u` escapes.
+#[test]
+fn partner_names_with_bidi_and_terminal_escapes_are_shown_escaped() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    for name in ["invoice\u{202e}lmx.exe", "red\u{1b}[31m.txt"] {
+        fs::write(local.path().join(name), b"x").unwrap();
+    }
+    h.sftp_ok(&user, "put *\n", local.path());
+    h.wait_for_log(&["session end", &user]);
+    let db_dir = tempfile::tempdir().unwrap();
+    let db = db_dir.path().join("sftpd.db").display().to_string();
+    ingest(&db, &[&h.log_path]);
+    let hidden = |c: char| (c.is_control() && c != '\n') || c == '\u{202e}';
+    for format in ["table", "csv", "html"] {
+        let args: &[&str] = if format == "html" {
+            &["usage", "--format", "html"]
+        } else {
+            &["transfers", "--format", format]
+        };
+        let out = common::sftpd_report(&db, args);
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.chars().any(hidden), "{format}: {text:?}");
+        if format != "html" {
+            assert!(
+                text.contains("invoice\\u{202e}lmx.exe") && text.contains("red\\x1b[31m.txt"),
+                "{format}: {text}"
+            );
+        }
+    }
+    let out = common::sftpd_report(&db, &["transfers", "--format", "json"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.chars().any(hidden), "{text:?}");
+    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.iter().any(|p| p.ends_with("/invoice\u{202e}lmx.exe")),
+        "{names:?}"
+    );
+    common::assert_rollups_exact(&db);
+}
+
 /// Issue 11, item 1, through the real sshd and rsyslogd: a partner's name whose `close` line is
 /// cut at 500 characters right after forged counters bills nothing in syslog mode (the transfer is
 /// there, its bytes unknown); in capture mode the wrapper forwards the whole message, so the same
@@ -482,6 +536,170 @@ fn the_journal_is_read_exactly_once_and_forged_entries_are_not_billed() {
             .map(|r| r["bytes_up"].as_i64().unwrap())
             .sum();
         assert_eq!(total, 2 * 12_345, "{db}: {usage}");
+    }
+}
+
+/// Issue 27 item 11, against a real systemd-journald: a local user's copy of `logger` named
+/// `sftpd-wrapper` (journald's `_COMM` is then `sftpd-wrapper`) and a symlink of that name to
+/// the real logger forge a capture-mode session of another partner, of themselves, and a line in
+/// the partner's live session. The journal's `_UID` (not the partner's) and `_EXE` (not the
+/// installed wrapper) give them away: nothing of theirs is billed; the real session is.
+#[test]
+fn a_local_users_renamed_logger_bills_nothing_through_the_journal() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let partner = h.user();
+    let attacker = h.user();
+    let ids = nix::unistd::User::from_name(&attacker).unwrap().unwrap();
+    // The attacker's own programs named sftpd-wrapper: a copy of logger, and a symlink to it.
+    let bin = h.home(&attacker).join("bin");
+    fs::create_dir(&bin).unwrap();
+    let copy = bin.join("sftpd-wrapper");
+    fs::copy("/usr/bin/logger", &copy).unwrap();
+    std::os::unix::fs::chown(&copy, Some(ids.uid.as_raw()), Some(ids.gid.as_raw())).unwrap();
+    let links = h.home(&attacker).join("links");
+    fs::create_dir(&links).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/logger", links.join("sftpd-wrapper")).unwrap();
+    // The partner's real session, kept open while the forged lines go in.
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+    let mut session = h
+        .sftp_command(&partner, "-", local.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut to_sftp = session.stdin.take().unwrap();
+    std::io::Write::write_all(&mut to_sftp, b"put up.bin\n").unwrap();
+    let directory = journald.journal_directory();
+    let sftp_pid = common::wait_until("the partner's sftp-server", Duration::from_secs(15), || {
+        let out = Command::new("journalctl")
+            .arg(format!("--directory={}", directory.display()))
+            .args(["--no-pager", "-o", "cat", "SYSLOG_IDENTIFIER=sftpd-wrapper"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.contains("sftp-server started") && l.contains(&format!("user={partner} ")))
+            .and_then(|l| common::field(&format!(" {l}"), "sftp_pid").map(str::to_owned))
+    });
+    let forged_session = |sid: &str, user: &str| {
+        vec![
+            format!(
+                "session start sid={sid} user={user} client_ip=10.9.9.9 client_port=1 local_ip=10.0.0.1 local_port=22"
+            ),
+            format!(
+                "sftp-server started sid={sid} user={user} sftp_pid=4242 path=/usr/lib/openssh/sftp-server args=\"-e -l info\" transfers=wire"
+            ),
+            format!(
+                "file closed sid={sid} user={user} sftp_pid=4242 path=/x counts_as=upload bytes_read=0 bytes_written=999999 complete=1 failed=0 forced=0 open_flags=WRITE,CREATE,TRUNCATE elapsed_ms=1"
+            ),
+            format!(
+                "session end sid={sid} user={user} client_ip=10.9.9.9 client_port=1 local_ip=10.0.0.1 local_port=22 sftp_pid=4242 duration_ms=1000 exit_status=0"
+            ),
+        ]
+    };
+    let mut sent = 0;
+    for (program, tag, pid, lines) in [
+        (
+            &copy,
+            "sftpd-wrapper",
+            "4241",
+            forged_session("forged-1", &partner),
+        ),
+        (
+            &copy,
+            "sftpd-wrapper",
+            "4241",
+            forged_session("forged-2", &attacker),
+        ),
+        (
+            &links.join("sftpd-wrapper"),
+            "sftpd-wrapper",
+            "4241",
+            forged_session("forged-3", &attacker),
+        ),
+        // Into the partner's live session, as the wrapper forwards sftp-server's lines.
+        (
+            &copy,
+            "sftp-server",
+            sftp_pid.as_str(),
+            vec![
+                "open \"/h/forged.bin\" flags WRITE,CREATE,TRUNCATE mode 0644".to_owned(),
+                "close \"/h/forged.bin\" bytes read 0 written 888888".to_owned(),
+            ],
+        ),
+    ] {
+        // Alive while journald reads who sent each line (from /proc).
+        let mut logger = Command::new(program)
+            .arg("--socket")
+            .arg(journald.dev_log())
+            .args(["-p", "local5.info", "-t", tag, &format!("--id={pid}")])
+            .uid(ids.uid.as_raw())
+            .gid(ids.gid.as_raw())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = logger.stdin.take().unwrap();
+        for line in &lines {
+            std::io::Write::write_all(&mut stdin, format!("{line}\n").as_bytes()).unwrap();
+        }
+        sent += lines.len();
+        std::thread::sleep(Duration::from_millis(500));
+        drop(stdin);
+        assert!(logger.wait().unwrap().success());
+    }
+    std::io::Write::write_all(&mut to_sftp, b"bye\n").unwrap();
+    drop(to_sftp);
+    assert!(session.wait().unwrap().success());
+    let db_dir = tempfile::tempdir().unwrap();
+    for db in databases(db_dir.path()) {
+        let mut summary = String::new();
+        common::wait_until("the partner's session", Duration::from_secs(30), || {
+            let out = common::sftpd_report(
+                &db,
+                &[
+                    "ingest",
+                    "--journal",
+                    "--journal-directory",
+                    &directory.display().to_string(),
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            summary.push_str(&String::from_utf8_lossy(&out.stdout));
+            report(&db, &["sessions"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["user"] == partner.as_str() && s["end"] == "closed")
+                .then_some(())
+        });
+        let sessions = report(&db, &["sessions"]);
+        let rows = sessions.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{db}: {sessions}\n{summary}");
+        assert_eq!(rows[0]["user"], partner.as_str(), "{sessions}");
+        assert_eq!(rows[0]["bytes_up"], 12_345, "{db}: {sessions}\n{summary}");
+        let usage = report(&db, &["usage", "--by", "month"]);
+        let total: i64 = usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["bytes_up"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, 12_345, "{db}: {usage}");
+        assert!(
+            summary.contains(&format!("not billed {sent}")),
+            "{db}: {summary}"
+        );
+        common::assert_rollups_exact(&db);
     }
 }
 

@@ -2503,6 +2503,163 @@ fn sftpd_report_tz(db: &str, tz: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A NUL in any text field (the syslog host, a user name, sshd's key, a status text, a wrapper
+/// `\x00` escape) is stored as U+FFFD by both stores: PostgreSQL's text cannot hold NUL, and
+/// one such line refused every later ingest of the file. The log bytes themselves are kept.
+fn nul_bytes_in_text_fields_are_stored_as_replacement_characters(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        "Nov  3 10:00:00 h\0st sshd[500]: Accepted publickey for ac\0me from 192.0.2.1 port 4000 ssh2: ED25519 SHA256:k\0y",
+        "Nov  3 10:00:00 h\0st sftpd-wrapper[500]: session start sid=h-n-500-1 user=\"ac\\x00me\" client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22",
+        "Nov  3 10:00:00 h\0st sftp-server[501]: session opened for local user ac\0me from [192.0.2.1]",
+        "Nov  3 10:00:01 h\0st sftpd-wrapper[500]: sftp-server started sid=h-n-500-1 user=\"ac\\x00me\" sftp_pid=501 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"",
+        "Nov  3 10:00:02 h\0st sftp-server[501]: open \"/srv/ac\\000me/a\" flags WRITE,CREATE,TRUNCATE mode 0644",
+        "Nov  3 10:00:03 h\0st sftp-server[501]: close \"/srv/ac\\000me/a\" bytes read 0 written 10",
+        "Nov  3 10:00:04 h\0st sftp-server[501]: remove name \"/srv/x\"",
+        "Nov  3 10:00:04 h\0st sftp-server[501]: sent status No such\0file",
+        "Nov  3 10:00:05 h\0st sftp-server[501]: session closed for local user ac\0me from [192.0.2.1]",
+        "Nov  3 10:00:05 h\0st sftpd-wrapper[500]: session end sid=h-n-500-1 user=\"ac\\x00me\" client_ip=192.0.2.1 client_port=4000 local_ip=198.51.100.1 local_port=22 sftp_pid=501 duration_ms=5000 exit_status=0",
+        "Nov  3 10:01:00 h1 sftpd-wrapper[900]: session refused sid=h1-c-900-3 user=acme client_ip=192.0.2.1 client_port=5001 local_ip=198.51.100.1 local_port=22 reason=command_not_allowed command=\"id\\x00; sh\"",
+        "Nov  3 10:02:00 h1 sftp-server[1000]: session opened for local user acme from [192.0.2.1]",
+        "Nov  3 10:02:01 h1 sftp-server[1000]: open \"/srv/acme/b\" flags READ mode 0666",
+        "Nov  3 10:02:02 h1 sftp-server[1000]: close \"/srv/acme/b\" bytes read 7 written 0",
+        "Nov  3 10:02:03 h1 sftp-server[1000]: session closed for local user acme from [192.0.2.1]",
+    ];
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let db = new_db(backend, dir.path(), "nul");
+    let summary = ingest(&db, &[&path]);
+    assert!(summary.contains("lines read 15"), "{summary}");
+    let sessions = report_json(&db, &["sessions"]);
+    let rows = sessions.as_array().unwrap();
+    let nul = rows
+        .iter()
+        .find(|s| s["host"] == "h\u{fffd}st")
+        .unwrap_or_else(|| panic!("{sessions}"));
+    assert_eq!(nul["user"], "ac\u{fffd}me", "{sessions}");
+    assert_eq!(nul["bytes_up"], 10, "{sessions}");
+    assert_eq!(nul["end"], "closed", "{sessions}");
+    assert_eq!(nul["auth"], "publickey", "{sessions}");
+    let acme = rows
+        .iter()
+        .find(|s| s["user"] == "acme" && s["bytes_down"] == 7);
+    assert!(acme.is_some(), "{sessions}");
+    // The name keeps its bytes; its readable form shows the NUL as an escape.
+    let transfers = report_json(&db, &["transfers", "--user", "ac\u{fffd}me"]);
+    assert_eq!(transfers[0]["path"], "/srv/ac\\x00me/a", "{transfers}");
+    // The file is done: the next run (a follower's restart) reads nothing and fails nothing.
+    let again = ingest(&db, &[&path]);
+    assert!(again.contains("lines read 0"), "{again}");
+    // More lines after it are taken as usual.
+    let mut more = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    writeln!(
+        more,
+        "Nov  3 10:03:00 h1 sftp-server[1100]: session opened for local user acme from [192.0.2.1]"
+    )
+    .unwrap();
+    writeln!(more, "Nov  3 10:03:01 h1 sftp-server[1100]: session closed for local user ac\0me from [192.0.2.1]").unwrap();
+    drop(more);
+    let last = ingest(&db, &[&path]);
+    assert!(last.contains("lines read 2"), "{last}");
+    let rows = dump(&db);
+    assert!(rows.contains(" SHA256:k\u{fffd}y|"), "{rows}");
+    assert!(
+        rows.contains("|id\u{fffd}; sh|") && !rows.contains('\0'),
+        "{rows}"
+    );
+    if backend == Backend::Postgres {
+        let sqlite = new_db(Backend::Sqlite, dir.path(), "nul");
+        ingest(&sqlite, &[&path]);
+        assert_same(&rows, &dump(&sqlite));
+    }
+}
+on_both_backends!(nul_bytes_in_text_fields_are_stored_as_replacement_characters);
+
+/// Control and bidirectional characters in a host, user, client address, key or file name reach
+/// no report as they are: a terminal escape or a carriage return in a table is an injection,
+/// and U+202E shows `invoice\u{202e}lmx.exe` as `invoiceexe.xml`. Table, CSV and HTML show them
+/// as `\xHH` / `\u{HHHH}`; JSON keeps the exact text with `\uHHHH` escapes.
+fn reports_escape_control_and_bidi_characters(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = "h\u{1b}]0;owned\u{7}";
+    let user = "ac\u{202e}em";
+    let ip = "192.0.2.1\u{1b}[2K";
+    let lines = [
+        format!(
+            "Nov  3 10:00:00 {host} sshd[500]: Accepted publickey for {user} from {ip} port 4000 ssh2: ED25519 SHA256:k\u{1b}[31m\u{2066}"
+        ),
+        format!(
+            "Nov  3 10:00:00 {host} sftp-server[501]: session opened for local user {user} from [{ip}]"
+        ),
+        format!(
+            "Nov  3 10:00:02 {host} sftp-server[501]: open \"/srv/invoice\u{202e}lmx.exe\" flags WRITE,CREATE,TRUNCATE mode 0644"
+        ),
+        format!(
+            "Nov  3 10:00:03 {host} sftp-server[501]: close \"/srv/invoice\u{202e}lmx.exe\" bytes read 0 written 10"
+        ),
+        format!(
+            "Nov  3 10:00:05 {host} sftp-server[501]: session closed for local user {user} from [{ip}]"
+        ),
+    ];
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let db = new_db(backend, dir.path(), "esc");
+    ingest(&db, &[&path]);
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    for args in [
+        &["sessions", "--format", "table"][..],
+        &["sessions", "--format", "csv"],
+        &["sessions", "--format", "json"],
+        &["transfers", "--format", "table"],
+        &["transfers", "--format", "csv"],
+        &["transfers", "--format", "json"],
+        &["usage", "--format", "table"],
+        &["usage", "--format", "csv"],
+        &["usage", "--format", "html"],
+    ] {
+        let out = sftpd_report(&db, args);
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.chars().any(hidden), "{args:?}: {text:?}");
+        if args[2] == "json" {
+            continue;
+        }
+        assert!(
+            text.contains("h\\x1b]0;owned\\x07") && text.contains("ac\\u{202e}em"),
+            "{args:?}: {text}"
+        );
+        if args[0] == "sessions" {
+            assert!(text.contains("192.0.2.1\\x1b[2K"), "{args:?}: {text}");
+        }
+        if args[0] == "transfers" {
+            assert!(text.contains("invoice\\u{202e}lmx.exe"), "{args:?}: {text}");
+        }
+    }
+    // JSON: the exact values, as escapes.
+    let sessions = report_json(&db, &["sessions"]);
+    assert_eq!(sessions[0]["user"], user);
+    assert_eq!(sessions[0]["host"], host);
+    let out = sftpd_report(&db, &["transfers", "--format", "json"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("invoice\\u202elmx.exe"), "{text}");
+}
+on_both_backends!(reports_escape_control_and_bidi_characters);
+
+/// `sftpd-report ARGS` on `db` as the user `nobody`, who may read but not write it.
+fn sftpd_report_as_nobody(db: &str, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args(["--db", db, "--config", "/nonexistent/sftpd-wrapper.toml"])
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap()
+}
+
 /// Issue 27, item 2: RFC 3164 stamps (no year, no zone) through the DST fall-back hour, read
 /// with TZ=America/New_York by the real binary. 2026-11-01 01:00 to 01:59 comes twice (EDT,
 /// then EST): within a file the second 01:xx after the first is the later offset, the first
@@ -2628,3 +2785,272 @@ fn dst_fall_back_hour_is_read_in_order(backend: Backend) {
     assert_same(&dump(&db), &clean);
 }
 on_both_backends!(dst_fall_back_hour_is_read_in_order);
+
+/// Every report that only reads: the same output from a database its user cannot write.
+const READING_REPORTS: [&[&str]; 8] = [
+    &["sessions", "--format", "csv"],
+    &["transfers", "--format", "json"],
+    &["usage", "--by", "month", "--tz", "UTC", "--format", "csv"],
+    &["usage", "--from-rows", "--tz", "UTC", "--format", "csv"],
+    &["usage", "--format", "html", "--tz", "UTC"],
+    &[
+        "statement",
+        "--user",
+        "u001",
+        "--month",
+        "2026-11",
+        "--tz",
+        "UTC",
+    ],
+    &["metrics"],
+    &["rollups", "--check"],
+];
+
+/// Issue 27 item 13: finance's read-only copy. Every report runs on a database its user cannot
+/// write (a file and directory of root's, read as nobody; a PostgreSQL role with SELECT only),
+/// writes nothing, and shows what it shows to the owner. A database older than the program, which
+/// a report would upgrade, is a one-line error that says how; a zero-length file is not taken for
+/// an empty database.
+fn reports_run_on_a_database_they_cannot_write(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let log = loggen::generate(3_000, 10, 27);
+    let path = dir.path().join("sftpd.log");
+    fs::write(&path, loggen::text(&log.lines)).unwrap();
+    let db = new_db(backend, dir.path(), "owner");
+    ingest(&db, &[&path]);
+    let reader = match backend {
+        Backend::Sqlite => {
+            let copy = dir.path().join("finance");
+            fs::create_dir(&copy).unwrap();
+            let file = copy.join("copy.db");
+            fs::copy(&db, &file).unwrap();
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+                .unwrap();
+            std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+                .unwrap();
+            file.display().to_string()
+        }
+        Backend::Postgres => {
+            run_sql(
+                &db,
+                "DO $$ BEGIN CREATE ROLE finance LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO finance",
+            );
+            db.replacen("postgres://postgres@", "postgres://finance@", 1)
+        }
+    };
+    let before = match backend {
+        Backend::Sqlite => fs::read(&reader).unwrap(),
+        Backend::Postgres => dump(&db).into_bytes(),
+    };
+    for args in READING_REPORTS {
+        let owner = sftpd_report(&db, args);
+        let read = sftpd_report_as_nobody(&reader, args);
+        assert!(
+            read.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+        let page = |o: &std::process::Output| {
+            // The page says when it was made.
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.lines()
+                .filter(|l| !l.contains("Generated") && !l.contains("generated"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(page(&read), page(&owner), "{args:?}");
+    }
+    match backend {
+        Backend::Sqlite => {
+            assert_eq!(fs::read(&reader).unwrap(), before, "the copy changed");
+            let names: Vec<_> = fs::read_dir(dir.path().join("finance"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["copy.db"], "files made beside the copy");
+        }
+        Backend::Postgres => assert_same(&dump(&db), std::str::from_utf8(&before).unwrap()),
+    }
+
+    // A database of an older schema: a report would upgrade it, and says how instead.
+    run_sql(&db, "UPDATE schema_version SET version = 8");
+    let older = match backend {
+        Backend::Sqlite => {
+            let file = dir.path().join("older.db");
+            fs::copy(&db, &file).unwrap();
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+                .unwrap();
+            file.display().to_string()
+        }
+        Backend::Postgres => reader.clone(),
+    };
+    let out = sftpd_report_as_nobody(&older, &["sessions"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("schema version 8") && stderr.contains("sftpd-report ingest"),
+        "{stderr}"
+    );
+    if backend == Backend::Postgres {
+        assert_eq!(query_i64(&db, "SELECT version FROM schema_version"), 8);
+        return;
+    }
+
+    // A zero-length file is not a database: reports refuse it and leave it as it is.
+    let empty = dir.path().join("empty.db");
+    fs::write(&empty, b"").unwrap();
+    for command in ["sessions", "usage", "metrics"] {
+        let out = sftpd_report(empty.to_str().unwrap(), &[command]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("empty file"), "{stderr}");
+        assert_eq!(fs::metadata(&empty).unwrap().len(), 0);
+    }
+}
+on_both_backends!(reports_run_on_a_database_they_cannot_write);
+
+/// Issue 27 item 3: `/metrics` is served beside the follower, not inside its loop. A client
+/// that sends its request a byte every 1.5 s and 50 connections that send nothing (opened again
+/// and again) neither stop the ingest (sessions written to the log keep arriving in the
+/// database) nor delay SIGTERM; each connection has a deadline and their number a cap, so a
+/// scrape is answered again once the idle ones are cut off.
+fn slow_and_idle_metrics_clients_do_not_stop_the_follower(backend: Backend) {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sftpd.log");
+    let session = |n: u32| {
+        let s = format!("h sftp-server[{}]:", 1000 + n);
+        format!(
+            "2026-11-29T10:{m:02}:{s0:02}+00:00 {s} session opened for local user acme from [10.0.0.1]\n\
+             2026-11-29T10:{m:02}:{s0:02}+00:00 {s} open \"/f{n}\" flags WRITE,CREATE,TRUNCATE mode 0644\n\
+             2026-11-29T10:{m:02}:{s0:02}+00:00 {s} close \"/f{n}\" bytes read 0 written {n}\n\
+             2026-11-29T10:{m:02}:{s0:02}+00:00 {s} session closed for local user acme from [10.0.0.1]\n",
+            m = n / 60,
+            s0 = n % 60
+        )
+    };
+    fs::write(&path, session(0)).unwrap();
+    let db = new_db(backend, dir.path(), "metrics");
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut follower = Follower::start(
+        &db,
+        &[
+            std::ffi::OsStr::new("--metrics-listen"),
+            listen.as_ref(),
+            path.as_ref(),
+        ],
+    );
+    let scrape = || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.starts_with("HTTP/1.1 200").then_some(())
+    };
+    common::wait_until("/metrics", Duration::from_secs(20), scrape);
+    let sessions = || query_i64(&db, "SELECT COUNT(*) FROM sessions");
+    common::wait_until("the first session", Duration::from_secs(20), || {
+        (sessions() == 1).then_some(())
+    });
+
+    let attacking = AtomicBool::new(true);
+    /// Ends the attack however the test ends, so that the scope's threads end too.
+    struct Ceasefire<'a>(&'a AtomicBool);
+    impl Drop for Ceasefire<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    std::thread::scope(|scope| {
+        let _ceasefire = Ceasefire(&attacking);
+        // A request a byte at a time, every 1.5 s, on a new connection whenever one is cut.
+        scope.spawn(|| {
+            let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+            while attacking.load(Ordering::SeqCst) {
+                let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                };
+                for b in request.iter().cycle() {
+                    if !attacking.load(Ordering::SeqCst) || stream.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
+            }
+        });
+        // 50 connections that send nothing, opened again every 3 s.
+        scope.spawn(|| {
+            while attacking.load(Ordering::SeqCst) {
+                let idle: Vec<_> = (0..50)
+                    .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+                    .collect();
+                std::thread::sleep(Duration::from_secs(3));
+                drop(idle);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        // Sessions keep arriving, one a second.
+        for n in 1..=8 {
+            let mut log = fs::OpenOptions::new().append(true).open(&path).unwrap();
+            log.write_all(session(n).as_bytes()).unwrap();
+            drop(log);
+            let want = i64::from(n) + 1;
+            common::wait_until(
+                &format!("session {n} in the database while /metrics is attacked"),
+                Duration::from_secs(3),
+                || (sessions() >= want).then_some(()),
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        // SIGTERM is taken at once, attack or not.
+        let asked = std::time::Instant::now();
+        let out = follower.terminate();
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "SIGTERM took {:?}",
+            asked.elapsed()
+        );
+        attacking.store(false, Ordering::SeqCst);
+    });
+    assert_eq!(sessions(), 9);
+    common::assert_rollups_exact(&db);
+
+    // The cap and the deadline: a scrape is answered while idle connections come and go.
+    let mut follower = Follower::start(
+        &db,
+        &[
+            std::ffi::OsStr::new("--metrics-listen"),
+            listen.as_ref(),
+            path.as_ref(),
+        ],
+    );
+    common::wait_until("/metrics again", Duration::from_secs(20), scrape);
+    let idle: Vec<_> = (0..50)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    common::wait_until(
+        "a scrape past 50 idle connections",
+        Duration::from_secs(20),
+        scrape,
+    );
+    drop(idle);
+    assert!(follower.terminate().status.success());
+}
+on_both_backends!(slow_and_idle_metrics_clients_do_not_stop_the_follower);

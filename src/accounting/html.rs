@@ -3,14 +3,15 @@
 //! drawn here, so the page works offline, prints to PDF from any browser, and has nothing that
 //! could run. Every user, host and file name is the partner's text and is escaped.
 
-use crate::accounting::report::{UsageGroup, human_bytes};
+use crate::accounting::report::{UsageGroup, for_people, human_bytes};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// Text for an HTML element or a quoted attribute.
+/// Text for an HTML element or a quoted attribute, shown by the reports' one rule
+/// ([`for_people`]: control and bidirectional characters as escapes), then HTML-escaped.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in for_people(text).chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),

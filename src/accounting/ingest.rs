@@ -1070,6 +1070,25 @@ impl<'a> Ingestor<'a> {
         }
     }
 
+    /// The user of the live session `entry` would be applied to (by the wrapper's session id, or
+    /// sftp-server's PID), for the journal's check of who sent it.
+    fn live_session_user(
+        &self,
+        entry: &crate::accounting::journal::JournalEntry,
+    ) -> Option<String> {
+        let host = entry
+            .host
+            .clone()
+            .unwrap_or_else(|| self.opts.host_default.clone());
+        let id = if entry.identifier == self.opts.wrapper_ident {
+            let sid = WrapperLine::parse(&entry.message)?.sid()?.to_owned();
+            self.by_sid.get(&(host, sid))?
+        } else {
+            self.by_sftp_pid.get(&(host, i64::from(entry.pid?)))?
+        };
+        self.sessions.get(id)?.user.clone()
+    }
+
     /// Whether to apply a new line of an input: not while its lines are older than what is
     /// already ingested from its host (by more than the grace for lines out of order), as the
     /// sessions they continue or are continued by were read without them. Such lines are
@@ -1307,7 +1326,13 @@ impl<'a> Ingestor<'a> {
                     .sender_pid
                     .is_some_and(|pid| verified.get(&pid) == Some(&entry.identifier))
                     || self.continues_live_session(&entry);
-                let why = journal::forged(&entry, &self.opts.wrapper_ident, sender_verified);
+                let session_user = self.live_session_user(&entry);
+                let why = journal::forged(
+                    &entry,
+                    &self.opts.wrapper_ident,
+                    sender_verified,
+                    session_user.as_deref(),
+                );
                 if why.is_none()
                     && entry.command.is_some()
                     && let Some(pid) = entry.sender_pid

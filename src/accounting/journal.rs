@@ -53,10 +53,12 @@ pub struct JournalEntry {
     pub identifier: String,
     /// The PID the line names (`SYSLOG_PID`), else the sender's.
     pub pid: Option<u32>,
-    /// Trusted: the sender's UID, PID and command, as journald found them.
+    /// Trusted: the sender's UID, PID, command and executable, as journald found them.
     pub uid: Option<i64>,
     pub sender_pid: Option<u32>,
     pub command: Option<String>,
+    /// `_EXE`: the sender's executable file, as /proc showed it to journald.
+    pub exe: Option<String>,
     pub message: Vec<u8>,
 }
 
@@ -93,8 +95,62 @@ pub fn parse_entry(line: &[u8]) -> Option<JournalEntry> {
         uid: number("_UID"),
         sender_pid: pid("_PID"),
         command,
+        exe: text_field(&entry, "_EXE"),
         message: bytes_field(&entry, "MESSAGE")?,
     })
+}
+
+/// The user an entry's own text is about: the wrapper's `user=`, sftp-server's `session
+/// opened`/`closed for local user NAME`, sshd's `Accepted METHOD for NAME`.
+pub fn named_user(entry: &JournalEntry, wrapper_ident: &str) -> Option<String> {
+    use crate::log::parse::{SftpEvent, parse_accepted, parse_sftp_message};
+    use crate::log::wrapper::WrapperLine;
+    match entry.identifier.as_str() {
+        id if id == wrapper_ident => match WrapperLine::parse(&entry.message)? {
+            WrapperLine::SessionRefused { user, .. } => user,
+            WrapperLine::SessionStart { user, .. }
+            | WrapperLine::SftpServerStarted { user, .. }
+            | WrapperLine::FileClosed { user, .. }
+            | WrapperLine::SessionEnd { user, .. }
+            | WrapperLine::Hook { user, .. }
+            | WrapperLine::EventDropped { user, .. }
+            | WrapperLine::SignalForwarded { user, .. } => Some(user),
+        },
+        "sftp-server" | "internal-sftp" => match parse_sftp_message(&entry.message) {
+            SftpEvent::SessionOpened { user, .. } | SftpEvent::SessionClosed { user, .. } => {
+                Some(user)
+            }
+            _ => None,
+        },
+        "sshd" | "sshd-session" => parse_accepted(&entry.message).map(|a| a.user),
+        _ => None,
+    }
+}
+
+/// The UID of the local user `name`.
+fn uid_of(name: &str) -> Option<i64> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| i64::from(u.uid.as_raw()))
+}
+
+/// Whether `exe` (journald's `_EXE`) is one of `programs` as installed: its file name is the
+/// program's, and the file, where it is on this host, belongs to root and no one else may write
+/// it (a local user's copy of `logger` named `sftpd-wrapper` is theirs).
+fn installed_program(exe: &str, programs: &[&str]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // A program replaced on disk (an upgrade) while it runs.
+    let path = exe.strip_suffix(" (deleted)").unwrap_or(exe);
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if !programs.contains(&name) {
+        return false;
+    }
+    match std::fs::metadata(path) {
+        Ok(m) => m.uid() == 0 && m.mode() & 0o022 == 0,
+        // The journal of another host (`--journal-directory`): its name is all there is.
+        Err(_) => true,
+    }
 }
 
 /// Why an entry that claims to come from the wrapper, sftp-server or sshd is not taken: the
@@ -102,8 +158,16 @@ pub fn parse_entry(line: &[u8]) -> Option<JournalEntry> {
 /// /proc, and a sender that exits at once leaves it out: a forger's way to pass unchecked).
 /// `sender_verified` says an earlier entry of the same sender process, under the same name, was
 /// checked (its last line, `session end` or `session closed`, is written as it exits, and may
-/// come without its command). `None`: taken (the claim fits, or the entry claims none of them).
-pub fn forged(entry: &JournalEntry, wrapper_ident: &str, sender_verified: bool) -> Option<String> {
+/// come without its command). `session_user` is the user of the live session the entry goes on
+/// with, if any. The sender's UID must be root's or that of the user the entry is about (the
+/// wrapper and sftp-server run as the partner; sshd's lines come from root), and its executable
+/// the program it claims to be. `None`: taken (the claim fits, or the entry claims none of them).
+pub fn forged(
+    entry: &JournalEntry,
+    wrapper_ident: &str,
+    sender_verified: bool,
+    session_user: Option<&str>,
+) -> Option<String> {
     let claims = [
         wrapper_ident,
         "sftp-server",
@@ -116,7 +180,21 @@ pub fn forged(entry: &JournalEntry, wrapper_ident: &str, sender_verified: bool) 
     }
     let pid = entry.pid.map_or("?".to_owned(), |p| p.to_string());
     let uid = entry.uid.map_or("?".to_owned(), |u| u.to_string());
-    let Some(command) = entry.command.as_deref() else {
+    let named = named_user(entry, wrapper_ident);
+    let about = [named.as_deref(), session_user];
+    if entry.uid != Some(0) {
+        for name in about.into_iter().flatten() {
+            let theirs = uid_of(name);
+            if entry.uid.is_none() || theirs != entry.uid {
+                return Some(format!(
+                    "{}[{pid}] written by uid {uid}, not by {name}'s ({})",
+                    entry.identifier,
+                    theirs.map_or("no such user here".to_owned(), |u| format!("uid {u}"))
+                ));
+            }
+        }
+    }
+    let (Some(command), Some(exe)) = (entry.command.as_deref(), entry.exe.as_deref()) else {
         if sender_verified {
             return None;
         }
@@ -127,15 +205,19 @@ pub fn forged(entry: &JournalEntry, wrapper_ident: &str, sender_verified: bool) 
     };
     // journald keeps the first 15 bytes of a command name.
     let is = |name: &str| command == &name[..name.len().min(15)];
+    let installed = |programs: &[&str]| installed_program(exe, programs);
     let allowed = match entry.identifier.as_str() {
-        id if id == wrapper_ident => is("sftpd-wrapper"),
+        id if id == wrapper_ident => is("sftpd-wrapper") && installed(&["sftpd-wrapper"]),
         // In capture mode the wrapper forwards sftp-server's lines under sftp-server's name.
-        "sftp-server" => is("sftp-server") && entry.pid == entry.sender_pid || is("sftpd-wrapper"),
-        _ => is("sshd") || is("sshd-session"),
+        "sftp-server" => {
+            is("sftp-server") && entry.pid == entry.sender_pid && installed(&["sftp-server"])
+                || is("sftpd-wrapper") && installed(&["sftpd-wrapper"])
+        }
+        _ => (is("sshd") || is("sshd-session")) && installed(&["sshd", "sshd-session"]),
     };
     (!allowed).then(|| {
         format!(
-            "{}[{pid}] written by {command} (uid {uid})",
+            "{}[{pid}] written by {command} ({exe}, uid {uid})",
             entry.identifier
         )
     })
@@ -146,6 +228,8 @@ mod tests {
     use super::*;
 
     fn entry(identifier: &str, command: Option<&str>, pid: u32, sender: u32) -> JournalEntry {
+        // Programs of these names are nowhere on the test host: only their names are checked.
+        let exe = command.map(|c| format!("/nonexistent/{c}"));
         JournalEntry {
             cursor: "c".into(),
             realtime_us: 0,
@@ -155,12 +239,46 @@ mod tests {
             uid: Some(1000),
             sender_pid: Some(sender),
             command: command.map(str::to_owned),
+            exe,
             message: b"x".to_vec(),
         }
     }
 
     fn forged_(entry: &JournalEntry, wrapper_ident: &str) -> Option<String> {
-        forged(entry, wrapper_ident, false)
+        forged(entry, wrapper_ident, false, None)
+    }
+
+    #[test]
+    fn the_sender_is_the_user_the_line_is_about_running_the_installed_program() {
+        let w = "sftpd-wrapper";
+        let mut e = entry(w, Some("sftpd-wrapper"), 5, 5);
+        e.message = b"session start sid=s user=root client_ip=10.0.0.1".to_vec();
+        // uid 1000 writes a line about root.
+        assert!(forged_(&e, w).unwrap().contains("not by root's (uid 0)"));
+        e.uid = Some(0);
+        assert_eq!(forged_(&e, w), None);
+        // A line about no one, going on with root's session.
+        let mut e = entry("sftp-server", Some("sftpd-wrapper"), 6, 5);
+        assert!(forged(&e, w, false, Some("root")).is_some());
+        e.uid = Some(0);
+        assert_eq!(forged(&e, w, false, Some("root")), None);
+        // The right name, but a file a user may write, or another program's name.
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("sftpd-wrapper");
+        std::fs::write(&copy, b"").unwrap();
+        std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        e.exe = Some(copy.display().to_string());
+        assert!(
+            forged(&e, w, false, None).is_some(),
+            "anyone may write {copy:?}"
+        );
+        e.exe = Some("/usr/bin/logger".into());
+        assert!(
+            forged(&e, w, false, None)
+                .unwrap()
+                .contains("/usr/bin/logger")
+        );
     }
 
     #[test]
@@ -179,7 +297,10 @@ mod tests {
         assert_eq!(forged_(&entry("cron", Some("cron"), 6, 6), w), None);
         assert!(forged_(&entry("sftp-server", None, 6, 6), w).is_some());
         // The same process's earlier entry was checked: its last one may lack the command.
-        assert_eq!(forged(&entry("sftp-server", None, 6, 6), w, true), None);
+        assert_eq!(
+            forged(&entry("sftp-server", None, 6, 6), w, true, None),
+            None
+        );
         assert!(forged_(&entry(w, Some("logger"), 5, 5), w).is_some());
         assert!(forged_(&entry("sftp-server", Some("logger"), 6, 6), w).is_some());
         // sftp-server itself naming another PID.

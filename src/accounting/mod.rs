@@ -6,6 +6,7 @@ pub mod html;
 pub mod ingest;
 pub mod journal;
 pub mod metrics;
+pub mod metrics_server;
 pub mod report;
 pub mod retention;
 pub mod storage;

@@ -5,6 +5,7 @@ use crate::log::parse;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use rusqlite::types::ValueRef;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -1101,6 +1102,64 @@ pub fn zone_time(stored: &str, zone: Tz) -> String {
         .unwrap_or_else(|| stored.to_owned())
 }
 
+/// A character no report shows as it is: a control character (a terminal escape, a carriage
+/// return that overwrites the line, a NUL) or one that changes how the text around it is
+/// ordered or broken on screen (U+202E shows `invoice\u{202e}lmx.exe` as `invoiceexe.xml`).
+/// Host, user, address, key and file names are the partner's or the log's text.
+pub fn hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Text as every format for people shows it (table, CSV, HTML): each [`hidden_char`] as
+/// `\xHH` (below U+0100, as `path_text` writes control characters) or `\u{HHHH}`, everything
+/// else as it is. JSON keeps the exact text, with these characters as `\uHHHH` escapes.
+pub fn for_people(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(hidden_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !hidden_char(c) => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// JSON whose strings carry every [`hidden_char`] as a `\uHHHH` escape (serde_json escapes
+/// only those below U+0020): the values are exact, and the bytes of the output reorder or
+/// control nothing on a terminal.
+struct JsonForPeople;
+
+impl serde_json::ser::Formatter for JsonForPeople {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some((i, c)) = rest.char_indices().find(|(_, c)| hidden_char(*c)) {
+            writer.write_all(&rest.as_bytes()[..i])?;
+            // Every hidden character is in the Basic Multilingual Plane: one escape.
+            write!(writer, "\\u{:04x}", c as u32)?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+}
+
 fn cell_for_people(v: &Value, kind: Kind, zone: Tz) -> String {
     match (v, kind) {
         (Value::Null, _) => "-".to_owned(),
@@ -1109,7 +1168,7 @@ fn cell_for_people(v: &Value, kind: Kind, zone: Tz) -> String {
         (Value::Int(n), Kind::Bool) => if *n != 0 { "yes" } else { "no" }.to_owned(),
         (Value::Int(n), _) => n.to_string(),
         (Value::Text(t), Kind::Time) => zone_time(t, zone),
-        (Value::Text(t), _) => t.clone(),
+        (Value::Text(t), _) => for_people(t).into_owned(),
     }
 }
 
@@ -1140,12 +1199,17 @@ fn json_value(v: &Value, kind: Kind) -> serde_json::Value {
     }
 }
 
-/// A CSV cell that a spreadsheet will not run: text (a file name, a user name) that starts with
-/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, as OWASP advises against
-/// formula injection. Numbers stay numbers; JSON output stays exact.
+/// A CSV cell that a spreadsheet will not run and a terminal will not obey: text (a file name,
+/// a user name) is shown by [`for_people`] (a leading tab or carriage return becomes an
+/// escape), and one that starts with `=`, `+`, `-` or `@` gets a leading `'`, as OWASP advises
+/// against formula injection. Numbers stay numbers; JSON output stays exact.
 fn csv_cell(value: &Value, text: String) -> String {
+    let text = match for_people(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(shown) => shown,
+    };
     match value {
-        Value::Text(_) if text.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{text}"),
+        Value::Text(_) if text.starts_with(['=', '+', '-', '@']) => format!("'{text}"),
         _ => text,
     }
 }
@@ -1221,7 +1285,8 @@ pub fn render_stream<E: From<std::io::Error>>(
                     .collect();
                 out.write_all(if first { b"\n" } else { b",\n" })?;
                 first = false;
-                serde_json::to_writer(&mut *out, &map).map_err(std::io::Error::from)?;
+                let mut json = serde_json::Serializer::with_formatter(&mut *out, JsonForPeople);
+                serde::Serialize::serialize(&map, &mut json).map_err(std::io::Error::from)?;
                 Ok(())
             })?;
             writeln!(out, "{}]", if first { "" } else { "\n" })?;
@@ -1326,6 +1391,34 @@ mod tests {
     }
 
     #[test]
+    fn control_and_bidi_characters_are_escaped_in_every_format() {
+        let hostile = "a\u{1b}[2J\r\0\u{7f}\u{85}\u{202e}lmx.exe\u{2066}\\x\u{e9}";
+        let shown = "a\\x1b[2J\\x0d\\x00\\x7f\\x85\\u{202e}lmx.exe\\u{2066}\\x\u{e9}";
+        assert_eq!(for_people(hostile), shown);
+        assert!(matches!(for_people("plain \u{e9}"), Cow::Borrowed(_)));
+        let report = Report {
+            columns: vec![("user", Kind::Text)],
+            rows: vec![vec![Value::Text(hostile.to_owned())]],
+        };
+        for format in [Format::Table, Format::Csv, Format::Json] {
+            let mut out = Vec::new();
+            render(&report, format, Tz::UTC, &mut out).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                !out.chars().any(|c| c != '\n' && hidden_char(c)),
+                "{format:?}: {out:?}"
+            );
+            if format == Format::Json {
+                let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(back[0]["user"], hostile, "JSON stays exact");
+            } else {
+                assert!(out.contains(shown), "{format:?}: {out:?}");
+            }
+        }
+        assert!(crate::accounting::html::escape(hostile).contains("\\u{202e}lmx.exe"));
+    }
+
+    #[test]
     fn csv_cells_cannot_be_formulas() {
         let report = Report {
             columns: vec![("path", Kind::Text), ("bytes", Kind::Int)],
@@ -1353,10 +1446,15 @@ mod tests {
                 (r[0].to_owned(), r[1].to_owned())
             })
             .collect();
-        for (cell, bytes) in &cells[..6] {
+        for (cell, bytes) in &cells[..4] {
             assert!(cell.starts_with('\''), "{cell:?}");
             assert_eq!(bytes, "-5");
         }
+        // A leading tab or carriage return is shown as an escape, which no spreadsheet runs.
+        assert_eq!(
+            (cells[4].0.as_str(), cells[5].0.as_str()),
+            ("\\x09x", "\\x0dx")
+        );
         assert_eq!(cells[6].0, "plain=ok");
         // JSON stays exact.
         let mut out = Vec::new();

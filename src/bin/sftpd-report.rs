@@ -6,6 +6,7 @@ use sftpd_wrapper::accounting::cli::{
     DEFAULT_DB, FilterArgs, ReportCli as Cli, ReportCommand as Command,
 };
 use sftpd_wrapper::accounting::ingest::{IngestOptions, Ingestor, Input};
+use sftpd_wrapper::accounting::metrics_server;
 use sftpd_wrapper::accounting::report::{self, Filter, Format, RowsReport};
 use sftpd_wrapper::accounting::storage::{self, DbSpec, Store, StoreError};
 use sftpd_wrapper::config;
@@ -146,91 +147,24 @@ impl StopSignals {
         Ok(StopSignals { fd })
     }
 
-    /// Sleeps up to `interval`, answering metrics requests meanwhile; true when SIGTERM or
-    /// SIGINT came.
-    fn wait(&self, interval: std::time::Duration, mut metrics: Option<&mut MetricsServer>) -> bool {
+    /// Sleeps up to `interval`; true when SIGTERM or SIGINT came.
+    fn wait(&self, interval: std::time::Duration) -> bool {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd;
         let deadline = std::time::Instant::now() + interval;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let request = {
-                let mut fds = vec![PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-                if let Some(m) = &metrics {
-                    fds.push(PollFd::new(m.listener.as_fd(), PollFlags::POLLIN));
-                }
-                let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
-                let _ = poll(&mut fds, timeout);
-                fds.get(1)
-                    .and_then(|f| f.revents())
-                    .is_some_and(|r| r.contains(PollFlags::POLLIN))
-            };
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(
+                &mut fds,
+                PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+            );
             if matches!(self.fd.read_signal(), Ok(Some(_))) {
                 return true;
-            }
-            if request && let Some(m) = metrics.as_deref_mut() {
-                m.answer();
             }
             if std::time::Instant::now() >= deadline {
                 return false;
             }
-        }
-    }
-}
-
-/// Follow mode's `/metrics`: answered between two polls, one request at a time, from a
-/// database connection of its own.
-struct MetricsServer {
-    listener: std::net::TcpListener,
-    store: Box<dyn Store>,
-}
-
-impl MetricsServer {
-    fn bind(addr: std::net::SocketAddr, store: Box<dyn Store>) -> Result<MetricsServer> {
-        let listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("--metrics-listen {addr}"))?;
-        listener.set_nonblocking(true)?;
-        Ok(MetricsServer { listener, store })
-    }
-
-    /// Answers the waiting connections; a slow or broken client costs at most its timeouts.
-    fn answer(&mut self) {
-        use std::io::{BufRead, BufReader};
-        while let Ok((stream, _)) = self.listener.accept() {
-            let timeout = Some(std::time::Duration::from_secs(2));
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(timeout);
-            let _ = stream.set_write_timeout(timeout);
-            let mut reader = BufReader::new(std::io::Read::take(&stream, 16 * 1024));
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            // The headers, up to the empty line (bounded: a client cannot keep us here).
-            let mut header = String::new();
-            for _ in 0..100 {
-                header.clear();
-                match reader.read_line(&mut header) {
-                    Ok(n) if n > 2 => {}
-                    _ => break,
-                }
-            }
-            let mut parts = request_line.split_whitespace();
-            let (status, body) = match (parts.next(), parts.next()) {
-                (Some("GET"), Some("/metrics")) => {
-                    match sftpd_wrapper::accounting::metrics::render(self.store.as_mut()) {
-                        Ok(text) => ("200 OK", text),
-                        Err(e) => ("500 Internal Server Error", format!("{e}\n")),
-                    }
-                }
-                (Some("GET"), Some(_)) => ("404 Not Found", "try /metrics\n".to_owned()),
-                _ => ("405 Method Not Allowed", String::new()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = (&stream).write_all(response.as_bytes());
         }
     }
 }
@@ -288,7 +222,8 @@ fn run(cli: Cli) -> Result<()> {
         {
             bail!("--from: no database at {}", path.display());
         }
-        let mut source = open_store(&from, password.as_deref())?;
+        let mut source =
+            storage::open_for_reading(&from, password.as_deref()).map_err(anyhow::Error::new)?;
         let mut target = open_store(&to, password.as_deref())?;
         let (copied, skipped) = storage::copy_database(source.as_mut(), target.as_mut())?;
         println!("sessions copied {copied}, already there {skipped}");
@@ -306,7 +241,18 @@ fn run(cli: Cli) -> Result<()> {
             path.display()
         );
     }
-    let mut store = open_store(&spec, password.as_deref())?;
+    // Reports that only read open the database read-only: finance's copy may be theirs to read
+    // and not to write.
+    let reads_only = match &cli.command {
+        Command::Ingest { .. } => false,
+        Command::Rollups { rebuild, .. } => !rebuild,
+        _ => true,
+    };
+    let mut store = if reads_only {
+        storage::open_for_reading(&spec, password.as_deref()).map_err(anyhow::Error::new)?
+    } else {
+        open_store(&spec, password.as_deref())?
+    };
     match &cli.command {
         Command::Ingest {
             host_default,
@@ -332,14 +278,12 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 None
             };
-            // Its own connection: the ingest holds the other one between its polls.
-            let metrics = match metrics_listen {
-                Some(addr) => Some(MetricsServer::bind(
-                    *addr,
-                    open_store(&spec, password.as_deref())?,
-                )?),
-                None => None,
-            };
+            // Started after the signals are blocked: its threads inherit the mask, so SIGTERM
+            // comes to the ingest's loop only.
+            if let Some(addr) = metrics_listen {
+                metrics_server::start(*addr, spec.clone(), password.clone())
+                    .with_context(|| format!("--metrics-listen {addr}"))?;
+            }
             storage::lock_for_writing(store.as_mut(), !no_wait)?;
             let mut opts = IngestOptions {
                 wrapper_ident: wrapper_ident
@@ -369,9 +313,8 @@ fn run(cli: Cli) -> Result<()> {
                 facility: (cfg.syslog.facility.to_libc() >> 3) as u8,
             });
             if let Some(stop) = &stop {
-                let mut metrics = metrics;
                 ingestor.follow(&inputs, source.as_ref(), &mut |interval| {
-                    stop.wait(interval, metrics.as_mut())
+                    stop.wait(interval)
                 })?;
             } else {
                 ingestor.ingest_inputs(&inputs)?;

@@ -18,6 +18,7 @@ use crate::accounting::report::{self, Dialect, Filter, Kind, Period, Report, Row
 pub use crate::log::parse::{OperationKind, SessionSource, path_text};
 use crate::log::text_enum;
 pub use crate::log::transfer::{ClosedFile, CountsAs, Direction};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use thiserror::Error;
 
@@ -42,6 +43,19 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "database {path} has schema version {found}, older than this sftpd-report's ({known}), and could not be upgraded ({cause}): run sftpd-report ingest on it, or report from a writable copy"
+    )]
+    TooOld {
+        path: String,
+        found: i64,
+        known: i64,
+        cause: String,
+    },
+    #[error(
+        "database {0} is an empty file, not a database (sftpd-report ingest creates a new database where there is no file)"
+    )]
+    EmptyFile(String),
     #[error(
         "the thread writing to the database stopped; what was not committed was not saved and is read again next time"
     )]
@@ -74,6 +88,23 @@ pub fn stored_counters(counters: Option<(u64, u64)>) -> (Option<i64>, Option<i64
         Some((r, w)) => (i64::try_from(r).ok(), i64::try_from(w).ok()),
         None => (None, None),
     }
+}
+
+/// Text as both stores keep it. PostgreSQL's `text` cannot hold NUL, so a NUL in any text
+/// column (host, user, address, key, status text, a wrapper's `\x00` escape, …) is kept as
+/// U+FFFD by both stores alike; names keep their bytes in `path`, and their readable form
+/// shows a NUL as `\x00`.
+pub fn text(s: &str) -> Cow<'_, str> {
+    if memchr::memchr(0, s.as_bytes()).is_none() {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.replace('\0', "\u{fffd}"))
+    }
+}
+
+/// [`text`] of a value that may be missing.
+pub fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(text)
 }
 
 text_enum! {
@@ -145,6 +176,19 @@ pub fn open(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
     match spec {
         DbSpec::Sqlite(path) => Ok(Box::new(SqliteStore::open(path)?)),
         DbSpec::Postgres(url) => Ok(Box::new(postgres::PgStore::connect(url, password)?)),
+    }
+}
+
+/// Opens `spec` for reports that only read: nothing is written (no migration, no pragma that
+/// writes), so a report runs on a database its user cannot write. A database of an older schema
+/// is upgraded as [`open`] does where that can be done, else it is an error that says so; a
+/// zero-length file is an error, not an empty database.
+pub fn open_for_reading(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
+    match spec {
+        DbSpec::Sqlite(path) => Ok(Box::new(SqliteStore::open_for_reading(path)?)),
+        DbSpec::Postgres(url) => Ok(Box::new(postgres::PgStore::connect_for_reading(
+            url, password,
+        )?)),
     }
 }
 

@@ -13,7 +13,7 @@ use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
     OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
-    SessionSource, StoreError, TransferRecord, path_text, stored_counters,
+    SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters, text,
 };
 use crate::accounting::report::{Dialect, Filter, Kind, Value};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -487,6 +487,12 @@ fn pg_err(shown: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {
 impl PgStore {
     /// Connects to `url` (with `password` when the URL has none) and migrates the schema.
     pub fn connect(url: &str, password: Option<&str>) -> Result<PgStore> {
+        let mut store = PgStore::connect_only(url, password)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn connect_only(url: &str, password: Option<&str>) -> Result<PgStore> {
         let shown = super::redact_url(url);
         let mut config: postgres::Config = url.parse().map_err(|e| {
             StoreError::Postgres(format!("{shown}: not a valid PostgreSQL URL: {e}"))
@@ -500,7 +506,7 @@ impl PgStore {
             config.application_name("sftpd-report");
         }
         let client = config.connect(NoTls).map_err(pg_err(&shown))?;
-        let mut store = PgStore {
+        let store = PgStore {
             link: Link::new(Conn {
                 client,
                 shown: shown.clone(),
@@ -511,7 +517,42 @@ impl PgStore {
             pending: WriteBehind::default(),
             ids: Default::default(),
         };
-        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connects for reports (see [`super::open_for_reading`]): the schema is only read, so a
+    /// role with SELECT alone runs every report; an older schema is upgraded where the role may.
+    pub fn connect_for_reading(url: &str, password: Option<&str>) -> Result<PgStore> {
+        let mut store = PgStore::connect_only(url, password)?;
+        let shown = store.shown.clone();
+        let e = pg_err(&shown);
+        let client = &mut store.link.get()?.client;
+        // `to_regclass`: no error (and no aborted transaction) where the table is missing.
+        let found: i64 = match client
+            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+            .map_err(&e)?
+            .get(0)
+        {
+            true => client
+                .query_opt("SELECT version FROM schema_version", &[])
+                .map_err(&e)?
+                .map_or(0, |r| r.get(0)),
+            false => 0,
+        };
+        if found < super::SCHEMA_VERSION {
+            store.migrate().map_err(|e| StoreError::TooOld {
+                path: shown.clone(),
+                found,
+                known: super::SCHEMA_VERSION,
+                cause: e.to_string().replace(&format!("{shown}: "), ""),
+            })?;
+        } else if found > super::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: shown.clone(),
+                found,
+                known: super::SCHEMA_VERSION,
+            });
+        }
         Ok(store)
     }
 
@@ -575,12 +616,12 @@ impl PgStore {
                 "INSERT INTO pending_auth (host, \"user\", client_ip, client_port, method, key, at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz)",
                 &[
-                    &a.host,
-                    &a.user,
-                    &a.client_ip,
+                    &text(&a.host),
+                    &text(&a.user),
+                    &text(&a.client_ip),
                     &a.client_port,
-                    &a.method,
-                    &a.key,
+                    &text(&a.method),
+                    &opt_text(a.key.as_deref()),
                     &a.at,
                 ],
             )?;
@@ -683,13 +724,12 @@ fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<(
     for (id, p) in patches {
         ids.push(*id);
         sftp_pids.push(p.sftp_pid);
-        users.push(p.fill_user.as_deref());
-        ips.push(p.fill_ip.as_deref());
+        users.push(opt_text(p.fill_user.as_deref()));
+        ips.push(opt_text(p.fill_ip.as_deref()));
         auth_set.push(p.auth.is_some());
-        let (method, key) = p
-            .auth
-            .as_ref()
-            .map_or((None, None), |(m, k)| (Some(m.as_str()), k.as_deref()));
+        let (method, key) = p.auth.as_ref().map_or((None, None), |(m, k)| {
+            (Some(text(m)), opt_text(k.as_deref()))
+        });
         methods.push(method);
         keys.push(key);
         sftp_closed.push(p.sftp_closed);
@@ -697,7 +737,7 @@ fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<(
         ended_at.push(p.end.as_ref().map(|e| e.ended_at.as_str()));
         durations.push(p.end.as_ref().and_then(|e| e.duration_ms));
         exit_statuses.push(p.end.as_ref().and_then(|e| e.exit_status));
-        signals.push(p.end.as_ref().and_then(|e| e.signal.as_deref()));
+        signals.push(opt_text(p.end.as_ref().and_then(|e| e.signal.as_deref())));
         end_reasons.push(p.end_reason.map(|r| r.as_str()));
         last_set.push(p.last_op.is_some());
         let (kind, last) = LastOp::columns(p.last_op.flatten());
@@ -799,30 +839,30 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
             writer
                 .write(&[
                     &s.record.id,
-                    &s.record.host,
-                    &s.record.user,
-                    &s.record.client_ip,
+                    &text(&s.record.host),
+                    &opt_text(s.record.user.as_deref()),
+                    &opt_text(s.record.client_ip.as_deref()),
                     &s.record.client_port,
-                    &s.record.local_ip,
+                    &opt_text(s.record.local_ip.as_deref()),
                     &s.record.local_port,
                     &started,
                     &ended,
                     &s.record.duration_ms,
                     &s.record.exit_status,
-                    &s.record.signal,
+                    &opt_text(s.record.signal.as_deref()),
                     &s.record.end_reason,
                     &s.record.source,
-                    &s.record.sid,
+                    &opt_text(s.record.sid.as_deref()),
                     &s.record.pid,
                     &s.record.sftp_pid,
-                    &s.record.auth_method,
-                    &s.record.auth_key,
+                    &opt_text(s.record.auth_method.as_deref()),
+                    &opt_text(s.record.auth_key.as_deref()),
                     &s.record.sftp_closed,
                     &s.last_op_kind,
                     &s.last_op_id,
                     &s.record.origin_pid,
                     &s.record.origin_uid,
-                    &s.record.origin_command,
+                    &opt_text(s.record.origin_command.as_deref()),
                 ])
                 .map_err(&e)?;
         }
@@ -857,7 +897,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
             ],
         )?;
         for t in transfers {
-            let text = path_text(&t.row.path);
+            let shown = path_text(&t.row.path);
             let opened = copy_time(&t.row.opened_at)?;
             let closed = t.row.closed_at.as_deref().map(copy_time).transpose()?;
             writer
@@ -865,10 +905,10 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
                     &t.id,
                     &t.row.session_id,
                     &t.row.path,
-                    &text,
+                    &shown,
                     &t.row.direction,
-                    &t.row.open_flags,
-                    &t.row.mode,
+                    &text(&t.row.open_flags),
+                    &opt_text(t.row.mode.as_deref()),
                     &opened,
                     &closed,
                     &t.row.bytes_read,
@@ -917,17 +957,17 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
                 .write(&[
                     &o.id,
                     &o.row.session_id,
-                    &o.row.host,
-                    &o.row.user,
+                    &text(&o.row.host),
+                    &opt_text(o.row.user.as_deref()),
                     &at,
                     &o.row.kind,
                     &o.row.path,
                     &path_shown,
                     &o.row.target,
                     &target_shown,
-                    &o.row.detail,
+                    &opt_text(o.row.detail.as_deref()),
                     &o.row.failed,
-                    &o.row.status,
+                    &opt_text(o.row.status.as_deref()),
                 ])
                 .map_err(&e)?;
         }
@@ -973,10 +1013,10 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
                 )?;
             }
             RowUpdate::OperationFailed { .. } => {
-                let statuses: Vec<&str> = now
+                let statuses: Vec<std::borrow::Cow<str>> = now
                     .iter()
                     .filter_map(|u| match u {
-                        RowUpdate::OperationFailed { status, .. } => Some(status.as_str()),
+                        RowUpdate::OperationFailed { status, .. } => Some(text(status)),
                         _ => None,
                     })
                     .collect();
@@ -1216,7 +1256,7 @@ impl HoldsRows for PgStore {
         let row = self
             .conn()?
             .client
-            .query_one(&sql, &[&host])
+            .query_one(&sql, &[&text(host)])
             .map_err(self.err())?;
         Ok(row.get(0))
     }
@@ -1224,7 +1264,7 @@ impl HoldsRows for PgStore {
     fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>> {
         let row = self.query_opt(
             "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3::text::timestamptz",
-            &[&s.host, &s.pid, &s.started_at],
+            &[&text(&s.host), &s.pid, &s.started_at],
         )?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -1323,7 +1363,7 @@ impl IngestStore for PgStore {
         self.exec(
             "UPDATE sessions SET origin_pid = $2, origin_uid = $3, origin_command = $4
               WHERE id = $1 AND origin_pid IS NULL AND origin_uid IS NULL AND origin_command IS NULL",
-            &[&id, &origin.pid, &origin.uid, &origin.command],
+            &[&id, &origin.pid, &origin.uid, &opt_text(origin.command.as_deref())],
         )?;
         Ok(())
     }
@@ -1337,7 +1377,7 @@ impl IngestStore for PgStore {
         let row = self
             .conn()?
             .client
-            .query_opt(&sql, &[&host])
+            .query_opt(&sql, &[&text(host)])
             .map_err(self.err())?;
         Ok(row.and_then(|r| r.get(0)))
     }
@@ -1351,7 +1391,7 @@ impl IngestStore for PgStore {
             "DELETE FROM sessions WHERE host = $1",
             "DELETE FROM pending_auth WHERE host = $1",
         ] {
-            self.exec(sql, &[&host])?;
+            self.exec(sql, &[&text(host)])?;
         }
         Ok(())
     }
@@ -1502,7 +1542,7 @@ impl IngestStore for PgStore {
                   WHERE host = $1 AND \"user\" = $2 AND client_ip = $3 AND ($4::bigint IS NULL OR client_port = $4)
                   ORDER BY at DESC, id DESC LIMIT 1)
              RETURNING method, key",
-            &[&host, &user, &client_ip, &client_port],
+            &[&text(host), &text(user), &text(client_ip), &client_port],
         )?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
@@ -1740,22 +1780,24 @@ impl CopyStore for PgStore {
                      $14, $15, $16, $17, $18, $19, $20, $21, $22)
              ON CONFLICT (host, pid, started_at) DO NOTHING RETURNING id",
             &[
-                &s.host, &s.user, &s.client_ip, &s.client_port, &s.local_ip, &s.local_port, &s.started_at, &s.ended_at,
-                &s.duration_ms, &s.exit_status, &s.signal, &s.end_reason, &s.source, &s.sid, &s.pid, &s.sftp_pid,
-                &s.auth_method, &s.auth_key, &s.sftp_closed, &s.origin_pid, &s.origin_uid, &s.origin_command,
+                &text(&s.host), &opt_text(s.user.as_deref()), &opt_text(s.client_ip.as_deref()), &s.client_port,
+                &opt_text(s.local_ip.as_deref()), &s.local_port, &s.started_at, &s.ended_at, &s.duration_ms,
+                &s.exit_status, &opt_text(s.signal.as_deref()), &s.end_reason, &s.source, &opt_text(s.sid.as_deref()),
+                &s.pid, &s.sftp_pid, &opt_text(s.auth_method.as_deref()), &opt_text(s.auth_key.as_deref()),
+                &s.sftp_closed, &s.origin_pid, &s.origin_uid, &opt_text(s.origin_command.as_deref()),
             ],
         )?;
         Ok(row.map(|r| r.get(0)))
     }
 
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
-        let text = path_text(&t.path);
+        let shown = path_text(&t.path);
         self.exec(
             "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
                                     opened_at, closed_at, forced, failed, complete, counts_as, counters_cut)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15)",
             &[
-                &session_id, &t.path, &text, &t.direction, &t.open_flags, &t.mode, &t.bytes_read, &t.bytes_written,
+                &session_id, &t.path, &shown, &t.direction, &text(&t.open_flags), &opt_text(t.mode.as_deref()), &t.bytes_read, &t.bytes_written,
                 &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut,
             ],
         )?;
@@ -1767,7 +1809,7 @@ impl CopyStore for PgStore {
             let exists = self.query_opt(
                 "SELECT 1 FROM operations WHERE session_id IS NULL AND host = $1 AND at = $2::text::timestamptz
                    AND kind = $3 AND detail IS NOT DISTINCT FROM $4 AND \"user\" IS NOT DISTINCT FROM $5 LIMIT 1",
-                &[&o.host, &o.at, &o.kind, &o.detail, &o.user],
+                &[&text(&o.host), &o.at, &o.kind, &opt_text(o.detail.as_deref()), &opt_text(o.user.as_deref())],
             )?;
             if exists.is_some() {
                 return Ok(());
@@ -1781,7 +1823,10 @@ impl CopyStore for PgStore {
             "INSERT INTO operations (session_id, host, \"user\", at, kind, path, path_text, target, target_text,
                                      detail, failed, status)
              VALUES ($1, $2, $3, $4::text::timestamptz, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &[&session_id, &o.host, &o.user, &o.at, &o.kind, &o.path, &pt, &o.target, &tt, &o.detail, &o.failed, &o.status],
+            &[
+                &session_id, &text(&o.host), &opt_text(o.user.as_deref()), &o.at, &o.kind, &o.path, &pt, &o.target, &tt,
+                &opt_text(o.detail.as_deref()), &o.failed, &opt_text(o.status.as_deref()),
+            ],
         )?;
         Ok(())
     }

@@ -12,7 +12,7 @@ use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
     LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
     OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
-    SessionSource, StoreError, TransferRecord, path_text, stored_counters,
+    SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters, text,
 };
 use crate::accounting::report::{self, Dialect, Filter};
 use rusqlite::config::DbConfig;
@@ -747,6 +747,21 @@ fn direction_code(direction: Direction) -> i64 {
     }
 }
 
+/// `file:PATH?immutable=1`, the path's bytes outside `[A-Za-z0-9/._~-]` percent-encoded.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._~-".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// What `path_escaped` holds for a name: its readable form where that is not the name's bytes.
 fn escaped_name(path: &[u8]) -> Option<String> {
     // Nearly every name is printable ASCII without `\`, its own readable form: no need to build
@@ -867,7 +882,7 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
         }
         RowUpdate::OperationFailed { id, status } => {
             conn.prepare_cached("UPDATE operation_rows SET failed = 1, status = ?2 WHERE id = ?1")?
-                .execute(params![id, status])?;
+                .execute(params![id, text(status)])?;
         }
     }
     Ok(())
@@ -944,8 +959,8 @@ fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection)
         }
         let key = (
             hour_of(&s.started_at)?,
-            Cow::Borrowed(s.host.as_str()),
-            Cow::Borrowed(s.user.as_deref().unwrap_or("")),
+            text(&s.host),
+            text(s.user.as_deref().unwrap_or("")),
         );
         cells
             .entry(key)
@@ -959,10 +974,7 @@ fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection)
         .iter()
         .map(|s| {
             let user = s.record.user.as_deref().unwrap_or("");
-            (
-                s.record.id,
-                Some((Cow::from(s.record.host.as_str()), Cow::from(user))),
-            )
+            (s.record.id, Some((text(&s.record.host), text(user))))
         })
         .collect();
     let mut lookup =
@@ -1144,17 +1156,17 @@ fn update_sessions<'a>(
         update.execute(params![
             id,
             p.sftp_pid,
-            p.fill_user,
-            p.fill_ip,
+            opt_text(p.fill_user.as_deref()),
+            opt_text(p.fill_ip.as_deref()),
             p.auth.is_some(),
-            method,
-            key.flatten(),
+            opt_text(method.as_deref()),
+            opt_text(key.flatten().as_deref()),
             p.sftp_closed,
             end.is_some(),
             end.map(|e| Micros(&e.ended_at)),
             end.and_then(|e| e.duration_ms),
             end.and_then(|e| e.exit_status),
-            end.and_then(|e| e.signal.as_deref()),
+            opt_text(end.and_then(|e| e.signal.as_deref())),
             p.end_reason,
             p.last_op.is_some(),
             last_kind,
@@ -1178,30 +1190,30 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
     for s in &batch.sessions {
         insert.execute(params![
             s.record.id,
-            s.record.host,
-            s.record.user,
-            s.record.client_ip,
+            text(&s.record.host),
+            opt_text(s.record.user.as_deref()),
+            opt_text(s.record.client_ip.as_deref()),
             s.record.client_port,
-            s.record.local_ip,
+            opt_text(s.record.local_ip.as_deref()),
             s.record.local_port,
             Micros(&s.record.started_at),
             micros(&s.record.ended_at),
             s.record.duration_ms,
             s.record.exit_status,
-            s.record.signal,
+            opt_text(s.record.signal.as_deref()),
             s.record.end_reason,
             s.record.source,
-            s.record.sid,
+            opt_text(s.record.sid.as_deref()),
             s.record.pid,
             s.record.sftp_pid,
-            s.record.auth_method,
-            s.record.auth_key,
+            opt_text(s.record.auth_method.as_deref()),
+            opt_text(s.record.auth_key.as_deref()),
             s.record.sftp_closed,
             s.last_op_kind,
             s.last_op_id,
             s.record.origin_pid,
             s.record.origin_uid,
-            s.record.origin_command
+            opt_text(s.record.origin_command.as_deref())
         ])?;
     }
     let mut insert = conn.prepare_cached(
@@ -1217,8 +1229,8 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             t.row.path,
             escaped_name(&t.row.path),
             direction_code(t.row.direction),
-            open_flags_code(&t.row.open_flags),
-            t.row.mode,
+            open_flags_code(&text(&t.row.open_flags)),
+            opt_text(t.row.mode.as_deref()),
             Micros(&t.row.opened_at),
             micros(&t.row.closed_at),
             t.row.bytes_read,
@@ -1239,17 +1251,17 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
         insert.execute(params![
             o.id,
             o.row.session_id,
-            o.row.host,
-            o.row.user,
+            text(&o.row.host),
+            opt_text(o.row.user.as_deref()),
             Micros(&o.row.at),
             o.row.kind,
             o.row.path,
             o.row.path.as_deref().and_then(escaped_name),
             o.row.target,
             o.row.target.as_deref().and_then(escaped_name),
-            o.row.detail,
+            opt_text(o.row.detail.as_deref()),
             o.row.failed,
-            o.row.status
+            opt_text(o.row.status.as_deref())
         ])?;
     }
     Ok(())
@@ -1294,6 +1306,76 @@ impl SqliteStore {
                 other => return other.map(|()| store),
             }
         }
+    }
+
+    /// Opens the database at `path` read-only, for reports (see [`super::open_for_reading`]).
+    pub fn open_for_reading(path: &Path) -> Result<SqliteStore> {
+        let shown = path.display().to_string();
+        let open_error = |source| StoreError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let len = std::fs::metadata(path)
+            .map_err(|e| open_error(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?
+            .len();
+        if len == 0 {
+            return Err(StoreError::EmptyFile(shown));
+        }
+        let version = |conn: &Connection| {
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            match conn
+                .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()
+            {
+                Ok(v) => Ok(v.unwrap_or(0)),
+                Err(e) if e.to_string().contains("no such table") => Ok(0),
+                Err(e) => Err(e),
+            }
+        };
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        // No SQLITE_OPEN_URI: the path is a file name, whatever characters it holds.
+        let conn = Connection::open_with_flags(path, flags).map_err(open_error)?;
+        let (conn, found) = match version(&conn) {
+            Ok(found) => (conn, found),
+            // A WAL database needs its `-shm` index, which SQLite creates beside the file when
+            // no connection has it open: not in a directory the reader cannot write. Then no
+            // one has the database open, and it is read as the fixed file it is.
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => {
+                drop(conn);
+                let conn = Connection::open_with_flags(
+                    immutable_uri(path),
+                    flags | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(open_error)?;
+                let found = version(&conn).map_err(open_error)?;
+                (conn, found)
+            }
+            Err(e) => return Err(open_error(e)),
+        };
+        if found > super::SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: shown,
+                found,
+                known: super::SCHEMA_VERSION,
+            });
+        }
+        if found < super::SCHEMA_VERSION {
+            drop(conn);
+            return SqliteStore::open(path).map_err(|e| StoreError::TooOld {
+                path: shown.clone(),
+                found,
+                known: super::SCHEMA_VERSION,
+                cause: e.to_string().replace(&format!("database {shown}: "), ""),
+            });
+        }
+        Ok(SqliteStore {
+            link: Link::new(conn),
+            path: path.to_owned(),
+            lock: None,
+            pending: WriteBehind::default(),
+            next_ids: None,
+        })
     }
 
     /// Journal mode, pragmas and the schema.
@@ -1406,12 +1488,12 @@ impl SqliteStore {
         )?;
         for a in auth {
             insert.execute(params![
-                a.host,
-                a.user,
-                a.client_ip,
+                text(&a.host),
+                text(&a.user),
+                text(&a.client_ip),
                 a.client_port,
-                a.method,
-                a.key,
+                text(&a.method),
+                opt_text(a.key.as_deref()),
                 a.at
             ])?;
         }
@@ -1584,7 +1666,7 @@ impl HoldsRows for SqliteStore {
     fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
         Ok(self.conn()?.query_row(
             "SELECT MAX(started_at_us) FROM sessions WHERE host = ?1",
-            [host],
+            [text(host)],
             |r| time_text_opt(r, 0),
         )?)
     }
@@ -1595,7 +1677,9 @@ impl HoldsRows for SqliteStore {
             .prepare_cached(
                 "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
             )?
-            .query_row(params![s.host, s.pid, Micros(&s.started_at)], |r| r.get(0))
+            .query_row(params![text(&s.host), s.pid, Micros(&s.started_at)], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -1700,7 +1784,7 @@ impl IngestStore for SqliteStore {
                 "UPDATE session_rows SET origin_pid = ?2, origin_uid = ?3, origin_command = ?4
                   WHERE id = ?1 AND origin_pid IS NULL AND origin_uid IS NULL AND origin_command IS NULL",
             )?
-            .execute(params![id, origin.pid, origin.uid, origin.command])?;
+            .execute(params![id, origin.pid, origin.uid, opt_text(origin.command.as_deref())])?;
         Ok(())
     }
 
@@ -1709,7 +1793,7 @@ impl IngestStore for SqliteStore {
         Ok(self.conn()?.query_row(
             "SELECT MAX(t) FROM (SELECT MAX(started_at_us) AS t FROM sessions WHERE host = ?1
                                  UNION ALL SELECT MAX(ended_at_us) FROM sessions WHERE host = ?1)",
-            [host],
+            [text(host)],
             |r| time_text_opt(r, 0),
         )?)
     }
@@ -1723,7 +1807,7 @@ impl IngestStore for SqliteStore {
             "DELETE FROM session_rows WHERE host = ?1",
             "DELETE FROM pending_auth WHERE host = ?1",
         ] {
-            self.conn()?.execute(sql, [host])?;
+            self.conn()?.execute(sql, [text(host)])?;
         }
         Ok(())
     }
@@ -1889,7 +1973,7 @@ impl IngestStore for SqliteStore {
                   WHERE host = ?1 AND user = ?2 AND client_ip = ?3 AND (?4 IS NULL OR client_port = ?4)
                   ORDER BY at DESC, id DESC LIMIT 1",
             )?
-            .query_row(params![host, user, client_ip, client_port], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row(params![text(host), text(user), text(client_ip), client_port], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let Some((id, method, key)) = found else {
             return Ok(None);
@@ -2101,9 +2185,11 @@ impl CopyStore for SqliteStore {
              ON CONFLICT (host, pid, started_at_us) DO NOTHING",
         )?
         .execute(params![
-            s.host, s.user, s.client_ip, s.client_port, s.local_ip, s.local_port, Micros(&s.started_at), micros(&s.ended_at),
-            s.duration_ms, s.exit_status, s.signal, s.end_reason, s.source, s.sid, s.pid, s.sftp_pid,
-            s.auth_method, s.auth_key, s.sftp_closed, s.origin_pid, s.origin_uid, s.origin_command
+            text(&s.host), opt_text(s.user.as_deref()), opt_text(s.client_ip.as_deref()), s.client_port,
+            opt_text(s.local_ip.as_deref()), s.local_port, Micros(&s.started_at), micros(&s.ended_at), s.duration_ms,
+            s.exit_status, opt_text(s.signal.as_deref()), s.end_reason, s.source, opt_text(s.sid.as_deref()), s.pid,
+            s.sftp_pid, opt_text(s.auth_method.as_deref()), opt_text(s.auth_key.as_deref()), s.sftp_closed,
+            s.origin_pid, s.origin_uid, opt_text(s.origin_command.as_deref())
         ])?;
         Ok((inserted == 1).then(|| conn.last_insert_rowid()))
     }
@@ -2117,7 +2203,7 @@ impl CopyStore for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
-                session_id, t.path, escaped_name(&t.path), direction_code(t.direction), open_flags_code(&t.open_flags), t.mode, t.bytes_read,
+                session_id, t.path, escaped_name(&t.path), direction_code(t.direction), open_flags_code(&text(&t.open_flags)), opt_text(t.mode.as_deref()), t.bytes_read,
                 t.bytes_written, Micros(&t.opened_at), micros(&t.closed_at), t.forced, t.failed, t.complete, t.counts_as,
                 t.counters_cut
             ])?;
@@ -2129,7 +2215,7 @@ impl CopyStore for SqliteStore {
             let exists: bool = self.conn()?.query_row(
                 "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at_us = ?2
                                  AND kind = ?3 AND detail IS ?4 AND user IS ?5)",
-                params![o.host, Micros(&o.at), o.kind, o.detail, o.user],
+                params![text(&o.host), Micros(&o.at), o.kind, opt_text(o.detail.as_deref()), opt_text(o.user.as_deref())],
                 |r| r.get(0),
             )?;
             if exists {
@@ -2144,17 +2230,17 @@ impl CopyStore for SqliteStore {
             )?
             .execute(params![
                 session_id,
-                o.host,
-                o.user,
+                text(&o.host),
+                opt_text(o.user.as_deref()),
                 Micros(&o.at),
                 o.kind,
                 o.path,
                 o.path.as_deref().and_then(escaped_name),
                 o.target,
                 o.target.as_deref().and_then(escaped_name),
-                o.detail,
+                opt_text(o.detail.as_deref()),
                 o.failed,
-                o.status
+                opt_text(o.status.as_deref())
             ])?;
         Ok(())
     }
