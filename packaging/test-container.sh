@@ -131,7 +131,7 @@ say "run $image on 127.0.0.1:$port"
 pm run -d --name "$name" --hostname sftptest -p "127.0.0.1:$port:22" \
     --cap-drop MKNOD --cap-drop AUDIT_WRITE --cap-drop NET_RAW \
     -v "$work/partners:/etc/sftpd-container/partners:ro" \
-    -v "$name-data:/srv/sftp" -v "$name-keys:/etc/ssh/keys" \
+    -v "$name-data:/srv/sftp:dev" -v "$name-keys:/etc/ssh/keys" \
     -v "$name-log:/var/log/sftpd" -v "$name-db:/var/lib/sftpd-wrapper" \
     "$image" >/dev/null
 wait_ready 1

@@ -197,14 +197,10 @@ for name in "${order[@]}"; do
     chroot "$jail" "$WRAPPER" --version >/dev/null 2>&1 \
         || die "the wrapper does not run in $jail: is $JAILS mounted noexec?"
 done
-# Only hooks open the jail's /dev/null. Podman mounts volumes nodev by default, which leaves the
-# node there but unusable.
-if ! { : >"$JAILS/${order[0]}/dev/null"; } 2>/dev/null; then
-    if grep -Eq '^[[:space:]]*(pre_session|post_session|on_[a-z]+)[[:space:]]*=' "$RUN/jail.toml"; then
-        die "hooks need /dev/null in the jails, and $JAILS is mounted nodev: mount it with the dev option (podman run -v VOLUME:$JAILS:dev)"
-    fi
-    say "note: $JAILS is mounted nodev: the jails' /dev/null cannot be opened, which only hooks would need"
-fi
+# sftp-server opens /dev/null first thing (and exits without it). Podman mounts volumes nodev
+# by default, which leaves the node there but unusable.
+{ : >"$JAILS/${order[0]}/dev/null"; } 2>/dev/null \
+    || die "$JAILS is mounted nodev: the jails' /dev/null cannot be opened, and sftp-server needs it; mount the volume with the dev option (podman run -v VOLUME:$JAILS:dev)"
 
 /usr/sbin/sshd -t || die "sshd -t refuses /etc/ssh/sshd_config"
 for name in "${order[@]}"; do
