@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in openssh-server openssh-client openssh-sftp-server rsyslog rsync procps passwd util-linux bsdutils systemd mtail prometheus chromium postgresql binutils rpm man-db python3-paramiko gcc xauth lftp curl sshfs fuse3 putty-tools rclone; do
+for pkg in openssh-server openssh-client openssh-sftp-server rsyslog rsync procps passwd util-linux bsdutils systemd mtail prometheus chromium postgresql binutils rpm man-db python3-paramiko gcc xauth lftp curl sshfs fuse3 putty-tools rclone podman debootstrap runc; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -41,7 +41,16 @@ if [ "$status" -eq 0 ] && [ "$(id -u)" -eq 0 ]; then
     [ "$status" -eq 0 ] || echo "packages: 0 passed, 1 failed" >> "$log"
     set -e
 fi
+# The container: a debootstrap base imported into Podman, the image built on it, real sessions
+# through it, a restart (packaging/test-container.sh prints its own `container:` line).
+if [ "$status" -eq 0 ] && [ "$(id -u)" -eq 0 ]; then
+    set +e
+    bash packaging/test-container.sh 2>&1 | tee -a "$log"
+    status=${PIPESTATUS[0]}
+    [ "$status" -eq 0 ] || grep -q '^container:' "$log" || echo "container: 0 passed, 1 failed" >> "$log"
+    set -e
+fi
 # One closing line for the whole suite (the benchmark's smoke run prints after the last test).
-awk '/^(test result|packages):/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
+awk '/^(test result|packages|container):/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
