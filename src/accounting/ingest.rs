@@ -183,19 +183,31 @@ impl OpenFiles {
         self.by_path.entry(t.path.clone()).or_default().push_back(t);
     }
 
-    fn with_failure(&mut self, mut t: OpenTransfer) -> OpenTransfer {
-        t.failed |= self.failed.remove(&t.id);
-        t
-    }
-
-    /// The earliest open of `path`.
+    /// The open of `path` that a close line closes: the latest one a failure did not answer
+    /// (a client that retries an open that failed, curl after creating the missing directory,
+    /// closes the one that worked), else the latest. At `-l info` a failure status follows every
+    /// failed request, logged or not (a `stat` of a missing name): one after an open that is
+    /// closed later answered another request, so the close proves the open worked.
     fn take_path(&mut self, path: &[u8]) -> Option<OpenTransfer> {
         let queue = self.by_path.get_mut(path)?;
-        let t = queue.pop_front()?;
+        let at = queue
+            .iter()
+            .rposition(|t| !t.failed && !self.failed.contains(&t.id))
+            .unwrap_or(queue.len().checked_sub(1)?);
+        let mut t = queue.remove(at)?;
         if queue.is_empty() {
             self.by_path.remove(path);
         }
-        Some(self.with_failure(t))
+        self.failed.remove(&t.id);
+        t.failed = false;
+        Some(t)
+    }
+
+    /// Takes every open not closed: at sftp-server's own end, which logs a `forced close` for
+    /// each file still open, these are the opens that failed.
+    fn take_all(&mut self) -> Vec<OpenTransfer> {
+        self.failed.clear();
+        self.by_path.drain().flat_map(|(_, q)| q).collect()
     }
 
     /// The earliest open that `matches` (a scan: for the rare cut close).
@@ -1197,6 +1209,23 @@ impl<'a> Ingestor<'a> {
         self.settle_wire(into)
     }
 
+    /// Forgets the opens of log-only session `id` that no close line closed, at sftp-server's
+    /// own end: it logs a `forced close` for every file still open before `session closed`,
+    /// so these opens failed, and a failed open is not a transfer.
+    fn drop_failed_opens(&mut self, id: i64) -> Result<()> {
+        let Some(open) = self.open_transfers.get_mut(&id) else {
+            return Ok(());
+        };
+        for t in open.take_all() {
+            self.store.forget_transfer(t.id)?;
+            self.summary.transfers = self.summary.transfers.saturating_sub(1);
+        }
+        if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
+            self.set_last_op(id, None);
+        }
+        Ok(())
+    }
+
     /// Marks `id` a capture-mode session, whose transfers are its `file closed` lines.
     fn mark_wire(&mut self, id: i64) -> Result<()> {
         if let Some(state) = self.sessions.get_mut(&id) {
@@ -1683,6 +1712,7 @@ impl<'a> Ingestor<'a> {
             }
             SftpEvent::SessionOpened { .. } | SftpEvent::Unparsed => {}
             SftpEvent::SessionClosed { user, client_ip } => {
+                self.drop_failed_opens(session)?;
                 self.store.mark_sftp_closed(session)?;
                 self.store
                     .fill_session_identity(session, &user, &client_ip)?;
@@ -1780,8 +1810,8 @@ impl<'a> Ingestor<'a> {
                 forced,
             } => {
                 let open = self.open_transfers.entry(session).or_default();
-                let (id, direction, failed) = match open.take_path(&path) {
-                    Some(t) => (t.id, t.direction, t.failed),
+                let (id, direction) = match open.take_path(&path) {
+                    Some(t) => (t.id, t.direction),
                     None => {
                         // Its open line is missing (cut at 500 characters, or in a lost file).
                         self.summary.transfers += 1;
@@ -1793,15 +1823,17 @@ impl<'a> Ingestor<'a> {
                             mode: Some(""),
                             opened_at: at,
                         })?;
-                        (id, Direction::None, false)
+                        (id, Direction::None)
                     }
                 };
+                // No failure status is tied to a closed file: the log does not say which
+                // request one answered (see take_path).
                 let verdict = classify_close(
                     Some(direction),
                     bytes_read,
                     bytes_written,
                     forced,
-                    failed,
+                    false,
                     false,
                 );
                 self.store.close_transfer(
@@ -1866,8 +1898,9 @@ impl<'a> Ingestor<'a> {
                     detail: Some(&text),
                 })?;
                 match previous {
+                    // Only noted: whether the open failed is known at its close (it did not)
+                    // or at sftp-server's end without one (it did).
                     Some(LastOp::Transfer(id)) => {
-                        self.store.mark_transfer_failed(id)?;
                         if let Some(open) = self.open_transfers.get_mut(&session) {
                             open.mark_failed(id);
                         }

@@ -420,11 +420,14 @@ pub trait IngestStore: Database {
         verdict: &ClosedFile,
     ) -> Result<()>;
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()>;
+    /// Deletes transfer `id`, held or written: a log-only open that failed.
+    fn forget_transfer(&mut self, id: i64) -> Result<()>;
     /// Deletes the session's transfers that came from sftp-server's open and close lines (those
     /// with a `mode`), held or written, when the session turns out to take its transfers from the
     /// wrapper's `file closed` lines; returns how many were deleted.
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64>;
-    /// Transfers still open when their session ended: never complete.
+    /// Transfers still open when their session ended (no close line: sftp-server was killed):
+    /// never complete, bytes unknown, counted as what their open asked for.
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()>;
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64>;

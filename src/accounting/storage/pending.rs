@@ -316,7 +316,9 @@ pub(super) enum RowUpdate {
         verdict: ClosedFile,
     },
     Failed(i64),
-    /// The session ended with these of its files still open: never complete.
+    /// A log-only open that turned out to have failed: not a transfer.
+    Deleted(i64),
+    /// The session ended with these of its files still open: never complete, bytes unknown.
     Abandoned {
         session_id: i64,
     },
@@ -601,7 +603,27 @@ impl WriteBehind {
         }
     }
 
-    /// Marks the session's open transfers forced and not complete, held or written.
+    /// Forgets transfer `id`, held or written.
+    pub fn forget_transfer(&mut self, id: i64) {
+        // Held in the order their ids were reserved: a session's many failed opens are found
+        // without a scan each.
+        let Ok(at) = self.transfers.binary_search_by_key(&id, |t| t.id) else {
+            self.row_updates.push(RowUpdate::Deleted(id));
+            return;
+        };
+        let t = self.transfers.remove(at);
+        if t.row.closed_at.is_none()
+            && let Some(n) = self.open_held.get_mut(&t.row.session_id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.open_held.remove(&t.row.session_id);
+            }
+        }
+    }
+
+    /// Marks the session's open transfers forced, not complete, with unknown bytes, and
+    /// counted as what their open asked for: held or written.
     pub fn abandon_open_transfers(&mut self, session_id: i64) {
         if self.open_held.contains_key(&session_id) {
             for t in self
@@ -611,6 +633,9 @@ impl WriteBehind {
             {
                 t.row.complete = false;
                 t.row.forced = true;
+                t.row.counters_cut = true;
+                t.row.counts_as =
+                    crate::log::transfer::classify_cut_close(t.row.direction).counts_as;
             }
         }
         if self.open_in_db.remove(&session_id) {

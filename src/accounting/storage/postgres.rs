@@ -941,7 +941,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
 /// `unnest`), and a run ends where the kind changes or a row comes again.
 fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
     let row_of = |u: &RowUpdate| match u {
-        RowUpdate::Close { id, .. } | RowUpdate::Failed(id) => *id,
+        RowUpdate::Close { id, .. } | RowUpdate::Failed(id) | RowUpdate::Deleted(id) => *id,
         RowUpdate::Abandoned { session_id } => *session_id,
         RowUpdate::OperationFailed { id, .. } => *id,
     };
@@ -963,11 +963,17 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
                     &[&ids()],
                 )?;
             }
+            RowUpdate::Deleted(_) => {
+                conn.exec("DELETE FROM transfers WHERE id = ANY($1)", &[&ids()])?;
+            }
             RowUpdate::Abandoned { .. } => {
-                // An open file is never complete, so `complete` nearly never changes and the
-                // rollup trigger's WHEN skips the rows.
+                // Counted as what the open asked for (classify_cut_close), bytes unknown.
                 conn.exec(
-                    "UPDATE transfers SET forced = true, complete = false
+                    "UPDATE transfers
+                        SET forced = true, complete = false, counters_cut = true,
+                            counts_as = CASE direction WHEN 'upload' THEN 'upload'
+                                                       WHEN 'both' THEN 'upload'
+                                                       WHEN 'download' THEN 'download' END
                       WHERE session_id = ANY($1) AND closed_at IS NULL",
                     &[&ids()],
                 )?;
@@ -1447,6 +1453,11 @@ impl IngestStore for PgStore {
 
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
         self.pending.mark_transfer_failed(id);
+        self.flush_if_full()
+    }
+
+    fn forget_transfer(&mut self, id: i64) -> Result<()> {
+        self.pending.forget_transfer(id);
         self.flush_if_full()
     }
 

@@ -852,16 +852,18 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
             conn.prepare_cached("UPDATE transfer_rows SET failed = 1, complete = 0 WHERE id = ?1")?
                 .execute([id])?;
         }
+        RowUpdate::Deleted(id) => {
+            conn.prepare_cached("DELETE FROM transfer_rows WHERE id = ?1")?
+                .execute([id])?;
+        }
         RowUpdate::Abandoned { session_id } => {
-            // `forced` is not summed, so setting it fires no rollup trigger; an open file is
-            // never complete, so the second statement nearly always changes nothing.
+            // Counted as what the open asked for (classify_cut_close), bytes unknown.
             conn.prepare_cached(
-                "UPDATE transfer_rows SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
-            )?
-            .execute([session_id])?;
-            conn.prepare_cached(
-                "UPDATE transfer_rows SET complete = 0
-                      WHERE session_id = ?1 AND closed_at_us IS NULL AND complete",
+                "UPDATE transfer_rows
+                    SET forced = 1, complete = 0, counters_cut = 1,
+                        counts_as = CASE direction_code WHEN 1 THEN 'upload' WHEN 3 THEN 'upload'
+                                                        WHEN 2 THEN 'download' END
+                  WHERE session_id = ?1 AND closed_at_us IS NULL",
             )?
             .execute([session_id])?;
         }
@@ -1828,6 +1830,11 @@ impl IngestStore for SqliteStore {
 
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
         self.pending.mark_transfer_failed(id);
+        self.flush_if_full()
+    }
+
+    fn forget_transfer(&mut self, id: i64) -> Result<()> {
+        self.pending.forget_transfer(id);
         self.flush_if_full()
     }
 
