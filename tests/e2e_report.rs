@@ -995,3 +995,84 @@ fn a_file_open_when_sftp_server_is_killed_is_an_incomplete_transfer_of_unknown_b
         assert_eq!(usage_of(&db, &user), [0, 1, 0, 0, 0, 0, 1], "{db}");
     }
 }
+
+/// Issue 27, item 15, through the real sshd and rsyslogd, on both stores: a batch `ingest` of the
+/// followed log while the follower waits between its looks (here: stopped) reads a session's
+/// start and upload; the follower then reads its end. One session, as the log holds, not one
+/// per writer.
+#[test]
+fn a_batch_ingest_between_a_followers_looks_does_not_split_a_session() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::Write;
+    require_e2e!();
+    let h = Harness::start("");
+    let db_dir = tempfile::tempdir().unwrap();
+    let dbs = databases(db_dir.path());
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![3u8; 23_456]).unwrap();
+    for db in &dbs {
+        let user = h.user();
+        let follower = common::Follower::start(db, &[&h.log_path]);
+        let pid = Pid::from_raw(follower.pid());
+        // The follower has read the log so far (an earlier test user's nothing): its state is
+        // loaded.
+        std::thread::sleep(Duration::from_millis(800));
+        kill(pid, Signal::SIGSTOP).unwrap();
+        let (mut client, _, sftp_pid) = h.open_session(&user, local.path(), &[]);
+        let stdin = client.stdin.as_mut().unwrap();
+        stdin.write_all(b"put up.bin\n").unwrap();
+        stdin.flush().unwrap();
+        h.wait_for_log(&[
+            &format!("sftp-server[{sftp_pid}]"),
+            "close \"",
+            "up.bin\" bytes read 0 written 23456",
+        ]);
+        // The batch ingest, when the follower was not stopped holding the lock.
+        let mut tries = 0;
+        loop {
+            let out = common::sftpd_report(
+                db,
+                &["ingest", "--no-wait", &h.log_path.display().to_string()],
+            );
+            if out.status.success() {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 50, "{}", String::from_utf8_lossy(&out.stderr));
+            kill(pid, Signal::SIGCONT).unwrap();
+            std::thread::sleep(Duration::from_millis(37));
+            kill(pid, Signal::SIGSTOP).unwrap();
+        }
+        kill(pid, Signal::SIGCONT).unwrap();
+        drop(client.stdin.take());
+        assert!(client.wait().unwrap().success());
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        h.wait_for_log(&["session closed for local user", &user]);
+        common::wait_until(
+            &format!("the session's end in {db}"),
+            Duration::from_secs(30),
+            || {
+                report(db, &["sessions", "--user", &user])
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["end"] != serde_json::Value::Null && s["end"] != "missing_end")
+                    .then_some(())
+            },
+        );
+        // A moment for anything else the follower would still write.
+        std::thread::sleep(Duration::from_millis(600));
+        let mut follower = follower;
+        assert!(follower.terminate().status.success(), "{db}");
+        let sessions = report(db, &["sessions", "--user", &user]);
+        let rows = sessions.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{db}: {sessions}");
+        assert_eq!(
+            (&rows[0]["end"], &rows[0]["bytes_up"]),
+            (&serde_json::json!("closed"), &serde_json::json!(23_456)),
+            "{db}: {sessions}"
+        );
+        common::assert_rollups_exact(db);
+    }
+}

@@ -294,6 +294,25 @@ fn starts_with_line(path: &str, hash: &str) -> bool {
     }
 }
 
+/// The hash of `file`'s first complete line (read where it is, without moving its offset).
+fn first_line_hash_at(file: &File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while line.len() < 1 << 20 {
+        let n = file.read_at(&mut chunk, line.len() as u64).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = chunk[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&chunk[..=end]);
+            return Some(first_line_hash(&line));
+        }
+        line.extend_from_slice(&chunk[..n]);
+    }
+    None
+}
+
 /// Where reading a file stands, and what its next checkpoint is made of.
 struct FilePosition {
     hash: String,
@@ -340,6 +359,8 @@ pub struct Ingestor<'a> {
     touched: Option<i64>,
     /// Sessions whose origin was recorded in this run.
     origin_set: IdSet<i64>,
+    /// The open sessions in memory are the database's: loaded under the ingest lock held since.
+    state_fresh: bool,
     pub summary: Summary,
 }
 
@@ -376,22 +397,33 @@ impl<'a> Ingestor<'a> {
             not_understood: Vec::new(),
             touched: None,
             origin_set: IdSet::default(),
+            state_fresh: true,
             summary: Summary::default(),
             committed_counts: (0, 0),
             opts,
             store,
         };
-        for s in ing.store.open_sessions()? {
+        ing.load_state()?;
+        Ok(ing)
+    }
+
+    /// Loads the sessions and transfers the database holds open, beside the ones already in
+    /// memory (ended sessions still waiting for late lines).
+    fn load_state(&mut self) -> Result<()> {
+        for s in self.store.open_sessions()? {
+            if self.sessions.contains_key(&s.id) {
+                continue;
+            }
             if let Some(op) = s.last_op {
-                ing.last_op.insert(s.id, Some(op));
+                self.last_op.insert(s.id, Some(op));
             }
             if let Some(sid) = &s.sid {
-                ing.by_sid.insert((s.host.clone(), sid.clone()), s.id);
+                self.by_sid.insert((s.host.clone(), sid.clone()), s.id);
             }
             if let (Some(pid), false) = (s.sftp_pid, s.sftp_closed) {
-                ing.by_sftp_pid.insert((s.host.clone(), pid), s.id);
+                self.by_sftp_pid.insert((s.host.clone(), pid), s.id);
             }
-            ing.sessions.insert(
+            self.sessions.insert(
                 s.id,
                 SessionState {
                     host: s.host,
@@ -409,10 +441,30 @@ impl<'a> Ingestor<'a> {
                 },
             );
         }
-        for t in ing.store.open_transfers()? {
-            ing.open_transfers.entry(t.session_id).or_default().push(t);
+        for t in self.store.open_transfers()? {
+            if self.sessions.get(&t.session_id).is_some_and(|s| s.ended) {
+                continue;
+            }
+            self.open_transfers.entry(t.session_id).or_default().push(t);
         }
-        Ok(ing)
+        Ok(())
+    }
+
+    /// Another writer (a batch ingest of a followed file, another follower) moved on from where
+    /// this one stopped: what it read may have started, changed or ended sessions this one holds
+    /// in memory, and the lines after it would otherwise make new sessions of their rest. Takes
+    /// the database's open sessions and transfers again; keeps the ended sessions that wait for
+    /// late lines (the database holds them as ended).
+    fn reload_state(&mut self) -> Result<()> {
+        self.sessions.retain(|_, s| s.ended);
+        let kept = &self.sessions;
+        self.by_sid.retain(|_, id| kept.contains_key(id));
+        self.by_sftp_pid.retain(|_, id| kept.contains_key(id));
+        self.open_transfers.retain(|id, _| kept.contains_key(id));
+        self.last_op.retain(|id, _| kept.contains_key(id));
+        self.last_op_dirty.retain(|id| kept.contains_key(id));
+        self.state_fresh = true;
+        self.load_state()
     }
 
     /// Ingests the inputs, oldest first (by their first line), each from its checkpoint on.
@@ -721,22 +773,58 @@ impl<'a> Ingestor<'a> {
         if journal.is_some() {
             self.summary.files += 1;
         }
+        // The journal's cursor as this follower left it.
+        let mut journal_cursor: Option<String> = None;
         loop {
             // The ingest lock only while reading and committing: followers of other servers'
             // logs write the same central database in between (waiting for one is normal, and
             // short, so it is not announced).
             self.store.lock_for_ingest(true)?;
+            let mut moved = false;
+            for f in &mut followed {
+                if self.moved_elsewhere(f)? {
+                    f.file = None;
+                    f.pos = None;
+                    moved = true;
+                }
+            }
+            if let Some(source) = journal
+                && journal_cursor.is_some()
+                && self.store.journal_cursor(&source.key())? != journal_cursor
+            {
+                moved = true;
+            }
+            if moved {
+                self.reload_state()?;
+            }
             for f in &mut followed {
                 self.poll_file(f)?;
             }
             if let Some(source) = journal {
                 self.read_journal(source)?;
+                journal_cursor = self.store.journal_cursor(&source.key())?;
             }
             self.store.unlock_ingest()?;
+            self.state_fresh = false;
             if wait(FOLLOW_INTERVAL) {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether another writer moved this file's checkpoint while the lock was free (a batch
+    /// ingest of it, the same log followed twice): then it goes on from the database's
+    /// checkpoint, not from memory.
+    fn moved_elsewhere(&mut self, f: &Followed) -> Result<bool> {
+        let (Some(pos), Some(saved)) = (&f.pos, f.pos.as_ref().and_then(|p| p.saved.as_ref()))
+        else {
+            return Ok(false);
+        };
+        Ok(!self
+            .store
+            .checkpoints(&pos.hash)?
+            .iter()
+            .any(|c| c.prefix_sha256 == saved.prefix_sha256 && c.byte_offset == saved.byte_offset))
     }
 
     /// One look at a followed file: what is new in the open one, then whether its path now
@@ -746,17 +834,6 @@ impl<'a> Ingestor<'a> {
             path: f.name.clone(),
             source,
         };
-        // Another writer moved this file's checkpoint while the lock was free (the same log
-        // followed twice): go on from the database's checkpoint, not from memory.
-        if let Some(pos) = &f.pos
-            && let Some(saved) = &pos.saved
-            && !self.store.checkpoints(&pos.hash)?.iter().any(|c| {
-                c.prefix_sha256 == saved.prefix_sha256 && c.byte_offset == saved.byte_offset
-            })
-        {
-            f.file = None;
-            f.pos = None;
-        }
         if let (Some(file), Some(pos)) = (&f.file, &mut f.pos) {
             let mut file = file.try_clone().map_err(read_err)?;
             file.seek(SeekFrom::Start(pos.offset)).map_err(read_err)?;
@@ -793,6 +870,14 @@ impl<'a> Ingestor<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(read_err(e)),
         };
+        // A file this follower had no position in, with a checkpoint: another writer read it
+        // while the lock was free (a batch ingest before the follower's first line of it).
+        if !self.state_fresh
+            && let Some(hash) = first_line_hash_at(&file)
+            && !self.store.checkpoints(&hash)?.is_empty()
+        {
+            self.reload_state()?;
+        }
         f.pos = self.ingest_file(&f.name, &file)?;
         // Without a complete line yet, the file is looked at afresh next time.
         f.file = f.pos.is_some().then_some(file);
