@@ -869,10 +869,11 @@ fn usage_of(db: &str, user: &str) -> [i64; 7] {
     ]
 }
 
-/// Issue 27, items 4 and 5, through paramiko, the real sshd and rsyslogd in syslog mode: a
+/// Issue 27, items 4, 5 and 10, through paramiko, the real sshd and rsyslogd in syslog mode: a
 /// `stat` of a missing name between the open and the transfer (sftp-server logs its failure
 /// status at INFO, not the stat) leaves a whole download and a whole upload complete and not
-/// failed; a file opened READ|WRITE and only read is a download. On both stores.
+/// failed; a file opened READ|WRITE and only read is a download; an open of a missing file is
+/// no transfer, but a failed operation. On both stores.
 #[test]
 fn a_failed_stat_does_not_fail_a_transfer_and_a_read_write_handle_that_only_reads_is_a_download() {
     require_e2e!();
@@ -891,6 +892,7 @@ fn a_failed_stat_does_not_fail_a_transfer_and_a_read_write_handle_that_only_read
         ["get_stat_missing", hex("down.bin"), hex("missing-1")],
         ["put_stat_missing", hex("up.bin"), hex("missing-2"), 12_345],
         ["get_rw", hex("rw.bin")],
+        ["get", hex("not-there.bin")],
     ])
     .to_string();
     let marker = h.root().join("marker");
@@ -903,7 +905,9 @@ fn a_failed_stat_does_not_fail_a_transfer_and_a_read_write_handle_that_only_read
     );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && said.lines().all(|l| l.contains("\"ok\": true")),
+        out.status.success()
+            && said.lines().filter(|l| l.contains("\"ok\": true")).count() == 3
+            && said.lines().last().unwrap_or("").contains("\"ok\": false"),
         "{said}{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -937,6 +941,18 @@ fn a_failed_stat_does_not_fail_a_transfer_and_a_read_write_handle_that_only_read
             [1, 0, 2, 0, 12_345, 54_321 + 7_777, 0],
             "{db}"
         );
+        let transfers = report(&db, &["transfers", "--user", &user]);
+        assert_eq!(transfers.as_array().unwrap().len(), 3, "{db}: {transfers}");
+        let metrics = common::sftpd_report(&db, &["metrics"]);
+        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        let failed = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("sftpd_failed_operations_total")
+                    && l.contains(&format!("user=\"{user}\""))
+            })
+            .unwrap_or_else(|| panic!("{db}: {metrics}"));
+        assert!(failed.ends_with(" 1"), "{db}: {failed}");
     }
 }
 
@@ -1074,5 +1090,53 @@ fn a_batch_ingest_between_a_followers_looks_does_not_split_a_session() {
             "{db}: {sessions}"
         );
         common::assert_rollups_exact(db);
+    }
+}
+
+/// Issue 27, item 10, through paramiko, the real sshd and rsyslogd in syslog mode: an upload to
+/// `up.xml.filepart` renamed to `up.xml` is found by `transfers --path '*/up.xml'`, with the name
+/// it was renamed to; one whose rename was refused (SFTP v3's rename does not replace a file)
+/// keeps its name. On both stores.
+#[test]
+fn an_upload_renamed_after_its_close_is_found_by_its_final_name() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let home = h.home(&user).display().to_string();
+    fs::write(h.home(&user).join("ex.xml"), b"kept").unwrap();
+    let hex = |s: &str| hex::encode(format!("{home}/{s}").as_bytes());
+    let ops = serde_json::json!([
+        ["put", hex("up.xml.filepart"), 3_456],
+        ["rename", hex("up.xml.filepart"), hex("up.xml")],
+        ["put", hex("ex.xml.filepart"), 1_234],
+        ["rename", hex("ex.xml.filepart"), hex("ex.xml")],
+    ])
+    .to_string();
+    let marker = h.root().join("marker");
+    let steps = h.attack_steps(&user, &marker, &["ops", &ops]);
+    let worked: Vec<bool> = steps.iter().map(|(_, ok)| *ok).collect();
+    assert_eq!(worked, [true, true, true, false], "{steps:?}");
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    h.wait_for_log(&["session closed for local user", &user]);
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(&db, &["transfers", "--user", &user, "--path", "*/up.xml"]);
+        let rows = found.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{db}: {found}");
+        assert_eq!(rows[0]["path"], format!("{home}/up.xml.filepart"), "{db}");
+        assert_eq!(rows[0]["renamed_to"], format!("{home}/up.xml"), "{db}");
+        assert_eq!(rows[0]["bytes_written"], 3_456, "{db}");
+        let refused = report(&db, &["transfers", "--user", &user, "--path", "*/ex.xml"]);
+        assert_eq!(refused.as_array().unwrap().len(), 0, "{db}: {refused}");
+        let all = report(&db, &["transfers", "--user", &user]);
+        let kept: Vec<&serde_json::Value> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["path"] == format!("{home}/ex.xml.filepart").as_str())
+            .collect();
+        assert_eq!(kept.len(), 1, "{db}: {all}");
+        assert!(kept[0]["renamed_to"].is_null(), "{db}: {all}");
     }
 }

@@ -174,8 +174,8 @@ impl<'a> Op<'a> {
 #[derive(Debug, Default)]
 struct OpenFiles {
     by_path: HashMap<Vec<u8>, VecDeque<OpenTransfer>>,
-    /// Open transfers a failure answered since they were put here.
-    failed: IdSet<i64>,
+    /// Open transfers a failure answered since they were put here: its text and time.
+    failed: IdMap<i64, (String, String)>,
 }
 
 impl OpenFiles {
@@ -192,7 +192,7 @@ impl OpenFiles {
         let queue = self.by_path.get_mut(path)?;
         let at = queue
             .iter()
-            .rposition(|t| !t.failed && !self.failed.contains(&t.id))
+            .rposition(|t| !t.failed && !self.failed.contains_key(&t.id))
             .unwrap_or(queue.len().checked_sub(1)?);
         let mut t = queue.remove(at)?;
         if queue.is_empty() {
@@ -203,11 +203,22 @@ impl OpenFiles {
         Some(t)
     }
 
-    /// Takes every open not closed: at sftp-server's own end, which logs a `forced close` for
-    /// each file still open, these are the opens that failed.
-    fn take_all(&mut self) -> Vec<OpenTransfer> {
-        self.failed.clear();
-        self.by_path.drain().flat_map(|(_, q)| q).collect()
+    /// Takes every open not closed, with the failure that answered it: at sftp-server's own
+    /// end, which logs a `forced close` for each file still open, these are the opens that
+    /// failed.
+    fn take_all(&mut self) -> Vec<(OpenTransfer, Option<(String, String)>)> {
+        let mut failed = std::mem::take(&mut self.failed);
+        let mut all: Vec<(OpenTransfer, Option<(String, String)>)> = self
+            .by_path
+            .drain()
+            .flat_map(|(_, q)| q)
+            .map(|t| {
+                let why = failed.remove(&t.id);
+                (t, why)
+            })
+            .collect();
+        all.sort_unstable_by_key(|(t, _)| t.id);
+        all
     }
 
     /// The earliest open that `matches` (a scan: for the rare cut close).
@@ -223,8 +234,8 @@ impl OpenFiles {
         self.take_path(&path)
     }
 
-    fn mark_failed(&mut self, id: i64) {
-        self.failed.insert(id);
+    fn mark_failed(&mut self, id: i64, text: &str, at: &str) {
+        self.failed.insert(id, (text.to_owned(), at.to_owned()));
     }
 
     fn extend(&mut self, other: OpenFiles) {
@@ -339,6 +350,11 @@ pub struct Ingestor<'a> {
     open_transfers: IdMap<i64, OpenFiles>,
     /// What each session's next `sent status` answers; `None`: nothing that is recorded.
     last_op: IdMap<i64, Option<LastOp>>,
+    /// Each session's last few closed files (transfer id, name), for a rename that follows.
+    recent_closes: IdMap<i64, VecDeque<(i64, Vec<u8>)>>,
+    /// A rename that named a transfer's new name, by session: (the rename, the transfer), to
+    /// be undone when a failure answers the rename.
+    renamed: IdMap<i64, (i64, i64)>,
     /// Sessions whose `last_op` changed since the last commit.
     last_op_dirty: IdSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
@@ -369,6 +385,10 @@ pub struct Ingestor<'a> {
 /// a wrapper starved by a busy CPU can log `sftp-server started` after sftp-server's whole session.
 const LATE_LINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
+/// How many of a session's last closed files a rename may name: the `.filepart` convention
+/// renames a file right after its close, and a client may close a few files first.
+const RECENT_CLOSES: usize = 8;
+
 /// How long an sshd `Accepted` line waits for its session before it is forgotten.
 const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
 
@@ -387,6 +407,8 @@ impl<'a> Ingestor<'a> {
             by_sftp_pid: IdMap::default(),
             open_transfers: IdMap::default(),
             last_op: IdMap::default(),
+            recent_closes: IdMap::default(),
+            renamed: IdMap::default(),
             last_op_dirty: IdSet::default(),
             last_line_at: None,
             local_minutes: parse::ZoneMinutes::new(Local),
@@ -463,6 +485,8 @@ impl<'a> Ingestor<'a> {
         self.open_transfers.retain(|id, _| kept.contains_key(id));
         self.last_op.retain(|id, _| kept.contains_key(id));
         self.last_op_dirty.retain(|id| kept.contains_key(id));
+        self.recent_closes.retain(|id, _| kept.contains_key(id));
+        self.renamed.retain(|id, _| kept.contains_key(id));
         self.state_fresh = true;
         self.load_state()
     }
@@ -1294,16 +1318,33 @@ impl<'a> Ingestor<'a> {
         self.settle_wire(into)
     }
 
-    /// Forgets the opens of log-only session `id` that no close line closed, at sftp-server's
-    /// own end: it logs a `forced close` for every file still open before `session closed`,
-    /// so these opens failed, and a failed open is not a transfer.
-    fn drop_failed_opens(&mut self, id: i64) -> Result<()> {
+    /// Turns the opens of log-only session `id` that no close line closed into failed `open`
+    /// operations, at sftp-server's own end (at `at`): it logs a `forced close` for every file
+    /// still open before `session closed`, so these opens failed, and a failed open is not a
+    /// transfer.
+    fn drop_failed_opens(&mut self, id: i64, host: &str, at: &str) -> Result<()> {
         let Some(open) = self.open_transfers.get_mut(&id) else {
             return Ok(());
         };
-        for t in open.take_all() {
+        let failed = open.take_all();
+        let user = self.sessions.get(&id).and_then(|s| s.user.clone());
+        for (t, why) in failed {
             self.store.forget_transfer(t.id)?;
             self.summary.transfers = self.summary.transfers.saturating_sub(1);
+            let (status, when) = why.as_ref().map_or(("no close", at), |(text, when)| {
+                (text.as_str(), when.as_str())
+            });
+            let op = self.store.insert_operation(&NewOperation {
+                session_id: Some(id),
+                host,
+                user: user.as_deref(),
+                at: when,
+                kind: OperationKind::Open,
+                path: Some(&t.path),
+                target: None,
+                detail: None,
+            })?;
+            self.store.mark_operation_failed(op, status)?;
         }
         if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
             self.set_last_op(id, None);
@@ -1333,6 +1374,7 @@ impl<'a> Ingestor<'a> {
         let deleted = self.store.forget_log_transfers(id)?;
         self.summary.transfers = self.summary.transfers.saturating_sub(deleted);
         self.open_transfers.remove(&id);
+        self.recent_closes.remove(&id);
         if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
             self.set_last_op(id, None);
         }
@@ -1404,6 +1446,34 @@ impl<'a> Ingestor<'a> {
             file.forced,
             &verdict,
         )?;
+        self.note_close(session, id, file.path.bytes.clone());
+        Ok(())
+    }
+
+    /// Notes a closed file of `session`, for a rename of it that follows.
+    fn note_close(&mut self, session: i64, id: i64, path: Vec<u8>) {
+        let recent = self.recent_closes.entry(session).or_default();
+        if recent.len() == RECENT_CLOSES {
+            recent.pop_front();
+        }
+        recent.push_back((id, path));
+    }
+
+    /// A rename of `old` to `new` in `session` (its operation the session's last): a file closed
+    /// under `old` a moment ago now has the name `new` (an upload to `x.filepart` renamed to
+    /// `x`), which `transfers --path` finds.
+    fn renamed_file(&mut self, session: i64, old: &[u8], new: &[u8]) -> Result<()> {
+        let Some(recent) = self.recent_closes.get_mut(&session) else {
+            return Ok(());
+        };
+        let Some(at) = recent.iter().rposition(|(_, p)| p == old) else {
+            return Ok(());
+        };
+        let (transfer, _) = recent.remove(at).unwrap_or_default();
+        self.store.set_transfer_renamed(transfer, Some(new))?;
+        if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
+            self.renamed.insert(session, (*op, transfer));
+        }
         Ok(())
     }
 
@@ -1505,6 +1575,8 @@ impl<'a> Ingestor<'a> {
         }
         self.open_transfers.remove(&id);
         self.last_op.remove(&id);
+        self.recent_closes.remove(&id);
+        self.renamed.remove(&id);
         state
     }
 
@@ -1797,7 +1869,7 @@ impl<'a> Ingestor<'a> {
             }
             SftpEvent::SessionOpened { .. } | SftpEvent::Unparsed => {}
             SftpEvent::SessionClosed { user, client_ip } => {
-                self.drop_failed_opens(session)?;
+                self.drop_failed_opens(session, host, at)?;
                 self.store.mark_sftp_closed(session)?;
                 self.store
                     .fill_session_identity(session, &user, &client_ip)?;
@@ -1928,6 +2000,7 @@ impl<'a> Ingestor<'a> {
                     forced,
                     &verdict,
                 )?;
+                self.note_close(session, id, path);
                 // sftp-server logs the close before doing it, but stat and realpath, which are not
                 // logged at INFO, fail far more often right after a close than close does.
                 self.set_last_op(session, None);
@@ -1955,7 +2028,10 @@ impl<'a> Ingestor<'a> {
                     target: Some(&new),
                     ..Op::on(kind, &old)
                 };
-                self.operation(session, host, at, op)?
+                self.operation(session, host, at, op)?;
+                if matches!(kind, OperationKind::Rename | OperationKind::PosixRename) {
+                    self.renamed_file(session, &old, &new)?;
+                }
             }
             SftpEvent::Set {
                 path,
@@ -1987,12 +2063,22 @@ impl<'a> Ingestor<'a> {
                     // or at sftp-server's end without one (it did).
                     Some(LastOp::Transfer(id)) => {
                         if let Some(open) = self.open_transfers.get_mut(&session) {
-                            open.mark_failed(id);
+                            open.mark_failed(id, &text, at);
                         }
                     }
-                    Some(LastOp::Operation(id)) => self.store.mark_operation_failed(id, &text)?,
+                    Some(LastOp::Operation(id)) => {
+                        self.store.mark_operation_failed(id, &text)?;
+                        // A rename refused (SFTP v3's rename does not replace an existing file):
+                        // the file keeps its name.
+                        if let Some(&(op, transfer)) = self.renamed.get(&session)
+                            && op == id
+                        {
+                            self.store.set_transfer_renamed(transfer, None)?;
+                        }
+                    }
                     None => {}
                 }
+                self.renamed.remove(&session);
                 // One status answers one request.
                 self.set_last_op(session, None);
             }

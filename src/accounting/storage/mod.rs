@@ -64,7 +64,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
@@ -320,6 +320,9 @@ pub struct TransferRecord {
     pub failed: bool,
     pub complete: bool,
     pub counters_cut: bool,
+    /// The name a rename later in the session gave the file (an upload to `x.filepart`
+    /// renamed to `x`).
+    pub renamed_to: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,6 +425,8 @@ pub trait IngestStore: Database {
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()>;
     /// Deletes transfer `id`, held or written: a log-only open that failed.
     fn forget_transfer(&mut self, id: i64) -> Result<()>;
+    /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
+    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()>;
     /// Deletes the session's transfers that came from sftp-server's open and close lines (those
     /// with a `mode`), held or written, when the session turns out to take its transfers from the
     /// wrapper's `file closed` lines; returns how many were deleted.

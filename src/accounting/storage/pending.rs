@@ -318,6 +318,10 @@ pub(super) enum RowUpdate {
     Failed(i64),
     /// A log-only open that turned out to have failed: not a transfer.
     Deleted(i64),
+    Renamed {
+        id: i64,
+        to: Option<Vec<u8>>,
+    },
     /// The session ended with these of its files still open: never complete, bytes unknown.
     Abandoned {
         session_id: i64,
@@ -547,6 +551,7 @@ impl WriteBehind {
                 failed: false,
                 complete: false,
                 counters_cut: false,
+                renamed_to: None,
             },
         });
     }
@@ -600,6 +605,16 @@ impl WriteBehind {
                 t.row.complete = false;
             }
             None => self.row_updates.push(RowUpdate::Failed(id)),
+        }
+    }
+
+    pub fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) {
+        match self.transfer(id) {
+            Some(t) => t.row.renamed_to = to.map(<[u8]>::to_vec),
+            None => self.row_updates.push(RowUpdate::Renamed {
+                id,
+                to: to.map(<[u8]>::to_vec),
+            }),
         }
     }
 
