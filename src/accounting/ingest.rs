@@ -2065,6 +2065,7 @@ impl<'a> Ingestor<'a> {
                         if let Some(open) = self.open_transfers.get_mut(&session) {
                             open.mark_failed(id, &text, at);
                         }
+                        self.store.mark_transfer_answered(id)?;
                     }
                     Some(LastOp::Operation(id)) => {
                         self.store.mark_operation_failed(id, &text)?;

@@ -425,6 +425,9 @@ pub trait IngestStore: Database {
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()>;
     /// Deletes transfer `id`, held or written: a log-only open that failed.
     fn forget_transfer(&mut self, id: i64) -> Result<()>;
+    /// A failure answered open transfer `id` (a log-only open that most likely failed and is
+    /// then forgotten): a store may hold its row back longer.
+    fn mark_transfer_answered(&mut self, id: i64) -> Result<()>;
     /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
     fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()>;
     /// Deletes the session's transfers that came from sftp-server's open and close lines (those

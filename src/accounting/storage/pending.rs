@@ -109,7 +109,7 @@ impl<C: WritesBatches> Link<C> {
     /// use of the connection waits for; else here and now.
     pub fn flush(&mut self, pending: &mut WriteBehind, background: bool) -> super::Result<()> {
         self.settle()?;
-        let batch = pending.take_batch(std::mem::take(&mut self.spare));
+        let batch = pending.take_batch(std::mem::take(&mut self.spare), background);
         if batch.is_empty() {
             self.spare = batch;
             return Ok(());
@@ -354,6 +354,10 @@ pub(super) struct WriteBehind {
     open_held: IdMap<i64, usize>,
     /// Changes to rows already written, in the order they were made.
     row_updates: Vec<RowUpdate>,
+    /// Held open transfers a failure answered: nearly always opens that failed, which the
+    /// session's end turns into operations. A full batch leaves them held, so that forgetting
+    /// them costs no DELETE; every other flush (a commit, a read) writes them.
+    answered: IdMap<i64, PendingTransfer>,
 }
 
 impl WriteBehind {
@@ -373,6 +377,7 @@ impl WriteBehind {
         self.auth.clear();
         self.open_held.clear();
         self.row_updates.clear();
+        self.answered.clear();
     }
 
     /// Enough rows or row changes held for a write worth its fixed cost.
@@ -383,7 +388,10 @@ impl WriteBehind {
 
     /// Everything held, to be written now; `spare` (empty) gives its lists' room to what is
     /// held next.
-    fn take_batch(&mut self, spare: Batch) -> Batch {
+    fn take_batch(&mut self, spare: Batch, keep_answered: bool) -> Batch {
+        if !keep_answered {
+            self.transfers.extend(self.answered.drain().map(|(_, t)| t));
+        }
         let Batch {
             mut sessions,
             transfers,
@@ -558,7 +566,22 @@ impl WriteBehind {
 
     fn transfer(&mut self, id: i64) -> Option<&mut PendingTransfer> {
         // A close nearly always follows its open closely: search from the newest.
-        self.transfers.iter_mut().rev().find(|t| t.id == id)
+        match self.transfers.iter_mut().rev().position(|t| t.id == id) {
+            Some(back) => {
+                let at = self.transfers.len() - 1 - back;
+                self.transfers.get_mut(at)
+            }
+            None => self.answered.get_mut(&id),
+        }
+    }
+
+    /// Notes that a failure answered open transfer `id` (see `answered`).
+    pub fn mark_transfer_answered(&mut self, id: i64) {
+        // The failure nearly always follows its open at once: the newest held row.
+        if let Some(back) = self.transfers.iter().rev().take(8).position(|t| t.id == id) {
+            let t = self.transfers.remove(self.transfers.len() - 1 - back);
+            self.answered.insert(id, t);
+        }
     }
 
     pub fn close_transfer(
@@ -620,6 +643,10 @@ impl WriteBehind {
 
     /// Forgets transfer `id`, held or written.
     pub fn forget_transfer(&mut self, id: i64) {
+        if let Some(t) = self.answered.remove(&id) {
+            self.close_held(t.row.session_id);
+            return;
+        }
         // Held in the order their ids were reserved: a session's many failed opens are found
         // without a scan each.
         let Ok(at) = self.transfers.binary_search_by_key(&id, |t| t.id) else {
@@ -627,12 +654,17 @@ impl WriteBehind {
             return;
         };
         let t = self.transfers.remove(at);
-        if t.row.closed_at.is_none()
-            && let Some(n) = self.open_held.get_mut(&t.row.session_id)
-        {
+        if t.row.closed_at.is_none() {
+            self.close_held(t.row.session_id);
+        }
+    }
+
+    /// One held open transfer of `session` less.
+    fn close_held(&mut self, session: i64) {
+        if let Some(n) = self.open_held.get_mut(&session) {
             *n -= 1;
             if *n == 0 {
-                self.open_held.remove(&t.row.session_id);
+                self.open_held.remove(&session);
             }
         }
     }
@@ -644,6 +676,7 @@ impl WriteBehind {
             for t in self
                 .transfers
                 .iter_mut()
+                .chain(self.answered.values_mut())
                 .filter(|t| t.row.session_id == session_id && t.row.closed_at.is_none())
             {
                 t.row.complete = false;

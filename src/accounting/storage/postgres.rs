@@ -1485,6 +1485,11 @@ impl IngestStore for PgStore {
         self.flush_if_full()
     }
 
+    fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
+        self.pending.mark_transfer_answered(id);
+        Ok(())
+    }
+
     fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
         self.pending.set_transfer_renamed(id, to);
         self.flush_if_full()
