@@ -1264,7 +1264,6 @@ fn curl_in_capture_mode() {
 }
 
 #[test]
-#[ignore = "log-only billing pairs curl's retried open with its failed first open: issue 27, item 10 (run with --ignored)"]
 fn curl_in_syslog_mode() {
     require_e2e!();
     require_client!("curl", "curl");

@@ -1228,3 +1228,317 @@ fn capture_mode_bills_the_file_closed_lines_once() {
         assert!(again.contains("transfers 0"), "{again}");
     }
 }
+
+/// One transfer of `user` in `db` by the end of its name: (direction, bytes read, bytes
+/// written, bytes unknown, complete, failed).
+fn transfer_of(db: &str, user: &str, name: &str) -> (String, i64, i64, bool, bool, bool) {
+    let rows = report(db, &["transfers", "--user", user]);
+    let found: Vec<&serde_json::Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            let path = t["path"].as_str().unwrap_or("");
+            path == name || path.ends_with(&format!("/{name}"))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{db}: one transfer of {name}: {rows}");
+    let t = found[0];
+    (
+        t["direction"].as_str().unwrap().to_owned(),
+        t["bytes_read"].as_i64().unwrap_or(-1),
+        t["bytes_written"].as_i64().unwrap_or(-1),
+        t["bytes_unknown"] == true,
+        t["complete"] == true,
+        t["failed"] == true,
+    )
+}
+
+/// `usage --by month` of `user` in `db`: (files_up, files_up_incomplete, files_down,
+/// files_down_incomplete, bytes_up, bytes_down, files_bytes_unknown).
+fn usage_of(db: &str, user: &str) -> [i64; 7] {
+    let rows = report(db, &["usage", "--by", "month", "--user", user]);
+    let rows = rows.as_array().unwrap();
+    let sum = |k: &str| rows.iter().map(|r| r[k].as_i64().unwrap_or(0)).sum();
+    [
+        sum("files_up"),
+        sum("files_up_incomplete"),
+        sum("files_down"),
+        sum("files_down_incomplete"),
+        sum("bytes_up"),
+        sum("bytes_down"),
+        sum("files_bytes_unknown"),
+    ]
+}
+
+/// Issue 27, items 4, 5 and 10, through paramiko, the real sshd and rsyslogd in syslog mode: a
+/// `stat` of a missing name between the open and the transfer (sftp-server logs its failure
+/// status at INFO, not the stat) leaves a whole download and a whole upload complete and not
+/// failed; a file opened READ|WRITE and only read is a download; an open of a missing file is
+/// no transfer, but a failed operation. On both stores.
+#[test]
+fn a_failed_stat_does_not_fail_a_transfer_and_a_read_write_handle_that_only_reads_is_a_download() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    fs::write(h.home(&user).join("down.bin"), vec![b'd'; 54_321]).unwrap();
+    fs::write(h.home(&user).join("rw.bin"), vec![b'r'; 7_777]).unwrap();
+    // Writable by the partner, so that a READ|WRITE open works.
+    fs::set_permissions(
+        h.home(&user).join("rw.bin"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let hex = |s: &str| hex::encode(s.as_bytes());
+    let ops = serde_json::json!([
+        ["get_stat_missing", hex("down.bin"), hex("missing-1")],
+        ["put_stat_missing", hex("up.bin"), hex("missing-2"), 12_345],
+        ["get_rw", hex("rw.bin")],
+        ["get", hex("not-there.bin")],
+    ])
+    .to_string();
+    let marker = h.root().join("marker");
+    let out = h.attack(
+        &user,
+        &marker,
+        &["ops", &ops],
+        std::process::Stdio::null(),
+        60,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && said.lines().filter(|l| l.contains("\"ok\": true")).count() == 3
+            && said.lines().last().unwrap_or("").contains("\"ok\": false"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    h.wait_for_log(&["session closed for local user", &user]);
+    let text = h.log_text();
+    assert!(
+        text.matches("sent status No such file").count() >= 2,
+        "the stats' failures are logged: {text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        assert_eq!(
+            transfer_of(&db, &user, "down.bin"),
+            ("download".to_owned(), 54_321, 0, false, true, false),
+            "{db}"
+        );
+        assert_eq!(
+            transfer_of(&db, &user, "up.bin"),
+            ("upload".to_owned(), 0, 12_345, false, true, false),
+            "{db}"
+        );
+        assert_eq!(
+            transfer_of(&db, &user, "rw.bin"),
+            ("download".to_owned(), 7_777, 0, false, true, false),
+            "{db}"
+        );
+        assert_eq!(
+            usage_of(&db, &user),
+            [1, 0, 2, 0, 12_345, 54_321 + 7_777, 0],
+            "{db}"
+        );
+        let transfers = report(&db, &["transfers", "--user", &user]);
+        assert_eq!(transfers.as_array().unwrap().len(), 3, "{db}: {transfers}");
+        let metrics = common::sftpd_report(&db, &["metrics"]);
+        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        let failed = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("sftpd_failed_operations_total")
+                    && l.contains(&format!("user=\"{user}\""))
+            })
+            .unwrap_or_else(|| panic!("{db}: {metrics}"));
+        assert!(failed.ends_with(" 1"), "{db}: {failed}");
+    }
+}
+
+/// Issue 27, item 10, through paramiko, the real sshd and rsyslogd in syslog mode: sftp-server
+/// SIGKILLed while a file it was writing is open logs no close line for it; the transfer is an
+/// incomplete upload with unknown bytes, not nothing. On both stores.
+#[test]
+fn a_file_open_when_sftp_server_is_killed_is_an_incomplete_transfer_of_unknown_bytes() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let hex = |s: &str| hex::encode(s.as_bytes());
+    let ops = serde_json::json!([["put_hold", hex("held.bin"), 40_000, 6]]).to_string();
+    let marker = h.root().join("marker");
+    let client = {
+        let h = &h;
+        let (user, marker, ops) = (user.clone(), marker.clone(), ops.clone());
+        std::thread::scope(|scope| {
+            let client = scope.spawn(move || {
+                h.attack(
+                    &user,
+                    &marker,
+                    &["ops", &ops],
+                    std::process::Stdio::null(),
+                    60,
+                )
+            });
+            let line = h.wait_for_log(&["open \"", "held.bin\" flags WRITE"]);
+            let pid = common::syslog_pid(&line).expect("sftp-server's PID");
+            // The bytes written reach sftp-server before it dies.
+            std::thread::sleep(Duration::from_secs(1));
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            client.join().unwrap()
+        })
+    };
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    assert!(
+        !text.contains("close \"") && !text.contains("session closed for local user"),
+        "sftp-server logged its end: {text}"
+    );
+    let _ = client;
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let (direction, _, _, unknown, complete, _) = transfer_of(&db, &user, "held.bin");
+        assert_eq!(
+            (direction.as_str(), unknown, complete),
+            ("upload", true, false),
+            "{db}"
+        );
+        assert_eq!(usage_of(&db, &user), [0, 1, 0, 0, 0, 0, 1], "{db}");
+    }
+}
+
+/// Issue 27, item 15, through the real sshd and rsyslogd, on both stores: a batch `ingest` of the
+/// followed log while the follower waits between its looks (here: stopped) reads a session's
+/// start and upload; the follower then reads its end. One session, as the log holds, not one
+/// per writer.
+#[test]
+fn a_batch_ingest_between_a_followers_looks_does_not_split_a_session() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::Write;
+    require_e2e!();
+    let h = Harness::start("");
+    let db_dir = tempfile::tempdir().unwrap();
+    let dbs = databases(db_dir.path());
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![3u8; 23_456]).unwrap();
+    for db in &dbs {
+        let user = h.user();
+        let follower = common::Follower::start(db, &[&h.log_path]);
+        let pid = Pid::from_raw(follower.pid());
+        // The follower has read the log so far (an earlier test user's nothing): its state is
+        // loaded.
+        std::thread::sleep(Duration::from_millis(800));
+        kill(pid, Signal::SIGSTOP).unwrap();
+        let (mut client, _, sftp_pid) = h.open_session(&user, local.path(), &[]);
+        let stdin = client.stdin.as_mut().unwrap();
+        stdin.write_all(b"put up.bin\n").unwrap();
+        stdin.flush().unwrap();
+        h.wait_for_log(&[
+            &format!("sftp-server[{sftp_pid}]"),
+            "close \"",
+            "up.bin\" bytes read 0 written 23456",
+        ]);
+        // The batch ingest, when the follower was not stopped holding the lock.
+        let mut tries = 0;
+        loop {
+            let out = common::sftpd_report(
+                db,
+                &["ingest", "--no-wait", &h.log_path.display().to_string()],
+            );
+            if out.status.success() {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 50, "{}", String::from_utf8_lossy(&out.stderr));
+            kill(pid, Signal::SIGCONT).unwrap();
+            std::thread::sleep(Duration::from_millis(37));
+            kill(pid, Signal::SIGSTOP).unwrap();
+        }
+        kill(pid, Signal::SIGCONT).unwrap();
+        drop(client.stdin.take());
+        assert!(client.wait().unwrap().success());
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        h.wait_for_log(&["session closed for local user", &user]);
+        common::wait_until(
+            &format!("the session's end in {db}"),
+            Duration::from_secs(30),
+            || {
+                report(db, &["sessions", "--user", &user])
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["end"] != serde_json::Value::Null && s["end"] != "missing_end")
+                    .then_some(())
+            },
+        );
+        // A moment for anything else the follower would still write.
+        std::thread::sleep(Duration::from_millis(600));
+        let mut follower = follower;
+        assert!(follower.terminate().status.success(), "{db}");
+        let sessions = report(db, &["sessions", "--user", &user]);
+        let rows = sessions.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{db}: {sessions}");
+        assert_eq!(
+            (&rows[0]["end"], &rows[0]["bytes_up"]),
+            (&serde_json::json!("closed"), &serde_json::json!(23_456)),
+            "{db}: {sessions}"
+        );
+        common::assert_rollups_exact(db);
+    }
+}
+
+/// Issue 27, item 10, through paramiko, the real sshd and rsyslogd in syslog mode: an upload to
+/// `up.xml.filepart` renamed to `up.xml` is found by `transfers --path '*/up.xml'`, with the name
+/// it was renamed to; one whose rename was refused (SFTP v3's rename does not replace a file)
+/// keeps its name. On both stores.
+#[test]
+fn an_upload_renamed_after_its_close_is_found_by_its_final_name() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let home = h.home(&user).display().to_string();
+    fs::write(h.home(&user).join("ex.xml"), b"kept").unwrap();
+    let hex = |s: &str| hex::encode(format!("{home}/{s}").as_bytes());
+    let ops = serde_json::json!([
+        ["put", hex("up.xml.filepart"), 3_456],
+        ["rename", hex("up.xml.filepart"), hex("up.xml")],
+        ["put", hex("ex.xml.filepart"), 1_234],
+        ["rename", hex("ex.xml.filepart"), hex("ex.xml")],
+    ])
+    .to_string();
+    let marker = h.root().join("marker");
+    let steps = h.attack_steps(&user, &marker, &["ops", &ops]);
+    let worked: Vec<bool> = steps.iter().map(|(_, ok)| *ok).collect();
+    assert_eq!(worked, [true, true, true, false], "{steps:?}");
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    h.wait_for_log(&["session closed for local user", &user]);
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(&db, &["transfers", "--user", &user, "--path", "*/up.xml"]);
+        let rows = found.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{db}: {found}");
+        assert_eq!(rows[0]["path"], format!("{home}/up.xml.filepart"), "{db}");
+        assert_eq!(rows[0]["renamed_to"], format!("{home}/up.xml"), "{db}");
+        assert_eq!(rows[0]["bytes_written"], 3_456, "{db}");
+        let refused = report(&db, &["transfers", "--user", &user, "--path", "*/ex.xml"]);
+        assert_eq!(refused.as_array().unwrap().len(), 0, "{db}: {refused}");
+        let all = report(&db, &["transfers", "--user", &user]);
+        let kept: Vec<&serde_json::Value> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["path"] == format!("{home}/ex.xml.filepart").as_str())
+            .collect();
+        assert_eq!(kept.len(), 1, "{db}: {all}");
+        assert!(kept[0]["renamed_to"].is_null(), "{db}: {all}");
+    }
+}

@@ -172,8 +172,8 @@ impl<'a> Op<'a> {
 #[derive(Debug, Default)]
 struct OpenFiles {
     by_path: HashMap<Vec<u8>, VecDeque<OpenTransfer>>,
-    /// Open transfers a failure answered since they were put here.
-    failed: IdSet<i64>,
+    /// Open transfers a failure answered since they were put here: its text and time.
+    failed: IdMap<i64, (String, String)>,
 }
 
 impl OpenFiles {
@@ -181,19 +181,42 @@ impl OpenFiles {
         self.by_path.entry(t.path.clone()).or_default().push_back(t);
     }
 
-    fn with_failure(&mut self, mut t: OpenTransfer) -> OpenTransfer {
-        t.failed |= self.failed.remove(&t.id);
-        t
-    }
-
-    /// The earliest open of `path`.
+    /// The open of `path` that a close line closes: the latest one a failure did not answer
+    /// (a client that retries an open that failed, curl after creating the missing directory,
+    /// closes the one that worked), else the latest. At `-l info` a failure status follows every
+    /// failed request, logged or not (a `stat` of a missing name): one after an open that is
+    /// closed later answered another request, so the close proves the open worked.
     fn take_path(&mut self, path: &[u8]) -> Option<OpenTransfer> {
         let queue = self.by_path.get_mut(path)?;
-        let t = queue.pop_front()?;
+        let at = queue
+            .iter()
+            .rposition(|t| !t.failed && !self.failed.contains_key(&t.id))
+            .unwrap_or(queue.len().checked_sub(1)?);
+        let mut t = queue.remove(at)?;
         if queue.is_empty() {
             self.by_path.remove(path);
         }
-        Some(self.with_failure(t))
+        self.failed.remove(&t.id);
+        t.failed = false;
+        Some(t)
+    }
+
+    /// Takes every open not closed, with the failure that answered it: at sftp-server's own
+    /// end, which logs a `forced close` for each file still open, these are the opens that
+    /// failed.
+    fn take_all(&mut self) -> Vec<(OpenTransfer, Option<(String, String)>)> {
+        let mut failed = std::mem::take(&mut self.failed);
+        let mut all: Vec<(OpenTransfer, Option<(String, String)>)> = self
+            .by_path
+            .drain()
+            .flat_map(|(_, q)| q)
+            .map(|t| {
+                let why = failed.remove(&t.id);
+                (t, why)
+            })
+            .collect();
+        all.sort_unstable_by_key(|(t, _)| t.id);
+        all
     }
 
     /// The earliest open that `matches` (a scan: for the rare cut close).
@@ -209,8 +232,8 @@ impl OpenFiles {
         self.take_path(&path)
     }
 
-    fn mark_failed(&mut self, id: i64) {
-        self.failed.insert(id);
+    fn mark_failed(&mut self, id: i64, text: &str, at: &str) {
+        self.failed.insert(id, (text.to_owned(), at.to_owned()));
     }
 
     fn extend(&mut self, other: OpenFiles) {
@@ -366,6 +389,25 @@ fn starts_with_line(path: &str, hash: &str) -> bool {
     }
 }
 
+/// The hash of `file`'s first complete line (read where it is, without moving its offset).
+fn first_line_hash_at(file: &File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while line.len() < 1 << 20 {
+        let n = file.read_at(&mut chunk, line.len() as u64).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = chunk[..n].iter().position(|&b| b == b'\n') {
+            line.extend_from_slice(&chunk[..=end]);
+            return Some(first_line_hash(&line));
+        }
+        line.extend_from_slice(&chunk[..n]);
+    }
+    None
+}
+
 /// Where reading a file stands, and what its next checkpoint is made of.
 struct FilePosition {
     hash: String,
@@ -416,6 +458,11 @@ pub struct Ingestor<'a> {
     open_transfers: IdMap<i64, OpenFiles>,
     /// What each session's next `sent status` answers; `None`: nothing that is recorded.
     last_op: IdMap<i64, Option<LastOp>>,
+    /// Each session's last few closed files (transfer id, name), for a rename that follows.
+    recent_closes: IdMap<i64, VecDeque<(i64, Vec<u8>)>>,
+    /// A rename that named a transfer's new name, by session: (the rename, the transfer), to
+    /// be undone when a failure answers the rename.
+    renamed: IdMap<i64, (i64, i64)>,
     /// Sessions whose `last_op` changed since the last commit.
     last_op_dirty: IdSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
@@ -438,6 +485,8 @@ pub struct Ingestor<'a> {
     touched: Option<i64>,
     /// Sessions whose origin was recorded in this run.
     origin_set: IdSet<i64>,
+    /// The open sessions in memory are the database's: loaded under the ingest lock held since.
+    state_fresh: bool,
     pub summary: Summary,
 }
 
@@ -445,6 +494,10 @@ pub struct Ingestor<'a> {
 /// Two processes' lines can reach the log file out of order (rsyslog's queue workers, relays), and
 /// a wrapper starved by a busy CPU can log `sftp-server started` after sftp-server's whole session.
 const LATE_LINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// How many of a session's last closed files a rename may name: the `.filepart` convention
+/// renames a file right after its close, and a client may close a few files first.
+const RECENT_CLOSES: usize = 8;
 
 /// How long an sshd `Accepted` line waits for its session before it is forgotten.
 const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
@@ -464,6 +517,8 @@ impl<'a> Ingestor<'a> {
             by_sftp_pid: IdMap::default(),
             open_transfers: IdMap::default(),
             last_op: IdMap::default(),
+            recent_closes: IdMap::default(),
+            renamed: IdMap::default(),
             last_op_dirty: IdSet::default(),
             last_line_at: None,
             local_minutes: parse::ZoneMinutes::new(Local),
@@ -475,22 +530,33 @@ impl<'a> Ingestor<'a> {
             not_understood: Vec::new(),
             touched: None,
             origin_set: IdSet::default(),
+            state_fresh: true,
             summary: Summary::default(),
             committed_counts: (0, 0, 0),
             opts,
             store,
         };
-        for s in ing.store.open_sessions()? {
+        ing.load_state()?;
+        Ok(ing)
+    }
+
+    /// Loads the sessions and transfers the database holds open, beside the ones already in
+    /// memory (ended sessions still waiting for late lines).
+    fn load_state(&mut self) -> Result<()> {
+        for s in self.store.open_sessions()? {
+            if self.sessions.contains_key(&s.id) {
+                continue;
+            }
             if let Some(op) = s.last_op {
-                ing.last_op.insert(s.id, Some(op));
+                self.last_op.insert(s.id, Some(op));
             }
             if let Some(sid) = &s.sid {
-                ing.by_sid.insert((s.host.clone(), sid.clone()), s.id);
+                self.by_sid.insert((s.host.clone(), sid.clone()), s.id);
             }
             if let (Some(pid), false) = (s.sftp_pid, s.sftp_closed) {
-                ing.by_sftp_pid.insert((s.host.clone(), pid), s.id);
+                self.by_sftp_pid.insert((s.host.clone(), pid), s.id);
             }
-            ing.sessions.insert(
+            self.sessions.insert(
                 s.id,
                 SessionState {
                     host: s.host,
@@ -508,10 +574,32 @@ impl<'a> Ingestor<'a> {
                 },
             );
         }
-        for t in ing.store.open_transfers()? {
-            ing.open_transfers.entry(t.session_id).or_default().push(t);
+        for t in self.store.open_transfers()? {
+            if self.sessions.get(&t.session_id).is_some_and(|s| s.ended) {
+                continue;
+            }
+            self.open_transfers.entry(t.session_id).or_default().push(t);
         }
-        Ok(ing)
+        Ok(())
+    }
+
+    /// Another writer (a batch ingest of a followed file, another follower) moved on from where
+    /// this one stopped: what it read may have started, changed or ended sessions this one holds
+    /// in memory, and the lines after it would otherwise make new sessions of their rest. Takes
+    /// the database's open sessions and transfers again; keeps the ended sessions that wait for
+    /// late lines (the database holds them as ended).
+    fn reload_state(&mut self) -> Result<()> {
+        self.sessions.retain(|_, s| s.ended);
+        let kept = &self.sessions;
+        self.by_sid.retain(|_, id| kept.contains_key(id));
+        self.by_sftp_pid.retain(|_, id| kept.contains_key(id));
+        self.open_transfers.retain(|id, _| kept.contains_key(id));
+        self.last_op.retain(|id, _| kept.contains_key(id));
+        self.last_op_dirty.retain(|id| kept.contains_key(id));
+        self.recent_closes.retain(|id, _| kept.contains_key(id));
+        self.renamed.retain(|id, _| kept.contains_key(id));
+        self.state_fresh = true;
+        self.load_state()
     }
 
     /// Ingests the inputs, oldest first (by their first line), each from its checkpoint on.
@@ -851,18 +939,40 @@ impl<'a> Ingestor<'a> {
         if journal.is_some() {
             self.summary.files += 1;
         }
+        // The journal's cursor as this follower left it.
+        let mut journal_cursor: Option<String> = None;
         loop {
             // The ingest lock only while reading and committing: followers of other servers'
             // logs write the same central database in between (waiting for one is normal, and
             // short, so it is not announced).
             self.store.lock_for_ingest(true)?;
+            // Another writer read one of these files while the lock was free: the sessions it
+            // wrote are taken from the database again before this follower reads on (from the
+            // database's checkpoints, through its open descriptors: see `poll_file`).
+            let mut moved = false;
+            for f in &followed {
+                for pos in f.pos.iter().chain(f.rotated.iter().map(|r| &r.pos)) {
+                    moved |= self.moved_elsewhere(pos)?;
+                }
+            }
+            if let Some(source) = journal
+                && journal_cursor.is_some()
+                && self.store.journal_cursor(&source.key())? != journal_cursor
+            {
+                moved = true;
+            }
+            if moved {
+                self.reload_state()?;
+            }
             for f in &mut followed {
                 self.poll_file(f)?;
             }
             if let Some(source) = journal {
                 self.read_journal(source)?;
+                journal_cursor = self.store.journal_cursor(&source.key())?;
             }
             self.store.unlock_ingest()?;
+            self.state_fresh = false;
             if wait(FOLLOW_INTERVAL) {
                 return Ok(());
             }
@@ -954,6 +1064,14 @@ impl<'a> Ingestor<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(read_err(e)),
         };
+        // A file this follower had no position in, with a checkpoint: another writer read it
+        // while the lock was free (a batch ingest before the follower's first line of it).
+        if !self.state_fresh
+            && let Some(hash) = first_line_hash_at(&file)
+            && !self.store.checkpoints(&hash)?.is_empty()
+        {
+            self.reload_state()?;
+        }
         f.pos = self.ingest_file(&f.name, &file)?;
         // Without a complete line yet, the file is looked at afresh next time.
         f.file = f.pos.is_some().then_some(file);
@@ -1504,6 +1622,40 @@ impl<'a> Ingestor<'a> {
         self.settle_wire(into)
     }
 
+    /// Turns the opens of log-only session `id` that no close line closed into failed `open`
+    /// operations, at sftp-server's own end (at `at`): it logs a `forced close` for every file
+    /// still open before `session closed`, so these opens failed, and a failed open is not a
+    /// transfer.
+    fn drop_failed_opens(&mut self, id: i64, host: &str, at: &str) -> Result<()> {
+        let Some(open) = self.open_transfers.get_mut(&id) else {
+            return Ok(());
+        };
+        let failed = open.take_all();
+        let user = self.sessions.get(&id).and_then(|s| s.user.clone());
+        for (t, why) in failed {
+            self.store.forget_transfer(t.id)?;
+            self.summary.transfers = self.summary.transfers.saturating_sub(1);
+            let (status, when) = why.as_ref().map_or(("no close", at), |(text, when)| {
+                (text.as_str(), when.as_str())
+            });
+            let op = self.store.insert_operation(&NewOperation {
+                session_id: Some(id),
+                host,
+                user: user.as_deref(),
+                at: when,
+                kind: OperationKind::Open,
+                path: Some(&t.path),
+                target: None,
+                detail: None,
+            })?;
+            self.store.mark_operation_failed(op, status)?;
+        }
+        if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
+            self.set_last_op(id, None);
+        }
+        Ok(())
+    }
+
     /// Marks `id` a capture-mode session, whose transfers are its `file closed` lines.
     fn mark_wire(&mut self, id: i64) -> Result<()> {
         if let Some(state) = self.sessions.get_mut(&id) {
@@ -1526,6 +1678,7 @@ impl<'a> Ingestor<'a> {
         let deleted = self.store.forget_log_transfers(id)?;
         self.summary.transfers = self.summary.transfers.saturating_sub(deleted);
         self.open_transfers.remove(&id);
+        self.recent_closes.remove(&id);
         if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
             self.set_last_op(id, None);
         }
@@ -1597,6 +1750,34 @@ impl<'a> Ingestor<'a> {
             file.forced,
             &verdict,
         )?;
+        self.note_close(session, id, file.path.bytes.clone());
+        Ok(())
+    }
+
+    /// Notes a closed file of `session`, for a rename of it that follows.
+    fn note_close(&mut self, session: i64, id: i64, path: Vec<u8>) {
+        let recent = self.recent_closes.entry(session).or_default();
+        if recent.len() == RECENT_CLOSES {
+            recent.pop_front();
+        }
+        recent.push_back((id, path));
+    }
+
+    /// A rename of `old` to `new` in `session` (its operation the session's last): a file closed
+    /// under `old` a moment ago now has the name `new` (an upload to `x.filepart` renamed to
+    /// `x`), which `transfers --path` finds.
+    fn renamed_file(&mut self, session: i64, old: &[u8], new: &[u8]) -> Result<()> {
+        let Some(recent) = self.recent_closes.get_mut(&session) else {
+            return Ok(());
+        };
+        let Some(at) = recent.iter().rposition(|(_, p)| p == old) else {
+            return Ok(());
+        };
+        let (transfer, _) = recent.remove(at).unwrap_or_default();
+        self.store.set_transfer_renamed(transfer, Some(new))?;
+        if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
+            self.renamed.insert(session, (*op, transfer));
+        }
         Ok(())
     }
 
@@ -1707,6 +1888,8 @@ impl<'a> Ingestor<'a> {
         }
         self.open_transfers.remove(&id);
         self.last_op.remove(&id);
+        self.recent_closes.remove(&id);
+        self.renamed.remove(&id);
         state
     }
 
@@ -1999,6 +2182,7 @@ impl<'a> Ingestor<'a> {
             }
             SftpEvent::SessionOpened { .. } | SftpEvent::Unparsed => {}
             SftpEvent::SessionClosed { user, client_ip } => {
+                self.drop_failed_opens(session, host, at)?;
                 self.store.mark_sftp_closed(session)?;
                 self.store
                     .fill_session_identity(session, &user, &client_ip)?;
@@ -2096,8 +2280,8 @@ impl<'a> Ingestor<'a> {
                 forced,
             } => {
                 let open = self.open_transfers.entry(session).or_default();
-                let (id, direction, failed) = match open.take_path(&path) {
-                    Some(t) => (t.id, t.direction, t.failed),
+                let (id, direction) = match open.take_path(&path) {
+                    Some(t) => (t.id, t.direction),
                     None => {
                         // Its open line is missing (cut at 500 characters, or in a lost file).
                         self.summary.transfers += 1;
@@ -2109,15 +2293,17 @@ impl<'a> Ingestor<'a> {
                             mode: Some(""),
                             opened_at: at,
                         })?;
-                        (id, Direction::None, false)
+                        (id, Direction::None)
                     }
                 };
+                // No failure status is tied to a closed file: the log does not say which
+                // request one answered (see take_path).
                 let verdict = classify_close(
                     Some(direction),
                     bytes_read,
                     bytes_written,
                     forced,
-                    failed,
+                    false,
                     false,
                 );
                 self.store.close_transfer(
@@ -2127,6 +2313,7 @@ impl<'a> Ingestor<'a> {
                     forced,
                     &verdict,
                 )?;
+                self.note_close(session, id, path);
                 // sftp-server logs the close before doing it, but stat and realpath, which are not
                 // logged at INFO, fail far more often right after a close than close does.
                 self.set_last_op(session, None);
@@ -2154,7 +2341,10 @@ impl<'a> Ingestor<'a> {
                     target: Some(&new),
                     ..Op::on(kind, &old)
                 };
-                self.operation(session, host, at, op)?
+                self.operation(session, host, at, op)?;
+                if matches!(kind, OperationKind::Rename | OperationKind::PosixRename) {
+                    self.renamed_file(session, &old, &new)?;
+                }
             }
             SftpEvent::Set {
                 path,
@@ -2182,15 +2372,27 @@ impl<'a> Ingestor<'a> {
                     detail: Some(&text),
                 })?;
                 match previous {
+                    // Only noted: whether the open failed is known at its close (it did not)
+                    // or at sftp-server's end without one (it did).
                     Some(LastOp::Transfer(id)) => {
-                        self.store.mark_transfer_failed(id)?;
                         if let Some(open) = self.open_transfers.get_mut(&session) {
-                            open.mark_failed(id);
+                            open.mark_failed(id, &text, at);
+                        }
+                        self.store.mark_transfer_answered(id)?;
+                    }
+                    Some(LastOp::Operation(id)) => {
+                        self.store.mark_operation_failed(id, &text)?;
+                        // A rename refused (SFTP v3's rename does not replace an existing file):
+                        // the file keeps its name.
+                        if let Some(&(op, transfer)) = self.renamed.get(&session)
+                            && op == id
+                        {
+                            self.store.set_transfer_renamed(transfer, None)?;
                         }
                     }
-                    Some(LastOp::Operation(id)) => self.store.mark_operation_failed(id, &text)?,
                     None => {}
                 }
+                self.renamed.remove(&session);
                 // One status answers one request.
                 self.set_last_op(session, None);
             }

@@ -347,15 +347,16 @@ fn split_sum(col: &str) -> String {
 }
 
 /// The last column, `raw_path` (the name's bytes), is for `--path` ([`RowsReport::finish_row`]),
-/// which removes it.
+/// which removes it; `renamed_to` comes as hex, which it turns into readable text.
 pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
-    let raw_path = match d {
-        Dialect::Sqlite => "hex(t.path)",
-        Dialect::Postgres => "encode(t.path, 'hex')",
+    let hex = |col: &str| match d {
+        Dialect::Sqlite => format!("hex({col})"),
+        Dialect::Postgres => format!("encode({col}, 'hex')"),
     };
+    let (raw_path, renamed) = (hex("t.path"), hex("t.renamed_to"));
     let sql = format!(
         "SELECT {opened}, {closed}, s.host, s.\"user\", s.client_ip, t.direction, t.path_text,
-                t.bytes_read, t.bytes_written, {cut}, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
+                {renamed}, t.bytes_read, t.bytes_written, {cut}, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
            FROM transfers t JOIN sessions s ON s.id = t.session_id
           WHERE {window}
           ORDER BY {opened_order}, t.id",
@@ -376,6 +377,7 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
         ("client_ip", Kind::Text),
         ("direction", Kind::Text),
         ("path", Kind::Text),
+        ("renamed_to", Kind::Text),
         ("bytes_read", Kind::Bytes),
         ("bytes_written", Kind::Bytes),
         ("bytes_unknown", Kind::Bool),
@@ -815,15 +817,26 @@ impl RowsReport {
             }
             RowsReport::Transfers => {
                 let raw = row.pop()?;
+                // The name a rename gave the file: readable like `path`, and found by `--path`.
+                let renamed_at = raw_columns.iter().position(|(n, _)| *n == "renamed_to")?;
+                let renamed = match &row[renamed_at] {
+                    Value::Text(hex) if !hex.is_empty() => hex::decode(hex).ok(),
+                    _ => None,
+                };
                 if let Some(pattern) = &filter.path {
                     let Value::Text(text) = raw else {
                         return None;
                     };
                     let bytes = hex::decode(text).ok()?;
-                    if !pattern.matches(&String::from_utf8_lossy(&bytes)) {
+                    let matches = |b: &[u8]| pattern.matches(&String::from_utf8_lossy(b));
+                    if !matches(&bytes) && !renamed.as_deref().is_some_and(matches) {
                         return None;
                     }
                 }
+                row[renamed_at] = match renamed {
+                    Some(bytes) => Value::Text(parse::path_text(&bytes)),
+                    None => Value::Null,
+                };
                 Some(row)
             }
         }

@@ -244,7 +244,7 @@ fn run(cli: Cli) -> Result<()> {
     // Reports that only read open the database read-only: finance's copy may be theirs to read
     // and not to write.
     let reads_only = match &cli.command {
-        Command::Ingest { .. } => false,
+        Command::Ingest { .. } | Command::Prune { .. } => false,
         Command::Rollups { rebuild, .. } => !rebuild,
         _ => true,
     };

@@ -490,6 +490,8 @@ text_enum! {
         Copy => "copy",
         /// A `sent status` failure.
         Failure => "failure",
+        /// An open that failed (log-only sessions: no close line by sftp-server's end).
+        Open => "open",
         /// A session the wrapper refused.
         Denied => "denied",
     }

@@ -204,6 +204,28 @@ def main():
                 elif kind == "get":
                     with sftp.open(args[0], "rb") as f:
                         return len(f.read())
+                elif kind == "get_rw":
+                    # Opened READ|WRITE, only read.
+                    with sftp.open(args[0], "r+") as f:
+                        return len(f.read())
+                elif kind in ("get_stat_missing", "put_stat_missing"):
+                    # A failed request that sftp-server does not log at INFO (only its status)
+                    # between the open and the transfer.
+                    with sftp.open(args[0], "rb" if kind == "get_stat_missing" else "wb") as f:
+                        try:
+                            sftp.stat(args[1])
+                        except IOError:
+                            pass
+                        if kind == "get_stat_missing":
+                            return len(f.read())
+                        for i in range(0, args[2], 32768):
+                            f.write(b"u" * min(32768, args[2] - i))
+                elif kind == "put_hold":
+                    # Writes, then holds the file open (sftp-server is killed meanwhile).
+                    f = sftp.open(args[0], "wb")
+                    f.write(b"h" * args[1])
+                    f.flush()
+                    time.sleep(args[2])
                 elif kind == "mkdir":
                     sftp.mkdir(args[0])
                 elif kind == "rmdir":

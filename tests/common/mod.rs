@@ -687,6 +687,11 @@ impl Follower {
         ))
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> i32 {
+        self.0.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
     /// SIGTERM, then its output once it exits.
     pub fn terminate(&mut self) -> Output {
         let child = self.0.take().unwrap();

@@ -78,7 +78,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
@@ -364,6 +364,9 @@ pub struct TransferRecord {
     pub failed: bool,
     pub complete: bool,
     pub counters_cut: bool,
+    /// The name a rename later in the session gave the file (an upload to `x.filepart`
+    /// renamed to `x`).
+    pub renamed_to: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -464,11 +467,19 @@ pub trait IngestStore: Database {
         verdict: &ClosedFile,
     ) -> Result<()>;
     fn mark_transfer_failed(&mut self, id: i64) -> Result<()>;
+    /// Deletes transfer `id`, held or written: a log-only open that failed.
+    fn forget_transfer(&mut self, id: i64) -> Result<()>;
+    /// A failure answered open transfer `id` (a log-only open that most likely failed and is
+    /// then forgotten): a store may hold its row back longer.
+    fn mark_transfer_answered(&mut self, id: i64) -> Result<()>;
+    /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
+    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()>;
     /// Deletes the session's transfers that came from sftp-server's open and close lines (those
     /// with a `mode`), held or written, when the session turns out to take its transfers from the
     /// wrapper's `file closed` lines; returns how many were deleted.
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64>;
-    /// Transfers still open when their session ended: never complete.
+    /// Transfers still open when their session ended (no close line: sftp-server was killed):
+    /// never complete, bytes unknown, counted as what their open asked for.
     fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()>;
 
     fn insert_operation(&mut self, o: &NewOperation) -> Result<i64>;

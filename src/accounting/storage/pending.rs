@@ -109,7 +109,7 @@ impl<C: WritesBatches> Link<C> {
     /// use of the connection waits for; else here and now.
     pub fn flush(&mut self, pending: &mut WriteBehind, background: bool) -> super::Result<()> {
         self.settle()?;
-        let batch = pending.take_batch(std::mem::take(&mut self.spare));
+        let batch = pending.take_batch(std::mem::take(&mut self.spare), background);
         if batch.is_empty() {
             self.spare = batch;
             return Ok(());
@@ -316,7 +316,13 @@ pub(super) enum RowUpdate {
         verdict: ClosedFile,
     },
     Failed(i64),
-    /// The session ended with these of its files still open: never complete.
+    /// A log-only open that turned out to have failed: not a transfer.
+    Deleted(i64),
+    Renamed {
+        id: i64,
+        to: Option<Vec<u8>>,
+    },
+    /// The session ended with these of its files still open: never complete, bytes unknown.
     Abandoned {
         session_id: i64,
     },
@@ -348,6 +354,10 @@ pub(super) struct WriteBehind {
     open_held: IdMap<i64, usize>,
     /// Changes to rows already written, in the order they were made.
     row_updates: Vec<RowUpdate>,
+    /// Held open transfers a failure answered: nearly always opens that failed, which the
+    /// session's end turns into operations. A full batch leaves them held, so that forgetting
+    /// them costs no DELETE; every other flush (a commit, a read) writes them.
+    answered: IdMap<i64, PendingTransfer>,
 }
 
 impl WriteBehind {
@@ -367,6 +377,7 @@ impl WriteBehind {
         self.auth.clear();
         self.open_held.clear();
         self.row_updates.clear();
+        self.answered.clear();
     }
 
     /// Enough rows or row changes held for a write worth its fixed cost.
@@ -377,7 +388,10 @@ impl WriteBehind {
 
     /// Everything held, to be written now; `spare` (empty) gives its lists' room to what is
     /// held next.
-    fn take_batch(&mut self, spare: Batch) -> Batch {
+    fn take_batch(&mut self, spare: Batch, keep_answered: bool) -> Batch {
+        if !keep_answered {
+            self.transfers.extend(self.answered.drain().map(|(_, t)| t));
+        }
         let Batch {
             mut sessions,
             transfers,
@@ -545,13 +559,29 @@ impl WriteBehind {
                 failed: false,
                 complete: false,
                 counters_cut: false,
+                renamed_to: None,
             },
         });
     }
 
     fn transfer(&mut self, id: i64) -> Option<&mut PendingTransfer> {
         // A close nearly always follows its open closely: search from the newest.
-        self.transfers.iter_mut().rev().find(|t| t.id == id)
+        match self.transfers.iter_mut().rev().position(|t| t.id == id) {
+            Some(back) => {
+                let at = self.transfers.len() - 1 - back;
+                self.transfers.get_mut(at)
+            }
+            None => self.answered.get_mut(&id),
+        }
+    }
+
+    /// Notes that a failure answered open transfer `id` (see `answered`).
+    pub fn mark_transfer_answered(&mut self, id: i64) {
+        // The failure nearly always follows its open at once: the newest held row.
+        if let Some(back) = self.transfers.iter().rev().take(8).position(|t| t.id == id) {
+            let t = self.transfers.remove(self.transfers.len() - 1 - back);
+            self.answered.insert(id, t);
+        }
     }
 
     pub fn close_transfer(
@@ -601,16 +631,59 @@ impl WriteBehind {
         }
     }
 
-    /// Marks the session's open transfers forced and not complete, held or written.
+    pub fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) {
+        match self.transfer(id) {
+            Some(t) => t.row.renamed_to = to.map(<[u8]>::to_vec),
+            None => self.row_updates.push(RowUpdate::Renamed {
+                id,
+                to: to.map(<[u8]>::to_vec),
+            }),
+        }
+    }
+
+    /// Forgets transfer `id`, held or written.
+    pub fn forget_transfer(&mut self, id: i64) {
+        if let Some(t) = self.answered.remove(&id) {
+            self.close_held(t.row.session_id);
+            return;
+        }
+        // Held in the order their ids were reserved: a session's many failed opens are found
+        // without a scan each.
+        let Ok(at) = self.transfers.binary_search_by_key(&id, |t| t.id) else {
+            self.row_updates.push(RowUpdate::Deleted(id));
+            return;
+        };
+        let t = self.transfers.remove(at);
+        if t.row.closed_at.is_none() {
+            self.close_held(t.row.session_id);
+        }
+    }
+
+    /// One held open transfer of `session` less.
+    fn close_held(&mut self, session: i64) {
+        if let Some(n) = self.open_held.get_mut(&session) {
+            *n -= 1;
+            if *n == 0 {
+                self.open_held.remove(&session);
+            }
+        }
+    }
+
+    /// Marks the session's open transfers forced, not complete, with unknown bytes, and
+    /// counted as what their open asked for: held or written.
     pub fn abandon_open_transfers(&mut self, session_id: i64) {
         if self.open_held.contains_key(&session_id) {
             for t in self
                 .transfers
                 .iter_mut()
+                .chain(self.answered.values_mut())
                 .filter(|t| t.row.session_id == session_id && t.row.closed_at.is_none())
             {
                 t.row.complete = false;
                 t.row.forced = true;
+                t.row.counters_cut = true;
+                t.row.counts_as =
+                    crate::log::transfer::classify_cut_close(t.row.direction).counts_as;
             }
         }
         if self.open_in_db.remove(&session_id) {

@@ -332,6 +332,10 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 -- Version 9 moves SQLite's rows into tables under views, computing the readable columns only
 -- when read; PostgreSQL's tables are unchanged.
 "#,
+    r#"
+-- The name a rename later in the session gave a transferred file (x.filepart renamed to x).
+ALTER TABLE transfers ADD COLUMN IF NOT EXISTS renamed_to BYTEA;
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -875,7 +879,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
             &e,
             "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
                                  opened_at, closed_at, bytes_read, bytes_written, forced,
-                                 failed, complete, counts_as, counters_cut)
+                                 failed, complete, counts_as, counters_cut, renamed_to)
                  FROM STDIN (FORMAT binary)",
             &[
                 Type::INT8,
@@ -894,6 +898,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
                 Type::BOOL,
                 Type::TEXT,
                 Type::BOOL,
+                Type::BYTEA,
             ],
         )?;
         for t in transfers {
@@ -918,6 +923,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
                     &t.row.complete,
                     &t.row.counts_as,
                     &t.row.counters_cut,
+                    &t.row.renamed_to,
                 ])
                 .map_err(&e)?;
         }
@@ -981,7 +987,10 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
 /// `unnest`), and a run ends where the kind changes or a row comes again.
 fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
     let row_of = |u: &RowUpdate| match u {
-        RowUpdate::Close { id, .. } | RowUpdate::Failed(id) => *id,
+        RowUpdate::Close { id, .. }
+        | RowUpdate::Failed(id)
+        | RowUpdate::Deleted(id)
+        | RowUpdate::Renamed { id, .. } => *id,
         RowUpdate::Abandoned { session_id } => *session_id,
         RowUpdate::OperationFailed { id, .. } => *id,
     };
@@ -1003,11 +1012,32 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
                     &[&ids()],
                 )?;
             }
-            RowUpdate::Abandoned { .. } => {
-                // An open file is never complete, so `complete` nearly never changes and the
-                // rollup trigger's WHEN skips the rows.
+            RowUpdate::Deleted(_) => {
+                conn.exec("DELETE FROM transfers WHERE id = ANY($1)", &[&ids()])?;
+            }
+            RowUpdate::Renamed { .. } => {
+                let names: Vec<Option<&[u8]>> = now
+                    .iter()
+                    .filter_map(|u| match u {
+                        RowUpdate::Renamed { to, .. } => Some(to.as_deref()),
+                        _ => None,
+                    })
+                    .collect();
                 conn.exec(
-                    "UPDATE transfers SET forced = true, complete = false
+                    "UPDATE transfers AS t SET renamed_to = u.renamed_to
+                       FROM unnest($1::bigint[], $2::bytea[]) AS u (id, renamed_to)
+                      WHERE t.id = u.id AND t.id = ANY($1)",
+                    &[&ids(), &names],
+                )?;
+            }
+            RowUpdate::Abandoned { .. } => {
+                // Counted as what the open asked for (classify_cut_close), bytes unknown.
+                conn.exec(
+                    "UPDATE transfers
+                        SET forced = true, complete = false, counters_cut = true,
+                            counts_as = CASE direction WHEN 'upload' THEN 'upload'
+                                                       WHEN 'both' THEN 'upload'
+                                                       WHEN 'download' THEN 'download' END
                       WHERE session_id = ANY($1) AND closed_at IS NULL",
                     &[&ids()],
                 )?;
@@ -1490,6 +1520,21 @@ impl IngestStore for PgStore {
         self.flush_if_full()
     }
 
+    fn forget_transfer(&mut self, id: i64) -> Result<()> {
+        self.pending.forget_transfer(id);
+        self.flush_if_full()
+    }
+
+    fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
+        self.pending.mark_transfer_answered(id);
+        Ok(())
+    }
+
+    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
+        self.pending.set_transfer_renamed(id, to);
+        self.flush_if_full()
+    }
+
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64> {
         // Rare: written first, then deleted, as the triggers keep the rollups.
         self.flush()?;
@@ -1708,7 +1753,7 @@ impl CopyStore for PgStore {
         let sql = format!(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
                     to_char(opened_at AT TIME ZONE 'UTC', {TS}), to_char(closed_at AT TIME ZONE 'UTC', {TS}),
-                    forced, failed, complete, counts_as, counters_cut
+                    forced, failed, complete, counts_as, counters_cut, renamed_to
                FROM transfers ORDER BY id"
         );
         let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
@@ -1729,6 +1774,7 @@ impl CopyStore for PgStore {
                 complete: r.get(11),
                 counts_as: r.get(12),
                 counters_cut: r.get(13),
+                renamed_to: r.get(14),
             })
             .collect())
     }
@@ -1794,11 +1840,11 @@ impl CopyStore for PgStore {
         let shown = path_text(&t.path);
         self.exec(
             "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
-                                    opened_at, closed_at, forced, failed, complete, counts_as, counters_cut)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15)",
+                                    opened_at, closed_at, forced, failed, complete, counts_as, counters_cut, renamed_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15, $16)",
             &[
                 &session_id, &t.path, &shown, &t.direction, &text(&t.open_flags), &opt_text(t.mode.as_deref()), &t.bytes_read, &t.bytes_written,
-                &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut,
+                &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut, &t.renamed_to,
             ],
         )?;
         Ok(())

@@ -801,8 +801,9 @@ sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 
 // Version 6 is compact_rows_sql, which needs a function registered; version 7 changed only
 // PostgreSQL's trigger functions; version 8 gave the virtual time columns a cheaper expression
-// (9 drops them, whatever their expression); version 9 is row_views_sql and rewrite_checks.
-const _: () = assert!(MIGRATIONS.len() as i64 + 4 == super::SCHEMA_VERSION);
+// (9 drops them, whatever their expression); version 9 is row_views_sql and rewrite_checks;
+// version 10 adds transfers' renamed_to (the view `transfers` shows it through its `*`).
+const _: () = assert!(MIGRATIONS.len() as i64 + 5 == super::SCHEMA_VERSION);
 
 fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -867,16 +868,22 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
             conn.prepare_cached("UPDATE transfer_rows SET failed = 1, complete = 0 WHERE id = ?1")?
                 .execute([id])?;
         }
+        RowUpdate::Deleted(id) => {
+            conn.prepare_cached("DELETE FROM transfer_rows WHERE id = ?1")?
+                .execute([id])?;
+        }
+        RowUpdate::Renamed { id, to } => {
+            conn.prepare_cached("UPDATE transfer_rows SET renamed_to = ?2 WHERE id = ?1")?
+                .execute(params![id, to])?;
+        }
         RowUpdate::Abandoned { session_id } => {
-            // `forced` is not summed, so setting it fires no rollup trigger; an open file is
-            // never complete, so the second statement nearly always changes nothing.
+            // Counted as what the open asked for (classify_cut_close), bytes unknown.
             conn.prepare_cached(
-                "UPDATE transfer_rows SET forced = 1 WHERE session_id = ?1 AND closed_at_us IS NULL",
-            )?
-            .execute([session_id])?;
-            conn.prepare_cached(
-                "UPDATE transfer_rows SET complete = 0
-                      WHERE session_id = ?1 AND closed_at_us IS NULL AND complete",
+                "UPDATE transfer_rows
+                    SET forced = 1, complete = 0, counters_cut = 1,
+                        counts_as = CASE direction_code WHEN 1 THEN 'upload' WHEN 3 THEN 'upload'
+                                                        WHEN 2 THEN 'download' END
+                  WHERE session_id = ?1 AND closed_at_us IS NULL",
             )?
             .execute([session_id])?;
         }
@@ -1219,8 +1226,8 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO transfer_rows (id, session_id, path, path_escaped, direction_code, open_flags_code, mode,
                                 opened_at_us, closed_at_us, bytes_read, bytes_written, forced,
-                                failed, complete, counts_as, counters_cut)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                failed, complete, counts_as, counters_cut, renamed_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     for t in &batch.transfers {
         insert.execute(params![
@@ -1239,7 +1246,8 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             t.row.failed,
             t.row.complete,
             t.row.counts_as,
-            t.row.counters_cut
+            t.row.counters_cut,
+            t.row.renamed_to
         ])?;
     }
     let mut insert = conn.prepare_cached(
@@ -1442,6 +1450,14 @@ impl SqliteStore {
             // The tables renamed (or rebuilt by version 6) lost their triggers; the rollups
             // they keep are unchanged.
             tx.execute_batch(&super::rollup_triggers_sql(Dialect::Sqlite))?;
+        }
+        let renamed_to: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('transfer_rows') WHERE name = 'renamed_to')",
+            [],
+            |r| r.get(0),
+        )?;
+        if current < 10 && !renamed_to {
+            tx.execute_batch("ALTER TABLE transfer_rows ADD COLUMN renamed_to BLOB")?;
         }
         if current < 5 {
             tx.execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, true))?;
@@ -1915,6 +1931,21 @@ impl IngestStore for SqliteStore {
         self.flush_if_full()
     }
 
+    fn forget_transfer(&mut self, id: i64) -> Result<()> {
+        self.pending.forget_transfer(id);
+        self.flush_if_full()
+    }
+
+    fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
+        self.pending.mark_transfer_answered(id);
+        Ok(())
+    }
+
+    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
+        self.pending.set_transfer_renamed(id, to);
+        self.flush_if_full()
+    }
+
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64> {
         // Rare (a session whose sftp-server lines came before the wrapper said where its
         // transfers come from): written first, then deleted, as the triggers keep the rollups.
@@ -2122,7 +2153,7 @@ impl CopyStore for SqliteStore {
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
         let mut stmt = self.conn()?.prepare(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written, opened_at_us, closed_at_us,
-                    forced, failed, complete, counts_as, counters_cut FROM transfers ORDER BY id",
+                    forced, failed, complete, counts_as, counters_cut, renamed_to FROM transfers ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(TransferRecord {
@@ -2140,6 +2171,7 @@ impl CopyStore for SqliteStore {
                 complete: r.get::<_, i64>(11)? != 0,
                 counts_as: r.get(12)?,
                 counters_cut: r.get::<_, i64>(13)? != 0,
+                renamed_to: r.get(14)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -2199,13 +2231,13 @@ impl CopyStore for SqliteStore {
             .prepare_cached(
                 "INSERT INTO transfer_rows (session_id, path, path_escaped, direction_code, open_flags_code, mode, bytes_read,
                                         bytes_written, opened_at_us, closed_at_us, forced, failed, complete, counts_as,
-                                        counters_cut)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                        counters_cut, renamed_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 session_id, t.path, escaped_name(&t.path), direction_code(t.direction), open_flags_code(&text(&t.open_flags)), opt_text(t.mode.as_deref()), t.bytes_read,
                 t.bytes_written, Micros(&t.opened_at), micros(&t.closed_at), t.forced, t.failed, t.complete, t.counts_as,
-                t.counters_cut
+                t.counters_cut, t.renamed_to
             ])?;
         Ok(())
     }
@@ -2557,6 +2589,7 @@ mod tests {
                                     failed: false,
                                     complete,
                                     counters_cut: cut,
+                                    renamed_to: None,
                                 },
                             }
                         },
@@ -2634,19 +2667,22 @@ mod tests {
 
     /// Schema 9 stores the rows in tables under views: a version 8 database keeps every value,
     /// its columns in their order, its views and its rollups, and ends up with the schema a new
-    /// database has.
+    /// database has. (Schema 10's new column, `renamed_to`, is left out of the comparison.)
     #[test]
     fn a_version_8_database_is_stored_in_tables_under_views() {
-        fn columns(conn: &Connection, table: &str) -> String {
+        fn names(conn: &Connection, table: &str) -> Vec<String> {
             let mut columns = conn
                 .prepare(&format!("PRAGMA table_xinfo({table})"))
                 .unwrap();
-            let names: Vec<String> = columns
+            columns
                 .query_map([], |r| r.get(1))
                 .unwrap()
                 .map(|name| name.unwrap())
-                .collect();
-            format!("{table}: {}", names.join(", "))
+                .filter(|name: &String| name != "renamed_to")
+                .collect()
+        }
+        fn columns(conn: &Connection, table: &str) -> String {
+            format!("{table}: {}", names(conn, table).join(", "))
         }
         fn dump(conn: &Connection) -> Vec<String> {
             let mut out = Vec::new();
@@ -2659,8 +2695,15 @@ mod tests {
                 "monthly_usage",
             ] {
                 out.push(columns(conn, table));
+                let listed: Vec<String> = names(conn, table)
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect();
                 let mut rows = conn
-                    .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
+                    .prepare(&format!(
+                        "SELECT {} FROM {table} ORDER BY 1, 2, 3",
+                        listed.join(", ")
+                    ))
                     .unwrap();
                 let n = rows.column_count();
                 let values = rows
@@ -2735,7 +2778,10 @@ mod tests {
             );
         }
         let mut store = SqliteStore::open(&db).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 9);
+        assert_eq!(
+            store.schema_version().unwrap(),
+            super::super::SCHEMA_VERSION
+        );
         let conn = store.connection().unwrap();
         assert_eq!(dump(conn), before);
         assert_eq!(schema(conn), fresh);
