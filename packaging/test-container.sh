@@ -203,7 +203,10 @@ grep -q 1234567 <<<"$usage" || fail "sftpd-report usage does not show alice's 12
 say "podman restart: the same host key, the same database"
 pm restart -t 20 "$name" >/dev/null
 wait_ready 2
-pm logs "$name" 2>&1 | grep -q 'sftpd-container: stopped' || fail "the container did not stop through its own stop sequence"
+# Read whole before grep: `grep -q` leaving early would end podman logs with SIGPIPE, which
+# pipefail takes for a failure.
+pm logs "$name" >"$work/logs-restart" 2>&1 || true
+grep -q 'sftpd-container: stopped' "$work/logs-restart" || fail "the container did not stop through its own stop sequence"
 key_after=$(host_key)
 [ "$key_after" = "$key_before" ] || fail "the host key changed across the restart"
 usage_after=$(usage_line)
