@@ -453,6 +453,13 @@ pub struct Ingestor<'a> {
     opts: IngestOptions,
     sessions: IdMap<i64, SessionState>,
     by_sid: IdMap<(String, String), i64>,
+    /// Wrapper sessions (host, sid) whose lines repeat one already stored and ended (the same
+    /// session from another source: the journal and a file both get local5), with their
+    /// sftp-server's PID once known: their lines are not billed again.
+    replayed: IdMap<(String, String), Option<i64>>,
+    /// The sftp-server processes of those sessions by (host, PID): their lines are not billed
+    /// again either, while the session lasts (`None`) and up to the time given after its end.
+    replayed_sftp: IdMap<(String, i64), Option<DateTime<Utc>>>,
     by_sftp_pid: IdMap<(String, i64), i64>,
     /// Open transfers by session.
     open_transfers: IdMap<i64, OpenFiles>,
@@ -514,6 +521,8 @@ impl<'a> Ingestor<'a> {
         let mut ing = Ingestor {
             sessions: IdMap::default(),
             by_sid: IdMap::default(),
+            replayed: IdMap::default(),
+            replayed_sftp: IdMap::default(),
             by_sftp_pid: IdMap::default(),
             open_transfers: IdMap::default(),
             last_op: IdMap::default(),
@@ -1900,6 +1909,9 @@ impl<'a> Ingestor<'a> {
         at: &str,
         line: &WrapperLine,
     ) -> Result<bool> {
+        if self.replays_stored_session(host, at, line)? {
+            return Ok(true);
+        }
         match line {
             WrapperLine::SessionStart { .. } => {
                 self.touched = Some(self.wrapper_session(host, pid, at, line)?);
@@ -2016,6 +2028,92 @@ impl<'a> Ingestor<'a> {
         Ok(true)
     }
 
+    /// Whether `line` belongs to a wrapper session already stored and ended, by its session id
+    /// (unique, unlike host, PID and start, whose precision differs between sources): then it
+    /// is not applied, nor are its sftp-server's lines.
+    fn replays_stored_session(&mut self, host: &str, at: &str, line: &WrapperLine) -> Result<bool> {
+        let Some(sid) = line.sid() else {
+            return Ok(false);
+        };
+        if matches!(
+            line,
+            WrapperLine::Hook { .. }
+                | WrapperLine::SignalForwarded { .. }
+                | WrapperLine::EventDropped { .. }
+        ) {
+            return Ok(false);
+        }
+        let key = (host.to_owned(), sid.to_owned());
+        if self.by_sid.contains_key(&key) {
+            return Ok(false);
+        }
+        if !self.replayed.contains_key(&key) {
+            if matches!(line, WrapperLine::SessionRefused { .. }) {
+                return Ok(false);
+            }
+            // A line may be the first of its session that a source holds (the start was in a
+            // log that is gone): the stored start may be up to a day before it.
+            let time = parse::parse_storage_time(at).unwrap_or_default();
+            let earliest = parse::storage_time(time - chrono::Duration::days(1));
+            let probe = NewSession {
+                host: host.to_owned(),
+                user: None,
+                client_ip: None,
+                client_port: None,
+                local_ip: None,
+                local_port: None,
+                started_at: at.to_owned(),
+                source: SessionSource::Wrapper,
+                sid: Some(sid.to_owned()),
+                pid: 0,
+                sftp_pid: None,
+            };
+            let Some(id) = self.store.session_by_sid(&probe, &earliest)? else {
+                return Ok(false);
+            };
+            if self.sessions.get(&id).is_some_and(|s| !s.ended) {
+                return Ok(false);
+            }
+            self.replayed.insert(key.clone(), None);
+        }
+        match line {
+            WrapperLine::SftpServerStarted {
+                sftp_pid: Some(p), ..
+            }
+            | WrapperLine::FileClosed {
+                sftp_pid: Some(p), ..
+            } => {
+                let p = i64::from(*p);
+                self.replayed.insert(key, Some(p));
+                self.replayed_sftp.insert((host.to_owned(), p), None);
+            }
+            WrapperLine::SessionEnd { .. } | WrapperLine::SessionRefused { .. } => {
+                if let Some(Some(p)) = self.replayed.remove(&key) {
+                    let until = parse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE;
+                    self.replayed_sftp.insert((host.to_owned(), p), Some(until));
+                }
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Whether sftp-server process `key`'s line at `at` belongs to a replayed session.
+    fn replayed_sftp_line(&mut self, key: &(String, i64), at: &str) -> bool {
+        match self.replayed_sftp.get(key) {
+            None => false,
+            Some(None) => true,
+            Some(Some(until)) => {
+                if parse::parse_storage_time(at).is_some_and(|t| t <= *until) {
+                    true
+                } else {
+                    self.replayed_sftp.remove(key);
+                    false
+                }
+            }
+        }
+    }
+
     /// Ties wrapper session `id` to its sftp-server process `sftp_pid`.
     fn link_sftp_pid(&mut self, id: i64, host: &str, sftp_pid: i64) -> Result<()> {
         let key = (host.to_owned(), sftp_pid);
@@ -2120,6 +2218,9 @@ impl<'a> Ingestor<'a> {
         event: SftpEvent,
     ) -> Result<bool> {
         let key = (host.to_owned(), pid);
+        if !self.replayed_sftp.is_empty() && self.replayed_sftp_line(&key, at) {
+            return Ok(true);
+        }
         if let SftpEvent::SessionOpened { user, client_ip } = &event {
             self.closed_plain.remove(&key);
             if let Some(&id) = self.by_sftp_pid.get(&key)

@@ -426,6 +426,9 @@ pub trait Database {
 pub trait IngestStore: Database {
     /// Inserts a session, or returns the id of the one with the same host, PID and start.
     fn insert_session(&mut self, s: &NewSession) -> Result<i64>;
+    /// The session stored with `s`'s host and wrapper session id (`s.sid`), if the database may
+    /// hold one: `earliest` is the earliest start it may have been stored with.
+    fn session_by_sid(&mut self, s: &NewSession, earliest: &str) -> Result<Option<i64>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
@@ -1012,9 +1015,9 @@ pub fn in_transaction<S: Database + ?Sized, T>(
 
 /// Copies every session (with its transfers and operations) and checkpoint from `from` to `to`
 /// in one transaction (`sftpd-report copy`; not to be confused with the schema migrations each
-/// backend runs when it opens a database). Sessions `to` already has (same host, PID and start)
-/// are skipped with their rows, so running it twice, or after the same logs were ingested
-/// there, adds nothing. Returns (sessions copied, sessions skipped).
+/// backend runs when it opens a database). Sessions `to` already has (same host and wrapper
+/// session id, or same host, PID and start) are skipped with their rows, so running it twice,
+/// or after the same logs were ingested there (from the file or the journal), adds nothing. Returns (sessions copied, sessions skipped).
 pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result<(u64, u64)> {
     let sessions = from.all_sessions()?;
     let transfers = from.all_transfers()?;

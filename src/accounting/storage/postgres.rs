@@ -1299,6 +1299,25 @@ impl HoldsRows for PgStore {
         Ok(row.map(|r| r.get(0)))
     }
 
+    fn find_session_by_sid(
+        &mut self,
+        host: &str,
+        sid: &str,
+        started_at: &str,
+    ) -> Result<Option<i64>> {
+        // By the host and start index: the sid has none.
+        let row = self.query_opt(
+            "SELECT id FROM sessions
+              WHERE host = $1
+                AND started_at BETWEEN $2::text::timestamptz - interval '1 day'
+                                   AND $2::text::timestamptz + interval '1 day'
+                AND sid = $3
+              ORDER BY id LIMIT 1",
+            &[&text(host), &started_at, &text(sid)],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
         if self.ids[table.index()].is_empty() {
             self.fetch_ids(table)?;
@@ -1320,6 +1339,10 @@ impl HoldsRows for PgStore {
 impl IngestStore for PgStore {
     fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
         self.hold_session(s)
+    }
+
+    fn session_by_sid(&mut self, s: &NewSession, earliest: &str) -> Result<Option<i64>> {
+        self.hold_session_by_sid(s, earliest)
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
@@ -1818,6 +1841,15 @@ impl CopyStore for PgStore {
     }
 
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
+        // The wrapper's session id is unique: the target's session with it is this one, whatever
+        // its start's precision (read there from another source).
+        if let Some(sid) = s.sid.as_deref()
+            && self
+                .find_session_by_sid(&s.host, sid, &s.started_at)?
+                .is_some()
+        {
+            return Ok(None);
+        }
         let row = self.query_opt(
             "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at, ended_at,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,

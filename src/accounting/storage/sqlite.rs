@@ -1699,6 +1699,27 @@ impl HoldsRows for SqliteStore {
             .optional()?)
     }
 
+    fn find_session_by_sid(
+        &mut self,
+        host: &str,
+        sid: &str,
+        started_at: &str,
+    ) -> Result<Option<i64>> {
+        // By the host and start index: the sid has none.
+        Ok(self
+            .conn()?
+            .prepare_cached(
+                "SELECT id FROM sessions
+                  WHERE host = ?1 AND started_at_us BETWEEN ?2 - 86400000000 AND ?2 + 86400000000
+                    AND sid = ?3
+                  ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![text(host), Micros(started_at), text(sid)], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
         let mut next = match self.next_ids {
             Some(next) => next,
@@ -1727,6 +1748,10 @@ impl HoldsRows for SqliteStore {
 impl IngestStore for SqliteStore {
     fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
         self.hold_session(s)
+    }
+
+    fn session_by_sid(&mut self, s: &NewSession, earliest: &str) -> Result<Option<i64>> {
+        self.hold_session_by_sid(s, earliest)
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
@@ -2208,6 +2233,15 @@ impl CopyStore for SqliteStore {
     }
 
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
+        // The wrapper's session id is unique: the target's session with it is this one, whatever
+        // its start's precision (read there from another source).
+        if let Some(sid) = s.sid.as_deref()
+            && self
+                .find_session_by_sid(&s.host, sid, &s.started_at)?
+                .is_some()
+        {
+            return Ok(None);
+        }
         let conn = self.conn()?;
         let inserted = conn.prepare_cached(
             "INSERT INTO session_rows (host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us,
