@@ -64,6 +64,11 @@ pub enum StoreError {
     Busy,
     #[error("{0}")]
     Lock(String),
+    /// `copy` would keep the target's part of a session the source holds more of.
+    #[error(
+        "copy refused: session {0} holds more in the source than in the target (which read only part of its log); nothing was copied: ingest the rest of the log into the target, or copy into a database without it"
+    )]
+    CopyBehind(String),
     /// Writing a report out failed (a closed pipe, a full disk).
     #[error("writing the report: {0}")]
     Write(#[source] std::io::Error),
@@ -673,6 +678,9 @@ pub trait CopyStore: Database {
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>>;
     /// Inserts a whole session; `None` when one with the same host, PID and start exists.
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>>;
+    /// Of the session stored that `s` is (same host and sid, else same host, PID and start):
+    /// whether it ended, and how many transfers and operations it has.
+    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>>;
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()>;
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()>;
 }
@@ -1037,6 +1045,22 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
         let (mut copied, mut skipped) = (0, 0);
         for s in &sessions {
             let Some(new_id) = to.import_session(s)? else {
+                // The target's session is the same one: it must not hold less than the source's,
+                // whose checkpoints come along and would make the next ingest skip the rest.
+                let rows = by_session.get(&s.id).map_or(0, Vec::len)
+                    + ops_by_session.get(&Some(s.id)).map_or(0, Vec::len);
+                if let Some((ended, have)) = to.stored_session_rows(s)?
+                    && ((s.ended_at.is_some() && !ended) || have < rows as i64)
+                {
+                    let name = match &s.sid {
+                        Some(sid) => format!("{sid:?} of host {:?}", s.host),
+                        None => format!(
+                            "of host {:?}, PID {}, start {}",
+                            s.host, s.pid, s.started_at
+                        ),
+                    };
+                    return Err(StoreError::CopyBehind(name));
+                }
                 skipped += 1;
                 continue;
             };

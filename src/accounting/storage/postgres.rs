@@ -1868,6 +1868,40 @@ impl CopyStore for PgStore {
         Ok(row.map(|r| r.get(0)))
     }
 
+    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
+        let by_sid = match s.sid.as_deref() {
+            Some(sid) => self.find_session_by_sid(&s.host, sid, &s.started_at)?,
+            None => None,
+        };
+        let id: Option<i64> = match by_sid {
+            Some(id) => Some(id),
+            None => self.find_session(&NewSession {
+                host: s.host.clone(),
+                user: None,
+                client_ip: None,
+                client_port: None,
+                local_ip: None,
+                local_port: None,
+                started_at: s.started_at.clone(),
+                source: s.source,
+                sid: None,
+                pid: s.pid,
+                sftp_pid: None,
+            })?,
+        };
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let row = self.query_opt(
+            "SELECT ended_at IS NOT NULL,
+                    (SELECT COUNT(*) FROM transfers WHERE session_id = $1)
+                    + (SELECT COUNT(*) FROM operations WHERE session_id = $1)
+               FROM sessions WHERE id = $1",
+            &[&id],
+        )?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
         let shown = path_text(&t.path);
         self.exec(

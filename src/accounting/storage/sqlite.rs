@@ -2260,6 +2260,36 @@ impl CopyStore for SqliteStore {
         Ok((inserted == 1).then(|| conn.last_insert_rowid()))
     }
 
+    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
+        let by_sid = match s.sid.as_deref() {
+            Some(sid) => self.find_session_by_sid(&s.host, sid, &s.started_at)?,
+            None => None,
+        };
+        let conn = self.conn()?;
+        let id: Option<i64> = match by_sid {
+            Some(id) => Some(id),
+            None => conn
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
+                )?
+                .query_row(params![text(&s.host), s.pid, Micros(&s.started_at)], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+        };
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        Ok(Some(conn.query_row(
+            "SELECT ended_at_us IS NOT NULL,
+                    (SELECT COUNT(*) FROM transfers WHERE session_id = ?1)
+                    + (SELECT COUNT(*) FROM operations WHERE session_id = ?1)
+               FROM sessions WHERE id = ?1",
+            [id],
+            |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?)),
+        )?))
+    }
+
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
         self.conn()?
             .prepare_cached(
