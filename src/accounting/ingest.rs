@@ -2051,10 +2051,11 @@ impl<'a> Ingestor<'a> {
             if matches!(line, WrapperLine::SessionRefused { .. }) {
                 return Ok(false);
             }
-            // A line may be the first of its session that a source holds (the start was in a
-            // log that is gone): the stored start may be up to a day before it.
+            // The same start from another source differs by its precision and delivery: within
+            // the grace for lines out of order (a wider window scans too many sessions: no index
+            // on sid).
             let time = parse::parse_storage_time(at).unwrap_or_default();
-            let earliest = parse::storage_time(time - chrono::Duration::days(1));
+            let earliest = parse::storage_time(time - LATE_LINE_GRACE);
             let probe = NewSession {
                 host: host.to_owned(),
                 user: None,

@@ -24,7 +24,7 @@ pub(super) trait HoldsRows {
     /// The id of the session in the database with `s`'s host, PID and start.
     fn find_session(&mut self, s: &NewSession) -> super::Result<Option<i64>>;
     /// The id of the session in the database with this host and wrapper session id, started
-    /// within a day of `started_at`.
+    /// within a minute of `started_at`.
     fn find_session_by_sid(
         &mut self,
         host: &str,

@@ -1309,8 +1309,8 @@ impl HoldsRows for PgStore {
         let row = self.query_opt(
             "SELECT id FROM sessions
               WHERE host = $1
-                AND started_at BETWEEN $2::text::timestamptz - interval '1 day'
-                                   AND $2::text::timestamptz + interval '1 day'
+                AND started_at BETWEEN $2::text::timestamptz - interval '60 seconds'
+                                   AND $2::text::timestamptz + interval '60 seconds'
                 AND sid = $3
               ORDER BY id LIMIT 1",
             &[&text(host), &started_at, &text(sid)],

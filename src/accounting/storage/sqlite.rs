@@ -1710,7 +1710,7 @@ impl HoldsRows for SqliteStore {
             .conn()?
             .prepare_cached(
                 "SELECT id FROM sessions
-                  WHERE host = ?1 AND started_at_us BETWEEN ?2 - 86400000000 AND ?2 + 86400000000
+                  WHERE host = ?1 AND started_at_us BETWEEN ?2 - 60000000 AND ?2 + 60000000
                     AND sid = ?3
                   ORDER BY id LIMIT 1",
             )?
