@@ -1540,6 +1540,9 @@ fn an_upload_renamed_after_its_close_is_found_by_its_final_name() {
             .collect();
         assert_eq!(kept.len(), 1, "{db}: {all}");
         assert!(kept[0]["renamed_to"].is_null(), "{db}: {all}");
+    }
+}
+
 /// Issue 27 item 8, against a real systemd-journald: on Debian local5 reaches both rsyslog's
 /// file and the journal, so the same real sessions are read from a file (RFC 3164 and RFC 3339
 /// stamps, whole seconds) and from the journal (microseconds). The wrapper's session id makes
