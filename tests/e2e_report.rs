@@ -1668,6 +1668,23 @@ fn a_session_in_a_file_and_in_the_journal_is_billed_once() {
                 let summary = ingest_journal(db);
                 billed_once(db, &format!("the file, then the journal: {summary}"));
             }
+            // The file up to the session's end (the session is open), then the journal, then
+            // the rest of the file: the journal's copy of an open session is not applied either.
+            let whole = fs::read_to_string(&file).unwrap();
+            let end = whole.find(" session end ").expect("a session end line");
+            let end = whole[..end].rfind('\n').map_or(0, |i| i + 1);
+            let dir = tempfile::tempdir().unwrap();
+            for db in databases(dir.path()) {
+                fs::write(&file, &whole[..end]).unwrap();
+                ingest(&db, &[&file]);
+                let summary = ingest_journal(&db);
+                fs::write(&file, &whole).unwrap();
+                ingest(&db, &[&file]);
+                billed_once(
+                    &db,
+                    &format!("part of the file, the journal, the rest of the file: {summary}"),
+                );
+            }
             // The journal first, then the file.
             let dir = tempfile::tempdir().unwrap();
             for db in databases(dir.path()) {

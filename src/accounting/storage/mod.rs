@@ -230,6 +230,8 @@ pub struct OpenSession {
     /// It has a transfer from the wrapper's `file closed` lines (capture mode): its transfers
     /// come from those, not from sftp-server's open and close lines.
     pub wire: bool,
+    /// Its lines came from the journal (it has the journal's origin fields), not a file.
+    pub journal: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -432,8 +434,13 @@ pub trait IngestStore: Database {
     /// Inserts a session, or returns the id of the one with the same host, PID and start.
     fn insert_session(&mut self, s: &NewSession) -> Result<i64>;
     /// The session stored with `s`'s host and wrapper session id (`s.sid`), if the database may
-    /// hold one: `earliest` is the earliest start it may have been stored with.
-    fn session_by_sid(&mut self, s: &NewSession, earliest: &str) -> Result<Option<i64>>;
+    /// hold one: `earliest` is the earliest start it may have been stored with. With its id
+    /// comes whether its lines came from the journal, where the database says.
+    fn session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: &str,
+    ) -> Result<Option<(i64, Option<bool>)>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;

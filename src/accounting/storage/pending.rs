@@ -23,14 +23,15 @@ pub(super) trait HoldsRows {
     fn latest_start(&mut self, host: &str) -> super::Result<Option<String>>;
     /// The id of the session in the database with `s`'s host, PID and start.
     fn find_session(&mut self, s: &NewSession) -> super::Result<Option<i64>>;
-    /// The id of the session in the database with this host and wrapper session id, started
-    /// within a minute of `started_at`.
+    /// The session in the database with this host and wrapper session id, started within a
+    /// minute of `started_at`: its id, and whether its lines came from the journal (it has the
+    /// journal's origin fields).
     fn find_session_by_sid(
         &mut self,
         host: &str,
         sid: &str,
         started_at: &str,
-    ) -> super::Result<Option<i64>>;
+    ) -> super::Result<Option<(i64, bool)>>;
     fn reserve_id(&mut self, table: IdTable) -> super::Result<i64>;
     /// Writes the held rows when there are enough of them.
     fn flush_if_full(&mut self) -> super::Result<()>;
@@ -61,16 +62,18 @@ pub(super) trait HoldsRows {
     /// unique: the same session read from another source, whose start may have another precision
     /// (the journal's microseconds, a file's seconds). Looked up only where the database may hold
     /// it: when `earliest`, a little before `s`'s start, is not after the host's latest start.
+    /// Returns its id, and whether its lines came from the journal where the database says
+    /// (`None`: this transaction stored it, and the caller knows).
     fn hold_session_by_sid(
         &mut self,
         s: &NewSession,
         earliest: &str,
-    ) -> super::Result<Option<i64>> {
+    ) -> super::Result<Option<(i64, Option<bool>)>> {
         let Some(sid) = s.sid.as_deref() else {
             return Ok(None);
         };
         if let Some(id) = self.held().known_sid(&s.host, sid) {
-            return Ok(Some(id));
+            return Ok(Some((id, None)));
         }
         if self.held().watermark(&s.host).is_none() {
             let latest = self.latest_start(&s.host)?;
@@ -80,12 +83,12 @@ pub(super) trait HoldsRows {
             return Ok(None);
         }
         let found = self.find_session_by_sid(&s.host, sid, &s.started_at)?;
-        if let Some(id) = found {
+        if let Some((id, _)) = found {
             self.held()
                 .sids
                 .insert((s.host.clone(), sid.to_owned()), id);
         }
-        Ok(found)
+        Ok(found.map(|(id, journal)| (id, Some(journal))))
     }
 }
 

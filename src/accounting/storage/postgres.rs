@@ -1304,10 +1304,10 @@ impl HoldsRows for PgStore {
         host: &str,
         sid: &str,
         started_at: &str,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Option<(i64, bool)>> {
         // By the host and start index: the sid has none.
         let row = self.query_opt(
-            "SELECT id FROM sessions
+            "SELECT id, (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL) FROM sessions
               WHERE host = $1
                 AND started_at BETWEEN $2::text::timestamptz - interval '60 seconds'
                                    AND $2::text::timestamptz + interval '60 seconds'
@@ -1315,7 +1315,7 @@ impl HoldsRows for PgStore {
               ORDER BY id LIMIT 1",
             &[&text(host), &started_at, &text(sid)],
         )?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
@@ -1341,7 +1341,11 @@ impl IngestStore for PgStore {
         self.hold_session(s)
     }
 
-    fn session_by_sid(&mut self, s: &NewSession, earliest: &str) -> Result<Option<i64>> {
+    fn session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: &str,
+    ) -> Result<Option<(i64, Option<bool>)>> {
         self.hold_session_by_sid(s, earliest)
     }
 
@@ -1351,7 +1355,8 @@ impl IngestStore for PgStore {
             "SELECT id, host, sid, sftp_pid, sftp_closed,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
                     source, last_op_kind, last_op_id, \"user\",
-                    EXISTS (SELECT 1 FROM transfers t WHERE t.session_id = sessions.id AND t.mode IS NULL)
+                    EXISTS (SELECT 1 FROM transfers t WHERE t.session_id = sessions.id AND t.mode IS NULL),
+                    (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL)
                FROM sessions WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
             &[],
         )?;
@@ -1368,6 +1373,7 @@ impl IngestStore for PgStore {
                 last_op: LastOp::from_columns(r.get(7), r.get(8)),
                 user: r.get(9),
                 wire: r.get(10),
+                journal: r.get(11),
             })
             .collect())
     }
@@ -1870,7 +1876,9 @@ impl CopyStore for PgStore {
 
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
         let by_sid = match s.sid.as_deref() {
-            Some(sid) => self.find_session_by_sid(&s.host, sid, &s.started_at)?,
+            Some(sid) => self
+                .find_session_by_sid(&s.host, sid, &s.started_at)?
+                .map(|(id, _)| id),
             None => None,
         };
         let id: Option<i64> = match by_sid {

@@ -1704,18 +1704,18 @@ impl HoldsRows for SqliteStore {
         host: &str,
         sid: &str,
         started_at: &str,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Option<(i64, bool)>> {
         // By the host and start index: the sid has none.
         Ok(self
             .conn()?
             .prepare_cached(
-                "SELECT id FROM sessions
+                "SELECT id, (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL) FROM sessions
                   WHERE host = ?1 AND started_at_us BETWEEN ?2 - 60000000 AND ?2 + 60000000
                     AND sid = ?3
                   ORDER BY id LIMIT 1",
             )?
             .query_row(params![text(host), Micros(started_at), text(sid)], |r| {
-                r.get(0)
+                Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?)
     }
@@ -1750,7 +1750,11 @@ impl IngestStore for SqliteStore {
         self.hold_session(s)
     }
 
-    fn session_by_sid(&mut self, s: &NewSession, earliest: &str) -> Result<Option<i64>> {
+    fn session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: &str,
+    ) -> Result<Option<(i64, Option<bool>)>> {
         self.hold_session_by_sid(s, earliest)
     }
 
@@ -1758,7 +1762,8 @@ impl IngestStore for SqliteStore {
         self.flush()?;
         let mut stmt = self.conn()?.prepare(
             "SELECT id, host, sid, sftp_pid, sftp_closed, started_at_us, source, last_op_kind, last_op_id, user,
-                    EXISTS (SELECT 1 FROM transfer_rows t WHERE t.session_id = sessions.id AND t.mode IS NULL)
+                    EXISTS (SELECT 1 FROM transfer_rows t WHERE t.session_id = sessions.id AND t.mode IS NULL),
+                    (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL)
                FROM sessions
               WHERE ended_at_us IS NULL AND end_reason = 'missing_end' ORDER BY id",
         )?;
@@ -1774,6 +1779,7 @@ impl IngestStore for SqliteStore {
                 last_op: LastOp::from_columns(r.get::<_, Option<String>>(7)?.as_deref(), r.get(8)?),
                 user: r.get(9)?,
                 wire: r.get::<_, i64>(10)? != 0,
+                journal: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -2262,7 +2268,9 @@ impl CopyStore for SqliteStore {
 
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
         let by_sid = match s.sid.as_deref() {
-            Some(sid) => self.find_session_by_sid(&s.host, sid, &s.started_at)?,
+            Some(sid) => self
+                .find_session_by_sid(&s.host, sid, &s.started_at)?
+                .map(|(id, _)| id),
             None => None,
         };
         let conn = self.conn()?;
