@@ -1542,3 +1542,181 @@ fn an_upload_renamed_after_its_close_is_found_by_its_final_name() {
         assert!(kept[0]["renamed_to"].is_null(), "{db}: {all}");
     }
 }
+
+/// Issue 27 item 8, against a real systemd-journald: on Debian local5 reaches both rsyslog's
+/// file and the journal, so the same real sessions are read from a file (RFC 3164 and RFC 3339
+/// stamps, whole seconds) and from the journal (microseconds). The wrapper's session id makes
+/// them one session, whichever is read first, and `copy` between two databases that read one
+/// source each adds nothing; in capture and in syslog mode, on both stores.
+#[test]
+fn a_session_in_a_file_and_in_the_journal_is_billed_once() {
+    require_e2e!();
+    for mode in ["capture", "syslog"] {
+        let h = Harness::start(&format!("[sftp_server]\nlog_mode = \"{mode}\"\n"));
+        h.stop_rsyslogd();
+        let journald = common::Journald::start(&h.root().join("journald"));
+        std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+        let user = h.user();
+        let local = tempfile::tempdir().unwrap();
+        fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+        fs::write(local.path().join("two.bin"), vec![2u8; 2_222]).unwrap();
+        h.sftp_ok(
+            &user,
+            "put up.bin\nput two.bin\nget up.bin back.bin\n",
+            local.path(),
+        );
+        let directory = journald.journal_directory();
+        let journal_text = |format: &str| {
+            let out = Command::new("journalctl")
+                .arg(format!("--directory={}", directory.display()))
+                .args(["--no-pager", "-q", "-o", format, "SYSLOG_FACILITY=21"])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        common::wait_until(
+            "the session in the journal",
+            Duration::from_secs(15),
+            || {
+                let text = journal_text("short-iso");
+                (text.contains("session end") && text.contains("session closed")).then_some(())
+            },
+        );
+        let ingest_journal = |db: &str| {
+            let out = common::sftpd_report(
+                db,
+                &[
+                    "ingest",
+                    "--journal",
+                    "--journal-directory",
+                    &directory.display().to_string(),
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            common::assert_rollups_exact(db);
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let billed_once = |db: &str, what: &str| {
+            let sessions = report(db, &["sessions"]);
+            let rows = sessions.as_array().unwrap();
+            assert!(
+                rows.len() == 1
+                    && rows[0]["user"] == user.as_str()
+                    && rows[0]["end"] == "closed"
+                    && rows[0]["bytes_up"] == 12_345 + 2_222
+                    && rows[0]["bytes_down"] == 12_345,
+                "{mode} {db}: {what}: {sessions:#}"
+            );
+            let usage = report(db, &["usage", "--user", &user]);
+            let sum = |k: &str| -> i64 {
+                usage
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r[k].as_i64().unwrap())
+                    .sum()
+            };
+            assert_eq!(
+                (
+                    sum("files_up"),
+                    sum("files_down"),
+                    sum("bytes_up"),
+                    sum("bytes_down")
+                ),
+                (2, 1, 12_345 + 2_222, 12_345),
+                "{mode} {db}: {what}: {usage:#}"
+            );
+            common::assert_rollups_exact(db);
+        };
+        // What rsyslogd writes of the same entries: the PID the sender gave (the wrapper relays
+        // sftp-server's `-e` lines with sftp-server's PID), the time in whole seconds.
+        let entries: Vec<serde_json::Value> = journal_text("json")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for format in ["%b %e %H:%M:%S", "%Y-%m-%dT%H:%M:%S%:z"] {
+            let text: String = entries
+                .iter()
+                .map(|e| {
+                    let field = |k: &str| e[k].as_str().unwrap().to_owned();
+                    let us: i64 = field("__REALTIME_TIMESTAMP").parse().unwrap();
+                    let at = chrono::DateTime::from_timestamp_micros(us)
+                        .unwrap()
+                        .with_timezone(&chrono::Local);
+                    format!(
+                        "{} {} {}[{}]: {}\n",
+                        at.format(format),
+                        field("_HOSTNAME"),
+                        field("SYSLOG_IDENTIFIER"),
+                        field("SYSLOG_PID"),
+                        field("MESSAGE")
+                    )
+                })
+                .collect();
+            let file = h.root().join("sftpd.log.copy");
+            fs::write(&file, text).unwrap();
+            // The file first, then the journal.
+            let dir = tempfile::tempdir().unwrap();
+            let file_dbs = databases(dir.path());
+            for db in &file_dbs {
+                ingest(db, &[&file]);
+                billed_once(db, "the file");
+                let summary = ingest_journal(db);
+                billed_once(db, &format!("the file, then the journal: {summary}"));
+            }
+            // The file up to the session's end (the session is open), then the journal, then
+            // the rest of the file: the journal's copy of an open session is not applied either.
+            let whole = fs::read_to_string(&file).unwrap();
+            let end = whole.find(" session end ").expect("a session end line");
+            let end = whole[..end].rfind('\n').map_or(0, |i| i + 1);
+            let dir = tempfile::tempdir().unwrap();
+            for db in databases(dir.path()) {
+                fs::write(&file, &whole[..end]).unwrap();
+                ingest(&db, &[&file]);
+                let summary = ingest_journal(&db);
+                fs::write(&file, &whole).unwrap();
+                ingest(&db, &[&file]);
+                billed_once(
+                    &db,
+                    &format!("part of the file, the journal, the rest of the file: {summary}"),
+                );
+            }
+            // The journal first, then the file.
+            let dir = tempfile::tempdir().unwrap();
+            for db in databases(dir.path()) {
+                ingest_journal(&db);
+                billed_once(&db, "the journal");
+                let summary = ingest(&db, &[&file]);
+                billed_once(
+                    &db,
+                    &format!(
+                        "the journal, then the file: {summary}\n{}",
+                        fs::read_to_string(&file).unwrap()
+                    ),
+                );
+            }
+            // One database read the file, another the journal: a copy adds nothing.
+            let dir = tempfile::tempdir().unwrap();
+            for (target, source) in databases(dir.path()).iter().zip(&file_dbs) {
+                let from_file = tempfile::tempdir().unwrap();
+                let from = from_file.path().join("file.db").display().to_string();
+                ingest(&from, &[&file]);
+                ingest_journal(target);
+                for from in [&from, source] {
+                    let out =
+                        common::sftpd_report(target, &["copy", "--from", from, "--to", target]);
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    billed_once(target, &format!("copy from {from}"));
+                }
+            }
+        }
+    }
+}

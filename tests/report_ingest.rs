@@ -3082,3 +3082,91 @@ fn slow_and_idle_metrics_clients_do_not_stop_the_follower(backend: Backend) {
     assert!(follower.terminate().status.success());
 }
 on_both_backends!(slow_and_idle_metrics_clients_do_not_stop_the_follower);
+
+/// Issue 27 item 7: `copy` from a database that read the whole log into one that read only its
+/// first half (the session open there, 1 up/1 down where the log holds 4 up/2 down) is refused
+/// with one line naming the session, and leaves the target as it was: it would keep the half
+/// session and take the source's further checkpoint, and the next ingest would skip the rest.
+/// Once the target has read the rest, the copy adds nothing and goes through.
+fn copy_into_a_database_that_saw_part_of_the_log_loses_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |n: u32, dir: &str, up: bool| {
+        let (as_, r, w, flags) = if up {
+            ("upload", 0, 1000 + n, "WRITE,CREATE,TRUNCATE")
+        } else {
+            ("download", 500 + n, 0, "READ")
+        };
+        format!(
+            "Nov  3 11:00:0{n} h1 sftpd-wrapper[600]: file closed sid=h1-copy-600 user=acme sftp_pid=601 path=/srv/acme/{dir}{n} counts_as={as_} bytes_read={r} bytes_written={w} complete=1 failed=0 forced=0 open_flags={flags} elapsed_ms=1\n"
+        )
+    };
+    let mut first = String::from(
+        "Nov  3 11:00:00 h1 sftpd-wrapper[600]: session start sid=h1-copy-600 user=acme client_ip=10.0.0.5 client_port=40000 local_ip=10.0.0.1 local_port=22\n\
+         Nov  3 11:00:00 h1 sftpd-wrapper[600]: sftp-server started sid=h1-copy-600 user=acme sftp_pid=601 path=/usr/lib/openssh/sftp-server args=\"-e -l info\" transfers=wire\n",
+    );
+    first.push_str(&file(1, "up", true));
+    first.push_str(&file(2, "down", false));
+    let mut whole = first.clone();
+    for (n, up) in [(3, true), (4, true), (5, false), (6, true)] {
+        whole.push_str(&file(n, if up { "up" } else { "down" }, up));
+    }
+    whole.push_str(
+        "Nov  3 11:00:09 h1 sftpd-wrapper[600]: session end sid=h1-copy-600 user=acme client_ip=10.0.0.5 client_port=40000 local_ip=10.0.0.1 local_port=22 sftp_pid=601 duration_ms=9000 exit_status=0\n",
+    );
+    let log = dir.path().join("sftpd.log");
+    fs::write(&log, &first).unwrap();
+    let target = new_db(backend, dir.path(), "target");
+    ingest(&target, &[&log]);
+    fs::write(&log, &whole).unwrap();
+    let source = new_db(Backend::Sqlite, dir.path(), "source");
+    ingest(&source, &[&log]);
+    let files = |db: &str| -> (i64, i64) {
+        let usage = report_json(db, &["usage", "--user", "acme"]);
+        let sum = |k: &str| -> i64 {
+            usage
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[k].as_i64().unwrap())
+                .sum()
+        };
+        (sum("files_up"), sum("files_down"))
+    };
+    assert_eq!(files(&source), (4, 2));
+    assert_eq!(files(&target), (1, 1));
+    let before = dump(&target);
+    let out = sftpd_report(&target, &["copy", "--from", &source, "--to", &target]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the copy went through: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("h1-copy-600"), "{stderr}");
+    assert_same(&dump(&target), &before);
+    common::assert_rollups_exact(&target);
+    // The target reads the rest of the log itself; then the copy has nothing to add.
+    ingest(&target, &[&log]);
+    assert_eq!(files(&target), (4, 2));
+    let out = sftpd_report(&target, &["copy", "--from", &source, "--to", &target]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files(&target), (4, 2));
+    common::assert_rollups_exact(&target);
+    // A copy the other way, from the half into the whole, keeps the whole.
+    let half = new_db(Backend::Sqlite, dir.path(), "half");
+    let half_log = dir.path().join("half.log");
+    fs::write(&half_log, &first).unwrap();
+    ingest(&half, &[&half_log]);
+    let whole_db = new_db(backend, dir.path(), "whole");
+    ingest(&whole_db, &[&log]);
+    let out = sftpd_report(&whole_db, &["copy", "--from", &half, "--to", &whole_db]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files(&whole_db), (4, 2));
+    common::assert_rollups_exact(&whole_db);
+}
+on_both_backends!(copy_into_a_database_that_saw_part_of_the_log_loses_nothing);

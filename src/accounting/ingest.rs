@@ -262,6 +262,9 @@ struct SessionState {
     /// Transfers from sftp-server's open and close lines may be stored for it (made before it
     /// was known to be `wire`, or in an earlier run): to be deleted once it is.
     log_rows: bool,
+    /// Its lines come from the journal, not a file: the same session's lines from the other
+    /// are a copy (local5 reaches both on Debian), not applied.
+    journal: bool,
 }
 
 /// An input with new lines, none of which was understood: the wrong format or facility.
@@ -453,6 +456,16 @@ pub struct Ingestor<'a> {
     opts: IngestOptions,
     sessions: IdMap<i64, SessionState>,
     by_sid: IdMap<(String, String), i64>,
+    /// Wrapper sessions (whether read from the journal, host, sid) whose lines are a copy of a
+    /// session the other source brought (the journal and a file both get local5), with their
+    /// sftp-server's PID once known: their lines are not billed again.
+    replayed: IdMap<(bool, String, String), Option<i64>>,
+    /// The sftp-server processes of those sessions by (whether read from the journal, host,
+    /// PID): their lines are not billed again either, while the session lasts (`None`) and up
+    /// to the time given after its end.
+    replayed_sftp: IdMap<(bool, String, i64), Option<DateTime<Utc>>>,
+    /// The line being applied was read from the journal, not a file.
+    reading_journal: bool,
     by_sftp_pid: IdMap<(String, i64), i64>,
     /// Open transfers by session.
     open_transfers: IdMap<i64, OpenFiles>,
@@ -514,6 +527,9 @@ impl<'a> Ingestor<'a> {
         let mut ing = Ingestor {
             sessions: IdMap::default(),
             by_sid: IdMap::default(),
+            replayed: IdMap::default(),
+            replayed_sftp: IdMap::default(),
+            reading_journal: false,
             by_sftp_pid: IdMap::default(),
             open_transfers: IdMap::default(),
             last_op: IdMap::default(),
@@ -571,6 +587,7 @@ impl<'a> Ingestor<'a> {
                     // A session not known to be `wire` may be one whose `file closed` lines
                     // are all still to come, after sftp-server lines this run reads first.
                     log_rows: !s.wire,
+                    journal: s.journal,
                 },
             );
         }
@@ -1353,6 +1370,7 @@ impl<'a> Ingestor<'a> {
             Some(host) => std::borrow::Cow::Borrowed(host),
             None => std::borrow::Cow::Owned(self.opts.host_default.clone()),
         };
+        self.reading_journal = false;
         if self.apply_record(ts, &host, line.program, line.pid, line.message)? {
             self.summary.parsed += 1;
         } else {
@@ -1468,6 +1486,7 @@ impl<'a> Ingestor<'a> {
                         .host
                         .clone()
                         .unwrap_or_else(|| self.opts.host_default.clone());
+                    self.reading_journal = true;
                     if self.apply_record(ts, &host, &entry.identifier, entry.pid, &entry.message)? {
                         self.summary.parsed += 1;
                         if let Some(id) = self.touched.take()
@@ -1545,6 +1564,10 @@ impl<'a> Ingestor<'a> {
         if let Some(sid) = &s.sid {
             self.by_sid.insert((s.host.clone(), sid.clone()), id);
         }
+        let journal = self
+            .sessions
+            .get(&id)
+            .map_or(self.reading_journal, |s| s.journal);
         self.sessions.insert(
             id,
             SessionState {
@@ -1558,6 +1581,7 @@ impl<'a> Ingestor<'a> {
                 ended: false,
                 wire: false,
                 log_rows: false,
+                journal,
             },
         );
         Ok(id)
@@ -1900,6 +1924,9 @@ impl<'a> Ingestor<'a> {
         at: &str,
         line: &WrapperLine,
     ) -> Result<bool> {
+        if self.replays_stored_session(host, at, line)? {
+            return Ok(true);
+        }
         match line {
             WrapperLine::SessionStart { .. } => {
                 self.touched = Some(self.wrapper_session(host, pid, at, line)?);
@@ -2016,6 +2043,110 @@ impl<'a> Ingestor<'a> {
         Ok(true)
     }
 
+    /// Whether `line` is a copy of a wrapper session that the other source (the journal, or a
+    /// file) brought, found by its session id (unique, unlike host, PID and start, whose
+    /// precision differs between sources): then it is not applied, nor are its sftp-server's
+    /// lines. A session's lines are taken from the source that brought its first line, whether
+    /// it has ended or not; the same source's lines read again are the checkpoints' business.
+    fn replays_stored_session(&mut self, host: &str, at: &str, line: &WrapperLine) -> Result<bool> {
+        let Some(sid) = line.sid() else {
+            return Ok(false);
+        };
+        if matches!(
+            line,
+            WrapperLine::Hook { .. }
+                | WrapperLine::SignalForwarded { .. }
+                | WrapperLine::EventDropped { .. }
+        ) {
+            return Ok(false);
+        }
+        let journal = self.reading_journal;
+        let key = (journal, host.to_owned(), sid.to_owned());
+        if !self.replayed.contains_key(&key) {
+            let owner = match self.by_sid.get(&(key.1.clone(), key.2.clone())) {
+                Some(id) => self.sessions.get(id).map(|s| s.journal),
+                None if matches!(line, WrapperLine::SessionRefused { .. }) => None,
+                None => self.stored_session_source(host, at, sid)?,
+            };
+            if owner.is_none_or(|owner| owner == journal) {
+                return Ok(false);
+            }
+            self.replayed.insert(key.clone(), None);
+        }
+        match line {
+            WrapperLine::SftpServerStarted {
+                sftp_pid: Some(p), ..
+            }
+            | WrapperLine::FileClosed {
+                sftp_pid: Some(p), ..
+            } => {
+                let p = i64::from(*p);
+                self.replayed.insert(key, Some(p));
+                self.replayed_sftp
+                    .insert((journal, host.to_owned(), p), None);
+            }
+            WrapperLine::SessionEnd { .. } | WrapperLine::SessionRefused { .. } => {
+                if let Some(Some(p)) = self.replayed.remove(&key) {
+                    let until = parse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE;
+                    self.replayed_sftp
+                        .insert((journal, host.to_owned(), p), Some(until));
+                }
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Whether the stored session of `host` with wrapper session id `sid` that starts near `at`
+    /// was read from the journal; `None` when there is none.
+    fn stored_session_source(&mut self, host: &str, at: &str, sid: &str) -> Result<Option<bool>> {
+        // The same start from another source differs by its precision and delivery: within
+        // the grace for lines out of order (a wider window scans too many sessions: no index
+        // on sid).
+        let time = parse::parse_storage_time(at).unwrap_or_default();
+        let earliest = parse::storage_time(time - LATE_LINE_GRACE);
+        let probe = NewSession {
+            host: host.to_owned(),
+            user: None,
+            client_ip: None,
+            client_port: None,
+            local_ip: None,
+            local_port: None,
+            started_at: at.to_owned(),
+            source: SessionSource::Wrapper,
+            sid: Some(sid.to_owned()),
+            pid: 0,
+            sftp_pid: None,
+        };
+        Ok(self
+            .store
+            .session_by_sid(&probe, &earliest)?
+            .map(|(id, stored)| {
+                // What this run knows of it is newer than the database's row.
+                self.sessions
+                    .get(&id)
+                    .map(|s| s.journal)
+                    .or(stored)
+                    .unwrap_or(self.reading_journal)
+            }))
+    }
+
+    /// Whether sftp-server process `key`'s line at `at` belongs to a replayed session.
+    fn replayed_sftp_line(&mut self, key: &(bool, String, i64), at: &str) -> bool {
+        match self.replayed_sftp.get(key) {
+            None => false,
+            Some(None) => true,
+            Some(Some(until)) => {
+                if parse::parse_storage_time(at).is_some_and(|t| t <= *until) {
+                    true
+                } else {
+                    self.replayed_sftp.remove(key);
+                    false
+                }
+            }
+        }
+    }
+
     /// Ties wrapper session `id` to its sftp-server process `sftp_pid`.
     fn link_sftp_pid(&mut self, id: i64, host: &str, sftp_pid: i64) -> Result<()> {
         let key = (host.to_owned(), sftp_pid);
@@ -2119,6 +2250,11 @@ impl<'a> Ingestor<'a> {
         at: &str,
         event: SftpEvent,
     ) -> Result<bool> {
+        if !self.replayed_sftp.is_empty()
+            && self.replayed_sftp_line(&(self.reading_journal, host.to_owned(), pid), at)
+        {
+            return Ok(true);
+        }
         let key = (host.to_owned(), pid);
         if let SftpEvent::SessionOpened { user, client_ip } = &event {
             self.closed_plain.remove(&key);

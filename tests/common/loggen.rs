@@ -85,7 +85,9 @@ pub fn generate(min_lines: usize, concurrency: usize, seed: u64) -> GeneratedLog
             let user = users[rng.below(users.len() as u64) as usize].to_owned();
             pid += 2;
             let (wrapper_pid, sftp_pid) = (pid, pid + 1);
-            let sid = format!("{host}-20261101T000000-{wrapper_pid}-{session_no:08x}");
+            // Unique across seeds too, as the wrapper's are (ingest takes a stored sid for the
+            // same session).
+            let sid = format!("{host}-20261101T000000-{wrapper_pid}-{session_no:04x}{seed:04x}");
             let client_port = 40_000 + rng.below(20_000);
             let ip = format!(
                 "192.0.2.{}",

@@ -64,6 +64,11 @@ pub enum StoreError {
     Busy,
     #[error("{0}")]
     Lock(String),
+    /// `copy` would keep the target's part of a session the source holds more of.
+    #[error(
+        "copy refused: session {0} holds more in the source than in the target (which read only part of its log); nothing was copied: ingest the rest of the log into the target, or copy into a database without it"
+    )]
+    CopyBehind(String),
     /// Writing a report out failed (a closed pipe, a full disk).
     #[error("writing the report: {0}")]
     Write(#[source] std::io::Error),
@@ -225,6 +230,8 @@ pub struct OpenSession {
     /// It has a transfer from the wrapper's `file closed` lines (capture mode): its transfers
     /// come from those, not from sftp-server's open and close lines.
     pub wire: bool,
+    /// Its lines came from the journal (it has the journal's origin fields), not a file.
+    pub journal: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -426,6 +433,14 @@ pub trait Database {
 pub trait IngestStore: Database {
     /// Inserts a session, or returns the id of the one with the same host, PID and start.
     fn insert_session(&mut self, s: &NewSession) -> Result<i64>;
+    /// The session stored with `s`'s host and wrapper session id (`s.sid`), if the database may
+    /// hold one: `earliest` is the earliest start it may have been stored with. With its id
+    /// comes whether its lines came from the journal, where the database says.
+    fn session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: &str,
+    ) -> Result<Option<(i64, Option<bool>)>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
@@ -670,6 +685,9 @@ pub trait CopyStore: Database {
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>>;
     /// Inserts a whole session; `None` when one with the same host, PID and start exists.
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>>;
+    /// Of the session stored that `s` is (same host and sid, else same host, PID and start):
+    /// whether it ended, and how many transfers and operations it has.
+    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>>;
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()>;
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()>;
 }
@@ -1012,9 +1030,9 @@ pub fn in_transaction<S: Database + ?Sized, T>(
 
 /// Copies every session (with its transfers and operations) and checkpoint from `from` to `to`
 /// in one transaction (`sftpd-report copy`; not to be confused with the schema migrations each
-/// backend runs when it opens a database). Sessions `to` already has (same host, PID and start)
-/// are skipped with their rows, so running it twice, or after the same logs were ingested
-/// there, adds nothing. Returns (sessions copied, sessions skipped).
+/// backend runs when it opens a database). Sessions `to` already has (same host and wrapper
+/// session id, or same host, PID and start) are skipped with their rows, so running it twice,
+/// or after the same logs were ingested there (from the file or the journal), adds nothing. Returns (sessions copied, sessions skipped).
 pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result<(u64, u64)> {
     let sessions = from.all_sessions()?;
     let transfers = from.all_transfers()?;
@@ -1034,6 +1052,22 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
         let (mut copied, mut skipped) = (0, 0);
         for s in &sessions {
             let Some(new_id) = to.import_session(s)? else {
+                // The target's session is the same one: it must not hold less than the source's,
+                // whose checkpoints come along and would make the next ingest skip the rest.
+                let rows = by_session.get(&s.id).map_or(0, Vec::len)
+                    + ops_by_session.get(&Some(s.id)).map_or(0, Vec::len);
+                if let Some((ended, have)) = to.stored_session_rows(s)?
+                    && ((s.ended_at.is_some() && !ended) || have < rows as i64)
+                {
+                    let name = match &s.sid {
+                        Some(sid) => format!("{sid:?} of host {:?}", s.host),
+                        None => format!(
+                            "of host {:?}, PID {}, start {}",
+                            s.host, s.pid, s.started_at
+                        ),
+                    };
+                    return Err(StoreError::CopyBehind(name));
+                }
                 skipped += 1;
                 continue;
             };

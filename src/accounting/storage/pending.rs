@@ -23,6 +23,15 @@ pub(super) trait HoldsRows {
     fn latest_start(&mut self, host: &str) -> super::Result<Option<String>>;
     /// The id of the session in the database with `s`'s host, PID and start.
     fn find_session(&mut self, s: &NewSession) -> super::Result<Option<i64>>;
+    /// The session in the database with this host and wrapper session id, started within a
+    /// minute of `started_at`: its id, and whether its lines came from the journal (it has the
+    /// journal's origin fields).
+    fn find_session_by_sid(
+        &mut self,
+        host: &str,
+        sid: &str,
+        started_at: &str,
+    ) -> super::Result<Option<(i64, bool)>>;
     fn reserve_id(&mut self, table: IdTable) -> super::Result<i64>;
     /// Writes the held rows when there are enough of them.
     fn flush_if_full(&mut self) -> super::Result<()>;
@@ -47,6 +56,39 @@ pub(super) trait HoldsRows {
         self.held().add_session(id, s);
         self.flush_if_full()?;
         Ok(id)
+    }
+
+    /// The session already stored (or held) with `s`'s host and wrapper session id, which is
+    /// unique: the same session read from another source, whose start may have another precision
+    /// (the journal's microseconds, a file's seconds). Looked up only where the database may hold
+    /// it: when `earliest`, a little before `s`'s start, is not after the host's latest start.
+    /// Returns its id, and whether its lines came from the journal where the database says
+    /// (`None`: this transaction stored it, and the caller knows).
+    fn hold_session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: &str,
+    ) -> super::Result<Option<(i64, Option<bool>)>> {
+        let Some(sid) = s.sid.as_deref() else {
+            return Ok(None);
+        };
+        if let Some(id) = self.held().known_sid(&s.host, sid) {
+            return Ok(Some((id, None)));
+        }
+        if self.held().watermark(&s.host).is_none() {
+            let latest = self.latest_start(&s.host)?;
+            self.held().set_watermark(&s.host, latest);
+        }
+        if !self.held().may_hold_from(&s.host, earliest) {
+            return Ok(None);
+        }
+        let found = self.find_session_by_sid(&s.host, sid, &s.started_at)?;
+        if let Some((id, _)) = found {
+            self.held()
+                .sids
+                .insert((s.host.clone(), sid.to_owned()), id);
+        }
+        Ok(found.map(|(id, journal)| (id, Some(journal))))
     }
 }
 
@@ -339,6 +381,8 @@ pub(super) struct WriteBehind {
     sessions: Vec<(i64, NewSession)>,
     /// The sessions this transaction inserted, by their unique key (host, PID, start).
     keys: IdMap<(String, i64, String), i64>,
+    /// The same sessions by (host, wrapper session id), where they have one.
+    sids: IdMap<(String, String), i64>,
     /// Per host, the latest session start in the database when this transaction first met the
     /// host: a session starting later cannot be there already, and needs no lookup.
     watermarks: IdMap<String, Option<String>>,
@@ -364,6 +408,7 @@ impl WriteBehind {
     /// A transaction starts: what the database holds may have changed since the last one.
     pub fn begin(&mut self) {
         self.keys.clear();
+        self.sids.clear();
         self.watermarks.clear();
     }
 
@@ -421,6 +466,19 @@ impl WriteBehind {
             .copied()
     }
 
+    pub fn known_sid(&self, host: &str, sid: &str) -> Option<i64> {
+        self.sids.get(&(host.to_owned(), sid.to_owned())).copied()
+    }
+
+    /// Whether the database may hold a session of `host` that started at `earliest` or later.
+    pub fn may_hold_from(&self, host: &str, earliest: &str) -> bool {
+        match self.watermarks.get(host) {
+            Some(Some(latest)) => earliest <= latest.as_str(),
+            Some(None) => false,
+            None => true,
+        }
+    }
+
     /// The host's watermark, once the store has read it (`None` outside: not read yet).
     pub fn watermark(&self, host: &str) -> Option<&Option<String>> {
         self.watermarks.get(host)
@@ -443,6 +501,9 @@ impl WriteBehind {
     pub fn remember_session(&mut self, s: &NewSession, id: i64) {
         self.keys
             .insert((s.host.clone(), s.pid, s.started_at.clone()), id);
+        if let Some(sid) = &s.sid {
+            self.sids.insert((s.host.clone(), sid.clone()), id);
+        }
     }
 
     /// Holds a new session with the id the store reserved for it.
@@ -468,6 +529,7 @@ impl WriteBehind {
     /// Forgets what this transaction knew of the host's sessions (they were deleted).
     pub fn forget_host(&mut self, host: &str) {
         self.keys.retain(|k, _| k.0 != host);
+        self.sids.retain(|k, _| k.0 != host);
         self.watermarks.remove(host);
     }
 

@@ -1299,6 +1299,25 @@ impl HoldsRows for PgStore {
         Ok(row.map(|r| r.get(0)))
     }
 
+    fn find_session_by_sid(
+        &mut self,
+        host: &str,
+        sid: &str,
+        started_at: &str,
+    ) -> Result<Option<(i64, bool)>> {
+        // By the host and start index: the sid has none.
+        let row = self.query_opt(
+            "SELECT id, (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL) FROM sessions
+              WHERE host = $1
+                AND started_at BETWEEN $2::text::timestamptz - interval '60 seconds'
+                                   AND $2::text::timestamptz + interval '60 seconds'
+                AND sid = $3
+              ORDER BY id LIMIT 1",
+            &[&text(host), &started_at, &text(sid)],
+        )?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
         if self.ids[table.index()].is_empty() {
             self.fetch_ids(table)?;
@@ -1322,13 +1341,22 @@ impl IngestStore for PgStore {
         self.hold_session(s)
     }
 
+    fn session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: &str,
+    ) -> Result<Option<(i64, Option<bool>)>> {
+        self.hold_session_by_sid(s, earliest)
+    }
+
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         self.flush()?;
         let rows = self.query(
             "SELECT id, host, sid, sftp_pid, sftp_closed,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
                     source, last_op_kind, last_op_id, \"user\",
-                    EXISTS (SELECT 1 FROM transfers t WHERE t.session_id = sessions.id AND t.mode IS NULL)
+                    EXISTS (SELECT 1 FROM transfers t WHERE t.session_id = sessions.id AND t.mode IS NULL),
+                    (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL)
                FROM sessions WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
             &[],
         )?;
@@ -1345,6 +1373,7 @@ impl IngestStore for PgStore {
                 last_op: LastOp::from_columns(r.get(7), r.get(8)),
                 user: r.get(9),
                 wire: r.get(10),
+                journal: r.get(11),
             })
             .collect())
     }
@@ -1818,6 +1847,15 @@ impl CopyStore for PgStore {
     }
 
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
+        // The wrapper's session id is unique: the target's session with it is this one, whatever
+        // its start's precision (read there from another source).
+        if let Some(sid) = s.sid.as_deref()
+            && self
+                .find_session_by_sid(&s.host, sid, &s.started_at)?
+                .is_some()
+        {
+            return Ok(None);
+        }
         let row = self.query_opt(
             "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at, ended_at,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
@@ -1834,6 +1872,42 @@ impl CopyStore for PgStore {
             ],
         )?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
+        let by_sid = match s.sid.as_deref() {
+            Some(sid) => self
+                .find_session_by_sid(&s.host, sid, &s.started_at)?
+                .map(|(id, _)| id),
+            None => None,
+        };
+        let id: Option<i64> = match by_sid {
+            Some(id) => Some(id),
+            None => self.find_session(&NewSession {
+                host: s.host.clone(),
+                user: None,
+                client_ip: None,
+                client_port: None,
+                local_ip: None,
+                local_port: None,
+                started_at: s.started_at.clone(),
+                source: s.source,
+                sid: None,
+                pid: s.pid,
+                sftp_pid: None,
+            })?,
+        };
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let row = self.query_opt(
+            "SELECT ended_at IS NOT NULL,
+                    (SELECT COUNT(*) FROM transfers WHERE session_id = $1)
+                    + (SELECT COUNT(*) FROM operations WHERE session_id = $1)
+               FROM sessions WHERE id = $1",
+            &[&id],
+        )?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {

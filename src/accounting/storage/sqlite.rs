@@ -1699,6 +1699,27 @@ impl HoldsRows for SqliteStore {
             .optional()?)
     }
 
+    fn find_session_by_sid(
+        &mut self,
+        host: &str,
+        sid: &str,
+        started_at: &str,
+    ) -> Result<Option<(i64, bool)>> {
+        // By the host and start index: the sid has none.
+        Ok(self
+            .conn()?
+            .prepare_cached(
+                "SELECT id, (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL) FROM sessions
+                  WHERE host = ?1 AND started_at_us BETWEEN ?2 - 60000000 AND ?2 + 60000000
+                    AND sid = ?3
+                  ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![text(host), Micros(started_at), text(sid)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
     fn reserve_id(&mut self, table: IdTable) -> Result<i64> {
         let mut next = match self.next_ids {
             Some(next) => next,
@@ -1729,11 +1750,20 @@ impl IngestStore for SqliteStore {
         self.hold_session(s)
     }
 
+    fn session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: &str,
+    ) -> Result<Option<(i64, Option<bool>)>> {
+        self.hold_session_by_sid(s, earliest)
+    }
+
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         self.flush()?;
         let mut stmt = self.conn()?.prepare(
             "SELECT id, host, sid, sftp_pid, sftp_closed, started_at_us, source, last_op_kind, last_op_id, user,
-                    EXISTS (SELECT 1 FROM transfer_rows t WHERE t.session_id = sessions.id AND t.mode IS NULL)
+                    EXISTS (SELECT 1 FROM transfer_rows t WHERE t.session_id = sessions.id AND t.mode IS NULL),
+                    (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL)
                FROM sessions
               WHERE ended_at_us IS NULL AND end_reason = 'missing_end' ORDER BY id",
         )?;
@@ -1749,6 +1779,7 @@ impl IngestStore for SqliteStore {
                 last_op: LastOp::from_columns(r.get::<_, Option<String>>(7)?.as_deref(), r.get(8)?),
                 user: r.get(9)?,
                 wire: r.get::<_, i64>(10)? != 0,
+                journal: r.get(11)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -2208,6 +2239,15 @@ impl CopyStore for SqliteStore {
     }
 
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
+        // The wrapper's session id is unique: the target's session with it is this one, whatever
+        // its start's precision (read there from another source).
+        if let Some(sid) = s.sid.as_deref()
+            && self
+                .find_session_by_sid(&s.host, sid, &s.started_at)?
+                .is_some()
+        {
+            return Ok(None);
+        }
         let conn = self.conn()?;
         let inserted = conn.prepare_cached(
             "INSERT INTO session_rows (host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us,
@@ -2224,6 +2264,38 @@ impl CopyStore for SqliteStore {
             s.origin_pid, s.origin_uid, opt_text(s.origin_command.as_deref())
         ])?;
         Ok((inserted == 1).then(|| conn.last_insert_rowid()))
+    }
+
+    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
+        let by_sid = match s.sid.as_deref() {
+            Some(sid) => self
+                .find_session_by_sid(&s.host, sid, &s.started_at)?
+                .map(|(id, _)| id),
+            None => None,
+        };
+        let conn = self.conn()?;
+        let id: Option<i64> = match by_sid {
+            Some(id) => Some(id),
+            None => conn
+                .prepare_cached(
+                    "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
+                )?
+                .query_row(params![text(&s.host), s.pid, Micros(&s.started_at)], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+        };
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        Ok(Some(conn.query_row(
+            "SELECT ended_at_us IS NOT NULL,
+                    (SELECT COUNT(*) FROM transfers WHERE session_id = ?1)
+                    + (SELECT COUNT(*) FROM operations WHERE session_id = ?1)
+               FROM sessions WHERE id = ?1",
+            [id],
+            |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?)),
+        )?))
     }
 
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
