@@ -1,0 +1,31 @@
+
+-- What a closed file counts as is decided once, by the ingest (crate::log::transfer), and stored.
+ALTER TABLE transfers ADD COLUMN counts_as TEXT CHECK (counts_as IN ('upload', 'download'));
+UPDATE transfers SET counts_as = CASE
+    WHEN direction IN ('upload', 'both') AND closed_at IS NOT NULL THEN 'upload'
+    WHEN direction = 'download' AND COALESCE(bytes_read, 0) > 0 THEN 'download' END;
+DROP VIEW monthly_usage;
+DROP VIEW daily_usage;
+DROP VIEW usage_events;
+CREATE VIEW usage_events AS
+    SELECT host, user, started_at AS at, 1 AS sessions, 0 AS files_up, 0 AS files_down,
+           0 AS bytes_up, 0 AS bytes_down, COALESCE(duration_ms, 0) AS duration_ms
+      FROM sessions WHERE end_reason <> 'refused'
+    UNION ALL
+    SELECT s.host, s.user, t.opened_at, 0,
+           CASE WHEN t.counts_as = 'upload' THEN 1 ELSE 0 END,
+           CASE WHEN t.counts_as = 'download' THEN 1 ELSE 0 END,
+           COALESCE(t.bytes_written, 0), COALESCE(t.bytes_read, 0), 0
+      FROM transfers t JOIN sessions s ON s.id = t.session_id;
+CREATE VIEW daily_usage AS
+    SELECT substr(at, 1, 10) AS day, host, user,
+           SUM(sessions) AS sessions, SUM(files_up) AS files_up, SUM(files_down) AS files_down,
+           SUM(bytes_up) AS bytes_up, SUM(bytes_down) AS bytes_down,
+           SUM(duration_ms) AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
+CREATE VIEW monthly_usage AS
+    SELECT substr(at, 1, 7) AS month, host, user,
+           SUM(sessions) AS sessions, SUM(files_up) AS files_up, SUM(files_down) AS files_down,
+           SUM(bytes_up) AS bytes_up, SUM(bytes_down) AS bytes_down,
+           SUM(duration_ms) AS duration_ms
+      FROM usage_events GROUP BY 1, 2, 3;
