@@ -314,7 +314,7 @@ fn main() {
 
     // What a follower's commit costs in an hour that already holds those files: one short
     // session, its rollups moved by the triggers' deltas, against recomputing the hour's cell
-    // from its rows (what every commit did before schema 5).
+    // from its rows.
     let late = "2026-11-01T00:30:00+00:00 h sftp-server[8]: session opened for local user acme from [10.0.0.1]\n\
                 2026-11-01T00:30:01+00:00 h sftp-server[8]: open \"/in/late\" flags WRITE,CREATE,TRUNCATE mode 0644\n\
                 2026-11-01T00:30:02+00:00 h sftp-server[8]: close \"/in/late\" bytes read 0 written 9\n\

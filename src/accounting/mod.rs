@@ -13,8 +13,7 @@ pub mod storage;
 
 /// Maps and sets keyed by what sftpd-report or the system assigns (row ids, host names, PIDs,
 /// the wrapper's session ids, times), never by what a partner chooses. foldhash hashes these
-/// small keys several times faster than std's SipHash (which took 8 % of the ingest's own
-/// thread); it resists chosen collisions only minimally, so maps keyed by file names keep
-/// SipHash.
+/// small keys several times faster than std's SipHash, and the ingest hashes some for every
+/// line; it resists chosen collisions only minimally, so maps keyed by file names keep SipHash.
 pub(crate) type IdMap<K, V> = foldhash::HashMap<K, V>;
 pub(crate) type IdSet<T> = foldhash::HashSet<T>;

@@ -165,11 +165,10 @@ pub fn value_from_sqlite(v: ValueRef<'_>) -> Value {
 /// SQLite: storage text (`2026-11-26T21:15:11.000000Z`) of the UTC microseconds expression `us`,
 /// as [`crate::log::parse::storage_time`] writes it, for years 0 to 9999.
 ///
-/// This is the time columns' expression in the views `sessions`, `transfers` and `operations`
-/// (schema 9; virtual columns of the tables in schema 8, where SQLite computed it for every row
-/// it wrote): `date` and `time` with the digits of the microseconds cost 0.37 µs where
-/// `strftime` and `printf` cost 0.64 µs. Only functions of SQLite 3.40 (Debian 12's
-/// `sqlite3`), so that older tools still read the database.
+/// This is the time columns' expression in the views `sessions`, `transfers` and `operations`:
+/// `date` and `time` with the digits of the microseconds, cheaper per row than `strftime` and
+/// `printf`. Only functions of SQLite 3.40 (Debian 12's `sqlite3`), so that older tools still
+/// read the database.
 pub fn sqlite_time_text(us: &str) -> String {
     let micros = format!("((({us} % 1000000) + 1000000) % 1000000)");
     let seconds = format!("({us} - {micros}) / 1000000");

@@ -91,7 +91,7 @@ impl Timestamp {
 
 /// The instants that local times of `zone` name, one minute's offset remembered: asking the
 /// zone costs a lookup of its rules and, for this machine's zone, a look at the clock and at
-/// `TZ` (a twentieth of an ingest), and a log's lines come minute after minute.
+/// `TZ`, for every line, and a log's lines come minute after minute.
 pub struct ZoneMinutes<Z: TimeZone> {
     zone: Z,
     /// A minute (its first second) whose every second the zone maps to one instant, with
@@ -382,7 +382,7 @@ pub fn unvis(input: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < input.len() {
         // Most names have no escape at all: the bytes up to the next backslash are copied at
-        // once (a byte at a time, this was a twentieth of the ingest's own thread).
+        // once, not a byte at a time.
         let Some(at) = memchr::memchr(b'\\', &input[i..]) else {
             out.extend_from_slice(&input[i..]);
             break;
@@ -1028,7 +1028,7 @@ fn fixed_width_micros(s: &str) -> Option<i64> {
 
 /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
 /// `days_from_civil`): the writing thread reads every stored time back this way, and chrono's
-/// dates took a third of that reading.
+/// dates are slower at it.
 fn days_since_epoch(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);

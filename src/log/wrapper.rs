@@ -170,7 +170,8 @@ pub enum WrapperLine {
         connection: Connection,
     },
     /// Refused before or instead of sftp-server: no account, a bad config, a command that is not
-    /// SFTP, a failed pre-session hook.
+    /// SFTP, unsafe surroundings (loader variables, a terminal, hooks reachable through `/proc`,
+    /// a wrapper left dumpable), a failed pre-session hook.
     SessionRefused {
         sid: Option<String>,
         user: Option<String>,

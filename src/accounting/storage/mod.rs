@@ -1,6 +1,8 @@
-//! The accounting database: one [`Store`] trait, an embedded SQLite implementation (the default)
-//! and a PostgreSQL one for a central store fed by many servers. Both have the same tables,
-//! views and guarantees; the shared test suite runs against both.
+//! The accounting database: the traits [`Database`] (schema, transactions, the writer's lock),
+//! [`IngestStore`], [`CopyStore`] and [`PruneStore`] on it, [`ReportStore`], and [`Store`], all
+//! of them, which [`open`] returns; an embedded SQLite implementation (the default) and a
+//! PostgreSQL one for a central store fed by many servers. Both have the same tables, views and
+//! guarantees; the shared test suite runs against both.
 //!
 //! Timestamps cross this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
 //! [`crate::log::parse::storage_time`]): PostgreSQL stores a `timestamptz`, SQLite (schema 6)

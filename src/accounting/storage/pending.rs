@@ -98,9 +98,9 @@ pub(super) trait HoldsRows {
 /// (in the emptied lists of the one before).
 pub(super) struct Link<C: WritesBatches> {
     holder: Holder<C>,
-    /// The batch written last, emptied: the next batch's lists are filled in its room. Lists
-    /// grown again from nothing for every batch cost the ingest about 5 %, in copies and in
-    /// page faults on memory the allocator had handed back.
+    /// The batch written last, emptied: the next batch's lists are filled in its room, so they
+    /// are not grown again from nothing for every batch (copies, and page faults on memory the
+    /// allocator had handed back).
     spare: Batch,
 }
 

@@ -208,8 +208,8 @@ const DIRECTION_TEXT: &str = "CASE direction_code WHEN 1 THEN 'upload' WHEN 2 TH
 /// A transfer's `open_flags` from its `open_flags_code`: the words of its bits, or the text.
 fn open_flags_text() -> String {
     // One comparison per value, the commonest first (an upload's WRITE,CREATE,TRUNCATE and a
-    // download's READ): rebuilding the words bit by bit cost 2.4 µs a row, a tenth of a
-    // `transfers` report's time. Text never equals an integer here, so text stays text.
+    // download's READ): rebuilding the words bit by bit is costly per row of a `transfers`
+    // report. Text never equals an integer here, so text stays text.
     let words = |code: usize| {
         OPEN_FLAG_WORDS
             .iter()
@@ -313,9 +313,9 @@ fn readable_columns() -> [RowView; 3] {
 /// Schema 9: the rows are stored in `session_rows`, `transfer_rows` and `operation_rows`, and
 /// `sessions`, `transfers` and `operations` are views showing them with their readable columns,
 /// which were virtual columns of the tables. SQLite computes every generated column of a row it
-/// writes, read or not: on the bench log, a third of the time SQLite took to store the rows. A
-/// view computes them only when they are read, and shows the same columns in the same order, so
-/// queries and `SELECT *` keep working. A virtual column is stored nowhere: dropping one and
+/// writes, read or not, which made storing the rows markedly slower. A view computes them only
+/// when they are read, and shows the same columns in the same order, so queries and `SELECT *`
+/// keep working. A virtual column is stored nowhere: dropping one and
 /// renaming a table each take a moment, whatever the table's size. The views and triggers that
 /// read the tables go first; the caller creates the triggers again.
 fn row_views_sql() -> String {
@@ -345,8 +345,8 @@ fn row_views_sql() -> String {
 }
 
 /// The `IN (…)` checks of schema 6's tables, and the same checks as comparisons (schema 9),
-/// by table. SQLite builds an `IN` list's lookup table again for each row it checks: these
-/// three cost the ingest a tenth of its time, the comparisons next to nothing.
+/// by table. SQLite builds an `IN` list's lookup table again for each row it checks; the
+/// comparisons cost next to nothing.
 fn checks_as_comparisons() -> [(&'static str, Vec<(String, String)>); 2] {
     let check = |column: &str, words: &[&str]| {
         let listed: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
@@ -688,10 +688,10 @@ fn split_value(v: i64) -> (i64, i64) {
 /// Adds a batch's new sessions and transfers to their `usage_hourly` cells, as the rollup
 /// triggers would one row at a time (they are off while the rows are inserted). Summed here
 /// from the rows in memory: reading them back with the triggers' SQL
-/// ([`report::session_contribution`], [`report::transfer_contribution`]) took a seventh of the
-/// writing thread. The rules are the same, and a property test holds the two to each other: a
-/// session counts at its start unless refused, a transfer at its open under its session's host
-/// and user (`''` for none), as that session row stands now.
+/// ([`report::session_contribution`], [`report::transfer_contribution`]) is markedly slower
+/// on the writing thread. The rules are the same, and a property test holds the two to each
+/// other: a session counts at its start unless refused, a transfer at its open under its
+/// session's host and user (`''` for none), as that session row stands now.
 fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection) -> Result<()> {
     use std::collections::HashMap;
     use std::collections::hash_map::Entry;
@@ -793,7 +793,7 @@ impl WritesBatches for Connection {
     /// cells).
     fn write_batch(&mut self, batch: &Batch) -> Result<()> {
         let conn = &*self;
-        // The rollup triggers would run once per row (a third of the ingest's time); these rows
+        // The rollup triggers would run once per row, a large part of the ingest; these rows
         // are added per cell instead, by the triggers' rules. Only this connection's triggers
         // are off, and only while it writes what it adds to the cells itself.
         let mut cells = Cells::new();
@@ -812,10 +812,9 @@ impl WritesBatches for Connection {
 
 /// The changes to sessions written before that keep each session's user, applied with the
 /// rollup triggers off: nearly all of them (an end, sftp-server's PID, the next `sent status`'s
-/// row). Each session's cell gets the difference here, as the trigger gives it (a quarter of
-/// the commit's time, one trigger run per session). A change that fills in a user also moves
-/// the session's transfers to another cell: those are returned, for [`update_sessions`] with
-/// the triggers on.
+/// row). Each session's cell gets the difference here, as the trigger gives it, instead of one
+/// trigger run per session. A change that fills in a user also moves the session's transfers
+/// to another cell: those are returned, for [`update_sessions`] with the triggers on.
 fn update_sessions_quietly<'a>(
     patches: &'a [(i64, SessionPatch)],
     conn: &Connection,
@@ -1132,8 +1131,7 @@ impl SqliteStore {
         self.conn()?.pragma_update(None, "synchronous", "NORMAL")?;
         // The write-ahead log is copied into the database every 10,000 pages (40 MiB) instead
         // of SQLite's 1,000: an ingest rewrites the same index pages in every transaction, and
-        // each copy wrote them again (in interleaved runs of the bench log, about 8 % of the
-        // ingest's time). The log is emptied when the last connection closes.
+        // each copy writes them again. The log is emptied when the last connection closes.
         self.conn()?
             .pragma_update(None, "wal_autocheckpoint", 10_000)?;
         // Statements that fire the rollup triggers keep a statement journal for their own
