@@ -5,7 +5,7 @@
 //! counters), so every server feeding one store shows the same numbers. User and host names
 //! are the partner's bytes: label values are escaped, so no name can add a line or a label.
 
-use crate::accounting::report::{Filter, Kind, Period, Value};
+use crate::accounting::report::{Filter, Kind, Period, Reports, Value};
 use crate::accounting::storage::{ReportStore, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -144,7 +144,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     }
 
     let d = store.dialect();
-    let always = crate::accounting::report::always_true(d);
+    let always = crate::accounting::sql::always_true(d);
     let counted = [("host", Kind::Text), ("n", Kind::Int)];
     let mut refused = Family::new(
         "sftpd_sessions_refused_total",

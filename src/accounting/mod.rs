@@ -9,6 +9,8 @@ pub mod metrics;
 pub mod metrics_server;
 pub mod report;
 pub mod retention;
+pub mod rollup;
+pub mod sql;
 pub mod storage;
 
 /// Maps and sets keyed by what sftpd-report or the system assigns (row ids, host names, PIDs,

@@ -1,10 +1,13 @@
 //! The reports: sessions, transfers and usage, as aligned tables for people or exact CSV and
 //! JSON for programs.
 
+use crate::accounting::rollup::{ROLLUP_SUMS, split_sum};
+use crate::accounting::sql::Dialect;
+pub use crate::accounting::sql::{Filter, Kind, Value, system_zone};
+use crate::accounting::storage::{self, ReportStore, RowSink};
 use crate::log::parse;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use rusqlite::types::ValueRef;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,37 +25,6 @@ pub enum Format {
 pub enum Period {
     Day,
     Month,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    pub user: Option<String>,
-    pub host: Option<String>,
-    /// Inclusive lower bound, storage time format.
-    pub since: Option<String>,
-    /// Exclusive upper bound, storage time format.
-    pub until: Option<String>,
-    pub path: Option<glob::Pattern>,
-    /// The zone of day and month buckets; `None`: the system's.
-    pub zone: Option<Tz>,
-}
-
-impl Filter {
-    /// The zone of day and month buckets.
-    pub fn zone(&self) -> Tz {
-        self.zone.unwrap_or_else(system_zone)
-    }
-}
-
-/// The system's zone by its IANA name (`TZ`, else `/etc/localtime`); UTC when it has none.
-pub fn system_zone() -> Tz {
-    let from_env = std::env::var("TZ")
-        .ok()
-        .map(|tz| tz.trim_start_matches(':').to_owned());
-    from_env
-        .or_else(|| iana_time_zone::get_timezone().ok())
-        .and_then(|name| name.parse::<Tz>().ok())
-        .unwrap_or(Tz::UTC)
 }
 
 /// The first instant of `date` in `zone` (storage time): midnight, or the first time the day
@@ -126,172 +98,10 @@ pub fn parse_time_bound(
         .map_err(|_| bad())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Int,
-    Time,
-    Bytes,
-    DurationMs,
-    Bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Null,
-    /// Wide enough for any sum of stored counters.
-    Int(i128),
-    Text(String),
-}
-
 #[derive(Debug, Clone)]
 pub struct Report {
     pub columns: Vec<(&'static str, Kind)>,
     pub rows: Vec<Vec<Value>>,
-}
-
-/// Converts one SQLite cell.
-pub fn value_from_sqlite(v: ValueRef<'_>) -> Value {
-    match v {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Int(i.into()),
-        ValueRef::Real(f) => Value::Int(f as i128),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            Value::Text(String::from_utf8_lossy(t).into_owned())
-        }
-    }
-}
-
-/// SQLite: storage text (`2026-11-26T21:15:11.000000Z`) of the UTC microseconds expression `us`,
-/// as [`crate::log::parse::storage_time`] writes it, for years 0 to 9999.
-///
-/// This is the time columns' expression in the views `sessions`, `transfers` and `operations`:
-/// `date` and `time` with the digits of the microseconds, cheaper per row than `strftime` and
-/// `printf`. Only functions of SQLite 3.40 (Debian 12's `sqlite3`), so that older tools still
-/// read the database.
-pub fn sqlite_time_text(us: &str) -> String {
-    let micros = format!("((({us} % 1000000) + 1000000) % 1000000)");
-    let seconds = format!("({us} - {micros}) / 1000000");
-    format!(
-        "date({seconds}, 'unixepoch') || 'T' || time({seconds}, 'unixepoch') || '.' || substr({micros} + 1000000, 2) || 'Z'"
-    )
-}
-
-/// The SQL differences between the backends that the reports meet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    /// The stored form of timestamp column `col` (`s.started_at`), for comparisons, ordering
-    /// and indexes: SQLite (schema 6) keeps UTC microseconds in `started_at_us` and shows
-    /// `started_at` as a virtual text column computed from it.
-    pub fn time_col(self, col: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("{col}_us"),
-            Dialect::Postgres => col.to_owned(),
-        }
-    }
-
-    /// A timestamp column as the report reads it: storage text, or in SQLite the microseconds,
-    /// which `stream_rows` turns into storage text for the columns of [`Kind::Time`] (in Rust:
-    /// cheaper than SQLite's strftime on every row).
-    pub fn ts(self, col: &str) -> String {
-        match self {
-            Dialect::Sqlite => self.time_col(col),
-            Dialect::Postgres => {
-                format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-            }
-        }
-    }
-
-    /// Text parameter `n` (1: user, 2: host).
-    fn text(self, n: u8) -> String {
-        match self {
-            Dialect::Sqlite => format!("?{n}"),
-            Dialect::Postgres => format!("${n}::text"),
-        }
-    }
-
-    /// Time parameter `n` (3: since, 4: until), compared with a timestamp column (SQLite's
-    /// `stream_rows` binds them as microseconds).
-    fn time(self, n: u8) -> String {
-        match self {
-            Dialect::Sqlite => format!("?{n}"),
-            Dialect::Postgres => format!("${n}::text::timestamptz"),
-        }
-    }
-
-    /// A boolean column as 0/1.
-    fn flag(self, col: &str) -> String {
-        format!("CASE WHEN {col} THEN 1 ELSE 0 END")
-    }
-
-    /// How many rows of a group have boolean `col` set.
-    fn count_if(self, col: &str) -> String {
-        format!("CAST(COALESCE(SUM({}), 0) AS BIGINT)", self.flag(col))
-    }
-
-    /// The WHERE clause every report shares: user, host, and a time window on `time_col`. Only
-    /// the filters that are set compare columns (`x IS NULL OR col = x` keeps the planner from
-    /// the indexes); an unset one is still named, as `x IS NULL`, so that the four parameters
-    /// are always bound the same way. Values are parameters, never SQL text.
-    fn window(self, time_col: &str, filter: &Filter) -> String {
-        let col = self.time_col(time_col);
-        self.window_where(filter, |op, param| format!("{col} {op} {param}"))
-    }
-
-    /// [`Dialect::window`] on `usage_hourly.hour`, which SQLite keeps as storage text (a row per
-    /// hour, host and user: small): the microseconds bound are turned into text once, so the
-    /// comparison still reads an index range.
-    fn hour_window(self, filter: &Filter) -> String {
-        match self {
-            Dialect::Sqlite => self.window_where(filter, |op, param| {
-                format!("s.hour {op} {}", sqlite_time_text(param))
-            }),
-            Dialect::Postgres => self.window("s.hour", filter),
-        }
-    }
-
-    /// A timestamp column that SQLite keeps as storage text (`usage_hourly.hour`, bookkeeping
-    /// times), as the reports read it.
-    pub fn text_ts(self, col: &str) -> String {
-        match self {
-            Dialect::Sqlite => col.to_owned(),
-            Dialect::Postgres => self.ts(col),
-        }
-    }
-
-    /// The four parts of a window; `time_test(op, param)` compares the time column.
-    fn window_where(self, filter: &Filter, time_test: impl Fn(&str, &str) -> String) -> String {
-        let part = |set: bool, param: String, test: String| {
-            if set {
-                test
-            } else {
-                format!("{param} IS NULL")
-            }
-        };
-        let (u, h, t3, t4) = (self.text(1), self.text(2), self.time(3), self.time(4));
-        [
-            part(
-                filter.user.is_some(),
-                u.clone(),
-                format!("s.\"user\" = {u}"),
-            ),
-            part(filter.host.is_some(), h.clone(), format!("s.host = {h}")),
-            part(filter.since.is_some(), t3.clone(), time_test(">=", &t3)),
-            part(filter.until.is_some(), t4.clone(), time_test("<", &t4)),
-        ]
-        .join(" AND ")
-    }
-}
-
-/// A WHERE condition that holds for every row and names the four report parameters (all
-/// unset), for queries run through `stream_rows` that filter nothing.
-pub fn always_true(d: Dialect) -> String {
-    d.window("", &Filter::default())
 }
 
 pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
@@ -335,14 +145,6 @@ pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, 
         ("sid", Kind::Text),
     ];
     (sql, columns)
-}
-
-/// Two sums whose parts cannot overflow 64 bits for fewer than 2^31 rows: of the high and the low
-/// 32 bits; [`RowsReport::finish_row`] adds them up without overflow.
-fn split_sum(col: &str) -> String {
-    format!(
-        "CAST(COALESCE(SUM({col} / 4294967296), 0) AS BIGINT), CAST(COALESCE(SUM({col} % 4294967296), 0) AS BIGINT)"
-    )
 }
 
 /// The last column, `raw_path` (the name's bytes), is for `--path` ([`RowsReport::finish_row`]),
@@ -423,222 +225,6 @@ pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str
         ("duration", Kind::DurationMs),
     ];
     (sql, columns)
-}
-
-/// The columns of `usage_hourly`, the per-hour rollup usage reads instead of every transfer,
-/// after its key (hour, host, user). Sums that could pass 64 bits are kept as the sums of their
-/// high and low 32 bits (see [`split_sum`]).
-pub const ROLLUP_SUMS: [&str; 12] = [
-    "sessions",
-    "duration_ms_high",
-    "duration_ms_low",
-    "files_up",
-    "files_up_incomplete",
-    "files_down",
-    "files_down_incomplete",
-    "bytes_up_high",
-    "bytes_up_low",
-    "bytes_down_high",
-    "bytes_down_low",
-    "files_bytes_unknown",
-];
-
-/// Which cells [`rollup_cells_sql`] computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RollupScope {
-    /// The (hour, host) cells listed in `usage_dirty`: what a commit refreshes.
-    Dirty,
-    /// Every cell: a rebuild, or the reference a check compares with.
-    All,
-}
-
-impl Dialect {
-    /// The UTC hour a timestamp column falls in, as `usage_hourly.hour` holds it.
-    pub fn hour_of(self, col: &str) -> String {
-        self.hour_of_key(&self.hour_key(col))
-    }
-
-    /// The UTC hour a timestamp column falls in, as a key to group rows by: in SQLite the
-    /// hour's first microsecond (rounded down, also before 1970), which [`Dialect::hour_of_key`]
-    /// turns into `usage_hourly.hour`'s text once per group rather than once per row.
-    pub fn hour_key(self, col: &str) -> String {
-        match self {
-            Dialect::Sqlite => {
-                let us = self.time_col(col);
-                format!("({us} - (({us} % 3600000000) + 3600000000) % 3600000000)")
-            }
-            Dialect::Postgres => format!("date_trunc('hour', {col}, 'UTC')"),
-        }
-    }
-
-    /// An hour key of [`Dialect::hour_key`] as `usage_hourly.hour` holds it.
-    pub fn hour_of_key(self, key: &str) -> String {
-        match self {
-            Dialect::Sqlite => {
-                format!("strftime('%Y-%m-%dT%H:00:00.000000Z', {key} / 1000000, 'unixepoch')")
-            }
-            Dialect::Postgres => key.to_owned(),
-        }
-    }
-
-    /// Timestamp column `col` falls in the hour that `usage_hourly.hour`-form column `hour`
-    /// starts (an index range on `col`).
-    fn in_hour(self, col: &str, hour: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!(
-                "{us} >= unixepoch({hour}) * 1000000 AND {us} < unixepoch({hour}) * 1000000 + 3600000000",
-                us = self.time_col(col)
-            ),
-            Dialect::Postgres => format!("{col} >= {hour} AND {col} < {hour} + interval '1 hour'"),
-        }
-    }
-}
-
-/// The rows of `usage_hourly` (key, [`ROLLUP_SUMS`], contributors) computed from sessions and transfers,
-/// with the same rules as [`usage_rows_sql`] and [`UsageSums::add`]: a session counts at its
-/// start unless refused, a transfer at its open, `''` stands for no user.
-pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
-    // Each dirty hour's transfers are found by their time (an index range), once however many
-    // hosts' cells of that hour are dirty; then their sessions by id, kept when their host's
-    // cell is dirty. Left to themselves, both planners can read every session of the host for
-    // each cell instead (PostgreSQL's statistics lag a bulk ingest): SQLite's CROSS JOIN keeps
-    // the order written, and PostgreSQL evaluates a LATERAL subquery with OFFSET 0 per row of
-    // what comes before it.
-    let hour_transfers = d.in_hour("t.opened_at", "d.hour");
-    let dirty_host =
-        "EXISTS (SELECT 1 FROM usage_dirty c WHERE c.hour = d.hour AND c.host = s.host)";
-    let transfers_of_cells = match d {
-        Dialect::Sqlite => format!(
-            "(SELECT DISTINCT hour FROM usage_dirty) d CROSS JOIN transfers t ON {hour_transfers}
-             CROSS JOIN sessions s ON s.id = t.session_id AND {dirty_host}"
-        ),
-        Dialect::Postgres => format!(
-            "(SELECT DISTINCT hour FROM usage_dirty) d
-             CROSS JOIN LATERAL (SELECT * FROM transfers t WHERE {hour_transfers} OFFSET 0) AS t
-             CROSS JOIN LATERAL (SELECT s.host, s.\"user\" FROM sessions s
-                                  WHERE s.id = t.session_id AND {dirty_host} OFFSET 0) AS s"
-        ),
-    };
-    let (session_cells, transfer_cells) = match scope {
-        RollupScope::Dirty => (
-            format!(
-                "JOIN usage_dirty d ON s.host = d.host AND {}",
-                d.in_hour("s.started_at", "d.hour")
-            ),
-            transfers_of_cells,
-        ),
-        RollupScope::All => (
-            String::new(),
-            "transfers t JOIN sessions s ON s.id = t.session_id".to_owned(),
-        ),
-    };
-    let sums = ROLLUP_SUMS
-        .iter()
-        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "SELECT {hour} AS hour, cells.host, cells.\"user\", {sums},
-                CAST(COUNT(*) AS BIGINT) AS contributors
-           FROM (SELECT {sessions} FROM sessions s {session_cells} WHERE s.end_reason <> 'refused'
-                 UNION ALL
-                 SELECT {transfers} FROM {transfer_cells}) AS cells
-          GROUP BY cells.hour, cells.host, cells.\"user\"",
-        hour = d.hour_of_key("cells.hour"),
-        sessions = session_contribution(d, "s"),
-        transfers = transfer_contribution(d, "t", "s"),
-    )
-}
-
-/// What one session row `s` adds to its cell (hour as [`Dialect::hour_key`], host, user, then
-/// [`ROLLUP_SUMS`]), when it was not refused: the same expression for a recomputed cell and for a
-/// trigger's delta.
-pub fn session_contribution(d: Dialect, s: &str) -> String {
-    let duration = format!("COALESCE({s}.duration_ms, 0)");
-    format!(
-        "{hour} AS hour, {s}.host AS host, COALESCE({s}.\"user\", '') AS \"user\", 1 AS sessions,
-         {duration} / 4294967296 AS duration_ms_high, {duration} % 4294967296 AS duration_ms_low,
-         0 AS files_up, 0 AS files_up_incomplete, 0 AS files_down, 0 AS files_down_incomplete,
-         0 AS bytes_up_high, 0 AS bytes_up_low, 0 AS bytes_down_high, 0 AS bytes_down_low,
-         0 AS files_bytes_unknown",
-        hour = d.hour_key(&format!("{s}.started_at")),
-    )
-}
-
-/// What one transfer row `t` of session `s` adds to its cell, in [`session_contribution`]'s
-/// columns: counted at its open, complete and incomplete files apart.
-pub fn transfer_contribution(d: Dialect, t: &str, s: &str) -> String {
-    let split = |col: &str, name: &str| {
-        format!("{col} / 4294967296 AS {name}_high, {col} % 4294967296 AS {name}_low")
-    };
-    let counted = |what: &str, complete: bool| {
-        format!(
-            "CASE WHEN {t}.counts_as = '{what}' AND {} {t}.complete THEN 1 ELSE 0 END",
-            if complete { "" } else { "NOT" }
-        )
-    };
-    format!(
-        "{hour} AS hour, {s}.host AS host, COALESCE({s}.\"user\", '') AS \"user\", 0 AS sessions,
-         0 AS duration_ms_high, 0 AS duration_ms_low, {up} AS files_up,
-         {up_incomplete} AS files_up_incomplete, {down} AS files_down,
-         {down_incomplete} AS files_down_incomplete, {bytes_up}, {bytes_down},
-         {cut} AS files_bytes_unknown",
-        hour = d.hour_key(&format!("{t}.opened_at")),
-        up = counted("upload", true),
-        up_incomplete = counted("upload", false),
-        down = counted("download", true),
-        down_incomplete = counted("download", false),
-        bytes_up = split(&format!("COALESCE({t}.bytes_written, 0)"), "bytes_up"),
-        bytes_down = split(&format!("COALESCE({t}.bytes_read, 0)"), "bytes_down"),
-        cut = d.flag(&format!("{t}.counters_cut")),
-    )
-}
-
-/// Adds (`sign` 1) or takes away (-1) the contributions `rows` selects (columns of
-/// [`session_contribution`]) to or from their cells of `usage_hourly`, creating cells as
-/// needed; `contributors` counts the rows in a cell, so a cell left with none can be dropped.
-/// `one_row`: `rows` selects at most one row (a row trigger's own), which needs no grouping.
-pub fn rollup_delta_sql(d: Dialect, rows: &str, sign: i64, one_row: bool) -> String {
-    let sums = ROLLUP_SUMS
-        .iter()
-        .map(|c| {
-            if one_row {
-                format!("{c} * {sign}")
-            } else {
-                format!("CAST(SUM({c}) * {sign} AS BIGINT)")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let (count, group) = if one_row {
-        (sign.to_string(), "")
-    } else {
-        (
-            format!("CAST(COUNT(*) * {sign} AS BIGINT)"),
-            " GROUP BY c.hour, c.host, c.\"user\"",
-        )
-    };
-    add_to_cells_sql(&format!(
-        "SELECT {hour}, c.host, c.\"user\", {sums}, {count} FROM ({rows}) AS c WHERE true{group}",
-        hour = d.hour_of_key("c.hour"),
-    ))
-}
-
-/// Adds what `source` (a `SELECT` or `VALUES` of hour, host, user, [`ROLLUP_SUMS`] and
-/// `contributors`) gives to those cells of `usage_hourly`, creating cells as needed.
-pub fn add_to_cells_sql(source: &str) -> String {
-    let add = ROLLUP_SUMS
-        .iter()
-        .chain(std::iter::once(&"contributors"))
-        .map(|c| format!("{c} = usage_hourly.{c} + excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "INSERT INTO usage_hourly (hour, host, \"user\", {columns}, contributors)
-         {source}
-         ON CONFLICT (hour, host, \"user\") DO UPDATE SET {add}",
-        columns = ROLLUP_SUMS.join(", "),
-    )
 }
 
 /// The rollup rows a usage report reads: hour, host, user and [`ROLLUP_SUMS`], in the window
@@ -1350,6 +936,147 @@ pub fn render(
             sink(row.clone())?;
         }
         Ok(())
+    })
+}
+
+/// The reports, as every store answers them through [`ReportStore`]'s queries: the store runs
+/// SQL and streams cells, and this module decides what to ask and what the rows mean.
+pub trait Reports: ReportStore {
+    /// The rows of the sessions or transfers report, one at a time, in the columns of
+    /// [`RowsReport::columns`].
+    fn stream_report(
+        &mut self,
+        which: RowsReport,
+        filter: &Filter,
+        sink: &mut RowSink<'_>,
+    ) -> storage::Result<()> {
+        let (sql, raw) = which.sql(self.dialect(), filter);
+        self.stream_rows(
+            &sql,
+            &raw,
+            filter,
+            &mut |row| match which.finish_row(&raw, row, filter) {
+                Some(row) => sink(row),
+                None => Ok(()),
+            },
+        )
+    }
+
+    fn sessions_report(&mut self, filter: &Filter) -> storage::Result<Report> {
+        collect(self, RowsReport::Sessions, filter)
+    }
+
+    fn transfers_report(&mut self, filter: &Filter) -> storage::Result<Report> {
+        collect(self, RowsReport::Transfers, filter)
+    }
+
+    /// Usage from the hourly rollups: the whole UTC hours of the window from `usage_hourly`,
+    /// the part hours at its ends (and any hour that straddles a day or month of the zone) from
+    /// the rows. The same sums as [`ReportStore::usage_report_from_rows`], read from a table a
+    /// few hundred times smaller.
+    fn usage_report(&mut self, filter: &Filter, by: Period) -> storage::Result<Report> {
+        Ok(self.usage_sums(filter, by)?.finish())
+    }
+
+    /// The sums [`ReportStore::usage_report`] shows, before they become rows.
+    fn usage_sums(&mut self, filter: &Filter, by: Period) -> storage::Result<UsageSums> {
+        let mut sums = UsageSums::new(by, filter.zone());
+        let plan = match RollupPlan::new(filter) {
+            Some(plan) if !self.rollups_pending()? => plan,
+            _ => {
+                add_usage_rows(self, filter, &mut sums)?;
+                return Ok(sums);
+            }
+        };
+        for edge in &plan.edges {
+            add_usage_rows(self, edge, &mut sums)?;
+        }
+        let (sql, columns) = usage_rollup_sql(self.dialect(), &plan.hours);
+        let mut straddling = std::collections::BTreeSet::new();
+        self.stream_rows(&sql, &columns, &plan.hours, &mut |row| {
+            if !sums.add_hour(&row)
+                && let Value::Text(hour) = &row[0]
+            {
+                straddling.insert(hour.clone());
+            }
+            Ok(())
+        })?;
+        for hour in straddling {
+            if let Some(window) = plan.one_hour(&hour) {
+                add_usage_rows(self, &window, &mut sums)?;
+            }
+        }
+        Ok(sums)
+    }
+
+    /// The `limit` largest transfers of the window, biggest first, for the HTML statement.
+    fn largest_transfers(
+        &mut self,
+        filter: &Filter,
+        limit: u32,
+    ) -> storage::Result<Vec<crate::accounting::html::LargeTransfer>> {
+        let (sql, columns) = largest_transfers_sql(self.dialect(), filter, limit);
+        let zone = filter.zone();
+        let mut out = Vec::new();
+        let text = |v: &Value| match v {
+            Value::Text(t) => t.clone(),
+            _ => String::new(),
+        };
+        let int = |v: &Value| match v {
+            Value::Int(n) => *n,
+            _ => 0,
+        };
+        self.stream_rows(&sql, &columns, filter, &mut |row| {
+            out.push(crate::accounting::html::LargeTransfer {
+                opened: zone_time(&text(&row[0]), zone),
+                host: text(&row[1]),
+                user: text(&row[2]),
+                path: text(&row[3]),
+                direction: text(&row[4]),
+                bytes: int(&row[5]) + int(&row[6]),
+                complete: int(&row[7]) != 0,
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Usage summed from every session and transfer row while they stream by (memory is the
+    /// number of groups, not of rows): the reference the rollups must equal.
+    fn usage_report_from_rows(&mut self, filter: &Filter, by: Period) -> storage::Result<Report> {
+        let mut sums = UsageSums::new(by, filter.zone());
+        add_usage_rows(self, filter, &mut sums)?;
+        Ok(sums.finish())
+    }
+}
+
+impl<T: ReportStore + ?Sized> Reports for T {}
+
+fn add_usage_rows<S: ReportStore + ?Sized>(
+    store: &mut S,
+    filter: &Filter,
+    sums: &mut UsageSums,
+) -> storage::Result<()> {
+    let (sql, columns) = usage_rows_sql(store.dialect(), filter);
+    store.stream_rows(&sql, &columns, filter, &mut |row| {
+        sums.add(&row);
+        Ok(())
+    })
+}
+
+fn collect<S: ReportStore + ?Sized>(
+    store: &mut S,
+    which: RowsReport,
+    filter: &Filter,
+) -> storage::Result<Report> {
+    let mut rows = Vec::new();
+    store.stream_report(which, filter, &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(Report {
+        columns: which.columns(),
+        rows,
     })
 }
 

@@ -7,7 +7,7 @@ use sftpd_wrapper::accounting::cli::{
 };
 use sftpd_wrapper::accounting::ingest::{IngestOptions, Ingestor, Input};
 use sftpd_wrapper::accounting::metrics_server;
-use sftpd_wrapper::accounting::report::{self, Filter, Format, RowsReport};
+use sftpd_wrapper::accounting::report::{self, Filter, Format, Reports, RowsReport};
 use sftpd_wrapper::accounting::storage::{self, DbSpec, Store, StoreError};
 use sftpd_wrapper::config;
 use std::io::{IsTerminal, Write};

@@ -15,7 +15,8 @@ use super::{
     OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
     SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters, text,
 };
-use crate::accounting::report::{Dialect, Filter, Kind, Value};
+use crate::accounting::rollup;
+use crate::accounting::sql::{Dialect, Filter, Kind, Value};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{FromSql, IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Row, Statement};
@@ -289,11 +290,11 @@ impl PgStore {
             tx.batch_execute(sql).map_err(&e)?;
         }
         if current < 7 {
-            tx.batch_execute(&super::rollup_triggers_sql(Dialect::Postgres))
+            tx.batch_execute(&rollup::rollup_triggers_sql(Dialect::Postgres))
                 .map_err(&e)?;
         }
         if current < 5 {
-            tx.batch_execute(&super::refresh_rollups_sql(Dialect::Postgres, true))
+            tx.batch_execute(&rollup::refresh_rollups_sql(Dialect::Postgres, true))
                 .map_err(&e)?;
         }
         if current == 0 {
@@ -911,11 +912,11 @@ impl Database for PgStore {
                 .client
                 .batch_execute(&format!(
                     "{plan}{}",
-                    super::refresh_rollups_sql(Dialect::Postgres, all)
+                    rollup::refresh_rollups_sql(Dialect::Postgres, all)
                 ))
                 .map_err(self.err())?;
         }
-        self.exec(super::DROP_EMPTY_CELLS, &[])?;
+        self.exec(rollup::DROP_EMPTY_CELLS, &[])?;
         Ok(())
     }
 
@@ -924,7 +925,7 @@ impl Database for PgStore {
         let row = self
             .conn()?
             .client
-            .query_one(&super::rollup_differences_sql(Dialect::Postgres), &[])
+            .query_one(&rollup::rollup_differences_sql(Dialect::Postgres), &[])
             .map_err(self.err())?;
         Ok(row.get::<_, i64>(0) as u64)
     }

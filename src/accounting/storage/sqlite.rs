@@ -14,7 +14,8 @@ use super::{
     OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
     SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters, text,
 };
-use crate::accounting::report::{self, Dialect, Filter};
+use crate::accounting::rollup;
+use crate::accounting::sql::{self, Dialect, Filter};
 use rusqlite::config::DbConfig;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
@@ -189,7 +190,7 @@ CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
 
 {views}
 "#,
-        drop_triggers = super::DROP_SQLITE_ROLLUP_TRIGGERS,
+        drop_triggers = rollup::DROP_SQLITE_ROLLUP_TRIGGERS,
         started_at = column("started_at"),
         ended_at = column("ended_at"),
         opened_at = column("opened_at"),
@@ -275,7 +276,7 @@ type RowView = (&'static str, &'static str, Vec<(&'static str, String)>);
 /// The readable columns of each table of rows (schema 9: views over `session_rows`, … with
 /// the tables' names), after its stored ones, in the order the virtual columns of schema 6 had.
 fn readable_columns() -> [RowView; 3] {
-    let time = report::sqlite_time_text;
+    let time = sql::sqlite_time_text;
     // A name's readable form: `escaped` where stored, else the bytes.
     let name = |bytes: &str, escaped: &str| format!("COALESCE({escaped}, CAST({bytes} AS TEXT))");
     [
@@ -324,7 +325,7 @@ fn row_views_sql() -> String {
          DROP VIEW IF EXISTS daily_usage;
          DROP VIEW IF EXISTS usage_events;
          {}\n",
-        super::DROP_SQLITE_ROLLUP_TRIGGERS
+        rollup::DROP_SQLITE_ROLLUP_TRIGGERS
     );
     for (view, table, columns) in readable_columns() {
         for (name, _) in columns.iter().rev() {
@@ -635,11 +636,11 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// What a batch adds to one `usage_hourly` cell: [`report::ROLLUP_SUMS`] in their order, and
+/// What a batch adds to one `usage_hourly` cell: [`rollup::ROLLUP_SUMS`] in their order, and
 /// the rows summed.
 #[derive(Default)]
 struct CellDelta {
-    sums: [i64; report::ROLLUP_SUMS.len()],
+    sums: [i64; rollup::ROLLUP_SUMS.len()],
     contributors: i64,
 }
 
@@ -688,7 +689,7 @@ fn split_value(v: i64) -> (i64, i64) {
 /// Adds a batch's new sessions and transfers to their `usage_hourly` cells, as the rollup
 /// triggers would one row at a time (they are off while the rows are inserted). Summed here
 /// from the rows in memory: reading them back with the triggers' SQL
-/// ([`report::session_contribution`], [`report::transfer_contribution`]) is markedly slower
+/// ([`rollup::session_contribution`], [`rollup::transfer_contribution`]) is markedly slower
 /// on the writing thread. The rules are the same, and a property test holds the two to each
 /// other: a session counts at its start unless refused, a transfer at its open under its
 /// session's host and user (`''` for none), as that session row stands now.
@@ -777,14 +778,14 @@ fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection)
     Ok(())
 }
 
-/// Adds a cell's delta (`?1` hour, `?2` host, `?3` user, then [`report::ROLLUP_SUMS`] and
+/// Adds a cell's delta (`?1` hour, `?2` host, `?3` user, then [`rollup::ROLLUP_SUMS`] and
 /// `contributors`) to `usage_hourly`, creating the cell as needed.
 fn cell_upsert_sql() -> String {
-    let params = (1..=3 + report::ROLLUP_SUMS.len() + 1)
+    let params = (1..=3 + rollup::ROLLUP_SUMS.len() + 1)
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    report::add_to_cells_sql(&format!("VALUES ({params})"))
+    rollup::add_to_cells_sql(&format!("VALUES ({params})"))
 }
 
 impl WritesBatches for Connection {
@@ -1187,7 +1188,7 @@ impl SqliteStore {
             rewrite_checks(&tx, shown)?;
             // The tables renamed (or rebuilt by version 6) lost their triggers; the rollups
             // they keep are unchanged.
-            tx.execute_batch(&super::rollup_triggers_sql(Dialect::Sqlite))?;
+            tx.execute_batch(&rollup::rollup_triggers_sql(Dialect::Sqlite))?;
         }
         let renamed_to: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM pragma_table_info('transfer_rows') WHERE name = 'renamed_to')",
@@ -1200,7 +1201,7 @@ impl SqliteStore {
             ))?;
         }
         if current < 5 {
-            tx.execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, true))?;
+            tx.execute_batch(&rollup::refresh_rollups_sql(Dialect::Sqlite, true))?;
         }
         if current == 0 {
             tx.execute(
@@ -1288,10 +1289,10 @@ impl Database for SqliteStore {
         self.flush()?;
         if all || self.rollups_pending()? {
             self.conn()?
-                .execute_batch(&super::refresh_rollups_sql(Dialect::Sqlite, all))?;
+                .execute_batch(&rollup::refresh_rollups_sql(Dialect::Sqlite, all))?;
         }
         self.conn()?
-            .prepare_cached(super::DROP_EMPTY_CELLS)?
+            .prepare_cached(rollup::DROP_EMPTY_CELLS)?
             .execute([])?;
         Ok(())
     }
@@ -1300,7 +1301,7 @@ impl Database for SqliteStore {
         self.flush()?;
         let n: i64 =
             self.conn()?
-                .query_row(&super::rollup_differences_sql(Dialect::Sqlite), [], |r| {
+                .query_row(&rollup::rollup_differences_sql(Dialect::Sqlite), [], |r| {
                     r.get(0)
                 })?;
         Ok(n as u64)
@@ -1811,7 +1812,7 @@ impl ReportStore for SqliteStore {
     fn stream_rows(
         &mut self,
         sql: &str,
-        columns: &[(&'static str, report::Kind)],
+        columns: &[(&'static str, sql::Kind)],
         filter: &Filter,
         sink: &mut RowSink<'_>,
     ) -> Result<()> {
@@ -1827,11 +1828,11 @@ impl ReportStore for SqliteStore {
                 .iter()
                 .enumerate()
                 .map(|(i, (_, kind))| match (r.get_ref(i)?, kind) {
-                    (ValueRef::Integer(us), report::Kind::Time) => {
+                    (ValueRef::Integer(us), sql::Kind::Time) => {
                         Ok(crate::log::parse::storage_time_of_micros(us)
-                            .map_or(report::Value::Int(us.into()), report::Value::Text))
+                            .map_or(sql::Value::Int(us.into()), sql::Value::Text))
                     }
-                    (v, _) => Ok(report::value_from_sqlite(v)),
+                    (v, _) => Ok(sql::value_from_sqlite(v)),
                 })
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             sink(row)?;
@@ -2207,7 +2208,7 @@ mod tests {
             "INSERT INTO session_rows (id, host, started_at_us, source, pid) VALUES (1, 'h', 0, 'wrapper', 1)",
         )
         .unwrap();
-        let hour = report::Dialect::Sqlite.hour_of("opened_at");
+        let hour = sql::Dialect::Sqlite.hour_of("opened_at");
         // Years 0 to 9999, the range of SQLite's date functions.
         let micros = -62_167_219_200_000_000i64..253_402_300_800_000_000;
         // Any bytes, and printable ASCII (`\` included), which takes escaped_name's short way.
@@ -2470,7 +2471,7 @@ mod tests {
         }
         compact_rows_functions(&conn).unwrap();
         conn.execute_batch(&compact_rows_sql()).unwrap();
-        let triggers = super::super::rollup_triggers_sql(Dialect::Sqlite)
+        let triggers = super::rollup::rollup_triggers_sql(Dialect::Sqlite)
             .replace("ON session_rows", "ON sessions")
             .replace("ON transfer_rows", "ON transfers");
         conn.execute_batch(&triggers).unwrap();
