@@ -69,10 +69,24 @@ impl Names {
         undo
     }
 
-    /// `remove` or `rmdir` of `name`: it leads nowhere any more.
-    pub fn remove(&mut self, name: &[u8]) -> Undo {
-        let key = self.place(name);
-        self.set(key, None)
+    /// Takes in the names another part of the same session made (its lines read as a session
+    /// of their own until the wrapper's line claimed them).
+    pub fn extend(&mut self, other: Names) {
+        for (key, to) in other.made {
+            if self.made.len() < MAX_NAMES || self.made.contains_key(&key) {
+                self.made.insert(key, to);
+            }
+        }
+    }
+
+    /// `names` lead nowhere any more (a `remove`, or a file renamed to a name of its own).
+    pub fn forget(&mut self, names: &[&[u8]]) -> Undo {
+        let mut undo = Undo::default();
+        for name in names {
+            let key = self.place(name);
+            undo.0.extend(self.set(key, None).0);
+        }
+        undo
     }
 
     /// Puts back what an operation that failed changed.
@@ -245,7 +259,10 @@ mod tests {
         n.symlink(b"/h/u/a", b"invoice-42.xml");
         n.link(b"/h/u/b", b"/h/u/a", false);
         n.symlink(b"/h/u/c", b"b");
-        assert_eq!(reached(&n, "/h/u/c").as_deref(), Some("/h/u/invoice-42.xml"));
+        assert_eq!(
+            reached(&n, "/h/u/c").as_deref(),
+            Some("/h/u/invoice-42.xml")
+        );
         // A link to a directory, and a link made inside it.
         n.symlink(b"/h/u/d", b"/srv/in");
         assert_eq!(
@@ -253,16 +270,28 @@ mod tests {
             Some("/srv/in/invoice-7.xml")
         );
         n.symlink(b"/h/u/d/x", b"invoice-8.xml");
-        assert_eq!(reached(&n, "/srv/in/x").as_deref(), Some("/srv/in/invoice-8.xml"));
-        assert_eq!(reached(&n, "/h/u/d/x").as_deref(), Some("/srv/in/invoice-8.xml"));
+        assert_eq!(
+            reached(&n, "/srv/in/x").as_deref(),
+            Some("/srv/in/invoice-8.xml")
+        );
+        assert_eq!(
+            reached(&n, "/h/u/d/x").as_deref(),
+            Some("/srv/in/invoice-8.xml")
+        );
         // A rename: the new name is the file the old one named, the old one nothing.
         n.link(b"/h/u/e", b"/h/u/c", true);
-        assert_eq!(reached(&n, "/h/u/e").as_deref(), Some("/h/u/invoice-42.xml"));
+        assert_eq!(
+            reached(&n, "/h/u/e").as_deref(),
+            Some("/h/u/invoice-42.xml")
+        );
         assert_eq!(reached(&n, "/h/u/c"), None);
         n.link(b"/h/u/f.xml", b"/h/u/invoice-9.xml", true);
-        assert_eq!(reached(&n, "/h/u/f.xml").as_deref(), Some("/h/u/invoice-9.xml"));
+        assert_eq!(
+            reached(&n, "/h/u/f.xml").as_deref(),
+            Some("/h/u/invoice-9.xml")
+        );
         // Removed: a new file of that name is not the old one.
-        n.remove(b"/h/u/e");
+        n.forget(&[b"/h/u/e"]);
         assert_eq!(reached(&n, "/h/u/e"), None);
     }
 
@@ -286,7 +315,7 @@ mod tests {
         assert_eq!(reached(&n, "/h/m").as_deref(), Some("/h/one"));
         n.undo(undo);
         assert_eq!(n.made, before);
-        let undo = n.remove(b"/h/l");
+        let undo = n.forget(&[b"/h/l", b"/h/m"]);
         n.undo(undo);
         assert_eq!(n.made, before);
     }
@@ -327,7 +356,7 @@ mod tests {
                     0 => n.symlink(&a, &b),
                     1 => n.link(&a, &b, false),
                     2 => n.link(&a, &b, true),
-                    _ => n.remove(&a),
+                    _ => n.forget(&[&a, &b]),
                 };
                 if fail {
                     n.undo(undo);

@@ -78,7 +78,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
@@ -246,6 +246,8 @@ pub struct NewTransfer<'a> {
     /// transfer from the wrapper's `file closed` line, which is how such rows are told apart.
     pub mode: Option<&'a str>,
     pub opened_at: &'a str,
+    /// The file the name reached through the session's links and renames, when another name.
+    pub reached: Option<&'a [u8]>,
 }
 
 #[derive(Debug, Clone)]
@@ -367,6 +369,9 @@ pub struct TransferRecord {
     /// The name a rename later in the session gave the file (an upload to `x.filepart`
     /// renamed to `x`).
     pub renamed_to: Option<Vec<u8>>,
+    /// The file `path` reached through links and renames the session made before the open
+    /// (`invoice-42.xml` for a download through a link to it).
+    pub reached: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -336,6 +336,10 @@ CREATE INDEX usage_hourly_empty ON usage_hourly (hour) WHERE contributors = 0;
 -- The name a rename later in the session gave a transferred file (x.filepart renamed to x).
 ALTER TABLE transfers ADD COLUMN IF NOT EXISTS renamed_to BYTEA;
 "#,
+    r#"
+-- The file a transfer's name reached through the session's links and renames before its open.
+ALTER TABLE transfers ADD COLUMN IF NOT EXISTS reached BYTEA;
+"#,
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -879,7 +883,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
             &e,
             "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
                                  opened_at, closed_at, bytes_read, bytes_written, forced,
-                                 failed, complete, counts_as, counters_cut, renamed_to)
+                                 failed, complete, counts_as, counters_cut, renamed_to, reached)
                  FROM STDIN (FORMAT binary)",
             &[
                 Type::INT8,
@@ -898,6 +902,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
                 Type::BOOL,
                 Type::TEXT,
                 Type::BOOL,
+                Type::BYTEA,
                 Type::BYTEA,
             ],
         )?;
@@ -924,6 +929,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
                     &t.row.counts_as,
                     &t.row.counters_cut,
                     &t.row.renamed_to,
+                    &t.row.reached,
                 ])
                 .map_err(&e)?;
         }
@@ -1753,7 +1759,7 @@ impl CopyStore for PgStore {
         let sql = format!(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
                     to_char(opened_at AT TIME ZONE 'UTC', {TS}), to_char(closed_at AT TIME ZONE 'UTC', {TS}),
-                    forced, failed, complete, counts_as, counters_cut, renamed_to
+                    forced, failed, complete, counts_as, counters_cut, renamed_to, reached
                FROM transfers ORDER BY id"
         );
         let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
@@ -1775,6 +1781,7 @@ impl CopyStore for PgStore {
                 counts_as: r.get(12),
                 counters_cut: r.get(13),
                 renamed_to: r.get(14),
+                reached: r.get(15),
             })
             .collect())
     }
@@ -1840,11 +1847,12 @@ impl CopyStore for PgStore {
         let shown = path_text(&t.path);
         self.exec(
             "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
-                                    opened_at, closed_at, forced, failed, complete, counts_as, counters_cut, renamed_to)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15, $16)",
+                                    opened_at, closed_at, forced, failed, complete, counts_as, counters_cut, renamed_to, reached)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15, $16, $17)",
             &[
                 &session_id, &t.path, &shown, &t.direction, &text(&t.open_flags), &opt_text(t.mode.as_deref()), &t.bytes_read, &t.bytes_written,
                 &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut, &t.renamed_to,
+                &t.reached,
             ],
         )?;
         Ok(())
