@@ -1180,6 +1180,57 @@ fn a_version_6_postgres_database_gets_the_version_7_trigger_functions() {
     assert_same(&dump(&db), &dump(&clean));
 }
 
+/// Issue 27, item 6: a session's links are followed across ingest runs (a batch ingest between
+/// a link and the download through it), and a link whose failure status the next run reads
+/// leads nowhere; the same rows as one run, on both stores.
+#[test]
+fn links_made_in_an_earlier_run_are_followed() {
+    require_pg!();
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        "Nov  3 10:00:00 h1 sftp-server[501]: session opened for local user acme from [192.0.2.1]",
+        "Nov  3 10:00:01 h1 sftp-server[501]: symlink old \"invoice-42.xml\" new \"/srv/acme/l.xml\"",
+        "Nov  3 10:00:02 h1 sftp-server[501]: symlink old \"invoice-43.xml\" new \"/srv/acme/taken.xml\"",
+        // The first run ends here.
+        "Nov  3 10:00:02 h1 sftp-server[501]: sent status Failure",
+        "Nov  3 10:00:03 h1 sftp-server[501]: open \"/srv/acme/l.xml\" flags READ mode 0666",
+        "Nov  3 10:00:03 h1 sftp-server[501]: close \"/srv/acme/l.xml\" bytes read 42 written 0",
+        "Nov  3 10:00:04 h1 sftp-server[501]: open \"/srv/acme/taken.xml\" flags READ mode 0666",
+        "Nov  3 10:00:04 h1 sftp-server[501]: close \"/srv/acme/taken.xml\" bytes read 7 written 0",
+        "Nov  3 10:00:05 h1 sftp-server[501]: session closed for local user acme from [192.0.2.1]",
+    ];
+    let first = dir.path().join("first.log");
+    let all = dir.path().join("all.log");
+    fs::write(&first, format!("{}\n", lines[..3].join("\n"))).unwrap();
+    fs::write(&all, format!("{}\n", lines.join("\n"))).unwrap();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let split = new_db(backend, dir.path(), &format!("split-{backend:?}"));
+        ingest(&split, &[&first]);
+        ingest(&split, &[&all]);
+        let once = new_db(backend, dir.path(), &format!("once-{backend:?}"));
+        ingest(&once, &[&all]);
+        let dump_split = dump(&split);
+        assert_same(&dump_split, &dump(&once));
+        let hex = |s: &str| -> String { s.bytes().map(|b| format!("{b:02X}")).collect() };
+        assert!(
+            dump_split.contains(&format!(
+                "|{}|NULL|{}|download|",
+                hex("/srv/acme/l.xml"),
+                hex("/srv/acme/invoice-42.xml")
+            )),
+            "{backend:?}: {dump_split}"
+        );
+        assert!(
+            dump_split.contains(&format!(
+                "|{}|NULL|NULL|download|",
+                hex("/srv/acme/taken.xml")
+            )),
+            "{backend:?}: {dump_split}"
+        );
+        common::assert_rollups_exact(&split);
+    }
+}
+
 /// Version 11 adds `transfers.reached`: a version 10 PostgreSQL database (without the column)
 /// gets it on the next ingest, keeps its rows (which reached no other name), and fills it for a
 /// download through a link from then on.

@@ -552,10 +552,12 @@ impl<'a> Ingestor<'a> {
     /// Loads the sessions and transfers the database holds open, beside the ones already in
     /// memory (ended sessions still waiting for late lines).
     fn load_state(&mut self) -> Result<()> {
+        let mut loaded = IdSet::default();
         for s in self.store.open_sessions()? {
             if self.sessions.contains_key(&s.id) {
                 continue;
             }
+            loaded.insert(s.id);
             if let Some(op) = s.last_op {
                 self.last_op.insert(s.id, Some(op));
             }
@@ -588,6 +590,28 @@ impl<'a> Ingestor<'a> {
                 continue;
             }
             self.open_transfers.entry(t.session_id).or_default().push(t);
+        }
+        // The names the sessions' links and renames made, as the runs that read them left them.
+        for op in self.store.open_name_operations()? {
+            if !loaded.contains(&op.session_id) {
+                continue;
+            }
+            let names = self.names.entry(op.session_id).or_default();
+            let target = op.target.as_deref().unwrap_or_default();
+            let undo = match op.kind {
+                OperationKind::Remove | OperationKind::Rmdir => {
+                    names.forget(&[&op.path]);
+                    continue;
+                }
+                _ if op.renamed_upload => names.forget(&[&op.path, target]),
+                OperationKind::Symlink => names.symlink(target, &op.path),
+                OperationKind::Hardlink => names.link(target, &op.path, false),
+                _ => names.link(target, &op.path, true),
+            };
+            // Its answer may be in the lines still to read.
+            if self.last_op.get(&op.session_id) == Some(&Some(LastOp::Operation(op.id))) {
+                self.names_undo.insert(op.session_id, (op.id, undo));
+            }
         }
         Ok(())
     }

@@ -301,6 +301,20 @@ pub struct OpenTransfer {
     pub failed: bool,
 }
 
+/// A link, rename or removal of a session still open that no failure answered, as ingest needs
+/// it to follow the names the session made (accounting::reach) where the last run stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameOperation {
+    pub session_id: i64,
+    pub id: i64,
+    pub kind: OperationKind,
+    pub path: Vec<u8>,
+    pub target: Option<Vec<u8>>,
+    /// A rename of an upload the session closed under `path`, which took `target` as its
+    /// `renamed_to`.
+    pub renamed_upload: bool,
+}
+
 /// The journal's own fields about a session's first entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionOrigin {
@@ -433,6 +447,9 @@ pub trait IngestStore: Database {
     fn insert_session(&mut self, s: &NewSession) -> Result<i64>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
+    /// The links, renames and removals of the sessions still open that no failure answered,
+    /// oldest first.
+    fn open_name_operations(&mut self) -> Result<Vec<NameOperation>>;
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
     /// Fills in who and from where, where the session does not know yet.
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()>;

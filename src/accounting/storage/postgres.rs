@@ -11,9 +11,10 @@ use super::pending::{
 };
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
-    LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
-    OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
-    SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters, text,
+    LastOp, NameOperation, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer,
+    OperationKind, OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin,
+    SessionRecord, SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters,
+    text,
 };
 use crate::accounting::report::{Dialect, Filter, Kind, Value};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -1351,6 +1352,33 @@ impl IngestStore for PgStore {
                 last_op: LastOp::from_columns(r.get(7), r.get(8)),
                 user: r.get(9),
                 wire: r.get(10),
+            })
+            .collect())
+    }
+
+    fn open_name_operations(&mut self) -> Result<Vec<NameOperation>> {
+        self.flush()?;
+        let rows = self.query(
+            "SELECT o.session_id, o.id, o.kind, o.path, o.target,
+                    EXISTS (SELECT 1 FROM transfers t
+                             WHERE t.session_id = o.session_id AND t.path = o.path
+                               AND t.renamed_to = o.target AND t.counts_as = 'upload')
+               FROM sessions s JOIN operations o ON o.session_id = s.id
+              WHERE s.ended_at IS NULL AND s.end_reason = 'missing_end'
+                AND (NOT o.failed OR o.kind IN ('remove', 'rmdir'))
+                AND o.kind IN ('symlink', 'hardlink', 'rename', 'posix-rename', 'remove', 'rmdir')
+              ORDER BY o.id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| NameOperation {
+                session_id: r.get(0),
+                id: r.get(1),
+                kind: r.get(2),
+                path: r.get::<_, Option<Vec<u8>>>(3).unwrap_or_default(),
+                target: r.get(4),
+                renamed_upload: r.get(5),
             })
             .collect())
     }

@@ -10,9 +10,10 @@ use super::pending::{
 };
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
-    LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
-    OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
-    SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters, text,
+    LastOp, NameOperation, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer,
+    OperationKind, OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin,
+    SessionRecord, SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters,
+    text,
 };
 use crate::accounting::report::{self, Dialect, Filter};
 use rusqlite::config::DbConfig;
@@ -1783,6 +1784,32 @@ impl IngestStore for SqliteStore {
             .open_in_db
             .extend(open.iter().map(|t| t.session_id));
         Ok(open)
+    }
+
+    fn open_name_operations(&mut self) -> Result<Vec<NameOperation>> {
+        self.flush()?;
+        let mut stmt = self.conn()?.prepare(
+            "SELECT o.session_id, o.id, o.kind, o.path, o.target,
+                    EXISTS (SELECT 1 FROM transfer_rows t
+                             WHERE t.session_id = o.session_id AND t.path = o.path
+                               AND t.renamed_to = o.target AND t.counts_as = 'upload')
+               FROM sessions s JOIN operation_rows o ON o.session_id = s.id
+              WHERE s.ended_at_us IS NULL AND s.end_reason = 'missing_end'
+                AND (NOT o.failed OR o.kind IN ('remove', 'rmdir'))
+                AND o.kind IN ('symlink', 'hardlink', 'rename', 'posix-rename', 'remove', 'rmdir')
+              ORDER BY o.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NameOperation {
+                session_id: r.get(0)?,
+                id: r.get(1)?,
+                kind: r.get(2)?,
+                path: r.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
+                target: r.get(4)?,
+                renamed_upload: r.get::<_, i64>(5)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
