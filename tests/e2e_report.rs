@@ -1720,3 +1720,100 @@ fn a_session_in_a_file_and_in_the_journal_is_billed_once() {
         }
     }
 }
+
+/// Issue 27, item 6, through the real sshd, OpenSSH's sftp and rsyslogd, in syslog mode and in
+/// capture mode, on both stores: a partner who symlinks `invoice-42.xml` (by a relative target,
+/// from a directory of its own), hardlinks it, symlinks the hardlink, or renames it, and
+/// downloads through the new name, is found by `transfers --path '*/invoice-42.xml'`, each row
+/// with the name used and the file reached; a symlink the server refused (the name was taken)
+/// leads nowhere.
+#[test]
+fn downloads_through_links_and_renames_are_found_by_the_file_they_reached() {
+    require_e2e!();
+    for config in ["", "[sftp_server]\nlog_mode = \"capture\"\n"] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        for (name, size) in [("invoice-42.xml", 4242), ("taken.xml", 77)] {
+            fs::write(home.join(name), vec![b'i'; size]).unwrap();
+            // Linux lets a user hardlink only the files it owns (fs.protected_hardlinks).
+            let out = Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(home.join(name))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let local = tempfile::tempdir().unwrap();
+        h.sftp_ok(
+            &user,
+            "mkdir out\n\
+             ln -s ../invoice-42.xml out/sym.xml\nget out/sym.xml\n\
+             ln invoice-42.xml hard.xml\nget hard.xml\n\
+             ln -s hard.xml chain.xml\nget chain.xml\n\
+             -ln -s invoice-42.xml taken.xml\nget taken.xml\n\
+             rename invoice-42.xml moved.xml\nget moved.xml\n",
+            local.path(),
+        );
+        for name in ["sym.xml", "hard.xml", "chain.xml", "moved.xml"] {
+            assert_eq!(fs::read(local.path().join(name)).unwrap().len(), 4242);
+        }
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        h.wait_for_log(&["session closed for local user", &user]);
+        let text = h.log_text();
+        assert!(
+            text.contains("symlink old \"../invoice-42.xml\"") && text.contains("hardlink old"),
+            "{text}"
+        );
+        let at = |name: &str| home.join(name).display().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            let what = format!("{db} ({config:?})");
+            ingest(&db, &[&h.log_path]);
+            let found = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+            );
+            let mut rows: Vec<(String, String, i64)> = found
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["path"].as_str().unwrap_or("").to_owned(),
+                        t["reached"].as_str().unwrap_or("").to_owned(),
+                        t["bytes_read"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect();
+            let mut want: Vec<(String, String, i64)> =
+                ["out/sym.xml", "hard.xml", "chain.xml", "moved.xml"]
+                    .iter()
+                    .map(|n| (at(n), at("invoice-42.xml"), 4242))
+                    .collect();
+            // Capture mode's opened_at is the close's time less elapsed_ms: the order of files
+            // opened within a millisecond or two is not kept.
+            rows.sort();
+            want.sort();
+            assert_eq!(rows, want, "{what}: {found:#}");
+            let taken = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/taken.xml"],
+            );
+            let taken = taken.as_array().unwrap();
+            assert_eq!(taken.len(), 1, "{what}: {taken:?}");
+            assert!(taken[0]["reached"].is_null(), "{what}: {taken:?}");
+            assert_eq!(taken[0]["bytes_read"], 77, "{what}");
+            let csv = common::sftpd_report(&db, &["transfers", "--user", &user, "--format", "csv"]);
+            let csv = String::from_utf8_lossy(&csv.stdout);
+            let header = csv.lines().next().unwrap_or("");
+            assert!(header.contains(",renamed_to,reached,"), "{what}: {csv}");
+            assert!(
+                csv.lines()
+                    .any(|l| l.contains(&at("hard.xml")) && l.contains(&at("invoice-42.xml"))),
+                "{what}: {csv}"
+            );
+            common::assert_rollups_exact(&db);
+        }
+    }
+}

@@ -35,7 +35,7 @@ const DUMP_SQLITE: [&str; 4] = [
             exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key, sftp_closed,
             origin_pid, origin_uid, origin_command
        FROM sessions ORDER BY host, pid, started_at",
-    "SELECT s.host, s.pid, s.started_at, hex(t.path), NULLIF(hex(t.renamed_to), ''), t.direction, t.counts_as, t.open_flags, t.mode, t.bytes_read,
+    "SELECT s.host, s.pid, s.started_at, hex(t.path), NULLIF(hex(t.renamed_to), ''), NULLIF(hex(t.reached), ''), t.direction, t.counts_as, t.open_flags, t.mode, t.bytes_read,
             t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete, t.counters_cut
        FROM transfers t JOIN sessions s ON s.id = t.session_id
       ORDER BY s.host, s.pid, s.started_at, t.opened_at, hex(t.path), t.closed_at, t.bytes_read, t.bytes_written",
@@ -65,7 +65,7 @@ fn dump_pg() -> [String; 4] {
             b("sftp_closed")
         ),
         format!(
-            "SELECT s.host, s.pid, {}, {}, {}, t.direction, t.counts_as, t.open_flags, t.mode, t.bytes_read, t.bytes_written,
+            "SELECT s.host, s.pid, {}, {}, {}, {}, t.direction, t.counts_as, t.open_flags, t.mode, t.bytes_read, t.bytes_written,
                     {}, {}, {}, {}, {}, {}
                FROM transfers t JOIN sessions s ON s.id = t.session_id
               ORDER BY s.host, s.pid, s.started_at, t.opened_at, {}, t.closed_at NULLS FIRST,
@@ -73,6 +73,7 @@ fn dump_pg() -> [String; 4] {
             t("s.started_at"),
             h("t.path"),
             h("t.renamed_to"),
+            h("t.reached"),
             t("t.opened_at"),
             t("t.closed_at"),
             b("t.forced"),
@@ -816,6 +817,13 @@ fn rare_paths_give_the_same_rows_in_both_backends() {
         "Nov  3 10:00:03 h1 sftp-server[501]: sent status Failure",
         "Nov  3 10:00:03 h1 sftp-server[501]: close \"/srv/acme/full.csv\" bytes read 0 written 10",
         "Nov  3 10:00:03 h1 sftp-server[501]: rename old \"/srv/acme/full.csv\" new \"/srv/acme/final.csv\"",
+        "Nov  3 10:00:03 h1 sftp-server[501]: symlink old \"../final.csv\" new \"/srv/acme/out/link.csv\"",
+        "Nov  3 10:00:03 h1 sftp-server[501]: open \"/srv/acme/out/link.csv\" flags READ mode 0666",
+        "Nov  3 10:00:03 h1 sftp-server[501]: close \"/srv/acme/out/link.csv\" bytes read 10 written 0",
+        "Nov  3 10:00:03 h1 sftp-server[501]: symlink old \"/srv/acme/secret\" new \"/srv/acme/taken\"",
+        "Nov  3 10:00:03 h1 sftp-server[501]: sent status Failure",
+        "Nov  3 10:00:03 h1 sftp-server[501]: open \"/srv/acme/taken\" flags READ mode 0666",
+        "Nov  3 10:00:03 h1 sftp-server[501]: close \"/srv/acme/taken\" bytes read 3 written 0",
         "Nov  3 10:00:04 h1 sftp-server[501]: remove name \"/srv/acme/x\"",
         "Nov  3 10:00:04 h1 sftp-server[501]: sent status No such file",
         "Nov  3 10:00:05 h1 sftp-server[501]: open \"/srv/acme/big.bin\" flags WRITE,CREATE,TRUNCATE mode 0644",
@@ -849,6 +857,20 @@ fn rare_paths_give_the_same_rows_in_both_backends() {
         .map(|b| format!("{b:02X}"))
         .collect();
     assert!(dump_lite.contains(&format!("|{final_hex}|")), "{dump_lite}");
+    // The download through a link to final.csv reached it; the link that a failure answered
+    // leads nowhere.
+    let hex = |s: &str| -> String { s.bytes().map(|b| format!("{b:02X}")).collect() };
+    assert!(
+        dump_lite.contains(&format!(
+            "|{}|NULL|{final_hex}|download|",
+            hex("/srv/acme/out/link.csv")
+        )),
+        "{dump_lite}"
+    );
+    assert!(
+        dump_lite.contains(&format!("|{}|NULL|NULL|download|", hex("/srv/acme/taken"))),
+        "{dump_lite}"
+    );
     let copied = new_db(Backend::Postgres, dir.path(), "copied");
     let out = sftpd_report(
         &copied,
@@ -1155,6 +1177,109 @@ fn a_version_6_postgres_database_gets_the_version_7_trigger_functions() {
     assert_eq!(usage_totals(&db), log.totals);
     let clean = new_db(Backend::Postgres, dir.path(), "clean");
     ingest(&clean, &[&all_path]);
+    assert_same(&dump(&db), &dump(&clean));
+}
+
+/// Issue 27, item 6: a session's links are followed across ingest runs (a batch ingest between
+/// a link and the download through it), and a link whose failure status the next run reads
+/// leads nowhere; the same rows as one run, on both stores.
+#[test]
+fn links_made_in_an_earlier_run_are_followed() {
+    require_pg!();
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        "Nov  3 10:00:00 h1 sftp-server[501]: session opened for local user acme from [192.0.2.1]",
+        "Nov  3 10:00:01 h1 sftp-server[501]: symlink old \"invoice-42.xml\" new \"/srv/acme/l.xml\"",
+        "Nov  3 10:00:02 h1 sftp-server[501]: symlink old \"invoice-43.xml\" new \"/srv/acme/taken.xml\"",
+        // The first run ends here.
+        "Nov  3 10:00:02 h1 sftp-server[501]: sent status Failure",
+        "Nov  3 10:00:03 h1 sftp-server[501]: open \"/srv/acme/l.xml\" flags READ mode 0666",
+        "Nov  3 10:00:03 h1 sftp-server[501]: close \"/srv/acme/l.xml\" bytes read 42 written 0",
+        "Nov  3 10:00:04 h1 sftp-server[501]: open \"/srv/acme/taken.xml\" flags READ mode 0666",
+        "Nov  3 10:00:04 h1 sftp-server[501]: close \"/srv/acme/taken.xml\" bytes read 7 written 0",
+        "Nov  3 10:00:05 h1 sftp-server[501]: session closed for local user acme from [192.0.2.1]",
+    ];
+    let first = dir.path().join("first.log");
+    let all = dir.path().join("all.log");
+    fs::write(&first, format!("{}\n", lines[..3].join("\n"))).unwrap();
+    fs::write(&all, format!("{}\n", lines.join("\n"))).unwrap();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let split = new_db(backend, dir.path(), &format!("split-{backend:?}"));
+        ingest(&split, &[&first]);
+        ingest(&split, &[&all]);
+        let once = new_db(backend, dir.path(), &format!("once-{backend:?}"));
+        ingest(&once, &[&all]);
+        let dump_split = dump(&split);
+        assert_same(&dump_split, &dump(&once));
+        let hex = |s: &str| -> String { s.bytes().map(|b| format!("{b:02X}")).collect() };
+        assert!(
+            dump_split.contains(&format!(
+                "|{}|NULL|{}|download|",
+                hex("/srv/acme/l.xml"),
+                hex("/srv/acme/invoice-42.xml")
+            )),
+            "{backend:?}: {dump_split}"
+        );
+        assert!(
+            dump_split.contains(&format!(
+                "|{}|NULL|NULL|download|",
+                hex("/srv/acme/taken.xml")
+            )),
+            "{backend:?}: {dump_split}"
+        );
+        common::assert_rollups_exact(&split);
+    }
+}
+
+/// Version 11 adds `transfers.reached`: a version 10 PostgreSQL database (without the column)
+/// gets it on the next ingest, keeps its rows (which reached no other name), and fills it for a
+/// download through a link from then on.
+#[test]
+fn a_version_10_postgres_database_gains_reached() {
+    require_pg!();
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        "Nov  3 10:00:00 h1 sftp-server[501]: session opened for local user acme from [192.0.2.1]",
+        "Nov  3 10:00:01 h1 sftp-server[501]: open \"/srv/acme/a.csv\" flags READ mode 0666",
+        "Nov  3 10:00:01 h1 sftp-server[501]: close \"/srv/acme/a.csv\" bytes read 5 written 0",
+        "Nov  3 10:00:02 h1 sftp-server[501]: hardlink old \"/srv/acme/a.csv\" new \"/srv/acme/b.csv\"",
+        "Nov  3 10:00:03 h1 sftp-server[501]: open \"/srv/acme/b.csv\" flags READ mode 0666",
+        "Nov  3 10:00:03 h1 sftp-server[501]: close \"/srv/acme/b.csv\" bytes read 5 written 0",
+        "Nov  3 10:00:04 h1 sftp-server[501]: session closed for local user acme from [192.0.2.1]",
+    ];
+    let first = dir.path().join("first.log");
+    let all = dir.path().join("all.log");
+    fs::write(&first, format!("{}\n", lines[..3].join("\n"))).unwrap();
+    fs::write(&all, format!("{}\n", lines.join("\n"))).unwrap();
+    let db = new_db(Backend::Postgres, dir.path(), "db");
+    ingest(&db, &[&first]);
+    run_sql(
+        &db,
+        "ALTER TABLE transfers DROP COLUMN reached;
+         UPDATE schema_version SET version = 10;",
+    );
+    ingest(&db, &[&all]);
+    assert_eq!(
+        query_i64(&db, "SELECT version FROM schema_version"),
+        sftpd_wrapper::accounting::storage::SCHEMA_VERSION
+    );
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT COUNT(*) FROM transfers WHERE reached IS NULL AND path = '\\x2f7372762f61636d652f612e637376'"
+        ),
+        1
+    );
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT COUNT(*) FROM transfers WHERE reached = '\\x2f7372762f61636d652f612e637376'"
+        ),
+        1
+    );
+    common::assert_rollups_exact(&db);
+    let clean = new_db(Backend::Postgres, dir.path(), "clean");
+    ingest(&clean, &[&all]);
     assert_same(&dump(&db), &dump(&clean));
 }
 

@@ -5,6 +5,7 @@
 //! transaction that also moves the file's checkpoint, so a crash leaves the database as it was
 //! before the batch, and a re-run continues from the last committed checkpoint.
 
+use crate::accounting::reach::{self, Names};
 use crate::accounting::storage::{
     Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
     OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError,
@@ -470,11 +471,17 @@ pub struct Ingestor<'a> {
     open_transfers: IdMap<i64, OpenFiles>,
     /// What each session's next `sent status` answers; `None`: nothing that is recorded.
     last_op: IdMap<i64, Option<LastOp>>,
-    /// Each session's last few closed files (transfer id, name), for a rename that follows.
-    recent_closes: IdMap<i64, VecDeque<(i64, Vec<u8>)>>,
+    /// Each session's last few closed files (transfer id, name, an upload), for a rename that
+    /// follows.
+    recent_closes: IdMap<i64, VecDeque<(i64, Vec<u8>, bool)>>,
     /// A rename that named a transfer's new name, by session: (the rename, the transfer), to
     /// be undone when a failure answers the rename.
     renamed: IdMap<i64, (i64, i64)>,
+    /// The names each session's links and renames made, for the file a transfer reached.
+    names: IdMap<i64, Names>,
+    /// What the session's last link, rename or removal changed in `names`, by session: (the
+    /// operation, what to put back when a failure answers it).
+    names_undo: IdMap<i64, (i64, reach::Undo)>,
     /// Sessions whose `last_op` changed since the last commit.
     last_op_dirty: IdSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
@@ -534,6 +541,8 @@ impl<'a> Ingestor<'a> {
             last_op: IdMap::default(),
             recent_closes: IdMap::default(),
             renamed: IdMap::default(),
+            names: IdMap::default(),
+            names_undo: IdMap::default(),
             last_op_dirty: IdSet::default(),
             last_line_at: None,
             local_minutes: parse::ZoneMinutes::new(Local),
@@ -558,10 +567,12 @@ impl<'a> Ingestor<'a> {
     /// Loads the sessions and transfers the database holds open, beside the ones already in
     /// memory (ended sessions still waiting for late lines).
     fn load_state(&mut self) -> Result<()> {
+        let mut loaded = IdSet::default();
         for s in self.store.open_sessions()? {
             if self.sessions.contains_key(&s.id) {
                 continue;
             }
+            loaded.insert(s.id);
             if let Some(op) = s.last_op {
                 self.last_op.insert(s.id, Some(op));
             }
@@ -596,6 +607,28 @@ impl<'a> Ingestor<'a> {
             }
             self.open_transfers.entry(t.session_id).or_default().push(t);
         }
+        // The names the sessions' links and renames made, as the runs that read them left them.
+        for op in self.store.open_name_operations()? {
+            if !loaded.contains(&op.session_id) {
+                continue;
+            }
+            let names = self.names.entry(op.session_id).or_default();
+            let target = op.target.as_deref().unwrap_or_default();
+            let undo = match op.kind {
+                OperationKind::Remove | OperationKind::Rmdir => {
+                    names.forget(&[&op.path]);
+                    continue;
+                }
+                _ if op.renamed_upload => names.forget(&[&op.path, target]),
+                OperationKind::Symlink => names.symlink(target, &op.path),
+                OperationKind::Hardlink => names.link(target, &op.path, false),
+                _ => names.link(target, &op.path, true),
+            };
+            // Its answer may be in the lines still to read.
+            if self.last_op.get(&op.session_id) == Some(&Some(LastOp::Operation(op.id))) {
+                self.names_undo.insert(op.session_id, (op.id, undo));
+            }
+        }
         Ok(())
     }
 
@@ -614,6 +647,8 @@ impl<'a> Ingestor<'a> {
         self.last_op_dirty.retain(|id| kept.contains_key(id));
         self.recent_closes.retain(|id, _| kept.contains_key(id));
         self.renamed.retain(|id, _| kept.contains_key(id));
+        self.names.retain(|id, _| kept.contains_key(id));
+        self.names_undo.retain(|id, _| kept.contains_key(id));
         self.state_fresh = true;
         self.load_state()
     }
@@ -1631,6 +1666,12 @@ impl<'a> Ingestor<'a> {
         if let Some(op) = self.last_op.remove(&plain) {
             self.set_last_op(into, op);
         }
+        if let Some(names) = self.names.remove(&plain) {
+            self.names.entry(into).or_default().extend(names);
+        }
+        if let Some(undo) = self.names_undo.remove(&plain) {
+            self.names_undo.insert(into, undo);
+        }
         if let Some(p) = self.forget_session(plain) {
             if let Some(state) = self.sessions.get_mut(&into) {
                 state.sftp_closed |= p.sftp_closed;
@@ -1749,6 +1790,11 @@ impl<'a> Ingestor<'a> {
             .zip(i64::try_from(file.elapsed_ms).ok())
             .and_then(|(t, ms)| t.checked_sub_signed(chrono::Duration::try_milliseconds(ms)?))
             .map(parse::storage_time);
+        let reached = match file.path.cut {
+            None => self.reached(session, &file.path.bytes),
+            // Only a prefix of the name is known.
+            Some(_) => None,
+        };
         let id = self.store.insert_transfer(&NewTransfer {
             session_id: session,
             path: &file.path.bytes,
@@ -1756,6 +1802,7 @@ impl<'a> Ingestor<'a> {
             open_flags: &file.open_flags,
             mode: None,
             opened_at: opened_at.as_deref().unwrap_or(at),
+            reached: reached.as_deref(),
         })?;
         self.summary.transfers += 1;
         if file.failed {
@@ -1773,35 +1820,79 @@ impl<'a> Ingestor<'a> {
             file.forced,
             &verdict,
         )?;
-        self.note_close(session, id, file.path.bytes.clone());
+        let upload = counts_as == Some(CountsAs::Upload);
+        self.note_close(session, id, file.path.bytes.clone(), upload);
         Ok(())
     }
 
     /// Notes a closed file of `session`, for a rename of it that follows.
-    fn note_close(&mut self, session: i64, id: i64, path: Vec<u8>) {
+    fn note_close(&mut self, session: i64, id: i64, path: Vec<u8>, upload: bool) {
         let recent = self.recent_closes.entry(session).or_default();
         if recent.len() == RECENT_CLOSES {
             recent.pop_front();
         }
-        recent.push_back((id, path));
+        recent.push_back((id, path, upload));
     }
 
     /// A rename of `old` to `new` in `session` (its operation the session's last): a file closed
     /// under `old` a moment ago now has the name `new` (an upload to `x.filepart` renamed to
-    /// `x`), which `transfers --path` finds.
-    fn renamed_file(&mut self, session: i64, old: &[u8], new: &[u8]) -> Result<()> {
+    /// `x`), which `transfers --path` finds. Says whether that file was an upload.
+    fn renamed_file(&mut self, session: i64, old: &[u8], new: &[u8]) -> Result<bool> {
         let Some(recent) = self.recent_closes.get_mut(&session) else {
-            return Ok(());
+            return Ok(false);
         };
-        let Some(at) = recent.iter().rposition(|(_, p)| p == old) else {
-            return Ok(());
+        let Some(at) = recent.iter().rposition(|(_, p, _)| p == old) else {
+            return Ok(false);
         };
-        let (transfer, _) = recent.remove(at).unwrap_or_default();
+        let (transfer, _, upload) = recent.remove(at).unwrap_or_default();
         self.store.set_transfer_renamed(transfer, Some(new))?;
         if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
             self.renamed.insert(session, (*op, transfer));
         }
-        Ok(())
+        Ok(upload)
+    }
+
+    /// The file `path` reached through `session`'s links and renames, when another name.
+    fn reached(&self, session: i64, path: &[u8]) -> Option<Vec<u8>> {
+        self.names.get(&session)?.reached(path)
+    }
+
+    /// A link (symlink, hardlink) or rename of `old` to `new` in `session`, its operation the
+    /// session's last: `new` now leads to the file `old` named, until a failure answers it. A
+    /// file the session uploaded a moment ago and renamed (`x.filepart` to `x`) has its own
+    /// name from then on: `x`, whose upload `renamed_to` says was `x.filepart`.
+    fn name_made(
+        &mut self,
+        session: i64,
+        kind: OperationKind,
+        old: &[u8],
+        new: &[u8],
+        uploaded: bool,
+    ) {
+        if uploaded && self.names.get(&session).is_none_or(Names::is_empty) {
+            self.names_undo.remove(&session);
+            return;
+        }
+        let names = self.names.entry(session).or_default();
+        let undo = match kind {
+            _ if uploaded => names.forget(&[old, new]),
+            OperationKind::Symlink => names.symlink(new, old),
+            OperationKind::Hardlink => names.link(new, old, false),
+            OperationKind::Rename | OperationKind::PosixRename => names.link(new, old, true),
+            _ => return,
+        };
+        if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
+            self.names_undo.insert(session, (*op, undo));
+        }
+    }
+
+    /// A remove or rmdir of `path` in `session`: the name leads nowhere any more. Not put back
+    /// when a failure follows: whether the name still leads where it did, the log cannot say.
+    fn name_removed(&mut self, session: i64, path: &[u8]) {
+        if let Some(names) = self.names.get_mut(&session) {
+            names.forget(&[path]);
+        }
+        self.names_undo.remove(&session);
     }
 
     /// The wrapper session with the line's `sid`, created from this line if its start was not
@@ -1913,6 +2004,8 @@ impl<'a> Ingestor<'a> {
         self.last_op.remove(&id);
         self.recent_closes.remove(&id);
         self.renamed.remove(&id);
+        self.names.remove(&id);
+        self.names_undo.remove(&id);
         state
     }
 
@@ -2354,6 +2447,7 @@ impl<'a> Ingestor<'a> {
             }
             SftpEvent::Open { path, flags, mode } => {
                 let direction = Direction::from_open_flags(&flags);
+                let reached = self.reached(session, &path);
                 let id = self.store.insert_transfer(&NewTransfer {
                     session_id: session,
                     path: &path,
@@ -2361,6 +2455,7 @@ impl<'a> Ingestor<'a> {
                     open_flags: &flags,
                     mode: Some(&mode),
                     opened_at: at,
+                    reached: reached.as_deref(),
                 })?;
                 self.summary.transfers += 1;
                 self.open_transfers
@@ -2398,6 +2493,8 @@ impl<'a> Ingestor<'a> {
                             open_flags: "",
                             mode: Some(""),
                             opened_at: at,
+                            // Only a prefix of the name is known.
+                            reached: None,
                         })?;
                         (id, Direction::None)
                     }
@@ -2420,6 +2517,7 @@ impl<'a> Ingestor<'a> {
                     None => {
                         // Its open line is missing (cut at 500 characters, or in a lost file).
                         self.summary.transfers += 1;
+                        let reached = self.reached(session, &path);
                         let id = self.store.insert_transfer(&NewTransfer {
                             session_id: session,
                             path: &path,
@@ -2427,6 +2525,7 @@ impl<'a> Ingestor<'a> {
                             open_flags: "",
                             mode: Some(""),
                             opened_at: at,
+                            reached: reached.as_deref(),
                         })?;
                         (id, Direction::None)
                     }
@@ -2448,7 +2547,8 @@ impl<'a> Ingestor<'a> {
                     forced,
                     &verdict,
                 )?;
-                self.note_close(session, id, path);
+                let upload = verdict.counts_as == Some(CountsAs::Upload);
+                self.note_close(session, id, path, upload);
                 // sftp-server logs the close before doing it, but stat and realpath, which are not
                 // logged at INFO, fail far more often right after a close than close does.
                 self.set_last_op(session, None);
@@ -2458,11 +2558,13 @@ impl<'a> Ingestor<'a> {
             }
             SftpEvent::Remove { path } => {
                 let op = Op::on(OperationKind::Remove, &path);
-                self.operation(session, host, at, op)?
+                self.operation(session, host, at, op)?;
+                self.name_removed(session, &path);
             }
             SftpEvent::Rmdir { path } => {
                 let op = Op::on(OperationKind::Rmdir, &path);
-                self.operation(session, host, at, op)?
+                self.operation(session, host, at, op)?;
+                self.name_removed(session, &path);
             }
             SftpEvent::Mkdir { path, mode } => {
                 let op = Op {
@@ -2477,9 +2579,9 @@ impl<'a> Ingestor<'a> {
                     ..Op::on(kind, &old)
                 };
                 self.operation(session, host, at, op)?;
-                if matches!(kind, OperationKind::Rename | OperationKind::PosixRename) {
-                    self.renamed_file(session, &old, &new)?;
-                }
+                let uploaded = matches!(kind, OperationKind::Rename | OperationKind::PosixRename)
+                    && self.renamed_file(session, &old, &new)?;
+                self.name_made(session, kind, &old, &new, uploaded);
             }
             SftpEvent::Set {
                 path,
@@ -2524,10 +2626,20 @@ impl<'a> Ingestor<'a> {
                         {
                             self.store.set_transfer_renamed(transfer, None)?;
                         }
+                        // A link or rename refused, or so the log must take it: a failure
+                        // status right after it may also answer a request sftp-server does not
+                        // log at INFO (a stat), but a name it did not make must lead nowhere.
+                        if let Some((op, undo)) = self.names_undo.remove(&session)
+                            && op == id
+                            && let Some(names) = self.names.get_mut(&session)
+                        {
+                            names.undo(undo);
+                        }
                     }
                     None => {}
                 }
                 self.renamed.remove(&session);
+                self.names_undo.remove(&session);
                 // One status answers one request.
                 self.set_last_op(session, None);
             }

@@ -148,16 +148,16 @@ pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, 
 }
 
 /// The last column, `raw_path` (the name's bytes), is for `--path` ([`RowsReport::finish_row`]),
-/// which removes it; `renamed_to` comes as hex, which it turns into readable text.
+/// which removes it; `renamed_to` and `reached` come as hex, which it turns into readable text.
 pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let hex = |col: &str| match d {
         Dialect::Sqlite => format!("hex({col})"),
         Dialect::Postgres => format!("encode({col}, 'hex')"),
     };
-    let (raw_path, renamed) = (hex("t.path"), hex("t.renamed_to"));
+    let (raw_path, renamed, reached) = (hex("t.path"), hex("t.renamed_to"), hex("t.reached"));
     let sql = format!(
         "SELECT {opened}, {closed}, s.host, s.\"user\", s.client_ip, t.direction, t.path_text,
-                {renamed}, t.bytes_read, t.bytes_written, {cut}, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
+                {renamed}, {reached}, t.bytes_read, t.bytes_written, {cut}, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
            FROM transfers t JOIN sessions s ON s.id = t.session_id
           WHERE {window}
           ORDER BY {opened_order}, t.id",
@@ -179,6 +179,7 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
         ("direction", Kind::Text),
         ("path", Kind::Text),
         ("renamed_to", Kind::Text),
+        ("reached", Kind::Text),
         ("bytes_read", Kind::Bytes),
         ("bytes_written", Kind::Bytes),
         ("bytes_unknown", Kind::Bool),
@@ -402,26 +403,37 @@ impl RowsReport {
             }
             RowsReport::Transfers => {
                 let raw = row.pop()?;
-                // The name a rename gave the file: readable like `path`, and found by `--path`.
-                let renamed_at = raw_columns.iter().position(|(n, _)| *n == "renamed_to")?;
-                let renamed = match &row[renamed_at] {
-                    Value::Text(hex) if !hex.is_empty() => hex::decode(hex).ok(),
-                    _ => None,
-                };
+                // The name a rename gave the file, and the file a link or rename made before the
+                // open led to: readable like `path`, and found by `--path`.
+                let mut other_names = Vec::with_capacity(2);
+                for column in ["renamed_to", "reached"] {
+                    let at = raw_columns.iter().position(|(n, _)| *n == column)?;
+                    let bytes = match &row[at] {
+                        Value::Text(hex) if !hex.is_empty() => hex::decode(hex).ok(),
+                        _ => None,
+                    };
+                    other_names.push((at, bytes));
+                }
                 if let Some(pattern) = &filter.path {
                     let Value::Text(text) = raw else {
                         return None;
                     };
                     let bytes = hex::decode(text).ok()?;
                     let matches = |b: &[u8]| pattern.matches(&String::from_utf8_lossy(b));
-                    if !matches(&bytes) && !renamed.as_deref().is_some_and(matches) {
+                    if !matches(&bytes)
+                        && !other_names
+                            .iter()
+                            .any(|(_, name)| name.as_deref().is_some_and(matches))
+                    {
                         return None;
                     }
                 }
-                row[renamed_at] = match renamed {
-                    Some(bytes) => Value::Text(parse::path_text(&bytes)),
-                    None => Value::Null,
-                };
+                for (at, name) in other_names {
+                    row[at] = match name {
+                        Some(bytes) => Value::Text(parse::path_text(&bytes)),
+                        None => Value::Null,
+                    };
+                }
                 Some(row)
             }
         }

@@ -85,7 +85,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
@@ -255,6 +255,8 @@ pub struct NewTransfer<'a> {
     /// transfer from the wrapper's `file closed` line, which is how such rows are told apart.
     pub mode: Option<&'a str>,
     pub opened_at: &'a str,
+    /// The file the name reached through the session's links and renames, when another name.
+    pub reached: Option<&'a [u8]>,
 }
 
 #[derive(Debug, Clone)]
@@ -306,6 +308,20 @@ pub struct OpenTransfer {
     pub direction: Direction,
     /// A failure answered the open.
     pub failed: bool,
+}
+
+/// A link, rename or removal of a session still open that no failure answered, as ingest needs
+/// it to follow the names the session made (accounting::reach) where the last run stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameOperation {
+    pub session_id: i64,
+    pub id: i64,
+    pub kind: OperationKind,
+    pub path: Vec<u8>,
+    pub target: Option<Vec<u8>>,
+    /// A rename of an upload the session closed under `path`, which took `target` as its
+    /// `renamed_to`.
+    pub renamed_upload: bool,
 }
 
 /// The journal's own fields about a session's first entry.
@@ -376,6 +392,9 @@ pub struct TransferRecord {
     /// The name a rename later in the session gave the file (an upload to `x.filepart`
     /// renamed to `x`).
     pub renamed_to: Option<Vec<u8>>,
+    /// The file `path` reached through links and renames the session made before the open
+    /// (`invoice-42.xml` for a download through a link to it).
+    pub reached: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -445,6 +464,9 @@ pub trait IngestStore: Database {
     ) -> Result<Option<(i64, Option<bool>)>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
+    /// The links, renames and removals of the sessions still open that no failure answered,
+    /// oldest first.
+    fn open_name_operations(&mut self) -> Result<Vec<NameOperation>>;
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
     /// Fills in who and from where, where the session does not know yet.
     fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()>;

@@ -622,6 +622,7 @@ impl WriteBehind {
                 complete: false,
                 counters_cut: false,
                 renamed_to: None,
+                reached: t.reached.map(<[u8]>::to_vec),
             },
         });
     }

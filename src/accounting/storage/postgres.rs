@@ -11,9 +11,10 @@ use super::pending::{
 };
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
-    LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
-    OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
-    SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters, text,
+    LastOp, NameOperation, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer,
+    OperationKind, OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin,
+    SessionRecord, SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters,
+    text,
 };
 use crate::accounting::rollup;
 use crate::accounting::sql::{Dialect, Filter, Kind, Value};
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0008_virtual_columns.sql"),
     include_str!("../../../migrations/postgres/0009_row_views.sql"),
     include_str!("../../../migrations/postgres/0010_renamed_to.sql"),
+    include_str!("../../../migrations/postgres/0011_reached.sql"),
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -582,7 +584,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
             &e,
             "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
                                  opened_at, closed_at, bytes_read, bytes_written, forced,
-                                 failed, complete, counts_as, counters_cut, renamed_to)
+                                 failed, complete, counts_as, counters_cut, renamed_to, reached)
                  FROM STDIN (FORMAT binary)",
             &[
                 Type::INT8,
@@ -601,6 +603,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
                 Type::BOOL,
                 Type::TEXT,
                 Type::BOOL,
+                Type::BYTEA,
                 Type::BYTEA,
             ],
         )?;
@@ -627,6 +630,7 @@ fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
                     &t.row.counts_as,
                     &t.row.counters_cut,
                     &t.row.renamed_to,
+                    &t.row.reached,
                 ])
                 .map_err(&e)?;
         }
@@ -1081,6 +1085,33 @@ impl IngestStore for PgStore {
             .collect())
     }
 
+    fn open_name_operations(&mut self) -> Result<Vec<NameOperation>> {
+        self.flush()?;
+        let rows = self.query(
+            "SELECT o.session_id, o.id, o.kind, o.path, o.target,
+                    EXISTS (SELECT 1 FROM transfers t
+                             WHERE t.session_id = o.session_id AND t.path = o.path
+                               AND t.renamed_to = o.target AND t.counts_as = 'upload')
+               FROM sessions s JOIN operations o ON o.session_id = s.id
+              WHERE s.ended_at IS NULL AND s.end_reason = 'missing_end'
+                AND (NOT o.failed OR o.kind IN ('remove', 'rmdir'))
+                AND o.kind IN ('symlink', 'hardlink', 'rename', 'posix-rename', 'remove', 'rmdir')
+              ORDER BY o.id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| NameOperation {
+                session_id: r.get(0),
+                id: r.get(1),
+                kind: r.get(2),
+                path: r.get::<_, Option<Vec<u8>>>(3).unwrap_or_default(),
+                target: r.get(4),
+                renamed_upload: r.get(5),
+            })
+            .collect())
+    }
+
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
         self.flush()?;
         let rows = self.query(
@@ -1485,7 +1516,7 @@ impl CopyStore for PgStore {
         let sql = format!(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
                     to_char(opened_at AT TIME ZONE 'UTC', {TS}), to_char(closed_at AT TIME ZONE 'UTC', {TS}),
-                    forced, failed, complete, counts_as, counters_cut, renamed_to
+                    forced, failed, complete, counts_as, counters_cut, renamed_to, reached
                FROM transfers ORDER BY id"
         );
         let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
@@ -1507,6 +1538,7 @@ impl CopyStore for PgStore {
                 counts_as: r.get(12),
                 counters_cut: r.get(13),
                 renamed_to: r.get(14),
+                reached: r.get(15),
             })
             .collect())
     }
@@ -1617,11 +1649,12 @@ impl CopyStore for PgStore {
         let shown = path_text(&t.path);
         self.exec(
             "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
-                                    opened_at, closed_at, forced, failed, complete, counts_as, counters_cut, renamed_to)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15, $16)",
+                                    opened_at, closed_at, forced, failed, complete, counts_as, counters_cut, renamed_to, reached)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15, $16, $17)",
             &[
                 &session_id, &t.path, &shown, &t.direction, &text(&t.open_flags), &opt_text(t.mode.as_deref()), &t.bytes_read, &t.bytes_written,
                 &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut, &t.renamed_to,
+                &t.reached,
             ],
         )?;
         Ok(())

@@ -10,9 +10,10 @@ use super::pending::{
 };
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
-    LastOp, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer, OperationKind,
-    OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin, SessionRecord,
-    SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters, text,
+    LastOp, NameOperation, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer,
+    OperationKind, OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin,
+    SessionRecord, SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters,
+    text,
 };
 use crate::accounting::rollup;
 use crate::accounting::sql::{self, Dialect, Filter};
@@ -543,8 +544,9 @@ sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 // Version 6 is compact_rows_sql, which needs a function registered; version 7 changed only
 // PostgreSQL's trigger functions; version 8 gave the virtual time columns a cheaper expression
 // (9 drops them, whatever their expression); version 9 is row_views_sql and rewrite_checks;
-// version 10 adds transfers' renamed_to (the view `transfers` shows it through its `*`).
-const _: () = assert!(MIGRATIONS.len() as i64 + 5 == super::SCHEMA_VERSION);
+// version 10 adds transfers' renamed_to and 11 their reached (the view `transfers` shows them
+// through its `*`).
+const _: () = assert!(MIGRATIONS.len() as i64 + 6 == super::SCHEMA_VERSION);
 
 fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -966,8 +968,8 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO transfer_rows (id, session_id, path, path_escaped, direction_code, open_flags_code, mode,
                                 opened_at_us, closed_at_us, bytes_read, bytes_written, forced,
-                                failed, complete, counts_as, counters_cut, renamed_to)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                                failed, complete, counts_as, counters_cut, renamed_to, reached)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
     )?;
     for t in &batch.transfers {
         insert.execute(params![
@@ -987,7 +989,8 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             t.row.complete,
             t.row.counts_as,
             t.row.counters_cut,
-            t.row.renamed_to
+            t.row.renamed_to,
+            t.row.reached
         ])?;
     }
     let mut insert = conn.prepare_cached(
@@ -1199,6 +1202,14 @@ impl SqliteStore {
             tx.execute_batch(include_str!(
                 "../../../migrations/sqlite/0010_renamed_to.sql"
             ))?;
+        }
+        let reached: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('transfer_rows') WHERE name = 'reached')",
+            [],
+            |r| r.get(0),
+        )?;
+        if current < 11 && !reached {
+            tx.execute_batch(include_str!("../../../migrations/sqlite/0011_reached.sql"))?;
         }
         if current < 5 {
             tx.execute_batch(&rollup::refresh_rollups_sql(Dialect::Sqlite, true))?;
@@ -1545,6 +1556,32 @@ impl IngestStore for SqliteStore {
             .open_in_db
             .extend(open.iter().map(|t| t.session_id));
         Ok(open)
+    }
+
+    fn open_name_operations(&mut self) -> Result<Vec<NameOperation>> {
+        self.flush()?;
+        let mut stmt = self.conn()?.prepare(
+            "SELECT o.session_id, o.id, o.kind, o.path, o.target,
+                    EXISTS (SELECT 1 FROM transfer_rows t
+                             WHERE t.session_id = o.session_id AND t.path = o.path
+                               AND t.renamed_to = o.target AND t.counts_as = 'upload')
+               FROM sessions s JOIN operation_rows o ON o.session_id = s.id
+              WHERE s.ended_at_us IS NULL AND s.end_reason = 'missing_end'
+                AND (NOT o.failed OR o.kind IN ('remove', 'rmdir'))
+                AND o.kind IN ('symlink', 'hardlink', 'rename', 'posix-rename', 'remove', 'rmdir')
+              ORDER BY o.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NameOperation {
+                session_id: r.get(0)?,
+                id: r.get(1)?,
+                kind: r.get(2)?,
+                path: r.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
+                target: r.get(4)?,
+                renamed_upload: r.get::<_, i64>(5)? != 0,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
@@ -1925,7 +1962,7 @@ impl CopyStore for SqliteStore {
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
         let mut stmt = self.conn()?.prepare(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written, opened_at_us, closed_at_us,
-                    forced, failed, complete, counts_as, counters_cut, renamed_to FROM transfers ORDER BY id",
+                    forced, failed, complete, counts_as, counters_cut, renamed_to, reached FROM transfers ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(TransferRecord {
@@ -1944,6 +1981,7 @@ impl CopyStore for SqliteStore {
                 counts_as: r.get(12)?,
                 counters_cut: r.get::<_, i64>(13)? != 0,
                 renamed_to: r.get(14)?,
+                reached: r.get(15)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -2044,13 +2082,13 @@ impl CopyStore for SqliteStore {
             .prepare_cached(
                 "INSERT INTO transfer_rows (session_id, path, path_escaped, direction_code, open_flags_code, mode, bytes_read,
                                         bytes_written, opened_at_us, closed_at_us, forced, failed, complete, counts_as,
-                                        counters_cut, renamed_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                        counters_cut, renamed_to, reached)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 session_id, t.path, escaped_name(&t.path), direction_code(t.direction), open_flags_code(&text(&t.open_flags)), opt_text(t.mode.as_deref()), t.bytes_read,
                 t.bytes_written, Micros(&t.opened_at), micros(&t.closed_at), t.forced, t.failed, t.complete, t.counts_as,
-                t.counters_cut, t.renamed_to
+                t.counters_cut, t.renamed_to, t.reached
             ])?;
         Ok(())
     }
@@ -2138,6 +2176,68 @@ mod tests {
                 .unwrap();
             assert_eq!(n, 1);
         }
+    }
+
+    /// Schema 11 adds `transfers.reached`: a version 10 database keeps its rows, which reached
+    /// no other name, and takes the new column's values from then on.
+    #[test]
+    fn a_version_10_database_gains_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v10.db");
+        {
+            let mut s = SqliteStore::open(&db).unwrap();
+            s.begin().unwrap();
+            let session = s
+                .insert_session(&NewSession {
+                    host: "h".into(),
+                    started_at: "2026-11-26T00:00:00.000000Z".into(),
+                    source: SessionSource::SftpServer,
+                    pid: 7,
+                    user: None,
+                    client_ip: None,
+                    client_port: None,
+                    local_ip: None,
+                    local_port: None,
+                    sid: None,
+                    sftp_pid: None,
+                })
+                .unwrap();
+            let id = s
+                .insert_transfer(&NewTransfer {
+                    session_id: session,
+                    path: b"/a",
+                    direction: Direction::Download,
+                    open_flags: "READ",
+                    mode: Some("0666"),
+                    opened_at: "2026-11-26T00:00:01.000000Z",
+                    reached: None,
+                })
+                .unwrap();
+            s.set_transfer_renamed(id, Some(b"/b")).unwrap();
+            s.commit().unwrap();
+            s.connection()
+                .unwrap()
+                .execute_batch(
+                    "ALTER TABLE transfer_rows DROP COLUMN reached;
+                     UPDATE schema_version SET version = 10;",
+                )
+                .unwrap();
+        }
+        let mut s = SqliteStore::open(&db).unwrap();
+        assert_eq!(s.schema_version().unwrap(), super::super::SCHEMA_VERSION);
+        let all = s.all_transfers().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].path, b"/a");
+        assert_eq!(all[0].renamed_to.as_deref(), Some(&b"/b"[..]));
+        assert_eq!(all[0].reached, None);
+        s.connection()
+            .unwrap()
+            .execute("UPDATE transfer_rows SET reached = X'2F63'", [])
+            .unwrap();
+        assert_eq!(
+            s.all_transfers().unwrap()[0].reached.as_deref(),
+            Some(&b"/c"[..])
+        );
     }
 
     #[test]
@@ -2403,6 +2503,7 @@ mod tests {
                                     complete,
                                     counters_cut: cut,
                                     renamed_to: None,
+                                    reached: None,
                                 },
                             }
                         },
@@ -2480,7 +2581,7 @@ mod tests {
 
     /// Schema 9 stores the rows in tables under views: a version 8 database keeps every value,
     /// its columns in their order, its views and its rollups, and ends up with the schema a new
-    /// database has. (Schema 10's new column, `renamed_to`, is left out of the comparison.)
+    /// database has. (The later columns, `renamed_to` and `reached`, are left out of the comparison.)
     #[test]
     fn a_version_8_database_is_stored_in_tables_under_views() {
         fn names(conn: &Connection, table: &str) -> Vec<String> {
@@ -2491,7 +2592,7 @@ mod tests {
                 .query_map([], |r| r.get(1))
                 .unwrap()
                 .map(|name| name.unwrap())
-                .filter(|name: &String| name != "renamed_to")
+                .filter(|name: &String| name != "renamed_to" && name != "reached")
                 .collect()
         }
         fn columns(conn: &Connection, table: &str) -> String {

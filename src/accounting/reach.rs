@@ -1,0 +1,373 @@
+//! Which file a name reached, through the links and renames its session made before using it:
+//! a partner who links or renames `invoice-42.xml` and downloads through the new name still
+//! downloaded `invoice-42.xml`.
+//!
+//! Names are followed as the log shows them, lexically: sftp-server logs each name as the
+//! client sent it, and what was on the disk outside the session (links made by others, a
+//! directory that is itself a link) is not in the log. A `..` is taken lexically too.
+
+use std::collections::HashMap;
+
+/// How many links one lookup follows before it gives up (Linux's own limit is 40): a chain
+/// longer than that, or a loop, reaches no file.
+pub const MAX_HOPS: usize = 40;
+
+/// How many names one session's links and renames may make; beyond it new ones are not
+/// followed (a session making more is not following the `.filepart` convention but flooding).
+pub const MAX_NAMES: usize = 10_000;
+
+/// The names one session made, each with the name of the file it leads to.
+#[derive(Debug, Default, Clone)]
+pub struct Names {
+    /// Keyed by file names a partner chose: std's SipHash (see [`crate::accounting::IdMap`]).
+    made: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// What one link, rename or removal changed, to be put back if a failure answered it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Undo(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl Names {
+    pub fn is_empty(&self) -> bool {
+        self.made.is_empty()
+    }
+
+    /// `symlink old "target" new "link"`: `link` leads to `target`, which, when relative, is
+    /// relative to the link's own directory.
+    pub fn symlink(&mut self, link: &[u8], target: &[u8]) -> Undo {
+        let key = self.place(link);
+        let to = if target.starts_with(b"/") {
+            normalize(target)
+        } else {
+            let mut joined = parent(&key).to_vec();
+            if !joined.is_empty() {
+                joined.push(b'/');
+            }
+            joined.extend_from_slice(target);
+            normalize(&joined)
+        };
+        let to = self.reached(&to).unwrap_or(to);
+        self.set(key, Some(to))
+    }
+
+    /// `hardlink old "existing" new "name"`, and `rename old "existing" new "name"`: `name` is
+    /// now the file that `existing` named; a rename also takes `existing` away.
+    pub fn link(&mut self, name: &[u8], existing: &[u8], rename: bool) -> Undo {
+        let from = self.place(existing);
+        let to = self.reached(&from).unwrap_or_else(|| from.clone());
+        let key = self.place(name);
+        if to == key || from == key {
+            // Renamed or linked to itself: nothing changes.
+            return Undo::default();
+        }
+        let mut undo = if rename {
+            self.set(from, None)
+        } else {
+            Undo::default()
+        };
+        undo.0.extend(self.set(key, Some(to)).0);
+        undo
+    }
+
+    /// Takes in the names another part of the same session made (its lines read as a session
+    /// of their own until the wrapper's line claimed them).
+    pub fn extend(&mut self, other: Names) {
+        for (key, to) in other.made {
+            if self.made.len() < MAX_NAMES || self.made.contains_key(&key) {
+                self.made.insert(key, to);
+            }
+        }
+    }
+
+    /// `names` lead nowhere any more (a `remove`, or a file renamed to a name of its own).
+    pub fn forget(&mut self, names: &[&[u8]]) -> Undo {
+        let mut undo = Undo::default();
+        for name in names {
+            let key = self.place(name);
+            undo.0.extend(self.set(key, None).0);
+        }
+        undo
+    }
+
+    /// Puts back what an operation that failed changed.
+    pub fn undo(&mut self, undo: Undo) {
+        for (key, previous) in undo.0.into_iter().rev() {
+            match previous {
+                Some(to) => self.made.insert(key, to),
+                None => self.made.remove(&key),
+            };
+        }
+    }
+
+    /// The file `path` reached, when that is another name than `path` itself; `None` also when
+    /// the links it goes through make a loop or a chain longer than [`MAX_HOPS`].
+    pub fn reached(&self, path: &[u8]) -> Option<Vec<u8>> {
+        if self.made.is_empty() {
+            return None;
+        }
+        let start = normalize(path);
+        let mut now = start.clone();
+        for _ in 0..MAX_HOPS {
+            let Some((len, to)) = self.longest_made_prefix(&now) else {
+                return (now != start).then_some(now);
+            };
+            let mut next = to.clone();
+            next.extend_from_slice(&now[len..]);
+            now = next;
+        }
+        None
+    }
+
+    /// The longest leading part of `path`, ending at a `/` or its end, that is a name made.
+    fn longest_made_prefix(&self, path: &[u8]) -> Option<(usize, &Vec<u8>)> {
+        if let Some(to) = self.made.get(path) {
+            return Some((path.len(), to));
+        }
+        let mut end = path.len();
+        while let Some(slash) = path[..end].iter().rposition(|&b| b == b'/') {
+            if slash > 0
+                && let Some(to) = self.made.get(&path[..slash])
+            {
+                return Some((slash, to));
+            }
+            end = slash;
+        }
+        None
+    }
+
+    /// Where a name is: its directory reached through the links made, then its last part.
+    fn place(&self, name: &[u8]) -> Vec<u8> {
+        let name = normalize(name);
+        let dir = parent(&name);
+        if dir.is_empty() || dir == b"/" {
+            return name;
+        }
+        let Some(mut placed) = self.reached(dir) else {
+            return name;
+        };
+        placed.extend_from_slice(&name[dir.len()..]);
+        placed
+    }
+
+    fn set(&mut self, key: Vec<u8>, to: Option<Vec<u8>>) -> Undo {
+        let previous = match to {
+            // A link to itself stays: it is a loop, which reaches nothing.
+            Some(to) => {
+                if self.made.len() >= MAX_NAMES && !self.made.contains_key(&key) {
+                    return Undo::default();
+                }
+                self.made.insert(key.clone(), to)
+            }
+            None => self.made.remove(&key),
+        };
+        Undo(vec![(key, previous)])
+    }
+}
+
+/// The directory part of a normalized name: `""` for a bare name, `"/"` for one in the root.
+fn parent(name: &[u8]) -> &[u8] {
+    match name.iter().rposition(|&b| b == b'/') {
+        Some(0) => b"/",
+        Some(at) => &name[..at],
+        None => b"",
+    }
+}
+
+/// `name` without empty parts, `.` and lexical `..`: `/h//u/./a/../b` is `/h/u/b`. A relative
+/// name stays relative (to sftp-server's directory); `..` above the root is the root.
+pub fn normalize(name: &[u8]) -> Vec<u8> {
+    let absolute = name.starts_with(b"/");
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => match parts.last() {
+                Some(&last) if last != b".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push(part),
+            },
+            _ => parts.push(part),
+        }
+    }
+    let mut out = Vec::with_capacity(name.len());
+    if absolute {
+        out.push(b'/');
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b'/');
+        }
+        out.extend_from_slice(part);
+    }
+    if out.is_empty() {
+        out.push(b'.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reached(names: &Names, path: &str) -> Option<String> {
+        names
+            .reached(path.as_bytes())
+            .map(|p| String::from_utf8(p).unwrap())
+    }
+
+    #[test]
+    fn names_are_normalized_lexically() {
+        for (name, want) in [
+            ("/h/u/a", "/h/u/a"),
+            ("/h//u/./a", "/h/u/a"),
+            ("/h/u/x/../a", "/h/u/a"),
+            ("/../a", "/a"),
+            ("a/../../b", "../b"),
+            ("./a/", "a"),
+            ("", "."),
+            ("/", "/"),
+        ] {
+            assert_eq!(normalize(name.as_bytes()), want.as_bytes(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_reaches_its_target_relative_to_its_own_directory() {
+        let mut n = Names::default();
+        n.symlink(b"/h/u/out/l.xml", b"../invoice-42.xml");
+        n.symlink(b"/h/u/abs", b"/h/u/invoice-42.xml");
+        n.symlink(b"rel", b"invoice-42.xml");
+        assert_eq!(
+            reached(&n, "/h/u/out/l.xml").as_deref(),
+            Some("/h/u/invoice-42.xml")
+        );
+        assert_eq!(
+            reached(&n, "/h/u//abs").as_deref(),
+            Some("/h/u/invoice-42.xml")
+        );
+        assert_eq!(reached(&n, "rel").as_deref(), Some("invoice-42.xml"));
+        assert_eq!(reached(&n, "/h/u/invoice-42.xml"), None);
+        assert_eq!(reached(&n, "/h/u/other"), None);
+    }
+
+    #[test]
+    fn chains_directories_and_renames_are_followed() {
+        let mut n = Names::default();
+        n.symlink(b"/h/u/a", b"invoice-42.xml");
+        n.link(b"/h/u/b", b"/h/u/a", false);
+        n.symlink(b"/h/u/c", b"b");
+        assert_eq!(
+            reached(&n, "/h/u/c").as_deref(),
+            Some("/h/u/invoice-42.xml")
+        );
+        // A link to a directory, and a link made inside it.
+        n.symlink(b"/h/u/d", b"/srv/in");
+        assert_eq!(
+            reached(&n, "/h/u/d/invoice-7.xml").as_deref(),
+            Some("/srv/in/invoice-7.xml")
+        );
+        n.symlink(b"/h/u/d/x", b"invoice-8.xml");
+        assert_eq!(
+            reached(&n, "/srv/in/x").as_deref(),
+            Some("/srv/in/invoice-8.xml")
+        );
+        assert_eq!(
+            reached(&n, "/h/u/d/x").as_deref(),
+            Some("/srv/in/invoice-8.xml")
+        );
+        // A rename: the new name is the file the old one named, the old one nothing.
+        n.link(b"/h/u/e", b"/h/u/c", true);
+        assert_eq!(
+            reached(&n, "/h/u/e").as_deref(),
+            Some("/h/u/invoice-42.xml")
+        );
+        assert_eq!(reached(&n, "/h/u/c"), None);
+        n.link(b"/h/u/f.xml", b"/h/u/invoice-9.xml", true);
+        assert_eq!(
+            reached(&n, "/h/u/f.xml").as_deref(),
+            Some("/h/u/invoice-9.xml")
+        );
+        // Removed: a new file of that name is not the old one.
+        n.forget(&[b"/h/u/e"]);
+        assert_eq!(reached(&n, "/h/u/e"), None);
+    }
+
+    #[test]
+    fn loops_reach_nothing_and_undo_puts_back_what_was() {
+        let mut n = Names::default();
+        n.symlink(b"/h/a", b"b");
+        n.symlink(b"/h/b", b"a");
+        assert_eq!(reached(&n, "/h/a"), None);
+        assert_eq!(reached(&n, "/h/b"), None);
+        n.symlink(b"/h/d", b"d/x");
+        assert_eq!(reached(&n, "/h/d"), None);
+
+        let mut n = Names::default();
+        n.symlink(b"/h/l", b"one");
+        let before = n.made.clone();
+        let undo = n.symlink(b"/h/l", b"two");
+        n.undo(undo);
+        assert_eq!(n.made, before);
+        let undo = n.link(b"/h/m", b"/h/l", true);
+        assert_eq!(reached(&n, "/h/m").as_deref(), Some("/h/one"));
+        n.undo(undo);
+        assert_eq!(n.made, before);
+        let undo = n.forget(&[b"/h/l", b"/h/m"]);
+        n.undo(undo);
+        assert_eq!(n.made, before);
+    }
+
+    fn name() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![Just("a"), Just("b"), Just("."), Just(".."), Just("")],
+            0..6,
+        )
+        .prop_flat_map(|parts| {
+            any::<bool>().prop_map(move |abs| {
+                let joined = parts.join("/");
+                if abs { format!("/{joined}") } else { joined }.into_bytes()
+            })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn normalize_is_idempotent_and_clean(n in name()) {
+            let once = normalize(&n);
+            prop_assert_eq!(normalize(&once), once.clone());
+            prop_assert!(!once.windows(2).any(|w| w == b"//"));
+            prop_assert_eq!(once.starts_with(b"/"), n.starts_with(b"/"));
+        }
+
+        /// Any sequence of links, renames, removals and undos: every lookup ends (loops
+        /// included), never names itself, and undoing an operation restores the names.
+        #[test]
+        fn any_operations_end_and_undo_exactly(
+            ops in proptest::collection::vec((0u8..4, name(), name(), any::<bool>()), 0..24),
+            probes in proptest::collection::vec(name(), 1..8),
+        ) {
+            let mut n = Names::default();
+            for (kind, a, b, fail) in ops {
+                let before = n.made.clone();
+                let undo = match kind {
+                    0 => n.symlink(&a, &b),
+                    1 => n.link(&a, &b, false),
+                    2 => n.link(&a, &b, true),
+                    _ => n.forget(&[&a, &b]),
+                };
+                if fail {
+                    n.undo(undo);
+                    prop_assert_eq!(&n.made, &before);
+                }
+                for p in &probes {
+                    if let Some(r) = n.reached(p) {
+                        prop_assert_ne!(r, normalize(p));
+                    }
+                }
+            }
+        }
+    }
+}
