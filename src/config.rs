@@ -44,41 +44,24 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Facility {
-    User,
-    Daemon,
-    Auth,
-    Authpriv,
-    Local0,
-    Local1,
-    Local2,
-    Local3,
-    Local4,
-    Local5,
-    Local6,
-    Local7,
+crate::log::text_enum! {
+    pub enum Facility {
+        User => "user",
+        Daemon => "daemon",
+        Auth => "auth",
+        Authpriv => "authpriv",
+        Local0 => "local0",
+        Local1 => "local1",
+        Local2 => "local2",
+        Local3 => "local3",
+        Local4 => "local4",
+        Local5 => "local5",
+        Local6 => "local6",
+        Local7 => "local7",
+    }
 }
 
 impl Facility {
-    pub fn name(self) -> &'static str {
-        match self {
-            Facility::User => "user",
-            Facility::Daemon => "daemon",
-            Facility::Auth => "auth",
-            Facility::Authpriv => "authpriv",
-            Facility::Local0 => "local0",
-            Facility::Local1 => "local1",
-            Facility::Local2 => "local2",
-            Facility::Local3 => "local3",
-            Facility::Local4 => "local4",
-            Facility::Local5 => "local5",
-            Facility::Local6 => "local6",
-            Facility::Local7 => "local7",
-        }
-    }
-
     pub fn to_libc(self) -> libc::c_int {
         match self {
             Facility::User => libc::LOG_USER,
@@ -97,57 +80,62 @@ impl Facility {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum FailurePolicy {
-    #[default]
-    Allow,
-    Deny,
+crate::log::text_enum! {
+    #[derive(Default)]
+    pub enum FailurePolicy {
+        #[default]
+        Allow => "allow",
+        Deny => "deny",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum PostSessionMode {
-    #[default]
-    Detach,
-    Wait,
+crate::log::text_enum! {
+    #[derive(Default)]
+    pub enum PostSessionMode {
+        #[default]
+        Detach => "detach",
+        Wait => "wait",
+    }
 }
 
-/// How sftp-server's own log lines travel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogMode {
-    /// sftp-server logs to syslog itself (`-f <facility> -l info`).
-    #[default]
-    Syslog,
-    /// sftp-server logs to stderr (`-e -l info`); the wrapper reads the lines, forwards them to
-    /// syslog and fires the per-file event hooks.
-    Capture,
+crate::log::text_enum! {
+    /// How sftp-server's own log lines travel.
+    #[derive(Default)]
+    pub enum LogMode {
+        /// sftp-server logs to syslog itself (`-f <facility> -l info`).
+        #[default]
+        Syslog => "syslog",
+        /// sftp-server logs to stderr (`-e -l info`); the wrapper reads the lines, forwards them to
+        /// syslog and fires the per-file event hooks.
+        Capture => "capture",
+    }
 }
 
-/// Whether sftp-server runs without a view of `/proc`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ProcIsolation {
-    /// sftp-server runs in a user and mount namespace of its own with an empty `/proc`, so the
-    /// partner cannot reach the memory of the hooks or of sftp-server itself; a session where
-    /// that fails while `/proc` is visible is not started.
-    #[default]
-    Require,
-    /// sftp-server sees `/proc`. Sessions with hooks are then refused unless
-    /// kernel.yama.ptrace_scope is 1 or more (or `/proc` is not visible, as in a jail without it).
-    Off,
+crate::log::text_enum! {
+    /// Whether sftp-server runs without a view of `/proc`.
+    #[derive(Default)]
+    pub enum ProcIsolation {
+        /// sftp-server runs in a user and mount namespace of its own with an empty `/proc`, so the
+        /// partner cannot reach the memory of the hooks or of sftp-server itself; a session where
+        /// that fails while `/proc` is visible is not started.
+        #[default]
+        Require => "require",
+        /// sftp-server sees `/proc`. Sessions with hooks are then refused unless
+        /// kernel.yama.ptrace_scope is 1 or more (or `/proc` is not visible, as in a jail without it).
+        Off => "off",
+    }
 }
 
-/// How an event hook receives the event besides its environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum EventFormat {
-    /// Environment variables only; stdin is /dev/null.
-    #[default]
-    Env,
-    /// Also one JSON object on stdin.
-    Json,
+crate::log::text_enum! {
+    /// How an event hook receives the event besides its environment.
+    #[derive(Default)]
+    pub enum EventFormat {
+        /// Environment variables only; stdin is /dev/null.
+        #[default]
+        Env => "env",
+        /// Also one JSON object on stdin.
+        Json => "json",
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -247,13 +235,24 @@ impl HooksSection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum PreSessionFailure {
-    #[default]
-    Deny,
-    Allow,
+crate::log::text_enum! {
+    #[derive(Default)]
+    pub enum PreSessionFailure {
+        #[default]
+        Deny => "deny",
+        Allow => "allow",
+    }
 }
+
+crate::log::deserialize_words!(
+    Facility,
+    FailurePolicy,
+    PostSessionMode,
+    LogMode,
+    ProcIsolation,
+    EventFormat,
+    PreSessionFailure,
+);
 
 impl Default for HooksSection {
     fn default() -> Self {
@@ -867,7 +866,7 @@ impl Config {
                 .unwrap_or_else(|| match self.sftp_server.log_mode {
                     LogMode::Syslog => vec![
                         "-f".to_owned(),
-                        self.syslog.facility.name().to_owned(),
+                        self.syslog.facility.as_str().to_owned(),
                         "-l".to_owned(),
                         "info".to_owned(),
                     ],

@@ -1658,6 +1658,35 @@ fn a_session_in_a_file_and_in_the_journal_is_billed_once() {
                 })
                 .collect();
             let file = h.root().join("sftpd.log.copy");
+            // As a busy rsyslogd or journald may order them: the wrapper's `sftp-server
+            // started` after all of sftp-server's lines (and the wrapper's `file closed`).
+            let late_start: String = {
+                let lines: Vec<&str> = text.split_inclusive('\n').collect();
+                let start = lines
+                    .iter()
+                    .position(|l| l.contains(" sftp-server started "))
+                    .expect("an sftp-server started line");
+                let end = lines
+                    .iter()
+                    .position(|l| l.contains(" session end "))
+                    .expect("a session end line");
+                let mut moved: Vec<&str> = lines.clone();
+                let line = moved.remove(start);
+                moved.insert(end - 1, line);
+                moved.concat()
+            };
+            for (what, reordered) in [("the journal, then", &late_start)] {
+                let dir = tempfile::tempdir().unwrap();
+                for db in databases(dir.path()) {
+                    fs::write(&file, reordered).unwrap();
+                    ingest_journal(&db);
+                    let summary = ingest(&db, &[&file]);
+                    billed_once(
+                        &db,
+                        &format!("{what} the file, sftp-server started late: {summary}"),
+                    );
+                }
+            }
             fs::write(&file, text).unwrap();
             // The file first, then the journal.
             let dir = tempfile::tempdir().unwrap();

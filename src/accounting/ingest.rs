@@ -2173,7 +2173,9 @@ impl<'a> Ingestor<'a> {
                 sftp_pid: Some(p), ..
             } => {
                 let p = i64::from(*p);
-                self.replayed.insert(key, Some(p));
+                if self.replayed.insert(key, Some(p)) == Some(None) {
+                    self.discard_copied_plain(host, p, at)?;
+                }
                 self.replayed_sftp
                     .insert((journal, host.to_owned(), p), None);
             }
@@ -2187,6 +2189,31 @@ impl<'a> Ingestor<'a> {
             _ => {}
         }
         Ok(true)
+    }
+
+    /// Deletes the session that sftp-server process `sftp_pid`'s lines made from this source
+    /// before the wrapper's line (at `at`) showed them a copy of a session the other source
+    /// brought: its rows are that session's, already stored.
+    fn discard_copied_plain(&mut self, host: &str, sftp_pid: i64, at: &str) -> Result<()> {
+        let key = (host.to_owned(), sftp_pid);
+        let earliest = parse::parse_storage_time(at)
+            .map(|t| parse::storage_time(t - LATE_LINE_GRACE))
+            .unwrap_or_default();
+        let copied = [self.by_sftp_pid.get(&key), self.closed_plain.get(&key)]
+            .into_iter()
+            .flatten()
+            .copied()
+            .find(|id| {
+                self.sessions.get(id).is_some_and(|s| {
+                    !s.wrapper && s.journal == self.reading_journal && s.started_at >= earliest
+                })
+            });
+        if let Some(id) = copied {
+            self.store.discard_session(id)?;
+            self.summary.sessions = self.summary.sessions.saturating_sub(1);
+            self.forget_session(id);
+        }
+        Ok(())
     }
 
     /// Whether the stored session of `host` with wrapper session id `sid` that starts near `at`
@@ -2348,6 +2375,16 @@ impl<'a> Ingestor<'a> {
             return Ok(true);
         }
         let key = (host.to_owned(), pid);
+        // The other source's copy of a live session's sftp-server line (the wrapper's line that
+        // would mark the copy may come later).
+        if let Some(id) = self.by_sftp_pid.get(&key)
+            && self
+                .sessions
+                .get(id)
+                .is_some_and(|s| !s.ended && s.journal != self.reading_journal)
+        {
+            return Ok(true);
+        }
         if let SftpEvent::SessionOpened { user, client_ip } = &event {
             self.closed_plain.remove(&key);
             if let Some(&id) = self.by_sftp_pid.get(&key)

@@ -20,6 +20,8 @@ macro_rules! text_enum {
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The words, in the order of [`Self::ALL`].
+            pub const WORDS: &'static [&'static str] = &[$($text),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -42,8 +44,22 @@ macro_rules! text_enum {
         }
     };
 }
-#[cfg(feature = "accounting")]
 pub(crate) use text_enum;
+
+/// Deserializes a [`text_enum!`] from its word (a config value), refusing any other word as
+/// serde's own enums do.
+macro_rules! deserialize_words {
+    ($($name:ident),+ $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let word = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::parse(&word)
+                    .ok_or_else(|| serde::de::Error::unknown_variant(&word, $name::WORDS))
+            }
+        }
+    )+};
+}
+pub(crate) use deserialize_words;
 
 pub mod fields;
 pub mod parse;

@@ -82,19 +82,11 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
         "allowed_commands = {}",
         quoted_list(&eff.allowed_commands)
     );
-    let _ = writeln!(
-        text,
-        "log_mode = {:?}",
-        format!("{:?}", cfg.sftp_server.log_mode).to_lowercase()
-    );
+    let _ = writeln!(text, "log_mode = {:?}", cfg.sftp_server.log_mode.as_str());
     let _ = writeln!(text, "\n[syslog]");
-    let _ = writeln!(text, "facility = {:?}", cfg.syslog.facility.name());
+    let _ = writeln!(text, "facility = {:?}", cfg.syslog.facility.as_str());
     let _ = writeln!(text, "ident = {:?}", cfg.syslog.ident);
-    let _ = writeln!(
-        text,
-        "on_failure = {:?}",
-        format!("{:?}", cfg.syslog.on_failure).to_lowercase()
-    );
+    let _ = writeln!(text, "on_failure = {:?}", cfg.syslog.on_failure.as_str());
     let _ = writeln!(text, "\n[hooks]");
     let event_keys: Vec<(String, Option<&Vec<String>>)> = cfg
         .hooks
@@ -123,18 +115,14 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
     let _ = writeln!(
         text,
         "pre_session_failure = {:?}",
-        format!("{:?}", cfg.hooks.pre_session_failure).to_lowercase()
+        cfg.hooks.pre_session_failure.as_str()
     );
     let _ = writeln!(
         text,
         "post_session_mode = {:?}",
-        format!("{:?}", cfg.hooks.post_session_mode).to_lowercase()
+        cfg.hooks.post_session_mode.as_str()
     );
-    let _ = writeln!(
-        text,
-        "event_format = {:?}",
-        format!("{:?}", cfg.hooks.event_format).to_lowercase()
-    );
+    let _ = writeln!(text, "event_format = {:?}", cfg.hooks.event_format.as_str());
     let _ = writeln!(text, "upload_on_rename = {}", cfg.hooks.upload_on_rename);
     if let Err(e) = syslog::probe(syslog::SYSLOG_SOCKET) {
         let _ = writeln!(

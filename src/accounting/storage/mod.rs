@@ -493,6 +493,8 @@ pub trait IngestStore: Database {
     fn abandon_session(&mut self, id: i64) -> Result<()>;
     /// Moves everything recorded under `from` to `into` and deletes `from`.
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()>;
+    /// Deletes a session with its transfers and operations (a copy of one stored already).
+    fn discard_session(&mut self, id: i64) -> Result<()>;
 
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64>;
     /// Records the close: counters (read, written; `None` when the close line was cut and they

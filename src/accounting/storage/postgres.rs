@@ -1258,6 +1258,18 @@ impl IngestStore for PgStore {
         Ok(())
     }
 
+    fn discard_session(&mut self, id: i64) -> Result<()> {
+        self.flush()?;
+        for sql in [
+            "DELETE FROM transfers WHERE session_id = $1",
+            "DELETE FROM operations WHERE session_id = $1",
+            "DELETE FROM sessions WHERE id = $1",
+        ] {
+            self.exec(sql, &[&id])?;
+        }
+        Ok(())
+    }
+
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
         let id = self.reserve_id(IdTable::Transfers)?;
         self.pending.add_transfer(id, t);

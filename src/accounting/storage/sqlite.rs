@@ -1715,6 +1715,19 @@ impl IngestStore for SqliteStore {
         Ok(())
     }
 
+    fn discard_session(&mut self, id: i64) -> Result<()> {
+        self.flush()?;
+        let conn = self.conn()?;
+        for sql in [
+            "DELETE FROM transfer_rows WHERE session_id = ?1",
+            "DELETE FROM operation_rows WHERE session_id = ?1",
+            "DELETE FROM session_rows WHERE id = ?1",
+        ] {
+            conn.prepare_cached(sql)?.execute([id])?;
+        }
+        Ok(())
+    }
+
     fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
         let id = self.reserve_id(IdTable::Transfers)?;
         self.pending.add_transfer(id, t);
