@@ -1,5 +1,13 @@
 //! sftpd-report's command line, in the library so that the man page and shell completions are
-//! generated from the same definition (`sftpd-docs`).
+//! generated from the same definition (`sftpd-docs`), and what the binary runs ([`main`]).
+//!
+//! This module is the binary's front end: it alone in the library reports errors through
+//! `anyhow`, as a binary would; the modules it calls return their own error types.
+
+mod commands;
+mod signals;
+
+pub use commands::main;
 
 use crate::accounting::report::{Format, Period};
 use clap::{Args, Parser, Subcommand};
@@ -33,53 +41,7 @@ pub struct ReportCli {
 #[derive(Subcommand)]
 pub enum ReportCommand {
     /// Read syslog files (`-` for stdin, .gz read transparently) into the database.
-    Ingest {
-        /// Host name for lines that carry none [default: this machine's name]
-        #[arg(long)]
-        host_default: Option<String>,
-        /// The wrapper's syslog ident [default: [syslog] ident in the config]
-        #[arg(long)]
-        wrapper_ident: Option<String>,
-        /// Fail at once instead of waiting when another ingest holds the database.
-        #[arg(long)]
-        no_wait: bool,
-        /// Exit 0 even when a file had new lines and none was understood (by default that is a
-        /// warning and exit status 1: the wrong format, or the wrong facility's log).
-        #[arg(long)]
-        allow_empty: bool,
-        /// Lines per transaction.
-        #[arg(long, default_value_t = crate::accounting::ingest::IngestOptions::default_batch_lines(), hide = true)]
-        batch_lines: usize,
-        /// Forget everything of the hosts in FILES (sessions, transfers, operations) and the
-        /// files' checkpoints, then read the files oldest first: the way to redo a host whose
-        /// rotated files were ingested out of order. Give every log of those hosts you still have.
-        #[arg(long, conflicts_with = "journal")]
-        rebuild: bool,
-        /// Read files even when their lines are older than what is already ingested from their
-        /// host (by default such lines are refused: not billed, named in an error line, exit
-        /// status 1; sessions across files would be split).
-        #[arg(long)]
-        any_order: bool,
-        /// Read the systemd journal (the [syslog] facility's entries), from where the last
-        /// `--journal` run stopped; with files, the files are read first.
-        #[arg(long)]
-        journal: bool,
-        /// The journal directory to read instead of the system's (`journalctl --directory`).
-        #[arg(long, requires = "journal")]
-        journal_directory: Option<PathBuf>,
-        /// Keep reading as the files grow (like `tail -F`, through logrotate's rename and
-        /// copytruncate; the previous file, FILE.1, FILE.1.gz or the latest dated one, is read to
-        /// its end first, at start and after each rotation) and the journal, committing new lines
-        /// within a second, until SIGTERM or SIGINT, which commit what was read and exit 0.
-        #[arg(long, conflicts_with = "rebuild")]
-        follow: bool,
-        /// With --follow: serve the metrics (as `sftpd-report metrics` prints them) at
-        /// http://ADDR/metrics, e.g. 127.0.0.1:9861.
-        #[arg(long, requires = "follow", value_name = "ADDR")]
-        metrics_listen: Option<std::net::SocketAddr>,
-        #[arg(required_unless_present = "journal")]
-        files: Vec<String>,
-    },
+    Ingest(IngestArgs),
     /// One row per session: who, from where, how long, files and bytes each way.
     Sessions {
         #[command(flatten)]
@@ -173,6 +135,56 @@ pub enum ReportCommand {
         #[arg(long)]
         rebuild: bool,
     },
+}
+
+// `ingest`'s options. No doc comment: the variant's is the command's help.
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Host name for lines that carry none [default: this machine's name]
+    #[arg(long)]
+    pub host_default: Option<String>,
+    /// The wrapper's syslog ident [default: [syslog] ident in the config]
+    #[arg(long)]
+    pub wrapper_ident: Option<String>,
+    /// Fail at once instead of waiting when another ingest holds the database.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Exit 0 even when a file had new lines and none was understood (by default that is a
+    /// warning and exit status 1: the wrong format, or the wrong facility's log).
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Lines per transaction.
+    #[arg(long, default_value_t = crate::accounting::ingest::IngestOptions::default_batch_lines(), hide = true)]
+    pub batch_lines: usize,
+    /// Forget everything of the hosts in FILES (sessions, transfers, operations) and the
+    /// files' checkpoints, then read the files oldest first: the way to redo a host whose
+    /// rotated files were ingested out of order. Give every log of those hosts you still have.
+    #[arg(long, conflicts_with = "journal")]
+    pub rebuild: bool,
+    /// Read files even when their lines are older than what is already ingested from their
+    /// host (by default such lines are refused: not billed, named in an error line, exit
+    /// status 1; sessions across files would be split).
+    #[arg(long)]
+    pub any_order: bool,
+    /// Read the systemd journal (the [syslog] facility's entries), from where the last
+    /// `--journal` run stopped; with files, the files are read first.
+    #[arg(long)]
+    pub journal: bool,
+    /// The journal directory to read instead of the system's (`journalctl --directory`).
+    #[arg(long, requires = "journal")]
+    pub journal_directory: Option<PathBuf>,
+    /// Keep reading as the files grow (like `tail -F`, through logrotate's rename and
+    /// copytruncate; the previous file, FILE.1, FILE.1.gz or the latest dated one, is read to
+    /// its end first, at start and after each rotation) and the journal, committing new lines
+    /// within a second, until SIGTERM or SIGINT, which commit what was read and exit 0.
+    #[arg(long, conflicts_with = "rebuild")]
+    pub follow: bool,
+    /// With --follow: serve the metrics (as `sftpd-report metrics` prints them) at
+    /// http://ADDR/metrics, e.g. 127.0.0.1:9861.
+    #[arg(long, requires = "follow", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    #[arg(required_unless_present = "journal")]
+    pub files: Vec<String>,
 }
 
 #[derive(Args)]

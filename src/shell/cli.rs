@@ -1,11 +1,16 @@
-//! The login shell's admin command line (`--check-config`, `--check-chroot`, ...), in the library
-//! so that the man page and shell completions are generated from the same definition.
+//! What `sftpd-wrapper` runs ([`main`]), and its admin command line (`--check-config`,
+//! `--check-chroot`, ...), in the library so that the man page and shell completions are
+//! generated from the same definition.
 //!
-//! The login shell's own invocation (`-c COMMAND`) is not here: it never reaches clap and is
-//! checked by hand, byte for byte, in [`crate::shell::invocation`].
+//! The login shell's own invocation (`-c COMMAND`) never reaches clap: [`main`] hands it to
+//! [`crate::shell::session::run_shell`], and it is checked by hand, byte for byte, in
+//! [`crate::shell::invocation`].
 
+use crate::shell::harden;
 use clap::Parser;
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Admin commands. The shell invocation (`-c COMMAND`) never reaches clap: it is checked by hand,
 /// byte for byte, in `sftpd_wrapper::shell::invocation`.
@@ -62,4 +67,157 @@ pub struct WrapperAdmin {
     /// With --check-sshd: sshd's config file, when not /etc/ssh/sshd_config.
     #[arg(long, value_name = "PATH", requires = "check_sshd")]
     pub sshd_config: Option<PathBuf>,
+}
+
+/// True for `--check-config`, `--version`, `--help` and friends. A login shell is never run like
+/// that by sshd: sshd always passes `-c` or nothing.
+fn is_admin_invocation(argv: &[OsString]) -> bool {
+    let starts_login_shell = argv
+        .first()
+        .is_some_and(|a| a.to_string_lossy().starts_with('-'));
+    let first = argv.get(1).map(|a| a.to_string_lossy().into_owned());
+    !starts_login_shell
+        && matches!(first.as_deref(), Some(a) if a.starts_with("--") || a == "-h" || a == "-V")
+}
+
+/// sftpd-wrapper's `main`: the login shell, or an admin command.
+pub fn main() -> ExitCode {
+    // Before anything else: the partner's sftp-server runs as the same uid and could otherwise
+    // read and write this process's memory through /proc.
+    let hardened = harden::make_non_dumpable();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if !is_admin_invocation(&argv) {
+        // Still single-threaded: nothing the client put in the environment reaches libc here.
+        let vars = harden::take_environment();
+        let code = crate::shell::session::run_shell(&argv, vars, hardened);
+        // The shell has nothing to flush (it writes to stderr only, unbuffered), and std's exit
+        // would unmap its signal stack and write to pages it shares copy-on-write with the
+        // supervisor, while sshd waits for this exit to close the channel.
+        // SAFETY: _exit ends the process at once; no other thread is running here.
+        unsafe { libc::_exit(code) }
+    }
+    let admin = WrapperAdmin::parse_from(argv);
+    if let Some(user) = admin.check_sshd.as_deref() {
+        return check_sshd(&admin, user);
+    }
+    if let Some(user) = admin
+        .check_chroot
+        .as_deref()
+        .or(admin.setup_chroot.as_deref())
+    {
+        return chroot(&admin, user);
+    }
+    if !admin.check_config {
+        eprintln!("sftpd-wrapper: nothing to do; try --check-config or --help");
+        return ExitCode::from(2);
+    }
+    match crate::shell::admin::check_config(&admin.config, admin.user.as_deref()) {
+        Ok(report) => {
+            print!("{}", report.text);
+            if report.problems.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            for p in &report.problems {
+                eprintln!("sftpd-wrapper: error: {p}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("sftpd-wrapper: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-chroot USER` / `--setup-chroot USER`.
+fn chroot(admin: &WrapperAdmin, name: &str) -> ExitCode {
+    use crate::shell::chroot;
+    let user = match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            eprintln!("sftpd-wrapper: no such user: {name:?}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("sftpd-wrapper: cannot look up {name:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cfg = match crate::config::load(&admin.config) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("sftpd-wrapper: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(jail) = admin.jail.clone().or_else(|| chroot::jail_from_sshd(&user)) else {
+        eprintln!(
+            "sftpd-wrapper: sshd gives {name} no ChrootDirectory; name the jail with --jail DIR"
+        );
+        return ExitCode::FAILURE;
+    };
+    if admin.setup_chroot.is_some() {
+        let items = chroot::requirements(&user, &cfg, &admin.config, &jail);
+        match chroot::setup(&user, &items, &jail) {
+            Ok(done) => done.iter().for_each(|d| println!("{d}")),
+            Err(e) => {
+                eprintln!("sftpd-wrapper: setting up {}: {e}", jail.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let items = chroot::requirements(&user, &cfg, &admin.config, &jail);
+    let (text, ok) = chroot::check_report(&items, &jail);
+    println!("# jail {} for {name}", jail.display());
+    print!("{text}");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `--check-sshd USER`.
+fn check_sshd(admin: &WrapperAdmin, user: &str) -> ExitCode {
+    use crate::shell::{isolate, sshd_audit};
+    let cfg = match crate::config::load(&admin.config) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("sftpd-wrapper: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let groups = match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => crate::shell::session::group_names(&u),
+        Ok(None) => {
+            eprintln!("sftpd-wrapper: no such user: {user:?}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("sftpd-wrapper: cannot look up {user:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let effective = cfg.effective_for(user, &groups);
+    let fixed = sshd_audit::Fixed {
+        addr: admin.addr.clone(),
+        host: admin.host.clone(),
+        lport: admin.lport.clone(),
+    };
+    let facts = sshd_audit::WrapperFacts {
+        allowed_commands: &effective.allowed_commands,
+        hooks: cfg.hooks.any_hook(),
+        proc_isolation_off: cfg.sftp_server.proc_isolation == crate::config::ProcIsolation::Off,
+        ptrace_scope: isolate::ptrace_scope(),
+    };
+    match sshd_audit::check(user, admin.sshd_config.as_deref(), &fixed, &facts) {
+        Ok((text, error)) => {
+            print!("{text}");
+            ExitCode::from(u8::from(error))
+        }
+        Err(e) => {
+            eprintln!("sftpd-wrapper: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,539 @@
+//! What sftpd-report runs: the configuration and database it resolves, one function per command.
+
+use super::signals::StopSignals;
+use super::{DEFAULT_DB, FilterArgs, IngestArgs, ReportCli as Cli, ReportCommand as Command};
+use crate::accounting::ingest::{IngestOptions, Ingestor, Input};
+use crate::accounting::metrics_server;
+use crate::accounting::report::{self, Filter, Format, Period, Reports, RowsReport};
+use crate::accounting::storage::{self, DbSpec, Store, StoreError};
+use crate::config;
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+trait FilterArgsExt {
+    fn filter(&self) -> Result<Filter>;
+    fn format(&self) -> Format;
+}
+
+impl FilterArgsExt for FilterArgs {
+    fn filter(&self) -> Result<Filter> {
+        let now = chrono::Utc::now();
+        let zone = self
+            .tz
+            .as_deref()
+            .map(report::parse_zone)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--tz")?;
+        let bound = |v: &Option<String>, until: bool| -> Result<Option<String>> {
+            v.as_deref()
+                .map(|t| {
+                    report::parse_time_bound(
+                        t,
+                        now,
+                        until,
+                        zone.unwrap_or_else(report::system_zone),
+                    )
+                })
+                .transpose()
+                .map_err(anyhow::Error::msg)
+        };
+        Ok(Filter {
+            user: self.user.clone(),
+            host: self.host.clone(),
+            since: bound(&self.since, false).context("--since")?,
+            until: bound(&self.until, true).context("--until")?,
+            path: None,
+            zone,
+        })
+    }
+
+    fn format(&self) -> Format {
+        self.format.unwrap_or(if std::io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Csv
+        })
+    }
+}
+
+fn database_spec(cli: &Cli, cfg: &config::Config) -> Result<DbSpec> {
+    let spec = cli
+        .db
+        .clone()
+        .or_else(|| cfg.report.database.clone())
+        .unwrap_or_else(|| DEFAULT_DB.to_owned());
+    DbSpec::parse(&spec).map_err(anyhow::Error::msg)
+}
+
+/// The PostgreSQL password from --password-file, [report] password_file or PGPASSWORD. A file
+/// that group or others can read is refused, as libpq refuses such a ~/.pgpass.
+fn password(cli: &Cli, cfg: &config::Config) -> Result<Option<String>> {
+    let file = cli
+        .password_file
+        .clone()
+        .or_else(|| cfg.report.password_file.clone().map(PathBuf::from));
+    if let Some(path) = file {
+        let meta = std::fs::metadata(&path)
+            .with_context(|| format!("password file {}", path.display()))?;
+        if meta.mode() & 0o077 != 0 {
+            bail!(
+                "password file {} is readable by group or others (mode {:04o}); chmod 600 it",
+                path.display(),
+                meta.mode() & 0o7777
+            );
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("password file {}", path.display()))?;
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()));
+    }
+    Ok(std::env::var("PGPASSWORD").ok())
+}
+
+fn open_store(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
+    storage::open(spec, password).map_err(|e| match e {
+        // The error already names the database (without its password).
+        StoreError::Postgres(_) => anyhow::Error::new(e),
+        other => anyhow::Error::new(other).context(spec.display()),
+    })
+}
+
+/// The error and its causes on one line, each cause once: libraries repeat their source's text
+/// in their own (`database is locked: database is locked: Error code 5: database is locked`).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        // Skip a cause already said, or one that only adds a code to what was said
+        // (`Error code 5: database is locked`).
+        let tail = part.rsplit(": ").next().unwrap_or(&part);
+        if text.contains(&part) || (!text.is_empty() && text.ends_with(tail)) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text.replace('\n', " ")
+}
+
+/// Writes `path` by renaming a complete temporary file over it, so that a reader (the textfile
+/// collector) never sees half of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("--textfile {}: not a file name", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("--textfile {}", path.display()))
+}
+
+/// sftpd-report's `main`: parses the command line, runs the command, and says what failed on
+/// one line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("sftpd-report: {}", one_line(&e));
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Command::Sessions { filter } | Command::Transfers { filter, .. } = &cli.command
+        && filter.format == Some(Format::Html)
+    {
+        bail!("--format html is for usage (and the statement command), not for row reports");
+    }
+    let cfg = config::load(&cli.config)
+        .map_err(anyhow::Error::msg)?
+        .config;
+    let password = password(&cli, &cfg)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    if let Command::Copy { from, to } = &cli.command {
+        return copy(from, to, password.as_deref());
+    }
+    let spec = database_spec(&cli, &cfg)?;
+    // Only an ingest creates a database: a report on a path that holds none is a mistake (a
+    // typo in --db), not an empty report, and must not leave an empty database behind.
+    if let DbSpec::Sqlite(path) = &spec
+        && !matches!(cli.command, Command::Ingest { .. })
+        && !path.exists()
+    {
+        bail!(
+            "no database at {} (sftpd-report ingest creates it; check --db or [report] database)",
+            path.display()
+        );
+    }
+    // Reports that only read open the database read-only: finance's copy may be theirs to read
+    // and not to write.
+    let reads_only = match &cli.command {
+        Command::Ingest { .. } | Command::Prune { .. } => false,
+        Command::Rollups { rebuild, .. } => !rebuild,
+        _ => true,
+    };
+    let mut store = if reads_only {
+        storage::open_for_reading(&spec, password.as_deref()).map_err(anyhow::Error::new)?
+    } else {
+        open_store(&spec, password.as_deref())?
+    };
+    let store = store.as_mut();
+    match &cli.command {
+        Command::Ingest(args) => ingest(args, &cfg, &spec, password, store)?,
+        Command::Sessions { filter } => {
+            let f = filter.filter()?;
+            stream_report(store, RowsReport::Sessions, &f, filter.format(), &mut out)?;
+        }
+        Command::Transfers { filter, path } => transfers(filter, path.as_deref(), store, &mut out)?,
+        Command::Usage {
+            filter,
+            by,
+            from_rows,
+        } => usage(filter, *by, *from_rows, store, &mut out)?,
+        Command::Statement {
+            user,
+            month,
+            host,
+            tz,
+            output,
+        } => statement(user, month, host, tz, output.as_deref(), store, &mut out)?,
+        Command::Metrics { textfile } => {
+            let text = crate::accounting::metrics::render(store)?;
+            match textfile {
+                Some(path) => write_atomically(path, text.as_bytes())?,
+                None => out.write_all(text.as_bytes())?,
+            }
+        }
+        Command::Rollups { check, rebuild } => rollups(*check, *rebuild, store)?,
+        Command::Prune {
+            older_than,
+            before,
+            user,
+            tz,
+            dry_run,
+        } => prune(older_than, before, user, tz, *dry_run, store)?,
+        Command::Copy { .. } => unreachable!("handled above"),
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `copy --from --to`.
+fn copy(from: &str, to: &str, password: Option<&str>) -> Result<()> {
+    let from = DbSpec::parse(from).map_err(anyhow::Error::msg)?;
+    let to = DbSpec::parse(to).map_err(anyhow::Error::msg)?;
+    if from == to {
+        bail!("--from and --to name the same database");
+    }
+    if let DbSpec::Sqlite(path) = &from
+        && !path.exists()
+    {
+        bail!("--from: no database at {}", path.display());
+    }
+    let mut source = storage::open_for_reading(&from, password).map_err(anyhow::Error::new)?;
+    let mut target = open_store(&to, password)?;
+    let (copied, skipped) = storage::copy_database(source.as_mut(), target.as_mut())?;
+    println!("sessions copied {copied}, already there {skipped}");
+    Ok(())
+}
+
+/// `ingest`, once or `--follow`ing; exits 1 when a file was not understood or lines were refused.
+fn ingest(
+    args: &IngestArgs,
+    cfg: &config::Config,
+    spec: &DbSpec,
+    password: Option<String>,
+    store: &mut dyn Store,
+) -> Result<()> {
+    if args.follow && args.files.iter().any(|f| f == "-") {
+        bail!("--follow reads files or the journal, not standard input");
+    }
+    // Blocked before anything else, so that a SIGTERM from the start on is noticed
+    // between two commits rather than killing the process mid-batch.
+    let stop = if args.follow {
+        Some(StopSignals::new()?)
+    } else {
+        None
+    };
+    // Started after the signals are blocked: its threads inherit the mask, so SIGTERM
+    // comes to the ingest's loop only.
+    if let Some(addr) = args.metrics_listen {
+        metrics_server::start(addr, spec.clone(), password)
+            .with_context(|| format!("--metrics-listen {addr}"))?;
+    }
+    storage::lock_for_writing(store, !args.no_wait)?;
+    let mut opts = IngestOptions {
+        wrapper_ident: args
+            .wrapper_ident
+            .clone()
+            .unwrap_or_else(|| cfg.syslog.ident.clone()),
+        batch_lines: args.batch_lines.max(1),
+        progress: true,
+        ..IngestOptions::default()
+    };
+    if let Some(h) = &args.host_default {
+        opts.host_default = h.clone();
+    }
+    let inputs: Vec<Input> = args
+        .files
+        .iter()
+        .map(|f| Input { name: f.clone() })
+        .collect();
+    opts.any_order = args.any_order;
+    if args.rebuild {
+        let hosts =
+            crate::accounting::ingest::forget_for_rebuild(store, &inputs, &opts.host_default)?;
+        eprintln!("sftpd-report: rebuilding host(s) {}", hosts.join(", "));
+        opts.any_order = true;
+    }
+    let mut ingestor = Ingestor::new(store, opts)?;
+    let source = args
+        .journal
+        .then(|| crate::accounting::journal::JournalSource {
+            directory: args.journal_directory.clone(),
+            facility: (cfg.syslog.facility.to_libc() >> 3) as u8,
+        });
+    if let Some(stop) = &stop {
+        ingestor.follow(&inputs, source.as_ref(), &mut |interval| {
+            stop.wait(interval)
+        })?;
+    } else {
+        ingestor.ingest_inputs(&inputs)?;
+        if let Some(source) = &source {
+            ingestor.ingest_journal(source)?;
+        }
+    }
+    println!("{}", ingestor.summary);
+    for file in &ingestor.not_understood {
+        let shown: String = file
+            .first_line
+            .escape_ascii()
+            .to_string()
+            .chars()
+            .take(200)
+            .collect();
+        eprintln!(
+            "sftpd-report: warning: {}: none of its {} new lines was understood (wrong format or facility?); the first: \"{shown}\"",
+            file.name, file.lines
+        );
+    }
+    // The refused lines were named in error lines as they were met.
+    if (!ingestor.not_understood.is_empty() && !args.allow_empty)
+        || (ingestor.summary.refused > 0 && stop.is_none())
+    {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `transfers`: the rows of `sessions`' filter, and `--path`.
+fn transfers(
+    filter: &FilterArgs,
+    path: Option<&str>,
+    store: &mut dyn Store,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut f = filter.filter()?;
+    if let Some(p) = path {
+        f.path = Some(
+            glob::Pattern::new(p).with_context(|| format!("--path {p:?} is not a valid glob"))?,
+        );
+    }
+    stream_report(store, RowsReport::Transfers, &f, filter.format(), out)
+}
+
+/// `usage`: a table (or CSV, JSON) by day or month, or with `--format html` the statement page.
+fn usage(
+    filter: &FilterArgs,
+    by: Period,
+    from_rows: bool,
+    store: &mut dyn Store,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let f = filter.filter()?;
+    if filter.format() == Format::Html {
+        let period = match (&f.since, &f.until) {
+            (None, None) => "everything".to_owned(),
+            (since, until) => format!(
+                "{} to {}",
+                since
+                    .as_deref()
+                    .map_or("the start".to_owned(), |t| report::zone_time(t, f.zone())),
+                until
+                    .as_deref()
+                    .map_or("now".to_owned(), |t| report::zone_time(t, f.zone()))
+            ),
+        };
+        let page = statement_page(store, &f, "SFTP usage".to_owned(), period, Vec::new())?;
+        out.write_all(page.as_bytes())?;
+    } else {
+        let r = if from_rows {
+            store.usage_report_from_rows(&f, by)?
+        } else {
+            store.usage_report(&f, by)?
+        };
+        report::render(&r, filter.format(), f.zone(), out)?;
+    }
+    Ok(())
+}
+
+/// `statement`: a partner's month as one HTML page, on stdout or in `--output`.
+fn statement(
+    user: &str,
+    month: &str,
+    host: &Option<String>,
+    tz: &Option<String>,
+    output: Option<&Path>,
+    store: &mut dyn Store,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let zone = match tz {
+        Some(name) => report::parse_zone(name).map_err(anyhow::Error::msg)?,
+        None => report::system_zone(),
+    };
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+        .with_context(|| format!("--month {month:?}: use the form 2026-11"))?;
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .context("--month: too far in the future")?;
+    let bound = |day: chrono::NaiveDate| {
+        report::day_start(day, zone)
+            .with_context(|| format!("--month {month}: {day} has no start in {zone}"))
+    };
+    let f = Filter {
+        user: Some(user.to_owned()),
+        host: host.clone(),
+        since: Some(bound(first)?),
+        until: Some(bound(next)?),
+        path: None,
+        zone: Some(zone),
+    };
+    let period = format!(
+        "{} ({} to {})",
+        first.format("%B %Y"),
+        first.format("%Y-%m-%d"),
+        next.pred_opt().unwrap_or(next).format("%Y-%m-%d")
+    );
+    let page = statement_page(
+        store,
+        &f,
+        format!("SFTP statement for {user}"),
+        period,
+        first.iter_days().take_while(|d| *d < next).collect(),
+    )?;
+    match output {
+        Some(path) => write_atomically(path, page.as_bytes())
+            .with_context(|| format!("--output {}", path.display()))?,
+        None => out.write_all(page.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// `rollups --rebuild` and/or `--check`.
+fn rollups(check: bool, rebuild: bool, store: &mut dyn Store) -> Result<()> {
+    if rebuild {
+        storage::lock_for_writing(store, true)?;
+        storage::in_transaction(store, |s| s.refresh_rollups(true))?;
+        println!("rollups rebuilt");
+    }
+    if check {
+        let differing = store.rollup_differences()?;
+        if differing > 0 {
+            bail!(
+                "{differing} hourly rollup row(s) differ from the rows; `sftpd-report rollups --rebuild` recomputes them"
+            );
+        }
+        println!("rollups exact");
+    }
+    Ok(())
+}
+
+/// `prune`: the sessions that ended before the cut, and what they hold.
+fn prune(
+    older_than: &Option<String>,
+    before: &Option<String>,
+    user: &Option<String>,
+    tz: &Option<String>,
+    dry_run: bool,
+    store: &mut dyn Store,
+) -> Result<()> {
+    let zone = match tz {
+        Some(name) => report::parse_zone(name).map_err(anyhow::Error::msg)?,
+        None => report::system_zone(),
+    };
+    let cut = crate::accounting::retention::cut_micros(
+        older_than.as_deref(),
+        before.as_deref(),
+        zone,
+        chrono::Utc::now(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let pruned = storage::prune(store, cut, user.as_deref(), dry_run)?;
+    println!(
+        "{}",
+        crate::accounting::retention::summary(&pruned, cut, user.as_deref(), dry_run)
+    );
+    Ok(())
+}
+
+/// The HTML page of usage by day in the filter's window, with its largest transfers.
+fn statement_page(
+    store: &mut dyn Store,
+    filter: &Filter,
+    title: String,
+    period: String,
+    days: Vec<chrono::NaiveDate>,
+) -> Result<String> {
+    let daily = store.usage_sums(filter, report::Period::Day)?;
+    let largest = store.largest_transfers(filter, 10)?;
+    let zone = filter.zone();
+    Ok(crate::accounting::html::render(
+        &crate::accounting::html::Statement {
+            title,
+            period,
+            zone: zone.name().to_owned(),
+            generated: chrono::Utc::now()
+                .with_timezone(&zone)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            daily: daily.groups(),
+            largest: &largest,
+            days,
+        },
+    ))
+}
+
+/// Writes a report row by row as the database hands the rows out: memory stays flat.
+fn stream_report(
+    store: &mut dyn Store,
+    which: RowsReport,
+    filter: &Filter,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    report::render_stream::<StoreError>(
+        &which.columns(),
+        format,
+        filter.zone(),
+        out,
+        &mut |sink| store.stream_report(which, filter, sink),
+    )?;
+    Ok(())
+}
