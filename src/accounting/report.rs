@@ -5,7 +5,7 @@ use crate::accounting::rollup::{ROLLUP_SUMS, split_sum};
 use crate::accounting::sql::Dialect;
 pub use crate::accounting::sql::{Filter, Kind, Value, system_zone};
 use crate::accounting::storage::{self, ReportStore, RowSink};
-use crate::log::parse;
+use crate::log::parse::{self, Micros};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::borrow::Cow;
@@ -29,11 +29,11 @@ pub enum Period {
 
 /// The first instant of `date` in `zone` (storage time): midnight, or the first time the day
 /// has where a transition skips midnight.
-pub fn day_start(date: NaiveDate, zone: Tz) -> Option<String> {
+pub fn day_start(date: NaiveDate, zone: Tz) -> Option<Micros> {
     let local = zone
         .from_local_datetime(&date.and_hms_opt(0, 0, 0)?)
         .earliest()?;
-    Some(parse::storage_time(local.with_timezone(&Utc)))
+    Some(Micros::of(local.with_timezone(&Utc)))
 }
 
 /// Reads `--tz`: an IANA zone name such as `Europe/Berlin` or `UTC`.
@@ -51,7 +51,7 @@ pub fn parse_time_bound(
     now: DateTime<Utc>,
     until: bool,
     zone: Tz,
-) -> Result<String, String> {
+) -> Result<Micros, String> {
     let t = text.trim();
     let bad = || {
         format!(
@@ -72,7 +72,7 @@ pub fn parse_time_bound(
             && n >= 0
             && let Some(t) = now.checked_sub_signed(span)
         {
-            return Ok(parse::storage_time(t));
+            return Ok(Micros::of(t));
         }
         return Err(bad());
     }
@@ -90,11 +90,11 @@ pub fn parse_time_bound(
                 .from_local_datetime(&naive)
                 .earliest()
                 .ok_or_else(bad)?;
-            return Ok(parse::storage_time(local.with_timezone(&Utc)));
+            return Ok(Micros::of(local.with_timezone(&Utc)));
         }
     }
     DateTime::parse_from_rfc3339(t)
-        .map(|d| parse::storage_time(d.with_timezone(&Utc)))
+        .map(|d| Micros::of(d.with_timezone(&Utc)))
         .map_err(|_| bad())
 }
 
@@ -259,29 +259,24 @@ pub struct RollupPlan {
 impl RollupPlan {
     /// `None` when the window lies within one hour (the rows are read; there are few).
     pub fn new(filter: &Filter) -> Option<RollupPlan> {
-        let since = filter.since.as_deref().map(parse::parse_storage_time);
-        let until = filter.until.as_deref().map(parse::parse_storage_time);
-        let (since, until) = match (since, until) {
-            (Some(None), _) | (_, Some(None)) => return None,
-            (s, u) => (s.flatten(), u.flatten()),
-        };
+        let (since, until) = (filter.since, filter.until);
         let whole_from = since.map(|t| {
-            let floor = hour_floor(t);
+            let floor = t.hour_floor();
             if floor == t {
                 t
             } else {
-                floor + chrono::Duration::hours(1)
+                Micros(floor.0.saturating_add(Micros::HOUR))
             }
         });
-        let whole_until = until.map(hour_floor);
+        let whole_until = until.map(Micros::hour_floor);
         if let (Some(from), Some(to)) = (whole_from, whole_until)
             && from >= to
         {
             return None;
         }
-        let window = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| Filter {
-            since: from.map(parse::storage_time),
-            until: to.map(parse::storage_time),
+        let window = |since: Option<Micros>, until: Option<Micros>| Filter {
+            since,
+            until,
             ..filter.clone()
         };
         let mut edges = Vec::new();
@@ -303,18 +298,13 @@ impl RollupPlan {
 
     /// The rows' window for one hour the rollups cannot serve ([`UsageSums::add_hour`]).
     pub fn one_hour(&self, hour: &str) -> Option<Filter> {
-        let start = parse::parse_storage_time(hour)?;
+        let start = parse::storage_micros(hour)?;
         Some(Filter {
-            since: Some(parse::storage_time(start)),
-            until: Some(parse::storage_time(start + chrono::Duration::hours(1))),
+            since: Some(Micros(start)),
+            until: Some(Micros(start.checked_add(Micros::HOUR)?)),
             ..self.hours.clone()
         })
     }
-}
-
-fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
-    let secs = t.timestamp().div_euclid(3600) * 3600;
-    DateTime::from_timestamp(secs, 0).unwrap_or(t)
 }
 
 /// The largest transfers in the window (bytes read and written together), biggest first:
@@ -703,13 +693,18 @@ pub fn human_duration(ms: i128) -> String {
 /// A stored time in `zone`, for people (the table's header names the zone).
 /// A stored time as people read it in `zone`.
 pub fn zone_time(stored: &str, zone: Tz) -> String {
-    parse::parse_storage_time(stored)
-        .map(|t| {
-            t.with_timezone(&zone)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
+    parse::storage_micros(stored)
+        .and_then(|t| local_time(Micros(t), zone))
         .unwrap_or_else(|| stored.to_owned())
+}
+
+/// An instant as people in `zone` read it; `None` past chrono's range.
+pub fn local_time(t: Micros, zone: Tz) -> Option<String> {
+    t.time().map(|t| {
+        t.with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    })
 }
 
 /// A character no report shows as it is: a control character (a terminal escape, a carriage
@@ -1099,23 +1094,23 @@ mod tests {
     #[test]
     fn time_bounds() {
         let now = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        let at = |text: &str| Micros(parse::storage_micros(text).unwrap());
         assert_eq!(
             parse_time_bound("7d", now, false, Tz::UTC).unwrap(),
-            "2026-11-19T12:00:00.000000Z"
+            at("2026-11-19T12:00:00.000000Z")
         );
         assert_eq!(
             parse_time_bound("12h", now, false, Tz::UTC).unwrap(),
-            "2026-11-26T00:00:00.000000Z"
+            at("2026-11-26T00:00:00.000000Z")
         );
         assert_eq!(
             parse_time_bound("2026-11-26T10:00:00+01:00", now, false, Tz::UTC).unwrap(),
-            "2026-11-26T09:00:00.000000Z"
+            at("2026-11-26T09:00:00.000000Z")
         );
         let day_start = parse_time_bound("2026-11-26", now, false, Tz::UTC).unwrap();
         let day_end = parse_time_bound("2026-11-26", now, true, Tz::UTC).unwrap();
-        let span = parse::parse_storage_time(&day_end).unwrap()
-            - parse::parse_storage_time(&day_start).unwrap();
-        assert!(span >= chrono::Duration::hours(23) && span <= chrono::Duration::hours(25));
+        let span = day_end.0 - day_start.0;
+        assert!((23 * Micros::HOUR..=25 * Micros::HOUR).contains(&span));
         for bad in ["yesterday", "7x", "-3d", "2026-13-01", ""] {
             let err = parse_time_bound(bad, now, false, Tz::UTC).unwrap_err();
             assert!(err.contains("7d"), "{err}");

@@ -3,7 +3,7 @@
 
 use crate::accounting::report;
 use crate::accounting::storage::Pruned;
-use crate::log::parse;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
@@ -21,7 +21,7 @@ pub fn cut_micros(
     now: DateTime<Utc>,
 ) -> Result<i64, String> {
     let latest = (now - RECENT_KEPT).timestamp_micros();
-    let text = match (older_than, before) {
+    let cut = match (older_than, before) {
         (Some(span), _) => {
             if !span.trim().ends_with(['m', 'h', 'd', 'w']) {
                 return Err(format!(
@@ -35,8 +35,7 @@ pub fn cut_micros(
             .map_err(|e| format!("--before: {e}"))?,
         (None, None) => return Ok(latest),
     };
-    let cut = parse::storage_micros(&text).ok_or_else(|| format!("cannot read {text:?}"))?;
-    Ok(cut.min(latest))
+    Ok(cut.0.min(latest))
 }
 
 /// The one line a prune prints.

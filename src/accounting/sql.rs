@@ -1,6 +1,7 @@
 //! The SQL both the stores and the reports are written in: the two dialects, the report
 //! parameters every query binds the same way ([`Filter`]), and the cells that come back.
 
+use crate::log::parse::Micros;
 use chrono_tz::Tz;
 use rusqlite::types::ValueRef;
 
@@ -8,10 +9,10 @@ use rusqlite::types::ValueRef;
 pub struct Filter {
     pub user: Option<String>,
     pub host: Option<String>,
-    /// Inclusive lower bound, storage time format.
-    pub since: Option<String>,
-    /// Exclusive upper bound, storage time format.
-    pub until: Option<String>,
+    /// Inclusive lower bound.
+    pub since: Option<Micros>,
+    /// Exclusive upper bound.
+    pub until: Option<Micros>,
     pub path: Option<glob::Pattern>,
     /// The zone of day and month buckets; `None`: the system's.
     pub zone: Option<Tz>,
@@ -118,12 +119,15 @@ impl Dialect {
         }
     }
 
-    /// Time parameter `n` (3: since, 4: until), compared with a timestamp column (SQLite's
-    /// `stream_rows` binds them as microseconds).
+    /// Time parameter `n` (3: since, 4: until), bound as [`Micros`], compared with a timestamp
+    /// column.
     pub(crate) fn time(self, n: u8) -> String {
         match self {
             Dialect::Sqlite => format!("?{n}"),
-            Dialect::Postgres => format!("${n}::text::timestamptz"),
+            // Exact: interval arithmetic is in whole microseconds.
+            Dialect::Postgres => {
+                format!("('epoch'::timestamptz + ${n}::bigint * interval '1 microsecond')")
+            }
         }
     }
 

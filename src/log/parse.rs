@@ -1038,6 +1038,29 @@ fn days_since_epoch(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// An instant as integer microseconds since 1970-01-01 UTC: how a time is compared, stored and
+/// bound as a query parameter; it becomes text only when rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Micros(pub i64);
+
+impl Micros {
+    pub const HOUR: i64 = 3_600_000_000;
+
+    pub fn of(t: DateTime<Utc>) -> Micros {
+        Micros(t.timestamp_micros())
+    }
+
+    /// `None` past chrono's range.
+    pub fn time(self) -> Option<DateTime<Utc>> {
+        DateTime::<Utc>::from_timestamp_micros(self.0)
+    }
+
+    /// The first microsecond of the UTC hour this falls in (before 1970 too).
+    pub fn hour_floor(self) -> Micros {
+        Micros(self.0 - self.0.rem_euclid(Self::HOUR))
+    }
+}
+
 /// A storage time as microseconds since the Unix epoch, as SQLite stores it (schema 6).
 pub fn storage_micros(s: &str) -> Option<i64> {
     fixed_width_micros(s).or_else(|| storage_time_by_chrono(s).map(|t| t.timestamp_micros()))

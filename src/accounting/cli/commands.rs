@@ -7,6 +7,7 @@ use crate::accounting::metrics_server;
 use crate::accounting::report::{self, Filter, Format, Period, Reports, RowsReport};
 use crate::accounting::storage::{self, DbSpec, Store, StoreError};
 use crate::config;
+use crate::log::parse::Micros;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use std::io::{IsTerminal, Write};
@@ -29,7 +30,7 @@ impl FilterArgsExt for FilterArgs {
             .transpose()
             .map_err(anyhow::Error::msg)
             .context("--tz")?;
-        let bound = |v: &Option<String>, until: bool| -> Result<Option<String>> {
+        let bound = |v: &Option<String>, until: bool| -> Result<Option<Micros>> {
             v.as_deref()
                 .map(|t| {
                     report::parse_time_bound(
@@ -374,11 +375,11 @@ fn usage(
             (since, until) => format!(
                 "{} to {}",
                 since
-                    .as_deref()
-                    .map_or("the start".to_owned(), |t| report::zone_time(t, f.zone())),
+                    .and_then(|t| report::local_time(t, f.zone()))
+                    .unwrap_or_else(|| "the start".to_owned()),
                 until
-                    .as_deref()
-                    .map_or("now".to_owned(), |t| report::zone_time(t, f.zone()))
+                    .and_then(|t| report::local_time(t, f.zone()))
+                    .unwrap_or_else(|| "now".to_owned())
             ),
         };
         let page = statement_page(store, &f, "SFTP usage".to_owned(), period, Vec::new())?;

@@ -4,7 +4,8 @@
 //! PostgreSQL one for a central store fed by many servers. Both have the same tables, views and
 //! guarantees; the shared test suite runs against both.
 //!
-//! Timestamps cross this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
+//! Report filters bind their window as [`crate::log::parse::Micros`]. Row timestamps cross
+//! this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
 //! [`crate::log::parse::storage_time`]): PostgreSQL stores a `timestamptz`, SQLite (schema 6)
 //! UTC microseconds in `started_at_us` and the like, with `started_at` a column of the view
 //! `sessions` (schema 9: the rows are in `session_rows`, …) showing that text. `path` holds a

@@ -1397,8 +1397,8 @@ impl ReportStore for PgStore {
     ) -> Result<()> {
         use postgres::fallible_iterator::FallibleIterator;
         self.flush()?;
-        let params: [&(dyn ToSql + Sync); 4] =
-            [&filter.user, &filter.host, &filter.since, &filter.until];
+        let (since, until) = (filter.since.map(|t| t.0), filter.until.map(|t| t.0));
+        let params: [&(dyn ToSql + Sync); 4] = [&filter.user, &filter.host, &since, &until];
         let conn = self.link.get()?;
         let e = pg_err(&conn.shown);
         // A portal: rows come as they are read, not all at once.

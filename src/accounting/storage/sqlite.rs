@@ -422,9 +422,9 @@ fn rewrite_checks(conn: &Connection, shown: &str) -> Result<()> {
 }
 
 /// A storage time bound as the microseconds SQLite keeps (schema 6).
-struct Micros<'a>(&'a str);
+struct TextMicros<'a>(&'a str);
 
-impl ToSql for Micros<'_> {
+impl ToSql for TextMicros<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         crate::log::parse::storage_micros(self.0)
             .map(ToSqlOutput::from)
@@ -436,8 +436,8 @@ impl ToSql for Micros<'_> {
     }
 }
 
-fn micros(stored: &Option<String>) -> Option<Micros<'_>> {
-    stored.as_deref().map(Micros)
+fn micros(stored: &Option<String>) -> Option<TextMicros<'_>> {
+    stored.as_deref().map(TextMicros)
 }
 
 /// Stored microseconds read back as storage text.
@@ -597,7 +597,7 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
             )?
             .execute(params![
                 id,
-                Micros(closed_at),
+                TextMicros(closed_at),
                 r,
                 w,
                 forced,
@@ -912,7 +912,7 @@ fn update_sessions<'a>(
             opt_text(key.flatten().as_deref()),
             p.sftp_closed,
             end.is_some(),
-            end.map(|e| Micros(&e.ended_at)),
+            end.map(|e| TextMicros(&e.ended_at)),
             end.and_then(|e| e.duration_ms),
             end.and_then(|e| e.exit_status),
             opt_text(end.and_then(|e| e.signal.as_deref())),
@@ -945,7 +945,7 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             s.record.client_port,
             opt_text(s.record.local_ip.as_deref()),
             s.record.local_port,
-            Micros(&s.record.started_at),
+            TextMicros(&s.record.started_at),
             micros(&s.record.ended_at),
             s.record.duration_ms,
             s.record.exit_status,
@@ -980,7 +980,7 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             direction_code(t.row.direction),
             open_flags_code(&text(&t.row.open_flags)),
             opt_text(t.row.mode.as_deref()),
-            Micros(&t.row.opened_at),
+            TextMicros(&t.row.opened_at),
             micros(&t.row.closed_at),
             t.row.bytes_read,
             t.row.bytes_written,
@@ -1004,7 +1004,7 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             o.row.session_id,
             text(&o.row.host),
             opt_text(o.row.user.as_deref()),
-            Micros(&o.row.at),
+            TextMicros(&o.row.at),
             o.row.kind,
             o.row.path,
             o.row.path.as_deref().and_then(escaped_name),
@@ -1445,9 +1445,10 @@ impl HoldsRows for SqliteStore {
             .prepare_cached(
                 "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
             )?
-            .query_row(params![text(&s.host), s.pid, Micros(&s.started_at)], |r| {
-                r.get(0)
-            })
+            .query_row(
+                params![text(&s.host), s.pid, TextMicros(&s.started_at)],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -1466,7 +1467,7 @@ impl HoldsRows for SqliteStore {
                     AND sid = ?3
                   ORDER BY id LIMIT 1",
             )?
-            .query_row(params![text(host), Micros(started_at), text(sid)], |r| {
+            .query_row(params![text(host), TextMicros(started_at), text(sid)], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?)
@@ -1870,8 +1871,8 @@ impl ReportStore for SqliteStore {
         let mut rows = stmt.query(params![
             filter.user,
             filter.host,
-            micros(&filter.since),
-            micros(&filter.until)
+            filter.since.map(|t| t.0),
+            filter.until.map(|t| t.0)
         ])?;
         while let Some(r) = rows.next()? {
             let row = columns
@@ -2050,7 +2051,7 @@ impl CopyStore for SqliteStore {
         )?
         .execute(params![
             text(&s.host), opt_text(s.user.as_deref()), opt_text(s.client_ip.as_deref()), s.client_port,
-            opt_text(s.local_ip.as_deref()), s.local_port, Micros(&s.started_at), micros(&s.ended_at), s.duration_ms,
+            opt_text(s.local_ip.as_deref()), s.local_port, TextMicros(&s.started_at), micros(&s.ended_at), s.duration_ms,
             s.exit_status, opt_text(s.signal.as_deref()), s.end_reason, s.source, opt_text(s.sid.as_deref()), s.pid,
             s.sftp_pid, opt_text(s.auth_method.as_deref()), opt_text(s.auth_key.as_deref()), s.sftp_closed,
             s.origin_pid, s.origin_uid, opt_text(s.origin_command.as_deref())
@@ -2072,9 +2073,10 @@ impl CopyStore for SqliteStore {
                 .prepare_cached(
                     "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
                 )?
-                .query_row(params![text(&s.host), s.pid, Micros(&s.started_at)], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    params![text(&s.host), s.pid, TextMicros(&s.started_at)],
+                    |r| r.get(0),
+                )
                 .optional()?,
         };
         let Some(id) = id else {
@@ -2100,7 +2102,7 @@ impl CopyStore for SqliteStore {
             )?
             .execute(params![
                 session_id, t.path, escaped_name(&t.path), direction_code(t.direction), open_flags_code(&text(&t.open_flags)), opt_text(t.mode.as_deref()), t.bytes_read,
-                t.bytes_written, Micros(&t.opened_at), micros(&t.closed_at), t.forced, t.failed, t.complete, t.counts_as,
+                t.bytes_written, TextMicros(&t.opened_at), micros(&t.closed_at), t.forced, t.failed, t.complete, t.counts_as,
                 t.counters_cut, t.renamed_to, t.reached
             ])?;
         Ok(())
@@ -2111,7 +2113,7 @@ impl CopyStore for SqliteStore {
             let exists: bool = self.conn()?.query_row(
                 "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at_us = ?2
                                  AND kind = ?3 AND detail IS ?4 AND user IS ?5)",
-                params![text(&o.host), Micros(&o.at), o.kind, opt_text(o.detail.as_deref()), opt_text(o.user.as_deref())],
+                params![text(&o.host), TextMicros(&o.at), o.kind, opt_text(o.detail.as_deref()), opt_text(o.user.as_deref())],
                 |r| r.get(0),
             )?;
             if exists {
@@ -2128,7 +2130,7 @@ impl CopyStore for SqliteStore {
                 session_id,
                 text(&o.host),
                 opt_text(o.user.as_deref()),
-                Micros(&o.at),
+                TextMicros(&o.at),
                 o.kind,
                 o.path,
                 o.path.as_deref().and_then(escaped_name),
