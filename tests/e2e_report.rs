@@ -1817,3 +1817,107 @@ fn downloads_through_links_and_renames_are_found_by_the_file_they_reached() {
         }
     }
 }
+
+/// Review of issue 27 item 8: the journal brought a session first, and the file that holds the
+/// same session is read in two runs (a cron ingest, a follower restarted) that split it: the
+/// second run's lines of the session are the file's copy as much as the first run's, and must
+/// not be billed again (neither as a new session nor on the journal's session).
+#[test]
+fn the_file_copy_of_a_journal_session_read_in_two_runs_is_not_billed_again() {
+    require_e2e!();
+    let h = Harness::start("");
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+    fs::write(local.path().join("two.bin"), vec![2u8; 2_222]).unwrap();
+    h.sftp_ok(
+        &user,
+        "put up.bin\nput two.bin\nget up.bin back.bin\n",
+        local.path(),
+    );
+    let directory = journald.journal_directory();
+    let journal_text = |format: &str| {
+        let out = Command::new("journalctl")
+            .arg(format!("--directory={}", directory.display()))
+            .args(["--no-pager", "-q", "-o", format, "SYSLOG_FACILITY=21"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    common::wait_until(
+        "the session in the journal",
+        Duration::from_secs(15),
+        || {
+            let text = journal_text("short-iso");
+            (text.contains("session end") && text.contains("session closed")).then_some(())
+        },
+    );
+    let entries: Vec<serde_json::Value> = journal_text("json")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let whole: String = entries
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap().to_owned();
+            let us: i64 = field("__REALTIME_TIMESTAMP").parse().unwrap();
+            let at = chrono::DateTime::from_timestamp_micros(us)
+                .unwrap()
+                .with_timezone(&chrono::Local);
+            format!(
+                "{} {} {}[{}]: {}\n",
+                at.format("%Y-%m-%dT%H:%M:%S%:z"),
+                field("_HOSTNAME"),
+                field("SYSLOG_IDENTIFIER"),
+                field("SYSLOG_PID"),
+                field("MESSAGE")
+            )
+        })
+        .collect();
+    // Cut after the first transfer's close: the session is open in the first part.
+    let cut = whole.find(" close \"").expect("a close line");
+    let cut = cut + whole[cut..].find('\n').unwrap() + 1;
+    let file = h.root().join("sftpd.log.copy");
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        let out = common::sftpd_report(
+            &db,
+            &[
+                "ingest",
+                "--journal",
+                "--journal-directory",
+                &directory.display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        fs::write(&file, &whole[..cut]).unwrap();
+        ingest(&db, &[&file]);
+        fs::write(&file, &whole).unwrap();
+        let summary = ingest(&db, &[&file]);
+        let sessions = report(&db, &["sessions"]);
+        let usage = report(&db, &["usage", "--user", &user]);
+        let sum = |k: &str| -> i64 {
+            usage
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[k].as_i64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (
+                sessions.as_array().unwrap().len(),
+                sum("files_up"),
+                sum("files_down"),
+                sum("bytes_up"),
+                sum("bytes_down")
+            ),
+            (1, 2, 1, 12_345 + 2_222, 12_345),
+            "{db}: the journal, then the file in two runs: {summary}\n{sessions:#}\n{whole}"
+        );
+        common::assert_rollups_exact(&db);
+    }
+}
