@@ -575,7 +575,8 @@ pub trait CopyStore: Database {
     /// Inserts a whole session; `None` when one with the same host, PID and start exists.
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>>;
     /// Of the session stored that `s` is (same host and sid, else same host, PID and start):
-    /// whether it ended, and how many transfers and operations it has.
+    /// whether it ended, and how much of it was read: its transfers and operations, each once
+    /// more for a close, a failure and a rename it has.
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>>;
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()>;
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()>;
@@ -689,8 +690,25 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
             let Some(new_id) = to.import_session(s)? else {
                 // The target's session is the same one: it must not hold less than the source's,
                 // whose checkpoints come along and would make the next ingest skip the rest.
-                let rows = by_session.get(&s.id).map_or(0, Vec::len)
-                    + ops_by_session.get(&Some(s.id)).map_or(0, Vec::len);
+                // Not only the rows: a line read later may settle a row already there (a
+                // transfer's close, a failure status, a rename) without adding one, so each
+                // row counts once more for each of those it has (stored_session_rows alike).
+                let rows: usize = by_session
+                    .get(&s.id)
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        1 + usize::from(t.closed_at.is_some() || t.forced || t.complete)
+                            + usize::from(t.failed)
+                            + usize::from(t.renamed_to.is_some())
+                    })
+                    .sum::<usize>()
+                    + ops_by_session
+                        .get(&Some(s.id))
+                        .into_iter()
+                        .flatten()
+                        .map(|o| 1 + usize::from(o.failed))
+                        .sum::<usize>();
                 if let Some((ended, have)) = to.stored_session_rows(s)?
                     && ((s.ended_at.is_some() && !ended) || have < rows as i64)
                 {

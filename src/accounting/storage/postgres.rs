@@ -1637,8 +1637,10 @@ impl CopyStore for PgStore {
         };
         let row = self.query_opt(
             "SELECT ended_at IS NOT NULL,
-                    (SELECT COUNT(*) FROM transfers WHERE session_id = $1)
-                    + (SELECT COUNT(*) FROM operations WHERE session_id = $1)
+                    (SELECT COUNT(*) + COALESCE(SUM((closed_at IS NOT NULL OR forced OR complete)::int
+                                                    + failed::int + (renamed_to IS NOT NULL)::int), 0)
+                       FROM transfers WHERE session_id = $1)::bigint
+                    + (SELECT COUNT(*) + COALESCE(SUM(failed::int), 0) FROM operations WHERE session_id = $1)::bigint
                FROM sessions WHERE id = $1",
             &[&id],
         )?;

@@ -2069,8 +2069,10 @@ impl CopyStore for SqliteStore {
         };
         Ok(Some(conn.query_row(
             "SELECT ended_at_us IS NOT NULL,
-                    (SELECT COUNT(*) FROM transfers WHERE session_id = ?1)
-                    + (SELECT COUNT(*) FROM operations WHERE session_id = ?1)
+                    (SELECT COUNT(*) + COALESCE(SUM((closed_at_us IS NOT NULL OR forced != 0 OR complete != 0)
+                                                    + (failed != 0) + (renamed_to IS NOT NULL)), 0)
+                       FROM transfers WHERE session_id = ?1)
+                    + (SELECT COUNT(*) + COALESCE(SUM(failed != 0), 0) FROM operations WHERE session_id = ?1)
                FROM sessions WHERE id = ?1",
             [id],
             |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?)),
