@@ -1921,3 +1921,67 @@ fn the_file_copy_of_a_journal_session_read_in_two_runs_is_not_billed_again() {
         common::assert_rollups_exact(&db);
     }
 }
+
+/// Review of issue 27 item 6: a symlink leads to the name it holds, whatever that name is when
+/// the link is used. A partner who symlinks `x` to `h` while `h` is a link to `other.xml`,
+/// then puts `invoice-42.xml` at `h` (removes `h`, renames `invoice-42.xml` to `h`) and
+/// downloads `x`, downloaded invoice-42.xml's bytes: `transfers --path '*/invoice-42.xml'` must
+/// find it, and must not say `other.xml`, which nobody downloaded.
+#[test]
+fn a_symlink_is_followed_through_the_name_it_holds_when_it_is_used() {
+    require_e2e!();
+    for config in ["", "[sftp_server]\nlog_mode = \"capture\"\n"] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        for (name, size) in [("invoice-42.xml", 4242), ("other.xml", 77)] {
+            fs::write(home.join(name), vec![b'i'; size]).unwrap();
+            let out = Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(home.join(name))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let local = tempfile::tempdir().unwrap();
+        h.sftp_ok(
+            &user,
+            "ln -s other.xml h.xml\nln -s h.xml x.xml\nrm h.xml\n\
+             rename invoice-42.xml h.xml\nget x.xml\n",
+            local.path(),
+        );
+        assert_eq!(fs::read(local.path().join("x.xml")).unwrap().len(), 4242);
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        h.wait_for_log(&["session closed for local user", &user]);
+        let at = |name: &str| home.join(name).display().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            let what = format!("{db} ({config:?})\n{}", h.log_text());
+            ingest(&db, &[&h.log_path]);
+            let all = report(&db, &["transfers", "--user", &user]);
+            let rows: Vec<(String, String, i64)> = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["path"].as_str().unwrap_or("").to_owned(),
+                        t["reached"].as_str().unwrap_or("").to_owned(),
+                        t["bytes_read"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                rows,
+                vec![(at("x.xml"), at("invoice-42.xml"), 4242)],
+                "{what}"
+            );
+            let found = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+            );
+            assert_eq!(found.as_array().unwrap().len(), 1, "{what}");
+            common::assert_rollups_exact(&db);
+        }
+    }
+}

@@ -46,7 +46,8 @@ impl Names {
             joined.extend_from_slice(target);
             normalize(&joined)
         };
-        let to = self.reached(&to).unwrap_or(to);
+        // Not resolved now: a symlink holds a name, and leads to whatever that name is when
+        // the link is used (`h` removed and another file renamed to `h` after the link).
         self.set(key, Some(to))
     }
 
