@@ -1994,3 +1994,115 @@ fn a_symlink_is_followed_through_the_name_it_holds_when_it_is_used() {
         }
     }
 }
+
+/// Review of issue 27 item 8, with a session still open while both sources are read (cron
+/// ingests, a follower of each): the file brings the session first; the journal is read once
+/// while the session is open (its start: a copy) and once after it ended. The journal's second
+/// run starts inside the session: its sftp-server lines are the journal's copy as much as the
+/// first run's were, and must not be billed on the file's session, nor make it look as if it
+/// came from the journal (which would then skip the file's end of it).
+#[test]
+fn the_journal_copy_of_an_open_file_session_read_in_two_runs_is_not_billed_again() {
+    require_e2e!();
+    use std::io::Write;
+    let h = Harness::start("");
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+    fs::write(local.path().join("two.bin"), vec![2u8; 2_222]).unwrap();
+    let directory = journald.journal_directory();
+    let journal_text = |format: &str| {
+        let out = Command::new("journalctl")
+            .arg(format!("--directory={}", directory.display()))
+            .args(["--no-pager", "-q", "-o", format, "SYSLOG_FACILITY=21"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // What rsyslogd would have written of the journal's entries so far.
+    let file_text = || -> String {
+        journal_text("json")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|e| {
+                let field = |k: &str| e[k].as_str().unwrap().to_owned();
+                let us: i64 = field("__REALTIME_TIMESTAMP").parse().unwrap();
+                let at = chrono::DateTime::from_timestamp_micros(us)
+                    .unwrap()
+                    .with_timezone(&chrono::Local);
+                format!(
+                    "{} {} {}[{}]: {}\n",
+                    at.format("%Y-%m-%dT%H:%M:%S%:z"),
+                    field("_HOSTNAME"),
+                    field("SYSLOG_IDENTIFIER"),
+                    field("SYSLOG_PID"),
+                    field("MESSAGE")
+                )
+            })
+            .collect()
+    };
+    let template = h.sftp_command(&user, "-", local.path());
+    let mut client = Command::new("/usr/bin/sftp")
+        .args(template.get_args())
+        .current_dir(local.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"put up.bin\n").unwrap();
+    common::wait_until("the first upload", Duration::from_secs(15), || {
+        journal_text("short-iso")
+            .contains("up.bin\" bytes read 0 written 12345")
+            .then_some(())
+    });
+    let file = h.root().join("sftpd.log.copy");
+    let ingest_journal = |db: &str| {
+        let out = common::sftpd_report(
+            db,
+            &[
+                "ingest",
+                "--journal",
+                "--journal-directory",
+                &directory.display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = databases(dir.path());
+    let part = file_text();
+    fs::write(&file, &part).unwrap();
+    for db in &dbs {
+        ingest(db, &[&file]);
+        ingest_journal(db);
+    }
+    stdin.write_all(b"put two.bin\nbye\n").unwrap();
+    drop(stdin);
+    assert!(client.wait().unwrap().success());
+    common::wait_until("the session's end", Duration::from_secs(15), || {
+        let text = journal_text("short-iso");
+        (text.contains("session end") && text.contains("session closed")).then_some(())
+    });
+    let whole = file_text();
+    fs::write(&file, &whole).unwrap();
+    for db in &dbs {
+        let second = ingest_journal(db);
+        let rest = ingest(db, &[&file]);
+        let sessions = report(db, &["sessions"]);
+        let rows = sessions.as_array().unwrap();
+        assert!(
+            rows.len() == 1
+                && rows[0]["end"] == "closed"
+                && rows[0]["bytes_up"] == 12_345 + 2_222
+                && rows[0]["files_up"] == 2,
+            "{db}: the file's part, the journal, the journal's rest ({second}), the file's rest ({rest}):\n{sessions:#}\n{whole}"
+        );
+        common::assert_rollups_exact(db);
+    }
+}
