@@ -2348,6 +2348,20 @@ impl<'a> Ingestor<'a> {
             return Ok(true);
         }
         let key = (host.to_owned(), pid);
+        // A wrapper session the other source brought, read by a run of this source that
+        // started inside it (so its start here was not seen to be a copy): its sftp-server's
+        // lines here are that copy too. Billed, they would count twice, and the journal's
+        // origin fields they set would make the file's end of the session a copy.
+        if let Some(state) = self
+            .by_sftp_pid
+            .get(&key)
+            .and_then(|id| self.sessions.get(id))
+            && state.wrapper
+            && state.journal != self.reading_journal
+            && !(state.ended && matches!(event, SftpEvent::SessionOpened { .. }))
+        {
+            return Ok(true);
+        }
         if let SftpEvent::SessionOpened { user, client_ip } = &event {
             self.closed_plain.remove(&key);
             if let Some(&id) = self.by_sftp_pid.get(&key)
