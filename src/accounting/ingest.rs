@@ -2156,14 +2156,28 @@ impl<'a> Ingestor<'a> {
         let key = (journal, host.to_owned(), sid.to_owned());
         if !self.replayed.contains_key(&key) {
             let owner = match self.by_sid.get(&(key.1.clone(), key.2.clone())) {
-                Some(id) => self.sessions.get(id).map(|s| s.journal),
+                Some(&id) => self.sessions.get(&id).map(|s| (id, s.journal)),
                 None if matches!(line, WrapperLine::SessionRefused { .. }) => None,
                 None => self.stored_session_source(host, at, sid)?,
             };
-            if owner.is_none_or(|owner| owner == journal) {
+            let Some((owner, owner_journal)) = owner else {
+                return Ok(false);
+            };
+            if owner_journal == journal {
                 return Ok(false);
             }
-            self.replayed.insert(key.clone(), None);
+            // sftp-server's first lines may come before the wrapper's `sftp-server started`
+            // (two processes): where the source that brought the session knows its
+            // sftp-server, this copy's lines of it are known from the start.
+            let known = match self.sessions.get(&owner).and_then(|s| s.sftp_pid) {
+                Some(p) => Some(p),
+                None => self.store.session_sftp_pid(owner)?,
+            };
+            self.replayed.insert(key.clone(), known);
+            if let Some(p) = known {
+                self.replayed_sftp
+                    .insert((journal, host.to_owned(), p), None);
+            }
         }
         match line {
             WrapperLine::SftpServerStarted {
@@ -2189,9 +2203,14 @@ impl<'a> Ingestor<'a> {
         Ok(true)
     }
 
-    /// Whether the stored session of `host` with wrapper session id `sid` that starts near `at`
-    /// was read from the journal; `None` when there is none.
-    fn stored_session_source(&mut self, host: &str, at: &str, sid: &str) -> Result<Option<bool>> {
+    /// The stored session of `host` with wrapper session id `sid` that starts near `at`, and
+    /// whether it was read from the journal; `None` when there is none.
+    fn stored_session_source(
+        &mut self,
+        host: &str,
+        at: &str,
+        sid: &str,
+    ) -> Result<Option<(i64, bool)>> {
         // The same start from another source differs by its precision and delivery: within
         // the grace for lines out of order (a wider window scans too many sessions: no index
         // on sid).
@@ -2215,11 +2234,13 @@ impl<'a> Ingestor<'a> {
             .session_by_sid(&probe, &earliest)?
             .map(|(id, stored)| {
                 // What this run knows of it is newer than the database's row.
-                self.sessions
+                let journal = self
+                    .sessions
                     .get(&id)
                     .map(|s| s.journal)
                     .or(stored)
-                    .unwrap_or(self.reading_journal)
+                    .unwrap_or(self.reading_journal);
+                (id, journal)
             }))
     }
 

@@ -462,6 +462,8 @@ pub trait IngestStore: Database {
         s: &NewSession,
         earliest: &str,
     ) -> Result<Option<(i64, Option<bool>)>>;
+    /// The sftp-server PID stored for session `id`, if known.
+    fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
     /// The links, renames and removals of the sessions still open that no failure answered,

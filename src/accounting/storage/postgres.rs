@@ -1056,6 +1056,12 @@ impl IngestStore for PgStore {
         self.hold_session_by_sid(s, earliest)
     }
 
+    fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>> {
+        self.flush()?;
+        let row = self.query_opt("SELECT sftp_pid FROM sessions WHERE id = $1", &[&id])?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         self.flush()?;
         let rows = self.query(

@@ -1510,6 +1510,16 @@ impl IngestStore for SqliteStore {
         self.hold_session_by_sid(s, earliest)
     }
 
+    fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>> {
+        self.flush()?;
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT sftp_pid FROM sessions WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         self.flush()?;
         let mut stmt = self.conn()?.prepare(
