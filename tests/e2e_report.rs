@@ -1846,3 +1846,526 @@ fn downloads_through_links_and_renames_are_found_by_the_file_they_reached() {
         }
     }
 }
+
+/// Review of issue 27 item 8: the journal brought a session first, and the file that holds the
+/// same session is read in two runs (a cron ingest, a follower restarted) that split it: the
+/// second run's lines of the session are the file's copy as much as the first run's, and must
+/// not be billed again (neither as a new session nor on the journal's session): the ended
+/// session is found by its sid, whatever the line's time.
+#[test]
+fn the_file_copy_of_a_journal_session_read_in_two_runs_is_not_billed_again() {
+    require_e2e!();
+    let h = Harness::start("");
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+    fs::write(local.path().join("two.bin"), vec![2u8; 2_222]).unwrap();
+    h.sftp_ok(
+        &user,
+        "put up.bin\nput two.bin\nget up.bin back.bin\n",
+        local.path(),
+    );
+    let directory = journald.journal_directory();
+    let journal_text = |format: &str| {
+        let out = Command::new("journalctl")
+            .arg(format!("--directory={}", directory.display()))
+            .args(["--no-pager", "-q", "-o", format, "SYSLOG_FACILITY=21"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    common::wait_until(
+        "the session in the journal",
+        Duration::from_secs(15),
+        || {
+            let text = journal_text("short-iso");
+            (text.contains("session end") && text.contains("session closed")).then_some(())
+        },
+    );
+    let entries: Vec<serde_json::Value> = journal_text("json")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let whole: String = entries
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap().to_owned();
+            let us: i64 = field("__REALTIME_TIMESTAMP").parse().unwrap();
+            let at = chrono::DateTime::from_timestamp_micros(us)
+                .unwrap()
+                .with_timezone(&chrono::Local);
+            format!(
+                "{} {} {}[{}]: {}\n",
+                at.format("%Y-%m-%dT%H:%M:%S%:z"),
+                field("_HOSTNAME"),
+                field("SYSLOG_IDENTIFIER"),
+                field("SYSLOG_PID"),
+                field("MESSAGE")
+            )
+        })
+        .collect();
+    // Cut after the first transfer's close: the session is open in the first part.
+    let cut = whole.find(" close \"").expect("a close line");
+    let cut = cut + whole[cut..].find('\n').unwrap() + 1;
+    let file = h.root().join("sftpd.log.copy");
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        let out = common::sftpd_report(
+            &db,
+            &[
+                "ingest",
+                "--journal",
+                "--journal-directory",
+                &directory.display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        fs::write(&file, &whole[..cut]).unwrap();
+        ingest(&db, &[&file]);
+        fs::write(&file, &whole).unwrap();
+        let summary = ingest(&db, &[&file]);
+        let sessions = report(&db, &["sessions"]);
+        let usage = report(&db, &["usage", "--user", &user]);
+        let sum = |k: &str| -> i64 {
+            usage
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[k].as_i64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (
+                sessions.as_array().unwrap().len(),
+                sum("files_up"),
+                sum("files_down"),
+                sum("bytes_up"),
+                sum("bytes_down")
+            ),
+            (1, 2, 1, 12_345 + 2_222, 12_345),
+            "{db}: the journal, then the file in two runs: {summary}\n{sessions:#}\n{whole}"
+        );
+        common::assert_rollups_exact(&db);
+    }
+}
+
+/// Review of issue 27 item 6: a symlink leads to the name it holds, whatever that name is when
+/// the link is used. A partner who symlinks `x` to `h` while `h` is a link to `other.xml`,
+/// then puts `invoice-42.xml` at `h` (removes `h`, renames `invoice-42.xml` to `h`) and
+/// downloads `x`, downloaded invoice-42.xml's bytes: `transfers --path '*/invoice-42.xml'` must
+/// find it, and must not say `other.xml`, which nobody downloaded. Likewise through a rename
+/// and a hardlink of such a symlink, which are the symlink again (neither follows it).
+#[test]
+fn a_symlink_is_followed_through_the_name_it_holds_when_it_is_used() {
+    require_e2e!();
+    for config in ["", "[sftp_server]\nlog_mode = \"capture\"\n"] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        for (name, size) in [("invoice-42.xml", 4242), ("other.xml", 77)] {
+            fs::write(home.join(name), vec![b'i'; size]).unwrap();
+            let out = Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(home.join(name))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let local = tempfile::tempdir().unwrap();
+        h.sftp_ok(
+            &user,
+            "ln -s other.xml h.xml\nln -s h.xml x.xml\n\
+             ln -s h.xml s.xml\nrename s.xml y.xml\nln y.xml z.xml\nrm h.xml\n\
+             rename invoice-42.xml h.xml\nget x.xml\nget y.xml\nget z.xml\n",
+            local.path(),
+        );
+        for name in ["x.xml", "y.xml", "z.xml"] {
+            assert_eq!(fs::read(local.path().join(name)).unwrap().len(), 4242);
+        }
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        h.wait_for_log(&["session closed for local user", &user]);
+        let at = |name: &str| home.join(name).display().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            let what = format!("{db} ({config:?})\n{}", h.log_text());
+            ingest(&db, &[&h.log_path]);
+            let all = report(&db, &["transfers", "--user", &user]);
+            let rows: Vec<(String, String, i64)> = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["path"].as_str().unwrap_or("").to_owned(),
+                        t["reached"].as_str().unwrap_or("").to_owned(),
+                        t["bytes_read"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect();
+            let mut rows = rows;
+            rows.sort();
+            assert_eq!(
+                rows,
+                ["x.xml", "y.xml", "z.xml"]
+                    .iter()
+                    .map(|n| (at(n), at("invoice-42.xml"), 4242))
+                    .collect::<Vec<_>>(),
+                "{what}"
+            );
+            let found = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+            );
+            assert_eq!(found.as_array().unwrap().len(), 3, "{what}");
+            common::assert_rollups_exact(&db);
+        }
+    }
+}
+
+/// Review of issue 27 item 8, with a session still open while both sources are read (cron
+/// ingests, a follower of each): the file brings the session first; the journal is read once
+/// while the session is open (its start: a copy) and once after it ended. The journal's second
+/// run starts inside the session: its sftp-server lines are the journal's copy as much as the
+/// first run's were, and must not be billed on the file's session, nor make it look as if it
+/// came from the journal (which would then skip the file's end of it).
+#[test]
+fn the_journal_copy_of_an_open_file_session_read_in_two_runs_is_not_billed_again() {
+    require_e2e!();
+    use std::io::Write;
+    let h = Harness::start("");
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+    fs::write(local.path().join("two.bin"), vec![2u8; 2_222]).unwrap();
+    let directory = journald.journal_directory();
+    let journal_text = |format: &str| {
+        let out = Command::new("journalctl")
+            .arg(format!("--directory={}", directory.display()))
+            .args(["--no-pager", "-q", "-o", format, "SYSLOG_FACILITY=21"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // What rsyslogd would have written of the journal's entries so far.
+    let file_text = || -> String {
+        journal_text("json")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|e| {
+                let field = |k: &str| e[k].as_str().unwrap().to_owned();
+                let us: i64 = field("__REALTIME_TIMESTAMP").parse().unwrap();
+                let at = chrono::DateTime::from_timestamp_micros(us)
+                    .unwrap()
+                    .with_timezone(&chrono::Local);
+                format!(
+                    "{} {} {}[{}]: {}\n",
+                    at.format("%Y-%m-%dT%H:%M:%S%:z"),
+                    field("_HOSTNAME"),
+                    field("SYSLOG_IDENTIFIER"),
+                    field("SYSLOG_PID"),
+                    field("MESSAGE")
+                )
+            })
+            .collect()
+    };
+    let template = h.sftp_command(&user, "-", local.path());
+    let mut client = Command::new("/usr/bin/sftp")
+        .args(template.get_args())
+        .current_dir(local.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"put up.bin\n").unwrap();
+    common::wait_until("the first upload", Duration::from_secs(15), || {
+        journal_text("short-iso")
+            .contains("up.bin\" bytes read 0 written 12345")
+            .then_some(())
+    });
+    let file = h.root().join("sftpd.log.copy");
+    let ingest_journal = |db: &str| {
+        let out = common::sftpd_report(
+            db,
+            &[
+                "ingest",
+                "--journal",
+                "--journal-directory",
+                &directory.display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = databases(dir.path());
+    let part = file_text();
+    fs::write(&file, &part).unwrap();
+    for db in &dbs {
+        ingest(db, &[&file]);
+        ingest_journal(db);
+    }
+    stdin.write_all(b"put two.bin\nbye\n").unwrap();
+    drop(stdin);
+    assert!(client.wait().unwrap().success());
+    common::wait_until("the session's end", Duration::from_secs(15), || {
+        let text = journal_text("short-iso");
+        (text.contains("session end") && text.contains("session closed")).then_some(())
+    });
+    let whole = file_text();
+    fs::write(&file, &whole).unwrap();
+    for db in &dbs {
+        let second = ingest_journal(db);
+        let rest = ingest(db, &[&file]);
+        let sessions = report(db, &["sessions"]);
+        let rows = sessions.as_array().unwrap();
+        assert!(
+            rows.len() == 1
+                && rows[0]["end"] == "closed"
+                && rows[0]["bytes_up"] == 12_345 + 2_222
+                && rows[0]["files_up"] == 2,
+            "{db}: the file's part, the journal, the journal's rest ({second}), the file's rest ({rest}):\n{sessions:#}\n{whole}"
+        );
+        common::assert_rollups_exact(db);
+    }
+}
+
+/// Review of issue 27 item 8: the journal brought a session first; in the file, sftp-server's
+/// first lines come before the wrapper's `sftp-server started` (two processes, so either order
+/// happens, in the file and in the journal: `a_session_in_a_file_and_in_the_journal_is_billed_once`
+/// failed about one run in two for it). Those lines are the file's copy too and must not make a
+/// session of their own: the session the journal brought knows its sftp-server's PID.
+#[test]
+fn a_file_copy_whose_sftp_server_lines_come_before_the_wrappers_is_not_billed_again() {
+    require_e2e!();
+    let h = Harness::start("");
+    h.stop_rsyslogd();
+    let journald = common::Journald::start(&h.root().join("journald"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+    fs::write(local.path().join("two.bin"), vec![2u8; 2_222]).unwrap();
+    h.sftp_ok(
+        &user,
+        "put up.bin\nput two.bin\nget up.bin back.bin\n",
+        local.path(),
+    );
+    let directory = journald.journal_directory();
+    let journal_text = |format: &str| {
+        let out = Command::new("journalctl")
+            .arg(format!("--directory={}", directory.display()))
+            .args(["--no-pager", "-q", "-o", format, "SYSLOG_FACILITY=21"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    common::wait_until(
+        "the session in the journal",
+        Duration::from_secs(15),
+        || {
+            let text = journal_text("short-iso");
+            (text.contains("session end") && text.contains("session closed")).then_some(())
+        },
+    );
+    let entries: Vec<serde_json::Value> = journal_text("json")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let whole: String = entries
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap().to_owned();
+            let us: i64 = field("__REALTIME_TIMESTAMP").parse().unwrap();
+            let at = chrono::DateTime::from_timestamp_micros(us)
+                .unwrap()
+                .with_timezone(&chrono::Local);
+            format!(
+                "{} {} {}[{}]: {}\n",
+                at.format("%Y-%m-%dT%H:%M:%S%:z"),
+                field("_HOSTNAME"),
+                field("SYSLOG_IDENTIFIER"),
+                field("SYSLOG_PID"),
+                field("MESSAGE")
+            )
+        })
+        .collect();
+    // sftp-server's first lines before the wrapper's `sftp-server started` (two processes:
+    // rsyslogd and journald each may have them in either order).
+    let mut lines: Vec<&str> = whole.lines().collect();
+    let started = lines
+        .iter()
+        .position(|l| l.contains(" sftp-server started "))
+        .unwrap();
+    let line = lines.remove(started);
+    let first_close = lines.iter().position(|l| l.contains(" close \"")).unwrap();
+    lines.insert(first_close + 1, line);
+    let reordered: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let file = h.root().join("sftpd.log.copy");
+    fs::write(&file, &reordered).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        let out = common::sftpd_report(
+            &db,
+            &[
+                "ingest",
+                "--journal",
+                "--journal-directory",
+                &directory.display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let summary = ingest(&db, &[&file]);
+        let sessions = report(&db, &["sessions"]);
+        let usage = report(&db, &["usage", "--user", &user]);
+        let sum = |k: &str| -> i64 {
+            usage
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[k].as_i64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (
+                sessions.as_array().unwrap().len(),
+                sum("files_up"),
+                sum("files_down"),
+                sum("bytes_up"),
+                sum("bytes_down")
+            ),
+            (1, 2, 1, 12_345 + 2_222, 12_345),
+            "{db}: the journal, then the file: {summary}\n{sessions:#}\n{reordered}"
+        );
+        common::assert_rollups_exact(&db);
+    }
+}
+
+/// Review of issue 27 item 8: on a machine whose hostname is a fully qualified name (set with
+/// `hostnamectl set-hostname sftp1.example.com`), journald records `_HOSTNAME` as that name
+/// while rsyslogd writes the short one (`sftp1`: it keeps the domain only with `PreserveFQDN`).
+/// The same session from both sources is one session all the same: its sid is unique.
+#[test]
+fn a_session_from_a_short_hosts_file_and_a_full_hosts_journal_is_billed_once() {
+    require_e2e!();
+    let h = Harness::start("");
+    h.stop_rsyslogd();
+    let journald =
+        common::Journald::start_as(&h.root().join("journald"), Some("sftp1.example.com"));
+    std::os::unix::fs::symlink(journald.dev_log(), h.root().join("dev/log")).unwrap();
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.bin"), vec![1u8; 12_345]).unwrap();
+    h.sftp_ok(&user, "put up.bin\n", local.path());
+    let directory = journald.journal_directory();
+    let journal_text = |format: &str| {
+        let out = Command::new("journalctl")
+            .arg(format!("--directory={}", directory.display()))
+            .args(["--no-pager", "-q", "-o", format, "SYSLOG_FACILITY=21"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    common::wait_until(
+        "the session in the journal",
+        Duration::from_secs(15),
+        || {
+            let text = journal_text("short-iso");
+            (text.contains("session end") && text.contains("session closed")).then_some(())
+        },
+    );
+    // What rsyslogd writes of them: the host up to its first dot.
+    let whole: String = journal_text("json")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap().to_owned();
+            let us: i64 = field("__REALTIME_TIMESTAMP").parse().unwrap();
+            let at = chrono::DateTime::from_timestamp_micros(us)
+                .unwrap()
+                .with_timezone(&chrono::Local);
+            assert_eq!(field("_HOSTNAME"), "sftp1.example.com");
+            format!(
+                "{} sftp1 {}[{}]: {}\n",
+                at.format("%b %e %H:%M:%S"),
+                field("SYSLOG_IDENTIFIER"),
+                field("SYSLOG_PID"),
+                field("MESSAGE")
+            )
+        })
+        .collect();
+    let file = h.root().join("sftpd.log.copy");
+    fs::write(&file, &whole).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        let out = common::sftpd_report(
+            &db,
+            &[
+                "ingest",
+                "--journal",
+                "--journal-directory",
+                &directory.display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let summary = ingest(&db, &[&file]);
+        let usage = report(&db, &["usage", "--user", &user]);
+        let sum = |k: &str| -> i64 {
+            usage
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r[k].as_i64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            (sum("sessions"), sum("files_up"), sum("bytes_up")),
+            (1, 1, 12_345),
+            "{db}: the journal, then the file: {summary}\n{usage:#}\n{whole}"
+        );
+        common::assert_rollups_exact(&db);
+    }
+}
+
+/// Review of issue 27 item 6: a partner links `invoice-42.xml`, then asks for a name that does
+/// not exist (`ls`: a stat, not logged at INFO, whose failure status is), and downloads through
+/// the link. The failure status right after the symlink line is taken as the symlink's answer:
+/// the download is not found by `--path '*/invoice-42.xml'`. The README names this limit; it is
+/// a partner's choice, though, so the question "did X download Y" can be dodged at will.
+#[test]
+#[ignore = "issue 27 review: open finding (a failure status after a link hides the link)"]
+fn a_link_followed_by_a_failed_stat_still_leads_to_its_file() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    fs::write(home.join("invoice-42.xml"), vec![b'i'; 4242]).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    h.sftp_ok(
+        &user,
+        "ln -s invoice-42.xml x.xml\n-ls no-such-name\nget x.xml\n",
+        local.path(),
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(
+            &db,
+            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+        );
+        assert_eq!(
+            found.as_array().unwrap().len(),
+            1,
+            "{db}: {found:#}\n{}",
+            h.log_text()
+        );
+    }
+}

@@ -3295,3 +3295,47 @@ fn copy_into_a_database_that_saw_part_of_the_log_loses_nothing(backend: Backend)
     common::assert_rollups_exact(&whole_db);
 }
 on_both_backends!(copy_into_a_database_that_saw_part_of_the_log_loses_nothing);
+
+/// Review of issue 27 item 7: the target read the log up to a transfer's `open`, the source up
+/// to its `close`; the session is open in both and both hold one transfer row, so the copy's
+/// row count sees nothing missing. The target must not take the source's further checkpoint
+/// and then skip the close: the file is billed complete with its bytes once the target reads
+/// the whole log (or the copy is refused).
+fn copy_of_a_further_close_with_as_many_rows_loses_nothing(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "Nov  3 11:00:00 h1 sftpd-wrapper[600]: session start sid=h1-eq-600 user=acme client_ip=10.0.0.5 client_port=40000 local_ip=10.0.0.1 local_port=22\n\
+                Nov  3 11:00:00 h1 sftpd-wrapper[600]: sftp-server started sid=h1-eq-600 user=acme sftp_pid=601 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\"\n\
+                Nov  3 11:00:00 h1 sftp-server[601]: session opened for local user acme from [10.0.0.5]\n\
+                Nov  3 11:00:01 h1 sftp-server[601]: open \"/srv/acme/big.bin\" flags WRITE,CREATE,TRUNCATE mode 0644\n";
+    let close = "Nov  3 11:00:05 h1 sftp-server[601]: close \"/srv/acme/big.bin\" bytes read 0 written 987654\n";
+    let tail = "Nov  3 11:00:06 h1 sftp-server[601]: session closed for local user acme from [10.0.0.5]\n\
+                Nov  3 11:00:06 h1 sftpd-wrapper[600]: session end sid=h1-eq-600 user=acme client_ip=10.0.0.5 client_port=40000 local_ip=10.0.0.1 local_port=22 sftp_pid=601 duration_ms=6000 exit_status=0\n";
+    let log = dir.path().join("sftpd.log");
+    fs::write(&log, head).unwrap();
+    let target = new_db(backend, dir.path(), "target");
+    ingest(&target, &[&log]);
+    fs::write(&log, format!("{head}{close}")).unwrap();
+    let source = new_db(Backend::Sqlite, dir.path(), "source");
+    ingest(&source, &[&log]);
+    let out = sftpd_report(&target, &["copy", "--from", &source, "--to", &target]);
+    let copied = out.status.success();
+    fs::write(&log, format!("{head}{close}{tail}")).unwrap();
+    ingest(&target, &[&log]);
+    let usage = report_json(&target, &["usage", "--user", "acme"]);
+    let sum = |k: &str| -> i64 {
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[k].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (sum("files_up"), sum("bytes_up"), sum("files_bytes_unknown")),
+        (1, 987_654, 0),
+        "copy went through: {copied}; {}\n{usage:#}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    common::assert_rollups_exact(&target);
+}
+on_both_backends!(copy_of_a_further_close_with_as_many_rows_loses_nothing);

@@ -8,7 +8,7 @@
 use crate::accounting::reach::{self, Names};
 use crate::accounting::storage::{
     Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
-    OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError,
+    OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError, sid_key,
 };
 use crate::accounting::{IdMap, IdSet};
 use crate::log::parse::{self, Record, SftpEvent};
@@ -455,6 +455,7 @@ pub struct Ingestor<'a> {
     committed_counts: (u64, u64, u64),
     opts: IngestOptions,
     sessions: IdMap<i64, SessionState>,
+    /// Wrapper sessions by [`sid_key`] (host up to its first dot, session id).
     by_sid: IdMap<(String, String), i64>,
     /// Wrapper sessions (whether read from the journal, host, sid) whose lines are a copy of a
     /// session the other source brought (the journal and a file both get local5), with their
@@ -577,7 +578,7 @@ impl<'a> Ingestor<'a> {
                 self.last_op.insert(s.id, Some(op));
             }
             if let Some(sid) = &s.sid {
-                self.by_sid.insert((s.host.clone(), sid.clone()), s.id);
+                self.by_sid.insert(sid_key(&s.host, sid), s.id);
             }
             if let (Some(pid), false) = (s.sftp_pid, s.sftp_closed) {
                 self.by_sftp_pid.insert((s.host.clone(), pid), s.id);
@@ -1229,7 +1230,7 @@ impl<'a> Ingestor<'a> {
         if entry.identifier == self.opts.wrapper_ident {
             return WrapperLine::parse(&entry.message)
                 .and_then(|line| line.sid().map(str::to_owned))
-                .is_some_and(|sid| self.by_sid.contains_key(&(host, sid)));
+                .is_some_and(|sid| self.by_sid.contains_key(&sid_key(&host, &sid)));
         }
         match (entry.pid, entry.sender_pid) {
             (Some(pid), Some(sender)) if pid == sender => {
@@ -1251,7 +1252,7 @@ impl<'a> Ingestor<'a> {
             .unwrap_or_else(|| self.opts.host_default.clone());
         let id = if entry.identifier == self.opts.wrapper_ident {
             let sid = WrapperLine::parse(&entry.message)?.sid()?.to_owned();
-            self.by_sid.get(&(host, sid))?
+            self.by_sid.get(&sid_key(&host, &sid))?
         } else {
             self.by_sftp_pid.get(&(host, i64::from(entry.pid?)))?
         };
@@ -1596,7 +1597,7 @@ impl<'a> Ingestor<'a> {
             self.store.set_session_auth(id, &method, key.as_deref())?;
         }
         if let Some(sid) = &s.sid {
-            self.by_sid.insert((s.host.clone(), sid.clone()), id);
+            self.by_sid.insert(sid_key(&s.host, sid), id);
         }
         let journal = self
             .sessions
@@ -1643,7 +1644,7 @@ impl<'a> Ingestor<'a> {
         };
         state.ended = true;
         if let Some(sid) = state.sid.take() {
-            self.by_sid.remove(&(state.host.clone(), sid));
+            self.by_sid.remove(&sid_key(&state.host, &sid));
         }
         if !state.wrapper
             && let Some(pid) = state.sftp_pid
@@ -1905,7 +1906,7 @@ impl<'a> Ingestor<'a> {
         line: &WrapperLine,
     ) -> Result<i64> {
         let sid = line.sid().unwrap_or_default().to_owned();
-        if let Some(&id) = self.by_sid.get(&(host.to_owned(), sid.clone())) {
+        if let Some(&id) = self.by_sid.get(&sid_key(host, &sid)) {
             return Ok(id);
         }
         let (user, connection) = match line {
@@ -1988,7 +1989,7 @@ impl<'a> Ingestor<'a> {
         let state = self.sessions.remove(&id);
         if let Some(state) = &state {
             if let Some(sid) = &state.sid {
-                self.by_sid.remove(&(state.host.clone(), sid.clone()));
+                self.by_sid.remove(&sid_key(&state.host, sid));
             }
             if let Some(pid) = state.sftp_pid {
                 let key = (state.host.clone(), pid);
@@ -2095,7 +2096,7 @@ impl<'a> Ingestor<'a> {
             } => {
                 let started = sid
                     .as_ref()
-                    .and_then(|sid| self.by_sid.get(&(host.to_owned(), sid.clone())).copied());
+                    .and_then(|sid| self.by_sid.get(&sid_key(host, sid)).copied());
                 if let Some(id) = started {
                     let duration = self
                         .sessions
@@ -2155,15 +2156,35 @@ impl<'a> Ingestor<'a> {
         let journal = self.reading_journal;
         let key = (journal, host.to_owned(), sid.to_owned());
         if !self.replayed.contains_key(&key) {
-            let owner = match self.by_sid.get(&(key.1.clone(), key.2.clone())) {
-                Some(id) => self.sessions.get(id).map(|s| s.journal),
+            let owner = match self.by_sid.get(&sid_key(host, sid)) {
+                Some(&id) => self.sessions.get(&id).map(|s| (id, s.journal)),
                 None if matches!(line, WrapperLine::SessionRefused { .. }) => None,
-                None => self.stored_session_source(host, at, sid)?,
+                None => self.stored_session_source(
+                    host,
+                    at,
+                    sid,
+                    matches!(line, WrapperLine::SessionStart { .. }),
+                )?,
             };
-            if owner.is_none_or(|owner| owner == journal) {
+            let Some((owner, owner_journal)) = owner else {
+                return Ok(false);
+            };
+            if owner_journal == journal {
                 return Ok(false);
             }
-            self.replayed.insert(key.clone(), None);
+            // sftp-server's first lines may come before the wrapper's `sftp-server started`
+            // (two processes): where the source that brought the session knows its
+            // sftp-server, this copy's lines of it are known from the start.
+            let known = match self.sessions.get(&owner).and_then(|s| s.sftp_pid) {
+                Some(p) => Some(p),
+                None => self.store.session_sftp_pid(owner)?,
+            };
+            self.replayed.insert(key.clone(), known);
+            if let Some(p) = known {
+                self.replayed_sftp
+                    .insert((journal, host.to_owned(), p), None);
+                self.discard_copied_plain(host, p, at)?;
+            }
         }
         match line {
             WrapperLine::SftpServerStarted {
@@ -2173,7 +2194,7 @@ impl<'a> Ingestor<'a> {
                 sftp_pid: Some(p), ..
             } => {
                 let p = i64::from(*p);
-                if self.replayed.insert(key, Some(p)) == Some(None) {
+                if self.replayed.insert(key, Some(p)) != Some(Some(p)) {
                     self.discard_copied_plain(host, p, at)?;
                 }
                 self.replayed_sftp
@@ -2216,14 +2237,22 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    /// Whether the stored session of `host` with wrapper session id `sid` that starts near `at`
-    /// was read from the journal; `None` when there is none.
-    fn stored_session_source(&mut self, host: &str, at: &str, sid: &str) -> Result<Option<bool>> {
-        // The same start from another source differs by its precision and delivery: within
-        // the grace for lines out of order (a wider window scans too many sessions: no index
-        // on sid).
-        let time = parse::parse_storage_time(at).unwrap_or_default();
-        let earliest = parse::storage_time(time - LATE_LINE_GRACE);
+    /// The stored session of `host` with wrapper session id `sid` that starts near `at`, and
+    /// whether it was read from the journal; `None` when there is none.
+    fn stored_session_source(
+        &mut self,
+        host: &str,
+        at: &str,
+        sid: &str,
+        first_line: bool,
+    ) -> Result<Option<(i64, bool)>> {
+        // A session's first line is near its start, which the other source may have to the
+        // microsecond or the second, and in another order: within the grace for lines out of
+        // order. A later line may be any time after the start.
+        let earliest = first_line.then(|| {
+            let time = parse::parse_storage_time(at).unwrap_or_default();
+            parse::storage_time(time - LATE_LINE_GRACE)
+        });
         let probe = NewSession {
             host: host.to_owned(),
             user: None,
@@ -2239,14 +2268,16 @@ impl<'a> Ingestor<'a> {
         };
         Ok(self
             .store
-            .session_by_sid(&probe, &earliest)?
+            .session_by_sid(&probe, earliest.as_deref())?
             .map(|(id, stored)| {
                 // What this run knows of it is newer than the database's row.
-                self.sessions
+                let journal = self
+                    .sessions
                     .get(&id)
                     .map(|s| s.journal)
                     .or(stored)
-                    .unwrap_or(self.reading_journal)
+                    .unwrap_or(self.reading_journal);
+                (id, journal)
             }))
     }
 
@@ -2375,13 +2406,17 @@ impl<'a> Ingestor<'a> {
             return Ok(true);
         }
         let key = (host.to_owned(), pid);
-        // The other source's copy of a live session's sftp-server line (the wrapper's line that
-        // would mark the copy may come later).
-        if let Some(id) = self.by_sftp_pid.get(&key)
-            && self
-                .sessions
-                .get(id)
-                .is_some_and(|s| !s.ended && s.journal != self.reading_journal)
+        // A wrapper session the other source brought, read by a run of this source that
+        // started inside it (so its start here was not seen to be a copy): its sftp-server's
+        // lines here are that copy too. Billed, they would count twice, and the journal's
+        // origin fields they set would make the file's end of the session a copy.
+        if let Some(state) = self
+            .by_sftp_pid
+            .get(&key)
+            .and_then(|id| self.sessions.get(id))
+            && state.wrapper
+            && state.journal != self.reading_journal
+            && !(state.ended && matches!(event, SftpEvent::SessionOpened { .. }))
         {
             return Ok(true);
         }

@@ -20,12 +20,21 @@ pub const MAX_NAMES: usize = 10_000;
 #[derive(Debug, Default, Clone)]
 pub struct Names {
     /// Keyed by file names a partner chose: std's SipHash (see [`crate::accounting::IdMap`]).
-    made: HashMap<Vec<u8>, Vec<u8>>,
+    made: HashMap<Vec<u8>, Lead>,
+}
+
+/// Where a name made leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Lead {
+    to: Vec<u8>,
+    /// A symlink, which holds a name (looked up when used), not a file: a hardlink or rename
+    /// of it is the symlink again (link(2) and rename(2) do not follow it).
+    symlink: bool,
 }
 
 /// What one link, rename or removal changed, to be put back if a failure answered it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Undo(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+pub struct Undo(Vec<(Vec<u8>, Option<Lead>)>);
 
 impl Names {
     pub fn is_empty(&self) -> bool {
@@ -46,15 +55,23 @@ impl Names {
             joined.extend_from_slice(target);
             normalize(&joined)
         };
-        let to = self.reached(&to).unwrap_or(to);
-        self.set(key, Some(to))
+        // Not resolved now: a symlink holds a name, and leads to whatever that name is when
+        // the link is used (`h` removed and another file renamed to `h` after the link).
+        self.set(key, Some(Lead { to, symlink: true }))
     }
 
     /// `hardlink old "existing" new "name"`, and `rename old "existing" new "name"`: `name` is
     /// now the file that `existing` named; a rename also takes `existing` away.
     pub fn link(&mut self, name: &[u8], existing: &[u8], rename: bool) -> Undo {
         let from = self.place(existing);
-        let to = self.reached(&from).unwrap_or_else(|| from.clone());
+        let lead = match self.made.get(&from) {
+            Some(lead) if lead.symlink => lead.clone(),
+            _ => Lead {
+                to: self.reached(&from).unwrap_or_else(|| from.clone()),
+                symlink: false,
+            },
+        };
+        let to = lead.to.clone();
         let key = self.place(name);
         if to == key || from == key {
             // Renamed or linked to itself: nothing changes.
@@ -65,7 +82,7 @@ impl Names {
         } else {
             Undo::default()
         };
-        undo.0.extend(self.set(key, Some(to)).0);
+        undo.0.extend(self.set(key, Some(lead)).0);
         undo
     }
 
@@ -108,7 +125,7 @@ impl Names {
         let start = normalize(path);
         let mut now = start.clone();
         for _ in 0..MAX_HOPS {
-            let Some((len, to)) = self.longest_made_prefix(&now) else {
+            let Some((len, Lead { to, .. })) = self.longest_made_prefix(&now) else {
                 return (now != start).then_some(now);
             };
             let mut next = to.clone();
@@ -119,7 +136,7 @@ impl Names {
     }
 
     /// The longest leading part of `path`, ending at a `/` or its end, that is a name made.
-    fn longest_made_prefix(&self, path: &[u8]) -> Option<(usize, &Vec<u8>)> {
+    fn longest_made_prefix(&self, path: &[u8]) -> Option<(usize, &Lead)> {
         if let Some(to) = self.made.get(path) {
             return Some((path.len(), to));
         }
@@ -149,7 +166,7 @@ impl Names {
         placed
     }
 
-    fn set(&mut self, key: Vec<u8>, to: Option<Vec<u8>>) -> Undo {
+    fn set(&mut self, key: Vec<u8>, to: Option<Lead>) -> Undo {
         let previous = match to {
             // A link to itself stays: it is a loop, which reaches nothing.
             Some(to) => {
@@ -293,6 +310,21 @@ mod tests {
         // Removed: a new file of that name is not the old one.
         n.forget(&[b"/h/u/e"]);
         assert_eq!(reached(&n, "/h/u/e"), None);
+    }
+
+    #[test]
+    fn a_symlink_holds_a_name_looked_up_when_used_and_its_links_are_symlinks() {
+        let mut n = Names::default();
+        n.symlink(b"/h/h", b"other.xml");
+        n.symlink(b"/h/x", b"h");
+        n.link(b"/h/y", b"/h/x", true);
+        n.link(b"/h/z", b"/h/y", false);
+        n.forget(&[b"/h/h"]);
+        n.link(b"/h/h", b"/h/invoice-42.xml", true);
+        for name in ["/h/y", "/h/z"] {
+            assert_eq!(reached(&n, name).as_deref(), Some("/h/invoice-42.xml"));
+        }
+        assert_eq!(reached(&n, "/h/x"), None);
     }
 
     #[test]

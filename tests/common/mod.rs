@@ -942,6 +942,11 @@ pub struct Journald {
 
 impl Journald {
     pub fn start(dir: &Path) -> Journald {
+        Journald::start_as(dir, None)
+    }
+
+    /// [`Journald::start`], in a UTS namespace of its own with `hostname` (its `_HOSTNAME`).
+    pub fn start_as(dir: &Path, hostname: Option<&str>) -> Journald {
         for sub in ["run", "log", "var"] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -951,11 +956,17 @@ impl Journald {
         let script = format!(
             "mount --make-rprivate / && mount --bind {d}/run /run/systemd && \
              mount --bind {d}/log /run/log && mount --bind {d}/var /var/log/journal && \
-             exec /lib/systemd/systemd-journald",
-            d = dir.display()
+             {h}exec /lib/systemd/systemd-journald",
+            d = dir.display(),
+            h = hostname.map_or(String::new(), |h| format!("hostname {h} && "))
         );
         let child = Command::new("unshare")
-            .args(["-m", "sh", "-c", &script])
+            .args([
+                if hostname.is_some() { "-mu" } else { "-m" },
+                "sh",
+                "-c",
+                &script,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.join("journald.err")).unwrap())

@@ -86,7 +86,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
@@ -455,14 +455,18 @@ pub trait Database {
 pub trait IngestStore: Database {
     /// Inserts a session, or returns the id of the one with the same host, PID and start.
     fn insert_session(&mut self, s: &NewSession) -> Result<i64>;
-    /// The session stored with `s`'s host and wrapper session id (`s.sid`), if the database may
-    /// hold one: `earliest` is the earliest start it may have been stored with. With its id
-    /// comes whether its lines came from the journal, where the database says.
+    /// The session stored with `s`'s wrapper session id (`s.sid`) and host (up to the first
+    /// dot), if the database may hold one: `earliest`, where given, is the earliest start it may
+    /// have been stored with (a session's first line: no lookup for a session newer than the
+    /// host's latest). With its id comes whether its lines came from the journal, where the
+    /// database says.
     fn session_by_sid(
         &mut self,
         s: &NewSession,
-        earliest: &str,
+        earliest: Option<&str>,
     ) -> Result<Option<(i64, Option<bool>)>>;
+    /// The sftp-server PID stored for session `id`, if known.
+    fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
     /// The links, renames and removals of the sessions still open that no failure answered,
@@ -578,7 +582,8 @@ pub trait CopyStore: Database {
     /// Inserts a whole session; `None` when one with the same host, PID and start exists.
     fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>>;
     /// Of the session stored that `s` is (same host and sid, else same host, PID and start):
-    /// whether it ended, and how many transfers and operations it has.
+    /// whether it ended, and how much of it was read: its transfers and operations, each once
+    /// more for a close, a failure and a rename it has.
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>>;
     fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()>;
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()>;
@@ -629,6 +634,35 @@ pub fn prune<S: PruneStore + ?Sized>(
     }
     Ok(pruned)
 }
+
+/// A host name up to its first dot: journald records the full name where rsyslogd writes the
+/// short one, so a session read from both is matched on this (with its session id).
+pub fn short_host(host: &str) -> &str {
+    host.split('.').next().unwrap_or(host)
+}
+
+/// The key a wrapper session is known by: its session id (unique: it names the host, the start,
+/// the PID and 32 random bits) and its host up to the first dot.
+pub fn sid_key(host: &str, sid: &str) -> (String, String) {
+    (short_host(host).to_owned(), sid.to_owned())
+}
+
+/// SQL: a row's `host` is parameter `$p` (a [`short_host`]) or that followed by a dot and more;
+/// a condition an index on `host` serves as two ranges.
+macro_rules! same_host_sql {
+    ($p:literal) => {
+        concat!(
+            "(host = ",
+            $p,
+            " OR (host > ",
+            $p,
+            " || '.' AND host < ",
+            $p,
+            " || '/'))"
+        )
+    };
+}
+pub(crate) use same_host_sql;
 
 /// A database that serves them all: what [`open`] returns.
 pub trait Store: IngestStore + ReportStore + CopyStore + PruneStore {}
@@ -692,8 +726,25 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
             let Some(new_id) = to.import_session(s)? else {
                 // The target's session is the same one: it must not hold less than the source's,
                 // whose checkpoints come along and would make the next ingest skip the rest.
-                let rows = by_session.get(&s.id).map_or(0, Vec::len)
-                    + ops_by_session.get(&Some(s.id)).map_or(0, Vec::len);
+                // Not only the rows: a line read later may settle a row already there (a
+                // transfer's close, a failure status, a rename) without adding one, so each
+                // row counts once more for each of those it has (stored_session_rows alike).
+                let rows: usize = by_session
+                    .get(&s.id)
+                    .into_iter()
+                    .flatten()
+                    .map(|t| {
+                        1 + usize::from(t.closed_at.is_some() || t.forced || t.complete)
+                            + usize::from(t.failed)
+                            + usize::from(t.renamed_to.is_some())
+                    })
+                    .sum::<usize>()
+                    + ops_by_session
+                        .get(&Some(s.id))
+                        .into_iter()
+                        .flatten()
+                        .map(|o| 1 + usize::from(o.failed))
+                        .sum::<usize>();
                 if let Some((ended, have)) = to.stored_session_rows(s)?
                     && ((s.ended_at.is_some() && !ended) || have < rows as i64)
                 {

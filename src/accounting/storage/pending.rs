@@ -23,15 +23,10 @@ pub(super) trait HoldsRows {
     fn latest_start(&mut self, host: &str) -> super::Result<Option<String>>;
     /// The id of the session in the database with `s`'s host, PID and start.
     fn find_session(&mut self, s: &NewSession) -> super::Result<Option<i64>>;
-    /// The session in the database with this host and wrapper session id, started within a
-    /// minute of `started_at`: its id, and whether its lines came from the journal (it has the
-    /// journal's origin fields).
-    fn find_session_by_sid(
-        &mut self,
-        host: &str,
-        sid: &str,
-        started_at: &str,
-    ) -> super::Result<Option<(i64, bool)>>;
+    /// The session in the database with this wrapper session id and host (the same up to the
+    /// first dot): its id, and whether its lines came from the journal (it has the journal's
+    /// origin fields).
+    fn find_session_by_sid(&mut self, host: &str, sid: &str) -> super::Result<Option<(i64, bool)>>;
     fn reserve_id(&mut self, table: IdTable) -> super::Result<i64>;
     /// Writes the held rows when there are enough of them.
     fn flush_if_full(&mut self) -> super::Result<()>;
@@ -42,9 +37,10 @@ pub(super) trait HoldsRows {
         if let Some(id) = self.held().known_session(s) {
             return Ok(id);
         }
-        if self.held().watermark(&s.host).is_none() {
+        if self.held().watermark(super::short_host(&s.host)).is_none() {
             let latest = self.latest_start(&s.host)?;
-            self.held().set_watermark(&s.host, latest);
+            self.held()
+                .set_watermark(super::short_host(&s.host), latest);
         }
         if self.held().may_exist(s)
             && let Some(id) = self.find_session(s)?
@@ -67,7 +63,7 @@ pub(super) trait HoldsRows {
     fn hold_session_by_sid(
         &mut self,
         s: &NewSession,
-        earliest: &str,
+        earliest: Option<&str>,
     ) -> super::Result<Option<(i64, Option<bool>)>> {
         let Some(sid) = s.sid.as_deref() else {
             return Ok(None);
@@ -75,18 +71,22 @@ pub(super) trait HoldsRows {
         if let Some(id) = self.held().known_sid(&s.host, sid) {
             return Ok(Some((id, None)));
         }
-        if self.held().watermark(&s.host).is_none() {
-            let latest = self.latest_start(&s.host)?;
-            self.held().set_watermark(&s.host, latest);
+        if let Some(earliest) = earliest {
+            if self.held().watermark(super::short_host(&s.host)).is_none() {
+                let latest = self.latest_start(&s.host)?;
+                self.held()
+                    .set_watermark(super::short_host(&s.host), latest);
+            }
+            if !self
+                .held()
+                .may_hold_from(super::short_host(&s.host), earliest)
+            {
+                return Ok(None);
+            }
         }
-        if !self.held().may_hold_from(&s.host, earliest) {
-            return Ok(None);
-        }
-        let found = self.find_session_by_sid(&s.host, sid, &s.started_at)?;
+        let found = self.find_session_by_sid(&s.host, sid)?;
         if let Some((id, _)) = found {
-            self.held()
-                .sids
-                .insert((s.host.clone(), sid.to_owned()), id);
+            self.held().sids.insert(super::sid_key(&s.host, sid), id);
         }
         Ok(found.map(|(id, journal)| (id, Some(journal))))
     }
@@ -383,8 +383,8 @@ pub(super) struct WriteBehind {
     keys: IdMap<(String, i64, String), i64>,
     /// The same sessions by (host, wrapper session id), where they have one.
     sids: IdMap<(String, String), i64>,
-    /// Per host, the latest session start in the database when this transaction first met the
-    /// host: a session starting later cannot be there already, and needs no lookup.
+    /// Per host (up to its first dot), the latest session start in the database when this
+    /// transaction first met the host: a session starting later cannot be there already.
     watermarks: IdMap<String, Option<String>>,
     pub transfers: Vec<PendingTransfer>,
     pub ops: Vec<PendingOp>,
@@ -467,7 +467,7 @@ impl WriteBehind {
     }
 
     pub fn known_sid(&self, host: &str, sid: &str) -> Option<i64> {
-        self.sids.get(&(host.to_owned(), sid.to_owned())).copied()
+        self.sids.get(&super::sid_key(host, sid)).copied()
     }
 
     /// Whether the database may hold a session of `host` that started at `earliest` or later.
@@ -490,7 +490,7 @@ impl WriteBehind {
 
     /// Whether the database may already hold a session with `s`'s key (then look it up).
     pub fn may_exist(&self, s: &NewSession) -> bool {
-        match self.watermarks.get(&s.host) {
+        match self.watermarks.get(super::short_host(&s.host)) {
             Some(Some(latest)) => s.started_at.as_str() <= latest.as_str(),
             Some(None) => false,
             None => true,
@@ -502,7 +502,7 @@ impl WriteBehind {
         self.keys
             .insert((s.host.clone(), s.pid, s.started_at.clone()), id);
         if let Some(sid) = &s.sid {
-            self.sids.insert((s.host.clone(), sid.clone()), id);
+            self.sids.insert(super::sid_key(&s.host, sid), id);
         }
     }
 
@@ -529,8 +529,8 @@ impl WriteBehind {
     /// Forgets what this transaction knew of the host's sessions (they were deleted).
     pub fn forget_host(&mut self, host: &str) {
         self.keys.retain(|k, _| k.0 != host);
-        self.sids.retain(|k, _| k.0 != host);
-        self.watermarks.remove(host);
+        self.sids.retain(|k, _| k.0 != super::short_host(host));
+        self.watermarks.remove(super::short_host(host));
     }
 
     /// Keeps a session's origin until its row is written (only for a held session).

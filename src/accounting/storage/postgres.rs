@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0009_row_views.sql"),
     include_str!("../../../migrations/postgres/0010_renamed_to.sql"),
     include_str!("../../../migrations/postgres/0011_reached.sql"),
+    include_str!("../../../migrations/postgres/0012_sid_index.sql"),
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -988,12 +989,13 @@ impl HoldsRows for PgStore {
 
     fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
         let sql = format!(
-            "SELECT to_char(MAX(started_at) AT TIME ZONE 'UTC', {TS}) FROM sessions WHERE host = $1"
+            "SELECT to_char(MAX(started_at) AT TIME ZONE 'UTC', {TS}) FROM sessions WHERE {}",
+            super::same_host_sql!("$1::text")
         );
         let row = self
             .conn()?
             .client
-            .query_one(&sql, &[&text(host)])
+            .query_one(&sql, &[&text(super::short_host(host))])
             .map_err(self.err())?;
         Ok(row.get(0))
     }
@@ -1006,21 +1008,14 @@ impl HoldsRows for PgStore {
         Ok(row.map(|r| r.get(0)))
     }
 
-    fn find_session_by_sid(
-        &mut self,
-        host: &str,
-        sid: &str,
-        started_at: &str,
-    ) -> Result<Option<(i64, bool)>> {
-        // By the host and start index: the sid has none.
+    fn find_session_by_sid(&mut self, host: &str, sid: &str) -> Result<Option<(i64, bool)>> {
         let row = self.query_opt(
-            "SELECT id, (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL) FROM sessions
-              WHERE host = $1
-                AND started_at BETWEEN $2::text::timestamptz - interval '60 seconds'
-                                   AND $2::text::timestamptz + interval '60 seconds'
-                AND sid = $3
-              ORDER BY id LIMIT 1",
-            &[&text(host), &started_at, &text(sid)],
+            concat!(
+                "SELECT id, (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL) FROM sessions WHERE sid = $2::text AND ",
+                super::same_host_sql!("$1::text"),
+                " ORDER BY id LIMIT 1"
+            ),
+            &[&text(super::short_host(host)), &text(sid)],
         )?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
@@ -1051,9 +1046,15 @@ impl IngestStore for PgStore {
     fn session_by_sid(
         &mut self,
         s: &NewSession,
-        earliest: &str,
+        earliest: Option<&str>,
     ) -> Result<Option<(i64, Option<bool>)>> {
         self.hold_session_by_sid(s, earliest)
+    }
+
+    fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>> {
+        self.flush()?;
+        let row = self.query_opt("SELECT sftp_pid FROM sessions WHERE id = $1", &[&id])?;
+        Ok(row.and_then(|r| r.get(0)))
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
@@ -1597,9 +1598,7 @@ impl CopyStore for PgStore {
         // The wrapper's session id is unique: the target's session with it is this one, whatever
         // its start's precision (read there from another source).
         if let Some(sid) = s.sid.as_deref()
-            && self
-                .find_session_by_sid(&s.host, sid, &s.started_at)?
-                .is_some()
+            && self.find_session_by_sid(&s.host, sid)?.is_some()
         {
             return Ok(None);
         }
@@ -1623,9 +1622,7 @@ impl CopyStore for PgStore {
 
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
         let by_sid = match s.sid.as_deref() {
-            Some(sid) => self
-                .find_session_by_sid(&s.host, sid, &s.started_at)?
-                .map(|(id, _)| id),
+            Some(sid) => self.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
             None => None,
         };
         let id: Option<i64> = match by_sid {
@@ -1649,8 +1646,10 @@ impl CopyStore for PgStore {
         };
         let row = self.query_opt(
             "SELECT ended_at IS NOT NULL,
-                    (SELECT COUNT(*) FROM transfers WHERE session_id = $1)
-                    + (SELECT COUNT(*) FROM operations WHERE session_id = $1)
+                    (SELECT COUNT(*) + COALESCE(SUM((closed_at IS NOT NULL OR forced OR complete)::int
+                                                    + failed::int + (renamed_to IS NOT NULL)::int), 0)
+                       FROM transfers WHERE session_id = $1)::bigint
+                    + (SELECT COUNT(*) + COALESCE(SUM(failed::int), 0) FROM operations WHERE session_id = $1)::bigint
                FROM sessions WHERE id = $1",
             &[&id],
         )?;

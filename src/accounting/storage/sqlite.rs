@@ -545,8 +545,8 @@ sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
 // PostgreSQL's trigger functions; version 8 gave the virtual time columns a cheaper expression
 // (9 drops them, whatever their expression); version 9 is row_views_sql and rewrite_checks;
 // version 10 adds transfers' renamed_to and 11 their reached (the view `transfers` shows them
-// through its `*`).
-const _: () = assert!(MIGRATIONS.len() as i64 + 6 == super::SCHEMA_VERSION);
+// through its `*`); 12 indexes sessions by sid.
+const _: () = assert!(MIGRATIONS.len() as i64 + 7 == super::SCHEMA_VERSION);
 
 fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -1211,6 +1211,11 @@ impl SqliteStore {
         if current < 11 && !reached {
             tx.execute_batch(include_str!("../../../migrations/sqlite/0011_reached.sql"))?;
         }
+        if current < 12 {
+            tx.execute_batch(include_str!(
+                "../../../migrations/sqlite/0012_sid_index.sql"
+            ))?;
+        }
         if current < 5 {
             tx.execute_batch(&rollup::refresh_rollups_sql(Dialect::Sqlite, true))?;
         }
@@ -1433,8 +1438,11 @@ impl HoldsRows for SqliteStore {
 
     fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
         Ok(self.conn()?.query_row(
-            "SELECT MAX(started_at_us) FROM sessions WHERE host = ?1",
-            [text(host)],
+            concat!(
+                "SELECT MAX(started_at_us) FROM sessions WHERE ",
+                super::same_host_sql!("?1")
+            ),
+            [text(super::short_host(host))],
             |r| time_text_opt(r, 0),
         )?)
     }
@@ -1452,22 +1460,15 @@ impl HoldsRows for SqliteStore {
             .optional()?)
     }
 
-    fn find_session_by_sid(
-        &mut self,
-        host: &str,
-        sid: &str,
-        started_at: &str,
-    ) -> Result<Option<(i64, bool)>> {
-        // By the host and start index: the sid has none.
+    fn find_session_by_sid(&mut self, host: &str, sid: &str) -> Result<Option<(i64, bool)>> {
         Ok(self
             .conn()?
-            .prepare_cached(
-                "SELECT id, (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL) FROM sessions
-                  WHERE host = ?1 AND started_at_us BETWEEN ?2 - 60000000 AND ?2 + 60000000
-                    AND sid = ?3
-                  ORDER BY id LIMIT 1",
-            )?
-            .query_row(params![text(host), TextMicros(started_at), text(sid)], |r| {
+            .prepare_cached(concat!(
+                "SELECT id, (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL) FROM sessions WHERE sid = ?2 AND ",
+                super::same_host_sql!("?1"),
+                " ORDER BY id LIMIT 1"
+            ))?
+            .query_row(params![text(super::short_host(host)), text(sid)], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?)
@@ -1506,9 +1507,19 @@ impl IngestStore for SqliteStore {
     fn session_by_sid(
         &mut self,
         s: &NewSession,
-        earliest: &str,
+        earliest: Option<&str>,
     ) -> Result<Option<(i64, Option<bool>)>> {
         self.hold_session_by_sid(s, earliest)
+    }
+
+    fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>> {
+        self.flush()?;
+        Ok(self
+            .conn()?
+            .prepare_cached("SELECT sftp_pid FROM sessions WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
@@ -2035,9 +2046,7 @@ impl CopyStore for SqliteStore {
         // The wrapper's session id is unique: the target's session with it is this one, whatever
         // its start's precision (read there from another source).
         if let Some(sid) = s.sid.as_deref()
-            && self
-                .find_session_by_sid(&s.host, sid, &s.started_at)?
-                .is_some()
+            && self.find_session_by_sid(&s.host, sid)?.is_some()
         {
             return Ok(None);
         }
@@ -2061,9 +2070,7 @@ impl CopyStore for SqliteStore {
 
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
         let by_sid = match s.sid.as_deref() {
-            Some(sid) => self
-                .find_session_by_sid(&s.host, sid, &s.started_at)?
-                .map(|(id, _)| id),
+            Some(sid) => self.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
             None => None,
         };
         let conn = self.conn()?;
@@ -2084,8 +2091,10 @@ impl CopyStore for SqliteStore {
         };
         Ok(Some(conn.query_row(
             "SELECT ended_at_us IS NOT NULL,
-                    (SELECT COUNT(*) FROM transfers WHERE session_id = ?1)
-                    + (SELECT COUNT(*) FROM operations WHERE session_id = ?1)
+                    (SELECT COUNT(*) + COALESCE(SUM((closed_at_us IS NOT NULL OR forced != 0 OR complete != 0)
+                                                    + (failed != 0) + (renamed_to IS NOT NULL)), 0)
+                       FROM transfers WHERE session_id = ?1)
+                    + (SELECT COUNT(*) + COALESCE(SUM(failed != 0), 0) FROM operations WHERE session_id = ?1)
                FROM sessions WHERE id = ?1",
             [id],
             |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?)),

@@ -1,0 +1,3 @@
+-- Wrapper sessions are found by their session id (the same session read from a file and from
+-- the journal, or copied between databases).
+CREATE INDEX IF NOT EXISTS session_rows_sid ON session_rows (sid);
