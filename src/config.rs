@@ -708,6 +708,16 @@ fn check_no_nul(what: &str, values: &[String]) -> Result<(), String> {
 impl Config {
     /// Checks what TOML types alone cannot; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
+        self.check_sftp_server()?;
+        self.check_ident()?;
+        self.check_hook_commands()?;
+        self.check_capture_args()?;
+        self.check_hook_environment()?;
+        self.check_overrides()
+    }
+
+    /// `[sftp_server]`: the path, the arguments and the commands a session may ask for.
+    fn check_sftp_server(&self) -> Result<(), String> {
         if let Some(path) = &self.sftp_server.path
             && !path.starts_with('/')
         {
@@ -733,6 +743,11 @@ impl Config {
             }
             check_no_nul("sftp_server.allowed_commands", cmds)?;
         }
+        Ok(())
+    }
+
+    /// `syslog.ident`, the tag of every line the wrapper logs.
+    fn check_ident(&self) -> Result<(), String> {
         let ident = &self.syslog.ident;
         if ident.is_empty()
             || ident.len() > 48
@@ -744,6 +759,11 @@ impl Config {
                 "syslog.ident must be 1 to 48 characters of letters, digits, '-', '_' or '.', got {ident:?}"
             ));
         }
+        Ok(())
+    }
+
+    /// The hooks' command lines, and the log mode the event hooks need.
+    fn check_hook_commands(&self) -> Result<(), String> {
         if let Some(argv) = &self.hooks.pre_session {
             check_argv("hooks.pre_session", argv)?;
         }
@@ -761,31 +781,43 @@ impl Config {
                     .to_owned(),
             );
         }
-        if self.sftp_server.log_mode == LogMode::Capture {
-            // An override's `args` replaces the list built so far and later sections only append,
-            // so -e in the global list and in every replacement (with its own extra_args) puts -e
-            // in every list a user can end up with.
-            let mut lists: Vec<(String, Vec<String>)> = Vec::new();
-            if let Some(args) = &self.sftp_server.args {
-                lists.push(("sftp_server.args".to_owned(), args.clone()));
-            }
-            for (kind, table) in [("users", &self.users), ("groups", &self.groups)] {
-                for (name, ov) in table {
-                    if let Some(args) = &ov.args {
-                        let mut list = args.clone();
-                        list.extend(ov.extra_args.iter().cloned());
-                        lists.push((format!("{kind}.{name}.args"), list));
-                    }
-                }
-            }
-            for (what, list) in lists {
-                if !sftp_server_logs_to_stderr(&list) {
-                    return Err(format!(
-                        "sftp_server.log_mode = \"capture\" needs \"-e\" in {what} (sftp-server must log to stderr, or that partner's transfers fire no event and count nothing), got {list:?}"
-                    ));
+        Ok(())
+    }
+
+    /// In capture mode, every argument list a session can end up with makes sftp-server log to
+    /// stderr.
+    fn check_capture_args(&self) -> Result<(), String> {
+        if self.sftp_server.log_mode != LogMode::Capture {
+            return Ok(());
+        }
+        // An override's `args` replaces the list built so far and later sections only append,
+        // so -e in the global list and in every replacement (with its own extra_args) puts -e
+        // in every list a user can end up with.
+        let mut lists: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some(args) = &self.sftp_server.args {
+            lists.push(("sftp_server.args".to_owned(), args.clone()));
+        }
+        for (kind, table) in [("users", &self.users), ("groups", &self.groups)] {
+            for (name, ov) in table {
+                if let Some(args) = &ov.args {
+                    let mut list = args.clone();
+                    list.extend(ov.extra_args.iter().cloned());
+                    lists.push((format!("{kind}.{name}.args"), list));
                 }
             }
         }
+        for (what, list) in lists {
+            if !sftp_server_logs_to_stderr(&list) {
+                return Err(format!(
+                    "sftp_server.log_mode = \"capture\" needs \"-e\" in {what} (sftp-server must log to stderr, or that partner's transfers fire no event and count nothing), got {list:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What hooks run with: their PATH, HOME, passed variables and time limits.
+    fn check_hook_environment(&self) -> Result<(), String> {
         for dir in self.hooks.path.split(':') {
             if !dir.starts_with('/') {
                 return Err(format!(
@@ -827,6 +859,11 @@ impl Config {
                 self.hooks.timeout_secs
             ));
         }
+        Ok(())
+    }
+
+    /// The `[users.NAME]` and `[groups.NAME]` sections: their names and arguments.
+    fn check_overrides(&self) -> Result<(), String> {
         for (kind, table) in [("users", &self.users), ("groups", &self.groups)] {
             for (name, ov) in table {
                 if name.is_empty() || name.contains(['\0', '/']) {

@@ -93,10 +93,13 @@ footer { color: #5a6472; font-size: .8rem; margin-top: 2rem; }
 @media print { body { margin: 0; max-width: none; } section { break-inside: avoid; } }
 ";
 
+/// Per partner, per day and host.
+type Partners<'a> = BTreeMap<&'a str, BTreeMap<(&'a str, &'a str), UsageGroup>>;
+
 /// The page.
 pub fn render(s: &Statement<'_>) -> String {
     // Per partner, per day and host; and per day for the chart.
-    let mut partners: BTreeMap<&str, BTreeMap<(&str, &str), UsageGroup>> = BTreeMap::new();
+    let mut partners: Partners<'_> = BTreeMap::new();
     let mut per_day: BTreeMap<String, UsageGroup> = BTreeMap::new();
     for ((day, host, user), g) in s.daily {
         per_day.entry(day.clone()).or_default().add(g);
@@ -113,6 +116,16 @@ pub fn render(s: &Statement<'_>) -> String {
     }
 
     let mut out = String::new();
+    write_header(&mut out, s, partners.len(), &all);
+    out.push_str(&chart(&chart_days(s, &per_day)));
+    write_partners(&mut out, &partners);
+    write_largest(&mut out, s.largest);
+    out.push_str("<footer>Complete files were closed normally; incomplete ones were cut by the session's end or a failure (their bytes are counted). Sizes in KiB/MiB/GiB (1024); hover a size for the exact bytes. Produced by sftpd-report from the SFTP audit log.</footer>\n</body>\n</html>\n");
+    out
+}
+
+/// The title, the period and the totals.
+fn write_header(out: &mut String, s: &Statement<'_>, partners: usize, all: &UsageGroup) {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -130,7 +143,7 @@ pub fn render(s: &Statement<'_>) -> String {
          <div>Partners<b>{}</b></div><div>Sessions<b>{}</b></div>\
          <div>Files up<b>{}</b>{} incomplete</div><div>Files down<b>{}</b>{} incomplete</div>\
          <div>Bytes up<b title=\"{} bytes\">{}</b></div><div>Bytes down<b title=\"{} bytes\">{}</b></div></div>",
-        partners.len(),
+        partners,
         all.sessions,
         all.files_up,
         all.files_up_incomplete,
@@ -141,6 +154,13 @@ pub fn render(s: &Statement<'_>) -> String {
         all.bytes_down,
         escape(&human_bytes(all.bytes_down)),
     );
+}
+
+/// The days with data, and every day of the period without.
+fn chart_days(
+    s: &Statement<'_>,
+    per_day: &BTreeMap<String, UsageGroup>,
+) -> BTreeMap<String, UsageGroup> {
     // Every day of the period on the chart, quiet ones too.
     let mut days = s.days.clone();
     if days.is_empty() {
@@ -162,13 +182,17 @@ pub fn render(s: &Statement<'_>) -> String {
             .entry(day.format("%Y-%m-%d").to_string())
             .or_default();
     }
-    out.push_str(&chart(&chart_days));
+    chart_days
+}
+
+/// A table per partner, by day and host, with its total.
+fn write_partners(out: &mut String, partners: &Partners<'_>) {
     out.push_str("<section>\n<h2>Partners</h2>\n");
     if partners.is_empty() {
         out.push_str("<p>No sessions in this period.</p>\n");
     }
     let head = "<thead><tr><th>Day</th><th class=\"text\">Host</th><th>Sessions</th><th>Files up</th><th>incomplete</th><th>Files down</th><th>incomplete</th><th>Bytes up</th><th>Bytes down</th></tr></thead>";
-    for (user, days) in &partners {
+    for (user, days) in partners {
         let shown = if user.is_empty() { "(no user)" } else { user };
         let _ = write!(out, "<h3>{}</h3>\n<table>{head}<tbody>\n", escape(shown));
         let mut total = UsageGroup::default();
@@ -189,14 +213,18 @@ pub fn render(s: &Statement<'_>) -> String {
         );
     }
     out.push_str("</section>\n");
+}
+
+/// The period's largest transfers, as the caller chose and sorted them.
+fn write_largest(out: &mut String, largest: &[LargeTransfer]) {
     out.push_str("<section>\n<h2>Largest transfers</h2>\n");
-    if s.largest.is_empty() {
+    if largest.is_empty() {
         out.push_str("<p>No transfers in this period.</p>\n");
     } else {
         out.push_str(
             "<table><thead><tr><th>Opened</th><th class=\"text\">Partner</th><th class=\"text\">Host</th><th class=\"text\">Direction</th><th class=\"text\">File</th><th>Bytes</th><th>Complete</th></tr></thead><tbody>\n",
         );
-        for t in s.largest {
+        for t in largest {
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"path\">{}</td><td title=\"{} bytes\">{}</td><td>{}</td></tr>",
@@ -212,8 +240,7 @@ pub fn render(s: &Statement<'_>) -> String {
         }
         out.push_str("</tbody></table>\n");
     }
-    out.push_str("</section>\n<footer>Complete files were closed normally; incomplete ones were cut by the session's end or a failure (their bytes are counted). Sizes in KiB/MiB/GiB (1024); hover a size for the exact bytes. Produced by sftpd-report from the SFTP audit log.</footer>\n</body>\n</html>\n");
-    out
+    out.push_str("</section>\n");
 }
 
 /// Bytes up and down per day, as inline SVG bars.

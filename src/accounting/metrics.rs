@@ -6,6 +6,7 @@
 //! are the partner's bytes: label values are escaped, so no name can add a line or a label.
 
 use crate::accounting::report::{Filter, Kind, Period, Reports, Value};
+use crate::accounting::sql::Dialect;
 use crate::accounting::storage::{ReportStore, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -94,6 +95,25 @@ fn rows<S: ReportStore + ?Sized>(
 
 /// The whole exposition, from the database.
 pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
+    let [sessions, files, bytes, unknown] = usage_families(store)?;
+    let d = store.dialect();
+    let always = crate::accounting::sql::always_true(d);
+    let refused = refused_family(store, &always)?;
+    let failed = failed_family(store, &always)?;
+    let active = active_family(store, d, &always)?;
+    let [lines, last] = ingest_families(store, d, &always)?;
+
+    let mut out = String::new();
+    for family in [
+        &sessions, &refused, &files, &bytes, &unknown, &failed, &active, &lines, &last,
+    ] {
+        family.write(&mut out);
+    }
+    Ok(out)
+}
+
+/// Sessions, files, bytes and transfers of unknown bytes, from the usage sums.
+fn usage_families<S: ReportStore + ?Sized>(store: &mut S) -> Result<[Family; 4]> {
     let all = Filter {
         zone: Some(chrono_tz::Tz::UTC),
         ..Filter::default()
@@ -142,10 +162,13 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
         }
         unknown.add(who(), g.files_bytes_unknown);
     }
+    Ok([sessions, files, bytes, unknown])
+}
 
-    let d = store.dialect();
-    let always = crate::accounting::sql::always_true(d);
-    let counted = [("host", Kind::Text), ("n", Kind::Int)];
+/// `(host, n)`: a count per host.
+const COUNTED: [(&str, Kind); 2] = [("host", Kind::Text), ("n", Kind::Int)];
+
+fn refused_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result<Family> {
     let mut refused = Family::new(
         "sftpd_sessions_refused_total",
         "counter",
@@ -167,13 +190,17 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
             ),
         ),
     ] {
-        for row in rows(store, &sql, &counted)? {
+        for row in rows(store, &sql, &COUNTED)? {
             refused.add(
                 vec![("host", text(&row[0])), ("by", by.to_owned())],
                 int(&row[1]),
             );
         }
     }
+    Ok(refused)
+}
+
+fn failed_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result<Family> {
     let mut failed = Family::new(
         "sftpd_failed_operations_total",
         "counter",
@@ -198,6 +225,14 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
             );
         }
     }
+    Ok(failed)
+}
+
+fn active_family<S: ReportStore + ?Sized>(
+    store: &mut S,
+    d: Dialect,
+    always: &str,
+) -> Result<Family> {
     let mut active = Family::new(
         "sftpd_active_sessions",
         "gauge",
@@ -211,10 +246,19 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
               GROUP BY s.host",
             ended = d.time_col("s.ended_at"),
         ),
-        &counted,
+        &COUNTED,
     )? {
         active.add(vec![("host", text(&row[0]))], int(&row[1]));
     }
+    Ok(active)
+}
+
+/// Lines ingested by outcome, and the newest commit, from the ingest counters.
+fn ingest_families<S: ReportStore + ?Sized>(
+    store: &mut S,
+    d: Dialect,
+    always: &str,
+) -> Result<[Family; 2]> {
     let mut lines = Family::new(
         "sftpd_ingest_lines_total",
         "counter",
@@ -255,14 +299,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     lines.add(vec![("outcome", "parsed".to_owned())], read - skipped);
     lines.add(vec![("outcome", "skipped".to_owned())], skipped);
     lines.add(vec![("outcome", "refused".to_owned())], lines_refused);
-
-    let mut out = String::new();
-    for family in [
-        &sessions, &refused, &files, &bytes, &unknown, &failed, &active, &lines, &last,
-    ] {
-        family.write(&mut out);
-    }
-    Ok(out)
+    Ok([lines, last])
 }
 
 #[cfg(test)]

@@ -268,26 +268,36 @@ DROP TRIGGER IF EXISTS usage_transfer_removed;";
 /// late: its transfers move with it) and a session removed (by hand, transfers may be left
 /// behind without it).
 pub fn rollup_triggers_sql(d: Dialect) -> String {
-    let delta = |rows: &str, sign: i64| rollup_delta_sql(d, rows, sign, true);
-    let statement_delta = |rows: &str, sign: i64| rollup_delta_sql(d, rows, sign, false);
-    let session = |row: &str, when: &str| {
-        format!(
-            "SELECT {} WHERE {row}.end_reason <> 'refused'{when}",
-            session_contribution(d, row)
-        )
-    };
-    let transfer = |row: &str| {
-        format!(
-            "SELECT {} FROM sessions s WHERE s.id = {row}.session_id",
-            transfer_contribution(d, row, "s")
-        )
-    };
-    let hour = |col: &str| d.hour_of(col);
     match d {
-        Dialect::Sqlite => {
-            let changed = "(OLD.user IS NOT NEW.user OR OLD.host IS NOT NEW.host)";
-            format!(
-                "{DROP_SQLITE_ROLLUP_TRIGGERS}
+        Dialect::Sqlite => sqlite_rollup_triggers_sql(),
+        Dialect::Postgres => postgres_rollup_triggers_sql(),
+    }
+}
+
+/// The contribution of one session `row` (`NEW` or `OLD`) unless it was refused; `when` adds
+/// to the condition.
+fn session_row_sql(d: Dialect, row: &str, when: &str) -> String {
+    format!(
+        "SELECT {} WHERE {row}.end_reason <> 'refused'{when}",
+        session_contribution(d, row)
+    )
+}
+
+/// The contribution of one transfer `row` (`NEW` or `OLD`), with its session's host and user.
+fn transfer_row_sql(d: Dialect, row: &str) -> String {
+    format!(
+        "SELECT {} FROM sessions s WHERE s.id = {row}.session_id",
+        transfer_contribution(d, row, "s")
+    )
+}
+
+/// SQLite's triggers are per row, on the tables under the views.
+fn sqlite_rollup_triggers_sql() -> String {
+    let d = Dialect::Sqlite;
+    let delta = |rows: &str, sign: i64| rollup_delta_sql(d, rows, sign, true);
+    let changed = "(OLD.user IS NOT NEW.user OR OLD.host IS NOT NEW.host)";
+    format!(
+        "{DROP_SQLITE_ROLLUP_TRIGGERS}
                  CREATE TRIGGER usage_session_added AFTER INSERT ON session_rows BEGIN
                      {session_added};
                  END;
@@ -321,41 +331,21 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                  CREATE TRIGGER usage_transfer_removed AFTER DELETE ON transfer_rows BEGIN
                      {transfer_taken};
                  END;",
-                session_added = delta(&session("NEW", ""), 1),
-                session_taken = delta(&session("OLD", &format!(" AND NOT {changed}")), -1),
-                session_given = delta(&session("NEW", &format!(" AND NOT {changed}")), 1),
-                old_hour = hour("OLD.started_at"),
-                new_hour = hour("NEW.started_at"),
-                transfer_hour = hour("t.opened_at"),
-                transfer_added = delta(&transfer("NEW"), 1),
-                transfer_taken = delta(&transfer("OLD"), -1),
-                transfer_given = delta(&transfer("NEW"), 1),
-            )
-        }
-        Dialect::Postgres => {
-            // A batch's session updates are one statement: the transition tables pair each
-            // row's old and new values, and only those that changed what usage sums count.
-            let pairs = "old_rows o JOIN new_rows n ON n.id = o.id";
-            let changed = "(o.\"user\" IS DISTINCT FROM n.\"user\" OR o.host <> n.host)";
-            let moved = "(o.host, o.\"user\", o.started_at, o.duration_ms, o.end_reason)
-                          IS DISTINCT FROM (n.host, n.\"user\", n.started_at, n.duration_ms, n.end_reason)";
-            let sessions_moved = |row: &str| {
-                format!(
-                    "SELECT {} FROM {pairs} WHERE {row}.end_reason <> 'refused' AND {moved}
-                        AND NOT {changed}",
-                    session_contribution(d, row)
-                )
-            };
-            let statement_sessions = format!(
-                "SELECT {} FROM touched_rows s WHERE s.end_reason <> 'refused'",
-                session_contribution(d, "s")
-            );
-            let statement_transfers = format!(
-                "SELECT {} FROM touched_rows t JOIN sessions s ON s.id = t.session_id",
-                transfer_contribution(d, "t", "s")
-            );
-            format!(
-                "DROP TRIGGER IF EXISTS usage_sessions_added ON sessions;
+        session_added = delta(&session_row_sql(d, "NEW", ""), 1),
+        session_taken = delta(&session_row_sql(d, "OLD", &format!(" AND NOT {changed}")), -1),
+        session_given = delta(&session_row_sql(d, "NEW", &format!(" AND NOT {changed}")), 1),
+        old_hour = d.hour_of("OLD.started_at"),
+        new_hour = d.hour_of("NEW.started_at"),
+        transfer_hour = d.hour_of("t.opened_at"),
+        transfer_added = delta(&transfer_row_sql(d, "NEW"), 1),
+        transfer_taken = delta(&transfer_row_sql(d, "OLD"), -1),
+        transfer_given = delta(&transfer_row_sql(d, "NEW"), 1),
+    )
+}
+
+/// Drops PostgreSQL's rollup triggers and their functions, of this and earlier versions.
+const DROP_POSTGRES_ROLLUP_TRIGGERS: &str =
+    "DROP TRIGGER IF EXISTS usage_sessions_added ON sessions;
                  DROP TRIGGER IF EXISTS usage_sessions_removed ON sessions;
                  DROP TRIGGER IF EXISTS usage_session_changed ON sessions;
                  DROP TRIGGER IF EXISTS usage_sessions_changed ON sessions;
@@ -370,9 +360,34 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                  DROP FUNCTION IF EXISTS usage_sessions_added();
                  DROP FUNCTION IF EXISTS usage_sessions_removed();
                  DROP FUNCTION IF EXISTS usage_transfers_added();
-                 DROP FUNCTION IF EXISTS usage_transfers_removed();
+                 DROP FUNCTION IF EXISTS usage_transfers_removed();";
 
-                 CREATE FUNCTION usage_sessions_added() RETURNS trigger LANGUAGE plpgsql AS $$
+/// PostgreSQL's triggers are mostly per statement, over transition tables: one call per batch.
+fn postgres_rollup_triggers_sql() -> String {
+    let d = Dialect::Postgres;
+    format!(
+        "{DROP_POSTGRES_ROLLUP_TRIGGERS}
+
+                 {added_removed}
+
+                 {changed}
+
+                 {transfers}",
+        added_removed = postgres_sessions_added_removed_sql(d),
+        changed = postgres_sessions_changed_sql(d),
+        transfers = postgres_transfer_triggers_sql(d),
+    )
+}
+
+/// Sessions added add their contribution; sessions removed leave their cells to recompute, as
+/// their transfers may stay behind.
+fn postgres_sessions_added_removed_sql(d: Dialect) -> String {
+    let statement_sessions = format!(
+        "SELECT {} FROM touched_rows s WHERE s.end_reason <> 'refused'",
+        session_contribution(d, "s")
+    );
+    format!(
+        "CREATE FUNCTION usage_sessions_added() RETURNS trigger LANGUAGE plpgsql AS $$
                  BEGIN
                      {sessions_added};
                      RETURN NULL;
@@ -389,9 +404,30 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                  END $$;
                  CREATE TRIGGER usage_sessions_removed AFTER DELETE ON sessions
                      REFERENCING OLD TABLE AS touched_rows
-                     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_removed();
+                     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_removed();",
+        sessions_added = rollup_delta_sql(d, &statement_sessions, 1, false),
+        statement_hour = d.hour_of("started_at"),
+    )
+}
 
-                 CREATE FUNCTION usage_sessions_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+/// A session that changes hands marks its and its transfers' cells dirty; any other change
+/// moves its own contribution.
+fn postgres_sessions_changed_sql(d: Dialect) -> String {
+    // A batch's session updates are one statement: the transition tables pair each
+    // row's old and new values, and only those that changed what usage sums count.
+    let pairs = "old_rows o JOIN new_rows n ON n.id = o.id";
+    let changed = "(o.\"user\" IS DISTINCT FROM n.\"user\" OR o.host <> n.host)";
+    let moved = "(o.host, o.\"user\", o.started_at, o.duration_ms, o.end_reason)
+                          IS DISTINCT FROM (n.host, n.\"user\", n.started_at, n.duration_ms, n.end_reason)";
+    let sessions_moved = |row: &str| {
+        format!(
+            "SELECT {} FROM {pairs} WHERE {row}.end_reason <> 'refused' AND {moved}
+                        AND NOT {changed}",
+            session_contribution(d, row)
+        )
+    };
+    format!(
+        "CREATE FUNCTION usage_sessions_changed() RETURNS trigger LANGUAGE plpgsql AS $$
                  BEGIN
                      INSERT INTO usage_dirty (hour, host)
                          SELECT DISTINCT x.hour, x.host FROM (
@@ -410,9 +446,23 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                  END $$;
                  CREATE TRIGGER usage_sessions_changed AFTER UPDATE ON sessions
                      REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-                     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_changed();
+                     FOR EACH STATEMENT EXECUTE FUNCTION usage_sessions_changed();",
+        old_hour = d.hour_of("o.started_at"),
+        new_hour = d.hour_of("n.started_at"),
+        transfer_hour = d.hour_of("t.opened_at"),
+        session_taken = rollup_delta_sql(d, &sessions_moved("o"), -1, false),
+        session_given = rollup_delta_sql(d, &sessions_moved("n"), 1, false),
+    )
+}
 
-                 -- A row trigger whose WHEN skips the updates that change nothing usage sums (a
+/// Transfers added, removed or changed move their own contribution.
+fn postgres_transfer_triggers_sql(d: Dialect) -> String {
+    let statement_transfers = format!(
+        "SELECT {} FROM touched_rows t JOIN sessions s ON s.id = t.session_id",
+        transfer_contribution(d, "t", "s")
+    );
+    format!(
+        "-- A row trigger whose WHEN skips the updates that change nothing usage sums (a
                  -- transfer marked failed) without calling a function.
 
                  -- A batch's transfers find their sessions by key: the planner's other choice,
@@ -448,20 +498,11 @@ pub fn rollup_triggers_sql(d: Dialect) -> String {
                            IS DISTINCT FROM (NEW.session_id, NEW.opened_at, NEW.counts_as,
                             NEW.bytes_read, NEW.bytes_written, NEW.complete, NEW.counters_cut))
                      EXECUTE FUNCTION usage_transfer_changed();",
-                sessions_added = statement_delta(&statement_sessions, 1),
-                statement_hour = hour("started_at"),
-                old_hour = hour("o.started_at"),
-                new_hour = hour("n.started_at"),
-                transfer_hour = hour("t.opened_at"),
-                session_taken = statement_delta(&sessions_moved("o"), -1),
-                session_given = statement_delta(&sessions_moved("n"), 1),
-                transfers_added = statement_delta(&statement_transfers, 1),
-                transfers_removed = statement_delta(&statement_transfers, -1),
-                transfer_taken = delta(&transfer("OLD"), -1),
-                transfer_given = delta(&transfer("NEW"), 1),
-            )
-        }
-    }
+        transfers_added = rollup_delta_sql(d, &statement_transfers, 1, false),
+        transfers_removed = rollup_delta_sql(d, &statement_transfers, -1, false),
+        transfer_taken = rollup_delta_sql(d, &transfer_row_sql(d, "OLD"), -1, true),
+        transfer_given = rollup_delta_sql(d, &transfer_row_sql(d, "NEW"), 1, true),
+    )
 }
 
 /// Counts the rows of `usage_hourly` that the rollups computed afresh do not have, and the

@@ -249,6 +249,72 @@ fn connection_fields(line: LogLine, c: &Connection) -> LogLine {
         .opt_field("local_port", c.local_port.as_ref())
 }
 
+/// The fields every line but `session refused` starts with.
+fn who(line: LogLine, sid: &str, user: &str) -> LogLine {
+    line.field("sid", sid).field("user", user)
+}
+
+/// A count logged only when there is something to count.
+fn nonzero(n: u64) -> Option<String> {
+    (n > 0).then(|| n.to_string())
+}
+
+/// `key=` the prefix, `key_len=` and `key_sha256=` of a value logged cut to its prefix.
+fn bounded_fields(line: LogLine, key: &str, value: Option<&Bounded>) -> LogLine {
+    line.opt_field(key, value.map(|b| &b.prefix))
+        .opt_field(&format!("{key}_len"), value.map(|b| b.len.to_string()))
+        .opt_field(&format!("{key}_sha256"), value.map(|b| &b.sha256))
+}
+
+/// A closed file's path, counters and flags.
+fn file_fields(line: LogLine, file: &FileRecord) -> LogLine {
+    let flag = |b: bool| if b { "1" } else { "0" };
+    let line = logged_path(line, "path", &file.path)
+        .field("counts_as", file.counts_as.as_str())
+        .field("bytes_read", file.bytes_read.to_string())
+        .field("bytes_written", file.bytes_written.to_string())
+        .field("complete", flag(file.complete))
+        .field("failed", flag(file.failed))
+        .field("forced", flag(file.forced))
+        .field("open_flags", &file.open_flags)
+        .field("elapsed_ms", file.elapsed_ms.to_string());
+    match &file.copied_from {
+        Some(from) => logged_path(line, "copied_from", from),
+        None => line,
+    }
+}
+
+fn exit_fields(line: LogLine, exit: Option<&ExitOutcome>) -> LogLine {
+    match exit {
+        Some(ExitOutcome::Status(code)) => line.field("exit_status", code.to_string()),
+        Some(ExitOutcome::Signal(sig)) => line.field("signal", sig),
+        None => line,
+    }
+}
+
+fn totals_fields(line: LogLine, totals: Option<&Totals>) -> LogLine {
+    match totals {
+        Some(t) => line
+            .field("files_uploaded", t.files_uploaded.to_string())
+            .field("files_downloaded", t.files_downloaded.to_string())
+            .field("bytes_uploaded", t.bytes_uploaded.to_string())
+            .field("bytes_downloaded", t.bytes_downloaded.to_string())
+            .field("failed_operations", t.failed_operations.to_string()),
+        None => line,
+    }
+}
+
+fn hook_result_fields(line: LogLine, result: &HookReport) -> LogLine {
+    match result {
+        HookReport::Exit(code) => line
+            .field("result", "exit")
+            .field("status", code.to_string()),
+        HookReport::Signal(sig) => line.field("result", "signal").field("signal", sig),
+        HookReport::Timeout => line.field("result", "timeout"),
+        HookReport::SpawnFailed(e) => line.field("result", "spawn_failed").field("error", e),
+    }
+}
+
 /// `key=` the path, and `key_len=`, `key_sha256=` when it was cut.
 fn logged_path(line: LogLine, key: &str, path: &LoggedPath) -> LogLine {
     let line = line.field(key, &path.bytes);
@@ -297,7 +363,7 @@ impl WrapperLine {
                 sid,
                 user,
                 connection,
-            } => connection_fields(line.field("sid", sid).field("user", user), connection),
+            } => connection_fields(who(line, sid, user), connection),
             WrapperLine::SessionRefused {
                 sid,
                 user,
@@ -305,15 +371,16 @@ impl WrapperLine {
                 reason,
                 command,
                 error,
-            } => connection_fields(
-                line.opt_field("sid", sid.as_ref())
-                    .opt_field("user", user.as_ref()),
-                connection,
+            } => bounded_fields(
+                connection_fields(
+                    line.opt_field("sid", sid.as_ref())
+                        .opt_field("user", user.as_ref()),
+                    connection,
+                )
+                .field("reason", reason),
+                "command",
+                command.as_ref(),
             )
-            .field("reason", reason)
-            .opt_field("command", command.as_ref().map(|c| &c.prefix))
-            .opt_field("command_len", command.as_ref().map(|c| c.len.to_string()))
-            .opt_field("command_sha256", command.as_ref().map(|c| &c.sha256))
             .opt_field("error", error.as_ref()),
             WrapperLine::SftpServerStarted {
                 sid,
@@ -322,9 +389,7 @@ impl WrapperLine {
                 path,
                 args,
                 wire,
-            } => line
-                .field("sid", sid)
-                .field("user", user)
+            } => who(line, sid, user)
                 .opt_field("sftp_pid", sftp_pid.map(|p| p.to_string()))
                 .field("path", path)
                 .field("args", args)
@@ -334,28 +399,10 @@ impl WrapperLine {
                 user,
                 sftp_pid,
                 file,
-            } => {
-                let flag = |b: bool| if b { "1" } else { "0" };
-                let line = logged_path(
-                    line.field("sid", sid)
-                        .field("user", user)
-                        .opt_field("sftp_pid", sftp_pid.map(|p| p.to_string())),
-                    "path",
-                    &file.path,
-                )
-                .field("counts_as", file.counts_as.as_str())
-                .field("bytes_read", file.bytes_read.to_string())
-                .field("bytes_written", file.bytes_written.to_string())
-                .field("complete", flag(file.complete))
-                .field("failed", flag(file.failed))
-                .field("forced", flag(file.forced))
-                .field("open_flags", &file.open_flags)
-                .field("elapsed_ms", file.elapsed_ms.to_string());
-                match &file.copied_from {
-                    Some(from) => logged_path(line, "copied_from", from),
-                    None => line,
-                }
-            }
+            } => file_fields(
+                who(line, sid, user).opt_field("sftp_pid", sftp_pid.map(|p| p.to_string())),
+                file,
+            ),
             WrapperLine::SessionEnd {
                 sid,
                 user,
@@ -368,26 +415,12 @@ impl WrapperLine {
                 dropped_log_lines,
                 error,
             } => {
-                let mut line =
-                    connection_fields(line.field("sid", sid).field("user", user), connection)
-                        .opt_field("sftp_pid", sftp_pid.map(|p| p.to_string()))
-                        .opt_field("duration_ms", duration_ms.map(|d| d.to_string()));
-                line = match exit {
-                    Some(ExitOutcome::Status(code)) => line.field("exit_status", code.to_string()),
-                    Some(ExitOutcome::Signal(sig)) => line.field("signal", sig),
-                    None => line,
-                };
-                if let Some(t) = totals {
-                    line = line
-                        .field("files_uploaded", t.files_uploaded.to_string())
-                        .field("files_downloaded", t.files_downloaded.to_string())
-                        .field("bytes_uploaded", t.bytes_uploaded.to_string())
-                        .field("bytes_downloaded", t.bytes_downloaded.to_string())
-                        .field("failed_operations", t.failed_operations.to_string());
-                }
-                let nonzero = |n: &u64| (*n > 0).then(|| n.to_string());
-                line.opt_field("dropped_events", nonzero(dropped_events))
-                    .opt_field("dropped_log_lines", nonzero(dropped_log_lines))
+                let line = connection_fields(who(line, sid, user), connection)
+                    .opt_field("sftp_pid", sftp_pid.map(|p| p.to_string()))
+                    .opt_field("duration_ms", duration_ms.map(|d| d.to_string()));
+                totals_fields(exit_fields(line, exit.as_ref()), totals.as_ref())
+                    .opt_field("dropped_events", nonzero(*dropped_events))
+                    .opt_field("dropped_log_lines", nonzero(*dropped_log_lines))
                     .opt_field("error", error.as_ref())
             }
             WrapperLine::Hook {
@@ -397,42 +430,28 @@ impl WrapperLine {
                 elapsed_ms,
                 result,
                 stderr,
-            } => {
-                let line = line
-                    .field("sid", sid)
-                    .field("user", user)
+            } => hook_result_fields(
+                who(line, sid, user)
                     .opt_field("hook", hook.as_ref())
-                    .opt_field("elapsed_ms", elapsed_ms.map(|e| e.to_string()));
-                let line = match result {
-                    HookReport::Exit(code) => line
-                        .field("result", "exit")
-                        .field("status", code.to_string()),
-                    HookReport::Signal(sig) => line.field("result", "signal").field("signal", sig),
-                    HookReport::Timeout => line.field("result", "timeout"),
-                    HookReport::SpawnFailed(e) => {
-                        line.field("result", "spawn_failed").field("error", e)
-                    }
-                };
-                line.opt_field("stderr", stderr.as_ref())
-            }
+                    .opt_field("elapsed_ms", elapsed_ms.map(|e| e.to_string())),
+                result,
+            )
+            .opt_field("stderr", stderr.as_ref()),
             WrapperLine::EventDropped {
                 sid,
                 user,
                 event,
                 path,
                 reason,
-            } => line
-                .field("sid", sid)
-                .field("user", user)
-                .field("event", event)
-                .field("path", &path.prefix)
-                .field("path_len", path.len.to_string())
-                .field("path_sha256", &path.sha256)
-                .field("reason", reason.as_str()),
-            WrapperLine::SignalForwarded { sid, user, signal } => line
-                .field("sid", sid)
-                .field("user", user)
-                .field("signal", signal),
+            } => bounded_fields(
+                who(line, sid, user).field("event", event),
+                "path",
+                Some(path),
+            )
+            .field("reason", reason.as_str()),
+            WrapperLine::SignalForwarded { sid, user, signal } => {
+                who(line, sid, user).field("signal", signal)
+            }
         };
         line.into_string()
     }
@@ -473,63 +492,9 @@ impl WrapperLine {
                 args: f.text("args").unwrap_or_default(),
                 wire: f.text("transfers").is_some_and(|t| t == "wire"),
             },
-            FILE_CLOSED => WrapperLine::FileClosed {
-                sid: f.text("sid")?,
-                user: f.text("user")?,
-                sftp_pid: f.number("sftp_pid"),
-                file: FileRecord {
-                    path: f.logged_path("path")?,
-                    counts_as: ClosedAs::parse(&f.text("counts_as")?)?,
-                    bytes_read: f.number("bytes_read")?,
-                    bytes_written: f.number("bytes_written")?,
-                    complete: f.flag("complete")?,
-                    failed: f.flag("failed")?,
-                    forced: f.flag("forced")?,
-                    open_flags: f.text("open_flags").unwrap_or_default(),
-                    elapsed_ms: f.number("elapsed_ms").unwrap_or(0),
-                    copied_from: f.logged_path("copied_from"),
-                },
-            },
-            SESSION_END => {
-                let exit = match (f.number("exit_status"), f.text("signal")) {
-                    (Some(code), _) => Some(ExitOutcome::Status(code)),
-                    (None, Some(sig)) => Some(ExitOutcome::Signal(sig)),
-                    (None, None) => None,
-                };
-                let totals = f.number("files_uploaded").map(|files_uploaded| Totals {
-                    files_uploaded,
-                    files_downloaded: f.number("files_downloaded").unwrap_or(0),
-                    bytes_uploaded: f.number("bytes_uploaded").unwrap_or(0),
-                    bytes_downloaded: f.number("bytes_downloaded").unwrap_or(0),
-                    failed_operations: f.number("failed_operations").unwrap_or(0),
-                });
-                WrapperLine::SessionEnd {
-                    sid: f.text("sid")?,
-                    user: f.text("user")?,
-                    connection: f.connection(),
-                    sftp_pid: f.number("sftp_pid"),
-                    duration_ms: f.number("duration_ms"),
-                    exit,
-                    totals,
-                    dropped_events: f.number("dropped_events").unwrap_or(0),
-                    dropped_log_lines: f.number("dropped_log_lines").unwrap_or(0),
-                    error: f.text("error"),
-                }
-            }
-            HOOK => WrapperLine::Hook {
-                sid: f.text("sid")?,
-                user: f.text("user")?,
-                hook: f.text("hook"),
-                elapsed_ms: f.number("elapsed_ms"),
-                result: match f.text("result")?.as_str() {
-                    "exit" => HookReport::Exit(f.number("status")?),
-                    "signal" => HookReport::Signal(f.text("signal")?),
-                    "timeout" => HookReport::Timeout,
-                    "spawn_failed" => HookReport::SpawnFailed(f.text("error").unwrap_or_default()),
-                    _ => return None,
-                },
-                stderr: f.bytes("stderr"),
-            },
+            FILE_CLOSED => parse_file_closed(&mut f)?,
+            SESSION_END => parse_session_end(&mut f)?,
+            HOOK => parse_hook(&mut f)?,
             EVENT_DROPPED => WrapperLine::EventDropped {
                 sid: f.text("sid")?,
                 user: f.text("user")?,
@@ -549,6 +514,71 @@ impl WrapperLine {
             _ => return None,
         })
     }
+}
+
+/// `file closed`: the path, counters and flags are required; the rest may be missing.
+fn parse_file_closed(f: &mut Fields<'_>) -> Option<WrapperLine> {
+    Some(WrapperLine::FileClosed {
+        sid: f.text("sid")?,
+        user: f.text("user")?,
+        sftp_pid: f.number("sftp_pid"),
+        file: FileRecord {
+            path: f.logged_path("path")?,
+            counts_as: ClosedAs::parse(&f.text("counts_as")?)?,
+            bytes_read: f.number("bytes_read")?,
+            bytes_written: f.number("bytes_written")?,
+            complete: f.flag("complete")?,
+            failed: f.flag("failed")?,
+            forced: f.flag("forced")?,
+            open_flags: f.text("open_flags").unwrap_or_default(),
+            elapsed_ms: f.number("elapsed_ms").unwrap_or(0),
+            copied_from: f.logged_path("copied_from"),
+        },
+    })
+}
+
+fn parse_session_end(f: &mut Fields<'_>) -> Option<WrapperLine> {
+    let exit = match (f.number("exit_status"), f.text("signal")) {
+        (Some(code), _) => Some(ExitOutcome::Status(code)),
+        (None, Some(sig)) => Some(ExitOutcome::Signal(sig)),
+        (None, None) => None,
+    };
+    let totals = f.number("files_uploaded").map(|files_uploaded| Totals {
+        files_uploaded,
+        files_downloaded: f.number("files_downloaded").unwrap_or(0),
+        bytes_uploaded: f.number("bytes_uploaded").unwrap_or(0),
+        bytes_downloaded: f.number("bytes_downloaded").unwrap_or(0),
+        failed_operations: f.number("failed_operations").unwrap_or(0),
+    });
+    Some(WrapperLine::SessionEnd {
+        sid: f.text("sid")?,
+        user: f.text("user")?,
+        connection: f.connection(),
+        sftp_pid: f.number("sftp_pid"),
+        duration_ms: f.number("duration_ms"),
+        exit,
+        totals,
+        dropped_events: f.number("dropped_events").unwrap_or(0),
+        dropped_log_lines: f.number("dropped_log_lines").unwrap_or(0),
+        error: f.text("error"),
+    })
+}
+
+fn parse_hook(f: &mut Fields<'_>) -> Option<WrapperLine> {
+    Some(WrapperLine::Hook {
+        sid: f.text("sid")?,
+        user: f.text("user")?,
+        hook: f.text("hook"),
+        elapsed_ms: f.number("elapsed_ms"),
+        result: match f.text("result")?.as_str() {
+            "exit" => HookReport::Exit(f.number("status")?),
+            "signal" => HookReport::Signal(f.text("signal")?),
+            "timeout" => HookReport::Timeout,
+            "spawn_failed" => HookReport::SpawnFailed(f.text("error").unwrap_or_default()),
+            _ => return None,
+        },
+        stderr: f.bytes("stderr"),
+    })
 }
 
 /// Field look-up: the first field of a name wins. Values are moved out, so that a quoted one

@@ -35,7 +35,21 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
     } = config::load(path).map_err(|e| e.to_string())?;
     let mut problems = Vec::new();
     let mut text = String::new();
-    match &source {
+    write_source(&mut text, source.as_deref(), path);
+    let (name, groups) = user_and_groups(user)?;
+    let eff = cfg.effective_for(&name, &groups);
+    if user.is_some() {
+        write_user(&mut text, &name, &groups, &eff);
+    }
+    write_sftp_server_and_syslog(&mut text, &mut problems, &cfg, &eff);
+    write_hooks(&mut text, &mut problems, &cfg);
+    write_syslog_warning(&mut text, &cfg);
+    Ok(CheckReport { text, problems })
+}
+
+/// Where the config came from.
+fn write_source(text: &mut String, source: Option<&Path>, path: &Path) {
+    match source {
         Some(p) => {
             let _ = writeln!(
                 text,
@@ -51,26 +65,38 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
             );
         }
     }
-    let (name, groups) = match user {
+}
+
+/// `user`'s name and groups from the password database; none for no user.
+fn user_and_groups(user: Option<&str>) -> Result<(String, Vec<String>), String> {
+    match user {
         Some(name) => {
             let entry = nix::unistd::User::from_name(name)
                 .map_err(|e| format!("cannot look up user {name:?}: {e}"))?
                 .ok_or_else(|| format!("no such user: {name:?}"))?;
             let groups = crate::shell::session::group_names(&entry);
-            (name.to_owned(), groups)
+            Ok((name.to_owned(), groups))
         }
-        None => (String::new(), Vec::new()),
-    };
-    let eff = cfg.effective_for(&name, &groups);
-    if user.is_some() {
-        let _ = writeln!(text, "user = {name:?}");
-        let _ = writeln!(text, "groups = {}", quoted_list(&groups));
-        let _ = writeln!(
-            text,
-            "overrides_applied = {}",
-            quoted_list(&eff.applied_overrides)
-        );
+        None => Ok((String::new(), Vec::new())),
     }
+}
+
+fn write_user(text: &mut String, name: &str, groups: &[String], eff: &config::Effective) {
+    let _ = writeln!(text, "user = {name:?}");
+    let _ = writeln!(text, "groups = {}", quoted_list(groups));
+    let _ = writeln!(
+        text,
+        "overrides_applied = {}",
+        quoted_list(&eff.applied_overrides)
+    );
+}
+
+fn write_sftp_server_and_syslog(
+    text: &mut String,
+    problems: &mut Vec<String>,
+    cfg: &config::Config,
+    eff: &config::Effective,
+) {
     if let Err(e) = executable(&eff.sftp_server_path) {
         problems.push(format!("sftp-server: {e}"));
     }
@@ -87,6 +113,10 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
     let _ = writeln!(text, "facility = {:?}", cfg.syslog.facility.as_str());
     let _ = writeln!(text, "ident = {:?}", cfg.syslog.ident);
     let _ = writeln!(text, "on_failure = {:?}", cfg.syslog.on_failure.as_str());
+}
+
+/// Every hook, set or not; a set one's program must be executable.
+fn write_hooks(text: &mut String, problems: &mut Vec<String>, cfg: &config::Config) {
     let _ = writeln!(text, "\n[hooks]");
     let event_keys: Vec<(String, Option<&Vec<String>>)> = cfg
         .hooks
@@ -124,6 +154,10 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
     );
     let _ = writeln!(text, "event_format = {:?}", cfg.hooks.event_format.as_str());
     let _ = writeln!(text, "upload_on_rename = {}", cfg.hooks.upload_on_rename);
+}
+
+/// Warns when no syslog daemon answers now: sessions depend on it.
+fn write_syslog_warning(text: &mut String, cfg: &config::Config) {
     if let Err(e) = syslog::probe(syslog::SYSLOG_SOCKET) {
         let _ = writeln!(
             text,
@@ -135,5 +169,4 @@ pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, Stri
             }
         );
     }
-    Ok(CheckReport { text, problems })
 }

@@ -86,192 +86,233 @@ pub fn audit(
     proc_isolation_off: bool,
     ptrace_scope: Option<u32>,
 ) -> Vec<Finding> {
-    let get = |key: &str| {
-        settings
+    let mut audit = Audit {
+        settings,
+        findings: Vec::new(),
+    };
+    audit.environment();
+    audit.forwarding();
+    audit.subsystems(allowed_commands);
+    audit.force_command_and_chroot();
+    audit.ptrace(hooks, proc_isolation_off, ptrace_scope);
+    audit.findings
+}
+
+/// One user's effective settings and what was found in them so far.
+struct Audit<'a> {
+    settings: &'a HashMap<String, Vec<String>>,
+    findings: Vec<Finding>,
+}
+
+impl<'a> Audit<'a> {
+    /// A setting's first value; empty where `sshd -T` printed none.
+    fn get(&self, key: &str) -> &'a str {
+        self.settings
             .get(key)
             .and_then(|v| v.first())
             .map(String::as_str)
             .unwrap_or("")
-    };
-    let mut findings = Vec::new();
-    let mut add = |level, setting: &str, problem: String, fix: &str| {
-        findings.push(Finding {
+    }
+
+    fn add(&mut self, level: Level, setting: &str, problem: String, fix: &str) {
+        self.findings.push(Finding {
             level,
             setting: setting.to_owned(),
             problem,
             fix: fix.to_owned(),
         })
-    };
-    if get("permituserenvironment") != "no" {
-        add(
-            Level::Error,
-            "PermitUserEnvironment",
-            format!(
-                "is {}: the partner sets the wrapper's environment in ~/.ssh/environment (LD_PRELOAD runs code before the wrapper's main)",
-                get("permituserenvironment")
-            ),
-            "PermitUserEnvironment no (a global setting: it is not allowed in a Match block)",
-        );
     }
-    for pattern in settings.get("acceptenv").into_iter().flatten() {
-        for word in pattern.split_whitespace() {
-            let hit: Vec<&str> = CLIENT_SET_VARIABLES
-                .iter()
-                .chain(harden::LOADER_VARIABLES.iter())
-                .copied()
-                .filter(|v| matches(word.as_bytes(), v.as_bytes()))
-                .chain(
-                    (matches(word.as_bytes(), b"LD_X") || word.starts_with("LD_"))
-                        .then_some("LD_*"),
-                )
-                .collect();
-            if !hit.is_empty() {
-                add(
-                    Level::Error,
-                    "AcceptEnv",
-                    format!("{word} lets the client set {}", hit.join(", ")),
-                    "AcceptEnv LANG LC_* (or nothing) in the partners' Match block",
-                );
+
+    /// The environment the client or the partner's files can set for the wrapper.
+    fn environment(&mut self) {
+        if self.get("permituserenvironment") != "no" {
+            self.add(
+                Level::Error,
+                "PermitUserEnvironment",
+                format!(
+                    "is {}: the partner sets the wrapper's environment in ~/.ssh/environment (LD_PRELOAD runs code before the wrapper's main)",
+                    self.get("permituserenvironment")
+                ),
+                "PermitUserEnvironment no (a global setting: it is not allowed in a Match block)",
+            );
+        }
+        for pattern in self.settings.get("acceptenv").into_iter().flatten() {
+            for word in pattern.split_whitespace() {
+                let hit: Vec<&str> = CLIENT_SET_VARIABLES
+                    .iter()
+                    .chain(harden::LOADER_VARIABLES.iter())
+                    .copied()
+                    .filter(|v| matches(word.as_bytes(), v.as_bytes()))
+                    .chain(
+                        (matches(word.as_bytes(), b"LD_X") || word.starts_with("LD_"))
+                            .then_some("LD_*"),
+                    )
+                    .collect();
+                if !hit.is_empty() {
+                    self.add(
+                        Level::Error,
+                        "AcceptEnv",
+                        format!("{word} lets the client set {}", hit.join(", ")),
+                        "AcceptEnv LANG LC_* (or nothing) in the partners' Match block",
+                    );
+                }
             }
         }
     }
-    let forwarding_off = get("disableforwarding") == "yes";
-    for (key, name, level) in [
-        ("allowtcpforwarding", "AllowTcpForwarding", Level::Error),
-        (
-            "allowstreamlocalforwarding",
-            "AllowStreamLocalForwarding",
-            Level::Error,
-        ),
-        ("x11forwarding", "X11Forwarding", Level::Error),
-        (
-            "allowagentforwarding",
-            "AllowAgentForwarding",
-            Level::Warning,
-        ),
-    ] {
-        if !forwarding_off && !matches!(get(key), "no" | "") {
-            add(
+
+    /// The channels sshd serves without running the login shell.
+    fn forwarding(&mut self) {
+        let forwarding_off = self.get("disableforwarding") == "yes";
+        for (key, name, level) in [
+            ("allowtcpforwarding", "AllowTcpForwarding", Level::Error),
+            (
+                "allowstreamlocalforwarding",
+                "AllowStreamLocalForwarding",
+                Level::Error,
+            ),
+            ("x11forwarding", "X11Forwarding", Level::Error),
+            (
+                "allowagentforwarding",
+                "AllowAgentForwarding",
+                Level::Warning,
+            ),
+        ] {
+            if !forwarding_off && !matches!(self.get(key), "no" | "") {
+                self.add(
+                    level,
+                    name,
+                    format!(
+                        "is {}: the partner can use this server as a proxy or relay without the shell ever running",
+                        self.get(key)
+                    ),
+                    "DisableForwarding yes (and AllowTcpForwarding no, AllowStreamLocalForwarding no, X11Forwarding no, AllowAgentForwarding no) in the Match block",
+                );
+            }
+        }
+        if !matches!(self.get("permittunnel"), "no" | "") {
+            self.add(
+                Level::Error,
+                "PermitTunnel",
+                format!(
+                    "is {}: tun/tap forwarding bypasses the shell",
+                    self.get("permittunnel")
+                ),
+                "PermitTunnel no",
+            );
+        }
+        if self.get("permittty") != "no" {
+            self.add(
+                Level::Warning,
+                "PermitTTY",
+                "is yes: the wrapper refuses terminal sessions, but sshd allocates the terminal first"
+                    .to_owned(),
+                "PermitTTY no",
+            );
+        }
+        if self.get("permituserrc") != "no" {
+            self.add(
+                Level::Warning,
+                "PermitUserRC",
+                "is yes: sshd runs ~/.ssh/rc through the login shell (the wrapper refuses it and logs a refusal for every session)".to_owned(),
+                "PermitUserRC no",
+            );
+        }
+    }
+
+    /// Each subsystem must reach the wrapper with a command it allows.
+    fn subsystems(&mut self, allowed_commands: &[String]) {
+        let subsystems = self
+            .settings
+            .get("subsystem")
+            .map_or(&[][..], Vec::as_slice);
+        for subsystem in subsystems {
+            let (name, command) = subsystem
+                .trim()
+                .split_once(char::is_whitespace)
+                .map_or((subsystem.trim(), ""), |(n, c)| (n, c.trim()));
+            // sshd serves the subsystem itself when the program (the first word) is exactly this.
+            if command.split_whitespace().next() == Some("internal-sftp") {
+                self.add(
+                    Level::Error,
+                    "Subsystem",
+                    format!(
+                        "{name} is internal-sftp: a client that asks for subsystem {name:?} gets SFTP served by sshd itself, which never runs the login shell (no namespace, no session start or end, no hook)"
+                    ),
+                    "remove that Subsystem line, or give it the sftp-server program (Subsystem sftp /usr/lib/openssh/sftp-server, the path in sftp_server.allowed_commands)",
+                );
+            } else if !allowed_commands.iter().any(|c| c == command) {
+                self.add(
+                    Level::Error,
+                    "Subsystem",
+                    format!(
+                        "{name} is {command:?}, which sftp_server.allowed_commands does not list: {}",
+                        if name == "sftp" {
+                            "every SFTP session is refused"
+                        } else {
+                            "sshd runs it through the login shell, which refuses it; it serves the partner nothing"
+                        }
+                    ),
+                    "list it in sftp_server.allowed_commands, or change or remove the Subsystem line",
+                );
+            }
+        }
+        if !subsystems
+            .iter()
+            .any(|s| s.split_whitespace().next() == Some("sftp"))
+        {
+            self.add(
+                Level::Warning,
+                "Subsystem",
+                "there is no sftp subsystem: SFTP clients are refused".to_owned(),
+                "Subsystem sftp /usr/lib/openssh/sftp-server",
+            );
+        }
+    }
+
+    fn force_command_and_chroot(&mut self) {
+        let force = self.get("forcecommand");
+        if !matches!(force, "none" | "") {
+            let level = if force.starts_with("internal-sftp") {
+                Level::Error
+            } else {
+                Level::Warning
+            };
+            self.add(
                 level,
-                name,
-                format!(
-                    "is {}: the partner can use this server as a proxy or relay without the shell ever running",
-                    get(key)
-                ),
-                "DisableForwarding yes (and AllowTcpForwarding no, AllowStreamLocalForwarding no, X11Forwarding no, AllowAgentForwarding no) in the Match block",
+                "ForceCommand",
+                format!("is {force:?}: it replaces the subsystem command the wrapper expects"),
+                "no ForceCommand for partners whose login shell is the wrapper",
+            );
+        }
+        if matches!(self.get("chrootdirectory"), "none" | "") {
+            self.add(
+                Level::Warning,
+                "ChrootDirectory",
+                "is none: the partner sees the whole filesystem, including /proc outside sftp-server's namespace".to_owned(),
+                "ChrootDirectory /srv/sftp/%u (sftpd-wrapper --setup-chroot USER)",
             );
         }
     }
-    if !matches!(get("permittunnel"), "no" | "") {
-        add(
-            Level::Error,
-            "PermitTunnel",
-            format!(
-                "is {}: tun/tap forwarding bypasses the shell",
-                get("permittunnel")
-            ),
-            "PermitTunnel no",
-        );
-    }
-    if get("permittty") != "no" {
-        add(
-            Level::Warning,
-            "PermitTTY",
-            "is yes: the wrapper refuses terminal sessions, but sshd allocates the terminal first"
-                .to_owned(),
-            "PermitTTY no",
-        );
-    }
-    if get("permituserrc") != "no" {
-        add(
-            Level::Warning,
-            "PermitUserRC",
-            "is yes: sshd runs ~/.ssh/rc through the login shell (the wrapper refuses it and logs a refusal for every session)".to_owned(),
-            "PermitUserRC no",
-        );
-    }
-    let subsystems = settings.get("subsystem").map_or(&[][..], Vec::as_slice);
-    for subsystem in subsystems {
-        let (name, command) = subsystem
-            .trim()
-            .split_once(char::is_whitespace)
-            .map_or((subsystem.trim(), ""), |(n, c)| (n, c.trim()));
-        // sshd serves the subsystem itself when the program (the first word) is exactly this.
-        if command.split_whitespace().next() == Some("internal-sftp") {
-            add(
-                Level::Error,
-                "Subsystem",
+
+    /// Whether the partner's processes can reach the hooks' memory.
+    fn ptrace(&mut self, hooks: bool, proc_isolation_off: bool, ptrace_scope: Option<u32>) {
+        if ptrace_scope.unwrap_or(0) < 1 {
+            let level = if hooks && proc_isolation_off {
+                Level::Error
+            } else {
+                Level::Warning
+            };
+            self.add(
+                level,
+                "kernel.yama.ptrace_scope",
                 format!(
-                    "{name} is internal-sftp: a client that asks for subsystem {name:?} gets SFTP served by sshd itself, which never runs the login shell (no namespace, no session start or end, no hook)"
+                    "is {}: processes of one uid may write each other's memory; only sftp-server's private /proc keeps the partner from the hooks",
+                    ptrace_scope.map_or("missing (no Yama)".to_owned(), |s| s.to_string())
                 ),
-                "remove that Subsystem line, or give it the sftp-server program (Subsystem sftp /usr/lib/openssh/sftp-server, the path in sftp_server.allowed_commands)",
-            );
-        } else if !allowed_commands.iter().any(|c| c == command) {
-            add(
-                Level::Error,
-                "Subsystem",
-                format!(
-                    "{name} is {command:?}, which sftp_server.allowed_commands does not list: {}",
-                    if name == "sftp" {
-                        "every SFTP session is refused"
-                    } else {
-                        "sshd runs it through the login shell, which refuses it; it serves the partner nothing"
-                    }
-                ),
-                "list it in sftp_server.allowed_commands, or change or remove the Subsystem line",
+                "kernel.yama.ptrace_scope = 1 in /etc/sysctl.d/ (sysctl -w to apply now), and keep sftp_server.proc_isolation = \"require\"",
             );
         }
     }
-    if !subsystems
-        .iter()
-        .any(|s| s.split_whitespace().next() == Some("sftp"))
-    {
-        add(
-            Level::Warning,
-            "Subsystem",
-            "there is no sftp subsystem: SFTP clients are refused".to_owned(),
-            "Subsystem sftp /usr/lib/openssh/sftp-server",
-        );
-    }
-    let force = get("forcecommand");
-    if !matches!(force, "none" | "") {
-        let level = if force.starts_with("internal-sftp") {
-            Level::Error
-        } else {
-            Level::Warning
-        };
-        add(
-            level,
-            "ForceCommand",
-            format!("is {force:?}: it replaces the subsystem command the wrapper expects"),
-            "no ForceCommand for partners whose login shell is the wrapper",
-        );
-    }
-    if matches!(get("chrootdirectory"), "none" | "") {
-        add(
-            Level::Warning,
-            "ChrootDirectory",
-            "is none: the partner sees the whole filesystem, including /proc outside sftp-server's namespace".to_owned(),
-            "ChrootDirectory /srv/sftp/%u (sftpd-wrapper --setup-chroot USER)",
-        );
-    }
-    if ptrace_scope.unwrap_or(0) < 1 {
-        let level = if hooks && proc_isolation_off {
-            Level::Error
-        } else {
-            Level::Warning
-        };
-        add(
-            level,
-            "kernel.yama.ptrace_scope",
-            format!(
-                "is {}: processes of one uid may write each other's memory; only sftp-server's private /proc keeps the partner from the hooks",
-                ptrace_scope.map_or("missing (no Yama)".to_owned(), |s| s.to_string())
-            ),
-            "kernel.yama.ptrace_scope = 1 in /etc/sysctl.d/ (sysctl -w to apply now), and keep sftp_server.proc_isolation = \"require\"",
-        );
-    }
-    findings
 }
 
 /// Where sshd looks for an `Include` given as a relative path (Debian's SSHDIR).
@@ -619,159 +660,29 @@ pub fn connections(
     global: &HashMap<String, Vec<String>>,
     fixed: &Fixed,
 ) -> (Vec<Connection>, Option<String>) {
-    let named = |criterion: &str| -> Vec<&String> {
-        blocks.iter().flat_map(|b| b.patterns(criterion)).collect()
-    };
     let use_dns = global
         .get("usedns")
         .and_then(|v| v.first())
         .is_some_and(|v| v == "yes");
-    // Without UseDNS sshd matches Host patterns against the client address.
-    let addresses = match &fixed.addr {
-        Some(a) => vec![a.clone()],
-        None => {
-            let mut patterns = named("address");
-            if !use_dns {
-                patterns.extend(named("host"));
-            }
-            let mut list = vec![OTHER_ADDRESS.to_owned()];
-            if !patterns.is_empty() {
-                list.push(OTHER_ADDRESS_V6.to_owned());
-            }
-            list.extend(address_representatives(patterns));
-            dedup(list)
-        }
-    };
-    // None: the host name is the address (UseDNS no, or a failed reverse lookup).
-    let hosts: Vec<Option<String>> = match &fixed.host {
-        Some(h) => vec![Some(h.clone())],
-        None if use_dns => {
-            let mut list = vec![None, Some(OTHER_HOST.to_owned())];
-            list.extend(
-                named("host")
-                    .into_iter()
-                    .map(|p| Some(name_representative(p))),
-            );
-            dedup(list)
-        }
-        None => vec![None],
-    };
     let listen = global.get("listenaddress").map_or(&[][..], Vec::as_slice);
-    let mut ports: Vec<String> = global.get("port").cloned().unwrap_or_default();
-    ports.extend(
-        listen
-            .iter()
-            .filter_map(|l| l.rsplit_once(':').map(|(_, p)| p.to_owned())),
-    );
-    if ports.is_empty() {
-        ports.push("22".to_owned());
-    }
-    let lports: Vec<Option<String>> = match &fixed.lport {
-        Some(p) => vec![Some(p.clone())],
-        None if named("localport").is_empty() => vec![Some(ports[0].clone())],
-        None => dedup(
-            ports
-                .into_iter()
-                .chain(named("localport").into_iter().cloned())
-                .map(Some)
-                .collect(),
-        ),
+    let values = Values {
+        addresses: client_addresses(blocks, fixed, use_dns),
+        hosts: host_names(blocks, fixed, use_dns),
+        laddrs: local_addresses(blocks, listen),
+        lports: local_ports(blocks, global, listen, fixed),
+        rdomains: routing_domains(blocks),
     };
-    let laddrs: Vec<Option<String>> = if named("localaddress").is_empty() {
-        vec![None]
-    } else {
-        let specific: Vec<String> = listen
-            .iter()
-            .filter_map(|l| {
-                l.rsplit_once(':')
-                    .map(|(a, _)| a.trim_matches(['[', ']']).to_owned())
-            })
-            .filter(|a| !matches!(a.as_str(), "0.0.0.0" | "::"))
-            .collect();
-        let mut patterns = named("localaddress");
-        patterns.extend(specific.iter());
-        let mut list = vec![Some("198.51.100.1".to_owned())];
-        list.extend(address_representatives(patterns).into_iter().map(Some));
-        dedup(list)
-    };
-    let rdomains: Vec<Option<String>> = {
-        let mut list = vec![None];
-        list.extend(
-            named("rdomain")
-                .into_iter()
-                .map(|p| Some(name_representative(p))),
-        );
-        dedup(list)
-    };
-    let make = |addr: &String,
-                host: &Option<String>,
-                laddr: &Option<String>,
-                lport: &Option<String>,
-                rdomain: &Option<String>| Connection {
-        addr: addr.clone(),
-        host: host.clone().unwrap_or_else(|| addr.clone()),
-        laddr: laddr.clone(),
-        lport: lport.clone(),
-        rdomain: rdomain.clone(),
-    };
-    let total = addresses.len() * hosts.len() * lports.len() * laddrs.len() * rdomains.len();
+    let total = values.addresses.len()
+        * values.hosts.len()
+        * values.lports.len()
+        * values.laddrs.len()
+        * values.rdomains.len();
     if total <= MAX_CONNECTIONS {
-        let mut all = Vec::with_capacity(total);
-        for addr in &addresses {
-            for host in &hosts {
-                for laddr in &laddrs {
-                    for lport in &lports {
-                        for rdomain in &rdomains {
-                            all.push(make(addr, host, laddr, lport, rdomain));
-                        }
-                    }
-                }
-            }
-        }
-        return (all, None);
+        return (values.every_combination(total), None);
     }
     // Too many: every value alone (the others at their first), then each block's own values
     // together.
-    let mut some = Vec::new();
-    for addr in &addresses {
-        some.push(make(addr, &hosts[0], &laddrs[0], &lports[0], &rdomains[0]));
-    }
-    for host in &hosts {
-        some.push(make(
-            &addresses[0],
-            host,
-            &laddrs[0],
-            &lports[0],
-            &rdomains[0],
-        ));
-    }
-    for laddr in &laddrs {
-        some.push(make(
-            &addresses[0],
-            &hosts[0],
-            laddr,
-            &lports[0],
-            &rdomains[0],
-        ));
-    }
-    for lport in &lports {
-        some.push(make(
-            &addresses[0],
-            &hosts[0],
-            &laddrs[0],
-            lport,
-            &rdomains[0],
-        ));
-    }
-    for rdomain in &rdomains {
-        some.push(make(
-            &addresses[0],
-            &hosts[0],
-            &laddrs[0],
-            &lports[0],
-            rdomain,
-        ));
-    }
+    let mut some = values.each_alone();
     let mut partial = Vec::new();
     for block in blocks {
         let kinds = ["address", "host", "localaddress", "localport", "rdomain"];
@@ -784,26 +695,7 @@ pub fn connections(
             continue;
         }
         partial.push(block.describe());
-        let first = |k: &str| block.patterns(k).find(|p| !p.starts_with('!'));
-        let addr = fixed.addr.clone().or_else(|| {
-            first("address").and_then(|p| address_representatives([p]).into_iter().next())
-        });
-        let addr = addr.unwrap_or_else(|| addresses[0].clone());
-        let host = fixed.host.clone().or_else(|| {
-            use_dns
-                .then(|| first("host").map(|p| name_representative(p)))
-                .flatten()
-        });
-        let laddr = first("localaddress")
-            .and_then(|p| address_representatives([p]).into_iter().next())
-            .or_else(|| laddrs[0].clone());
-        let lport = fixed
-            .lport
-            .clone()
-            .or_else(|| first("localport").cloned())
-            .or_else(|| lports[0].clone());
-        let rdomain = first("rdomain").map(|p| name_representative(p));
-        some.push(make(&addr, &host, &laddr, &lport, &rdomain));
+        some.push(values.block_together(block, fixed, use_dns));
     }
     let some = dedup(some);
     let note = format!(
@@ -816,6 +708,200 @@ pub fn connections(
         }
     );
     (some, Some(note))
+}
+
+/// The patterns of `criterion` in every block.
+fn named<'a>(blocks: &'a [MatchBlock], criterion: &str) -> Vec<&'a String> {
+    blocks.iter().flat_map(|b| b.patterns(criterion)).collect()
+}
+
+fn client_addresses(blocks: &[MatchBlock], fixed: &Fixed, use_dns: bool) -> Vec<String> {
+    // Without UseDNS sshd matches Host patterns against the client address.
+    match &fixed.addr {
+        Some(a) => vec![a.clone()],
+        None => {
+            let mut patterns = named(blocks, "address");
+            if !use_dns {
+                patterns.extend(named(blocks, "host"));
+            }
+            let mut list = vec![OTHER_ADDRESS.to_owned()];
+            if !patterns.is_empty() {
+                list.push(OTHER_ADDRESS_V6.to_owned());
+            }
+            list.extend(address_representatives(patterns));
+            dedup(list)
+        }
+    }
+}
+
+/// None: the host name is the address (UseDNS no, or a failed reverse lookup).
+fn host_names(blocks: &[MatchBlock], fixed: &Fixed, use_dns: bool) -> Vec<Option<String>> {
+    match &fixed.host {
+        Some(h) => vec![Some(h.clone())],
+        None if use_dns => {
+            let mut list = vec![None, Some(OTHER_HOST.to_owned())];
+            list.extend(
+                named(blocks, "host")
+                    .into_iter()
+                    .map(|p| Some(name_representative(p))),
+            );
+            dedup(list)
+        }
+        None => vec![None],
+    }
+}
+
+fn local_ports(
+    blocks: &[MatchBlock],
+    global: &HashMap<String, Vec<String>>,
+    listen: &[String],
+    fixed: &Fixed,
+) -> Vec<Option<String>> {
+    let mut ports: Vec<String> = global.get("port").cloned().unwrap_or_default();
+    ports.extend(
+        listen
+            .iter()
+            .filter_map(|l| l.rsplit_once(':').map(|(_, p)| p.to_owned())),
+    );
+    if ports.is_empty() {
+        ports.push("22".to_owned());
+    }
+    match &fixed.lport {
+        Some(p) => vec![Some(p.clone())],
+        None if named(blocks, "localport").is_empty() => vec![Some(ports[0].clone())],
+        None => dedup(
+            ports
+                .into_iter()
+                .chain(named(blocks, "localport").into_iter().cloned())
+                .map(Some)
+                .collect(),
+        ),
+    }
+}
+
+fn local_addresses(blocks: &[MatchBlock], listen: &[String]) -> Vec<Option<String>> {
+    if named(blocks, "localaddress").is_empty() {
+        return vec![None];
+    }
+    let specific: Vec<String> = listen
+        .iter()
+        .filter_map(|l| {
+            l.rsplit_once(':')
+                .map(|(a, _)| a.trim_matches(['[', ']']).to_owned())
+        })
+        .filter(|a| !matches!(a.as_str(), "0.0.0.0" | "::"))
+        .collect();
+    let mut patterns = named(blocks, "localaddress");
+    patterns.extend(specific.iter());
+    let mut list = vec![Some("198.51.100.1".to_owned())];
+    list.extend(address_representatives(patterns).into_iter().map(Some));
+    dedup(list)
+}
+
+fn routing_domains(blocks: &[MatchBlock]) -> Vec<Option<String>> {
+    let mut list = vec![None];
+    list.extend(
+        named(blocks, "rdomain")
+            .into_iter()
+            .map(|p| Some(name_representative(p))),
+    );
+    dedup(list)
+}
+
+/// The values of each connection property worth evaluating, each list non-empty.
+struct Values {
+    addresses: Vec<String>,
+    hosts: Vec<Option<String>>,
+    laddrs: Vec<Option<String>>,
+    lports: Vec<Option<String>>,
+    rdomains: Vec<Option<String>>,
+}
+
+fn make_connection(
+    addr: &str,
+    host: &Option<String>,
+    laddr: &Option<String>,
+    lport: &Option<String>,
+    rdomain: &Option<String>,
+) -> Connection {
+    Connection {
+        addr: addr.to_owned(),
+        host: host.clone().unwrap_or_else(|| addr.to_owned()),
+        laddr: laddr.clone(),
+        lport: lport.clone(),
+        rdomain: rdomain.clone(),
+    }
+}
+
+impl Values {
+    fn every_combination(&self, total: usize) -> Vec<Connection> {
+        let mut all = Vec::with_capacity(total);
+        for addr in &self.addresses {
+            for host in &self.hosts {
+                for laddr in &self.laddrs {
+                    for lport in &self.lports {
+                        for rdomain in &self.rdomains {
+                            all.push(make_connection(addr, host, laddr, lport, rdomain));
+                        }
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    /// Every value alone, the others at their first.
+    fn each_alone(&self) -> Vec<Connection> {
+        let (addr, host, laddr, lport, rdomain) = (
+            &self.addresses[0],
+            &self.hosts[0],
+            &self.laddrs[0],
+            &self.lports[0],
+            &self.rdomains[0],
+        );
+        let mut some = Vec::new();
+        for a in &self.addresses {
+            some.push(make_connection(a, host, laddr, lport, rdomain));
+        }
+        for h in &self.hosts {
+            some.push(make_connection(addr, h, laddr, lport, rdomain));
+        }
+        for l in &self.laddrs {
+            some.push(make_connection(addr, host, l, lport, rdomain));
+        }
+        for p in &self.lports {
+            some.push(make_connection(addr, host, laddr, p, rdomain));
+        }
+        for r in &self.rdomains {
+            some.push(make_connection(addr, host, laddr, lport, r));
+        }
+        some
+    }
+
+    /// A connection with `block`'s own values (its first pattern of each criterion that is
+    /// not negated), the fixed ones and the first values elsewhere.
+    fn block_together(&self, block: &MatchBlock, fixed: &Fixed, use_dns: bool) -> Connection {
+        let first = |k: &str| block.patterns(k).find(|p| !p.starts_with('!'));
+        let addr = fixed.addr.clone().or_else(|| {
+            first("address").and_then(|p| address_representatives([p]).into_iter().next())
+        });
+        let addr = addr.unwrap_or_else(|| self.addresses[0].clone());
+        let host = fixed.host.clone().or_else(|| {
+            use_dns
+                .then(|| first("host").map(|p| name_representative(p)))
+                .flatten()
+        });
+        let laddr = first("localaddress")
+            .and_then(|p| address_representatives([p]).into_iter().next())
+            .or_else(|| self.laddrs[0].clone());
+        let lport = fixed
+            .lport
+            .clone()
+            .or_else(|| first("localport").cloned())
+            .or_else(|| self.lports[0].clone());
+        let rdomain = first("rdomain").map(|p| name_representative(p));
+        make_connection(&addr, &host, &laddr, &lport, &rdomain)
+    }
 }
 
 fn dedup<T: PartialEq>(list: Vec<T>) -> Vec<T> {
@@ -874,9 +960,28 @@ pub fn check(
     };
     let global = effective_settings(user, &probe, sshd_config)?;
     let (connections, note) = connections(&blocks, &global, fixed);
+    let (found, failures) = audit_connections(user, &connections, sshd_config, facts);
+    let mut text = String::new();
+    write_connections(&mut text, user, config_path, &connections, note.is_some());
+    write_blocks(&mut text, &blocks);
+    if let Some(note) = &note {
+        let _ = writeln!(text, "# not every combination evaluated: {note}");
+    }
+    let error = write_findings(&mut text, &found, &failures, &unread, connections.len());
+    Ok((text, error))
+}
+
+/// The findings of every connection, each with the connections it was found for, in the order
+/// first found; and the `sshd -T` runs that failed.
+fn audit_connections(
+    user: &str,
+    connections: &[Connection],
+    sshd_config: Option<&Path>,
+    facts: &WrapperFacts,
+) -> (Vec<Found>, Vec<String>) {
     let mut found: Vec<Found> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
-    for connection in &connections {
+    for connection in connections {
         let settings = match effective_settings(user, connection, sshd_config) {
             Ok(s) => s,
             Err(e) => {
@@ -901,17 +1006,27 @@ pub fn check(
             }
         }
     }
-    let mut text = String::new();
+    (found, failures)
+}
+
+/// The report's head: how many connections, and the values they took.
+fn write_connections(
+    text: &mut String,
+    user: &str,
+    config_path: &Path,
+    connections: &[Connection],
+    partial: bool,
+) {
     let _ = writeln!(
         text,
         "# sshd -T -C for user={user} ({}): {} connection{}, {} of",
         config_path.display(),
         connections.len(),
         if connections.len() == 1 { "" } else { "s" },
-        if note.is_none() {
-            "every combination"
-        } else {
+        if partial {
             "some combinations (see below)"
+        } else {
+            "every combination"
         }
     );
     let values = |get: &dyn Fn(&Connection) -> Option<String>| -> String {
@@ -941,10 +1056,14 @@ pub fn check(
             let _ = writeln!(text, "#   {key}: {list}");
         }
     }
+}
+
+/// Each Match block, and the criteria sshd -T could not be told.
+fn write_blocks(text: &mut String, blocks: &[MatchBlock]) {
     if blocks.is_empty() {
         let _ = writeln!(text, "# no Match blocks");
     }
-    for block in &blocks {
+    for block in blocks {
         let unknown: Vec<&str> = block
             .criteria
             .iter()
@@ -966,26 +1085,32 @@ pub fn check(
         }
         text.push('\n');
     }
-    if let Some(note) = &note {
-        let _ = writeln!(text, "# not every combination evaluated: {note}");
-    }
+}
+
+/// Unread includes, failed runs and the findings, errors first; whether any is an error.
+fn write_findings(
+    text: &mut String,
+    found: &[Found],
+    failures: &[String],
+    unread: &[String],
+    connections: usize,
+) -> bool {
     let mut error = false;
-    for problem in &unread {
+    for problem in unread {
         let _ = writeln!(
             text,
             "warning: Include {problem}: its Match blocks were not evaluated"
         );
     }
-    for failure in &failures {
+    for failure in failures {
         error = true;
         let _ = writeln!(text, "error: {failure}");
     }
-    let findings: Vec<Finding> = found.iter().map(|f| f.finding.clone()).collect();
-    error |= findings.iter().any(|f| f.level == Level::Error);
+    error |= found.iter().any(|f| f.finding.level == Level::Error);
     for level in [Level::Error, Level::Warning] {
         for f in found.iter().filter(|f| f.finding.level == level) {
             let mut line = report(std::slice::from_ref(&f.finding));
-            if f.connections.len() < connections.len() {
+            if f.connections.len() < connections {
                 line.pop();
                 let names: Vec<String> = f
                     .connections
@@ -1005,7 +1130,7 @@ pub fn check(
     if found.is_empty() && failures.is_empty() {
         text.push_str(&report(&[]));
     }
-    Ok((text, error))
+    error
 }
 
 /// The report: one line per finding, errors first.

@@ -7,7 +7,8 @@
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
 use super::pending::{
-    Batch, HoldsRows, IdTable, Link, RowUpdate, SessionPatch, WriteBehind, WritesBatches,
+    Batch, HoldsRows, IdTable, Link, PendingOp, PendingTransfer, RowUpdate, SessionPatch,
+    SessionRow, WriteBehind, WritesBatches,
 };
 use super::{
     Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
@@ -503,190 +504,204 @@ fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<(
 /// The rows, sent with binary COPY: no SQL text to parse or plan, no parameter limit,
 /// values in PostgreSQL's own binary form.
 fn copy_rows(batch: &Batch, conn: &mut Conn) -> Result<()> {
-    let (sessions, transfers, ops) = (&batch.sessions, &batch.transfers, &batch.ops);
-    if !sessions.is_empty() {
-        let e = pg_err(&conn.shown);
-        let mut writer = binary_copy(
-            &mut conn.client,
-            &e,
-            "COPY sessions (id, host, \"user\", client_ip, client_port, local_ip, local_port,
+    if !batch.sessions.is_empty() {
+        copy_sessions(&batch.sessions, conn)?;
+    }
+    if !batch.transfers.is_empty() {
+        copy_transfers(&batch.transfers, conn)?;
+    }
+    if !batch.ops.is_empty() {
+        copy_operations(&batch.ops, conn)?;
+    }
+    Ok(())
+}
+
+fn copy_sessions(sessions: &[SessionRow], conn: &mut Conn) -> Result<()> {
+    let e = pg_err(&conn.shown);
+    let mut writer = binary_copy(
+        &mut conn.client,
+        &e,
+        "COPY sessions (id, host, \"user\", client_ip, client_port, local_ip, local_port,
                                 started_at, ended_at, duration_ms, exit_status, signal,
                                 end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
                                 sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid,
                                 origin_command)
                  FROM STDIN (FORMAT binary)",
-            &[
-                Type::INT8,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::INT8,
-                Type::TEXT,
-                Type::INT8,
-                Type::TIMESTAMPTZ,
-                Type::TIMESTAMPTZ,
-                Type::INT8,
-                Type::INT8,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::INT8,
-                Type::INT8,
-                Type::TEXT,
-                Type::TEXT,
-                Type::BOOL,
-                Type::TEXT,
-                Type::INT8,
-                Type::INT8,
-                Type::INT8,
-                Type::TEXT,
-            ],
-        )?;
-        for s in sessions {
-            let started = copy_time(&s.record.started_at)?;
-            let ended = s.record.ended_at.as_deref().map(copy_time).transpose()?;
-            writer
-                .write(&[
-                    &s.record.id,
-                    &text(&s.record.host),
-                    &opt_text(s.record.user.as_deref()),
-                    &opt_text(s.record.client_ip.as_deref()),
-                    &s.record.client_port,
-                    &opt_text(s.record.local_ip.as_deref()),
-                    &s.record.local_port,
-                    &started,
-                    &ended,
-                    &s.record.duration_ms,
-                    &s.record.exit_status,
-                    &opt_text(s.record.signal.as_deref()),
-                    &s.record.end_reason,
-                    &s.record.source,
-                    &opt_text(s.record.sid.as_deref()),
-                    &s.record.pid,
-                    &s.record.sftp_pid,
-                    &opt_text(s.record.auth_method.as_deref()),
-                    &opt_text(s.record.auth_key.as_deref()),
-                    &s.record.sftp_closed,
-                    &s.last_op_kind,
-                    &s.last_op_id,
-                    &s.record.origin_pid,
-                    &s.record.origin_uid,
-                    &opt_text(s.record.origin_command.as_deref()),
-                ])
-                .map_err(&e)?;
-        }
-        writer.finish().map_err(&e)?;
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::INT8,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BOOL,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+        ],
+    )?;
+    for s in sessions {
+        let started = copy_time(&s.record.started_at)?;
+        let ended = s.record.ended_at.as_deref().map(copy_time).transpose()?;
+        writer
+            .write(&[
+                &s.record.id,
+                &text(&s.record.host),
+                &opt_text(s.record.user.as_deref()),
+                &opt_text(s.record.client_ip.as_deref()),
+                &s.record.client_port,
+                &opt_text(s.record.local_ip.as_deref()),
+                &s.record.local_port,
+                &started,
+                &ended,
+                &s.record.duration_ms,
+                &s.record.exit_status,
+                &opt_text(s.record.signal.as_deref()),
+                &s.record.end_reason,
+                &s.record.source,
+                &opt_text(s.record.sid.as_deref()),
+                &s.record.pid,
+                &s.record.sftp_pid,
+                &opt_text(s.record.auth_method.as_deref()),
+                &opt_text(s.record.auth_key.as_deref()),
+                &s.record.sftp_closed,
+                &s.last_op_kind,
+                &s.last_op_id,
+                &s.record.origin_pid,
+                &s.record.origin_uid,
+                &opt_text(s.record.origin_command.as_deref()),
+            ])
+            .map_err(&e)?;
     }
-    if !transfers.is_empty() {
-        let e = pg_err(&conn.shown);
-        let mut writer = binary_copy(
-            &mut conn.client,
-            &e,
-            "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
+    writer.finish().map_err(&e)?;
+    Ok(())
+}
+
+fn copy_transfers(transfers: &[PendingTransfer], conn: &mut Conn) -> Result<()> {
+    let e = pg_err(&conn.shown);
+    let mut writer = binary_copy(
+        &mut conn.client,
+        &e,
+        "COPY transfers (id, session_id, path, path_text, direction, open_flags, mode,
                                  opened_at, closed_at, bytes_read, bytes_written, forced,
                                  failed, complete, counts_as, counters_cut, renamed_to, reached)
                  FROM STDIN (FORMAT binary)",
-            &[
-                Type::INT8,
-                Type::INT8,
-                Type::BYTEA,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TIMESTAMPTZ,
-                Type::TIMESTAMPTZ,
-                Type::INT8,
-                Type::INT8,
-                Type::BOOL,
-                Type::BOOL,
-                Type::BOOL,
-                Type::TEXT,
-                Type::BOOL,
-                Type::BYTEA,
-                Type::BYTEA,
-            ],
-        )?;
-        for t in transfers {
-            let shown = path_text(&t.row.path);
-            let opened = copy_time(&t.row.opened_at)?;
-            let closed = t.row.closed_at.as_deref().map(copy_time).transpose()?;
-            writer
-                .write(&[
-                    &t.id,
-                    &t.row.session_id,
-                    &t.row.path,
-                    &shown,
-                    &t.row.direction,
-                    &text(&t.row.open_flags),
-                    &opt_text(t.row.mode.as_deref()),
-                    &opened,
-                    &closed,
-                    &t.row.bytes_read,
-                    &t.row.bytes_written,
-                    &t.row.forced,
-                    &t.row.failed,
-                    &t.row.complete,
-                    &t.row.counts_as,
-                    &t.row.counters_cut,
-                    &t.row.renamed_to,
-                    &t.row.reached,
-                ])
-                .map_err(&e)?;
-        }
-        writer.finish().map_err(&e)?;
+        &[
+            Type::INT8,
+            Type::INT8,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::INT8,
+            Type::INT8,
+            Type::BOOL,
+            Type::BOOL,
+            Type::BOOL,
+            Type::TEXT,
+            Type::BOOL,
+            Type::BYTEA,
+            Type::BYTEA,
+        ],
+    )?;
+    for t in transfers {
+        let shown = path_text(&t.row.path);
+        let opened = copy_time(&t.row.opened_at)?;
+        let closed = t.row.closed_at.as_deref().map(copy_time).transpose()?;
+        writer
+            .write(&[
+                &t.id,
+                &t.row.session_id,
+                &t.row.path,
+                &shown,
+                &t.row.direction,
+                &text(&t.row.open_flags),
+                &opt_text(t.row.mode.as_deref()),
+                &opened,
+                &closed,
+                &t.row.bytes_read,
+                &t.row.bytes_written,
+                &t.row.forced,
+                &t.row.failed,
+                &t.row.complete,
+                &t.row.counts_as,
+                &t.row.counters_cut,
+                &t.row.renamed_to,
+                &t.row.reached,
+            ])
+            .map_err(&e)?;
     }
-    if !ops.is_empty() {
-        let e = pg_err(&conn.shown);
-        let mut writer = binary_copy(
-            &mut conn.client,
-            &e,
-            "COPY operations (id, session_id, host, \"user\", at, kind, path, path_text,
+    writer.finish().map_err(&e)?;
+    Ok(())
+}
+
+fn copy_operations(ops: &[PendingOp], conn: &mut Conn) -> Result<()> {
+    let e = pg_err(&conn.shown);
+    let mut writer = binary_copy(
+        &mut conn.client,
+        &e,
+        "COPY operations (id, session_id, host, \"user\", at, kind, path, path_text,
                                   target, target_text, detail, failed, status)
                  FROM STDIN (FORMAT binary)",
-            &[
-                Type::INT8,
-                Type::INT8,
-                Type::TEXT,
-                Type::TEXT,
-                Type::TIMESTAMPTZ,
-                Type::TEXT,
-                Type::BYTEA,
-                Type::TEXT,
-                Type::BYTEA,
-                Type::TEXT,
-                Type::TEXT,
-                Type::BOOL,
-                Type::TEXT,
-            ],
-        )?;
-        for o in ops {
-            let (path_shown, target_shown) = (
-                o.row.path.as_deref().map(path_text),
-                o.row.target.as_deref().map(path_text),
-            );
-            let at = copy_time(&o.row.at)?;
-            writer
-                .write(&[
-                    &o.id,
-                    &o.row.session_id,
-                    &text(&o.row.host),
-                    &opt_text(o.row.user.as_deref()),
-                    &at,
-                    &o.row.kind,
-                    &o.row.path,
-                    &path_shown,
-                    &o.row.target,
-                    &target_shown,
-                    &opt_text(o.row.detail.as_deref()),
-                    &o.row.failed,
-                    &opt_text(o.row.status.as_deref()),
-                ])
-                .map_err(&e)?;
-        }
-        writer.finish().map_err(&e)?;
+        &[
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BOOL,
+            Type::TEXT,
+        ],
+    )?;
+    for o in ops {
+        let (path_shown, target_shown) = (
+            o.row.path.as_deref().map(path_text),
+            o.row.target.as_deref().map(path_text),
+        );
+        let at = copy_time(&o.row.at)?;
+        writer
+            .write(&[
+                &o.id,
+                &o.row.session_id,
+                &text(&o.row.host),
+                &opt_text(o.row.user.as_deref()),
+                &at,
+                &o.row.kind,
+                &o.row.path,
+                &path_shown,
+                &o.row.target,
+                &target_shown,
+                &opt_text(o.row.detail.as_deref()),
+                &o.row.failed,
+                &opt_text(o.row.status.as_deref()),
+            ])
+            .map_err(&e)?;
     }
+    writer.finish().map_err(&e)?;
     Ok(())
 }
 

@@ -67,7 +67,25 @@ DROP VIEW monthly_usage;
 DROP VIEW daily_usage;
 DROP VIEW usage_events;
 
-CREATE TABLE sessions_v6 (
+{sessions}
+
+{transfers}
+
+{operations}
+
+{views}
+"#,
+        drop_triggers = rollup::DROP_SQLITE_ROLLUP_TRIGGERS,
+        sessions = compact_sessions_sql(&column),
+        transfers = compact_transfers_sql(&column),
+        operations = compact_operations_sql(&column),
+    )
+}
+
+/// Schema 6's `sessions`, its rows and indexes; `column` gives a virtual column's definition.
+fn compact_sessions_sql(column: &dyn Fn(&str) -> String) -> String {
+    format!(
+        r#"CREATE TABLE sessions_v6 (
     id             INTEGER PRIMARY KEY,
     host           TEXT NOT NULL,
     user           TEXT,
@@ -113,9 +131,16 @@ ALTER TABLE sessions_v6 RENAME TO sessions;
 CREATE INDEX sessions_user ON sessions (user, started_at_us);
 CREATE INDEX sessions_open ON sessions (ended_at_us) WHERE ended_at_us IS NULL;
 CREATE INDEX sessions_host_started ON sessions (host, started_at_us);
-CREATE INDEX sessions_refused ON sessions (host) WHERE end_reason = 'refused';
+CREATE INDEX sessions_refused ON sessions (host) WHERE end_reason = 'refused';"#,
+        started_at = column("started_at"),
+        ended_at = column("ended_at"),
+    )
+}
 
-CREATE TABLE transfers_v6 (
+/// Schema 6's `transfers`, its rows and indexes; `column` gives a virtual column's definition.
+fn compact_transfers_sql(column: &dyn Fn(&str) -> String) -> String {
+    format!(
+        r#"CREATE TABLE transfers_v6 (
     id            INTEGER PRIMARY KEY,
     session_id    INTEGER NOT NULL REFERENCES sessions (id),
     path          BLOB NOT NULL,
@@ -157,9 +182,19 @@ ALTER TABLE transfers_v6 RENAME TO transfers;
 CREATE INDEX transfers_session ON transfers (session_id);
 CREATE INDEX transfers_open ON transfers (closed_at_us) WHERE closed_at_us IS NULL;
 CREATE INDEX transfers_opened ON transfers (opened_at_us);
-CREATE INDEX transfers_failed ON transfers (session_id) WHERE failed;
+CREATE INDEX transfers_failed ON transfers (session_id) WHERE failed;"#,
+        path_text = column("path_text"),
+        direction = column("direction"),
+        open_flags = column("open_flags"),
+        opened_at = column("opened_at"),
+        closed_at = column("closed_at"),
+    )
+}
 
-CREATE TABLE operations_v6 (
+/// Schema 6's `operations`, its rows and indexes; `column` gives a virtual column's definition.
+fn compact_operations_sql(column: &dyn Fn(&str) -> String) -> String {
+    format!(
+        r#"CREATE TABLE operations_v6 (
     id             INTEGER PRIMARY KEY,
     session_id     INTEGER REFERENCES sessions (id),
     host           TEXT NOT NULL,
@@ -187,19 +222,9 @@ DROP TABLE operations;
 ALTER TABLE operations_v6 RENAME TO operations;
 CREATE INDEX operations_session ON operations (session_id);
 CREATE INDEX operations_failed ON operations (host) WHERE failed;
-CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';
-
-{views}
-"#,
-        drop_triggers = rollup::DROP_SQLITE_ROLLUP_TRIGGERS,
-        started_at = column("started_at"),
-        ended_at = column("ended_at"),
-        opened_at = column("opened_at"),
-        closed_at = column("closed_at"),
+CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';"#,
         at = column("at"),
         path_text = column("path_text"),
-        direction = column("direction"),
-        open_flags = column("open_flags"),
         target_text = column("target_text"),
     )
 }
