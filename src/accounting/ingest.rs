@@ -758,10 +758,9 @@ impl<'a> Ingestor<'a> {
             source,
         };
         let finished = std::mem::take(&mut self.finished);
-        let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
         let mut line = Vec::with_capacity(512);
         let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
-        if !complete(&line, n) {
+        if !complete_line(&line, n, finished) {
             return Ok(None);
         }
         let first_line = line.clone();
@@ -771,30 +770,13 @@ impl<'a> Ingestor<'a> {
         prefix.update(&line);
         let mut offset = n as u64;
         let mut lines_done: i64 = 1;
-        // Read up to the furthest checkpoint, noting the furthest one whose prefix is this file's.
-        let mut resume: Option<Checkpoint> = None;
-        if let Some(furthest) = candidates.last().map(|c| c.byte_offset as u64) {
-            loop {
-                for c in candidates.iter().filter(|c| c.byte_offset as u64 == offset) {
-                    if c.prefix_sha256.is_empty()
-                        || c.prefix_sha256 == hex::encode(prefix.clone().finalize())
-                    {
-                        resume = Some(c.clone());
-                    }
-                }
-                if offset >= furthest {
-                    break;
-                }
-                line.clear();
-                let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
-                if !complete(&line, n) {
-                    break;
-                }
-                prefix.update(&line);
-                offset += n as u64;
-                lines_done += 1;
-            }
-        }
+        let resume = read_to_resume_point(
+            &mut reader,
+            &candidates,
+            finished,
+            (&mut prefix, &mut offset, &mut lines_done),
+        )
+        .map_err(read_err)?;
         let skip_to = resume.as_ref().map_or(0, |c| c.byte_offset as u64);
         let read_past = !candidates.is_empty() && (resume.is_none() || offset != skip_to);
         if read_past {
@@ -1493,53 +1475,7 @@ impl<'a> Ingestor<'a> {
                 };
                 self.summary.lines_read += 1;
                 last_cursor = Some(entry.cursor.clone());
-                let sender_verified = entry
-                    .sender_pid
-                    .is_some_and(|pid| verified.get(&pid) == Some(&entry.identifier))
-                    || self.continues_live_session(&entry);
-                let session_user = self.live_session_user(&entry);
-                let why = journal::forged(
-                    &entry,
-                    &self.opts.wrapper_ident,
-                    sender_verified,
-                    session_user.as_deref(),
-                );
-                if why.is_none()
-                    && entry.command.is_some()
-                    && let Some(pid) = entry.sender_pid
-                {
-                    verified.insert(pid, entry.identifier.clone());
-                }
-                if let Some(why) = why {
-                    self.summary.forged += 1;
-                    if self.summary.forged_examples.len() < 3 {
-                        self.summary.forged_examples.push(why);
-                    }
-                    self.skip(&entry.message);
-                } else if let Some(ts) = DateTime::<Utc>::from_timestamp_micros(entry.realtime_us) {
-                    let host = entry
-                        .host
-                        .clone()
-                        .unwrap_or_else(|| self.opts.host_default.clone());
-                    self.reading_journal = true;
-                    if self.apply_record(ts, &host, &entry.identifier, entry.pid, &entry.message)? {
-                        self.summary.parsed += 1;
-                        if let Some(id) = self.touched.take()
-                            && self.origin_set.insert(id)
-                        {
-                            let origin = SessionOrigin {
-                                pid: entry.sender_pid.map(i64::from),
-                                uid: entry.uid,
-                                command: entry.command.clone(),
-                            };
-                            self.store.set_session_origin(id, &origin)?;
-                        }
-                    } else {
-                        self.skip(&entry.message);
-                    }
-                } else {
-                    self.skip(&entry.message);
-                }
+                self.journal_entry(&entry, &mut verified)?;
                 in_batch += 1;
                 if in_batch >= self.opts.batch_lines
                     && let Some(c) = &last_cursor
@@ -1575,6 +1511,64 @@ impl<'a> Ingestor<'a> {
             }
         });
         self.end_input(result, &key, start)
+    }
+
+    /// One journal entry: applied when its sender checks out, else counted as forged.
+    /// `verified` holds the sender processes whose entries journald named, by PID.
+    fn journal_entry(
+        &mut self,
+        entry: &crate::accounting::journal::JournalEntry,
+        verified: &mut HashMap<u32, String>,
+    ) -> Result<()> {
+        use crate::accounting::journal;
+        let sender_verified = entry
+            .sender_pid
+            .is_some_and(|pid| verified.get(&pid) == Some(&entry.identifier))
+            || self.continues_live_session(entry);
+        let session_user = self.live_session_user(entry);
+        let why = journal::forged(
+            entry,
+            &self.opts.wrapper_ident,
+            sender_verified,
+            session_user.as_deref(),
+        );
+        if why.is_none()
+            && entry.command.is_some()
+            && let Some(pid) = entry.sender_pid
+        {
+            verified.insert(pid, entry.identifier.clone());
+        }
+        if let Some(why) = why {
+            self.summary.forged += 1;
+            if self.summary.forged_examples.len() < 3 {
+                self.summary.forged_examples.push(why);
+            }
+            self.skip(&entry.message);
+        } else if let Some(ts) = DateTime::<Utc>::from_timestamp_micros(entry.realtime_us) {
+            let host = entry
+                .host
+                .clone()
+                .unwrap_or_else(|| self.opts.host_default.clone());
+            self.reading_journal = true;
+            if self.apply_record(ts, &host, &entry.identifier, entry.pid, &entry.message)? {
+                self.summary.parsed += 1;
+                if let Some(id) = self.touched.take()
+                    && self.origin_set.insert(id)
+                {
+                    let origin = SessionOrigin {
+                        pid: entry.sender_pid.map(i64::from),
+                        uid: entry.uid,
+                        command: entry.command.clone(),
+                    };
+                    self.store.set_session_origin(id, &origin)?;
+                }
+            } else {
+                self.skip(&entry.message);
+            }
+        } else {
+            self.skip(&entry.message);
+        }
+        Ok(())
     }
 
     fn skip(&mut self, raw: &[u8]) {
@@ -2049,91 +2043,115 @@ impl<'a> Ingestor<'a> {
                 self.mark_wire(id)?;
                 self.file_closed(id, host, at, file)?;
             }
-            WrapperLine::SessionEnd {
-                duration_ms,
-                exit,
-                error,
-                ..
-            } => {
-                let id = self.wrapper_session(host, pid, at, line)?;
-                let (closed, sftp_pid) = self
-                    .sessions
-                    .get(&id)
-                    .map_or((false, None), |s| (s.sftp_closed, s.sftp_pid));
-                let reason = if closed && error.is_none() {
-                    EndReason::Closed
-                } else {
-                    EndReason::Forced
-                };
-                let (exit_status, signal) = match exit {
-                    Some(ExitOutcome::Status(code)) => (Some(i64::from(*code)), None),
-                    Some(ExitOutcome::Signal(sig)) => (None, Some(sig.as_str())),
-                    None => (None, None),
-                };
-                self.store.abandon_open_transfers(id)?;
-                self.store.end_session(
-                    id,
-                    &SessionEnd {
-                        ended_at: at,
-                        duration_ms: duration_ms.map(|d| d as i64),
-                        exit_status,
-                        signal,
-                        end_reason: reason,
-                    },
-                )?;
-                if !closed && sftp_pid.is_some() && error.is_none() {
-                    self.linger(id, at);
-                } else {
-                    self.forget_session(id);
-                }
-            }
-            WrapperLine::SessionRefused {
-                sid,
-                user,
-                reason,
-                command,
-                ..
-            } => {
-                let started = sid
-                    .as_ref()
-                    .and_then(|sid| self.by_sid.get(&sid_key(host, sid)).copied());
-                if let Some(id) = started {
-                    let duration = self
-                        .sessions
-                        .get(&id)
-                        .and_then(|s| duration_between(&s.started_at, at));
-                    self.store.end_session(
-                        id,
-                        &SessionEnd {
-                            ended_at: at,
-                            duration_ms: duration,
-                            exit_status: Some(1),
-                            signal: None,
-                            end_reason: EndReason::Refused,
-                        },
-                    )?;
-                    self.forget_session(id);
-                }
-                let command = command
-                    .as_ref()
-                    .map(|c| String::from_utf8_lossy(&c.prefix).into_owned());
-                let op = self.store.insert_operation(&NewOperation {
-                    session_id: started,
-                    host,
-                    user: user.as_deref(),
-                    at,
-                    kind: OperationKind::Denied,
-                    path: None,
-                    target: None,
-                    detail: command.as_deref(),
-                })?;
-                self.store.mark_operation_failed(op, reason)?;
-            }
+            WrapperLine::SessionEnd { .. } => self.wrapper_session_end(host, pid, at, line)?,
+            WrapperLine::SessionRefused { .. } => self.wrapper_session_refused(host, at, line)?,
             WrapperLine::Hook { .. }
             | WrapperLine::SignalForwarded { .. }
             | WrapperLine::EventDropped { .. } => {}
         }
         Ok(true)
+    }
+
+    /// The wrapper's `session end`: how the session ended, and whether its sftp-server's last
+    /// lines may still come.
+    fn wrapper_session_end(
+        &mut self,
+        host: &str,
+        pid: Option<u32>,
+        at: &str,
+        line: &WrapperLine,
+    ) -> Result<()> {
+        let WrapperLine::SessionEnd {
+            duration_ms,
+            exit,
+            error,
+            ..
+        } = line
+        else {
+            return Ok(());
+        };
+        let id = self.wrapper_session(host, pid, at, line)?;
+        let (closed, sftp_pid) = self
+            .sessions
+            .get(&id)
+            .map_or((false, None), |s| (s.sftp_closed, s.sftp_pid));
+        let reason = if closed && error.is_none() {
+            EndReason::Closed
+        } else {
+            EndReason::Forced
+        };
+        let (exit_status, signal) = match exit {
+            Some(ExitOutcome::Status(code)) => (Some(i64::from(*code)), None),
+            Some(ExitOutcome::Signal(sig)) => (None, Some(sig.as_str())),
+            None => (None, None),
+        };
+        self.store.abandon_open_transfers(id)?;
+        self.store.end_session(
+            id,
+            &SessionEnd {
+                ended_at: at,
+                duration_ms: duration_ms.map(|d| d as i64),
+                exit_status,
+                signal,
+                end_reason: reason,
+            },
+        )?;
+        if !closed && sftp_pid.is_some() && error.is_none() {
+            self.linger(id, at);
+        } else {
+            self.forget_session(id);
+        }
+        Ok(())
+    }
+
+    /// The wrapper's `session refused`: a denied operation, and the end of the session it had
+    /// started, if any.
+    fn wrapper_session_refused(&mut self, host: &str, at: &str, line: &WrapperLine) -> Result<()> {
+        let WrapperLine::SessionRefused {
+            sid,
+            user,
+            reason,
+            command,
+            ..
+        } = line
+        else {
+            return Ok(());
+        };
+        let started = sid
+            .as_ref()
+            .and_then(|sid| self.by_sid.get(&sid_key(host, sid)).copied());
+        if let Some(id) = started {
+            let duration = self
+                .sessions
+                .get(&id)
+                .and_then(|s| duration_between(&s.started_at, at));
+            self.store.end_session(
+                id,
+                &SessionEnd {
+                    ended_at: at,
+                    duration_ms: duration,
+                    exit_status: Some(1),
+                    signal: None,
+                    end_reason: EndReason::Refused,
+                },
+            )?;
+            self.forget_session(id);
+        }
+        let command = command
+            .as_ref()
+            .map(|c| String::from_utf8_lossy(&c.prefix).into_owned());
+        let op = self.store.insert_operation(&NewOperation {
+            session_id: started,
+            host,
+            user: user.as_deref(),
+            at,
+            kind: OperationKind::Denied,
+            path: None,
+            target: None,
+            detail: command.as_deref(),
+        })?;
+        self.store.mark_operation_failed(op, reason)?;
+        Ok(())
     }
 
     /// Whether `line` is a copy of a wrapper session that the other source (the journal, or a
@@ -2400,49 +2418,12 @@ impl<'a> Ingestor<'a> {
         at: &str,
         event: SftpEvent,
     ) -> Result<bool> {
-        if !self.replayed_sftp.is_empty()
-            && self.replayed_sftp_line(&(self.reading_journal, host.to_owned(), pid), at)
-        {
-            return Ok(true);
-        }
         let key = (host.to_owned(), pid);
-        // A wrapper session the other source brought, read by a run of this source that
-        // started inside it (so its start here was not seen to be a copy): its sftp-server's
-        // lines here are that copy too. Billed, they would count twice, and the journal's
-        // origin fields they set would make the file's end of the session a copy.
-        if let Some(state) = self
-            .by_sftp_pid
-            .get(&key)
-            .and_then(|id| self.sessions.get(id))
-            && state.wrapper
-            && state.journal != self.reading_journal
-            && !(state.ended && matches!(event, SftpEvent::SessionOpened { .. }))
-        {
+        if self.is_other_sources_copy(&key, at, &event) {
             return Ok(true);
         }
         if let SftpEvent::SessionOpened { user, client_ip } = &event {
-            self.closed_plain.remove(&key);
-            if let Some(&id) = self.by_sftp_pid.get(&key)
-                && self.sessions.get(&id).is_some_and(|s| s.ended)
-            {
-                // A new process with the PID of an ended session's sftp-server.
-                self.forget_session(id);
-            }
-            if let Some(&id) = self.by_sftp_pid.get(&key) {
-                let state = self.sessions.get(&id);
-                let fresh_wrapper =
-                    state.is_some_and(|s| s.wrapper && s.user.as_deref().is_none_or(|u| u == user));
-                if fresh_wrapper {
-                    self.store.fill_session_identity(id, user, client_ip)?;
-                    self.touched = Some(id);
-                    return Ok(true);
-                }
-                // The PID's earlier session never logged its end: give up on it.
-                self.store.abandon_session(id)?;
-                self.forget_session(id);
-            }
-            self.touched = Some(self.plain_session(&key, source, at, Some((user, client_ip)))?);
-            return Ok(true);
+            return self.sftp_session_opened(&key, source, at, user, client_ip);
         }
         let skip_reason = match &event {
             SftpEvent::Unparsed => Some("unknown sftp-server message"),
@@ -2482,99 +2463,16 @@ impl<'a> Ingestor<'a> {
             }
             SftpEvent::SessionOpened { .. } | SftpEvent::Unparsed => {}
             SftpEvent::SessionClosed { user, client_ip } => {
-                self.drop_failed_opens(session, host, at)?;
-                self.store.mark_sftp_closed(session)?;
-                self.store
-                    .fill_session_identity(session, &user, &client_ip)?;
-                self.by_sftp_pid.remove(&key);
-                let (wrapper, ended) = match self.sessions.get_mut(&session) {
-                    Some(state) => {
-                        state.sftp_closed = true;
-                        (state.wrapper, state.ended)
-                    }
-                    None => (false, false),
-                };
-                if wrapper && ended {
-                    // The wrapper's end came first and said "forced" for want of this line.
-                    self.store.set_end_reason(session, EndReason::Closed)?;
-                    self.forget_session(session);
-                } else if !wrapper {
-                    let duration = self
-                        .sessions
-                        .get(&session)
-                        .and_then(|s| duration_between(&s.started_at, at));
-                    self.store.abandon_open_transfers(session)?;
-                    self.store.end_session(
-                        session,
-                        &SessionEnd {
-                            ended_at: at,
-                            duration_ms: duration,
-                            exit_status: None,
-                            signal: None,
-                            end_reason: EndReason::Closed,
-                        },
-                    )?;
-                    self.linger(session, at);
-                }
+                self.sftp_session_closed(session, &key, at, &user, &client_ip)?;
             }
             SftpEvent::Open { path, flags, mode } => {
-                let direction = Direction::from_open_flags(&flags);
-                let reached = self.reached(session, &path);
-                let id = self.store.insert_transfer(&NewTransfer {
-                    session_id: session,
-                    path: &path,
-                    direction,
-                    open_flags: &flags,
-                    mode: Some(&mode),
-                    opened_at: at,
-                    reached: reached.as_deref(),
-                })?;
-                self.summary.transfers += 1;
-                self.open_transfers
-                    .entry(session)
-                    .or_default()
-                    .push(OpenTransfer {
-                        id,
-                        session_id: session,
-                        path,
-                        direction,
-                        failed: false,
-                    });
-                self.set_last_op(session, Some(LastOp::Transfer(id)));
+                self.sftp_open(session, at, path, &flags, &mode)?;
             }
             SftpEvent::CutClose {
                 path_prefix,
                 forced,
             } => {
-                let open = self.open_transfers.entry(session).or_default();
-                // The visible name may be the whole name with text after it, or a part of it.
-                let matches = |t: &OpenTransfer| {
-                    t.path.starts_with(&path_prefix)
-                        || path_prefix
-                            .strip_prefix(t.path.as_slice())
-                            .is_some_and(|rest| rest.first() == Some(&b'"'))
-                };
-                let (id, direction) = match open.take_first(matches) {
-                    Some(t) => (t.id, t.direction),
-                    None => {
-                        self.summary.transfers += 1;
-                        let id = self.store.insert_transfer(&NewTransfer {
-                            session_id: session,
-                            path: &path_prefix,
-                            direction: Direction::None,
-                            open_flags: "",
-                            mode: Some(""),
-                            opened_at: at,
-                            // Only a prefix of the name is known.
-                            reached: None,
-                        })?;
-                        (id, Direction::None)
-                    }
-                };
-                let verdict = classify_cut_close(direction);
-                self.summary.counters_unknown += 1;
-                self.store.close_transfer(id, at, None, forced, &verdict)?;
-                self.set_last_op(session, None);
+                self.sftp_cut_close(session, at, &path_prefix, forced)?;
             }
             SftpEvent::Cut | SftpEvent::Malformed { .. } => unreachable!("handled above"),
             SftpEvent::Close {
@@ -2583,51 +2481,33 @@ impl<'a> Ingestor<'a> {
                 bytes_written,
                 forced,
             } => {
-                let open = self.open_transfers.entry(session).or_default();
-                let (id, direction) = match open.take_path(&path) {
-                    Some(t) => (t.id, t.direction),
-                    None => {
-                        // Its open line is missing (cut at 500 characters, or in a lost file).
-                        self.summary.transfers += 1;
-                        let reached = self.reached(session, &path);
-                        let id = self.store.insert_transfer(&NewTransfer {
-                            session_id: session,
-                            path: &path,
-                            direction: Direction::None,
-                            open_flags: "",
-                            mode: Some(""),
-                            opened_at: at,
-                            reached: reached.as_deref(),
-                        })?;
-                        (id, Direction::None)
-                    }
-                };
-                // No failure status is tied to a closed file: the log does not say which
-                // request one answered (see take_path).
-                let verdict = classify_close(
-                    Some(direction),
-                    bytes_read,
-                    bytes_written,
-                    forced,
-                    false,
-                    false,
-                );
-                self.store.close_transfer(
-                    id,
-                    at,
-                    Some((bytes_read, bytes_written)),
-                    forced,
-                    &verdict,
-                )?;
-                let upload = verdict.counts_as == Some(CountsAs::Upload);
-                self.note_close(session, id, path, upload);
-                // sftp-server logs the close before doing it, but stat and realpath, which are not
-                // logged at INFO, fail far more often right after a close than close does.
-                self.set_last_op(session, None);
+                self.sftp_close(session, at, path, (bytes_read, bytes_written), forced)?;
             }
             SftpEvent::Other { .. } => {
                 self.set_last_op(session, None);
             }
+            SftpEvent::Remove { .. }
+            | SftpEvent::Rmdir { .. }
+            | SftpEvent::Mkdir { .. }
+            | SftpEvent::TwoPaths { .. }
+            | SftpEvent::Set { .. } => self.sftp_operation(session, host, at, event)?,
+            SftpEvent::Status { text } => {
+                self.sftp_status(session, host, at, &text)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// An operation sftp-server logged (remove, rmdir, mkdir, rename, link, set), with the names
+    /// it makes or removes; other events are not operations.
+    fn sftp_operation(
+        &mut self,
+        session: i64,
+        host: &str,
+        at: &str,
+        event: SftpEvent,
+    ) -> Result<()> {
+        match event {
             SftpEvent::Remove { path } => {
                 let op = Op::on(OperationKind::Remove, &path);
                 self.operation(session, host, at, op)?;
@@ -2667,56 +2547,289 @@ impl<'a> Ingestor<'a> {
                 };
                 self.operation(session, host, at, op)?
             }
-            SftpEvent::Status { text } => {
-                let user = self.sessions.get(&session).and_then(|s| s.user.clone());
-                let previous = self.last_op.get(&session).copied().flatten();
-                self.store.insert_operation(&NewOperation {
-                    session_id: Some(session),
-                    host,
-                    user: user.as_deref(),
-                    at,
-                    kind: OperationKind::Failure,
-                    path: None,
-                    target: None,
-                    detail: Some(&text),
-                })?;
-                match previous {
-                    // Only noted: whether the open failed is known at its close (it did not)
-                    // or at sftp-server's end without one (it did).
-                    Some(LastOp::Transfer(id)) => {
-                        if let Some(open) = self.open_transfers.get_mut(&session) {
-                            open.mark_failed(id, &text, at);
-                        }
-                        self.store.mark_transfer_answered(id)?;
-                    }
-                    Some(LastOp::Operation(id)) => {
-                        self.store.mark_operation_failed(id, &text)?;
-                        // A rename refused (SFTP v3's rename does not replace an existing file):
-                        // the file keeps its name.
-                        if let Some(&(op, transfer)) = self.renamed.get(&session)
-                            && op == id
-                        {
-                            self.store.set_transfer_renamed(transfer, None)?;
-                        }
-                        // A link or rename refused, or so the log must take it: a failure
-                        // status right after it may also answer a request sftp-server does not
-                        // log at INFO (a stat), but a name it did not make must lead nowhere.
-                        if let Some((op, undo)) = self.names_undo.remove(&session)
-                            && op == id
-                            && let Some(names) = self.names.get_mut(&session)
-                        {
-                            names.undo(undo);
-                        }
-                    }
-                    None => {}
-                }
-                self.renamed.remove(&session);
-                self.names_undo.remove(&session);
-                // One status answers one request.
-                self.set_last_op(session, None);
-            }
+            _ => {}
         }
+        Ok(())
+    }
+
+    /// Whether sftp-server's line is the other source's copy of a session: of a replayed
+    /// session, or of a live wrapper session the other source brought.
+    fn is_other_sources_copy(&mut self, key: &(String, i64), at: &str, event: &SftpEvent) -> bool {
+        if !self.replayed_sftp.is_empty()
+            && self.replayed_sftp_line(&(self.reading_journal, key.0.clone(), key.1), at)
+        {
+            return true;
+        }
+        // A wrapper session the other source brought, read by a run of this source that
+        // started inside it (so its start here was not seen to be a copy): its sftp-server's
+        // lines here are that copy too. Billed, they would count twice, and the journal's
+        // origin fields they set would make the file's end of the session a copy.
+        if let Some(state) = self
+            .by_sftp_pid
+            .get(key)
+            .and_then(|id| self.sessions.get(id))
+            && state.wrapper
+            && state.journal != self.reading_journal
+            && !(state.ended && matches!(event, SftpEvent::SessionOpened { .. }))
+        {
+            return true;
+        }
+        false
+    }
+
+    /// sftp-server's `session opened`: the wrapper session waiting for it, or a session of its
+    /// own (a plain sftp-server, or the wrapper's line still to come).
+    fn sftp_session_opened(
+        &mut self,
+        key: &(String, i64),
+        source: SessionSource,
+        at: &str,
+        user: &str,
+        client_ip: &str,
+    ) -> Result<bool> {
+        self.closed_plain.remove(key);
+        if let Some(&id) = self.by_sftp_pid.get(key)
+            && self.sessions.get(&id).is_some_and(|s| s.ended)
+        {
+            // A new process with the PID of an ended session's sftp-server.
+            self.forget_session(id);
+        }
+        if let Some(&id) = self.by_sftp_pid.get(key) {
+            let state = self.sessions.get(&id);
+            let fresh_wrapper =
+                state.is_some_and(|s| s.wrapper && s.user.as_deref().is_none_or(|u| u == user));
+            if fresh_wrapper {
+                self.store.fill_session_identity(id, user, client_ip)?;
+                self.touched = Some(id);
+                return Ok(true);
+            }
+            // The PID's earlier session never logged its end: give up on it.
+            self.store.abandon_session(id)?;
+            self.forget_session(id);
+        }
+        self.touched = Some(self.plain_session(key, source, at, Some((user, client_ip)))?);
         Ok(true)
+    }
+
+    /// sftp-server's `session closed`: the end of a plain session, or of a wrapper session
+    /// whose own end came first.
+    fn sftp_session_closed(
+        &mut self,
+        session: i64,
+        key: &(String, i64),
+        at: &str,
+        user: &str,
+        client_ip: &str,
+    ) -> Result<()> {
+        self.drop_failed_opens(session, &key.0, at)?;
+        self.store.mark_sftp_closed(session)?;
+        self.store.fill_session_identity(session, user, client_ip)?;
+        self.by_sftp_pid.remove(key);
+        let (wrapper, ended) = match self.sessions.get_mut(&session) {
+            Some(state) => {
+                state.sftp_closed = true;
+                (state.wrapper, state.ended)
+            }
+            None => (false, false),
+        };
+        if wrapper && ended {
+            // The wrapper's end came first and said "forced" for want of this line.
+            self.store.set_end_reason(session, EndReason::Closed)?;
+            self.forget_session(session);
+        } else if !wrapper {
+            let duration = self
+                .sessions
+                .get(&session)
+                .and_then(|s| duration_between(&s.started_at, at));
+            self.store.abandon_open_transfers(session)?;
+            self.store.end_session(
+                session,
+                &SessionEnd {
+                    ended_at: at,
+                    duration_ms: duration,
+                    exit_status: None,
+                    signal: None,
+                    end_reason: EndReason::Closed,
+                },
+            )?;
+            self.linger(session, at);
+        }
+        Ok(())
+    }
+
+    /// A file opened: a transfer, open until its close line.
+    fn sftp_open(
+        &mut self,
+        session: i64,
+        at: &str,
+        path: Vec<u8>,
+        flags: &str,
+        mode: &str,
+    ) -> Result<()> {
+        let direction = Direction::from_open_flags(flags);
+        let reached = self.reached(session, &path);
+        let id = self.store.insert_transfer(&NewTransfer {
+            session_id: session,
+            path: &path,
+            direction,
+            open_flags: flags,
+            mode: Some(mode),
+            opened_at: at,
+            reached: reached.as_deref(),
+        })?;
+        self.summary.transfers += 1;
+        self.open_transfers
+            .entry(session)
+            .or_default()
+            .push(OpenTransfer {
+                id,
+                session_id: session,
+                path,
+                direction,
+                failed: false,
+            });
+        self.set_last_op(session, Some(LastOp::Transfer(id)));
+        Ok(())
+    }
+
+    /// A close line cut at 500 characters: the transfer its visible name begins, counters unknown.
+    fn sftp_cut_close(
+        &mut self,
+        session: i64,
+        at: &str,
+        path_prefix: &[u8],
+        forced: bool,
+    ) -> Result<()> {
+        let open = self.open_transfers.entry(session).or_default();
+        // The visible name may be the whole name with text after it, or a part of it.
+        let matches = |t: &OpenTransfer| {
+            t.path.starts_with(path_prefix)
+                || path_prefix
+                    .strip_prefix(t.path.as_slice())
+                    .is_some_and(|rest| rest.first() == Some(&b'"'))
+        };
+        let (id, direction) = match open.take_first(matches) {
+            Some(t) => (t.id, t.direction),
+            None => {
+                self.summary.transfers += 1;
+                let id = self.store.insert_transfer(&NewTransfer {
+                    session_id: session,
+                    path: path_prefix,
+                    direction: Direction::None,
+                    open_flags: "",
+                    mode: Some(""),
+                    opened_at: at,
+                    // Only a prefix of the name is known.
+                    reached: None,
+                })?;
+                (id, Direction::None)
+            }
+        };
+        let verdict = classify_cut_close(direction);
+        self.summary.counters_unknown += 1;
+        self.store.close_transfer(id, at, None, forced, &verdict)?;
+        self.set_last_op(session, None);
+        Ok(())
+    }
+
+    /// A close line: the transfer of that name opened last (see `take_path`), or one whose open
+    /// line is missing.
+    fn sftp_close(
+        &mut self,
+        session: i64,
+        at: &str,
+        path: Vec<u8>,
+        (bytes_read, bytes_written): (u64, u64),
+        forced: bool,
+    ) -> Result<()> {
+        let open = self.open_transfers.entry(session).or_default();
+        let (id, direction) = match open.take_path(&path) {
+            Some(t) => (t.id, t.direction),
+            None => {
+                // Its open line is missing (cut at 500 characters, or in a lost file).
+                self.summary.transfers += 1;
+                let reached = self.reached(session, &path);
+                let id = self.store.insert_transfer(&NewTransfer {
+                    session_id: session,
+                    path: &path,
+                    direction: Direction::None,
+                    open_flags: "",
+                    mode: Some(""),
+                    opened_at: at,
+                    reached: reached.as_deref(),
+                })?;
+                (id, Direction::None)
+            }
+        };
+        // No failure status is tied to a closed file: the log does not say which
+        // request one answered (see take_path).
+        let verdict = classify_close(
+            Some(direction),
+            bytes_read,
+            bytes_written,
+            forced,
+            false,
+            false,
+        );
+        self.store
+            .close_transfer(id, at, Some((bytes_read, bytes_written)), forced, &verdict)?;
+        let upload = verdict.counts_as == Some(CountsAs::Upload);
+        self.note_close(session, id, path, upload);
+        // sftp-server logs the close before doing it, but stat and realpath, which are not
+        // logged at INFO, fail far more often right after a close than close does.
+        self.set_last_op(session, None);
+        Ok(())
+    }
+
+    /// A failure status: an operation of its own, and what it tells of the request before it.
+    fn sftp_status(&mut self, session: i64, host: &str, at: &str, text: &str) -> Result<()> {
+        let user = self.sessions.get(&session).and_then(|s| s.user.clone());
+        let previous = self.last_op.get(&session).copied().flatten();
+        self.store.insert_operation(&NewOperation {
+            session_id: Some(session),
+            host,
+            user: user.as_deref(),
+            at,
+            kind: OperationKind::Failure,
+            path: None,
+            target: None,
+            detail: Some(text),
+        })?;
+        match previous {
+            // Only noted: whether the open failed is known at its close (it did not)
+            // or at sftp-server's end without one (it did).
+            Some(LastOp::Transfer(id)) => {
+                if let Some(open) = self.open_transfers.get_mut(&session) {
+                    open.mark_failed(id, text, at);
+                }
+                self.store.mark_transfer_answered(id)?;
+            }
+            Some(LastOp::Operation(id)) => {
+                self.store.mark_operation_failed(id, text)?;
+                // A rename refused (SFTP v3's rename does not replace an existing file):
+                // the file keeps its name.
+                if let Some(&(op, transfer)) = self.renamed.get(&session)
+                    && op == id
+                {
+                    self.store.set_transfer_renamed(transfer, None)?;
+                }
+                // A link or rename refused, or so the log must take it: a failure
+                // status right after it may also answer a request sftp-server does not
+                // log at INFO (a stat), but a name it did not make must lead nowhere.
+                if let Some((op, undo)) = self.names_undo.remove(&session)
+                    && op == id
+                    && let Some(names) = self.names.get_mut(&session)
+                {
+                    names.undo(undo);
+                }
+            }
+            None => {}
+        }
+        self.renamed.remove(&session);
+        self.names_undo.remove(&session);
+        // One status answers one request.
+        self.set_last_op(session, None);
+        Ok(())
     }
 }
 
@@ -2827,6 +2940,52 @@ impl Read for GzReader {
             )
         })
     }
+}
+
+/// A line `read_until` gave `n` bytes of is whole: it ends in a newline, or the file is
+/// finished (its writer moved on: its last line will get no more).
+fn complete_line(line: &[u8], n: usize, finished: bool) -> bool {
+    n > 0 && (finished || line.last() == Some(&b'\n'))
+}
+
+/// Reads `reader` (past its first line, which the prefix hash, byte offset and line count given
+/// already hold) up to the furthest of a file's `candidates` checkpoints, and returns the
+/// furthest one whose prefix is this file's.
+fn read_to_resume_point(
+    reader: &mut Box<dyn BufRead>,
+    candidates: &[Checkpoint],
+    finished: bool,
+    (prefix, offset, lines_done): (&mut Sha256, &mut u64, &mut i64),
+) -> std::io::Result<Option<Checkpoint>> {
+    let mut resume = None;
+    let Some(furthest) = candidates.last().map(|c| c.byte_offset as u64) else {
+        return Ok(None);
+    };
+    let mut line = Vec::with_capacity(512);
+    loop {
+        for c in candidates
+            .iter()
+            .filter(|c| c.byte_offset as u64 == *offset)
+        {
+            if c.prefix_sha256.is_empty()
+                || c.prefix_sha256 == hex::encode(prefix.clone().finalize())
+            {
+                resume = Some(c.clone());
+            }
+        }
+        if *offset >= furthest {
+            break;
+        }
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if !complete_line(&line, n, finished) {
+            break;
+        }
+        prefix.update(&line);
+        *offset += n as u64;
+        *lines_done += 1;
+    }
+    Ok(resume)
 }
 
 /// The key under which a log file's checkpoints are found, across renames and compression: the
