@@ -496,59 +496,12 @@ fn run_shell_with_config(
             Syslog::open(&defaults.ident, defaults.facility)
         }
     };
-    let with_groups = loaded.as_ref().is_ok_and(|l| !l.config.groups.is_empty());
-    let account = match Account::current(with_groups) {
-        Ok(a) => a,
-        Err(e) => {
-            let line = WrapperLine::SessionRefused {
-                sid: None,
-                user: None,
-                connection: Connection::default(),
-                reason: "no_account".to_owned(),
-                command: None,
-                error: Some(e.clone()),
-            };
-            log.log(Severity::Err, &line.render());
-            eprintln!("sftpd-wrapper: {e}");
-            return 1;
-        }
+    let (account, cfg) = match account_and_config(loaded, &log, &connection) {
+        Ok(both) => both,
+        Err(code) => return code,
     };
-    let cfg: Config = match loaded {
-        Ok(l) => l.config,
-        Err(e) => {
-            let line = WrapperLine::SessionRefused {
-                sid: None,
-                user: Some(account.name.clone()),
-                connection: Connection {
-                    client_ip: connection.client_ip.clone(),
-                    ..Connection::default()
-                },
-                reason: "config_error".to_owned(),
-                command: None,
-                error: Some(e.to_string()),
-            };
-            log.log(Severity::Err, &line.render());
-            eprintln!("sftpd-wrapper: {e}");
-            eprintln!(
-                "sftpd-wrapper: the SFTP service is misconfigured; ask the server's admin to run `sftpd-wrapper --check-config`."
-            );
-            return 1;
-        }
-    };
-    if let Err(e) = syslog::probe(syslog::SYSLOG_SOCKET) {
-        match cfg.syslog.on_failure {
-            FailurePolicy::Allow => eprintln!(
-                "sftpd-wrapper: syslog is not reachable at {} ({e}); this session is not audited",
-                syslog::SYSLOG_SOCKET
-            ),
-            FailurePolicy::Deny => {
-                eprintln!(
-                    "sftpd-wrapper: syslog is not reachable at {} ({e}) and syslog.on_failure = \"deny\": session refused",
-                    syslog::SYSLOG_SOCKET
-                );
-                return 1;
-            }
-        }
+    if !audit_reachable(&cfg) {
+        return 1;
     }
     let session = Session {
         id: new_session_id(started_at),
@@ -593,6 +546,76 @@ fn run_shell_with_config(
             run_accepted(&session, &cfg, &effective)
         })
     }
+}
+
+/// The partner's account and the config; on failure, the refusal logged and told, and the exit
+/// status.
+fn account_and_config(
+    loaded: Result<config::LoadedConfig, config::ConfigError>,
+    log: &Syslog,
+    connection: &Connection,
+) -> Result<(Account, Config), i32> {
+    let with_groups = loaded.as_ref().is_ok_and(|l| !l.config.groups.is_empty());
+    let account = match Account::current(with_groups) {
+        Ok(a) => a,
+        Err(e) => {
+            let line = WrapperLine::SessionRefused {
+                sid: None,
+                user: None,
+                connection: Connection::default(),
+                reason: "no_account".to_owned(),
+                command: None,
+                error: Some(e.clone()),
+            };
+            log.log(Severity::Err, &line.render());
+            eprintln!("sftpd-wrapper: {e}");
+            return Err(1);
+        }
+    };
+    let cfg: Config = match loaded {
+        Ok(l) => l.config,
+        Err(e) => {
+            let line = WrapperLine::SessionRefused {
+                sid: None,
+                user: Some(account.name.clone()),
+                connection: Connection {
+                    client_ip: connection.client_ip.clone(),
+                    ..Connection::default()
+                },
+                reason: "config_error".to_owned(),
+                command: None,
+                error: Some(e.to_string()),
+            };
+            log.log(Severity::Err, &line.render());
+            eprintln!("sftpd-wrapper: {e}");
+            eprintln!(
+                "sftpd-wrapper: the SFTP service is misconfigured; ask the server's admin to run `sftpd-wrapper --check-config`."
+            );
+            return Err(1);
+        }
+    };
+    Ok((account, cfg))
+}
+
+/// Whether the session may go on as far as syslog is concerned: reachable, or not required
+/// (`syslog.on_failure = "allow"`, said on stderr).
+fn audit_reachable(cfg: &Config) -> bool {
+    if let Err(e) = syslog::probe(syslog::SYSLOG_SOCKET) {
+        match cfg.syslog.on_failure {
+            FailurePolicy::Allow => eprintln!(
+                "sftpd-wrapper: syslog is not reachable at {} ({e}); this session is not audited",
+                syslog::SYSLOG_SOCKET
+            ),
+            FailurePolicy::Deny => {
+                eprintln!(
+                    "sftpd-wrapper: syslog is not reachable at {} ({e}) and syslog.on_failure = \"deny\": session refused",
+                    syslog::SYSLOG_SOCKET
+                );
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Runs `session` (everything from `session start` to the post-session hook) in a process of its

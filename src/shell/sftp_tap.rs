@@ -474,60 +474,13 @@ impl Tap {
             }
             Request::Open { name, pflags } => match (kind, f.handle()) {
                 (Some(HANDLE), Some(Some(handle))) => {
-                    let file = OpenFile {
-                        name,
-                        pflags,
-                        opened: now,
-                        read: 0,
-                        written: 0,
-                        eof: false,
-                        failed: false,
-                        copied_from: None,
-                    };
-                    if let Some(old) = self.files.insert(handle, file) {
-                        // sftp-server gives out a handle only once it is free: the tap missed
-                        // a close, so it no longer follows.
-                        self.files.insert(handle, old);
-                        self.lose(&mut out);
-                    }
+                    self.opened(handle, name, pflags, now, &mut out)
                 }
                 _ if failed => self.totals.failed_operations += 1,
                 _ => self.lose(&mut out),
             },
-            Request::Read(handle) => {
-                let file = handle.and_then(|h| self.files.get_mut(&h));
-                match (kind, file) {
-                    (Some(DATA), Some(file)) => {
-                        let len = f.u32().unwrap_or(0);
-                        file.read = file.read.saturating_add(u64::from(len));
-                    }
-                    (Some(DATA), None) => {}
-                    (_, file) if status == Some(FX_EOF) => {
-                        if let Some(file) = file {
-                            file.eof = true;
-                        }
-                    }
-                    (_, file) => {
-                        if let Some(file) = file {
-                            file.failed = true;
-                        }
-                        self.totals.failed_operations += 1;
-                    }
-                }
-            }
-            Request::Write(handle, len) => {
-                let file = handle.and_then(|h| self.files.get_mut(&h));
-                if ok {
-                    if let Some(file) = file {
-                        file.written = file.written.saturating_add(len);
-                    }
-                } else {
-                    if let Some(file) = file {
-                        file.failed = true;
-                    }
-                    self.totals.failed_operations += 1;
-                }
-            }
+            Request::Read(handle) => self.read_answered(handle, kind, status, &mut f),
+            Request::Write(handle, len) => self.write_answered(handle, len, ok),
             Request::Close(handle) => {
                 if failed {
                     self.totals.failed_operations += 1;
@@ -540,42 +493,13 @@ impl Tap {
             Request::OnePath(kind, path) if ok => {
                 out.push(Output::Event(Event::operation(kind, path, None)));
             }
-            Request::Rename { old, new } if ok => {
-                if self.upload_on_rename
-                    && let Some(i) = self.held.iter().rposition(|e| e.path == old)
-                    && let Some(mut upload) = self.held.remove(i)
-                {
-                    upload.uploaded_as = Some(std::mem::replace(&mut upload.path, new.clone()));
-                    out.push(Output::Event(upload));
-                }
-                out.push(Output::Event(Event::operation(
-                    EventKind::Rename,
-                    old,
-                    Some(new),
-                )));
-            }
+            Request::Rename { old, new } if ok => self.renamed(old, new, &mut out),
             Request::Link { target, link, kind } if ok => {
                 let mut event = Event::operation(EventKind::Link, link, Some(target));
                 event.link_kind = Some(kind.to_owned());
                 out.push(Output::Event(event));
             }
-            Request::Copy { from, to } => {
-                let source = from
-                    .and_then(|h| self.files.get(&h))
-                    .map(|f| f.name.clone());
-                if let Some(file) = to.and_then(|h| self.files.get_mut(&h)) {
-                    if ok {
-                        if file.copied_from.is_none() {
-                            file.copied_from = source;
-                        }
-                    } else {
-                        file.failed = true;
-                    }
-                }
-                if !ok {
-                    self.totals.failed_operations += 1;
-                }
-            }
+            Request::Copy { from, to } => self.copy_answered(from, to, ok),
             Request::OnePath(..)
             | Request::Rename { .. }
             | Request::Link { .. }
@@ -586,6 +510,112 @@ impl Tap {
             }
         }
         out
+    }
+
+    /// A handle sftp-server gave for an open: a file followed from now on.
+    fn opened(
+        &mut self,
+        handle: u32,
+        name: Vec<u8>,
+        pflags: u32,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let file = OpenFile {
+            name,
+            pflags,
+            opened: now,
+            read: 0,
+            written: 0,
+            eof: false,
+            failed: false,
+            copied_from: None,
+        };
+        if let Some(old) = self.files.insert(handle, file) {
+            // sftp-server gives out a handle only once it is free: the tap missed a close, so
+            // it no longer follows.
+            self.files.insert(handle, old);
+            self.lose(out);
+        }
+    }
+
+    /// The answer to a read: the bytes its DATA carries, the file's end, or a failure.
+    fn read_answered(
+        &mut self,
+        handle: Option<u32>,
+        kind: Option<u8>,
+        status: Option<u32>,
+        f: &mut Fields<'_>,
+    ) {
+        let file = handle.and_then(|h| self.files.get_mut(&h));
+        match (kind, file) {
+            (Some(DATA), Some(file)) => {
+                let len = f.u32().unwrap_or(0);
+                file.read = file.read.saturating_add(u64::from(len));
+            }
+            (Some(DATA), None) => {}
+            (_, file) if status == Some(FX_EOF) => {
+                if let Some(file) = file {
+                    file.eof = true;
+                }
+            }
+            (_, file) => {
+                if let Some(file) = file {
+                    file.failed = true;
+                }
+                self.totals.failed_operations += 1;
+            }
+        }
+    }
+
+    /// The answer to a write of `len` bytes: written, or a failure.
+    fn write_answered(&mut self, handle: Option<u32>, len: u64, ok: bool) {
+        let file = handle.and_then(|h| self.files.get_mut(&h));
+        if ok {
+            if let Some(file) = file {
+                file.written = file.written.saturating_add(len);
+            }
+        } else {
+            if let Some(file) = file {
+                file.failed = true;
+            }
+            self.totals.failed_operations += 1;
+        }
+    }
+
+    /// A rename answered OK: its event, after the held upload it names under its new name.
+    fn renamed(&mut self, old: Vec<u8>, new: Vec<u8>, out: &mut Vec<Output>) {
+        if self.upload_on_rename
+            && let Some(i) = self.held.iter().rposition(|e| e.path == old)
+            && let Some(mut upload) = self.held.remove(i)
+        {
+            upload.uploaded_as = Some(std::mem::replace(&mut upload.path, new.clone()));
+            out.push(Output::Event(upload));
+        }
+        out.push(Output::Event(Event::operation(
+            EventKind::Rename,
+            old,
+            Some(new),
+        )));
+    }
+
+    /// The answer to a copy-data: the destination notes its source, or failed.
+    fn copy_answered(&mut self, from: Option<u32>, to: Option<u32>, ok: bool) {
+        let source = from
+            .and_then(|h| self.files.get(&h))
+            .map(|f| f.name.clone());
+        if let Some(file) = to.and_then(|h| self.files.get_mut(&h)) {
+            if ok {
+                if file.copied_from.is_none() {
+                    file.copied_from = source;
+                }
+            } else {
+                file.failed = true;
+            }
+        }
+        if !ok {
+            self.totals.failed_operations += 1;
+        }
     }
 
     /// A file's end: its `file closed` record, its totals and its event.
