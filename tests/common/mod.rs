@@ -780,10 +780,14 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Waits until `sshd` itself listens on `port`. A port that `free_port` found free may be
+/// taken by another test's sshd started at the same moment: then this sshd fails to bind and
+/// exits, while a connection to the port still succeeds (to the other one).
 fn wait_for_port(port: u16, sshd: &mut Child) -> Result<(), String> {
     let end = Instant::now() + Duration::from_secs(10);
     while Instant::now() < end {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // Another process's listener: this sshd exits, which the check below sees.
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() && listens_on(sshd.id(), port) {
             return Ok(());
         }
         if let Ok(Some(status)) = sshd.try_wait() {
@@ -793,6 +797,29 @@ fn wait_for_port(port: u16, sshd: &mut Child) -> Result<(), String> {
     }
     let _ = sshd.kill();
     Err("sshd did not listen within 10 s".to_owned())
+}
+
+/// The inode of the socket listening on 127.0.0.1:`port` (from /proc/net/tcp).
+fn listener_inode(port: u16) -> Option<String> {
+    let table = fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // st 0A: LISTEN; the inode is the tenth field.
+        (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| f[9].to_owned())
+    })
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Some(inode) = listener_inode(port) else {
+        return false;
+    };
+    let wanted = format!("socket:[{inode}]");
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == wanted.as_str()))
+    })
 }
 
 fn cstring(p: &Path) -> CString {
