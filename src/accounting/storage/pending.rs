@@ -31,18 +31,23 @@ pub(super) trait HoldsRows {
     /// Writes the held rows when there are enough of them.
     fn flush_if_full(&mut self) -> super::Result<()>;
 
+    /// Whether the database may hold a session of `host` that started at `earliest` or later:
+    /// not when the host's latest start, read once per transaction, is before it.
+    fn may_hold_from(&mut self, host: &str, earliest: &str) -> super::Result<bool> {
+        if self.held().watermark(host).is_none() {
+            let latest = self.latest_start(host)?;
+            self.held().set_watermark(host, latest);
+        }
+        Ok(self.held().may_hold_from(host, earliest))
+    }
+
     /// Holds a new session, or returns the id of the one with the same host, PID and start. A
     /// session that starts after its host's latest in the database needs no lookup.
     fn hold_session(&mut self, s: &NewSession) -> super::Result<i64> {
         if let Some(id) = self.held().known_session(s) {
             return Ok(id);
         }
-        if self.held().watermark(super::short_host(&s.host)).is_none() {
-            let latest = self.latest_start(&s.host)?;
-            self.held()
-                .set_watermark(super::short_host(&s.host), latest);
-        }
-        if self.held().may_exist(s)
+        if self.may_hold_from(&s.host, &s.started_at)?
             && let Some(id) = self.find_session(s)?
         {
             self.held().remember_session(s, id);
@@ -71,18 +76,10 @@ pub(super) trait HoldsRows {
         if let Some(id) = self.held().known_sid(&s.host, sid) {
             return Ok(Some((id, None)));
         }
-        if let Some(earliest) = earliest {
-            if self.held().watermark(super::short_host(&s.host)).is_none() {
-                let latest = self.latest_start(&s.host)?;
-                self.held()
-                    .set_watermark(super::short_host(&s.host), latest);
-            }
-            if !self
-                .held()
-                .may_hold_from(super::short_host(&s.host), earliest)
-            {
-                return Ok(None);
-            }
+        if let Some(earliest) = earliest
+            && !self.may_hold_from(&s.host, earliest)?
+        {
+            return Ok(None);
         }
         let found = self.find_session_by_sid(&s.host, sid)?;
         if let Some((id, _)) = found {
@@ -472,7 +469,7 @@ impl WriteBehind {
 
     /// Whether the database may hold a session of `host` that started at `earliest` or later.
     pub fn may_hold_from(&self, host: &str, earliest: &str) -> bool {
-        match self.watermarks.get(host) {
+        match self.watermarks.get(super::short_host(host)) {
             Some(Some(latest)) => earliest <= latest.as_str(),
             Some(None) => false,
             None => true,
@@ -481,20 +478,12 @@ impl WriteBehind {
 
     /// The host's watermark, once the store has read it (`None` outside: not read yet).
     pub fn watermark(&self, host: &str) -> Option<&Option<String>> {
-        self.watermarks.get(host)
+        self.watermarks.get(super::short_host(host))
     }
 
     pub fn set_watermark(&mut self, host: &str, latest: Option<String>) {
-        self.watermarks.insert(host.to_owned(), latest);
-    }
-
-    /// Whether the database may already hold a session with `s`'s key (then look it up).
-    pub fn may_exist(&self, s: &NewSession) -> bool {
-        match self.watermarks.get(super::short_host(&s.host)) {
-            Some(Some(latest)) => s.started_at.as_str() <= latest.as_str(),
-            Some(None) => false,
-            None => true,
-        }
+        self.watermarks
+            .insert(super::short_host(host).to_owned(), latest);
     }
 
     /// Notes a session of this transaction found in (or written to) the database.

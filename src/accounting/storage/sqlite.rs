@@ -691,11 +691,6 @@ type HostUser<'a> = (Cow<'a, str>, Cow<'a, str>);
 /// The cells a batch changes, by (hour's first microsecond, host, user).
 type Cells<'a> = std::collections::BTreeMap<(i64, Cow<'a, str>, Cow<'a, str>), CellDelta>;
 
-/// The first microsecond of the UTC hour `us` falls in (before 1970 too).
-fn hour_start(us: i64) -> i64 {
-    us - us.rem_euclid(3_600_000_000)
-}
-
 /// What a session that is not refused adds to its cell: one session and its duration.
 fn session_sums(duration_ms: Option<i64>) -> [(usize, i64); 3] {
     let (high, low) = split_value(duration_ms.unwrap_or(0));
@@ -725,7 +720,7 @@ fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection)
     use std::collections::hash_map::Entry;
     let hour_of = |at: &str| -> Result<i64> {
         crate::log::parse::storage_micros(at)
-            .map(hour_start)
+            .map(|us| crate::log::parse::Micros(us).hour_floor().0)
             .ok_or_else(|| invalid(format!("not a storage time: {at:?}")))
     };
     for s in batch.sessions.iter().map(|s| &s.record) {
@@ -882,7 +877,7 @@ fn update_sessions_quietly<'a>(
             let refused = EndReason::Refused.as_str();
             let cell = cells
                 .entry((
-                    hour_start(started),
+                    crate::log::parse::Micros(started).hour_floor().0,
                     Cow::Owned(host),
                     Cow::Owned(user.unwrap_or_default()),
                 ))
