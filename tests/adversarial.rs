@@ -2177,7 +2177,48 @@ fn server_side_copy() -> Vec<Case> {
             )
         }
     };
+    let copy_then_read = || {
+        let r = Recorded::start(true, &FILE_OPERATIONS);
+        let user = r.h.user();
+        partner_file(&r.h, &user, "empty.bin", 0);
+        partner_file(&r.h, &user, "invoice-42.xml", 54_321);
+        let steps = r.attack(
+            &user,
+            &[
+                "copy_read",
+                &hex::encode("empty.bin"),
+                &hex::encode("invoice-42.xml"),
+            ],
+        );
+        ensure(steps.len() == 5 && steps.iter().all(|s| s.1), || {
+            format!("{steps:?}")
+        })?;
+        let (events, post, _) = r.finish(&user);
+        let totals = post_totals(&post);
+        let downloads = events_for(&events, "download", b"invoice-42.xml");
+        ensure(
+            totals[2..4] == [Some(1), Some(54_321)]
+                && downloads.len() == 1
+                && var_u64(downloads[0], "BYTES_READ") == Some(54_321),
+            || {
+                format!(
+                    "events: {:?}; post-session totals {totals:?}",
+                    summary(&events)
+                )
+            },
+        )?;
+        let rows = r.report_transfers();
+        let billed: Vec<_> = rows
+            .iter()
+            .filter(|t| t["direction"] == "download" && t["bytes_read"] == 54_321)
+            .collect();
+        ensure(billed.len() == 1, || format!("the report: {rows:?}"))
+    };
     vec![
+        case(
+            "copy-data of nothing into a file, then a read of all of it: a download, billed",
+            copy_then_read,
+        ),
         case(
             "50 copy-data of 65,536 bytes from a 10-byte file: nothing billed",
             copy_data(false),

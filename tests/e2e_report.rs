@@ -1762,11 +1762,10 @@ fn downloads_through_links_and_renames_are_found_by_the_file_they_reached() {
     downloads_through_links_and_renames_are_found_by_the_file_they_reached_in("");
 }
 
-/// The same in capture mode. Open: the wrapper's `file closed` lines and sftp-server's link
-/// lines (forwarded from its stderr) reach the log by two paths, so a download's line may come
-/// before the link it went through, and its `reached` is then empty.
+/// The same in capture mode, where the tap follows the links from the packets and the `file
+/// closed` line says what its name reached (sftp-server's link lines reach the log by another
+/// path, in either order with that line).
 #[test]
-#[ignore = "issue 27 item 6: capture mode's link lines may reach the log after the download's file closed line"]
 fn downloads_through_links_and_renames_are_found_by_the_file_they_reached_in_capture_mode() {
     require_e2e!();
     downloads_through_links_and_renames_are_found_by_the_file_they_reached_in(
@@ -1980,11 +1979,8 @@ fn a_symlink_is_followed_through_the_name_it_holds_when_it_is_used() {
     a_symlink_is_followed_through_the_name_it_holds_when_it_is_used_in("");
 }
 
-/// The same in capture mode. Open: the wrapper's `file closed` lines and sftp-server's link
-/// lines (forwarded from its stderr) reach the log by two paths, so a download's line may come
-/// before the link it went through, and its `reached` is then empty.
+/// The same in capture mode (the tap follows the links: see above).
 #[test]
-#[ignore = "issue 27 item 6: capture mode's link lines may reach the log after the download's file closed line"]
 fn a_symlink_is_followed_through_the_name_it_holds_when_it_is_used_in_capture_mode() {
     require_e2e!();
     a_symlink_is_followed_through_the_name_it_holds_when_it_is_used_in(
@@ -2366,26 +2362,80 @@ fn a_session_from_a_short_hosts_file_and_a_full_hosts_journal_is_billed_once() {
     }
 }
 
-/// Review of issue 27 item 6: a partner links `invoice-42.xml`, then asks for a name that does
-/// not exist (`ls`: a stat, not logged at INFO, whose failure status is), and downloads through
-/// the link. The failure status right after the symlink line is taken as the symlink's answer:
-/// the download is not found by `--path '*/invoice-42.xml'`. The README names this limit; it is
-/// a partner's choice, though, so the question "did X download Y" can be dodged at will.
+/// Issue 27 item 6, as a partner would dodge it, through the real sshd, OpenSSH's sftp and
+/// rsyslogd, in both modes, on both stores: a partner links `invoice-42.xml`, then asks for a
+/// name that does not exist (`ls`: a stat, not logged at INFO, whose failure status is), and
+/// downloads through the link. The status right after the symlink line is not the symlink's
+/// (it says `No such file`, not the `Failure` of a name taken): the download is found by
+/// `--path '*/invoice-42.xml'`.
 #[test]
-#[ignore = "issue 27 review: open finding (a failure status after a link hides the link)"]
 fn a_link_followed_by_a_failed_stat_still_leads_to_its_file() {
     require_e2e!();
-    let h = Harness::start("");
+    for config in ["", "[sftp_server]\nlog_mode = \"capture\"\n"] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        fs::write(home.join("invoice-42.xml"), vec![b'i'; 4242]).unwrap();
+        let local = tempfile::tempdir().unwrap();
+        h.sftp_ok(
+            &user,
+            "ln -s invoice-42.xml x.xml\n-ls no-such-name\nget x.xml\n",
+            local.path(),
+        );
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            ingest(&db, &[&h.log_path]);
+            let found = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+            );
+            assert_eq!(
+                found.as_array().unwrap().len(),
+                1,
+                "{config} {db}: {found:#}\n{}",
+                h.log_text()
+            );
+        }
+    }
+}
+
+/// Issue 27 item 6 in capture mode, through paramiko and the real sshd and rsyslogd, on both
+/// stores: a partner links `invoice-42.xml`, then sends a request that fails with the very
+/// status a taken name gets (`Failure`: an fstat of a handle that does not exist, not logged
+/// at INFO), and downloads through the link. The log alone cannot tell that status from the
+/// symlink's own (README, "Links and renames"); the tap saw the symlink answered OK, and the
+/// download's `file closed` line says which file it reached.
+#[test]
+fn a_link_followed_by_a_raw_failure_still_leads_to_its_file_in_capture_mode() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
     let user = h.user();
     let home = fs::canonicalize(h.home(&user)).unwrap();
     fs::write(home.join("invoice-42.xml"), vec![b'i'; 4242]).unwrap();
-    let local = tempfile::tempdir().unwrap();
-    h.sftp_ok(
+    let hex = |name: &str| hex::encode(home.join(name).as_os_str().as_encoded_bytes());
+    let ops = serde_json::json!([
+        ["symlink_then_fail", hex("invoice-42.xml"), hex("x.xml")],
+        ["get", hex("x.xml")],
+    ])
+    .to_string();
+    let marker = h.root().join("marker");
+    let out = h.attack(
         &user,
-        "ln -s invoice-42.xml x.xml\n-ls no-such-name\nget x.xml\n",
-        local.path(),
+        &marker,
+        &["ops", &ops],
+        std::process::Stdio::null(),
+        60,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.lines().filter(|l| l.contains("\"ok\": true")).count() == 2,
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    assert!(text.contains("sent status Failure"), "{text}");
     let dir = tempfile::tempdir().unwrap();
     for db in databases(dir.path()) {
         ingest(&db, &[&h.log_path]);
@@ -2393,11 +2443,15 @@ fn a_link_followed_by_a_failed_stat_still_leads_to_its_file() {
             &db,
             &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
         );
-        assert_eq!(
-            found.as_array().unwrap().len(),
-            1,
-            "{db}: {found:#}\n{}",
-            h.log_text()
+        let rows = found.as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{db}: {found:#}\n{text}");
+        assert!(
+            rows[0]["path"].as_str().unwrap().ends_with("/x.xml")
+                && rows[0]["reached"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/invoice-42.xml"),
+            "{db}: {found:#}"
         );
     }
 }

@@ -5,15 +5,15 @@
 //! transaction that also moves the file's checkpoint, so a crash leaves the database as it was
 //! before the batch, and a re-run continues from the last committed checkpoint.
 
-use crate::accounting::reach::{self, Names};
 use crate::accounting::storage::{
     Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
     OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError, sid_key,
 };
 use crate::accounting::{IdMap, IdSet};
 use crate::log::parse::{self, Record, SftpEvent};
+use crate::log::reach::{self, Names, RECENT_CLOSES};
 use crate::log::transfer::{ClosedFile, CountsAs, Direction, classify_close, classify_cut_close};
-use crate::log::wrapper::{ClosedAs, ExitOutcome, FileRecord, WrapperLine};
+use crate::log::wrapper::{ClosedAs, ExitOutcome, FileRecord, OtherFile, WrapperLine};
 use chrono::{DateTime, Local, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -144,6 +144,25 @@ impl std::fmt::Display for Summary {
         }
         Ok(())
     }
+}
+
+/// The status text that undoes a link or rename right before it: what sftp-server answers when
+/// link(2), symlink(2) or its rename's link(2) find the name taken (EEXIST), and what no
+/// request OpenSSH's or other usual clients send after a link answers (a `stat` of a missing
+/// name is `No such file`, of a forbidden one `Permission denied`). The log does not say which
+/// request a status answered, so this is the one status taken as the link's own: a link that
+/// failed otherwise made no name a later open could use, and a partner's `ls missing` right
+/// after a link must not hide it. A raw client can still send a request that fails this way
+/// (a read on a handle that does not exist); capture mode follows the answers themselves.
+const NAME_TAKEN: &str = "Failure";
+
+/// A rename that gave a transfer closed a moment ago its new name (`renamed_to`).
+struct RenamedFile {
+    op: i64,
+    transfer: i64,
+    /// The old and new name, when the file was an upload (which the names took as a file of
+    /// its new name).
+    upload: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What an operation line says, for [`Ingestor::operation`].
@@ -475,13 +494,13 @@ pub struct Ingestor<'a> {
     /// Each session's last few closed files (transfer id, name, an upload), for a rename that
     /// follows.
     recent_closes: IdMap<i64, VecDeque<(i64, Vec<u8>, bool)>>,
-    /// A rename that named a transfer's new name, by session: (the rename, the transfer), to
-    /// be undone when a failure answers the rename.
-    renamed: IdMap<i64, (i64, i64)>,
+    /// A rename that named a transfer's new name, by session: to be undone when a failure
+    /// answers the rename.
+    renamed: IdMap<i64, RenamedFile>,
     /// The names each session's links and renames made, for the file a transfer reached.
     names: IdMap<i64, Names>,
-    /// What the session's last link, rename or removal changed in `names`, by session: (the
-    /// operation, what to put back when a failure answers it).
+    /// What the session's last link or rename changed in `names`, by session: (the operation,
+    /// what to put back if the status that answers it says the name was taken).
     names_undo: IdMap<i64, (i64, reach::Undo)>,
     /// Sessions whose `last_op` changed since the last commit.
     last_op_dirty: IdSet<i64>,
@@ -514,10 +533,6 @@ pub struct Ingestor<'a> {
 /// Two processes' lines can reach the log file out of order (rsyslog's queue workers, relays), and
 /// a wrapper starved by a busy CPU can log `sftp-server started` after sftp-server's whole session.
 const LATE_LINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
-
-/// How many of a session's last closed files a rename may name: the `.filepart` convention
-/// renames a file right after its close, and a client may close a few files first.
-const RECENT_CLOSES: usize = 8;
 
 /// How long an sshd `Accepted` line waits for its session before it is forgotten.
 const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
@@ -620,10 +635,10 @@ impl<'a> Ingestor<'a> {
                     names.forget(&[&op.path]);
                     continue;
                 }
-                _ if op.renamed_upload => names.forget(&[&op.path, target]),
+                _ if op.status.as_deref() == Some(NAME_TAKEN) => continue,
                 OperationKind::Symlink => names.symlink(target, &op.path),
                 OperationKind::Hardlink => names.link(target, &op.path, false),
-                _ => names.link(target, &op.path, true),
+                _ => names.renamed(&op.path, target, op.renamed_upload),
             };
             // Its answer may be in the lines still to read.
             if self.last_op.get(&op.session_id) == Some(&Some(LastOp::Operation(op.id))) {
@@ -1761,7 +1776,10 @@ impl<'a> Ingestor<'a> {
                     at,
                     kind: OperationKind::Copy,
                     path: Some(&file.path.bytes),
-                    target: file.copied_from.as_ref().map(|p| p.bytes.as_slice()),
+                    target: match &file.other {
+                        Some(OtherFile::CopiedFrom(from)) => Some(from.bytes.as_slice()),
+                        _ => None,
+                    },
                     detail: None,
                 })?;
                 if !file.complete {
@@ -1785,10 +1803,12 @@ impl<'a> Ingestor<'a> {
             .zip(i64::try_from(file.elapsed_ms).ok())
             .and_then(|(t, ms)| t.checked_sub_signed(chrono::Duration::try_milliseconds(ms)?))
             .map(parse::storage_time);
-        let reached = match file.path.cut {
-            None => self.reached(session, &file.path.bytes),
+        // The tap followed the names itself, from the packets: sftp-server's link lines come
+        // to the log by another path, in either order with this line.
+        let reached = match &file.other {
+            Some(OtherFile::Reached(to)) if to.cut.is_none() => Some(to.bytes.as_slice()),
             // Only a prefix of the name is known.
-            Some(_) => None,
+            _ => None,
         };
         let id = self.store.insert_transfer(&NewTransfer {
             session_id: session,
@@ -1797,7 +1817,7 @@ impl<'a> Ingestor<'a> {
             open_flags: &file.open_flags,
             mode: None,
             opened_at: opened_at.as_deref().unwrap_or(at),
-            reached: reached.as_deref(),
+            reached,
         })?;
         self.summary.transfers += 1;
         if file.failed {
@@ -1842,7 +1862,12 @@ impl<'a> Ingestor<'a> {
         let (transfer, _, upload) = recent.remove(at).unwrap_or_default();
         self.store.set_transfer_renamed(transfer, Some(new))?;
         if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
-            self.renamed.insert(session, (*op, transfer));
+            let renamed = RenamedFile {
+                op: *op,
+                transfer,
+                upload: upload.then(|| (old.to_vec(), new.to_vec())),
+            };
+            self.renamed.insert(session, renamed);
         }
         Ok(upload)
     }
@@ -1853,9 +1878,8 @@ impl<'a> Ingestor<'a> {
     }
 
     /// A link (symlink, hardlink) or rename of `old` to `new` in `session`, its operation the
-    /// session's last: `new` now leads to the file `old` named, until a failure answers it. A
-    /// file the session uploaded a moment ago and renamed (`x.filepart` to `x`) has its own
-    /// name from then on: `x`, whose upload `renamed_to` says was `x.filepart`.
+    /// session's last: `new` now leads to the file `old` named, unless the status that answers
+    /// it proves the name was taken (see [`NAME_TAKEN`]).
     fn name_made(
         &mut self,
         session: i64,
@@ -1870,10 +1894,9 @@ impl<'a> Ingestor<'a> {
         }
         let names = self.names.entry(session).or_default();
         let undo = match kind {
-            _ if uploaded => names.forget(&[old, new]),
             OperationKind::Symlink => names.symlink(new, old),
             OperationKind::Hardlink => names.link(new, old, false),
-            OperationKind::Rename | OperationKind::PosixRename => names.link(new, old, true),
+            OperationKind::Rename | OperationKind::PosixRename => names.renamed(old, new, uploaded),
             _ => return,
         };
         if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
@@ -1881,8 +1904,8 @@ impl<'a> Ingestor<'a> {
         }
     }
 
-    /// A remove or rmdir of `path` in `session`: the name leads nowhere any more. Not put back
-    /// when a failure follows: whether the name still leads where it did, the log cannot say.
+    /// A remove or rmdir of `path` in `session`: the name leads nowhere any more, whatever
+    /// status comes after it (whether the name still leads where it did, the log cannot say).
     fn name_removed(&mut self, session: i64, path: &[u8]) {
         if let Some(names) = self.names.get_mut(&session) {
             names.forget(&[path]);
@@ -2808,16 +2831,22 @@ impl<'a> Ingestor<'a> {
                 self.store.mark_operation_failed(id, text)?;
                 // A rename refused (SFTP v3's rename does not replace an existing file):
                 // the file keeps its name.
-                if let Some(&(op, transfer)) = self.renamed.get(&session)
-                    && op == id
+                if let Some(renamed) = self.renamed.remove(&session)
+                    && renamed.op == id
                 {
-                    self.store.set_transfer_renamed(transfer, None)?;
+                    self.store.set_transfer_renamed(renamed.transfer, None)?;
+                    // The upload keeps its name; its rename is then a rename like any
+                    // other to the names, as a later run reads it from the stored rows.
+                    if let Some((old, new)) = renamed.upload {
+                        self.names
+                            .entry(session)
+                            .or_default()
+                            .link(&new, &old, true);
+                    }
                 }
-                // A link or rename refused, or so the log must take it: a failure
-                // status right after it may also answer a request sftp-server does not
-                // log at INFO (a stat), but a name it did not make must lead nowhere.
                 if let Some((op, undo)) = self.names_undo.remove(&session)
                     && op == id
+                    && text == NAME_TAKEN
                     && let Some(names) = self.names.get_mut(&session)
                 {
                     names.undo(undo);

@@ -7,7 +7,6 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod metrics_server;
-pub mod reach;
 pub mod report;
 pub mod retention;
 pub mod rollup;

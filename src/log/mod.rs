@@ -63,5 +63,6 @@ pub(crate) use deserialize_words;
 
 pub mod fields;
 pub mod parse;
+pub mod reach;
 pub mod transfer;
 pub mod wrapper;

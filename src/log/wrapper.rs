@@ -148,8 +148,24 @@ pub struct FileRecord {
     pub forced: bool,
     pub open_flags: String,
     pub elapsed_ms: u64,
-    /// For a copy: the file it was copied from.
-    pub copied_from: Option<LoggedPath>,
+    /// The one other file the line names, if any (two names, escaped, keep the line within
+    /// what syslog takes).
+    pub other: Option<OtherFile>,
+}
+
+/// The other file a `file closed` line names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtherFile {
+    /// A copy (`counts_as=copy`): the file copy-data read from (`copied_from=`).
+    CopiedFrom(LoggedPath),
+    /// Any other file opened through a name the session's links and renames made: the file it
+    /// led to ([`crate::log::reach`], `reached=`).
+    Reached(LoggedPath),
+}
+
+impl OtherFile {
+    const COPIED_FROM: &str = "copied_from";
+    const REACHED: &str = "reached";
 }
 
 /// How a hook ended, as logged.
@@ -278,8 +294,9 @@ fn file_fields(line: LogLine, file: &FileRecord) -> LogLine {
         .field("forced", flag(file.forced))
         .field("open_flags", &file.open_flags)
         .field("elapsed_ms", file.elapsed_ms.to_string());
-    match &file.copied_from {
-        Some(from) => logged_path(line, "copied_from", from),
+    match &file.other {
+        Some(OtherFile::CopiedFrom(from)) => logged_path(line, OtherFile::COPIED_FROM, from),
+        Some(OtherFile::Reached(to)) => logged_path(line, OtherFile::REACHED, to),
         None => line,
     }
 }
@@ -532,7 +549,10 @@ fn parse_file_closed(f: &mut Fields<'_>) -> Option<WrapperLine> {
             forced: f.flag("forced")?,
             open_flags: f.text("open_flags").unwrap_or_default(),
             elapsed_ms: f.number("elapsed_ms").unwrap_or(0),
-            copied_from: f.logged_path("copied_from"),
+            other: match f.logged_path(OtherFile::COPIED_FROM) {
+                Some(from) => Some(OtherFile::CopiedFrom(from)),
+                None => f.logged_path(OtherFile::REACHED).map(OtherFile::Reached),
+            },
         },
     })
 }
@@ -767,29 +787,31 @@ mod tests {
                     any::<[u64; 3]>(),
                     any::<[bool; 3]>(),
                     text(),
-                    proptest::option::of(logged_path())
+                    proptest::option::of(prop_oneof![
+                        logged_path().prop_map(OtherFile::CopiedFrom),
+                        logged_path().prop_map(OtherFile::Reached),
+                    ])
                 ),
             )
                 .prop_map(
-                    |(
-                        (sid, user, sftp_pid),
-                        (path, counts_as, n, flags, open_flags, copied_from),
-                    )| WrapperLine::FileClosed {
-                        sid,
-                        user,
-                        sftp_pid,
-                        file: FileRecord {
-                            path,
-                            counts_as,
-                            bytes_read: n[0],
-                            bytes_written: n[1],
-                            complete: flags[0],
-                            failed: flags[1],
-                            forced: flags[2],
-                            open_flags,
-                            elapsed_ms: n[2],
-                            copied_from,
-                        },
+                    |((sid, user, sftp_pid), (path, counts_as, n, flags, open_flags, other))| {
+                        WrapperLine::FileClosed {
+                            sid,
+                            user,
+                            sftp_pid,
+                            file: FileRecord {
+                                path,
+                                counts_as,
+                                bytes_read: n[0],
+                                bytes_written: n[1],
+                                complete: flags[0],
+                                failed: flags[1],
+                                forced: flags[2],
+                                open_flags,
+                                elapsed_ms: n[2],
+                                other,
+                            },
+                        }
                     }
                 ),
             (
@@ -954,7 +976,7 @@ mod tests {
                 forced: false,
                 open_flags: "WRITE,CREATE,TRUNCATE".into(),
                 elapsed_ms: 5,
-                copied_from: None,
+                other: None,
             },
         };
         assert_eq!(
@@ -965,6 +987,24 @@ mod tests {
         let long = LoggedPath::of(&[0xff; 100_000]);
         assert_eq!(long.bytes.len(), LoggedPath::MAX);
         assert_eq!(long.cut.as_ref().map(|c| c.0), Some(100_000));
+
+        let WrapperLine::FileClosed { mut file, .. } = line else {
+            unreachable!()
+        };
+        file.counts_as = ClosedAs::Download;
+        file.other = Some(OtherFile::Reached(LoggedPath::of(b"/h/invoice-42.xml")));
+        let line = WrapperLine::FileClosed {
+            sid: "s".into(),
+            user: "acme".into(),
+            sftp_pid: None,
+            file,
+        };
+        let text = line.render();
+        assert!(
+            text.ends_with(" elapsed_ms=5 reached=/h/invoice-42.xml"),
+            "{text}"
+        );
+        assert_eq!(WrapperLine::parse(text.as_bytes()), Some(line));
     }
 
     #[test]

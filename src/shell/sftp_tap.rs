@@ -18,8 +18,11 @@
 //! for their rename are capped too. Open files are sftp-server's own (one per descriptor it
 //! holds, each named by a path `open(2)` took).
 
+use crate::log::reach::{Names, RECENT_CLOSES};
 use crate::log::transfer::{CountsAs, Direction, classify_close};
-use crate::log::wrapper::{ClosedAs, DropReason, EventKind, FileRecord, LoggedPath, Totals};
+use crate::log::wrapper::{
+    ClosedAs, DropReason, EventKind, FileRecord, LoggedPath, OtherFile, Totals,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -351,6 +354,8 @@ struct OpenFile {
     failed: bool,
     /// The file a server-side copy into this one read from.
     copied_from: Option<Vec<u8>>,
+    /// The file its name led to through the session's links and renames, when another name.
+    reached: Option<Vec<u8>>,
 }
 
 /// What the tap knows: the requests waiting for their answer, the open files, the uploads held
@@ -363,6 +368,10 @@ pub struct Tap {
     files: BTreeMap<u32, OpenFile>,
     held: VecDeque<Event>,
     upload_on_rename: bool,
+    /// The names the session's links and renames made (each answered OK).
+    names: Names,
+    /// The last files closed, oldest first: their names, and whether each was an upload.
+    recent: VecDeque<(Vec<u8>, bool)>,
     /// An INIT was sent: sftp-server exits on any other request before it.
     init: bool,
     /// Set once an answer shows the tap no longer knows what sftp-server does.
@@ -491,10 +500,17 @@ impl Tap {
                 }
             }
             Request::OnePath(kind, path) if ok => {
+                if kind != EventKind::Mkdir {
+                    self.names.forget(&[&path]);
+                }
                 out.push(Output::Event(Event::operation(kind, path, None)));
             }
             Request::Rename { old, new } if ok => self.renamed(old, new, &mut out),
             Request::Link { target, link, kind } if ok => {
+                let _ = match kind {
+                    "symlink" => self.names.symlink(&link, &target),
+                    _ => self.names.link(&link, &target, false),
+                };
                 let mut event = Event::operation(EventKind::Link, link, Some(target));
                 event.link_kind = Some(kind.to_owned());
                 out.push(Output::Event(event));
@@ -522,6 +538,7 @@ impl Tap {
         out: &mut Vec<Output>,
     ) {
         let file = OpenFile {
+            reached: self.names.reached(&name),
             name,
             pflags,
             opened: now,
@@ -585,6 +602,11 @@ impl Tap {
 
     /// A rename answered OK: its event, after the held upload it names under its new name.
     fn renamed(&mut self, old: Vec<u8>, new: Vec<u8>, out: &mut Vec<Output>) {
+        let uploaded = match self.recent.iter().rposition(|(name, _)| *name == old) {
+            Some(at) => self.recent.remove(at).is_some_and(|(_, upload)| upload),
+            None => false,
+        };
+        self.names.renamed(&old, &new, uploaded);
         if self.upload_on_rename
             && let Some(i) = self.held.iter().rposition(|e| e.path == old)
             && let Some(mut upload) = self.held.remove(i)
@@ -637,8 +659,8 @@ impl Tap {
             failed,
             file.eof,
         );
-        // Written by copy-data alone: what moved never crossed the wire.
-        let copy = file.copied_from.is_some() && file.written == 0;
+        // Written by copy-data alone and never read: what moved never crossed the wire.
+        let copy = file.copied_from.is_some() && file.written == 0 && file.read == 0;
         let counts_as = match verdict.counts_as {
             _ if copy => ClosedAs::Copy,
             Some(CountsAs::Upload) => ClosedAs::Upload,
@@ -656,8 +678,19 @@ impl Tap {
             forced,
             open_flags: flags.clone(),
             elapsed_ms,
-            copied_from: file.copied_from.as_deref().map(LoggedPath::of),
+            other: match (&file.copied_from, &file.reached) {
+                (Some(from), _) if copy => Some(OtherFile::CopiedFrom(LoggedPath::of(from))),
+                (_, Some(to)) => Some(OtherFile::Reached(LoggedPath::of(to))),
+                _ => None,
+            },
         }));
+        if counts_as != ClosedAs::Copy {
+            if self.recent.len() == RECENT_CLOSES {
+                self.recent.pop_front();
+            }
+            let upload = counts_as == ClosedAs::Upload;
+            self.recent.push_back((file.name.clone(), upload));
+        }
         // Saturating: a session's total is reported, never a panic or a wrap.
         let t = &mut self.totals;
         let kind = match counts_as {
@@ -1117,6 +1150,137 @@ mod tests {
         assert_eq!((events[0].bytes_read, events[0].bytes_written), (0, 0));
         assert_eq!(files(&out)[0].counts_as, ClosedAs::Copy);
         assert_eq!(tap.totals, Totals::default());
+    }
+
+    #[test]
+    fn a_file_copied_into_and_then_read_is_a_download() {
+        let copy = packet(
+            EXTENDED,
+            &[
+                &u32b(3),
+                &string(b"copy-data"),
+                &handle(0),
+                &0u64.to_be_bytes(),
+                &0u64.to_be_bytes(),
+                &handle(1),
+                &0u64.to_be_bytes(),
+            ],
+        );
+        let requests = [
+            init(),
+            open(1, b"/h/empty", 0x01),
+            open(2, b"/h/invoice-42.xml", 0x03),
+            copy,
+            read(4, 1),
+            read(5, 1),
+            close(6, 1),
+        ]
+        .concat();
+        let replies = [
+            version(),
+            handle_reply(1, 0),
+            handle_reply(2, 1),
+            status(3, FX_OK),
+            data(4, 500),
+            status(5, FX_EOF),
+            status(6, FX_OK),
+        ]
+        .concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 11);
+        let file = files(&out)[0];
+        assert_eq!((file.counts_as, file.bytes_read), (ClosedAs::Download, 500));
+        assert_eq!(file.other, None);
+        assert_eq!(events(&out)[0].kind, EventKind::Download);
+        assert_eq!(tap.totals.bytes_downloaded, 500);
+    }
+
+    #[test]
+    fn a_file_opened_through_a_link_that_worked_names_the_file_it_reached() {
+        let symlink = |id: u32, target: &[u8], link: &[u8]| {
+            packet(SYMLINK, &[&u32b(id), &string(target), &string(link)])
+        };
+        let stat = packet(STAT, &[&u32b(4), &string(b"/h/missing")]);
+        let remove = packet(REMOVE, &[&u32b(6), &string(b"/h/l")]);
+        let rename = |id: u32, old: &[u8], new: &[u8]| {
+            packet(RENAME, &[&u32b(id), &string(old), &string(new)])
+        };
+        let requests = [
+            init(),
+            symlink(1, b"invoice-42.xml", b"/h/l"),
+            // Refused: no name made.
+            symlink(2, b"/etc/shadow", b"/h/x"),
+            rename(3, b"/h/invoice-7.xml", b"/h/seven"),
+            // A failure right after a link that worked answers another request.
+            stat,
+            open(5, b"/h/l", 0x01),
+            // Removed while open: the open file is still the one it reached.
+            remove,
+            open(7, b"/h/x", 0x01),
+            open(8, b"/h/seven", 0x01),
+            read(9, 0),
+            read(10, 1),
+            read(11, 2),
+            close(12, 0),
+            close(13, 1),
+            close(14, 2),
+            open(15, b"/h/up.filepart", WRITE_CREATE),
+            write(16, &handle(0), &[1; 9]),
+            close(17, 0),
+            rename(18, b"/h/up.filepart", b"/h/l"),
+            open(19, b"/h/l", 0x01),
+            read(20, 0),
+            close(21, 0),
+        ]
+        .concat();
+        let replies = [
+            version(),
+            status(1, FX_OK),
+            status(2, 3),
+            status(3, FX_OK),
+            status(4, 2),
+            handle_reply(5, 0),
+            status(6, FX_OK),
+            handle_reply(7, 1),
+            handle_reply(8, 2),
+            data(9, 10),
+            data(10, 20),
+            data(11, 30),
+            status(12, FX_OK),
+            status(13, FX_OK),
+            status(14, FX_OK),
+            handle_reply(15, 0),
+            status(16, FX_OK),
+            status(17, FX_OK),
+            status(18, FX_OK),
+            handle_reply(19, 0),
+            data(20, 9),
+            status(21, FX_OK),
+        ]
+        .concat();
+        let mut tap = Tap::new(true);
+        let out = run(&mut tap, &requests, &replies, 9);
+        let reached: Vec<(&[u8], Option<&[u8]>)> = files(&out)
+            .iter()
+            .map(|f| {
+                let reached = match &f.other {
+                    Some(OtherFile::Reached(to)) => Some(to.bytes.as_slice()),
+                    _ => None,
+                };
+                (f.path.bytes.as_slice(), reached)
+            })
+            .collect();
+        assert_eq!(
+            reached,
+            [
+                (&b"/h/l"[..], Some(&b"/h/invoice-42.xml"[..])),
+                (b"/h/x", None),
+                (b"/h/seven", Some(b"/h/invoice-7.xml")),
+                (b"/h/up.filepart", None),
+                // An upload renamed right after its close is a file of its new name.
+                (b"/h/l", None),
+            ]
+        );
     }
 
     #[test]

@@ -220,6 +220,15 @@ def main():
                             return len(f.read())
                         for i in range(0, args[2], 32768):
                             f.write(b"u" * min(32768, args[2] - i))
+                elif kind == "symlink_then_fail":
+                    # A symlink, then a request whose failure sftp-server answers with the
+                    # status a taken name gets (`Failure`) and does not log at INFO: an fstat
+                    # of a handle that does not exist.
+                    sftp.symlink(args[0], args[1])
+                    try:
+                        sftp._request(paramiko.sftp.CMD_FSTAT, b"\0\0\0\x63")
+                    except IOError:
+                        pass
                 elif kind == "put_hold":
                     # Writes, then holds the file open (sftp-server is killed meanwhile).
                     f = sftp.open(args[0], "wb")

@@ -24,6 +24,9 @@ Names are hex-encoded bytes, relative to the home directory unless they start wi
     copy SRC_HEX DST_HEX COUNT LENGTH
                            COUNT copy-data requests of LENGTH bytes (0: to the source's end) from
                            SRC into DST, at successive offsets
+    copy_read SRC_HEX DST_HEX
+                           opens DST for reading and writing, copy-data of nothing (SRC is empty)
+                           into it, then reads DST to its EOF and closes both
     blind LONG_HEX SHORT_HEX
                            WRITEs with 300- and 250,000-byte handles, then uploads of 100,000
                            bytes to LONG and 5,000 to SHORT
@@ -256,6 +259,24 @@ def copy(s, src, dst, count, length):
     step("close source", s.close(hs) == FX_OK)
 
 
+def copy_read(s, src, dst):
+    hs = s.open(src, F_READ)
+    hd = s.open(dst, F_READ | F_WRITE)
+    step("open source and destination", hs is not None and hd is not None)
+    code = s.extended(b"copy-data", string(hs) + struct.pack(">QQ", 0, 0) + string(hd)
+                      + struct.pack(">Q", 0))
+    step("copy-data of nothing", code == FX_OK, code)
+    off = 0
+    while True:
+        got = s.read(hd, off, 32768)
+        if isinstance(got, int):
+            break
+        off += len(got)
+    step("read to EOF", got == FX_EOF, off)
+    step("close destination", s.close(hd) == FX_OK)
+    step("close source", s.close(hs) == FX_OK)
+
+
 def blind(s, long_name, short_name):
     for n in (300, 250_000):
         code = s.call_status(WRITE, string(b"\0" * n) + struct.pack(">Q", 0) + string(b"x" * 16))
@@ -352,6 +373,8 @@ def main():
         bad_write(s, h[0])
     elif mode == "copy":
         copy(s, bytes.fromhex(args[0]), bytes.fromhex(args[1]), int(args[2]), int(args[3]))
+    elif mode == "copy_read":
+        copy_read(s, h[0], h[1])
     elif mode == "blind":
         blind(s, h[0], h[1])
     elif mode == "lagging":

@@ -323,6 +323,8 @@ pub struct NameOperation {
     /// A rename of an upload the session closed under `path`, which took `target` as its
     /// `renamed_to`.
     pub renamed_upload: bool,
+    /// The failure status that answered it, if one did.
+    pub status: Option<String>,
 }
 
 /// The journal's own fields about a session's first entry.
@@ -469,8 +471,8 @@ pub trait IngestStore: Database {
     fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>>;
-    /// The links, renames and removals of the sessions still open that no failure answered,
-    /// oldest first.
+    /// The links, renames and removals of the sessions still open, oldest first (whatever
+    /// status followed them: see `Ingestor::name_made`).
     fn open_name_operations(&mut self) -> Result<Vec<NameOperation>>;
     fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
     /// Fills in who and from where, where the session does not know yet.

@@ -1596,10 +1596,10 @@ impl IngestStore for SqliteStore {
             "SELECT o.session_id, o.id, o.kind, o.path, o.target,
                     EXISTS (SELECT 1 FROM transfer_rows t
                              WHERE t.session_id = o.session_id AND t.path = o.path
-                               AND t.renamed_to = o.target AND t.counts_as = 'upload')
+                               AND t.renamed_to = o.target AND t.counts_as = 'upload'),
+                    CASE WHEN o.failed THEN o.status END
                FROM sessions s JOIN operation_rows o ON o.session_id = s.id
               WHERE s.ended_at_us IS NULL AND s.end_reason = 'missing_end'
-                AND (NOT o.failed OR o.kind IN ('remove', 'rmdir'))
                 AND o.kind IN ('symlink', 'hardlink', 'rename', 'posix-rename', 'remove', 'rmdir')
               ORDER BY o.id",
         )?;
@@ -1611,6 +1611,7 @@ impl IngestStore for SqliteStore {
                 path: r.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
                 target: r.get(4)?,
                 renamed_upload: r.get::<_, i64>(5)? != 0,
+                status: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -1,10 +1,11 @@
 //! Which file a name reached, through the links and renames its session made before using it:
 //! a partner who links or renames `invoice-42.xml` and downloads through the new name still
-//! downloaded `invoice-42.xml`.
+//! downloaded `invoice-42.xml`. One rule for both wings: the capture-mode tap follows the names
+//! the SFTP packets made (each answered OK), the ingest those sftp-server's lines show.
 //!
-//! Names are followed as the log shows them, lexically: sftp-server logs each name as the
-//! client sent it, and what was on the disk outside the session (links made by others, a
-//! directory that is itself a link) is not in the log. A `..` is taken lexically too.
+//! Names are followed as the requests give them, lexically: what was on the disk outside the
+//! session (links made by others, a directory that is itself a link) is not seen. A `..` is
+//! taken lexically too.
 
 use std::collections::HashMap;
 
@@ -16,11 +17,24 @@ pub const MAX_HOPS: usize = 40;
 /// followed (a session making more is not following the `.filepart` convention but flooding).
 pub const MAX_NAMES: usize = 10_000;
 
+/// The bytes of the names made (each name and where it leads), at most: with [`MAX_NAMES`], the
+/// memory a session's names take, whatever the partner sends (a name that worked is at most
+/// PATH_MAX, 4 KiB; a relative symlink's target is joined to the link's directory).
+pub const MAX_NAME_BYTES: usize = 4 << 20;
+
+/// A rename of a file closed within this many closes of the session is a rename of that file
+/// (the `.filepart` convention renames a file right after its close, and a client may close a
+/// few files first): an upload renamed so (`x.filepart` to `x`) is a file of its new name from
+/// then on, which `transfers.renamed_to` shows.
+pub const RECENT_CLOSES: usize = 8;
+
 /// The names one session made, each with the name of the file it leads to.
 #[derive(Debug, Default, Clone)]
 pub struct Names {
-    /// Keyed by file names a partner chose: std's SipHash (see [`crate::accounting::IdMap`]).
+    /// Keyed by file names a partner chose: std's SipHash.
     made: HashMap<Vec<u8>, Lead>,
+    /// The bytes of `made`'s keys and leads.
+    bytes: usize,
 }
 
 /// Where a name made leads.
@@ -32,7 +46,8 @@ struct Lead {
     symlink: bool,
 }
 
-/// What one link, rename or removal changed, to be put back if a failure answered it.
+/// What one link, rename or removal changed, to be put back if the operation turns out to have
+/// failed (the ingest learns that from a status line after it).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Undo(Vec<(Vec<u8>, Option<Lead>)>);
 
@@ -71,9 +86,8 @@ impl Names {
                 symlink: false,
             },
         };
-        let to = lead.to.clone();
         let key = self.place(name);
-        if to == key || from == key {
+        if lead.to == key || from == key {
             // Renamed or linked to itself: nothing changes.
             return Undo::default();
         }
@@ -86,13 +100,21 @@ impl Names {
         undo
     }
 
+    /// A rename of `old` to `new`; `uploaded` when `old` is an upload the session closed a
+    /// moment ago (within [`RECENT_CLOSES`]), which is a file of its new name from then on.
+    pub fn renamed(&mut self, old: &[u8], new: &[u8], uploaded: bool) -> Undo {
+        if uploaded {
+            self.forget(&[old, new])
+        } else {
+            self.link(new, old, true)
+        }
+    }
+
     /// Takes in the names another part of the same session made (its lines read as a session
     /// of their own until the wrapper's line claimed them).
     pub fn extend(&mut self, other: Names) {
         for (key, to) in other.made {
-            if self.made.len() < MAX_NAMES || self.made.contains_key(&key) {
-                self.made.insert(key, to);
-            }
+            self.set(key, Some(to));
         }
     }
 
@@ -109,10 +131,7 @@ impl Names {
     /// Puts back what an operation that failed changed.
     pub fn undo(&mut self, undo: Undo) {
         for (key, previous) in undo.0.into_iter().rev() {
-            match previous {
-                Some(to) => self.made.insert(key, to),
-                None => self.made.remove(&key),
-            };
+            self.set(key, previous);
         }
     }
 
@@ -167,16 +186,19 @@ impl Names {
     }
 
     fn set(&mut self, key: Vec<u8>, to: Option<Lead>) -> Undo {
-        let previous = match to {
-            // A link to itself stays: it is a loop, which reaches nothing.
-            Some(to) => {
-                if self.made.len() >= MAX_NAMES && !self.made.contains_key(&key) {
-                    return Undo::default();
-                }
-                self.made.insert(key.clone(), to)
-            }
-            None => self.made.remove(&key),
-        };
+        let size = |key: &[u8], lead: &Lead| key.len() + lead.to.len();
+        let previous = self.made.remove(&key);
+        if let Some(previous) = &previous {
+            self.bytes -= size(&key, previous);
+        }
+        // A link to itself stays: it is a loop, which reaches nothing.
+        if let Some(to) = to
+            && self.made.len() < MAX_NAMES
+            && self.bytes + size(&key, &to) <= MAX_NAME_BYTES
+        {
+            self.bytes += size(&key, &to);
+            self.made.insert(key.clone(), to);
+        }
         Undo(vec![(key, previous)])
     }
 }
@@ -328,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn loops_reach_nothing_and_undo_puts_back_what_was() {
+    fn loops_reach_nothing() {
         let mut n = Names::default();
         n.symlink(b"/h/a", b"b");
         n.symlink(b"/h/b", b"a");
@@ -336,7 +358,10 @@ mod tests {
         assert_eq!(reached(&n, "/h/b"), None);
         n.symlink(b"/h/d", b"d/x");
         assert_eq!(reached(&n, "/h/d"), None);
+    }
 
+    #[test]
+    fn undo_puts_back_what_was() {
         let mut n = Names::default();
         n.symlink(b"/h/l", b"one");
         let before = n.made.clone();
@@ -350,6 +375,46 @@ mod tests {
         let undo = n.forget(&[b"/h/l", b"/h/m"]);
         n.undo(undo);
         assert_eq!(n.made, before);
+    }
+
+    #[test]
+    fn an_upload_renamed_is_a_file_of_its_new_name() {
+        let mut n = Names::default();
+        n.symlink(b"/h/x", b"invoice-42.xml");
+        n.renamed(b"/h/x.filepart", b"/h/x", true);
+        assert_eq!(reached(&n, "/h/x"), None);
+        n.renamed(b"/h/invoice-7.xml", b"/h/y", false);
+        assert_eq!(reached(&n, "/h/y").as_deref(), Some("/h/invoice-7.xml"));
+    }
+
+    #[test]
+    fn names_stop_at_their_caps() {
+        let mut n = Names::default();
+        for i in 0..MAX_NAMES + 10 {
+            n.symlink(format!("/h/l{i}").as_bytes(), b"t");
+        }
+        assert_eq!(n.made.len(), MAX_NAMES);
+        // Replacing a name already made still works at the cap.
+        n.symlink(b"/h/l0", b"u");
+        assert_eq!(reached(&n, "/h/l0").as_deref(), Some("/h/u"));
+        assert_eq!(reached(&n, "/h/l20000"), None);
+
+        let mut n = Names::default();
+        let long = vec![b'a'; 4000];
+        for i in 0..5000 {
+            let mut link = format!("/h/{i}/").into_bytes();
+            link.extend_from_slice(&long);
+            n.symlink(&link, &long);
+        }
+        assert!(n.bytes <= MAX_NAME_BYTES);
+        let counted: usize = n.made.iter().map(|(k, l)| k.len() + l.to.len()).sum();
+        assert_eq!(counted, n.bytes);
+        n.forget(&[b"/h/0/aaaa"]);
+        let mut first = b"/h/0/".to_vec();
+        first.extend_from_slice(&long);
+        n.forget(&[&first]);
+        let counted: usize = n.made.iter().map(|(k, l)| k.len() + l.to.len()).sum();
+        assert_eq!(counted, n.bytes);
     }
 
     fn name() -> impl Strategy<Value = Vec<u8>> {
@@ -375,19 +440,24 @@ mod tests {
         }
 
         /// Any sequence of links, renames, removals and undos: every lookup ends (loops
-        /// included), never names itself, and undoing an operation restores the names.
+        /// included), never names itself, undoing an operation restores the names, and the
+        /// bytes counted are the bytes held.
         #[test]
         fn any_operations_end_and_undo_exactly(
-            ops in proptest::collection::vec((0u8..4, name(), name(), any::<bool>()), 0..24),
+            ops in proptest::collection::vec(
+                (0u8..5, name(), name(), any::<bool>(), any::<bool>()),
+                0..24,
+            ),
             probes in proptest::collection::vec(name(), 1..8),
         ) {
             let mut n = Names::default();
-            for (kind, a, b, fail) in ops {
+            for (kind, a, b, uploaded, fail) in ops {
                 let before = n.made.clone();
                 let undo = match kind {
                     0 => n.symlink(&a, &b),
                     1 => n.link(&a, &b, false),
                     2 => n.link(&a, &b, true),
+                    3 => n.renamed(&a, &b, uploaded),
                     _ => n.forget(&[&a, &b]),
                 };
                 if fail {
@@ -399,6 +469,8 @@ mod tests {
                         prop_assert_ne!(r, normalize(p));
                     }
                 }
+                let counted: usize = n.made.iter().map(|(k, l)| k.len() + l.to.len()).sum();
+                prop_assert_eq!(counted, n.bytes);
             }
         }
     }
