@@ -2419,20 +2419,8 @@ fn a_link_followed_by_a_raw_failure_still_leads_to_its_file_in_capture_mode() {
         ["get", hex("x.xml")],
     ])
     .to_string();
-    let marker = h.root().join("marker");
-    let out = h.attack(
-        &user,
-        &marker,
-        &["ops", &ops],
-        std::process::Stdio::null(),
-        60,
-    );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && said.lines().filter(|l| l.contains("\"ok\": true")).count() == 2,
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
     h.wait_for_log(&["session end", &format!("user={user} ")]);
     let text = h.log_text();
     assert!(text.contains("sent status Failure"), "{text}");

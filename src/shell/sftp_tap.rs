@@ -1106,20 +1106,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_copy_is_a_copy_never_traffic() {
-        let copy = packet(
+    /// copy-data of `len` bytes (0: to the source's end) from handle `from` into `to`.
+    fn copy_data(id: u32, from: u32, len: u64, to: u32) -> Vec<u8> {
+        packet(
             EXTENDED,
             &[
-                &u32b(3),
+                &u32b(id),
                 &string(b"copy-data"),
-                &handle(0),
+                &handle(from),
                 &0u64.to_be_bytes(),
-                &65536u64.to_be_bytes(),
-                &handle(1),
+                &len.to_be_bytes(),
+                &handle(to),
                 &0u64.to_be_bytes(),
             ],
-        );
+        )
+    }
+
+    #[test]
+    fn a_copy_is_a_copy_never_traffic() {
+        let copy = copy_data(3, 0, 65536, 1);
         let requests = [
             init(),
             open(1, b"/h/src", 0x01),
@@ -1154,23 +1159,11 @@ mod tests {
 
     #[test]
     fn a_file_copied_into_and_then_read_is_a_download() {
-        let copy = packet(
-            EXTENDED,
-            &[
-                &u32b(3),
-                &string(b"copy-data"),
-                &handle(0),
-                &0u64.to_be_bytes(),
-                &0u64.to_be_bytes(),
-                &handle(1),
-                &0u64.to_be_bytes(),
-            ],
-        );
         let requests = [
             init(),
             open(1, b"/h/empty", 0x01),
             open(2, b"/h/invoice-42.xml", 0x03),
-            copy,
+            copy_data(3, 0, 0, 1),
             read(4, 1),
             read(5, 1),
             close(6, 1),

@@ -259,6 +259,16 @@ def copy(s, src, dst, count, length):
     step("close source", s.close(hs) == FX_OK)
 
 
+def read_to_eof(s, handle):
+    off = 0
+    while True:
+        got = s.read(handle, off, 32768)
+        if isinstance(got, int):
+            break
+        off += len(got)
+    step("read to EOF", got == FX_EOF, off)
+
+
 def copy_read(s, src, dst):
     hs = s.open(src, F_READ)
     hd = s.open(dst, F_READ | F_WRITE)
@@ -266,13 +276,7 @@ def copy_read(s, src, dst):
     code = s.extended(b"copy-data", string(hs) + struct.pack(">QQ", 0, 0) + string(hd)
                       + struct.pack(">Q", 0))
     step("copy-data of nothing", code == FX_OK, code)
-    off = 0
-    while True:
-        got = s.read(hd, off, 32768)
-        if isinstance(got, int):
-            break
-        off += len(got)
-    step("read to EOF", got == FX_EOF, off)
+    read_to_eof(s, hd)
     step("close destination", s.close(hd) == FX_OK)
     step("close source", s.close(hs) == FX_OK)
 
@@ -317,13 +321,7 @@ def vanish_upload(s, name):
 def vanish_download(s, name):
     handle = s.open(name, F_READ)
     step("open", handle is not None)
-    off = 0
-    while True:
-        got = s.read(handle, off, 32768)
-        if isinstance(got, int):
-            break
-        off += len(got)
-    step("read to EOF", got == FX_EOF, off)
+    read_to_eof(s, handle)
     sys.stdout.flush()
     os._exit(0)
 
