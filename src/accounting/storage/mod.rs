@@ -14,6 +14,7 @@
 //! differs from their bytes).
 
 mod pending;
+use pending::{IdTable, WriteBehind};
 pub mod postgres;
 pub mod sqlite;
 
@@ -455,18 +456,21 @@ pub trait Database {
 
 /// What the ingest writes and reads back to go on where the last run stopped.
 pub trait IngestStore: Database {
-    /// Inserts a session, or returns the id of the one with the same host, PID and start.
-    fn insert_session(&mut self, s: &NewSession) -> Result<i64>;
-    /// The session stored with `s`'s wrapper session id (`s.sid`) and host (up to the first
-    /// dot), if the database may hold one: `earliest`, where given, is the earliest start it may
-    /// have been stored with (a session's first line: no lookup for a session newer than the
-    /// host's latest). With its id comes whether its lines came from the journal, where the
-    /// database says.
-    fn session_by_sid(
-        &mut self,
-        s: &NewSession,
-        earliest: Option<&str>,
-    ) -> Result<Option<(i64, Option<bool>)>>;
+    // What each store provides: its queries, its SQL, and the batch it holds rows back in
+    // (pending.rs) with its ids and its flush.
+    /// The rows held back for the next batch.
+    fn held(&mut self) -> &mut WriteBehind;
+    /// The latest session start of `host` in the database.
+    fn latest_start(&mut self, host: &str) -> Result<Option<String>>;
+    /// The id of the session in the database with `s`'s host, PID and start.
+    fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>>;
+    /// The session in the database with this wrapper session id and host (the same up to the
+    /// first dot): its id, and whether its lines came from the journal (it has the journal's
+    /// origin fields).
+    fn find_session_by_sid(&mut self, host: &str, sid: &str) -> Result<Option<(i64, bool)>>;
+    fn reserve_id(&mut self, table: IdTable) -> Result<i64>;
+    /// Writes the held rows when there are enough of them.
+    fn flush_if_full(&mut self) -> Result<()>;
     /// The sftp-server PID stored for session `id`, if known.
     fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
@@ -474,10 +478,6 @@ pub trait IngestStore: Database {
     /// The links, renames and removals of the sessions still open, oldest first (whatever
     /// status followed them: see `Ingestor::name_made`).
     fn open_name_operations(&mut self) -> Result<Vec<NameOperation>>;
-    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()>;
-    /// Fills in who and from where, where the session does not know yet.
-    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()>;
-    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()>;
     /// What the journal itself says wrote the session's lines (not what the lines claim): the
     /// PID, UID and command of the first journal entry of the session. Kept when already set.
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()>;
@@ -491,54 +491,14 @@ pub trait IngestStore: Database {
     /// Where the last ingest of journal `source` stopped.
     fn journal_cursor(&mut self, source: &str) -> Result<Option<String>>;
     fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()>;
-    fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()>;
-    fn mark_sftp_closed(&mut self, id: i64) -> Result<()>;
-    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()>;
-    /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
-    fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()>;
-    /// Gives up on a session whose end never came (its PID started a new one).
-    fn abandon_session(&mut self, id: i64) -> Result<()>;
     /// Moves everything recorded under `from` to `into` and deletes `from`.
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()>;
     /// Deletes a session with its transfers and operations (a copy of one stored already).
     fn discard_session(&mut self, id: i64) -> Result<()>;
-
-    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64>;
-    /// Records the close: counters (read, written; `None` when the close line was cut and they
-    /// are not known), and the verdict of [`crate::log::transfer::classify_close`].
-    fn close_transfer(
-        &mut self,
-        id: i64,
-        closed_at: &str,
-        counters: Option<(u64, u64)>,
-        forced: bool,
-        verdict: &ClosedFile,
-    ) -> Result<()>;
-    fn mark_transfer_failed(&mut self, id: i64) -> Result<()>;
-    /// Deletes transfer `id`, held or written: a log-only open that failed.
-    fn forget_transfer(&mut self, id: i64) -> Result<()>;
-    /// A failure answered open transfer `id` (a log-only open that most likely failed and is
-    /// then forgotten): a store may hold its row back longer.
-    fn mark_transfer_answered(&mut self, id: i64) -> Result<()>;
-    /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
-    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()>;
     /// Deletes the session's transfers that came from sftp-server's open and close lines (those
     /// with a `mode`), held or written, when the session turns out to take its transfers from the
     /// wrapper's `file closed` lines; returns how many were deleted.
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64>;
-    /// Transfers still open when their session ended (no close line: sftp-server was killed):
-    /// never complete, bytes unknown, counted as what their open asked for.
-    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()>;
-
-    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64>;
-    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()>;
-
-    fn add_pending_auth(
-        &mut self,
-        host: &str,
-        a: &crate::log::parse::Accepted,
-        at: &str,
-    ) -> Result<()>;
     /// Takes the latest `Accepted` for this host, user and address (and port, when known).
     fn take_pending_auth(
         &mut self,
@@ -549,6 +509,181 @@ pub trait IngestStore: Database {
     ) -> Result<Option<(String, Option<String>)>>;
     /// Forgets `Accepted` lines that no session claimed.
     fn prune_pending_auth(&mut self, before: &str) -> Result<()>;
+
+    // Written once for both stores: rows and changes held back for the next batch.
+
+    /// Whether the database may hold a session of `host` that started at `earliest` or later:
+    /// not when the host's latest start, read once per transaction, is before it.
+    fn may_hold_from(&mut self, host: &str, earliest: &str) -> Result<bool> {
+        if self.held().watermark(host).is_none() {
+            let latest = self.latest_start(host)?;
+            self.held().set_watermark(host, latest);
+        }
+        Ok(self.held().may_hold_from(host, earliest))
+    }
+
+    /// Inserts a session, or returns the id of the one with the same host, PID and start.
+    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
+        if let Some(id) = self.held().known_session(s) {
+            return Ok(id);
+        }
+        if self.may_hold_from(&s.host, &s.started_at)?
+            && let Some(id) = self.find_session(s)?
+        {
+            self.held().remember_session(s, id);
+            return Ok(id);
+        }
+        let id = self.reserve_id(IdTable::Sessions)?;
+        self.held().add_session(id, s);
+        self.flush_if_full()?;
+        Ok(id)
+    }
+
+    /// The session stored with `s`'s wrapper session id (`s.sid`) and host (up to the first
+    /// dot), if the database may hold one: `earliest`, where given, is the earliest start it may
+    /// have been stored with (a session's first line: no lookup for a session newer than the
+    /// host's latest). With its id comes whether its lines came from the journal, where the
+    /// database says.
+    fn session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: Option<&str>,
+    ) -> Result<Option<(i64, Option<bool>)>> {
+        let Some(sid) = s.sid.as_deref() else {
+            return Ok(None);
+        };
+        if let Some(id) = self.held().known_sid(&s.host, sid) {
+            return Ok(Some((id, None)));
+        }
+        if let Some(earliest) = earliest
+            && !self.may_hold_from(&s.host, earliest)?
+        {
+            return Ok(None);
+        }
+        let found = self.find_session_by_sid(&s.host, sid)?;
+        if let Some((id, _)) = found {
+            self.held().remember_sid(&s.host, sid, id);
+        }
+        Ok(found.map(|(id, journal)| (id, Some(journal))))
+    }
+
+    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
+        self.held().patch(id).sftp_pid = Some(sftp_pid);
+        Ok(())
+    }
+
+    /// Fills in who and from where, where the session does not know yet.
+    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
+        self.held().fill_identity(id, user, client_ip);
+        Ok(())
+    }
+
+    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
+        self.held().patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
+        Ok(())
+    }
+
+    fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
+        self.held().patch(id).last_op = Some(op);
+        Ok(())
+    }
+
+    fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
+        self.held().patch(id).sftp_closed = true;
+        Ok(())
+    }
+
+    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
+        self.held().end_session(id, end);
+        Ok(())
+    }
+
+    /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
+    fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
+        self.held().patch(id).end_reason = Some(reason);
+        Ok(())
+    }
+
+    /// Gives up on a session whose end never came (its PID started a new one).
+    fn abandon_session(&mut self, id: i64) -> Result<()> {
+        self.held().abandon_session(id);
+        self.abandon_open_transfers(id)
+    }
+
+    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
+        let id = self.reserve_id(IdTable::Transfers)?;
+        self.held().add_transfer(id, t);
+        self.flush_if_full()?;
+        Ok(id)
+    }
+
+    /// Records the close: counters (read, written; `None` when the close line was cut and they
+    /// are not known), and the verdict of [`crate::log::transfer::classify_close`].
+    fn close_transfer(
+        &mut self,
+        id: i64,
+        closed_at: &str,
+        counters: Option<(u64, u64)>,
+        forced: bool,
+        verdict: &ClosedFile,
+    ) -> Result<()> {
+        self.held()
+            .close_transfer(id, closed_at, counters, forced, verdict);
+        self.flush_if_full()
+    }
+
+    fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
+        self.held().mark_transfer_failed(id);
+        self.flush_if_full()
+    }
+
+    /// Deletes transfer `id`, held or written: a log-only open that failed.
+    fn forget_transfer(&mut self, id: i64) -> Result<()> {
+        self.held().forget_transfer(id);
+        self.flush_if_full()
+    }
+
+    /// A failure answered open transfer `id` (a log-only open that most likely failed and is
+    /// then forgotten): a store may hold its row back longer.
+    fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
+        self.held().mark_transfer_answered(id);
+        Ok(())
+    }
+
+    /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
+    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
+        self.held().set_transfer_renamed(id, to);
+        self.flush_if_full()
+    }
+
+    /// Transfers still open when their session ended (no close line: sftp-server was killed):
+    /// never complete, bytes unknown, counted as what their open asked for.
+    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+        self.held().abandon_open_transfers(session_id);
+        self.flush_if_full()
+    }
+
+    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
+        let id = self.reserve_id(IdTable::Operations)?;
+        self.held().add_operation(id, o);
+        self.flush_if_full()?;
+        Ok(id)
+    }
+
+    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
+        self.held().mark_operation_failed(id, status);
+        self.flush_if_full()
+    }
+
+    fn add_pending_auth(
+        &mut self,
+        host: &str,
+        a: &crate::log::parse::Accepted,
+        at: &str,
+    ) -> Result<()> {
+        self.held().add_auth(host, a, at);
+        Ok(())
+    }
 }
 
 /// What the reports read.

@@ -16,79 +16,6 @@ use super::{
 };
 use crate::accounting::{IdMap, IdSet};
 
-/// What a store that holds rows back gives the steps both stores share.
-pub(super) trait HoldsRows {
-    fn held(&mut self) -> &mut WriteBehind;
-    /// The latest session start of `host` in the database.
-    fn latest_start(&mut self, host: &str) -> super::Result<Option<String>>;
-    /// The id of the session in the database with `s`'s host, PID and start.
-    fn find_session(&mut self, s: &NewSession) -> super::Result<Option<i64>>;
-    /// The session in the database with this wrapper session id and host (the same up to the
-    /// first dot): its id, and whether its lines came from the journal (it has the journal's
-    /// origin fields).
-    fn find_session_by_sid(&mut self, host: &str, sid: &str) -> super::Result<Option<(i64, bool)>>;
-    fn reserve_id(&mut self, table: IdTable) -> super::Result<i64>;
-    /// Writes the held rows when there are enough of them.
-    fn flush_if_full(&mut self) -> super::Result<()>;
-
-    /// Whether the database may hold a session of `host` that started at `earliest` or later:
-    /// not when the host's latest start, read once per transaction, is before it.
-    fn may_hold_from(&mut self, host: &str, earliest: &str) -> super::Result<bool> {
-        if self.held().watermark(host).is_none() {
-            let latest = self.latest_start(host)?;
-            self.held().set_watermark(host, latest);
-        }
-        Ok(self.held().may_hold_from(host, earliest))
-    }
-
-    /// Holds a new session, or returns the id of the one with the same host, PID and start. A
-    /// session that starts after its host's latest in the database needs no lookup.
-    fn hold_session(&mut self, s: &NewSession) -> super::Result<i64> {
-        if let Some(id) = self.held().known_session(s) {
-            return Ok(id);
-        }
-        if self.may_hold_from(&s.host, &s.started_at)?
-            && let Some(id) = self.find_session(s)?
-        {
-            self.held().remember_session(s, id);
-            return Ok(id);
-        }
-        let id = self.reserve_id(IdTable::Sessions)?;
-        self.held().add_session(id, s);
-        self.flush_if_full()?;
-        Ok(id)
-    }
-
-    /// The session already stored (or held) with `s`'s host and wrapper session id, which is
-    /// unique: the same session read from another source, whose start may have another precision
-    /// (the journal's microseconds, a file's seconds). Looked up only where the database may hold
-    /// it: when `earliest`, a little before `s`'s start, is not after the host's latest start.
-    /// Returns its id, and whether its lines came from the journal where the database says
-    /// (`None`: this transaction stored it, and the caller knows).
-    fn hold_session_by_sid(
-        &mut self,
-        s: &NewSession,
-        earliest: Option<&str>,
-    ) -> super::Result<Option<(i64, Option<bool>)>> {
-        let Some(sid) = s.sid.as_deref() else {
-            return Ok(None);
-        };
-        if let Some(id) = self.held().known_sid(&s.host, sid) {
-            return Ok(Some((id, None)));
-        }
-        if let Some(earliest) = earliest
-            && !self.may_hold_from(&s.host, earliest)?
-        {
-            return Ok(None);
-        }
-        let found = self.find_session_by_sid(&s.host, sid)?;
-        if let Some((id, _)) = found {
-            self.held().sids.insert(super::sid_key(&s.host, sid), id);
-        }
-        Ok(found.map(|(id, journal)| (id, Some(journal))))
-    }
-}
-
 /// A store's connection, or the thread that has it while it writes a full batch of held rows:
 /// the ingest goes on reading, parsing and holding the next rows meanwhile (on two cores the two
 /// overlap). At most two batches are in memory: the one being written and the one being filled
@@ -228,7 +155,7 @@ impl Batch {
 
 /// The tables whose ids a store hands out before it writes the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum IdTable {
+pub enum IdTable {
     Sessions,
     Transfers,
     Operations,
@@ -373,7 +300,7 @@ pub(super) enum RowUpdate {
 
 /// The held-back writes of one store: new rows, and changes to rows already written.
 #[derive(Debug, Default)]
-pub(super) struct WriteBehind {
+pub struct WriteBehind {
     /// New sessions not written yet; their changes wait in `session_patches` like any other's.
     sessions: Vec<(i64, NewSession)>,
     /// The sessions this transaction inserted, by their unique key (host, PID, start).
@@ -383,13 +310,13 @@ pub(super) struct WriteBehind {
     /// Per host (up to its first dot), the latest session start in the database when this
     /// transaction first met the host: a session starting later cannot be there already.
     watermarks: IdMap<String, Option<String>>,
-    pub transfers: Vec<PendingTransfer>,
-    pub ops: Vec<PendingOp>,
-    pub session_patches: IdMap<i64, SessionPatch>,
-    pub auth: Vec<PendingAuth>,
+    pub(super) transfers: Vec<PendingTransfer>,
+    pub(super) ops: Vec<PendingOp>,
+    pub(super) session_patches: IdMap<i64, SessionPatch>,
+    pub(super) auth: Vec<PendingAuth>,
     /// Sessions that may have open transfers in the database (not only here), for which
     /// `abandon_open_transfers` must reach it.
-    pub open_in_db: IdSet<i64>,
+    pub(super) open_in_db: IdSet<i64>,
     /// How many held transfers of each session are not closed: most sessions end with none,
     /// and their end need not look through the held rows.
     open_held: IdMap<i64, usize>,
@@ -465,6 +392,11 @@ impl WriteBehind {
 
     pub fn known_sid(&self, host: &str, sid: &str) -> Option<i64> {
         self.sids.get(&super::sid_key(host, sid)).copied()
+    }
+
+    /// Notes that the database holds session `id` with this host and wrapper session id.
+    pub fn remember_sid(&mut self, host: &str, sid: &str, id: i64) {
+        self.sids.insert(super::sid_key(host, sid), id);
     }
 
     /// Whether the database may hold a session of `host` that started at `earliest` or later.
@@ -556,7 +488,7 @@ impl WriteBehind {
         (transfers, std::mem::replace(&mut self.ops, ops))
     }
 
-    pub fn patch(&mut self, id: i64) -> &mut SessionPatch {
+    pub(super) fn patch(&mut self, id: i64) -> &mut SessionPatch {
         self.session_patches.entry(id).or_default()
     }
 

@@ -7,15 +7,14 @@
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
 use super::pending::{
-    Batch, HoldsRows, IdTable, Link, PendingOp, PendingTransfer, RowUpdate, SessionPatch,
-    SessionRow, WriteBehind, WritesBatches,
+    Batch, IdTable, Link, PendingOp, PendingTransfer, RowUpdate, SessionPatch, SessionRow,
+    WriteBehind, WritesBatches,
 };
 use super::{
-    Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
-    LastOp, NameOperation, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer,
-    OperationKind, OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin,
-    SessionRecord, SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters,
-    text,
+    Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp,
+    NameOperation, NewSession, OpenSession, OpenTransfer, OperationKind, OperationRecord,
+    ReportStore, Result, RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError,
+    TransferRecord, opt_text, path_text, stored_counters, text,
 };
 use crate::accounting::rollup;
 use crate::accounting::sql::{Dialect, Filter, Kind, Value};
@@ -997,7 +996,7 @@ impl Database for PgStore {
     }
 }
 
-impl HoldsRows for PgStore {
+impl IngestStore for PgStore {
     fn held(&mut self) -> &mut WriteBehind {
         &mut self.pending
     }
@@ -1050,20 +1049,6 @@ impl HoldsRows for PgStore {
             self.flush_rows(true)?;
         }
         Ok(())
-    }
-}
-
-impl IngestStore for PgStore {
-    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
-        self.hold_session(s)
-    }
-
-    fn session_by_sid(
-        &mut self,
-        s: &NewSession,
-        earliest: Option<&str>,
-    ) -> Result<Option<(i64, Option<bool>)>> {
-        self.hold_session_by_sid(s, earliest)
     }
 
     fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>> {
@@ -1151,21 +1136,6 @@ impl IngestStore for PgStore {
         Ok(open)
     }
 
-    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
-        self.pending.patch(id).sftp_pid = Some(sftp_pid);
-        Ok(())
-    }
-
-    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
-        self.pending.fill_identity(id, user, client_ip);
-        Ok(())
-    }
-
-    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
-        self.pending.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
-        Ok(())
-    }
-
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
         if self.pending.set_origin(id, origin) {
             return Ok(());
@@ -1231,31 +1201,6 @@ impl IngestStore for PgStore {
         Ok(())
     }
 
-    fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
-        self.pending.patch(id).last_op = Some(op);
-        Ok(())
-    }
-
-    fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
-        self.pending.patch(id).sftp_closed = true;
-        Ok(())
-    }
-
-    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
-        self.pending.end_session(id, end);
-        Ok(())
-    }
-
-    fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
-        self.pending.patch(id).end_reason = Some(reason);
-        Ok(())
-    }
-
-    fn abandon_session(&mut self, id: i64) -> Result<()> {
-        self.pending.abandon_session(id);
-        self.abandon_open_transfers(id)
-    }
-
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
         self.flush()?;
         self.pending.merged(from, into);
@@ -1287,46 +1232,6 @@ impl IngestStore for PgStore {
         Ok(())
     }
 
-    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        let id = self.reserve_id(IdTable::Transfers)?;
-        self.pending.add_transfer(id, t);
-        self.flush_if_full()?;
-        Ok(id)
-    }
-
-    fn close_transfer(
-        &mut self,
-        id: i64,
-        closed_at: &str,
-        counters: Option<(u64, u64)>,
-        forced: bool,
-        verdict: &ClosedFile,
-    ) -> Result<()> {
-        self.pending
-            .close_transfer(id, closed_at, counters, forced, verdict);
-        self.flush_if_full()
-    }
-
-    fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        self.pending.mark_transfer_failed(id);
-        self.flush_if_full()
-    }
-
-    fn forget_transfer(&mut self, id: i64) -> Result<()> {
-        self.pending.forget_transfer(id);
-        self.flush_if_full()
-    }
-
-    fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
-        self.pending.mark_transfer_answered(id);
-        Ok(())
-    }
-
-    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
-        self.pending.set_transfer_renamed(id, to);
-        self.flush_if_full()
-    }
-
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64> {
         // Rare: written first, then deleted, as the triggers keep the rollups.
         self.flush()?;
@@ -1334,33 +1239,6 @@ impl IngestStore for PgStore {
             "DELETE FROM transfers WHERE session_id = $1 AND mode IS NOT NULL",
             &[&session_id],
         )
-    }
-
-    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        self.pending.abandon_open_transfers(session_id);
-        self.flush_if_full()
-    }
-
-    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        let id = self.reserve_id(IdTable::Operations)?;
-        self.pending.add_operation(id, o);
-        self.flush_if_full()?;
-        Ok(id)
-    }
-
-    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        self.pending.mark_operation_failed(id, status);
-        self.flush_if_full()
-    }
-
-    fn add_pending_auth(
-        &mut self,
-        host: &str,
-        a: &crate::log::parse::Accepted,
-        at: &str,
-    ) -> Result<()> {
-        self.pending.add_auth(host, a, at);
-        Ok(())
     }
 
     fn take_pending_auth(

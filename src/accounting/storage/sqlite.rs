@@ -5,15 +5,12 @@
 //! them (see [`row_views_sql`]). Writes go to the tables, reads may go through the views. One
 //! ingest at a time holds `<db>.lock`.
 
-use super::pending::{
-    Batch, HoldsRows, IdTable, Link, RowUpdate, SessionPatch, WriteBehind, WritesBatches,
-};
+use super::pending::{Batch, IdTable, Link, RowUpdate, SessionPatch, WriteBehind, WritesBatches};
 use super::{
-    Checkpoint, ClosedFile, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore,
-    LastOp, NameOperation, NewOperation, NewSession, NewTransfer, OpenSession, OpenTransfer,
-    OperationKind, OperationRecord, ReportStore, Result, RowSink, SessionEnd, SessionOrigin,
-    SessionRecord, SessionSource, StoreError, TransferRecord, opt_text, path_text, stored_counters,
-    text,
+    Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp,
+    NameOperation, NewSession, OpenSession, OpenTransfer, OperationKind, OperationRecord,
+    ReportStore, Result, RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError,
+    TransferRecord, opt_text, path_text, stored_counters, text,
 };
 use crate::accounting::rollup;
 use crate::accounting::sql::{self, Dialect, Filter};
@@ -1451,7 +1448,7 @@ impl SqliteStore {
     }
 }
 
-impl HoldsRows for SqliteStore {
+impl IngestStore for SqliteStore {
     fn held(&mut self) -> &mut WriteBehind {
         &mut self.pending
     }
@@ -1516,20 +1513,6 @@ impl HoldsRows for SqliteStore {
             self.flush_rows(true)?;
         }
         Ok(())
-    }
-}
-
-impl IngestStore for SqliteStore {
-    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
-        self.hold_session(s)
-    }
-
-    fn session_by_sid(
-        &mut self,
-        s: &NewSession,
-        earliest: Option<&str>,
-    ) -> Result<Option<(i64, Option<bool>)>> {
-        self.hold_session_by_sid(s, earliest)
     }
 
     fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>> {
@@ -1617,22 +1600,6 @@ impl IngestStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
-        self.pending.patch(id).sftp_pid = Some(sftp_pid);
-        Ok(())
-    }
-
-    /// Fills in who and from where, where the session does not know yet.
-    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
-        self.pending.fill_identity(id, user, client_ip);
-        Ok(())
-    }
-
-    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
-        self.pending.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
-        Ok(())
-    }
-
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
         if self.pending.set_origin(id, origin) {
             return Ok(());
@@ -1699,32 +1666,6 @@ impl IngestStore for SqliteStore {
         Ok(())
     }
 
-    fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
-        self.pending.patch(id).last_op = Some(op);
-        Ok(())
-    }
-
-    fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
-        self.pending.patch(id).sftp_closed = true;
-        Ok(())
-    }
-
-    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
-        self.pending.end_session(id, end);
-        Ok(())
-    }
-
-    fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
-        self.pending.patch(id).end_reason = Some(reason);
-        Ok(())
-    }
-
-    /// Gives up on a session whose end never came (its PID started a new one).
-    fn abandon_session(&mut self, id: i64) -> Result<()> {
-        self.pending.abandon_session(id);
-        self.abandon_open_transfers(id)
-    }
-
     /// Moves everything recorded under `from` to `into` and deletes `from` (the wrapper's
     /// `sftp-server started` line arrived after sftp-server's own first line).
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
@@ -1761,46 +1702,6 @@ impl IngestStore for SqliteStore {
         Ok(())
     }
 
-    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        let id = self.reserve_id(IdTable::Transfers)?;
-        self.pending.add_transfer(id, t);
-        self.flush_if_full()?;
-        Ok(id)
-    }
-
-    fn close_transfer(
-        &mut self,
-        id: i64,
-        closed_at: &str,
-        counters: Option<(u64, u64)>,
-        forced: bool,
-        verdict: &ClosedFile,
-    ) -> Result<()> {
-        self.pending
-            .close_transfer(id, closed_at, counters, forced, verdict);
-        self.flush_if_full()
-    }
-
-    fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        self.pending.mark_transfer_failed(id);
-        self.flush_if_full()
-    }
-
-    fn forget_transfer(&mut self, id: i64) -> Result<()> {
-        self.pending.forget_transfer(id);
-        self.flush_if_full()
-    }
-
-    fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
-        self.pending.mark_transfer_answered(id);
-        Ok(())
-    }
-
-    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
-        self.pending.set_transfer_renamed(id, to);
-        self.flush_if_full()
-    }
-
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64> {
         // Rare (a session whose sftp-server lines came before the wrapper said where its
         // transfers come from): written first, then deleted, as the triggers keep the rollups.
@@ -1810,34 +1711,6 @@ impl IngestStore for SqliteStore {
             .prepare_cached("DELETE FROM transfer_rows WHERE session_id = ?1 AND mode IS NOT NULL")?
             .execute([session_id])?;
         Ok(n as u64)
-    }
-
-    /// Transfers still open when their session ended: never complete.
-    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        self.pending.abandon_open_transfers(session_id);
-        self.flush_if_full()
-    }
-
-    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        let id = self.reserve_id(IdTable::Operations)?;
-        self.pending.add_operation(id, o);
-        self.flush_if_full()?;
-        Ok(id)
-    }
-
-    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        self.pending.mark_operation_failed(id, status);
-        self.flush_if_full()
-    }
-
-    fn add_pending_auth(
-        &mut self,
-        host: &str,
-        a: &crate::log::parse::Accepted,
-        at: &str,
-    ) -> Result<()> {
-        self.pending.add_auth(host, a, at);
-        Ok(())
     }
 
     /// Takes the latest `Accepted` for this host, user and address (and port, when known):
@@ -2177,6 +2050,7 @@ impl CopyStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounting::storage::NewTransfer;
 
     #[test]
     fn schema_is_created_and_reopening_keeps_it() {
