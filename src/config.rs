@@ -295,6 +295,7 @@ pub struct ReportSection {
 /// Every setting, for the sftpd-wrapper.toml(5) man page: the key, an example value in TOML (the
 /// default where it is a literal), and what it means. A unit test parses each example, so the
 /// page cannot name a key the parser does not know.
+#[cfg(feature = "accounting")]
 pub const REFERENCE: &[(&str, &str, &str)] = &[
     (
         "sftp_server.path",

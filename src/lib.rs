@@ -11,7 +11,11 @@
 //!
 //! [`config`] is the one configuration file both wings read.
 
-pub mod config;
+// The library exists for its two binaries: its docs are read with `--document-private-items`,
+// where links to the crate's own items resolve.
+#![allow(rustdoc::private_intra_doc_links)]
+
+pub(crate) mod config;
 pub mod log;
 pub mod shell;
 

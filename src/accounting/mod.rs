@@ -2,15 +2,15 @@
 //! SQLite or PostgreSQL) and prints [`report`]s.
 
 pub mod cli;
-pub mod html;
+pub(crate) mod html;
 pub mod ingest;
-pub mod journal;
-pub mod metrics;
-pub mod metrics_server;
-pub mod report;
-pub mod retention;
-pub mod rollup;
-pub mod sql;
+pub(crate) mod journal;
+pub(crate) mod metrics;
+pub(crate) mod metrics_server;
+pub(crate) mod report;
+pub(crate) mod retention;
+pub(crate) mod rollup;
+pub(crate) mod sql;
 pub mod storage;
 
 /// Maps and sets keyed by what sftpd-report or the system assigns (row ids, host names, PIDs,

@@ -969,14 +969,6 @@ pub trait Reports: ReportStore {
         )
     }
 
-    fn sessions_report(&mut self, filter: &Filter) -> storage::Result<Report> {
-        collect(self, RowsReport::Sessions, filter)
-    }
-
-    fn transfers_report(&mut self, filter: &Filter) -> storage::Result<Report> {
-        collect(self, RowsReport::Transfers, filter)
-    }
-
     /// Usage from the hourly rollups: the whole UTC hours of the window from `usage_hourly`,
     /// the part hours at its ends (and any hour that straddles a day or month of the zone) from
     /// the rows. The same sums as [`ReportStore::usage_report_from_rows`], read from a table a
@@ -1068,22 +1060,6 @@ fn add_usage_rows<S: ReportStore + ?Sized>(
     store.stream_rows(&sql, &columns, filter, &mut |row| {
         sums.add(&row);
         Ok(())
-    })
-}
-
-fn collect<S: ReportStore + ?Sized>(
-    store: &mut S,
-    which: RowsReport,
-    filter: &Filter,
-) -> storage::Result<Report> {
-    let mut rows = Vec::new();
-    store.stream_report(which, filter, &mut |row| {
-        rows.push(row);
-        Ok(())
-    })?;
-    Ok(Report {
-        columns: which.columns(),
-        rows,
     })
 }
 

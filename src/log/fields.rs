@@ -70,6 +70,7 @@ impl LogLine {
         }
     }
 
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         &self.text
     }

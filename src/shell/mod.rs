@@ -2,20 +2,20 @@
 //! command, logs the session, runs the hooks and sftp-server, and logs the end. No database code
 //! is reachable from here: the `accounting` feature can be off.
 
-pub mod admin;
-pub mod capture;
-pub mod chroot;
+pub(crate) mod admin;
+pub(crate) mod capture;
+pub(crate) mod chroot;
 pub mod cli;
-pub mod harden;
-pub mod hooks;
-pub mod invocation;
-pub mod isolate;
-pub mod relay;
-pub mod runner;
-pub mod session;
-pub mod sftp_tap;
-pub mod sshd_audit;
-pub mod syslog;
+pub(crate) mod harden;
+pub(crate) mod hooks;
+pub(crate) mod invocation;
+pub(crate) mod isolate;
+pub(crate) mod relay;
+pub(crate) mod runner;
+pub(crate) mod session;
+pub(crate) mod sftp_tap;
+pub(crate) mod sshd_audit;
+pub(crate) mod syslog;
 
 /// A mutex shared by the session's threads. A thread that panicked holding it left nothing
 /// half-done that the others must not read (each holder changes whole values), so its poison

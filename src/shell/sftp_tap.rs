@@ -388,6 +388,7 @@ impl Tap {
     }
 
     /// Whether the tap still knows what sftp-server does.
+    #[cfg(test)]
     pub fn following(&self) -> bool {
         !self.lost
     }
