@@ -475,3 +475,34 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+    use std::time::Duration;
+
+    /// A symlink whose target runs through itself (`d` -> `d/x/x/.../x`): each of the 40 hops
+    /// adds the target again, and each hop hashes every leading part of a name that grows to
+    /// 40 targets. One open of `d/f` must not cost the tap (a 4 KiB target, answered OK once the
+    /// partner removed `d` by its relative name and made it a directory) or the ingest (a 1 KiB
+    /// target in sftp-server's line; the open is logged whether or not it worked) seconds of CPU.
+    #[test]
+    fn a_lookup_through_a_self_loop_is_cheap() {
+        for (components, budget) in [
+            (490, Duration::from_millis(200)),
+            (2040, Duration::from_secs(1)),
+        ] {
+            let (done, wait) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut n = Names::default();
+                let target = [&b"d/"[..], &b"x/".repeat(components)].concat();
+                n.symlink(b"/home/p/d", &target[..target.len() - 1]);
+                let _ = done.send(n.reached(b"/home/p/d/f"));
+            });
+            assert!(
+                wait.recv_timeout(budget).is_ok(),
+                "one lookup through a self-loop of {components} components took over {budget:?}"
+            );
+        }
+    }
+}

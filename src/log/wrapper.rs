@@ -960,6 +960,51 @@ mod tests {
         assert_eq!(WrapperLine::parse(text.as_bytes()), Some(line));
     }
 
+    /// Two names of non-ASCII bytes (each escaped to four characters) past the cut, a download
+    /// through a link: the line, with the syslog header glibc adds (`<PRI>Mmm dd hh:mm:ss
+    /// sftpd-wrapper[pid]: `, under 64 bytes), must stay within rsyslog's default 8 KiB, or
+    /// rsyslog cuts it and the download is lost (or billed without the name it reached).
+    #[test]
+    fn a_download_through_a_link_with_two_long_names_fits_a_syslog_message() {
+        let name = |b: u8| {
+            let part = [b; 255];
+            let mut p = b"/home/partner-with-a-long-name".to_vec();
+            for _ in 0..5 {
+                p.push(b'/');
+                p.extend_from_slice(&part);
+            }
+            p
+        };
+        let line = WrapperLine::FileClosed {
+            sid: "sftp-host-with-a-long-name-20261207T152354-4294967-f52702a5".into(),
+            user: "a".repeat(32),
+            sftp_pid: Some(4_194_304),
+            file: FileRecord {
+                path: LoggedPath::of(&name(0xff)),
+                counts_as: ClosedAs::Download,
+                bytes_read: u64::MAX,
+                bytes_written: 0,
+                complete: true,
+                failed: false,
+                forced: false,
+                open_flags: "READ,WRITE,APPEND,CREATE,TRUNCATE,EXCL".into(),
+                elapsed_ms: u64::MAX,
+                other: Some(OtherFile::Reached(LoggedPath::of(&name(0xfe)))),
+            },
+        };
+        let text = line.render();
+        let cut = &text.as_bytes()[..text.len().min(8192 - 64)];
+        eprintln!(
+            "cut parses as: {:?}",
+            WrapperLine::parse(cut).map(|l| l.render().len())
+        );
+        assert!(
+            text.len() + 64 <= 8192,
+            "a file closed line of {} bytes is cut by rsyslog at 8192",
+            text.len() + 64
+        );
+    }
+
     #[test]
     fn a_closed_file_reads_as_documented() {
         let line = WrapperLine::FileClosed {
