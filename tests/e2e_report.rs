@@ -2455,3 +2455,55 @@ fn a_link_followed_by_a_raw_failure_still_leads_to_its_file_in_capture_mode() {
         );
     }
 }
+
+/// Issue 27 item 6 review, through the real sshd, rsyslogd and paramiko, syslog mode, both
+/// stores: an upload `x.filepart` whose rename to `x.xml` is refused because `x.xml` exists
+/// (SFTP v3 rename: `Failure`), then a download of the old `x.xml`. The rename made no name, so
+/// the download reached `x.xml` itself; `--path '*/x.filepart'` finds the upload only. (A run
+/// that starts after the rename reads it from the stored rows and skips it as refused: one
+/// run and two must agree.)
+#[test]
+fn a_refused_rename_of_an_upload_makes_no_name() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    fs::write(home.join("x.xml"), vec![b'o'; 777]).unwrap();
+    let hex = |name: &str| hex::encode(home.join(name).as_os_str().as_encoded_bytes());
+    let ops = serde_json::json!([
+        ["put", hex("x.filepart"), 100],
+        ["rename", hex("x.filepart"), hex("x.xml")],
+        ["get", hex("x.xml")],
+    ])
+    .to_string();
+    let marker = h.root().join("marker");
+    let out = h.attack(
+        &user,
+        &marker,
+        &["ops", &ops],
+        std::process::Stdio::null(),
+        60,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.lines().filter(|l| l.contains("\"ok\": true")).count() == 2,
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    assert!(text.contains("sent status Failure"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(
+            &db,
+            &["transfers", "--user", &user, "--path", "*/x.filepart"],
+        );
+        let rows = found.as_array().unwrap();
+        assert!(
+            rows.len() == 1 && rows[0]["bytes_written"] == 100,
+            "{db}: the download of x.xml claims to have reached x.filepart: {found:#}\n{text}"
+        );
+    }
+}

@@ -2836,8 +2836,11 @@ impl<'a> Ingestor<'a> {
                 {
                     self.store.set_transfer_renamed(renamed.transfer, None)?;
                     // The upload keeps its name; its rename is then a rename like any
-                    // other to the names, as a later run reads it from the stored rows.
-                    if let Some((old, new)) = renamed.upload {
+                    // other to the names, as a later run reads it from the stored rows
+                    // (which skips one refused as a name taken).
+                    if text != NAME_TAKEN
+                        && let Some((old, new)) = renamed.upload
+                    {
                         self.names
                             .entry(session)
                             .or_default()
