@@ -2507,3 +2507,72 @@ fn a_refused_rename_of_an_upload_makes_no_name() {
         );
     }
 }
+
+/// Issue 27 item 6 review, capture mode, through the real sshd, rsyslogd (its default 8 KiB
+/// message size) and paramiko, both stores: a download through a symlink where both the name
+/// used and the file reached are over 1 KiB of bytes that are escaped as `\xHH`. The wrapper's
+/// `file closed` line names both; it must still reach the log whole, and the download be billed.
+#[test]
+fn a_download_through_a_link_with_two_long_names_is_billed() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    let home = home.as_os_str().as_encoded_bytes().to_vec();
+    let tree = |b: u8| {
+        let mut dirs = Vec::new();
+        let mut p = home.clone();
+        for _ in 0..4 {
+            p.push(b'/');
+            p.extend_from_slice(&[b; 255]);
+            dirs.push(serde_json::json!(["mkdir", hex::encode(&p)]));
+        }
+        (dirs, p)
+    };
+    let (mut ops, used) = tree(0xfe);
+    let (more, reached) = tree(0xff);
+    ops.extend(more);
+    let file = [&reached[..], b"/f"].concat();
+    let link = [&used[..], b"/l"].concat();
+    ops.push(serde_json::json!(["put", hex::encode(&file), 4242]));
+    ops.push(serde_json::json!([
+        "symlink_then_fail",
+        hex::encode(&file),
+        hex::encode(&link)
+    ]));
+    ops.push(serde_json::json!(["get", hex::encode(&link)]));
+    let steps = ops.len();
+    let ops = serde_json::Value::Array(ops).to_string();
+    let marker = h.root().join("marker");
+    let out = h.attack(
+        &user,
+        &marker,
+        &["ops", &ops],
+        std::process::Stdio::null(),
+        60,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && said.lines().filter(|l| l.contains("\"ok\": true")).count() == steps,
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(&db, &["transfers", "--user", &user]);
+        let rows = found.as_array().unwrap();
+        assert!(
+            rows.iter()
+                .any(|t| t["direction"] == "download" && t["bytes_read"] == 4242),
+            "{db}: the download through the link is not billed: {found:#}\n{}",
+            text.lines()
+                .filter(|l| l.contains("file closed"))
+                .map(|l| format!("{} bytes: {}...\n", l.len(), &l[..l.len().min(300)]))
+                .collect::<String>()
+        );
+    }
+}
