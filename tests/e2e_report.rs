@@ -2576,3 +2576,95 @@ fn a_download_through_a_link_with_two_long_names_is_billed() {
         );
     }
 }
+
+/// Issue 27 item 6 review, syslog mode, through the real sshd, rsyslogd and paramiko: 39
+/// symlinks `A1` -> `A2/x/.../x` ... `A39` -> `L/x/.../x` (each line within sftp-server's
+/// 500 characters), a hardlink of `A1/f` to `L` (refused with `No such file`, which the ingest
+/// follows: `L` now leads through itself to a name of 16 KB), then one open of `L/g`, logged
+/// before sftp-server tries it. The ingest followed that open through 40 hops of a name growing
+/// by 16 KB a hop, hashing every leading part of it: minutes for one line, every partner's
+/// billing held meanwhile.
+#[test]
+fn a_self_looping_link_does_not_stall_the_ingest() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    let name = |n: &str| [home.as_os_str().as_encoded_bytes(), b"/", n.as_bytes()].concat();
+    let x = "/x".repeat(200);
+    let mut ops: Vec<_> = (1..40)
+        .map(|i| {
+            let next = if i == 39 {
+                "L".to_owned()
+            } else {
+                format!("A{}", i + 1)
+            };
+            serde_json::json!([
+                "symlink",
+                hex::encode(format!("{next}{x}")),
+                hex::encode(name(&format!("A{i}")))
+            ])
+        })
+        .collect();
+    ops.push(serde_json::json!([
+        "hardlink",
+        hex::encode(name("A1/f")),
+        hex::encode(name("L"))
+    ]));
+    ops.push(serde_json::json!(["get", hex::encode(name("L/g"))]));
+    let ops = serde_json::Value::Array(ops).to_string();
+    let marker = h.root().join("marker");
+    let out = h.attack(
+        &user,
+        &marker,
+        &["ops", &ops],
+        std::process::Stdio::null(),
+        60,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.lines().filter(|l| l.contains("\"ok\": true")).count() == 39,
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    assert!(
+        text.contains("symlink old \"L/x/x") && text.contains("hardlink old"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sftpd.db").display().to_string();
+    let started = std::time::Instant::now();
+    let ingest = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args([
+            "--db",
+            &db,
+            "--config",
+            "/nonexistent/sftpd-wrapper.toml",
+            "ingest",
+        ])
+        .arg(&h.log_path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = ingest.id();
+    let mut ingest = ingest;
+    let mut took = started.elapsed();
+    while ingest.try_wait().unwrap().is_none() && took < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        took = started.elapsed();
+    }
+    if ingest.try_wait().unwrap().is_none() {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let _ = ingest.wait();
+    }
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "one open through a self-looping link held the ingest for over {took:?}\n{}",
+        text.lines()
+            .filter(|l| l.contains("hardlink") || l.contains("open") || l.contains("status"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
