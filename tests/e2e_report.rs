@@ -2668,3 +2668,34 @@ fn a_self_looping_link_does_not_stall_the_ingest() {
             .join("\n")
     );
 }
+
+/// Issue 27 items 6 and 10 review, syslog mode, through the real sshd, rsyslogd and OpenSSH's
+/// sftp, both stores: an upload to `up.xml.filepart` renamed to `up.xml`, then `ls` of a name
+/// that does not exist (a stat, not logged at INFO, whose `No such file` status is). The rename
+/// worked; the status is not its own (a rename refused for a name taken says `Failure`, as a
+/// link does): `--path '*/up.xml'` still finds the upload.
+#[test]
+fn an_upload_renamed_then_a_failed_stat_is_still_found_by_its_final_name() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.xml"), vec![b'u'; 3456]).unwrap();
+    h.sftp_ok(
+        &user,
+        "put up.xml up.xml.filepart\nrename up.xml.filepart up.xml\n-ls no-such-name\n",
+        local.path(),
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(&db, &["transfers", "--user", &user, "--path", "*/up.xml"]);
+        assert_eq!(
+            found.as_array().unwrap().len(),
+            1,
+            "{db}: {found:#}\n{text}"
+        );
+    }
+}
