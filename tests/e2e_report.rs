@@ -2699,3 +2699,47 @@ fn an_upload_renamed_then_a_failed_stat_is_still_found_by_its_final_name() {
         );
     }
 }
+
+/// Issue 27 item 6 review, through the real sshd, rsyslogd and paramiko, both modes and both
+/// stores: a partner symlinks `l` to `invoice-42.xml`, writes through `l` (an upload, which
+/// wrote `invoice-42.xml`), renames the symlink `l` to `l2` and downloads through `l2`. An upload
+/// renamed right after its close is a file of its new name (`x.filepart` to `x`), but `l2` is
+/// still the symlink to `invoice-42.xml`: the download is found by `--path '*/invoice-42.xml'`.
+#[test]
+fn a_symlink_written_through_and_renamed_still_leads_to_its_file() {
+    require_e2e!();
+    for config in ["", "[sftp_server]\nlog_mode = \"capture\"\n"] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        let hex = |name: &str| hex::encode(home.join(name).as_os_str().as_encoded_bytes());
+        let ops = serde_json::json!([
+            ["put", hex("invoice-42.xml"), 4242],
+            ["symlink", hex::encode("invoice-42.xml"), hex("l")],
+            ["put", hex("l"), 5],
+            ["rename", hex("l"), hex("l2")],
+            ["get", hex("l2")],
+        ])
+        .to_string();
+        let marker = h.root().join("marker");
+        let steps = h.attack_steps(&user, &marker, &["ops", &ops]);
+        assert!(steps.iter().all(|s| s.1), "{steps:?}");
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        let text = h.log_text();
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            ingest(&db, &[&h.log_path]);
+            let found = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+            );
+            let downloads = found
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["bytes_read"] == 5)
+                .count();
+            assert_eq!(downloads, 1, "{config} {db}: {found:#}\n{text}");
+        }
+    }
+}

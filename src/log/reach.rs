@@ -112,8 +112,10 @@ impl Names {
 
     /// A rename of `old` to `new`; `uploaded` when `old` is an upload the session closed a
     /// moment ago (within [`RECENT_CLOSES`]), which is a file of its new name from then on.
+    /// A name the session's links and renames made stays that link when written through (an
+    /// upload to a symlink wrote the file it leads to) and renamed.
     pub fn renamed(&mut self, old: &[u8], new: &[u8], uploaded: bool) -> Undo {
-        if uploaded {
+        if uploaded && !self.made.contains_key(&self.place(old)) {
             self.forget(&[old, new])
         } else {
             self.link(new, old, true)
@@ -406,6 +408,11 @@ mod tests {
         assert_eq!(reached(&n, "/h/x"), None);
         n.renamed(b"/h/invoice-7.xml", b"/h/y", false);
         assert_eq!(reached(&n, "/h/y").as_deref(), Some("/h/invoice-7.xml"));
+        // A symlink written through (the upload wrote its file) and renamed is that symlink.
+        n.symlink(b"/h/l", b"invoice-42.xml");
+        n.renamed(b"/h/l", b"/h/l2", true);
+        assert_eq!(reached(&n, "/h/l2").as_deref(), Some("/h/invoice-42.xml"));
+        assert_eq!(reached(&n, "/h/l"), None);
     }
 
     #[test]
