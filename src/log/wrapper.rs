@@ -112,12 +112,17 @@ pub struct LoggedPath {
 }
 
 impl LoggedPath {
-    /// sftp-server's own paths are at most PATH_MAX (4 KiB) for any open that worked; 1 KiB
-    /// keeps a line with two of them, escaped, within what rsyslog takes by default (8 KiB).
+    /// sftp-server's own paths are at most PATH_MAX (4 KiB) for any open that worked; 1 KiB,
+    /// escaped (up to four characters a byte), keeps a line within what rsyslog takes by
+    /// default (8 KiB) with the other file's name ([`OtherFile::MAX`]) beside it.
     pub const MAX: usize = 1024;
 
     pub fn of(path: &[u8]) -> LoggedPath {
-        if path.len() <= Self::MAX {
+        Self::at_most(path, Self::MAX)
+    }
+
+    fn at_most(path: &[u8], max: usize) -> LoggedPath {
+        if path.len() <= max {
             return LoggedPath {
                 bytes: path.to_vec(),
                 cut: None,
@@ -125,7 +130,7 @@ impl LoggedPath {
         }
         let whole = Bounded::of(path);
         LoggedPath {
-            bytes: path[..Self::MAX].to_vec(),
+            bytes: path[..max].to_vec(),
             cut: Some((whole.len, whole.sha256)),
         }
     }
@@ -166,6 +171,19 @@ pub enum OtherFile {
 impl OtherFile {
     const COPIED_FROM: &str = "copied_from";
     const REACHED: &str = "reached";
+
+    /// The other name's bytes logged whole, at most: with the path's 1 KiB, both escaped as
+    /// `\xHH`, and the other fields, a line stays under rsyslog's 8 KiB (a longer one is cut
+    /// there and parses as nothing: a download through a link unbilled).
+    pub const MAX: usize = 512;
+
+    pub fn copied_from(path: &[u8]) -> OtherFile {
+        OtherFile::CopiedFrom(LoggedPath::at_most(path, Self::MAX))
+    }
+
+    pub fn reached(path: &[u8]) -> OtherFile {
+        OtherFile::Reached(LoggedPath::at_most(path, Self::MAX))
+    }
 }
 
 /// How a hook ended, as logged.
@@ -989,7 +1007,7 @@ mod tests {
                 forced: false,
                 open_flags: "READ,WRITE,APPEND,CREATE,TRUNCATE,EXCL".into(),
                 elapsed_ms: u64::MAX,
-                other: Some(OtherFile::Reached(LoggedPath::of(&name(0xfe)))),
+                other: Some(OtherFile::reached(&name(0xfe))),
             },
         };
         let text = line.render();
