@@ -2743,3 +2743,53 @@ fn a_symlink_written_through_and_renamed_still_leads_to_its_file() {
         }
     }
 }
+
+/// Issue 27 item 6 review, both modes, through the real sshd, rsyslogd and paramiko, both
+/// stores: a partner downloads `invoice-42.xml` by a name padded with 600 `./` (1.2 KB, well
+/// within PATH_MAX; sftp-server opens it as `invoice-42.xml`). The logged name is cut to its
+/// first bytes (1 KiB in capture mode, 500 characters in sftp-server's line), which are all
+/// `./`: "did X download invoice-42.xml" must still find it.
+#[test]
+fn a_download_by_a_padded_name_is_found_by_the_file() {
+    require_e2e!();
+    for config in ["[sftp_server]\nlog_mode = \"capture\"\n", ""] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        let padded = [
+            home.as_os_str().as_encoded_bytes(),
+            b"/",
+            &b"./".repeat(600),
+            b"invoice-42.xml",
+        ]
+        .concat();
+        let ops = serde_json::json!([
+            [
+                "put",
+                hex::encode(home.join("invoice-42.xml").as_os_str().as_encoded_bytes()),
+                4242
+            ],
+            ["get", hex::encode(&padded)],
+        ])
+        .to_string();
+        let marker = h.root().join("marker");
+        let steps = h.attack_steps(&user, &marker, &["ops", &ops]);
+        assert!(steps.iter().all(|s| s.1), "{steps:?}");
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            ingest(&db, &[&h.log_path]);
+            let found = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+            );
+            let downloads = found
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["bytes_read"] == 4242)
+                .count();
+            assert_eq!(downloads, 1, "{config} {db}: {found:#}");
+        }
+    }
+}
