@@ -2443,3 +2443,341 @@ fn a_link_followed_by_a_raw_failure_still_leads_to_its_file_in_capture_mode() {
         );
     }
 }
+
+/// Issue 27 item 6 review, through the real sshd, rsyslogd and paramiko, syslog mode, both
+/// stores: an upload `x.filepart` whose rename to `x.xml` is refused because `x.xml` exists
+/// (SFTP v3 rename: `Failure`), then a download of the old `x.xml`. The rename made no name, so
+/// the download reached `x.xml` itself; `--path '*/x.filepart'` finds the upload only. (A run
+/// that starts after the rename reads it from the stored rows and skips it as refused: one
+/// run and two must agree.)
+#[test]
+fn a_refused_rename_of_an_upload_makes_no_name() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    fs::write(home.join("x.xml"), vec![b'o'; 777]).unwrap();
+    let hex = |name: &str| hex::encode(home.join(name).as_os_str().as_encoded_bytes());
+    let ops = serde_json::json!([
+        ["put", hex("x.filepart"), 100],
+        ["rename", hex("x.filepart"), hex("x.xml")],
+        ["get", hex("x.xml")],
+    ])
+    .to_string();
+    let marker = h.root().join("marker");
+    let out = h.attack(
+        &user,
+        &marker,
+        &["ops", &ops],
+        std::process::Stdio::null(),
+        60,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.lines().filter(|l| l.contains("\"ok\": true")).count() == 2,
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    assert!(text.contains("sent status Failure"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(
+            &db,
+            &["transfers", "--user", &user, "--path", "*/x.filepart"],
+        );
+        let rows = found.as_array().unwrap();
+        assert!(
+            rows.len() == 1 && rows[0]["bytes_written"] == 100,
+            "{db}: the download of x.xml claims to have reached x.filepart: {found:#}\n{text}"
+        );
+    }
+}
+
+/// Issue 27 item 6 review, capture mode, through the real sshd, rsyslogd (its default 8 KiB
+/// message size) and paramiko, both stores: a download through a symlink where both the name
+/// used and the file reached are over 1 KiB of bytes that are escaped as `\xHH`. The wrapper's
+/// `file closed` line names both; it must still reach the log whole, and the download be billed.
+#[test]
+fn a_download_through_a_link_with_two_long_names_is_billed() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    let home = home.as_os_str().as_encoded_bytes().to_vec();
+    let tree = |b: u8| {
+        let mut dirs = Vec::new();
+        let mut p = home.clone();
+        for _ in 0..4 {
+            p.push(b'/');
+            p.extend_from_slice(&[b; 255]);
+            dirs.push(serde_json::json!(["mkdir", hex::encode(&p)]));
+        }
+        (dirs, p)
+    };
+    let (mut ops, used) = tree(0xfe);
+    let (more, reached) = tree(0xff);
+    ops.extend(more);
+    let file = [&reached[..], b"/f"].concat();
+    let link = [&used[..], b"/l"].concat();
+    ops.push(serde_json::json!(["put", hex::encode(&file), 4242]));
+    ops.push(serde_json::json!([
+        "symlink_then_fail",
+        hex::encode(&file),
+        hex::encode(&link)
+    ]));
+    ops.push(serde_json::json!(["get", hex::encode(&link)]));
+    let steps = ops.len();
+    let ops = serde_json::Value::Array(ops).to_string();
+    let marker = h.root().join("marker");
+    let out = h.attack(
+        &user,
+        &marker,
+        &["ops", &ops],
+        std::process::Stdio::null(),
+        60,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && said.lines().filter(|l| l.contains("\"ok\": true")).count() == steps,
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(&db, &["transfers", "--user", &user]);
+        let rows = found.as_array().unwrap();
+        assert!(
+            rows.iter()
+                .any(|t| t["direction"] == "download" && t["bytes_read"] == 4242),
+            "{db}: the download through the link is not billed: {found:#}\n{}",
+            text.lines()
+                .filter(|l| l.contains("file closed"))
+                .map(|l| format!("{} bytes: {}...\n", l.len(), &l[..l.len().min(300)]))
+                .collect::<String>()
+        );
+    }
+}
+
+/// Issue 27 item 6 review, syslog mode, through the real sshd, rsyslogd and paramiko: 39
+/// symlinks `A1` -> `A2/x/.../x` ... `A39` -> `L/x/.../x` (each line within sftp-server's
+/// 500 characters), a hardlink of `A1/f` to `L` (refused with `No such file`, which the ingest
+/// follows: `L` now leads through itself to a name of 16 KB), then one open of `L/g`, logged
+/// before sftp-server tries it. The ingest followed that open through 40 hops of a name growing
+/// by 16 KB a hop, hashing every leading part of it: minutes for one line, every partner's
+/// billing held meanwhile.
+#[test]
+fn a_self_looping_link_does_not_stall_the_ingest() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    let name = |n: &str| [home.as_os_str().as_encoded_bytes(), b"/", n.as_bytes()].concat();
+    let x = "/x".repeat(200);
+    let mut ops: Vec<_> = (1..40)
+        .map(|i| {
+            let next = if i == 39 {
+                "L".to_owned()
+            } else {
+                format!("A{}", i + 1)
+            };
+            serde_json::json!([
+                "symlink",
+                hex::encode(format!("{next}{x}")),
+                hex::encode(name(&format!("A{i}")))
+            ])
+        })
+        .collect();
+    ops.push(serde_json::json!([
+        "hardlink",
+        hex::encode(name("A1/f")),
+        hex::encode(name("L"))
+    ]));
+    ops.push(serde_json::json!(["get", hex::encode(name("L/g"))]));
+    let ops = serde_json::Value::Array(ops).to_string();
+    let marker = h.root().join("marker");
+    let out = h.attack(
+        &user,
+        &marker,
+        &["ops", &ops],
+        std::process::Stdio::null(),
+        60,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.lines().filter(|l| l.contains("\"ok\": true")).count() == 39,
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    assert!(
+        text.contains("symlink old \"L/x/x") && text.contains("hardlink old"),
+        "{text}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sftpd.db").display().to_string();
+    let started = std::time::Instant::now();
+    let ingest = Command::new(env!("CARGO_BIN_EXE_sftpd-report"))
+        .args([
+            "--db",
+            &db,
+            "--config",
+            "/nonexistent/sftpd-wrapper.toml",
+            "ingest",
+        ])
+        .arg(&h.log_path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = ingest.id();
+    let mut ingest = ingest;
+    let mut took = started.elapsed();
+    while ingest.try_wait().unwrap().is_none() && took < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        took = started.elapsed();
+    }
+    if ingest.try_wait().unwrap().is_none() {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let _ = ingest.wait();
+    }
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "one open through a self-looping link held the ingest for over {took:?}\n{}",
+        text.lines()
+            .filter(|l| l.contains("hardlink") || l.contains("open") || l.contains("status"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Issue 27 items 6 and 10 review, syslog mode, through the real sshd, rsyslogd and OpenSSH's
+/// sftp, both stores: an upload to `up.xml.filepart` renamed to `up.xml`, then `ls` of a name
+/// that does not exist (a stat, not logged at INFO, whose `No such file` status is). The rename
+/// worked; the status is not its own (a rename refused for a name taken says `Failure`, as a
+/// link does): `--path '*/up.xml'` still finds the upload.
+#[test]
+fn an_upload_renamed_then_a_failed_stat_is_still_found_by_its_final_name() {
+    require_e2e!();
+    let h = Harness::start("");
+    let user = h.user();
+    let local = tempfile::tempdir().unwrap();
+    fs::write(local.path().join("up.xml"), vec![b'u'; 3456]).unwrap();
+    h.sftp_ok(
+        &user,
+        "put up.xml up.xml.filepart\nrename up.xml.filepart up.xml\n-ls no-such-name\n",
+        local.path(),
+    );
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(&db, &["transfers", "--user", &user, "--path", "*/up.xml"]);
+        assert_eq!(
+            found.as_array().unwrap().len(),
+            1,
+            "{db}: {found:#}\n{text}"
+        );
+    }
+}
+
+/// Issue 27 item 6 review, through the real sshd, rsyslogd and paramiko, both modes and both
+/// stores: a partner symlinks `l` to `invoice-42.xml`, writes through `l` (an upload, which
+/// wrote `invoice-42.xml`), renames the symlink `l` to `l2` and downloads through `l2`. An upload
+/// renamed right after its close is a file of its new name (`x.filepart` to `x`), but `l2` is
+/// still the symlink to `invoice-42.xml`: the download is found by `--path '*/invoice-42.xml'`.
+#[test]
+fn a_symlink_written_through_and_renamed_still_leads_to_its_file() {
+    require_e2e!();
+    for config in ["", "[sftp_server]\nlog_mode = \"capture\"\n"] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        let hex = |name: &str| hex::encode(home.join(name).as_os_str().as_encoded_bytes());
+        let ops = serde_json::json!([
+            ["put", hex("invoice-42.xml"), 4242],
+            ["symlink", hex::encode("invoice-42.xml"), hex("l")],
+            ["put", hex("l"), 5],
+            ["rename", hex("l"), hex("l2")],
+            ["get", hex("l2")],
+        ])
+        .to_string();
+        let marker = h.root().join("marker");
+        let steps = h.attack_steps(&user, &marker, &["ops", &ops]);
+        assert!(steps.iter().all(|s| s.1), "{steps:?}");
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        let text = h.log_text();
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            ingest(&db, &[&h.log_path]);
+            let found = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+            );
+            let downloads = found
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["bytes_read"] == 5)
+                .count();
+            assert_eq!(downloads, 1, "{config} {db}: {found:#}\n{text}");
+        }
+    }
+}
+
+/// Issue 27 item 6 review, both modes, through the real sshd, rsyslogd and paramiko, both
+/// stores: a partner downloads `invoice-42.xml` by a name padded with 600 `./` (1.2 KB, well
+/// within PATH_MAX; sftp-server opens it as `invoice-42.xml`). The logged name is cut to its
+/// first bytes (1 KiB in capture mode, 500 characters in sftp-server's line), which are all
+/// `./`: "did X download invoice-42.xml" must still find it.
+#[test]
+fn a_download_by_a_padded_name_is_found_by_the_file() {
+    require_e2e!();
+    for config in ["[sftp_server]\nlog_mode = \"capture\"\n", ""] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        let padded = [
+            home.as_os_str().as_encoded_bytes(),
+            b"/",
+            &b"./".repeat(600),
+            b"invoice-42.xml",
+        ]
+        .concat();
+        let ops = serde_json::json!([
+            [
+                "put",
+                hex::encode(home.join("invoice-42.xml").as_os_str().as_encoded_bytes()),
+                4242
+            ],
+            ["get", hex::encode(&padded)],
+        ])
+        .to_string();
+        let marker = h.root().join("marker");
+        let steps = h.attack_steps(&user, &marker, &["ops", &ops]);
+        assert!(steps.iter().all(|s| s.1), "{steps:?}");
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            ingest(&db, &[&h.log_path]);
+            let found = report(
+                &db,
+                &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+            );
+            let downloads = found
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["bytes_read"] == 4242)
+                .count();
+            assert_eq!(downloads, 1, "{config} {db}: {found:#}");
+        }
+    }
+}

@@ -160,9 +160,6 @@ const NAME_TAKEN: &str = "Failure";
 struct RenamedFile {
     op: i64,
     transfer: i64,
-    /// The old and new name, when the file was an upload (which the names took as a file of
-    /// its new name).
-    upload: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What an operation line says, for [`Ingestor::operation`].
@@ -1862,11 +1859,7 @@ impl<'a> Ingestor<'a> {
         let (transfer, _, upload) = recent.remove(at).unwrap_or_default();
         self.store.set_transfer_renamed(transfer, Some(new))?;
         if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
-            let renamed = RenamedFile {
-                op: *op,
-                transfer,
-                upload: upload.then(|| (old.to_vec(), new.to_vec())),
-            };
+            let renamed = RenamedFile { op: *op, transfer };
             self.renamed.insert(session, renamed);
         }
         Ok(upload)
@@ -2830,19 +2823,15 @@ impl<'a> Ingestor<'a> {
             Some(LastOp::Operation(id)) => {
                 self.store.mark_operation_failed(id, text)?;
                 // A rename refused (SFTP v3's rename does not replace an existing file):
-                // the file keeps its name.
+                // the file keeps its name. Only a name taken says so (see NAME_TAKEN): a
+                // partner's `ls missing` right after the rename must not take its new name
+                // away. The names then stay as before the rename (names_undo), as a later
+                // run, which skips the rename, has them.
                 if let Some(renamed) = self.renamed.remove(&session)
                     && renamed.op == id
+                    && text == NAME_TAKEN
                 {
                     self.store.set_transfer_renamed(renamed.transfer, None)?;
-                    // The upload keeps its name; its rename is then a rename like any
-                    // other to the names, as a later run reads it from the stored rows.
-                    if let Some((old, new)) = renamed.upload {
-                        self.names
-                            .entry(session)
-                            .or_default()
-                            .link(&new, &old, true);
-                    }
                 }
                 if let Some((op, undo)) = self.names_undo.remove(&session)
                     && op == id

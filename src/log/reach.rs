@@ -13,6 +13,16 @@ use std::collections::HashMap;
 /// longer than that, or a loop, reaches no file.
 pub const MAX_HOPS: usize = 40;
 
+/// The longest name a lookup follows (Linux's PATH_MAX): no request can give a longer one, and a
+/// link that makes a name longer than this on the way (a symlink through itself grows the name
+/// by its target each hop) reaches nothing.
+pub const MAX_NAME: usize = 4096;
+
+/// The bytes of leading parts of names one lookup may look up (each hashed whole), at most: a
+/// name of 4 KiB has 2,048 of them, and 40 hops through such names would hash 160 MiB. A usual
+/// lookup takes a few KiB; one past this reaches nothing.
+pub const LOOKUP_BUDGET: usize = 1 << 20;
+
 /// How many names one session's links and renames may make; beyond it new ones are not
 /// followed (a session making more is not following the `.filepart` convention but flooding).
 pub const MAX_NAMES: usize = 10_000;
@@ -102,8 +112,10 @@ impl Names {
 
     /// A rename of `old` to `new`; `uploaded` when `old` is an upload the session closed a
     /// moment ago (within [`RECENT_CLOSES`]), which is a file of its new name from then on.
+    /// A name the session's links and renames made stays that link when written through (an
+    /// upload to a symlink wrote the file it leads to) and renamed.
     pub fn renamed(&mut self, old: &[u8], new: &[u8], uploaded: bool) -> Undo {
-        if uploaded {
+        if uploaded && !self.made.contains_key(&self.place(old)) {
             self.forget(&[old, new])
         } else {
             self.link(new, old, true)
@@ -136,15 +148,20 @@ impl Names {
     }
 
     /// The file `path` reached, when that is another name than `path` itself; `None` also when
-    /// the links it goes through make a loop or a chain longer than [`MAX_HOPS`].
+    /// the links it goes through make a loop or a chain longer than [`MAX_HOPS`], a name longer
+    /// than [`MAX_NAME`], or a lookup dearer than [`LOOKUP_BUDGET`].
     pub fn reached(&self, path: &[u8]) -> Option<Vec<u8>> {
         if self.made.is_empty() {
             return None;
         }
         let start = normalize(path);
         let mut now = start.clone();
+        let mut budget = LOOKUP_BUDGET;
         for _ in 0..MAX_HOPS {
-            let Some((len, Lead { to, .. })) = self.longest_made_prefix(&now) else {
+            if now.len() > MAX_NAME {
+                return None;
+            }
+            let Some((len, Lead { to, .. })) = self.longest_made_prefix(&now, &mut budget)? else {
                 return (now != start).then_some(now);
             };
             let mut next = to.clone();
@@ -154,21 +171,27 @@ impl Names {
         None
     }
 
-    /// The longest leading part of `path`, ending at a `/` or its end, that is a name made.
-    fn longest_made_prefix(&self, path: &[u8]) -> Option<(usize, &Lead)> {
-        if let Some(to) = self.made.get(path) {
-            return Some((path.len(), to));
-        }
+    /// The longest leading part of `path`, ending at a `/` or its end, that is a name made;
+    /// `None` when looking it up would spend more than what is left of `budget`.
+    fn longest_made_prefix(
+        &self,
+        path: &[u8],
+        budget: &mut usize,
+    ) -> Option<Option<(usize, &Lead)>> {
         let mut end = path.len();
-        while let Some(slash) = path[..end].iter().rposition(|&b| b == b'/') {
-            if slash > 0
-                && let Some(to) = self.made.get(&path[..slash])
+        let mut prefix = Some(end);
+        while let Some(len) = prefix {
+            // The part's bytes, and a little for each look-up however short.
+            *budget = budget.checked_sub(len + 16)?;
+            if (len == end || len > 0)
+                && let Some(to) = self.made.get(&path[..len])
             {
-                return Some((slash, to));
+                return Some(Some((len, to)));
             }
-            end = slash;
+            end = len;
+            prefix = path[..end].iter().rposition(|&b| b == b'/');
         }
-        None
+        Some(None)
     }
 
     /// Where a name is: its directory reached through the links made, then its last part.
@@ -385,6 +408,11 @@ mod tests {
         assert_eq!(reached(&n, "/h/x"), None);
         n.renamed(b"/h/invoice-7.xml", b"/h/y", false);
         assert_eq!(reached(&n, "/h/y").as_deref(), Some("/h/invoice-7.xml"));
+        // A symlink written through (the upload wrote its file) and renamed is that symlink.
+        n.symlink(b"/h/l", b"invoice-42.xml");
+        n.renamed(b"/h/l", b"/h/l2", true);
+        assert_eq!(reached(&n, "/h/l2").as_deref(), Some("/h/invoice-42.xml"));
+        assert_eq!(reached(&n, "/h/l"), None);
     }
 
     #[test]
@@ -473,5 +501,82 @@ mod tests {
                 prop_assert_eq!(counted, n.bytes);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+    use std::time::Duration;
+
+    /// Runs `lookup` on its own thread, and says whether it ended within `budget`.
+    fn within(budget: Duration, lookup: impl FnOnce() + Send + 'static) -> bool {
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            lookup();
+            let _ = done.send(());
+        });
+        wait.recv_timeout(budget).is_ok()
+    }
+
+    /// A symlink whose target runs through itself (`d` -> `d/x/x/.../x`): each of the 40 hops
+    /// adds the target again, and each hop hashes every leading part of a name that grows to
+    /// 40 targets. One open of `d/f` must not cost the tap (a 4 KiB target, answered OK once the
+    /// partner removed `d` by its relative name and made it a directory) or the ingest (a target
+    /// in sftp-server's line; the open is logged whether or not it worked) seconds of CPU.
+    #[test]
+    fn a_lookup_through_a_self_loop_is_cheap() {
+        for components in [490, 2040] {
+            let ended = within(Duration::from_secs(1), move || {
+                let mut n = Names::default();
+                let target = [&b"d"[..], &b"/x".repeat(components)].concat();
+                n.symlink(b"/home/p/d", &target);
+                assert_eq!(n.reached(b"/home/p/d/f"), None);
+            });
+            assert!(
+                ended,
+                "a lookup through a self-loop of {components} components"
+            );
+        }
+    }
+
+    /// Lines of sftp-server's 500 characters: 39 symlinks, each to the next with 200 parts
+    /// after it, the last to `L`, then a hardlink of `A1/f` to `L` (answered `No such file`,
+    /// which the ingest follows): `L` leads to a name of 16 KB through itself. An open of
+    /// `L/g` took the ingest more than two minutes.
+    #[test]
+    fn a_lookup_through_a_loop_made_long_by_a_hardlink_is_cheap() {
+        let ended = within(Duration::from_secs(2), || {
+            let x = b"/x".repeat(200);
+            let mut n = Names::default();
+            for i in 1..40 {
+                let next = match i {
+                    39 => b"L".to_vec(),
+                    _ => format!("A{}", i + 1).into_bytes(),
+                };
+                n.symlink(format!("/H/A{i}").as_bytes(), &[&next[..], &x[..]].concat());
+            }
+            n.link(b"/H/L", b"/H/A1/f", false);
+            assert_eq!(n.reached(b"/H/L/g"), None);
+        });
+        assert!(ended, "a lookup through a loop made long by a hardlink");
+    }
+
+    /// 41 short symlinks in a chain (`A1` -> `A2` ... -> `A41`) and an open of `A1/x/x/.../x`
+    /// of 4 KiB: every hop hashes the 2,000 leading parts of a name that does not grow.
+    #[test]
+    fn a_chain_under_a_deep_name_is_cheap() {
+        let ended = within(Duration::from_secs(1), || {
+            let mut n = Names::default();
+            for i in 1..=40 {
+                n.symlink(
+                    format!("/H/A{i}").as_bytes(),
+                    format!("A{}", i + 1).as_bytes(),
+                );
+            }
+            let deep = [&b"/H/A1"[..], &b"/x".repeat(2040)].concat();
+            let _ = n.reached(&deep);
+        });
+        assert!(ended, "a lookup of a deep name through a chain of 40");
     }
 }

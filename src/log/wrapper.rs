@@ -112,12 +112,17 @@ pub struct LoggedPath {
 }
 
 impl LoggedPath {
-    /// sftp-server's own paths are at most PATH_MAX (4 KiB) for any open that worked; 1 KiB
-    /// keeps a line with two of them, escaped, within what rsyslog takes by default (8 KiB).
+    /// sftp-server's own paths are at most PATH_MAX (4 KiB) for any open that worked; 1 KiB,
+    /// escaped (up to four characters a byte), keeps a line within what rsyslog takes by
+    /// default (8 KiB) with the other file's name ([`OtherFile::MAX`]) beside it.
     pub const MAX: usize = 1024;
 
     pub fn of(path: &[u8]) -> LoggedPath {
-        if path.len() <= Self::MAX {
+        Self::at_most(path, Self::MAX)
+    }
+
+    fn at_most(path: &[u8], max: usize) -> LoggedPath {
+        if path.len() <= max {
             return LoggedPath {
                 bytes: path.to_vec(),
                 cut: None,
@@ -125,7 +130,7 @@ impl LoggedPath {
         }
         let whole = Bounded::of(path);
         LoggedPath {
-            bytes: path[..Self::MAX].to_vec(),
+            bytes: path[..max].to_vec(),
             cut: Some((whole.len, whole.sha256)),
         }
     }
@@ -166,6 +171,19 @@ pub enum OtherFile {
 impl OtherFile {
     const COPIED_FROM: &str = "copied_from";
     const REACHED: &str = "reached";
+
+    /// The other name's bytes logged whole, at most: with the path's 1 KiB, both escaped as
+    /// `\xHH`, and the other fields, a line stays under rsyslog's 8 KiB (a longer one is cut
+    /// there and parses as nothing: a download through a link unbilled).
+    pub const MAX: usize = 512;
+
+    pub fn copied_from(path: &[u8]) -> OtherFile {
+        OtherFile::CopiedFrom(LoggedPath::at_most(path, Self::MAX))
+    }
+
+    pub fn reached(path: &[u8]) -> OtherFile {
+        OtherFile::Reached(LoggedPath::at_most(path, Self::MAX))
+    }
 }
 
 /// How a hook ended, as logged.
@@ -958,6 +976,48 @@ mod tests {
         assert!(text.len() < 1200, "{}", text.len());
         assert!(text.contains("command_len=100000"));
         assert_eq!(WrapperLine::parse(text.as_bytes()), Some(line));
+    }
+
+    /// Two names of non-ASCII bytes (each escaped to four characters) past the cut, a download
+    /// through a link: the line, with the syslog header glibc adds (`<PRI>Mmm dd hh:mm:ss
+    /// sftpd-wrapper[pid]: `, under 64 bytes), must stay within rsyslog's default 8 KiB, or
+    /// rsyslog cuts it and the download is lost (or billed without the name it reached).
+    #[test]
+    fn a_download_through_a_link_with_two_long_names_fits_a_syslog_message() {
+        let name = |b: u8| {
+            let part = [b; 255];
+            let mut p = b"/home/partner-with-a-long-name".to_vec();
+            for _ in 0..5 {
+                p.push(b'/');
+                p.extend_from_slice(&part);
+            }
+            p
+        };
+        let line = WrapperLine::FileClosed {
+            sid: "sftp-host-with-a-long-name-20261207T152354-4294967-f52702a5".into(),
+            user: "a".repeat(32),
+            sftp_pid: Some(4_194_304),
+            file: FileRecord {
+                path: LoggedPath::of(&name(0xff)),
+                counts_as: ClosedAs::Download,
+                bytes_read: u64::MAX,
+                bytes_written: 0,
+                complete: true,
+                failed: false,
+                forced: false,
+                open_flags: "READ,WRITE,APPEND,CREATE,TRUNCATE,EXCL".into(),
+                elapsed_ms: u64::MAX,
+                other: Some(OtherFile::reached(&name(0xfe))),
+            },
+        };
+        let text = line.render();
+        let cut = &text.as_bytes()[..text.len().min(8192 - 64)];
+        let parsed = WrapperLine::parse(cut).is_some();
+        assert!(
+            text.len() + 64 <= 8192,
+            "a file closed line of {} bytes is cut by rsyslog at 8192 (and, cut, parses: {parsed})",
+            text.len() + 64
+        );
     }
 
     #[test]

@@ -680,8 +680,8 @@ impl Tap {
             open_flags: flags.clone(),
             elapsed_ms,
             other: match (&file.copied_from, &file.reached) {
-                (Some(from), _) if copy => Some(OtherFile::CopiedFrom(LoggedPath::of(from))),
-                (_, Some(to)) => Some(OtherFile::Reached(LoggedPath::of(to))),
+                (Some(from), _) if copy => Some(OtherFile::copied_from(from)),
+                (_, Some(to)) => Some(OtherFile::reached(to)),
                 _ => None,
             },
         }));

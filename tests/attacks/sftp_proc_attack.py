@@ -229,6 +229,12 @@ def main():
                         sftp._request(paramiko.sftp.CMD_FSTAT, b"\0\0\0\x63")
                     except IOError:
                         pass
+                elif kind == "symlink":
+                    sftp.symlink(args[0], args[1])
+                elif kind == "hardlink":
+                    sftp._request(
+                        paramiko.sftp.CMD_EXTENDED, "hardlink@openssh.com", args[0], args[1]
+                    )
                 elif kind == "put_hold":
                     # Writes, then holds the file open (sftp-server is killed meanwhile).
                     f = sftp.open(args[0], "wb")
