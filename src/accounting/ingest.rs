@@ -1766,17 +1766,18 @@ impl<'a> Ingestor<'a> {
             ClosedAs::Nothing => None,
             ClosedAs::Copy => {
                 let user = self.sessions.get(&session).and_then(|s| s.user.clone());
+                let from = match &file.other {
+                    Some(OtherFile::CopiedFrom(from)) => Some(from.shown()),
+                    _ => None,
+                };
                 let id = self.store.insert_operation(&NewOperation {
                     session_id: Some(session),
                     host,
                     user: user.as_deref(),
                     at,
                     kind: OperationKind::Copy,
-                    path: Some(&file.path.bytes),
-                    target: match &file.other {
-                        Some(OtherFile::CopiedFrom(from)) => Some(from.bytes.as_slice()),
-                        _ => None,
-                    },
+                    path: Some(&file.path.shown()),
+                    target: from.as_deref(),
                     detail: None,
                 })?;
                 if !file.complete {
@@ -1803,18 +1804,18 @@ impl<'a> Ingestor<'a> {
         // The tap followed the names itself, from the packets: sftp-server's link lines come
         // to the log by another path, in either order with this line.
         let reached = match &file.other {
-            Some(OtherFile::Reached(to)) if to.cut.is_none() => Some(to.bytes.as_slice()),
-            // Only a prefix of the name is known.
+            Some(OtherFile::Reached(to)) => Some(to.shown()),
             _ => None,
         };
+        let path = file.path.shown().into_owned();
         let id = self.store.insert_transfer(&NewTransfer {
             session_id: session,
-            path: &file.path.bytes,
+            path: &path,
             direction,
             open_flags: &file.open_flags,
             mode: None,
             opened_at: opened_at.as_deref().unwrap_or(at),
-            reached,
+            reached: reached.as_deref(),
         })?;
         self.summary.transfers += 1;
         if file.failed {
@@ -1833,7 +1834,7 @@ impl<'a> Ingestor<'a> {
             &verdict,
         )?;
         let upload = counts_as == Some(CountsAs::Upload);
-        self.note_close(session, id, file.path.bytes.clone(), upload);
+        self.note_close(session, id, path, upload);
         Ok(())
     }
 

@@ -103,12 +103,16 @@ text_enum! {
 }
 
 /// A name the partner chose, logged whole up to [`LoggedPath::MAX`] bytes; a longer one is
-/// logged as that prefix with the whole name's length and SHA-256.
+/// logged as its first and last half of that (`key=`, `key_tail=`) with the whole name's length
+/// and SHA-256. The end is kept because it names the file: a partner who pads a name
+/// (`/h/././…/invoice-42.xml`) must not push the file's name out of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedPath {
     pub bytes: Vec<u8>,
-    /// The whole name's length and hex SHA-256, when `bytes` is only its prefix.
+    /// The whole name's length and hex SHA-256, when `bytes` is only its head.
     pub cut: Option<(u64, String)>,
+    /// The name's last bytes, when it was cut (empty in lines of wrappers that kept none).
+    pub tail: Vec<u8>,
 }
 
 impl LoggedPath {
@@ -126,13 +130,24 @@ impl LoggedPath {
             return LoggedPath {
                 bytes: path.to_vec(),
                 cut: None,
+                tail: Vec::new(),
             };
         }
         let whole = Bounded::of(path);
         LoggedPath {
-            bytes: path[..max].to_vec(),
+            bytes: path[..max / 2].to_vec(),
             cut: Some((whole.len, whole.sha256)),
+            tail: path[path.len() - max / 2..].to_vec(),
         }
+    }
+
+    /// The name as far as the line shows it: whole, or its head and tail around `…` (which
+    /// `transfers --path '*/invoice-42.xml'` still matches).
+    pub fn shown(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.cut.is_none() {
+            return std::borrow::Cow::Borrowed(&self.bytes);
+        }
+        std::borrow::Cow::Owned([&self.bytes[..], "\u{2026}".as_bytes(), &self.tail].concat())
     }
 }
 
@@ -350,11 +365,12 @@ fn hook_result_fields(line: LogLine, result: &HookReport) -> LogLine {
     }
 }
 
-/// `key=` the path, and `key_len=`, `key_sha256=` when it was cut.
+/// `key=` the path, and `key_tail=`, `key_len=`, `key_sha256=` when it was cut.
 fn logged_path(line: LogLine, key: &str, path: &LoggedPath) -> LogLine {
     let line = line.field(key, &path.bytes);
     match &path.cut {
         Some((len, sha256)) => line
+            .field(&format!("{key}_tail"), &path.tail)
             .field(&format!("{key}_len"), len.to_string())
             .field(&format!("{key}_sha256"), sha256),
         None => line,
@@ -667,7 +683,11 @@ impl Fields<'_> {
             Some(len) => Some((len, self.text(&format!("{key}_sha256"))?)),
             None => None,
         };
-        Some(LoggedPath { bytes, cut })
+        let tail = match cut {
+            Some(_) => self.bytes(&format!("{key}_tail")).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Some(LoggedPath { bytes, cut, tail })
     }
 
     fn connection(&mut self) -> Connection {
@@ -1045,7 +1065,7 @@ mod tests {
         );
         // A name of 100 KB is one bounded line that still says which name it was.
         let long = LoggedPath::of(&[0xff; 100_000]);
-        assert_eq!(long.bytes.len(), LoggedPath::MAX);
+        assert_eq!(long.bytes.len() + long.tail.len(), LoggedPath::MAX);
         assert_eq!(long.cut.as_ref().map(|c| c.0), Some(100_000));
 
         let WrapperLine::FileClosed { mut file, .. } = line else {
