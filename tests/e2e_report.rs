@@ -2782,3 +2782,65 @@ fn a_download_by_a_padded_name_is_found_by_the_file() {
         }
     }
 }
+
+/// Review of the head-and-tail `file closed` line, capture mode, through the real sshd,
+/// rsyslogd and paramiko, both stores: the widest line a partner can make. A download through a
+/// symlink whose own name (1.2 KB) and whose target (0.8 KB) are past their bounds and all
+/// non-ASCII (each byte escaped to four characters): the line carries 512 + 512 bytes of the
+/// name and 256 + 256 of the target, and must still reach the log whole (under rsyslog's
+/// 8 KiB), be billed, and be found by the target's end.
+#[test]
+fn a_download_through_a_long_link_to_a_long_name_is_billed_and_found() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    let mut dir = home.as_os_str().as_encoded_bytes().to_vec();
+    let mut ops = Vec::new();
+    for b in [0xffu8, 0xfe, 0xfd] {
+        dir.push(b'/');
+        dir.extend_from_slice(&[b; 250]);
+        ops.push(serde_json::json!(["mkdir", hex::encode(&dir)]));
+    }
+    let target = [&dir[..], b"/invoice-42.xml"].concat();
+    let mut link_dir = dir.clone();
+    link_dir.push(b'/');
+    link_dir.extend_from_slice(&[0xfc; 250]);
+    ops.push(serde_json::json!(["mkdir", hex::encode(&link_dir)]));
+    let link = [&link_dir[..], b"/", &[0xfb; 250][..]].concat();
+    assert!(link.len() > 1024 && target.len() > 512, "{}", link.len());
+    ops.push(serde_json::json!(["put", hex::encode(&target), 4242]));
+    ops.push(serde_json::json!([
+        "symlink",
+        hex::encode(&target),
+        hex::encode(&link)
+    ]));
+    ops.push(serde_json::json!(["get", hex::encode(&link)]));
+    let ops = serde_json::Value::Array(ops).to_string();
+    let marker = h.root().join("marker");
+    let steps = h.attack_steps(&user, &marker, &["ops", &ops]);
+    assert!(steps.iter().all(|s| s.1), "{steps:?}");
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let widest = text
+        .lines()
+        .filter(|l| l.contains("file closed") && l.contains("reached_tail="))
+        .map(str::len)
+        .max();
+    assert!(widest.is_some_and(|w| w > 6000), "{widest:?}\n{text}");
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(
+            &db,
+            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+        );
+        let downloads = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["bytes_read"] == 4242)
+            .count();
+        assert_eq!(downloads, 1, "{db}: {found:#}\n{widest:?}");
+    }
+}

@@ -1087,6 +1087,28 @@ mod tests {
         assert_eq!(WrapperLine::parse(text.as_bytes()), Some(line));
     }
 
+    /// A cut name in a line of a wrapper that logged no tail (`path_len` without `path_tail`):
+    /// read as its head with no tail, and shown as that head and `…`, never as a whole name;
+    /// a line with a tail that is not a cut name's keeps the name whole.
+    #[test]
+    fn a_cut_name_without_a_tail_reads_as_its_head() {
+        let head = "a".repeat(1024);
+        let old = format!(
+            "file closed sid=s user=u path={head} path_len=2000 path_sha256=ab counts_as=download bytes_read=1 bytes_written=0 complete=1 failed=0 forced=0 reached=/h/x reached_tail=/y"
+        );
+        let Some(WrapperLine::FileClosed { file, .. }) = WrapperLine::parse(old.as_bytes()) else {
+            panic!("{old}");
+        };
+        assert_eq!(file.path.bytes, head.as_bytes());
+        assert!(file.path.tail.is_empty());
+        assert_eq!(file.path.cut, Some((2000, "ab".to_owned())));
+        assert_eq!(&*file.path.shown(), format!("{head}\u{2026}").as_bytes());
+        let Some(OtherFile::Reached(to)) = &file.other else {
+            panic!("{:?}", file.other);
+        };
+        assert_eq!((&*to.shown(), to.tail.is_empty()), (&b"/h/x"[..], true));
+    }
+
     #[test]
     fn foreign_and_malformed_lines_are_not_read() {
         assert_eq!(WrapperLine::parse(b"session start"), None);
