@@ -2401,6 +2401,63 @@ fn a_link_followed_by_a_failed_stat_still_leads_to_its_file() {
 }
 
 /// Issue 27 item 6 in capture mode, through paramiko and the real sshd and rsyslogd, on both
+/// stores: a partner makes a symlink by a relative name (sftp-server takes it from its working
+/// directory, the home) and downloads through it by the absolute name, and hardlinks by an
+/// absolute name and downloads by the relative one. The names are one name to sftp-server, so
+/// both downloads are found by `--path '*/invoice-42.xml'`.
+#[test]
+fn a_link_made_by_a_relative_name_and_used_by_an_absolute_one_is_followed_in_capture_mode() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    fs::write(home.join("invoice-42.xml"), vec![b'i'; 4242]).unwrap();
+    let out = Command::new("chown")
+        .arg(format!("{user}:"))
+        .arg(home.join("invoice-42.xml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let hex = |s: &str| hex::encode(s.as_bytes());
+    let abs = |name: &str| hex::encode(home.join(name).as_os_str().as_encoded_bytes());
+    let ops = serde_json::json!([
+        ["symlink", hex("invoice-42.xml"), hex("x.xml")],
+        ["get", abs("x.xml")],
+        ["hardlink", abs("invoice-42.xml"), abs("y.xml")],
+        ["get", hex("y.xml")],
+    ])
+    .to_string();
+    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(
+            &db,
+            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+        );
+        let mut used: Vec<String> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["bytes_read"] == 4242)
+            .map(|t| t["path"].as_str().unwrap().to_owned())
+            .collect();
+        used.sort();
+        assert_eq!(
+            used,
+            [
+                home.join("x.xml").to_str().unwrap().to_owned(),
+                "y.xml".to_owned()
+            ],
+            "{db}: {found:#}\n{text}"
+        );
+    }
+}
+
+/// Issue 27 item 6 in capture mode, through paramiko and the real sshd and rsyslogd, on both
 /// stores: a partner links `invoice-42.xml`, then sends a request that fails with the very
 /// status a taken name gets (`Failure`: an fstat of a handle that does not exist, not logged
 /// at INFO), and downloads through the link. The log alone cannot tell that status from the

@@ -772,7 +772,16 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     };
     let outcome = match capture_socket {
         Some(capture) => {
-            capture_and_supervise(session, cfg, &mut child, capture, &mut runner, &watched)
+            let dir = sftp_server_dir(&effective.sftp_server_args);
+            capture_and_supervise(
+                session,
+                cfg,
+                &mut child,
+                capture,
+                &mut runner,
+                &watched,
+                dir,
+            )
         }
         None => Outcome {
             status: supervise(&mut child, &watched, session),
@@ -947,9 +956,10 @@ fn capture_and_supervise(
     capture: Capture,
     runner: &mut Option<Runner>,
     watched: &SigSet,
+    dir: Option<Vec<u8>>,
 ) -> Outcome {
     let sftp_pid = child.id();
-    let shared = relay::SharedTap::new(Tap::new(cfg.hooks.upload_on_rename));
+    let shared = relay::SharedTap::new(Tap::new(cfg.hooks.upload_on_rename, dir));
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::sync_channel(capture::FORWARD_QUEUE_LINES);
     let sender = ForwardingSender::new(syslog::SYSLOG_SOCKET, cfg.syslog.facility);
@@ -1158,6 +1168,20 @@ fn run_post_session_hook(
         // single thread again.
         unsafe { detach_post_hook(session, argv, &env, timeout) }
     }
+}
+
+/// The directory sftp-server takes relative names from: the one it inherits from the wrapper
+/// (sshd's, the account's home), unless its arguments name another (`-d`, which sftp-server
+/// expands itself: not followed here).
+fn sftp_server_dir(args: &[String]) -> Option<Vec<u8>> {
+    // Conservative: any option word holding a `d` (`-d`, `-ed`, or `-l debug` written `-ldebug`).
+    if args.iter().any(|a| a.starts_with('-') && a.contains('d')) {
+        return None;
+    }
+    let dir = std::env::current_dir().ok()?;
+    Some(std::os::unix::ffi::OsStringExt::into_vec(
+        dir.into_os_string(),
+    ))
 }
 
 /// Starts sftp-server with stdin and stdout inherited (or the relay's pipes) and, with

@@ -368,8 +368,12 @@ pub struct Tap {
     files: BTreeMap<u32, OpenFile>,
     held: VecDeque<Event>,
     upload_on_rename: bool,
-    /// The names the session's links and renames made (each answered OK).
+    /// The names the session's links and renames made (each answered OK), every one absolute
+    /// where `dir` is known.
     names: Names,
+    /// sftp-server's working directory, which its relative names are taken from: a partner's
+    /// `x` and `/home/p/x` are one name.
+    dir: Option<Vec<u8>>,
     /// The last files closed, oldest first: their names, and whether each was an upload.
     recent: VecDeque<(Vec<u8>, bool)>,
     /// An INIT was sent: sftp-server exits on any other request before it.
@@ -380,10 +384,20 @@ pub struct Tap {
 }
 
 impl Tap {
-    pub fn new(upload_on_rename: bool) -> Tap {
+    /// `dir`: sftp-server's working directory, when known.
+    pub fn new(upload_on_rename: bool, dir: Option<Vec<u8>>) -> Tap {
         Tap {
             upload_on_rename,
+            dir: dir.filter(|d| d.starts_with(b"/")),
             ..Tap::default()
+        }
+    }
+
+    /// `name` as sftp-server takes it: a relative name within its working directory.
+    fn absolute<'n>(&self, name: &'n [u8]) -> std::borrow::Cow<'n, [u8]> {
+        match &self.dir {
+            Some(dir) if !name.starts_with(b"/") => [dir, &b"/"[..], name].concat().into(),
+            _ => name.into(),
         }
     }
 
@@ -502,15 +516,22 @@ impl Tap {
             }
             Request::OnePath(kind, path) if ok => {
                 if kind != EventKind::Mkdir {
-                    self.names.forget(&[&path]);
+                    let name = self.absolute(&path).into_owned();
+                    self.names.forget(&[&name]);
                 }
                 out.push(Output::Event(Event::operation(kind, path, None)));
             }
             Request::Rename { old, new } if ok => self.renamed(old, new, &mut out),
             Request::Link { target, link, kind } if ok => {
+                let name = self.absolute(&link).into_owned();
+                // A symlink's target is a name of its own, taken from the link's directory;
+                // a hardlink's is a file, named as the request names files.
                 let _ = match kind {
-                    "symlink" => self.names.symlink(&link, &target),
-                    _ => self.names.link(&link, &target, false),
+                    "symlink" => self.names.symlink(&name, &target),
+                    _ => {
+                        let existing = self.absolute(&target).into_owned();
+                        self.names.link(&name, &existing, false)
+                    }
                 };
                 let mut event = Event::operation(EventKind::Link, link, Some(target));
                 event.link_kind = Some(kind.to_owned());
@@ -539,7 +560,7 @@ impl Tap {
         out: &mut Vec<Output>,
     ) {
         let file = OpenFile {
-            reached: self.names.reached(&name),
+            reached: self.names.reached(&self.absolute(&name)),
             name,
             pflags,
             opened: now,
@@ -607,7 +628,8 @@ impl Tap {
             Some(at) => self.recent.remove(at).is_some_and(|(_, upload)| upload),
             None => false,
         };
-        self.names.renamed(&old, &new, uploaded);
+        let (from, to) = (self.absolute(&old).into_owned(), self.absolute(&new));
+        self.names.renamed(&from, &to, uploaded);
         if self.upload_on_rename
             && let Some(i) = self.held.iter().rposition(|e| e.path == old)
             && let Some(mut upload) = self.held.remove(i)
@@ -975,7 +997,7 @@ mod tests {
         ]
         .concat();
         for chunk in [1, 7, 4096] {
-            let mut tap = Tap::new(true);
+            let mut tap = Tap::new(true, None);
             let out = run(&mut tap, &requests, &replies, chunk);
             let files = files(&out);
             assert_eq!(files.len(), 2, "chunk {chunk}");
@@ -1034,7 +1056,7 @@ mod tests {
             status(6, FX_OK),
         ]
         .concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 5);
         let events = events(&out);
         assert_eq!(events.len(), 1);
@@ -1067,7 +1089,7 @@ mod tests {
             status(5, FX_OK),
         ]
         .concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 64);
         let events = events(&out);
         assert_eq!(events.len(), 1);
@@ -1097,7 +1119,7 @@ mod tests {
                 status(3, close_status),
             ]
             .concat();
-            let mut tap = Tap::new(true);
+            let mut tap = Tap::new(true, None);
             let out = run(&mut tap, &requests, &replies, 9);
             let events = events(&out);
             assert_eq!(events.len(), 1);
@@ -1146,7 +1168,7 @@ mod tests {
             status(5, FX_OK),
         ]
         .concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 13);
         let events = events(&out);
         assert_eq!(events.len(), 1);
@@ -1180,13 +1202,69 @@ mod tests {
             status(6, FX_OK),
         ]
         .concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 11);
         let file = files(&out)[0];
         assert_eq!((file.counts_as, file.bytes_read), (ClosedAs::Download, 500));
         assert_eq!(file.other, None);
         assert_eq!(events(&out)[0].kind, EventKind::Download);
         assert_eq!(tap.totals.bytes_downloaded, 500);
+    }
+
+    #[test]
+    fn relative_and_absolute_names_are_one_name_in_sftp_servers_directory() {
+        let requests = [
+            init(),
+            packet(
+                SYMLINK,
+                &[&u32b(1), &string(b"invoice-42.xml"), &string(b"x")],
+            ),
+            packet(
+                EXTENDED,
+                &[
+                    &u32b(2),
+                    &string(b"hardlink@openssh.com"),
+                    &string(b"/h/invoice-7.xml"),
+                    &string(b"out/y"),
+                ],
+            ),
+            open(3, b"/h/x", 0x01),
+            open(4, b"x", 0x01),
+            open(5, b"/h/out/y", 0x01),
+            read(6, 0),
+            read(7, 1),
+            read(8, 2),
+        ]
+        .concat();
+        let replies = [
+            version(),
+            status(1, FX_OK),
+            status(2, FX_OK),
+            handle_reply(3, 0),
+            handle_reply(4, 1),
+            handle_reply(5, 2),
+            data(6, 1),
+            data(7, 1),
+            data(8, 1),
+        ]
+        .concat();
+        let mut tap = Tap::new(true, Some(b"/h".to_vec()));
+        let out = run(&mut tap, &requests, &replies, 5);
+        let reached: Vec<Option<&[u8]>> = files(&out)
+            .iter()
+            .map(|f| match &f.other {
+                Some(OtherFile::Reached(to)) => Some(to.bytes.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reached,
+            [
+                Some(&b"/h/invoice-42.xml"[..]),
+                Some(b"/h/invoice-42.xml"),
+                Some(b"/h/invoice-7.xml"),
+            ]
+        );
     }
 
     #[test]
@@ -1252,7 +1330,7 @@ mod tests {
             status(21, FX_OK),
         ]
         .concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 9);
         let reached: Vec<(&[u8], Option<&[u8]>)> = files(&out)
             .iter()
@@ -1297,7 +1375,7 @@ mod tests {
         ]
         .concat();
         let replies = [version(), status(1, FX_OK), status(2, FX_OK)].concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 100);
         let events = events(&out);
         assert_eq!(events.len(), 2);
@@ -1348,7 +1426,7 @@ mod tests {
             status(7, 3),
         ]
         .concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 17);
         let events = events(&out);
         let seen: Vec<(EventKind, &[u8])> =
@@ -1386,7 +1464,7 @@ mod tests {
         replies.extend(handle_reply(21, 0));
         replies.extend(status(22, FX_OK));
         replies.extend(status(23, FX_OK));
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let mut framer = Framer::default();
         for part in requests.chunks(65536) {
             framer.feed(part, request_need, |p, len| tap.on_request(p, len));
@@ -1407,7 +1485,7 @@ mod tests {
 
     #[test]
     fn the_cap_is_reached_by_count_and_by_name_bytes() {
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         tap.on_request(&init()[4..], 5);
         for id in 0..PENDING_MAX as u32 - 1 {
             assert!(!tap.full());
@@ -1415,7 +1493,7 @@ mod tests {
             tap.on_request(&p[4..], p.len() as u32 - 4);
         }
         assert!(tap.full());
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         tap.on_request(&init()[4..], 5);
         let name = vec![b'a'; 200_000];
         for id in 0..6 {
@@ -1429,7 +1507,7 @@ mod tests {
     fn an_answer_out_of_order_stops_the_tap_and_drops_what_it_followed() {
         let requests = [init(), open(1, b"/h/a", WRITE_CREATE), close(2, 0)].concat();
         let replies = [version(), handle_reply(1, 0), status(9, FX_OK)].concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 64);
         assert!(!tap.following());
         assert_eq!(
@@ -1454,7 +1532,7 @@ mod tests {
         ]
         .concat();
         let replies = [version(), handle_reply(2, 0), status(3, FX_OK)].concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 3);
         assert!(tap.following());
         assert_eq!(events(&out).len(), 1);
@@ -1469,7 +1547,7 @@ mod tests {
         cut.truncate(cut.len() - 3);
         let requests = [init(), cut, b"\0\0\0".to_vec()].concat();
         let replies = [version(), status(1, FX_OK)].concat();
-        let mut tap = Tap::new(true);
+        let mut tap = Tap::new(true, None);
         let out = run(&mut tap, &requests, &replies, 4);
         assert!(events(&out).is_empty());
         assert_eq!(
@@ -1500,7 +1578,7 @@ mod tests {
                 packets
             };
             prop_assert_eq!(collect(chunk), collect(bytes.len().max(1)));
-            let mut tap = Tap::new(true);
+            let mut tap = Tap::new(true, None);
             let requests = [init(), bytes.clone()].concat();
             run(&mut tap, &requests, &bytes, chunk);
             prop_assert!(tap.pending_name_bytes <= PENDING_NAME_BYTES_MAX + requests.len());
@@ -1525,7 +1603,7 @@ mod tests {
             }
             requests.extend(close(100, 0));
             replies.extend(status(100, FX_OK));
-            let mut tap = Tap::new(true);
+            let mut tap = Tap::new(true, None);
             let out = run(&mut tap, &requests, &replies, chunk);
             let all_ok = writes.iter().all(|(_, ok)| *ok);
             prop_assert_eq!(tap.totals.bytes_uploaded, expected);
