@@ -2901,3 +2901,164 @@ fn a_download_through_a_long_link_to_a_long_name_is_billed_and_found() {
         assert_eq!(downloads, 1, "{db}: {found:#}\n{widest:?}");
     }
 }
+
+/// Review of abb458a (reached= in capture mode), attack: a partner's `reached` names another
+/// partner's file the download never read. The partner renames its own `invoice-42.xml` to
+/// `x.xml`, makes a symlink by the freed name to the other partner's `invoice-42.xml`, and
+/// downloads `x.xml`: sftp-server reads the partner's own file (the renamed one), but the
+/// rename is followed as a name (`x.xml` leads to the name `invoice-42.xml`), which the later
+/// symlink then sends to the other partner's file. Neither `transfers --path` on the other
+/// partner's file nor anything else may put this download there.
+#[test]
+fn a_symlink_made_by_a_name_a_rename_freed_does_not_redirect_the_renamed_file_in_capture_mode() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let (user, other) = (h.user(), h.user());
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    let theirs = fs::canonicalize(h.home(&other))
+        .unwrap()
+        .join("invoice-42.xml");
+    fs::write(&theirs, vec![b'q'; 999]).unwrap();
+    // Not uploaded in the session: a rename right after an upload's close is a file of its own.
+    fs::write(home.join("invoice-42.xml"), vec![b'i'; 4242]).unwrap();
+    let out = Command::new("chown")
+        .arg(format!("{user}:"))
+        .arg(home.join("invoice-42.xml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let hex = |s: &str| hex::encode(s.as_bytes());
+    let ops = serde_json::json!([
+        ["rename", hex("invoice-42.xml"), hex("x.xml")],
+        [
+            "symlink",
+            hex(theirs.to_str().unwrap()),
+            hex("invoice-42.xml")
+        ],
+        ["get", hex("x.xml")],
+    ])
+    .to_string();
+    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    assert_eq!(fs::read(home.join("x.xml")).unwrap().len(), 4242);
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let claimed = report(
+            &db,
+            &[
+                "transfers",
+                "--user",
+                &user,
+                "--path",
+                theirs.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            claimed.as_array().unwrap().len(),
+            0,
+            "{db}: a download of the partner's own file is claimed as {}: {claimed:#}\n{text}",
+            theirs.display()
+        );
+    }
+}
+
+/// Review of abb458a, attack: `..` after a symlink. The kernel takes `l/../m` as `..` of where
+/// `l` leads (`a/b/..`, that is `a`), the tap lexically as `m`. The partner makes `l` lead to
+/// `a/b` and `m` lead to another partner's home, puts its own `a/m/invoice-42.xml`, and
+/// downloads `l/../m/invoice-42.xml`: sftp-server reads the partner's own file, `reached` names
+/// the other partner's.
+#[test]
+fn a_dotdot_after_a_symlink_does_not_make_reached_name_another_partners_file_in_capture_mode() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let (user, other) = (h.user(), h.user());
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    let their_home = fs::canonicalize(h.home(&other)).unwrap();
+    let theirs = their_home.join("invoice-42.xml");
+    fs::write(&theirs, vec![b'q'; 999]).unwrap();
+    let hex = |s: &str| hex::encode(s.as_bytes());
+    let ops = serde_json::json!([
+        ["mkdir", hex("a")],
+        ["mkdir", hex("a/b")],
+        ["mkdir", hex("a/m")],
+        ["put", hex("a/m/invoice-42.xml"), 4242],
+        ["symlink", hex("a/b"), hex("l")],
+        ["symlink", hex(their_home.to_str().unwrap()), hex("m")],
+        ["get", hex("l/../m/invoice-42.xml")],
+    ])
+    .to_string();
+    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    assert!(home.join("a/m/invoice-42.xml").exists());
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let claimed = report(
+            &db,
+            &[
+                "transfers",
+                "--user",
+                &user,
+                "--path",
+                theirs.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            claimed.as_array().unwrap().len(),
+            0,
+            "{db}: a download of the partner's own file is claimed as {}: {claimed:#}\n{text}",
+            theirs.display()
+        );
+    }
+}
+
+/// Review of abb458a, attack: the same `..` the other way, hiding a download through a link.
+/// `a/s` is a symlink to `invoice-42.xml`, made in the session; `l` leads to `a/b`; the partner
+/// downloads `l/../s`, which the kernel takes as `a/s` (the link, so `invoice-42.xml`) and the
+/// tap lexically as `s`, a name no link made: `--path '*/invoice-42.xml'` must still find it.
+#[test]
+fn a_dotdot_after_a_symlink_does_not_hide_a_download_through_a_link_in_capture_mode() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let user = h.user();
+    let home = fs::canonicalize(h.home(&user)).unwrap();
+    let hex = |s: &str| hex::encode(s.as_bytes());
+    let ops = serde_json::json!([
+        ["put", hex("invoice-42.xml"), 4242],
+        ["mkdir", hex("a")],
+        ["mkdir", hex("a/b")],
+        [
+            "symlink",
+            hex(home.join("invoice-42.xml").to_str().unwrap()),
+            hex("a/s")
+        ],
+        ["symlink", hex("a/b"), hex("l")],
+        ["get", hex("l/../s")],
+    ])
+    .to_string();
+    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(
+            &db,
+            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+        );
+        assert!(
+            found
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["bytes_read"] == 4242),
+            "{db}: the download through a/s is hidden: {found:#}\n{text}"
+        );
+    }
+}
