@@ -2912,7 +2912,20 @@ fn a_download_through_a_long_link_to_a_long_name_is_billed_and_found() {
 #[test]
 fn a_symlink_made_by_a_name_a_rename_freed_does_not_redirect_the_renamed_file_in_capture_mode() {
     require_e2e!();
-    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    a_symlink_made_by_a_name_a_rename_freed_does_not_redirect_the_renamed_file(
+        "[sftp_server]\nlog_mode = \"capture\"\n",
+    );
+}
+
+/// The same in syslog mode: the ingest follows the names sftp-server's lines show.
+#[test]
+fn a_symlink_made_by_a_name_a_rename_freed_does_not_redirect_the_renamed_file_in_syslog_mode() {
+    require_e2e!();
+    a_symlink_made_by_a_name_a_rename_freed_does_not_redirect_the_renamed_file("");
+}
+
+fn a_symlink_made_by_a_name_a_rename_freed_does_not_redirect_the_renamed_file(config: &str) {
+    let h = Harness::start(config);
     let (user, other) = (h.user(), h.user());
     let home = fs::canonicalize(h.home(&user)).unwrap();
     let theirs = fs::canonicalize(h.home(&other))
@@ -2973,7 +2986,20 @@ fn a_symlink_made_by_a_name_a_rename_freed_does_not_redirect_the_renamed_file_in
 #[test]
 fn a_dotdot_after_a_symlink_does_not_make_reached_name_another_partners_file_in_capture_mode() {
     require_e2e!();
-    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    a_dotdot_after_a_symlink_does_not_make_reached_name_another_partners_file(
+        "[sftp_server]\nlog_mode = \"capture\"\n",
+    );
+}
+
+/// The same in syslog mode: the ingest follows the names sftp-server's lines show.
+#[test]
+fn a_dotdot_after_a_symlink_does_not_make_reached_name_another_partners_file_in_syslog_mode() {
+    require_e2e!();
+    a_dotdot_after_a_symlink_does_not_make_reached_name_another_partners_file("");
+}
+
+fn a_dotdot_after_a_symlink_does_not_make_reached_name_another_partners_file(config: &str) {
+    let h = Harness::start(config);
     let (user, other) = (h.user(), h.user());
     let home = fs::canonicalize(h.home(&user)).unwrap();
     let their_home = fs::canonicalize(h.home(&other)).unwrap();
