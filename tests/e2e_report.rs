@@ -3088,3 +3088,60 @@ fn a_dotdot_after_a_symlink_does_not_hide_a_download_through_a_link_in_capture_m
         );
     }
 }
+
+/// Review of abb458a, attack: a home directory that is itself a symlink (`/home` linked to
+/// `/var/home`, or the account's own directory). sftp-server's working directory is where the
+/// link leads (getcwd gives no other name), so a link made by a relative name is keyed there,
+/// and the same link used by the name the account's home has (`/home/p/x.xml`, one name to
+/// sftp-server, which README now says is followed) is not found: the download through it is
+/// hidden from `--path '*/invoice-42.xml'`.
+#[test]
+fn a_link_made_by_a_relative_name_is_followed_by_the_homes_own_name_when_the_home_is_a_symlink() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let user = Harness::new_user_name();
+    let real = h.root().join("home").join(format!("{user}-real"));
+    let home = h.root().join("home").join(&user);
+    fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &home).unwrap();
+    h.add_user_full(&user, &h.wrapper.clone(), &home, false);
+    run_chown(&user, &real);
+    fs::write(real.join("invoice-42.xml"), vec![b'i'; 4242]).unwrap();
+    run_chown(&user, &real.join("invoice-42.xml"));
+    let hex = |s: &str| hex::encode(s.as_bytes());
+    let abs = |name: &str| hex::encode(home.join(name).as_os_str().as_encoded_bytes());
+    let ops = serde_json::json!([
+        ["symlink", hex("invoice-42.xml"), hex("x.xml")],
+        ["get", abs("x.xml")],
+    ])
+    .to_string();
+    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let found = report(
+            &db,
+            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+        );
+        assert!(
+            found
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["bytes_read"] == 4242),
+            "{db}: the download through x.xml is hidden: {found:#}\n{text}"
+        );
+    }
+}
+
+fn run_chown(user: &str, path: &Path) {
+    let out = Command::new("chown")
+        .arg(format!("{user}:"))
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
