@@ -3145,3 +3145,60 @@ fn run_chown(user: &str, path: &Path) {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Review of abb458a, attack: sftp-server's working directory is a directory, the tap's a
+/// name taken at the start. Where the partner may write the home's parent (a home inside a
+/// directory of its own), it renames the home away (`../h` to `../old`; sftp-server stays in
+/// it) and makes a symlink by the home's name to another partner's home; its relative names
+/// are then taken from the other partner's: a download of its own `invoice-42.xml` is claimed
+/// as the other partner's.
+#[test]
+fn a_home_renamed_away_does_not_make_relative_names_another_partners_in_capture_mode() {
+    require_e2e!();
+    let h = Harness::start("[sftp_server]\nlog_mode = \"capture\"\n");
+    let other = h.user();
+    let their_home = fs::canonicalize(h.home(&other)).unwrap();
+    let theirs = their_home.join("invoice-42.xml");
+    fs::write(&theirs, vec![b'q'; 999]).unwrap();
+    let user = Harness::new_user_name();
+    let root = fs::canonicalize(h.root()).unwrap();
+    let boxed = root.join("home").join(format!("{user}-box"));
+    let home = boxed.join("h");
+    fs::create_dir_all(&home).unwrap();
+    h.add_user_full(&user, &h.wrapper.clone(), &home, false);
+    run_chown(&user, &boxed);
+    run_chown(&user, &home);
+    let hex = |s: &str| hex::encode(s.as_bytes());
+    let ops = serde_json::json!([
+        ["put", hex("invoice-42.xml"), 4242],
+        ["rename", hex("../h"), hex("../old")],
+        ["symlink", hex(their_home.to_str().unwrap()), hex("../h")],
+        ["get", hex("invoice-42.xml")],
+    ])
+    .to_string();
+    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    assert!(boxed.join("old/invoice-42.xml").exists());
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let text = h.log_text();
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()) {
+        ingest(&db, &[&h.log_path]);
+        let claimed = report(
+            &db,
+            &[
+                "transfers",
+                "--user",
+                &user,
+                "--path",
+                theirs.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            claimed.as_array().unwrap().len(),
+            0,
+            "{db}: a download of the partner's own file is claimed as {}: {claimed:#}\n{text}",
+            theirs.display()
+        );
+    }
+}
