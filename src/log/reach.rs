@@ -3,9 +3,10 @@
 //! downloaded `invoice-42.xml`. One rule for both wings: the capture-mode tap follows the names
 //! the SFTP packets made (each answered OK), the ingest those sftp-server's lines show.
 //!
-//! Names are followed as the requests give them, lexically: what was on the disk outside the
-//! session (links made by others, a directory that is itself a link) is not seen. A `..` is
-//! taken lexically too.
+//! A name is resolved part by part, as the kernel resolves it, through what the session did: its
+//! symlinks (looked up when used) and the names its hardlinks and renames made (each the file
+//! its old name was then). What was on the disk outside the session (links made by others, a
+//! directory that is itself a link) is not seen.
 
 use std::collections::HashMap;
 
@@ -41,15 +42,23 @@ pub const RECENT_CLOSES: usize = 8;
 /// The names one session made, each with the name of the file it leads to.
 #[derive(Debug, Default, Clone)]
 pub struct Names {
-    /// Keyed by file names a partner chose: std's SipHash.
+    /// Keyed by file names a partner chose, as they are now (a renamed directory's names are
+    /// moved with it): std's SipHash.
     made: HashMap<Vec<u8>, Lead>,
     /// The bytes of `made`'s keys and leads.
     bytes: usize,
+    /// Another name of a directory, outside the session's doing (a home directory that is a
+    /// symlink, and the directory it leads to): names under it are taken under the other.
+    alias: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Where a name made leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Lead {
+    /// A symlink: the name it holds, as given (a relative one is taken from the link's own
+    /// directory when the link is used). Otherwise the name the file had when this name was
+    /// made for it (a hardlink or a rename): a fact of the past, never looked up again, so a
+    /// name made later where the old one was does not change which file this is.
     to: Vec<u8>,
     /// A symlink, which holds a name (looked up when used), not a file: a hardlink or rename
     /// of it is the symlink again (link(2) and rename(2) do not follow it).
@@ -66,47 +75,77 @@ impl Names {
         self.made.is_empty()
     }
 
-    /// `symlink old "target" new "link"`: `link` leads to `target`, which, when relative, is
-    /// relative to the link's own directory.
-    pub fn symlink(&mut self, link: &[u8], target: &[u8]) -> Undo {
-        let key = self.place(link);
-        let to = if target.starts_with(b"/") {
-            normalize(target)
-        } else {
-            let mut joined = parent(&key).to_vec();
-            if !joined.is_empty() {
-                joined.push(b'/');
+    /// Names under `name` (absolute) are names under `dir`: they are one directory.
+    pub fn alias(&mut self, name: &[u8], dir: &[u8]) {
+        self.alias = Some((normalize(name), normalize(dir)));
+    }
+
+    /// `path` with the alias's name replaced by its directory.
+    fn dealiased<'p>(&self, path: &'p [u8]) -> std::borrow::Cow<'p, [u8]> {
+        if let Some((name, dir)) = &self.alias {
+            let clean = normalize_parts(path);
+            if let Some(rest) = clean.strip_prefix(name.as_slice())
+                && (rest.is_empty() || rest.starts_with(b"/"))
+            {
+                return [&dir[..], rest].concat().into();
             }
-            joined.extend_from_slice(target);
-            normalize(&joined)
+        }
+        path.into()
+    }
+
+    /// `symlink old "target" new "link"`: `link` holds `target`.
+    pub fn symlink(&mut self, link: &[u8], target: &[u8]) -> Undo {
+        let Some(key) = self.place(link) else {
+            return Undo::default();
         };
         // Not resolved now: a symlink holds a name, and leads to whatever that name is when
         // the link is used (`h` removed and another file renamed to `h` after the link).
-        self.set(key, Some(Lead { to, symlink: true }))
+        let lead = Lead {
+            to: target.to_vec(),
+            symlink: true,
+        };
+        self.set(key, Some(lead))
     }
 
     /// `hardlink old "existing" new "name"`, and `rename old "existing" new "name"`: `name` is
-    /// now the file that `existing` named; a rename also takes `existing` away.
+    /// now the file that `existing` named; a rename also takes `existing` away, and moves the
+    /// names made inside it (a directory) with it.
     pub fn link(&mut self, name: &[u8], existing: &[u8], rename: bool) -> Undo {
-        let from = self.place(existing);
-        let lead = match self.made.get(&from) {
-            Some(lead) if lead.symlink => lead.clone(),
-            _ => Lead {
-                to: self.reached(&from).unwrap_or_else(|| from.clone()),
-                symlink: false,
-            },
+        let (Some(from), Some(key)) = (self.place(existing), self.place(name)) else {
+            return Undo::default();
         };
-        let key = self.place(name);
-        if lead.to == key || from == key {
+        if from == key {
             // Renamed or linked to itself: nothing changes.
             return Undo::default();
         }
-        let mut undo = if rename {
-            self.set(from, None)
-        } else {
-            Undo::default()
+        let lead = match self.made.get(&from) {
+            Some(lead) if lead.symlink => lead.clone(),
+            _ => Lead {
+                to: self.identity(&from),
+                symlink: false,
+            },
         };
-        undo.0.extend(self.set(key, Some(lead)).0);
+        let mut undo = Undo::default();
+        if rename {
+            let mut inside = from.clone();
+            inside.push(b'/');
+            let moved: Vec<Vec<u8>> = self
+                .made
+                .keys()
+                .filter(|k| k.starts_with(&inside))
+                .cloned()
+                .collect();
+            for old in moved {
+                let lead = self.made.get(&old).cloned();
+                let new = [&key[..], &old[from.len()..]].concat();
+                undo.0.extend(self.set(old, None).0);
+                undo.0.extend(self.set(new, lead).0);
+            }
+            undo.0.extend(self.set(from, None).0);
+        }
+        if lead.to != key {
+            undo.0.extend(self.set(key, Some(lead)).0);
+        }
         undo
     }
 
@@ -115,7 +154,10 @@ impl Names {
     /// A name the session's links and renames made stays that link when written through (an
     /// upload to a symlink wrote the file it leads to) and renamed.
     pub fn renamed(&mut self, old: &[u8], new: &[u8], uploaded: bool) -> Undo {
-        if uploaded && !self.made.contains_key(&self.place(old)) {
+        let made = self
+            .place(old)
+            .is_some_and(|key| self.made.contains_key(&key));
+        if uploaded && !made {
             self.forget(&[old, new])
         } else {
             self.link(new, old, true)
@@ -134,8 +176,9 @@ impl Names {
     pub fn forget(&mut self, names: &[&[u8]]) -> Undo {
         let mut undo = Undo::default();
         for name in names {
-            let key = self.place(name);
-            undo.0.extend(self.set(key, None).0);
+            if let Some(key) = self.place(name) {
+                undo.0.extend(self.set(key, None).0);
+            }
         }
         undo
     }
@@ -147,65 +190,117 @@ impl Names {
         }
     }
 
-    /// The file `path` reached, when that is another name than `path` itself; `None` also when
-    /// the links it goes through make a loop or a chain longer than [`MAX_HOPS`], a name longer
-    /// than [`MAX_NAME`], or a lookup dearer than [`LOOKUP_BUDGET`].
+    /// The file `path` reached, when that is another name than `path` itself: its symlinks
+    /// followed name by name as the kernel does (`..` after a link leaves the link's target),
+    /// then the name the file had before the session's hardlinks and renames gave it this one.
+    /// `None` also when the links it goes through make a loop or a chain longer than
+    /// [`MAX_HOPS`], a name longer than [`MAX_NAME`], or a lookup dearer than [`LOOKUP_BUDGET`].
     pub fn reached(&self, path: &[u8]) -> Option<Vec<u8>> {
         if self.made.is_empty() {
             return None;
         }
-        let start = normalize(path);
-        let mut now = start.clone();
+        let path = self.dealiased(path);
         let mut budget = LOOKUP_BUDGET;
-        for _ in 0..MAX_HOPS {
+        let now = self.walk(&path, &mut budget)?;
+        let file = self.identity_within(&now, &mut budget)?;
+        (file != normalize(&path)).then_some(file)
+    }
+
+    /// `path` with every symlink the session made along it followed, as it is now.
+    fn walk(&self, path: &[u8], budget: &mut usize) -> Option<Vec<u8>> {
+        let mut parts: Vec<&[u8]> = path.split(|&b| b == b'/').rev().collect();
+        let mut now: Vec<u8> = if path.starts_with(b"/") {
+            b"/".to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut hops = 0;
+        while let Some(part) = parts.pop() {
+            match part {
+                b"" | b"." => continue,
+                b".." => {
+                    up(&mut now);
+                    continue;
+                }
+                _ => {}
+            }
+            let dir = now.len();
+            if !now.is_empty() && now != b"/" {
+                now.push(b'/');
+            }
+            now.extend_from_slice(part);
             if now.len() > MAX_NAME {
                 return None;
             }
-            let Some((len, Lead { to, .. })) = self.longest_made_prefix(&now, &mut budget)? else {
-                return (now != start).then_some(now);
-            };
-            let mut next = to.clone();
-            next.extend_from_slice(&now[len..]);
-            now = next;
-        }
-        None
-    }
-
-    /// The longest leading part of `path`, ending at a `/` or its end, that is a name made;
-    /// `None` when looking it up would spend more than what is left of `budget`.
-    fn longest_made_prefix(
-        &self,
-        path: &[u8],
-        budget: &mut usize,
-    ) -> Option<Option<(usize, &Lead)>> {
-        let mut end = path.len();
-        let mut prefix = Some(end);
-        while let Some(len) = prefix {
             // The part's bytes, and a little for each look-up however short.
-            *budget = budget.checked_sub(len + 16)?;
-            if (len == end || len > 0)
-                && let Some(to) = self.made.get(&path[..len])
-            {
-                return Some(Some((len, to)));
+            *budget = budget.checked_sub(now.len() + 16)?;
+            if let Some(lead) = self.made.get(&now).filter(|l| l.symlink) {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return None;
+                }
+                now.truncate(dir);
+                if lead.to.starts_with(b"/") {
+                    now.clear();
+                    now.push(b'/');
+                }
+                parts.extend(lead.to.split(|&b| b == b'/').rev());
             }
-            end = len;
-            prefix = path[..end].iter().rposition(|&b| b == b'/');
         }
-        Some(None)
+        if now.is_empty() {
+            now.push(b'.');
+        }
+        Some(now)
     }
 
-    /// Where a name is: its directory reached through the links made, then its last part.
-    fn place(&self, name: &[u8]) -> Vec<u8> {
-        let name = normalize(name);
-        let dir = parent(&name);
-        if dir.is_empty() || dir == b"/" {
-            return name;
+    /// The name the file at `name` (symlinks followed) had before the session's hardlinks and
+    /// renames: the longest leading part of `name` that one of them made, replaced by the name
+    /// it was made from.
+    fn identity(&self, name: &[u8]) -> Vec<u8> {
+        let mut budget = LOOKUP_BUDGET;
+        self.identity_within(name, &mut budget)
+            .unwrap_or_else(|| name.to_vec())
+    }
+
+    fn identity_within(&self, name: &[u8], budget: &mut usize) -> Option<Vec<u8>> {
+        let mut end = Some(name.len());
+        while let Some(len) = end {
+            *budget = budget.checked_sub(len + 16)?;
+            if len > 0
+                && let Some(lead) = self.made.get(&name[..len]).filter(|l| !l.symlink)
+            {
+                return Some([&lead.to[..], &name[len..]].concat());
+            }
+            end = name[..len].iter().rposition(|&b| b == b'/');
         }
-        let Some(mut placed) = self.reached(dir) else {
-            return name;
+        Some(name.to_vec())
+    }
+
+    /// Where a name is now: its directory with the symlinks along it followed, then its last
+    /// part (link(2), rename(2) and unlink(2) do not follow the last part).
+    fn place(&self, name: &[u8]) -> Option<Vec<u8>> {
+        let name = normalize_parts(&self.dealiased(name));
+        let (dir, last) = match name.iter().rposition(|&b| b == b'/') {
+            Some(at) => (&name[..at.max(1)], &name[at + 1..]),
+            None => (&b""[..], &name[..]),
         };
-        placed.extend_from_slice(&name[dir.len()..]);
-        placed
+        if last.is_empty() || last == b".." {
+            return Some(normalize(&name));
+        }
+        let mut budget = LOOKUP_BUDGET;
+        let mut placed = if dir.is_empty() {
+            Vec::new()
+        } else {
+            self.walk(dir, &mut budget)?
+        };
+        if placed == b"." {
+            placed.clear();
+        }
+        if !placed.is_empty() && placed != b"/" {
+            placed.push(b'/');
+        }
+        placed.extend_from_slice(last);
+        Some(placed)
     }
 
     fn set(&mut self, key: Vec<u8>, to: Option<Lead>) -> Undo {
@@ -226,13 +321,46 @@ impl Names {
     }
 }
 
-/// The directory part of a normalized name: `""` for a bare name, `"/"` for one in the root.
-fn parent(name: &[u8]) -> &[u8] {
-    match name.iter().rposition(|&b| b == b'/') {
-        Some(0) => b"/",
-        Some(at) => &name[..at],
-        None => b"",
+/// `now` without its last part, as `..` takes it: the root stays the root; a relative name
+/// that has no part left to take goes up (`..`).
+fn up(now: &mut Vec<u8>) {
+    if now == b"/" {
+        return;
     }
+    let last = match now.iter().rposition(|&b| b == b'/') {
+        Some(at) => &now[at + 1..],
+        None => &now[..],
+    };
+    if now.is_empty() || last == b".." {
+        if !now.is_empty() {
+            now.push(b'/');
+        }
+        now.extend_from_slice(b"..");
+        return;
+    }
+    match now.iter().rposition(|&b| b == b'/') {
+        Some(0) => now.truncate(1),
+        Some(at) => now.truncate(at),
+        None => now.clear(),
+    }
+}
+
+/// `name` without empty parts and `.` (which never change which file a name is), `..` kept.
+fn normalize_parts(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len());
+    if name.starts_with(b"/") {
+        out.push(b'/');
+    }
+    for part in name.split(|&b| b == b'/') {
+        if part.is_empty() || part == b"." {
+            continue;
+        }
+        if !out.is_empty() && out != b"/" {
+            out.push(b'/');
+        }
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 /// `name` without empty parts, `.` and lexical `..`: `/h//u/./a/../b` is `/h/u/b`. A relative
@@ -370,6 +498,57 @@ mod tests {
             assert_eq!(reached(&n, name).as_deref(), Some("/h/invoice-42.xml"));
         }
         assert_eq!(reached(&n, "/h/x"), None);
+    }
+
+    #[test]
+    fn a_name_made_where_a_renamed_file_was_does_not_change_which_file_it_is() {
+        let mut n = Names::default();
+        n.link(b"/h/x.xml", b"/h/invoice-42.xml", true);
+        n.symlink(b"/h/invoice-42.xml", b"/home/q/invoice-42.xml");
+        assert_eq!(
+            reached(&n, "/h/x.xml").as_deref(),
+            Some("/h/invoice-42.xml")
+        );
+        // A directory renamed: the names made in it move with it; a new one at its old name
+        // is another directory.
+        let mut n = Names::default();
+        n.symlink(b"/h/d/l", b"/srv/a.xml");
+        n.link(b"/h/e", b"/h/d", true);
+        n.symlink(b"/h/d/x", b"/home/q/secret");
+        n.symlink(b"/h/e/m", b"/srv/b.xml");
+        assert_eq!(reached(&n, "/h/e/l").as_deref(), Some("/srv/a.xml"));
+        assert_eq!(reached(&n, "/h/e/m").as_deref(), Some("/srv/b.xml"));
+        assert_eq!(reached(&n, "/h/e/x").as_deref(), Some("/h/d/x"));
+    }
+
+    #[test]
+    fn a_home_by_another_name_is_one_directory() {
+        let mut n = Names::default();
+        n.alias(b"/home/p", b"/var/home/p");
+        n.symlink(b"/var/home/p/x.xml", b"invoice-42.xml");
+        assert_eq!(
+            reached(&n, "/home/p/x.xml").as_deref(),
+            Some("/var/home/p/invoice-42.xml")
+        );
+        assert_eq!(reached(&n, "/home/p/invoice-42.xml"), None);
+        assert_eq!(reached(&n, "/home/pp/x.xml"), None);
+    }
+
+    #[test]
+    fn dotdot_after_a_symlink_leaves_its_target() {
+        let mut n = Names::default();
+        n.symlink(b"/h/l", b"a/b");
+        n.symlink(b"/h/m", b"/home/q");
+        n.symlink(b"/h/a/s", b"/h/invoice-42.xml");
+        assert_eq!(
+            reached(&n, "/h/l/../m/invoice-42.xml").as_deref(),
+            Some("/h/a/m/invoice-42.xml")
+        );
+        assert_eq!(
+            reached(&n, "/h/l/../s").as_deref(),
+            Some("/h/invoice-42.xml")
+        );
+        assert_eq!(reached(&n, "/h/a/../invoice-7.xml"), None);
     }
 
     #[test]

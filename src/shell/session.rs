@@ -27,6 +27,7 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -772,7 +773,7 @@ fn run_accepted(session: &Session, cfg: &Config, effective: &Effective) -> i32 {
     };
     let outcome = match capture_socket {
         Some(capture) => {
-            let dir = sftp_server_dir(&effective.sftp_server_args);
+            let dir = sftp_server_dir(&effective.sftp_server_args, &session.account.home);
             capture_and_supervise(
                 session,
                 cfg,
@@ -956,7 +957,7 @@ fn capture_and_supervise(
     capture: Capture,
     runner: &mut Option<Runner>,
     watched: &SigSet,
-    dir: Option<Vec<u8>>,
+    dir: Option<(Vec<u8>, Option<Vec<u8>>)>,
 ) -> Outcome {
     let sftp_pid = child.id();
     let shared = relay::SharedTap::new(Tap::new(cfg.hooks.upload_on_rename, dir));
@@ -1172,16 +1173,20 @@ fn run_post_session_hook(
 
 /// The directory sftp-server takes relative names from: the one it inherits from the wrapper
 /// (sshd's, the account's home), unless its arguments name another (`-d`, which sftp-server
-/// expands itself: not followed here).
-fn sftp_server_dir(args: &[String]) -> Option<Vec<u8>> {
+/// expands itself: not followed here). With it, the home's own name when that is another name
+/// of the same directory (a home that is a symlink: getcwd gives where it leads).
+fn sftp_server_dir(args: &[String], home: &Path) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     // Conservative: any option word holding a `d` (`-d`, `-ed`, or `-l debug` written `-ldebug`).
     if args.iter().any(|a| a.starts_with('-') && a.contains('d')) {
         return None;
     }
     let dir = std::env::current_dir().ok()?;
-    Some(std::os::unix::ffi::OsStringExt::into_vec(
-        dir.into_os_string(),
-    ))
+    let same = |a: &Path, b: &Path| match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    };
+    let alias = (home != dir && same(home, &dir)).then(|| home.as_os_str().as_bytes().to_vec());
+    Some((dir.into_os_string().into_vec(), alias))
 }
 
 /// Starts sftp-server with stdin and stdout inherited (or the relay's pipes) and, with

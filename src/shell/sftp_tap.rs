@@ -18,7 +18,7 @@
 //! for their rename are capped too. Open files are sftp-server's own (one per descriptor it
 //! holds, each named by a path `open(2)` took).
 
-use crate::log::reach::{Names, RECENT_CLOSES};
+use crate::log::reach::{Names, RECENT_CLOSES, normalize};
 use crate::log::transfer::{CountsAs, Direction, classify_close};
 use crate::log::wrapper::{
     ClosedAs, DropReason, EventKind, FileRecord, LoggedPath, OtherFile, Totals,
@@ -384,13 +384,20 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// `dir`: sftp-server's working directory, when known.
-    pub fn new(upload_on_rename: bool, dir: Option<Vec<u8>>) -> Tap {
-        Tap {
+    /// `dir`: sftp-server's working directory, when known, and another name it has (a home
+    /// directory that is a symlink to it).
+    pub fn new(upload_on_rename: bool, dir: Option<(Vec<u8>, Option<Vec<u8>>)>) -> Tap {
+        let mut tap = Tap {
             upload_on_rename,
-            dir: dir.filter(|d| d.starts_with(b"/")),
             ..Tap::default()
+        };
+        if let Some((dir, alias)) = dir.filter(|(d, _)| d.starts_with(b"/")) {
+            if let Some(alias) = alias.filter(|a| a.starts_with(b"/")) {
+                tap.names.alias(&alias, &dir);
+            }
+            tap.dir = Some(dir);
         }
+        tap
     }
 
     /// `name` as sftp-server takes it: a relative name within its working directory.
@@ -630,6 +637,15 @@ impl Tap {
         };
         let (from, to) = (self.absolute(&old).into_owned(), self.absolute(&new));
         self.names.renamed(&from, &to, uploaded);
+        // sftp-server's directory is a directory, not a name: renamed, it is where it went.
+        if let Some(dir) = &self.dir {
+            let (from, to) = (normalize(&from), normalize(&to));
+            if let Some(rest) = dir.strip_prefix(from.as_slice())
+                && (rest.is_empty() || rest.starts_with(b"/"))
+            {
+                self.dir = Some([&to[..], rest].concat());
+            }
+        }
         if self.upload_on_rename
             && let Some(i) = self.held.iter().rposition(|e| e.path == old)
             && let Some(mut upload) = self.held.remove(i)
@@ -1248,7 +1264,7 @@ mod tests {
             data(8, 1),
         ]
         .concat();
-        let mut tap = Tap::new(true, Some(b"/h".to_vec()));
+        let mut tap = Tap::new(true, Some((b"/h".to_vec(), None)));
         let out = run(&mut tap, &requests, &replies, 5);
         let reached: Vec<Option<&[u8]>> = files(&out)
             .iter()
