@@ -759,3 +759,300 @@ mod cost {
         assert!(ended, "a lookup of a deep name through a chain of 40");
     }
 }
+
+/// `Names` against a tiny filesystem (inodes, directories, symlinks resolved as the kernel
+/// resolves them): for random sequences of operations the kernel would accept, a name that
+/// resolves to a file is reported as the name that file had before the session began.
+#[cfg(test)]
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Clone, Debug)]
+    enum Node {
+        File(String),
+        Dir(BTreeMap<String, usize>),
+        Link(String),
+    }
+
+    #[derive(Clone, Debug)]
+    struct Fs {
+        nodes: Vec<Node>,
+    }
+
+    const ROOT: usize = 0;
+
+    impl Fs {
+        fn new() -> Fs {
+            let mut fs = Fs {
+                nodes: vec![Node::Dir(BTreeMap::new())],
+            };
+            for d in ["/h", "/h/d", "/q"] {
+                fs.mk(d, Node::Dir(BTreeMap::new()));
+            }
+            for f in ["/h/a", "/h/b", "/h/d/a", "/q/secret", "/q/a"] {
+                fs.mk(f, Node::File(f.to_string()));
+            }
+            fs
+        }
+        fn mk(&mut self, path: &str, node: Node) {
+            let (dir, last) = self.parent(path).unwrap();
+            self.nodes.push(node);
+            let id = self.nodes.len() - 1;
+            if let Node::Dir(m) = &mut self.nodes[dir] {
+                m.insert(last, id);
+            }
+        }
+        /// Resolves `path` from `/`, following symlinks (the last too when `follow`).
+        fn resolve(&self, path: &str, follow: bool, hops: &mut usize) -> Option<usize> {
+            let mut stack: Vec<usize> = vec![ROOT];
+            let mut parts: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+            while let Some(part) = parts.pop() {
+                let cur = *stack.last().unwrap();
+                match part.as_str() {
+                    "" | "." => continue,
+                    ".." => {
+                        if stack.len() > 1 {
+                            stack.pop();
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                let Node::Dir(m) = &self.nodes[cur] else {
+                    return None;
+                };
+                let &next = m.get(&part)?;
+                let last = parts.iter().all(|p| p.is_empty());
+                if let Node::Link(t) = &self.nodes[next]
+                    && (follow || !last)
+                {
+                    *hops += 1;
+                    if *hops > 40 {
+                        return None;
+                    }
+                    if t.starts_with('/') {
+                        stack.truncate(1);
+                    }
+                    parts.extend(t.split('/').rev().map(str::to_string));
+                    continue;
+                }
+                if !last && !matches!(self.nodes[next], Node::Dir(_)) {
+                    return None;
+                }
+                stack.push(next);
+            }
+            Some(*stack.last().unwrap())
+        }
+        /// The directory `path`'s last part is in (resolved), and that part.
+        fn parent(&self, path: &str) -> Option<(usize, String)> {
+            let trimmed = path.trim_end_matches('/');
+            let at = trimmed.rfind('/')?;
+            let last = &trimmed[at + 1..];
+            if last.is_empty() || last == "." || last == ".." || trimmed.len() != path.len() {
+                return None;
+            }
+            let dir = self.resolve(&trimmed[..at.max(1)], true, &mut 0)?;
+            matches!(self.nodes[dir], Node::Dir(_)).then(|| (dir, last.to_string()))
+        }
+        fn get(&self, dir: usize, last: &str) -> Option<usize> {
+            match &self.nodes[dir] {
+                Node::Dir(m) => m.get(last).copied(),
+                _ => None,
+            }
+        }
+        fn set(&mut self, dir: usize, last: &str, id: Option<usize>) {
+            if let Node::Dir(m) = &mut self.nodes[dir] {
+                match id {
+                    Some(id) => m.insert(last.to_string(), id),
+                    None => m.remove(last),
+                };
+            }
+        }
+        fn within(&self, dir: usize, id: usize) -> bool {
+            if dir == id {
+                return true;
+            }
+            match &self.nodes[dir] {
+                Node::Dir(m) => m.values().any(|&c| self.within(c, id)),
+                _ => false,
+            }
+        }
+        /// The partner may only change names under `/h` (`/q` is another partner's).
+        fn writable(&self, dir: usize) -> bool {
+            let h = self.resolve("/h", true, &mut 0).unwrap();
+            self.within(h, dir)
+        }
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just("a"),
+                Just("b"),
+                Just("d"),
+                Just("e"),
+                Just("l"),
+                Just(".."),
+                Just("."),
+            ],
+            1..4,
+        )
+        .prop_map(|p| format!("/h/{}", p.join("/")))
+    }
+
+    fn target() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("a"),
+                    Just("b"),
+                    Just("d"),
+                    Just("e"),
+                    Just("l"),
+                    Just("..")
+                ],
+                1..4,
+            )
+            .prop_map(|p| p.join("/")),
+            Just("/q".to_string()),
+            Just("/q/secret".to_string()),
+            Just("/h/d".to_string()),
+            path(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+        #[test]
+        fn reached_is_the_file_the_kernel_opens(
+            ops in proptest::collection::vec((0u8..7, path(), target()), 1..8),
+            probes in proptest::collection::vec(path(), 1..6),
+        ) {
+            let mut fs = Fs::new();
+            let mut n = Names::default();
+            let mut done = Vec::new();
+            for (kind, a, b) in ops {
+                match kind {
+                    // symlink: a holds b
+                    0 => {
+                        let Some((dir, last)) = fs.parent(&a) else { continue };
+                        if fs.get(dir, &last).is_some() || !fs.writable(dir) { continue }
+                        fs.mk_at(dir, &last, Node::Link(b.clone()));
+                        n.symlink(a.as_bytes(), b.as_bytes());
+                        done.push(format!("symlink {a} -> {b}"));
+                    }
+                    // hardlink / rename of b (as a path) to a
+                    1 | 2 => {
+                        let b = if b.starts_with('/') { b } else { format!("/h/{b}") };
+                        let Some((odir, olast)) = fs.parent(&b) else { continue };
+                        let Some(id) = fs.get(odir, &olast) else { continue };
+                        let Some((ndir, nlast)) = fs.parent(&a) else { continue };
+                        if fs.get(ndir, &nlast).is_some() || !fs.writable(ndir) { continue }
+                        if kind == 1 {
+                            if matches!(fs.nodes[id], Node::Dir(_)) { continue }
+                            fs.set(ndir, &nlast, Some(id));
+                            n.link(a.as_bytes(), b.as_bytes(), false);
+                            done.push(format!("hardlink {b} -> {a}"));
+                        } else {
+                            if !fs.writable(odir) || fs.within(id, ndir) { continue }
+                            fs.set(odir, &olast, None);
+                            fs.set(ndir, &nlast, Some(id));
+                            n.link(a.as_bytes(), b.as_bytes(), true);
+                            done.push(format!("rename {b} -> {a}"));
+                        }
+                    }
+                    // posix-rename of b to a, replacing a file (or an empty directory) there
+                    4 => {
+                        let b = if b.starts_with('/') { b } else { format!("/h/{b}") };
+                        let Some((odir, olast)) = fs.parent(&b) else { continue };
+                        let Some(id) = fs.get(odir, &olast) else { continue };
+                        let Some((ndir, nlast)) = fs.parent(&a) else { continue };
+                        if !fs.writable(ndir) || !fs.writable(odir) || fs.within(id, ndir) { continue }
+                        if let Some(old) = fs.get(ndir, &nlast) {
+                            if old == id { continue }
+                            let src_dir = matches!(fs.nodes[id], Node::Dir(_));
+                            match &fs.nodes[old] {
+                                Node::Dir(m) if src_dir && m.is_empty() => {}
+                                Node::Dir(_) => continue,
+                                _ if src_dir => continue,
+                                _ => {}
+                            }
+                        }
+                        fs.set(odir, &olast, None);
+                        fs.set(ndir, &nlast, Some(id));
+                        n.link(a.as_bytes(), b.as_bytes(), true);
+                        done.push(format!("posix-rename {b} -> {a}"));
+                    }
+                    // an upload of a new file, or a mkdir
+                    5 | 6 => {
+                        let Some((dir, last)) = fs.parent(&a) else { continue };
+                        if fs.get(dir, &last).is_some() || !fs.writable(dir) { continue }
+                        let node = if kind == 5 {
+                            Node::File(format!("new:{a}"))
+                        } else {
+                            Node::Dir(BTreeMap::new())
+                        };
+                        fs.mk_at(dir, &last, node);
+                        done.push(format!("create({kind}) {a}"));
+                    }
+                    // remove
+                    _ => {
+                        let Some((dir, last)) = fs.parent(&a) else { continue };
+                        let Some(id) = fs.get(dir, &last) else { continue };
+                        if !fs.writable(dir) { continue }
+                        if let Node::Dir(m) = &fs.nodes[id] && !m.is_empty() { continue }
+                        fs.set(dir, &last, None);
+                        n.forget(&[a.as_bytes()]);
+                        done.push(format!("remove {a}"));
+                    }
+                }
+            }
+            for p in probes {
+                let Some(id) = fs.resolve(&p, true, &mut 0) else { continue };
+                let Node::File(birth) = &fs.nodes[id] else { continue };
+                let got = n.reached(p.as_bytes()).map(|r| String::from_utf8(r).unwrap());
+                if birth.starts_with("new:") {
+                    // A file made in the session: whatever name is given, not one of the
+                    // files there were before.
+                    if let Some(r) = &got {
+                        let before = Fs::new().resolve(r, false, &mut 0);
+                        prop_assert!(
+                            before.is_none_or(|b| !matches!(Fs::new().nodes[b], Node::File(_))),
+                            "{:?} then open {} reached {} (a file there was before)", done, p, r
+                        );
+                    }
+                    continue;
+                }
+                let want = (birth.as_bytes() != normalize(p.as_bytes()).as_slice())
+                    .then(|| birth.clone());
+                prop_assert_eq!(got, want, "{:?} then open {}", done, p);
+            }
+        }
+    }
+
+    impl Fs {
+        fn mk_at(&mut self, dir: usize, last: &str, node: Node) {
+            self.nodes.push(node);
+            let id = self.nodes.len() - 1;
+            self.set(dir, last, Some(id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod review {
+    use super::*;
+
+    /// A directory renamed, a file in it removed and a new one uploaded by the same name: the
+    /// download reads the new upload, not the file the directory held before the rename.
+    #[test]
+    fn a_new_file_in_a_renamed_directory_is_not_the_file_removed_from_it() {
+        let mut n = Names::default();
+        n.link(b"/h/e", b"/h/d", true);
+        n.forget(&[b"/h/e/invoice-42.xml"]);
+        // (an upload of a new /h/e/invoice-42.xml: not a link, Names is not told)
+        assert_eq!(n.reached(b"/h/e/invoice-42.xml"), None);
+    }
+}
