@@ -141,7 +141,8 @@ impl Names {
                 undo.0.extend(self.set(old, None).0);
                 undo.0.extend(self.set(new, lead).0);
             }
-            undo.0.extend(self.set(from, None).0);
+            undo.0.extend(self.set(from.clone(), None).0);
+            undo.0.extend(self.gone(from).0);
         }
         if lead.to != key {
             undo.0.extend(self.set(key, Some(lead)).0);
@@ -177,10 +178,25 @@ impl Names {
         let mut undo = Undo::default();
         for name in names {
             if let Some(key) = self.place(name) {
-                undo.0.extend(self.set(key, None).0);
+                undo.0.extend(self.set(key.clone(), None).0);
+                undo.0.extend(self.gone(key).0);
             }
         }
         undo
+    }
+
+    /// `key` no longer names what it did. Under a directory a rename made, it would otherwise
+    /// still be taken as the file the directory held by that name before the rename: a file
+    /// made there later by the same name (an upload) is a new one, so the name is its own.
+    fn gone(&mut self, key: Vec<u8>) -> Undo {
+        if self.identity(&key) == key {
+            return Undo::default();
+        }
+        let own = Lead {
+            to: key.clone(),
+            symlink: false,
+        };
+        self.set(key, Some(own))
     }
 
     /// Puts back what an operation that failed changed.
@@ -887,24 +903,36 @@ mod model {
     }
 
     fn path() -> impl Strategy<Value = String> {
-        proptest::collection::vec(
+        let common = proptest::sample::select(vec![
+            "/h/a",
+            "/h/d",
+            "/h/e",
+            "/h/l",
+            "/h/d/a",
+            "/h/e/a",
+            "/h/l/a",
+            "/h/l/../a",
+        ])
+        .prop_map(str::to_string);
+        let any = proptest::collection::vec(
             prop_oneof![
-                Just("a"),
-                Just("b"),
-                Just("d"),
-                Just("e"),
-                Just("l"),
-                Just(".."),
-                Just("."),
+                3 => Just("a"),
+                1 => Just("b"),
+                3 => Just("d"),
+                3 => Just("e"),
+                2 => Just("l"),
+                1 => Just(".."),
+                1 => Just("."),
             ],
             1..4,
         )
-        .prop_map(|p| format!("/h/{}", p.join("/")))
+        .prop_map(|p| format!("/h/{}", p.join("/")));
+        prop_oneof![3 => common, 1 => any]
     }
 
     fn target() -> impl Strategy<Value = String> {
         prop_oneof![
-            proptest::collection::vec(
+            1 => proptest::collection::vec(
                 prop_oneof![
                     Just("a"),
                     Just("b"),
@@ -916,10 +944,10 @@ mod model {
                 1..4,
             )
             .prop_map(|p| p.join("/")),
-            Just("/q".to_string()),
-            Just("/q/secret".to_string()),
-            Just("/h/d".to_string()),
-            path(),
+            1 => Just("/q".to_string()),
+            1 => Just("/q/secret".to_string()),
+            1 => Just("/h/d".to_string()),
+            3 => path(),
         ]
     }
 
@@ -927,109 +955,185 @@ mod model {
         #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
         #[test]
         fn reached_is_the_file_the_kernel_opens(
-            ops in proptest::collection::vec((0u8..7, path(), target()), 1..8),
+            ops in proptest::collection::vec((0u8..7, path(), target()), 1..12),
             probes in proptest::collection::vec(path(), 1..6),
         ) {
-            let mut fs = Fs::new();
-            let mut n = Names::default();
-            let mut done = Vec::new();
-            for (kind, a, b) in ops {
-                match kind {
-                    // symlink: a holds b
-                    0 => {
-                        let Some((dir, last)) = fs.parent(&a) else { continue };
-                        if fs.get(dir, &last).is_some() || !fs.writable(dir) { continue }
-                        fs.mk_at(dir, &last, Node::Link(b.clone()));
-                        n.symlink(a.as_bytes(), b.as_bytes());
-                        done.push(format!("symlink {a} -> {b}"));
+            check(ops, probes)?;
+        }
+    }
+
+    fn check(ops: Vec<(u8, String, String)>, mut probes: Vec<String>) -> Result<(), TestCaseError> {
+        probes.extend(ops.iter().map(|(_, a, _)| a.clone()));
+        let mut fs = Fs::new();
+        let mut n = Names::default();
+        let mut done = Vec::new();
+        for (kind, a, b) in ops {
+            match kind {
+                // symlink: a holds b
+                0 => {
+                    let Some((dir, last)) = fs.parent(&a) else {
+                        continue;
+                    };
+                    if fs.get(dir, &last).is_some() || !fs.writable(dir) {
+                        continue;
                     }
-                    // hardlink / rename of b (as a path) to a
-                    1 | 2 => {
-                        let b = if b.starts_with('/') { b } else { format!("/h/{b}") };
-                        let Some((odir, olast)) = fs.parent(&b) else { continue };
-                        let Some(id) = fs.get(odir, &olast) else { continue };
-                        let Some((ndir, nlast)) = fs.parent(&a) else { continue };
-                        if fs.get(ndir, &nlast).is_some() || !fs.writable(ndir) { continue }
-                        if kind == 1 {
-                            if matches!(fs.nodes[id], Node::Dir(_)) { continue }
-                            fs.set(ndir, &nlast, Some(id));
-                            n.link(a.as_bytes(), b.as_bytes(), false);
-                            done.push(format!("hardlink {b} -> {a}"));
-                        } else {
-                            if !fs.writable(odir) || fs.within(id, ndir) { continue }
-                            fs.set(odir, &olast, None);
-                            fs.set(ndir, &nlast, Some(id));
-                            n.link(a.as_bytes(), b.as_bytes(), true);
-                            done.push(format!("rename {b} -> {a}"));
+                    fs.mk_at(dir, &last, Node::Link(b.clone()));
+                    n.symlink(a.as_bytes(), b.as_bytes());
+                    done.push(format!("symlink {a} -> {b}"));
+                }
+                // hardlink / rename of b (as a path) to a
+                1 | 2 => {
+                    let b = if b.starts_with('/') {
+                        b
+                    } else {
+                        format!("/h/{b}")
+                    };
+                    let Some((odir, olast)) = fs.parent(&b) else {
+                        continue;
+                    };
+                    let Some(id) = fs.get(odir, &olast) else {
+                        continue;
+                    };
+                    let Some((ndir, nlast)) = fs.parent(&a) else {
+                        continue;
+                    };
+                    if fs.get(ndir, &nlast).is_some() || !fs.writable(ndir) {
+                        continue;
+                    }
+                    if kind == 1 {
+                        if matches!(fs.nodes[id], Node::Dir(_)) {
+                            continue;
                         }
-                    }
-                    // posix-rename of b to a, replacing a file (or an empty directory) there
-                    4 => {
-                        let b = if b.starts_with('/') { b } else { format!("/h/{b}") };
-                        let Some((odir, olast)) = fs.parent(&b) else { continue };
-                        let Some(id) = fs.get(odir, &olast) else { continue };
-                        let Some((ndir, nlast)) = fs.parent(&a) else { continue };
-                        if !fs.writable(ndir) || !fs.writable(odir) || fs.within(id, ndir) { continue }
-                        if let Some(old) = fs.get(ndir, &nlast) {
-                            if old == id { continue }
-                            let src_dir = matches!(fs.nodes[id], Node::Dir(_));
-                            match &fs.nodes[old] {
-                                Node::Dir(m) if src_dir && m.is_empty() => {}
-                                Node::Dir(_) => continue,
-                                _ if src_dir => continue,
-                                _ => {}
-                            }
+                        fs.set(ndir, &nlast, Some(id));
+                        n.link(a.as_bytes(), b.as_bytes(), false);
+                        done.push(format!("hardlink {b} -> {a}"));
+                    } else {
+                        if !fs.writable(odir) || fs.within(id, ndir) {
+                            continue;
                         }
                         fs.set(odir, &olast, None);
                         fs.set(ndir, &nlast, Some(id));
                         n.link(a.as_bytes(), b.as_bytes(), true);
-                        done.push(format!("posix-rename {b} -> {a}"));
-                    }
-                    // an upload of a new file, or a mkdir
-                    5 | 6 => {
-                        let Some((dir, last)) = fs.parent(&a) else { continue };
-                        if fs.get(dir, &last).is_some() || !fs.writable(dir) { continue }
-                        let node = if kind == 5 {
-                            Node::File(format!("new:{a}"))
-                        } else {
-                            Node::Dir(BTreeMap::new())
-                        };
-                        fs.mk_at(dir, &last, node);
-                        done.push(format!("create({kind}) {a}"));
-                    }
-                    // remove
-                    _ => {
-                        let Some((dir, last)) = fs.parent(&a) else { continue };
-                        let Some(id) = fs.get(dir, &last) else { continue };
-                        if !fs.writable(dir) { continue }
-                        if let Node::Dir(m) = &fs.nodes[id] && !m.is_empty() { continue }
-                        fs.set(dir, &last, None);
-                        n.forget(&[a.as_bytes()]);
-                        done.push(format!("remove {a}"));
+                        done.push(format!("rename {b} -> {a}"));
                     }
                 }
-            }
-            for p in probes {
-                let Some(id) = fs.resolve(&p, true, &mut 0) else { continue };
-                let Node::File(birth) = &fs.nodes[id] else { continue };
-                let got = n.reached(p.as_bytes()).map(|r| String::from_utf8(r).unwrap());
-                if birth.starts_with("new:") {
-                    // A file made in the session: whatever name is given, not one of the
-                    // files there were before.
-                    if let Some(r) = &got {
-                        let before = Fs::new().resolve(r, false, &mut 0);
-                        prop_assert!(
-                            before.is_none_or(|b| !matches!(Fs::new().nodes[b], Node::File(_))),
-                            "{:?} then open {} reached {} (a file there was before)", done, p, r
-                        );
+                // posix-rename of b to a, replacing a file (or an empty directory) there
+                4 => {
+                    let b = if b.starts_with('/') {
+                        b
+                    } else {
+                        format!("/h/{b}")
+                    };
+                    let Some((odir, olast)) = fs.parent(&b) else {
+                        continue;
+                    };
+                    let Some(id) = fs.get(odir, &olast) else {
+                        continue;
+                    };
+                    let Some((ndir, nlast)) = fs.parent(&a) else {
+                        continue;
+                    };
+                    if !fs.writable(ndir) || !fs.writable(odir) || fs.within(id, ndir) {
+                        continue;
                     }
-                    continue;
+                    if let Some(old) = fs.get(ndir, &nlast) {
+                        if old == id {
+                            continue;
+                        }
+                        let src_dir = matches!(fs.nodes[id], Node::Dir(_));
+                        match &fs.nodes[old] {
+                            Node::Dir(m) if src_dir && m.is_empty() => {}
+                            Node::Dir(_) => continue,
+                            _ if src_dir => continue,
+                            _ => {}
+                        }
+                    }
+                    fs.set(odir, &olast, None);
+                    fs.set(ndir, &nlast, Some(id));
+                    n.link(a.as_bytes(), b.as_bytes(), true);
+                    done.push(format!("posix-rename {b} -> {a}"));
                 }
-                let want = (birth.as_bytes() != normalize(p.as_bytes()).as_slice())
-                    .then(|| birth.clone());
-                prop_assert_eq!(got, want, "{:?} then open {}", done, p);
+                // an upload of a new file, or a mkdir
+                5 | 6 => {
+                    let Some((dir, last)) = fs.parent(&a) else {
+                        continue;
+                    };
+                    if fs.get(dir, &last).is_some() || !fs.writable(dir) {
+                        continue;
+                    }
+                    let node = if kind == 5 {
+                        Node::File(format!("new:{a}"))
+                    } else {
+                        Node::Dir(BTreeMap::new())
+                    };
+                    fs.mk_at(dir, &last, node);
+                    done.push(format!("create({kind}) {a}"));
+                }
+                // remove
+                _ => {
+                    let Some((dir, last)) = fs.parent(&a) else {
+                        continue;
+                    };
+                    let Some(id) = fs.get(dir, &last) else {
+                        continue;
+                    };
+                    if !fs.writable(dir) {
+                        continue;
+                    }
+                    if let Node::Dir(m) = &fs.nodes[id]
+                        && !m.is_empty()
+                    {
+                        continue;
+                    }
+                    fs.set(dir, &last, None);
+                    n.forget(&[a.as_bytes()]);
+                    done.push(format!("remove {a}"));
+                }
             }
         }
+        for p in probes {
+            let Some(id) = fs.resolve(&p, true, &mut 0) else {
+                continue;
+            };
+            let Node::File(birth) = &fs.nodes[id] else {
+                continue;
+            };
+            let got = n
+                .reached(p.as_bytes())
+                .map(|r| String::from_utf8(r).unwrap());
+            if birth.starts_with("new:") {
+                // A file made in the session: whatever name is given, not one of the
+                // files there were before.
+                if let Some(r) = &got
+                    && fs.resolve(r, true, &mut 0) != Some(id)
+                    && birth != &format!("new:{r}")
+                {
+                    let before = Fs::new().resolve(r, false, &mut 0);
+                    prop_assert!(
+                        before.is_none_or(|b| !matches!(Fs::new().nodes[b], Node::File(_))),
+                        "{:?} then open {} reached {} (a file there was before)",
+                        done,
+                        p,
+                        r
+                    );
+                }
+                continue;
+            }
+            let want =
+                (birth.as_bytes() != normalize(p.as_bytes()).as_slice()).then(|| birth.clone());
+            prop_assert_eq!(got, want, "{:?} then open {}", done, p);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_model_sees_a_new_file_in_a_renamed_directory() {
+        let ops = vec![
+            (2, "/h/e".to_string(), "/h/d".to_string()),
+            (3, "/h/e/a".to_string(), String::new()),
+            (5, "/h/e/a".to_string(), String::new()),
+        ];
+        check(ops, vec!["/h/e/a".to_string()]).unwrap();
     }
 
     impl Fs {
