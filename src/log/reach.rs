@@ -136,8 +136,15 @@ impl Names {
                 .cloned()
                 .collect();
             for old in moved {
-                let lead = self.made.get(&old).cloned();
                 let new = [&key[..], &old[from.len()..]].concat();
+                // A name that is its own (see `gone`) stays its own at its new place.
+                let lead = self.made.get(&old).cloned().map(|lead| match lead {
+                    Lead { to, symlink: false } if to == old => Lead {
+                        to: new.clone(),
+                        symlink: false,
+                    },
+                    lead => lead,
+                });
                 undo.0.extend(self.set(old, None).0);
                 undo.0.extend(self.set(new, lead).0);
             }
@@ -155,9 +162,12 @@ impl Names {
     /// A name the session's links and renames made stays that link when written through (an
     /// upload to a symlink wrote the file it leads to) and renamed.
     pub fn renamed(&mut self, old: &[u8], new: &[u8], uploaded: bool) -> Undo {
-        let made = self
-            .place(old)
-            .is_some_and(|key| self.made.contains_key(&key));
+        let made = self.place(old).is_some_and(|key| {
+            // A name that is only its own (removed before) is no link.
+            self.made
+                .get(&key)
+                .is_some_and(|lead| lead.symlink || lead.to != key)
+        });
         if uploaded && !made {
             self.forget(&[old, new])
         } else {
@@ -185,13 +195,11 @@ impl Names {
         undo
     }
 
-    /// `key` no longer names what it did. Under a directory a rename made, it would otherwise
-    /// still be taken as the file the directory held by that name before the rename: a file
-    /// made there later by the same name (an upload) is a new one, so the name is its own.
+    /// `key` no longer names what it did: it is its own name from now on. Otherwise, under a
+    /// directory renamed before or after, it would still be taken as the file the directory
+    /// held by that name before the rename, and a file made there later by the same name (an
+    /// upload) would be claimed as that one.
     fn gone(&mut self, key: Vec<u8>) -> Undo {
-        if self.identity(&key) == key {
-            return Undo::default();
-        }
         let own = Lead {
             to: key.clone(),
             symlink: false,
@@ -1158,5 +1166,31 @@ mod review {
         n.forget(&[b"/h/e/invoice-42.xml"]);
         // (an upload of a new /h/e/invoice-42.xml: not a link, Names is not told)
         assert_eq!(n.reached(b"/h/e/invoice-42.xml"), None);
+    }
+
+    /// The same, the file removed (or renamed away) before its directory was renamed.
+    #[test]
+    fn a_name_removed_before_its_directory_is_renamed_is_not_the_old_file() {
+        for away in [true, false] {
+            let mut n = Names::default();
+            if away {
+                n.link(b"/h/z", b"/h/d/invoice-42.xml", true);
+            } else {
+                n.forget(&[b"/h/d/invoice-42.xml"]);
+            }
+            n.link(b"/h/e", b"/h/d", true);
+            assert_eq!(n.reached(b"/h/e/invoice-42.xml"), None, "{away}");
+        }
+    }
+
+    /// A removed name is no link: an upload to it renamed right after its close is a file of
+    /// its new name.
+    #[test]
+    fn an_upload_by_a_removed_name_renamed_is_its_new_name() {
+        let mut n = Names::default();
+        n.symlink(b"/h/l", b"/srv/x");
+        n.forget(&[b"/h/x.filepart"]);
+        n.renamed(b"/h/x.filepart", b"/h/x", true);
+        assert_eq!(n.reached(b"/h/x"), None);
     }
 }
