@@ -3202,3 +3202,46 @@ fn a_home_renamed_away_does_not_make_relative_names_another_partners_in_capture_
         );
     }
 }
+
+/// Issue 27 item 6 review, both modes, through the real sshd, rsyslogd and paramiko, both
+/// stores: a partner renames a directory (`out` to `out2`), removes a file in it, uploads a new
+/// file by that name and downloads it. The download read the new file: its row must not claim
+/// the old one (`out/invoice-42.xml`, the name the directory held before the rename).
+#[test]
+fn a_file_made_in_a_renamed_directory_by_a_removed_name_is_not_the_removed_file() {
+    require_e2e!();
+    for config in ["[sftp_server]\nlog_mode = \"capture\"\n", ""] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let hex = |s: &str| hex::encode(s.as_bytes());
+        let ops = serde_json::json!([
+            ["mkdir", hex("out")],
+            ["put", hex("out/invoice-42.xml"), 4242],
+            ["rename", hex("out"), hex("out2")],
+            ["remove", hex("out2/invoice-42.xml")],
+            ["put", hex("out2/invoice-42.xml"), 777],
+            ["get", hex("out2/invoice-42.xml")],
+        ])
+        .to_string();
+        let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+        assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        let text = h.log_text();
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            ingest(&db, &[&h.log_path]);
+            let all = report(&db, &["transfers", "--user", &user]);
+            let download: Vec<_> = all
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["bytes_read"] == 777)
+                .collect();
+            assert_eq!(download.len(), 1, "{config} {db}: {all:#}\n{text}");
+            assert!(
+                download[0]["reached"].is_null(),
+                "{config} {db}: the new file is claimed as the old one: {all:#}\n{text}"
+            );
+        }
+    }
+}

@@ -33,6 +33,12 @@ pub const MAX_NAMES: usize = 10_000;
 /// PATH_MAX, 4 KiB; a relative symlink's target is joined to the link's directory).
 pub const MAX_NAME_BYTES: usize = 4 << 20;
 
+/// How many names made inside renamed directories one session's renames may move along, at
+/// most: each rename of a directory moves every name made in it, and a partner renaming a full
+/// one back and forth would otherwise cost the tap and the ingest milliseconds a request.
+/// Past it the session's names are followed no further (`reached` is empty from then on).
+pub const MAX_MOVED: usize = 100_000;
+
 /// A rename of a file closed within this many closes of the session is a rename of that file
 /// (the `.filepart` convention renames a file right after its close, and a client may close a
 /// few files first): an upload renamed so (`x.filepart` to `x`) is a file of its new name from
@@ -50,6 +56,10 @@ pub struct Names {
     /// Another name of a directory, outside the session's doing (a home directory that is a
     /// symlink, and the directory it leads to): names under it are taken under the other.
     alias: Option<(Vec<u8>, Vec<u8>)>,
+    /// Names moved along with renamed directories so far.
+    moved: usize,
+    /// The names in `made` that lead somewhere (not only their own): what [`MAX_NAMES`] caps.
+    leading: usize,
 }
 
 /// Where a name made leads.
@@ -111,6 +121,9 @@ impl Names {
     /// now the file that `existing` named; a rename also takes `existing` away, and moves the
     /// names made inside it (a directory) with it.
     pub fn link(&mut self, name: &[u8], existing: &[u8], rename: bool) -> Undo {
+        if self.moved > MAX_MOVED {
+            return Undo::default();
+        }
         let (Some(from), Some(key)) = (self.place(existing), self.place(name)) else {
             return Undo::default();
         };
@@ -135,6 +148,7 @@ impl Names {
                 .filter(|k| k.starts_with(&inside))
                 .cloned()
                 .collect();
+            self.moved = self.moved.saturating_add(moved.len());
             for old in moved {
                 let new = [&key[..], &old[from.len()..]].concat();
                 // A name that is its own (see `gone`) stays its own at its new place.
@@ -220,7 +234,7 @@ impl Names {
     /// `None` also when the links it goes through make a loop or a chain longer than
     /// [`MAX_HOPS`], a name longer than [`MAX_NAME`], or a lookup dearer than [`LOOKUP_BUDGET`].
     pub fn reached(&self, path: &[u8]) -> Option<Vec<u8>> {
-        if self.made.is_empty() {
+        if self.made.is_empty() || self.moved > MAX_MOVED {
             return None;
         }
         let path = self.dealiased(path);
@@ -329,16 +343,21 @@ impl Names {
 
     fn set(&mut self, key: Vec<u8>, to: Option<Lead>) -> Undo {
         let size = |key: &[u8], lead: &Lead| key.len() + lead.to.len();
+        // A name that is only its own (a remove) does not count against MAX_NAMES (a session
+        // removing many files still has its links followed), only against the bytes.
+        let leads = |key: &[u8], lead: &Lead| lead.symlink || lead.to != key;
         let previous = self.made.remove(&key);
         if let Some(previous) = &previous {
             self.bytes -= size(&key, previous);
+            self.leading -= usize::from(leads(&key, previous));
         }
         // A link to itself stays: it is a loop, which reaches nothing.
         if let Some(to) = to
-            && self.made.len() < MAX_NAMES
+            && (!leads(&key, &to) || self.leading < MAX_NAMES)
             && self.bytes + size(&key, &to) <= MAX_NAME_BYTES
         {
             self.bytes += size(&key, &to);
+            self.leading += usize::from(leads(&key, &to));
             self.made.insert(key.clone(), to);
         }
         Undo(vec![(key, previous)])
@@ -576,6 +595,40 @@ mod tests {
     }
 
     #[test]
+    fn renaming_a_full_directory_back_and_forth_stops_at_its_budget() {
+        let mut n = Names::default();
+        for i in 0..MAX_NAMES {
+            n.symlink(format!("/h/d/l{i}").as_bytes(), b"t");
+        }
+        let started = std::time::Instant::now();
+        for i in 0..1000 {
+            let (a, b): (&[u8], &[u8]) = if i % 2 == 0 {
+                (b"/h/d", b"/h/e")
+            } else {
+                (b"/h/e", b"/h/d")
+            };
+            n.link(b, a, true);
+        }
+        assert!(n.moved > MAX_MOVED);
+        assert_eq!(reached(&n, "/h/d/l1"), None);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn removes_do_not_fill_the_names_cap() {
+        let mut n = Names::default();
+        for i in 0..MAX_NAMES + 10 {
+            n.forget(&[format!("/h/f{i}").as_bytes()]);
+        }
+        n.symlink(b"/h/l", b"invoice-42.xml");
+        assert_eq!(reached(&n, "/h/l").as_deref(), Some("/h/invoice-42.xml"));
+    }
+
+    #[test]
     fn loops_reach_nothing() {
         let mut n = Names::default();
         n.symlink(b"/h/a", b"b");
@@ -624,7 +677,7 @@ mod tests {
         for i in 0..MAX_NAMES + 10 {
             n.symlink(format!("/h/l{i}").as_bytes(), b"t");
         }
-        assert_eq!(n.made.len(), MAX_NAMES);
+        assert_eq!(n.leading, MAX_NAMES);
         // Replacing a name already made still works at the cap.
         n.symlink(b"/h/l0", b"u");
         assert_eq!(reached(&n, "/h/l0").as_deref(), Some("/h/u"));
