@@ -3245,3 +3245,74 @@ fn a_file_made_in_a_renamed_directory_by_a_removed_name_is_not_the_removed_file(
         }
     }
 }
+
+/// Two sequences a model filesystem found (log/reach.rs's property test): a directory renamed
+/// over one a file was renamed out of, and a file renamed away and linked back by its first
+/// name before its directory was renamed. Each download is still found by the file it read
+/// (`reached`), in both modes and both stores; before, a name left behind by the first rename
+/// hid it.
+#[test]
+fn downloads_through_replaced_directories_and_linked_back_names_are_found() {
+    require_e2e!();
+    for config in ["[sftp_server]\nlog_mode = \"capture\"\n", ""] {
+        let h = Harness::start(config);
+        let user = h.user();
+        // Files the partner finds there (an upload renamed is a file of its new name).
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        fs::create_dir(home.join("d")).unwrap();
+        for (name, size) in [("d/order-7.xml", 5151), ("a.xml", 5), ("d", 0)] {
+            if size > 0 {
+                fs::write(home.join(name), vec![b'o'; size]).unwrap();
+            }
+            // Linux lets a user hardlink only the files it owns (fs.protected_hardlinks).
+            let out = Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(home.join(name))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let hex = |s: &str| hex::encode(s.as_bytes());
+        let ops = serde_json::json!([
+            ["mkdir", hex("out")],
+            ["put", hex("out/invoice-42.xml"), 4242],
+            ["mkdir", hex("empty")],
+            ["put", hex("empty/invoice-42.xml"), 10],
+            [
+                "posix_rename",
+                hex("empty/invoice-42.xml"),
+                hex("moved.xml")
+            ],
+            ["posix_rename", hex("out"), hex("empty")],
+            ["get", hex("empty/invoice-42.xml")],
+            ["posix_rename", hex("d/order-7.xml"), hex("a.xml")],
+            ["hardlink", hex("a.xml"), hex("d/order-7.xml")],
+            ["rename", hex("d"), hex("l")],
+            ["get", hex("l/order-7.xml")],
+        ])
+        .to_string();
+        let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
+        assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+        h.wait_for_log(&["session end", &format!("user={user} ")]);
+        let text = h.log_text();
+        let dir = tempfile::tempdir().unwrap();
+        for db in databases(dir.path()) {
+            ingest(&db, &[&h.log_path]);
+            let all = report(&db, &["transfers", "--user", &user]);
+            for (bytes, file) in [(4242, "out/invoice-42.xml"), (5151, "d/order-7.xml")] {
+                let download: Vec<_> = all
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t["bytes_read"] == bytes)
+                    .collect();
+                assert_eq!(download.len(), 1, "{config} {db}: {all:#}\n{text}");
+                let reached = download[0]["reached"].as_str().unwrap_or("");
+                assert!(
+                    reached.ends_with(&format!("/{file}")) || reached == file,
+                    "{config} {db}: the download of {file} is not found by it: {all:#}\n{text}"
+                );
+            }
+        }
+    }
+}

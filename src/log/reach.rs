@@ -73,6 +73,9 @@ struct Lead {
     /// A symlink, which holds a name (looked up when used), not a file: a hardlink or rename
     /// of it is the symlink again (link(2) and rename(2) do not follow it).
     symlink: bool,
+    /// Its own name (see [`Names::gone`]), not the file that had that name before: moved with
+    /// a renamed directory, it is its own at its new place. `to` is the name itself.
+    own: bool,
 }
 
 /// What one link, rename or removal changed, to be put back if the operation turns out to have
@@ -113,6 +116,7 @@ impl Names {
         let lead = Lead {
             to: target.to_vec(),
             symlink: true,
+            own: false,
         };
         self.set(key, Some(lead))
     }
@@ -136,28 +140,39 @@ impl Names {
             _ => Lead {
                 to: self.identity(&from),
                 symlink: false,
+                own: false,
             },
         };
         let mut undo = Undo::default();
         if rename {
             let mut inside = from.clone();
             inside.push(b'/');
-            let moved: Vec<Vec<u8>> = self
+            // What a rename replaces is a file or an empty directory: the names once made
+            // inside it (removed or renamed away since, each its own) name nothing now.
+            let mut replaced = key.clone();
+            replaced.push(b'/');
+            let (moved, stale): (Vec<Vec<u8>>, Vec<Vec<u8>>) = self
                 .made
                 .keys()
-                .filter(|k| k.starts_with(&inside))
+                .filter(|k| k.starts_with(&inside) || k.starts_with(&replaced))
                 .cloned()
-                .collect();
-            self.moved = self.moved.saturating_add(moved.len());
+                .partition(|k| k.starts_with(&inside));
+            self.moved = self.moved.saturating_add(moved.len() + stale.len());
+            for old in stale {
+                undo.0.extend(self.set(old, None).0);
+            }
             for old in moved {
                 let new = [&key[..], &old[from.len()..]].concat();
                 // A name that is its own (see `gone`) stays its own at its new place.
-                let lead = self.made.get(&old).cloned().map(|lead| match lead {
-                    Lead { to, symlink: false } if to == old => Lead {
-                        to: new.clone(),
-                        symlink: false,
-                    },
-                    lead => lead,
+                let lead = self.made.get(&old).cloned().map(|lead| {
+                    if lead.own {
+                        Lead {
+                            to: new.clone(),
+                            ..lead
+                        }
+                    } else {
+                        lead
+                    }
                 });
                 undo.0.extend(self.set(old, None).0);
                 undo.0.extend(self.set(new, lead).0);
@@ -165,7 +180,9 @@ impl Names {
             undo.0.extend(self.set(from.clone(), None).0);
             undo.0.extend(self.gone(from).0);
         }
-        if lead.to != key {
+        // The file first named `key` (a name of its own before, a file renamed away and
+        // linked back): a fact again, which a rename of its directory does not change.
+        if lead.to != key || self.made.contains_key(&key) {
             undo.0.extend(self.set(key, Some(lead)).0);
         }
         undo
@@ -217,6 +234,7 @@ impl Names {
         let own = Lead {
             to: key.clone(),
             symlink: false,
+            own: true,
         };
         self.set(key, Some(own))
     }
@@ -1123,7 +1141,12 @@ mod model {
                         continue;
                     }
                     let node = if kind == 5 {
-                        Node::File(format!("new:{a}"))
+                        // Its name as the kernel has it (`/h/l/../a` is `/h/a`, through
+                        // links too): what it may be reached as.
+                        Node::File(format!(
+                            "new:{}/{last}",
+                            fs.path_of(dir).unwrap_or_default()
+                        ))
                     } else {
                         Node::Dir(BTreeMap::new())
                     };
@@ -1187,6 +1210,43 @@ mod model {
         Ok(())
     }
 
+    /// A file renamed away, linked back by its first name, then its directory renamed: it is
+    /// still the file first named so.
+    #[test]
+    fn a_file_linked_back_to_its_first_name_is_that_file_in_a_renamed_directory() {
+        let ops = vec![
+            (4, "/h/a".to_string(), "/h/d/a".to_string()),
+            (1, "/h/d/a".to_string(), "/h/a".to_string()),
+            (2, "/h/l".to_string(), "/h/d".to_string()),
+        ];
+        check(ops, vec!["/h/l/a".to_string()]).unwrap();
+    }
+
+    /// A directory renamed over an empty one: the names once made in the one replaced (a
+    /// file renamed out of it) do not hide the files of the one renamed.
+    #[test]
+    fn a_directory_renamed_over_an_emptied_one_keeps_its_files() {
+        let ops = vec![
+            (6, "/h/e".to_string(), String::new()),
+            (5, "/h/e/a".to_string(), String::new()),
+            (4, "/h/a".to_string(), "/h/e/a".to_string()),
+            (4, "/h/e".to_string(), "/h/d".to_string()),
+        ];
+        check(ops, vec!["/h/e/a".to_string()]).unwrap();
+    }
+
+    /// A file made by a name through `..` is reached by its name as the kernel has it.
+    #[test]
+    fn the_model_names_a_new_file_as_the_kernel_does() {
+        let ops = vec![
+            (6, "/h/l".to_string(), String::new()),
+            (3, "/h/l/../a".to_string(), String::new()),
+            (5, "/h/l/../a".to_string(), String::new()),
+            (2, "/h/l/a".to_string(), "/h/a".to_string()),
+        ];
+        check(ops, vec!["/h/l/a".to_string()]).unwrap();
+    }
+
     #[test]
     fn the_model_sees_a_new_file_in_a_renamed_directory() {
         let ops = vec![
@@ -1198,6 +1258,30 @@ mod model {
     }
 
     impl Fs {
+        /// The path of directory `id` from `/`, by the names that hold it (no symlinks).
+        fn path_of(&self, id: usize) -> Option<String> {
+            fn walk(fs: &Fs, at: usize, id: usize, path: &mut String) -> bool {
+                if at == id {
+                    return true;
+                }
+                let Node::Dir(m) = &fs.nodes[at] else {
+                    return false;
+                };
+                for (name, &child) in m {
+                    let len = path.len();
+                    path.push('/');
+                    path.push_str(name);
+                    if walk(fs, child, id, path) {
+                        return true;
+                    }
+                    path.truncate(len);
+                }
+                false
+            }
+            let mut path = String::new();
+            walk(self, ROOT, id, &mut path).then_some(path)
+        }
+
         fn mk_at(&mut self, dir: usize, last: &str, node: Node) {
             self.nodes.push(node);
             let id = self.nodes.len() - 1;
