@@ -10,7 +10,7 @@ use crate::accounting::storage::{
     OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError, sid_key,
 };
 use crate::accounting::{IdMap, IdSet};
-use crate::log::parse::{self, Record, SftpEvent};
+use crate::log::parse::{self, Micros, Record, SftpEvent};
 use crate::log::reach::{self, Names, RECENT_CLOSES};
 use crate::log::transfer::{ClosedFile, CountsAs, Direction, classify_close, classify_cut_close};
 use crate::log::wrapper::{ClosedAs, ExitOutcome, FileRecord, OtherFile, WrapperLine};
@@ -189,7 +189,7 @@ impl<'a> Op<'a> {
 struct OpenFiles {
     by_path: HashMap<Vec<u8>, VecDeque<OpenTransfer>>,
     /// Open transfers a failure answered since they were put here: its text and time.
-    failed: IdMap<i64, (String, String)>,
+    failed: IdMap<i64, (String, Micros)>,
 }
 
 impl OpenFiles {
@@ -220,9 +220,9 @@ impl OpenFiles {
     /// Takes every open not closed, with the failure that answered it: at sftp-server's own
     /// end, which logs a `forced close` for each file still open, these are the opens that
     /// failed.
-    fn take_all(&mut self) -> Vec<(OpenTransfer, Option<(String, String)>)> {
+    fn take_all(&mut self) -> Vec<(OpenTransfer, Option<(String, Micros)>)> {
         let mut failed = std::mem::take(&mut self.failed);
-        let mut all: Vec<(OpenTransfer, Option<(String, String)>)> = self
+        let mut all: Vec<(OpenTransfer, Option<(String, Micros)>)> = self
             .by_path
             .drain()
             .flat_map(|(_, q)| q)
@@ -248,8 +248,8 @@ impl OpenFiles {
         self.take_path(&path)
     }
 
-    fn mark_failed(&mut self, id: i64, text: &str, at: &str) {
-        self.failed.insert(id, (text.to_owned(), at.to_owned()));
+    fn mark_failed(&mut self, id: i64, text: &str, at: Micros) {
+        self.failed.insert(id, (text.to_owned(), at));
     }
 
     fn extend(&mut self, other: OpenFiles) {
@@ -268,7 +268,7 @@ struct SessionState {
     sid: Option<String>,
     sftp_pid: Option<i64>,
     sftp_closed: bool,
-    started_at: String,
+    started_at: Micros,
     /// Ended, but kept for [`LATE_LINE_GRACE`]: a wrapper session whose sftp-server lines may
     /// still follow, or a plain session the wrapper's `sftp-server started` may still claim.
     ended: bool,
@@ -480,7 +480,7 @@ pub struct Ingestor<'a> {
     /// The sftp-server processes of those sessions by (whether read from the journal, host,
     /// PID): their lines are not billed again either, while the session lasts (`None`) and up
     /// to the time given after its end.
-    replayed_sftp: IdMap<(bool, String, i64), Option<DateTime<Utc>>>,
+    replayed_sftp: IdMap<(bool, String, i64), Option<Micros>>,
     /// The line being applied was read from the journal, not a file.
     reading_journal: bool,
     by_sftp_pid: IdMap<(String, i64), i64>,
@@ -508,7 +508,7 @@ pub struct Ingestor<'a> {
     /// Plain sftp-server sessions closed moments ago (and still in `sessions`), by (host, PID).
     closed_plain: IdMap<(String, i64), i64>,
     /// When each ended session is let go of, oldest first.
-    expiring: VecDeque<(DateTime<Utc>, i64)>,
+    expiring: VecDeque<(Micros, i64)>,
     /// The input being read is finished (compressed): its last line needs no newline.
     finished: bool,
     /// A read error met after lines of the input were applied: said once they are committed.
@@ -534,10 +534,8 @@ const LATE_LINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 /// How long an sshd `Accepted` line waits for its session before it is forgotten.
 const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
 
-fn duration_between(start: &str, end: &str) -> Option<i64> {
-    let a = parse::parse_storage_time(start)?;
-    let b = parse::parse_storage_time(end)?;
-    Some((b - a).num_milliseconds().max(0))
+fn duration_between(start: Micros, end: Micros) -> i64 {
+    (end.0.saturating_sub(start.0) / 1000).max(0)
 }
 
 impl<'a> Ingestor<'a> {
@@ -940,7 +938,7 @@ impl<'a> Ingestor<'a> {
         }
         if let Some(last) = self.last_line_at {
             self.store
-                .prune_pending_auth(&parse::storage_time(last - PENDING_AUTH_KEEP))?;
+                .prune_pending_auth(Micros::of(last - PENDING_AUTH_KEEP))?;
         }
         Ok(())
     }
@@ -1295,10 +1293,7 @@ impl<'a> Ingestor<'a> {
         let host = line
             .host
             .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
-        let latest = self
-            .store
-            .latest_time(&host)?
-            .and_then(|t| parse::parse_storage_time(&t));
+        let latest = self.store.latest_time(&host)?.and_then(Micros::time);
         if pos.last_at.is_none() {
             pos.last_at = latest;
         }
@@ -1363,8 +1358,7 @@ impl<'a> Ingestor<'a> {
 
     fn save_checkpoint(&mut self, replaces: Option<&Checkpoint>, c: &Checkpoint) -> Result<()> {
         self.flush_last_ops()?;
-        self.store
-            .put_checkpoint(replaces, c, &parse::storage_time(Utc::now()))?;
+        self.store.put_checkpoint(replaces, c, Micros::now())?;
         Ok(())
     }
 
@@ -1417,9 +1411,8 @@ impl<'a> Ingestor<'a> {
         pid: Option<u32>,
         message: &[u8],
     ) -> Result<bool> {
-        let stamp = parse::storage_stamp(ts);
-        let at = stamp.as_str();
-        self.expire(ts);
+        let at = Micros::of(ts);
+        self.expire(at);
         self.touched = None;
         Ok(
             match parse::classify(program, message, &self.opts.wrapper_ident) {
@@ -1493,8 +1486,7 @@ impl<'a> Ingestor<'a> {
                     && let Some(c) = &last_cursor
                 {
                     self.flush_last_ops()?;
-                    self.store
-                        .put_journal_cursor(&key, c, &parse::storage_time(Utc::now()))?;
+                    self.store.put_journal_cursor(&key, c, Micros::now())?;
                     self.commit()?;
                     self.store.begin()?;
                     in_batch = 0;
@@ -1502,8 +1494,7 @@ impl<'a> Ingestor<'a> {
             }
             if let Some(c) = &last_cursor {
                 self.flush_last_ops()?;
-                self.store
-                    .put_journal_cursor(&key, c, &parse::storage_time(Utc::now()))?;
+                self.store.put_journal_cursor(&key, c, Micros::now())?;
             }
             Ok(())
         })();
@@ -1629,7 +1620,7 @@ impl<'a> Ingestor<'a> {
     }
 
     /// Lets go of ended sessions whose grace ended before `now`.
-    fn expire(&mut self, now: DateTime<Utc>) {
+    fn expire(&mut self, now: Micros) {
         while let Some(&(deadline, id)) = self.expiring.front() {
             if deadline >= now {
                 break;
@@ -1644,7 +1635,7 @@ impl<'a> Ingestor<'a> {
     /// Keeps an ended session for [`LATE_LINE_GRACE`] after `at`: a wrapper session stays
     /// reachable by its sftp-server PID, so that sftp-server lines that reach the log after the
     /// wrapper's `session end` still count; a plain one stays claimable by its wrapper.
-    fn linger(&mut self, id: i64, at: &str) {
+    fn linger(&mut self, id: i64, at: Micros) {
         let Some(state) = self.sessions.get_mut(&id) else {
             return;
         };
@@ -1657,7 +1648,7 @@ impl<'a> Ingestor<'a> {
         {
             self.closed_plain.insert((state.host.clone(), pid), id);
         }
-        let deadline = parse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE;
+        let deadline = at.plus(LATE_LINE_GRACE);
         self.expiring.push_back((deadline, id));
     }
 
@@ -1697,7 +1688,7 @@ impl<'a> Ingestor<'a> {
     /// operations, at sftp-server's own end (at `at`): it logs a `forced close` for every file
     /// still open before `session closed`, so these opens failed, and a failed open is not a
     /// transfer.
-    fn drop_failed_opens(&mut self, id: i64, host: &str, at: &str) -> Result<()> {
+    fn drop_failed_opens(&mut self, id: i64, host: &str, at: Micros) -> Result<()> {
         let Some(open) = self.open_transfers.get_mut(&id) else {
             return Ok(());
         };
@@ -1706,9 +1697,9 @@ impl<'a> Ingestor<'a> {
         for (t, why) in failed {
             self.store.forget_transfer(t.id)?;
             self.summary.transfers = self.summary.transfers.saturating_sub(1);
-            let (status, when) = why.as_ref().map_or(("no close", at), |(text, when)| {
-                (text.as_str(), when.as_str())
-            });
+            let (status, when) = why
+                .as_ref()
+                .map_or(("no close", at), |(text, when)| (text.as_str(), *when));
             let op = self.store.insert_operation(&NewOperation {
                 session_id: Some(id),
                 host,
@@ -1759,7 +1750,13 @@ impl<'a> Ingestor<'a> {
     /// Stores what the wrapper's `file closed` line says of one file of capture-mode session
     /// `session`: a transfer (as the hooks saw it), or a server-side copy, which is an
     /// operation and never traffic.
-    fn file_closed(&mut self, session: i64, host: &str, at: &str, file: &FileRecord) -> Result<()> {
+    fn file_closed(
+        &mut self,
+        session: i64,
+        host: &str,
+        at: Micros,
+        file: &FileRecord,
+    ) -> Result<()> {
         let counts_as = match file.counts_as {
             ClosedAs::Upload => Some(CountsAs::Upload),
             ClosedAs::Download => Some(CountsAs::Download),
@@ -1797,10 +1794,12 @@ impl<'a> Ingestor<'a> {
             // Nothing moved: what it was opened for, as for sftp-server's lines.
             None => Direction::from_open_flags(&file.open_flags),
         };
-        let opened_at = parse::parse_storage_time(at)
-            .zip(i64::try_from(file.elapsed_ms).ok())
-            .and_then(|(t, ms)| t.checked_sub_signed(chrono::Duration::try_milliseconds(ms)?))
-            .map(parse::storage_time);
+        let opened_at = i64::try_from(file.elapsed_ms)
+            .ok()
+            .and_then(|ms| at.0.checked_sub(ms.checked_mul(1000)?))
+            .map(Micros)
+            .filter(|t| t.time().is_some())
+            .unwrap_or(at);
         // The tap followed the names itself, from the packets: sftp-server's link lines come
         // to the log by another path, in either order with this line.
         let reached = match &file.other {
@@ -1814,7 +1813,7 @@ impl<'a> Ingestor<'a> {
             direction,
             open_flags: &file.open_flags,
             mode: None,
-            opened_at: opened_at.as_deref().unwrap_or(at),
+            opened_at,
             reached: reached.as_deref(),
         })?;
         self.summary.transfers += 1;
@@ -1913,7 +1912,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         host: &str,
         pid: Option<u32>,
-        at: &str,
+        at: Micros,
         line: &WrapperLine,
     ) -> Result<i64> {
         let sid = line.sid().unwrap_or_default().to_owned();
@@ -1972,7 +1971,7 @@ impl<'a> Ingestor<'a> {
                     ("lines_skipped", skipped),
                     ("lines_refused", refused),
                 ],
-                &parse::storage_time(Utc::now()),
+                Micros::now(),
             )?;
         }
         self.store.commit()?;
@@ -2025,7 +2024,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         host: &str,
         pid: Option<u32>,
-        at: &str,
+        at: Micros,
         line: &WrapperLine,
     ) -> Result<bool> {
         if self.replays_stored_session(host, at, line)? {
@@ -2075,7 +2074,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         host: &str,
         pid: Option<u32>,
-        at: &str,
+        at: Micros,
         line: &WrapperLine,
     ) -> Result<()> {
         let WrapperLine::SessionEnd {
@@ -2123,7 +2122,12 @@ impl<'a> Ingestor<'a> {
 
     /// The wrapper's `session refused`: a denied operation, and the end of the session it had
     /// started, if any.
-    fn wrapper_session_refused(&mut self, host: &str, at: &str, line: &WrapperLine) -> Result<()> {
+    fn wrapper_session_refused(
+        &mut self,
+        host: &str,
+        at: Micros,
+        line: &WrapperLine,
+    ) -> Result<()> {
         let WrapperLine::SessionRefused {
             sid,
             user,
@@ -2141,7 +2145,7 @@ impl<'a> Ingestor<'a> {
             let duration = self
                 .sessions
                 .get(&id)
-                .and_then(|s| duration_between(&s.started_at, at));
+                .map(|s| duration_between(s.started_at, at));
             self.store.end_session(
                 id,
                 &SessionEnd {
@@ -2176,7 +2180,12 @@ impl<'a> Ingestor<'a> {
     /// precision differs between sources): then it is not applied, nor are its sftp-server's
     /// lines. A session's lines are taken from the source that brought its first line, whether
     /// it has ended or not; the same source's lines read again are the checkpoints' business.
-    fn replays_stored_session(&mut self, host: &str, at: &str, line: &WrapperLine) -> Result<bool> {
+    fn replays_stored_session(
+        &mut self,
+        host: &str,
+        at: Micros,
+        line: &WrapperLine,
+    ) -> Result<bool> {
         let Some(sid) = line.sid() else {
             return Ok(false);
         };
@@ -2237,7 +2246,7 @@ impl<'a> Ingestor<'a> {
             }
             WrapperLine::SessionEnd { .. } | WrapperLine::SessionRefused { .. } => {
                 if let Some(Some(p)) = self.replayed.remove(&key) {
-                    let until = parse::parse_storage_time(at).unwrap_or_default() + LATE_LINE_GRACE;
+                    let until = at.plus(LATE_LINE_GRACE);
                     self.replayed_sftp
                         .insert((journal, host.to_owned(), p), Some(until));
                 }
@@ -2250,11 +2259,9 @@ impl<'a> Ingestor<'a> {
     /// Deletes the session that sftp-server process `sftp_pid`'s lines made from this source
     /// before the wrapper's line (at `at`) showed them a copy of a session the other source
     /// brought: its rows are that session's, already stored.
-    fn discard_copied_plain(&mut self, host: &str, sftp_pid: i64, at: &str) -> Result<()> {
+    fn discard_copied_plain(&mut self, host: &str, sftp_pid: i64, at: Micros) -> Result<()> {
         let key = (host.to_owned(), sftp_pid);
-        let earliest = parse::parse_storage_time(at)
-            .map(|t| parse::storage_time(t - LATE_LINE_GRACE))
-            .unwrap_or_default();
+        let earliest = at.minus(LATE_LINE_GRACE);
         let copied = [self.by_sftp_pid.get(&key), self.closed_plain.get(&key)]
             .into_iter()
             .flatten()
@@ -2277,17 +2284,14 @@ impl<'a> Ingestor<'a> {
     fn stored_session_source(
         &mut self,
         host: &str,
-        at: &str,
+        at: Micros,
         sid: &str,
         first_line: bool,
     ) -> Result<Option<(i64, bool)>> {
         // A session's first line is near its start, which the other source may have to the
         // microsecond or the second, and in another order: within the grace for lines out of
         // order. A later line may be any time after the start.
-        let earliest = first_line.then(|| {
-            let time = parse::parse_storage_time(at).unwrap_or_default();
-            parse::storage_time(time - LATE_LINE_GRACE)
-        });
+        let earliest = first_line.then(|| at.minus(LATE_LINE_GRACE));
         let probe = NewSession {
             host: host.to_owned(),
             user: None,
@@ -2303,7 +2307,7 @@ impl<'a> Ingestor<'a> {
         };
         Ok(self
             .store
-            .session_by_sid(&probe, earliest.as_deref())?
+            .session_by_sid(&probe, earliest)?
             .map(|(id, stored)| {
                 // What this run knows of it is newer than the database's row.
                 let journal = self
@@ -2317,12 +2321,12 @@ impl<'a> Ingestor<'a> {
     }
 
     /// Whether sftp-server process `key`'s line at `at` belongs to a replayed session.
-    fn replayed_sftp_line(&mut self, key: &(bool, String, i64), at: &str) -> bool {
+    fn replayed_sftp_line(&mut self, key: &(bool, String, i64), at: Micros) -> bool {
         match self.replayed_sftp.get(key) {
             None => false,
             Some(None) => true,
             Some(Some(until)) => {
-                if parse::parse_storage_time(at).is_some_and(|t| t <= *until) {
+                if at <= *until {
                     true
                 } else {
                     self.replayed_sftp.remove(key);
@@ -2371,7 +2375,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         key: &(String, i64),
         source: SessionSource,
-        at: &str,
+        at: Micros,
     ) -> Result<i64> {
         match self.by_sftp_pid.get(key) {
             Some(&id) => Ok(id),
@@ -2385,7 +2389,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         key: &(String, i64),
         source: SessionSource,
-        at: &str,
+        at: Micros,
         opened_by: Option<(&str, &str)>,
     ) -> Result<i64> {
         let id = self.new_session(NewSession {
@@ -2405,7 +2409,7 @@ impl<'a> Ingestor<'a> {
         Ok(id)
     }
 
-    fn operation(&mut self, session: i64, host: &str, at: &str, op: Op) -> Result<()> {
+    fn operation(&mut self, session: i64, host: &str, at: Micros, op: Op) -> Result<()> {
         let Op {
             kind,
             path,
@@ -2432,7 +2436,7 @@ impl<'a> Ingestor<'a> {
         host: &str,
         pid: i64,
         source: SessionSource,
-        at: &str,
+        at: Micros,
         event: SftpEvent,
     ) -> Result<bool> {
         let key = (host.to_owned(), pid);
@@ -2521,7 +2525,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         session: i64,
         host: &str,
-        at: &str,
+        at: Micros,
         event: SftpEvent,
     ) -> Result<()> {
         match event {
@@ -2571,7 +2575,12 @@ impl<'a> Ingestor<'a> {
 
     /// Whether sftp-server's line is the other source's copy of a session: of a replayed
     /// session, or of a live wrapper session the other source brought.
-    fn is_other_sources_copy(&mut self, key: &(String, i64), at: &str, event: &SftpEvent) -> bool {
+    fn is_other_sources_copy(
+        &mut self,
+        key: &(String, i64),
+        at: Micros,
+        event: &SftpEvent,
+    ) -> bool {
         if !self.replayed_sftp.is_empty()
             && self.replayed_sftp_line(&(self.reading_journal, key.0.clone(), key.1), at)
         {
@@ -2600,7 +2609,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         key: &(String, i64),
         source: SessionSource,
-        at: &str,
+        at: Micros,
         user: &str,
         client_ip: &str,
     ) -> Result<bool> {
@@ -2634,7 +2643,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         session: i64,
         key: &(String, i64),
-        at: &str,
+        at: Micros,
         user: &str,
         client_ip: &str,
     ) -> Result<()> {
@@ -2657,7 +2666,7 @@ impl<'a> Ingestor<'a> {
             let duration = self
                 .sessions
                 .get(&session)
-                .and_then(|s| duration_between(&s.started_at, at));
+                .map(|s| duration_between(s.started_at, at));
             self.store.abandon_open_transfers(session)?;
             self.store.end_session(
                 session,
@@ -2678,7 +2687,7 @@ impl<'a> Ingestor<'a> {
     fn sftp_open(
         &mut self,
         session: i64,
-        at: &str,
+        at: Micros,
         path: Vec<u8>,
         flags: &str,
         mode: &str,
@@ -2713,7 +2722,7 @@ impl<'a> Ingestor<'a> {
     fn sftp_cut_close(
         &mut self,
         session: i64,
-        at: &str,
+        at: Micros,
         path_prefix: &[u8],
         forced: bool,
     ) -> Result<()> {
@@ -2754,7 +2763,7 @@ impl<'a> Ingestor<'a> {
     fn sftp_close(
         &mut self,
         session: i64,
-        at: &str,
+        at: Micros,
         path: Vec<u8>,
         (bytes_read, bytes_written): (u64, u64),
         forced: bool,
@@ -2799,7 +2808,7 @@ impl<'a> Ingestor<'a> {
     }
 
     /// A failure status: an operation of its own, and what it tells of the request before it.
-    fn sftp_status(&mut self, session: i64, host: &str, at: &str, text: &str) -> Result<()> {
+    fn sftp_status(&mut self, session: i64, host: &str, at: Micros, text: &str) -> Result<()> {
         let user = self.sessions.get(&session).and_then(|s| s.user.clone());
         let previous = self.last_op.get(&session).copied().flatten();
         self.store.insert_operation(&NewOperation {
@@ -2865,10 +2874,10 @@ fn report_refusal(name: &str, r: &mut Refusal) {
          oldest first, or redo host {} in order with `sftpd-report ingest --rebuild FILE...` \
          (giving every log of that host you still have)",
         r.lines - r.reported,
-        parse::storage_time(r.first),
-        parse::storage_time(r.last),
+        Micros::of(r.first),
+        Micros::of(r.last),
         r.host,
-        parse::storage_time(r.latest),
+        Micros::of(r.latest),
         r.host,
     );
     r.reported = r.lines;

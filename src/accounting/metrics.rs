@@ -101,7 +101,7 @@ pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     let refused = refused_family(store, &always)?;
     let failed = failed_family(store, &always)?;
     let active = active_family(store, d, &always)?;
-    let [lines, last] = ingest_families(store, d, &always)?;
+    let [lines, last] = ingest_families(store, &always)?;
 
     let mut out = String::new();
     for family in [
@@ -254,11 +254,7 @@ fn active_family<S: ReportStore + ?Sized>(
 }
 
 /// Lines ingested by outcome, and the newest commit, from the ingest counters.
-fn ingest_families<S: ReportStore + ?Sized>(
-    store: &mut S,
-    d: Dialect,
-    always: &str,
-) -> Result<[Family; 2]> {
+fn ingest_families<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result<[Family; 2]> {
     let mut lines = Family::new(
         "sftpd_ingest_lines_total",
         "counter",
@@ -274,10 +270,7 @@ fn ingest_families<S: ReportStore + ?Sized>(
     let mut lines_refused = 0;
     for row in rows(
         store,
-        &format!(
-            "SELECT c.name, c.value, {} FROM ingest_counters c WHERE {always}",
-            d.text_ts("c.updated_at")
-        ),
+        &format!("SELECT c.name, c.value, c.updated_at FROM ingest_counters c WHERE {always}"),
         &[
             ("name", Kind::Text),
             ("value", Kind::Int),
@@ -290,8 +283,8 @@ fn ingest_families<S: ReportStore + ?Sized>(
             "lines_refused" => lines_refused = int(&row[1]),
             _ => {}
         }
-        if let Some(at) = crate::log::parse::parse_storage_time(&text(&row[2])) {
-            let seconds = i128::from(at.timestamp());
+        if let Value::Time(at) = row[2] {
+            let seconds = i128::from(at.0.div_euclid(1_000_000));
             let newest = last.samples.entry(Vec::new()).or_default();
             *newest = (*newest).max(seconds);
         }

@@ -115,8 +115,8 @@ pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, 
           WHERE {window}
           GROUP BY s.id ORDER BY {started_order}, s.id",
         started_order = d.time_col("s.started_at"),
-        started = d.ts("s.started_at"),
-        ended = d.ts("s.ended_at"),
+        started = d.time_col("s.started_at"),
+        ended = d.time_col("s.ended_at"),
         window = d.window("s.started_at", filter),
         up = split_sum("t.bytes_written"),
         down = split_sum("t.bytes_read"),
@@ -162,8 +162,8 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
           WHERE {window}
           ORDER BY {opened_order}, t.id",
         opened_order = d.time_col("t.opened_at"),
-        opened = d.ts("t.opened_at"),
-        closed = d.ts("t.closed_at"),
+        opened = d.time_col("t.opened_at"),
+        closed = d.time_col("t.closed_at"),
         cut = d.flag("t.counters_cut"),
         complete = d.flag("t.complete"),
         forced = d.flag("t.forced"),
@@ -206,8 +206,8 @@ pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str
                 COALESCE(t.bytes_read, 0), {complete}, {cut}, 0
            FROM transfers t JOIN sessions s ON s.id = t.session_id
           WHERE {transfer_window}",
-        started = d.ts("s.started_at"),
-        opened = d.ts("t.opened_at"),
+        started = d.time_col("s.started_at"),
+        opened = d.time_col("t.opened_at"),
         complete = d.flag("t.complete"),
         cut = d.flag("t.counters_cut"),
         session_window = d.window("s.started_at", filter),
@@ -233,7 +233,7 @@ pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str
 pub fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
         "SELECT {hour}, s.host, s.\"user\", {sums} FROM usage_hourly s WHERE {window}",
-        hour = d.text_ts("s.hour"),
+        hour = "s.hour",
         sums = ROLLUP_SUMS.join(", "),
         window = d.hour_window(filter),
     );
@@ -297,11 +297,10 @@ impl RollupPlan {
     }
 
     /// The rows' window for one hour the rollups cannot serve ([`UsageSums::add_hour`]).
-    pub fn one_hour(&self, hour: &str) -> Option<Filter> {
-        let start = parse::storage_micros(hour)?;
+    pub fn one_hour(&self, hour: Micros) -> Option<Filter> {
         Some(Filter {
-            since: Some(Micros(start)),
-            until: Some(Micros(start.checked_add(Micros::HOUR)?)),
+            since: Some(hour),
+            until: Some(Micros(hour.0.checked_add(Micros::HOUR)?)),
             ..self.hours.clone()
         })
     }
@@ -323,7 +322,7 @@ pub fn largest_transfers_sql(
           ORDER BY COALESCE(t.bytes_read, 0) / 2 + COALESCE(t.bytes_written, 0) / 2 DESC,
                    {opened_order}, t.id
           LIMIT {limit}",
-        opened = d.ts("t.opened_at"),
+        opened = d.time_col("t.opened_at"),
         opened_order = d.time_col("t.opened_at"),
         complete = d.flag("t.complete"),
         window = d.window("t.opened_at", filter),
@@ -467,10 +466,11 @@ pub struct UsageSums {
     groups: BTreeMap<(String, String, String), UsageGroup>,
     /// The last stored minute (`2026-11-27T10:15`) and its bucket: rows come about in time
     /// order, and every zone's offset is whole minutes, so most rows skip the time arithmetic.
-    last_minute: String,
+    /// The UTC minute of the last row's time, and its bucket.
+    last_minute: Option<i64>,
     last_bucket: String,
     /// Rollup hours and their bucket; `None`: the hour is not within one bucket of the zone.
-    hour_buckets: std::collections::HashMap<String, Option<String>>,
+    hour_buckets: std::collections::HashMap<Micros, Option<String>>,
 }
 
 impl UsageSums {
@@ -479,7 +479,7 @@ impl UsageSums {
             by,
             zone,
             groups: BTreeMap::new(),
-            last_minute: String::new(),
+            last_minute: None,
             last_bucket: String::new(),
             hour_buckets: Default::default(),
         }
@@ -497,8 +497,8 @@ impl UsageSums {
     /// (or first of the month) inside it and no change of the zone's offset. Zones a whole
     /// number of hours from UTC always qualify; others (+05:30, +05:45) have one hour a day
     /// that does not.
-    fn hour_bucket(&self, hour: &str) -> Option<String> {
-        let start = parse::parse_storage_time(hour)?;
+    fn hour_bucket(&self, hour: Micros) -> Option<String> {
+        let start = hour.time()?;
         let last = start + chrono::Duration::hours(1) - chrono::Duration::microseconds(1);
         let (a, b) = (
             start.with_timezone(&self.zone),
@@ -526,11 +526,13 @@ impl UsageSums {
             Value::Text(t) => t.clone(),
             _ => String::new(),
         };
-        let hour = text(&row[0]);
+        let Value::Time(hour) = row[0] else {
+            return false;
+        };
         let bucket = match self.hour_buckets.get(&hour) {
             Some(b) => b.clone(),
             None => {
-                let b = self.hour_bucket(&hour);
+                let b = self.hour_bucket(hour);
                 self.hour_buckets.insert(hour, b.clone());
                 b
             }
@@ -555,16 +557,16 @@ impl UsageSums {
         true
     }
 
-    /// The day or month in the zone of a stored time.
-    fn bucket(&mut self, stored: &str) -> Option<&str> {
-        let minute = stored.get(..16)?;
-        if minute != self.last_minute {
-            let at = parse::parse_storage_time(stored)?;
+    /// The day or month in the zone of a time.
+    fn bucket(&mut self, at: Micros) -> Option<&str> {
+        let minute = at.0.div_euclid(60_000_000);
+        if self.last_minute != Some(minute) {
             self.last_bucket = at
+                .time()?
                 .with_timezone(&self.zone)
                 .format(self.key_format())
                 .to_string();
-            minute.clone_into(&mut self.last_minute);
+            self.last_minute = Some(minute);
         }
         Some(&self.last_bucket)
     }
@@ -580,7 +582,10 @@ impl UsageSums {
                 _ => "",
             }
         }
-        let Some(bucket) = self.bucket(text(&row[0])).map(str::to_owned) else {
+        let Value::Time(at) = row[0] else {
+            return;
+        };
+        let Some(bucket) = self.bucket(at).map(str::to_owned) else {
             return;
         };
         let g = self
@@ -690,12 +695,10 @@ pub fn human_duration(ms: i128) -> String {
     }
 }
 
-/// A stored time in `zone`, for people (the table's header names the zone).
-/// A stored time as people read it in `zone`.
-pub fn zone_time(stored: &str, zone: Tz) -> String {
-    parse::storage_micros(stored)
-        .and_then(|t| local_time(Micros(t), zone))
-        .unwrap_or_else(|| stored.to_owned())
+/// A time as people read it in `zone` (the table's header names the zone); past chrono's
+/// range, its microseconds.
+pub fn zone_time(t: Micros, zone: Tz) -> String {
+    local_time(t, zone).unwrap_or_else(|| t.to_string())
 }
 
 /// An instant as people in `zone` read it; `None` past chrono's range.
@@ -772,7 +775,7 @@ fn cell_for_people(v: &Value, kind: Kind, zone: Tz) -> String {
         (Value::Int(n), Kind::DurationMs) => human_duration(*n),
         (Value::Int(n), Kind::Bool) => if *n != 0 { "yes" } else { "no" }.to_owned(),
         (Value::Int(n), _) => n.to_string(),
-        (Value::Text(t), Kind::Time) => zone_time(t, zone),
+        (Value::Time(t), _) => zone_time(*t, zone),
         (Value::Text(t), _) => for_people(t).into_owned(),
     }
 }
@@ -783,6 +786,7 @@ fn cell_exact(v: &Value, kind: Kind) -> String {
         (Value::Int(n), Kind::Bool) => (*n != 0).to_string(),
         (Value::Int(n), _) => n.to_string(),
         (Value::Text(t), _) => t.clone(),
+        (Value::Time(t), _) => t.to_string(),
     }
 }
 
@@ -801,6 +805,7 @@ fn json_value(v: &Value, kind: Kind) -> serde_json::Value {
             }
         }
         (Value::Text(t), _) => serde_json::Value::from(t.clone()),
+        (Value::Time(t), _) => serde_json::Value::from(t.to_string()),
     }
 }
 
@@ -994,14 +999,14 @@ pub trait Reports: ReportStore {
         let mut straddling = std::collections::BTreeSet::new();
         self.stream_rows(&sql, &columns, &plan.hours, &mut |row| {
             if !sums.add_hour(&row)
-                && let Value::Text(hour) = &row[0]
+                && let Value::Time(hour) = row[0]
             {
-                straddling.insert(hour.clone());
+                straddling.insert(hour);
             }
             Ok(())
         })?;
         for hour in straddling {
-            if let Some(window) = plan.one_hour(&hour) {
+            if let Some(window) = plan.one_hour(hour) {
                 add_usage_rows(self, &window, &mut sums)?;
             }
         }
@@ -1027,7 +1032,10 @@ pub trait Reports: ReportStore {
         };
         self.stream_rows(&sql, &columns, filter, &mut |row| {
             out.push(crate::accounting::html::LargeTransfer {
-                opened: zone_time(&text(&row[0]), zone),
+                opened: match row[0] {
+                    Value::Time(t) => zone_time(t, zone),
+                    _ => String::new(),
+                },
                 host: text(&row[1]),
                 user: text(&row[2]),
                 path: text(&row[3]),

@@ -52,6 +52,8 @@ pub enum Value {
     /// Wide enough for any sum of stored counters.
     Int(i128),
     Text(String),
+    /// A column of [`Kind::Time`]: turned into text only where it is shown.
+    Time(Micros),
 }
 
 /// Converts one SQLite cell.
@@ -67,7 +69,7 @@ pub fn value_from_sqlite(v: ValueRef<'_>) -> Value {
 }
 
 /// SQLite: storage text (`2026-11-26T21:15:11.000000Z`) of the UTC microseconds expression `us`,
-/// as [`crate::log::parse::storage_time`] writes it, for years 0 to 9999.
+/// as [`crate::log::parse::Micros`] shows it, for years 0 to 9999.
 ///
 /// This is the time columns' expression in the views `sessions`, `transfers` and `operations`:
 /// `date` and `time` with the digits of the microseconds, cheaper per row than `strftime` and
@@ -96,18 +98,6 @@ impl Dialect {
         match self {
             Dialect::Sqlite => format!("{col}_us"),
             Dialect::Postgres => col.to_owned(),
-        }
-    }
-
-    /// A timestamp column as the report reads it: storage text, or in SQLite the microseconds,
-    /// which `stream_rows` turns into storage text for the columns of [`Kind::Time`] (in Rust:
-    /// cheaper than SQLite's strftime on every row).
-    pub fn ts(self, col: &str) -> String {
-        match self {
-            Dialect::Sqlite => self.time_col(col),
-            Dialect::Postgres => {
-                format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-            }
         }
     }
 
@@ -159,15 +149,6 @@ impl Dialect {
                 format!("s.hour {op} {}", sqlite_time_text(param))
             }),
             Dialect::Postgres => self.window("s.hour", filter),
-        }
-    }
-
-    /// A timestamp column that SQLite keeps as storage text (`usage_hourly.hour`, bookkeeping
-    /// times), as the reports read it.
-    pub fn text_ts(self, col: &str) -> String {
-        match self {
-            Dialect::Sqlite => col.to_owned(),
-            Dialect::Postgres => self.ts(col),
         }
     }
 

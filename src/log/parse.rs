@@ -918,129 +918,9 @@ pub fn classify(program: &str, message: &[u8], wrapper_ident: &str) -> Record {
     }
 }
 
-/// A parsed timestamp rendered for storage: UTC, fixed width, so text order is time order.
-pub fn storage_time(t: DateTime<Utc>) -> String {
-    storage_stamp(t).as_str().to_owned()
-}
-
-/// [`storage_time`]'s text, held without allocating when it has the fixed width (every time from
-/// year 0 to 9999 but a leap second): the ingest stamps every line.
-pub struct StorageStamp(StampText);
-
-enum StampText {
-    Fixed([u8; 27]),
-    /// Leap seconds and years outside 0..=9999, as chrono writes them.
-    Other(String),
-}
-
-impl StorageStamp {
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            // ASCII digits and separators: always UTF-8.
-            StampText::Fixed(text) => std::str::from_utf8(text).unwrap_or_default(),
-            StampText::Other(text) => text,
-        }
-    }
-}
-
-/// [`storage_time`], held in a [`StorageStamp`].
-pub fn storage_stamp(t: DateTime<Utc>) -> StorageStamp {
-    use chrono::{Datelike, Timelike};
-    let (year, nanos) = (t.year(), t.nanosecond());
-    // Written by hand, as chrono's formatter interprets its pattern each time.
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        return StorageStamp(StampText::Other(
-            t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        ));
-    }
-    let mut out = *b"0000-00-00T00:00:00.000000Z";
-    let mut put = |at: usize, width: usize, mut n: u32| {
-        for i in (at..at + width).rev() {
-            out[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, 4, year as u32);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
-    put(20, 6, nanos / 1000);
-    StorageStamp(StampText::Fixed(out))
-}
-
-/// The inverse of [`storage_time`]. Every stored time is read back (SQLite binds it as
-/// microseconds, PostgreSQL's COPY as a timestamp, reports show it in a zone), so the
-/// fixed-width form `storage_time` writes is read by hand; anything else (a leap second, a year
-/// past 9999, text without the six digits) through chrono.
-pub fn parse_storage_time(s: &str) -> Option<DateTime<Utc>> {
-    fixed_width_micros(s)
-        .and_then(DateTime::from_timestamp_micros)
-        .or_else(|| storage_time_by_chrono(s))
-}
-
-/// A storage time that is not of the fixed width, read by chrono.
-fn storage_time_by_chrono(s: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
-        .ok()
-        .map(|n| n.and_utc())
-}
-
-/// `2026-11-26T21:15:11.000000Z` as microseconds since the Unix epoch; `None` for any other
-/// shape and for what is not a time of the proleptic calendar.
-fn fixed_width_micros(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let shape_ok = b.len() == 27
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b[10] == b'T'
-        && b[13] == b':'
-        && b[16] == b':'
-        && b[19] == b'.'
-        && b[26] == b'Z';
-    if !shape_ok {
-        return None;
-    }
-    let digits = |from: usize, to: usize| {
-        b[from..to].iter().try_fold(0i64, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
-        })
-    };
-    let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
-    let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
-    if !(1..=12).contains(&month) || hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    if !(1..=month_days).contains(&day) {
-        return None;
-    }
-    let seconds = days_since_epoch(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second;
-    Some(seconds * 1_000_000 + digits(20, 26)?)
-}
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
-/// `days_from_civil`): the writing thread reads every stored time back this way, and chrono's
-/// dates are slower at it.
-fn days_since_epoch(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 /// An instant as integer microseconds since 1970-01-01 UTC: how a time is compared, stored and
 /// bound as a query parameter; it becomes text only when rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Micros(pub i64);
 
 impl Micros {
@@ -1048,6 +928,26 @@ impl Micros {
 
     pub fn of(t: DateTime<Utc>) -> Micros {
         Micros(t.timestamp_micros())
+    }
+
+    pub fn now() -> Micros {
+        Micros::of(Utc::now())
+    }
+
+    /// `self` moved by `d`, saturating at the ends of the range.
+    pub fn plus(self, d: chrono::TimeDelta) -> Micros {
+        Micros(
+            self.0
+                .saturating_add(d.num_microseconds().unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// `self` moved back by `d`, saturating at the ends of the range.
+    pub fn minus(self, d: chrono::TimeDelta) -> Micros {
+        Micros(
+            self.0
+                .saturating_sub(d.num_microseconds().unwrap_or(i64::MAX)),
+        )
     }
 
     /// `None` past chrono's range.
@@ -1061,14 +961,34 @@ impl Micros {
     }
 }
 
-/// A storage time as microseconds since the Unix epoch, as SQLite stores it (schema 6).
-pub fn storage_micros(s: &str) -> Option<i64> {
-    fixed_width_micros(s).or_else(|| storage_time_by_chrono(s).map(|t| t.timestamp_micros()))
+impl std::str::FromStr for Micros {
+    type Err = String;
+
+    /// What `Display` writes.
+    fn from_str(s: &str) -> Result<Micros, String> {
+        storage_micros(s)
+            .map(Micros)
+            .ok_or_else(|| format!("not a UTC time to the microsecond: {s:?}"))
+    }
 }
 
-/// The inverse of [`storage_micros`]: `None` past chrono's range.
-pub fn storage_time_of_micros(micros: i64) -> Option<String> {
-    DateTime::<Utc>::from_timestamp_micros(micros).map(storage_time)
+impl std::fmt::Display for Micros {
+    /// UTC, to the microsecond, for messages; reports render times in their own zone.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.time() {
+            Some(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
+            None => write!(f, "{} us since 1970", self.0),
+        }
+    }
+}
+
+/// Text a time was stored as before it was kept as [`Micros`] (SQLite before schema 6, and still
+/// its bookkeeping columns and rollup hours: `2026-11-26T21:15:11.000000Z`, what [`Micros`]'s
+/// `Display` writes), as microseconds; `None` for anything else.
+pub fn storage_micros(s: &str) -> Option<i64> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
+        .ok()
+        .map(|n| n.and_utc().timestamp_micros())
 }
 
 /// Renders a name for people: UTF-8 as it is, other bytes as `\xHH` (and `\` as `\\`).
@@ -1151,7 +1071,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            storage_time(t.with_timezone(&Utc)),
+            Micros::of(t.with_timezone(&Utc)).to_string(),
             "2026-11-26T20:15:11.123456Z"
         );
     }
@@ -1865,34 +1785,14 @@ mod tests {
             );
         }
 
+        /// What a time is shown as in messages and stored as in SQLite's text columns is read
+        /// back to the same microsecond.
         #[test]
-        fn storage_time_is_chronos_format(micros in -62_000_000_000_000_000i64..300_000_000_000_000_000i64) {
+        fn shown_times_read_back(micros in -62_000_000_000_000_000i64..250_000_000_000_000_000i64) {
             let t = DateTime::<Utc>::from_timestamp_micros(micros).unwrap();
-            prop_assert_eq!(storage_time(t), t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
-            prop_assert_eq!(parse_storage_time(&storage_time(t)), Some(t));
-            prop_assert_eq!(storage_micros(&storage_time(t)), Some(micros));
-            prop_assert_eq!(storage_time_of_micros(micros), Some(storage_time(t)));
-        }
-
-        /// The hand reader's leap years and month ends are chrono's (years 0 to 9999).
-        #[test]
-        fn month_ends_read_by_hand_are_chronos(year in 0i32..=9999, month in 1u32..=12, day in 27u32..=32) {
-            let s = format!("{year:04}-{month:02}-{day:02}T23:59:59.999999Z");
-            let chrono = chrono::NaiveDate::from_ymd_opt(year, month, day)
-                .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999))
-                .map(|n| n.and_utc().timestamp_micros());
-            prop_assert_eq!(storage_micros(&s), chrono);
-        }
-
-        /// The hand reader says what chrono says of every text of the fixed-width shape,
-        /// impossible dates and leap seconds included.
-        #[test]
-        fn storage_times_read_by_hand_are_chronos(s in "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]\\.[0-9]{6}Z") {
-            let chrono = NaiveDateTime::parse_from_str(&s, "%Y-%m-%dT%H:%M:%S%.fZ")
-                .ok()
-                .map(|n| n.and_utc());
-            prop_assert_eq!(parse_storage_time(&s), chrono);
-            prop_assert_eq!(storage_micros(&s), chrono.map(|t| t.timestamp_micros()));
+            let shown = Micros(micros).to_string();
+            prop_assert_eq!(&shown, &t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+            prop_assert_eq!(storage_micros(&shown), Some(micros));
         }
 
         #[test]

@@ -4,11 +4,11 @@
 //! PostgreSQL one for a central store fed by many servers. Both have the same tables, views and
 //! guarantees; the shared test suite runs against both.
 //!
-//! Report filters bind their window as [`crate::log::parse::Micros`]. Row timestamps cross
-//! this interface as fixed-width UTC text (`2026-11-26T21:15:11.000000Z`, see
-//! [`crate::log::parse::storage_time`]): PostgreSQL stores a `timestamptz`, SQLite (schema 6)
-//! UTC microseconds in `started_at_us` and the like, with `started_at` a column of the view
-//! `sessions` (schema 9: the rows are in `session_rows`, …) showing that text. `path` holds a
+//! Times cross this interface as [`crate::log::parse::Micros`] (UTC microseconds), both ways:
+//! PostgreSQL stores a `timestamptz`, SQLite (schema 6) the microseconds in `started_at_us` and
+//! the like, with `started_at` a column of the view `sessions` (schema 9: the rows are in
+//! `session_rows`, …) showing them as text (`2026-11-26T21:15:11.000000Z`) for people's own
+//! queries. `path` holds a
 //! name's original bytes (names need not be UTF-8), `path_text` a readable form for people and
 //! BI tools (in SQLite computed from `path`, stored only for the names whose readable form
 //! differs from their bytes).
@@ -19,7 +19,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use crate::accounting::sql::{Dialect, Filter, Kind, Value};
-pub use crate::log::parse::{OperationKind, SessionSource, path_text};
+pub use crate::log::parse::{Micros, OperationKind, SessionSource, path_text};
 use crate::log::text_enum;
 pub use crate::log::transfer::{ClosedFile, CountsAs, Direction};
 use std::borrow::Cow;
@@ -210,7 +210,7 @@ pub struct NewSession {
     pub client_port: Option<i64>,
     pub local_ip: Option<String>,
     pub local_port: Option<i64>,
-    pub started_at: String,
+    pub started_at: Micros,
     pub source: SessionSource,
     pub sid: Option<String>,
     /// The PID the session is keyed by: the wrapper's, or sftp-server's without the wrapper.
@@ -227,7 +227,7 @@ pub struct OpenSession {
     pub sid: Option<String>,
     pub sftp_pid: Option<i64>,
     pub sftp_closed: bool,
-    pub started_at: String,
+    pub started_at: Micros,
     pub source: SessionSource,
     /// What a following `sent status` line answers.
     pub last_op: Option<LastOp>,
@@ -240,7 +240,7 @@ pub struct OpenSession {
 
 #[derive(Debug, Clone)]
 pub struct SessionEnd<'a> {
-    pub ended_at: &'a str,
+    pub ended_at: Micros,
     pub duration_ms: Option<i64>,
     pub exit_status: Option<i64>,
     pub signal: Option<&'a str>,
@@ -256,7 +256,7 @@ pub struct NewTransfer<'a> {
     /// sftp-server's `mode` of the open (`""` when the open line is missing); `None` for a
     /// transfer from the wrapper's `file closed` line, which is how such rows are told apart.
     pub mode: Option<&'a str>,
-    pub opened_at: &'a str,
+    pub opened_at: Micros,
     /// The file the name reached through the session's links and renames, when another name.
     pub reached: Option<&'a [u8]>,
 }
@@ -266,7 +266,7 @@ pub struct NewOperation<'a> {
     pub session_id: Option<i64>,
     pub host: &'a str,
     pub user: Option<&'a str>,
-    pub at: &'a str,
+    pub at: Micros,
     pub kind: OperationKind,
     pub path: Option<&'a [u8]>,
     pub target: Option<&'a [u8]>,
@@ -359,8 +359,8 @@ pub struct SessionRecord {
     pub client_port: Option<i64>,
     pub local_ip: Option<String>,
     pub local_port: Option<i64>,
-    pub started_at: String,
-    pub ended_at: Option<String>,
+    pub started_at: Micros,
+    pub ended_at: Option<Micros>,
     pub duration_ms: Option<i64>,
     pub exit_status: Option<i64>,
     pub signal: Option<String>,
@@ -387,8 +387,8 @@ pub struct TransferRecord {
     pub mode: Option<String>,
     pub bytes_read: Option<i64>,
     pub bytes_written: Option<i64>,
-    pub opened_at: String,
-    pub closed_at: Option<String>,
+    pub opened_at: Micros,
+    pub closed_at: Option<Micros>,
     pub forced: bool,
     pub failed: bool,
     pub complete: bool,
@@ -406,7 +406,7 @@ pub struct OperationRecord {
     pub session_id: Option<i64>,
     pub host: String,
     pub user: Option<String>,
-    pub at: String,
+    pub at: Micros,
     pub kind: OperationKind,
     pub path: Option<Vec<u8>>,
     pub target: Option<Vec<u8>>,
@@ -426,7 +426,7 @@ pub trait Database {
     fn lock_for_ingest(&mut self, wait: bool) -> Result<()>;
     /// Adds to the ingest counters (`lines_read`, `lines_skipped`) in the caller's transaction,
     /// so that they count committed lines exactly once.
-    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: &str) -> Result<()>;
+    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: Micros) -> Result<()>;
     /// Lets the next writer in: follow mode holds the lock only while it reads and commits, so
     /// that followers on many servers share one central database.
     fn unlock_ingest(&mut self) -> Result<()>;
@@ -450,7 +450,7 @@ pub trait Database {
         &mut self,
         replaces: Option<&Checkpoint>,
         c: &Checkpoint,
-        now: &str,
+        now: Micros,
     ) -> Result<()>;
 }
 
@@ -461,7 +461,7 @@ pub trait IngestStore: Database {
     /// The rows held back for the next batch.
     fn held(&mut self) -> &mut WriteBehind;
     /// The latest session start of `host` in the database.
-    fn latest_start(&mut self, host: &str) -> Result<Option<String>>;
+    fn latest_start(&mut self, host: &str) -> Result<Option<Micros>>;
     /// The id of the session in the database with `s`'s host, PID and start.
     fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>>;
     /// The session in the database with this wrapper session id and host (the same up to the
@@ -482,7 +482,7 @@ pub trait IngestStore: Database {
     /// PID, UID and command of the first journal entry of the session. Kept when already set.
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()>;
     /// The latest time (storage text) of anything ingested from `host`: a session's start or end.
-    fn latest_time(&mut self, host: &str) -> Result<Option<String>>;
+    fn latest_time(&mut self, host: &str) -> Result<Option<Micros>>;
     /// Forgets every session, transfer, operation and pending login of `host` (`--rebuild`),
     /// within the caller's transaction.
     fn forget_host(&mut self, host: &str) -> Result<()>;
@@ -490,7 +490,7 @@ pub trait IngestStore: Database {
     fn forget_checkpoints(&mut self, first_line_hash: &str) -> Result<()>;
     /// Where the last ingest of journal `source` stopped.
     fn journal_cursor(&mut self, source: &str) -> Result<Option<String>>;
-    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()>;
+    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: Micros) -> Result<()>;
     /// Moves everything recorded under `from` to `into` and deletes `from`.
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()>;
     /// Deletes a session with its transfers and operations (a copy of one stored already).
@@ -508,13 +508,13 @@ pub trait IngestStore: Database {
         client_port: Option<i64>,
     ) -> Result<Option<(String, Option<String>)>>;
     /// Forgets `Accepted` lines that no session claimed.
-    fn prune_pending_auth(&mut self, before: &str) -> Result<()>;
+    fn prune_pending_auth(&mut self, before: Micros) -> Result<()>;
 
     // Written once for both stores: rows and changes held back for the next batch.
 
     /// Whether the database may hold a session of `host` that started at `earliest` or later:
     /// not when the host's latest start, read once per transaction, is before it.
-    fn may_hold_from(&mut self, host: &str, earliest: &str) -> Result<bool> {
+    fn may_hold_from(&mut self, host: &str, earliest: Micros) -> Result<bool> {
         if self.held().watermark(host).is_none() {
             let latest = self.latest_start(host)?;
             self.held().set_watermark(host, latest);
@@ -527,7 +527,7 @@ pub trait IngestStore: Database {
         if let Some(id) = self.held().known_session(s) {
             return Ok(id);
         }
-        if self.may_hold_from(&s.host, &s.started_at)?
+        if self.may_hold_from(&s.host, s.started_at)?
             && let Some(id) = self.find_session(s)?
         {
             self.held().remember_session(s, id);
@@ -547,7 +547,7 @@ pub trait IngestStore: Database {
     fn session_by_sid(
         &mut self,
         s: &NewSession,
-        earliest: Option<&str>,
+        earliest: Option<Micros>,
     ) -> Result<Option<(i64, Option<bool>)>> {
         let Some(sid) = s.sid.as_deref() else {
             return Ok(None);
@@ -622,7 +622,7 @@ pub trait IngestStore: Database {
     fn close_transfer(
         &mut self,
         id: i64,
-        closed_at: &str,
+        closed_at: Micros,
         counters: Option<(u64, u64)>,
         forced: bool,
         verdict: &ClosedFile,
@@ -679,7 +679,7 @@ pub trait IngestStore: Database {
         &mut self,
         host: &str,
         a: &crate::log::parse::Accepted,
-        at: &str,
+        at: Micros,
     ) -> Result<()> {
         self.held().add_auth(host, a, at);
         Ok(())
@@ -909,11 +909,11 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
         for o in ops_by_session.get(&None).into_iter().flatten() {
             to.import_operation(None, o)?;
         }
-        let now = crate::log::parse::storage_time(chrono::Utc::now());
+        let now = Micros::now();
         for c in &checkpoints {
             let have = to.checkpoints(&c.first_line_hash)?;
             if !have.iter().any(|h| h.prefix_sha256 == c.prefix_sha256) {
-                to.put_checkpoint(None, c, &now)?;
+                to.put_checkpoint(None, c, now)?;
             }
         }
         Ok((copied, skipped))

@@ -11,7 +11,7 @@
 //! batch wrote ([`RowUpdate`]) are held for the next batch like the rows.
 
 use super::{
-    ClosedFile, EndReason, LastOp, NewOperation, NewSession, NewTransfer, OperationRecord,
+    ClosedFile, EndReason, LastOp, Micros, NewOperation, NewSession, NewTransfer, OperationRecord,
     SessionEnd, SessionOrigin, SessionRecord, TransferRecord, stored_counters,
 };
 use crate::accounting::{IdMap, IdSet};
@@ -191,7 +191,7 @@ pub(super) struct SessionPatch {
 /// The columns `end_session` sets.
 #[derive(Debug, Clone, Default)]
 pub(super) struct EndPatch {
-    pub ended_at: String,
+    pub ended_at: Micros,
     pub duration_ms: Option<i64>,
     pub exit_status: Option<i64>,
     pub signal: Option<String>,
@@ -253,7 +253,7 @@ pub(super) struct PendingAuth {
     pub client_port: i64,
     pub method: String,
     pub key: Option<String>,
-    pub at: String,
+    pub at: Micros,
 }
 
 /// A transfer row as it will be written, with the id reserved for it.
@@ -276,7 +276,7 @@ pub(super) struct PendingOp {
 pub(super) enum RowUpdate {
     Close {
         id: i64,
-        closed_at: String,
+        closed_at: Micros,
         counters: Option<(u64, u64)>,
         forced: bool,
         verdict: ClosedFile,
@@ -304,12 +304,12 @@ pub struct WriteBehind {
     /// New sessions not written yet; their changes wait in `session_patches` like any other's.
     sessions: Vec<(i64, NewSession)>,
     /// The sessions this transaction inserted, by their unique key (host, PID, start).
-    keys: IdMap<(String, i64, String), i64>,
+    keys: IdMap<(String, i64, Micros), i64>,
     /// The same sessions by (host, wrapper session id), where they have one.
     sids: IdMap<(String, String), i64>,
     /// Per host (up to its first dot), the latest session start in the database when this
     /// transaction first met the host: a session starting later cannot be there already.
-    watermarks: IdMap<String, Option<String>>,
+    watermarks: IdMap<String, Option<Micros>>,
     pub(super) transfers: Vec<PendingTransfer>,
     pub(super) ops: Vec<PendingOp>,
     pub(super) session_patches: IdMap<i64, SessionPatch>,
@@ -386,7 +386,7 @@ impl WriteBehind {
     /// The id of a session with `s`'s key that this transaction inserted.
     pub fn known_session(&self, s: &NewSession) -> Option<i64> {
         self.keys
-            .get(&(s.host.clone(), s.pid, s.started_at.clone()))
+            .get(&(s.host.clone(), s.pid, s.started_at))
             .copied()
     }
 
@@ -400,28 +400,27 @@ impl WriteBehind {
     }
 
     /// Whether the database may hold a session of `host` that started at `earliest` or later.
-    pub fn may_hold_from(&self, host: &str, earliest: &str) -> bool {
+    pub fn may_hold_from(&self, host: &str, earliest: Micros) -> bool {
         match self.watermarks.get(super::short_host(host)) {
-            Some(Some(latest)) => earliest <= latest.as_str(),
+            Some(Some(latest)) => earliest <= *latest,
             Some(None) => false,
             None => true,
         }
     }
 
     /// The host's watermark, once the store has read it (`None` outside: not read yet).
-    pub fn watermark(&self, host: &str) -> Option<&Option<String>> {
+    pub fn watermark(&self, host: &str) -> Option<&Option<Micros>> {
         self.watermarks.get(super::short_host(host))
     }
 
-    pub fn set_watermark(&mut self, host: &str, latest: Option<String>) {
+    pub fn set_watermark(&mut self, host: &str, latest: Option<Micros>) {
         self.watermarks
             .insert(super::short_host(host).to_owned(), latest);
     }
 
     /// Notes a session of this transaction found in (or written to) the database.
     pub fn remember_session(&mut self, s: &NewSession, id: i64) {
-        self.keys
-            .insert((s.host.clone(), s.pid, s.started_at.clone()), id);
+        self.keys.insert((s.host.clone(), s.pid, s.started_at), id);
         if let Some(sid) = &s.sid {
             self.sids.insert(super::sid_key(&s.host, sid), id);
         }
@@ -501,7 +500,7 @@ impl WriteBehind {
     pub fn end_session(&mut self, id: i64, end: &SessionEnd) {
         let p = self.patch(id);
         p.end = Some(EndPatch {
-            ended_at: end.ended_at.to_owned(),
+            ended_at: end.ended_at,
             duration_ms: end.duration_ms,
             exit_status: end.exit_status,
             signal: end.signal.map(str::to_owned),
@@ -536,7 +535,7 @@ impl WriteBehind {
                 mode: t.mode.map(str::to_owned),
                 bytes_read: None,
                 bytes_written: None,
-                opened_at: t.opened_at.to_owned(),
+                opened_at: t.opened_at,
                 closed_at: None,
                 forced: false,
                 failed: false,
@@ -571,7 +570,7 @@ impl WriteBehind {
     pub fn close_transfer(
         &mut self,
         id: i64,
-        closed_at: &str,
+        closed_at: Micros,
         counters: Option<(u64, u64)>,
         forced: bool,
         verdict: &ClosedFile,
@@ -579,7 +578,7 @@ impl WriteBehind {
         let Some(t) = self.transfer(id) else {
             self.row_updates.push(RowUpdate::Close {
                 id,
-                closed_at: closed_at.to_owned(),
+                closed_at,
                 counters,
                 forced,
                 verdict: *verdict,
@@ -589,7 +588,7 @@ impl WriteBehind {
         let (r, w) = stored_counters(counters);
         let was_open = t.row.closed_at.is_none();
         let session = t.row.session_id;
-        t.row.closed_at = Some(closed_at.to_owned());
+        t.row.closed_at = Some(closed_at);
         t.row.bytes_read = r;
         t.row.bytes_written = w;
         t.row.counters_cut = counters.is_none();
@@ -682,7 +681,7 @@ impl WriteBehind {
                 session_id: o.session_id,
                 host: o.host.to_owned(),
                 user: o.user.map(str::to_owned),
-                at: o.at.to_owned(),
+                at: o.at,
                 kind: o.kind,
                 path: o.path.map(<[u8]>::to_vec),
                 target: o.target.map(<[u8]>::to_vec),
@@ -706,7 +705,7 @@ impl WriteBehind {
         }
     }
 
-    pub fn add_auth(&mut self, host: &str, a: &crate::log::parse::Accepted, at: &str) {
+    pub fn add_auth(&mut self, host: &str, a: &crate::log::parse::Accepted, at: Micros) {
         self.auth.push(PendingAuth {
             host: host.to_owned(),
             user: a.user.clone(),
@@ -714,7 +713,7 @@ impl WriteBehind {
             client_port: i64::from(a.client_port),
             method: a.method.clone(),
             key: a.key.clone(),
-            at: at.to_owned(),
+            at,
         });
     }
 
@@ -743,7 +742,7 @@ impl WriteBehind {
         Some((a.method, a.key))
     }
 
-    pub fn prune_auth(&mut self, before: &str) {
-        self.auth.retain(|a| a.at.as_str() >= before);
+    pub fn prune_auth(&mut self, before: Micros) {
+        self.auth.retain(|a| a.at >= before);
     }
 }

@@ -11,13 +11,14 @@ use super::pending::{
     WriteBehind, WritesBatches,
 };
 use super::{
-    Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp,
+    Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp, Micros,
     NameOperation, NewSession, OpenSession, OpenTransfer, OperationKind, OperationRecord,
     ReportStore, Result, RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError,
     TransferRecord, opt_text, path_text, stored_counters, text,
 };
 use crate::accounting::rollup;
 use crate::accounting::sql::{Dialect, Filter, Kind, Value};
+use chrono::{DateTime, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{FromSql, IsNull, ToSql, Type};
 use postgres::{Client, NoTls, Row, Statement};
@@ -26,8 +27,6 @@ use std::collections::HashMap;
 /// Serialises schema creation and ingests across every client of the database.
 const SCHEMA_LOCK: i64 = 0x5f7c_a11e_0001;
 const INGEST_LOCK: i64 = 0x5f7c_a11e_0002;
-
-const TS: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_initial.sql"),
@@ -165,10 +164,19 @@ fn binary_copy<'a>(
     Ok(BinaryCopyInWriter::new(sink, types))
 }
 
-/// A storage time (`2026-11-26T21:15:11.000000Z`) as the value binary COPY sends.
-fn copy_time(stored: &str) -> Result<chrono::DateTime<chrono::Utc>> {
-    crate::log::parse::parse_storage_time(stored)
-        .ok_or_else(|| StoreError::Postgres(format!("not a storage time: {stored:?}")))
+/// A time as the `timestamptz` the client library sends: chrono's range is narrower than
+/// `Micros`'s, and PostgreSQL's narrower still (it refuses the rest).
+fn pg_time(t: Micros) -> Result<DateTime<Utc>> {
+    t.time()
+        .ok_or_else(|| StoreError::Postgres(format!("time out of range: {t}")))
+}
+
+fn micros_at(r: &postgres::Row, i: usize) -> Micros {
+    Micros::of(r.get::<_, DateTime<Utc>>(i))
+}
+
+fn opt_micros_at(r: &postgres::Row, i: usize) -> Option<Micros> {
+    r.get::<_, Option<DateTime<Utc>>>(i).map(Micros::of)
 }
 
 /// The server's own message where there is one ("db error" alone tells the admin nothing), else
@@ -324,7 +332,7 @@ impl PgStore {
         for a in std::mem::take(&mut self.pending.auth) {
             self.exec(
                 "INSERT INTO pending_auth (host, \"user\", client_ip, client_port, method, key, at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     &text(&a.host),
                     &text(&a.user),
@@ -332,7 +340,7 @@ impl PgStore {
                     &a.client_port,
                     &text(&a.method),
                     &opt_text(a.key.as_deref()),
-                    &a.at,
+                    &pg_time(a.at)?,
                 ],
             )?;
         }
@@ -444,7 +452,7 @@ fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<(
         keys.push(key);
         sftp_closed.push(p.sftp_closed);
         end_set.push(p.end.is_some());
-        ended_at.push(p.end.as_ref().map(|e| e.ended_at.as_str()));
+        ended_at.push(p.end.as_ref().map(|e| pg_time(e.ended_at)).transpose()?);
         durations.push(p.end.as_ref().and_then(|e| e.duration_ms));
         exit_statuses.push(p.end.as_ref().and_then(|e| e.exit_status));
         signals.push(opt_text(p.end.as_ref().and_then(|e| e.signal.as_deref())));
@@ -462,7 +470,7 @@ fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<(
             auth_method = CASE WHEN p.auth_set THEN p.method ELSE s.auth_method END,
             auth_key = CASE WHEN p.auth_set THEN p.key ELSE s.auth_key END,
             sftp_closed = s.sftp_closed OR p.sftp_closed,
-            ended_at = CASE WHEN p.end_set THEN p.ended_at::timestamptz ELSE s.ended_at END,
+            ended_at = CASE WHEN p.end_set THEN p.ended_at ELSE s.ended_at END,
             duration_ms = CASE WHEN p.end_set THEN p.duration_ms ELSE s.duration_ms END,
             exit_status = CASE WHEN p.end_set THEN p.exit_status ELSE s.exit_status END,
             signal = CASE WHEN p.end_set THEN p.signal ELSE s.signal END,
@@ -470,7 +478,7 @@ fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<(
             last_op_kind = CASE WHEN p.last_set THEN p.last_kind ELSE s.last_op_kind END,
             last_op_id = CASE WHEN p.last_set THEN p.last_id ELSE s.last_op_id END
            FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::boolean[],
-                       $6::text[], $7::text[], $8::boolean[], $9::boolean[], $10::text[],
+                       $6::text[], $7::text[], $8::boolean[], $9::boolean[], $10::timestamptz[],
                        $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::boolean[],
                        $16::text[], $17::bigint[])
                 AS p (id, sftp_pid, fill_user, fill_ip, auth_set, method, key, sftp_closed,
@@ -555,8 +563,8 @@ fn copy_sessions(sessions: &[SessionRow], conn: &mut Conn) -> Result<()> {
         ],
     )?;
     for s in sessions {
-        let started = copy_time(&s.record.started_at)?;
-        let ended = s.record.ended_at.as_deref().map(copy_time).transpose()?;
+        let started = pg_time(s.record.started_at)?;
+        let ended = s.record.ended_at.map(pg_time).transpose()?;
         writer
             .write(&[
                 &s.record.id,
@@ -623,8 +631,8 @@ fn copy_transfers(transfers: &[PendingTransfer], conn: &mut Conn) -> Result<()> 
     )?;
     for t in transfers {
         let shown = path_text(&t.row.path);
-        let opened = copy_time(&t.row.opened_at)?;
-        let closed = t.row.closed_at.as_deref().map(copy_time).transpose()?;
+        let opened = pg_time(t.row.opened_at)?;
+        let closed = t.row.closed_at.map(pg_time).transpose()?;
         writer
             .write(&[
                 &t.id,
@@ -681,7 +689,7 @@ fn copy_operations(ops: &[PendingOp], conn: &mut Conn) -> Result<()> {
             o.row.path.as_deref().map(path_text),
             o.row.target.as_deref().map(path_text),
         );
-        let at = copy_time(&o.row.at)?;
+        let at = pg_time(o.row.at)?;
         writer
             .write(&[
                 &o.id,
@@ -810,7 +818,7 @@ fn close_transfers(conn: &mut Conn, closes: &[RowUpdate]) -> Result<()> {
         };
         let (r, w) = stored_counters(*counters);
         ids.push(*id);
-        closed_at.push(copy_time(at)?);
+        closed_at.push(pg_time(*at)?);
         read.push(r);
         written.push(w);
         forced_flags.push(*forced);
@@ -878,11 +886,12 @@ impl Database for PgStore {
         Ok(())
     }
 
-    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: &str) -> Result<()> {
+    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: Micros) -> Result<()> {
+        let at = pg_time(at)?;
         for (name, n) in counts {
             self.exec(
                 "INSERT INTO ingest_counters (name, value, updated_at)
-                 VALUES ($1, $2, $3::text::timestamptz)
+                 VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO UPDATE
                     SET value = ingest_counters.value + excluded.value,
                         updated_at = excluded.updated_at",
@@ -976,7 +985,7 @@ impl Database for PgStore {
         &mut self,
         replaces: Option<&Checkpoint>,
         c: &Checkpoint,
-        now: &str,
+        now: Micros,
     ) -> Result<()> {
         if let Some(old) = replaces {
             self.exec(
@@ -986,11 +995,11 @@ impl Database for PgStore {
         }
         self.exec(
             "INSERT INTO checkpoints (first_line_hash, prefix_sha256, path, inode, byte_offset, lines, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (first_line_hash, prefix_sha256) DO UPDATE
                 SET path = excluded.path, inode = excluded.inode, byte_offset = excluded.byte_offset,
                     lines = excluded.lines, updated_at = excluded.updated_at",
-            &[&c.first_line_hash, &c.prefix_sha256, &c.path, &c.inode, &c.byte_offset, &c.lines, &now],
+            &[&c.first_line_hash, &c.prefix_sha256, &c.path, &c.inode, &c.byte_offset, &c.lines, &pg_time(now)?],
         )?;
         Ok(())
     }
@@ -1001,9 +1010,9 @@ impl IngestStore for PgStore {
         &mut self.pending
     }
 
-    fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
+    fn latest_start(&mut self, host: &str) -> Result<Option<Micros>> {
         let sql = format!(
-            "SELECT to_char(MAX(started_at) AT TIME ZONE 'UTC', {TS}) FROM sessions WHERE {}",
+            "SELECT MAX(started_at) FROM sessions WHERE {}",
             super::same_host_sql!("$1::text")
         );
         let row = self
@@ -1011,13 +1020,13 @@ impl IngestStore for PgStore {
             .client
             .query_one(&sql, &[&text(super::short_host(host))])
             .map_err(self.err())?;
-        Ok(row.get(0))
+        Ok(opt_micros_at(&row, 0))
     }
 
     fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>> {
         let row = self.query_opt(
-            "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3::text::timestamptz",
-            &[&text(&s.host), &s.pid, &s.started_at],
+            "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3",
+            &[&text(&s.host), &s.pid, &pg_time(s.started_at)?],
         )?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -1060,9 +1069,7 @@ impl IngestStore for PgStore {
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
         self.flush()?;
         let rows = self.query(
-            "SELECT id, host, sid, sftp_pid, sftp_closed,
-                    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-                    source, last_op_kind, last_op_id, \"user\",
+            "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id, \"user\",
                     EXISTS (SELECT 1 FROM transfers t WHERE t.session_id = sessions.id AND t.mode IS NULL),
                     (origin_pid IS NOT NULL OR origin_uid IS NOT NULL OR origin_command IS NOT NULL)
                FROM sessions WHERE ended_at IS NULL AND end_reason = 'missing_end' ORDER BY id",
@@ -1076,7 +1083,7 @@ impl IngestStore for PgStore {
                 sid: r.get(2),
                 sftp_pid: r.get(3),
                 sftp_closed: r.get(4),
-                started_at: r.get(5),
+                started_at: micros_at(r, 5),
                 source: r.get(6),
                 last_op: LastOp::from_columns(r.get(7), r.get(8)),
                 user: r.get(9),
@@ -1148,18 +1155,13 @@ impl IngestStore for PgStore {
         Ok(())
     }
 
-    fn latest_time(&mut self, host: &str) -> Result<Option<String>> {
+    fn latest_time(&mut self, host: &str) -> Result<Option<Micros>> {
         self.flush()?;
-        let sql = format!(
-            "SELECT to_char(GREATEST(MAX(started_at), MAX(ended_at)) AT TIME ZONE 'UTC', {TS})
-               FROM sessions WHERE host = $1"
-        );
-        let row = self
-            .conn()?
-            .client
-            .query_opt(&sql, &[&text(host)])
-            .map_err(self.err())?;
-        Ok(row.and_then(|r| r.get(0)))
+        let row = self.query_opt(
+            "SELECT GREATEST(MAX(started_at), MAX(ended_at)) FROM sessions WHERE host = $1",
+            &[&text(host)],
+        )?;
+        Ok(row.and_then(|r| opt_micros_at(&r, 0)))
     }
 
     fn forget_host(&mut self, host: &str) -> Result<()> {
@@ -1192,11 +1194,11 @@ impl IngestStore for PgStore {
         Ok(row.map(|r| r.get(0)))
     }
 
-    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()> {
+    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: Micros) -> Result<()> {
         self.exec(
-            "INSERT INTO journal_cursors (source, cursor, updated_at) VALUES ($1, $2, $3::text::timestamptz)
+            "INSERT INTO journal_cursors (source, cursor, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
-            &[&source, &cursor, &now],
+            &[&source, &cursor, &pg_time(now)?],
         )?;
         Ok(())
     }
@@ -1262,11 +1264,11 @@ impl IngestStore for PgStore {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
-    fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
+    fn prune_pending_auth(&mut self, before: Micros) -> Result<()> {
         self.pending.prune_auth(before);
         self.exec(
-            "DELETE FROM pending_auth WHERE at < $1::text::timestamptz",
-            &[&before],
+            "DELETE FROM pending_auth WHERE at < $1",
+            &[&pg_time(before)?],
         )?;
         Ok(())
     }
@@ -1314,6 +1316,10 @@ impl ReportStore for PgStore {
                         .try_get::<_, Option<bool>>(i)
                         .map_err(&e)?
                         .map_or(Value::Null, |v| Value::Int(v.into())),
+                    Type::TIMESTAMPTZ => row
+                        .try_get::<_, Option<DateTime<Utc>>>(i)
+                        .map_err(&e)?
+                        .map_or(Value::Null, |t| Value::Time(Micros::of(t))),
                     _ => row
                         .try_get::<_, Option<String>>(i)
                         .map_err(&e)?
@@ -1380,14 +1386,14 @@ impl super::PruneStore for PgStore {
 impl CopyStore for PgStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
         self.flush()?;
-        let sql = format!(
+        let rows = self.query(
             "SELECT id, host, \"user\", client_ip, client_port, local_ip, local_port,
-                    to_char(started_at AT TIME ZONE 'UTC', {TS}), to_char(ended_at AT TIME ZONE 'UTC', {TS}),
+                    started_at, ended_at,
                     duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
                     sftp_closed, origin_pid, origin_uid, origin_command
-               FROM sessions ORDER BY id"
-        );
-        let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
+               FROM sessions ORDER BY id",
+            &[],
+        )?;
         Ok(rows
             .iter()
             .map(|r| SessionRecord {
@@ -1398,8 +1404,8 @@ impl CopyStore for PgStore {
                 client_port: r.get(4),
                 local_ip: r.get(5),
                 local_port: r.get(6),
-                started_at: r.get(7),
-                ended_at: r.get(8),
+                started_at: micros_at(r, 7),
+                ended_at: opt_micros_at(r, 8),
                 duration_ms: r.get(9),
                 exit_status: r.get(10),
                 signal: r.get(11),
@@ -1420,13 +1426,13 @@ impl CopyStore for PgStore {
 
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
         self.flush()?;
-        let sql = format!(
+        let rows = self.query(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
-                    to_char(opened_at AT TIME ZONE 'UTC', {TS}), to_char(closed_at AT TIME ZONE 'UTC', {TS}),
+                    opened_at, closed_at,
                     forced, failed, complete, counts_as, counters_cut, renamed_to, reached
-               FROM transfers ORDER BY id"
-        );
-        let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
+               FROM transfers ORDER BY id",
+            &[],
+        )?;
         Ok(rows
             .iter()
             .map(|r| TransferRecord {
@@ -1437,8 +1443,8 @@ impl CopyStore for PgStore {
                 mode: r.get(4),
                 bytes_read: r.get(5),
                 bytes_written: r.get(6),
-                opened_at: r.get(7),
-                closed_at: r.get(8),
+                opened_at: micros_at(r, 7),
+                closed_at: opt_micros_at(r, 8),
                 forced: r.get(9),
                 failed: r.get(10),
                 complete: r.get(11),
@@ -1452,19 +1458,19 @@ impl CopyStore for PgStore {
 
     fn all_operations(&mut self) -> Result<Vec<OperationRecord>> {
         self.flush()?;
-        let sql = format!(
-            "SELECT session_id, host, \"user\", to_char(at AT TIME ZONE 'UTC', {TS}), kind, path, target, detail,
+        let rows = self.query(
+            "SELECT session_id, host, \"user\", at, kind, path, target, detail,
                     failed, status
-               FROM operations ORDER BY id"
-        );
-        let rows = self.conn()?.client.query(&sql, &[]).map_err(self.err())?;
+               FROM operations ORDER BY id",
+            &[],
+        )?;
         Ok(rows
             .iter()
             .map(|r| OperationRecord {
                 session_id: r.get(0),
                 host: r.get(1),
                 user: r.get(2),
-                at: r.get(3),
+                at: micros_at(r, 3),
                 kind: r.get(4),
                 path: r.get(5),
                 target: r.get(6),
@@ -1500,12 +1506,12 @@ impl CopyStore for PgStore {
             "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at, ended_at,
                                    duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
                                    auth_method, auth_key, sftp_closed, origin_pid, origin_uid, origin_command)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8::text::timestamptz, $9, $10, $11, $12, $13,
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                      $14, $15, $16, $17, $18, $19, $20, $21, $22)
              ON CONFLICT (host, pid, started_at) DO NOTHING RETURNING id",
             &[
                 &text(&s.host), &opt_text(s.user.as_deref()), &opt_text(s.client_ip.as_deref()), &s.client_port,
-                &opt_text(s.local_ip.as_deref()), &s.local_port, &s.started_at, &s.ended_at, &s.duration_ms,
+                &opt_text(s.local_ip.as_deref()), &s.local_port, &pg_time(s.started_at)?, &s.ended_at.map(pg_time).transpose()?, &s.duration_ms,
                 &s.exit_status, &opt_text(s.signal.as_deref()), &s.end_reason, &s.source, &opt_text(s.sid.as_deref()),
                 &s.pid, &s.sftp_pid, &opt_text(s.auth_method.as_deref()), &opt_text(s.auth_key.as_deref()),
                 &s.sftp_closed, &s.origin_pid, &s.origin_uid, &opt_text(s.origin_command.as_deref()),
@@ -1528,7 +1534,7 @@ impl CopyStore for PgStore {
                 client_port: None,
                 local_ip: None,
                 local_port: None,
-                started_at: s.started_at.clone(),
+                started_at: s.started_at,
                 source: s.source,
                 sid: None,
                 pid: s.pid,
@@ -1555,10 +1561,10 @@ impl CopyStore for PgStore {
         self.exec(
             "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
                                     opened_at, closed_at, forced, failed, complete, counts_as, counters_cut, renamed_to, reached)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::timestamptz, $10::text::timestamptz, $11, $12, $13, $14, $15, $16, $17)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             &[
                 &session_id, &t.path, &shown, &t.direction, &text(&t.open_flags), &opt_text(t.mode.as_deref()), &t.bytes_read, &t.bytes_written,
-                &t.opened_at, &t.closed_at, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut, &t.renamed_to,
+                &pg_time(t.opened_at)?, &t.closed_at.map(pg_time).transpose()?, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut, &t.renamed_to,
                 &t.reached,
             ],
         )?;
@@ -1568,9 +1574,9 @@ impl CopyStore for PgStore {
     fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()> {
         if session_id.is_none() {
             let exists = self.query_opt(
-                "SELECT 1 FROM operations WHERE session_id IS NULL AND host = $1 AND at = $2::text::timestamptz
+                "SELECT 1 FROM operations WHERE session_id IS NULL AND host = $1 AND at = $2
                    AND kind = $3 AND detail IS NOT DISTINCT FROM $4 AND \"user\" IS NOT DISTINCT FROM $5 LIMIT 1",
-                &[&text(&o.host), &o.at, &o.kind, &opt_text(o.detail.as_deref()), &opt_text(o.user.as_deref())],
+                &[&text(&o.host), &pg_time(o.at)?, &o.kind, &opt_text(o.detail.as_deref()), &opt_text(o.user.as_deref())],
             )?;
             if exists.is_some() {
                 return Ok(());
@@ -1583,9 +1589,9 @@ impl CopyStore for PgStore {
         self.exec(
             "INSERT INTO operations (session_id, host, \"user\", at, kind, path, path_text, target, target_text,
                                      detail, failed, status)
-             VALUES ($1, $2, $3, $4::text::timestamptz, $5, $6, $7, $8, $9, $10, $11, $12)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
-                &session_id, &text(&o.host), &opt_text(o.user.as_deref()), &o.at, &o.kind, &o.path, &pt, &o.target, &tt,
+                &session_id, &text(&o.host), &opt_text(o.user.as_deref()), &pg_time(o.at)?, &o.kind, &o.path, &pt, &o.target, &tt,
                 &opt_text(o.detail.as_deref()), &o.failed, &opt_text(o.status.as_deref()),
             ],
         )?;

@@ -7,7 +7,7 @@
 
 use super::pending::{Batch, IdTable, Link, RowUpdate, SessionPatch, WriteBehind, WritesBatches};
 use super::{
-    Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp,
+    Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp, Micros,
     NameOperation, NewSession, OpenSession, OpenTransfer, OperationKind, OperationRecord,
     ReportStore, Result, RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError,
     TransferRecord, opt_text, path_text, stored_counters, text,
@@ -443,43 +443,17 @@ fn rewrite_checks(conn: &Connection, shown: &str) -> Result<()> {
     Ok(())
 }
 
-/// A storage time bound as the microseconds SQLite keeps (schema 6).
-struct TextMicros<'a>(&'a str);
-
-impl ToSql for TextMicros<'_> {
+/// A time is stored as its microseconds (schema 6).
+impl ToSql for Micros {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        crate::log::parse::storage_micros(self.0)
-            .map(ToSqlOutput::from)
-            .ok_or_else(|| {
-                rusqlite::Error::ToSqlConversionFailure(
-                    format!("not a storage time: {:?}", self.0).into(),
-                )
-            })
+        Ok(ToSqlOutput::from(self.0))
     }
 }
 
-fn micros(stored: &Option<String>) -> Option<TextMicros<'_>> {
-    stored.as_deref().map(TextMicros)
-}
-
-/// Stored microseconds read back as storage text.
-struct TimeText(String);
-
-impl FromSql for TimeText {
+impl FromSql for Micros {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let micros = value.as_i64()?;
-        crate::log::parse::storage_time_of_micros(micros)
-            .map(TimeText)
-            .ok_or(FromSqlError::OutOfRange(micros))
+        value.as_i64().map(Micros)
     }
-}
-
-fn time_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
-    Ok(r.get::<_, TimeText>(i)?.0)
-}
-
-fn time_text_opt(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
-    Ok(r.get::<_, Option<TimeText>>(i)?.map(|t| t.0))
 }
 
 /// sftp-server's open flag words, in the order it writes them (`string_from_portable`).
@@ -619,7 +593,7 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
             )?
             .execute(params![
                 id,
-                TextMicros(closed_at),
+                closed_at,
                 r,
                 w,
                 forced,
@@ -715,17 +689,13 @@ fn split_value(v: i64) -> (i64, i64) {
 fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection) -> Result<()> {
     use std::collections::HashMap;
     use std::collections::hash_map::Entry;
-    let hour_of = |at: &str| -> Result<i64> {
-        crate::log::parse::storage_micros(at)
-            .map(|us| crate::log::parse::Micros(us).hour_floor().0)
-            .ok_or_else(|| invalid(format!("not a storage time: {at:?}")))
-    };
+    let hour_of = |at: Micros| at.hour_floor().0;
     for s in batch.sessions.iter().map(|s| &s.record) {
         if s.end_reason == EndReason::Refused {
             continue;
         }
         let key = (
-            hour_of(&s.started_at)?,
+            hour_of(s.started_at),
             text(&s.host),
             text(s.user.as_deref().unwrap_or("")),
         );
@@ -765,7 +735,7 @@ fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection)
         };
         let (up_high, up_low) = split_value(t.bytes_written.unwrap_or(0));
         let (down_high, down_low) = split_value(t.bytes_read.unwrap_or(0));
-        let key = (hour_of(&t.opened_at)?, host, user);
+        let key = (hour_of(t.opened_at), host, user);
         cells.entry(key).or_default().add(
             1,
             &[
@@ -786,8 +756,7 @@ fn add_to_rollups<'a>(batch: &'a Batch, mut cells: Cells<'a>, conn: &Connection)
     }
     let mut upsert = conn.prepare_cached(&cell_upsert_sql())?;
     for ((hour, host, user), delta) in cells {
-        let hour = crate::log::parse::storage_time_of_micros(hour)
-            .ok_or_else(|| invalid(format!("hour out of range: {hour}")))?;
+        let hour = Micros(hour).to_string();
         let (host, user) = (host.as_ref(), user.as_ref());
         let mut values: Vec<&dyn ToSql> = vec![&hour, &host, &user];
         values.extend(delta.sums.iter().map(|v| v as &dyn ToSql));
@@ -929,7 +898,7 @@ fn update_sessions<'a>(
             opt_text(key.flatten().as_deref()),
             p.sftp_closed,
             end.is_some(),
-            end.map(|e| TextMicros(&e.ended_at)),
+            end.map(|e| e.ended_at),
             end.and_then(|e| e.duration_ms),
             end.and_then(|e| e.exit_status),
             opt_text(end.and_then(|e| e.signal.as_deref())),
@@ -962,8 +931,8 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             s.record.client_port,
             opt_text(s.record.local_ip.as_deref()),
             s.record.local_port,
-            TextMicros(&s.record.started_at),
-            micros(&s.record.ended_at),
+            s.record.started_at,
+            s.record.ended_at,
             s.record.duration_ms,
             s.record.exit_status,
             opt_text(s.record.signal.as_deref()),
@@ -997,8 +966,8 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             direction_code(t.row.direction),
             open_flags_code(&text(&t.row.open_flags)),
             opt_text(t.row.mode.as_deref()),
-            TextMicros(&t.row.opened_at),
-            micros(&t.row.closed_at),
+            t.row.opened_at,
+            t.row.closed_at,
             t.row.bytes_read,
             t.row.bytes_written,
             t.row.forced,
@@ -1021,7 +990,7 @@ fn insert_rows(batch: &Batch, conn: &Connection) -> Result<()> {
             o.row.session_id,
             text(&o.row.host),
             opt_text(o.row.user.as_deref()),
-            TextMicros(&o.row.at),
+            o.row.at,
             o.row.kind,
             o.row.path,
             o.row.path.as_deref().and_then(escaped_name),
@@ -1284,7 +1253,7 @@ impl SqliteStore {
                 a.client_port,
                 text(&a.method),
                 opt_text(a.key.as_deref()),
-                a.at
+                a.at.to_string()
             ])?;
         }
         Ok(())
@@ -1362,7 +1331,7 @@ impl Database for SqliteStore {
         &mut self,
         replaces: Option<&Checkpoint>,
         c: &Checkpoint,
-        now: &str,
+        now: Micros,
     ) -> Result<()> {
         if let Some(old) = replaces {
             self.conn()?
@@ -1386,7 +1355,7 @@ impl Database for SqliteStore {
                 c.inode,
                 c.byte_offset,
                 c.lines,
-                now
+                now.to_string()
             ])?;
         Ok(())
     }
@@ -1423,14 +1392,14 @@ impl Database for SqliteStore {
         Ok(())
     }
 
-    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: &str) -> Result<()> {
+    fn add_ingest_counts(&mut self, counts: &[(&str, u64)], at: Micros) -> Result<()> {
         let mut stmt = self.conn()?.prepare_cached(
             "INSERT INTO ingest_counters (name, value, updated_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE
                 SET value = value + excluded.value, updated_at = excluded.updated_at",
         )?;
         for (name, n) in counts {
-            stmt.execute(params![name, *n as i64, at])?;
+            stmt.execute(params![name, *n as i64, at.to_string()])?;
         }
         Ok(())
     }
@@ -1453,14 +1422,14 @@ impl IngestStore for SqliteStore {
         &mut self.pending
     }
 
-    fn latest_start(&mut self, host: &str) -> Result<Option<String>> {
+    fn latest_start(&mut self, host: &str) -> Result<Option<Micros>> {
         Ok(self.conn()?.query_row(
             concat!(
                 "SELECT MAX(started_at_us) FROM sessions WHERE ",
                 super::same_host_sql!("?1")
             ),
             [text(super::short_host(host))],
-            |r| time_text_opt(r, 0),
+            |r| r.get(0),
         )?)
     }
 
@@ -1470,10 +1439,7 @@ impl IngestStore for SqliteStore {
             .prepare_cached(
                 "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
             )?
-            .query_row(
-                params![text(&s.host), s.pid, TextMicros(&s.started_at)],
-                |r| r.get(0),
-            )
+            .query_row(params![text(&s.host), s.pid, s.started_at], |r| r.get(0))
             .optional()?)
     }
 
@@ -1541,7 +1507,7 @@ impl IngestStore for SqliteStore {
                 sid: r.get(2)?,
                 sftp_pid: r.get(3)?,
                 sftp_closed: r.get::<_, i64>(4)? != 0,
-                started_at: time_text(r, 5)?,
+                started_at: r.get(5)?,
                 source: r.get(6)?,
                 last_op: LastOp::from_columns(r.get::<_, Option<String>>(7)?.as_deref(), r.get(8)?),
                 user: r.get(9)?,
@@ -1613,13 +1579,13 @@ impl IngestStore for SqliteStore {
         Ok(())
     }
 
-    fn latest_time(&mut self, host: &str) -> Result<Option<String>> {
+    fn latest_time(&mut self, host: &str) -> Result<Option<Micros>> {
         self.flush()?;
         Ok(self.conn()?.query_row(
             "SELECT MAX(t) FROM (SELECT MAX(started_at_us) AS t FROM sessions WHERE host = ?1
                                  UNION ALL SELECT MAX(ended_at_us) FROM sessions WHERE host = ?1)",
             [text(host)],
-            |r| time_text_opt(r, 0),
+            |r| r.get(0),
         )?)
     }
 
@@ -1656,13 +1622,13 @@ impl IngestStore for SqliteStore {
             .optional()?)
     }
 
-    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: &str) -> Result<()> {
+    fn put_journal_cursor(&mut self, source: &str, cursor: &str, now: Micros) -> Result<()> {
         self.conn()?
             .prepare_cached(
                 "INSERT INTO journal_cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
             )?
-            .execute(params![source, cursor, now])?;
+            .execute(params![source, cursor, now.to_string()])?;
         Ok(())
     }
 
@@ -1744,11 +1710,11 @@ impl IngestStore for SqliteStore {
     }
 
     /// Forgets `Accepted` lines that no session claimed (a failed or non-SFTP login).
-    fn prune_pending_auth(&mut self, before: &str) -> Result<()> {
+    fn prune_pending_auth(&mut self, before: Micros) -> Result<()> {
         self.pending.prune_auth(before);
         self.conn()?
             .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
-            .execute([before])?;
+            .execute([before.to_string()])?;
         Ok(())
     }
 }
@@ -1784,10 +1750,15 @@ impl ReportStore for SqliteStore {
                 .iter()
                 .enumerate()
                 .map(|(i, (_, kind))| match (r.get_ref(i)?, kind) {
-                    (ValueRef::Integer(us), sql::Kind::Time) => {
-                        Ok(crate::log::parse::storage_time_of_micros(us)
-                            .map_or(sql::Value::Int(us.into()), sql::Value::Text))
-                    }
+                    (ValueRef::Integer(us), sql::Kind::Time) => Ok(sql::Value::Time(Micros(us))),
+                    // The bookkeeping times and the rollups' hours are kept as text.
+                    (ValueRef::Text(t), sql::Kind::Time) => Ok(std::str::from_utf8(t)
+                        .ok()
+                        .and_then(crate::log::parse::storage_micros)
+                        .map_or_else(
+                            || sql::value_from_sqlite(ValueRef::Text(t)),
+                            |us| sql::Value::Time(Micros(us)),
+                        )),
                     (v, _) => Ok(sql::value_from_sqlite(v)),
                 })
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1857,8 +1828,8 @@ impl CopyStore for SqliteStore {
                 client_port: r.get(4)?,
                 local_ip: r.get(5)?,
                 local_port: r.get(6)?,
-                started_at: time_text(r, 7)?,
-                ended_at: time_text_opt(r, 8)?,
+                started_at: r.get(7)?,
+                ended_at: r.get(8)?,
                 duration_ms: r.get(9)?,
                 exit_status: r.get(10)?,
                 signal: r.get(11)?,
@@ -1892,8 +1863,8 @@ impl CopyStore for SqliteStore {
                 mode: r.get(4)?,
                 bytes_read: r.get(5)?,
                 bytes_written: r.get(6)?,
-                opened_at: time_text(r, 7)?,
-                closed_at: time_text_opt(r, 8)?,
+                opened_at: r.get(7)?,
+                closed_at: r.get(8)?,
                 forced: r.get::<_, i64>(9)? != 0,
                 failed: r.get::<_, i64>(10)? != 0,
                 complete: r.get::<_, i64>(11)? != 0,
@@ -1915,7 +1886,7 @@ impl CopyStore for SqliteStore {
                 session_id: r.get(0)?,
                 host: r.get(1)?,
                 user: r.get(2)?,
-                at: time_text(r, 3)?,
+                at: r.get(3)?,
                 kind: r.get(4)?,
                 path: r.get(5)?,
                 target: r.get(6)?,
@@ -1954,7 +1925,7 @@ impl CopyStore for SqliteStore {
         )?
         .execute(params![
             text(&s.host), opt_text(s.user.as_deref()), opt_text(s.client_ip.as_deref()), s.client_port,
-            opt_text(s.local_ip.as_deref()), s.local_port, TextMicros(&s.started_at), micros(&s.ended_at), s.duration_ms,
+            opt_text(s.local_ip.as_deref()), s.local_port, s.started_at, s.ended_at, s.duration_ms,
             s.exit_status, opt_text(s.signal.as_deref()), s.end_reason, s.source, opt_text(s.sid.as_deref()), s.pid,
             s.sftp_pid, opt_text(s.auth_method.as_deref()), opt_text(s.auth_key.as_deref()), s.sftp_closed,
             s.origin_pid, s.origin_uid, opt_text(s.origin_command.as_deref())
@@ -1974,10 +1945,7 @@ impl CopyStore for SqliteStore {
                 .prepare_cached(
                     "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
                 )?
-                .query_row(
-                    params![text(&s.host), s.pid, TextMicros(&s.started_at)],
-                    |r| r.get(0),
-                )
+                .query_row(params![text(&s.host), s.pid, s.started_at], |r| r.get(0))
                 .optional()?,
         };
         let Some(id) = id else {
@@ -2005,7 +1973,7 @@ impl CopyStore for SqliteStore {
             )?
             .execute(params![
                 session_id, t.path, escaped_name(&t.path), direction_code(t.direction), open_flags_code(&text(&t.open_flags)), opt_text(t.mode.as_deref()), t.bytes_read,
-                t.bytes_written, TextMicros(&t.opened_at), micros(&t.closed_at), t.forced, t.failed, t.complete, t.counts_as,
+                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete, t.counts_as,
                 t.counters_cut, t.renamed_to, t.reached
             ])?;
         Ok(())
@@ -2016,7 +1984,7 @@ impl CopyStore for SqliteStore {
             let exists: bool = self.conn()?.query_row(
                 "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at_us = ?2
                                  AND kind = ?3 AND detail IS ?4 AND user IS ?5)",
-                params![text(&o.host), TextMicros(&o.at), o.kind, opt_text(o.detail.as_deref()), opt_text(o.user.as_deref())],
+                params![text(&o.host), o.at, o.kind, opt_text(o.detail.as_deref()), opt_text(o.user.as_deref())],
                 |r| r.get(0),
             )?;
             if exists {
@@ -2033,7 +2001,7 @@ impl CopyStore for SqliteStore {
                 session_id,
                 text(&o.host),
                 opt_text(o.user.as_deref()),
-                TextMicros(&o.at),
+                o.at,
                 o.kind,
                 o.path,
                 o.path.as_deref().and_then(escaped_name),
@@ -2064,7 +2032,7 @@ mod tests {
             );
             let session = NewSession {
                 host: "h".into(),
-                started_at: "2026-11-26T00:00:00.000000Z".into(),
+                started_at: "2026-11-26T00:00:00.000000Z".parse().unwrap(),
                 source: SessionSource::SftpServer,
                 pid: 7,
                 user: None,
@@ -2109,7 +2077,7 @@ mod tests {
             let session = s
                 .insert_session(&NewSession {
                     host: "h".into(),
-                    started_at: "2026-11-26T00:00:00.000000Z".into(),
+                    started_at: "2026-11-26T00:00:00.000000Z".parse().unwrap(),
                     source: SessionSource::SftpServer,
                     pid: 7,
                     user: None,
@@ -2128,7 +2096,7 @@ mod tests {
                     direction: Direction::Download,
                     open_flags: "READ",
                     mode: Some("0666"),
-                    opened_at: "2026-11-26T00:00:01.000000Z",
+                    opened_at: "2026-11-26T00:00:01.000000Z".parse().unwrap(),
                     reached: None,
                 })
                 .unwrap();
@@ -2283,9 +2251,9 @@ mod tests {
                         .unwrap();
                     let hour_start = micros.div_euclid(3_600_000_000) * 3_600_000_000;
                     let expected = (
-                        crate::log::parse::storage_time_of_micros(micros).unwrap(),
+                        Micros(micros).to_string(),
                         path_text(&name),
-                        crate::log::parse::storage_time_of_micros(hour_start).unwrap(),
+                        Micros(hour_start).to_string(),
                         flags.clone(),
                         direction.as_str().to_owned(),
                     );
@@ -2362,7 +2330,7 @@ mod tests {
                 let dir = tempfile::tempdir().unwrap();
                 let mut store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
                 let conn = store.conn_mut().unwrap();
-                let at = |us: i64| crate::log::parse::storage_time_of_micros(us).unwrap();
+                let at = Micros;
                 let sessions: Vec<SessionRow> = sessions
                     .into_iter()
                     .enumerate()
