@@ -973,12 +973,34 @@ impl std::str::FromStr for Micros {
 }
 
 impl std::fmt::Display for Micros {
-    /// UTC, to the microsecond, for messages; reports render times in their own zone.
+    /// UTC, to the microsecond (`2026-11-26T21:15:11.000000Z`): CSV and JSON reports, messages.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.time() {
-            Some(t) => write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ")),
-            None => write!(f, "{} us since 1970", self.0),
+        use chrono::Timelike;
+        let Some(t) = self.time() else {
+            return write!(f, "{} us since 1970", self.0);
+        };
+        let (year, nanos) = (t.year(), t.nanosecond());
+        if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+            return write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
         }
+        // Written by hand, as chrono's formatter interprets its pattern each time: a report
+        // of millions of rows shows a time in each.
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, year as u32);
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        put(20, 6, nanos / 1000);
+        // ASCII digits and separators.
+        f.write_str(std::str::from_utf8(&out).unwrap_or_default())
     }
 }
 
