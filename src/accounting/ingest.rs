@@ -14,7 +14,7 @@ use crate::log::parse::{self, Micros, Record, SftpEvent};
 use crate::log::reach::{self, Names, RECENT_CLOSES};
 use crate::log::transfer::{ClosedFile, CountsAs, Direction, classify_close, classify_cut_close};
 use crate::log::wrapper::{ClosedAs, ExitOutcome, FileRecord, OtherFile, WrapperLine};
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Local};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -443,7 +443,7 @@ struct FilePosition {
     /// The input goes on from its own checkpoint: its lines are never refused as out of order.
     carries_on: bool,
     /// The latest instant a line of the input named (for local times a fall back repeats).
-    last_at: Option<DateTime<Utc>>,
+    last_at: Option<Micros>,
 }
 
 /// The order check of an input's new lines, made on its first line with a time.
@@ -456,9 +456,9 @@ enum Order {
 
 struct Refusal {
     host: String,
-    latest: DateTime<Utc>,
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
+    latest: Micros,
+    first: Micros,
+    last: Micros,
     lines: u64,
     /// How many of them an error line has named.
     reported: u64,
@@ -502,7 +502,7 @@ pub struct Ingestor<'a> {
     /// Sessions whose `last_op` changed since the last commit.
     last_op_dirty: IdSet<i64>,
     /// The time of the last `Accepted` line, to prune the unclaimed ones.
-    last_line_at: Option<DateTime<Utc>>,
+    last_line_at: Option<Micros>,
     /// This machine's zone, for the stamps without one, a minute at a time.
     local_minutes: parse::ZoneMinutes<Local>,
     /// Plain sftp-server sessions closed moments ago (and still in `sessions`), by (host, PID).
@@ -666,7 +666,7 @@ impl<'a> Ingestor<'a> {
 
     /// Ingests the inputs, oldest first (by their first line), each from its checkpoint on.
     pub fn ingest_inputs(&mut self, inputs: &[Input]) -> Result<()> {
-        let mut ordered: Vec<(Option<DateTime<Utc>>, usize, &Input)> = Vec::new();
+        let mut ordered: Vec<(Option<Micros>, usize, &Input)> = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
             let first = if input.name == "-" {
                 None
@@ -938,7 +938,7 @@ impl<'a> Ingestor<'a> {
         }
         if let Some(last) = self.last_line_at {
             self.store
-                .prune_pending_auth(Micros::of(last - PENDING_AUTH_KEEP))?;
+                .prune_pending_auth(last.minus(PENDING_AUTH_KEEP))?;
         }
         Ok(())
     }
@@ -1148,7 +1148,7 @@ impl<'a> Ingestor<'a> {
             .filter_map(|r| r.pos.inode)
             .chain(f.pos.as_ref().and_then(|p| p.inode))
             .collect();
-        let mut inputs: Vec<(Option<DateTime<Utc>>, String)> = Vec::new();
+        let mut inputs: Vec<(Option<Micros>, String)> = Vec::new();
         for name in predecessors(&f.name) {
             match std::fs::metadata(&name) {
                 Ok(meta) if held.contains(&(meta.ino() as i64)) => continue,
@@ -1280,7 +1280,7 @@ impl<'a> Ingestor<'a> {
             else {
                 return Ok(true);
             };
-            if ts + LATE_LINE_GRACE >= refusal.latest {
+            if ts.plus(LATE_LINE_GRACE) >= refusal.latest {
                 report_refusal(name, refusal);
                 pos.order = Order::Checked;
                 return Ok(true);
@@ -1293,7 +1293,7 @@ impl<'a> Ingestor<'a> {
         let host = line
             .host
             .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
-        let latest = self.store.latest_time(&host)?.and_then(Micros::time);
+        let latest = self.store.latest_time(&host)?;
         if pos.last_at.is_none() {
             pos.last_at = latest;
         }
@@ -1306,7 +1306,7 @@ impl<'a> Ingestor<'a> {
         };
         pos.order = match latest {
             Some(latest)
-                if ts + LATE_LINE_GRACE < latest && !pos.carries_on && !self.opts.any_order =>
+                if ts.plus(LATE_LINE_GRACE) < latest && !pos.carries_on && !self.opts.any_order =>
             {
                 self.summary.refused += 1;
                 Order::Refusing(Refusal {
@@ -1370,7 +1370,7 @@ impl<'a> Ingestor<'a> {
         &mut self,
         raw: &[u8],
         reference: DateTime<Local>,
-        last_at: &mut Option<DateTime<Utc>>,
+        last_at: &mut Option<Micros>,
     ) -> Result<()> {
         self.summary.lines_read += 1;
         let Some(line) = parse::parse_syslog_line(raw) else {
@@ -1405,13 +1405,12 @@ impl<'a> Ingestor<'a> {
     /// Applies one line's content; says whether it was used.
     fn apply_record(
         &mut self,
-        ts: DateTime<Utc>,
+        at: Micros,
         host: &str,
         program: &str,
         pid: Option<u32>,
         message: &[u8],
     ) -> Result<bool> {
-        let at = Micros::of(ts);
         self.expire(at);
         self.touched = None;
         Ok(
@@ -1423,7 +1422,7 @@ impl<'a> Ingestor<'a> {
                 },
                 Record::Accepted(a) => {
                     self.store.add_pending_auth(host, &a, at)?;
-                    self.last_line_at = Some(ts);
+                    self.last_line_at = Some(at);
                     true
                 }
                 Record::Foreign => false,
@@ -1547,7 +1546,7 @@ impl<'a> Ingestor<'a> {
                 self.summary.forged_examples.push(why);
             }
             self.skip(&entry.message);
-        } else if let Some(ts) = DateTime::<Utc>::from_timestamp_micros(entry.realtime_us) {
+        } else if let Some(ts) = Some(Micros(entry.realtime_us)).filter(|t| t.time().is_some()) {
             let host = entry
                 .host
                 .clone()
@@ -2874,10 +2873,10 @@ fn report_refusal(name: &str, r: &mut Refusal) {
          oldest first, or redo host {} in order with `sftpd-report ingest --rebuild FILE...` \
          (giving every log of that host you still have)",
         r.lines - r.reported,
-        Micros::of(r.first),
-        Micros::of(r.last),
+        r.first,
+        r.last,
         r.host,
-        Micros::of(r.latest),
+        r.latest,
         r.host,
     );
     r.reported = r.lines;
@@ -3022,7 +3021,7 @@ pub fn first_line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
-fn first_line_time(path: &Path) -> Result<Option<DateTime<Utc>>> {
+fn first_line_time(path: &Path) -> Result<Option<Micros>> {
     let read_err = |source| IngestError::Read {
         path: path.display().to_string(),
         source,

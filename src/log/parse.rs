@@ -37,7 +37,7 @@ impl Timestamp {
     /// Resolves to UTC. A traditional stamp gets the year of `reference` (the file's mtime), or
     /// the year before when that would put it more than a day after `reference` (a file that
     /// spans New Year), and is read as local time of this machine.
-    pub fn resolve(&self, reference: DateTime<Local>) -> Option<DateTime<Utc>> {
+    pub fn resolve(&self, reference: DateTime<Local>) -> Option<Micros> {
         self.resolve_in(reference, &mut ZoneMinutes::new(Local))
     }
 
@@ -47,7 +47,7 @@ impl Timestamp {
         &self,
         reference: DateTime<Local>,
         local: &mut ZoneMinutes<Local>,
-    ) -> Option<DateTime<Utc>> {
+    ) -> Option<Micros> {
         self.resolve_after(reference, local, None)
     }
 
@@ -59,10 +59,14 @@ impl Timestamp {
         &self,
         reference: DateTime<Local>,
         local: &mut ZoneMinutes<Local>,
-        after: Option<(DateTime<Utc>, chrono::TimeDelta)>,
-    ) -> Option<DateTime<Utc>> {
+        after: Option<(Micros, chrono::TimeDelta)>,
+    ) -> Option<Micros> {
+        let after = match after {
+            Some((t, slack)) => Some((t.time()?, slack)),
+            None => None,
+        };
         match *self {
-            Timestamp::Full(t) => Some(t.with_timezone(&Utc)),
+            Timestamp::Full(t) => Some(Micros::of(t.with_timezone(&Utc))),
             Timestamp::NoYear {
                 month,
                 day,
@@ -81,8 +85,8 @@ impl Timestamp {
                 // for its offset again (which looks at the clock and `TZ` each time).
                 let latest = reference.with_timezone(&Utc) + chrono::Duration::days(1);
                 match this_year {
-                    Some(t) if t <= latest => Some(t),
-                    _ => build(year - 1).or(this_year),
+                    Some(t) if t <= latest => Some(Micros::of(t)),
+                    _ => build(year - 1).or(this_year).map(Micros::of),
                 }
             }
         }
@@ -1142,15 +1146,33 @@ mod tests {
             second: 0,
         };
         assert_eq!(
-            dec.resolve(reference).unwrap().with_timezone(&Local).year(),
+            dec.resolve(reference)
+                .unwrap()
+                .time()
+                .unwrap()
+                .with_timezone(&Local)
+                .year(),
             2026
         );
         assert_eq!(
-            jan.resolve(reference).unwrap().with_timezone(&Local).year(),
+            jan.resolve(reference)
+                .unwrap()
+                .time()
+                .unwrap()
+                .with_timezone(&Local)
+                .year(),
             2027
         );
         let mid = Local.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
-        assert_eq!(dec.resolve(mid).unwrap().with_timezone(&Local).year(), 2025);
+        assert_eq!(
+            dec.resolve(mid)
+                .unwrap()
+                .time()
+                .unwrap()
+                .with_timezone(&Local)
+                .year(),
+            2025
+        );
         let nov = Timestamp::NoYear {
             month: 11,
             day: 26,
@@ -1158,7 +1180,15 @@ mod tests {
             minute: 0,
             second: 0,
         };
-        assert_eq!(nov.resolve(mid).unwrap().with_timezone(&Local).year(), 2026);
+        assert_eq!(
+            nov.resolve(mid)
+                .unwrap()
+                .time()
+                .unwrap()
+                .with_timezone(&Local)
+                .year(),
+            2026
+        );
     }
 
     fn sftp(msg: &[u8]) -> SftpEvent {
@@ -1559,7 +1589,7 @@ mod tests {
             assert_eq!((l.program, l.pid), ("sftp-server", pid));
             assert_eq!(l.message, b"remove name \"/x\"");
             if !at.is_empty() {
-                assert_eq!(l.timestamp.resolve(now), Some(utc(at)), "{}", line.escape_ascii());
+                assert_eq!(l.timestamp.resolve(now), Some(Micros::of(utc(at))), "{}", line.escape_ascii());
             }
         }
     }
