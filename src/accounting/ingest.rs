@@ -1546,7 +1546,7 @@ impl<'a> Ingestor<'a> {
                 self.summary.forged_examples.push(why);
             }
             self.skip(&entry.message);
-        } else if let Some(ts) = Some(Micros(entry.realtime_us)).filter(|t| t.time().is_some()) {
+        } else if let Some(ts) = Micros::checked(entry.realtime_us) {
             let host = entry
                 .host
                 .clone()
@@ -1795,9 +1795,7 @@ impl<'a> Ingestor<'a> {
         };
         let opened_at = i64::try_from(file.elapsed_ms)
             .ok()
-            .and_then(|ms| at.0.checked_sub(ms.checked_mul(1000)?))
-            .map(Micros)
-            .filter(|t| t.time().is_some())
+            .and_then(|ms| Micros::checked(at.0.checked_sub(ms.checked_mul(1000)?)?))
             .unwrap_or(at);
         // The tap followed the names itself, from the packets: sftp-server's link lines come
         // to the log by another path, in either order with this line.

@@ -934,6 +934,11 @@ impl Micros {
         Micros(t.timestamp_micros())
     }
 
+    /// `us` as a time chrono (and so every store) can hold; `None` past its range.
+    pub fn checked(us: i64) -> Option<Micros> {
+        DateTime::<Utc>::from_timestamp_micros(us).map(|_| Micros(us))
+    }
+
     pub fn now() -> Micros {
         Micros::of(Utc::now())
     }

@@ -56,7 +56,8 @@ pub struct Names {
     /// Another name of a directory, outside the session's doing (a home directory that is a
     /// symlink, and the directory it leads to): names under it are taken under the other.
     alias: Option<(Vec<u8>, Vec<u8>)>,
-    /// Names moved along with renamed directories so far.
+    /// Names renames moved along with their directories, or dropped from what they replaced,
+    /// so far.
     moved: usize,
     /// The names in `made` that lead somewhere (not only their own): what [`MAX_NAMES`] caps.
     leading: usize,
@@ -78,6 +79,13 @@ struct Lead {
     own: bool,
 }
 
+impl Lead {
+    /// Name `key` leads elsewhere: a symlink, or a file that had another name.
+    fn leads(&self, key: &[u8]) -> bool {
+        self.symlink || self.to != key
+    }
+}
+
 /// What one link, rename or removal changed, to be put back if the operation turns out to have
 /// failed (the ingest learns that from a status line after it).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -97,9 +105,7 @@ impl Names {
     fn dealiased<'p>(&self, path: &'p [u8]) -> std::borrow::Cow<'p, [u8]> {
         if let Some((name, dir)) = &self.alias {
             let clean = normalize_parts(path);
-            if let Some(rest) = clean.strip_prefix(name.as_slice())
-                && (rest.is_empty() || rest.starts_with(b"/"))
-            {
+            if let Some(rest) = under(&clean, name) {
                 return [&dir[..], rest].concat().into();
             }
         }
@@ -195,9 +201,7 @@ impl Names {
     pub fn renamed(&mut self, old: &[u8], new: &[u8], uploaded: bool) -> Undo {
         let made = self.place(old).is_some_and(|key| {
             // A name that is only its own (removed before) is no link.
-            self.made
-                .get(&key)
-                .is_some_and(|lead| lead.symlink || lead.to != key)
+            self.made.get(&key).is_some_and(|lead| lead.leads(&key))
         });
         if uploaded && !made {
             self.forget(&[old, new])
@@ -281,10 +285,7 @@ impl Names {
                 _ => {}
             }
             let dir = now.len();
-            if !now.is_empty() && now != b"/" {
-                now.push(b'/');
-            }
-            now.extend_from_slice(part);
+            push_part(&mut now, part);
             if now.len() > MAX_NAME {
                 return None;
             }
@@ -352,10 +353,7 @@ impl Names {
         if placed == b"." {
             placed.clear();
         }
-        if !placed.is_empty() && placed != b"/" {
-            placed.push(b'/');
-        }
-        placed.extend_from_slice(last);
+        push_part(&mut placed, last);
         Some(placed)
     }
 
@@ -363,19 +361,18 @@ impl Names {
         let size = |key: &[u8], lead: &Lead| key.len() + lead.to.len();
         // A name that is only its own (a remove) does not count against MAX_NAMES (a session
         // removing many files still has its links followed), only against the bytes.
-        let leads = |key: &[u8], lead: &Lead| lead.symlink || lead.to != key;
         let previous = self.made.remove(&key);
         if let Some(previous) = &previous {
             self.bytes -= size(&key, previous);
-            self.leading -= usize::from(leads(&key, previous));
+            self.leading -= usize::from(previous.leads(&key));
         }
         // A link to itself stays: it is a loop, which reaches nothing.
         if let Some(to) = to
-            && (!leads(&key, &to) || self.leading < MAX_NAMES)
+            && (!to.leads(&key) || self.leading < MAX_NAMES)
             && self.bytes + size(&key, &to) <= MAX_NAME_BYTES
         {
             self.bytes += size(&key, &to);
-            self.leading += usize::from(leads(&key, &to));
+            self.leading += usize::from(to.leads(&key));
             self.made.insert(key.clone(), to);
         }
         Undo(vec![(key, previous)])
@@ -416,12 +413,24 @@ fn normalize_parts(name: &[u8]) -> Vec<u8> {
         if part.is_empty() || part == b"." {
             continue;
         }
-        if !out.is_empty() && out != b"/" {
-            out.push(b'/');
-        }
-        out.extend_from_slice(part);
+        push_part(&mut out, part);
     }
     out
+}
+
+/// `path` with `part` added as its last part (`""` and `/` take it without a separator).
+fn push_part(path: &mut Vec<u8>, part: &[u8]) {
+    if !path.is_empty() && path != b"/" {
+        path.push(b'/');
+    }
+    path.extend_from_slice(part);
+}
+
+/// What follows `dir` in `path` (`""` for `dir` itself, else from its `/`), when `path` is
+/// `dir` or a name under it; both normalized alike.
+pub fn under<'p>(path: &'p [u8], dir: &[u8]) -> Option<&'p [u8]> {
+    path.strip_prefix(dir)
+        .filter(|rest| rest.is_empty() || rest.starts_with(b"/"))
 }
 
 /// `name` without empty parts, `.` and lexical `..`: `/h//u/./a/../b` is `/h/u/b`. A relative

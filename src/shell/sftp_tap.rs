@@ -18,7 +18,7 @@
 //! for their rename are capped too. Open files are sftp-server's own (one per descriptor it
 //! holds, each named by a path `open(2)` took).
 
-use crate::log::reach::{Names, RECENT_CLOSES, normalize};
+use crate::log::reach::{Names, RECENT_CLOSES, normalize, under};
 use crate::log::transfer::{CountsAs, Direction, classify_close};
 use crate::log::wrapper::{
     ClosedAs, DropReason, EventKind, FileRecord, LoggedPath, OtherFile, Totals,
@@ -640,9 +640,7 @@ impl Tap {
         // sftp-server's directory is a directory, not a name: renamed, it is where it went.
         if let Some(dir) = &self.dir {
             let (from, to) = (normalize(&from), normalize(&to));
-            if let Some(rest) = dir.strip_prefix(from.as_slice())
-                && (rest.is_empty() || rest.starts_with(b"/"))
-            {
+            if let Some(rest) = under(dir, &from) {
                 self.dir = Some([&to[..], rest].concat());
             }
         }
