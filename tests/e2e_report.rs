@@ -735,6 +735,30 @@ fn databases(dir: &Path) -> Vec<String> {
     dbs
 }
 
+/// Runs `ops` (steps of tests/attacks/sftp_proc_attack.py, each of which must work) as `user`,
+/// waits for the session's end and ingests the log into each store: each store with what
+/// `sftpd-report` answers `query` there, and the log's text for messages.
+fn ops_then_report(
+    h: &Harness,
+    user: &str,
+    ops: &str,
+    query: &[&str],
+) -> (Vec<(String, serde_json::Value)>, String) {
+    let steps = h.attack_steps(user, &h.root().join("marker"), &["ops", ops]);
+    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    h.wait_for_log(&["session end", &format!("user={user} ")]);
+    let dir = tempfile::tempdir().unwrap();
+    let answers = databases(dir.path())
+        .into_iter()
+        .map(|db| {
+            ingest(&db, &[&h.log_path]);
+            let answer = report(&db, query);
+            (db, answer)
+        })
+        .collect();
+    (answers, h.log_text())
+}
+
 /// The journal's PID, UID and command of the (only) session.
 fn session_origin(db: &str) -> (i64, i64, String) {
     let sql = "SELECT origin_pid, origin_uid, origin_command FROM sessions";
@@ -2427,17 +2451,13 @@ fn a_link_made_by_a_relative_name_and_used_by_an_absolute_one_is_followed_in_cap
         ["get", hex("y.xml")],
     ])
     .to_string();
-    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
-    h.wait_for_log(&["session end", &format!("user={user} ")]);
-    let text = h.log_text();
-    let dir = tempfile::tempdir().unwrap();
-    for db in databases(dir.path()) {
-        ingest(&db, &[&h.log_path]);
-        let found = report(
-            &db,
-            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
-        );
+    let (answers, text) = ops_then_report(
+        &h,
+        &user,
+        &ops,
+        &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+    );
+    for (db, found) in answers {
         let mut used: Vec<String> = found
             .as_array()
             .unwrap()
@@ -2476,18 +2496,14 @@ fn a_link_followed_by_a_raw_failure_still_leads_to_its_file_in_capture_mode() {
         ["get", hex("x.xml")],
     ])
     .to_string();
-    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
-    h.wait_for_log(&["session end", &format!("user={user} ")]);
-    let text = h.log_text();
+    let (answers, text) = ops_then_report(
+        &h,
+        &user,
+        &ops,
+        &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+    );
     assert!(text.contains("sent status Failure"), "{text}");
-    let dir = tempfile::tempdir().unwrap();
-    for db in databases(dir.path()) {
-        ingest(&db, &[&h.log_path]);
-        let found = report(
-            &db,
-            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
-        );
+    for (db, found) in answers {
         let rows = found.as_array().unwrap();
         assert_eq!(rows.len(), 1, "{db}: {found:#}\n{text}");
         assert!(
@@ -2951,24 +2967,20 @@ fn a_symlink_made_by_a_name_a_rename_freed_does_not_redirect_the_renamed_file(co
         ["get", hex("x.xml")],
     ])
     .to_string();
-    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    let (answers, text) = ops_then_report(
+        &h,
+        &user,
+        &ops,
+        &[
+            "transfers",
+            "--user",
+            &user,
+            "--path",
+            theirs.to_str().unwrap(),
+        ],
+    );
     assert_eq!(fs::read(home.join("x.xml")).unwrap().len(), 4242);
-    h.wait_for_log(&["session end", &format!("user={user} ")]);
-    let text = h.log_text();
-    let dir = tempfile::tempdir().unwrap();
-    for db in databases(dir.path()) {
-        ingest(&db, &[&h.log_path]);
-        let claimed = report(
-            &db,
-            &[
-                "transfers",
-                "--user",
-                &user,
-                "--path",
-                theirs.to_str().unwrap(),
-            ],
-        );
+    for (db, claimed) in answers {
         assert_eq!(
             claimed.as_array().unwrap().len(),
             0,
@@ -3016,24 +3028,20 @@ fn a_dotdot_after_a_symlink_does_not_make_reached_name_another_partners_file(con
         ["get", hex("l/../m/invoice-42.xml")],
     ])
     .to_string();
-    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    let (answers, text) = ops_then_report(
+        &h,
+        &user,
+        &ops,
+        &[
+            "transfers",
+            "--user",
+            &user,
+            "--path",
+            theirs.to_str().unwrap(),
+        ],
+    );
     assert!(home.join("a/m/invoice-42.xml").exists());
-    h.wait_for_log(&["session end", &format!("user={user} ")]);
-    let text = h.log_text();
-    let dir = tempfile::tempdir().unwrap();
-    for db in databases(dir.path()) {
-        ingest(&db, &[&h.log_path]);
-        let claimed = report(
-            &db,
-            &[
-                "transfers",
-                "--user",
-                &user,
-                "--path",
-                theirs.to_str().unwrap(),
-            ],
-        );
+    for (db, claimed) in answers {
         assert_eq!(
             claimed.as_array().unwrap().len(),
             0,
@@ -3067,17 +3075,13 @@ fn a_dotdot_after_a_symlink_does_not_hide_a_download_through_a_link_in_capture_m
         ["get", hex("l/../s")],
     ])
     .to_string();
-    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
-    h.wait_for_log(&["session end", &format!("user={user} ")]);
-    let text = h.log_text();
-    let dir = tempfile::tempdir().unwrap();
-    for db in databases(dir.path()) {
-        ingest(&db, &[&h.log_path]);
-        let found = report(
-            &db,
-            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
-        );
+    let (answers, text) = ops_then_report(
+        &h,
+        &user,
+        &ops,
+        &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+    );
+    for (db, found) in answers {
         assert!(
             found
                 .as_array()
@@ -3115,17 +3119,13 @@ fn a_link_made_by_a_relative_name_is_followed_by_the_homes_own_name_when_the_hom
         ["get", abs("x.xml")],
     ])
     .to_string();
-    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
-    h.wait_for_log(&["session end", &format!("user={user} ")]);
-    let text = h.log_text();
-    let dir = tempfile::tempdir().unwrap();
-    for db in databases(dir.path()) {
-        ingest(&db, &[&h.log_path]);
-        let found = report(
-            &db,
-            &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
-        );
+    let (answers, text) = ops_then_report(
+        &h,
+        &user,
+        &ops,
+        &["transfers", "--user", &user, "--path", "*/invoice-42.xml"],
+    );
+    for (db, found) in answers {
         assert!(
             found
                 .as_array()
@@ -3176,24 +3176,20 @@ fn a_home_renamed_away_does_not_make_relative_names_another_partners_in_capture_
         ["get", hex("invoice-42.xml")],
     ])
     .to_string();
-    let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-    assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
+    let (answers, text) = ops_then_report(
+        &h,
+        &user,
+        &ops,
+        &[
+            "transfers",
+            "--user",
+            &user,
+            "--path",
+            theirs.to_str().unwrap(),
+        ],
+    );
     assert!(boxed.join("old/invoice-42.xml").exists());
-    h.wait_for_log(&["session end", &format!("user={user} ")]);
-    let text = h.log_text();
-    let dir = tempfile::tempdir().unwrap();
-    for db in databases(dir.path()) {
-        ingest(&db, &[&h.log_path]);
-        let claimed = report(
-            &db,
-            &[
-                "transfers",
-                "--user",
-                &user,
-                "--path",
-                theirs.to_str().unwrap(),
-            ],
-        );
+    for (db, claimed) in answers {
         assert_eq!(
             claimed.as_array().unwrap().len(),
             0,
@@ -3223,14 +3219,8 @@ fn a_file_made_in_a_renamed_directory_by_a_removed_name_is_not_the_removed_file(
             ["get", hex("out2/invoice-42.xml")],
         ])
         .to_string();
-        let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-        assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
-        h.wait_for_log(&["session end", &format!("user={user} ")]);
-        let text = h.log_text();
-        let dir = tempfile::tempdir().unwrap();
-        for db in databases(dir.path()) {
-            ingest(&db, &[&h.log_path]);
-            let all = report(&db, &["transfers", "--user", &user]);
+        let (answers, text) = ops_then_report(&h, &user, &ops, &["transfers", "--user", &user]);
+        for (db, all) in answers {
             let download: Vec<_> = all
                 .as_array()
                 .unwrap()
@@ -3260,17 +3250,11 @@ fn downloads_through_replaced_directories_and_linked_back_names_are_found() {
         // Files the partner finds there (an upload renamed is a file of its new name).
         let home = fs::canonicalize(h.home(&user)).unwrap();
         fs::create_dir(home.join("d")).unwrap();
-        for (name, size) in [("d/order-7.xml", 5151), ("a.xml", 5), ("d", 0)] {
-            if size > 0 {
-                fs::write(home.join(name), vec![b'o'; size]).unwrap();
-            }
+        run_chown(&user, &home.join("d"));
+        for (name, size) in [("d/order-7.xml", 5151), ("a.xml", 5)] {
+            fs::write(home.join(name), vec![b'o'; size]).unwrap();
             // Linux lets a user hardlink only the files it owns (fs.protected_hardlinks).
-            let out = Command::new("chown")
-                .arg(format!("{user}:"))
-                .arg(home.join(name))
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
+            run_chown(&user, &home.join(name));
         }
         let hex = |s: &str| hex::encode(s.as_bytes());
         let ops = serde_json::json!([
@@ -3291,14 +3275,8 @@ fn downloads_through_replaced_directories_and_linked_back_names_are_found() {
             ["get", hex("l/order-7.xml")],
         ])
         .to_string();
-        let steps = h.attack_steps(&user, &h.root().join("marker"), &["ops", &ops]);
-        assert!(steps.iter().all(|(_, ok)| *ok), "{steps:?}");
-        h.wait_for_log(&["session end", &format!("user={user} ")]);
-        let text = h.log_text();
-        let dir = tempfile::tempdir().unwrap();
-        for db in databases(dir.path()) {
-            ingest(&db, &[&h.log_path]);
-            let all = report(&db, &["transfers", "--user", &user]);
+        let (answers, text) = ops_then_report(&h, &user, &ops, &["transfers", "--user", &user]);
+        for (db, all) in answers {
             for (bytes, file) in [(4242, "out/invoice-42.xml"), (5151, "d/order-7.xml")] {
                 let download: Vec<_> = all
                     .as_array()
