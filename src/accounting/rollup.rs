@@ -253,7 +253,7 @@ pub const DROP_EMPTY_CELLS: &str = "DELETE FROM usage_hourly WHERE contributors 
 
 /// Drops SQLite's rollup triggers (those [`rollup_triggers_sql`] creates) where they exist: before
 /// the tables they are on change, and before they are created again.
-pub const DROP_SQLITE_ROLLUP_TRIGGERS: &str = "DROP TRIGGER IF EXISTS usage_session_added;
+const DROP_SQLITE_ROLLUP_TRIGGERS: &str = "DROP TRIGGER IF EXISTS usage_session_added;
 DROP TRIGGER IF EXISTS usage_session_changed;
 DROP TRIGGER IF EXISTS usage_session_removed;
 DROP TRIGGER IF EXISTS usage_transfer_added;

@@ -2,7 +2,7 @@
 //!
 //! Times are stored as UTC microseconds in `session_rows`, `transfer_rows` and `operation_rows`,
 //! and shown as fixed-width UTC text by the views `sessions`, `transfers` and `operations` over
-//! them (see [`row_views_sql`]). Writes go to the tables, reads may go through the views. One
+//! them (migration 9). Writes go to the tables, reads may go through the views. One
 //! ingest at a time holds `<db>.lock`.
 
 use super::pending::{Batch, IdTable, Link, RowUpdate, SessionPatch, WriteBehind, WritesBatches};
@@ -23,249 +23,32 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Each entry migrates from the version before it; the index + 1 is the version reached.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: [&str; super::SCHEMA_VERSION as usize] = [
     include_str!("../../../migrations/sqlite/0001_initial.sql"),
     include_str!("../../../migrations/sqlite/0002_counts_as.sql"),
     include_str!("../../../migrations/sqlite/0003_counters_cut.sql"),
     include_str!("../../../migrations/sqlite/0004_usage_rollups.sql"),
     include_str!("../../../migrations/sqlite/0005_rollup_deltas.sql"),
+    include_str!("../../../migrations/sqlite/0006_compact_times.sql"),
+    include_str!("../../../migrations/sqlite/0007_rollup_join.sql"),
+    include_str!("../../../migrations/sqlite/0008_virtual_columns.sql"),
+    include_str!("../../../migrations/sqlite/0009_row_views.sql"),
+    include_str!("../../../migrations/sqlite/0010_renamed_to.sql"),
+    include_str!("../../../migrations/sqlite/0011_reached.sql"),
+    include_str!("../../../migrations/sqlite/0012_sid_index.sql"),
 ];
 
-/// Schema 6: rows keep their times as UTC microseconds (`started_at_us`, …: 8 bytes instead of
-/// 27 of text, and the integer compares faster), a name's readable form only where it differs
-/// from the name's bytes (`path_escaped`), and a transfer's direction and open flags as small
-/// integers (`direction_code`, `open_flags_code`). The columns people query keep their names
-/// and values as virtual columns, computed when read and stored nowhere: `started_at` is the
-/// storage text, `path_text` the readable name. Written as the rebuild of each table SQLite asks for
-/// (<https://sqlite.org/lang_altertable.html#otheralter>): the views and triggers that read the
-/// tables go first (the caller creates the triggers again), the views come back after, and the
-/// caller turns foreign keys off around it.
-/// `sftpd_storage_micros` is [`crate::log::parse::storage_micros`] and `sftpd_open_flags_code`
-/// is [`open_flags_code`], both registered by the caller.
-fn compact_rows_sql() -> String {
-    let views = usage_views_sql();
-    // The columns schema 9's views compute, here virtual columns of the tables (`path_text` is
-    // the same expression in both tables that have it).
-    let readable: Vec<(&str, String)> = readable_columns()
-        .into_iter()
-        .flat_map(|(_, _, columns)| columns)
-        .collect();
-    let column = |name: &str| {
-        let (_, expression) = readable
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("a readable column");
-        format!("TEXT GENERATED ALWAYS AS ({expression}) VIRTUAL")
-    };
-    format!(
-        r#"
-{drop_triggers}
-DROP VIEW monthly_usage;
-DROP VIEW daily_usage;
-DROP VIEW usage_events;
-
-{sessions}
-
-{transfers}
-
-{operations}
-
-{views}
-"#,
-        drop_triggers = rollup::DROP_SQLITE_ROLLUP_TRIGGERS,
-        sessions = compact_sessions_sql(&column),
-        transfers = compact_transfers_sql(&column),
-        operations = compact_operations_sql(&column),
-    )
+/// The column a migration adds, for those that test builds may have added before their
+/// version: such a migration is skipped where the column is there.
+fn added_column(version: usize) -> Option<&'static str> {
+    match version {
+        10 => Some("renamed_to"),
+        11 => Some("reached"),
+        _ => None,
+    }
 }
 
-/// Schema 6's `sessions`, its rows and indexes; `column` gives a virtual column's definition.
-fn compact_sessions_sql(column: &dyn Fn(&str) -> String) -> String {
-    format!(
-        r#"CREATE TABLE sessions_v6 (
-    id             INTEGER PRIMARY KEY,
-    host           TEXT NOT NULL,
-    user           TEXT,
-    client_ip      TEXT,
-    client_port    INTEGER,
-    local_ip       TEXT,
-    local_port     INTEGER,
-    started_at_us  INTEGER NOT NULL,
-    ended_at_us    INTEGER,
-    duration_ms    INTEGER,
-    exit_status    INTEGER,
-    signal         TEXT,
-    end_reason     TEXT NOT NULL DEFAULT 'missing_end'
-                   CHECK (end_reason IN ('closed', 'forced', 'missing_end', 'refused')),
-    source         TEXT NOT NULL CHECK (source IN ('wrapper', 'sftp-server', 'internal-sftp')),
-    sid            TEXT,
-    pid            INTEGER NOT NULL,
-    sftp_pid       INTEGER,
-    auth_method    TEXT,
-    auth_key       TEXT,
-    sftp_closed    INTEGER NOT NULL DEFAULT 0,
-    -- What a following `sent status` line answers, while the session is open.
-    last_op_kind   TEXT,
-    last_op_id     INTEGER,
-    origin_pid     INTEGER,
-    origin_uid     INTEGER,
-    origin_command TEXT,
-    started_at     {started_at},
-    ended_at       {ended_at},
-    UNIQUE (host, pid, started_at_us)
-);
-INSERT INTO sessions_v6 (id, host, user, client_ip, client_port, local_ip, local_port, started_at_us,
-                         ended_at_us, duration_ms, exit_status, signal, end_reason, source, sid, pid,
-                         sftp_pid, auth_method, auth_key, sftp_closed, last_op_kind, last_op_id,
-                         origin_pid, origin_uid, origin_command)
-     SELECT id, host, user, client_ip, client_port, local_ip, local_port,
-            sftpd_storage_micros(started_at), sftpd_storage_micros(ended_at), duration_ms,
-            exit_status, signal, end_reason, source, sid, pid, sftp_pid, auth_method, auth_key,
-            sftp_closed, last_op_kind, last_op_id, origin_pid, origin_uid, origin_command
-       FROM sessions;
-DROP TABLE sessions;
-ALTER TABLE sessions_v6 RENAME TO sessions;
-CREATE INDEX sessions_user ON sessions (user, started_at_us);
-CREATE INDEX sessions_open ON sessions (ended_at_us) WHERE ended_at_us IS NULL;
-CREATE INDEX sessions_host_started ON sessions (host, started_at_us);
-CREATE INDEX sessions_refused ON sessions (host) WHERE end_reason = 'refused';"#,
-        started_at = column("started_at"),
-        ended_at = column("ended_at"),
-    )
-}
-
-/// Schema 6's `transfers`, its rows and indexes; `column` gives a virtual column's definition.
-fn compact_transfers_sql(column: &dyn Fn(&str) -> String) -> String {
-    format!(
-        r#"CREATE TABLE transfers_v6 (
-    id            INTEGER PRIMARY KEY,
-    session_id    INTEGER NOT NULL REFERENCES sessions (id),
-    path          BLOB NOT NULL,
-    -- NULL where path_text is the name's bytes as they are.
-    path_escaped  TEXT,
-    -- 0 none, 1 upload, 2 download, 3 both.
-    direction_code INTEGER NOT NULL CHECK (direction_code BETWEEN 0 AND 3),
-    -- sftp-server's flag words as bits (READ 1, WRITE 2, APPEND 4, CREATE 8, TRUNCATE 16,
-    -- EXCL 32) where the text is those words in its order, else the text itself: no type, so
-    -- that SQLite keeps either as it is given.
-    open_flags_code NOT NULL,
-    mode          TEXT,
-    bytes_read    INTEGER,
-    bytes_written INTEGER,
-    opened_at_us  INTEGER NOT NULL,
-    closed_at_us  INTEGER,
-    forced        INTEGER NOT NULL DEFAULT 0,
-    failed        INTEGER NOT NULL DEFAULT 0,
-    complete      INTEGER NOT NULL DEFAULT 0,
-    counts_as     TEXT CHECK (counts_as IN ('upload', 'download')),
-    counters_cut  INTEGER NOT NULL DEFAULT 0,
-    path_text     {path_text},
-    direction     {direction},
-    open_flags    {open_flags},
-    opened_at     {opened_at},
-    closed_at     {closed_at}
-);
-INSERT INTO transfers_v6 (id, session_id, path, path_escaped, direction_code, open_flags_code, mode,
-                          bytes_read, bytes_written, opened_at_us, closed_at_us, forced, failed,
-                          complete, counts_as, counters_cut)
-     SELECT id, session_id, path, NULLIF(path_text, CAST(path AS TEXT)),
-            CASE direction WHEN 'upload' THEN 1 WHEN 'download' THEN 2 WHEN 'both' THEN 3 ELSE 0 END,
-            sftpd_open_flags_code(open_flags),
-            mode, bytes_read, bytes_written, sftpd_storage_micros(opened_at),
-            sftpd_storage_micros(closed_at), forced, failed, complete, counts_as, counters_cut
-       FROM transfers;
-DROP TABLE transfers;
-ALTER TABLE transfers_v6 RENAME TO transfers;
-CREATE INDEX transfers_session ON transfers (session_id);
-CREATE INDEX transfers_open ON transfers (closed_at_us) WHERE closed_at_us IS NULL;
-CREATE INDEX transfers_opened ON transfers (opened_at_us);
-CREATE INDEX transfers_failed ON transfers (session_id) WHERE failed;"#,
-        path_text = column("path_text"),
-        direction = column("direction"),
-        open_flags = column("open_flags"),
-        opened_at = column("opened_at"),
-        closed_at = column("closed_at"),
-    )
-}
-
-/// Schema 6's `operations`, its rows and indexes; `column` gives a virtual column's definition.
-fn compact_operations_sql(column: &dyn Fn(&str) -> String) -> String {
-    format!(
-        r#"CREATE TABLE operations_v6 (
-    id             INTEGER PRIMARY KEY,
-    session_id     INTEGER REFERENCES sessions (id),
-    host           TEXT NOT NULL,
-    user           TEXT,
-    at_us          INTEGER NOT NULL,
-    kind           TEXT NOT NULL,
-    path           BLOB,
-    path_escaped   TEXT,
-    target         BLOB,
-    target_escaped TEXT,
-    detail         TEXT,
-    failed         INTEGER NOT NULL DEFAULT 0,
-    status         TEXT,
-    at             {at},
-    path_text      {path_text},
-    target_text    {target_text}
-);
-INSERT INTO operations_v6 (id, session_id, host, user, at_us, kind, path, path_escaped, target,
-                           target_escaped, detail, failed, status)
-     SELECT id, session_id, host, user, sftpd_storage_micros(at), kind, path,
-            NULLIF(path_text, CAST(path AS TEXT)), target, NULLIF(target_text, CAST(target AS TEXT)),
-            detail, failed, status
-       FROM operations;
-DROP TABLE operations;
-ALTER TABLE operations_v6 RENAME TO operations;
-CREATE INDEX operations_session ON operations (session_id);
-CREATE INDEX operations_failed ON operations (host) WHERE failed;
-CREATE INDEX operations_denied ON operations (host) WHERE kind = 'denied';"#,
-        at = column("at"),
-        path_text = column("path_text"),
-        target_text = column("target_text"),
-    )
-}
-
-/// A transfer's `direction` from its `direction_code`.
-const DIRECTION_TEXT: &str = "CASE direction_code WHEN 1 THEN 'upload' WHEN 2 THEN 'download' WHEN 3 THEN 'both' ELSE 'none' END";
-
-/// A transfer's `open_flags` from its `open_flags_code`: the words of its bits, or the text.
-fn open_flags_text() -> String {
-    // One comparison per value, the commonest first (an upload's WRITE,CREATE,TRUNCATE and a
-    // download's READ): rebuilding the words bit by bit is costly per row of a `transfers`
-    // report. Text never equals an integer here, so text stays text.
-    let words = |code: usize| {
-        OPEN_FLAG_WORDS
-            .iter()
-            .enumerate()
-            .filter(|(bit, _)| code & (1 << bit) != 0)
-            .map(|(_, word)| *word)
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    format!(
-        "CASE open_flags_code {} ELSE open_flags_code END",
-        [26, 1]
-            .into_iter()
-            .chain((0..1 << OPEN_FLAG_WORDS.len()).filter(|c| ![26, 1].contains(c)))
-            .map(|code| format!("WHEN {code} THEN '{}'", words(code)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
-}
-
-/// The views `usage_events`, `daily_usage` and `monthly_usage`, as the latest migration that
-/// changed them wrote them (they end it).
-fn usage_views_sql() -> String {
-    MIGRATIONS
-        .iter()
-        .rev()
-        .find_map(|sql| sql.split_once("CREATE VIEW usage_events"))
-        .map(|(_, views)| format!("CREATE VIEW usage_events{views}"))
-        .expect("a migration creates the usage views")
-}
-
-/// The functions [`compact_rows_sql`] calls, registered on `conn`.
+/// The functions migration 6 calls, registered on `conn` while it runs.
 fn compact_rows_functions(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(
         "sftpd_storage_micros",
@@ -290,156 +73,6 @@ fn compact_rows_functions(conn: &Connection) -> rusqlite::Result<()> {
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| Ok(open_flags_code(&ctx.get::<String>(0)?)),
     )?;
-    Ok(())
-}
-
-/// A view's name, the table under it, and the readable columns it adds: names and expressions.
-type RowView = (&'static str, &'static str, Vec<(&'static str, String)>);
-
-/// The readable columns of each table of rows (schema 9: views over `session_rows`, … with
-/// the tables' names), after its stored ones, in the order the virtual columns of schema 6 had.
-fn readable_columns() -> [RowView; 3] {
-    let time = sql::sqlite_time_text;
-    // A name's readable form: `escaped` where stored, else the bytes.
-    let name = |bytes: &str, escaped: &str| format!("COALESCE({escaped}, CAST({bytes} AS TEXT))");
-    [
-        (
-            "sessions",
-            "session_rows",
-            vec![
-                ("started_at", time("started_at_us")),
-                ("ended_at", time("ended_at_us")),
-            ],
-        ),
-        (
-            "transfers",
-            "transfer_rows",
-            vec![
-                ("path_text", name("path", "path_escaped")),
-                ("direction", DIRECTION_TEXT.to_owned()),
-                ("open_flags", open_flags_text()),
-                ("opened_at", time("opened_at_us")),
-                ("closed_at", time("closed_at_us")),
-            ],
-        ),
-        (
-            "operations",
-            "operation_rows",
-            vec![
-                ("at", time("at_us")),
-                ("path_text", name("path", "path_escaped")),
-                ("target_text", name("target", "target_escaped")),
-            ],
-        ),
-    ]
-}
-
-/// Schema 9: the rows are stored in `session_rows`, `transfer_rows` and `operation_rows`, and
-/// `sessions`, `transfers` and `operations` are views showing them with their readable columns,
-/// which were virtual columns of the tables. SQLite computes every generated column of a row it
-/// writes, read or not, which made storing the rows markedly slower. A view computes them only
-/// when they are read, and shows the same columns in the same order, so queries and `SELECT *`
-/// keep working. A virtual column is stored nowhere: dropping one and
-/// renaming a table each take a moment, whatever the table's size. The views and triggers that
-/// read the tables go first; the caller creates the triggers again.
-fn row_views_sql() -> String {
-    let mut sql = format!(
-        "DROP VIEW IF EXISTS monthly_usage;
-         DROP VIEW IF EXISTS daily_usage;
-         DROP VIEW IF EXISTS usage_events;
-         {}\n",
-        rollup::DROP_SQLITE_ROLLUP_TRIGGERS
-    );
-    for (view, table, columns) in readable_columns() {
-        for (name, _) in columns.iter().rev() {
-            sql.push_str(&format!("ALTER TABLE {view} DROP COLUMN {name};\n"));
-        }
-        sql.push_str(&format!("ALTER TABLE {view} RENAME TO {table};\n"));
-        let readable: Vec<String> = columns
-            .iter()
-            .map(|(name, expression)| format!("{expression} AS {name}"))
-            .collect();
-        sql.push_str(&format!(
-            "CREATE VIEW {view} AS SELECT *, {} FROM {table};\n",
-            readable.join(", ")
-        ));
-    }
-    sql.push_str(&usage_views_sql());
-    sql
-}
-
-/// The `IN (…)` checks of schema 6's tables, and the same checks as comparisons (schema 9),
-/// by table. SQLite builds an `IN` list's lookup table again for each row it checks; the
-/// comparisons cost next to nothing.
-fn checks_as_comparisons() -> [(&'static str, Vec<(String, String)>); 2] {
-    let check = |column: &str, words: &[&str]| {
-        let listed: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
-        let compared: Vec<String> = words.iter().map(|w| format!("{column} = '{w}'")).collect();
-        (
-            format!("CHECK ({column} IN ({}))", listed.join(", ")),
-            format!("CHECK ({})", compared.join(" OR ")),
-        )
-    };
-    [
-        (
-            "session_rows",
-            vec![
-                check(
-                    "end_reason",
-                    &["closed", "forced", "missing_end", "refused"],
-                ),
-                check("source", &["wrapper", "sftp-server", "internal-sftp"]),
-            ],
-        ),
-        (
-            "transfer_rows",
-            vec![check("counts_as", &["upload", "download"])],
-        ),
-    ]
-}
-
-/// Rewrites the checks of [`checks_as_comparisons`] in the tables' definitions. SQLite changes a
-/// CHECK constraint only by rebuilding the table (a copy of every row) or by editing the schema
-/// table, which it allows where every row meets the new constraint
-/// (<https://sqlite.org/lang_altertable.html#otheralter>): these are the same tests. A
-/// definition not as schema 6 wrote it is an error, before anything is edited.
-fn rewrite_checks(conn: &Connection, shown: &str) -> Result<()> {
-    let mut definitions = Vec::new();
-    for (table, checks) in checks_as_comparisons() {
-        let mut sql: String = conn.query_row(
-            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-            [table],
-            |r| r.get(0),
-        )?;
-        for (old, new) in checks {
-            if sql.matches(&old).count() != 1 {
-                return Err(StoreError::Open {
-                    path: shown.to_owned(),
-                    source: rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                        Some(format!("{table} has not the check {old}: not upgraded")),
-                    ),
-                });
-            }
-            sql = sql.replacen(&old, &new, 1);
-        }
-        definitions.push((table, sql));
-    }
-    let version: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
-    conn.execute_batch("PRAGMA writable_schema = ON")?;
-    let edited = definitions.iter().try_for_each(|(table, sql)| {
-        conn.execute(
-            "UPDATE sqlite_schema SET sql = ?2 WHERE type = 'table' AND name = ?1",
-            params![table, sql],
-        )
-        .map(drop)
-    });
-    // The new version makes other connections read the schema again; RESET makes this one
-    // read it now, and turns writing the schema off whatever happened.
-    let bumped = edited
-        .and_then(|()| conn.execute_batch(&format!("PRAGMA schema_version = {}", version + 1)));
-    conn.execute_batch("PRAGMA writable_schema = RESET")?;
-    bumped?;
     Ok(())
 }
 
@@ -536,13 +169,6 @@ macro_rules! sqlite_text {
 }
 
 sqlite_text!(Direction, CountsAs, SessionSource, OperationKind, EndReason);
-
-// Version 6 is compact_rows_sql, which needs a function registered; version 7 changed only
-// PostgreSQL's trigger functions; version 8 gave the virtual time columns a cheaper expression
-// (9 drops them, whatever their expression); version 9 is row_views_sql and rewrite_checks;
-// version 10 adds transfers' renamed_to and 11 their reached (the view `transfers` shows them
-// through its `*`); 12 indexes sessions by sid.
-const _: () = assert!(MIGRATIONS.len() as i64 + 7 == super::SCHEMA_VERSION);
 
 fn checkpoint_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
     Ok(Checkpoint {
@@ -1151,56 +777,43 @@ impl SqliteStore {
                 known: super::SCHEMA_VERSION,
             });
         }
-        for sql in MIGRATIONS.get(current as usize..).unwrap_or_default() {
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let version = index + 1;
+            if let Some(column) = added_column(version) {
+                let there: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM pragma_table_info('transfer_rows') WHERE name = ?1)",
+                    [column],
+                    |r| r.get(0),
+                )?;
+                if there {
+                    continue;
+                }
+            }
+            if version == 6 {
+                compact_rows_functions(&tx)?;
+            }
             tx.execute_batch(sql)?;
-        }
-        if current < 6 {
-            compact_rows_functions(&tx)?;
-            tx.execute_batch(&compact_rows_sql())?;
-            tx.remove_function("sftpd_storage_micros", 1)?;
-            tx.remove_function("sftpd_open_flags_code", 1)?;
-            let broken: Option<String> = tx
-                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-                .optional()?;
-            if let Some(table) = broken {
-                return Err(StoreError::Open {
-                    path: shown.to_owned(),
-                    source: rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
-                        Some(format!("rows of {table} refer to no session: not upgraded")),
-                    ),
-                });
+            if version == 6 {
+                tx.remove_function("sftpd_storage_micros", 1)?;
+                tx.remove_function("sftpd_open_flags_code", 1)?;
+                let broken: Option<String> = tx
+                    .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                    .optional()?;
+                if let Some(table) = broken {
+                    return Err(StoreError::Open {
+                        path: shown.to_owned(),
+                        source: rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                            Some(format!("rows of {table} refer to no session: not upgraded")),
+                        ),
+                    });
+                }
             }
         }
         if current < 9 {
-            tx.execute_batch(&row_views_sql())?;
-            rewrite_checks(&tx, shown)?;
-            // The tables renamed (or rebuilt by version 6) lost their triggers; the rollups
-            // they keep are unchanged.
+            // The tables rebuilt by versions 6 and 9 lost their triggers; the rollups they
+            // keep are unchanged.
             tx.execute_batch(&rollup::rollup_triggers_sql(Dialect::Sqlite))?;
-        }
-        let renamed_to: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('transfer_rows') WHERE name = 'renamed_to')",
-            [],
-            |r| r.get(0),
-        )?;
-        if current < 10 && !renamed_to {
-            tx.execute_batch(include_str!(
-                "../../../migrations/sqlite/0010_renamed_to.sql"
-            ))?;
-        }
-        let reached: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('transfer_rows') WHERE name = 'reached')",
-            [],
-            |r| r.get(0),
-        )?;
-        if current < 11 && !reached {
-            tx.execute_batch(include_str!("../../../migrations/sqlite/0011_reached.sql"))?;
-        }
-        if current < 12 {
-            tx.execute_batch(include_str!(
-                "../../../migrations/sqlite/0012_sid_index.sql"
-            ))?;
         }
         if current < 5 {
             tx.execute_batch(&rollup::refresh_rollups_sql(Dialect::Sqlite, true))?;
@@ -2454,11 +2067,10 @@ mod tests {
              INSERT INTO schema_version (version) VALUES (8);",
         )
         .unwrap();
-        for sql in MIGRATIONS {
+        compact_rows_functions(&conn).unwrap();
+        for sql in &MIGRATIONS[..6] {
             conn.execute_batch(sql).unwrap();
         }
-        compact_rows_functions(&conn).unwrap();
-        conn.execute_batch(&compact_rows_sql()).unwrap();
         let triggers = super::rollup::rollup_triggers_sql(Dialect::Sqlite)
             .replace("ON session_rows", "ON sessions")
             .replace("ON transfer_rows", "ON transfers");
@@ -2619,44 +2231,46 @@ mod tests {
         assert_eq!(store.rollup_differences().unwrap(), 0);
     }
 
-    /// A version 8 database whose checks are not as schema 6 wrote them is not upgraded, and
-    /// is left as it was.
+    /// A version 8 database with a row its checks would refuse (written while a check was
+    /// off) is not upgraded, and is left as it was.
     #[test]
-    fn a_version_8_database_with_other_checks_is_left_as_it_was() {
+    fn a_version_8_database_with_a_row_its_checks_refuse_is_left_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("v8.db");
+        let schema = |conn: &Connection| -> String {
+            conn.query_row("SELECT group_concat(sql) FROM sqlite_schema", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
         let before = {
             let conn = version_8_database(&db);
             conn.execute_batch(
-                "PRAGMA writable_schema = ON;
-                 UPDATE sqlite_schema
-                    SET sql = replace(sql, 'CHECK (counts_as IN (''upload'', ''download''))', '')
-                  WHERE name = 'transfers';
-                 PRAGMA writable_schema = RESET;",
+                "INSERT INTO sessions (id, host, started_at_us, source, pid)
+                      VALUES (1, 'h', 0, 'wrapper', 7);
+                 PRAGMA ignore_check_constraints = ON;
+                 INSERT INTO transfers (session_id, path, direction_code, open_flags_code,
+                                        opened_at_us, counts_as)
+                      VALUES (1, X'2F61', 1, 26, 0, 'both');
+                 PRAGMA ignore_check_constraints = OFF;",
             )
             .unwrap();
-            let sql: String = conn
-                .query_row("SELECT group_concat(sql) FROM sqlite_schema", [], |r| {
-                    r.get(0)
-                })
-                .unwrap();
-            sql
+            schema(&conn)
         };
         let Err(e) = SqliteStore::open(&db) else {
             panic!("upgraded");
         };
-        assert!(e.to_string().contains("not upgraded"), "{e}");
+        assert!(e.to_string().contains("CHECK constraint failed"), "{e}");
         let conn = Connection::open(&db).unwrap();
-        let after: String = conn
-            .query_row("SELECT group_concat(sql) FROM sqlite_schema", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(after, before);
+        assert_eq!(schema(&conn), before);
         let version: i64 = conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, 8);
+        let kept: String = conn
+            .query_row("SELECT counts_as FROM transfers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, "both");
     }
 
     /// Schema 6 keeps every value of a version 5 database (times to the microsecond, names of
@@ -2684,7 +2298,7 @@ mod tests {
         ];
         {
             let conn = Connection::open(&db).unwrap();
-            for sql in MIGRATIONS {
+            for sql in &MIGRATIONS[..5] {
                 conn.execute_batch(sql).unwrap();
             }
             conn.execute_batch(
