@@ -4,7 +4,8 @@
 //! syslog mode, in capture mode (the SFTP packets pass through the wrapper's tap), in capture
 //! mode with event hooks, and with plain sftp-server as the subsystem (no wrapper, the baseline),
 //! and prints throughput ratios against the baseline measured in the same run, and capture
-//! mode's against syslog mode's. Then the median set-up time of 50 `sftp -b` sessions that only
+//! mode's against syslog mode's (the median of each round's ratio; `SESSIONS_BENCH_ROUNDS`
+//! rounds, 7 unless set). Then the median set-up time of 50 `sftp -b` sessions that only
 //! run `pwd`, for those four and for the shell-script wrapper admins write by hand. Run by
 //! `cargo test`, it checks the same code with 8 MiB and 3 sessions.
 
@@ -29,6 +30,17 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The median of `v`, with its least and greatest, as the bench prints them.
+fn median_ratio(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    format!(
+        "{:.3} x (rounds {:.3}-{:.3})",
+        v[v.len() / 2],
+        v[0],
+        v[v.len() - 1]
+    )
+}
+
 fn timed_sftp(v: &Variant, batch: &str, cwd: &Path) -> Duration {
     // Dirty pages left by the previous transfer would otherwise be written back during this one.
     // SAFETY: sync(2) takes no arguments and cannot fail.
@@ -51,7 +63,12 @@ fn main() {
     }
     let full = std::env::args().any(|a| a == "--bench");
     let (size, rounds, sessions): (usize, usize, usize) = if full {
-        (1 << 30, 5, 50)
+        let rounds = std::env::var("SESSIONS_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .filter(|&r| r > 0)
+            .unwrap_or(7);
+        (1 << 30, rounds, 50)
     } else {
         (8 << 20, 1, 3)
     };
@@ -142,12 +159,12 @@ fn main() {
     }
     let rates: Vec<(&str, f64, f64)> = variants
         .iter()
-        .zip(ups.into_iter().zip(downs))
+        .zip(ups.iter().zip(&downs))
         .map(|(v, (up, down))| {
             (
                 v.name,
-                mib / median(up).as_secs_f64(),
-                mib / median(down).as_secs_f64(),
+                mib / median(up.clone()).as_secs_f64(),
+                mib / median(down.clone()).as_secs_f64(),
             )
         })
         .collect();
@@ -162,12 +179,24 @@ fn main() {
             down / base_down
         );
     }
-    let (_, syslog_up, syslog_down) = rates[0];
-    for (name, up, down) in [&rates[1], &rates[3]] {
+    // Against syslog mode, round by round: the two ran minutes apart at most, so a round's
+    // ratio is free of the drift (CPU clock, writeback, other load) between rounds that moves
+    // the medians of the rates.
+    for i in [1, 3] {
+        let paired = |times: &[Vec<Duration>]| {
+            median_ratio(
+                times[0]
+                    .iter()
+                    .zip(&times[i])
+                    .map(|(syslog, this)| syslog.as_secs_f64() / this.as_secs_f64())
+                    .collect(),
+            )
+        };
         println!(
-            "  {name:<28} against syslog mode: upload {:.3} x, download {:.3} x",
-            up / syslog_up,
-            down / syslog_down
+            "  {:<28} against syslog mode (median of the rounds' ratios): upload {}, download {}",
+            variants[i].name,
+            paired(&ups),
+            paired(&downs)
         );
     }
 
