@@ -7,9 +7,9 @@
 -- an IN list's lookup table again for each row it checks. Each table is rebuilt as SQLite asks
 -- (https://sqlite.org/lang_altertable.html#otheralter): the views and triggers that read it go
 -- first (the rollup triggers, storage::rollup_triggers_sql, are created again after this).
-DROP VIEW monthly_usage;
-DROP VIEW daily_usage;
-DROP VIEW usage_events;
+DROP VIEW IF EXISTS monthly_usage;
+DROP VIEW IF EXISTS daily_usage;
+DROP VIEW IF EXISTS usage_events;
 DROP TRIGGER IF EXISTS usage_session_added;
 DROP TRIGGER IF EXISTS usage_session_changed;
 DROP TRIGGER IF EXISTS usage_session_removed;

@@ -2273,6 +2273,23 @@ mod tests {
         assert_eq!(kept, "both");
     }
 
+    /// A version 8 database whose admin dropped a usage view is upgraded, and has the view again.
+    #[test]
+    fn a_version_8_database_without_a_usage_view_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v8.db");
+        version_8_database(&db)
+            .execute_batch("DROP VIEW monthly_usage")
+            .unwrap();
+        let mut store = SqliteStore::open(&db).unwrap();
+        let months: i64 = store
+            .connection()
+            .unwrap()
+            .query_row("SELECT count(*) FROM monthly_usage", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(months, 0);
+    }
+
     /// Schema 6 keeps every value of a version 5 database (times to the microsecond, names of
     /// any bytes) and the rollups it had, which still equal the rows.
     #[test]
