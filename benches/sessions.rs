@@ -25,7 +25,8 @@ struct Variant {
     user: String,
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
     v.sort();
     v[v.len() / 2]
 }
@@ -163,8 +164,8 @@ fn main() {
         .map(|(v, (up, down))| {
             (
                 v.name,
-                mib / median(up.clone()).as_secs_f64(),
-                mib / median(down.clone()).as_secs_f64(),
+                mib / median(up).as_secs_f64(),
+                mib / median(down).as_secs_f64(),
             )
         })
         .collect();
@@ -220,7 +221,7 @@ fn main() {
     let setups: Vec<(&str, Duration)> = all
         .iter()
         .zip(times)
-        .map(|(v, t)| (v.name, median(t)))
+        .map(|(v, t)| (v.name, median(&t)))
         .collect();
     let base = setups[2].1;
     for (name, d) in &setups {

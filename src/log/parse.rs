@@ -1135,6 +1135,14 @@ mod tests {
 
     #[test]
     fn year_inference_rolls_back_across_new_year() {
+        let local_year = |t: &Timestamp, reference: DateTime<Local>| {
+            t.resolve(reference)
+                .unwrap()
+                .time()
+                .unwrap()
+                .with_timezone(&Local)
+                .year()
+        };
         let reference = Local.with_ymd_and_hms(2027, 1, 2, 10, 0, 0).unwrap();
         let dec = Timestamp::NoYear {
             month: 12,
@@ -1150,34 +1158,10 @@ mod tests {
             minute: 1,
             second: 0,
         };
-        assert_eq!(
-            dec.resolve(reference)
-                .unwrap()
-                .time()
-                .unwrap()
-                .with_timezone(&Local)
-                .year(),
-            2026
-        );
-        assert_eq!(
-            jan.resolve(reference)
-                .unwrap()
-                .time()
-                .unwrap()
-                .with_timezone(&Local)
-                .year(),
-            2027
-        );
+        assert_eq!(local_year(&dec, reference), 2026);
+        assert_eq!(local_year(&jan, reference), 2027);
         let mid = Local.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap();
-        assert_eq!(
-            dec.resolve(mid)
-                .unwrap()
-                .time()
-                .unwrap()
-                .with_timezone(&Local)
-                .year(),
-            2025
-        );
+        assert_eq!(local_year(&dec, mid), 2025);
         let nov = Timestamp::NoYear {
             month: 11,
             day: 26,
@@ -1185,15 +1169,7 @@ mod tests {
             minute: 0,
             second: 0,
         };
-        assert_eq!(
-            nov.resolve(mid)
-                .unwrap()
-                .time()
-                .unwrap()
-                .with_timezone(&Local)
-                .year(),
-            2026
-        );
+        assert_eq!(local_year(&nov, mid), 2026);
     }
 
     fn sftp(msg: &[u8]) -> SftpEvent {

@@ -38,8 +38,8 @@ const MIGRATIONS: [&str; super::SCHEMA_VERSION as usize] = [
     include_str!("../../../migrations/sqlite/0012_sid_index.sql"),
 ];
 
-/// The column a migration adds, for those that test builds may have added before their
-/// version: such a migration is skipped where the column is there.
+/// The column a migration adds, for the migrations the store has always run only where the
+/// column is missing (ADD COLUMN fails on a column that is there).
 fn added_column(version: usize) -> Option<&'static str> {
     match version {
         10 => Some("renamed_to"),
