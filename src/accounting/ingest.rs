@@ -7,7 +7,8 @@
 
 use crate::accounting::storage::{
     Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
-    OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError, sid_key,
+    OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError, Writer,
+    sid_key,
 };
 use crate::accounting::{IdMap, IdSet};
 use crate::log::parse::{self, Micros, Record, SftpEvent};
@@ -465,7 +466,8 @@ struct Refusal {
 }
 
 pub struct Ingestor<'a> {
-    store: &'a mut dyn IngestStore,
+    /// The store, and the rows held back for its next batch.
+    out: Writer<'a>,
     /// The summary's lines read, skipped and refused at the last commit: what the ingest
     /// counters hold.
     committed_counts: (u64, u64, u64),
@@ -569,7 +571,7 @@ impl<'a> Ingestor<'a> {
             summary: Summary::default(),
             committed_counts: (0, 0, 0),
             opts,
-            store,
+            out: Writer::new(store),
         };
         ing.load_state()?;
         Ok(ing)
@@ -579,7 +581,7 @@ impl<'a> Ingestor<'a> {
     /// memory (ended sessions still waiting for late lines).
     fn load_state(&mut self) -> Result<()> {
         let mut loaded = IdSet::default();
-        for s in self.store.open_sessions()? {
+        for s in self.out.flushed()?.open_sessions()? {
             if self.sessions.contains_key(&s.id) {
                 continue;
             }
@@ -612,14 +614,14 @@ impl<'a> Ingestor<'a> {
                 },
             );
         }
-        for t in self.store.open_transfers()? {
+        for t in self.out.open_transfers()? {
             if self.sessions.get(&t.session_id).is_some_and(|s| s.ended) {
                 continue;
             }
             self.open_transfers.entry(t.session_id).or_default().push(t);
         }
         // The names the sessions' links and renames made, as the runs that read them left them.
-        for op in self.store.open_name_operations()? {
+        for op in self.out.flushed()?.open_name_operations()? {
             if !loaded.contains(&op.session_id) {
                 continue;
             }
@@ -775,7 +777,7 @@ impl<'a> Ingestor<'a> {
         }
         let first_line = line.clone();
         let hash = first_line_hash(&line);
-        let candidates = self.store.checkpoints(&hash)?;
+        let candidates = self.out.store.checkpoints(&hash)?;
         let mut prefix = Sha256::new();
         prefix.update(&line);
         let mut offset = n as u64;
@@ -818,7 +820,7 @@ impl<'a> Ingestor<'a> {
         };
         let progress = self.progress_bar(size);
         let start = self.start_input();
-        self.store.begin()?;
+        self.out.begin()?;
         let result = (|| -> Result<()> {
             if skip_to == 0 {
                 if self.check_order(&first_line, reference, name, &mut pos)? {
@@ -854,7 +856,7 @@ impl<'a> Ingestor<'a> {
         reference: DateTime<Local>,
     ) -> Result<()> {
         let start = self.start_input();
-        self.store.begin()?;
+        self.out.begin()?;
         let result = self.read_lines(reader, pos, 0, name, reference, false, &None);
         self.end_input(result, name, start)
     }
@@ -921,7 +923,7 @@ impl<'a> Ingestor<'a> {
             if in_batch >= self.opts.batch_lines {
                 self.save_position(pos, name)?;
                 self.commit()?;
-                self.store.begin()?;
+                self.out.begin()?;
                 in_batch = 0;
                 if let Some(bar) = progress {
                     bar.set_position(pos.offset);
@@ -937,8 +939,7 @@ impl<'a> Ingestor<'a> {
             self.save_position(pos, name)?;
         }
         if let Some(last) = self.last_line_at {
-            self.store
-                .prune_pending_auth(last.minus(PENDING_AUTH_KEEP))?;
+            self.out.prune_pending_auth(last.minus(PENDING_AUTH_KEEP))?;
         }
         Ok(())
     }
@@ -989,7 +990,7 @@ impl<'a> Ingestor<'a> {
             // The ingest lock only while reading and committing: followers of other servers'
             // logs write the same central database in between (waiting for one is normal, and
             // short, so it is not announced).
-            self.store.lock_for_ingest(true)?;
+            self.out.store.lock_for_ingest(true)?;
             // Another writer read one of these files while the lock was free: the sessions it
             // wrote are taken from the database again before this follower reads on (from the
             // database's checkpoints, through its open descriptors: see `poll_file`).
@@ -1001,7 +1002,7 @@ impl<'a> Ingestor<'a> {
             }
             if let Some(source) = journal
                 && journal_cursor.is_some()
-                && self.store.journal_cursor(&source.key())? != journal_cursor
+                && self.out.store.journal_cursor(&source.key())? != journal_cursor
             {
                 moved = true;
             }
@@ -1013,9 +1014,9 @@ impl<'a> Ingestor<'a> {
             }
             if let Some(source) = journal {
                 self.read_journal(source)?;
-                journal_cursor = self.store.journal_cursor(&source.key())?;
+                journal_cursor = self.out.store.journal_cursor(&source.key())?;
             }
-            self.store.unlock_ingest()?;
+            self.out.store.unlock_ingest()?;
             self.state_fresh = false;
             if wait(FOLLOW_INTERVAL) {
                 return Ok(());
@@ -1112,7 +1113,7 @@ impl<'a> Ingestor<'a> {
         // while the lock was free (a batch ingest before the follower's first line of it).
         if !self.state_fresh
             && let Some(hash) = first_line_hash_at(&file)
-            && !self.store.checkpoints(&hash)?.is_empty()
+            && !self.out.store.checkpoints(&hash)?.is_empty()
         {
             self.reload_state()?;
         }
@@ -1129,6 +1130,7 @@ impl<'a> Ingestor<'a> {
             return Ok(false);
         };
         Ok(!self
+            .out
             .store
             .checkpoints(&pos.hash)?
             .iter()
@@ -1192,7 +1194,7 @@ impl<'a> Ingestor<'a> {
     fn end_input(&mut self, result: Result<()>, name: &str, start: (u64, u64)) -> Result<()> {
         let read_error = self.read_error.take();
         if let Err(e) = result {
-            let _ = self.store.rollback();
+            let _ = self.out.rollback();
             return Err(e);
         }
         self.commit()?;
@@ -1293,7 +1295,7 @@ impl<'a> Ingestor<'a> {
         let host = line
             .host
             .map_or_else(|| self.opts.host_default.clone(), str::to_owned);
-        let latest = self.store.latest_time(&host)?;
+        let latest = self.out.flushed()?.latest_time(&host)?;
         if pos.last_at.is_none() {
             pos.last_at = latest;
         }
@@ -1358,7 +1360,7 @@ impl<'a> Ingestor<'a> {
 
     fn save_checkpoint(&mut self, replaces: Option<&Checkpoint>, c: &Checkpoint) -> Result<()> {
         self.flush_last_ops()?;
-        self.store.put_checkpoint(replaces, c, Micros::now())?;
+        self.out.store.put_checkpoint(replaces, c, Micros::now())?;
         Ok(())
     }
 
@@ -1421,7 +1423,7 @@ impl<'a> Ingestor<'a> {
                     None => false,
                 },
                 Record::Accepted(a) => {
-                    self.store.add_pending_auth(host, &a, at)?;
+                    self.out.add_pending_auth(host, &a, at)?;
                     self.last_line_at = Some(at);
                     true
                 }
@@ -1451,7 +1453,7 @@ impl<'a> Ingestor<'a> {
             path: key.clone(),
             source,
         };
-        let cursor = self.store.journal_cursor(&key)?;
+        let cursor = self.out.store.journal_cursor(&key)?;
         let mut child = std::process::Command::new("journalctl")
             .args(source.journalctl_args(cursor.as_deref()))
             .stdin(std::process::Stdio::null())
@@ -1461,7 +1463,7 @@ impl<'a> Ingestor<'a> {
             .map_err(|e| read_err(std::io::Error::new(e.kind(), format!("journalctl: {e}"))))?;
         let mut reader = BufReader::with_capacity(1 << 16, child.stdout.take().expect("piped"));
         let start = self.start_input();
-        self.store.begin()?;
+        self.out.begin()?;
         let result = (|| -> Result<()> {
             let mut line = Vec::with_capacity(1024);
             let mut in_batch = 0usize;
@@ -1485,15 +1487,15 @@ impl<'a> Ingestor<'a> {
                     && let Some(c) = &last_cursor
                 {
                     self.flush_last_ops()?;
-                    self.store.put_journal_cursor(&key, c, Micros::now())?;
+                    self.out.store.put_journal_cursor(&key, c, Micros::now())?;
                     self.commit()?;
-                    self.store.begin()?;
+                    self.out.begin()?;
                     in_batch = 0;
                 }
             }
             if let Some(c) = &last_cursor {
                 self.flush_last_ops()?;
-                self.store.put_journal_cursor(&key, c, Micros::now())?;
+                self.out.store.put_journal_cursor(&key, c, Micros::now())?;
             }
             Ok(())
         })();
@@ -1562,7 +1564,7 @@ impl<'a> Ingestor<'a> {
                         uid: entry.uid,
                         command: entry.command.clone(),
                     };
-                    self.store.set_session_origin(id, &origin)?;
+                    self.out.set_session_origin(id, &origin)?;
                 }
             } else {
                 self.skip(&entry.message);
@@ -1581,16 +1583,16 @@ impl<'a> Ingestor<'a> {
     }
 
     fn new_session(&mut self, s: NewSession) -> Result<i64> {
-        let id = self.store.insert_session(&s)?;
+        let id = self.out.insert_session(&s)?;
         if !self.sessions.contains_key(&id) {
             self.summary.sessions += 1;
         }
         if let (Some(user), Some(ip)) = (&s.user, &s.client_ip)
             && let Some((method, key)) =
-                self.store
+                self.out
                     .take_pending_auth(&s.host, user, ip, s.client_port)?
         {
-            self.store.set_session_auth(id, &method, key.as_deref())?;
+            self.out.set_session_auth(id, &method, key.as_deref())?;
         }
         if let Some(sid) = &s.sid {
             self.by_sid.insert(sid_key(&s.host, sid), id);
@@ -1654,7 +1656,7 @@ impl<'a> Ingestor<'a> {
     /// Moves plain session `plain` (sftp-server's own lines, logged before the wrapper's
     /// `sftp-server started`) into wrapper session `into`.
     fn absorb_plain(&mut self, plain: i64, into: i64) -> Result<()> {
-        self.store.merge_session(plain, into)?;
+        self.out.merge_session(plain, into)?;
         self.summary.sessions = self.summary.sessions.saturating_sub(1);
         // Before forget_session, which drops them.
         if let Some(moved) = self.open_transfers.remove(&plain) {
@@ -1677,7 +1679,7 @@ impl<'a> Ingestor<'a> {
             if let (Some(user), Some(state)) = (p.user, self.sessions.get(&into))
                 && state.user.is_none()
             {
-                self.store.fill_session_identity(into, &user, "")?;
+                self.out.fill_session_identity(into, &user, "")?;
             }
         }
         self.settle_wire(into)
@@ -1694,12 +1696,12 @@ impl<'a> Ingestor<'a> {
         let failed = open.take_all();
         let user = self.sessions.get(&id).and_then(|s| s.user.clone());
         for (t, why) in failed {
-            self.store.forget_transfer(t.id)?;
+            self.out.forget_transfer(t.id)?;
             self.summary.transfers = self.summary.transfers.saturating_sub(1);
             let (status, when) = why
                 .as_ref()
                 .map_or(("no close", at), |(text, when)| (text.as_str(), *when));
-            let op = self.store.insert_operation(&NewOperation {
+            let op = self.out.insert_operation(&NewOperation {
                 session_id: Some(id),
                 host,
                 user: user.as_deref(),
@@ -1709,7 +1711,7 @@ impl<'a> Ingestor<'a> {
                 target: None,
                 detail: None,
             })?;
-            self.store.mark_operation_failed(op, status)?;
+            self.out.mark_operation_failed(op, status)?;
         }
         if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
             self.set_last_op(id, None);
@@ -1736,7 +1738,7 @@ impl<'a> Ingestor<'a> {
             return Ok(());
         }
         state.log_rows = false;
-        let deleted = self.store.forget_log_transfers(id)?;
+        let deleted = self.out.flushed()?.forget_log_transfers(id)?;
         self.summary.transfers = self.summary.transfers.saturating_sub(deleted);
         self.open_transfers.remove(&id);
         self.recent_closes.remove(&id);
@@ -1766,7 +1768,7 @@ impl<'a> Ingestor<'a> {
                     Some(OtherFile::CopiedFrom(from)) => Some(from.shown()),
                     _ => None,
                 };
-                let id = self.store.insert_operation(&NewOperation {
+                let id = self.out.insert_operation(&NewOperation {
                     session_id: Some(session),
                     host,
                     user: user.as_deref(),
@@ -1782,7 +1784,7 @@ impl<'a> Ingestor<'a> {
                     } else {
                         "forced close"
                     };
-                    self.store.mark_operation_failed(id, why)?;
+                    self.out.mark_operation_failed(id, why)?;
                 }
                 return Ok(());
             }
@@ -1804,7 +1806,7 @@ impl<'a> Ingestor<'a> {
             _ => None,
         };
         let path = file.path.shown().into_owned();
-        let id = self.store.insert_transfer(&NewTransfer {
+        let id = self.out.insert_transfer(&NewTransfer {
             session_id: session,
             path: &path,
             direction,
@@ -1815,14 +1817,14 @@ impl<'a> Ingestor<'a> {
         })?;
         self.summary.transfers += 1;
         if file.failed {
-            self.store.mark_transfer_failed(id)?;
+            self.out.mark_transfer_failed(id)?;
         }
         let verdict = ClosedFile {
             direction,
             counts_as,
             complete: file.complete,
         };
-        self.store.close_transfer(
+        self.out.close_transfer(
             id,
             at,
             Some((file.bytes_read, file.bytes_written)),
@@ -1854,7 +1856,7 @@ impl<'a> Ingestor<'a> {
             return Ok(false);
         };
         let (transfer, _, upload) = recent.remove(at).unwrap_or_default();
-        self.store.set_transfer_renamed(transfer, Some(new))?;
+        self.out.set_transfer_renamed(transfer, Some(new))?;
         if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
             let renamed = RenamedFile { op: *op, transfer };
             self.renamed.insert(session, renamed);
@@ -1962,7 +1964,7 @@ impl<'a> Ingestor<'a> {
             self.summary.refused - self.committed_counts.2,
         );
         if read > 0 || refused > 0 {
-            self.store.add_ingest_counts(
+            self.out.store.add_ingest_counts(
                 &[
                     ("lines_read", read),
                     ("lines_skipped", skipped),
@@ -1971,7 +1973,7 @@ impl<'a> Ingestor<'a> {
                 Micros::now(),
             )?;
         }
-        self.store.commit()?;
+        self.out.commit()?;
         self.committed_counts = (
             self.summary.lines_read,
             self.summary.skipped,
@@ -1985,7 +1987,7 @@ impl<'a> Ingestor<'a> {
         for session in std::mem::take(&mut self.last_op_dirty) {
             if self.sessions.contains_key(&session) {
                 let op = self.last_op.get(&session).copied().flatten();
-                self.store.set_last_op(session, op)?;
+                self.out.set_last_op(session, op)?;
             }
         }
         Ok(())
@@ -2098,8 +2100,8 @@ impl<'a> Ingestor<'a> {
             Some(ExitOutcome::Signal(sig)) => (None, Some(sig.as_str())),
             None => (None, None),
         };
-        self.store.abandon_open_transfers(id)?;
-        self.store.end_session(
+        self.out.abandon_open_transfers(id)?;
+        self.out.end_session(
             id,
             &SessionEnd {
                 ended_at: at,
@@ -2143,7 +2145,7 @@ impl<'a> Ingestor<'a> {
                 .sessions
                 .get(&id)
                 .map(|s| duration_between(s.started_at, at));
-            self.store.end_session(
+            self.out.end_session(
                 id,
                 &SessionEnd {
                     ended_at: at,
@@ -2158,7 +2160,7 @@ impl<'a> Ingestor<'a> {
         let command = command
             .as_ref()
             .map(|c| String::from_utf8_lossy(&c.prefix).into_owned());
-        let op = self.store.insert_operation(&NewOperation {
+        let op = self.out.insert_operation(&NewOperation {
             session_id: started,
             host,
             user: user.as_deref(),
@@ -2168,7 +2170,7 @@ impl<'a> Ingestor<'a> {
             target: None,
             detail: command.as_deref(),
         })?;
-        self.store.mark_operation_failed(op, reason)?;
+        self.out.mark_operation_failed(op, reason)?;
         Ok(())
     }
 
@@ -2218,7 +2220,7 @@ impl<'a> Ingestor<'a> {
             // sftp-server, this copy's lines of it are known from the start.
             let known = match self.sessions.get(&owner).and_then(|s| s.sftp_pid) {
                 Some(p) => Some(p),
-                None => self.store.session_sftp_pid(owner)?,
+                None => self.out.flushed()?.session_sftp_pid(owner)?,
             };
             self.replayed.insert(key.clone(), known);
             if let Some(p) = known {
@@ -2269,7 +2271,7 @@ impl<'a> Ingestor<'a> {
                 })
             });
         if let Some(id) = copied {
-            self.store.discard_session(id)?;
+            self.out.flushed()?.discard_session(id)?;
             self.summary.sessions = self.summary.sessions.saturating_sub(1);
             self.forget_session(id);
         }
@@ -2303,7 +2305,7 @@ impl<'a> Ingestor<'a> {
             sftp_pid: None,
         };
         Ok(self
-            .store
+            .out
             .session_by_sid(&probe, earliest)?
             .map(|(id, stored)| {
                 // What this run knows of it is newer than the database's row.
@@ -2356,7 +2358,7 @@ impl<'a> Ingestor<'a> {
         {
             self.absorb_plain(plain, id)?;
         }
-        self.store.set_session_sftp_pid(id, sftp_pid)?;
+        self.out.set_session_sftp_pid(id, sftp_pid)?;
         let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
         if let Some(state) = self.sessions.get_mut(&id) {
             state.sftp_pid = Some(sftp_pid);
@@ -2414,7 +2416,7 @@ impl<'a> Ingestor<'a> {
             detail,
         } = op;
         let user = self.sessions.get(&session).and_then(|s| s.user.clone());
-        let id = self.store.insert_operation(&NewOperation {
+        let id = self.out.insert_operation(&NewOperation {
             session_id: Some(session),
             host,
             user: user.as_deref(),
@@ -2622,12 +2624,12 @@ impl<'a> Ingestor<'a> {
             let fresh_wrapper =
                 state.is_some_and(|s| s.wrapper && s.user.as_deref().is_none_or(|u| u == user));
             if fresh_wrapper {
-                self.store.fill_session_identity(id, user, client_ip)?;
+                self.out.fill_session_identity(id, user, client_ip)?;
                 self.touched = Some(id);
                 return Ok(true);
             }
             // The PID's earlier session never logged its end: give up on it.
-            self.store.abandon_session(id)?;
+            self.out.abandon_session(id)?;
             self.forget_session(id);
         }
         self.touched = Some(self.plain_session(key, source, at, Some((user, client_ip)))?);
@@ -2645,8 +2647,8 @@ impl<'a> Ingestor<'a> {
         client_ip: &str,
     ) -> Result<()> {
         self.drop_failed_opens(session, &key.0, at)?;
-        self.store.mark_sftp_closed(session)?;
-        self.store.fill_session_identity(session, user, client_ip)?;
+        self.out.mark_sftp_closed(session)?;
+        self.out.fill_session_identity(session, user, client_ip)?;
         self.by_sftp_pid.remove(key);
         let (wrapper, ended) = match self.sessions.get_mut(&session) {
             Some(state) => {
@@ -2657,15 +2659,15 @@ impl<'a> Ingestor<'a> {
         };
         if wrapper && ended {
             // The wrapper's end came first and said "forced" for want of this line.
-            self.store.set_end_reason(session, EndReason::Closed)?;
+            self.out.set_end_reason(session, EndReason::Closed)?;
             self.forget_session(session);
         } else if !wrapper {
             let duration = self
                 .sessions
                 .get(&session)
                 .map(|s| duration_between(s.started_at, at));
-            self.store.abandon_open_transfers(session)?;
-            self.store.end_session(
+            self.out.abandon_open_transfers(session)?;
+            self.out.end_session(
                 session,
                 &SessionEnd {
                     ended_at: at,
@@ -2691,7 +2693,7 @@ impl<'a> Ingestor<'a> {
     ) -> Result<()> {
         let direction = Direction::from_open_flags(flags);
         let reached = self.reached(session, &path);
-        let id = self.store.insert_transfer(&NewTransfer {
+        let id = self.out.insert_transfer(&NewTransfer {
             session_id: session,
             path: &path,
             direction,
@@ -2735,7 +2737,7 @@ impl<'a> Ingestor<'a> {
             Some(t) => (t.id, t.direction),
             None => {
                 self.summary.transfers += 1;
-                let id = self.store.insert_transfer(&NewTransfer {
+                let id = self.out.insert_transfer(&NewTransfer {
                     session_id: session,
                     path: path_prefix,
                     direction: Direction::None,
@@ -2750,7 +2752,7 @@ impl<'a> Ingestor<'a> {
         };
         let verdict = classify_cut_close(direction);
         self.summary.counters_unknown += 1;
-        self.store.close_transfer(id, at, None, forced, &verdict)?;
+        self.out.close_transfer(id, at, None, forced, &verdict)?;
         self.set_last_op(session, None);
         Ok(())
     }
@@ -2772,7 +2774,7 @@ impl<'a> Ingestor<'a> {
                 // Its open line is missing (cut at 500 characters, or in a lost file).
                 self.summary.transfers += 1;
                 let reached = self.reached(session, &path);
-                let id = self.store.insert_transfer(&NewTransfer {
+                let id = self.out.insert_transfer(&NewTransfer {
                     session_id: session,
                     path: &path,
                     direction: Direction::None,
@@ -2794,7 +2796,7 @@ impl<'a> Ingestor<'a> {
             false,
             false,
         );
-        self.store
+        self.out
             .close_transfer(id, at, Some((bytes_read, bytes_written)), forced, &verdict)?;
         let upload = verdict.counts_as == Some(CountsAs::Upload);
         self.note_close(session, id, path, upload);
@@ -2808,7 +2810,7 @@ impl<'a> Ingestor<'a> {
     fn sftp_status(&mut self, session: i64, host: &str, at: Micros, text: &str) -> Result<()> {
         let user = self.sessions.get(&session).and_then(|s| s.user.clone());
         let previous = self.last_op.get(&session).copied().flatten();
-        self.store.insert_operation(&NewOperation {
+        self.out.insert_operation(&NewOperation {
             session_id: Some(session),
             host,
             user: user.as_deref(),
@@ -2825,10 +2827,10 @@ impl<'a> Ingestor<'a> {
                 if let Some(open) = self.open_transfers.get_mut(&session) {
                     open.mark_failed(id, text, at);
                 }
-                self.store.mark_transfer_answered(id)?;
+                self.out.mark_transfer_answered(id)?;
             }
             Some(LastOp::Operation(id)) => {
-                self.store.mark_operation_failed(id, text)?;
+                self.out.mark_operation_failed(id, text)?;
                 // A rename refused (SFTP v3's rename does not replace an existing file):
                 // the file keeps its name. Only a name taken says so (see NAME_TAKEN): a
                 // partner's `ls missing` right after the rename must not take its new name
@@ -2838,7 +2840,7 @@ impl<'a> Ingestor<'a> {
                     && renamed.op == id
                     && text == NAME_TAKEN
                 {
-                    self.store.set_transfer_renamed(renamed.transfer, None)?;
+                    self.out.set_transfer_renamed(renamed.transfer, None)?;
                 }
                 if let Some((op, undo)) = self.names_undo.remove(&session)
                     && op == id

@@ -14,6 +14,7 @@
 //! differs from their bytes).
 
 mod pending;
+pub use pending::Writer;
 use pending::{IdTable, WriteBehind};
 pub mod postgres;
 pub mod sqlite;
@@ -454,12 +455,14 @@ pub trait Database {
     ) -> Result<()>;
 }
 
-/// What the ingest writes and reads back to go on where the last run stopped.
+/// What the ingest writes and reads back to go on where the last run stopped. The ingest goes
+/// through [`Writer`], which holds rows back and writes them first where a read needs them:
+/// these methods see only what is written.
 pub trait IngestStore: Database {
-    // What each store provides: its queries, its SQL, and the batch it holds rows back in
-    // (pending.rs) with its ids and its flush.
-    /// The rows held back for the next batch.
-    fn held(&mut self) -> &mut WriteBehind;
+    /// Writes what `held` holds: with `background`, its rows and row changes in a thread of
+    /// the store's own while the ingest goes on (the next use of the connection waits for it);
+    /// else everything, here and now.
+    fn write(&mut self, held: &mut WriteBehind, background: bool) -> Result<()>;
     /// The latest session start of `host` in the database.
     fn latest_start(&mut self, host: &str) -> Result<Option<Micros>>;
     /// The id of the session in the database with `s`'s host, PID and start.
@@ -468,9 +471,8 @@ pub trait IngestStore: Database {
     /// first dot): its id, and whether its lines came from the journal (it has the journal's
     /// origin fields).
     fn find_session_by_sid(&mut self, host: &str, sid: &str) -> Result<Option<(i64, bool)>>;
+    /// An id for a row of `table` held back for a later batch.
     fn reserve_id(&mut self, table: IdTable) -> Result<i64>;
-    /// Writes the held rows when there are enough of them.
-    fn flush_if_full(&mut self) -> Result<()>;
     /// The sftp-server PID stored for session `id`, if known.
     fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>>;
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>>;
@@ -496,7 +498,7 @@ pub trait IngestStore: Database {
     /// Deletes a session with its transfers and operations (a copy of one stored already).
     fn discard_session(&mut self, id: i64) -> Result<()>;
     /// Deletes the session's transfers that came from sftp-server's open and close lines (those
-    /// with a `mode`), held or written, when the session turns out to take its transfers from the
+    /// with a `mode`) when the session turns out to take its transfers from the
     /// wrapper's `file closed` lines; returns how many were deleted.
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64>;
     /// Takes the latest `Accepted` for this host, user and address (and port, when known).
@@ -509,181 +511,6 @@ pub trait IngestStore: Database {
     ) -> Result<Option<(String, Option<String>)>>;
     /// Forgets `Accepted` lines that no session claimed.
     fn prune_pending_auth(&mut self, before: Micros) -> Result<()>;
-
-    // Written once for both stores: rows and changes held back for the next batch.
-
-    /// Whether the database may hold a session of `host` that started at `earliest` or later:
-    /// not when the host's latest start, read once per transaction, is before it.
-    fn may_hold_from(&mut self, host: &str, earliest: Micros) -> Result<bool> {
-        if self.held().watermark(host).is_none() {
-            let latest = self.latest_start(host)?;
-            self.held().set_watermark(host, latest);
-        }
-        Ok(self.held().may_hold_from(host, earliest))
-    }
-
-    /// Inserts a session, or returns the id of the one with the same host, PID and start.
-    fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
-        if let Some(id) = self.held().known_session(s) {
-            return Ok(id);
-        }
-        if self.may_hold_from(&s.host, s.started_at)?
-            && let Some(id) = self.find_session(s)?
-        {
-            self.held().remember_session(s, id);
-            return Ok(id);
-        }
-        let id = self.reserve_id(IdTable::Sessions)?;
-        self.held().add_session(id, s);
-        self.flush_if_full()?;
-        Ok(id)
-    }
-
-    /// The session stored with `s`'s wrapper session id (`s.sid`) and host (up to the first
-    /// dot), if the database may hold one: `earliest`, where given, is the earliest start it may
-    /// have been stored with (a session's first line: no lookup for a session newer than the
-    /// host's latest). With its id comes whether its lines came from the journal, where the
-    /// database says.
-    fn session_by_sid(
-        &mut self,
-        s: &NewSession,
-        earliest: Option<Micros>,
-    ) -> Result<Option<(i64, Option<bool>)>> {
-        let Some(sid) = s.sid.as_deref() else {
-            return Ok(None);
-        };
-        if let Some(id) = self.held().known_sid(&s.host, sid) {
-            return Ok(Some((id, None)));
-        }
-        if let Some(earliest) = earliest
-            && !self.may_hold_from(&s.host, earliest)?
-        {
-            return Ok(None);
-        }
-        let found = self.find_session_by_sid(&s.host, sid)?;
-        if let Some((id, _)) = found {
-            self.held().remember_sid(&s.host, sid, id);
-        }
-        Ok(found.map(|(id, journal)| (id, Some(journal))))
-    }
-
-    fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
-        self.held().patch(id).sftp_pid = Some(sftp_pid);
-        Ok(())
-    }
-
-    /// Fills in who and from where, where the session does not know yet.
-    fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
-        self.held().fill_identity(id, user, client_ip);
-        Ok(())
-    }
-
-    fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
-        self.held().patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
-        Ok(())
-    }
-
-    fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
-        self.held().patch(id).last_op = Some(op);
-        Ok(())
-    }
-
-    fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
-        self.held().patch(id).sftp_closed = true;
-        Ok(())
-    }
-
-    fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
-        self.held().end_session(id, end);
-        Ok(())
-    }
-
-    /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
-    fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
-        self.held().patch(id).end_reason = Some(reason);
-        Ok(())
-    }
-
-    /// Gives up on a session whose end never came (its PID started a new one).
-    fn abandon_session(&mut self, id: i64) -> Result<()> {
-        self.held().abandon_session(id);
-        self.abandon_open_transfers(id)
-    }
-
-    fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
-        let id = self.reserve_id(IdTable::Transfers)?;
-        self.held().add_transfer(id, t);
-        self.flush_if_full()?;
-        Ok(id)
-    }
-
-    /// Records the close: counters (read, written; `None` when the close line was cut and they
-    /// are not known), and the verdict of [`crate::log::transfer::classify_close`].
-    fn close_transfer(
-        &mut self,
-        id: i64,
-        closed_at: Micros,
-        counters: Option<(u64, u64)>,
-        forced: bool,
-        verdict: &ClosedFile,
-    ) -> Result<()> {
-        self.held()
-            .close_transfer(id, closed_at, counters, forced, verdict);
-        self.flush_if_full()
-    }
-
-    fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        self.held().mark_transfer_failed(id);
-        self.flush_if_full()
-    }
-
-    /// Deletes transfer `id`, held or written: a log-only open that failed.
-    fn forget_transfer(&mut self, id: i64) -> Result<()> {
-        self.held().forget_transfer(id);
-        self.flush_if_full()
-    }
-
-    /// A failure answered open transfer `id` (a log-only open that most likely failed and is
-    /// then forgotten): a store may hold its row back longer.
-    fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
-        self.held().mark_transfer_answered(id);
-        Ok(())
-    }
-
-    /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
-    fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
-        self.held().set_transfer_renamed(id, to);
-        self.flush_if_full()
-    }
-
-    /// Transfers still open when their session ended (no close line: sftp-server was killed):
-    /// never complete, bytes unknown, counted as what their open asked for.
-    fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        self.held().abandon_open_transfers(session_id);
-        self.flush_if_full()
-    }
-
-    fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
-        let id = self.reserve_id(IdTable::Operations)?;
-        self.held().add_operation(id, o);
-        self.flush_if_full()?;
-        Ok(id)
-    }
-
-    fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        self.held().mark_operation_failed(id, status);
-        self.flush_if_full()
-    }
-
-    fn add_pending_auth(
-        &mut self,
-        host: &str,
-        a: &crate::log::parse::Accepted,
-        at: Micros,
-    ) -> Result<()> {
-        self.held().add_auth(host, a, at);
-        Ok(())
-    }
 }
 
 /// What the reports read.

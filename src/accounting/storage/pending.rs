@@ -1,18 +1,21 @@
-//! Writes held back until the next flush, shared by both stores.
+//! The ingest's writes, held back until the next flush and written as one batch by either
+//! store.
 //!
 //! A file's open and close lines are one row: written once with its final state at the next
 //! flush instead of inserted at the open and updated at the close. A session's many small
 //! changes (sftp-server's PID, who, how authenticated, sftp-server closed, the end, the row the
 //! next `sent status` answers) merge into one update per session and batch. sshd's `Accepted`
 //! lines are nearly all claimed by their session within the batch and never reach the database.
-//! Each store flushes before every commit and before every read of these tables, so nothing
-//! held here is ever missing from what a query or a commit sees. A full batch is written by a
-//! thread of its own ([`Link`]) while the ingest fills the next one; changes to rows an earlier
-//! batch wrote ([`RowUpdate`]) are held for the next batch like the rows.
+//! The ingest reaches its store through [`Writer`], which owns what is held and flushes it
+//! before every commit and before every read of these tables, so nothing held is ever missing
+//! from what a query or a commit sees. A full batch is written by a thread of the store's own
+//! ([`Link`]) while the ingest fills the next one; changes to rows an earlier batch wrote
+//! ([`RowUpdate`]) are held for the next batch like the rows.
 
 use super::{
-    ClosedFile, EndReason, LastOp, Micros, NewOperation, NewSession, NewTransfer, OperationRecord,
-    SessionEnd, SessionOrigin, SessionRecord, TransferRecord, stored_counters,
+    ClosedFile, EndReason, IngestStore, LastOp, Micros, NewOperation, NewSession, NewTransfer,
+    OpenTransfer, OperationRecord, Result, SessionEnd, SessionOrigin, SessionRecord,
+    TransferRecord, stored_counters,
 };
 use crate::accounting::{IdMap, IdSet};
 
@@ -30,7 +33,7 @@ pub(super) struct Link<C: WritesBatches> {
 
 enum Holder<C> {
     Idle(C),
-    Writing(std::thread::JoinHandle<(C, super::Result<()>, Batch)>),
+    Writing(std::thread::JoinHandle<(C, Result<()>, Batch)>),
     /// The writing thread panicked and took the connection with it.
     Lost,
 }
@@ -45,7 +48,7 @@ impl<C: WritesBatches> Link<C> {
 
     /// The connection, once a batch being written in the background is in; that batch's error
     /// if it failed.
-    pub fn get(&mut self) -> super::Result<&mut C> {
+    pub fn get(&mut self) -> Result<&mut C> {
         self.settle()?;
         match &mut self.holder {
             Holder::Idle(conn) => Ok(conn),
@@ -55,7 +58,7 @@ impl<C: WritesBatches> Link<C> {
 
     /// Waits for the batch being written in the background, if any, and takes the connection
     /// back.
-    pub fn settle(&mut self) -> super::Result<()> {
+    pub fn settle(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.holder, Holder::Lost) {
             Holder::Writing(writer) => {
                 let (conn, written, spare) =
@@ -73,7 +76,7 @@ impl<C: WritesBatches> Link<C> {
 
     /// Writes everything `pending` holds: `background`, in a thread of its own, which the next
     /// use of the connection waits for; else here and now.
-    pub fn flush(&mut self, pending: &mut WriteBehind, background: bool) -> super::Result<()> {
+    pub fn flush(&mut self, pending: &mut WriteBehind, background: bool) -> Result<()> {
         self.settle()?;
         let batch = pending.take_batch(std::mem::take(&mut self.spare), background);
         if batch.is_empty() {
@@ -100,7 +103,7 @@ impl<C: WritesBatches> Link<C> {
 }
 
 /// Writes `batch` with `conn`, then empties it for the next batch to be held in its lists.
-fn write_and_empty<C: WritesBatches>(conn: &mut C, mut batch: Batch) -> (super::Result<()>, Batch) {
+fn write_and_empty<C: WritesBatches>(conn: &mut C, mut batch: Batch) -> (Result<()>, Batch) {
     let written = conn.write_batch(&batch);
     batch.clear();
     (written, batch)
@@ -117,7 +120,7 @@ impl<C: WritesBatches> Drop for Link<C> {
 /// A store's connection, which writes what a flush takes.
 pub(super) trait WritesBatches: Send + 'static {
     /// The rows, then the changes to rows that earlier batches wrote.
-    fn write_batch(&mut self, batch: &Batch) -> super::Result<()>;
+    fn write_batch(&mut self, batch: &Batch) -> Result<()>;
 }
 
 /// What one flush writes: the held rows with their final state, and the held changes to rows
@@ -150,6 +153,274 @@ impl Batch {
             && self.ops.is_empty()
             && self.row_updates.is_empty()
             && self.session_patches.is_empty()
+    }
+}
+
+/// The ingest's way to a store: the rows and changes it holds back for the next batch, and the
+/// store they go to. Every read of the tables those rows go to writes what is held first, so
+/// nothing held is missing from what a query (or a commit) sees.
+pub struct Writer<'a> {
+    pub store: &'a mut dyn IngestStore,
+    held: WriteBehind,
+}
+
+impl<'a> Writer<'a> {
+    pub fn new(store: &'a mut dyn IngestStore) -> Writer<'a> {
+        Writer {
+            store,
+            held: WriteBehind::default(),
+        }
+    }
+
+    pub fn begin(&mut self) -> Result<()> {
+        // What the database holds may have changed since the last transaction.
+        self.held.begin();
+        self.store.begin()
+    }
+
+    pub fn commit(&mut self) -> Result<()> {
+        self.flushed()?.commit()
+    }
+
+    pub fn rollback(&mut self) -> Result<()> {
+        self.held.clear();
+        self.store.rollback()
+    }
+
+    /// The store, once everything held is written: for a read of the rows it holds.
+    pub fn flushed(&mut self) -> Result<&mut dyn IngestStore> {
+        self.store.write(&mut self.held, false)?;
+        Ok(&mut *self.store)
+    }
+
+    /// Writes the held rows in the background when there are enough of them.
+    fn flush_if_full(&mut self) -> Result<()> {
+        if self.held.full() {
+            self.store.write(&mut self.held, true)?;
+        }
+        Ok(())
+    }
+
+    /// The transfers the database holds open; their sessions' end must reach the database.
+    pub fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
+        let open = self.flushed()?.open_transfers()?;
+        self.held
+            .open_in_db
+            .extend(open.iter().map(|t| t.session_id));
+        Ok(open)
+    }
+
+    /// See [`IngestStore::set_session_origin`]; a held session keeps it until it is written.
+    pub fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
+        if self.held.set_origin(id, origin) {
+            return Ok(());
+        }
+        self.store.set_session_origin(id, origin)
+    }
+
+    pub fn forget_host(&mut self, host: &str) -> Result<()> {
+        self.flushed()?.forget_host(host)?;
+        self.held.forget_host(host);
+        Ok(())
+    }
+
+    pub fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
+        self.flushed()?.merge_session(from, into)?;
+        self.held.merged(from, into);
+        Ok(())
+    }
+
+    /// See [`IngestStore::take_pending_auth`]; the held lines first.
+    pub fn take_pending_auth(
+        &mut self,
+        host: &str,
+        user: &str,
+        client_ip: &str,
+        client_port: Option<i64>,
+    ) -> Result<Option<(String, Option<String>)>> {
+        if let Some(found) = self.held.take_auth(host, user, client_ip, client_port) {
+            return Ok(Some(found));
+        }
+        self.store
+            .take_pending_auth(host, user, client_ip, client_port)
+    }
+
+    pub fn prune_pending_auth(&mut self, before: Micros) -> Result<()> {
+        self.held.prune_auth(before);
+        self.store.prune_pending_auth(before)
+    }
+
+    /// Whether the database may hold a session of `host` that started at `earliest` or later:
+    /// not when the host's latest start, read once per transaction, is before it.
+    fn may_hold_from(&mut self, host: &str, earliest: Micros) -> Result<bool> {
+        if self.held.watermark(host).is_none() {
+            let latest = self.store.latest_start(host)?;
+            self.held.set_watermark(host, latest);
+        }
+        Ok(self.held.may_hold_from(host, earliest))
+    }
+
+    /// Inserts a session, or returns the id of the one with the same host, PID and start.
+    pub fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
+        if let Some(id) = self.held.known_session(s) {
+            return Ok(id);
+        }
+        if self.may_hold_from(&s.host, s.started_at)?
+            && let Some(id) = self.store.find_session(s)?
+        {
+            self.held.remember_session(s, id);
+            return Ok(id);
+        }
+        let id = self.store.reserve_id(IdTable::Sessions)?;
+        self.held.add_session(id, s);
+        self.flush_if_full()?;
+        Ok(id)
+    }
+
+    /// The session stored with `s`'s wrapper session id (`s.sid`) and host (up to the first
+    /// dot), if the database may hold one: `earliest`, where given, is the earliest start it may
+    /// have been stored with (a session's first line: no lookup for a session newer than the
+    /// host's latest). With its id comes whether its lines came from the journal, where the
+    /// database says.
+    pub fn session_by_sid(
+        &mut self,
+        s: &NewSession,
+        earliest: Option<Micros>,
+    ) -> Result<Option<(i64, Option<bool>)>> {
+        let Some(sid) = s.sid.as_deref() else {
+            return Ok(None);
+        };
+        if let Some(id) = self.held.known_sid(&s.host, sid) {
+            return Ok(Some((id, None)));
+        }
+        if let Some(earliest) = earliest
+            && !self.may_hold_from(&s.host, earliest)?
+        {
+            return Ok(None);
+        }
+        let found = self.store.find_session_by_sid(&s.host, sid)?;
+        if let Some((id, _)) = found {
+            self.held.remember_sid(&s.host, sid, id);
+        }
+        Ok(found.map(|(id, journal)| (id, Some(journal))))
+    }
+
+    pub fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
+        self.held.patch(id).sftp_pid = Some(sftp_pid);
+        Ok(())
+    }
+
+    /// Fills in who and from where, where the session does not know yet.
+    pub fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
+        self.held.fill_identity(id, user, client_ip);
+        Ok(())
+    }
+
+    pub fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
+        self.held.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
+        Ok(())
+    }
+
+    pub fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
+        self.held.patch(id).last_op = Some(op);
+        Ok(())
+    }
+
+    pub fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
+        self.held.patch(id).sftp_closed = true;
+        Ok(())
+    }
+
+    pub fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
+        self.held.end_session(id, end);
+        Ok(())
+    }
+
+    /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
+    pub fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
+        self.held.patch(id).end_reason = Some(reason);
+        Ok(())
+    }
+
+    /// Gives up on a session whose end never came (its PID started a new one).
+    pub fn abandon_session(&mut self, id: i64) -> Result<()> {
+        self.held.abandon_session(id);
+        self.abandon_open_transfers(id)
+    }
+
+    pub fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
+        let id = self.store.reserve_id(IdTable::Transfers)?;
+        self.held.add_transfer(id, t);
+        self.flush_if_full()?;
+        Ok(id)
+    }
+
+    /// Records the close: counters (read, written; `None` when the close line was cut and they
+    /// are not known), and the verdict of [`crate::log::transfer::classify_close`].
+    pub fn close_transfer(
+        &mut self,
+        id: i64,
+        closed_at: Micros,
+        counters: Option<(u64, u64)>,
+        forced: bool,
+        verdict: &ClosedFile,
+    ) -> Result<()> {
+        self.held
+            .close_transfer(id, closed_at, counters, forced, verdict);
+        self.flush_if_full()
+    }
+
+    pub fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
+        self.held.mark_transfer_failed(id);
+        self.flush_if_full()
+    }
+
+    /// Deletes transfer `id`, held or written: a log-only open that failed.
+    pub fn forget_transfer(&mut self, id: i64) -> Result<()> {
+        self.held.forget_transfer(id);
+        self.flush_if_full()
+    }
+
+    /// A failure answered open transfer `id` (a log-only open that most likely failed and is
+    /// then forgotten): a store may hold its row back longer.
+    pub fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
+        self.held.mark_transfer_answered(id);
+        Ok(())
+    }
+
+    /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
+    pub fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
+        self.held.set_transfer_renamed(id, to);
+        self.flush_if_full()
+    }
+
+    /// Transfers still open when their session ended (no close line: sftp-server was killed):
+    /// never complete, bytes unknown, counted as what their open asked for.
+    pub fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
+        self.held.abandon_open_transfers(session_id);
+        self.flush_if_full()
+    }
+
+    pub fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
+        let id = self.store.reserve_id(IdTable::Operations)?;
+        self.held.add_operation(id, o);
+        self.flush_if_full()?;
+        Ok(id)
+    }
+
+    pub fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
+        self.held.mark_operation_failed(id, status);
+        self.flush_if_full()
+    }
+
+    pub fn add_pending_auth(
+        &mut self,
+        host: &str,
+        a: &crate::log::parse::Accepted,
+        at: Micros,
+    ) -> Result<()> {
+        self.held.add_auth(host, a, at);
+        Ok(())
     }
 }
 

@@ -98,13 +98,9 @@ pub struct PgStore {
     link: Link<Conn>,
     shown: String,
     locked: bool,
-    /// Transfers, operations, session updates and sshd lines not yet sent: rows go with binary
-    /// COPY at the next flush (before every commit and every read of those tables), a full
-    /// batch in a thread of its own while the ingest goes on. Ids come from the sequences in
-    /// blocks, so ingest gets an id at once and a close right after its open only changes the
-    /// row in memory: two round trips per file become a share of one.
-    pending: WriteBehind,
-    /// Reserved ids of sessions, transfers and operations.
+    /// Reserved ids of sessions, transfers and operations: ids come from the sequences in
+    /// blocks, so the ingest gets an id at once and a close right after its open only changes
+    /// the held row: two round trips per file become a share of one.
     ids: [std::collections::VecDeque<i64>; 3],
 }
 
@@ -232,7 +228,6 @@ impl PgStore {
             }),
             shown,
             locked: false,
-            pending: WriteBehind::default(),
             ids: Default::default(),
         };
         Ok(store)
@@ -325,11 +320,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// Sends the held rows with binary COPY and the held changes to rows already written (the
-    /// last batch), then the unclaimed sshd lines.
-    fn flush(&mut self) -> Result<()> {
-        self.flush_rows(false)?;
-        for a in std::mem::take(&mut self.pending.auth) {
+    /// Sends the unclaimed sshd lines.
+    fn write_auth(&mut self, held: &mut WriteBehind) -> Result<()> {
+        for a in std::mem::take(&mut held.auth) {
             self.exec(
                 "INSERT INTO pending_auth (host, \"user\", client_ip, client_port, method, key, at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -345,12 +338,6 @@ impl PgStore {
             )?;
         }
         Ok(())
-    }
-
-    /// Writes the held rows and the held changes to rows already written; `background`: in a
-    /// thread of its own, while the ingest goes on (the next use of the connection waits for it).
-    fn flush_rows(&mut self, background: bool) -> Result<()> {
-        self.link.flush(&mut self.pending, background)
     }
 
     /// Another block of ids of `table`'s sequence.
@@ -913,7 +900,6 @@ impl Database for PgStore {
     }
 
     fn begin(&mut self) -> Result<()> {
-        self.pending.begin();
         self.conn()?
             .client
             .batch_execute("BEGIN")
@@ -921,7 +907,6 @@ impl Database for PgStore {
     }
 
     fn commit(&mut self) -> Result<()> {
-        self.flush()?;
         self.refresh_rollups(false)?;
         self.conn()?
             .client
@@ -930,7 +915,6 @@ impl Database for PgStore {
     }
 
     fn refresh_rollups(&mut self, all: bool) -> Result<()> {
-        self.flush()?;
         if all || self.rollups_pending()? {
             // A refresh reads few rows by index; compiling it (JIT, for the planner's high
             // guesses) costs more than it runs. (SET LOCAL ends with the transaction, which
@@ -949,7 +933,6 @@ impl Database for PgStore {
     }
 
     fn rollup_differences(&mut self) -> Result<u64> {
-        self.flush()?;
         let row = self
             .conn()?
             .client
@@ -959,7 +942,6 @@ impl Database for PgStore {
     }
 
     fn rollback(&mut self) -> Result<()> {
-        self.pending.clear();
         // A batch that failed in the background is undone with the rest of the transaction.
         let _ = self.link.settle();
         self.conn()?
@@ -1006,8 +988,17 @@ impl Database for PgStore {
 }
 
 impl IngestStore for PgStore {
-    fn held(&mut self) -> &mut WriteBehind {
-        &mut self.pending
+    fn write(&mut self, held: &mut WriteBehind, background: bool) -> Result<()> {
+        // The rows with binary COPY and the changes to rows already written; the sshd lines no
+        // session claimed only where everything is written.
+        if background {
+            self.top_up_ids()?;
+        }
+        self.link.flush(held, background)?;
+        if !background {
+            self.write_auth(held)?;
+        }
+        Ok(())
     }
 
     fn latest_start(&mut self, host: &str) -> Result<Option<Micros>> {
@@ -1052,22 +1043,12 @@ impl IngestStore for PgStore {
             .ok_or_else(|| StoreError::Postgres("the id sequence returned nothing".into()))
     }
 
-    fn flush_if_full(&mut self) -> Result<()> {
-        if self.pending.full() {
-            self.top_up_ids()?;
-            self.flush_rows(true)?;
-        }
-        Ok(())
-    }
-
     fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>> {
-        self.flush()?;
         let row = self.query_opt("SELECT sftp_pid FROM sessions WHERE id = $1", &[&id])?;
         Ok(row.and_then(|r| r.get(0)))
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
-        self.flush()?;
         let rows = self.query(
             "SELECT id, host, sid, sftp_pid, sftp_closed, started_at, source, last_op_kind, last_op_id, \"user\",
                     EXISTS (SELECT 1 FROM transfers t WHERE t.session_id = sessions.id AND t.mode IS NULL),
@@ -1094,7 +1075,6 @@ impl IngestStore for PgStore {
     }
 
     fn open_name_operations(&mut self) -> Result<Vec<NameOperation>> {
-        self.flush()?;
         let rows = self.query(
             "SELECT o.session_id, o.id, o.kind, o.path, o.target,
                     EXISTS (SELECT 1 FROM transfers t
@@ -1122,12 +1102,11 @@ impl IngestStore for PgStore {
     }
 
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
-        self.flush()?;
         let rows = self.query(
             "SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at IS NULL AND NOT complete AND NOT forced ORDER BY id",
             &[],
         )?;
-        let open: Vec<OpenTransfer> = rows
+        Ok(rows
             .iter()
             .map(|r| OpenTransfer {
                 id: r.get(0),
@@ -1136,17 +1115,10 @@ impl IngestStore for PgStore {
                 direction: r.get(3),
                 failed: r.get(4),
             })
-            .collect();
-        self.pending
-            .open_in_db
-            .extend(open.iter().map(|t| t.session_id));
-        Ok(open)
+            .collect())
     }
 
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
-        if self.pending.set_origin(id, origin) {
-            return Ok(());
-        }
         self.exec(
             "UPDATE sessions SET origin_pid = $2, origin_uid = $3, origin_command = $4
               WHERE id = $1 AND origin_pid IS NULL AND origin_uid IS NULL AND origin_command IS NULL",
@@ -1156,7 +1128,6 @@ impl IngestStore for PgStore {
     }
 
     fn latest_time(&mut self, host: &str) -> Result<Option<Micros>> {
-        self.flush()?;
         let row = self.query_opt(
             "SELECT GREATEST(MAX(started_at), MAX(ended_at)) FROM sessions WHERE host = $1",
             &[&text(host)],
@@ -1165,8 +1136,6 @@ impl IngestStore for PgStore {
     }
 
     fn forget_host(&mut self, host: &str) -> Result<()> {
-        self.flush()?;
-        self.pending.forget_host(host);
         for sql in [
             "DELETE FROM operations WHERE host = $1",
             "DELETE FROM transfers WHERE session_id IN (SELECT id FROM sessions WHERE host = $1)",
@@ -1204,8 +1173,6 @@ impl IngestStore for PgStore {
     }
 
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
-        self.flush()?;
-        self.pending.merged(from, into);
         self.exec(
             "UPDATE transfers SET session_id = $2 WHERE session_id = $1",
             &[&from, &into],
@@ -1223,7 +1190,6 @@ impl IngestStore for PgStore {
     }
 
     fn discard_session(&mut self, id: i64) -> Result<()> {
-        self.flush()?;
         for sql in [
             "DELETE FROM transfers WHERE session_id = $1",
             "DELETE FROM operations WHERE session_id = $1",
@@ -1236,7 +1202,6 @@ impl IngestStore for PgStore {
 
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64> {
         // Rare: written first, then deleted, as the triggers keep the rollups.
-        self.flush()?;
         self.exec(
             "DELETE FROM transfers WHERE session_id = $1 AND mode IS NOT NULL",
             &[&session_id],
@@ -1250,9 +1215,6 @@ impl IngestStore for PgStore {
         client_ip: &str,
         client_port: Option<i64>,
     ) -> Result<Option<(String, Option<String>)>> {
-        if let Some(found) = self.pending.take_auth(host, user, client_ip, client_port) {
-            return Ok(Some(found));
-        }
         let row = self.query_opt(
             "DELETE FROM pending_auth WHERE id = (
                  SELECT id FROM pending_auth
@@ -1265,7 +1227,6 @@ impl IngestStore for PgStore {
     }
 
     fn prune_pending_auth(&mut self, before: Micros) -> Result<()> {
-        self.pending.prune_auth(before);
         self.exec(
             "DELETE FROM pending_auth WHERE at < $1",
             &[&pg_time(before)?],
@@ -1293,7 +1254,6 @@ impl ReportStore for PgStore {
         sink: &mut RowSink<'_>,
     ) -> Result<()> {
         use postgres::fallible_iterator::FallibleIterator;
-        self.flush()?;
         let (since, until) = (filter.since.map(|t| t.0), filter.until.map(|t| t.0));
         let params: [&(dyn ToSql + Sync); 4] = [&filter.user, &filter.host, &since, &until];
         let conn = self.link.get()?;
@@ -1335,7 +1295,6 @@ impl ReportStore for PgStore {
 
 impl super::PruneStore for PgStore {
     fn delete_ended_before(&mut self, before_us: i64, user: Option<&str>) -> Result<super::Pruned> {
-        self.flush()?;
         let user = user.map(str::to_owned);
         self.exec(
             "CREATE TEMP TABLE IF NOT EXISTS prune_sessions (id BIGINT PRIMARY KEY) ON COMMIT DELETE ROWS",
@@ -1385,7 +1344,6 @@ impl super::PruneStore for PgStore {
 
 impl CopyStore for PgStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>> {
-        self.flush()?;
         let rows = self.query(
             "SELECT id, host, \"user\", client_ip, client_port, local_ip, local_port,
                     started_at, ended_at,
@@ -1425,7 +1383,6 @@ impl CopyStore for PgStore {
     }
 
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>> {
-        self.flush()?;
         let rows = self.query(
             "SELECT session_id, path, direction, open_flags, mode, bytes_read, bytes_written,
                     opened_at, closed_at,
@@ -1457,7 +1414,6 @@ impl CopyStore for PgStore {
     }
 
     fn all_operations(&mut self) -> Result<Vec<OperationRecord>> {
-        self.flush()?;
         let rows = self.query(
             "SELECT session_id, host, \"user\", at, kind, path, target, detail,
                     failed, status

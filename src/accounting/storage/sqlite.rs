@@ -189,11 +189,6 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Held while this process ingests: `<db>.lock`.
     lock: Option<File>,
-    /// Rows and updates written at the next flush (before every commit and every read of the
-    /// tables they go to): a file becomes one INSERT instead of an INSERT and an UPDATE, a
-    /// session one UPDATE per batch instead of one per line, and a close or failure of a row
-    /// already written does not wait for the batch being written in the background.
-    pending: WriteBehind,
     /// The next session, transfer and operation ids, from the tables' largest at the first
     /// write of a transaction: the ingest lock and BEGIN IMMEDIATE make this connection the
     /// only writer, so rows get the ids SQLite would have given them.
@@ -652,7 +647,6 @@ impl SqliteStore {
             link: Link::new(conn),
             path: path.to_owned(),
             lock: None,
-            pending: WriteBehind::default(),
             next_ids: None,
         };
         // Two processes creating the same new database at once: switching it to WAL takes a lock
@@ -736,7 +730,6 @@ impl SqliteStore {
             link: Link::new(conn),
             path: path.to_owned(),
             lock: None,
-            pending: WriteBehind::default(),
             next_ids: None,
         })
     }
@@ -848,17 +841,14 @@ impl SqliteStore {
         self.link.get()
     }
 
-    /// Writes everything held back: the rows with their final state, the changes to rows
-    /// written before (the last batch), and the sshd lines no session claimed.
-    fn flush(&mut self) -> Result<()> {
-        self.flush_rows(false)?;
-        let auth: Vec<_> = self.pending.auth.drain(..).collect();
+    /// Writes the sshd lines no session claimed.
+    fn write_auth(&mut self, held: &mut WriteBehind) -> Result<()> {
         let conn = self.conn()?;
         let mut insert = conn.prepare_cached(
             "INSERT INTO pending_auth (host, user, client_ip, client_port, method, key, at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for a in auth {
+        for a in held.auth.drain(..) {
             insert.execute(params![
                 text(&a.host),
                 text(&a.user),
@@ -871,13 +861,6 @@ impl SqliteStore {
         }
         Ok(())
     }
-
-    /// Writes the held sessions, transfers, operations and transfer updates, and adds them to
-    /// the rollups; `background`: in a thread of its own, while the ingest goes on (the next
-    /// use of the connection waits for it).
-    fn flush_rows(&mut self, background: bool) -> Result<()> {
-        self.link.flush(&mut self.pending, background)
-    }
 }
 
 impl Database for SqliteStore {
@@ -889,7 +872,6 @@ impl Database for SqliteStore {
 
     fn begin(&mut self) -> Result<()> {
         self.next_ids = None;
-        self.pending.begin();
         self.conn()?.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())
     }
@@ -901,7 +883,6 @@ impl Database for SqliteStore {
     }
 
     fn refresh_rollups(&mut self, all: bool) -> Result<()> {
-        self.flush()?;
         if all || self.rollups_pending()? {
             self.conn()?
                 .execute_batch(&rollup::refresh_rollups_sql(Dialect::Sqlite, all))?;
@@ -913,7 +894,6 @@ impl Database for SqliteStore {
     }
 
     fn rollup_differences(&mut self) -> Result<u64> {
-        self.flush()?;
         let n: i64 =
             self.conn()?
                 .query_row(&rollup::rollup_differences_sql(Dialect::Sqlite), [], |r| {
@@ -923,7 +903,6 @@ impl Database for SqliteStore {
     }
 
     fn rollback(&mut self) -> Result<()> {
-        self.pending.clear();
         self.next_ids = None;
         // A batch that failed in the background is undone with the rest of the transaction.
         let _ = self.link.settle();
@@ -1031,8 +1010,14 @@ impl SqliteStore {
 }
 
 impl IngestStore for SqliteStore {
-    fn held(&mut self) -> &mut WriteBehind {
-        &mut self.pending
+    fn write(&mut self, held: &mut WriteBehind, background: bool) -> Result<()> {
+        // The rows, sessions and row changes, with what they add to the rollups; the sshd
+        // lines no session claimed only where everything is written.
+        self.link.flush(held, background)?;
+        if !background {
+            self.write_auth(held)?;
+        }
+        Ok(())
     }
 
     fn latest_start(&mut self, host: &str) -> Result<Option<Micros>> {
@@ -1087,15 +1072,7 @@ impl IngestStore for SqliteStore {
         Ok(id)
     }
 
-    fn flush_if_full(&mut self) -> Result<()> {
-        if self.pending.full() {
-            self.flush_rows(true)?;
-        }
-        Ok(())
-    }
-
     fn session_sftp_pid(&mut self, id: i64) -> Result<Option<i64>> {
-        self.flush()?;
         Ok(self
             .conn()?
             .prepare_cached("SELECT sftp_pid FROM sessions WHERE id = ?1")?
@@ -1105,7 +1082,6 @@ impl IngestStore for SqliteStore {
     }
 
     fn open_sessions(&mut self) -> Result<Vec<OpenSession>> {
-        self.flush()?;
         let mut stmt = self.conn()?.prepare(
             "SELECT id, host, sid, sftp_pid, sftp_closed, started_at_us, source, last_op_kind, last_op_id, user,
                     EXISTS (SELECT 1 FROM transfer_rows t WHERE t.session_id = sessions.id AND t.mode IS NULL),
@@ -1132,8 +1108,7 @@ impl IngestStore for SqliteStore {
     }
 
     fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
-        self.flush()?;
-        let open: Vec<OpenTransfer> = self
+        Ok(self
             .conn()?
             .prepare("SELECT id, session_id, path, direction, failed FROM transfers WHERE closed_at_us IS NULL AND complete = 0 AND forced = 0 ORDER BY id")?
             .query_map([], |r| {
@@ -1145,15 +1120,10 @@ impl IngestStore for SqliteStore {
                     failed: r.get::<_, i64>(4)? != 0,
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
-        self.pending
-            .open_in_db
-            .extend(open.iter().map(|t| t.session_id));
-        Ok(open)
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     fn open_name_operations(&mut self) -> Result<Vec<NameOperation>> {
-        self.flush()?;
         let mut stmt = self.conn()?.prepare(
             "SELECT o.session_id, o.id, o.kind, o.path, o.target,
                     EXISTS (SELECT 1 FROM transfer_rows t
@@ -1180,9 +1150,6 @@ impl IngestStore for SqliteStore {
     }
 
     fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
-        if self.pending.set_origin(id, origin) {
-            return Ok(());
-        }
         self.conn()?
             .prepare_cached(
                 "UPDATE session_rows SET origin_pid = ?2, origin_uid = ?3, origin_command = ?4
@@ -1193,7 +1160,6 @@ impl IngestStore for SqliteStore {
     }
 
     fn latest_time(&mut self, host: &str) -> Result<Option<Micros>> {
-        self.flush()?;
         Ok(self.conn()?.query_row(
             "SELECT MAX(t) FROM (SELECT MAX(started_at_us) AS t FROM sessions WHERE host = ?1
                                  UNION ALL SELECT MAX(ended_at_us) FROM sessions WHERE host = ?1)",
@@ -1203,8 +1169,6 @@ impl IngestStore for SqliteStore {
     }
 
     fn forget_host(&mut self, host: &str) -> Result<()> {
-        self.flush()?;
-        self.pending.forget_host(host);
         for sql in [
             "DELETE FROM operation_rows WHERE host = ?1",
             "DELETE FROM transfer_rows WHERE session_id IN (SELECT id FROM sessions WHERE host = ?1)",
@@ -1248,8 +1212,6 @@ impl IngestStore for SqliteStore {
     /// Moves everything recorded under `from` to `into` and deletes `from` (the wrapper's
     /// `sftp-server started` line arrived after sftp-server's own first line).
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
-        self.flush()?;
-        self.pending.merged(from, into);
         self.conn()?
             .prepare_cached("UPDATE transfer_rows SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
@@ -1269,7 +1231,6 @@ impl IngestStore for SqliteStore {
     }
 
     fn discard_session(&mut self, id: i64) -> Result<()> {
-        self.flush()?;
         let conn = self.conn()?;
         for sql in [
             "DELETE FROM transfer_rows WHERE session_id = ?1",
@@ -1284,7 +1245,6 @@ impl IngestStore for SqliteStore {
     fn forget_log_transfers(&mut self, session_id: i64) -> Result<u64> {
         // Rare (a session whose sftp-server lines came before the wrapper said where its
         // transfers come from): written first, then deleted, as the triggers keep the rollups.
-        self.flush()?;
         let n = self
             .conn()?
             .prepare_cached("DELETE FROM transfer_rows WHERE session_id = ?1 AND mode IS NOT NULL")?
@@ -1301,9 +1261,6 @@ impl IngestStore for SqliteStore {
         client_ip: &str,
         client_port: Option<i64>,
     ) -> Result<Option<(String, Option<String>)>> {
-        if let Some(found) = self.pending.take_auth(host, user, client_ip, client_port) {
-            return Ok(Some(found));
-        }
         let found: Option<(i64, String, Option<String>)> = self
             .conn()?
             .prepare_cached(
@@ -1324,7 +1281,6 @@ impl IngestStore for SqliteStore {
 
     /// Forgets `Accepted` lines that no session claimed (a failed or non-SFTP login).
     fn prune_pending_auth(&mut self, before: Micros) -> Result<()> {
-        self.pending.prune_auth(before);
         self.conn()?
             .prepare_cached("DELETE FROM pending_auth WHERE at < ?1")?
             .execute([before.to_string()])?;
@@ -1383,7 +1339,6 @@ impl ReportStore for SqliteStore {
 
 impl super::PruneStore for SqliteStore {
     fn delete_ended_before(&mut self, before_us: i64, user: Option<&str>) -> Result<super::Pruned> {
-        self.flush()?;
         let conn = self.conn()?;
         conn.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS prune_sessions (id INTEGER PRIMARY KEY);
@@ -1656,6 +1611,7 @@ mod tests {
                 sid: None,
                 sftp_pid: None,
             };
+            let mut s = super::super::Writer::new(&mut s);
             s.begin().unwrap();
             let id = s.insert_session(&session).unwrap();
             // The same host, PID and start is the same session: held in this transaction, and
@@ -1685,7 +1641,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("v10.db");
         {
-            let mut s = SqliteStore::open(&db).unwrap();
+            let mut store = SqliteStore::open(&db).unwrap();
+            let mut s = super::super::Writer::new(&mut store);
             s.begin().unwrap();
             let session = s
                 .insert_session(&NewSession {
@@ -1715,7 +1672,8 @@ mod tests {
                 .unwrap();
             s.set_transfer_renamed(id, Some(b"/b")).unwrap();
             s.commit().unwrap();
-            s.connection()
+            store
+                .connection()
                 .unwrap()
                 .execute_batch(
                     "ALTER TABLE transfer_rows DROP COLUMN reached;
