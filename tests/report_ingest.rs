@@ -1078,8 +1078,8 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
     client
         .batch_execute(
-            "DROP FUNCTION usage_sessions_added, usage_sessions_removed, usage_sessions_changed,
-                           usage_transfers_added, usage_transfers_removed, usage_transfer_changed
+            "DROP FUNCTION usage_sessions_touched, usage_sessions_changed, usage_transfers_touched,
+                           usage_transfer_changed
                   CASCADE;
              DROP TABLE usage_hourly; DROP TABLE usage_dirty; DROP INDEX sessions_host_started;
              DROP TABLE ingest_counters; DROP INDEX operations_failed; DROP INDEX operations_denied;
@@ -1139,11 +1139,11 @@ fn a_version_1_postgres_database_is_upgraded_on_open() {
     assert_eq!(version, sftpd_wrapper::accounting::storage::SCHEMA_VERSION);
 }
 
-/// Version 7 replaced PostgreSQL's rollup trigger functions (a batch's transfers find their
-/// sessions by key): a version 6 database gets them on open, keeps its rollups, and goes on
-/// ingesting exactly.
+/// Version 13 replaced PostgreSQL's rollup trigger functions (they only note the cells a change
+/// touches; the rule is Rust's): a version 12 database gets them on open, keeps its rollups, and
+/// goes on ingesting exactly.
 #[test]
-fn a_version_6_postgres_database_gets_the_version_7_trigger_functions() {
+fn a_version_12_postgres_database_gets_the_version_13_trigger_functions() {
     require_pg!();
     let dir = tempfile::tempdir().unwrap();
     let log = loggen::generate(20_000, 20, 21);
@@ -1154,21 +1154,27 @@ fn a_version_6_postgres_database_gets_the_version_7_trigger_functions() {
     fs::write(&all_path, loggen::text(&[first, rest].concat())).unwrap();
     let db = new_db(Backend::Postgres, dir.path(), "db");
     ingest(&db, &[&first_path]);
-    let keyed = "SELECT COUNT(*) FROM pg_proc
-                  WHERE proname IN ('usage_transfers_added', 'usage_transfers_removed')
-                    AND 'enable_hashjoin=off' = ANY(proconfig)";
-    assert_eq!(query_i64(&db, keyed), 2);
-    // The functions as version 6 created them.
+    let old = "SELECT COUNT(*) FROM pg_proc
+                WHERE proname IN ('usage_transfers_added', 'usage_transfers_removed')";
+    let noting = "SELECT COUNT(*) FROM pg_proc
+                   WHERE proname = 'usage_transfers_touched'
+                     AND 'enable_hashjoin=off' = ANY(proconfig)";
+    assert_eq!((query_i64(&db, old), query_i64(&db, noting)), (0, 1));
+    // The functions as versions 7 to 12 had them.
     run_sql(
         &db,
-        "ALTER FUNCTION usage_transfers_added() RESET ALL;
-         ALTER FUNCTION usage_transfers_removed() RESET ALL;
-         UPDATE schema_version SET version = 6;",
+        &format!(
+            "DROP FUNCTION usage_sessions_touched, usage_sessions_changed, usage_transfers_touched,
+                           usage_transfer_changed CASCADE;
+             {}
+             UPDATE schema_version SET version = 12;",
+            include_str!("data/postgres_rollup_triggers_v7_to_v12.sql")
+        ),
     );
-    assert_eq!(query_i64(&db, keyed), 0);
+    assert_eq!((query_i64(&db, old), query_i64(&db, noting)), (2, 0));
     common::assert_rollups_exact(&db);
     ingest(&db, &[&all_path]);
-    assert_eq!(query_i64(&db, keyed), 2);
+    assert_eq!((query_i64(&db, old), query_i64(&db, noting)), (0, 1));
     assert_eq!(
         query_i64(&db, "SELECT version FROM schema_version"),
         sftpd_wrapper::accounting::storage::SCHEMA_VERSION

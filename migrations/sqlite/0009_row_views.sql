@@ -6,7 +6,8 @@
 -- computes them only when they are read. The checks are written as comparisons: SQLite builds
 -- an IN list's lookup table again for each row it checks. Each table is rebuilt as SQLite asks
 -- (https://sqlite.org/lang_altertable.html#otheralter): the views and triggers that read it go
--- first (the rollup triggers, storage::rollup_triggers_sql, are created again after this).
+-- first (the rollup triggers, storage::rollup_triggers_sql, were created again after this until
+-- version 13).
 DROP VIEW IF EXISTS monthly_usage;
 DROP VIEW IF EXISTS daily_usage;
 DROP VIEW IF EXISTS usage_events;

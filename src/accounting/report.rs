@@ -1,7 +1,7 @@
 //! The reports: sessions, transfers and usage, as aligned tables for people or exact CSV and
 //! JSON for programs.
 
-use crate::accounting::rollup::{ROLLUP_SUMS, split_sum};
+use crate::accounting::rollup::{Counted, ROLLUP_SUMS, split_sum, usage_rows_sql};
 use crate::accounting::sql::Dialect;
 pub use crate::accounting::sql::{Filter, Kind, Value, system_zone};
 use crate::accounting::storage::{self, ReportStore, RowSink};
@@ -189,41 +189,6 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
         ("flags", Kind::Text),
         ("sid", Kind::Text),
         ("raw_path", Kind::Text),
-    ];
-    (sql, columns)
-}
-
-/// One row per session and per transfer in the window (exact instants, like the other reports),
-/// for [`usage_from_rows`]: at, host, user, is-session, counts_as, bytes up, bytes down,
-/// complete, bytes unknown, duration.
-pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
-    let sql = format!(
-        "SELECT {started}, s.host, s.\"user\", 1, NULL, 0, 0, 0, 0, COALESCE(s.duration_ms, 0)
-           FROM sessions s
-          WHERE (s.end_reason IS NULL OR s.end_reason <> 'refused') AND {session_window}
-         UNION ALL
-         SELECT {opened}, s.host, s.\"user\", 0, t.counts_as, COALESCE(t.bytes_written, 0),
-                COALESCE(t.bytes_read, 0), {complete}, {cut}, 0
-           FROM transfers t JOIN sessions s ON s.id = t.session_id
-          WHERE {transfer_window}",
-        started = d.time_col("s.started_at"),
-        opened = d.time_col("t.opened_at"),
-        complete = d.flag("t.complete"),
-        cut = d.flag("t.counters_cut"),
-        session_window = d.window("s.started_at", filter),
-        transfer_window = d.window("t.opened_at", filter),
-    );
-    let columns = vec![
-        ("at", Kind::Time),
-        ("host", Kind::Text),
-        ("user", Kind::Text),
-        ("session", Kind::Int),
-        ("counts_as", Kind::Text),
-        ("bytes_up", Kind::Bytes),
-        ("bytes_down", Kind::Bytes),
-        ("complete", Kind::Bool),
-        ("bytes_unknown", Kind::Bool),
-        ("duration", Kind::DurationMs),
     ];
     (sql, columns)
 }
@@ -571,18 +536,9 @@ impl UsageSums {
         Some(&self.last_bucket)
     }
 
+    /// Adds a row of [`usage_rows_sql`], by the rule the rollups keep ([`Counted`]).
     pub fn add(&mut self, row: &[Value]) {
-        let int = |v: &Value| match v {
-            Value::Int(n) => *n,
-            _ => 0,
-        };
-        fn text(v: &Value) -> &str {
-            match v {
-                Value::Text(t) => t,
-                _ => "",
-            }
-        }
-        let Value::Time(at) = row[0] else {
+        let Some((at, host, user, counted)) = Counted::of_usage_row(row) else {
             return;
         };
         let Some(bucket) = self.bucket(at).map(str::to_owned) else {
@@ -590,21 +546,17 @@ impl UsageSums {
         };
         let g = self
             .groups
-            .entry((bucket, text(&row[1]).to_owned(), text(&row[2]).to_owned()))
+            .entry((bucket, host.to_owned(), user.to_owned()))
             .or_default();
-        g.sessions += int(&row[3]);
-        let complete = int(&row[7]) != 0;
-        match text(&row[4]) {
-            "upload" if complete => g.files_up += 1,
-            "upload" => g.files_up_incomplete += 1,
-            "download" if complete => g.files_down += 1,
-            "download" => g.files_down_incomplete += 1,
-            _ => {}
-        }
-        g.bytes_up += int(&row[5]);
-        g.bytes_down += int(&row[6]);
-        g.files_bytes_unknown += int(&row[8]);
-        g.duration_ms += int(&row[9]);
+        g.sessions += i128::from(counted.sessions);
+        g.duration_ms += i128::from(counted.duration_ms);
+        g.files_up += i128::from(counted.files_up);
+        g.files_up_incomplete += i128::from(counted.files_up_incomplete);
+        g.files_down += i128::from(counted.files_down);
+        g.files_down_incomplete += i128::from(counted.files_down_incomplete);
+        g.bytes_up += i128::from(counted.bytes_up);
+        g.bytes_down += i128::from(counted.bytes_down);
+        g.files_bytes_unknown += i128::from(counted.files_bytes_unknown);
     }
 
     /// The sums by (day or month, host, user), `""` for no user: for the pages and metrics

@@ -74,6 +74,9 @@ pub enum StoreError {
         "copy refused: session {0} holds more in the source than in the target (which read only part of its log); nothing was copied: ingest the rest of the log into the target, or copy into a database without it"
     )]
     CopyBehind(String),
+    /// A `usage_hourly` sum would pass 64 bits (as SQL's `SUM` fails there).
+    #[error("integer overflow in usage_hourly")]
+    RollupOverflow,
     /// Writing a report out failed (a closed pipe, a full disk).
     #[error("writing the report: {0}")]
     Write(#[source] std::io::Error),
@@ -88,7 +91,7 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// The schema version both backends migrate to.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that

@@ -15,9 +15,12 @@
 use super::{
     ClosedFile, EndReason, IngestStore, LastOp, Micros, NewOperation, NewSession, NewTransfer,
     OpenTransfer, OperationRecord, Result, SessionEnd, SessionOrigin, SessionRecord,
-    TransferRecord, stored_counters,
+    TransferRecord, stored_counters, text,
 };
+use crate::accounting::rollup::{self, Cells, Counted, HostUser};
 use crate::accounting::{IdMap, IdSet};
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 
 /// A store's connection, or the thread that has it while it writes a full batch of held rows:
 /// the ingest goes on reading, parsing and holding the next rows meanwhile (on two cores the two
@@ -145,6 +148,94 @@ impl Batch {
         self.ops.clear();
         self.row_updates.clear();
         self.session_patches.clear();
+    }
+
+    /// Adds the new sessions and transfers to `cells` by the rollups' rule: a transfer under
+    /// its session's host and user as that session row stands now. A transfer's session is
+    /// nearly always in the same batch; else `who` reads it, once. No session row, no cell.
+    pub fn add_to_cells<'a>(
+        &'a self,
+        cells: &mut Cells<'a>,
+        mut who: impl FnMut(i64) -> Result<Option<(String, String)>>,
+    ) -> Result<()> {
+        let mut sessions: IdMap<i64, Option<HostUser<'a>>> = IdMap::default();
+        for s in self.sessions.iter().map(|s| &s.record) {
+            let (host, user) = (text(&s.host), text(s.user.as_deref().unwrap_or("")));
+            let refused = s.end_reason == EndReason::Refused;
+            if let Some(counted) = Counted::session(refused, s.duration_ms) {
+                rollup::add_row(cells, 1, s.started_at, host.clone(), user.clone(), &counted)?;
+            }
+            sessions.insert(s.id, Some((host, user)));
+        }
+        for t in self.transfers.iter().map(|t| &t.row) {
+            let session = match sessions.entry(t.session_id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(
+                    who(t.session_id)?.map(|(host, user)| (Cow::Owned(host), Cow::Owned(user))),
+                ),
+            };
+            let Some((host, user)) = session.clone() else {
+                continue;
+            };
+            let counted = Counted::transfer(
+                t.counts_as,
+                t.complete,
+                t.bytes_written,
+                t.bytes_read,
+                t.counters_cut,
+            );
+            rollup::add_row(cells, 1, t.opened_at, host, user, &counted)?;
+        }
+        Ok(())
+    }
+
+    /// The rows earlier batches wrote whose part in the rollups this batch may move.
+    pub fn touched(&self) -> Touched {
+        let mut touched = Touched::default();
+        for (id, p) in &self.session_patches {
+            if p.end.is_some() || p.end_reason.is_some() || p.fill_user.is_some() {
+                touched.sessions.push(*id);
+            }
+            if p.fill_user.is_some() {
+                touched.transfers_of.push(*id);
+            }
+        }
+        for update in &self.row_updates {
+            match update {
+                RowUpdate::Close { id, .. } | RowUpdate::Failed(id) | RowUpdate::Deleted(id) => {
+                    touched.transfers.push(*id)
+                }
+                RowUpdate::Abandoned { session_id } => touched.transfers_of.push(*session_id),
+                RowUpdate::Renamed { .. } | RowUpdate::OperationFailed { .. } => {}
+            }
+        }
+        touched
+    }
+
+    /// Adds to `cells` what writing the batch moved in the rows it touched: what they counted
+    /// `before` is taken away, what they count `after` added (the batch's new rows, which
+    /// [`Batch::add_to_cells`] adds, left out). A row named twice counts once.
+    pub fn add_changes_to_cells(
+        &self,
+        cells: &mut Cells<'_>,
+        before: Vec<Fact>,
+        after: Vec<Fact>,
+    ) -> Result<()> {
+        let new: IdSet<i64> = match after.iter().any(|f| f.transfer.is_some()) {
+            true => self.transfers.iter().map(|t| t.id).collect(),
+            false => IdSet::default(),
+        };
+        for (sign, facts) in [(-1, before), (1, after)] {
+            let mut seen = IdSet::default();
+            for f in facts {
+                let first = seen.insert((f.transfer.is_some(), f.id));
+                if first && !f.transfer.is_some_and(|id| new.contains(&id)) {
+                    let (host, user) = (Cow::Owned(f.host), Cow::Owned(f.user));
+                    rollup::add_row(cells, sign, f.at, host, user, &f.counted)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn is_empty(&self) -> bool {
@@ -422,6 +513,30 @@ impl<'a> Writer<'a> {
         self.held.add_auth(host, a, at);
         Ok(())
     }
+}
+
+/// The rows earlier batches wrote whose part in the rollups a batch may move: what they count
+/// is read before and after the batch is written.
+#[derive(Debug, Default)]
+pub(super) struct Touched {
+    /// Sessions whose end, end reason or user the batch changes.
+    pub sessions: Vec<i64>,
+    /// Transfers the batch closes, fails or deletes.
+    pub transfers: Vec<i64>,
+    /// Sessions whose every transfer may move: given a user, or ended with files open.
+    pub transfers_of: Vec<i64>,
+}
+
+/// What one stored row counts in the rollups, and where.
+pub(super) struct Fact {
+    /// The transfer's id; `None` for a session.
+    pub transfer: Option<i64>,
+    /// The session's or the transfer's id.
+    pub id: i64,
+    pub at: Micros,
+    pub host: String,
+    pub user: String,
+    pub counted: Counted,
 }
 
 /// The tables whose ids a store hands out before it writes the rows.

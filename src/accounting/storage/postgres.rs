@@ -7,8 +7,8 @@
 //! servers queue on it, which makes concurrent runs equal to running them one by one.
 
 use super::pending::{
-    Batch, IdTable, Link, PendingOp, PendingTransfer, RowUpdate, SessionPatch, SessionRow,
-    WriteBehind, WritesBatches,
+    Batch, Fact, IdTable, Link, PendingOp, PendingTransfer, RowUpdate, SessionPatch, SessionRow,
+    Touched, WriteBehind, WritesBatches,
 };
 use super::{
     Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp, Micros,
@@ -16,7 +16,7 @@ use super::{
     ReportStore, Result, RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError,
     TransferRecord, opt_text, path_text, stored_counters, text,
 };
-use crate::accounting::rollup;
+use crate::accounting::rollup::{self, Counted};
 use crate::accounting::sql::{Dialect, Filter, Kind, Value};
 use chrono::{DateTime, Utc};
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0010_renamed_to.sql"),
     include_str!("../../../migrations/postgres/0011_reached.sql"),
     include_str!("../../../migrations/postgres/0012_sid_index.sql"),
+    include_str!("../../../migrations/postgres/0013_rollups_by_one_rule.sql"),
 ];
 
 /// The text enums travel as their words; a word this version does not know is an error.
@@ -295,14 +296,6 @@ impl PgStore {
         for sql in &MIGRATIONS[current as usize..] {
             tx.batch_execute(sql).map_err(&e)?;
         }
-        if current < 7 {
-            tx.batch_execute(&rollup::rollup_triggers_sql(Dialect::Postgres))
-                .map_err(&e)?;
-        }
-        if current < 5 {
-            tx.batch_execute(&rollup::refresh_rollups_sql(Dialect::Postgres, true))
-                .map_err(&e)?;
-        }
         if current == 0 {
             tx.execute(
                 "INSERT INTO schema_version (version) VALUES ($1)",
@@ -317,6 +310,10 @@ impl PgStore {
             .map_err(&e)?;
         }
         tx.commit().map_err(&e)?;
+        if (1..5).contains(&current) {
+            // Rollups older than version 5 were not kept by deltas, nor always exact.
+            super::in_transaction(self, |s| s.refresh_rollups(true))?;
+        }
         Ok(())
     }
 
@@ -369,6 +366,12 @@ impl PgStore {
         Ok(())
     }
 
+    /// The (hour, host) cells the triggers noted for the next commit to compute afresh.
+    fn dirty_cells(&mut self) -> Result<Vec<(Micros, String)>> {
+        let rows = self.query("SELECT hour, host FROM usage_dirty", &[])?;
+        Ok(rows.iter().map(|r| (micros_at(r, 0), r.get(1))).collect())
+    }
+
     /// The connection, once a batch written in the background is in; that batch's error if it
     /// failed.
     fn conn(&mut self) -> Result<&mut Conn> {
@@ -393,14 +396,109 @@ impl PgStore {
 }
 
 impl WritesBatches for Conn {
+    /// Writes the new rows, the changes to rows earlier batches wrote and the changes to
+    /// sessions, and adds to the rollups what all of it moves.
     fn write_batch(&mut self, batch: &Batch) -> Result<()> {
+        let touched = batch.touched();
+        let before = facts(self, &touched)?;
+        // The rollup triggers, which would note every row's cell for a recompute, skip what
+        // this transaction writes while the setting is on: the batch adds what it moves to the
+        // cells itself.
+        self.exec(
+            "SELECT set_config('sftpd_wrapper.adding_rows', 'on', true)",
+            &[],
+        )?;
         copy_rows(batch, self)?;
         apply_updates(self, &batch.row_updates)?;
         if !batch.session_patches.is_empty() {
             update_sessions(self, &batch.session_patches)?;
         }
-        Ok(())
+        self.exec(
+            "SELECT set_config('sftpd_wrapper.adding_rows', 'off', true)",
+            &[],
+        )?;
+        let mut cells = rollup::Cells::new();
+        let after = facts(self, &touched)?;
+        batch.add_changes_to_cells(&mut cells, before, after)?;
+        batch.add_to_cells(&mut cells, |id| {
+            let row = self.query_opt(
+                "SELECT host, COALESCE(\"user\", '') FROM sessions WHERE id = $1",
+                &[&id],
+            )?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })?;
+        add_cells(self, &cells)
     }
+}
+
+/// What the rows `touched` names count in the rollups now, and where.
+fn facts(conn: &mut Conn, touched: &Touched) -> Result<Vec<Fact>> {
+    let mut found = Vec::new();
+    if !touched.sessions.is_empty() {
+        let rows = conn.query(
+            "SELECT id, started_at, host, COALESCE(\"user\", ''), end_reason, duration_ms
+               FROM sessions WHERE id = ANY($1)",
+            &[&touched.sessions],
+        )?;
+        found.extend(rows.iter().filter_map(|r| {
+            let refused = r.get::<_, &str>(4) == EndReason::Refused.as_str();
+            Some(Fact {
+                transfer: None,
+                id: r.get(0),
+                at: micros_at(r, 1),
+                host: r.get(2),
+                user: r.get(3),
+                counted: Counted::session(refused, r.get(5))?,
+            })
+        }));
+    }
+    if !touched.transfers.is_empty() || !touched.transfers_of.is_empty() {
+        let rows = conn.query(
+            "SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as, t.complete,
+                    t.bytes_written, t.bytes_read, t.counters_cut
+               FROM transfers t JOIN sessions s ON s.id = t.session_id
+              WHERE t.id = ANY($1)
+             UNION ALL
+             SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as, t.complete,
+                    t.bytes_written, t.bytes_read, t.counters_cut
+               FROM transfers t JOIN sessions s ON s.id = t.session_id
+              WHERE t.session_id = ANY($2)",
+            &[&touched.transfers, &touched.transfers_of],
+        )?;
+        found.extend(rows.iter().map(|r| Fact {
+            transfer: Some(r.get(0)),
+            id: r.get(0),
+            at: micros_at(r, 1),
+            host: r.get(2),
+            user: r.get(3),
+            counted: Counted::transfer(r.get(4), r.get(5), r.get(6), r.get(7), r.get(8)),
+        }));
+    }
+    Ok(found)
+}
+
+/// Adds `cells` to `usage_hourly`, creating cells as needed.
+fn add_cells(conn: &mut Conn, cells: &rollup::Cells<'_>) -> Result<()> {
+    static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        rollup::add_to_cells_sql(
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+    });
+    if cells.is_empty() {
+        return Ok(());
+    }
+    let statement = conn.stmt(&UPSERT)?;
+    for ((hour, host, user), cell) in cells {
+        let hour = pg_time(Micros(*hour))?;
+        let (host, user) = (host.as_ref(), user.as_ref());
+        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&hour, &host, &user];
+        values.extend(cell.sums.iter().map(|v| v as &(dyn ToSql + Sync)));
+        values.push(&cell.contributors);
+        conn.client
+            .execute(&statement, &values)
+            .map_err(pg_err(&conn.shown))?;
+    }
+    Ok(())
 }
 
 /// Writes the merged session updates of a batch with one statement: the columns travel as
@@ -915,30 +1013,33 @@ impl Database for PgStore {
     }
 
     fn refresh_rollups(&mut self, all: bool) -> Result<()> {
-        if all || self.rollups_pending()? {
-            // A refresh reads few rows by index; compiling it (JIT, for the planner's high
-            // guesses) costs more than it runs. (SET LOCAL ends with the transaction, which
-            // commits right after.)
-            let plan = if all { "" } else { "SET LOCAL jit = off;" };
-            self.conn()?
-                .client
-                .batch_execute(&format!(
-                    "{plan}{}",
-                    rollup::refresh_rollups_sql(Dialect::Postgres, all)
-                ))
-                .map_err(self.err())?;
+        let keys = if all { None } else { Some(self.dirty_cells()?) };
+        if keys.as_ref().is_none_or(|k| !k.is_empty()) {
+            if !all {
+                // Each dirty cell's rows are few, read by index; compiling the query (JIT, for
+                // the planner's high guesses) costs more than it runs. (SET LOCAL ends with the
+                // transaction.)
+                self.exec("SET LOCAL jit = off", &[])?;
+            }
+            let cells = rollup::recompute(self, keys.as_deref())?;
+            self.exec(
+                if all {
+                    "DELETE FROM usage_hourly"
+                } else {
+                    "DELETE FROM usage_hourly WHERE (hour, host) IN (SELECT hour, host FROM usage_dirty)"
+                },
+                &[],
+            )?;
+            add_cells(self.conn()?, &cells)?;
+            self.exec("DELETE FROM usage_dirty", &[])?;
         }
         self.exec(rollup::DROP_EMPTY_CELLS, &[])?;
         Ok(())
     }
 
     fn rollup_differences(&mut self) -> Result<u64> {
-        let row = self
-            .conn()?
-            .client
-            .query_one(&rollup::rollup_differences_sql(Dialect::Postgres), &[])
-            .map_err(self.err())?;
-        Ok(row.get::<_, i64>(0) as u64)
+        let pending = self.dirty_cells()?;
+        rollup::differences(self, &pending)
     }
 
     fn rollback(&mut self) -> Result<()> {
