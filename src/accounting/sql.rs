@@ -46,6 +46,14 @@ pub enum Kind {
     Bool,
 }
 
+/// A report's columns from `name: Kind` pairs: `columns![host: Text, n: Int]`.
+macro_rules! columns {
+    ($($name:ident: $kind:ident),* $(,)?) => {
+        vec![$((stringify!($name), $crate::accounting::sql::Kind::$kind)),*]
+    };
+}
+pub(crate) use columns;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
@@ -54,6 +62,24 @@ pub enum Value {
     Text(String),
     /// A column of [`Kind::Time`]: turned into text only where it is shown.
     Time(Micros),
+}
+
+impl Value {
+    /// The number; 0 for a cell that holds none (NULL).
+    pub fn int(&self) -> i128 {
+        match self {
+            Value::Int(n) => *n,
+            _ => 0,
+        }
+    }
+
+    /// The text; `""` for a cell that holds none (NULL).
+    pub fn text(&self) -> &str {
+        match self {
+            Value::Text(t) => t,
+            _ => "",
+        }
+    }
 }
 
 /// Converts one SQLite cell.
