@@ -30,6 +30,12 @@ pub const ROLLUP_SUMS: [&str; 12] = [
     "files_bytes_unknown",
 ];
 
+/// `each` of [`ROLLUP_SUMS`], then of `extra`, joined by commas.
+fn each_sum(extra: &[&str], each: impl Fn(&str) -> String) -> String {
+    let sums = ROLLUP_SUMS.iter().chain(extra).map(|c| each(c));
+    sums.collect::<Vec<_>>().join(", ")
+}
+
 /// Which cells [`rollup_cells_sql`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RollupScope {
@@ -119,11 +125,7 @@ pub fn rollup_cells_sql(d: Dialect, scope: RollupScope) -> String {
             "transfers t JOIN sessions s ON s.id = t.session_id".to_owned(),
         ),
     };
-    let sums = ROLLUP_SUMS
-        .iter()
-        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = each_sum(&[], |c| format!("CAST(SUM({c}) AS BIGINT)"));
     format!(
         "SELECT {hour} AS hour, cells.host, cells.\"user\", {sums},
                 CAST(COUNT(*) AS BIGINT) AS contributors
@@ -186,17 +188,10 @@ pub fn transfer_contribution(d: Dialect, t: &str, s: &str) -> String {
 /// needed; `contributors` counts the rows in a cell, so a cell left with none can be dropped.
 /// `one_row`: `rows` selects at most one row (a row trigger's own), which needs no grouping.
 pub fn rollup_delta_sql(d: Dialect, rows: &str, sign: i64, one_row: bool) -> String {
-    let sums = ROLLUP_SUMS
-        .iter()
-        .map(|c| {
-            if one_row {
-                format!("{c} * {sign}")
-            } else {
-                format!("CAST(SUM({c}) * {sign} AS BIGINT)")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let sums = each_sum(&[], |c| match one_row {
+        true => format!("{c} * {sign}"),
+        false => format!("CAST(SUM({c}) * {sign} AS BIGINT)"),
+    });
     let (count, group) = if one_row {
         (sign.to_string(), "")
     } else {
@@ -214,12 +209,9 @@ pub fn rollup_delta_sql(d: Dialect, rows: &str, sign: i64, one_row: bool) -> Str
 /// Adds what `source` (a `SELECT` or `VALUES` of hour, host, user, [`ROLLUP_SUMS`] and
 /// `contributors`) gives to those cells of `usage_hourly`, creating cells as needed.
 pub fn add_to_cells_sql(source: &str) -> String {
-    let add = ROLLUP_SUMS
-        .iter()
-        .chain(std::iter::once(&"contributors"))
-        .map(|c| format!("{c} = usage_hourly.{c} + excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let add = each_sum(&["contributors"], |c| {
+        format!("{c} = usage_hourly.{c} + excluded.{c}")
+    });
     format!(
         "INSERT INTO usage_hourly (hour, host, \"user\", {columns}, contributors)
          {source}
@@ -270,7 +262,14 @@ DROP TRIGGER IF EXISTS usage_transfer_removed;";
 pub fn rollup_triggers_sql(d: Dialect) -> String {
     match d {
         Dialect::Sqlite => sqlite_rollup_triggers_sql(),
-        Dialect::Postgres => postgres_rollup_triggers_sql(),
+        // Mostly per statement, over transition tables: one call per batch.
+        Dialect::Postgres => [
+            DROP_POSTGRES_ROLLUP_TRIGGERS.to_owned(),
+            postgres_sessions_added_removed_sql(d),
+            postgres_sessions_changed_sql(d),
+            postgres_transfer_triggers_sql(d),
+        ]
+        .join("\n\n                 "),
     }
 }
 
@@ -361,23 +360,6 @@ const DROP_POSTGRES_ROLLUP_TRIGGERS: &str =
                  DROP FUNCTION IF EXISTS usage_sessions_removed();
                  DROP FUNCTION IF EXISTS usage_transfers_added();
                  DROP FUNCTION IF EXISTS usage_transfers_removed();";
-
-/// PostgreSQL's triggers are mostly per statement, over transition tables: one call per batch.
-fn postgres_rollup_triggers_sql() -> String {
-    let d = Dialect::Postgres;
-    format!(
-        "{DROP_POSTGRES_ROLLUP_TRIGGERS}
-
-                 {added_removed}
-
-                 {changed}
-
-                 {transfers}",
-        added_removed = postgres_sessions_added_removed_sql(d),
-        changed = postgres_sessions_changed_sql(d),
-        transfers = postgres_transfer_triggers_sql(d),
-    )
-}
 
 /// Sessions added add their contribution; sessions removed leave their cells to recompute, as
 /// their transfers may stay behind.

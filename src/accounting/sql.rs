@@ -184,23 +184,16 @@ impl Dialect {
         filter: &Filter,
         time_test: impl Fn(&str, &str) -> String,
     ) -> String {
-        let part = |set: bool, param: String, test: String| {
-            if set {
-                test
-            } else {
-                format!("{param} IS NULL")
-            }
+        let part = |set: bool, param: &str, test: String| match set {
+            true => test,
+            false => format!("{param} IS NULL"),
         };
         let (u, h, t3, t4) = (self.text(1), self.text(2), self.time(3), self.time(4));
         [
-            part(
-                filter.user.is_some(),
-                u.clone(),
-                format!("s.\"user\" = {u}"),
-            ),
-            part(filter.host.is_some(), h.clone(), format!("s.host = {h}")),
-            part(filter.since.is_some(), t3.clone(), time_test(">=", &t3)),
-            part(filter.until.is_some(), t4.clone(), time_test("<", &t4)),
+            part(filter.user.is_some(), &u, format!("s.\"user\" = {u}")),
+            part(filter.host.is_some(), &h, format!("s.host = {h}")),
+            part(filter.since.is_some(), &t3, time_test(">=", &t3)),
+            part(filter.until.is_some(), &t4, time_test("<", &t4)),
         ]
         .join(" AND ")
     }
