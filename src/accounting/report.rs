@@ -689,22 +689,23 @@ fn cell_for_people(v: &Value, kind: Kind, zone: Tz) -> Cow<'_, str> {
     }
 }
 
-fn json_value(v: &Value, kind: Kind) -> serde_json::Value {
-    match (v, kind) {
-        (Value::Null, _) => serde_json::Value::Null,
-        (Value::Int(n), Kind::Bool) => serde_json::Value::Bool(*n != 0),
-        (Value::Int(n), _) => {
-            if let Ok(n) = i64::try_from(*n) {
-                serde_json::Value::from(n)
-            } else if let Ok(n) = u64::try_from(*n) {
-                serde_json::Value::from(n)
-            } else {
+/// A cell as JSON: written straight from the row, with no copy of its text.
+struct JsonCell<'a>(&'a Value, Kind);
+
+impl serde::Serialize for JsonCell<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.0, self.1) {
+            (Value::Null, _) => s.serialize_unit(),
+            (Value::Int(n), Kind::Bool) => s.serialize_bool(*n != 0),
+            (Value::Int(n), _) => match (i64::try_from(*n), u64::try_from(*n)) {
+                (Ok(n), _) => s.serialize_i64(n),
+                (_, Ok(n)) => s.serialize_u64(n),
                 // Past what JSON readers take as an exact number: exact as text.
-                serde_json::Value::from(n.to_string())
-            }
+                _ => s.collect_str(n),
+            },
+            (Value::Text(t), _) => s.serialize_str(t),
+            (Value::Time(t), _) => s.collect_str(t),
         }
-        (Value::Text(t), _) => serde_json::Value::from(t.clone()),
-        (Value::Time(t), _) => serde_json::Value::from(t.to_string()),
     }
 }
 
@@ -784,18 +785,24 @@ pub fn render_stream<E: From<std::io::Error>>(
             Ok(())
         }
         Format::Json => {
+            use serde::ser::{SerializeMap, Serializer};
+            // Keys in name order, the order of a serde_json object.
+            let mut keys: Vec<(&str, usize)> = columns.iter().map(|c| c.0).zip(0..).collect();
+            keys.sort_unstable();
             write!(out, "[")?;
             let mut first = true;
             produce(&mut |row| {
-                let map: serde_json::Map<String, serde_json::Value> = row
-                    .iter()
-                    .zip(columns)
-                    .map(|(v, (n, k))| ((*n).to_owned(), json_value(v, *k)))
-                    .collect();
                 out.write_all(if first { b"\n" } else { b",\n" })?;
                 first = false;
                 let mut json = serde_json::Serializer::with_formatter(&mut *out, JsonForPeople);
-                serde::Serialize::serialize(&map, &mut json).map_err(std::io::Error::from)?;
+                let mut object = json.serialize_map(None).map_err(std::io::Error::from)?;
+                for &(name, i) in keys.iter().filter(|(_, i)| *i < row.len()) {
+                    let cell = JsonCell(&row[i], columns[i].1);
+                    object
+                        .serialize_entry(name, &cell)
+                        .map_err(std::io::Error::from)?;
+                }
+                object.end().map_err(std::io::Error::from)?;
                 Ok(())
             })?;
             writeln!(out, "{}]", if first { "" } else { "\n" })?;
