@@ -135,27 +135,25 @@ fn usage_families<S: ReportStore + ?Sized>(store: &mut S) -> Result<[Family; 4]>
         "Transfers whose close line was cut at 500 characters: their bytes are not known.",
     );
     for ((_, host, user), g) in usage.groups() {
-        let who = || vec![("host", host.clone()), ("user", user.clone())];
-        sessions.add(who(), g.sessions);
+        // Host and user, then `more` labels.
+        let who = |more: &[(&'static str, &str)]| {
+            let mut labels = vec![("host", host.clone()), ("user", user.clone())];
+            labels.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            labels
+        };
+        sessions.add(who(&[]), g.sessions);
         for (direction, complete, n) in [
             ("up", "true", g.files_up),
             ("up", "false", g.files_up_incomplete),
             ("down", "true", g.files_down),
             ("down", "false", g.files_down_incomplete),
         ] {
-            let mut labels = who();
-            labels.extend([
-                ("direction", direction.to_owned()),
-                ("complete", complete.to_owned()),
-            ]);
-            files.add(labels, n);
+            files.add(who(&[("direction", direction), ("complete", complete)]), n);
         }
         for (direction, n) in [("up", g.bytes_up), ("down", g.bytes_down)] {
-            let mut labels = who();
-            labels.push(("direction", direction.to_owned()));
-            bytes.add(labels, n);
+            bytes.add(who(&[("direction", direction)]), n);
         }
-        unknown.add(who(), g.files_bytes_unknown);
+        unknown.add(who(&[]), g.files_bytes_unknown);
     }
     Ok([sessions, files, bytes, unknown])
 }
