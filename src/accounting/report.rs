@@ -113,8 +113,7 @@ pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, 
                 s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
            FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
           WHERE {window}
-          GROUP BY s.id ORDER BY {started_order}, s.id",
-        started_order = d.time_col("s.started_at"),
+          GROUP BY s.id ORDER BY {started}, s.id",
         started = d.time_col("s.started_at"),
         ended = d.time_col("s.ended_at"),
         window = d.window("s.started_at", filter),
@@ -144,8 +143,7 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
                 {renamed}, {reached}, t.bytes_read, t.bytes_written, {cut}, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
            FROM transfers t JOIN sessions s ON s.id = t.session_id
           WHERE {window}
-          ORDER BY {opened_order}, t.id",
-        opened_order = d.time_col("t.opened_at"),
+          ORDER BY {opened}, t.id",
         opened = d.time_col("t.opened_at"),
         closed = d.time_col("t.closed_at"),
         cut = d.flag("t.counters_cut"),
@@ -278,10 +276,9 @@ pub fn largest_transfers_sql(
           WHERE {window}
           -- Halves: two counters near 2^63 cannot overflow the sum the order needs.
           ORDER BY COALESCE(t.bytes_read, 0) / 2 + COALESCE(t.bytes_written, 0) / 2 DESC,
-                   {opened_order}, t.id
+                   {opened}, t.id
           LIMIT {limit}",
         opened = d.time_col("t.opened_at"),
-        opened_order = d.time_col("t.opened_at"),
         complete = d.flag("t.complete"),
         window = d.window("t.opened_at", filter),
     );
@@ -438,10 +435,9 @@ impl UsageSums {
     }
 
     fn key_format(&self) -> &'static str {
-        if self.by == Period::Day {
-            "%Y-%m-%d"
-        } else {
-            "%Y-%m"
+        match self.by {
+            Period::Day => "%Y-%m-%d",
+            Period::Month => "%Y-%m",
         }
     }
 
@@ -456,12 +452,8 @@ impl UsageSums {
         let Some(bucket) = bucket.or_insert_with(|| hour_bucket(zone, format, hour)) else {
             return false;
         };
-        let key = (
-            bucket.clone(),
-            row[1].text().to_owned(),
-            row[2].text().to_owned(),
-        );
-        let g = self.groups.entry(key).or_default();
+        let (host, user) = (row[1].text().to_owned(), row[2].text().to_owned());
+        let g = self.groups.entry((bucket.clone(), host, user)).or_default();
         let joined = |high: &Value, low: &Value| high.int() * 4_294_967_296 + low.int();
         g.sessions += row[3].int();
         g.duration_ms += joined(&row[4], &row[5]);
