@@ -198,10 +198,11 @@ fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Ingest(args) => ingest(args, &cfg, &spec, password, store)?,
         Command::Sessions { filter } => {
-            let f = filter.filter()?;
-            stream_report(store, RowsReport::Sessions, &f, filter.format(), &mut out)?;
+            rows_report(RowsReport::Sessions, filter, &None, store, &mut out)?
         }
-        Command::Transfers { filter, path } => transfers(filter, path.as_deref(), store, &mut out)?,
+        Command::Transfers { filter, path } => {
+            rows_report(RowsReport::Transfers, filter, path, store, &mut out)?
+        }
         Command::Usage(args) => usage(args, store, &mut out)?,
         Command::Statement(args) => statement(args, store, &mut out)?,
         Command::Metrics { textfile } => {
@@ -325,22 +326,6 @@ fn ingest(
         std::process::exit(1);
     }
     Ok(())
-}
-
-/// `transfers`: the rows of `sessions`' filter, and `--path`.
-fn transfers(
-    filter: &FilterArgs,
-    path: Option<&str>,
-    store: &mut dyn Store,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let mut f = filter.filter()?;
-    if let Some(p) = path {
-        f.path = Some(
-            glob::Pattern::new(p).with_context(|| format!("--path {p:?} is not a valid glob"))?,
-        );
-    }
-    stream_report(store, RowsReport::Transfers, &f, filter.format(), out)
 }
 
 /// `usage`: a table (or CSV, JSON) by day or month, or with `--format html` the statement page.
@@ -472,20 +457,24 @@ fn statement_page(
     ))
 }
 
-/// Writes a report row by row as the database hands the rows out: memory stays flat.
-fn stream_report(
-    store: &mut dyn Store,
+/// `sessions`, or `transfers` with `--path`, written row by row as the database hands the rows
+/// out: memory stays flat.
+fn rows_report(
     which: RowsReport,
-    filter: &Filter,
-    format: Format,
+    args: &FilterArgs,
+    path: &Option<String>,
+    store: &mut dyn Store,
     out: &mut dyn Write,
 ) -> Result<()> {
-    report::render_stream::<StoreError>(
-        &which.columns(),
-        format,
-        filter.zone(),
-        out,
-        &mut |sink| store.stream_report(which, filter, sink),
-    )?;
+    let mut filter = args.filter()?;
+    if let Some(p) = path {
+        filter.path = Some(
+            glob::Pattern::new(p).with_context(|| format!("--path {p:?} is not a valid glob"))?,
+        );
+    }
+    let (columns, zone) = (which.columns(), filter.zone());
+    report::render_stream::<StoreError>(&columns, args.format(), zone, out, &mut |sink| {
+        store.stream_report(which, &filter, sink)
+    })?;
     Ok(())
 }
