@@ -735,7 +735,14 @@ pub fn render_stream<E: From<std::io::Error>>(
 ) -> Result<(), E> {
     match format {
         Format::Table => {
-            let headers = table_headers(columns, zone);
+            // Times are the zone's, and the header says which.
+            let headers: Vec<Cow<str>> = columns
+                .iter()
+                .map(|(name, kind)| match kind {
+                    Kind::Time => format!("{name} ({})", zone.name()).into(),
+                    _ => (*name).into(),
+                })
+                .collect();
             let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
             let mut count = 0u64;
             produce(&mut |row| {
@@ -804,17 +811,6 @@ pub fn render_stream<E: From<std::io::Error>>(
             "--format html is for usage and statement",
         ))),
     }
-}
-
-/// Column headers for a table: times are the zone's, and the header says which.
-fn table_headers(columns: &[(&'static str, Kind)], zone: Tz) -> Vec<String> {
-    columns
-        .iter()
-        .map(|(name, kind)| match kind {
-            Kind::Time => format!("{name} ({})", zone.name()),
-            _ => (*name).to_owned(),
-        })
-        .collect()
 }
 
 /// One table line: numbers right-aligned, text left-aligned.
