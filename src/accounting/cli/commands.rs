@@ -307,13 +307,9 @@ fn ingest(
     }
     println!("{}", ingestor.summary);
     for file in &ingestor.not_understood {
-        let shown: String = file
-            .first_line
-            .escape_ascii()
-            .to_string()
-            .chars()
-            .take(200)
-            .collect();
+        // ASCII: 200 bytes are 200 characters.
+        let mut shown = file.first_line.escape_ascii().to_string();
+        shown.truncate(200);
         eprintln!(
             "sftpd-report: warning: {}: none of its {} new lines was understood (wrong format or facility?); the first: \"{shown}\"",
             file.name, file.lines
@@ -332,17 +328,13 @@ fn ingest(
 fn usage(args: &UsageArgs, store: &mut dyn Store, out: &mut dyn Write) -> Result<()> {
     let f = args.filter.filter()?;
     if args.filter.format() == Format::Html {
-        let period = match (&f.since, &f.until) {
+        let shown = |t: Option<Micros>, none: &str| {
+            t.and_then(|t| report::local_time(t, f.zone()))
+                .unwrap_or_else(|| none.to_owned())
+        };
+        let period = match (f.since, f.until) {
             (None, None) => "everything".to_owned(),
-            (since, until) => format!(
-                "{} to {}",
-                since
-                    .and_then(|t| report::local_time(t, f.zone()))
-                    .unwrap_or_else(|| "the start".to_owned()),
-                until
-                    .and_then(|t| report::local_time(t, f.zone()))
-                    .unwrap_or_else(|| "now".to_owned())
-            ),
+            (since, until) => format!("{} to {}", shown(since, "the start"), shown(until, "now")),
         };
         let page = statement_page(store, &f, "SFTP usage".to_owned(), period, Vec::new())?;
         out.write_all(page.as_bytes())?;
