@@ -68,33 +68,10 @@ pub enum ReportCommand {
     },
     /// Sessions, files (complete and incomplete apart) and bytes per host and user, by day or
     /// month in the system's zone or --tz; --since/--until cut at the exact instants.
-    Usage {
-        #[command(flatten)]
-        filter: FilterArgs,
-        #[arg(long, value_enum, default_value = "day")]
-        by: Period,
-        /// Sum every session and transfer row instead of reading the hourly rollups: slower,
-        /// the same numbers (for checking them).
-        #[arg(long)]
-        from_rows: bool,
-    },
+    Usage(UsageArgs),
     /// A partner's month as one self-contained HTML page (printable to PDF): totals, bytes per
     /// day, a table per day and host, the largest transfers.
-    Statement {
-        #[arg(long)]
-        user: String,
-        /// The month, e.g. 2026-11, in the zone of --tz.
-        #[arg(long)]
-        month: String,
-        #[arg(long)]
-        host: Option<String>,
-        /// The zone of the month's days, an IANA name [default: the system's zone]
-        #[arg(long)]
-        tz: Option<String>,
-        /// Write the page to this file instead of stdout.
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
+    Statement(StatementArgs),
     /// Totals in the Prometheus text format (sessions, refusals, files and bytes per user,
     /// failures, active sessions, ingest progress), from the database.
     Metrics {
@@ -106,25 +83,7 @@ pub enum ReportCommand {
     /// Retention: delete the sessions that ended before a cut, with their transfers and
     /// operations, in one transaction (the hourly rollups stay exact). Open sessions and the
     /// ingest's checkpoints are never removed. Prints what it removed.
-    Prune {
-        /// Sessions that ended longer ago than this: 400d, 12w, 36h.
-        #[arg(long, conflicts_with = "before", required_unless_present_any = ["before", "user"])]
-        older_than: Option<String>,
-        /// Sessions that ended before this instant: 2025-11-01 (midnight in --tz),
-        /// "2025-11-01 14:00" or RFC 3339.
-        #[arg(long)]
-        before: Option<String>,
-        /// Only this partner's sessions; alone (without --older-than or --before), every ended
-        /// session of theirs: the partner is forgotten.
-        #[arg(long)]
-        user: Option<String>,
-        /// The zone of a date in --before [default: the system's zone]
-        #[arg(long)]
-        tz: Option<String>,
-        /// Say what would be removed, and remove nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Prune(PruneArgs),
     /// The hourly rollups usage reads: every commit keeps them exact; --check compares them with
     /// the rows, --rebuild recomputes them (after the tables were changed by hand).
     Rollups {
@@ -185,6 +144,58 @@ pub struct IngestArgs {
     pub metrics_listen: Option<std::net::SocketAddr>,
     #[arg(required_unless_present = "journal")]
     pub files: Vec<String>,
+}
+
+// The options of `usage`, `statement` and `prune`. No doc comments: the variants' are the
+// commands' help.
+#[derive(Args)]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    #[arg(long, value_enum, default_value = "day")]
+    pub by: Period,
+    /// Sum every session and transfer row instead of reading the hourly rollups: slower,
+    /// the same numbers (for checking them).
+    #[arg(long)]
+    pub from_rows: bool,
+}
+
+#[derive(Args)]
+pub struct StatementArgs {
+    #[arg(long)]
+    pub user: String,
+    /// The month, e.g. 2026-11, in the zone of --tz.
+    #[arg(long)]
+    pub month: String,
+    #[arg(long)]
+    pub host: Option<String>,
+    /// The zone of the month's days, an IANA name [default: the system's zone]
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Write the page to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Sessions that ended longer ago than this: 400d, 12w, 36h.
+    #[arg(long, conflicts_with = "before", required_unless_present_any = ["before", "user"])]
+    pub older_than: Option<String>,
+    /// Sessions that ended before this instant: 2025-11-01 (midnight in --tz),
+    /// "2025-11-01 14:00" or RFC 3339.
+    #[arg(long)]
+    pub before: Option<String>,
+    /// Only this partner's sessions; alone (without --older-than or --before), every ended
+    /// session of theirs: the partner is forgotten.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The zone of a date in --before [default: the system's zone]
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Say what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args)]

@@ -101,7 +101,9 @@ pub fn render(s: &Statement<'_>) -> String {
     // Per partner, per day and host; and per day for the chart.
     let mut partners: Partners<'_> = BTreeMap::new();
     let mut per_day: BTreeMap<String, UsageGroup> = BTreeMap::new();
+    let mut all = UsageGroup::default();
     for ((day, host, user), g) in s.daily {
+        all.add(g);
         per_day.entry(day.clone()).or_default().add(g);
         partners
             .entry(user)
@@ -109,10 +111,6 @@ pub fn render(s: &Statement<'_>) -> String {
             .entry((day, host))
             .or_default()
             .add(g);
-    }
-    let mut all = UsageGroup::default();
-    for sums in per_day.values() {
-        all.add(sums);
     }
 
     let mut out = String::new();

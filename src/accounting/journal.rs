@@ -25,12 +25,9 @@ impl JournalSource {
 
     /// journalctl's arguments: every entry of the facility after `cursor`, as JSON lines.
     pub fn journalctl_args(&self, cursor: Option<&str>) -> Vec<String> {
-        let mut args = vec![
-            "--output=json".to_owned(),
-            "--no-pager".to_owned(),
-            "--quiet".to_owned(),
-            "--all".to_owned(),
-        ];
+        let mut args: Vec<String> = ["--output=json", "--no-pager", "--quiet", "--all"]
+            .map(String::from)
+            .into();
         if let Some(d) = &self.directory {
             args.push(format!("--directory={}", d.display()));
         }

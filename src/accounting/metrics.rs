@@ -6,7 +6,7 @@
 //! are the partner's bytes: label values are escaped, so no name can add a line or a label.
 
 use crate::accounting::report::{Filter, Kind, Period, Reports, Value};
-use crate::accounting::sql::Dialect;
+use crate::accounting::sql::{Dialect, columns};
 use crate::accounting::storage::{ReportStore, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -64,33 +64,28 @@ impl Family {
     }
 }
 
-fn int(v: &Value) -> i128 {
-    match v {
-        Value::Int(n) => *n,
-        _ => 0,
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Text(t) => t.clone(),
-        _ => String::new(),
-    }
-}
-
-/// Rows of `sql` (a query whose WHERE clause ends with the always-true window of the default
-/// filter, which names the four report parameters).
-fn rows<S: ReportStore + ?Sized>(
+/// Adds to `family` the counts that `sql` selects: rows of label values (named `names`) and a
+/// count, each sample with the `extra` label too. `sql`'s WHERE clause ends with the always-true
+/// window of the default filter, which names the four report parameters.
+fn add_counts<S: ReportStore + ?Sized>(
     store: &mut S,
+    family: &mut Family,
     sql: &str,
-    columns: &[(&'static str, Kind)],
-) -> Result<Vec<Vec<Value>>> {
-    let mut out = Vec::new();
-    store.stream_rows(sql, columns, &Filter::default(), &mut |row| {
-        out.push(row);
+    names: &[&'static str],
+    extra: Option<(&'static str, &str)>,
+) -> Result<()> {
+    let mut columns: Vec<_> = names.iter().map(|n| (*n, Kind::Text)).collect();
+    columns.push(("n", Kind::Int));
+    store.stream_rows(sql, &columns, &Filter::default(), &mut |row| {
+        let mut labels: Vec<_> = names
+            .iter()
+            .zip(&row)
+            .map(|(n, v)| (*n, v.text().to_owned()))
+            .collect();
+        labels.extend(extra.map(|(k, v)| (k, v.to_owned())));
+        family.add(labels, row[names.len()].int());
         Ok(())
-    })?;
-    Ok(out)
+    })
 }
 
 /// The whole exposition, from the database.
@@ -140,33 +135,28 @@ fn usage_families<S: ReportStore + ?Sized>(store: &mut S) -> Result<[Family; 4]>
         "Transfers whose close line was cut at 500 characters: their bytes are not known.",
     );
     for ((_, host, user), g) in usage.groups() {
-        let who = || vec![("host", host.clone()), ("user", user.clone())];
-        sessions.add(who(), g.sessions);
+        // Host and user, then `more` labels.
+        let who = |more: &[(&'static str, &str)]| {
+            let mut labels = vec![("host", host.clone()), ("user", user.clone())];
+            labels.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            labels
+        };
+        sessions.add(who(&[]), g.sessions);
         for (direction, complete, n) in [
             ("up", "true", g.files_up),
             ("up", "false", g.files_up_incomplete),
             ("down", "true", g.files_down),
             ("down", "false", g.files_down_incomplete),
         ] {
-            let mut labels = who();
-            labels.extend([
-                ("direction", direction.to_owned()),
-                ("complete", complete.to_owned()),
-            ]);
-            files.add(labels, n);
+            files.add(who(&[("direction", direction), ("complete", complete)]), n);
         }
         for (direction, n) in [("up", g.bytes_up), ("down", g.bytes_down)] {
-            let mut labels = who();
-            labels.push(("direction", direction.to_owned()));
-            bytes.add(labels, n);
+            bytes.add(who(&[("direction", direction)]), n);
         }
-        unknown.add(who(), g.files_bytes_unknown);
+        unknown.add(who(&[]), g.files_bytes_unknown);
     }
     Ok([sessions, files, bytes, unknown])
 }
-
-/// `(host, n)`: a count per host.
-const COUNTED: [(&str, Kind); 2] = [("host", Kind::Text), ("n", Kind::Int)];
 
 fn refused_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result<Family> {
     let mut refused = Family::new(
@@ -174,28 +164,16 @@ fn refused_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Resul
         "counter",
         "Sessions refused, by host and by whom: the wrapper (a command other than SFTP, a loader variable, ...) or the pre-session hook.",
     );
-    for (by, sql) in [
-        (
-            "wrapper",
-            format!(
-                "SELECT o.host, CAST(COUNT(*) AS BIGINT) FROM operations o
+    let wrapper = format!(
+        "SELECT o.host, CAST(COUNT(*) AS BIGINT) FROM operations o
                   WHERE o.kind = 'denied' AND {always} GROUP BY o.host"
-            ),
-        ),
-        (
-            "pre_session_hook",
-            format!(
-                "SELECT s.host, CAST(COUNT(*) AS BIGINT) FROM sessions s
+    );
+    let hook = format!(
+        "SELECT s.host, CAST(COUNT(*) AS BIGINT) FROM sessions s
                   WHERE s.end_reason = 'refused' AND {always} GROUP BY s.host"
-            ),
-        ),
-    ] {
-        for row in rows(store, &sql, &COUNTED)? {
-            refused.add(
-                vec![("host", text(&row[0])), ("by", by.to_owned())],
-                int(&row[1]),
-            );
-        }
+    );
+    for (by, sql) in [("wrapper", wrapper), ("pre_session_hook", hook)] {
+        add_counts(store, &mut refused, &sql, &["host"], Some(("by", by)))?;
     }
     Ok(refused)
 }
@@ -206,7 +184,6 @@ fn failed_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result
         "counter",
         "SFTP requests answered with a failure (opens, removes, renames, ...) by host and user.",
     );
-    let who_counted = [("host", Kind::Text), ("user", Kind::Text), ("n", Kind::Int)];
     for sql in [
         format!(
             "SELECT o.host, COALESCE(o.\"user\", ''), CAST(COUNT(*) AS BIGINT) FROM operations o
@@ -218,12 +195,7 @@ fn failed_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result
               WHERE t.failed AND {always} GROUP BY s.host, s.\"user\""
         ),
     ] {
-        for row in rows(store, &sql, &who_counted)? {
-            failed.add(
-                vec![("host", text(&row[0])), ("user", text(&row[1]))],
-                int(&row[2]),
-            );
-        }
+        add_counts(store, &mut failed, &sql, &["host", "user"], None)?;
     }
     Ok(failed)
 }
@@ -238,18 +210,13 @@ fn active_family<S: ReportStore + ?Sized>(
         "gauge",
         "Sessions whose start is in the log and whose end is not (yet), by host.",
     );
-    for row in rows(
-        store,
-        &format!(
-            "SELECT s.host, CAST(COUNT(*) AS BIGINT) FROM sessions s
+    let sql = format!(
+        "SELECT s.host, CAST(COUNT(*) AS BIGINT) FROM sessions s
               WHERE {ended} IS NULL AND s.end_reason = 'missing_end' AND {always}
               GROUP BY s.host",
-            ended = d.time_col("s.ended_at"),
-        ),
-        &COUNTED,
-    )? {
-        active.add(vec![("host", text(&row[0]))], int(&row[1]));
-    }
+        ended = d.time_col("s.ended_at"),
+    );
+    add_counts(store, &mut active, &sql, &["host"], None)?;
     Ok(active)
 }
 
@@ -265,22 +232,14 @@ fn ingest_families<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Resu
         "gauge",
         "When an ingest last committed new lines (Unix time).",
     );
-    let mut read = 0;
-    let mut skipped = 0;
-    let mut lines_refused = 0;
-    for row in rows(
-        store,
-        &format!("SELECT c.name, c.value, c.updated_at FROM ingest_counters c WHERE {always}"),
-        &[
-            ("name", Kind::Text),
-            ("value", Kind::Int),
-            ("at", Kind::Time),
-        ],
-    )? {
-        match text(&row[0]).as_str() {
-            "lines_read" => read = int(&row[1]),
-            "lines_skipped" => skipped = int(&row[1]),
-            "lines_refused" => lines_refused = int(&row[1]),
+    let (mut read, mut skipped, mut refused) = (0, 0, 0);
+    let sql = format!("SELECT c.name, c.value, c.updated_at FROM ingest_counters c WHERE {always}");
+    let columns = columns![name: Text, value: Int, at: Time];
+    store.stream_rows(&sql, &columns, &Filter::default(), &mut |row| {
+        match row[0].text() {
+            "lines_read" => read = row[1].int(),
+            "lines_skipped" => skipped = row[1].int(),
+            "lines_refused" => refused = row[1].int(),
             _ => {}
         }
         if let Value::Time(at) = row[2] {
@@ -288,10 +247,11 @@ fn ingest_families<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Resu
             let newest = last.samples.entry(Vec::new()).or_default();
             *newest = (*newest).max(seconds);
         }
-    }
+        Ok(())
+    })?;
     lines.add(vec![("outcome", "parsed".to_owned())], read - skipped);
     lines.add(vec![("outcome", "skipped".to_owned())], skipped);
-    lines.add(vec![("outcome", "refused".to_owned())], lines_refused);
+    lines.add(vec![("outcome", "refused".to_owned())], refused);
     Ok([lines, last])
 }
 

@@ -70,18 +70,14 @@ fn read_metrics(spec: &DbSpec, password: Option<&str>, asked: &Receiver<Ask>) {
             None => storage::open_for_reading(spec, password),
         }
         .and_then(|mut s| {
-            let text = metrics::render(s.as_mut());
+            let text = metrics::render(s.as_mut())?;
             store = Some(s);
-            text
+            Ok(text)
         });
-        let answer = match answer {
+        let _ = reply.send(match answer {
             Ok(text) => (StatusCode::OK, text),
-            Err(e) => {
-                store = None;
-                (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
-            }
-        };
-        let _ = reply.send(answer);
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        });
     }
 }
 

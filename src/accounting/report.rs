@@ -2,7 +2,7 @@
 //! JSON for programs.
 
 use crate::accounting::rollup::{Counted, ROLLUP_SUMS, split_sum, usage_rows_sql};
-use crate::accounting::sql::Dialect;
+use crate::accounting::sql::{Dialect, columns};
 pub use crate::accounting::sql::{Filter, Kind, Value, system_zone};
 use crate::accounting::storage::{self, ReportStore, RowSink};
 use crate::log::parse::{self, Micros};
@@ -113,8 +113,7 @@ pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, 
                 s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
            FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
           WHERE {window}
-          GROUP BY s.id ORDER BY {started_order}, s.id",
-        started_order = d.time_col("s.started_at"),
+          GROUP BY s.id ORDER BY {started}, s.id",
         started = d.time_col("s.started_at"),
         ended = d.time_col("s.ended_at"),
         window = d.window("s.started_at", filter),
@@ -122,27 +121,11 @@ pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, 
         down = split_sum("t.bytes_read"),
         unknown = d.count_if("t.counters_cut"),
     );
-    let columns = vec![
-        ("started", Kind::Time),
-        ("ended", Kind::Time),
-        ("host", Kind::Text),
-        ("user", Kind::Text),
-        ("client_ip", Kind::Text),
-        ("client_port", Kind::Int),
-        ("duration", Kind::DurationMs),
-        ("files_up", Kind::Int),
-        ("files_down", Kind::Int),
-        ("bytes_up", Kind::Bytes),
-        ("bytes_up_low", Kind::Int),
-        ("bytes_down", Kind::Bytes),
-        ("bytes_down_low", Kind::Int),
-        ("files_bytes_unknown", Kind::Int),
-        ("end", Kind::Text),
-        ("exit_status", Kind::Int),
-        ("signal", Kind::Text),
-        ("source", Kind::Text),
-        ("auth", Kind::Text),
-        ("sid", Kind::Text),
+    let columns = columns![
+        started: Time, ended: Time, host: Text, user: Text, client_ip: Text, client_port: Int,
+        duration: DurationMs, files_up: Int, files_down: Int, bytes_up: Bytes, bytes_up_low: Int,
+        bytes_down: Bytes, bytes_down_low: Int, files_bytes_unknown: Int, end: Text,
+        exit_status: Int, signal: Text, source: Text, auth: Text, sid: Text,
     ];
     (sql, columns)
 }
@@ -160,8 +143,7 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
                 {renamed}, {reached}, t.bytes_read, t.bytes_written, {cut}, {complete}, {forced}, {failed}, t.open_flags, s.sid, {raw_path}
            FROM transfers t JOIN sessions s ON s.id = t.session_id
           WHERE {window}
-          ORDER BY {opened_order}, t.id",
-        opened_order = d.time_col("t.opened_at"),
+          ORDER BY {opened}, t.id",
         opened = d.time_col("t.opened_at"),
         closed = d.time_col("t.closed_at"),
         cut = d.flag("t.counters_cut"),
@@ -170,25 +152,11 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
         failed = d.flag("t.failed"),
         window = d.window("t.opened_at", filter),
     );
-    let columns = vec![
-        ("opened", Kind::Time),
-        ("closed", Kind::Time),
-        ("host", Kind::Text),
-        ("user", Kind::Text),
-        ("client_ip", Kind::Text),
-        ("direction", Kind::Text),
-        ("path", Kind::Text),
-        ("renamed_to", Kind::Text),
-        ("reached", Kind::Text),
-        ("bytes_read", Kind::Bytes),
-        ("bytes_written", Kind::Bytes),
-        ("bytes_unknown", Kind::Bool),
-        ("complete", Kind::Bool),
-        ("forced", Kind::Bool),
-        ("failed", Kind::Bool),
-        ("flags", Kind::Text),
-        ("sid", Kind::Text),
-        ("raw_path", Kind::Text),
+    let columns = columns![
+        opened: Time, closed: Time, host: Text, user: Text, client_ip: Text, direction: Text,
+        path: Text, renamed_to: Text, reached: Text, bytes_read: Bytes, bytes_written: Bytes,
+        bytes_unknown: Bool, complete: Bool, forced: Bool, failed: Bool, flags: Text, sid: Text,
+        raw_path: Text,
     ];
     (sql, columns)
 }
@@ -202,11 +170,7 @@ pub fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static s
         sums = ROLLUP_SUMS.join(", "),
         window = d.hour_window(filter),
     );
-    let mut columns = vec![
-        ("hour", Kind::Time),
-        ("host", Kind::Text),
-        ("user", Kind::Text),
-    ];
+    let mut columns = columns![hour: Time, host: Text, user: Text];
     columns.extend(ROLLUP_SUMS.iter().map(|c| (*c, Kind::Int)));
     (sql, columns)
 }
@@ -285,22 +249,15 @@ pub fn largest_transfers_sql(
           WHERE {window}
           -- Halves: two counters near 2^63 cannot overflow the sum the order needs.
           ORDER BY COALESCE(t.bytes_read, 0) / 2 + COALESCE(t.bytes_written, 0) / 2 DESC,
-                   {opened_order}, t.id
+                   {opened}, t.id
           LIMIT {limit}",
         opened = d.time_col("t.opened_at"),
-        opened_order = d.time_col("t.opened_at"),
         complete = d.flag("t.complete"),
         window = d.window("t.opened_at", filter),
     );
-    let columns = vec![
-        ("opened", Kind::Time),
-        ("host", Kind::Text),
-        ("user", Kind::Text),
-        ("path", Kind::Text),
-        ("direction", Kind::Text),
-        ("bytes_read", Kind::Bytes),
-        ("bytes_written", Kind::Bytes),
-        ("complete", Kind::Bool),
+    let columns = columns![
+        opened: Time, host: Text, user: Text, path: Text, direction: Text, bytes_read: Bytes,
+        bytes_written: Bytes, complete: Bool,
     ];
     (sql, columns)
 }
@@ -451,74 +408,35 @@ impl UsageSums {
     }
 
     fn key_format(&self) -> &'static str {
-        if self.by == Period::Day {
-            "%Y-%m-%d"
-        } else {
-            "%Y-%m"
+        match self.by {
+            Period::Day => "%Y-%m-%d",
+            Period::Month => "%Y-%m",
         }
-    }
-
-    /// The bucket a whole UTC hour falls in, when all of it falls in one: no local midnight
-    /// (or first of the month) inside it and no change of the zone's offset. Zones a whole
-    /// number of hours from UTC always qualify; others (+05:30, +05:45) have one hour a day
-    /// that does not.
-    fn hour_bucket(&self, hour: Micros) -> Option<String> {
-        let start = hour.time()?;
-        let last = start + chrono::Duration::hours(1) - chrono::Duration::microseconds(1);
-        let (a, b) = (
-            start.with_timezone(&self.zone),
-            last.with_timezone(&self.zone),
-        );
-        use chrono::Offset;
-        if a.offset().fix() != b.offset().fix() {
-            return None;
-        }
-        let (a, b) = (
-            a.format(self.key_format()).to_string(),
-            b.format(self.key_format()).to_string(),
-        );
-        (a == b).then_some(a)
     }
 
     /// Adds a row of [`usage_rollup_sql`]. `false`: its hour is not within one bucket of the
     /// zone, and nothing was added; the caller reads that hour's rows instead.
     pub fn add_hour(&mut self, row: &[Value]) -> bool {
-        let int = |v: &Value| match v {
-            Value::Int(n) => *n,
-            _ => 0,
-        };
-        let text = |v: &Value| match v {
-            Value::Text(t) => t.clone(),
-            _ => String::new(),
-        };
         let Value::Time(hour) = row[0] else {
             return false;
         };
-        let bucket = match self.hour_buckets.get(&hour) {
-            Some(b) => b.clone(),
-            None => {
-                let b = self.hour_bucket(hour);
-                self.hour_buckets.insert(hour, b.clone());
-                b
-            }
-        };
-        let Some(bucket) = bucket else {
+        let (zone, format) = (self.zone, self.key_format());
+        let bucket = self.hour_buckets.entry(hour);
+        let Some(bucket) = bucket.or_insert_with(|| hour_bucket(zone, format, hour)) else {
             return false;
         };
-        let joined = |high: &Value, low: &Value| int(high) * 4_294_967_296 + int(low);
-        let g = self
-            .groups
-            .entry((bucket, text(&row[1]), text(&row[2])))
-            .or_default();
-        g.sessions += int(&row[3]);
+        let (host, user) = (row[1].text().to_owned(), row[2].text().to_owned());
+        let g = self.groups.entry((bucket.clone(), host, user)).or_default();
+        let joined = |high: &Value, low: &Value| high.int() * 4_294_967_296 + low.int();
+        g.sessions += row[3].int();
         g.duration_ms += joined(&row[4], &row[5]);
-        g.files_up += int(&row[6]);
-        g.files_up_incomplete += int(&row[7]);
-        g.files_down += int(&row[8]);
-        g.files_down_incomplete += int(&row[9]);
+        g.files_up += row[6].int();
+        g.files_up_incomplete += row[7].int();
+        g.files_down += row[8].int();
+        g.files_down_incomplete += row[9].int();
         g.bytes_up += joined(&row[10], &row[11]);
         g.bytes_down += joined(&row[12], &row[13]);
-        g.files_bytes_unknown += int(&row[14]);
+        g.files_bytes_unknown += row[14].int();
         true
     }
 
@@ -567,29 +485,16 @@ impl UsageSums {
 
     pub fn finish(self) -> Report {
         let zone_name = self.zone.name().to_owned();
+        let mut columns = columns![
+            day: Text, zone: Text, host: Text, user: Text, sessions: Int, files_up: Int,
+            files_up_incomplete: Int, files_down: Int, files_down_incomplete: Int, bytes_up: Bytes,
+            bytes_down: Bytes, files_bytes_unknown: Int, duration: DurationMs,
+        ];
+        if self.by == Period::Month {
+            columns[0].0 = "month";
+        }
         Report {
-            columns: vec![
-                (
-                    if self.by == Period::Day {
-                        "day"
-                    } else {
-                        "month"
-                    },
-                    Kind::Text,
-                ),
-                ("zone", Kind::Text),
-                ("host", Kind::Text),
-                ("user", Kind::Text),
-                ("sessions", Kind::Int),
-                ("files_up", Kind::Int),
-                ("files_up_incomplete", Kind::Int),
-                ("files_down", Kind::Int),
-                ("files_down_incomplete", Kind::Int),
-                ("bytes_up", Kind::Bytes),
-                ("bytes_down", Kind::Bytes),
-                ("files_bytes_unknown", Kind::Int),
-                ("duration", Kind::DurationMs),
-            ],
+            columns,
             rows: self
                 .groups
                 .into_iter()
@@ -618,6 +523,22 @@ impl UsageSums {
                 .collect(),
         }
     }
+}
+
+/// The bucket (`format` in `zone`) a whole UTC hour falls in, when all of it falls in one: no
+/// local midnight (or first of the month) inside it and no change of the zone's offset. Zones a
+/// whole number of hours from UTC always qualify; others (+05:30, +05:45) have one hour a day
+/// that does not.
+fn hour_bucket(zone: Tz, format: &str, hour: Micros) -> Option<String> {
+    use chrono::Offset;
+    let start = hour.time()?;
+    let last = start + chrono::Duration::hours(1) - chrono::Duration::microseconds(1);
+    let (a, b) = (start.with_timezone(&zone), last.with_timezone(&zone));
+    if a.offset().fix() != b.offset().fix() {
+        return None;
+    }
+    let (a, b) = (a.format(format).to_string(), b.format(format).to_string());
+    (a == b).then_some(a)
 }
 
 /// `1536` → `1.5 KiB`; exact below 1 KiB.
@@ -720,44 +641,35 @@ impl serde_json::ser::Formatter for JsonForPeople {
     }
 }
 
-fn cell_for_people(v: &Value, kind: Kind, zone: Tz) -> String {
+fn cell_for_people(v: &Value, kind: Kind, zone: Tz) -> Cow<'_, str> {
     match (v, kind) {
-        (Value::Null, _) => "-".to_owned(),
-        (Value::Int(n), Kind::Bytes) => human_bytes(*n),
-        (Value::Int(n), Kind::DurationMs) => human_duration(*n),
-        (Value::Int(n), Kind::Bool) => if *n != 0 { "yes" } else { "no" }.to_owned(),
-        (Value::Int(n), _) => n.to_string(),
-        (Value::Time(t), _) => zone_time(*t, zone),
-        (Value::Text(t), _) => for_people(t).into_owned(),
+        (Value::Null, _) => "-".into(),
+        (Value::Int(n), Kind::Bytes) => human_bytes(*n).into(),
+        (Value::Int(n), Kind::DurationMs) => human_duration(*n).into(),
+        (Value::Int(n), Kind::Bool) => if *n != 0 { "yes" } else { "no" }.into(),
+        (Value::Int(n), _) => n.to_string().into(),
+        (Value::Time(t), _) => zone_time(*t, zone).into(),
+        (Value::Text(t), _) => for_people(t),
     }
 }
 
-fn cell_exact(v: &Value, kind: Kind) -> String {
-    match (v, kind) {
-        (Value::Null, _) => String::new(),
-        (Value::Int(n), Kind::Bool) => (*n != 0).to_string(),
-        (Value::Int(n), _) => n.to_string(),
-        (Value::Text(t), _) => t.clone(),
-        (Value::Time(t), _) => t.to_string(),
-    }
-}
+/// A cell as JSON: written straight from the row, with no copy of its text.
+struct JsonCell<'a>(&'a Value, Kind);
 
-fn json_value(v: &Value, kind: Kind) -> serde_json::Value {
-    match (v, kind) {
-        (Value::Null, _) => serde_json::Value::Null,
-        (Value::Int(n), Kind::Bool) => serde_json::Value::Bool(*n != 0),
-        (Value::Int(n), _) => {
-            if let Ok(n) = i64::try_from(*n) {
-                serde_json::Value::from(n)
-            } else if let Ok(n) = u64::try_from(*n) {
-                serde_json::Value::from(n)
-            } else {
+impl serde::Serialize for JsonCell<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.0, self.1) {
+            (Value::Null, _) => s.serialize_unit(),
+            (Value::Int(n), Kind::Bool) => s.serialize_bool(*n != 0),
+            (Value::Int(n), _) => match (i64::try_from(*n), u64::try_from(*n)) {
+                (Ok(n), _) => s.serialize_i64(n),
+                (_, Ok(n)) => s.serialize_u64(n),
                 // Past what JSON readers take as an exact number: exact as text.
-                serde_json::Value::from(n.to_string())
-            }
+                _ => s.collect_str(n),
+            },
+            (Value::Text(t), _) => s.serialize_str(t),
+            (Value::Time(t), _) => s.collect_str(t),
         }
-        (Value::Text(t), _) => serde_json::Value::from(t.clone()),
-        (Value::Time(t), _) => serde_json::Value::from(t.to_string()),
     }
 }
 
@@ -765,14 +677,16 @@ fn json_value(v: &Value, kind: Kind) -> serde_json::Value {
 /// a user name) is shown by [`for_people`] (a leading tab or carriage return becomes an
 /// escape), and one that starts with `=`, `+`, `-` or `@` gets a leading `'`, as OWASP advises
 /// against formula injection. Numbers stay numbers; JSON output stays exact.
-fn csv_cell(value: &Value, text: String) -> String {
-    let text = match for_people(&text) {
-        Cow::Borrowed(_) => text,
-        Cow::Owned(shown) => shown,
-    };
-    match value {
-        Value::Text(_) if text.starts_with(['=', '+', '-', '@']) => format!("'{text}"),
-        _ => text,
+fn csv_cell(v: &Value, kind: Kind) -> Cow<'_, str> {
+    match (v, kind) {
+        (Value::Null, _) => "".into(),
+        (Value::Int(n), Kind::Bool) => if *n != 0 { "true" } else { "false" }.into(),
+        (Value::Int(n), _) => n.to_string().into(),
+        (Value::Time(t), _) => t.to_string().into(),
+        (Value::Text(t), _) => match for_people(t) {
+            text if text.starts_with(['=', '+', '-', '@']) => format!("'{text}").into(),
+            text => text,
+        },
     }
 }
 
@@ -793,7 +707,14 @@ pub fn render_stream<E: From<std::io::Error>>(
 ) -> Result<(), E> {
     match format {
         Format::Table => {
-            let headers = table_headers(columns, zone);
+            // Times are the zone's, and the header says which.
+            let headers: Vec<Cow<str>> = columns
+                .iter()
+                .map(|(name, kind)| match kind {
+                    Kind::Time => format!("{name} ({})", zone.name()).into(),
+                    _ => (*name).into(),
+                })
+                .collect();
             let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
             let mut count = 0u64;
             produce(&mut |row| {
@@ -803,19 +724,17 @@ pub fn render_stream<E: From<std::io::Error>>(
                 }
                 Ok(())
             })?;
-            let header: Vec<&str> = headers.iter().map(String::as_str).collect();
-            writeln!(out, "{}", table_line(&header, &widths, columns))?;
+            writeln!(out, "{}", table_line(&headers, &widths, columns))?;
             if count == 0 {
                 writeln!(out, "(no rows)")?;
                 return Ok(());
             }
             produce(&mut |row| {
-                let cells: Vec<String> = row
+                let cells: Vec<Cow<str>> = row
                     .iter()
                     .zip(columns)
                     .map(|(v, (_, k))| cell_for_people(v, *k, zone))
                     .collect();
-                let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
                 writeln!(out, "{}", table_line(&cells, &widths, columns))?;
                 Ok(())
             })
@@ -825,30 +744,36 @@ pub fn render_stream<E: From<std::io::Error>>(
             w.write_record(columns.iter().map(|(n, _)| *n))
                 .map_err(std::io::Error::from)?;
             produce(&mut |row| {
-                w.write_record(
-                    row.iter()
-                        .zip(columns)
-                        .map(|(v, (_, k))| csv_cell(v, cell_exact(v, *k))),
-                )
-                .map_err(std::io::Error::from)?;
+                for (v, (_, k)) in row.iter().zip(columns) {
+                    w.write_field(csv_cell(v, *k).as_bytes())
+                        .map_err(std::io::Error::from)?;
+                }
+                w.write_record(None::<&[u8]>)
+                    .map_err(std::io::Error::from)?;
                 Ok(())
             })?;
             w.flush()?;
             Ok(())
         }
         Format::Json => {
+            use serde::ser::{SerializeMap, Serializer};
+            // Keys in name order, the order of a serde_json object.
+            let mut keys: Vec<(&str, usize)> = columns.iter().map(|c| c.0).zip(0..).collect();
+            keys.sort_unstable();
             write!(out, "[")?;
             let mut first = true;
             produce(&mut |row| {
-                let map: serde_json::Map<String, serde_json::Value> = row
-                    .iter()
-                    .zip(columns)
-                    .map(|(v, (n, k))| ((*n).to_owned(), json_value(v, *k)))
-                    .collect();
                 out.write_all(if first { b"\n" } else { b",\n" })?;
                 first = false;
                 let mut json = serde_json::Serializer::with_formatter(&mut *out, JsonForPeople);
-                serde::Serialize::serialize(&map, &mut json).map_err(std::io::Error::from)?;
+                let mut object = json.serialize_map(None).map_err(std::io::Error::from)?;
+                for &(name, i) in keys.iter().filter(|(_, i)| *i < row.len()) {
+                    let cell = JsonCell(&row[i], columns[i].1);
+                    object
+                        .serialize_entry(name, &cell)
+                        .map_err(std::io::Error::from)?;
+                }
+                object.end().map_err(std::io::Error::from)?;
                 Ok(())
             })?;
             writeln!(out, "{}]", if first { "" } else { "\n" })?;
@@ -860,24 +785,14 @@ pub fn render_stream<E: From<std::io::Error>>(
     }
 }
 
-/// Column headers for a table: times are the zone's, and the header says which.
-fn table_headers(columns: &[(&'static str, Kind)], zone: Tz) -> Vec<String> {
-    columns
-        .iter()
-        .map(|(name, kind)| match kind {
-            Kind::Time => format!("{name} ({})", zone.name()),
-            _ => (*name).to_owned(),
-        })
-        .collect()
-}
-
 /// One table line: numbers right-aligned, text left-aligned.
-fn table_line(values: &[&str], widths: &[usize], columns: &[(&'static str, Kind)]) -> String {
+fn table_line<S: AsRef<str>>(values: &[S], widths: &[usize], columns: &[(&str, Kind)]) -> String {
     let parts: Vec<String> = values
         .iter()
         .zip(widths)
         .zip(columns)
         .map(|((v, w), (_, k))| {
+            let v = v.as_ref();
             if matches!(k, Kind::Int | Kind::Bytes | Kind::DurationMs) {
                 format!("{v:>w$}")
             } else {
@@ -974,26 +889,18 @@ pub trait Reports: ReportStore {
         let (sql, columns) = largest_transfers_sql(self.dialect(), filter, limit);
         let zone = filter.zone();
         let mut out = Vec::new();
-        let text = |v: &Value| match v {
-            Value::Text(t) => t.clone(),
-            _ => String::new(),
-        };
-        let int = |v: &Value| match v {
-            Value::Int(n) => *n,
-            _ => 0,
-        };
         self.stream_rows(&sql, &columns, filter, &mut |row| {
             out.push(crate::accounting::html::LargeTransfer {
                 opened: match row[0] {
                     Value::Time(t) => zone_time(t, zone),
                     _ => String::new(),
                 },
-                host: text(&row[1]),
-                user: text(&row[2]),
-                path: text(&row[3]),
-                direction: text(&row[4]),
-                bytes: int(&row[5]) + int(&row[6]),
-                complete: int(&row[7]) != 0,
+                host: row[1].text().to_owned(),
+                user: row[2].text().to_owned(),
+                path: row[3].text().to_owned(),
+                direction: row[4].text().to_owned(),
+                bytes: row[5].int() + row[6].int(),
+                complete: row[7].int() != 0,
             });
             Ok(())
         })?;

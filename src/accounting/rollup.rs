@@ -117,32 +117,23 @@ impl Counted {
 
     /// A row of [`usage_rows_sql`]: its time, host, user (`""` for none) and what it counts.
     pub fn of_usage_row(row: &[Value]) -> Option<(Micros, &str, &str, Counted)> {
-        let int = |v: &Value| match v {
-            Value::Int(n) => i64::try_from(*n).ok(),
-            _ => None,
-        };
-        fn text(v: &Value) -> &str {
-            match v {
-                Value::Text(t) => t,
-                _ => "",
-            }
-        }
         let Value::Time(at) = row[0] else {
             return None;
         };
-        let counted = if int(&row[3]) == Some(1) {
-            Counted::session(false, int(&row[9]))?
+        let int = |i: usize| i64::try_from(row[i].int()).ok();
+        let counted = if row[3].int() == 1 {
+            Counted::session(false, int(9))?
         } else {
-            let counts_as = match text(&row[4]) {
-                "upload" => Some(CountsAs::Upload),
-                "download" => Some(CountsAs::Download),
-                _ => None,
-            };
-            let complete = int(&row[7]).is_some_and(|c| c != 0);
-            let cut = int(&row[8]).is_some_and(|c| c != 0);
-            Counted::transfer(counts_as, complete, int(&row[5]), int(&row[6]), cut)
+            let counts_as = CountsAs::parse(row[4].text());
+            Counted::transfer(
+                counts_as,
+                row[7].int() != 0,
+                int(5),
+                int(6),
+                row[8].int() != 0,
+            )
         };
-        Some((at, text(&row[1]), text(&row[2]), counted))
+        Some((at, row[1].text(), row[2].text(), counted))
     }
 
     /// As `usage_hourly` keeps it, in [`ROLLUP_SUMS`]'s order: the sums that could pass 64
@@ -270,25 +261,21 @@ pub fn differences(store: &mut dyn ReportStore, pending: &[(Micros, String)]) ->
     columns.push(("contributors", Kind::Int));
     let mut differing = 0;
     store.stream_rows(&sql, &columns, &Filter::default(), &mut |row| {
-        let int = |v: &Value| match v {
-            Value::Int(n) => i64::try_from(*n).ok(),
-            _ => None,
-        };
-        let text = |v: &Value| match v {
-            Value::Text(t) => t.clone(),
-            _ => String::new(),
-        };
-        let (Value::Time(hour), Some(values)) = (
-            &row[0],
-            row[3..].iter().map(int).collect::<Option<Vec<i64>>>(),
-        ) else {
+        let values = row[3..].iter().map(|v| i64::try_from(v.int()).ok());
+        let (Value::Time(hour), Some(values)) = (&row[0], values.collect::<Option<Vec<_>>>())
+        else {
             differing += 1;
             return Ok(());
         };
-        if pending.contains(&(hour.0, text(&row[1]).as_str())) {
+        let (host, user) = (row[1].text(), row[2].text());
+        if pending.contains(&(hour.0, host)) {
             return Ok(());
         }
-        let key = (hour.0, Cow::Owned(text(&row[1])), Cow::Owned(text(&row[2])));
+        let key = (
+            hour.0,
+            Cow::Owned(host.to_owned()),
+            Cow::Owned(user.to_owned()),
+        );
         let stored = Cell {
             sums: values[..ROLLUP_SUMS.len()].try_into().unwrap_or_default(),
             contributors: values[ROLLUP_SUMS.len()],

@@ -46,6 +46,14 @@ pub enum Kind {
     Bool,
 }
 
+/// A report's columns from `name: Kind` pairs: `columns![host: Text, n: Int]`.
+macro_rules! columns {
+    ($($name:ident: $kind:ident),* $(,)?) => {
+        vec![$((stringify!($name), $crate::accounting::sql::Kind::$kind)),*]
+    };
+}
+pub(crate) use columns;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
@@ -54,6 +62,24 @@ pub enum Value {
     Text(String),
     /// A column of [`Kind::Time`]: turned into text only where it is shown.
     Time(Micros),
+}
+
+impl Value {
+    /// The number; 0 for a cell that holds none (NULL).
+    pub fn int(&self) -> i128 {
+        match self {
+            Value::Int(n) => *n,
+            _ => 0,
+        }
+    }
+
+    /// The text; `""` for a cell that holds none (NULL).
+    pub fn text(&self) -> &str {
+        match self {
+            Value::Text(t) => t,
+            _ => "",
+        }
+    }
 }
 
 /// Converts one SQLite cell.
@@ -158,23 +184,16 @@ impl Dialect {
         filter: &Filter,
         time_test: impl Fn(&str, &str) -> String,
     ) -> String {
-        let part = |set: bool, param: String, test: String| {
-            if set {
-                test
-            } else {
-                format!("{param} IS NULL")
-            }
+        let part = |set: bool, param: &str, test: String| match set {
+            true => test,
+            false => format!("{param} IS NULL"),
         };
         let (u, h, t3, t4) = (self.text(1), self.text(2), self.time(3), self.time(4));
         [
-            part(
-                filter.user.is_some(),
-                u.clone(),
-                format!("s.\"user\" = {u}"),
-            ),
-            part(filter.host.is_some(), h.clone(), format!("s.host = {h}")),
-            part(filter.since.is_some(), t3.clone(), time_test(">=", &t3)),
-            part(filter.until.is_some(), t4.clone(), time_test("<", &t4)),
+            part(filter.user.is_some(), &u, format!("s.\"user\" = {u}")),
+            part(filter.host.is_some(), &h, format!("s.host = {h}")),
+            part(filter.since.is_some(), &t3, time_test(">=", &t3)),
+            part(filter.until.is_some(), &t4, time_test("<", &t4)),
         ]
         .join(" AND ")
     }

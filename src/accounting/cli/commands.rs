@@ -1,45 +1,35 @@
 //! What sftpd-report runs: the configuration and database it resolves, one function per command.
 
 use super::signals::StopSignals;
-use super::{DEFAULT_DB, FilterArgs, IngestArgs, ReportCli as Cli, ReportCommand as Command};
+use super::{DEFAULT_DB, FilterArgs, IngestArgs, PruneArgs, StatementArgs, UsageArgs};
+use super::{ReportCli as Cli, ReportCommand as Command};
 use crate::accounting::ingest::{IngestOptions, Ingestor, Input};
-use crate::accounting::metrics_server;
-use crate::accounting::report::{self, Filter, Format, Period, Reports, RowsReport};
+use crate::accounting::report::{self, Filter, Format, Reports, RowsReport};
 use crate::accounting::storage::{self, DbSpec, Store, StoreError};
+use crate::accounting::{metrics_server, retention};
 use crate::config;
 use crate::log::parse::Micros;
 use anyhow::{Context, Result, bail};
+use chrono_tz::Tz;
 use clap::Parser;
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-trait FilterArgsExt {
-    fn filter(&self) -> Result<Filter>;
-    fn format(&self) -> Format;
-}
-
-impl FilterArgsExt for FilterArgs {
+impl FilterArgs {
     fn filter(&self) -> Result<Filter> {
         let now = chrono::Utc::now();
         let zone = self
             .tz
             .as_deref()
-            .map(report::parse_zone)
+            .map(parse_zone)
             .transpose()
-            .map_err(anyhow::Error::msg)
             .context("--tz")?;
         let bound = |v: &Option<String>, until: bool| -> Result<Option<Micros>> {
+            let local = zone.unwrap_or_else(report::system_zone);
             v.as_deref()
-                .map(|t| {
-                    report::parse_time_bound(
-                        t,
-                        now,
-                        until,
-                        zone.unwrap_or_else(report::system_zone),
-                    )
-                })
+                .map(|t| report::parse_time_bound(t, now, until, local))
                 .transpose()
                 .map_err(anyhow::Error::msg)
         };
@@ -60,6 +50,15 @@ impl FilterArgsExt for FilterArgs {
             Format::Csv
         })
     }
+}
+
+fn parse_zone(name: &str) -> Result<Tz> {
+    report::parse_zone(name).map_err(anyhow::Error::msg)
+}
+
+/// `--tz`, else the system's zone.
+fn zone_or_system(tz: Option<&str>) -> Result<Tz> {
+    tz.map_or_else(|| Ok(report::system_zone()), parse_zone)
 }
 
 fn database_spec(cli: &Cli, cfg: &config::Config) -> Result<DbSpec> {
@@ -186,7 +185,7 @@ fn run(cli: Cli) -> Result<()> {
     // Reports that only read open the database read-only: finance's copy may be theirs to read
     // and not to write.
     let reads_only = match &cli.command {
-        Command::Ingest { .. } | Command::Prune { .. } => false,
+        Command::Ingest(_) | Command::Prune(_) => false,
         Command::Rollups { rebuild, .. } => !rebuild,
         _ => true,
     };
@@ -199,22 +198,13 @@ fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Ingest(args) => ingest(args, &cfg, &spec, password, store)?,
         Command::Sessions { filter } => {
-            let f = filter.filter()?;
-            stream_report(store, RowsReport::Sessions, &f, filter.format(), &mut out)?;
+            rows_report(RowsReport::Sessions, filter, &None, store, &mut out)?
         }
-        Command::Transfers { filter, path } => transfers(filter, path.as_deref(), store, &mut out)?,
-        Command::Usage {
-            filter,
-            by,
-            from_rows,
-        } => usage(filter, *by, *from_rows, store, &mut out)?,
-        Command::Statement {
-            user,
-            month,
-            host,
-            tz,
-            output,
-        } => statement(user, month, host, tz, output.as_deref(), store, &mut out)?,
+        Command::Transfers { filter, path } => {
+            rows_report(RowsReport::Transfers, filter, path, store, &mut out)?
+        }
+        Command::Usage(args) => usage(args, store, &mut out)?,
+        Command::Statement(args) => statement(args, store, &mut out)?,
         Command::Metrics { textfile } => {
             let text = crate::accounting::metrics::render(store)?;
             match textfile {
@@ -223,13 +213,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Rollups { check, rebuild } => rollups(*check, *rebuild, store)?,
-        Command::Prune {
-            older_than,
-            before,
-            user,
-            tz,
-            dry_run,
-        } => prune(older_than, before, user, tz, *dry_run, store)?,
+        Command::Prune(args) => prune(args, store)?,
         Command::Copy { .. } => unreachable!("handled above"),
     }
     out.flush()?;
@@ -281,23 +265,23 @@ fn ingest(
     }
     storage::lock_for_writing(store, !args.no_wait)?;
     let mut opts = IngestOptions {
+        host_default: args
+            .host_default
+            .clone()
+            .unwrap_or_else(|| IngestOptions::default().host_default),
         wrapper_ident: args
             .wrapper_ident
             .clone()
             .unwrap_or_else(|| cfg.syslog.ident.clone()),
         batch_lines: args.batch_lines.max(1),
         progress: true,
-        ..IngestOptions::default()
+        any_order: args.any_order,
     };
-    if let Some(h) = &args.host_default {
-        opts.host_default = h.clone();
-    }
     let inputs: Vec<Input> = args
         .files
         .iter()
         .map(|f| Input { name: f.clone() })
         .collect();
-    opts.any_order = args.any_order;
     if args.rebuild {
         let hosts =
             crate::accounting::ingest::forget_for_rebuild(store, &inputs, &opts.host_default)?;
@@ -323,13 +307,9 @@ fn ingest(
     }
     println!("{}", ingestor.summary);
     for file in &ingestor.not_understood {
-        let shown: String = file
-            .first_line
-            .escape_ascii()
-            .to_string()
-            .chars()
-            .take(200)
-            .collect();
+        // ASCII: 200 bytes are 200 characters.
+        let mut shown = file.first_line.escape_ascii().to_string();
+        shown.truncate(200);
         eprintln!(
             "sftpd-report: warning: {}: none of its {} new lines was understood (wrong format or facility?); the first: \"{shown}\"",
             file.name, file.lines
@@ -344,71 +324,35 @@ fn ingest(
     Ok(())
 }
 
-/// `transfers`: the rows of `sessions`' filter, and `--path`.
-fn transfers(
-    filter: &FilterArgs,
-    path: Option<&str>,
-    store: &mut dyn Store,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let mut f = filter.filter()?;
-    if let Some(p) = path {
-        f.path = Some(
-            glob::Pattern::new(p).with_context(|| format!("--path {p:?} is not a valid glob"))?,
-        );
-    }
-    stream_report(store, RowsReport::Transfers, &f, filter.format(), out)
-}
-
 /// `usage`: a table (or CSV, JSON) by day or month, or with `--format html` the statement page.
-fn usage(
-    filter: &FilterArgs,
-    by: Period,
-    from_rows: bool,
-    store: &mut dyn Store,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let f = filter.filter()?;
-    if filter.format() == Format::Html {
-        let period = match (&f.since, &f.until) {
+fn usage(args: &UsageArgs, store: &mut dyn Store, out: &mut dyn Write) -> Result<()> {
+    let f = args.filter.filter()?;
+    if args.filter.format() == Format::Html {
+        let shown = |t: Option<Micros>, none: &str| {
+            t.and_then(|t| report::local_time(t, f.zone()))
+                .unwrap_or_else(|| none.to_owned())
+        };
+        let period = match (f.since, f.until) {
             (None, None) => "everything".to_owned(),
-            (since, until) => format!(
-                "{} to {}",
-                since
-                    .and_then(|t| report::local_time(t, f.zone()))
-                    .unwrap_or_else(|| "the start".to_owned()),
-                until
-                    .and_then(|t| report::local_time(t, f.zone()))
-                    .unwrap_or_else(|| "now".to_owned())
-            ),
+            (since, until) => format!("{} to {}", shown(since, "the start"), shown(until, "now")),
         };
         let page = statement_page(store, &f, "SFTP usage".to_owned(), period, Vec::new())?;
         out.write_all(page.as_bytes())?;
     } else {
-        let r = if from_rows {
-            store.usage_report_from_rows(&f, by)?
+        let r = if args.from_rows {
+            store.usage_report_from_rows(&f, args.by)?
         } else {
-            store.usage_report(&f, by)?
+            store.usage_report(&f, args.by)?
         };
-        report::render(&r, filter.format(), f.zone(), out)?;
+        report::render(&r, args.filter.format(), f.zone(), out)?;
     }
     Ok(())
 }
 
 /// `statement`: a partner's month as one HTML page, on stdout or in `--output`.
-fn statement(
-    user: &str,
-    month: &str,
-    host: &Option<String>,
-    tz: &Option<String>,
-    output: Option<&Path>,
-    store: &mut dyn Store,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let zone = match tz {
-        Some(name) => report::parse_zone(name).map_err(anyhow::Error::msg)?,
-        None => report::system_zone(),
-    };
+fn statement(args: &StatementArgs, store: &mut dyn Store, out: &mut dyn Write) -> Result<()> {
+    let (user, month) = (&args.user, &args.month);
+    let zone = zone_or_system(args.tz.as_deref())?;
     let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
         .with_context(|| format!("--month {month:?}: use the form 2026-11"))?;
     let next = first
@@ -419,8 +363,8 @@ fn statement(
             .with_context(|| format!("--month {month}: {day} has no start in {zone}"))
     };
     let f = Filter {
-        user: Some(user.to_owned()),
-        host: host.clone(),
+        user: Some(user.clone()),
+        host: args.host.clone(),
         since: Some(bound(first)?),
         until: Some(bound(next)?),
         path: None,
@@ -439,7 +383,7 @@ fn statement(
         period,
         first.iter_days().take_while(|d| *d < next).collect(),
     )?;
-    match output {
+    match &args.output {
         Some(path) => write_atomically(path, page.as_bytes())
             .with_context(|| format!("--output {}", path.display()))?,
         None => out.write_all(page.as_bytes())?,
@@ -467,30 +411,14 @@ fn rollups(check: bool, rebuild: bool, store: &mut dyn Store) -> Result<()> {
 }
 
 /// `prune`: the sessions that ended before the cut, and what they hold.
-fn prune(
-    older_than: &Option<String>,
-    before: &Option<String>,
-    user: &Option<String>,
-    tz: &Option<String>,
-    dry_run: bool,
-    store: &mut dyn Store,
-) -> Result<()> {
-    let zone = match tz {
-        Some(name) => report::parse_zone(name).map_err(anyhow::Error::msg)?,
-        None => report::system_zone(),
-    };
-    let cut = crate::accounting::retention::cut_micros(
-        older_than.as_deref(),
-        before.as_deref(),
-        zone,
-        chrono::Utc::now(),
-    )
-    .map_err(anyhow::Error::msg)?;
-    let pruned = storage::prune(store, cut, user.as_deref(), dry_run)?;
-    println!(
-        "{}",
-        crate::accounting::retention::summary(&pruned, cut, user.as_deref(), dry_run)
-    );
+fn prune(args: &PruneArgs, store: &mut dyn Store) -> Result<()> {
+    let (older_than, before) = (args.older_than.as_deref(), args.before.as_deref());
+    let zone = zone_or_system(args.tz.as_deref())?;
+    let cut = retention::cut_micros(older_than, before, zone, chrono::Utc::now())
+        .map_err(anyhow::Error::msg)?;
+    let (user, dry_run) = (args.user.as_deref(), args.dry_run);
+    let pruned = storage::prune(store, cut, user, dry_run)?;
+    println!("{}", retention::summary(&pruned, cut, user, dry_run));
     Ok(())
 }
 
@@ -521,20 +449,24 @@ fn statement_page(
     ))
 }
 
-/// Writes a report row by row as the database hands the rows out: memory stays flat.
-fn stream_report(
-    store: &mut dyn Store,
+/// `sessions`, or `transfers` with `--path`, written row by row as the database hands the rows
+/// out: memory stays flat.
+fn rows_report(
     which: RowsReport,
-    filter: &Filter,
-    format: Format,
+    args: &FilterArgs,
+    path: &Option<String>,
+    store: &mut dyn Store,
     out: &mut dyn Write,
 ) -> Result<()> {
-    report::render_stream::<StoreError>(
-        &which.columns(),
-        format,
-        filter.zone(),
-        out,
-        &mut |sink| store.stream_report(which, filter, sink),
-    )?;
+    let mut filter = args.filter()?;
+    if let Some(p) = path {
+        filter.path = Some(
+            glob::Pattern::new(p).with_context(|| format!("--path {p:?} is not a valid glob"))?,
+        );
+    }
+    let (columns, zone) = (which.columns(), filter.zone());
+    report::render_stream::<StoreError>(&columns, args.format(), zone, out, &mut |sink| {
+        store.stream_report(which, &filter, sink)
+    })?;
     Ok(())
 }
