@@ -200,14 +200,34 @@ pub fn add_row<'a>(
         .add(sign, row)
 }
 
+/// More cells to compute afresh than are worth a query each.
+const MANY_CELLS: usize = 64;
+
 /// The cells computed afresh from the rows: every cell, or (`keys`) those of these hours and
 /// hosts.
 pub fn recompute(
     store: &mut dyn ReportStore,
     keys: Option<&[(Micros, String)]>,
 ) -> Result<Cells<'static>> {
+    // Many cells (a prune, a copy) are read as one window from the first hour to the last,
+    // keeping the rows of those cells: one range scan instead of a query per cell.
+    let wanted: Option<std::collections::HashSet<(i64, &str)>> =
+        keys.filter(|k| k.len() > MANY_CELLS).map(|k| {
+            k.iter()
+                .map(|(hour, host)| (hour.0, host.as_str()))
+                .collect()
+        });
     let windows: Vec<Filter> = match keys {
         None => vec![Filter::default()],
+        Some(keys) if wanted.is_some() => {
+            let first = keys.iter().map(|k| k.0).min();
+            let last = keys.iter().map(|k| k.0).max();
+            vec![Filter {
+                since: first,
+                until: last.map(|h| Micros(h.0.saturating_add(Micros::HOUR))),
+                ..Filter::default()
+            }]
+        }
         Some(keys) => keys
             .iter()
             .map(|(hour, host)| Filter {
@@ -228,6 +248,12 @@ pub fn recompute(
             let Some((at, host, user, counted)) = Counted::of_usage_row(&row) else {
                 return Ok(());
             };
+            if wanted
+                .as_ref()
+                .is_some_and(|w| !w.contains(&(at.hour_floor().0, host)))
+            {
+                return Ok(());
+            }
             let (host, user) = (Cow::Owned(host.to_owned()), Cow::Owned(user.to_owned()));
             add_row(&mut cells, 1, at, host, user, &counted)
         })?;
@@ -294,6 +320,19 @@ pub fn differences(store: &mut dyn ReportStore, pending: &[(Micros, String)]) ->
 /// for the usage report and [`recompute`]: at, host, user, is-session, counts_as, bytes up, bytes down,
 /// complete, bytes unknown, duration.
 pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+    // A window with no user to narrow it (a cell to compute afresh, a part hour of a usage
+    // report) is read transfers first, by time (an index range), each finding its session by
+    // key. Left to themselves, both planners can read every session of the host instead
+    // (PostgreSQL's statistics lag a bulk ingest): SQLite's CROSS JOIN keeps the order written,
+    // and PostgreSQL evaluates a LATERAL subquery with OFFSET 0 per transfer.
+    let transfers = match (d, filter.user.is_some()) {
+        (_, true) => "transfers t JOIN sessions s ON s.id = t.session_id",
+        (Dialect::Sqlite, false) => "transfers t CROSS JOIN sessions s ON s.id = t.session_id",
+        (Dialect::Postgres, false) => {
+            "transfers t CROSS JOIN LATERAL (SELECT s.host, s.\"user\" FROM sessions s
+                                              WHERE s.id = t.session_id OFFSET 0) AS s"
+        }
+    };
     let sql = format!(
         "SELECT {started}, s.host, s.\"user\", 1, NULL, 0, 0, 0, 0, COALESCE(s.duration_ms, 0)
            FROM sessions s
@@ -301,7 +340,7 @@ pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str
          UNION ALL
          SELECT {opened}, s.host, s.\"user\", 0, t.counts_as, COALESCE(t.bytes_written, 0),
                 COALESCE(t.bytes_read, 0), {complete}, {cut}, 0
-           FROM transfers t JOIN sessions s ON s.id = t.session_id
+           FROM {transfers}
           WHERE {transfer_window}",
         started = d.time_col("s.started_at"),
         opened = d.time_col("t.opened_at"),
