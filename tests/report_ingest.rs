@@ -3345,3 +3345,57 @@ fn copy_of_a_further_close_with_as_many_rows_loses_nothing(backend: Backend) {
     common::assert_rollups_exact(&target);
 }
 on_both_backends!(copy_of_a_further_close_with_as_many_rows_loses_nothing);
+
+/// A file open when one run ends and closed in the next, while its session goes on (the close
+/// is a change to a row an earlier run wrote, and nothing else of its session changes), and the
+/// session's end in a third run: the rollups move with the rows.
+fn closes_and_ends_of_rows_an_earlier_run_wrote_keep_the_rollups_exact(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_db(backend, dir.path(), "later");
+    let live = dir.path().join("sftpd.log");
+    let sid = "sftp1-20261101T000000-1002-0001";
+    let w = "sftp1 sftpd-wrapper[1002]:";
+    let s = "sftp1 sftp-server[1003]:";
+    let runs = [
+        vec![
+            "Nov  1 00:00:00 sftp1 sshd[1002]: Accepted publickey for acme from 192.0.2.1 port 40001 ssh2: ED25519 SHA256:k1".to_owned(),
+            format!("Nov  1 00:00:00 {w} session start sid={sid} user=acme client_ip=192.0.2.1 client_port=40001 local_ip=198.51.100.1 local_port=22"),
+            format!("Nov  1 00:00:00 {w} sftp-server started sid={sid} user=acme sftp_pid=1003 path=/usr/lib/openssh/sftp-server args=\"-f local5 -l info\""),
+            format!("Nov  1 00:00:01 {s} session opened for local user acme from [192.0.2.1]"),
+            format!("Nov  1 00:00:02 {s} open \"/srv/sftp/acme/in/a.csv\" flags WRITE,CREATE,TRUNCATE mode 0644"),
+        ],
+        vec![format!("Nov  1 02:10:00 {s} close \"/srv/sftp/acme/in/a.csv\" bytes read 0 written 12345")],
+        vec![
+            format!("Nov  1 02:10:01 {s} session closed for local user acme from [192.0.2.1]"),
+            format!("Nov  1 02:10:01 {w} session end sid={sid} user=acme client_ip=192.0.2.1 client_port=40001 local_ip=198.51.100.1 local_port=22 sftp_pid=1003 duration_ms=7801000 exit_status=0"),
+        ],
+    ];
+    fs::write(&live, "").unwrap();
+    for lines in runs {
+        let mut f = fs::OpenOptions::new().append(true).open(&live).unwrap();
+        f.write_all(loggen::text(&lines).as_bytes()).unwrap();
+        drop(f);
+        ingest(&db, &[&live]);
+        common::assert_rollups_exact(&db);
+    }
+    let usage = report_json(&db, &["usage", "--by", "month"]);
+    let row = &usage.as_array().unwrap()[0];
+    assert_eq!(row["bytes_up"].as_i64(), Some(12_345), "{usage}");
+    assert_eq!(row["files_up"].as_i64(), Some(1), "{usage}");
+
+    // The same in parts of a long log, each run ending with files open and sessions running,
+    // and full batches written in the background within each run.
+    let log = loggen::generate(30_000, 60, 12);
+    let db = new_db(backend, dir.path(), "parts");
+    let parts = dir.path().join("parts.log");
+    fs::write(&parts, "").unwrap();
+    for part in log.lines.chunks(7_001) {
+        let mut f = fs::OpenOptions::new().append(true).open(&parts).unwrap();
+        f.write_all(loggen::text(part).as_bytes()).unwrap();
+        drop(f);
+        ingest(&db, &[&parts]);
+        common::assert_rollups_exact(&db);
+    }
+    assert_eq!(usage_totals(&db), log.totals);
+}
+on_both_backends!(closes_and_ends_of_rows_an_earlier_run_wrote_keep_the_rollups_exact);
