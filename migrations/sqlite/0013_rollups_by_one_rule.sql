@@ -10,9 +10,12 @@ DROP TRIGGER IF EXISTS usage_transfer_added;
 DROP TRIGGER IF EXISTS usage_transfer_changed;
 DROP TRIGGER IF EXISTS usage_transfer_removed;
 
+-- Transfers written before their session (by hand, with foreign keys off) count from then on.
 CREATE TRIGGER usage_session_added AFTER INSERT ON session_rows BEGIN
     INSERT OR IGNORE INTO usage_dirty (hour, host)
-        VALUES (strftime('%Y-%m-%dT%H:00:00.000000Z', (NEW.started_at_us - ((NEW.started_at_us % 3600000000) + 3600000000) % 3600000000) / 1000000, 'unixepoch'), NEW.host);
+        SELECT strftime('%Y-%m-%dT%H:00:00.000000Z', (NEW.started_at_us - ((NEW.started_at_us % 3600000000) + 3600000000) % 3600000000) / 1000000, 'unixepoch'), NEW.host
+        UNION SELECT strftime('%Y-%m-%dT%H:00:00.000000Z', (t.opened_at_us - ((t.opened_at_us % 3600000000) + 3600000000) % 3600000000) / 1000000, 'unixepoch'), NEW.host FROM transfer_rows t
+               WHERE t.session_id = NEW.id;
 END;
 CREATE TRIGGER usage_session_changed
     AFTER UPDATE OF host, user, started_at_us, duration_ms, end_reason ON session_rows

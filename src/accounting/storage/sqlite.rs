@@ -1551,6 +1551,47 @@ mod tests {
         }
     }
 
+    /// Rows written by hand note their cells for the next commit, also a transfer written
+    /// before its session (with foreign keys off, as the sqlite3 shell has them): `rollups
+    /// --check` leaves the noted cells to that commit, which computes them afresh.
+    #[test]
+    fn rows_written_by_hand_are_in_the_rollups_after_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("hand.db")).unwrap();
+        store
+            .connection()
+            .unwrap()
+            .execute_batch(
+                "PRAGMA foreign_keys = OFF;
+                 INSERT INTO transfer_rows (id, session_id, path, direction_code, open_flags_code,
+                                            opened_at_us, bytes_written, complete, counts_as)
+                      VALUES (1, 7, X'2F66', 1, 2, 7200000000, 500, 1, 'upload');
+                 INSERT INTO session_rows (id, host, user, started_at_us, end_reason, source, pid)
+                      VALUES (7, 'h', 'zed', 0, 'closed', 'wrapper', 42);
+                 PRAGMA foreign_keys = ON;",
+            )
+            .unwrap();
+        assert_eq!(store.rollup_differences().unwrap(), 0);
+        crate::accounting::storage::in_transaction(&mut store, |s| s.refresh_rollups(false))
+            .unwrap();
+        let conn = store.connection().unwrap();
+        let cells: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT hour, sessions, bytes_up_low FROM usage_hourly ORDER BY hour")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            cells,
+            [
+                ("1970-01-01T00:00:00.000000Z".to_owned(), 1, 0),
+                ("1970-01-01T02:00:00.000000Z".to_owned(), 0, 500)
+            ]
+        );
+        assert_eq!(store.rollup_differences().unwrap(), 0);
+    }
+
     /// Schema 11 adds `transfers.reached`: a version 10 database keeps its rows, which reached
     /// no other name, and takes the new column's values from then on.
     #[test]
