@@ -3294,3 +3294,55 @@ fn downloads_through_replaced_directories_and_linked_back_names_are_found() {
         }
     }
 }
+
+/// A directory made where a renamed one was, then renamed itself (by a name through `..`): a
+/// file uploaded into it and downloaded is a new file, not the file the first directory held by
+/// that name (found by the reach model; before, the download was said to have reached it).
+#[test]
+fn a_download_from_a_directory_made_again_and_renamed_reaches_no_earlier_file() {
+    require_e2e!();
+    for config in ["[sftp_server]\nlog_mode = \"capture\"\n", ""] {
+        let h = Harness::start(config);
+        let user = h.user();
+        let home = fs::canonicalize(h.home(&user)).unwrap();
+        fs::create_dir(home.join("d")).unwrap();
+        run_chown(&user, &home.join("d"));
+        fs::write(home.join("d/a.xml"), vec![b'o'; 777]).unwrap();
+        run_chown(&user, &home.join("d/a.xml"));
+        let hex = |s: &str| hex::encode(s.as_bytes());
+        let ops = serde_json::json!([
+            ["posix_rename", hex("d"), hex("l")],
+            ["mkdir", hex("d")],
+            ["posix_rename", hex("l/../d"), hex("e")],
+            ["put", hex("e/a.xml"), 1212],
+            ["get", hex("e/a.xml")],
+            ["get", hex("l/a.xml")],
+        ])
+        .to_string();
+        let (answers, text) = ops_then_report(&h, &user, &ops, &["transfers", "--user", &user]);
+        for (db, all) in answers {
+            let download = |bytes: u64| -> serde_json::Value {
+                let found: Vec<_> = all
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t["bytes_read"] == bytes)
+                    .cloned()
+                    .collect();
+                assert_eq!(found.len(), 1, "{config} {db}: {all:#}\n{text}");
+                found[0].clone()
+            };
+            let new = download(1212);
+            assert!(
+                new["reached"].is_null(),
+                "{config} {db}: the new file is taken for another: {new:#}\n{text}"
+            );
+            let old = download(777);
+            let reached = old["reached"].as_str().unwrap_or("");
+            assert!(
+                reached == "d/a.xml" || reached.ends_with("/d/a.xml"),
+                "{config} {db}: the renamed directory's file is not found by it: {old:#}\n{text}"
+            );
+        }
+    }
+}

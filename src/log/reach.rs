@@ -143,6 +143,14 @@ impl Names {
         }
         let lead = match self.made.get(&from) {
             Some(lead) if lead.symlink => lead.clone(),
+            // A name made anew in the session (a directory made where a renamed one was), renamed:
+            // its own at its new place, as the names inside a renamed directory are; not the
+            // file that was at its old name before the session.
+            Some(lead) if lead.own && rename => Lead {
+                to: key.clone(),
+                symlink: false,
+                own: true,
+            },
             _ => Lead {
                 to: self.identity(&from),
                 symlink: false,
@@ -188,7 +196,7 @@ impl Names {
         }
         // The file first named `key` (a name of its own before, a file renamed away and
         // linked back): a fact again, which a rename of its directory does not change.
-        if lead.to != key || self.made.contains_key(&key) {
+        if lead.to != key || lead.own || self.made.contains_key(&key) {
             undo.0.extend(self.set(key, Some(lead)).0);
         }
         undo
@@ -1242,6 +1250,19 @@ mod model {
             (4, "/h/e".to_string(), "/h/d".to_string()),
         ];
         check(ops, vec!["/h/e/a".to_string()]).unwrap();
+    }
+
+    /// A directory made where a renamed one was, renamed in turn: a file made in it is a new
+    /// file, not one the first directory held (found by the model above).
+    #[test]
+    fn a_directory_made_again_and_renamed_holds_only_new_files() {
+        let ops = vec![
+            (2, "/h/l".to_string(), "/h/d".to_string()),
+            (6, "/h/d".to_string(), "a".to_string()),
+            (2, "/h/e".to_string(), "l/../d".to_string()),
+            (5, "/h/e/a".to_string(), "a".to_string()),
+        ];
+        check(ops, vec!["/h/e/a".to_string(), "/h/l/a".to_string()]).unwrap();
     }
 
     /// A file made by a name through `..` is reached by its name as the kernel has it.

@@ -20,7 +20,6 @@ use super::{
 use crate::accounting::rollup::{self, Cells, Counted, HostUser};
 use crate::accounting::{IdMap, IdSet};
 use std::borrow::Cow;
-use std::collections::hash_map::Entry;
 
 /// A store's connection, or the thread that has it while it writes a full batch of held rows:
 /// the ingest goes on reading, parsing and holding the next rows meanwhile (on two cores the two
@@ -152,29 +151,35 @@ impl Batch {
 
     /// Adds the new sessions and transfers to `cells` by the rollups' rule: a transfer under
     /// its session's host and user as that session row stands now. A transfer's session is
-    /// nearly always in the same batch; else `who` reads it, once. No session row, no cell.
+    /// nearly always in the same batch; `who` reads the others' (id, host, user) at once. No
+    /// session row, no cell.
     pub fn add_to_cells<'a>(
         &'a self,
         cells: &mut Cells<'a>,
-        mut who: impl FnMut(i64) -> Result<Option<(String, String)>>,
+        who: impl FnOnce(&[i64]) -> Result<Vec<(i64, String, String)>>,
     ) -> Result<()> {
-        let mut sessions: IdMap<i64, Option<HostUser<'a>>> = IdMap::default();
+        let mut sessions: IdMap<i64, HostUser<'a>> = IdMap::default();
         for s in self.sessions.iter().map(|s| &s.record) {
             let (host, user) = (text(&s.host), text(s.user.as_deref().unwrap_or("")));
             let refused = s.end_reason == EndReason::Refused;
             if let Some(counted) = Counted::session(refused, s.duration_ms) {
                 rollup::add_row(cells, 1, s.started_at, host.clone(), user.clone(), &counted)?;
             }
-            sessions.insert(s.id, Some((host, user)));
+            sessions.insert(s.id, (host, user));
+        }
+        let mut elsewhere: Vec<i64> = (self.transfers.iter())
+            .map(|t| t.row.session_id)
+            .filter(|id| !sessions.contains_key(id))
+            .collect();
+        elsewhere.sort_unstable();
+        elsewhere.dedup();
+        if !elsewhere.is_empty() {
+            for (id, host, user) in who(&elsewhere)? {
+                sessions.insert(id, (Cow::Owned(host), Cow::Owned(user)));
+            }
         }
         for t in self.transfers.iter().map(|t| &t.row) {
-            let session = match sessions.entry(t.session_id) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(
-                    who(t.session_id)?.map(|(host, user)| (Cow::Owned(host), Cow::Owned(user))),
-                ),
-            };
-            let Some((host, user)) = session.clone() else {
+            let Some((host, user)) = sessions.get(&t.session_id) else {
                 continue;
             };
             let counted = Counted::transfer(
@@ -184,7 +189,7 @@ impl Batch {
                 t.bytes_read,
                 t.counters_cut,
             );
-            rollup::add_row(cells, 1, t.opened_at, host, user, &counted)?;
+            rollup::add_row(cells, 1, t.opened_at, host.clone(), user.clone(), &counted)?;
         }
         Ok(())
     }

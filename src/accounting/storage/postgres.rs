@@ -420,12 +420,15 @@ impl WritesBatches for Conn {
         let mut cells = rollup::Cells::new();
         let after = facts(self, &touched)?;
         batch.add_changes_to_cells(&mut cells, before, after)?;
-        batch.add_to_cells(&mut cells, |id| {
-            let row = self.query_opt(
-                "SELECT host, COALESCE(\"user\", '') FROM sessions WHERE id = $1",
-                &[&id],
+        batch.add_to_cells(&mut cells, |ids| {
+            let rows = self.query(
+                "SELECT id, host, COALESCE(\"user\", '') FROM sessions WHERE id = ANY($1)",
+                &[&ids],
             )?;
-            Ok(row.map(|r| (r.get(0), r.get(1))))
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect())
         })?;
         add_cells(self, &cells)
     }
@@ -479,25 +482,33 @@ fn facts(conn: &mut Conn, touched: &Touched) -> Result<Vec<Fact>> {
 
 /// Adds `cells` to `usage_hourly`, creating cells as needed.
 fn add_cells(conn: &mut Conn, cells: &rollup::Cells<'_>) -> Result<()> {
+    // One statement however many cells: the columns travel as arrays.
     static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        rollup::add_to_cells_sql(
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
+        let sums = (4..=3 + rollup::ROLLUP_SUMS.len() + 1).map(|i| format!(", ${i}::bigint[]"));
+        rollup::add_to_cells_sql(&format!(
+            "SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[]{})",
+            sums.collect::<String>()
+        ))
     });
     if cells.is_empty() {
         return Ok(());
     }
-    let statement = conn.stmt(&UPSERT)?;
+    let (mut hours, mut hosts, mut users) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sums = vec![Vec::with_capacity(cells.len()); rollup::ROLLUP_SUMS.len() + 1];
     for ((hour, host, user), cell) in cells {
-        let hour = pg_time(Micros(*hour))?;
-        let (host, user) = (host.as_ref(), user.as_ref());
-        let mut values: Vec<&(dyn ToSql + Sync)> = vec![&hour, &host, &user];
-        values.extend(cell.sums.iter().map(|v| v as &(dyn ToSql + Sync)));
-        values.push(&cell.contributors);
-        conn.client
-            .execute(&statement, &values)
-            .map_err(pg_err(&conn.shown))?;
+        hours.push(pg_time(Micros(*hour))?);
+        hosts.push(host.as_ref());
+        users.push(user.as_ref());
+        for (column, v) in sums
+            .iter_mut()
+            .zip(cell.sums.iter().chain([&cell.contributors]))
+        {
+            column.push(*v);
+        }
     }
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&hours, &hosts, &users];
+    params.extend(sums.iter().map(|c| c as &(dyn ToSql + Sync)));
+    conn.exec(&UPSERT, &params)?;
     Ok(())
 }
 

@@ -319,12 +319,16 @@ impl WritesBatches for Connection {
         }
         let mut cells = Cells::new();
         batch.add_changes_to_cells(&mut cells, before, facts(conn, &touched)?)?;
-        let mut lookup =
-            conn.prepare_cached("SELECT host, COALESCE(user, '') FROM sessions WHERE id = ?1")?;
-        batch.add_to_cells(&mut cells, |id| {
-            Ok(lookup
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?)
+        batch.add_to_cells(&mut cells, |ids| {
+            let mut lookup = conn.prepare_cached(
+                "SELECT id, host, COALESCE(user, '') FROM sessions WHERE id = ?1",
+            )?;
+            let mut found = Vec::new();
+            for &id in ids {
+                let row = lookup.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+                found.extend(row.optional()?);
+            }
+            Ok(found)
         })?;
         add_cells(&cells, conn)
     }
