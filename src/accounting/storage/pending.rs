@@ -210,7 +210,7 @@ impl Batch {
                 RowUpdate::Close { id, .. } | RowUpdate::Failed(id) | RowUpdate::Deleted(id) => {
                     touched.transfers.push(*id)
                 }
-                RowUpdate::Abandoned { session_id } => touched.transfers_of.push(*session_id),
+                RowUpdate::Abandoned { session_id } => touched.open_of.push(*session_id),
                 RowUpdate::Renamed { .. } | RowUpdate::OperationFailed { .. } => {}
             }
         }
@@ -528,8 +528,10 @@ pub(super) struct Touched {
     pub sessions: Vec<i64>,
     /// Transfers the batch closes, fails or deletes.
     pub transfers: Vec<i64>,
-    /// Sessions whose every transfer may move: given a user, or ended with files open.
+    /// Sessions whose every transfer may move: given a user.
     pub transfers_of: Vec<i64>,
+    /// Sessions whose open transfers may move: ended with files open.
+    pub open_of: Vec<i64>,
 }
 
 /// What one stored row counts in the rollups, and where.

@@ -455,7 +455,10 @@ fn facts(conn: &mut Conn, touched: &Touched) -> Result<Vec<Fact>> {
             })
         }));
     }
-    if !touched.transfers.is_empty() || !touched.transfers_of.is_empty() {
+    if !touched.transfers.is_empty()
+        || !touched.transfers_of.is_empty()
+        || !touched.open_of.is_empty()
+    {
         let rows = conn.query(
             "SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as, t.complete,
                     t.bytes_written, t.bytes_read, t.counters_cut
@@ -465,8 +468,13 @@ fn facts(conn: &mut Conn, touched: &Touched) -> Result<Vec<Fact>> {
              SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as, t.complete,
                     t.bytes_written, t.bytes_read, t.counters_cut
                FROM transfers t JOIN sessions s ON s.id = t.session_id
-              WHERE t.session_id = ANY($2)",
-            &[&touched.transfers, &touched.transfers_of],
+              WHERE t.session_id = ANY($2)
+             UNION ALL
+             SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as, t.complete,
+                    t.bytes_written, t.bytes_read, t.counters_cut
+               FROM transfers t JOIN sessions s ON s.id = t.session_id
+              WHERE t.closed_at IS NULL AND t.session_id = ANY($3)",
+            &[&touched.transfers, &touched.transfers_of, &touched.open_of],
         )?;
         found.extend(rows.iter().map(|r| Fact {
             transfer: Some(r.get(0)),

@@ -384,6 +384,14 @@ fn facts(conn: &Connection, touched: &Touched) -> Result<Vec<Fact>> {
             found.push(f?);
         }
     }
+    let mut open_of = conn.prepare_cached(&format!(
+        "{TRANSFER} WHERE t.closed_at_us IS NULL AND t.session_id = ?1"
+    ))?;
+    for &id in &touched.open_of {
+        for f in open_of.query_map([id], transfer)? {
+            found.push(f?);
+        }
+    }
     Ok(found)
 }
 
