@@ -121,8 +121,32 @@ impl<C: WritesBatches> Drop for Link<C> {
 
 /// A store's connection, which writes what a flush takes.
 pub(super) trait WritesBatches: Send + 'static {
-    /// The rows, then the changes to rows that earlier batches wrote.
-    fn write_batch(&mut self, batch: &Batch) -> Result<()>;
+    /// Writes the batch's rows, its changes to sessions and to other rows earlier batches
+    /// wrote, without the rollup triggers' notes of their cells ([`WritesBatches::write_batch`]
+    /// adds what they move itself).
+    fn write_rows(&mut self, batch: &Batch) -> Result<()>;
+
+    /// What the rows `touched` names count in the rollups now, and where.
+    fn facts(&mut self, touched: &Touched) -> Result<Vec<Fact>>;
+
+    /// The sessions `ids` that are stored: (id, host, user, `''` for none).
+    fn sessions(&mut self, ids: &[i64]) -> Result<Vec<(i64, String, String)>>;
+
+    /// Adds `cells` to `usage_hourly`, creating cells as needed.
+    fn add_cells(&mut self, cells: &Cells<'_>) -> Result<()>;
+
+    /// Writes the batch and adds to the rollups what it moves: its new rows, and for the rows
+    /// of earlier batches it changes, what they count after it less what they counted before.
+    fn write_batch(&mut self, batch: &Batch) -> Result<()> {
+        let touched = batch.touched();
+        let before = self.facts(&touched)?;
+        self.write_rows(batch)?;
+        let after = self.facts(&touched)?;
+        let mut cells = Cells::new();
+        batch.add_changes_to_cells(&mut cells, before, after)?;
+        batch.add_to_cells(&mut cells, |ids| self.sessions(ids))?;
+        self.add_cells(&cells)
+    }
 }
 
 /// What one flush writes: the held rows with their final state, and the held changes to rows
@@ -153,7 +177,7 @@ impl Batch {
     /// its session's host and user as that session row stands now. A transfer's session is
     /// nearly always in the same batch; `who` reads the others' (id, host, user) at once. No
     /// session row, no cell.
-    pub fn add_to_cells<'a>(
+    fn add_to_cells<'a>(
         &'a self,
         cells: &mut Cells<'a>,
         who: impl FnOnce(&[i64]) -> Result<Vec<(i64, String, String)>>,
@@ -195,7 +219,7 @@ impl Batch {
     }
 
     /// The rows earlier batches wrote whose part in the rollups this batch may move.
-    pub fn touched(&self) -> Touched {
+    fn touched(&self) -> Touched {
         let mut touched = Touched::default();
         for (id, p) in &self.session_patches {
             if p.end.is_some() || p.end_reason.is_some() || p.fill_user.is_some() {
@@ -220,21 +244,21 @@ impl Batch {
     /// Adds to `cells` what writing the batch moved in the rows it touched: what they counted
     /// `before` is taken away, what they count `after` added (the batch's new rows, which
     /// [`Batch::add_to_cells`] adds, left out). A row named twice counts once.
-    pub fn add_changes_to_cells(
+    fn add_changes_to_cells(
         &self,
         cells: &mut Cells<'_>,
         before: Vec<Fact>,
         after: Vec<Fact>,
     ) -> Result<()> {
-        let new: IdSet<i64> = match after.iter().any(|f| f.transfer.is_some()) {
+        let new: IdSet<i64> = match after.iter().any(|f| f.transfer) {
             true => self.transfers.iter().map(|t| t.id).collect(),
             false => IdSet::default(),
         };
         for (sign, facts) in [(-1, before), (1, after)] {
             let mut seen = IdSet::default();
             for f in facts {
-                let first = seen.insert((f.transfer.is_some(), f.id));
-                if first && !f.transfer.is_some_and(|id| new.contains(&id)) {
+                let first = seen.insert((f.transfer, f.id));
+                if first && !(f.transfer && new.contains(&f.id)) {
                     let (host, user) = (Cow::Owned(f.host), Cow::Owned(f.user));
                     rollup::add_row(cells, sign, f.at, host, user, &f.counted)?;
                 }
@@ -536,8 +560,8 @@ pub(super) struct Touched {
 
 /// What one stored row counts in the rollups, and where.
 pub(super) struct Fact {
-    /// The transfer's id; `None` for a session.
-    pub transfer: Option<i64>,
+    /// A transfer's, not a session's.
+    pub transfer: bool,
     /// The session's or the transfer's id.
     pub id: i64,
     pub at: Micros,

@@ -396,14 +396,9 @@ impl PgStore {
 }
 
 impl WritesBatches for Conn {
-    /// Writes the new rows, the changes to rows earlier batches wrote and the changes to
-    /// sessions, and adds to the rollups what all of it moves.
-    fn write_batch(&mut self, batch: &Batch) -> Result<()> {
-        let touched = batch.touched();
-        let before = facts(self, &touched)?;
+    fn write_rows(&mut self, batch: &Batch) -> Result<()> {
         // The rollup triggers, which would note every row's cell for a recompute, skip what
-        // this transaction writes while the setting is on: the batch adds what it moves to the
-        // cells itself.
+        // this transaction writes while the setting is on.
         self.exec(
             "SELECT set_config('sftpd_wrapper.adding_rows', 'on', true)",
             &[],
@@ -417,107 +412,94 @@ impl WritesBatches for Conn {
             "SELECT set_config('sftpd_wrapper.adding_rows', 'off', true)",
             &[],
         )?;
-        let mut cells = rollup::Cells::new();
-        let after = facts(self, &touched)?;
-        batch.add_changes_to_cells(&mut cells, before, after)?;
-        batch.add_to_cells(&mut cells, |ids| {
-            let rows = self.query(
-                "SELECT id, host, COALESCE(\"user\", '') FROM sessions WHERE id = ANY($1)",
-                &[&ids],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect())
-        })?;
-        add_cells(self, &cells)
+        Ok(())
     }
-}
 
-/// What the rows `touched` names count in the rollups now, and where.
-fn facts(conn: &mut Conn, touched: &Touched) -> Result<Vec<Fact>> {
-    let mut found = Vec::new();
-    if !touched.sessions.is_empty() {
-        let rows = conn.query(
-            "SELECT id, started_at, host, COALESCE(\"user\", ''), end_reason, duration_ms
-               FROM sessions WHERE id = ANY($1)",
-            &[&touched.sessions],
-        )?;
-        found.extend(rows.iter().filter_map(|r| {
-            let refused = r.get::<_, &str>(4) == EndReason::Refused.as_str();
-            Some(Fact {
-                transfer: None,
+    fn facts(&mut self, touched: &Touched) -> Result<Vec<Fact>> {
+        let mut found = Vec::new();
+        if !touched.sessions.is_empty() {
+            let rows = self.query(
+                "SELECT id, started_at, host, COALESCE(\"user\", ''), end_reason, duration_ms
+                   FROM sessions WHERE id = ANY($1)",
+                &[&touched.sessions],
+            )?;
+            found.extend(rows.iter().filter_map(|r| {
+                let refused = r.get::<_, &str>(4) == EndReason::Refused.as_str();
+                Some(Fact {
+                    transfer: false,
+                    id: r.get(0),
+                    at: micros_at(r, 1),
+                    host: r.get(2),
+                    user: r.get(3),
+                    counted: Counted::session(refused, r.get(5))?,
+                })
+            }));
+        }
+        if !(touched.transfers.is_empty()
+            && touched.transfers_of.is_empty()
+            && touched.open_of.is_empty())
+        {
+            let rows = self.query(
+                "SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as,
+                        t.complete, t.bytes_written, t.bytes_read, t.counters_cut
+                   FROM transfers t JOIN sessions s ON s.id = t.session_id
+                  WHERE t.id = ANY($1) OR t.session_id = ANY($2)
+                     OR (t.closed_at IS NULL AND t.session_id = ANY($3))",
+                &[&touched.transfers, &touched.transfers_of, &touched.open_of],
+            )?;
+            found.extend(rows.iter().map(|r| Fact {
+                transfer: true,
                 id: r.get(0),
                 at: micros_at(r, 1),
                 host: r.get(2),
                 user: r.get(3),
-                counted: Counted::session(refused, r.get(5))?,
-            })
-        }));
-    }
-    if !touched.transfers.is_empty()
-        || !touched.transfers_of.is_empty()
-        || !touched.open_of.is_empty()
-    {
-        let rows = conn.query(
-            "SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as, t.complete,
-                    t.bytes_written, t.bytes_read, t.counters_cut
-               FROM transfers t JOIN sessions s ON s.id = t.session_id
-              WHERE t.id = ANY($1)
-             UNION ALL
-             SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as, t.complete,
-                    t.bytes_written, t.bytes_read, t.counters_cut
-               FROM transfers t JOIN sessions s ON s.id = t.session_id
-              WHERE t.session_id = ANY($2)
-             UNION ALL
-             SELECT t.id, t.opened_at, s.host, COALESCE(s.\"user\", ''), t.counts_as, t.complete,
-                    t.bytes_written, t.bytes_read, t.counters_cut
-               FROM transfers t JOIN sessions s ON s.id = t.session_id
-              WHERE t.closed_at IS NULL AND t.session_id = ANY($3)",
-            &[&touched.transfers, &touched.transfers_of, &touched.open_of],
-        )?;
-        found.extend(rows.iter().map(|r| Fact {
-            transfer: Some(r.get(0)),
-            id: r.get(0),
-            at: micros_at(r, 1),
-            host: r.get(2),
-            user: r.get(3),
-            counted: Counted::transfer(r.get(4), r.get(5), r.get(6), r.get(7), r.get(8)),
-        }));
-    }
-    Ok(found)
-}
-
-/// Adds `cells` to `usage_hourly`, creating cells as needed.
-fn add_cells(conn: &mut Conn, cells: &rollup::Cells<'_>) -> Result<()> {
-    // One statement however many cells: the columns travel as arrays.
-    static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let sums = (4..=3 + rollup::ROLLUP_SUMS.len() + 1).map(|i| format!(", ${i}::bigint[]"));
-        rollup::add_to_cells_sql(&format!(
-            "SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[]{})",
-            sums.collect::<String>()
-        ))
-    });
-    if cells.is_empty() {
-        return Ok(());
-    }
-    let (mut hours, mut hosts, mut users) = (Vec::new(), Vec::new(), Vec::new());
-    let mut sums = vec![Vec::with_capacity(cells.len()); rollup::ROLLUP_SUMS.len() + 1];
-    for ((hour, host, user), cell) in cells {
-        hours.push(pg_time(Micros(*hour))?);
-        hosts.push(host.as_ref());
-        users.push(user.as_ref());
-        for (column, v) in sums
-            .iter_mut()
-            .zip(cell.sums.iter().chain([&cell.contributors]))
-        {
-            column.push(*v);
+                counted: Counted::transfer(r.get(4), r.get(5), r.get(6), r.get(7), r.get(8)),
+            }));
         }
+        Ok(found)
     }
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&hours, &hosts, &users];
-    params.extend(sums.iter().map(|c| c as &(dyn ToSql + Sync)));
-    conn.exec(&UPSERT, &params)?;
-    Ok(())
+
+    fn sessions(&mut self, ids: &[i64]) -> Result<Vec<(i64, String, String)>> {
+        let rows = self.query(
+            "SELECT id, host, COALESCE(\"user\", '') FROM sessions WHERE id = ANY($1)",
+            &[&ids],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    fn add_cells(&mut self, cells: &rollup::Cells<'_>) -> Result<()> {
+        // One statement however many cells: the columns travel as arrays.
+        static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let sums = (4..=3 + rollup::ROLLUP_SUMS.len() + 1).map(|i| format!(", ${i}::bigint[]"));
+            rollup::add_to_cells_sql(&format!(
+                "SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[]{})",
+                sums.collect::<String>()
+            ))
+        });
+        if cells.is_empty() {
+            return Ok(());
+        }
+        let (mut hours, mut hosts, mut users) = (Vec::new(), Vec::new(), Vec::new());
+        let mut sums = vec![Vec::with_capacity(cells.len()); rollup::ROLLUP_SUMS.len() + 1];
+        for ((hour, host, user), cell) in cells {
+            hours.push(pg_time(Micros(*hour))?);
+            hosts.push(host.as_ref());
+            users.push(user.as_ref());
+            for (column, v) in sums
+                .iter_mut()
+                .zip(cell.sums.iter().chain([&cell.contributors]))
+            {
+                column.push(*v);
+            }
+        }
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&hours, &hosts, &users];
+        params.extend(sums.iter().map(|c| c as &(dyn ToSql + Sync)));
+        self.exec(&UPSERT, &params)?;
+        Ok(())
+    }
 }
 
 /// Writes the merged session updates of a batch with one statement: the columns travel as
@@ -1049,7 +1031,7 @@ impl Database for PgStore {
                 },
                 &[],
             )?;
-            add_cells(self.conn()?, &cells)?;
+            self.conn()?.add_cells(&cells)?;
             self.exec("DELETE FROM usage_dirty", &[])?;
         }
         self.exec(rollup::DROP_EMPTY_CELLS, &[])?;

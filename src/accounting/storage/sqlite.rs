@@ -289,16 +289,11 @@ fn cell_upsert_sql() -> String {
 }
 
 impl WritesBatches for Connection {
-    /// Writes the new rows, the changes to sessions and the changes to other rows earlier
-    /// batches wrote, and adds to the rollups what all of it moves.
-    fn write_batch(&mut self, batch: &Batch) -> Result<()> {
+    fn write_rows(&mut self, batch: &Batch) -> Result<()> {
         let conn = &*self;
-        let touched = batch.touched();
-        let before = facts(conn, &touched)?;
         // The rollup triggers would note every row's cell for a recompute, a large part of the
-        // ingest: the batch adds what it moves to the cells itself. Only this connection's
-        // triggers are off, and not for the changes to rows earlier batches wrote, which an
-        // admin's triggers may want to see.
+        // ingest. Only this connection's triggers are off, and not for the changes to rows
+        // earlier batches wrote, which an admin's triggers may want to see.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
         let written =
             insert_rows(batch, conn).and_then(|()| update_sessions(&batch.session_patches, conn));
@@ -317,82 +312,84 @@ impl WritesBatches for Connection {
                 conn.execute_batch("DELETE FROM usage_dirty")?;
             }
         }
-        let mut cells = Cells::new();
-        batch.add_changes_to_cells(&mut cells, before, facts(conn, &touched)?)?;
-        batch.add_to_cells(&mut cells, |ids| {
-            let mut lookup = conn.prepare_cached(
-                "SELECT id, host, COALESCE(user, '') FROM sessions WHERE id = ?1",
-            )?;
-            let mut found = Vec::new();
-            for &id in ids {
-                let row = lookup.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
-                found.extend(row.optional()?);
-            }
-            Ok(found)
-        })?;
-        add_cells(&cells, conn)
+        Ok(())
     }
-}
 
-/// What the rows `touched` names count in the rollups now, and where.
-fn facts(conn: &Connection, touched: &Touched) -> Result<Vec<Fact>> {
-    let mut found = Vec::new();
-    let mut session = conn.prepare_cached(
-        "SELECT started_at_us, host, COALESCE(user, ''), end_reason, duration_ms
-           FROM session_rows WHERE id = ?1",
-    )?;
-    for &id in &touched.sessions {
-        let row = session
-            .query_row([id], |r| {
-                let refused = r.get_ref(3)?.as_str()? == EndReason::Refused.as_str();
-                let Some(counted) = Counted::session(refused, r.get(4)?) else {
-                    return Ok(None);
-                };
-                Ok(Some(Fact {
-                    transfer: None,
-                    id,
-                    at: Micros(r.get(0)?),
-                    host: r.get(1)?,
-                    user: r.get(2)?,
-                    counted,
-                }))
+    fn facts(&mut self, touched: &Touched) -> Result<Vec<Fact>> {
+        let mut found = Vec::new();
+        let mut session = self.prepare_cached(
+            "SELECT started_at_us, host, COALESCE(user, ''), end_reason, duration_ms
+               FROM session_rows WHERE id = ?1",
+        )?;
+        for &id in &touched.sessions {
+            let row = session
+                .query_row([id], |r| {
+                    let refused = r.get_ref(3)?.as_str()? == EndReason::Refused.as_str();
+                    let Some(counted) = Counted::session(refused, r.get(4)?) else {
+                        return Ok(None);
+                    };
+                    Ok(Some(Fact {
+                        transfer: false,
+                        id,
+                        at: Micros(r.get(0)?),
+                        host: r.get(1)?,
+                        user: r.get(2)?,
+                        counted,
+                    }))
+                })
+                .optional()?;
+            found.extend(row.flatten());
+        }
+        let transfer = |r: &rusqlite::Row<'_>| {
+            Ok(Fact {
+                transfer: true,
+                id: r.get(0)?,
+                at: Micros(r.get(1)?),
+                host: r.get(2)?,
+                user: r.get(3)?,
+                counted: Counted::transfer(r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
             })
-            .optional()?;
-        found.extend(row.flatten());
-    }
-    const TRANSFER: &str = "SELECT t.id, t.opened_at_us, s.host, COALESCE(s.user, ''), t.counts_as,
-                                   t.complete, t.bytes_written, t.bytes_read, t.counters_cut
-                              FROM transfer_rows t JOIN session_rows s ON s.id = t.session_id";
-    let transfer = |r: &rusqlite::Row<'_>| {
-        let id = r.get(0)?;
-        Ok(Fact {
-            transfer: Some(id),
-            id,
-            at: Micros(r.get(1)?),
-            host: r.get(2)?,
-            user: r.get(3)?,
-            counted: Counted::transfer(r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
-        })
-    };
-    let mut by_id = conn.prepare_cached(&format!("{TRANSFER} WHERE t.id = ?1"))?;
-    for &id in &touched.transfers {
-        found.extend(by_id.query_row([id], transfer).optional()?);
-    }
-    let mut of_session = conn.prepare_cached(&format!("{TRANSFER} WHERE t.session_id = ?1"))?;
-    for &id in &touched.transfers_of {
-        for f in of_session.query_map([id], transfer)? {
-            found.push(f?);
+        };
+        for (which, ids) in [
+            ("t.id = ?1", &touched.transfers),
+            ("t.session_id = ?1", &touched.transfers_of),
+            (
+                "t.closed_at_us IS NULL AND t.session_id = ?1",
+                &touched.open_of,
+            ),
+        ] {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut stmt = self.prepare_cached(&format!(
+                "SELECT t.id, t.opened_at_us, s.host, COALESCE(s.user, ''), t.counts_as,
+                        t.complete, t.bytes_written, t.bytes_read, t.counters_cut
+                   FROM transfer_rows t JOIN session_rows s ON s.id = t.session_id
+                  WHERE {which}"
+            ))?;
+            for &id in ids {
+                for f in stmt.query_map([id], transfer)? {
+                    found.push(f?);
+                }
+            }
         }
+        Ok(found)
     }
-    let mut open_of = conn.prepare_cached(&format!(
-        "{TRANSFER} WHERE t.closed_at_us IS NULL AND t.session_id = ?1"
-    ))?;
-    for &id in &touched.open_of {
-        for f in open_of.query_map([id], transfer)? {
-            found.push(f?);
+
+    fn sessions(&mut self, ids: &[i64]) -> Result<Vec<(i64, String, String)>> {
+        let mut lookup =
+            self.prepare_cached("SELECT id, host, COALESCE(user, '') FROM sessions WHERE id = ?1")?;
+        let mut found = Vec::new();
+        for &id in ids {
+            let row = lookup.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+            found.extend(row.optional()?);
         }
+        Ok(found)
     }
-    Ok(found)
+
+    fn add_cells(&mut self, cells: &Cells<'_>) -> Result<()> {
+        add_cells(cells, self)
+    }
 }
 
 /// Changes to sessions written before, one update each; with the triggers on, each one's
