@@ -1,7 +1,7 @@
 //! The reports: sessions, transfers and usage, as aligned tables for people or exact CSV and
 //! JSON for programs.
 
-use crate::accounting::rollup::{Counted, ROLLUP_SUMS, split_sum, usage_rows_sql};
+use crate::accounting::rollup::{Counted, split_sum, usage_rollup_sql, usage_rows_sql};
 use crate::accounting::sql::{Dialect, columns};
 pub use crate::accounting::sql::{Filter, Kind, Value, system_zone};
 use crate::accounting::storage::{self, ReportStore, RowSink};
@@ -158,20 +158,6 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
         bytes_unknown: Bool, complete: Bool, forced: Bool, failed: Bool, flags: Text, sid: Text,
         raw_path: Text,
     ];
-    (sql, columns)
-}
-
-/// The rollup rows a usage report reads: hour, host, user and [`ROLLUP_SUMS`], in the window
-/// of `filter` (whose bounds [`RollupPlan`] has put on whole hours).
-pub fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
-    let sql = format!(
-        "SELECT {hour}, s.host, s.\"user\", {sums} FROM usage_hourly s WHERE {window}",
-        hour = "s.hour",
-        sums = ROLLUP_SUMS.join(", "),
-        window = d.hour_window(filter),
-    );
-    let mut columns = columns![hour: Time, host: Text, user: Text];
-    columns.extend(ROLLUP_SUMS.iter().map(|c| (*c, Kind::Int)));
     (sql, columns)
 }
 
@@ -365,6 +351,22 @@ pub struct UsageGroup {
     pub duration_ms: i128,
 }
 
+impl From<Counted> for UsageGroup {
+    fn from(c: Counted) -> UsageGroup {
+        UsageGroup {
+            sessions: c.sessions.into(),
+            files_up: c.files_up.into(),
+            files_up_incomplete: c.files_up_incomplete.into(),
+            files_down: c.files_down.into(),
+            files_down_incomplete: c.files_down_incomplete.into(),
+            bytes_up: c.bytes_up.into(),
+            bytes_down: c.bytes_down.into(),
+            files_bytes_unknown: c.files_bytes_unknown.into(),
+            duration_ms: c.duration_ms.into(),
+        }
+    }
+}
+
 impl UsageGroup {
     pub fn add(&mut self, other: &UsageGroup) {
         self.sessions += other.sessions;
@@ -466,15 +468,7 @@ impl UsageSums {
             .groups
             .entry((bucket, host.to_owned(), user.to_owned()))
             .or_default();
-        g.sessions += i128::from(counted.sessions);
-        g.duration_ms += i128::from(counted.duration_ms);
-        g.files_up += i128::from(counted.files_up);
-        g.files_up_incomplete += i128::from(counted.files_up_incomplete);
-        g.files_down += i128::from(counted.files_down);
-        g.files_down_incomplete += i128::from(counted.files_down_incomplete);
-        g.bytes_up += i128::from(counted.bytes_up);
-        g.bytes_down += i128::from(counted.bytes_down);
-        g.files_bytes_unknown += i128::from(counted.files_bytes_unknown);
+        g.add(&counted.into());
     }
 
     /// The sums by (day or month, host, user), `""` for no user: for the pages and metrics

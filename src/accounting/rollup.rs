@@ -6,7 +6,7 @@
 //! commit computes those cells afresh from the rows ([`recompute`]), as `rollups --rebuild`
 //! does for every cell.
 
-use crate::accounting::sql::{Dialect, Filter, Kind, Value};
+use crate::accounting::sql::{Dialect, Filter, Kind, Value, columns};
 use crate::accounting::storage::{CountsAs, Micros, ReportStore, Result, StoreError};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -122,7 +122,7 @@ impl Counted {
         };
         let int = |i: usize| i64::try_from(row[i].int()).ok();
         let counted = if row[3].int() == 1 {
-            Counted::session(false, int(9))?
+            Counted::session(row[10].int() != 0, int(9))?
         } else {
             let counts_as = CountsAs::parse(row[4].text());
             Counted::transfer(
@@ -272,19 +272,7 @@ pub fn differences(store: &mut dyn ReportStore, pending: &[(Micros, String)]) ->
         .collect();
     let mut fresh = recompute(store, None)?;
     fresh.retain(|(hour, host, _), _| !pending.contains(&(*hour, host.as_ref())));
-    let d = store.dialect();
-    let sql = format!(
-        "SELECT s.hour, s.host, s.\"user\", {}, s.contributors FROM usage_hourly s WHERE {}",
-        ROLLUP_SUMS.join(", "),
-        d.hour_window(&Filter::default()),
-    );
-    let mut columns = vec![
-        ("hour", Kind::Time),
-        ("host", Kind::Text),
-        ("user", Kind::Text),
-    ];
-    columns.extend(ROLLUP_SUMS.iter().map(|c| (*c, Kind::Int)));
-    columns.push(("contributors", Kind::Int));
+    let (sql, columns) = usage_rollup_sql(store.dialect(), &Filter::default());
     let mut differing = 0;
     store.stream_rows(&sql, &columns, &Filter::default(), &mut |row| {
         let values = row[3..].iter().map(|v| i64::try_from(v.int()).ok());
@@ -318,7 +306,7 @@ pub fn differences(store: &mut dyn ReportStore, pending: &[(Micros, String)]) ->
 
 /// One row per session and per transfer in the window (exact instants, like the other reports),
 /// for the usage report and [`recompute`]: at, host, user, is-session, counts_as, bytes up, bytes down,
-/// complete, bytes unknown, duration.
+/// complete, bytes unknown, duration, refused ([`Counted`] decides what each counts).
 pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     // A window with no user to narrow it (a cell to compute afresh, a part hour of a usage
     // report) is read transfers first, by time (an index range), each finding its session by
@@ -334,14 +322,16 @@ pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str
         }
     };
     let sql = format!(
-        "SELECT {started}, s.host, s.\"user\", 1, NULL, 0, 0, 0, 0, COALESCE(s.duration_ms, 0)
+        "SELECT {started}, s.host, s.\"user\", 1, NULL, 0, 0, 0, 0, COALESCE(s.duration_ms, 0),
+                {refused}
            FROM sessions s
-          WHERE (s.end_reason IS NULL OR s.end_reason <> 'refused') AND {session_window}
+          WHERE {session_window}
          UNION ALL
          SELECT {opened}, s.host, s.\"user\", 0, t.counts_as, COALESCE(t.bytes_written, 0),
-                COALESCE(t.bytes_read, 0), {complete}, {cut}, 0
+                COALESCE(t.bytes_read, 0), {complete}, {cut}, 0, 0
            FROM {transfers}
           WHERE {transfer_window}",
+        refused = d.flag("s.end_reason = 'refused'"),
         started = d.time_col("s.started_at"),
         opened = d.time_col("t.opened_at"),
         complete = d.flag("t.complete"),
@@ -360,7 +350,23 @@ pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str
         ("complete", Kind::Bool),
         ("bytes_unknown", Kind::Bool),
         ("duration", Kind::DurationMs),
+        ("refused", Kind::Bool),
     ];
+    (sql, columns)
+}
+
+/// The rows of `usage_hourly` in the window of `filter` (whose bounds a usage report has put
+/// on whole hours): hour, host, user, [`ROLLUP_SUMS`] and `contributors`.
+pub fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+    let sql = format!(
+        "SELECT s.hour, s.host, s.\"user\", {sums}, s.contributors FROM usage_hourly s
+          WHERE {window}",
+        sums = ROLLUP_SUMS.join(", "),
+        window = d.hour_window(filter),
+    );
+    let mut columns = columns![hour: Time, host: Text, user: Text];
+    columns.extend(ROLLUP_SUMS.iter().map(|c| (*c, Kind::Int)));
+    columns.push(("contributors", Kind::Int));
     (sql, columns)
 }
 
