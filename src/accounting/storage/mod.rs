@@ -540,20 +540,19 @@ pub trait ReportStore {
 /// Where streamed report rows go.
 pub type RowSink<'a> = dyn FnMut(Vec<Value>) -> Result<()> + 'a;
 
-/// What copying one database into another reads from the source and writes to the target.
-pub trait CopyStore: Database {
+/// What copying one database into another reads from the source and asks of the target; the
+/// rows go into the target as the ingest's do, through [`IngestStore::write`].
+pub trait CopyStore: IngestStore {
     fn all_sessions(&mut self) -> Result<Vec<SessionRecord>>;
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>>;
     fn all_operations(&mut self) -> Result<Vec<OperationRecord>>;
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>>;
-    /// Inserts a whole session; `None` when one with the same host, PID and start exists.
-    fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>>;
     /// Of the session stored that `s` is (same host and sid, else same host, PID and start):
     /// whether it ended, and how much of it was read: its transfers and operations, each once
     /// more for a close, a failure and a rename it has.
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>>;
-    fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()>;
-    fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()>;
+    /// Whether a refusal of no session with `o`'s host, time, kind, detail and user is stored.
+    fn has_refusal(&mut self, o: &OperationRecord) -> Result<bool>;
 }
 
 /// What a prune removed (or, rolled back, would remove).
@@ -688,33 +687,37 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
     }
     lock_for_writing(to, true)?;
     in_transaction(to, |to| {
+        let mut held = WriteBehind::default();
+        // The session ids of the sessions held, which the target cannot see before they are
+        // written (another spelling of a host may name the same session).
+        let mut held_sids = std::collections::HashSet::new();
         let (mut copied, mut skipped) = (0, 0);
         for s in &sessions {
-            let Some(new_id) = to.import_session(s)? else {
+            let sid = s.sid.as_deref().map(|sid| sid_key(&s.host, sid));
+            if sid.as_ref().is_some_and(|k| held_sids.contains(k)) {
+                to.write(&mut held, false)?;
+            }
+            let source_transfers = by_session.get(&s.id).map_or(&[][..], Vec::as_slice);
+            let source_ops = ops_by_session
+                .get(&Some(s.id))
+                .map_or(&[][..], Vec::as_slice);
+            if let Some((ended, have)) = to.stored_session_rows(s)? {
                 // The target's session is the same one: it must not hold less than the source's,
                 // whose checkpoints come along and would make the next ingest skip the rest.
                 // Not only the rows: a line read later may settle a row already there (a
                 // transfer's close, a failure status, a rename) without adding one, so each
                 // row counts once more for each of those it has (stored_session_rows alike).
-                let rows: usize = by_session
-                    .get(&s.id)
-                    .into_iter()
-                    .flatten()
+                let rows: usize = (source_transfers.iter())
                     .map(|t| {
                         1 + usize::from(t.closed_at.is_some() || t.forced || t.complete)
                             + usize::from(t.failed)
                             + usize::from(t.renamed_to.is_some())
                     })
                     .sum::<usize>()
-                    + ops_by_session
-                        .get(&Some(s.id))
-                        .into_iter()
-                        .flatten()
+                    + (source_ops.iter())
                         .map(|o| 1 + usize::from(o.failed))
                         .sum::<usize>();
-                if let Some((ended, have)) = to.stored_session_rows(s)?
-                    && ((s.ended_at.is_some() && !ended) || have < rows as i64)
-                {
+                if (s.ended_at.is_some() && !ended) || have < rows as i64 {
                     let name = match &s.sid {
                         Some(sid) => format!("{sid:?} of host {:?}", s.host),
                         None => format!(
@@ -726,19 +729,45 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
                 }
                 skipped += 1;
                 continue;
-            };
-            copied += 1;
-            for t in by_session.get(&s.id).into_iter().flatten() {
-                to.import_transfer(new_id, t)?;
             }
-            for o in ops_by_session.get(&Some(s.id)).into_iter().flatten() {
-                to.import_operation(Some(new_id), o)?;
+            copied += 1;
+            let id = to.reserve_id(IdTable::Sessions)?;
+            held.add_copied_session(SessionRecord { id, ..s.clone() });
+            held_sids.extend(sid);
+            let transfers = (source_transfers.iter())
+                .map(|t| {
+                    let row = TransferRecord {
+                        session_id: id,
+                        ..(*t).clone()
+                    };
+                    Ok((to.reserve_id(IdTable::Transfers)?, row))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let ops = (source_ops.iter())
+                .map(|o| {
+                    let row = OperationRecord {
+                        session_id: Some(id),
+                        ..(*o).clone()
+                    };
+                    Ok((to.reserve_id(IdTable::Operations)?, row))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            held.add_copied_rows(transfers, ops);
+            if held.full() {
+                to.write(&mut held, false)?;
             }
         }
         // Refusals without a session are copied unless the target has the same one.
+        let (mut refusals, mut seen) = (Vec::new(), std::collections::HashSet::new());
         for o in ops_by_session.get(&None).into_iter().flatten() {
-            to.import_operation(None, o)?;
+            let key = (&o.host, o.at, o.kind, &o.detail, &o.user);
+            if !seen.contains(&key) && !to.has_refusal(o)? {
+                seen.insert(key);
+                refusals.push((to.reserve_id(IdTable::Operations)?, (*o).clone()));
+            }
         }
+        held.add_copied_rows([], refusals);
+        to.write(&mut held, false)?;
         let now = Micros::now();
         for c in &checkpoints {
             let have = to.checkpoints(&c.first_line_hash)?;
@@ -753,6 +782,99 @@ pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(id: i64, host: &str, started: i64) -> SessionRecord {
+        SessionRecord {
+            id,
+            host: host.into(),
+            user: Some("acme".into()),
+            client_ip: Some("192.0.2.7".into()),
+            client_port: None,
+            local_ip: None,
+            local_port: None,
+            started_at: Micros(started),
+            ended_at: Some(Micros(started + 60_000_000)),
+            duration_ms: Some(60_000),
+            exit_status: Some(0),
+            signal: None,
+            end_reason: EndReason::Closed,
+            source: SessionSource::Wrapper,
+            sid: Some("s-1".into()),
+            pid: id + 100,
+            sftp_pid: Some(id + 200),
+            auth_method: None,
+            auth_key: None,
+            sftp_closed: true,
+            origin_pid: None,
+            origin_uid: None,
+            origin_command: None,
+        }
+    }
+
+    /// `copy` writes through the ingest's batches, which add to the rollups themselves: a
+    /// source that names one session under two spellings of its host, and one refusal twice,
+    /// gives the target each once, with its transfer, and rollups equal to the rows'.
+    #[test]
+    fn a_copy_takes_each_session_and_refusal_once_and_keeps_the_rollups_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut from = SqliteStore::open(&dir.path().join("from.db")).unwrap();
+        let start = 1_700_000_000_000_000;
+        let transfer = TransferRecord {
+            session_id: 1,
+            path: b"/in/invoice-42.xml".to_vec(),
+            direction: Direction::Upload,
+            counts_as: Some(CountsAs::Upload),
+            open_flags: "WRITE,CREATE,TRUNCATE".into(),
+            mode: Some("0644".into()),
+            bytes_read: Some(0),
+            bytes_written: Some(4096),
+            opened_at: Micros(start + 1_000_000),
+            closed_at: Some(Micros(start + 2_000_000)),
+            forced: false,
+            failed: false,
+            complete: true,
+            counters_cut: false,
+            renamed_to: None,
+            reached: None,
+        };
+        let refusal = OperationRecord {
+            session_id: None,
+            host: "srv".into(),
+            user: Some("acme".into()),
+            at: Micros(start + 5_000_000),
+            kind: OperationKind::Denied,
+            path: None,
+            target: None,
+            detail: Some("reason=command".into()),
+            failed: false,
+            status: None,
+        };
+        let mut held = WriteBehind::default();
+        held.add_copied_session(session(1, "srv", start));
+        held.add_copied_session(session(2, "srv.example.com", start + 3_000_000));
+        held.add_copied_rows([(1, transfer)], [(1, refusal.clone()), (2, refusal)]);
+        in_transaction(&mut from, |db| db.write(&mut held, false)).unwrap();
+
+        let mut to = SqliteStore::open(&dir.path().join("to.db")).unwrap();
+        assert_eq!(copy_database(&mut from, &mut to).unwrap(), (1, 1));
+        assert_eq!(to.all_sessions().unwrap().len(), 1);
+        assert_eq!(to.all_transfers().unwrap().len(), 1);
+        assert_eq!(to.all_operations().unwrap().len(), 1);
+        assert_eq!(to.rollup_differences().unwrap(), 0);
+        let (sql, columns) =
+            crate::accounting::rollup::usage_rollup_sql(Dialect::Sqlite, &Filter::default());
+        let mut cells = Vec::new();
+        (to.stream_rows(&sql, &columns, &Filter::default(), &mut |row| {
+            cells.push(row);
+            Ok(())
+        }))
+        .unwrap();
+        assert_eq!(cells.len(), 1, "{cells:?}");
+        // Again: nothing more.
+        assert_eq!(copy_database(&mut from, &mut to).unwrap(), (0, 2));
+        assert_eq!(to.all_operations().unwrap().len(), 1);
+        assert_eq!(to.rollup_differences().unwrap(), 0);
+    }
 
     #[test]
     fn specs_and_redaction() {

@@ -743,6 +743,8 @@ pub struct WriteBehind {
     /// session's end turns into operations. A full batch leaves them held, so that forgetting
     /// them costs no DELETE; every other flush (a commit, a read) writes them.
     answered: IdMap<i64, PendingTransfer>,
+    /// Whole session rows that `sftpd-report copy` read from another database.
+    copied: Vec<SessionRow>,
 }
 
 impl WriteBehind {
@@ -764,11 +766,13 @@ impl WriteBehind {
         self.open_held.clear();
         self.row_updates.clear();
         self.answered.clear();
+        self.copied.clear();
     }
 
     /// Enough rows or row changes held for a write worth its fixed cost.
     pub fn full(&self) -> bool {
-        self.sessions.len() + self.transfers.len() + self.ops.len() >= FLUSH_ROWS
+        let sessions = self.sessions.len() + self.copied.len();
+        sessions + self.transfers.len() + self.ops.len() >= FLUSH_ROWS
             || self.row_updates.len() >= FLUSH_ROWS
     }
 
@@ -789,6 +793,7 @@ impl WriteBehind {
         // Taking the held sessions folds their own changes into them: what is left changes
         // sessions already written.
         self.take_sessions(&mut sessions);
+        sessions.append(&mut self.copied);
         session_patches.extend(self.session_patches.drain());
         session_patches.sort_unstable_by_key(|(id, _)| *id);
         Batch {
@@ -847,6 +852,31 @@ impl WriteBehind {
     pub fn add_session(&mut self, id: i64, s: &NewSession) {
         self.remember_session(s, id);
         self.sessions.push((id, s.clone()));
+    }
+
+    /// Holds a whole session row that `sftpd-report copy` read, under the id this store
+    /// reserved for it; its rows follow through [`WriteBehind::add_copied_rows`].
+    pub fn add_copied_session(&mut self, record: SessionRecord) {
+        self.copied.push(SessionRow {
+            record,
+            last_op_kind: None,
+            last_op_id: None,
+        });
+    }
+
+    /// Holds whole transfer and operation rows that `sftpd-report copy` read, under the ids
+    /// this store reserved for them.
+    pub fn add_copied_rows(
+        &mut self,
+        transfers: impl IntoIterator<Item = (i64, TransferRecord)>,
+        ops: impl IntoIterator<Item = (i64, OperationRecord)>,
+    ) {
+        (self.transfers).extend(
+            transfers
+                .into_iter()
+                .map(|(id, row)| PendingTransfer { id, row }),
+        );
+        (self.ops).extend(ops.into_iter().map(|(id, row)| PendingOp { id, row }));
     }
 
     /// A session not written yet. (The journal names a session's origin with its first

@@ -1552,32 +1552,6 @@ impl CopyStore for PgStore {
         Ok(rows.iter().map(checkpoint_from_row).collect())
     }
 
-    fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
-        // The wrapper's session id is unique: the target's session with it is this one, whatever
-        // its start's precision (read there from another source).
-        if let Some(sid) = s.sid.as_deref()
-            && self.find_session_by_sid(&s.host, sid)?.is_some()
-        {
-            return Ok(None);
-        }
-        let row = self.query_opt(
-            "INSERT INTO sessions (host, \"user\", client_ip, client_port, local_ip, local_port, started_at, ended_at,
-                                   duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
-                                   auth_method, auth_key, sftp_closed, origin_pid, origin_uid, origin_command)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                     $14, $15, $16, $17, $18, $19, $20, $21, $22)
-             ON CONFLICT (host, pid, started_at) DO NOTHING RETURNING id",
-            &[
-                &text(&s.host), &opt_text(s.user.as_deref()), &opt_text(s.client_ip.as_deref()), &s.client_port,
-                &opt_text(s.local_ip.as_deref()), &s.local_port, &pg_time(s.started_at)?, &s.ended_at.map(pg_time).transpose()?, &s.duration_ms,
-                &s.exit_status, &opt_text(s.signal.as_deref()), &s.end_reason, &s.source, &opt_text(s.sid.as_deref()),
-                &s.pid, &s.sftp_pid, &opt_text(s.auth_method.as_deref()), &opt_text(s.auth_key.as_deref()),
-                &s.sftp_closed, &s.origin_pid, &s.origin_uid, &opt_text(s.origin_command.as_deref()),
-            ],
-        )?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
         let by_sid = match s.sid.as_deref() {
             Some(sid) => self.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
@@ -1614,45 +1588,12 @@ impl CopyStore for PgStore {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
-    fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
-        let shown = path_text(&t.path);
-        self.exec(
-            "INSERT INTO transfers (session_id, path, path_text, direction, open_flags, mode, bytes_read, bytes_written,
-                                    opened_at, closed_at, forced, failed, complete, counts_as, counters_cut, renamed_to, reached)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-            &[
-                &session_id, &t.path, &shown, &t.direction, &text(&t.open_flags), &opt_text(t.mode.as_deref()), &t.bytes_read, &t.bytes_written,
-                &pg_time(t.opened_at)?, &t.closed_at.map(pg_time).transpose()?, &t.forced, &t.failed, &t.complete, &t.counts_as, &t.counters_cut, &t.renamed_to,
-                &t.reached,
-            ],
+    fn has_refusal(&mut self, o: &OperationRecord) -> Result<bool> {
+        let found = self.query_opt(
+            "SELECT 1 FROM operations WHERE session_id IS NULL AND host = $1 AND at = $2
+               AND kind = $3 AND detail IS NOT DISTINCT FROM $4 AND \"user\" IS NOT DISTINCT FROM $5 LIMIT 1",
+            &[&text(&o.host), &pg_time(o.at)?, &o.kind, &opt_text(o.detail.as_deref()), &opt_text(o.user.as_deref())],
         )?;
-        Ok(())
-    }
-
-    fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()> {
-        if session_id.is_none() {
-            let exists = self.query_opt(
-                "SELECT 1 FROM operations WHERE session_id IS NULL AND host = $1 AND at = $2
-                   AND kind = $3 AND detail IS NOT DISTINCT FROM $4 AND \"user\" IS NOT DISTINCT FROM $5 LIMIT 1",
-                &[&text(&o.host), &pg_time(o.at)?, &o.kind, &opt_text(o.detail.as_deref()), &opt_text(o.user.as_deref())],
-            )?;
-            if exists.is_some() {
-                return Ok(());
-            }
-        }
-        let (pt, tt) = (
-            o.path.as_deref().map(path_text),
-            o.target.as_deref().map(path_text),
-        );
-        self.exec(
-            "INSERT INTO operations (session_id, host, \"user\", at, kind, path, path_text, target, target_text,
-                                     detail, failed, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &[
-                &session_id, &text(&o.host), &opt_text(o.user.as_deref()), &pg_time(o.at)?, &o.kind, &o.path, &pt, &o.target, &tt,
-                &opt_text(o.detail.as_deref()), &o.failed, &opt_text(o.status.as_deref()),
-            ],
-        )?;
-        Ok(())
+        Ok(found.is_some())
     }
 }

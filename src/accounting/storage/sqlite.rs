@@ -1401,32 +1401,6 @@ impl CopyStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn import_session(&mut self, s: &SessionRecord) -> Result<Option<i64>> {
-        // The wrapper's session id is unique: the target's session with it is this one, whatever
-        // its start's precision (read there from another source).
-        if let Some(sid) = s.sid.as_deref()
-            && self.find_session_by_sid(&s.host, sid)?.is_some()
-        {
-            return Ok(None);
-        }
-        let conn = self.conn()?;
-        let inserted = conn.prepare_cached(
-            "INSERT INTO session_rows (host, user, client_ip, client_port, local_ip, local_port, started_at_us, ended_at_us,
-                                   duration_ms, exit_status, signal, end_reason, source, sid, pid, sftp_pid,
-                                   auth_method, auth_key, sftp_closed, origin_pid, origin_uid, origin_command)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
-             ON CONFLICT (host, pid, started_at_us) DO NOTHING",
-        )?
-        .execute(params![
-            text(&s.host), opt_text(s.user.as_deref()), opt_text(s.client_ip.as_deref()), s.client_port,
-            opt_text(s.local_ip.as_deref()), s.local_port, s.started_at, s.ended_at, s.duration_ms,
-            s.exit_status, opt_text(s.signal.as_deref()), s.end_reason, s.source, opt_text(s.sid.as_deref()), s.pid,
-            s.sftp_pid, opt_text(s.auth_method.as_deref()), opt_text(s.auth_key.as_deref()), s.sftp_closed,
-            s.origin_pid, s.origin_uid, opt_text(s.origin_command.as_deref())
-        ])?;
-        Ok((inserted == 1).then(|| conn.last_insert_rowid()))
-    }
-
     fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
         let by_sid = match s.sid.as_deref() {
             Some(sid) => self.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
@@ -1457,55 +1431,13 @@ impl CopyStore for SqliteStore {
         )?))
     }
 
-    fn import_transfer(&mut self, session_id: i64, t: &TransferRecord) -> Result<()> {
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO transfer_rows (session_id, path, path_escaped, direction_code, open_flags_code, mode, bytes_read,
-                                        bytes_written, opened_at_us, closed_at_us, forced, failed, complete, counts_as,
-                                        counters_cut, renamed_to, reached)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            )?
-            .execute(params![
-                session_id, t.path, escaped_name(&t.path), direction_code(t.direction), open_flags_code(&text(&t.open_flags)), opt_text(t.mode.as_deref()), t.bytes_read,
-                t.bytes_written, t.opened_at, t.closed_at, t.forced, t.failed, t.complete, t.counts_as,
-                t.counters_cut, t.renamed_to, t.reached
-            ])?;
-        Ok(())
-    }
-
-    fn import_operation(&mut self, session_id: Option<i64>, o: &OperationRecord) -> Result<()> {
-        if session_id.is_none() {
-            let exists: bool = self.conn()?.query_row(
-                "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at_us = ?2
-                                 AND kind = ?3 AND detail IS ?4 AND user IS ?5)",
-                params![text(&o.host), o.at, o.kind, opt_text(o.detail.as_deref()), opt_text(o.user.as_deref())],
-                |r| r.get(0),
-            )?;
-            if exists {
-                return Ok(());
-            }
-        }
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO operation_rows (session_id, host, user, at_us, kind, path, path_escaped, target, target_escaped,
-                                         detail, failed, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?
-            .execute(params![
-                session_id,
-                text(&o.host),
-                opt_text(o.user.as_deref()),
-                o.at,
-                o.kind,
-                o.path,
-                o.path.as_deref().and_then(escaped_name),
-                o.target,
-                o.target.as_deref().and_then(escaped_name),
-                opt_text(o.detail.as_deref()),
-                o.failed,
-                opt_text(o.status.as_deref())
-            ])?;
-        Ok(())
+    fn has_refusal(&mut self, o: &OperationRecord) -> Result<bool> {
+        Ok(self.conn()?.query_row(
+            "SELECT EXISTS (SELECT 1 FROM operations WHERE session_id IS NULL AND host = ?1 AND at_us = ?2
+                             AND kind = ?3 AND detail IS ?4 AND user IS ?5)",
+            params![text(&o.host), o.at, o.kind, opt_text(o.detail.as_deref()), opt_text(o.user.as_deref())],
+            |r| r.get(0),
+        )?)
     }
 }
 
