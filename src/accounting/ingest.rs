@@ -1415,21 +1415,21 @@ impl<'a> Ingestor<'a> {
     ) -> Result<bool> {
         self.expire(at);
         self.touched = None;
-        Ok(
-            match parse::classify(program, message, &self.opts.wrapper_ident) {
-                Record::Wrapper(ev) => self.apply_wrapper(host, pid, at, &ev)?,
-                Record::Sftp { source, event } => match pid {
-                    Some(pid) => self.apply_sftp(host, i64::from(pid), source, at, event)?,
-                    None => false,
-                },
-                Record::Accepted(a) => {
-                    self.out.add_pending_auth(host, &a, at)?;
-                    self.last_line_at = Some(at);
-                    true
-                }
-                Record::Foreign => false,
+        let used = match parse::classify(program, message, &self.opts.wrapper_ident) {
+            Record::Wrapper(ev) => self.apply_wrapper(host, pid, at, &ev)?,
+            Record::Sftp { source, event } => match pid {
+                Some(pid) => self.apply_sftp(host, i64::from(pid), source, at, event)?,
+                None => false,
             },
-        )
+            Record::Accepted(a) => {
+                self.out.add_pending_auth(host, &a, at);
+                self.last_line_at = Some(at);
+                true
+            }
+            Record::Foreign => false,
+        };
+        self.out.flush_if_full()?;
+        Ok(used)
     }
 
     /// Reads the journal from where the last run on `source` stopped, in batches that each move
@@ -1592,7 +1592,7 @@ impl<'a> Ingestor<'a> {
                 self.out
                     .take_pending_auth(&s.host, user, ip, s.client_port)?
         {
-            self.out.set_session_auth(id, &method, key.as_deref())?;
+            self.out.set_session_auth(id, &method, key.as_deref());
         }
         if let Some(sid) = &s.sid {
             self.by_sid.insert(sid_key(&s.host, sid), id);
@@ -1679,7 +1679,7 @@ impl<'a> Ingestor<'a> {
             if let (Some(user), Some(state)) = (p.user, self.sessions.get(&into))
                 && state.user.is_none()
             {
-                self.out.fill_session_identity(into, &user, "")?;
+                self.out.fill_session_identity(into, &user, "");
             }
         }
         self.settle_wire(into)
@@ -1696,7 +1696,7 @@ impl<'a> Ingestor<'a> {
         let failed = open.take_all();
         let user = self.sessions.get(&id).and_then(|s| s.user.clone());
         for (t, why) in failed {
-            self.out.forget_transfer(t.id)?;
+            self.out.forget_transfer(t.id);
             self.summary.transfers = self.summary.transfers.saturating_sub(1);
             let (status, when) = why
                 .as_ref()
@@ -1711,7 +1711,7 @@ impl<'a> Ingestor<'a> {
                 target: None,
                 detail: None,
             })?;
-            self.out.mark_operation_failed(op, status)?;
+            self.out.mark_operation_failed(op, status);
         }
         if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
             self.set_last_op(id, None);
@@ -1784,7 +1784,7 @@ impl<'a> Ingestor<'a> {
                     } else {
                         "forced close"
                     };
-                    self.out.mark_operation_failed(id, why)?;
+                    self.out.mark_operation_failed(id, why);
                 }
                 return Ok(());
             }
@@ -1817,7 +1817,7 @@ impl<'a> Ingestor<'a> {
         })?;
         self.summary.transfers += 1;
         if file.failed {
-            self.out.mark_transfer_failed(id)?;
+            self.out.mark_transfer_failed(id);
         }
         let verdict = ClosedFile {
             direction,
@@ -1830,7 +1830,7 @@ impl<'a> Ingestor<'a> {
             Some((file.bytes_read, file.bytes_written)),
             file.forced,
             &verdict,
-        )?;
+        );
         let upload = counts_as == Some(CountsAs::Upload);
         self.note_close(session, id, path, upload);
         Ok(())
@@ -1856,7 +1856,7 @@ impl<'a> Ingestor<'a> {
             return Ok(false);
         };
         let (transfer, _, upload) = recent.remove(at).unwrap_or_default();
-        self.out.set_transfer_renamed(transfer, Some(new))?;
+        self.out.set_transfer_renamed(transfer, Some(new));
         if let Some(Some(LastOp::Operation(op))) = self.last_op.get(&session) {
             let renamed = RenamedFile { op: *op, transfer };
             self.renamed.insert(session, renamed);
@@ -1987,7 +1987,7 @@ impl<'a> Ingestor<'a> {
         for session in std::mem::take(&mut self.last_op_dirty) {
             if self.sessions.contains_key(&session) {
                 let op = self.last_op.get(&session).copied().flatten();
-                self.out.set_last_op(session, op)?;
+                self.out.set_last_op(session, op);
             }
         }
         Ok(())
@@ -2100,7 +2100,7 @@ impl<'a> Ingestor<'a> {
             Some(ExitOutcome::Signal(sig)) => (None, Some(sig.as_str())),
             None => (None, None),
         };
-        self.out.abandon_open_transfers(id)?;
+        self.out.abandon_open_transfers(id);
         self.out.end_session(
             id,
             &SessionEnd {
@@ -2110,7 +2110,7 @@ impl<'a> Ingestor<'a> {
                 signal,
                 end_reason: reason,
             },
-        )?;
+        );
         if !closed && sftp_pid.is_some() && error.is_none() {
             self.linger(id, at);
         } else {
@@ -2154,7 +2154,7 @@ impl<'a> Ingestor<'a> {
                     signal: None,
                     end_reason: EndReason::Refused,
                 },
-            )?;
+            );
             self.forget_session(id);
         }
         let command = command
@@ -2170,7 +2170,7 @@ impl<'a> Ingestor<'a> {
             target: None,
             detail: command.as_deref(),
         })?;
-        self.out.mark_operation_failed(op, reason)?;
+        self.out.mark_operation_failed(op, reason);
         Ok(())
     }
 
@@ -2358,7 +2358,7 @@ impl<'a> Ingestor<'a> {
         {
             self.absorb_plain(plain, id)?;
         }
-        self.out.set_session_sftp_pid(id, sftp_pid)?;
+        self.out.set_session_sftp_pid(id, sftp_pid);
         let closed = self.sessions.get(&id).is_some_and(|s| s.sftp_closed);
         if let Some(state) = self.sessions.get_mut(&id) {
             state.sftp_pid = Some(sftp_pid);
@@ -2624,12 +2624,12 @@ impl<'a> Ingestor<'a> {
             let fresh_wrapper =
                 state.is_some_and(|s| s.wrapper && s.user.as_deref().is_none_or(|u| u == user));
             if fresh_wrapper {
-                self.out.fill_session_identity(id, user, client_ip)?;
+                self.out.fill_session_identity(id, user, client_ip);
                 self.touched = Some(id);
                 return Ok(true);
             }
             // The PID's earlier session never logged its end: give up on it.
-            self.out.abandon_session(id)?;
+            self.out.abandon_session(id);
             self.forget_session(id);
         }
         self.touched = Some(self.plain_session(key, source, at, Some((user, client_ip)))?);
@@ -2647,8 +2647,8 @@ impl<'a> Ingestor<'a> {
         client_ip: &str,
     ) -> Result<()> {
         self.drop_failed_opens(session, &key.0, at)?;
-        self.out.mark_sftp_closed(session)?;
-        self.out.fill_session_identity(session, user, client_ip)?;
+        self.out.mark_sftp_closed(session);
+        self.out.fill_session_identity(session, user, client_ip);
         self.by_sftp_pid.remove(key);
         let (wrapper, ended) = match self.sessions.get_mut(&session) {
             Some(state) => {
@@ -2659,14 +2659,14 @@ impl<'a> Ingestor<'a> {
         };
         if wrapper && ended {
             // The wrapper's end came first and said "forced" for want of this line.
-            self.out.set_end_reason(session, EndReason::Closed)?;
+            self.out.set_end_reason(session, EndReason::Closed);
             self.forget_session(session);
         } else if !wrapper {
             let duration = self
                 .sessions
                 .get(&session)
                 .map(|s| duration_between(s.started_at, at));
-            self.out.abandon_open_transfers(session)?;
+            self.out.abandon_open_transfers(session);
             self.out.end_session(
                 session,
                 &SessionEnd {
@@ -2676,7 +2676,7 @@ impl<'a> Ingestor<'a> {
                     signal: None,
                     end_reason: EndReason::Closed,
                 },
-            )?;
+            );
             self.linger(session, at);
         }
         Ok(())
@@ -2752,7 +2752,7 @@ impl<'a> Ingestor<'a> {
         };
         let verdict = classify_cut_close(direction);
         self.summary.counters_unknown += 1;
-        self.out.close_transfer(id, at, None, forced, &verdict)?;
+        self.out.close_transfer(id, at, None, forced, &verdict);
         self.set_last_op(session, None);
         Ok(())
     }
@@ -2797,7 +2797,7 @@ impl<'a> Ingestor<'a> {
             false,
         );
         self.out
-            .close_transfer(id, at, Some((bytes_read, bytes_written)), forced, &verdict)?;
+            .close_transfer(id, at, Some((bytes_read, bytes_written)), forced, &verdict);
         let upload = verdict.counts_as == Some(CountsAs::Upload);
         self.note_close(session, id, path, upload);
         // sftp-server logs the close before doing it, but stat and realpath, which are not
@@ -2827,10 +2827,10 @@ impl<'a> Ingestor<'a> {
                 if let Some(open) = self.open_transfers.get_mut(&session) {
                     open.mark_failed(id, text, at);
                 }
-                self.out.mark_transfer_answered(id)?;
+                self.out.mark_transfer_answered(id);
             }
             Some(LastOp::Operation(id)) => {
-                self.out.mark_operation_failed(id, text)?;
+                self.out.mark_operation_failed(id, text);
                 // A rename refused (SFTP v3's rename does not replace an existing file):
                 // the file keeps its name. Only a name taken says so (see NAME_TAKEN): a
                 // partner's `ls missing` right after the rename must not take its new name
@@ -2840,7 +2840,7 @@ impl<'a> Ingestor<'a> {
                     && renamed.op == id
                     && text == NAME_TAKEN
                 {
-                    self.out.set_transfer_renamed(renamed.transfer, None)?;
+                    self.out.set_transfer_renamed(renamed.transfer, None);
                 }
                 if let Some((op, undo)) = self.names_undo.remove(&session)
                     && op == id

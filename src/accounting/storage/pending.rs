@@ -284,6 +284,21 @@ pub struct Writer<'a> {
     held: WriteBehind,
 }
 
+/// A change to rows or sessions held or written goes to what is held, to be written with the
+/// next batch: `writer.close_transfer(…)` is [`WriteBehind::close_transfer`].
+impl std::ops::Deref for Writer<'_> {
+    type Target = WriteBehind;
+    fn deref(&self) -> &WriteBehind {
+        &self.held
+    }
+}
+
+impl std::ops::DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut WriteBehind {
+        &mut self.held
+    }
+}
+
 impl<'a> Writer<'a> {
     pub fn new(store: &'a mut dyn IngestStore) -> Writer<'a> {
         Writer {
@@ -313,8 +328,9 @@ impl<'a> Writer<'a> {
         Ok(&mut *self.store)
     }
 
-    /// Writes the held rows in the background when there are enough of them.
-    fn flush_if_full(&mut self) -> Result<()> {
+    /// Writes the held rows in the background when there are enough of them: the ingest asks
+    /// after each line, which holds what is held to a batch and a line's rows.
+    pub fn flush_if_full(&mut self) -> Result<()> {
         if self.held.full() {
             self.store.write(&mut self.held, true)?;
         }
@@ -393,7 +409,6 @@ impl<'a> Writer<'a> {
         }
         let id = self.store.reserve_id(IdTable::Sessions)?;
         self.held.add_session(id, s);
-        self.flush_if_full()?;
         Ok(id)
     }
 
@@ -425,122 +440,16 @@ impl<'a> Writer<'a> {
         Ok(found.map(|(id, journal)| (id, Some(journal))))
     }
 
-    pub fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) -> Result<()> {
-        self.held.patch(id).sftp_pid = Some(sftp_pid);
-        Ok(())
-    }
-
-    /// Fills in who and from where, where the session does not know yet.
-    pub fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) -> Result<()> {
-        self.held.fill_identity(id, user, client_ip);
-        Ok(())
-    }
-
-    pub fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) -> Result<()> {
-        self.held.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
-        Ok(())
-    }
-
-    pub fn set_last_op(&mut self, id: i64, op: Option<LastOp>) -> Result<()> {
-        self.held.patch(id).last_op = Some(op);
-        Ok(())
-    }
-
-    pub fn mark_sftp_closed(&mut self, id: i64) -> Result<()> {
-        self.held.patch(id).sftp_closed = true;
-        Ok(())
-    }
-
-    pub fn end_session(&mut self, id: i64, end: &SessionEnd) -> Result<()> {
-        self.held.end_session(id, end);
-        Ok(())
-    }
-
-    /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
-    pub fn set_end_reason(&mut self, id: i64, reason: EndReason) -> Result<()> {
-        self.held.patch(id).end_reason = Some(reason);
-        Ok(())
-    }
-
-    /// Gives up on a session whose end never came (its PID started a new one).
-    pub fn abandon_session(&mut self, id: i64) -> Result<()> {
-        self.held.abandon_session(id);
-        self.abandon_open_transfers(id)
-    }
-
     pub fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
         let id = self.store.reserve_id(IdTable::Transfers)?;
         self.held.add_transfer(id, t);
-        self.flush_if_full()?;
         Ok(id)
-    }
-
-    /// Records the close: counters (read, written; `None` when the close line was cut and they
-    /// are not known), and the verdict of [`crate::log::transfer::classify_close`].
-    pub fn close_transfer(
-        &mut self,
-        id: i64,
-        closed_at: Micros,
-        counters: Option<(u64, u64)>,
-        forced: bool,
-        verdict: &ClosedFile,
-    ) -> Result<()> {
-        self.held
-            .close_transfer(id, closed_at, counters, forced, verdict);
-        self.flush_if_full()
-    }
-
-    pub fn mark_transfer_failed(&mut self, id: i64) -> Result<()> {
-        self.held.mark_transfer_failed(id);
-        self.flush_if_full()
-    }
-
-    /// Deletes transfer `id`, held or written: a log-only open that failed.
-    pub fn forget_transfer(&mut self, id: i64) -> Result<()> {
-        self.held.forget_transfer(id);
-        self.flush_if_full()
-    }
-
-    /// A failure answered open transfer `id` (a log-only open that most likely failed and is
-    /// then forgotten): a store may hold its row back longer.
-    pub fn mark_transfer_answered(&mut self, id: i64) -> Result<()> {
-        self.held.mark_transfer_answered(id);
-        Ok(())
-    }
-
-    /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
-    pub fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) -> Result<()> {
-        self.held.set_transfer_renamed(id, to);
-        self.flush_if_full()
-    }
-
-    /// Transfers still open when their session ended (no close line: sftp-server was killed):
-    /// never complete, bytes unknown, counted as what their open asked for.
-    pub fn abandon_open_transfers(&mut self, session_id: i64) -> Result<()> {
-        self.held.abandon_open_transfers(session_id);
-        self.flush_if_full()
     }
 
     pub fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
         let id = self.store.reserve_id(IdTable::Operations)?;
         self.held.add_operation(id, o);
-        self.flush_if_full()?;
         Ok(id)
-    }
-
-    pub fn mark_operation_failed(&mut self, id: i64, status: &str) -> Result<()> {
-        self.held.mark_operation_failed(id, status);
-        self.flush_if_full()
-    }
-
-    pub fn add_pending_auth(
-        &mut self,
-        host: &str,
-        a: &crate::log::parse::Accepted,
-        at: Micros,
-    ) -> Result<()> {
-        self.held.add_auth(host, a, at);
-        Ok(())
     }
 }
 
@@ -749,14 +658,14 @@ pub struct WriteBehind {
 
 impl WriteBehind {
     /// A transaction starts: what the database holds may have changed since the last one.
-    pub fn begin(&mut self) {
+    fn begin(&mut self) {
         self.keys.clear();
         self.sids.clear();
         self.watermarks.clear();
     }
 
     /// Forgets everything held (the transaction rolled back).
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.begin();
         self.sessions.clear();
         self.transfers.clear();
@@ -770,7 +679,7 @@ impl WriteBehind {
     }
 
     /// Enough rows or row changes held for a write worth its fixed cost.
-    pub fn full(&self) -> bool {
+    pub(super) fn full(&self) -> bool {
         let sessions = self.sessions.len() + self.copied.len();
         sessions + self.transfers.len() + self.ops.len() >= FLUSH_ROWS
             || self.row_updates.len() >= FLUSH_ROWS
@@ -806,23 +715,23 @@ impl WriteBehind {
     }
 
     /// The id of a session with `s`'s key that this transaction inserted.
-    pub fn known_session(&self, s: &NewSession) -> Option<i64> {
+    fn known_session(&self, s: &NewSession) -> Option<i64> {
         self.keys
             .get(&(s.host.clone(), s.pid, s.started_at))
             .copied()
     }
 
-    pub fn known_sid(&self, host: &str, sid: &str) -> Option<i64> {
+    fn known_sid(&self, host: &str, sid: &str) -> Option<i64> {
         self.sids.get(&super::sid_key(host, sid)).copied()
     }
 
     /// Notes that the database holds session `id` with this host and wrapper session id.
-    pub fn remember_sid(&mut self, host: &str, sid: &str, id: i64) {
+    fn remember_sid(&mut self, host: &str, sid: &str, id: i64) {
         self.sids.insert(super::sid_key(host, sid), id);
     }
 
     /// Whether the database may hold a session of `host` that started at `earliest` or later.
-    pub fn may_hold_from(&self, host: &str, earliest: Micros) -> bool {
+    fn may_hold_from(&self, host: &str, earliest: Micros) -> bool {
         match self.watermarks.get(super::short_host(host)) {
             Some(Some(latest)) => earliest <= *latest,
             Some(None) => false,
@@ -831,17 +740,17 @@ impl WriteBehind {
     }
 
     /// The host's watermark, once the store has read it (`None` outside: not read yet).
-    pub fn watermark(&self, host: &str) -> Option<&Option<Micros>> {
+    fn watermark(&self, host: &str) -> Option<&Option<Micros>> {
         self.watermarks.get(super::short_host(host))
     }
 
-    pub fn set_watermark(&mut self, host: &str, latest: Option<Micros>) {
+    fn set_watermark(&mut self, host: &str, latest: Option<Micros>) {
         self.watermarks
             .insert(super::short_host(host).to_owned(), latest);
     }
 
     /// Notes a session of this transaction found in (or written to) the database.
-    pub fn remember_session(&mut self, s: &NewSession, id: i64) {
+    fn remember_session(&mut self, s: &NewSession, id: i64) {
         self.keys.insert((s.host.clone(), s.pid, s.started_at), id);
         if let Some(sid) = &s.sid {
             self.sids.insert(super::sid_key(&s.host, sid), id);
@@ -849,14 +758,14 @@ impl WriteBehind {
     }
 
     /// Holds a new session with the id the store reserved for it.
-    pub fn add_session(&mut self, id: i64, s: &NewSession) {
+    fn add_session(&mut self, id: i64, s: &NewSession) {
         self.remember_session(s, id);
         self.sessions.push((id, s.clone()));
     }
 
     /// Holds a whole session row that `sftpd-report copy` read, under the id this store
     /// reserved for it; its rows follow through [`WriteBehind::add_copied_rows`].
-    pub fn add_copied_session(&mut self, record: SessionRecord) {
+    pub(super) fn add_copied_session(&mut self, record: SessionRecord) {
         self.copied.push(SessionRow {
             record,
             last_op_kind: None,
@@ -866,7 +775,7 @@ impl WriteBehind {
 
     /// Holds whole transfer and operation rows that `sftpd-report copy` read, under the ids
     /// this store reserved for them.
-    pub fn add_copied_rows(
+    pub(super) fn add_copied_rows(
         &mut self,
         transfers: impl IntoIterator<Item = (i64, TransferRecord)>,
         ops: impl IntoIterator<Item = (i64, OperationRecord)>,
@@ -894,14 +803,14 @@ impl WriteBehind {
     }
 
     /// Forgets what this transaction knew of the host's sessions (they were deleted).
-    pub fn forget_host(&mut self, host: &str) {
+    fn forget_host(&mut self, host: &str) {
         self.keys.retain(|k, _| k.0 != host);
         self.sids.retain(|k, _| k.0 != super::short_host(host));
         self.watermarks.remove(super::short_host(host));
     }
 
     /// Keeps a session's origin until its row is written (only for a held session).
-    pub fn set_origin(&mut self, id: i64, origin: &SessionOrigin) -> bool {
+    fn set_origin(&mut self, id: i64, origin: &SessionOrigin) -> bool {
         if !self.is_held(id) {
             return false;
         }
@@ -938,7 +847,30 @@ impl WriteBehind {
         self.session_patches.entry(id).or_default()
     }
 
-    pub fn fill_identity(&mut self, id: i64, user: &str, client_ip: &str) {
+    pub fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) {
+        self.patch(id).sftp_pid = Some(sftp_pid);
+    }
+
+    pub fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) {
+        self.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
+    }
+
+    /// The row the session's next `sent status` line answers.
+    pub fn set_last_op(&mut self, id: i64, op: Option<LastOp>) {
+        self.patch(id).last_op = Some(op);
+    }
+
+    pub fn mark_sftp_closed(&mut self, id: i64) {
+        self.patch(id).sftp_closed = true;
+    }
+
+    /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
+    pub fn set_end_reason(&mut self, id: i64, reason: EndReason) {
+        self.patch(id).end_reason = Some(reason);
+    }
+
+    /// Fills in who and from where, where the session does not know yet.
+    pub fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) {
         let p = self.patch(id);
         p.fill_user.get_or_insert_with(|| user.to_owned());
         p.fill_ip.get_or_insert_with(|| client_ip.to_owned());
@@ -955,21 +887,23 @@ impl WriteBehind {
         p.end_reason = Some(end.end_reason);
     }
 
+    /// Gives up on a session whose end never came (its PID started a new one).
     pub fn abandon_session(&mut self, id: i64) {
         let p = self.patch(id);
         p.end_reason = Some(EndReason::MissingEnd);
         p.sftp_closed = true;
+        self.abandon_open_transfers(id);
     }
 
     /// Notes a merge of `from` into `into` (the held rows were flushed before).
-    pub fn merged(&mut self, from: i64, into: i64) {
+    fn merged(&mut self, from: i64, into: i64) {
         self.keys.retain(|_, id| *id != from);
         if self.open_in_db.remove(&from) {
             self.open_in_db.insert(into);
         }
     }
 
-    pub fn add_transfer(&mut self, id: i64, t: &NewTransfer) {
+    fn add_transfer(&mut self, id: i64, t: &NewTransfer) {
         *self.open_held.entry(t.session_id).or_default() += 1;
         self.transfers.push(PendingTransfer {
             id,
@@ -1014,6 +948,8 @@ impl WriteBehind {
         }
     }
 
+    /// Records the close: counters (read, written; `None` when the close line was cut and they
+    /// are not known), and the verdict of [`crate::log::transfer::classify_close`].
     pub fn close_transfer(
         &mut self,
         id: i64,
@@ -1061,6 +997,7 @@ impl WriteBehind {
         }
     }
 
+    /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
     pub fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) {
         match self.transfer(id) {
             Some(t) => t.row.renamed_to = to.map(<[u8]>::to_vec),
@@ -1071,7 +1008,7 @@ impl WriteBehind {
         }
     }
 
-    /// Forgets transfer `id`, held or written.
+    /// Forgets transfer `id`, held or written: a log-only open that failed.
     pub fn forget_transfer(&mut self, id: i64) {
         if let Some(t) = self.answered.remove(&id) {
             self.close_held(t.row.session_id);
@@ -1121,7 +1058,7 @@ impl WriteBehind {
         }
     }
 
-    pub fn add_operation(&mut self, id: i64, o: &NewOperation) {
+    fn add_operation(&mut self, id: i64, o: &NewOperation) {
         self.ops.push(PendingOp {
             id,
             row: OperationRecord {
@@ -1152,7 +1089,7 @@ impl WriteBehind {
         }
     }
 
-    pub fn add_auth(&mut self, host: &str, a: &crate::log::parse::Accepted, at: Micros) {
+    pub fn add_pending_auth(&mut self, host: &str, a: &crate::log::parse::Accepted, at: Micros) {
         self.auth.push(PendingAuth {
             host: host.to_owned(),
             user: a.user.clone(),
@@ -1166,7 +1103,7 @@ impl WriteBehind {
 
     /// Takes the latest held `Accepted` for this host, user and address (and port, when
     /// known). This batch's lines are newer than the database's, so one found here wins.
-    pub fn take_auth(
+    fn take_auth(
         &mut self,
         host: &str,
         user: &str,
@@ -1189,7 +1126,7 @@ impl WriteBehind {
         Some((a.method, a.key))
     }
 
-    pub fn prune_auth(&mut self, before: Micros) {
+    fn prune_auth(&mut self, before: Micros) {
         self.auth.retain(|a| a.at >= before);
     }
 }

@@ -1569,7 +1569,7 @@ mod tests {
                     reached: None,
                 })
                 .unwrap();
-            s.set_transfer_renamed(id, Some(b"/b")).unwrap();
+            s.set_transfer_renamed(id, Some(b"/b"));
             s.commit().unwrap();
             store
                 .connection()
