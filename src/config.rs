@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Where the login shell always reads its configuration.
-pub const CONFIG_PATH: &str = "/etc/sftpd-wrapper.toml";
+pub(crate) const CONFIG_PATH: &str = "/etc/sftpd-wrapper.toml";
 
 /// Where Debian, Fedora and the BSD-style layouts put OpenSSH's sftp-server, in the order tried.
-pub const SFTP_SERVER_CANDIDATES: [&str; 3] = [
+pub(crate) const SFTP_SERVER_CANDIDATES: [&str; 3] = [
     "/usr/lib/openssh/sftp-server",
     "/usr/libexec/openssh/sftp-server",
     "/usr/libexec/sftp-server",
@@ -24,13 +24,13 @@ pub const SFTP_SERVER_CANDIDATES: [&str; 3] = [
 
 /// PATH for sftp-server and the default PATH of the hooks (like sudo's `secure_path`): only
 /// root-owned directories, never one from the client's environment.
-pub const SECURE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const SECURE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The config file is larger than any sane configuration; refusing it bounds memory use.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -45,7 +45,7 @@ pub enum ConfigError {
 }
 
 crate::log::text_enum! {
-    pub enum Facility {
+    pub(crate) enum Facility {
         User => "user",
         Daemon => "daemon",
         Auth => "auth",
@@ -62,7 +62,7 @@ crate::log::text_enum! {
 }
 
 impl Facility {
-    pub fn to_libc(self) -> libc::c_int {
+    pub(crate) fn to_libc(self) -> libc::c_int {
         match self {
             Facility::User => libc::LOG_USER,
             Facility::Daemon => libc::LOG_DAEMON,
@@ -82,7 +82,7 @@ impl Facility {
 
 crate::log::text_enum! {
     #[derive(Default)]
-    pub enum FailurePolicy {
+    pub(crate) enum FailurePolicy {
         #[default]
         Allow => "allow",
         Deny => "deny",
@@ -91,7 +91,7 @@ crate::log::text_enum! {
 
 crate::log::text_enum! {
     #[derive(Default)]
-    pub enum PostSessionMode {
+    pub(crate) enum PostSessionMode {
         #[default]
         Detach => "detach",
         Wait => "wait",
@@ -101,7 +101,7 @@ crate::log::text_enum! {
 crate::log::text_enum! {
     /// How sftp-server's own log lines travel.
     #[derive(Default)]
-    pub enum LogMode {
+    pub(crate) enum LogMode {
         /// sftp-server logs to syslog itself (`-f <facility> -l info`).
         #[default]
         Syslog => "syslog",
@@ -114,7 +114,7 @@ crate::log::text_enum! {
 crate::log::text_enum! {
     /// Whether sftp-server runs without a view of `/proc`.
     #[derive(Default)]
-    pub enum ProcIsolation {
+    pub(crate) enum ProcIsolation {
         /// sftp-server runs in a user and mount namespace of its own with an empty `/proc`, so the
         /// partner cannot reach the memory of the hooks or of sftp-server itself; a session where
         /// that fails while `/proc` is visible is not started.
@@ -129,7 +129,7 @@ crate::log::text_enum! {
 crate::log::text_enum! {
     /// How an event hook receives the event besides its environment.
     #[derive(Default)]
-    pub enum EventFormat {
+    pub(crate) enum EventFormat {
         /// Environment variables only; stdin is /dev/null.
         #[default]
         Env => "env",
@@ -140,7 +140,7 @@ crate::log::text_enum! {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SftpServerSection {
+pub(crate) struct SftpServerSection {
     /// Absolute path of OpenSSH's sftp-server; default: the first of [`SFTP_SERVER_CANDIDATES`]
     /// that exists.
     pub path: Option<String>,
@@ -155,7 +155,7 @@ pub struct SftpServerSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SyslogSection {
+pub(crate) struct SyslogSection {
     pub facility: Facility,
     pub ident: String,
     pub on_failure: FailurePolicy,
@@ -173,7 +173,7 @@ impl Default for SyslogSection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HooksSection {
+pub(crate) struct HooksSection {
     pub pre_session: Option<Vec<String>>,
     pub post_session: Option<Vec<String>>,
     pub timeout_secs: u64,
@@ -204,7 +204,7 @@ pub struct HooksSection {
 
 impl HooksSection {
     /// The event hooks, by event name.
-    pub fn event_hooks(&self) -> [(EventKind, Option<&Vec<String>>); 8] {
+    pub(crate) fn event_hooks(&self) -> [(EventKind, Option<&Vec<String>>); 8] {
         [
             (EventKind::Upload, self.on_upload.as_ref()),
             (EventKind::Download, self.on_download.as_ref()),
@@ -226,18 +226,18 @@ impl HooksSection {
     }
 
     /// Whether any hook at all is configured (pre, post or event).
-    pub fn any_hook(&self) -> bool {
+    pub(crate) fn any_hook(&self) -> bool {
         self.pre_session.is_some() || self.post_session.is_some() || self.any_event_hook()
     }
 
-    pub fn any_event_hook(&self) -> bool {
+    pub(crate) fn any_event_hook(&self) -> bool {
         self.event_hooks().iter().any(|(_, argv)| argv.is_some())
     }
 }
 
 crate::log::text_enum! {
     #[derive(Default)]
-    pub enum PreSessionFailure {
+    pub(crate) enum PreSessionFailure {
         #[default]
         Deny => "deny",
         Allow => "allow",
@@ -283,7 +283,7 @@ impl Default for HooksSection {
 /// Settings of `sftpd-report`; the login shell ignores them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ReportSection {
+pub(crate) struct ReportSection {
     /// The accounting database: a path (or `sqlite://PATH`), or a `postgres://` URL. Default
     /// /var/lib/sftpd-wrapper/sftpd.db.
     pub database: Option<String>,
@@ -296,7 +296,7 @@ pub struct ReportSection {
 /// default where it is a literal), and what it means. A unit test parses each example, so the
 /// page cannot name a key the parser does not know.
 #[cfg(feature = "accounting")]
-pub const REFERENCE: &[(&str, &str, &str)] = &[
+pub(crate) const REFERENCE: &[(&str, &str, &str)] = &[
     (
         "sftp_server.path",
         "\"/usr/lib/openssh/sftp-server\"",
@@ -467,7 +467,7 @@ pub const REFERENCE: &[(&str, &str, &str)] = &[
 /// Per-user or per-group changes to sftp-server's arguments.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Override {
+pub(crate) struct Override {
     /// Replaces the arguments built so far.
     pub args: Option<Vec<String>>,
     /// Appended to the arguments built so far (`["-R"]` for a read-only partner).
@@ -476,7 +476,7 @@ pub struct Override {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(crate) struct Config {
     pub sftp_server: SftpServerSection,
     pub syslog: SyslogSection,
     pub hooks: HooksSection,
@@ -487,7 +487,7 @@ pub struct Config {
 
 /// A configuration together with where it came from.
 #[derive(Debug, Clone)]
-pub struct LoadedConfig {
+pub(crate) struct LoadedConfig {
     pub config: Config,
     /// `None` when the file does not exist and built-in defaults apply.
     pub source: Option<PathBuf>,
@@ -495,7 +495,7 @@ pub struct LoadedConfig {
 
 /// What applies to one user's session once defaults and overrides are resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Effective {
+pub(crate) struct Effective {
     pub sftp_server_path: String,
     pub sftp_server_args: Vec<String>,
     pub allowed_commands: Vec<String>,
@@ -589,7 +589,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 /// Every directory above `path` must be owned by root and writable by nobody else (like sshd's
 /// StrictModes), or be root's sticky directory such as /tmp, where only root can rename or
 /// remove root's entries: otherwise whoever can write it can swap or rename the config.
-pub fn check_directories(path: &Path) -> Result<(), ConfigError> {
+pub(crate) fn check_directories(path: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     for dir in path
         .ancestors()
@@ -623,7 +623,7 @@ pub fn check_directories(path: &Path) -> Result<(), ConfigError> {
 }
 
 /// The ownership and permission rule, separate from any I/O so it can be tested directly.
-pub fn check_file_security(
+pub(crate) fn check_file_security(
     path: &Path,
     uid: u32,
     mode: u32,
@@ -674,7 +674,7 @@ fn check_argv(what: &str, argv: &[String]) -> Result<(), String> {
 /// Whether sftp-server, given `args`, logs to stderr: `-e` as its getopt(3) reads it (options
 /// may be grouped, `-l -e` makes `-e` the log level, glibc's getopt takes options after other
 /// words until `--`). The option letters are OpenSSH 9's: `d:f:l:P:p:Q:u:cehR`.
-pub fn sftp_server_logs_to_stderr(args: &[String]) -> bool {
+pub(crate) fn sftp_server_logs_to_stderr(args: &[String]) -> bool {
     const WITH_VALUE: &[u8] = b"dflPpQu";
     let mut words = args.iter();
     while let Some(word) = words.next() {
@@ -708,7 +708,7 @@ fn check_no_nul(what: &str, values: &[String]) -> Result<(), String> {
 
 impl Config {
     /// Checks what TOML types alone cannot; the message says what to fix.
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         self.check_sftp_server()?;
         self.check_ident()?;
         self.check_hook_commands()?;
@@ -881,7 +881,7 @@ impl Config {
 
     /// The sftp-server path: configured, or the first candidate that exists, or the Debian path
     /// (so the error at spawn time names the path that was tried).
-    pub fn sftp_server_path(&self) -> String {
+    pub(crate) fn sftp_server_path(&self) -> String {
         if let Some(path) = &self.sftp_server.path {
             return path.clone();
         }
@@ -895,7 +895,7 @@ impl Config {
     /// Resolves the settings for `user`, who is a member of `groups`. Group sections apply in
     /// alphabetical order of group name, then the user's own section, each either replacing
     /// (`args`) or extending (`extra_args`) what came before.
-    pub fn effective_for(&self, user: &str, groups: &[String]) -> Effective {
+    pub(crate) fn effective_for(&self, user: &str, groups: &[String]) -> Effective {
         let sftp_server_path = self.sftp_server_path();
         let mut args =
             self.sftp_server

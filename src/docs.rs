@@ -18,7 +18,7 @@ fn roff(text: &str) -> String {
 }
 
 /// sftpd-wrapper.toml(5).
-pub fn config_manpage() -> String {
+pub(crate) fn config_manpage() -> String {
     let mut page = String::new();
     page.push_str(&format!(
         ".TH SFTPD-WRAPPER.TOML 5 \"\" \"sftpd-wrapper {}\"\n",

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 /// The sftpd-report default database.
-pub const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
+pub(crate) const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +22,7 @@ pub const DEFAULT_DB: &str = "/var/lib/sftpd-wrapper/sftpd.db";
     version,
     about = "SFTP sessions, transfers and usage from the sftpd-wrapper audit log"
 )]
-pub struct ReportCli {
+pub(crate) struct ReportCli {
     /// The database: a path, sqlite://PATH or postgres://USER@HOST/DB [default: [report] database
     /// in the config, else /var/lib/sftpd-wrapper/sftpd.db]
     #[arg(long, global = true)]
@@ -39,7 +39,7 @@ pub struct ReportCli {
 }
 
 #[derive(Subcommand)]
-pub enum ReportCommand {
+pub(crate) enum ReportCommand {
     /// Read syslog files (`-` for stdin, .gz read transparently) into the database.
     Ingest(IngestArgs),
     /// One row per session: who, from where, how long, files and bytes each way.
@@ -98,7 +98,7 @@ pub enum ReportCommand {
 
 // `ingest`'s options. No doc comment: the variant's is the command's help.
 #[derive(Args)]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     /// Host name for lines that carry none [default: this machine's name]
     #[arg(long)]
     pub host_default: Option<String>,
@@ -149,7 +149,7 @@ pub struct IngestArgs {
 // The options of `usage`, `statement` and `prune`. No doc comments: the variants' are the
 // commands' help.
 #[derive(Args)]
-pub struct UsageArgs {
+pub(crate) struct UsageArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     #[arg(long, value_enum, default_value = "day")]
@@ -161,7 +161,7 @@ pub struct UsageArgs {
 }
 
 #[derive(Args)]
-pub struct StatementArgs {
+pub(crate) struct StatementArgs {
     #[arg(long)]
     pub user: String,
     /// The month, e.g. 2026-11, in the zone of --tz.
@@ -178,7 +178,7 @@ pub struct StatementArgs {
 }
 
 #[derive(Args)]
-pub struct PruneArgs {
+pub(crate) struct PruneArgs {
     /// Sessions that ended longer ago than this: 400d, 12w, 36h.
     #[arg(long, conflicts_with = "before", required_unless_present_any = ["before", "user"])]
     pub older_than: Option<String>,
@@ -199,7 +199,7 @@ pub struct PruneArgs {
 }
 
 #[derive(Args)]
-pub struct FilterArgs {
+pub(crate) struct FilterArgs {
     #[arg(long)]
     pub user: Option<String>,
     #[arg(long)]

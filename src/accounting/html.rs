@@ -26,7 +26,7 @@ pub fn escape(text: &str) -> String {
 
 /// One of the largest transfers, as the statement lists them.
 #[derive(Debug, Clone)]
-pub struct LargeTransfer {
+pub(crate) struct LargeTransfer {
     /// When it was opened, in the statement's zone.
     pub opened: String,
     pub host: String,
@@ -38,7 +38,7 @@ pub struct LargeTransfer {
 }
 
 /// What a statement shows.
-pub struct Statement<'a> {
+pub(crate) struct Statement<'a> {
     pub title: String,
     /// The period in words, in the zone (`2026-11-01 to 2026-11-30`, `everything`).
     pub period: String,
@@ -97,7 +97,7 @@ footer { color: #5a6472; font-size: .8rem; margin-top: 2rem; }
 type Partners<'a> = BTreeMap<&'a str, BTreeMap<(&'a str, &'a str), UsageGroup>>;
 
 /// The page.
-pub fn render(s: &Statement<'_>) -> String {
+pub(crate) fn render(s: &Statement<'_>) -> String {
     // Per partner, per day and host; and per day for the chart.
     let mut partners: Partners<'_> = BTreeMap::new();
     let mut per_day: BTreeMap<String, UsageGroup> = BTreeMap::new();

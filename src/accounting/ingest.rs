@@ -300,7 +300,7 @@ pub struct Input {
 }
 
 /// How often follow mode looks for new lines: well within the second it promises.
-pub const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+pub(crate) const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A file follow mode reads: the open file (which a rotation may have renamed) and where
 /// reading it stands.
@@ -667,7 +667,7 @@ impl<'a> Ingestor<'a> {
     }
 
     /// Ingests the inputs, oldest first (by their first line), each from its checkpoint on.
-    pub fn ingest_inputs(&mut self, inputs: &[Input]) -> Result<()> {
+    pub(crate) fn ingest_inputs(&mut self, inputs: &[Input]) -> Result<()> {
         let mut ordered: Vec<(Option<Micros>, usize, &Input)> = Vec::new();
         for (i, input) in inputs.iter().enumerate() {
             let first = if input.name == "-" {
@@ -2885,7 +2885,7 @@ fn report_refusal(name: &str, r: &mut Refusal) {
 /// `--rebuild`: forgets everything of the hosts whose lines `inputs` hold, and the checkpoints of
 /// `inputs`, so that reading them again (oldest first) gives what reading them in order would
 /// have. Returns the hosts.
-pub fn forget_for_rebuild(
+pub(crate) fn forget_for_rebuild(
     store: &mut dyn IngestStore,
     inputs: &[Input],
     host_default: &str,

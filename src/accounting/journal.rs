@@ -24,7 +24,7 @@ impl JournalSource {
     }
 
     /// journalctl's arguments: every entry of the facility after `cursor`, as JSON lines.
-    pub fn journalctl_args(&self, cursor: Option<&str>) -> Vec<String> {
+    pub(crate) fn journalctl_args(&self, cursor: Option<&str>) -> Vec<String> {
         let mut args: Vec<String> = ["--output=json", "--no-pager", "--quiet", "--all"]
             .map(String::from)
             .into();
@@ -41,7 +41,7 @@ impl JournalSource {
 
 /// One journal entry, as far as the ingest needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalEntry {
+pub(crate) struct JournalEntry {
     pub cursor: String,
     /// Microseconds since the epoch, when journald received it.
     pub realtime_us: i64,
@@ -76,7 +76,7 @@ fn text_field(entry: &Value, key: &str) -> Option<String> {
 }
 
 /// Parses one line of `journalctl -o json`; `None` when it is not an entry with a message.
-pub fn parse_entry(line: &[u8]) -> Option<JournalEntry> {
+pub(crate) fn parse_entry(line: &[u8]) -> Option<JournalEntry> {
     let entry: Value = serde_json::from_slice(line).ok()?;
     let number = |key: &str| text_field(&entry, key)?.parse::<i64>().ok();
     let pid = |key: &str| text_field(&entry, key)?.parse::<u32>().ok();
@@ -99,7 +99,7 @@ pub fn parse_entry(line: &[u8]) -> Option<JournalEntry> {
 
 /// The user an entry's own text is about: the wrapper's `user=`, sftp-server's `session
 /// opened`/`closed for local user NAME`, sshd's `Accepted METHOD for NAME`.
-pub fn named_user(entry: &JournalEntry, wrapper_ident: &str) -> Option<String> {
+pub(crate) fn named_user(entry: &JournalEntry, wrapper_ident: &str) -> Option<String> {
     use crate::log::parse::{SftpEvent, parse_accepted, parse_sftp_message};
     use crate::log::wrapper::WrapperLine;
     match entry.identifier.as_str() {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// A label value as the exposition format wants it: `\`, `"` and newlines escaped.
-pub fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -89,7 +89,7 @@ fn add_counts<S: ReportStore + ?Sized>(
 }
 
 /// The whole exposition, from the database.
-pub fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
+pub(crate) fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     let [sessions, files, bytes, unknown] = usage_families(store)?;
     let d = store.dialect();
     let always = crate::accounting::sql::always_true(d);

@@ -18,10 +18,10 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 
 /// Connections served at once; Prometheus opens one per scrape.
-pub const MAX_CONNECTIONS: usize = 16;
+pub(crate) const MAX_CONNECTIONS: usize = 16;
 /// A connection's whole life: its request read, answered and written. A client slower than
 /// this (one byte now and then) is cut off.
-pub const DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(5);
 
 /// A request for the metrics: the status and body come back on the channel.
 type Ask = oneshot::Sender<(StatusCode, String)>;

@@ -2,8 +2,11 @@
 //! JSON for programs.
 
 use crate::accounting::rollup::{Counted, split_sum, usage_rollup_sql, usage_rows_sql};
+pub use crate::accounting::sql::Filter;
+pub use crate::accounting::sql::Kind;
+pub use crate::accounting::sql::Value;
+pub(crate) use crate::accounting::sql::system_zone;
 use crate::accounting::sql::{Dialect, columns};
-pub use crate::accounting::sql::{Filter, Kind, Value, system_zone};
 use crate::accounting::storage::{self, ReportStore, RowSink};
 use crate::log::parse::{self, Micros};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -13,7 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Table,
     Csv,
     Json,
@@ -22,14 +25,14 @@ pub enum Format {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Period {
+pub(crate) enum Period {
     Day,
     Month,
 }
 
 /// The first instant of `date` in `zone` (storage time): midnight, or the first time the day
 /// has where a transition skips midnight.
-pub fn day_start(date: NaiveDate, zone: Tz) -> Option<Micros> {
+pub(crate) fn day_start(date: NaiveDate, zone: Tz) -> Option<Micros> {
     let local = zone
         .from_local_datetime(&date.and_hms_opt(0, 0, 0)?)
         .earliest()?;
@@ -37,7 +40,7 @@ pub fn day_start(date: NaiveDate, zone: Tz) -> Option<Micros> {
 }
 
 /// Reads `--tz`: an IANA zone name such as `Europe/Berlin` or `UTC`.
-pub fn parse_zone(name: &str) -> Result<Tz, String> {
+pub(crate) fn parse_zone(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>().map_err(|_| {
         format!("unknown time zone {name:?}: use an IANA name such as UTC or Europe/Berlin")
     })
@@ -46,7 +49,7 @@ pub fn parse_zone(name: &str) -> Result<Tz, String> {
 /// Reads `--since`/`--until`: a date (`2026-11-26`, midnight in `zone`), a date and time in
 /// `zone` (`2026-11-26 14:00`), RFC 3339, or a span back from now (`30m`, `12h`, `7d`, `2w`).
 /// For `--until`, a bare date means the end of that day.
-pub fn parse_time_bound(
+pub(crate) fn parse_time_bound(
     text: &str,
     now: DateTime<Utc>,
     until: bool,
@@ -104,7 +107,7 @@ pub struct Report {
     pub rows: Vec<Vec<Value>>,
 }
 
-pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
         "SELECT {started}, {ended}, s.host, s.\"user\", s.client_ip, s.client_port, s.duration_ms,
                 CAST(COALESCE(SUM(CASE WHEN t.counts_as = 'upload' THEN 1 ELSE 0 END), 0) AS BIGINT),
@@ -132,7 +135,7 @@ pub fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, 
 
 /// The last column, `raw_path` (the name's bytes), is for `--path` ([`RowsReport::finish_row`]),
 /// which removes it; `renamed_to` and `reached` come as hex, which it turns into readable text.
-pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let hex = |col: &str| match d {
         Dialect::Sqlite => format!("hex({col})"),
         Dialect::Postgres => format!("encode({col}, 'hex')"),
@@ -164,7 +167,7 @@ pub fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str,
 /// How a usage report splits its window between the hourly rollups and the rows: whole UTC
 /// hours from the rollups, the part hours at either end from the rows.
 #[derive(Debug, Clone)]
-pub struct RollupPlan {
+pub(crate) struct RollupPlan {
     /// Whole hours: read from `usage_hourly`.
     pub hours: Filter,
     /// Part hours at the window's ends: read from the rows.
@@ -212,7 +215,7 @@ impl RollupPlan {
     }
 
     /// The rows' window for one hour the rollups cannot serve ([`UsageSums::add_hour`]).
-    pub fn one_hour(&self, hour: Micros) -> Option<Filter> {
+    pub(crate) fn one_hour(&self, hour: Micros) -> Option<Filter> {
         Some(Filter {
             since: Some(hour),
             until: Some(Micros(hour.0.checked_add(Micros::HOUR)?)),
@@ -223,7 +226,7 @@ impl RollupPlan {
 
 /// The largest transfers in the window (bytes read and written together), biggest first:
 /// opened, host, user, path, direction, bytes read, bytes written, complete.
-pub fn largest_transfers_sql(
+pub(crate) fn largest_transfers_sql(
     d: Dialect,
     filter: &Filter,
     limit: u32,
@@ -250,7 +253,7 @@ pub fn largest_transfers_sql(
 
 /// A report with a row per session or per transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowsReport {
+pub(crate) enum RowsReport {
     Sessions,
     Transfers,
 }
@@ -279,7 +282,7 @@ impl RowsReport {
     /// A row of the query (whose columns [`RowsReport::sql`] gave as `raw_columns`) as the
     /// report shows it: split sums joined (sessions); `--path` applied to the name's bytes and
     /// the raw name dropped (transfers). `None`: filtered out.
-    pub fn finish_row(
+    pub(crate) fn finish_row(
         self,
         raw_columns: &[(&'static str, Kind)],
         mut row: Vec<Value>,
@@ -339,7 +342,7 @@ impl RowsReport {
 
 /// The usage of one day or month, host and user (and their totals, added up).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct UsageGroup {
+pub(crate) struct UsageGroup {
     pub sessions: i128,
     pub files_up: i128,
     pub files_up_incomplete: i128,
@@ -384,7 +387,7 @@ impl UsageGroup {
 /// Sums the rows of [`usage_rows_sql`] by day or month in a zone, host and user, as they stream
 /// by. Files count complete and incomplete transfers apart; bytes include partial transfers.
 /// Sums are 128-bit: no number of stored counters overflows them.
-pub struct UsageSums {
+pub(crate) struct UsageSums {
     by: Period,
     zone: Tz,
     groups: BTreeMap<(String, String, String), UsageGroup>,
@@ -418,7 +421,7 @@ impl UsageSums {
 
     /// Adds a row of [`usage_rollup_sql`]. `false`: its hour is not within one bucket of the
     /// zone, and nothing was added; the caller reads that hour's rows instead.
-    pub fn add_hour(&mut self, row: &[Value]) -> bool {
+    pub(crate) fn add_hour(&mut self, row: &[Value]) -> bool {
         let Value::Time(hour) = row[0] else {
             return false;
         };
@@ -536,7 +539,7 @@ fn hour_bucket(zone: Tz, format: &str, hour: Micros) -> Option<String> {
 }
 
 /// `1536` → `1.5 KiB`; exact below 1 KiB.
-pub fn human_bytes(n: i128) -> String {
+pub(crate) fn human_bytes(n: i128) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     if n.abs() < 1024 {
         return format!("{n} B");
@@ -550,7 +553,7 @@ pub fn human_bytes(n: i128) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-pub fn human_duration(ms: i128) -> String {
+pub(crate) fn human_duration(ms: i128) -> String {
     if ms < 1000 {
         return format!("{ms} ms");
     }
@@ -564,12 +567,12 @@ pub fn human_duration(ms: i128) -> String {
 
 /// A time as people read it in `zone` (the table's header names the zone); past chrono's
 /// range, its microseconds.
-pub fn zone_time(t: Micros, zone: Tz) -> String {
+pub(crate) fn zone_time(t: Micros, zone: Tz) -> String {
     local_time(t, zone).unwrap_or_else(|| t.to_string())
 }
 
 /// An instant as people in `zone` read it; `None` past chrono's range.
-pub fn local_time(t: Micros, zone: Tz) -> Option<String> {
+pub(crate) fn local_time(t: Micros, zone: Tz) -> Option<String> {
     t.time().map(|t| {
         t.with_timezone(&zone)
             .format("%Y-%m-%d %H:%M:%S")
@@ -581,7 +584,7 @@ pub fn local_time(t: Micros, zone: Tz) -> Option<String> {
 /// return that overwrites the line, a NUL) or one that changes how the text around it is
 /// ordered or broken on screen (U+202E shows `invoice\u{202e}lmx.exe` as `invoiceexe.xml`).
 /// Host, user, address, key and file names are the partner's or the log's text.
-pub fn hidden_char(c: char) -> bool {
+pub(crate) fn hidden_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -598,7 +601,7 @@ pub fn hidden_char(c: char) -> bool {
 /// Text as every format for people shows it (table, CSV, HTML): each [`hidden_char`] as
 /// `\xHH` (below U+0100, as `path_text` writes control characters) or `\u{HHHH}`, everything
 /// else as it is. JSON keeps the exact text, with these characters as `\uHHHH` escapes.
-pub fn for_people(text: &str) -> Cow<'_, str> {
+pub(crate) fn for_people(text: &str) -> Cow<'_, str> {
     if !text.chars().any(hidden_char) {
         return Cow::Borrowed(text);
     }
@@ -685,14 +688,14 @@ fn csv_cell(v: &Value, kind: Kind) -> Cow<'_, str> {
 }
 
 /// Takes report rows one at a time.
-pub type Sink<'a, E> = dyn FnMut(Vec<Value>) -> Result<(), E> + 'a;
+pub(crate) type Sink<'a, E> = dyn FnMut(Vec<Value>) -> Result<(), E> + 'a;
 /// Hands every row of a report to a sink, once per call.
-pub type Producer<'a, E> = dyn FnMut(&mut Sink<'_, E>) -> Result<(), E> + 'a;
+pub(crate) type Producer<'a, E> = dyn FnMut(&mut Sink<'_, E>) -> Result<(), E> + 'a;
 
 /// Writes the rows that `produce` hands out, as they come (a table asks for them twice: once for
 /// the column widths), so memory stays flat at any number of rows. Tables show times in `zone`,
 /// CSV and JSON in UTC. JSON is an array with one object per line.
-pub fn render_stream<E: From<std::io::Error>>(
+pub(crate) fn render_stream<E: From<std::io::Error>>(
     columns: &[(&'static str, Kind)],
     format: Format,
     zone: Tz,
@@ -798,7 +801,7 @@ fn table_line<S: AsRef<str>>(values: &[S], widths: &[usize], columns: &[(&str, K
 }
 
 /// Writes `report`; a table shows its times in `zone`, CSV and JSON in UTC.
-pub fn render(
+pub(crate) fn render(
     report: &Report,
     format: Format,
     zone: Tz,
@@ -814,7 +817,7 @@ pub fn render(
 
 /// The reports, as every store answers them through [`ReportStore`]'s queries: the store runs
 /// SQL and streams cells, and this module decides what to ask and what the rows mean.
-pub trait Reports: ReportStore {
+pub(crate) trait Reports: ReportStore {
     /// The rows of the sessions or transfers report, one at a time, in the columns of
     /// [`RowsReport::columns`].
     fn stream_report(

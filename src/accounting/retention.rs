@@ -9,12 +9,12 @@ use chrono_tz::Tz;
 
 /// Sessions that ended this recently are never pruned, whatever the cut: a follower may still
 /// be joining their late lines (and holds their rows in memory meanwhile).
-pub const RECENT_KEPT: chrono::Duration = chrono::Duration::hours(1);
+pub(crate) const RECENT_KEPT: chrono::Duration = chrono::Duration::hours(1);
 
 /// The cut, in UTC microseconds: `--older-than SPAN` (a span back from `now`), `--before TIME`
 /// (read in `zone`), or neither (a partner forgotten: everything that ended before
 /// [`RECENT_KEPT`]); never later than `now` less [`RECENT_KEPT`].
-pub fn cut_micros(
+pub(crate) fn cut_micros(
     older_than: Option<&str>,
     before: Option<&str>,
     zone: Tz,

@@ -22,7 +22,7 @@ pub(crate) fn split_sum(col: &str) -> String {
 /// The columns of `usage_hourly`, the per-hour rollup usage reads instead of every transfer,
 /// after its key (hour, host, user). Sums that could pass 64 bits are kept as the sums of their
 /// high and low 32 bits (see [`split_sum`]).
-pub const ROLLUP_SUMS: [&str; 12] = [
+pub(crate) const ROLLUP_SUMS: [&str; 12] = [
     "sessions",
     "duration_ms_high",
     "duration_ms_low",
@@ -37,40 +37,10 @@ pub const ROLLUP_SUMS: [&str; 12] = [
     "files_bytes_unknown",
 ];
 
-impl Dialect {
-    /// The UTC hour a timestamp column falls in, as `usage_hourly.hour` holds it.
-    pub fn hour_of(self, col: &str) -> String {
-        self.hour_of_key(&self.hour_key(col))
-    }
-
-    /// The UTC hour a timestamp column falls in, as a key to group rows by: in SQLite the
-    /// hour's first microsecond (rounded down, also before 1970), which [`Dialect::hour_of_key`]
-    /// turns into `usage_hourly.hour`'s text once per group rather than once per row.
-    pub fn hour_key(self, col: &str) -> String {
-        match self {
-            Dialect::Sqlite => {
-                let us = self.time_col(col);
-                format!("({us} - (({us} % 3600000000) + 3600000000) % 3600000000)")
-            }
-            Dialect::Postgres => format!("date_trunc('hour', {col}, 'UTC')"),
-        }
-    }
-
-    /// An hour key of [`Dialect::hour_key`] as `usage_hourly.hour` holds it.
-    pub fn hour_of_key(self, key: &str) -> String {
-        match self {
-            Dialect::Sqlite => {
-                format!("strftime('%Y-%m-%dT%H:00:00.000000Z', {key} / 1000000, 'unixepoch')")
-            }
-            Dialect::Postgres => key.to_owned(),
-        }
-    }
-}
-
 /// What one row counts in usage: the rule the rollups, their recompute and the usage read
 /// from rows share.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counted {
+pub(crate) struct Counted {
     pub sessions: i64,
     pub duration_ms: i64,
     pub files_up: i64,
@@ -116,7 +86,7 @@ impl Counted {
     }
 
     /// A row of [`usage_rows_sql`]: its time, host, user (`""` for none) and what it counts.
-    pub fn of_usage_row(row: &[Value]) -> Option<(Micros, &str, &str, Counted)> {
+    pub(crate) fn of_usage_row(row: &[Value]) -> Option<(Micros, &str, &str, Counted)> {
         let Value::Time(at) = row[0] else {
             return None;
         };
@@ -162,7 +132,7 @@ impl Counted {
 
 /// One `usage_hourly` cell, or what a batch adds to one: [`ROLLUP_SUMS`] and the rows summed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Cell {
+pub(crate) struct Cell {
     pub sums: [i64; ROLLUP_SUMS.len()],
     pub contributors: i64,
 }
@@ -180,13 +150,13 @@ impl Cell {
 }
 
 /// A session's host and user (`''` for none), as a cell's key holds them.
-pub type HostUser<'a> = (Cow<'a, str>, Cow<'a, str>);
+pub(crate) type HostUser<'a> = (Cow<'a, str>, Cow<'a, str>);
 
 /// Cells by (the hour's first microsecond, host, user: `''` for none).
-pub type Cells<'a> = BTreeMap<(i64, Cow<'a, str>, Cow<'a, str>), Cell>;
+pub(crate) type Cells<'a> = BTreeMap<(i64, Cow<'a, str>, Cow<'a, str>), Cell>;
 
 /// Adds (`sign` 1) or takes away (-1) one row at `at` of `host` and `user` to its cell.
-pub fn add_row<'a>(
+pub(crate) fn add_row<'a>(
     cells: &mut Cells<'a>,
     sign: i64,
     at: Micros,
@@ -265,7 +235,10 @@ pub fn recompute(
 /// extra, or different: counted once as stale and once as missing), but for the cells of
 /// `pending` (hour, host), which the next commit computes afresh and reports read from the
 /// rows until then.
-pub fn differences(store: &mut dyn ReportStore, pending: &[(Micros, String)]) -> Result<u64> {
+pub(crate) fn differences(
+    store: &mut dyn ReportStore,
+    pending: &[(Micros, String)],
+) -> Result<u64> {
     let pending: std::collections::HashSet<(i64, &str)> = pending
         .iter()
         .map(|(hour, host)| (hour.0, host.as_str()))
@@ -307,7 +280,7 @@ pub fn differences(store: &mut dyn ReportStore, pending: &[(Micros, String)]) ->
 /// One row per session and per transfer in the window (exact instants, like the other reports),
 /// for the usage report and [`recompute`]: at, host, user, is-session, counts_as, bytes up, bytes down,
 /// complete, bytes unknown, duration, refused ([`Counted`] decides what each counts).
-pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     // A window with no user to narrow it (a cell to compute afresh, a part hour of a usage
     // report) is read transfers first, by time (an index range), each finding its session by
     // key. Left to themselves, both planners can read every session of the host instead
@@ -357,7 +330,7 @@ pub fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str
 
 /// The rows of `usage_hourly` in the window of `filter` (whose bounds a usage report has put
 /// on whole hours): hour, host, user, [`ROLLUP_SUMS`] and `contributors`.
-pub fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
     let sql = format!(
         "SELECT s.hour, s.host, s.\"user\", {sums}, s.contributors FROM usage_hourly s
           WHERE {window}",
@@ -372,7 +345,7 @@ pub fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static s
 
 /// Adds what `source` (a `SELECT` or `VALUES` of hour, host, user, [`ROLLUP_SUMS`] and
 /// `contributors`) gives to those cells of `usage_hourly`, creating cells as needed.
-pub fn add_to_cells_sql(source: &str) -> String {
+pub(crate) fn add_to_cells_sql(source: &str) -> String {
     let add = ROLLUP_SUMS
         .iter()
         .chain(std::iter::once(&"contributors"))
@@ -388,4 +361,4 @@ pub fn add_to_cells_sql(source: &str) -> String {
 }
 
 /// Drops the cells whose last row went away (their sums are all zero).
-pub const DROP_EMPTY_CELLS: &str = "DELETE FROM usage_hourly WHERE contributors = 0";
+pub(crate) const DROP_EMPTY_CELLS: &str = "DELETE FROM usage_hourly WHERE contributors = 0";

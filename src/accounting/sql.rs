@@ -26,7 +26,7 @@ impl Filter {
 }
 
 /// The system's zone by its IANA name (`TZ`, else `/etc/localtime`); UTC when it has none.
-pub fn system_zone() -> Tz {
+pub(crate) fn system_zone() -> Tz {
     let from_env = std::env::var("TZ")
         .ok()
         .map(|tz| tz.trim_start_matches(':').to_owned());
@@ -83,7 +83,7 @@ impl Value {
 }
 
 /// Converts one SQLite cell.
-pub fn value_from_sqlite(v: ValueRef<'_>) -> Value {
+pub(crate) fn value_from_sqlite(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i.into()),
@@ -101,7 +101,7 @@ pub fn value_from_sqlite(v: ValueRef<'_>) -> Value {
 /// `date` and `time` with the digits of the microseconds, cheaper per row than `strftime` and
 /// `printf`. Only functions of SQLite 3.40 (Debian 12's `sqlite3`), so that older tools still
 /// read the database.
-pub fn sqlite_time_text(us: &str) -> String {
+pub(crate) fn sqlite_time_text(us: &str) -> String {
     let micros = format!("((({us} % 1000000) + 1000000) % 1000000)");
     let seconds = format!("({us} - {micros}) / 1000000");
     format!(
@@ -120,7 +120,7 @@ impl Dialect {
     /// The stored form of timestamp column `col` (`s.started_at`), for comparisons, ordering
     /// and indexes: SQLite (schema 6) keeps UTC microseconds in `started_at_us` and shows
     /// `started_at` as a virtual text column computed from it.
-    pub fn time_col(self, col: &str) -> String {
+    pub(crate) fn time_col(self, col: &str) -> String {
         match self {
             Dialect::Sqlite => format!("{col}_us"),
             Dialect::Postgres => col.to_owned(),
@@ -201,6 +201,6 @@ impl Dialect {
 
 /// A WHERE condition that holds for every row and names the four report parameters (all
 /// unset), for queries run through `stream_rows` that filter nothing.
-pub fn always_true(d: Dialect) -> String {
+pub(crate) fn always_true(d: Dialect) -> String {
     d.window("", &Filter::default())
 }

@@ -15,7 +15,7 @@ fn is_bare_byte(b: u8) -> bool {
 
 /// Renders one value: bare when it is non-empty and every byte is bare, otherwise in double quotes
 /// with `\\`, `\"`, `\n`, `\r`, `\t` and `\xHH` escapes.
-pub fn escape_value(value: &[u8]) -> String {
+pub(crate) fn escape_value(value: &[u8]) -> String {
     if !value.is_empty() && value.iter().all(|&b| is_bare_byte(b)) {
         // All bytes are ASCII, so this cannot fail.
         return String::from_utf8_lossy(value).into_owned();
@@ -41,7 +41,7 @@ pub fn escape_value(value: &[u8]) -> String {
 
 /// A log message under construction: `event key=value key=value ...`.
 #[derive(Debug, Clone)]
-pub struct LogLine {
+pub(crate) struct LogLine {
     text: String,
 }
 
@@ -63,7 +63,7 @@ impl LogLine {
     }
 
     /// Appends `key=value` when there is a value.
-    pub fn opt_field<V: AsRef<[u8]>>(self, key: &str, value: Option<V>) -> Self {
+    pub(crate) fn opt_field<V: AsRef<[u8]>>(self, key: &str, value: Option<V>) -> Self {
         match value {
             Some(v) => self.field(key, v),
             None => self,
@@ -75,7 +75,7 @@ impl LogLine {
         &self.text
     }
 
-    pub fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         self.text
     }
 }
@@ -83,7 +83,7 @@ impl LogLine {
 /// One `key=value` field: the key (ASCII letters, digits and `_`, so compared as bytes) and the
 /// value's original bytes, borrowed from the message unless the value was quoted (and so had
 /// escapes to undo).
-pub type Field<'a> = (&'a [u8], Cow<'a, [u8]>);
+pub(crate) type Field<'a> = (&'a [u8], Cow<'a, [u8]>);
 
 /// Fields a line may have without the list growing: the wrapper's longest line (`session end`)
 /// has 16.
@@ -93,7 +93,7 @@ const FIELDS_EXPECTED: usize = 16;
 /// when the text after the event phrase is not a well-formed sequence of fields (a truncated
 /// line, or a line from another program). Nothing is copied but quoted values: the ingest reads
 /// every wrapper line through this.
-pub fn parse_line(msg: &[u8]) -> Option<(&str, Vec<Field<'_>>)> {
+pub(crate) fn parse_line(msg: &[u8]) -> Option<(&str, Vec<Field<'_>>)> {
     // The event is every word before the first one with a `=`: it ends at the last space
     // before that `=` (where the word before it ended).
     let (event_end, pos) = match memchr::memchr(b'=', msg) {

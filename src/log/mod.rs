@@ -26,7 +26,8 @@ macro_rules! text_enum {
             #[allow(dead_code)]
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
             /// The words, in the order of [`Self::ALL`].
-            pub const WORDS: &'static [&'static str] = &[$($text),+];
+            #[allow(dead_code)]
+            pub(crate) const WORDS: &'static [&'static str] = &[$($text),+];
 
             pub fn as_str(self) -> &'static str {
                 match self {

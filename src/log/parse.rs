@@ -37,13 +37,13 @@ impl Timestamp {
     /// Resolves to UTC. A traditional stamp gets the year of `reference` (the file's mtime), or
     /// the year before when that would put it more than a day after `reference` (a file that
     /// spans New Year), and is read as local time of this machine.
-    pub fn resolve(&self, reference: DateTime<Local>) -> Option<Micros> {
+    pub(crate) fn resolve(&self, reference: DateTime<Local>) -> Option<Micros> {
         self.resolve_in(reference, &mut ZoneMinutes::new(Local))
     }
 
     /// [`Timestamp::resolve`] with the local times of this machine read through `local`, which
     /// remembers the last minute's offset (for a file's lines, one after another).
-    pub fn resolve_in(
+    pub(crate) fn resolve_in(
         &self,
         reference: DateTime<Local>,
         local: &mut ZoneMinutes<Local>,
@@ -55,7 +55,7 @@ impl Timestamp {
     /// back repeats names its later instant when the earlier one plus the slack is before the
     /// instant in `after` (the latest line so far): the second 01:xx after the first is the
     /// later offset.
-    pub fn resolve_after(
+    pub(crate) fn resolve_after(
         &self,
         reference: DateTime<Local>,
         local: &mut ZoneMinutes<Local>,
@@ -96,7 +96,7 @@ impl Timestamp {
 /// The instants that local times of `zone` name, one minute's offset remembered: asking the
 /// zone costs a lookup of its rules and, for this machine's zone, a look at the clock and at
 /// `TZ`, for every line, and a log's lines come minute after minute.
-pub struct ZoneMinutes<Z: TimeZone> {
+pub(crate) struct ZoneMinutes<Z: TimeZone> {
     zone: Z,
     /// A minute (its first second) whose every second the zone maps to one instant, with
     /// this offset.
@@ -108,18 +108,12 @@ impl<Z: TimeZone> ZoneMinutes<Z> {
         ZoneMinutes { zone, last: None }
     }
 
-    /// The earliest instant local time `naive` names (of the two that a local time the zone
-    /// repeats names, the earlier).
-    pub fn earliest(&mut self, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
-        self.at_or_after(naive, None)
-    }
-
     /// The instant local time `naive` names; of the two that a local time the zone repeats
     /// names, the earlier, unless it is before `after` (an instant less a slack): then the
     /// later. The first and last second of a minute mapped to one instant each, with the same
     /// offset, leave no room in between for a transition (a zone changes its offset at most
     /// once a minute): then every second of that minute is the local time minus that offset.
-    pub fn at_or_after(
+    pub(crate) fn at_or_after(
         &mut self,
         naive: NaiveDateTime,
         after: Option<(DateTime<Utc>, chrono::TimeDelta)>,
@@ -381,7 +375,7 @@ pub fn parse_syslog_line(line: &[u8]) -> Option<SyslogLine<'_>> {
 
 /// Decodes OpenSSH's vis(3) escaping (`\ooo`, `\n`, `\t`, `\\` and the other C-style escapes)
 /// into the original bytes. An unknown escape is kept as it stands.
-pub fn unvis(input: &[u8]) -> Vec<u8> {
+pub(crate) fn unvis(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
@@ -441,7 +435,7 @@ pub fn unvis(input: &[u8]) -> Vec<u8> {
 /// Encodes bytes as OpenSSH does for syslog: strnvis(VIS_CSTYLE | VIS_NL | VIS_TAB | VIS_OCTAL).
 /// With [`unvis`] this turns sftp-server's stderr lines (`-e`, VIS_SAFE: tab, newline, return,
 /// backspace and bell left raw) into exactly the text it would have sent to syslog.
-pub fn vis_syslog(input: &[u8]) -> Vec<u8> {
+pub(crate) fn vis_syslog(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() + 8);
     for (i, &c) in input.iter().enumerate() {
         let next = input.get(i + 1).copied().unwrap_or(0);
@@ -573,10 +567,10 @@ pub enum SftpEvent {
 
 /// OpenSSH logs to syslog with `"%.500s"`: a message of exactly this many characters may have
 /// been cut, and whatever ends it may be the partner's bytes rather than sftp-server's.
-pub const SYSLOG_MESSAGE_CUT: usize = 500;
+pub(crate) const SYSLOG_MESSAGE_CUT: usize = 500;
 
 /// The largest byte counter the stores hold (their integers are signed 64-bit).
-pub const MAX_COUNTER: u64 = i64::MAX as u64;
+pub(crate) const MAX_COUNTER: u64 = i64::MAX as u64;
 
 /// Strips `prefix "` from the front and `"` + a suffix from the back, returning the quoted name.
 fn quoted_between<'a>(msg: &'a [u8], prefix: &[u8], suffix_start: usize) -> Option<&'a [u8]> {
@@ -701,7 +695,7 @@ fn parse_session_line(msg: &[u8], prefix: &[u8]) -> Option<(String, String)> {
 }
 
 /// Parses a message of sftp-server or internal-sftp at log level INFO.
-pub fn parse_sftp_message(msg: &[u8]) -> SftpEvent {
+pub(crate) fn parse_sftp_message(msg: &[u8]) -> SftpEvent {
     if msg.len() == SYSLOG_MESSAGE_CUT {
         return parse_cut(msg);
     }
@@ -739,7 +733,7 @@ fn parse_cut(msg: &[u8]) -> SftpEvent {
 /// ends a close gets a leading zero; in other messages the first plain character of its first quoted name is written as an octal escape,
 /// which [`unvis`] reads back to the same byte. Capture mode forwards sftp-server's whole message
 /// and uses this; a message with neither is left as it is (and read as cut).
-pub fn lengthen_uncut(message: &mut Vec<u8>) {
+pub(crate) fn lengthen_uncut(message: &mut Vec<u8>) {
     let is_close = message.starts_with(b"close \"") || message.starts_with(b"forced close \"");
     if is_close
         && let Some(space) = message.iter().rposition(|&b| b == b' ')
@@ -849,7 +843,7 @@ pub struct Accepted {
     pub key: Option<String>,
 }
 
-pub fn parse_accepted(msg: &[u8]) -> Option<Accepted> {
+pub(crate) fn parse_accepted(msg: &[u8]) -> Option<Accepted> {
     let text = std::str::from_utf8(msg).ok()?;
     let rest = text.strip_prefix("Accepted ")?;
     let (method, rest) = rest.split_once(" for ")?;
@@ -928,7 +922,7 @@ pub fn classify(program: &str, message: &[u8], wrapper_ident: &str) -> Record {
 pub struct Micros(pub i64);
 
 impl Micros {
-    pub const HOUR: i64 = 3_600_000_000;
+    pub(crate) const HOUR: i64 = 3_600_000_000;
 
     pub fn of(t: DateTime<Utc>) -> Micros {
         Micros(t.timestamp_micros())
@@ -952,7 +946,7 @@ impl Micros {
     }
 
     /// `self` moved back by `d`, saturating at the ends of the range.
-    pub fn minus(self, d: chrono::TimeDelta) -> Micros {
+    pub(crate) fn minus(self, d: chrono::TimeDelta) -> Micros {
         Micros(
             self.0
                 .saturating_sub(d.num_microseconds().unwrap_or(i64::MAX)),
@@ -965,7 +959,7 @@ impl Micros {
     }
 
     /// The first microsecond of the UTC hour this falls in (before 1970 too).
-    pub fn hour_floor(self) -> Micros {
+    pub(crate) fn hour_floor(self) -> Micros {
         Micros(self.0 - self.0.rem_euclid(Self::HOUR))
     }
 }
@@ -1016,7 +1010,7 @@ impl std::fmt::Display for Micros {
 /// Text a time was stored as before it was kept as [`Micros`] (SQLite before schema 6, and still
 /// its bookkeeping columns and rollup hours: `2026-11-26T21:15:11.000000Z`, what [`Micros`]'s
 /// `Display` writes), as microseconds; `None` for anything else.
-pub fn storage_micros(s: &str) -> Option<i64> {
+pub(crate) fn storage_micros(s: &str) -> Option<i64> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ")
         .ok()
         .map(|n| n.and_utc().timestamp_micros())
@@ -1691,7 +1685,7 @@ mod tests {
                 .unwrap()
         };
         let utc = |h, m| Utc.with_ymd_and_hms(2026, 11, 1, h, m, 0).unwrap();
-        assert_eq!(minutes.earliest(at(1, 40)), Some(utc(5, 40)));
+        assert_eq!(minutes.at_or_after(at(1, 40), None), Some(utc(5, 40)));
         assert_eq!(
             minutes.at_or_after(at(1, 40), Some((utc(5, 39), chrono::TimeDelta::zero()))),
             Some(utc(5, 40))
@@ -1727,7 +1721,13 @@ mod tests {
                     .from_local_datetime(&at)
                     .earliest()
                     .map(|t| t.with_timezone(&Utc));
-                prop_assert_eq!(minutes.earliest(at), expected, "{} in {:?}", at, zone);
+                prop_assert_eq!(
+                    minutes.at_or_after(at, None),
+                    expected,
+                    "{} in {:?}",
+                    at,
+                    zone
+                );
             }
             Ok(())
         }

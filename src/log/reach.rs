@@ -12,38 +12,38 @@ use std::collections::HashMap;
 
 /// How many links one lookup follows before it gives up (Linux's own limit is 40): a chain
 /// longer than that, or a loop, reaches no file.
-pub const MAX_HOPS: usize = 40;
+pub(crate) const MAX_HOPS: usize = 40;
 
 /// The longest name a lookup follows (Linux's PATH_MAX): no request can give a longer one, and a
 /// link that makes a name longer than this on the way (a symlink through itself grows the name
 /// by its target each hop) reaches nothing.
-pub const MAX_NAME: usize = 4096;
+pub(crate) const MAX_NAME: usize = 4096;
 
 /// The bytes of leading parts of names one lookup may look up (each hashed whole), at most: a
 /// name of 4 KiB has 2,048 of them, and 40 hops through such names would hash 160 MiB. A usual
 /// lookup takes a few KiB; one past this reaches nothing.
-pub const LOOKUP_BUDGET: usize = 1 << 20;
+pub(crate) const LOOKUP_BUDGET: usize = 1 << 20;
 
 /// How many names one session's links and renames may make; beyond it new ones are not
 /// followed (a session making more is not following the `.filepart` convention but flooding).
-pub const MAX_NAMES: usize = 10_000;
+pub(crate) const MAX_NAMES: usize = 10_000;
 
 /// The bytes of the names made (each name and where it leads), at most: with [`MAX_NAMES`], the
 /// memory a session's names take, whatever the partner sends (a name that worked is at most
 /// PATH_MAX, 4 KiB; a relative symlink's target is joined to the link's directory).
-pub const MAX_NAME_BYTES: usize = 4 << 20;
+pub(crate) const MAX_NAME_BYTES: usize = 4 << 20;
 
 /// How many names made inside renamed directories one session's renames may move along, at
 /// most: each rename of a directory moves every name made in it, and a partner renaming a full
 /// one back and forth would otherwise cost the tap and the ingest milliseconds a request.
 /// Past it the session's names are followed no further (`reached` is empty from then on).
-pub const MAX_MOVED: usize = 100_000;
+pub(crate) const MAX_MOVED: usize = 100_000;
 
 /// A rename of a file closed within this many closes of the session is a rename of that file
 /// (the `.filepart` convention renames a file right after its close, and a client may close a
 /// few files first): an upload renamed so (`x.filepart` to `x`) is a file of its new name from
 /// then on, which `transfers.renamed_to` shows.
-pub const RECENT_CLOSES: usize = 8;
+pub(crate) const RECENT_CLOSES: usize = 8;
 
 /// The names one session made, each with the name of the file it leads to.
 #[derive(Debug, Default, Clone)]
@@ -89,7 +89,7 @@ impl Lead {
 /// What one link, rename or removal changed, to be put back if the operation turns out to have
 /// failed (the ingest learns that from a status line after it).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Undo(Vec<(Vec<u8>, Option<Lead>)>);
+pub(crate) struct Undo(Vec<(Vec<u8>, Option<Lead>)>);
 
 impl Names {
     pub fn is_empty(&self) -> bool {
@@ -97,7 +97,7 @@ impl Names {
     }
 
     /// Names under `name` (absolute) are names under `dir`: they are one directory.
-    pub fn alias(&mut self, name: &[u8], dir: &[u8]) {
+    pub(crate) fn alias(&mut self, name: &[u8], dir: &[u8]) {
         self.alias = Some((normalize(name), normalize(dir)));
     }
 
@@ -227,7 +227,7 @@ impl Names {
     }
 
     /// `names` lead nowhere any more (a `remove`, or a file renamed to a name of its own).
-    pub fn forget(&mut self, names: &[&[u8]]) -> Undo {
+    pub(crate) fn forget(&mut self, names: &[&[u8]]) -> Undo {
         let mut undo = Undo::default();
         for name in names {
             if let Some(key) = self.place(name) {
@@ -252,7 +252,7 @@ impl Names {
     }
 
     /// Puts back what an operation that failed changed.
-    pub fn undo(&mut self, undo: Undo) {
+    pub(crate) fn undo(&mut self, undo: Undo) {
         for (key, previous) in undo.0.into_iter().rev() {
             self.set(key, previous);
         }
@@ -443,7 +443,7 @@ pub fn under<'p>(path: &'p [u8], dir: &[u8]) -> Option<&'p [u8]> {
 
 /// `name` without empty parts, `.` and lexical `..`: `/h//u/./a/../b` is `/h/u/b`. A relative
 /// name stays relative (to sftp-server's directory); `..` above the root is the root.
-pub fn normalize(name: &[u8]) -> Vec<u8> {
+pub(crate) fn normalize(name: &[u8]) -> Vec<u8> {
     let absolute = name.starts_with(b"/");
     let mut parts: Vec<&[u8]> = Vec::new();
     for part in name.split(|&b| b == b'/') {

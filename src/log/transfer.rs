@@ -16,7 +16,7 @@ text_enum! {
 
 impl Direction {
     /// From sftp-server's flag list, e.g. `WRITE,CREATE,TRUNCATE`.
-    pub fn from_open_flags(flags: &str) -> Direction {
+    pub(crate) fn from_open_flags(flags: &str) -> Direction {
         let read = flags.split(',').any(|f| f == "READ");
         let write = flags.split(',').any(|f| f == "WRITE" || f == "APPEND");
         match (read, write) {
@@ -38,7 +38,7 @@ text_enum! {
 
 /// The verdict on one closed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClosedFile {
+pub(crate) struct ClosedFile {
     /// The open's direction, or, where that is not known, what the counters show.
     pub direction: Direction,
     /// `None`: a file opened and closed without moving a byte, or read-write nothing.
@@ -52,7 +52,7 @@ pub struct ClosedFile {
 /// upload). `failed` says a failure answered the open, a read, a write or the close;
 /// `reached_eof` that a read was answered with end of file (known from the packets only), which
 /// makes a download complete even when the session's end forced its close.
-pub fn classify_close(
+pub(crate) fn classify_close(
     opened: Option<Direction>,
     bytes_read: u64,
     bytes_written: u64,
@@ -81,7 +81,7 @@ pub fn classify_close(
 
 /// The verdict on a file whose close line was cut: no byte counts, so it counts by what its open
 /// asked for, and is never complete.
-pub fn classify_cut_close(opened: Direction) -> ClosedFile {
+pub(crate) fn classify_cut_close(opened: Direction) -> ClosedFile {
     let counts_as = match opened {
         Direction::Upload | Direction::Both => Some(CountsAs::Upload),
         Direction::Download => Some(CountsAs::Download),

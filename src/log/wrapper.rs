@@ -26,7 +26,7 @@ pub struct Bounded {
 
 impl Bounded {
     /// How much of the value is logged.
-    pub const PREFIX_BYTES: usize = 256;
+    pub(crate) const PREFIX_BYTES: usize = 256;
 
     pub fn of(value: &[u8]) -> Bounded {
         use sha2::{Digest, Sha256};
@@ -58,7 +58,7 @@ pub struct Totals {
 
 text_enum! {
     /// A per-file event of capture mode: what its hook (`on_<word>`) and `SFTPD_EVENT` say.
-    pub enum EventKind {
+    pub(crate) enum EventKind {
         Upload => "upload",
         Download => "download",
         Copy => "copy",
@@ -407,7 +407,7 @@ impl WrapperLine {
     }
 
     /// The message text: the event phrase and escaped `key=value` fields, pure ASCII, one line.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let line = LogLine::new(self.event());
         let line = match self {
             WrapperLine::SessionStart {

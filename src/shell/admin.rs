@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// The outcome of a check: the report to print and whether the config is fit to deploy.
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     pub text: String,
     pub problems: Vec<String>,
 }
@@ -28,7 +28,7 @@ fn quoted_list(items: &[String]) -> String {
 
 /// Checks the config at `path` for `user` (a name from the password database, or `None` for a
 /// user with no per-user or per-group settings).
-pub fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, String> {
+pub(crate) fn check_config(path: &Path, user: Option<&str>) -> Result<CheckReport, String> {
     let LoadedConfig {
         config: cfg,
         source,

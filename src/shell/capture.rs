@@ -26,22 +26,22 @@ use std::sync::mpsc;
 /// 1 KiB buffer and stops before the first escape that does not fit (`\ooo` is four
 /// characters), so a cut message is 1,020 to 1,023 characters long before it is cut again to
 /// 1,021 with `\r\n`; one of 1,020 or 1,021 characters is never taken as whole.
-pub const SFTP_SERVER_MESSAGE_MAX: usize = 1020;
+pub(crate) const SFTP_SERVER_MESSAGE_MAX: usize = 1020;
 /// Lines waiting for the syslog forwarder. When they are this many the reader waits, sftp-server
 /// blocks on its next log write and so slows down, as it does in syslog mode when the daemon is
 /// slow: memory stays bounded and nothing is dropped while the daemon is there at all.
-pub const FORWARD_QUEUE_LINES: usize = 1024;
+pub(crate) const FORWARD_QUEUE_LINES: usize = 1024;
 /// Room for one message: sftp-server's are at most 1 KiB.
 const MESSAGE_BYTES: usize = 64 * 1024;
 
 /// sftp-server's stderr line (VIS_SAFE escaping, `\r\n` already removed) in the form it would
 /// have had in syslog.
-pub fn stderr_to_syslog_form(line: &[u8]) -> Vec<u8> {
+pub(crate) fn stderr_to_syslog_form(line: &[u8]) -> Vec<u8> {
     parse::vis_syslog(&parse::unvis(line))
 }
 
 /// What the reader hands to the forwarder thread.
-pub enum Forward {
+pub(crate) enum Forward {
     /// One of sftp-server's lines, in syslog form.
     Sftp(Vec<u8>),
     /// A line of the wrapper's own.
@@ -50,13 +50,13 @@ pub enum Forward {
 
 /// Counters shared by the reader and the forwarder.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Lines the syslog daemon did not take (it was gone): counted in `session end`.
     pub dropped_lines: AtomicU64,
 }
 
 /// The socket pair for sftp-server's stderr: (the wrapper's end, sftp-server's end).
-pub fn message_socket() -> nix::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn message_socket() -> nix::Result<(OwnedFd, OwnedFd)> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
     socketpair(
         AddressFamily::Unix,
@@ -68,7 +68,11 @@ pub fn message_socket() -> nix::Result<(OwnedFd, OwnedFd)> {
 
 /// Reads sftp-server's messages until it exits and forwards each one. Waits only on the read
 /// and on the bounded forwarding queue.
-pub fn read_messages(socket: OwnedFd, forward: &mpsc::SyncSender<Forward>, counters: &Counters) {
+pub(crate) fn read_messages(
+    socket: OwnedFd,
+    forward: &mpsc::SyncSender<Forward>,
+    counters: &Counters,
+) {
     let mut buf = vec![0u8; MESSAGE_BYTES];
     loop {
         let n = match nix::sys::socket::recv(socket.as_raw_fd(), &mut buf, MsgFlags::empty()) {
@@ -106,7 +110,7 @@ fn strip_crlf(message: &[u8]) -> &[u8] {
 }
 
 /// Sends what the reader queued, as `sftp-server[PID]` lines and the wrapper's own.
-pub fn forward_lines(
+pub(crate) fn forward_lines(
     rx: mpsc::Receiver<Forward>,
     mut sender: ForwardingSender,
     own: crate::shell::syslog::Syslog,

@@ -13,7 +13,7 @@ use std::process::Command;
 
 /// One thing the jail needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Need {
+pub(crate) enum Need {
     /// A copy of a host file at the same path.
     File {
         path: PathBuf,
@@ -38,7 +38,7 @@ pub enum Need {
 }
 
 #[derive(Debug, Clone)]
-pub struct Item {
+pub(crate) struct Item {
     pub need: Need,
     /// The path inside the jail.
     pub path: PathBuf,
@@ -50,7 +50,7 @@ fn inside(jail: &Path, path: &Path) -> PathBuf {
 }
 
 /// The libraries `program` loads, as the dynamic loader resolves them (`ldd`), with the loader.
-pub fn libraries(program: &Path) -> Vec<PathBuf> {
+pub(crate) fn libraries(program: &Path) -> Vec<PathBuf> {
     let Ok(out) = Command::new("ldd").arg(program).output() else {
         return Vec::new();
     };
@@ -112,7 +112,12 @@ pub fn interpreters(program: &Path, search_path: &str) -> Vec<PathBuf> {
 }
 
 /// Everything `user`'s jail needs, and whether it is there.
-pub fn requirements(user: &User, cfg: &Config, config_path: &Path, jail: &Path) -> Vec<Item> {
+pub(crate) fn requirements(
+    user: &User,
+    cfg: &Config,
+    config_path: &Path,
+    jail: &Path,
+) -> Vec<Item> {
     let groups = crate::shell::session::group_names(user);
     let effective = cfg.effective_for(&user.name, &groups);
     let mut needs: Vec<(Need, PathBuf)> = Vec::new();
@@ -190,7 +195,7 @@ pub fn requirements(user: &User, cfg: &Config, config_path: &Path, jail: &Path) 
 }
 
 /// sshd refuses a jail any component of which is not owned by root or is writable by others.
-pub fn ownership_problems(jail: &Path) -> Vec<String> {
+pub(crate) fn ownership_problems(jail: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     let mut current = PathBuf::from("/");
     let components: Vec<_> = jail.components().skip(1).collect();
@@ -215,7 +220,7 @@ pub fn ownership_problems(jail: &Path) -> Vec<String> {
 }
 
 /// The rsyslog lines that give the jail its /dev/log.
-pub fn rsyslog_hint(jail: &Path) -> String {
+pub(crate) fn rsyslog_hint(jail: &Path) -> String {
     format!(
         "input(type=\"imuxsock\" Socket=\"{}\" CreatePath=\"on\")   # in /etc/rsyslog.d/, then restart rsyslog",
         inside(jail, Path::new("/dev/log")).display()
@@ -223,7 +228,7 @@ pub fn rsyslog_hint(jail: &Path) -> String {
 }
 
 /// The report `--check-chroot` prints, and whether the jail is complete.
-pub fn check_report(items: &[Item], jail: &Path) -> (String, bool) {
+pub(crate) fn check_report(items: &[Item], jail: &Path) -> (String, bool) {
     let mut text = String::new();
     let mut ok = true;
     for problem in ownership_problems(jail) {
@@ -343,7 +348,7 @@ pub fn setup(user: &User, items: &[Item], jail: &Path) -> std::io::Result<Vec<St
 /// The jail sshd would use for `user`: `sshd -T -C user=USER,…`'s chrootdirectory (for a
 /// connection from 127.0.0.1 to sshd's first port), with %u, %h and %% expanded. `None` when sshd
 /// gives none.
-pub fn jail_from_sshd(user: &User) -> Option<PathBuf> {
+pub(crate) fn jail_from_sshd(user: &User) -> Option<PathBuf> {
     use crate::shell::sshd_audit::{Connection, effective_settings};
     let mut connection = Connection {
         addr: "127.0.0.1".to_owned(),

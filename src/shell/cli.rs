@@ -28,7 +28,7 @@ use std::process::ExitCode;
         else (interactive logins, commands, scp, rsync) is refused with exit status 1 and logged.\n\n\
         The options below are for the admin."
 )]
-pub struct WrapperAdmin {
+pub(crate) struct WrapperAdmin {
     /// Validate the config (ownership, mode, syntax, paths) and print the effective settings.
     #[arg(long)]
     pub check_config: bool,

@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 
 /// Makes this process non-dumpable: its `/proc/<pid>` files become root's, and no process of
 /// the same uid can read its memory or environment or write its memory.
-pub fn make_non_dumpable() -> nix::Result<()> {
+pub(crate) fn make_non_dumpable() -> nix::Result<()> {
     nix::sys::prctl::set_dumpable(false)
 }
 
@@ -25,7 +25,7 @@ pub fn make_non_dumpable() -> nix::Result<()> {
 ///
 /// Call it while the process has a single thread (first thing in `main`): changing the
 /// environment races with any other thread reading it.
-pub fn take_environment() -> Vec<(OsString, OsString)> {
+pub(crate) fn take_environment() -> Vec<(OsString, OsString)> {
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     for (key, _) in &vars {
         // SAFETY: called at the start of `main`, before any thread exists, so no other thread
@@ -39,7 +39,7 @@ pub fn take_environment() -> Vec<(OsString, OsString)> {
 /// Their presence means sshd let the client set the environment (PermitUserEnvironment or
 /// AcceptEnv); by then a preloaded library has already run, so the session is refused and the
 /// admin is told to fix sshd.
-pub const LOADER_VARIABLES: [&str; 9] = [
+pub(crate) const LOADER_VARIABLES: [&str; 9] = [
     "GCONV_PATH",
     "GETCONF_DIR",
     "GLIBC_TUNABLES",
@@ -52,14 +52,14 @@ pub const LOADER_VARIABLES: [&str; 9] = [
 ];
 
 /// `LD_*`, `MALLOC_*` or one of [`LOADER_VARIABLES`].
-pub fn is_loader_variable(name: &[u8]) -> bool {
+pub(crate) fn is_loader_variable(name: &[u8]) -> bool {
     name.starts_with(b"LD_")
         || name.starts_with(b"MALLOC_")
         || LOADER_VARIABLES.iter().any(|v| v.as_bytes() == name)
 }
 
 /// The names of the loader variables present, for the refusal line.
-pub fn loader_variables(vars: &[(OsString, OsString)]) -> Vec<Vec<u8>> {
+pub(crate) fn loader_variables(vars: &[(OsString, OsString)]) -> Vec<Vec<u8>> {
     vars.iter()
         .map(|(k, _)| k.as_bytes())
         .filter(|k| is_loader_variable(k))
@@ -69,7 +69,7 @@ pub fn loader_variables(vars: &[(OsString, OsString)]) -> Vec<Vec<u8>> {
 
 /// True when stdin or stdout is a terminal: sshd gave the session a pty, which no SFTP client
 /// asks for. A pty session can be hung up to signal the shell, so it is refused.
-pub fn on_a_terminal() -> bool {
+pub(crate) fn on_a_terminal() -> bool {
     use std::io::IsTerminal;
     std::io::stdin().is_terminal() || std::io::stdout().is_terminal()
 }

@@ -17,7 +17,7 @@ const STDERR_KEEP: usize = 500;
 const KILL_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookOutcome {
+pub(crate) enum HookOutcome {
     Exited(i32),
     Signaled(i32),
     /// The time limit passed and the hook's process group was killed.
@@ -32,7 +32,7 @@ impl HookOutcome {
 }
 
 #[derive(Debug, Clone)]
-pub struct HookResult {
+pub(crate) struct HookResult {
     pub outcome: HookOutcome,
     pub elapsed: Duration,
     /// The first bytes the hook wrote to stderr, for the log.

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// argv[0] starts with '-': sshd's interactive login (no command, no subsystem).
     InteractiveLogin,
     /// Anything but exactly `-c COMMAND`.
@@ -55,7 +55,7 @@ pub fn check(argv: &[OsString], allowed_commands: &[String]) -> Result<(), Refus
 
 /// What to write into the log as the refused command: the `-c` string when there is one, else the
 /// arguments after argv[0], space-separated (the log line escapes it).
-pub fn refused_command(argv: &[OsString]) -> Vec<u8> {
+pub(crate) fn refused_command(argv: &[OsString]) -> Vec<u8> {
     match argv {
         [_, flag, command] if flag.as_bytes() == b"-c" => command.as_bytes().to_vec(),
         [_, rest @ ..] => rest

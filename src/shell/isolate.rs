@@ -13,7 +13,7 @@ use std::io;
 
 /// What the child needs to enter its namespace, prepared before the fork: nothing is allocated
 /// between fork and exec.
-pub struct ProcIsolation {
+pub(crate) struct ProcIsolation {
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
 }
@@ -109,7 +109,7 @@ unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
 /// Asked of the file system mounted there rather than by looking up `/proc/self`: a lookup of a
 /// new process's `/proc/<pid>` builds dentries that its exit then has to invalidate, work on the
 /// path of every session's start and end.
-pub fn proc_visible() -> bool {
+pub(crate) fn proc_visible() -> bool {
     use nix::sys::statfs::{PROC_SUPER_MAGIC, statfs};
     statfs("/proc").is_ok_and(|fs| fs.filesystem_type() == PROC_SUPER_MAGIC)
 }

@@ -29,7 +29,7 @@ const LAST_REPLIES_WAIT: Duration = Duration::from_secs(2);
 const PIPE_BYTES: i32 = 256 << 10;
 
 /// sftp-server's stdin and stdout, for sftp-server, and the relay's ends of them.
-pub struct Pipes {
+pub(crate) struct Pipes {
     pub sftp_server_stdin: OwnedFd,
     pub sftp_server_stdout: OwnedFd,
     pub ends: Ends,
@@ -44,7 +44,7 @@ pub struct Ends {
     pub stop_writer: OwnedFd,
 }
 
-pub fn pipes() -> nix::Result<Pipes> {
+pub(crate) fn pipes() -> nix::Result<Pipes> {
     let (sftp_server_stdin, to_sftp_server) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (from_sftp_server, sftp_server_stdout) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (stop, stop_writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -72,7 +72,7 @@ fn stopped(stop: BorrowedFd) -> bool {
 }
 
 /// The tap, shared by the two threads, and the signal that answers drained it.
-pub struct SharedTap {
+pub(crate) struct SharedTap {
     pub tap: Mutex<Tap>,
     drained: Condvar,
     /// The requests' thread waits on `drained`: only then do answers signal it (a signal is a
@@ -113,7 +113,7 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// [`LAST_REPLIES_WAIT`]) until it has answered what it was sent: it exits at end of input
 /// without sending the answers it still holds, so a write it carried out would otherwise be on
 /// disk and never answered, and the tap could not count it.
-pub fn pass_requests(client: BorrowedFd, to: OwnedFd, shared: &SharedTap, stop: BorrowedFd) {
+pub(crate) fn pass_requests(client: BorrowedFd, to: OwnedFd, shared: &SharedTap, stop: BorrowedFd) {
     let mut to = std::fs::File::from(to);
     // Non-blocking: a read that finds nothing waits in poll, where `stop` can end it, and a
     // client that keeps sending costs no poll per read.
@@ -181,7 +181,7 @@ fn wait_for_answers(shared: &SharedTap, stop: BorrowedFd) {
 /// what each made known to `on_output` before the reply goes on to the client. A client that
 /// is gone, or that has not read for a while after sftp-server ended, gets nothing more;
 /// sftp-server's output is still read to its end, so sftp-server never blocks on it.
-pub fn pass_replies(
+pub(crate) fn pass_replies(
     from: OwnedFd,
     client: BorrowedFd,
     shared: &SharedTap,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// What the supervisor asks the runner to do. Byte strings stay bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message {
+pub(crate) enum Message {
     /// Run the hook of this event.
     Event(Event),
     /// The session has ended: with `post_session`, run the post-session hook (after the queued
@@ -38,10 +38,10 @@ pub enum Message {
 }
 
 /// The post-session hook's `SFTPD_*` variables.
-pub type PostSessionVars = Vec<(String, Vec<u8>)>;
+pub(crate) type PostSessionVars = Vec<(String, Vec<u8>)>;
 
 /// What the runner does with each message: the work, and the log line for a dropped event.
-pub trait Handler {
+pub(crate) trait Handler {
     fn event(&mut self, event: Event);
     fn post_session(&mut self, vars: PostSessionVars);
     fn dropped(&mut self, event: &Event, reason: DropReason);
@@ -54,7 +54,7 @@ const MESSAGE_BYTES: usize = 1 << 20;
 
 /// In a freshly forked child: leaves the SSH session's process group and stdio, so that nothing
 /// of the channel stays open and no signal meant for the shell reaches it.
-pub fn detach_from_channel() {
+pub(crate) fn detach_from_channel() {
     let _ = nix::unistd::setsid();
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
@@ -73,7 +73,7 @@ pub fn detach_from_channel() {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The queue is full: the runner is behind.
     Full,
     /// The runner is gone.
@@ -82,7 +82,7 @@ pub enum SendError {
     TooLarge,
 }
 
-pub struct Runner {
+pub(crate) struct Runner {
     pid: Pid,
     events: OwnedFd,
     control: OwnedFd,
@@ -134,7 +134,7 @@ impl Runner {
     }
 
     /// Queues an event without ever blocking.
-    pub fn send_event(&mut self, event: &Event) -> Result<(), SendError> {
+    pub(crate) fn send_event(&mut self, event: &Event) -> Result<(), SendError> {
         let bytes =
             serde_json::to_vec(&Message::Event(event.clone())).map_err(|_| SendError::TooLarge)?;
         match send(self.events.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// What a refused user sees on stderr (the SSH client prints it).
-pub const RESTRICTED_MESSAGE: &str = "This account is restricted to SFTP.";
+pub(crate) const RESTRICTED_MESSAGE: &str = "This account is restricted to SFTP.";
 
 /// Variables passed from sshd's environment to sftp-server; everything else (LD_PRELOAD, PATH
 /// and TZ from ~/.ssh/environment, for some) is dropped. The hooks get fewer: see
@@ -57,7 +57,10 @@ fn valid_port(s: &str) -> Option<String> {
 impl Connection {
     /// Reads `SSH_CONNECTION` ("ip port localip localport"), falling back to `SSH_CLIENT`
     /// ("ip port localport"). Values that are not addresses or ports are left out.
-    pub fn from_env_values(ssh_connection: Option<&OsStr>, ssh_client: Option<&OsStr>) -> Self {
+    pub(crate) fn from_env_values(
+        ssh_connection: Option<&OsStr>,
+        ssh_client: Option<&OsStr>,
+    ) -> Self {
         let words = |v: &OsStr| -> Vec<String> {
             String::from_utf8_lossy(v.as_bytes())
                 .split_ascii_whitespace()
@@ -90,7 +93,7 @@ impl Connection {
     }
 
     /// From the environment the shell started with.
-    pub fn from_vars(vars: &[(OsString, OsString)]) -> Self {
+    pub(crate) fn from_vars(vars: &[(OsString, OsString)]) -> Self {
         let get = |name: &str| {
             vars.iter()
                 .find(|(k, _)| k.as_bytes() == name.as_bytes())
@@ -103,7 +106,7 @@ impl Connection {
 /// The account the shell runs as, from the password database rather than from $USER, which the
 /// user can set in ~/.ssh/environment where that is permitted.
 #[derive(Debug, Clone)]
-pub struct Account {
+pub(crate) struct Account {
     pub name: String,
     pub home: PathBuf,
     pub groups: Vec<String>,
@@ -131,7 +134,7 @@ impl Account {
     }
 }
 
-pub fn group_names(user: &User) -> Vec<String> {
+pub(crate) fn group_names(user: &User) -> Vec<String> {
     let Ok(cname) = std::ffi::CString::new(user.name.clone()) else {
         return Vec::new();
     };
@@ -155,7 +158,7 @@ fn kept(vars: &[(OsString, OsString)], keep: impl Fn(&str) -> bool) -> Vec<(Stri
 /// sftp-server's environment: SSH_CONNECTION, SSH_CLIENT, LANG and `LC_*` from `vars`, the fixed
 /// [`config::SECURE_PATH`], and USER, LOGNAME and HOME from the password database. No TZ: the
 /// client may have set it.
-pub fn child_environment(
+pub(crate) fn child_environment(
     vars: &[(OsString, OsString)],
     account: &Account,
 ) -> Vec<(String, OsString)> {
@@ -175,7 +178,7 @@ pub fn child_environment(
 /// set them, `hooks.path` as PATH, `hooks.home` as HOME (never the partner's home, where the
 /// partner can plant a `.pth` file or a `~/.bashrc`), USER and LOGNAME from the password
 /// database, and only the variables the admin listed in `hooks.pass_env`.
-pub fn hook_environment(
+pub(crate) fn hook_environment(
     vars: &[(OsString, OsString)],
     account: &Account,
     hooks: &config::HooksSection,
@@ -193,7 +196,7 @@ pub fn hook_environment(
 
 /// A session id that is unique across hosts and reboots: host name, start time, PID and 32 random
 /// bits.
-pub fn new_session_id(now: DateTime<Local>) -> String {
+pub(crate) fn new_session_id(now: DateTime<Local>) -> String {
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -472,7 +475,7 @@ fn exit_code(status: ExitStatus) -> i32 {
 /// Runs the login shell for `argv` and returns its exit status. `vars` is the environment the
 /// process started with (taken out of the process by [`crate::shell::harden::take_environment`]);
 /// `hardened` is whether the process could make itself non-dumpable.
-pub fn run_shell(
+pub(crate) fn run_shell(
     argv: &[OsString],
     vars: Vec<(OsString, OsString)>,
     hardened: nix::Result<()>,

@@ -28,14 +28,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 /// sftp-server refuses (and exits on) a request longer than this (SFTP_MAX_MSG_LENGTH).
-pub const MAX_REQUEST: u32 = 256 * 1024;
+pub(crate) const MAX_REQUEST: u32 = 256 * 1024;
 /// Requests waiting for their answer, at most (beyond them the client is not read).
-pub const PENDING_MAX: usize = 1024;
+pub(crate) const PENDING_MAX: usize = 1024;
 /// The bytes of names the waiting requests hold, at most (beyond them the client is not read).
-pub const PENDING_NAME_BYTES_MAX: usize = 1 << 20;
+pub(crate) const PENDING_NAME_BYTES_MAX: usize = 1 << 20;
 /// Finished `.filepart` uploads waiting for their rename, at most: beyond it the oldest fires
 /// under its own name.
-pub const HELD_MAX: usize = 256;
+pub(crate) const HELD_MAX: usize = 256;
 
 /// The name WinSCP, FileZilla, curl and many partner scripts upload under before renaming.
 const TEMP_UPLOAD_SUFFIX: &[u8] = b".filepart";
@@ -99,11 +99,11 @@ mod event_kind {
     use crate::log::wrapper::EventKind;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(kind: &EventKind, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(kind: &EventKind, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(kind.as_str())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EventKind, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EventKind, D::Error> {
         let word = String::deserialize(d)?;
         EventKind::parse(&word).ok_or_else(|| serde::de::Error::custom("unknown event"))
     }
@@ -140,7 +140,7 @@ pub enum Output {
 /// Splits a byte stream into SFTP packets (a 32-bit length, then that many bytes), keeping of
 /// each only the first bytes its parser asks for, so a 256 KiB write costs no copy.
 #[derive(Debug, Default)]
-pub struct Framer {
+pub(crate) struct Framer {
     length: [u8; 4],
     length_have: usize,
     /// The current packet's length, and its bytes still to come (0 between packets).
@@ -202,7 +202,7 @@ impl Framer {
 }
 
 /// How much of a request the tap reads: a write's header, anything else whole.
-pub fn request_need(kept: &[u8]) -> usize {
+pub(crate) fn request_need(kept: &[u8]) -> usize {
     match kept.first() {
         None => 1,
         Some(&WRITE) => match kept.get(5..9) {
@@ -215,7 +215,7 @@ pub fn request_need(kept: &[u8]) -> usize {
 }
 
 /// How much of a reply the tap reads: the type, the id and a handle, status or data length.
-pub fn reply_need(kept: &[u8]) -> usize {
+pub(crate) fn reply_need(kept: &[u8]) -> usize {
     match kept.first() {
         None => 1,
         Some(&HANDLE) => 1 + 4 + 4 + 4,
@@ -361,7 +361,7 @@ struct OpenFile {
 /// What the tap knows: the requests waiting for their answer, the open files, the uploads held
 /// for their rename, and the session's totals.
 #[derive(Debug, Default)]
-pub struct Tap {
+pub(crate) struct Tap {
     pending: VecDeque<Pending>,
     pending_name_bytes: usize,
     /// By sftp-server's handle, in handle order (as sftp-server logs its forced closes).
@@ -426,7 +426,7 @@ impl Tap {
 
     /// A request on its way to sftp-server (before sftp-server can read it): `packet` is its
     /// kept bytes, `length` its whole length.
-    pub fn on_request(&mut self, packet: &[u8], length: u32) {
+    pub(crate) fn on_request(&mut self, packet: &[u8], length: u32) {
         if self.lost {
             return;
         }
@@ -468,7 +468,7 @@ impl Tap {
     }
 
     /// A reply on its way to the client: `packet` is its kept bytes. Returns what it made known.
-    pub fn on_reply(&mut self, packet: &[u8], now: Instant) -> Vec<Output> {
+    pub(crate) fn on_reply(&mut self, packet: &[u8], now: Instant) -> Vec<Output> {
         let mut out = Vec::new();
         if self.lost {
             return out;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     Error,
     Warning,
 }
@@ -64,7 +64,7 @@ fn matches(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 /// `sshd -T`'s output as setting → values (a setting can appear more than once).
-pub fn parse_sshd_t(text: &str) -> HashMap<String, Vec<String>> {
+pub(crate) fn parse_sshd_t(text: &str) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for line in text.lines() {
         if let Some((key, value)) = line.split_once(' ') {
@@ -323,13 +323,13 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// How many `sshd -T` runs the check makes at most (each takes about 20 ms); past that it
 /// evaluates each value alone and each Match block's own values together, and says so.
-pub const MAX_CONNECTIONS: usize = 256;
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 
 /// The client address and host name audited when the config names none (TEST-NET addresses
 /// and a name that resolves nowhere: outside any Match block an admin writes).
-pub const OTHER_ADDRESS: &str = "192.0.2.1";
+pub(crate) const OTHER_ADDRESS: &str = "192.0.2.1";
 const OTHER_ADDRESS_V6: &str = "2001:db8::1";
-pub const OTHER_HOST: &str = "partner.invalid";
+pub(crate) const OTHER_HOST: &str = "partner.invalid";
 
 /// The Match criteria sshd knows, as its manual spells them.
 const CRITERIA: [&str; 8] = [
@@ -345,7 +345,7 @@ const CRITERIA: [&str; 8] = [
 
 /// A `Match` line of sshd_config or of a file it includes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MatchBlock {
+pub(crate) struct MatchBlock {
     pub file: PathBuf,
     pub line: usize,
     /// Criterion (lower case) and its comma-separated patterns; `all` has none.
@@ -439,7 +439,7 @@ fn include_paths(word: &str) -> Vec<PathBuf> {
 
 /// Every `Match` line of `config` and the files it includes, in the order sshd reads them, and
 /// the files that could not be read.
-pub fn read_match_blocks(config: &Path) -> (Vec<MatchBlock>, Vec<String>) {
+pub(crate) fn read_match_blocks(config: &Path) -> (Vec<MatchBlock>, Vec<String>) {
     fn walk(file: &Path, depth: usize, blocks: &mut Vec<MatchBlock>, unread: &mut Vec<String>) {
         if depth > MAX_INCLUDE_DEPTH {
             unread.push(format!("{}: Include nested too deeply", file.display()));
@@ -511,7 +511,9 @@ fn wildcard_address(pattern: &str) -> Option<String> {
 /// `patterns` (CIDR ranges, single addresses, wildcards; `!` ignored): the first address of each
 /// range, the first after it and the last before it, so every stretch of the address space that
 /// the patterns treat alike has one representative.
-pub fn address_representatives<'a>(patterns: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+pub(crate) fn address_representatives<'a>(
+    patterns: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
     let mut v4: Vec<u64> = Vec::new();
     let mut v6: Vec<u128> = Vec::new();
     let mut out: Vec<String> = Vec::new();
@@ -620,7 +622,7 @@ impl Connection {
 }
 
 /// Runs `sshd -T [-f CONFIG] -C SPEC`: the settings that apply to one connection of `user`.
-pub fn effective_settings(
+pub(crate) fn effective_settings(
     user: &str,
     connection: &Connection,
     sshd_config: Option<&Path>,
@@ -646,7 +648,7 @@ pub fn effective_settings(
 
 /// What the admin fixed on the command line; `None` means every value the config names.
 #[derive(Debug, Clone, Default)]
-pub struct Fixed {
+pub(crate) struct Fixed {
     pub addr: Option<String>,
     pub host: Option<String>,
     pub lport: Option<String>,
@@ -916,13 +918,13 @@ fn dedup<T: PartialEq>(list: Vec<T>) -> Vec<T> {
 
 /// A finding and the connections it was found for.
 #[derive(Debug, Clone)]
-pub struct Found {
+pub(crate) struct Found {
     pub finding: Finding,
     pub connections: Vec<Connection>,
 }
 
 /// Settings of the wrapper the audit needs.
-pub struct WrapperFacts<'a> {
+pub(crate) struct WrapperFacts<'a> {
     pub allowed_commands: &'a [String],
     pub hooks: bool,
     pub proc_isolation_off: bool,

@@ -11,10 +11,10 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 
 /// The socket glibc's syslog(3) writes to (_PATH_LOG).
-pub const SYSLOG_SOCKET: &str = "/dev/log";
+pub(crate) const SYSLOG_SOCKET: &str = "/dev/log";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
+pub(crate) enum Severity {
     Err,
     Warning,
     Notice,
@@ -85,7 +85,7 @@ pub fn probe(path: &str) -> io::Result<()> {
 /// The `syslog` crate would fit, but its RFC 3164 formatter stamps UTC (upstream #95), which
 /// syslog-ng keeps; this writes the same header as glibc's syslog(3), in local time, and
 /// reconnects once when a send fails (the daemon restarted).
-pub struct ForwardingSender {
+pub(crate) struct ForwardingSender {
     path: String,
     socket: Option<UnixDatagram>,
     facility: libc::c_int,

@@ -14,15 +14,20 @@
 //! differs from their bytes).
 
 mod pending;
-pub use pending::Writer;
+pub(crate) use pending::Writer;
 use pending::{IdTable, WriteBehind};
 pub mod postgres;
 pub mod sqlite;
 
 use crate::accounting::sql::{Dialect, Filter, Kind, Value};
-pub use crate::log::parse::{Micros, OperationKind, SessionSource, path_text};
+pub use crate::log::parse::Micros;
+pub use crate::log::parse::OperationKind;
+pub use crate::log::parse::SessionSource;
+pub use crate::log::parse::path_text;
 use crate::log::text_enum;
-pub use crate::log::transfer::{ClosedFile, CountsAs, Direction};
+pub(crate) use crate::log::transfer::ClosedFile;
+pub use crate::log::transfer::CountsAs;
+pub use crate::log::transfer::Direction;
 use std::borrow::Cow;
 use std::path::PathBuf;
 use thiserror::Error;
@@ -96,7 +101,7 @@ pub const SCHEMA_VERSION: i64 = 13;
 /// Counters as the stores hold them: signed 64-bit, `None` when not known. The parser rejects
 /// counters above [`crate::log::parse::MAX_COUNTER`], so the conversion never wraps; one that
 /// would is stored as unknown rather than as a wrong number.
-pub fn stored_counters(counters: Option<(u64, u64)>) -> (Option<i64>, Option<i64>) {
+pub(crate) fn stored_counters(counters: Option<(u64, u64)>) -> (Option<i64>, Option<i64>) {
     match counters {
         Some((r, w)) => (i64::try_from(r).ok(), i64::try_from(w).ok()),
         None => (None, None),
@@ -116,7 +121,7 @@ pub fn text(s: &str) -> Cow<'_, str> {
 }
 
 /// [`text`] of a value that may be missing.
-pub fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+pub(crate) fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
     s.map(text)
 }
 
@@ -166,7 +171,7 @@ impl DbSpec {
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -196,7 +201,7 @@ pub fn open(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
 /// writes), so a report runs on a database its user cannot write. A database of an older schema
 /// is upgraded as [`open`] does where that can be done, else it is an error that says so; a
 /// zero-length file is an error, not an empty database.
-pub fn open_for_reading(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
+pub(crate) fn open_for_reading(spec: &DbSpec, password: Option<&str>) -> Result<Box<dyn Store>> {
     match spec {
         DbSpec::Sqlite(path) => Ok(Box::new(SqliteStore::open_for_reading(path)?)),
         DbSpec::Postgres(url) => Ok(Box::new(postgres::PgStore::connect_for_reading(
@@ -243,7 +248,7 @@ pub struct OpenSession {
 }
 
 #[derive(Debug, Clone)]
-pub struct SessionEnd<'a> {
+pub(crate) struct SessionEnd<'a> {
     pub ended_at: Micros,
     pub duration_ms: Option<i64>,
     pub exit_status: Option<i64>,
@@ -252,7 +257,7 @@ pub struct SessionEnd<'a> {
 }
 
 #[derive(Debug, Clone)]
-pub struct NewTransfer<'a> {
+pub(crate) struct NewTransfer<'a> {
     pub session_id: i64,
     pub path: &'a [u8],
     pub direction: Direction,
@@ -266,7 +271,7 @@ pub struct NewTransfer<'a> {
 }
 
 #[derive(Debug, Clone)]
-pub struct NewOperation<'a> {
+pub(crate) struct NewOperation<'a> {
     pub session_id: Option<i64>,
     pub host: &'a str,
     pub user: Option<&'a str>,
@@ -296,7 +301,7 @@ impl LastOp {
     }
 
     /// Back from the two columns.
-    pub fn from_columns(kind: Option<&str>, id: Option<i64>) -> Option<LastOp> {
+    pub(crate) fn from_columns(kind: Option<&str>, id: Option<i64>) -> Option<LastOp> {
         match (kind, id) {
             (Some("transfer"), Some(id)) => Some(LastOp::Transfer(id)),
             (Some("operation"), Some(id)) => Some(LastOp::Operation(id)),
@@ -538,7 +543,7 @@ pub trait ReportStore {
 }
 
 /// Where streamed report rows go.
-pub type RowSink<'a> = dyn FnMut(Vec<Value>) -> Result<()> + 'a;
+pub(crate) type RowSink<'a> = dyn FnMut(Vec<Value>) -> Result<()> + 'a;
 
 /// What copying one database into another reads from the source and asks of the target; the
 /// rows go into the target as the ingest's do, through [`IngestStore::write`].
@@ -603,13 +608,13 @@ pub fn prune<S: PruneStore + ?Sized>(
 
 /// A host name up to its first dot: journald records the full name where rsyslogd writes the
 /// short one, so a session read from both is matched on this (with its session id).
-pub fn short_host(host: &str) -> &str {
+pub(crate) fn short_host(host: &str) -> &str {
     host.split('.').next().unwrap_or(host)
 }
 
 /// The key a wrapper session is known by: its session id (unique: it names the host, the start,
 /// the PID and 32 random bits) and its host up to the first dot.
-pub fn sid_key(host: &str, sid: &str) -> (String, String) {
+pub(crate) fn sid_key(host: &str, sid: &str) -> (String, String) {
     (short_host(host).to_owned(), sid.to_owned())
 }
 
@@ -636,7 +641,7 @@ pub trait Store: IngestStore + ReportStore + CopyStore + PruneStore {}
 impl<T: IngestStore + ReportStore + CopyStore + PruneStore> Store for T {}
 
 /// Takes `db`'s writer lock, saying on stderr that it waits when another writer holds it.
-pub fn lock_for_writing<S: Database + ?Sized>(db: &mut S, wait: bool) -> Result<()> {
+pub(crate) fn lock_for_writing<S: Database + ?Sized>(db: &mut S, wait: bool) -> Result<()> {
     match db.lock_for_ingest(false) {
         Err(StoreError::Busy) if wait => {
             eprintln!(
@@ -649,7 +654,7 @@ pub fn lock_for_writing<S: Database + ?Sized>(db: &mut S, wait: bool) -> Result<
 }
 
 /// Runs `work` in one transaction of `db`: committed when it succeeds, rolled back when not.
-pub fn in_transaction<S: Database + ?Sized, T>(
+pub(crate) fn in_transaction<S: Database + ?Sized, T>(
     db: &mut S,
     work: impl FnOnce(&mut S) -> Result<T>,
 ) -> Result<T> {
@@ -671,7 +676,10 @@ pub fn in_transaction<S: Database + ?Sized, T>(
 /// backend runs when it opens a database). Sessions `to` already has (same host and wrapper
 /// session id, or same host, PID and start) are skipped with their rows, so running it twice,
 /// or after the same logs were ingested there (from the file or the journal), adds nothing. Returns (sessions copied, sessions skipped).
-pub fn copy_database(from: &mut dyn CopyStore, to: &mut dyn CopyStore) -> Result<(u64, u64)> {
+pub(crate) fn copy_database(
+    from: &mut dyn CopyStore,
+    to: &mut dyn CopyStore,
+) -> Result<(u64, u64)> {
     let sessions = from.all_sessions()?;
     let transfers = from.all_transfers()?;
     let operations = from.all_operations()?;

@@ -60,7 +60,7 @@ impl<C: WritesBatches> Link<C> {
 
     /// Waits for the batch being written in the background, if any, and takes the connection
     /// back.
-    pub fn settle(&mut self) -> Result<()> {
+    pub(crate) fn settle(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.holder, Holder::Lost) {
             Holder::Writing(writer) => {
                 let (conn, written, spare) =
@@ -279,7 +279,7 @@ impl Batch {
 /// The ingest's way to a store: the rows and changes it holds back for the next batch, and the
 /// store they go to. Every read of the tables those rows go to writes what is held first, so
 /// nothing held is missing from what a query (or a commit) sees.
-pub struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     pub store: &'a mut dyn IngestStore,
     held: WriteBehind,
 }
@@ -317,20 +317,20 @@ impl<'a> Writer<'a> {
         self.flushed()?.commit()
     }
 
-    pub fn rollback(&mut self) -> Result<()> {
+    pub(crate) fn rollback(&mut self) -> Result<()> {
         self.held.clear();
         self.store.rollback()
     }
 
     /// The store, once everything held is written: for a read of the rows it holds.
-    pub fn flushed(&mut self) -> Result<&mut dyn IngestStore> {
+    pub(crate) fn flushed(&mut self) -> Result<&mut dyn IngestStore> {
         self.store.write(&mut self.held, false)?;
         Ok(&mut *self.store)
     }
 
     /// Writes the held rows in the background when there are enough of them: the ingest asks
     /// after each line, which holds what is held to a batch and a line's rows.
-    pub fn flush_if_full(&mut self) -> Result<()> {
+    pub(crate) fn flush_if_full(&mut self) -> Result<()> {
         if self.held.full() {
             self.store.write(&mut self.held, true)?;
         }
@@ -338,7 +338,7 @@ impl<'a> Writer<'a> {
     }
 
     /// The transfers the database holds open; their sessions' end must reach the database.
-    pub fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
+    pub(crate) fn open_transfers(&mut self) -> Result<Vec<OpenTransfer>> {
         let open = self.flushed()?.open_transfers()?;
         self.held
             .open_in_db
@@ -347,27 +347,21 @@ impl<'a> Writer<'a> {
     }
 
     /// See [`IngestStore::set_session_origin`]; a held session keeps it until it is written.
-    pub fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
+    pub(crate) fn set_session_origin(&mut self, id: i64, origin: &SessionOrigin) -> Result<()> {
         if self.held.set_origin(id, origin) {
             return Ok(());
         }
         self.store.set_session_origin(id, origin)
     }
 
-    pub fn forget_host(&mut self, host: &str) -> Result<()> {
-        self.flushed()?.forget_host(host)?;
-        self.held.forget_host(host);
-        Ok(())
-    }
-
-    pub fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
+    pub(crate) fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
         self.flushed()?.merge_session(from, into)?;
         self.held.merged(from, into);
         Ok(())
     }
 
     /// See [`IngestStore::take_pending_auth`]; the held lines first.
-    pub fn take_pending_auth(
+    pub(crate) fn take_pending_auth(
         &mut self,
         host: &str,
         user: &str,
@@ -381,7 +375,7 @@ impl<'a> Writer<'a> {
             .take_pending_auth(host, user, client_ip, client_port)
     }
 
-    pub fn prune_pending_auth(&mut self, before: Micros) -> Result<()> {
+    pub(crate) fn prune_pending_auth(&mut self, before: Micros) -> Result<()> {
         self.held.prune_auth(before);
         self.store.prune_pending_auth(before)
     }
@@ -397,7 +391,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Inserts a session, or returns the id of the one with the same host, PID and start.
-    pub fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
+    pub(crate) fn insert_session(&mut self, s: &NewSession) -> Result<i64> {
         if let Some(id) = self.held.known_session(s) {
             return Ok(id);
         }
@@ -417,7 +411,7 @@ impl<'a> Writer<'a> {
     /// have been stored with (a session's first line: no lookup for a session newer than the
     /// host's latest). With its id comes whether its lines came from the journal, where the
     /// database says.
-    pub fn session_by_sid(
+    pub(crate) fn session_by_sid(
         &mut self,
         s: &NewSession,
         earliest: Option<Micros>,
@@ -440,13 +434,13 @@ impl<'a> Writer<'a> {
         Ok(found.map(|(id, journal)| (id, Some(journal))))
     }
 
-    pub fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
+    pub(crate) fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
         let id = self.store.reserve_id(IdTable::Transfers)?;
         self.held.add_transfer(id, t);
         Ok(id)
     }
 
-    pub fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
+    pub(crate) fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
         let id = self.store.reserve_id(IdTable::Operations)?;
         self.held.add_operation(id, o);
         Ok(id)
@@ -488,7 +482,7 @@ pub enum IdTable {
 }
 
 impl IdTable {
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -802,13 +796,6 @@ impl WriteBehind {
         }));
     }
 
-    /// Forgets what this transaction knew of the host's sessions (they were deleted).
-    fn forget_host(&mut self, host: &str) {
-        self.keys.retain(|k, _| k.0 != host);
-        self.sids.retain(|k, _| k.0 != super::short_host(host));
-        self.watermarks.remove(super::short_host(host));
-    }
-
     /// Keeps a session's origin until its row is written (only for a held session).
     fn set_origin(&mut self, id: i64, origin: &SessionOrigin) -> bool {
         if !self.is_held(id) {
@@ -847,36 +834,36 @@ impl WriteBehind {
         self.session_patches.entry(id).or_default()
     }
 
-    pub fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) {
+    pub(crate) fn set_session_sftp_pid(&mut self, id: i64, sftp_pid: i64) {
         self.patch(id).sftp_pid = Some(sftp_pid);
     }
 
-    pub fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) {
+    pub(crate) fn set_session_auth(&mut self, id: i64, method: &str, key: Option<&str>) {
         self.patch(id).auth = Some((method.to_owned(), key.map(str::to_owned)));
     }
 
     /// The row the session's next `sent status` line answers.
-    pub fn set_last_op(&mut self, id: i64, op: Option<LastOp>) {
+    pub(crate) fn set_last_op(&mut self, id: i64, op: Option<LastOp>) {
         self.patch(id).last_op = Some(op);
     }
 
-    pub fn mark_sftp_closed(&mut self, id: i64) {
+    pub(crate) fn mark_sftp_closed(&mut self, id: i64) {
         self.patch(id).sftp_closed = true;
     }
 
     /// Corrects how an ended session ended (sftp-server's own last lines came after the end).
-    pub fn set_end_reason(&mut self, id: i64, reason: EndReason) {
+    pub(crate) fn set_end_reason(&mut self, id: i64, reason: EndReason) {
         self.patch(id).end_reason = Some(reason);
     }
 
     /// Fills in who and from where, where the session does not know yet.
-    pub fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) {
+    pub(crate) fn fill_session_identity(&mut self, id: i64, user: &str, client_ip: &str) {
         let p = self.patch(id);
         p.fill_user.get_or_insert_with(|| user.to_owned());
         p.fill_ip.get_or_insert_with(|| client_ip.to_owned());
     }
 
-    pub fn end_session(&mut self, id: i64, end: &SessionEnd) {
+    pub(crate) fn end_session(&mut self, id: i64, end: &SessionEnd) {
         let p = self.patch(id);
         p.end = Some(EndPatch {
             ended_at: end.ended_at,
@@ -888,7 +875,7 @@ impl WriteBehind {
     }
 
     /// Gives up on a session whose end never came (its PID started a new one).
-    pub fn abandon_session(&mut self, id: i64) {
+    pub(crate) fn abandon_session(&mut self, id: i64) {
         let p = self.patch(id);
         p.end_reason = Some(EndReason::MissingEnd);
         p.sftp_closed = true;
@@ -940,7 +927,7 @@ impl WriteBehind {
     }
 
     /// Notes that a failure answered open transfer `id` (see `answered`).
-    pub fn mark_transfer_answered(&mut self, id: i64) {
+    pub(crate) fn mark_transfer_answered(&mut self, id: i64) {
         // The failure nearly always follows its open at once: the newest held row.
         if let Some(back) = self.transfers.iter().rev().take(8).position(|t| t.id == id) {
             let t = self.transfers.remove(self.transfers.len() - 1 - back);
@@ -950,7 +937,7 @@ impl WriteBehind {
 
     /// Records the close: counters (read, written; `None` when the close line was cut and they
     /// are not known), and the verdict of [`crate::log::transfer::classify_close`].
-    pub fn close_transfer(
+    pub(crate) fn close_transfer(
         &mut self,
         id: i64,
         closed_at: Micros,
@@ -987,7 +974,7 @@ impl WriteBehind {
         }
     }
 
-    pub fn mark_transfer_failed(&mut self, id: i64) {
+    pub(crate) fn mark_transfer_failed(&mut self, id: i64) {
         match self.transfer(id) {
             Some(t) => {
                 t.row.failed = true;
@@ -998,7 +985,7 @@ impl WriteBehind {
     }
 
     /// Records the name a rename gave transfer `id`'s file (`None`: the rename failed).
-    pub fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) {
+    pub(crate) fn set_transfer_renamed(&mut self, id: i64, to: Option<&[u8]>) {
         match self.transfer(id) {
             Some(t) => t.row.renamed_to = to.map(<[u8]>::to_vec),
             None => self.row_updates.push(RowUpdate::Renamed {
@@ -1009,7 +996,7 @@ impl WriteBehind {
     }
 
     /// Forgets transfer `id`, held or written: a log-only open that failed.
-    pub fn forget_transfer(&mut self, id: i64) {
+    pub(crate) fn forget_transfer(&mut self, id: i64) {
         if let Some(t) = self.answered.remove(&id) {
             self.close_held(t.row.session_id);
             return;
@@ -1038,7 +1025,7 @@ impl WriteBehind {
 
     /// Marks the session's open transfers forced, not complete, with unknown bytes, and
     /// counted as what their open asked for: held or written.
-    pub fn abandon_open_transfers(&mut self, session_id: i64) {
+    pub(crate) fn abandon_open_transfers(&mut self, session_id: i64) {
         if self.open_held.contains_key(&session_id) {
             for t in self
                 .transfers
@@ -1076,7 +1063,7 @@ impl WriteBehind {
         });
     }
 
-    pub fn mark_operation_failed(&mut self, id: i64, status: &str) {
+    pub(crate) fn mark_operation_failed(&mut self, id: i64, status: &str) {
         match self.ops.iter_mut().rev().find(|o| o.id == id) {
             Some(o) => {
                 o.row.failed = true;
@@ -1089,7 +1076,12 @@ impl WriteBehind {
         }
     }
 
-    pub fn add_pending_auth(&mut self, host: &str, a: &crate::log::parse::Accepted, at: Micros) {
+    pub(crate) fn add_pending_auth(
+        &mut self,
+        host: &str,
+        a: &crate::log::parse::Accepted,
+        at: Micros,
+    ) {
         self.auth.push(PendingAuth {
             host: host.to_owned(),
             user: a.user.clone(),

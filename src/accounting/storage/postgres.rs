@@ -236,7 +236,7 @@ impl PgStore {
 
     /// Connects for reports (see [`super::open_for_reading`]): the schema is only read, so a
     /// role with SELECT alone runs every report; an older schema is upgraded where the role may.
-    pub fn connect_for_reading(url: &str, password: Option<&str>) -> Result<PgStore> {
+    pub(crate) fn connect_for_reading(url: &str, password: Option<&str>) -> Result<PgStore> {
         let mut store = PgStore::connect_only(url, password)?;
         let shown = store.shown.clone();
         let e = pg_err(&shown);
