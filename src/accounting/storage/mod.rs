@@ -473,8 +473,8 @@ pub trait IngestStore: Database {
     fn write(&mut self, held: &mut WriteBehind, background: bool) -> Result<()>;
     /// The latest session start of `host` in the database.
     fn latest_start(&mut self, host: &str) -> Result<Option<Micros>>;
-    /// The id of the session in the database with `s`'s host, PID and start.
-    fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>>;
+    /// The id of the session in the database with this host, PID and start.
+    fn find_session(&mut self, host: &str, pid: i64, started_at: Micros) -> Result<Option<i64>>;
     /// The session in the database with this wrapper session id and host (the same up to the
     /// first dot): its id, and whether its lines came from the journal (it has the journal's
     /// origin fields).
@@ -552,10 +552,9 @@ pub trait CopyStore: IngestStore {
     fn all_transfers(&mut self) -> Result<Vec<TransferRecord>>;
     fn all_operations(&mut self) -> Result<Vec<OperationRecord>>;
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>>;
-    /// Of the session stored that `s` is (same host and sid, else same host, PID and start):
-    /// whether it ended, and how much of it was read: its transfers and operations, each once
-    /// more for a close, a failure and a rename it has.
-    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>>;
+    /// Of stored session `id`: whether it ended, and how much of it was read: its transfers
+    /// and operations, each once more for a close, a failure and a rename it has.
+    fn session_rows(&mut self, id: i64) -> Result<(bool, i64)>;
     /// Whether a refusal of no session with `o`'s host, time, kind, detail and user is stored.
     fn has_refusal(&mut self, o: &OperationRecord) -> Result<bool>;
 }
@@ -709,12 +708,23 @@ pub(crate) fn copy_database(
             let source_ops = ops_by_session
                 .get(&Some(s.id))
                 .map_or(&[][..], Vec::as_slice);
-            if let Some((ended, have)) = to.stored_session_rows(s)? {
+            // The target's session with the wrapper's session id (unique: whatever the precision
+            // of its start, read there from another source), else with its host, PID and start.
+            let stored = match &s.sid {
+                Some(sid) => to.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
+                None => None,
+            };
+            let stored = match stored {
+                Some(id) => Some(id),
+                None => to.find_session(&s.host, s.pid, s.started_at)?,
+            };
+            if let Some(id) = stored {
+                let (ended, have) = to.session_rows(id)?;
                 // The target's session is the same one: it must not hold less than the source's,
                 // whose checkpoints come along and would make the next ingest skip the rest.
                 // Not only the rows: a line read later may settle a row already there (a
                 // transfer's close, a failure status, a rename) without adding one, so each
-                // row counts once more for each of those it has (stored_session_rows alike).
+                // row counts once more for each of those it has (session_rows alike).
                 let rows: usize = (source_transfers.iter())
                     .map(|t| {
                         1 + usize::from(t.closed_at.is_some() || t.forced || t.complete)

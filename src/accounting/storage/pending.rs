@@ -396,7 +396,7 @@ impl<'a> Writer<'a> {
             return Ok(id);
         }
         if self.may_hold_from(&s.host, s.started_at)?
-            && let Some(id) = self.store.find_session(s)?
+            && let Some(id) = self.store.find_session(&s.host, s.pid, s.started_at)?
         {
             self.held.remember_session(s, id);
             return Ok(id);

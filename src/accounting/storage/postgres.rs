@@ -12,9 +12,9 @@ use super::pending::{
 };
 use super::{
     Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp, Micros,
-    NameOperation, NewSession, OpenSession, OpenTransfer, OperationKind, OperationRecord,
-    ReportStore, Result, RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError,
-    TransferRecord, opt_text, path_text, stored_counters, text,
+    NameOperation, OpenSession, OpenTransfer, OperationKind, OperationRecord, ReportStore, Result,
+    RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError, TransferRecord, opt_text,
+    path_text, stored_counters, text,
 };
 use crate::accounting::rollup::{self, Counted};
 use crate::accounting::sql::{Dialect, Filter, Kind, Value};
@@ -1116,10 +1116,10 @@ impl IngestStore for PgStore {
         Ok(opt_micros_at(&row, 0))
     }
 
-    fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>> {
+    fn find_session(&mut self, host: &str, pid: i64, started_at: Micros) -> Result<Option<i64>> {
         let row = self.query_opt(
             "SELECT id FROM sessions WHERE host = $1 AND pid = $2 AND started_at = $3",
-            &[&text(&s.host), &s.pid, &pg_time(s.started_at)?],
+            &[&text(host), &pid, &pg_time(started_at)?],
         )?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -1552,30 +1552,7 @@ impl CopyStore for PgStore {
         Ok(rows.iter().map(checkpoint_from_row).collect())
     }
 
-    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
-        let by_sid = match s.sid.as_deref() {
-            Some(sid) => self.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
-            None => None,
-        };
-        let id: Option<i64> = match by_sid {
-            Some(id) => Some(id),
-            None => self.find_session(&NewSession {
-                host: s.host.clone(),
-                user: None,
-                client_ip: None,
-                client_port: None,
-                local_ip: None,
-                local_port: None,
-                started_at: s.started_at,
-                source: s.source,
-                sid: None,
-                pid: s.pid,
-                sftp_pid: None,
-            })?,
-        };
-        let Some(id) = id else {
-            return Ok(None);
-        };
+    fn session_rows(&mut self, id: i64) -> Result<(bool, i64)> {
         let row = self.query_opt(
             "SELECT ended_at IS NOT NULL,
                     (SELECT COUNT(*) + COALESCE(SUM((closed_at IS NOT NULL OR forced OR complete)::int
@@ -1585,7 +1562,8 @@ impl CopyStore for PgStore {
                FROM sessions WHERE id = $1",
             &[&id],
         )?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        // The session was found in this transaction: the row is there.
+        Ok(row.map_or((false, 0), |r| (r.get(0), r.get(1))))
     }
 
     fn has_refusal(&mut self, o: &OperationRecord) -> Result<bool> {

@@ -10,9 +10,9 @@ use super::pending::{
 };
 use super::{
     Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp, Micros,
-    NameOperation, NewSession, OpenSession, OpenTransfer, OperationKind, OperationRecord,
-    ReportStore, Result, RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError,
-    TransferRecord, opt_text, path_text, stored_counters, text,
+    NameOperation, OpenSession, OpenTransfer, OperationKind, OperationRecord, ReportStore, Result,
+    RowSink, SessionOrigin, SessionRecord, SessionSource, StoreError, TransferRecord, opt_text,
+    path_text, stored_counters, text,
 };
 use crate::accounting::rollup::{self, Cells, Counted};
 use crate::accounting::sql::{self, Dialect, Filter};
@@ -957,13 +957,13 @@ impl IngestStore for SqliteStore {
         )?)
     }
 
-    fn find_session(&mut self, s: &NewSession) -> Result<Option<i64>> {
+    fn find_session(&mut self, host: &str, pid: i64, started_at: Micros) -> Result<Option<i64>> {
         Ok(self
             .conn()?
             .prepare_cached(
                 "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
             )?
-            .query_row(params![text(&s.host), s.pid, s.started_at], |r| r.get(0))
+            .query_row(params![text(host), pid, started_at], |r| r.get(0))
             .optional()?)
     }
 
@@ -1401,25 +1401,9 @@ impl CopyStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn stored_session_rows(&mut self, s: &SessionRecord) -> Result<Option<(bool, i64)>> {
-        let by_sid = match s.sid.as_deref() {
-            Some(sid) => self.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
-            None => None,
-        };
+    fn session_rows(&mut self, id: i64) -> Result<(bool, i64)> {
         let conn = self.conn()?;
-        let id: Option<i64> = match by_sid {
-            Some(id) => Some(id),
-            None => conn
-                .prepare_cached(
-                    "SELECT id FROM sessions WHERE host = ?1 AND pid = ?2 AND started_at_us = ?3",
-                )?
-                .query_row(params![text(&s.host), s.pid, s.started_at], |r| r.get(0))
-                .optional()?,
-        };
-        let Some(id) = id else {
-            return Ok(None);
-        };
-        Ok(Some(conn.query_row(
+        Ok(conn.query_row(
             "SELECT ended_at_us IS NOT NULL,
                     (SELECT COUNT(*) + COALESCE(SUM((closed_at_us IS NOT NULL OR forced != 0 OR complete != 0)
                                                     + (failed != 0) + (renamed_to IS NOT NULL)), 0)
@@ -1428,7 +1412,7 @@ impl CopyStore for SqliteStore {
                FROM sessions WHERE id = ?1",
             [id],
             |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?)),
-        )?))
+        )?)
     }
 
     fn has_refusal(&mut self, o: &OperationRecord) -> Result<bool> {
@@ -1444,7 +1428,7 @@ impl CopyStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accounting::storage::NewTransfer;
+    use crate::accounting::storage::{NewSession, NewTransfer};
 
     #[test]
     fn schema_is_created_and_reopening_keeps_it() {
