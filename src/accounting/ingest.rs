@@ -5,6 +5,7 @@
 //! transaction that also moves the file's checkpoint, so a crash leaves the database as it was
 //! before the batch, and a re-run continues from the last committed checkpoint.
 
+use crate::accounting::journal::{self, JournalEntry, JournalSource};
 use crate::accounting::storage::{
     Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
     OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError, Writer,
@@ -38,6 +39,16 @@ pub enum IngestError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl IngestError {
+    /// Wraps an I/O error met reading `path`.
+    fn reading(path: &str) -> impl Fn(std::io::Error) -> IngestError + Copy {
+        move |source| IngestError::Read {
+            path: path.to_owned(),
+            source,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, IngestError>;
@@ -163,10 +174,10 @@ struct RenamedFile {
     transfer: i64,
 }
 
-/// What an operation line says, for [`Ingestor::operation`].
+/// What an operation line says, for [`Ingestor::session_operation`].
 struct Op<'a> {
     kind: OperationKind,
-    path: &'a [u8],
+    path: Option<&'a [u8]>,
     target: Option<&'a [u8]>,
     detail: Option<&'a str>,
 }
@@ -176,7 +187,7 @@ impl<'a> Op<'a> {
     fn on(kind: OperationKind, path: &'a [u8]) -> Op<'a> {
         Op {
             kind,
-            path,
+            path: Some(path),
             target: None,
             detail: None,
         }
@@ -536,10 +547,6 @@ const LATE_LINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 /// How long an sshd `Accepted` line waits for its session before it is forgotten.
 const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
 
-fn duration_between(start: Micros, end: Micros) -> i64 {
-    (end.0.saturating_sub(start.0) / 1000).max(0)
-}
-
 impl<'a> Ingestor<'a> {
     /// Loads what earlier runs left open.
     pub fn new(store: &'a mut dyn IngestStore, opts: IngestOptions) -> Result<Ingestor<'a>> {
@@ -673,7 +680,7 @@ impl<'a> Ingestor<'a> {
             let first = if input.name == "-" {
                 None
             } else {
-                first_line_time(Path::new(&input.name))?
+                first_line_time(&input.name)?
             };
             ordered.push((first, i, input));
         }
@@ -686,10 +693,7 @@ impl<'a> Ingestor<'a> {
     }
 
     fn ingest_input(&mut self, input: &Input) -> Result<()> {
-        let read_err = |source| IngestError::Read {
-            path: input.name.clone(),
-            source,
-        };
+        let read_err = IngestError::reading(&input.name);
         if input.name == "-" {
             self.summary.files += 1;
             let stdin = Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
@@ -702,10 +706,7 @@ impl<'a> Ingestor<'a> {
     /// Ingests the open file `file` (named `name`) from its checkpoint on; returns where its
     /// complete lines end, for follow mode to go on from.
     fn ingest_file(&mut self, name: &str, file: &File) -> Result<Option<FilePosition>> {
-        let read_err = |source| IngestError::Read {
-            path: name.to_owned(),
-            source,
-        };
+        let read_err = IngestError::reading(name);
         let meta = file.metadata().map_err(read_err)?;
         let mtime = meta
             .modified()
@@ -765,10 +766,7 @@ impl<'a> Ingestor<'a> {
         inode: Option<i64>,
         size: Option<u64>,
     ) -> Result<Option<FilePosition>> {
-        let read_err = |source| IngestError::Read {
-            path: name.to_owned(),
-            source,
-        };
+        let read_err = IngestError::reading(name);
         let finished = std::mem::take(&mut self.finished);
         let mut line = Vec::with_capacity(512);
         let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
@@ -874,11 +872,7 @@ impl<'a> Ingestor<'a> {
         finished: bool,
         progress: &Option<indicatif::ProgressBar>,
     ) -> Result<()> {
-        let read_err = |source| IngestError::Read {
-            path: name.to_owned(),
-            source,
-        };
-        let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
+        let read_err = IngestError::reading(name);
         let mut line = Vec::with_capacity(512);
         let mut in_batch = 1usize;
         let applied_from = pos.offset.max(skip_to);
@@ -906,7 +900,7 @@ impl<'a> Ingestor<'a> {
                     )));
                 }
             };
-            if !complete(&line, n) {
+            if !complete_line(&line, n, finished) {
                 break;
             }
             pos.prefix.update(&line);
@@ -946,15 +940,18 @@ impl<'a> Ingestor<'a> {
 
     /// Stores the checkpoint of `pos` in place of the file's last one.
     fn save_position(&mut self, pos: &mut FilePosition, name: &str) -> Result<()> {
-        let c = self.checkpoint_here(
-            &pos.hash,
-            &pos.prefix,
-            name,
-            pos.inode,
-            pos.offset,
-            pos.lines,
-        );
-        self.save_checkpoint(pos.saved.as_ref(), &c)?;
+        let c = Checkpoint {
+            first_line_hash: pos.hash.clone(),
+            prefix_sha256: hex::encode(pos.prefix.clone().finalize()),
+            path: name.to_owned(),
+            inode: pos.inode,
+            byte_offset: pos.offset as i64,
+            lines: pos.lines,
+        };
+        self.flush_last_ops()?;
+        self.out
+            .store
+            .put_checkpoint(pos.saved.as_ref(), &c, Micros::now())?;
         pos.saved = Some(c);
         Ok(())
     }
@@ -968,7 +965,7 @@ impl<'a> Ingestor<'a> {
     pub fn follow(
         &mut self,
         inputs: &[Input],
-        journal: Option<&crate::accounting::journal::JournalSource>,
+        journal: Option<&JournalSource>,
         wait: &mut dyn FnMut(std::time::Duration) -> bool,
     ) -> Result<()> {
         let mut followed: Vec<Followed> = inputs
@@ -1029,10 +1026,7 @@ impl<'a> Ingestor<'a> {
     /// one cut short (truncated).
     fn poll_file(&mut self, f: &mut Followed) -> Result<()> {
         let path = f.name.clone();
-        let read_err = |source| IngestError::Read {
-            path: path.clone(),
-            source,
-        };
+        let read_err = IngestError::reading(&path);
         for r in &mut f.rotated {
             let before = r.pos.offset;
             if self.moved_elsewhere(&r.pos)? {
@@ -1157,16 +1151,13 @@ impl<'a> Ingestor<'a> {
                 Ok(_) => {}
                 Err(_) => continue,
             }
-            let first = first_line_time(Path::new(&name)).ok().flatten();
+            let first = first_line_time(&name).ok().flatten();
             inputs.push((first, name));
         }
         inputs.sort_by_key(|(t, _)| (t.is_none(), *t));
         for (_, name) in inputs {
             let read = File::open(&name)
-                .map_err(|source| IngestError::Read {
-                    path: name.clone(),
-                    source,
-                })
+                .map_err(IngestError::reading(&name))
                 .and_then(|file| Ok((self.ingest_file(&name, &file)?, file)));
             match read {
                 Ok((Some(pos), file)) if !name.ends_with(".gz") => f.rotated.push(Rotated {
@@ -1213,44 +1204,16 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    /// A journal entry without its sender's command that goes on with a session a checked entry
-    /// started (an earlier run may have read that one): the wrapper's line names a live session's
-    /// id, sftp-server's comes from the live session's own sftp-server process.
-    fn continues_live_session(&self, entry: &crate::accounting::journal::JournalEntry) -> bool {
-        let host = entry
-            .host
-            .clone()
-            .unwrap_or_else(|| self.opts.host_default.clone());
+    /// The live session `entry` would be applied to: by the wrapper's session id, or
+    /// sftp-server's PID.
+    fn live_session(&self, entry: &JournalEntry, host: &str) -> Option<i64> {
         if entry.identifier == self.opts.wrapper_ident {
-            return WrapperLine::parse(&entry.message)
-                .and_then(|line| line.sid().map(str::to_owned))
-                .is_some_and(|sid| self.by_sid.contains_key(&sid_key(&host, &sid)));
-        }
-        match (entry.pid, entry.sender_pid) {
-            (Some(pid), Some(sender)) if pid == sender => {
-                self.by_sftp_pid.contains_key(&(host, i64::from(pid)))
-            }
-            _ => false,
-        }
-    }
-
-    /// The user of the live session `entry` would be applied to (by the wrapper's session id, or
-    /// sftp-server's PID), for the journal's check of who sent it.
-    fn live_session_user(
-        &self,
-        entry: &crate::accounting::journal::JournalEntry,
-    ) -> Option<String> {
-        let host = entry
-            .host
-            .clone()
-            .unwrap_or_else(|| self.opts.host_default.clone());
-        let id = if entry.identifier == self.opts.wrapper_ident {
-            let sid = WrapperLine::parse(&entry.message)?.sid()?.to_owned();
-            self.by_sid.get(&sid_key(&host, &sid))?
+            let line = WrapperLine::parse(&entry.message)?;
+            self.by_sid.get(&sid_key(host, line.sid()?)).copied()
         } else {
-            self.by_sftp_pid.get(&(host, i64::from(entry.pid?)))?
-        };
-        self.sessions.get(id)?.user.clone()
+            let key = (host.to_owned(), i64::from(entry.pid?));
+            self.by_sftp_pid.get(&key).copied()
+        }
     }
 
     /// Whether to apply a new line of an input: not while its lines are older than what is
@@ -1325,25 +1288,6 @@ impl<'a> Ingestor<'a> {
         Ok(matches!(pos.order, Order::Checked))
     }
 
-    fn checkpoint_here(
-        &self,
-        hash: &str,
-        prefix: &Sha256,
-        name: &str,
-        inode: Option<i64>,
-        offset: u64,
-        lines: i64,
-    ) -> Checkpoint {
-        Checkpoint {
-            first_line_hash: hash.to_owned(),
-            prefix_sha256: hex::encode(prefix.clone().finalize()),
-            path: name.to_owned(),
-            inode,
-            byte_offset: offset as i64,
-            lines,
-        }
-    }
-
     fn progress_bar(&self, size: Option<u64>) -> Option<indicatif::ProgressBar> {
         let size = size?;
         if !self.opts.progress || size < 16 << 20 || !std::io::stderr().is_terminal() {
@@ -1356,12 +1300,6 @@ impl<'a> Ingestor<'a> {
             bar.set_style(style);
         }
         Some(bar)
-    }
-
-    fn save_checkpoint(&mut self, replaces: Option<&Checkpoint>, c: &Checkpoint) -> Result<()> {
-        self.flush_last_ops()?;
-        self.out.store.put_checkpoint(replaces, c, Micros::now())?;
-        Ok(())
     }
 
     /// Parses one line and applies it to the database. `last_at` is the latest instant the
@@ -1436,23 +1374,16 @@ impl<'a> Ingestor<'a> {
     /// the cursor in the same transaction. An entry that claims to be the wrapper's, sftp-server's
     /// or sshd's but that the journal says another program wrote is not applied; it is counted,
     /// and the first few are kept in [`Summary::forged`].
-    pub fn ingest_journal(
-        &mut self,
-        source: &crate::accounting::journal::JournalSource,
-    ) -> Result<()> {
+    pub fn ingest_journal(&mut self, source: &JournalSource) -> Result<()> {
         self.summary.files += 1;
         self.read_journal(source)
     }
 
     /// [`Ingestor::ingest_journal`] without counting the journal as an input (follow mode
     /// reads it again at every poll).
-    fn read_journal(&mut self, source: &crate::accounting::journal::JournalSource) -> Result<()> {
-        use crate::accounting::journal;
+    fn read_journal(&mut self, source: &JournalSource) -> Result<()> {
         let key = source.key();
-        let read_err = |source| IngestError::Read {
-            path: key.clone(),
-            source,
-        };
+        let read_err = IngestError::reading(&key);
         let cursor = self.out.store.journal_cursor(&key)?;
         let mut child = std::process::Command::new("journalctl")
             .args(source.journalctl_args(cursor.as_deref()))
@@ -1464,7 +1395,7 @@ impl<'a> Ingestor<'a> {
         let mut reader = BufReader::with_capacity(1 << 16, child.stdout.take().expect("piped"));
         let start = self.start_input();
         self.out.begin()?;
-        let result = (|| -> Result<()> {
+        let mut result = (|| -> Result<()> {
             let mut line = Vec::with_capacity(1024);
             let mut in_batch = 0usize;
             let mut last_cursor: Option<String> = None;
@@ -1504,16 +1435,12 @@ impl<'a> Ingestor<'a> {
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
-        let result = result.and_then(|()| {
-            if status.success() {
-                Ok(())
-            } else {
-                Err(read_err(std::io::Error::other(format!(
-                    "journalctl failed ({status}): {}",
-                    stderr.trim().replace('\n', " ")
-                ))))
-            }
-        });
+        if result.is_ok() && !status.success() {
+            result = Err(read_err(std::io::Error::other(format!(
+                "journalctl failed ({status}): {}",
+                stderr.trim().replace('\n', " ")
+            ))));
+        }
         self.end_input(result, &key, start)
     }
 
@@ -1521,15 +1448,24 @@ impl<'a> Ingestor<'a> {
     /// `verified` holds the sender processes whose entries journald named, by PID.
     fn journal_entry(
         &mut self,
-        entry: &crate::accounting::journal::JournalEntry,
+        entry: &JournalEntry,
         verified: &mut HashMap<u32, String>,
     ) -> Result<()> {
-        use crate::accounting::journal;
+        let host = entry
+            .host
+            .clone()
+            .unwrap_or_else(|| self.opts.host_default.clone());
+        let live = self.live_session(entry, &host);
+        // An entry without its sender's command that goes on with a session a checked entry
+        // started (an earlier run may have read that one): the wrapper's line names a live
+        // session's id, sftp-server's comes from the live session's own sftp-server process.
+        let continues_live_session = live.is_some()
+            && (entry.identifier == self.opts.wrapper_ident || entry.pid == entry.sender_pid);
         let sender_verified = entry
             .sender_pid
             .is_some_and(|pid| verified.get(&pid) == Some(&entry.identifier))
-            || self.continues_live_session(entry);
-        let session_user = self.live_session_user(entry);
+            || continues_live_session;
+        let session_user = live.and_then(|id| self.sessions.get(&id)?.user.clone());
         let why = journal::forged(
             entry,
             &self.opts.wrapper_ident,
@@ -1549,10 +1485,6 @@ impl<'a> Ingestor<'a> {
             }
             self.skip(&entry.message);
         } else if let Some(ts) = Micros::checked(entry.realtime_us) {
-            let host = entry
-                .host
-                .clone()
-                .unwrap_or_else(|| self.opts.host_default.clone());
             self.reading_journal = true;
             if self.apply_record(ts, &host, &entry.identifier, entry.pid, &entry.message)? {
                 self.summary.parsed += 1;
@@ -1693,24 +1625,14 @@ impl<'a> Ingestor<'a> {
         let Some(open) = self.open_transfers.get_mut(&id) else {
             return Ok(());
         };
-        let failed = open.take_all();
-        let user = self.sessions.get(&id).and_then(|s| s.user.clone());
-        for (t, why) in failed {
+        for (t, why) in open.take_all() {
             self.out.forget_transfer(t.id);
             self.summary.transfers = self.summary.transfers.saturating_sub(1);
             let (status, when) = why
                 .as_ref()
                 .map_or(("no close", at), |(text, when)| (text.as_str(), *when));
-            let op = self.out.insert_operation(&NewOperation {
-                session_id: Some(id),
-                host,
-                user: user.as_deref(),
-                at: when,
-                kind: OperationKind::Open,
-                path: Some(&t.path),
-                target: None,
-                detail: None,
-            })?;
+            let open = Op::on(OperationKind::Open, &t.path);
+            let op = self.session_operation(id, host, when, open)?;
             self.out.mark_operation_failed(op, status);
         }
         if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
@@ -1763,21 +1685,16 @@ impl<'a> Ingestor<'a> {
             ClosedAs::Download => Some(CountsAs::Download),
             ClosedAs::Nothing => None,
             ClosedAs::Copy => {
-                let user = self.sessions.get(&session).and_then(|s| s.user.clone());
                 let from = match &file.other {
                     Some(OtherFile::CopiedFrom(from)) => Some(from.shown()),
                     _ => None,
                 };
-                let id = self.out.insert_operation(&NewOperation {
-                    session_id: Some(session),
-                    host,
-                    user: user.as_deref(),
-                    at,
-                    kind: OperationKind::Copy,
-                    path: Some(&file.path.shown()),
+                let path = file.path.shown();
+                let copy = Op {
                     target: from.as_deref(),
-                    detail: None,
-                })?;
+                    ..Op::on(OperationKind::Copy, &path)
+                };
+                let id = self.session_operation(session, host, at, copy)?;
                 if !file.complete {
                     let why = if file.failed {
                         "failed"
@@ -2119,6 +2036,22 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
+    /// Ends session `id` at `at`, lasting from its start as this run knows it.
+    fn end_session_at(&mut self, id: i64, at: Micros, exit_status: Option<i64>, reason: EndReason) {
+        let duration_ms = self
+            .sessions
+            .get(&id)
+            .map(|s| (at.0.saturating_sub(s.started_at.0) / 1000).max(0));
+        let end = SessionEnd {
+            ended_at: at,
+            duration_ms,
+            exit_status,
+            signal: None,
+            end_reason: reason,
+        };
+        self.out.end_session(id, &end);
+    }
+
     /// The wrapper's `session refused`: a denied operation, and the end of the session it had
     /// started, if any.
     fn wrapper_session_refused(
@@ -2141,20 +2074,7 @@ impl<'a> Ingestor<'a> {
             .as_ref()
             .and_then(|sid| self.by_sid.get(&sid_key(host, sid)).copied());
         if let Some(id) = started {
-            let duration = self
-                .sessions
-                .get(&id)
-                .map(|s| duration_between(s.started_at, at));
-            self.out.end_session(
-                id,
-                &SessionEnd {
-                    ended_at: at,
-                    duration_ms: duration,
-                    exit_status: Some(1),
-                    signal: None,
-                    end_reason: EndReason::Refused,
-                },
-            );
+            self.end_session_at(id, at, Some(1), EndReason::Refused);
             self.forget_session(id);
         }
         let command = command
@@ -2323,14 +2243,10 @@ impl<'a> Ingestor<'a> {
     fn replayed_sftp_line(&mut self, key: &(bool, String, i64), at: Micros) -> bool {
         match self.replayed_sftp.get(key) {
             None => false,
-            Some(None) => true,
-            Some(Some(until)) => {
-                if at <= *until {
-                    true
-                } else {
-                    self.replayed_sftp.remove(key);
-                    false
-                }
+            Some(until) if until.is_none_or(|until| at <= until) => true,
+            Some(_) => {
+                self.replayed_sftp.remove(key);
+                false
             }
         }
     }
@@ -2369,19 +2285,6 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    /// The session of sftp-server process `key` (host, PID), created when its start is not known.
-    fn sftp_session(
-        &mut self,
-        key: &(String, i64),
-        source: SessionSource,
-        at: Micros,
-    ) -> Result<i64> {
-        match self.by_sftp_pid.get(key) {
-            Some(&id) => Ok(id),
-            None => self.plain_session(key, source, at, None),
-        }
-    }
-
     /// A new session known from sftp-server process `key`'s own lines, with the user and client
     /// IP of its `session opened` line when that is where it starts.
     fn plain_session(
@@ -2408,24 +2311,24 @@ impl<'a> Ingestor<'a> {
         Ok(id)
     }
 
-    fn operation(&mut self, session: i64, host: &str, at: Micros, op: Op) -> Result<()> {
-        let Op {
-            kind,
-            path,
-            target,
-            detail,
-        } = op;
+    /// Stores operation `op` of `session`, under the session's user.
+    fn session_operation(&mut self, session: i64, host: &str, at: Micros, op: Op) -> Result<i64> {
         let user = self.sessions.get(&session).and_then(|s| s.user.clone());
-        let id = self.out.insert_operation(&NewOperation {
+        Ok(self.out.insert_operation(&NewOperation {
             session_id: Some(session),
             host,
             user: user.as_deref(),
             at,
-            kind,
-            path: Some(path),
-            target,
-            detail,
-        })?;
+            kind: op.kind,
+            path: op.path,
+            target: op.target,
+            detail: op.detail,
+        })?)
+    }
+
+    /// Stores operation `op` of `session` as the request its next status answers.
+    fn operation(&mut self, session: i64, host: &str, at: Micros, op: Op) -> Result<()> {
+        let id = self.session_operation(session, host, at, op)?;
         self.set_last_op(session, Some(LastOp::Operation(id)));
         Ok(())
     }
@@ -2460,7 +2363,11 @@ impl<'a> Ingestor<'a> {
             }
             return Ok(false);
         }
-        let session = self.sftp_session(&key, source, at)?;
+        // A session of its own when its start is not known.
+        let session = match self.by_sftp_pid.get(&key) {
+            Some(&id) => id,
+            None => self.plain_session(&key, source, at, None)?,
+        };
         self.touched = Some(session);
         let wire = match self.sessions.get_mut(&session) {
             Some(state) if state.wire => true,
@@ -2527,15 +2434,15 @@ impl<'a> Ingestor<'a> {
         at: Micros,
         event: SftpEvent,
     ) -> Result<()> {
+        let removes_file = matches!(event, SftpEvent::Remove { .. });
         match event {
-            SftpEvent::Remove { path } => {
-                let op = Op::on(OperationKind::Remove, &path);
-                self.operation(session, host, at, op)?;
-                self.name_removed(session, &path);
-            }
-            SftpEvent::Rmdir { path } => {
-                let op = Op::on(OperationKind::Rmdir, &path);
-                self.operation(session, host, at, op)?;
+            SftpEvent::Remove { path } | SftpEvent::Rmdir { path } => {
+                let kind = if removes_file {
+                    OperationKind::Remove
+                } else {
+                    OperationKind::Rmdir
+                };
+                self.operation(session, host, at, Op::on(kind, &path))?;
                 self.name_removed(session, &path);
             }
             SftpEvent::Mkdir { path, mode } => {
@@ -2589,17 +2496,14 @@ impl<'a> Ingestor<'a> {
         // started inside it (so its start here was not seen to be a copy): its sftp-server's
         // lines here are that copy too. Billed, they would count twice, and the journal's
         // origin fields they set would make the file's end of the session a copy.
-        if let Some(state) = self
-            .by_sftp_pid
+        self.by_sftp_pid
             .get(key)
             .and_then(|id| self.sessions.get(id))
-            && state.wrapper
-            && state.journal != self.reading_journal
-            && !(state.ended && matches!(event, SftpEvent::SessionOpened { .. }))
-        {
-            return true;
-        }
-        false
+            .is_some_and(|state| {
+                state.wrapper
+                    && state.journal != self.reading_journal
+                    && !(state.ended && matches!(event, SftpEvent::SessionOpened { .. }))
+            })
     }
 
     /// sftp-server's `session opened`: the wrapper session waiting for it, or a session of its
@@ -2662,21 +2566,8 @@ impl<'a> Ingestor<'a> {
             self.out.set_end_reason(session, EndReason::Closed);
             self.forget_session(session);
         } else if !wrapper {
-            let duration = self
-                .sessions
-                .get(&session)
-                .map(|s| duration_between(s.started_at, at));
             self.out.abandon_open_transfers(session);
-            self.out.end_session(
-                session,
-                &SessionEnd {
-                    ended_at: at,
-                    duration_ms: duration,
-                    exit_status: None,
-                    signal: None,
-                    end_reason: EndReason::Closed,
-                },
-            );
+            self.end_session_at(session, at, None, EndReason::Closed);
             self.linger(session, at);
         }
         Ok(())
@@ -2735,26 +2626,38 @@ impl<'a> Ingestor<'a> {
         };
         let (id, direction) = match open.take_first(matches) {
             Some(t) => (t.id, t.direction),
-            None => {
-                self.summary.transfers += 1;
-                let id = self.out.insert_transfer(&NewTransfer {
-                    session_id: session,
-                    path: path_prefix,
-                    direction: Direction::None,
-                    open_flags: "",
-                    mode: Some(""),
-                    opened_at: at,
-                    // Only a prefix of the name is known.
-                    reached: None,
-                })?;
-                (id, Direction::None)
-            }
+            // Only a prefix of the name is known: not what it reached.
+            None => (
+                self.unopened_transfer(session, path_prefix, at, None)?,
+                Direction::None,
+            ),
         };
         let verdict = classify_cut_close(direction);
         self.summary.counters_unknown += 1;
         self.out.close_transfer(id, at, None, forced, &verdict);
         self.set_last_op(session, None);
         Ok(())
+    }
+
+    /// A transfer whose open line is missing (cut at 500 characters, or in a lost file), closed
+    /// at `at`.
+    fn unopened_transfer(
+        &mut self,
+        session: i64,
+        path: &[u8],
+        at: Micros,
+        reached: Option<&[u8]>,
+    ) -> Result<i64> {
+        self.summary.transfers += 1;
+        Ok(self.out.insert_transfer(&NewTransfer {
+            session_id: session,
+            path,
+            direction: Direction::None,
+            open_flags: "",
+            mode: Some(""),
+            opened_at: at,
+            reached,
+        })?)
     }
 
     /// A close line: the transfer of that name opened last (see `take_path`), or one whose open
@@ -2771,18 +2674,8 @@ impl<'a> Ingestor<'a> {
         let (id, direction) = match open.take_path(&path) {
             Some(t) => (t.id, t.direction),
             None => {
-                // Its open line is missing (cut at 500 characters, or in a lost file).
-                self.summary.transfers += 1;
                 let reached = self.reached(session, &path);
-                let id = self.out.insert_transfer(&NewTransfer {
-                    session_id: session,
-                    path: &path,
-                    direction: Direction::None,
-                    open_flags: "",
-                    mode: Some(""),
-                    opened_at: at,
-                    reached: reached.as_deref(),
-                })?;
+                let id = self.unopened_transfer(session, &path, at, reached.as_deref())?;
                 (id, Direction::None)
             }
         };
@@ -2808,18 +2701,14 @@ impl<'a> Ingestor<'a> {
 
     /// A failure status: an operation of its own, and what it tells of the request before it.
     fn sftp_status(&mut self, session: i64, host: &str, at: Micros, text: &str) -> Result<()> {
-        let user = self.sessions.get(&session).and_then(|s| s.user.clone());
         let previous = self.last_op.get(&session).copied().flatten();
-        self.out.insert_operation(&NewOperation {
-            session_id: Some(session),
-            host,
-            user: user.as_deref(),
-            at,
+        let failure = Op {
             kind: OperationKind::Failure,
             path: None,
             target: None,
             detail: Some(text),
-        })?;
+        };
+        self.session_operation(session, host, at, failure)?;
         match previous {
             // Only noted: whether the open failed is known at its close (it did not)
             // or at sftp-server's end without one (it did).
@@ -2893,10 +2782,7 @@ pub(crate) fn forget_for_rebuild(
     let mut hosts = std::collections::BTreeSet::new();
     let mut first_line_hashes = Vec::new();
     for input in inputs {
-        let read_err = |source| IngestError::Read {
-            path: input.name.clone(),
-            source,
-        };
+        let read_err = IngestError::reading(&input.name);
         if input.name == "-" {
             return Err(read_err(std::io::Error::other(
                 "--rebuild reads each input twice: give files, not standard input",
@@ -3021,11 +2907,8 @@ pub fn first_line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
-fn first_line_time(path: &Path) -> Result<Option<Micros>> {
-    let read_err = |source| IngestError::Read {
-        path: path.display().to_string(),
-        source,
-    };
+fn first_line_time(path: &str) -> Result<Option<Micros>> {
+    let read_err = IngestError::reading(path);
     let file = File::open(path).map_err(read_err)?;
     let mtime = file
         .metadata()
