@@ -17,6 +17,7 @@ use crate::log::reach::{self, Names, RECENT_CLOSES};
 use crate::log::transfer::{ClosedFile, CountsAs, Direction, classify_close, classify_cut_close};
 use crate::log::wrapper::{ClosedAs, ExitOutcome, FileRecord, OtherFile, WrapperLine};
 use chrono::{DateTime, Local};
+use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -367,18 +368,11 @@ fn predecessors(name: &str) -> Vec<String> {
     let mut dated: Vec<(String, String)> = Vec::new();
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        let Some(entry_name) = file_name.to_str() else {
-            continue;
-        };
-        let Some(rest) = entry_name.strip_prefix(base) else {
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(base)) else {
             continue;
         };
         let stem = rest.strip_suffix(".gz").unwrap_or(rest);
-        let Some(date) = stem
-            .strip_prefix('-')
-            .or_else(|| stem.strip_prefix('.'))
-            .or_else(|| stem.strip_prefix('_'))
-        else {
+        let Some(date) = stem.strip_prefix(['-', '.', '_']) else {
             continue;
         };
         let digits = date.bytes().filter(u8::is_ascii_digit).count();
@@ -392,18 +386,15 @@ fn predecessors(name: &str) -> Vec<String> {
         if !entry.metadata().is_ok_and(|m| m.is_file()) {
             continue;
         }
-        let full = dir.join(entry_name).display().to_string();
+        let full = dir.join(&file_name).display().to_string();
         dated.push((stem.to_owned(), full));
     }
-    if let Some(latest) = dated.iter().map(|d| d.0.clone()).max() {
-        let mut names: Vec<String> = dated
-            .into_iter()
-            .filter(|(stem, _)| *stem == latest)
-            .map(|(_, p)| p)
-            .collect();
-        names.sort();
-        found.extend(names);
-    }
+    dated.sort();
+    let latest = dated.last().map(|(stem, _)| stem.clone());
+    let of_latest = dated
+        .into_iter()
+        .filter(|(stem, _)| Some(stem) == latest.as_ref());
+    found.extend(of_latest.map(|(_, p)| p));
     found
 }
 
@@ -687,20 +678,16 @@ impl<'a> Ingestor<'a> {
         // Files with a known first timestamp in time order; the rest (and stdin) after, as given.
         ordered.sort_by_key(|(t, i, _)| (t.is_none(), *t, *i));
         for (_, _, input) in ordered {
-            self.ingest_input(input)?;
+            if input.name == "-" {
+                self.summary.files += 1;
+                let stdin = Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
+                self.ingest_reader(stdin, None, &input.name, Local::now(), None, None)?;
+            } else {
+                let file = File::open(&input.name).map_err(IngestError::reading(&input.name))?;
+                self.ingest_file(&input.name, &file)?;
+            }
         }
         Ok(())
-    }
-
-    fn ingest_input(&mut self, input: &Input) -> Result<()> {
-        let read_err = IngestError::reading(&input.name);
-        if input.name == "-" {
-            self.summary.files += 1;
-            let stdin = Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
-            return self.ingest_reader(stdin, None, &input.name, Local::now(), None, None);
-        }
-        let file = File::open(&input.name).map_err(read_err)?;
-        self.ingest_file(&input.name, &file).map(drop)
     }
 
     /// Ingests the open file `file` (named `name`) from its checkpoint on; returns where its
@@ -776,8 +763,7 @@ impl<'a> Ingestor<'a> {
         let first_line = line.clone();
         let hash = first_line_hash(&line);
         let candidates = self.out.store.checkpoints(&hash)?;
-        let mut prefix = Sha256::new();
-        prefix.update(&line);
+        let mut prefix = Sha256::new_with_prefix(&line);
         let mut offset = n as u64;
         let mut lines_done: i64 = 1;
         let resume = read_to_resume_point(
@@ -788,8 +774,7 @@ impl<'a> Ingestor<'a> {
         )
         .map_err(read_err)?;
         let skip_to = resume.as_ref().map_or(0, |c| c.byte_offset as u64);
-        let read_past = !candidates.is_empty() && (resume.is_none() || offset != skip_to);
-        if read_past {
+        if !candidates.is_empty() && (resume.is_none() || offset != skip_to) {
             // Read past where this file is to go on from: read it again from the start.
             let Some(reopen) = reopen else {
                 return Err(read_err(std::io::Error::other(
@@ -800,8 +785,7 @@ impl<'a> Ingestor<'a> {
             reader = reopen().map_err(read_err)?;
             line.clear();
             reader.read_until(b'\n', &mut line).map_err(read_err)?;
-            prefix = Sha256::new();
-            prefix.update(&line);
+            prefix = Sha256::new_with_prefix(&line);
             offset = line.len() as u64;
             lines_done = 1;
         }
@@ -948,7 +932,7 @@ impl<'a> Ingestor<'a> {
             byte_offset: pos.offset as i64,
             lines: pos.lines,
         };
-        self.flush_last_ops()?;
+        self.flush_last_ops();
         self.out
             .store
             .put_checkpoint(pos.saved.as_ref(), &c, Micros::now())?;
@@ -1144,16 +1128,11 @@ impl<'a> Ingestor<'a> {
             .filter_map(|r| r.pos.inode)
             .chain(f.pos.as_ref().and_then(|p| p.inode))
             .collect();
-        let mut inputs: Vec<(Option<Micros>, String)> = Vec::new();
-        for name in predecessors(&f.name) {
-            match std::fs::metadata(&name) {
-                Ok(meta) if held.contains(&(meta.ino() as i64)) => continue,
-                Ok(_) => {}
-                Err(_) => continue,
-            }
-            let first = first_line_time(&name).ok().flatten();
-            inputs.push((first, name));
-        }
+        let mut inputs: Vec<(Option<Micros>, String)> = predecessors(&f.name)
+            .into_iter()
+            .filter(|name| std::fs::metadata(name).is_ok_and(|m| !held.contains(&(m.ino() as i64))))
+            .map(|name| (first_line_time(&name).ok().flatten(), name))
+            .collect();
         inputs.sort_by_key(|(t, _)| (t.is_none(), *t));
         for (_, name) in inputs {
             let read = File::open(&name)
@@ -1417,7 +1396,7 @@ impl<'a> Ingestor<'a> {
                 if in_batch >= self.opts.batch_lines
                     && let Some(c) = &last_cursor
                 {
-                    self.flush_last_ops()?;
+                    self.flush_last_ops();
                     self.out.store.put_journal_cursor(&key, c, Micros::now())?;
                     self.commit()?;
                     self.out.begin()?;
@@ -1425,7 +1404,7 @@ impl<'a> Ingestor<'a> {
                 }
             }
             if let Some(c) = &last_cursor {
-                self.flush_last_ops()?;
+                self.flush_last_ops();
                 self.out.store.put_journal_cursor(&key, c, Micros::now())?;
             }
             Ok(())
@@ -1483,7 +1462,6 @@ impl<'a> Ingestor<'a> {
             if self.summary.forged_examples.len() < 3 {
                 self.summary.forged_examples.push(why);
             }
-            self.skip(&entry.message);
         } else if let Some(ts) = Micros::checked(entry.realtime_us) {
             self.reading_journal = true;
             if self.apply_record(ts, &host, &entry.identifier, entry.pid, &entry.message)? {
@@ -1498,12 +1476,10 @@ impl<'a> Ingestor<'a> {
                     };
                     self.out.set_session_origin(id, &origin)?;
                 }
-            } else {
-                self.skip(&entry.message);
+                return Ok(());
             }
-        } else {
-            self.skip(&entry.message);
         }
+        self.skip(&entry.message);
         Ok(())
     }
 
@@ -1581,8 +1557,7 @@ impl<'a> Ingestor<'a> {
         {
             self.closed_plain.insert((state.host.clone(), pid), id);
         }
-        let deadline = at.plus(LATE_LINE_GRACE);
-        self.expiring.push_back((deadline, id));
+        self.expiring.push_back((at.plus(LATE_LINE_GRACE), id));
     }
 
     /// Moves plain session `plain` (sftp-server's own lines, logged before the wrapper's
@@ -1852,7 +1827,7 @@ impl<'a> Ingestor<'a> {
                 .and_then(|p| p.parse::<u16>().ok())
                 .map(i64::from)
         };
-        let id = self.new_session(NewSession {
+        self.new_session(NewSession {
             host: host.to_owned(),
             user,
             client_ip: connection.and_then(|c| c.client_ip.clone()),
@@ -1864,8 +1839,7 @@ impl<'a> Ingestor<'a> {
             sid: Some(sid),
             pid: pid.map_or(0, i64::from),
             sftp_pid: None,
-        })?;
-        Ok(id)
+        })
     }
 
     fn set_last_op(&mut self, session: i64, op: Option<LastOp>) {
@@ -1900,14 +1874,13 @@ impl<'a> Ingestor<'a> {
     }
 
     /// Writes the changed `last_op`s, so that a later run attaches a status line the same way.
-    fn flush_last_ops(&mut self) -> Result<()> {
+    fn flush_last_ops(&mut self) {
         for session in std::mem::take(&mut self.last_op_dirty) {
             if self.sessions.contains_key(&session) {
                 let op = self.last_op.get(&session).copied().flatten();
                 self.out.set_last_op(session, op);
             }
         }
-        Ok(())
     }
 
     /// Drops every in-memory trace of a session; returns its state.
@@ -2239,18 +2212,6 @@ impl<'a> Ingestor<'a> {
             }))
     }
 
-    /// Whether sftp-server process `key`'s line at `at` belongs to a replayed session.
-    fn replayed_sftp_line(&mut self, key: &(bool, String, i64), at: Micros) -> bool {
-        match self.replayed_sftp.get(key) {
-            None => false,
-            Some(until) if until.is_none_or(|until| at <= until) => true,
-            Some(_) => {
-                self.replayed_sftp.remove(key);
-                false
-            }
-        }
-    }
-
     /// Ties wrapper session `id` to its sftp-server process `sftp_pid`.
     fn link_sftp_pid(&mut self, id: i64, host: &str, sftp_pid: i64) -> Result<()> {
         let key = (host.to_owned(), sftp_pid);
@@ -2398,9 +2359,7 @@ impl<'a> Ingestor<'a> {
             SftpEvent::CutClose {
                 path_prefix,
                 forced,
-            } => {
-                self.sftp_cut_close(session, at, &path_prefix, forced)?;
-            }
+            } => self.sftp_cut_close(session, at, &path_prefix, forced)?,
             SftpEvent::Cut | SftpEvent::Malformed { .. } => unreachable!("handled above"),
             SftpEvent::Close {
                 path,
@@ -2410,17 +2369,13 @@ impl<'a> Ingestor<'a> {
             } => {
                 self.sftp_close(session, at, path, (bytes_read, bytes_written), forced)?;
             }
-            SftpEvent::Other { .. } => {
-                self.set_last_op(session, None);
-            }
+            SftpEvent::Other { .. } => self.set_last_op(session, None),
             SftpEvent::Remove { .. }
             | SftpEvent::Rmdir { .. }
             | SftpEvent::Mkdir { .. }
             | SftpEvent::TwoPaths { .. }
             | SftpEvent::Set { .. } => self.sftp_operation(session, host, at, event)?,
-            SftpEvent::Status { text } => {
-                self.sftp_status(session, host, at, &text)?;
-            }
+            SftpEvent::Status { text } => self.sftp_status(session, host, at, &text)?,
         }
         Ok(true)
     }
@@ -2434,15 +2389,15 @@ impl<'a> Ingestor<'a> {
         at: Micros,
         event: SftpEvent,
     ) -> Result<()> {
-        let removes_file = matches!(event, SftpEvent::Remove { .. });
         match event {
-            SftpEvent::Remove { path } | SftpEvent::Rmdir { path } => {
-                let kind = if removes_file {
-                    OperationKind::Remove
-                } else {
-                    OperationKind::Rmdir
-                };
-                self.operation(session, host, at, Op::on(kind, &path))?;
+            SftpEvent::Remove { path } => {
+                let op = Op::on(OperationKind::Remove, &path);
+                self.operation(session, host, at, op)?;
+                self.name_removed(session, &path);
+            }
+            SftpEvent::Rmdir { path } => {
+                let op = Op::on(OperationKind::Rmdir, &path);
+                self.operation(session, host, at, op)?;
                 self.name_removed(session, &path);
             }
             SftpEvent::Mkdir { path, mode } => {
@@ -2487,10 +2442,15 @@ impl<'a> Ingestor<'a> {
         at: Micros,
         event: &SftpEvent,
     ) -> bool {
-        if !self.replayed_sftp.is_empty()
-            && self.replayed_sftp_line(&(self.reading_journal, key.0.clone(), key.1), at)
-        {
-            return true;
+        if !self.replayed_sftp.is_empty() {
+            let replayed = (self.reading_journal, key.0.clone(), key.1);
+            match self.replayed_sftp.get(&replayed) {
+                Some(until) if until.is_none_or(|until| at <= until) => return true,
+                Some(_) => {
+                    self.replayed_sftp.remove(&replayed);
+                }
+                None => {}
+            }
         }
         // A wrapper session the other source brought, read by a run of this source that
         // started inside it (so its start here was not seen to be a copy): its sftp-server's
@@ -2826,7 +2786,10 @@ fn open_maybe_gz(mut file: File) -> std::io::Result<(Box<dyn BufRead>, bool)> {
     file.seek(SeekFrom::Start(0))?;
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok((
-            Box::new(BufReader::with_capacity(1 << 16, GzReader::new(file))),
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                GzReader(MultiGzDecoder::new(file)),
+            )),
             true,
         ))
     } else {
@@ -2836,13 +2799,7 @@ fn open_maybe_gz(mut file: File) -> std::io::Result<(Box<dyn BufRead>, bool)> {
 
 /// gzip, with errors that say what they mean: flate2 reports a cut file as `unexpected end of
 /// file` or `incomplete deflate stream`.
-struct GzReader(flate2::read::MultiGzDecoder<File>);
-
-impl GzReader {
-    fn new(file: File) -> GzReader {
-        GzReader(flate2::read::MultiGzDecoder::new(file))
-    }
-}
+struct GzReader(MultiGzDecoder<File>);
 
 impl Read for GzReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
