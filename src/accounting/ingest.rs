@@ -35,11 +35,6 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the ingest lock {path}: {source}")]
-    Lock {
-        path: String,
-        source: std::io::Error,
-    },
 }
 
 impl IngestError {
@@ -1655,10 +1650,11 @@ impl<'a> Ingestor<'a> {
         at: Micros,
         file: &FileRecord,
     ) -> Result<()> {
-        let counts_as = match file.counts_as {
-            ClosedAs::Upload => Some(CountsAs::Upload),
-            ClosedAs::Download => Some(CountsAs::Download),
-            ClosedAs::Nothing => None,
+        let (counts_as, direction) = match file.counts_as {
+            ClosedAs::Upload => (Some(CountsAs::Upload), Direction::Upload),
+            ClosedAs::Download => (Some(CountsAs::Download), Direction::Download),
+            // Nothing moved: what it was opened for, as for sftp-server's lines.
+            ClosedAs::Nothing => (None, Direction::from_open_flags(&file.open_flags)),
             ClosedAs::Copy => {
                 let from = match &file.other {
                     Some(OtherFile::CopiedFrom(from)) => Some(from.shown()),
@@ -1680,12 +1676,6 @@ impl<'a> Ingestor<'a> {
                 }
                 return Ok(());
             }
-        };
-        let direction = match counts_as {
-            Some(CountsAs::Upload) => Direction::Upload,
-            Some(CountsAs::Download) => Direction::Download,
-            // Nothing moved: what it was opened for, as for sftp-server's lines.
-            None => Direction::from_open_flags(&file.open_flags),
         };
         let opened_at = i64::try_from(file.elapsed_ms)
             .ok()
