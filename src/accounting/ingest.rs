@@ -5,6 +5,7 @@
 //! transaction that also moves the file's checkpoint, so a crash leaves the database as it was
 //! before the batch, and a re-run continues from the last committed checkpoint.
 
+use crate::accounting::journal::{self, JournalEntry, JournalSource};
 use crate::accounting::storage::{
     Checkpoint, EndReason, IngestStore, LastOp, NewOperation, NewSession, NewTransfer,
     OpenTransfer, OperationKind, SessionEnd, SessionOrigin, SessionSource, StoreError, Writer,
@@ -16,6 +17,7 @@ use crate::log::reach::{self, Names, RECENT_CLOSES};
 use crate::log::transfer::{ClosedFile, CountsAs, Direction, classify_close, classify_cut_close};
 use crate::log::wrapper::{ClosedAs, ExitOutcome, FileRecord, OtherFile, WrapperLine};
 use chrono::{DateTime, Local};
+use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -33,11 +35,16 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the ingest lock {path}: {source}")]
-    Lock {
-        path: String,
-        source: std::io::Error,
-    },
+}
+
+impl IngestError {
+    /// Wraps an I/O error met reading `path`.
+    fn reading(path: &str) -> impl Fn(std::io::Error) -> IngestError + Copy {
+        move |source| IngestError::Read {
+            path: path.to_owned(),
+            source,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, IngestError>;
@@ -163,10 +170,10 @@ struct RenamedFile {
     transfer: i64,
 }
 
-/// What an operation line says, for [`Ingestor::operation`].
+/// What an operation line says, for [`Ingestor::session_operation`].
 struct Op<'a> {
     kind: OperationKind,
-    path: &'a [u8],
+    path: Option<&'a [u8]>,
     target: Option<&'a [u8]>,
     detail: Option<&'a str>,
 }
@@ -176,7 +183,7 @@ impl<'a> Op<'a> {
     fn on(kind: OperationKind, path: &'a [u8]) -> Op<'a> {
         Op {
             kind,
-            path,
+            path: Some(path),
             target: None,
             detail: None,
         }
@@ -356,18 +363,11 @@ fn predecessors(name: &str) -> Vec<String> {
     let mut dated: Vec<(String, String)> = Vec::new();
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        let Some(entry_name) = file_name.to_str() else {
-            continue;
-        };
-        let Some(rest) = entry_name.strip_prefix(base) else {
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(base)) else {
             continue;
         };
         let stem = rest.strip_suffix(".gz").unwrap_or(rest);
-        let Some(date) = stem
-            .strip_prefix('-')
-            .or_else(|| stem.strip_prefix('.'))
-            .or_else(|| stem.strip_prefix('_'))
-        else {
+        let Some(date) = stem.strip_prefix(['-', '.', '_']) else {
             continue;
         };
         let digits = date.bytes().filter(u8::is_ascii_digit).count();
@@ -381,18 +381,15 @@ fn predecessors(name: &str) -> Vec<String> {
         if !entry.metadata().is_ok_and(|m| m.is_file()) {
             continue;
         }
-        let full = dir.join(entry_name).display().to_string();
+        let full = dir.join(&file_name).display().to_string();
         dated.push((stem.to_owned(), full));
     }
-    if let Some(latest) = dated.iter().map(|d| d.0.clone()).max() {
-        let mut names: Vec<String> = dated
-            .into_iter()
-            .filter(|(stem, _)| *stem == latest)
-            .map(|(_, p)| p)
-            .collect();
-        names.sort();
-        found.extend(names);
-    }
+    dated.sort();
+    let latest = dated.last().map(|(stem, _)| stem.clone());
+    let of_latest = dated
+        .into_iter()
+        .filter(|(stem, _)| Some(stem) == latest.as_ref());
+    found.extend(of_latest.map(|(_, p)| p));
     found
 }
 
@@ -536,10 +533,6 @@ const LATE_LINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 /// How long an sshd `Accepted` line waits for its session before it is forgotten.
 const PENDING_AUTH_KEEP: chrono::Duration = chrono::Duration::hours(1);
 
-fn duration_between(start: Micros, end: Micros) -> i64 {
-    (end.0.saturating_sub(start.0) / 1000).max(0)
-}
-
 impl<'a> Ingestor<'a> {
     /// Loads what earlier runs left open.
     pub fn new(store: &'a mut dyn IngestStore, opts: IngestOptions) -> Result<Ingestor<'a>> {
@@ -673,39 +666,29 @@ impl<'a> Ingestor<'a> {
             let first = if input.name == "-" {
                 None
             } else {
-                first_line_time(Path::new(&input.name))?
+                first_line_time(&input.name)?
             };
             ordered.push((first, i, input));
         }
         // Files with a known first timestamp in time order; the rest (and stdin) after, as given.
         ordered.sort_by_key(|(t, i, _)| (t.is_none(), *t, *i));
         for (_, _, input) in ordered {
-            self.ingest_input(input)?;
+            if input.name == "-" {
+                self.summary.files += 1;
+                let stdin = Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
+                self.ingest_reader(stdin, None, &input.name, Local::now(), None, None)?;
+            } else {
+                let file = File::open(&input.name).map_err(IngestError::reading(&input.name))?;
+                self.ingest_file(&input.name, &file)?;
+            }
         }
         Ok(())
-    }
-
-    fn ingest_input(&mut self, input: &Input) -> Result<()> {
-        let read_err = |source| IngestError::Read {
-            path: input.name.clone(),
-            source,
-        };
-        if input.name == "-" {
-            self.summary.files += 1;
-            let stdin = Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()));
-            return self.ingest_reader(stdin, None, &input.name, Local::now(), None, None);
-        }
-        let file = File::open(&input.name).map_err(read_err)?;
-        self.ingest_file(&input.name, &file).map(drop)
     }
 
     /// Ingests the open file `file` (named `name`) from its checkpoint on; returns where its
     /// complete lines end, for follow mode to go on from.
     fn ingest_file(&mut self, name: &str, file: &File) -> Result<Option<FilePosition>> {
-        let read_err = |source| IngestError::Read {
-            path: name.to_owned(),
-            source,
-        };
+        let read_err = IngestError::reading(name);
         let meta = file.metadata().map_err(read_err)?;
         let mtime = meta
             .modified()
@@ -765,10 +748,7 @@ impl<'a> Ingestor<'a> {
         inode: Option<i64>,
         size: Option<u64>,
     ) -> Result<Option<FilePosition>> {
-        let read_err = |source| IngestError::Read {
-            path: name.to_owned(),
-            source,
-        };
+        let read_err = IngestError::reading(name);
         let finished = std::mem::take(&mut self.finished);
         let mut line = Vec::with_capacity(512);
         let n = reader.read_until(b'\n', &mut line).map_err(read_err)?;
@@ -778,8 +758,7 @@ impl<'a> Ingestor<'a> {
         let first_line = line.clone();
         let hash = first_line_hash(&line);
         let candidates = self.out.store.checkpoints(&hash)?;
-        let mut prefix = Sha256::new();
-        prefix.update(&line);
+        let mut prefix = Sha256::new_with_prefix(&line);
         let mut offset = n as u64;
         let mut lines_done: i64 = 1;
         let resume = read_to_resume_point(
@@ -790,8 +769,7 @@ impl<'a> Ingestor<'a> {
         )
         .map_err(read_err)?;
         let skip_to = resume.as_ref().map_or(0, |c| c.byte_offset as u64);
-        let read_past = !candidates.is_empty() && (resume.is_none() || offset != skip_to);
-        if read_past {
+        if !candidates.is_empty() && (resume.is_none() || offset != skip_to) {
             // Read past where this file is to go on from: read it again from the start.
             let Some(reopen) = reopen else {
                 return Err(read_err(std::io::Error::other(
@@ -802,8 +780,7 @@ impl<'a> Ingestor<'a> {
             reader = reopen().map_err(read_err)?;
             line.clear();
             reader.read_until(b'\n', &mut line).map_err(read_err)?;
-            prefix = Sha256::new();
-            prefix.update(&line);
+            prefix = Sha256::new_with_prefix(&line);
             offset = line.len() as u64;
             lines_done = 1;
         }
@@ -874,11 +851,7 @@ impl<'a> Ingestor<'a> {
         finished: bool,
         progress: &Option<indicatif::ProgressBar>,
     ) -> Result<()> {
-        let read_err = |source| IngestError::Read {
-            path: name.to_owned(),
-            source,
-        };
-        let complete = |line: &[u8], n: usize| n > 0 && (finished || line.last() == Some(&b'\n'));
+        let read_err = IngestError::reading(name);
         let mut line = Vec::with_capacity(512);
         let mut in_batch = 1usize;
         let applied_from = pos.offset.max(skip_to);
@@ -906,7 +879,7 @@ impl<'a> Ingestor<'a> {
                     )));
                 }
             };
-            if !complete(&line, n) {
+            if !complete_line(&line, n, finished) {
                 break;
             }
             pos.prefix.update(&line);
@@ -946,15 +919,18 @@ impl<'a> Ingestor<'a> {
 
     /// Stores the checkpoint of `pos` in place of the file's last one.
     fn save_position(&mut self, pos: &mut FilePosition, name: &str) -> Result<()> {
-        let c = self.checkpoint_here(
-            &pos.hash,
-            &pos.prefix,
-            name,
-            pos.inode,
-            pos.offset,
-            pos.lines,
-        );
-        self.save_checkpoint(pos.saved.as_ref(), &c)?;
+        let c = Checkpoint {
+            first_line_hash: pos.hash.clone(),
+            prefix_sha256: hex::encode(pos.prefix.clone().finalize()),
+            path: name.to_owned(),
+            inode: pos.inode,
+            byte_offset: pos.offset as i64,
+            lines: pos.lines,
+        };
+        self.flush_last_ops();
+        self.out
+            .store
+            .put_checkpoint(pos.saved.as_ref(), &c, Micros::now())?;
         pos.saved = Some(c);
         Ok(())
     }
@@ -968,7 +944,7 @@ impl<'a> Ingestor<'a> {
     pub fn follow(
         &mut self,
         inputs: &[Input],
-        journal: Option<&crate::accounting::journal::JournalSource>,
+        journal: Option<&JournalSource>,
         wait: &mut dyn FnMut(std::time::Duration) -> bool,
     ) -> Result<()> {
         let mut followed: Vec<Followed> = inputs
@@ -1029,10 +1005,7 @@ impl<'a> Ingestor<'a> {
     /// one cut short (truncated).
     fn poll_file(&mut self, f: &mut Followed) -> Result<()> {
         let path = f.name.clone();
-        let read_err = |source| IngestError::Read {
-            path: path.clone(),
-            source,
-        };
+        let read_err = IngestError::reading(&path);
         for r in &mut f.rotated {
             let before = r.pos.offset;
             if self.moved_elsewhere(&r.pos)? {
@@ -1150,23 +1123,15 @@ impl<'a> Ingestor<'a> {
             .filter_map(|r| r.pos.inode)
             .chain(f.pos.as_ref().and_then(|p| p.inode))
             .collect();
-        let mut inputs: Vec<(Option<Micros>, String)> = Vec::new();
-        for name in predecessors(&f.name) {
-            match std::fs::metadata(&name) {
-                Ok(meta) if held.contains(&(meta.ino() as i64)) => continue,
-                Ok(_) => {}
-                Err(_) => continue,
-            }
-            let first = first_line_time(Path::new(&name)).ok().flatten();
-            inputs.push((first, name));
-        }
+        let mut inputs: Vec<(Option<Micros>, String)> = predecessors(&f.name)
+            .into_iter()
+            .filter(|name| std::fs::metadata(name).is_ok_and(|m| !held.contains(&(m.ino() as i64))))
+            .map(|name| (first_line_time(&name).ok().flatten(), name))
+            .collect();
         inputs.sort_by_key(|(t, _)| (t.is_none(), *t));
         for (_, name) in inputs {
             let read = File::open(&name)
-                .map_err(|source| IngestError::Read {
-                    path: name.clone(),
-                    source,
-                })
+                .map_err(IngestError::reading(&name))
                 .and_then(|file| Ok((self.ingest_file(&name, &file)?, file)));
             match read {
                 Ok((Some(pos), file)) if !name.ends_with(".gz") => f.rotated.push(Rotated {
@@ -1213,44 +1178,16 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    /// A journal entry without its sender's command that goes on with a session a checked entry
-    /// started (an earlier run may have read that one): the wrapper's line names a live session's
-    /// id, sftp-server's comes from the live session's own sftp-server process.
-    fn continues_live_session(&self, entry: &crate::accounting::journal::JournalEntry) -> bool {
-        let host = entry
-            .host
-            .clone()
-            .unwrap_or_else(|| self.opts.host_default.clone());
+    /// The live session `entry` would be applied to: by the wrapper's session id, or
+    /// sftp-server's PID.
+    fn live_session(&self, entry: &JournalEntry, host: &str) -> Option<i64> {
         if entry.identifier == self.opts.wrapper_ident {
-            return WrapperLine::parse(&entry.message)
-                .and_then(|line| line.sid().map(str::to_owned))
-                .is_some_and(|sid| self.by_sid.contains_key(&sid_key(&host, &sid)));
-        }
-        match (entry.pid, entry.sender_pid) {
-            (Some(pid), Some(sender)) if pid == sender => {
-                self.by_sftp_pid.contains_key(&(host, i64::from(pid)))
-            }
-            _ => false,
-        }
-    }
-
-    /// The user of the live session `entry` would be applied to (by the wrapper's session id, or
-    /// sftp-server's PID), for the journal's check of who sent it.
-    fn live_session_user(
-        &self,
-        entry: &crate::accounting::journal::JournalEntry,
-    ) -> Option<String> {
-        let host = entry
-            .host
-            .clone()
-            .unwrap_or_else(|| self.opts.host_default.clone());
-        let id = if entry.identifier == self.opts.wrapper_ident {
-            let sid = WrapperLine::parse(&entry.message)?.sid()?.to_owned();
-            self.by_sid.get(&sid_key(&host, &sid))?
+            let line = WrapperLine::parse(&entry.message)?;
+            self.by_sid.get(&sid_key(host, line.sid()?)).copied()
         } else {
-            self.by_sftp_pid.get(&(host, i64::from(entry.pid?)))?
-        };
-        self.sessions.get(id)?.user.clone()
+            let key = (host.to_owned(), i64::from(entry.pid?));
+            self.by_sftp_pid.get(&key).copied()
+        }
     }
 
     /// Whether to apply a new line of an input: not while its lines are older than what is
@@ -1325,25 +1262,6 @@ impl<'a> Ingestor<'a> {
         Ok(matches!(pos.order, Order::Checked))
     }
 
-    fn checkpoint_here(
-        &self,
-        hash: &str,
-        prefix: &Sha256,
-        name: &str,
-        inode: Option<i64>,
-        offset: u64,
-        lines: i64,
-    ) -> Checkpoint {
-        Checkpoint {
-            first_line_hash: hash.to_owned(),
-            prefix_sha256: hex::encode(prefix.clone().finalize()),
-            path: name.to_owned(),
-            inode,
-            byte_offset: offset as i64,
-            lines,
-        }
-    }
-
     fn progress_bar(&self, size: Option<u64>) -> Option<indicatif::ProgressBar> {
         let size = size?;
         if !self.opts.progress || size < 16 << 20 || !std::io::stderr().is_terminal() {
@@ -1356,12 +1274,6 @@ impl<'a> Ingestor<'a> {
             bar.set_style(style);
         }
         Some(bar)
-    }
-
-    fn save_checkpoint(&mut self, replaces: Option<&Checkpoint>, c: &Checkpoint) -> Result<()> {
-        self.flush_last_ops()?;
-        self.out.store.put_checkpoint(replaces, c, Micros::now())?;
-        Ok(())
     }
 
     /// Parses one line and applies it to the database. `last_at` is the latest instant the
@@ -1436,23 +1348,16 @@ impl<'a> Ingestor<'a> {
     /// the cursor in the same transaction. An entry that claims to be the wrapper's, sftp-server's
     /// or sshd's but that the journal says another program wrote is not applied; it is counted,
     /// and the first few are kept in [`Summary::forged`].
-    pub fn ingest_journal(
-        &mut self,
-        source: &crate::accounting::journal::JournalSource,
-    ) -> Result<()> {
+    pub fn ingest_journal(&mut self, source: &JournalSource) -> Result<()> {
         self.summary.files += 1;
         self.read_journal(source)
     }
 
     /// [`Ingestor::ingest_journal`] without counting the journal as an input (follow mode
     /// reads it again at every poll).
-    fn read_journal(&mut self, source: &crate::accounting::journal::JournalSource) -> Result<()> {
-        use crate::accounting::journal;
+    fn read_journal(&mut self, source: &JournalSource) -> Result<()> {
         let key = source.key();
-        let read_err = |source| IngestError::Read {
-            path: key.clone(),
-            source,
-        };
+        let read_err = IngestError::reading(&key);
         let cursor = self.out.store.journal_cursor(&key)?;
         let mut child = std::process::Command::new("journalctl")
             .args(source.journalctl_args(cursor.as_deref()))
@@ -1464,7 +1369,7 @@ impl<'a> Ingestor<'a> {
         let mut reader = BufReader::with_capacity(1 << 16, child.stdout.take().expect("piped"));
         let start = self.start_input();
         self.out.begin()?;
-        let result = (|| -> Result<()> {
+        let mut result = (|| -> Result<()> {
             let mut line = Vec::with_capacity(1024);
             let mut in_batch = 0usize;
             let mut last_cursor: Option<String> = None;
@@ -1486,7 +1391,7 @@ impl<'a> Ingestor<'a> {
                 if in_batch >= self.opts.batch_lines
                     && let Some(c) = &last_cursor
                 {
-                    self.flush_last_ops()?;
+                    self.flush_last_ops();
                     self.out.store.put_journal_cursor(&key, c, Micros::now())?;
                     self.commit()?;
                     self.out.begin()?;
@@ -1494,7 +1399,7 @@ impl<'a> Ingestor<'a> {
                 }
             }
             if let Some(c) = &last_cursor {
-                self.flush_last_ops()?;
+                self.flush_last_ops();
                 self.out.store.put_journal_cursor(&key, c, Micros::now())?;
             }
             Ok(())
@@ -1504,16 +1409,12 @@ impl<'a> Ingestor<'a> {
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
-        let result = result.and_then(|()| {
-            if status.success() {
-                Ok(())
-            } else {
-                Err(read_err(std::io::Error::other(format!(
-                    "journalctl failed ({status}): {}",
-                    stderr.trim().replace('\n', " ")
-                ))))
-            }
-        });
+        if result.is_ok() && !status.success() {
+            result = Err(read_err(std::io::Error::other(format!(
+                "journalctl failed ({status}): {}",
+                stderr.trim().replace('\n', " ")
+            ))));
+        }
         self.end_input(result, &key, start)
     }
 
@@ -1521,15 +1422,24 @@ impl<'a> Ingestor<'a> {
     /// `verified` holds the sender processes whose entries journald named, by PID.
     fn journal_entry(
         &mut self,
-        entry: &crate::accounting::journal::JournalEntry,
+        entry: &JournalEntry,
         verified: &mut HashMap<u32, String>,
     ) -> Result<()> {
-        use crate::accounting::journal;
+        let host = entry
+            .host
+            .clone()
+            .unwrap_or_else(|| self.opts.host_default.clone());
+        let live = self.live_session(entry, &host);
+        // An entry without its sender's command that goes on with a session a checked entry
+        // started (an earlier run may have read that one): the wrapper's line names a live
+        // session's id, sftp-server's comes from the live session's own sftp-server process.
+        let continues_live_session = live.is_some()
+            && (entry.identifier == self.opts.wrapper_ident || entry.pid == entry.sender_pid);
         let sender_verified = entry
             .sender_pid
             .is_some_and(|pid| verified.get(&pid) == Some(&entry.identifier))
-            || self.continues_live_session(entry);
-        let session_user = self.live_session_user(entry);
+            || continues_live_session;
+        let session_user = live.and_then(|id| self.sessions.get(&id)?.user.clone());
         let why = journal::forged(
             entry,
             &self.opts.wrapper_ident,
@@ -1547,12 +1457,7 @@ impl<'a> Ingestor<'a> {
             if self.summary.forged_examples.len() < 3 {
                 self.summary.forged_examples.push(why);
             }
-            self.skip(&entry.message);
         } else if let Some(ts) = Micros::checked(entry.realtime_us) {
-            let host = entry
-                .host
-                .clone()
-                .unwrap_or_else(|| self.opts.host_default.clone());
             self.reading_journal = true;
             if self.apply_record(ts, &host, &entry.identifier, entry.pid, &entry.message)? {
                 self.summary.parsed += 1;
@@ -1566,12 +1471,10 @@ impl<'a> Ingestor<'a> {
                     };
                     self.out.set_session_origin(id, &origin)?;
                 }
-            } else {
-                self.skip(&entry.message);
+                return Ok(());
             }
-        } else {
-            self.skip(&entry.message);
         }
+        self.skip(&entry.message);
         Ok(())
     }
 
@@ -1649,8 +1552,7 @@ impl<'a> Ingestor<'a> {
         {
             self.closed_plain.insert((state.host.clone(), pid), id);
         }
-        let deadline = at.plus(LATE_LINE_GRACE);
-        self.expiring.push_back((deadline, id));
+        self.expiring.push_back((at.plus(LATE_LINE_GRACE), id));
     }
 
     /// Moves plain session `plain` (sftp-server's own lines, logged before the wrapper's
@@ -1693,24 +1595,14 @@ impl<'a> Ingestor<'a> {
         let Some(open) = self.open_transfers.get_mut(&id) else {
             return Ok(());
         };
-        let failed = open.take_all();
-        let user = self.sessions.get(&id).and_then(|s| s.user.clone());
-        for (t, why) in failed {
+        for (t, why) in open.take_all() {
             self.out.forget_transfer(t.id);
             self.summary.transfers = self.summary.transfers.saturating_sub(1);
             let (status, when) = why
                 .as_ref()
                 .map_or(("no close", at), |(text, when)| (text.as_str(), *when));
-            let op = self.out.insert_operation(&NewOperation {
-                session_id: Some(id),
-                host,
-                user: user.as_deref(),
-                at: when,
-                kind: OperationKind::Open,
-                path: Some(&t.path),
-                target: None,
-                detail: None,
-            })?;
+            let open = Op::on(OperationKind::Open, &t.path);
+            let op = self.session_operation(id, host, when, open)?;
             self.out.mark_operation_failed(op, status);
         }
         if let Some(Some(LastOp::Transfer(_))) = self.last_op.get(&id) {
@@ -1758,26 +1650,22 @@ impl<'a> Ingestor<'a> {
         at: Micros,
         file: &FileRecord,
     ) -> Result<()> {
-        let counts_as = match file.counts_as {
-            ClosedAs::Upload => Some(CountsAs::Upload),
-            ClosedAs::Download => Some(CountsAs::Download),
-            ClosedAs::Nothing => None,
+        let (counts_as, direction) = match file.counts_as {
+            ClosedAs::Upload => (Some(CountsAs::Upload), Direction::Upload),
+            ClosedAs::Download => (Some(CountsAs::Download), Direction::Download),
+            // Nothing moved: what it was opened for, as for sftp-server's lines.
+            ClosedAs::Nothing => (None, Direction::from_open_flags(&file.open_flags)),
             ClosedAs::Copy => {
-                let user = self.sessions.get(&session).and_then(|s| s.user.clone());
                 let from = match &file.other {
                     Some(OtherFile::CopiedFrom(from)) => Some(from.shown()),
                     _ => None,
                 };
-                let id = self.out.insert_operation(&NewOperation {
-                    session_id: Some(session),
-                    host,
-                    user: user.as_deref(),
-                    at,
-                    kind: OperationKind::Copy,
-                    path: Some(&file.path.shown()),
+                let path = file.path.shown();
+                let copy = Op {
                     target: from.as_deref(),
-                    detail: None,
-                })?;
+                    ..Op::on(OperationKind::Copy, &path)
+                };
+                let id = self.session_operation(session, host, at, copy)?;
                 if !file.complete {
                     let why = if file.failed {
                         "failed"
@@ -1788,12 +1676,6 @@ impl<'a> Ingestor<'a> {
                 }
                 return Ok(());
             }
-        };
-        let direction = match counts_as {
-            Some(CountsAs::Upload) => Direction::Upload,
-            Some(CountsAs::Download) => Direction::Download,
-            // Nothing moved: what it was opened for, as for sftp-server's lines.
-            None => Direction::from_open_flags(&file.open_flags),
         };
         let opened_at = i64::try_from(file.elapsed_ms)
             .ok()
@@ -1935,7 +1817,7 @@ impl<'a> Ingestor<'a> {
                 .and_then(|p| p.parse::<u16>().ok())
                 .map(i64::from)
         };
-        let id = self.new_session(NewSession {
+        self.new_session(NewSession {
             host: host.to_owned(),
             user,
             client_ip: connection.and_then(|c| c.client_ip.clone()),
@@ -1947,8 +1829,7 @@ impl<'a> Ingestor<'a> {
             sid: Some(sid),
             pid: pid.map_or(0, i64::from),
             sftp_pid: None,
-        })?;
-        Ok(id)
+        })
     }
 
     fn set_last_op(&mut self, session: i64, op: Option<LastOp>) {
@@ -1983,14 +1864,13 @@ impl<'a> Ingestor<'a> {
     }
 
     /// Writes the changed `last_op`s, so that a later run attaches a status line the same way.
-    fn flush_last_ops(&mut self) -> Result<()> {
+    fn flush_last_ops(&mut self) {
         for session in std::mem::take(&mut self.last_op_dirty) {
             if self.sessions.contains_key(&session) {
                 let op = self.last_op.get(&session).copied().flatten();
                 self.out.set_last_op(session, op);
             }
         }
-        Ok(())
     }
 
     /// Drops every in-memory trace of a session; returns its state.
@@ -2119,6 +1999,22 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
+    /// Ends session `id` at `at`, lasting from its start as this run knows it.
+    fn end_session_at(&mut self, id: i64, at: Micros, exit_status: Option<i64>, reason: EndReason) {
+        let duration_ms = self
+            .sessions
+            .get(&id)
+            .map(|s| (at.0.saturating_sub(s.started_at.0) / 1000).max(0));
+        let end = SessionEnd {
+            ended_at: at,
+            duration_ms,
+            exit_status,
+            signal: None,
+            end_reason: reason,
+        };
+        self.out.end_session(id, &end);
+    }
+
     /// The wrapper's `session refused`: a denied operation, and the end of the session it had
     /// started, if any.
     fn wrapper_session_refused(
@@ -2141,20 +2037,7 @@ impl<'a> Ingestor<'a> {
             .as_ref()
             .and_then(|sid| self.by_sid.get(&sid_key(host, sid)).copied());
         if let Some(id) = started {
-            let duration = self
-                .sessions
-                .get(&id)
-                .map(|s| duration_between(s.started_at, at));
-            self.out.end_session(
-                id,
-                &SessionEnd {
-                    ended_at: at,
-                    duration_ms: duration,
-                    exit_status: Some(1),
-                    signal: None,
-                    end_reason: EndReason::Refused,
-                },
-            );
+            self.end_session_at(id, at, Some(1), EndReason::Refused);
             self.forget_session(id);
         }
         let command = command
@@ -2319,22 +2202,6 @@ impl<'a> Ingestor<'a> {
             }))
     }
 
-    /// Whether sftp-server process `key`'s line at `at` belongs to a replayed session.
-    fn replayed_sftp_line(&mut self, key: &(bool, String, i64), at: Micros) -> bool {
-        match self.replayed_sftp.get(key) {
-            None => false,
-            Some(None) => true,
-            Some(Some(until)) => {
-                if at <= *until {
-                    true
-                } else {
-                    self.replayed_sftp.remove(key);
-                    false
-                }
-            }
-        }
-    }
-
     /// Ties wrapper session `id` to its sftp-server process `sftp_pid`.
     fn link_sftp_pid(&mut self, id: i64, host: &str, sftp_pid: i64) -> Result<()> {
         let key = (host.to_owned(), sftp_pid);
@@ -2369,19 +2236,6 @@ impl<'a> Ingestor<'a> {
         Ok(())
     }
 
-    /// The session of sftp-server process `key` (host, PID), created when its start is not known.
-    fn sftp_session(
-        &mut self,
-        key: &(String, i64),
-        source: SessionSource,
-        at: Micros,
-    ) -> Result<i64> {
-        match self.by_sftp_pid.get(key) {
-            Some(&id) => Ok(id),
-            None => self.plain_session(key, source, at, None),
-        }
-    }
-
     /// A new session known from sftp-server process `key`'s own lines, with the user and client
     /// IP of its `session opened` line when that is where it starts.
     fn plain_session(
@@ -2408,24 +2262,24 @@ impl<'a> Ingestor<'a> {
         Ok(id)
     }
 
-    fn operation(&mut self, session: i64, host: &str, at: Micros, op: Op) -> Result<()> {
-        let Op {
-            kind,
-            path,
-            target,
-            detail,
-        } = op;
+    /// Stores operation `op` of `session`, under the session's user.
+    fn session_operation(&mut self, session: i64, host: &str, at: Micros, op: Op) -> Result<i64> {
         let user = self.sessions.get(&session).and_then(|s| s.user.clone());
-        let id = self.out.insert_operation(&NewOperation {
+        Ok(self.out.insert_operation(&NewOperation {
             session_id: Some(session),
             host,
             user: user.as_deref(),
             at,
-            kind,
-            path: Some(path),
-            target,
-            detail,
-        })?;
+            kind: op.kind,
+            path: op.path,
+            target: op.target,
+            detail: op.detail,
+        })?)
+    }
+
+    /// Stores operation `op` of `session` as the request its next status answers.
+    fn operation(&mut self, session: i64, host: &str, at: Micros, op: Op) -> Result<()> {
+        let id = self.session_operation(session, host, at, op)?;
         self.set_last_op(session, Some(LastOp::Operation(id)));
         Ok(())
     }
@@ -2460,7 +2314,11 @@ impl<'a> Ingestor<'a> {
             }
             return Ok(false);
         }
-        let session = self.sftp_session(&key, source, at)?;
+        // A session of its own when its start is not known.
+        let session = match self.by_sftp_pid.get(&key) {
+            Some(&id) => id,
+            None => self.plain_session(&key, source, at, None)?,
+        };
         self.touched = Some(session);
         let wire = match self.sessions.get_mut(&session) {
             Some(state) if state.wire => true,
@@ -2491,9 +2349,7 @@ impl<'a> Ingestor<'a> {
             SftpEvent::CutClose {
                 path_prefix,
                 forced,
-            } => {
-                self.sftp_cut_close(session, at, &path_prefix, forced)?;
-            }
+            } => self.sftp_cut_close(session, at, &path_prefix, forced)?,
             SftpEvent::Cut | SftpEvent::Malformed { .. } => unreachable!("handled above"),
             SftpEvent::Close {
                 path,
@@ -2503,17 +2359,13 @@ impl<'a> Ingestor<'a> {
             } => {
                 self.sftp_close(session, at, path, (bytes_read, bytes_written), forced)?;
             }
-            SftpEvent::Other { .. } => {
-                self.set_last_op(session, None);
-            }
+            SftpEvent::Other { .. } => self.set_last_op(session, None),
             SftpEvent::Remove { .. }
             | SftpEvent::Rmdir { .. }
             | SftpEvent::Mkdir { .. }
             | SftpEvent::TwoPaths { .. }
             | SftpEvent::Set { .. } => self.sftp_operation(session, host, at, event)?,
-            SftpEvent::Status { text } => {
-                self.sftp_status(session, host, at, &text)?;
-            }
+            SftpEvent::Status { text } => self.sftp_status(session, host, at, &text)?,
         }
         Ok(true)
     }
@@ -2580,26 +2432,28 @@ impl<'a> Ingestor<'a> {
         at: Micros,
         event: &SftpEvent,
     ) -> bool {
-        if !self.replayed_sftp.is_empty()
-            && self.replayed_sftp_line(&(self.reading_journal, key.0.clone(), key.1), at)
-        {
-            return true;
+        if !self.replayed_sftp.is_empty() {
+            let replayed = (self.reading_journal, key.0.clone(), key.1);
+            match self.replayed_sftp.get(&replayed) {
+                Some(until) if until.is_none_or(|until| at <= until) => return true,
+                Some(_) => {
+                    self.replayed_sftp.remove(&replayed);
+                }
+                None => {}
+            }
         }
         // A wrapper session the other source brought, read by a run of this source that
         // started inside it (so its start here was not seen to be a copy): its sftp-server's
         // lines here are that copy too. Billed, they would count twice, and the journal's
         // origin fields they set would make the file's end of the session a copy.
-        if let Some(state) = self
-            .by_sftp_pid
+        self.by_sftp_pid
             .get(key)
             .and_then(|id| self.sessions.get(id))
-            && state.wrapper
-            && state.journal != self.reading_journal
-            && !(state.ended && matches!(event, SftpEvent::SessionOpened { .. }))
-        {
-            return true;
-        }
-        false
+            .is_some_and(|state| {
+                state.wrapper
+                    && state.journal != self.reading_journal
+                    && !(state.ended && matches!(event, SftpEvent::SessionOpened { .. }))
+            })
     }
 
     /// sftp-server's `session opened`: the wrapper session waiting for it, or a session of its
@@ -2662,21 +2516,8 @@ impl<'a> Ingestor<'a> {
             self.out.set_end_reason(session, EndReason::Closed);
             self.forget_session(session);
         } else if !wrapper {
-            let duration = self
-                .sessions
-                .get(&session)
-                .map(|s| duration_between(s.started_at, at));
             self.out.abandon_open_transfers(session);
-            self.out.end_session(
-                session,
-                &SessionEnd {
-                    ended_at: at,
-                    duration_ms: duration,
-                    exit_status: None,
-                    signal: None,
-                    end_reason: EndReason::Closed,
-                },
-            );
+            self.end_session_at(session, at, None, EndReason::Closed);
             self.linger(session, at);
         }
         Ok(())
@@ -2735,26 +2576,38 @@ impl<'a> Ingestor<'a> {
         };
         let (id, direction) = match open.take_first(matches) {
             Some(t) => (t.id, t.direction),
-            None => {
-                self.summary.transfers += 1;
-                let id = self.out.insert_transfer(&NewTransfer {
-                    session_id: session,
-                    path: path_prefix,
-                    direction: Direction::None,
-                    open_flags: "",
-                    mode: Some(""),
-                    opened_at: at,
-                    // Only a prefix of the name is known.
-                    reached: None,
-                })?;
-                (id, Direction::None)
-            }
+            // Only a prefix of the name is known: not what it reached.
+            None => (
+                self.unopened_transfer(session, path_prefix, at, None)?,
+                Direction::None,
+            ),
         };
         let verdict = classify_cut_close(direction);
         self.summary.counters_unknown += 1;
         self.out.close_transfer(id, at, None, forced, &verdict);
         self.set_last_op(session, None);
         Ok(())
+    }
+
+    /// A transfer whose open line is missing (cut at 500 characters, or in a lost file), closed
+    /// at `at`.
+    fn unopened_transfer(
+        &mut self,
+        session: i64,
+        path: &[u8],
+        at: Micros,
+        reached: Option<&[u8]>,
+    ) -> Result<i64> {
+        self.summary.transfers += 1;
+        Ok(self.out.insert_transfer(&NewTransfer {
+            session_id: session,
+            path,
+            direction: Direction::None,
+            open_flags: "",
+            mode: Some(""),
+            opened_at: at,
+            reached,
+        })?)
     }
 
     /// A close line: the transfer of that name opened last (see `take_path`), or one whose open
@@ -2771,18 +2624,8 @@ impl<'a> Ingestor<'a> {
         let (id, direction) = match open.take_path(&path) {
             Some(t) => (t.id, t.direction),
             None => {
-                // Its open line is missing (cut at 500 characters, or in a lost file).
-                self.summary.transfers += 1;
                 let reached = self.reached(session, &path);
-                let id = self.out.insert_transfer(&NewTransfer {
-                    session_id: session,
-                    path: &path,
-                    direction: Direction::None,
-                    open_flags: "",
-                    mode: Some(""),
-                    opened_at: at,
-                    reached: reached.as_deref(),
-                })?;
+                let id = self.unopened_transfer(session, &path, at, reached.as_deref())?;
                 (id, Direction::None)
             }
         };
@@ -2808,18 +2651,14 @@ impl<'a> Ingestor<'a> {
 
     /// A failure status: an operation of its own, and what it tells of the request before it.
     fn sftp_status(&mut self, session: i64, host: &str, at: Micros, text: &str) -> Result<()> {
-        let user = self.sessions.get(&session).and_then(|s| s.user.clone());
         let previous = self.last_op.get(&session).copied().flatten();
-        self.out.insert_operation(&NewOperation {
-            session_id: Some(session),
-            host,
-            user: user.as_deref(),
-            at,
+        let failure = Op {
             kind: OperationKind::Failure,
             path: None,
             target: None,
             detail: Some(text),
-        })?;
+        };
+        self.session_operation(session, host, at, failure)?;
         match previous {
             // Only noted: whether the open failed is known at its close (it did not)
             // or at sftp-server's end without one (it did).
@@ -2893,10 +2732,7 @@ pub(crate) fn forget_for_rebuild(
     let mut hosts = std::collections::BTreeSet::new();
     let mut first_line_hashes = Vec::new();
     for input in inputs {
-        let read_err = |source| IngestError::Read {
-            path: input.name.clone(),
-            source,
-        };
+        let read_err = IngestError::reading(&input.name);
         if input.name == "-" {
             return Err(read_err(std::io::Error::other(
                 "--rebuild reads each input twice: give files, not standard input",
@@ -2940,7 +2776,10 @@ fn open_maybe_gz(mut file: File) -> std::io::Result<(Box<dyn BufRead>, bool)> {
     file.seek(SeekFrom::Start(0))?;
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok((
-            Box::new(BufReader::with_capacity(1 << 16, GzReader::new(file))),
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                GzReader(MultiGzDecoder::new(file)),
+            )),
             true,
         ))
     } else {
@@ -2950,13 +2789,7 @@ fn open_maybe_gz(mut file: File) -> std::io::Result<(Box<dyn BufRead>, bool)> {
 
 /// gzip, with errors that say what they mean: flate2 reports a cut file as `unexpected end of
 /// file` or `incomplete deflate stream`.
-struct GzReader(flate2::read::MultiGzDecoder<File>);
-
-impl GzReader {
-    fn new(file: File) -> GzReader {
-        GzReader(flate2::read::MultiGzDecoder::new(file))
-    }
-}
+struct GzReader(MultiGzDecoder<File>);
 
 impl Read for GzReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -3021,11 +2854,8 @@ pub fn first_line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
-fn first_line_time(path: &Path) -> Result<Option<Micros>> {
-    let read_err = |source| IngestError::Read {
-        path: path.display().to_string(),
-        source,
-    };
+fn first_line_time(path: &str) -> Result<Option<Micros>> {
+    let read_err = IngestError::reading(path);
     let file = File::open(path).map_err(read_err)?;
     let mtime = file
         .metadata()
