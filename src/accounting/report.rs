@@ -354,22 +354,6 @@ pub(crate) struct UsageGroup {
     pub duration_ms: i128,
 }
 
-impl From<Counted> for UsageGroup {
-    fn from(c: Counted) -> UsageGroup {
-        UsageGroup {
-            sessions: c.sessions.into(),
-            files_up: c.files_up.into(),
-            files_up_incomplete: c.files_up_incomplete.into(),
-            files_down: c.files_down.into(),
-            files_down_incomplete: c.files_down_incomplete.into(),
-            bytes_up: c.bytes_up.into(),
-            bytes_down: c.bytes_down.into(),
-            files_bytes_unknown: c.files_bytes_unknown.into(),
-            duration_ms: c.duration_ms.into(),
-        }
-    }
-}
-
 impl UsageGroup {
     pub fn add(&mut self, other: &UsageGroup) {
         self.sessions += other.sessions;
@@ -430,19 +414,29 @@ impl UsageSums {
         let Some(bucket) = bucket.or_insert_with(|| hour_bucket(zone, format, hour)) else {
             return false;
         };
-        let (host, user) = (row[1].text().to_owned(), row[2].text().to_owned());
-        let g = self.groups.entry((bucket.clone(), host, user)).or_default();
-        let joined = |high: &Value, low: &Value| high.int() * 4_294_967_296 + low.int();
-        g.sessions += row[3].int();
-        g.duration_ms += joined(&row[4], &row[5]);
-        g.files_up += row[6].int();
-        g.files_up_incomplete += row[7].int();
-        g.files_down += row[8].int();
-        g.files_down_incomplete += row[9].int();
-        g.bytes_up += joined(&row[10], &row[11]);
-        g.bytes_down += joined(&row[12], &row[13]);
-        g.files_bytes_unknown += row[14].int();
+        let key = (
+            bucket.clone(),
+            row[1].text().to_owned(),
+            row[2].text().to_owned(),
+        );
+        self.add_sums(key, |i| row[3 + i].int());
         true
+    }
+
+    /// Adds [`crate::accounting::rollup::ROLLUP_SUMS`] (`sum(i)`: the i-th, as a rollup row or
+    /// [`Counted::sums`] holds them) to the group of `key`.
+    fn add_sums(&mut self, key: (String, String, String), sum: impl Fn(usize) -> i128) {
+        let g = self.groups.entry(key).or_default();
+        let joined = |high: usize| sum(high) * 4_294_967_296 + sum(high + 1);
+        g.sessions += sum(0);
+        g.duration_ms += joined(1);
+        g.files_up += sum(3);
+        g.files_up_incomplete += sum(4);
+        g.files_down += sum(5);
+        g.files_down_incomplete += sum(6);
+        g.bytes_up += joined(7);
+        g.bytes_down += joined(9);
+        g.files_bytes_unknown += sum(11);
     }
 
     /// The day or month in the zone of a time.
@@ -467,11 +461,10 @@ impl UsageSums {
         let Some(bucket) = self.bucket(at).map(str::to_owned) else {
             return;
         };
-        let g = self
-            .groups
-            .entry((bucket, host.to_owned(), user.to_owned()))
-            .or_default();
-        g.add(&counted.into());
+        let sums = counted.sums();
+        self.add_sums((bucket, host.to_owned(), user.to_owned()), |i| {
+            sums[i].into()
+        });
     }
 
     /// The sums by (day or month, host, user), `""` for no user: for the pages and metrics
@@ -838,19 +831,20 @@ pub(crate) trait Reports: ReportStore {
         )
     }
 
-    /// Usage from the hourly rollups: the whole UTC hours of the window from `usage_hourly`,
-    /// the part hours at its ends (and any hour that straddles a day or month of the zone) from
-    /// the rows. The same sums as [`ReportStore::usage_report_from_rows`], read from a table a
-    /// few hundred times smaller.
-    fn usage_report(&mut self, filter: &Filter, by: Period) -> storage::Result<Report> {
-        Ok(self.usage_sums(filter, by)?.finish())
-    }
-
-    /// The sums [`ReportStore::usage_report`] shows, before they become rows.
-    fn usage_sums(&mut self, filter: &Filter, by: Period) -> storage::Result<UsageSums> {
+    /// The usage sums, from the hourly rollups: the whole UTC hours of the window from
+    /// `usage_hourly`, the part hours at its ends (and any hour that straddles a day or month of
+    /// the zone) from the rows; read from a table a few hundred times smaller than the rows.
+    /// `from_rows`: summed from every session and transfer row while they stream by (memory is
+    /// the number of groups, not of rows), the reference the rollups must equal.
+    fn usage_sums(
+        &mut self,
+        filter: &Filter,
+        by: Period,
+        from_rows: bool,
+    ) -> storage::Result<UsageSums> {
         let mut sums = UsageSums::new(by, filter.zone());
         let plan = match RollupPlan::new(filter) {
-            Some(plan) if !self.rollups_pending()? => plan,
+            Some(plan) if !from_rows && !self.rollups_pending()? => plan,
             _ => {
                 add_usage_rows(self, filter, &mut sums)?;
                 return Ok(sums);
@@ -902,14 +896,6 @@ pub(crate) trait Reports: ReportStore {
             Ok(())
         })?;
         Ok(out)
-    }
-
-    /// Usage summed from every session and transfer row while they stream by (memory is the
-    /// number of groups, not of rows): the reference the rollups must equal.
-    fn usage_report_from_rows(&mut self, filter: &Filter, by: Period) -> storage::Result<Report> {
-        let mut sums = UsageSums::new(by, filter.zone());
-        add_usage_rows(self, filter, &mut sums)?;
-        Ok(sums.finish())
     }
 }
 

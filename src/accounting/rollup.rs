@@ -108,7 +108,7 @@ impl Counted {
 
     /// As `usage_hourly` keeps it, in [`ROLLUP_SUMS`]'s order: the sums that could pass 64
     /// bits split into their high and low 32 bits, truncated as SQL's integer `/` and `%` are.
-    fn sums(&self) -> [i64; ROLLUP_SUMS.len()] {
+    pub(crate) fn sums(&self) -> [i64; ROLLUP_SUMS.len()] {
         let split = |v: i64| (v / 4_294_967_296, v % 4_294_967_296);
         let (duration_high, duration_low) = split(self.duration_ms);
         let (up_high, up_low) = split(self.bytes_up);
@@ -312,18 +312,10 @@ pub(crate) fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'sta
         session_window = d.window("s.started_at", filter),
         transfer_window = d.window("t.opened_at", filter),
     );
-    let columns = vec![
-        ("at", Kind::Time),
-        ("host", Kind::Text),
-        ("user", Kind::Text),
-        ("session", Kind::Int),
-        ("counts_as", Kind::Text),
-        ("bytes_up", Kind::Bytes),
-        ("bytes_down", Kind::Bytes),
-        ("complete", Kind::Bool),
-        ("bytes_unknown", Kind::Bool),
-        ("duration", Kind::DurationMs),
-        ("refused", Kind::Bool),
+    let columns = columns![
+        at: Time, host: Text, user: Text, session: Int, counts_as: Text, bytes_up: Bytes,
+        bytes_down: Bytes, complete: Bool, bytes_unknown: Bool, duration: DurationMs,
+        refused: Bool,
     ];
     (sql, columns)
 }

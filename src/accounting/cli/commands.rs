@@ -339,11 +339,7 @@ fn usage(args: &UsageArgs, store: &mut dyn Store, out: &mut dyn Write) -> Result
         let page = statement_page(store, &f, "SFTP usage".to_owned(), period, Vec::new())?;
         out.write_all(page.as_bytes())?;
     } else {
-        let r = if args.from_rows {
-            store.usage_report_from_rows(&f, args.by)?
-        } else {
-            store.usage_report(&f, args.by)?
-        };
+        let r = store.usage_sums(&f, args.by, args.from_rows)?.finish();
         report::render(&r, args.filter.format(), f.zone(), out)?;
     }
     Ok(())
@@ -430,7 +426,7 @@ fn statement_page(
     period: String,
     days: Vec<chrono::NaiveDate>,
 ) -> Result<String> {
-    let daily = store.usage_sums(filter, report::Period::Day)?;
+    let daily = store.usage_sums(filter, report::Period::Day, false)?;
     let largest = store.largest_transfers(filter, 10)?;
     let zone = filter.zone();
     Ok(crate::accounting::html::render(
