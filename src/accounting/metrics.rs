@@ -91,7 +91,9 @@ fn add_counts<S: ReportStore + ?Sized>(
 /// The whole exposition, from the database.
 pub(crate) fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     let [sessions, files, bytes, unknown] = usage_families(store)?;
-    let always = crate::accounting::sql::always_true(store.dialect());
+    // A WHERE condition that holds for every row and names the four report parameters (all
+    // unset), which every query run through `stream_rows` binds.
+    let always = store.dialect().window("", &Filter::default());
     let [refused, failed, active] = count_families(store, &always)?;
     let [lines, last] = ingest_families(store, &always)?;
 

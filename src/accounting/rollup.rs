@@ -6,7 +6,7 @@
 //! commit computes those cells afresh from the rows ([`recompute`]), as `rollups --rebuild`
 //! does for every cell.
 
-use crate::accounting::sql::{Dialect, Filter, Kind, Value, columns};
+use crate::accounting::sql::{Dialect, Filter, Kind, Query, Value, columns};
 use crate::accounting::storage::{CountsAs, Micros, ReportStore, Result, StoreError};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -280,7 +280,7 @@ pub(crate) fn differences(
 /// One row per session and per transfer in the window (exact instants, like the other reports),
 /// for the usage report and [`recompute`]: at, host, user, is-session, counts_as, bytes up, bytes down,
 /// complete, bytes unknown, duration, refused ([`Counted`] decides what each counts).
-pub(crate) fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn usage_rows_sql(d: Dialect, filter: &Filter) -> Query {
     // A window with no user to narrow it (a cell to compute afresh, a part hour of a usage
     // report) is read transfers first, by time (an index range), each finding its session by
     // key. Left to themselves, both planners can read every session of the host instead
@@ -322,7 +322,7 @@ pub(crate) fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'sta
 
 /// The rows of `usage_hourly` in the window of `filter` (whose bounds a usage report has put
 /// on whole hours): hour, host, user, [`ROLLUP_SUMS`] and `contributors`.
-pub(crate) fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn usage_rollup_sql(d: Dialect, filter: &Filter) -> Query {
     let sql = format!(
         "SELECT s.hour, s.host, s.\"user\", {sums}, s.contributors FROM usage_hourly s
           WHERE {window}",
