@@ -241,15 +241,11 @@ impl RowsReport {
         }
     }
 
-    /// The columns of the finished rows.
+    /// The columns of the finished rows: those of the query but the low halves of split sums and
+    /// `raw_path`, which [`RowsReport::finish_row`] folds in and drops.
     pub fn columns(self) -> Vec<(&'static str, Kind)> {
         let (_, mut columns) = self.sql(Dialect::Sqlite, &Filter::default());
-        match self {
-            RowsReport::Sessions => columns.retain(|(name, _)| !name.ends_with("_low")),
-            RowsReport::Transfers => {
-                columns.pop();
-            }
-        }
+        columns.retain(|(name, _)| !name.ends_with("_low") && *name != "raw_path");
         columns
     }
 
@@ -774,10 +770,7 @@ pub(crate) fn render(
     out: &mut dyn Write,
 ) -> io::Result<()> {
     render_stream(&report.columns, format, zone, out, &mut |sink| {
-        for row in &report.rows {
-            sink(row.clone())?;
-        }
-        Ok(())
+        report.rows.iter().try_for_each(|row| sink(row.clone()))
     })
 }
 
