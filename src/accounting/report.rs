@@ -345,9 +345,8 @@ pub(crate) struct UsageSums {
     by: Period,
     zone: Tz,
     groups: BTreeMap<(String, String, String), UsageGroup>,
-    /// The last stored minute (`2026-11-27T10:15`) and its bucket: rows come about in time
-    /// order, and every zone's offset is whole minutes, so most rows skip the time arithmetic.
-    /// The UTC minute of the last row's time, and its bucket.
+    /// The UTC minute of the last row's time, and its bucket: rows come about in time order,
+    /// and every zone's offset is whole minutes, so most rows skip the time arithmetic.
     last_minute: Option<i64>,
     last_bucket: String,
     /// Rollup hours and their bucket; `None`: the hour is not within one bucket of the zone.

@@ -181,12 +181,7 @@ pub fn recompute(
 ) -> Result<Cells<'static>> {
     // Many cells (a prune, a copy) are read as one window from the first hour to the last,
     // keeping the rows of those cells: one range scan instead of a query per cell.
-    let wanted: Option<std::collections::HashSet<(i64, &str)>> =
-        keys.filter(|k| k.len() > MANY_CELLS).map(|k| {
-            k.iter()
-                .map(|(hour, host)| (hour.0, host.as_str()))
-                .collect()
-        });
+    let wanted = keys.filter(|k| k.len() > MANY_CELLS).map(hour_hosts);
     let windows: Vec<Filter> = match keys {
         None => vec![Filter::default()],
         Some(keys) if wanted.is_some() => {
@@ -231,6 +226,13 @@ pub fn recompute(
     Ok(cells)
 }
 
+/// Cell keys (hour, host) as a set to look rows up in.
+fn hour_hosts(keys: &[(Micros, String)]) -> std::collections::HashSet<(i64, &str)> {
+    keys.iter()
+        .map(|(hour, host)| (hour.0, host.as_str()))
+        .collect()
+}
+
 /// The number of `usage_hourly` rows that differ from the cells computed afresh (missing,
 /// extra, or different: counted once as stale and once as missing), but for the cells of
 /// `pending` (hour, host), which the next commit computes afresh and reports read from the
@@ -239,10 +241,7 @@ pub(crate) fn differences(
     store: &mut dyn ReportStore,
     pending: &[(Micros, String)],
 ) -> Result<u64> {
-    let pending: std::collections::HashSet<(i64, &str)> = pending
-        .iter()
-        .map(|(hour, host)| (hour.0, host.as_str()))
-        .collect();
+    let pending = hour_hosts(pending);
     let mut fresh = recompute(store, None)?;
     fresh.retain(|(hour, host, _), _| !pending.contains(&(*hour, host.as_ref())));
     let (sql, columns) = usage_rollup_sql(store.dialect(), &Filter::default());
