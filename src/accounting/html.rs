@@ -271,12 +271,9 @@ fn chart(per_day: &BTreeMap<String, UsageGroup>) -> String {
     let every = per_day.len().div_ceil(12).max(1);
     for (i, (day, sums)) in per_day.iter().enumerate() {
         let x = left + slot * i as f64 + (slot - 2.0 * bar) / 2.0;
-        for (j, (value, class, what)) in [
-            (sums.bytes_up, "up", "up"),
-            (sums.bytes_down, "down", "down"),
-        ]
-        .into_iter()
-        .enumerate()
+        for (j, (value, class)) in [(sums.bytes_up, "up"), (sums.bytes_down, "down")]
+            .into_iter()
+            .enumerate()
         {
             // A day with any bytes at all shows, however small beside the largest.
             let h = match value {
@@ -285,7 +282,7 @@ fn chart(per_day: &BTreeMap<String, UsageGroup>) -> String {
             };
             let _ = writeln!(
                 out,
-                "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\"><title>{} {what}: {} ({value} bytes)</title></rect>",
+                "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\"><title>{} {class}: {} ({value} bytes)</title></rect>",
                 x + bar * j as f64,
                 height - bottom - h,
                 escape(day),

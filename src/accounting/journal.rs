@@ -165,14 +165,9 @@ pub fn forged(
     sender_verified: bool,
     session_user: Option<&str>,
 ) -> Option<String> {
-    let claims = [
-        wrapper_ident,
-        "sftp-server",
-        "internal-sftp",
-        "sshd",
-        "sshd-session",
-    ];
-    if !claims.contains(&entry.identifier.as_str()) {
+    let id = entry.identifier.as_str();
+    let others = ["sftp-server", "internal-sftp", "sshd", "sshd-session"];
+    if id != wrapper_ident && !others.contains(&id) {
         return None;
     }
     let pid = entry.pid.map_or("?".to_owned(), |p| p.to_string());
@@ -184,8 +179,7 @@ pub fn forged(
             let theirs = uid_of(name);
             if entry.uid.is_none() || theirs != entry.uid {
                 return Some(format!(
-                    "{}[{pid}] written by uid {uid}, not by {name}'s ({})",
-                    entry.identifier,
+                    "{id}[{pid}] written by uid {uid}, not by {name}'s ({})",
                     theirs.map_or("no such user here".to_owned(), |u| format!("uid {u}"))
                 ));
             }
@@ -196,15 +190,14 @@ pub fn forged(
             return None;
         }
         return Some(format!(
-            "{}[{pid}] of uid {uid}, whose program the journal does not know",
-            entry.identifier
+            "{id}[{pid}] of uid {uid}, whose program the journal does not know"
         ));
     };
     // journald keeps the first 15 bytes of a command name.
     let is = |name: &str| command == &name[..name.len().min(15)];
     let installed = |programs: &[&str]| installed_program(exe, programs);
-    let allowed = match entry.identifier.as_str() {
-        id if id == wrapper_ident => is("sftpd-wrapper") && installed(&["sftpd-wrapper"]),
+    let allowed = match id {
+        _ if id == wrapper_ident => is("sftpd-wrapper") && installed(&["sftpd-wrapper"]),
         // In capture mode the wrapper forwards sftp-server's lines under sftp-server's name.
         "sftp-server" => {
             is("sftp-server") && entry.pid == entry.sender_pid && installed(&["sftp-server"])
@@ -212,12 +205,7 @@ pub fn forged(
         }
         _ => (is("sshd") || is("sshd-session")) && installed(&["sshd", "sshd-session"]),
     };
-    (!allowed).then(|| {
-        format!(
-            "{}[{pid}] written by {command} ({exe}, uid {uid})",
-            entry.identifier
-        )
-    })
+    (!allowed).then(|| format!("{id}[{pid}] written by {command} ({exe}, uid {uid})"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! are the partner's bytes: label values are escaped, so no name can add a line or a label.
 
 use crate::accounting::report::{Filter, Kind, Period, Reports, Value};
-use crate::accounting::sql::{Dialect, columns};
+use crate::accounting::sql::columns;
 use crate::accounting::storage::{ReportStore, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -91,11 +91,10 @@ fn add_counts<S: ReportStore + ?Sized>(
 /// The whole exposition, from the database.
 pub(crate) fn render<S: ReportStore + ?Sized>(store: &mut S) -> Result<String> {
     let [sessions, files, bytes, unknown] = usage_families(store)?;
-    let d = store.dialect();
-    let always = crate::accounting::sql::always_true(d);
-    let refused = refused_family(store, &always)?;
-    let failed = failed_family(store, &always)?;
-    let active = active_family(store, d, &always)?;
+    // A WHERE condition that holds for every row and names the four report parameters (all
+    // unset), which every query run through `stream_rows` binds.
+    let always = store.dialect().window("", &Filter::default());
+    let [refused, failed, active] = count_families(store, &always)?;
     let [lines, last] = ingest_families(store, &always)?;
 
     let mut out = String::new();
@@ -113,7 +112,7 @@ fn usage_families<S: ReportStore + ?Sized>(store: &mut S) -> Result<[Family; 4]>
         zone: Some(chrono_tz::Tz::UTC),
         ..Filter::default()
     };
-    let usage = store.usage_sums(&all, Period::Month)?;
+    let usage = store.usage_sums(&all, Period::Month, false)?;
     let mut sessions = Family::new(
         "sftpd_sessions_total",
         "counter",
@@ -158,7 +157,8 @@ fn usage_families<S: ReportStore + ?Sized>(store: &mut S) -> Result<[Family; 4]>
     Ok([sessions, files, bytes, unknown])
 }
 
-fn refused_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result<Family> {
+/// Refusals by host and by whom, failures by host and user, and active sessions by host.
+fn count_families<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result<[Family; 3]> {
     let mut refused = Family::new(
         "sftpd_sessions_refused_total",
         "counter",
@@ -175,49 +175,35 @@ fn refused_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Resul
     for (by, sql) in [("wrapper", wrapper), ("pre_session_hook", hook)] {
         add_counts(store, &mut refused, &sql, &["host"], Some(("by", by)))?;
     }
-    Ok(refused)
-}
-
-fn failed_family<S: ReportStore + ?Sized>(store: &mut S, always: &str) -> Result<Family> {
     let mut failed = Family::new(
         "sftpd_failed_operations_total",
         "counter",
         "SFTP requests answered with a failure (opens, removes, renames, ...) by host and user.",
     );
-    for sql in [
-        format!(
-            "SELECT o.host, COALESCE(o.\"user\", ''), CAST(COUNT(*) AS BIGINT) FROM operations o
-              WHERE o.failed AND o.kind <> 'denied' AND {always} GROUP BY o.host, o.\"user\""
-        ),
-        format!(
-            "SELECT s.host, COALESCE(s.\"user\", ''), CAST(COUNT(*) AS BIGINT)
-               FROM transfers t JOIN sessions s ON s.id = t.session_id
-              WHERE t.failed AND {always} GROUP BY s.host, s.\"user\""
-        ),
-    ] {
-        add_counts(store, &mut failed, &sql, &["host", "user"], None)?;
-    }
-    Ok(failed)
-}
-
-fn active_family<S: ReportStore + ?Sized>(
-    store: &mut S,
-    d: Dialect,
-    always: &str,
-) -> Result<Family> {
+    let operations = format!(
+        "SELECT o.host, COALESCE(o.\"user\", ''), CAST(COUNT(*) AS BIGINT) FROM operations o
+          WHERE o.failed AND o.kind <> 'denied' AND {always} GROUP BY o.host, o.\"user\""
+    );
+    add_counts(store, &mut failed, &operations, &["host", "user"], None)?;
+    let transfers = format!(
+        "SELECT s.host, COALESCE(s.\"user\", ''), CAST(COUNT(*) AS BIGINT)
+           FROM transfers t JOIN sessions s ON s.id = t.session_id
+          WHERE t.failed AND {always} GROUP BY s.host, s.\"user\""
+    );
+    add_counts(store, &mut failed, &transfers, &["host", "user"], None)?;
     let mut active = Family::new(
         "sftpd_active_sessions",
         "gauge",
         "Sessions whose start is in the log and whose end is not (yet), by host.",
     );
-    let sql = format!(
+    let open = format!(
         "SELECT s.host, CAST(COUNT(*) AS BIGINT) FROM sessions s
               WHERE {ended} IS NULL AND s.end_reason = 'missing_end' AND {always}
               GROUP BY s.host",
-        ended = d.time_col("s.ended_at"),
+        ended = store.dialect().time_col("s.ended_at"),
     );
-    add_counts(store, &mut active, &sql, &["host"], None)?;
-    Ok(active)
+    add_counts(store, &mut active, &open, &["host"], None)?;
+    Ok([refused, failed, active])
 }
 
 /// Lines ingested by outcome, and the newest commit, from the ingest counters.

@@ -128,9 +128,9 @@ async fn answer(request: &Request<Incoming>, ask: &SyncSender<Ask>) -> Response<
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    let text = hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, text);
     response
 }

@@ -2,18 +2,16 @@
 //! JSON for programs.
 
 use crate::accounting::rollup::{Counted, split_sum, usage_rollup_sql, usage_rows_sql};
-pub use crate::accounting::sql::Filter;
-pub use crate::accounting::sql::Kind;
-pub use crate::accounting::sql::Value;
 pub(crate) use crate::accounting::sql::system_zone;
-use crate::accounting::sql::{Dialect, columns};
+use crate::accounting::sql::{Dialect, Query, columns};
+pub use crate::accounting::sql::{Filter, Kind, Value};
 use crate::accounting::storage::{self, ReportStore, RowSink};
 use crate::log::parse::{self, Micros};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{self, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
@@ -33,9 +31,12 @@ pub(crate) enum Period {
 /// The first instant of `date` in `zone` (storage time): midnight, or the first time the day
 /// has where a transition skips midnight.
 pub(crate) fn day_start(date: NaiveDate, zone: Tz) -> Option<Micros> {
-    let local = zone
-        .from_local_datetime(&date.and_hms_opt(0, 0, 0)?)
-        .earliest()?;
+    local_instant(date.and_hms_opt(0, 0, 0)?, zone)
+}
+
+/// The instant of local time `naive` in `zone` (the earlier of two, where a transition repeats it).
+fn local_instant(naive: NaiveDateTime, zone: Tz) -> Option<Micros> {
+    let local = zone.from_local_datetime(&naive).earliest()?;
     Some(Micros::of(local.with_timezone(&Utc)))
 }
 
@@ -89,11 +90,7 @@ pub(crate) fn parse_time_bound(
     }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(t, fmt) {
-            let local = zone
-                .from_local_datetime(&naive)
-                .earliest()
-                .ok_or_else(bad)?;
-            return Ok(Micros::of(local.with_timezone(&Utc)));
+            return local_instant(naive, zone).ok_or_else(bad);
         }
     }
     DateTime::parse_from_rfc3339(t)
@@ -107,12 +104,13 @@ pub struct Report {
     pub rows: Vec<Vec<Value>>,
 }
 
-pub(crate) fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn sessions_sql(d: Dialect, filter: &Filter) -> Query {
     let sql = format!(
         "SELECT {started}, {ended}, s.host, s.\"user\", s.client_ip, s.client_port, s.duration_ms,
                 CAST(COALESCE(SUM(CASE WHEN t.counts_as = 'upload' THEN 1 ELSE 0 END), 0) AS BIGINT),
                 CAST(COALESCE(SUM(CASE WHEN t.counts_as = 'download' THEN 1 ELSE 0 END), 0) AS BIGINT),
-                {up}, {down}, {unknown},
+                {up}, {down},
+                CAST(COALESCE(SUM(CASE WHEN t.counters_cut THEN 1 ELSE 0 END), 0) AS BIGINT),
                 s.end_reason, s.exit_status, s.signal, s.source, s.auth_method, s.sid
            FROM sessions s LEFT JOIN transfers t ON t.session_id = s.id
           WHERE {window}
@@ -122,7 +120,6 @@ pub(crate) fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'stati
         window = d.window("s.started_at", filter),
         up = split_sum("t.bytes_written"),
         down = split_sum("t.bytes_read"),
-        unknown = d.count_if("t.counters_cut"),
     );
     let columns = columns![
         started: Time, ended: Time, host: Text, user: Text, client_ip: Text, client_port: Int,
@@ -135,7 +132,7 @@ pub(crate) fn sessions_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'stati
 
 /// The last column, `raw_path` (the name's bytes), is for `--path` ([`RowsReport::finish_row`]),
 /// which removes it; `renamed_to` and `reached` come as hex, which it turns into readable text.
-pub(crate) fn transfers_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn transfers_sql(d: Dialect, filter: &Filter) -> Query {
     let hex = |col: &str| match d {
         Dialect::Sqlite => format!("hex({col})"),
         Dialect::Postgres => format!("encode({col}, 'hex')"),
@@ -178,13 +175,9 @@ impl RollupPlan {
     /// `None` when the window lies within one hour (the rows are read; there are few).
     pub fn new(filter: &Filter) -> Option<RollupPlan> {
         let (since, until) = (filter.since, filter.until);
-        let whole_from = since.map(|t| {
-            let floor = t.hour_floor();
-            if floor == t {
-                t
-            } else {
-                Micros(floor.0.saturating_add(Micros::HOUR))
-            }
+        let whole_from = since.map(|t| match t.hour_floor() {
+            floor if floor == t => t,
+            floor => Micros(floor.0.saturating_add(Micros::HOUR)),
         });
         let whole_until = until.map(Micros::hour_floor);
         if let (Some(from), Some(to)) = (whole_from, whole_until)
@@ -197,40 +190,21 @@ impl RollupPlan {
             until,
             ..filter.clone()
         };
-        let mut edges = Vec::new();
-        if let (Some(since), Some(from)) = (since, whole_from)
-            && since < from
-        {
-            edges.push(window(Some(since), Some(from)));
-        }
-        if let (Some(until), Some(to)) = (until, whole_until)
-            && to < until
-        {
-            edges.push(window(Some(to), Some(until)));
-        }
+        let edges = [(since, whole_from), (whole_until, until)]
+            .into_iter()
+            .filter(|(start, end)| start.zip(*end).is_some_and(|(start, end)| start < end))
+            .map(|(start, end)| window(start, end))
+            .collect();
         Some(RollupPlan {
             hours: window(whole_from, whole_until),
             edges,
-        })
-    }
-
-    /// The rows' window for one hour the rollups cannot serve ([`UsageSums::add_hour`]).
-    pub(crate) fn one_hour(&self, hour: Micros) -> Option<Filter> {
-        Some(Filter {
-            since: Some(hour),
-            until: Some(Micros(hour.0.checked_add(Micros::HOUR)?)),
-            ..self.hours.clone()
         })
     }
 }
 
 /// The largest transfers in the window (bytes read and written together), biggest first:
 /// opened, host, user, path, direction, bytes read, bytes written, complete.
-pub(crate) fn largest_transfers_sql(
-    d: Dialect,
-    filter: &Filter,
-    limit: u32,
-) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn largest_transfers_sql(d: Dialect, filter: &Filter, limit: u32) -> Query {
     let sql = format!(
         "SELECT {opened}, s.host, s.\"user\", t.path_text, t.direction,
                 COALESCE(t.bytes_read, 0), COALESCE(t.bytes_written, 0), {complete}
@@ -260,22 +234,18 @@ pub(crate) enum RowsReport {
 
 impl RowsReport {
     /// The query and the columns it returns.
-    pub fn sql(self, d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+    pub fn sql(self, d: Dialect, filter: &Filter) -> Query {
         match self {
             RowsReport::Sessions => sessions_sql(d, filter),
             RowsReport::Transfers => transfers_sql(d, filter),
         }
     }
 
-    /// The columns of the finished rows.
+    /// The columns of the finished rows: those of the query but the low halves of split sums and
+    /// `raw_path`, which [`RowsReport::finish_row`] folds in and drops.
     pub fn columns(self) -> Vec<(&'static str, Kind)> {
         let (_, mut columns) = self.sql(Dialect::Sqlite, &Filter::default());
-        match self {
-            RowsReport::Sessions => columns.retain(|(name, _)| !name.ends_with("_low")),
-            RowsReport::Transfers => {
-                columns.pop();
-            }
-        }
+        columns.retain(|(name, _)| !name.ends_with("_low") && *name != "raw_path");
         columns
     }
 
@@ -354,22 +324,6 @@ pub(crate) struct UsageGroup {
     pub duration_ms: i128,
 }
 
-impl From<Counted> for UsageGroup {
-    fn from(c: Counted) -> UsageGroup {
-        UsageGroup {
-            sessions: c.sessions.into(),
-            files_up: c.files_up.into(),
-            files_up_incomplete: c.files_up_incomplete.into(),
-            files_down: c.files_down.into(),
-            files_down_incomplete: c.files_down_incomplete.into(),
-            bytes_up: c.bytes_up.into(),
-            bytes_down: c.bytes_down.into(),
-            files_bytes_unknown: c.files_bytes_unknown.into(),
-            duration_ms: c.duration_ms.into(),
-        }
-    }
-}
-
 impl UsageGroup {
     pub fn add(&mut self, other: &UsageGroup) {
         self.sessions += other.sessions;
@@ -391,9 +345,8 @@ pub(crate) struct UsageSums {
     by: Period,
     zone: Tz,
     groups: BTreeMap<(String, String, String), UsageGroup>,
-    /// The last stored minute (`2026-11-27T10:15`) and its bucket: rows come about in time
-    /// order, and every zone's offset is whole minutes, so most rows skip the time arithmetic.
-    /// The UTC minute of the last row's time, and its bucket.
+    /// The UTC minute of the last row's time, and its bucket: rows come about in time order,
+    /// and every zone's offset is whole minutes, so most rows skip the time arithmetic.
     last_minute: Option<i64>,
     last_bucket: String,
     /// Rollup hours and their bucket; `None`: the hour is not within one bucket of the zone.
@@ -430,19 +383,29 @@ impl UsageSums {
         let Some(bucket) = bucket.or_insert_with(|| hour_bucket(zone, format, hour)) else {
             return false;
         };
-        let (host, user) = (row[1].text().to_owned(), row[2].text().to_owned());
-        let g = self.groups.entry((bucket.clone(), host, user)).or_default();
-        let joined = |high: &Value, low: &Value| high.int() * 4_294_967_296 + low.int();
-        g.sessions += row[3].int();
-        g.duration_ms += joined(&row[4], &row[5]);
-        g.files_up += row[6].int();
-        g.files_up_incomplete += row[7].int();
-        g.files_down += row[8].int();
-        g.files_down_incomplete += row[9].int();
-        g.bytes_up += joined(&row[10], &row[11]);
-        g.bytes_down += joined(&row[12], &row[13]);
-        g.files_bytes_unknown += row[14].int();
+        let key = (
+            bucket.clone(),
+            row[1].text().to_owned(),
+            row[2].text().to_owned(),
+        );
+        self.add_sums(key, |i| row[3 + i].int());
         true
+    }
+
+    /// Adds [`crate::accounting::rollup::ROLLUP_SUMS`] (`sum(i)`: the i-th, as a rollup row or
+    /// [`Counted::sums`] holds them) to the group of `key`.
+    fn add_sums(&mut self, key: (String, String, String), sum: impl Fn(usize) -> i128) {
+        let g = self.groups.entry(key).or_default();
+        let joined = |high: usize| sum(high) * 4_294_967_296 + sum(high + 1);
+        g.sessions += sum(0);
+        g.duration_ms += joined(1);
+        g.files_up += sum(3);
+        g.files_up_incomplete += sum(4);
+        g.files_down += sum(5);
+        g.files_down_incomplete += sum(6);
+        g.bytes_up += joined(7);
+        g.bytes_down += joined(9);
+        g.files_bytes_unknown += sum(11);
     }
 
     /// The day or month in the zone of a time.
@@ -467,11 +430,10 @@ impl UsageSums {
         let Some(bucket) = self.bucket(at).map(str::to_owned) else {
             return;
         };
-        let g = self
-            .groups
-            .entry((bucket, host.to_owned(), user.to_owned()))
-            .or_default();
-        g.add(&counted.into());
+        let sums = counted.sums();
+        self.add_sums((bucket, host.to_owned(), user.to_owned()), |i| {
+            sums[i].into()
+        });
     }
 
     /// The sums by (day or month, host, user), `""` for no user: for the pages and metrics
@@ -626,7 +588,7 @@ impl serde_json::ser::Formatter for JsonForPeople {
         &mut self,
         writer: &mut W,
         fragment: &str,
-    ) -> std::io::Result<()> {
+    ) -> io::Result<()> {
         let mut rest = fragment;
         while let Some((i, c)) = rest.char_indices().find(|(_, c)| hidden_char(*c)) {
             writer.write_all(&rest.as_bytes()[..i])?;
@@ -695,7 +657,7 @@ pub(crate) type Producer<'a, E> = dyn FnMut(&mut Sink<'_, E>) -> Result<(), E> +
 /// Writes the rows that `produce` hands out, as they come (a table asks for them twice: once for
 /// the column widths), so memory stays flat at any number of rows. Tables show times in `zone`,
 /// CSV and JSON in UTC. JSON is an array with one object per line.
-pub(crate) fn render_stream<E: From<std::io::Error>>(
+pub(crate) fn render_stream<E: From<io::Error>>(
     columns: &[(&'static str, Kind)],
     format: Format,
     zone: Tz,
@@ -739,14 +701,13 @@ pub(crate) fn render_stream<E: From<std::io::Error>>(
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut *out);
             w.write_record(columns.iter().map(|(n, _)| *n))
-                .map_err(std::io::Error::from)?;
+                .map_err(io::Error::from)?;
             produce(&mut |row| {
                 for (v, (_, k)) in row.iter().zip(columns) {
                     w.write_field(csv_cell(v, *k).as_bytes())
-                        .map_err(std::io::Error::from)?;
+                        .map_err(io::Error::from)?;
                 }
-                w.write_record(None::<&[u8]>)
-                    .map_err(std::io::Error::from)?;
+                w.write_record(None::<&[u8]>).map_err(io::Error::from)?;
                 Ok(())
             })?;
             w.flush()?;
@@ -763,20 +724,20 @@ pub(crate) fn render_stream<E: From<std::io::Error>>(
                 out.write_all(if first { b"\n" } else { b",\n" })?;
                 first = false;
                 let mut json = serde_json::Serializer::with_formatter(&mut *out, JsonForPeople);
-                let mut object = json.serialize_map(None).map_err(std::io::Error::from)?;
+                let mut object = json.serialize_map(None).map_err(io::Error::from)?;
                 for &(name, i) in keys.iter().filter(|(_, i)| *i < row.len()) {
                     let cell = JsonCell(&row[i], columns[i].1);
                     object
                         .serialize_entry(name, &cell)
-                        .map_err(std::io::Error::from)?;
+                        .map_err(io::Error::from)?;
                 }
-                object.end().map_err(std::io::Error::from)?;
+                object.end().map_err(io::Error::from)?;
                 Ok(())
             })?;
             writeln!(out, "{}]", if first { "" } else { "\n" })?;
             Ok(())
         }
-        Format::Html => Err(E::from(std::io::Error::other(
+        Format::Html => Err(E::from(io::Error::other(
             "--format html is for usage and statement",
         ))),
     }
@@ -806,12 +767,9 @@ pub(crate) fn render(
     format: Format,
     zone: Tz,
     out: &mut dyn Write,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     render_stream(&report.columns, format, zone, out, &mut |sink| {
-        for row in &report.rows {
-            sink(row.clone())?;
-        }
-        Ok(())
+        report.rows.iter().try_for_each(|row| sink(row.clone()))
     })
 }
 
@@ -838,19 +796,20 @@ pub(crate) trait Reports: ReportStore {
         )
     }
 
-    /// Usage from the hourly rollups: the whole UTC hours of the window from `usage_hourly`,
-    /// the part hours at its ends (and any hour that straddles a day or month of the zone) from
-    /// the rows. The same sums as [`ReportStore::usage_report_from_rows`], read from a table a
-    /// few hundred times smaller.
-    fn usage_report(&mut self, filter: &Filter, by: Period) -> storage::Result<Report> {
-        Ok(self.usage_sums(filter, by)?.finish())
-    }
-
-    /// The sums [`ReportStore::usage_report`] shows, before they become rows.
-    fn usage_sums(&mut self, filter: &Filter, by: Period) -> storage::Result<UsageSums> {
+    /// The usage sums, from the hourly rollups: the whole UTC hours of the window from
+    /// `usage_hourly`, the part hours at its ends (and any hour that straddles a day or month of
+    /// the zone) from the rows; read from a table a few hundred times smaller than the rows.
+    /// `from_rows`: summed from every session and transfer row while they stream by (memory is
+    /// the number of groups, not of rows), the reference the rollups must equal.
+    fn usage_sums(
+        &mut self,
+        filter: &Filter,
+        by: Period,
+        from_rows: bool,
+    ) -> storage::Result<UsageSums> {
         let mut sums = UsageSums::new(by, filter.zone());
         let plan = match RollupPlan::new(filter) {
-            Some(plan) if !self.rollups_pending()? => plan,
+            Some(plan) if !from_rows && !self.rollups_pending()? => plan,
             _ => {
                 add_usage_rows(self, filter, &mut sums)?;
                 return Ok(sums);
@@ -869,8 +828,14 @@ pub(crate) trait Reports: ReportStore {
             }
             Ok(())
         })?;
+        // Each hour the rollups cannot serve ([`UsageSums::add_hour`]) is read from its rows.
         for hour in straddling {
-            if let Some(window) = plan.one_hour(hour) {
+            if let Some(end) = hour.0.checked_add(Micros::HOUR) {
+                let window = Filter {
+                    since: Some(hour),
+                    until: Some(Micros(end)),
+                    ..plan.hours.clone()
+                };
                 add_usage_rows(self, &window, &mut sums)?;
             }
         }
@@ -902,14 +867,6 @@ pub(crate) trait Reports: ReportStore {
             Ok(())
         })?;
         Ok(out)
-    }
-
-    /// Usage summed from every session and transfer row while they stream by (memory is the
-    /// number of groups, not of rows): the reference the rollups must equal.
-    fn usage_report_from_rows(&mut self, filter: &Filter, by: Period) -> storage::Result<Report> {
-        let mut sums = UsageSums::new(by, filter.zone());
-        add_usage_rows(self, filter, &mut sums)?;
-        Ok(sums.finish())
     }
 }
 

@@ -6,7 +6,7 @@
 //! commit computes those cells afresh from the rows ([`recompute`]), as `rollups --rebuild`
 //! does for every cell.
 
-use crate::accounting::sql::{Dialect, Filter, Kind, Value, columns};
+use crate::accounting::sql::{Dialect, Filter, Kind, Query, Value, columns};
 use crate::accounting::storage::{CountsAs, Micros, ReportStore, Result, StoreError};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -108,7 +108,7 @@ impl Counted {
 
     /// As `usage_hourly` keeps it, in [`ROLLUP_SUMS`]'s order: the sums that could pass 64
     /// bits split into their high and low 32 bits, truncated as SQL's integer `/` and `%` are.
-    fn sums(&self) -> [i64; ROLLUP_SUMS.len()] {
+    pub(crate) fn sums(&self) -> [i64; ROLLUP_SUMS.len()] {
         let split = |v: i64| (v / 4_294_967_296, v % 4_294_967_296);
         let (duration_high, duration_low) = split(self.duration_ms);
         let (up_high, up_low) = split(self.bytes_up);
@@ -181,12 +181,7 @@ pub fn recompute(
 ) -> Result<Cells<'static>> {
     // Many cells (a prune, a copy) are read as one window from the first hour to the last,
     // keeping the rows of those cells: one range scan instead of a query per cell.
-    let wanted: Option<std::collections::HashSet<(i64, &str)>> =
-        keys.filter(|k| k.len() > MANY_CELLS).map(|k| {
-            k.iter()
-                .map(|(hour, host)| (hour.0, host.as_str()))
-                .collect()
-        });
+    let wanted = keys.filter(|k| k.len() > MANY_CELLS).map(hour_hosts);
     let windows: Vec<Filter> = match keys {
         None => vec![Filter::default()],
         Some(keys) if wanted.is_some() => {
@@ -231,6 +226,13 @@ pub fn recompute(
     Ok(cells)
 }
 
+/// Cell keys (hour, host) as a set to look rows up in.
+fn hour_hosts(keys: &[(Micros, String)]) -> std::collections::HashSet<(i64, &str)> {
+    keys.iter()
+        .map(|(hour, host)| (hour.0, host.as_str()))
+        .collect()
+}
+
 /// The number of `usage_hourly` rows that differ from the cells computed afresh (missing,
 /// extra, or different: counted once as stale and once as missing), but for the cells of
 /// `pending` (hour, host), which the next commit computes afresh and reports read from the
@@ -239,10 +241,7 @@ pub(crate) fn differences(
     store: &mut dyn ReportStore,
     pending: &[(Micros, String)],
 ) -> Result<u64> {
-    let pending: std::collections::HashSet<(i64, &str)> = pending
-        .iter()
-        .map(|(hour, host)| (hour.0, host.as_str()))
-        .collect();
+    let pending = hour_hosts(pending);
     let mut fresh = recompute(store, None)?;
     fresh.retain(|(hour, host, _), _| !pending.contains(&(*hour, host.as_ref())));
     let (sql, columns) = usage_rollup_sql(store.dialect(), &Filter::default());
@@ -280,7 +279,7 @@ pub(crate) fn differences(
 /// One row per session and per transfer in the window (exact instants, like the other reports),
 /// for the usage report and [`recompute`]: at, host, user, is-session, counts_as, bytes up, bytes down,
 /// complete, bytes unknown, duration, refused ([`Counted`] decides what each counts).
-pub(crate) fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn usage_rows_sql(d: Dialect, filter: &Filter) -> Query {
     // A window with no user to narrow it (a cell to compute afresh, a part hour of a usage
     // report) is read transfers first, by time (an index range), each finding its session by
     // key. Left to themselves, both planners can read every session of the host instead
@@ -312,25 +311,17 @@ pub(crate) fn usage_rows_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'sta
         session_window = d.window("s.started_at", filter),
         transfer_window = d.window("t.opened_at", filter),
     );
-    let columns = vec![
-        ("at", Kind::Time),
-        ("host", Kind::Text),
-        ("user", Kind::Text),
-        ("session", Kind::Int),
-        ("counts_as", Kind::Text),
-        ("bytes_up", Kind::Bytes),
-        ("bytes_down", Kind::Bytes),
-        ("complete", Kind::Bool),
-        ("bytes_unknown", Kind::Bool),
-        ("duration", Kind::DurationMs),
-        ("refused", Kind::Bool),
+    let columns = columns![
+        at: Time, host: Text, user: Text, session: Int, counts_as: Text, bytes_up: Bytes,
+        bytes_down: Bytes, complete: Bool, bytes_unknown: Bool, duration: DurationMs,
+        refused: Bool,
     ];
     (sql, columns)
 }
 
 /// The rows of `usage_hourly` in the window of `filter` (whose bounds a usage report has put
 /// on whole hours): hour, host, user, [`ROLLUP_SUMS`] and `contributors`.
-pub(crate) fn usage_rollup_sql(d: Dialect, filter: &Filter) -> (String, Vec<(&'static str, Kind)>) {
+pub(crate) fn usage_rollup_sql(d: Dialect, filter: &Filter) -> Query {
     let sql = format!(
         "SELECT s.hour, s.host, s.\"user\", {sums}, s.contributors FROM usage_hourly s
           WHERE {window}",

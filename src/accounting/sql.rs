@@ -54,6 +54,9 @@ macro_rules! columns {
 }
 pub(crate) use columns;
 
+/// A report query and the columns its rows come in.
+pub(crate) type Query = (String, Vec<(&'static str, Kind)>);
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
@@ -152,11 +155,6 @@ impl Dialect {
         format!("CASE WHEN {col} THEN 1 ELSE 0 END")
     }
 
-    /// How many rows of a group have boolean `col` set.
-    pub(crate) fn count_if(self, col: &str) -> String {
-        format!("CAST(COALESCE(SUM({}), 0) AS BIGINT)", self.flag(col))
-    }
-
     /// The WHERE clause every report shares: user, host, and a time window on `time_col`. Only
     /// the filters that are set compare columns (`x IS NULL OR col = x` keeps the planner from
     /// the indexes); an unset one is still named, as `x IS NULL`, so that the four parameters
@@ -197,10 +195,4 @@ impl Dialect {
         ]
         .join(" AND ")
     }
-}
-
-/// A WHERE condition that holds for every row and names the four report parameters (all
-/// unset), for queries run through `stream_rows` that filter nothing.
-pub(crate) fn always_true(d: Dialect) -> String {
-    d.window("", &Filter::default())
 }

@@ -61,15 +61,6 @@ fn zone_or_system(tz: Option<&str>) -> Result<Tz> {
     tz.map_or_else(|| Ok(report::system_zone()), parse_zone)
 }
 
-fn database_spec(cli: &Cli, cfg: &config::Config) -> Result<DbSpec> {
-    let spec = cli
-        .db
-        .clone()
-        .or_else(|| cfg.report.database.clone())
-        .unwrap_or_else(|| DEFAULT_DB.to_owned());
-    DbSpec::parse(&spec).map_err(anyhow::Error::msg)
-}
-
 /// The PostgreSQL password from --password-file, [report] password_file or PGPASSWORD. A file
 /// that group or others can read is refused, as libpq refuses such a ~/.pgpass.
 fn password(cli: &Cli, cfg: &config::Config) -> Result<Option<String>> {
@@ -78,17 +69,15 @@ fn password(cli: &Cli, cfg: &config::Config) -> Result<Option<String>> {
         .clone()
         .or_else(|| cfg.report.password_file.clone().map(PathBuf::from));
     if let Some(path) = file {
-        let meta = std::fs::metadata(&path)
-            .with_context(|| format!("password file {}", path.display()))?;
+        let name = format!("password file {}", path.display());
+        let meta = std::fs::metadata(&path).context(name.clone())?;
         if meta.mode() & 0o077 != 0 {
             bail!(
-                "password file {} is readable by group or others (mode {:04o}); chmod 600 it",
-                path.display(),
+                "{name} is readable by group or others (mode {:04o}); chmod 600 it",
                 meta.mode() & 0o7777
             );
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("password file {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).context(name)?;
         return Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()));
     }
     Ok(std::env::var("PGPASSWORD").ok())
@@ -170,7 +159,9 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::Copy { from, to } = &cli.command {
         return copy(from, to, password.as_deref());
     }
-    let spec = database_spec(&cli, &cfg)?;
+    let spec = cli.db.as_ref().or(cfg.report.database.as_ref());
+    let spec =
+        DbSpec::parse(spec.map_or(DEFAULT_DB, |s| s.as_str())).map_err(anyhow::Error::msg)?;
     // Only an ingest creates a database: a report on a path that holds none is a mistake (a
     // typo in --db), not an empty report, and must not leave an empty database behind.
     if let DbSpec::Sqlite(path) = &spec
@@ -252,11 +243,7 @@ fn ingest(
     }
     // Blocked before anything else, so that a SIGTERM from the start on is noticed
     // between two commits rather than killing the process mid-batch.
-    let stop = if args.follow {
-        Some(StopSignals::new()?)
-    } else {
-        None
-    };
+    let stop = args.follow.then(StopSignals::new).transpose()?;
     // Started after the signals are blocked: its threads inherit the mask, so SIGTERM
     // comes to the ingest's loop only.
     if let Some(addr) = args.metrics_listen {
@@ -339,11 +326,7 @@ fn usage(args: &UsageArgs, store: &mut dyn Store, out: &mut dyn Write) -> Result
         let page = statement_page(store, &f, "SFTP usage".to_owned(), period, Vec::new())?;
         out.write_all(page.as_bytes())?;
     } else {
-        let r = if args.from_rows {
-            store.usage_report_from_rows(&f, args.by)?
-        } else {
-            store.usage_report(&f, args.by)?
-        };
+        let r = store.usage_sums(&f, args.by, args.from_rows)?.finish();
         report::render(&r, args.filter.format(), f.zone(), out)?;
     }
     Ok(())
@@ -430,7 +413,7 @@ fn statement_page(
     period: String,
     days: Vec<chrono::NaiveDate>,
 ) -> Result<String> {
-    let daily = store.usage_sums(filter, report::Period::Day)?;
+    let daily = store.usage_sums(filter, report::Period::Day, false)?;
     let largest = store.largest_transfers(filter, 10)?;
     let zone = filter.zone();
     Ok(crate::accounting::html::render(

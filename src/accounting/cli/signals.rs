@@ -11,9 +11,7 @@ pub(super) struct StopSignals {
 impl StopSignals {
     pub(super) fn new() -> Result<StopSignals> {
         use nix::sys::signal::{SigSet, Signal};
-        let mut set = SigSet::empty();
-        set.add(Signal::SIGTERM);
-        set.add(Signal::SIGINT);
+        let set: SigSet = [Signal::SIGTERM, Signal::SIGINT].into_iter().collect();
         set.thread_block().context("blocking SIGTERM")?;
         let fd = nix::sys::signalfd::SignalFd::with_flags(
             &set,
