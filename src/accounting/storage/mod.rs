@@ -708,69 +708,13 @@ pub(crate) fn copy_database(
             let source_ops = ops_by_session
                 .get(&Some(s.id))
                 .map_or(&[][..], Vec::as_slice);
-            // The target's session with the wrapper's session id (unique: whatever the precision
-            // of its start, read there from another source), else with its host, PID and start.
-            let stored = match &s.sid {
-                Some(sid) => to.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
-                None => None,
-            };
-            let stored = match stored {
-                Some(id) => Some(id),
-                None => to.find_session(&s.host, s.pid, s.started_at)?,
-            };
-            if let Some(id) = stored {
-                let (ended, have) = to.session_rows(id)?;
-                // The target's session is the same one: it must not hold less than the source's,
-                // whose checkpoints come along and would make the next ingest skip the rest.
-                // Not only the rows: a line read later may settle a row already there (a
-                // transfer's close, a failure status, a rename) without adding one, so each
-                // row counts once more for each of those it has (session_rows alike).
-                let rows: usize = (source_transfers.iter())
-                    .map(|t| {
-                        1 + usize::from(t.closed_at.is_some() || t.forced || t.complete)
-                            + usize::from(t.failed)
-                            + usize::from(t.renamed_to.is_some())
-                    })
-                    .sum::<usize>()
-                    + (source_ops.iter())
-                        .map(|o| 1 + usize::from(o.failed))
-                        .sum::<usize>();
-                if (s.ended_at.is_some() && !ended) || have < rows as i64 {
-                    let name = match &s.sid {
-                        Some(sid) => format!("{sid:?} of host {:?}", s.host),
-                        None => format!(
-                            "of host {:?}, PID {}, start {}",
-                            s.host, s.pid, s.started_at
-                        ),
-                    };
-                    return Err(StoreError::CopyBehind(name));
-                }
+            if already_there(to, s, source_transfers, source_ops)? {
                 skipped += 1;
                 continue;
             }
             copied += 1;
-            let id = to.reserve_id(IdTable::Sessions)?;
-            held.add_copied_session(SessionRecord { id, ..s.clone() });
+            hold_copy(to, &mut held, s, source_transfers, source_ops)?;
             held_sids.extend(sid);
-            let transfers = (source_transfers.iter())
-                .map(|t| {
-                    let row = TransferRecord {
-                        session_id: id,
-                        ..(*t).clone()
-                    };
-                    Ok((to.reserve_id(IdTable::Transfers)?, row))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let ops = (source_ops.iter())
-                .map(|o| {
-                    let row = OperationRecord {
-                        session_id: Some(id),
-                        ..(*o).clone()
-                    };
-                    Ok((to.reserve_id(IdTable::Operations)?, row))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            held.add_copied_rows(transfers, ops);
             if held.full() {
                 to.write(&mut held, false)?;
             }
@@ -795,6 +739,87 @@ pub(crate) fn copy_database(
         }
         Ok((copied, skipped))
     })
+}
+
+/// Whether the target holds source session `s` already (by the wrapper's session id, unique
+/// whatever the precision of its start as another source read it; else by host, PID and
+/// start); an error when it holds less of it than the source does.
+fn already_there(
+    to: &mut dyn CopyStore,
+    s: &SessionRecord,
+    transfers: &[&TransferRecord],
+    ops: &[&OperationRecord],
+) -> Result<bool> {
+    let stored = match &s.sid {
+        Some(sid) => to.find_session_by_sid(&s.host, sid)?.map(|(id, _)| id),
+        None => None,
+    };
+    let stored = match stored {
+        Some(id) => Some(id),
+        None => to.find_session(&s.host, s.pid, s.started_at)?,
+    };
+    let Some(id) = stored else {
+        return Ok(false);
+    };
+    let (ended, have) = to.session_rows(id)?;
+    // The target's session is the same one: it must not hold less than the source's, whose
+    // checkpoints come along and would make the next ingest skip the rest. Not only the rows:
+    // a line read later may settle a row already there (a transfer's close, a failure status,
+    // a rename) without adding one, so each row counts once more for each of those it has
+    // (session_rows alike).
+    let rows: usize = (transfers.iter())
+        .map(|t| {
+            1 + usize::from(t.closed_at.is_some() || t.forced || t.complete)
+                + usize::from(t.failed)
+                + usize::from(t.renamed_to.is_some())
+        })
+        .sum::<usize>()
+        + (ops.iter())
+            .map(|o| 1 + usize::from(o.failed))
+            .sum::<usize>();
+    if (s.ended_at.is_some() && !ended) || have < rows as i64 {
+        let name = match &s.sid {
+            Some(sid) => format!("{sid:?} of host {:?}", s.host),
+            None => format!(
+                "of host {:?}, PID {}, start {}",
+                s.host, s.pid, s.started_at
+            ),
+        };
+        return Err(StoreError::CopyBehind(name));
+    }
+    Ok(true)
+}
+
+/// Holds source session `s` with its rows under ids the target reserves for them.
+fn hold_copy(
+    to: &mut dyn CopyStore,
+    held: &mut WriteBehind,
+    s: &SessionRecord,
+    transfers: &[&TransferRecord],
+    ops: &[&OperationRecord],
+) -> Result<()> {
+    let id = to.reserve_id(IdTable::Sessions)?;
+    held.add_copied_session(SessionRecord { id, ..s.clone() });
+    let transfers = (transfers.iter())
+        .map(|t| {
+            let row = TransferRecord {
+                session_id: id,
+                ..(*t).clone()
+            };
+            Ok((to.reserve_id(IdTable::Transfers)?, row))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ops = (ops.iter())
+        .map(|o| {
+            let row = OperationRecord {
+                session_id: Some(id),
+                ..(*o).clone()
+            };
+            Ok((to.reserve_id(IdTable::Operations)?, row))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    held.add_copied_rows(transfers, ops);
+    Ok(())
 }
 
 #[cfg(test)]
