@@ -200,14 +200,8 @@ pub struct SqliteStore {
 /// Applies a held change to a row an earlier batch wrote.
 fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
     match update {
-        RowUpdate::Close {
-            id,
-            closed_at,
-            counters,
-            forced,
-            verdict,
-        } => {
-            let (r, w) = stored_counters(*counters);
+        RowUpdate::Close(c) => {
+            let (r, w) = stored_counters(c.counters);
             conn.prepare_cached(
                 "UPDATE transfer_rows
                         SET closed_at_us = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
@@ -215,15 +209,15 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
                       WHERE id = ?1",
             )?
             .execute(params![
-                id,
-                closed_at,
+                c.id,
+                c.closed_at,
                 r,
                 w,
-                forced,
-                verdict.complete,
-                direction_code(verdict.direction),
-                verdict.counts_as,
-                counters.is_none()
+                c.forced,
+                c.verdict.complete,
+                direction_code(c.verdict.direction),
+                c.verdict.counts_as,
+                c.counters.is_none()
             ])?;
         }
         RowUpdate::Failed(id) => {
