@@ -960,8 +960,7 @@ impl WriteBehind {
             return;
         };
         let (r, w) = stored_counters(counters);
-        let was_open = t.row.closed_at.is_none();
-        let session = t.row.session_id;
+        let (was_open, session) = (t.row.closed_at.is_none(), t.row.session_id);
         t.row.closed_at = Some(closed_at);
         t.row.bytes_read = r;
         t.row.bytes_written = w;
@@ -970,11 +969,8 @@ impl WriteBehind {
         t.row.complete = verdict.complete;
         t.row.direction = verdict.direction;
         t.row.counts_as = verdict.counts_as;
-        if was_open && let Some(n) = self.open_held.get_mut(&session) {
-            *n -= 1;
-            if *n == 0 {
-                self.open_held.remove(&session);
-            }
+        if was_open {
+            self.close_held(session);
         }
     }
 

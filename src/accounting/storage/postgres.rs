@@ -339,17 +339,11 @@ impl PgStore {
 
     /// Another block of ids of `table`'s sequence.
     fn fetch_ids(&mut self, table: IdTable) -> Result<()> {
-        let sql = match table {
-            IdTable::Sessions => {
-                "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)"
-            }
-            IdTable::Transfers => {
-                "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)"
-            }
-            IdTable::Operations => {
-                "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)"
-            }
-        };
+        let sql = [
+            "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)",
+            "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)",
+            "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)",
+        ][table.index()];
         let rows = self.query(sql, &[&ID_BLOCK])?;
         self.ids[table.index()].extend(rows.iter().map(|r| r.get::<_, i64>(0)));
         Ok(())
@@ -1002,15 +996,11 @@ impl Database for PgStore {
     }
 
     fn checkpoints(&mut self, first_line_hash: &str) -> Result<Vec<Checkpoint>> {
-        let rows = self
-            .conn()?
-            .client
-            .query(
-                "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
-                  WHERE first_line_hash = $1 ORDER BY byte_offset",
-                &[&first_line_hash],
-            )
-            .map_err(self.err())?;
+        let rows = self.query(
+            "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
+              WHERE first_line_hash = $1 ORDER BY byte_offset",
+            &[&first_line_hash],
+        )?;
         Ok(rows.iter().map(checkpoint_from_row).collect())
     }
 
@@ -1053,16 +1043,14 @@ impl IngestStore for PgStore {
     }
 
     fn latest_start(&mut self, host: &str) -> Result<Option<Micros>> {
-        let sql = format!(
-            "SELECT MAX(started_at) FROM sessions WHERE {}",
-            super::same_host_sql!("$1::text")
-        );
-        let row = self
-            .conn()?
-            .client
-            .query_one(&sql, &[&text(super::short_host(host))])
-            .map_err(self.err())?;
-        Ok(opt_micros_at(&row, 0))
+        let row = self.query_opt(
+            concat!(
+                "SELECT MAX(started_at) FROM sessions WHERE ",
+                super::same_host_sql!("$1::text")
+            ),
+            &[&text(super::short_host(host))],
+        )?;
+        Ok(row.and_then(|r| opt_micros_at(&r, 0)))
     }
 
     fn find_session(&mut self, host: &str, pid: i64, started_at: Micros) -> Result<Option<i64>> {
@@ -1489,15 +1477,11 @@ impl CopyStore for PgStore {
     }
 
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>> {
-        let rows = self
-            .conn()?
-            .client
-            .query(
-                "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
-                  ORDER BY first_line_hash, byte_offset",
-                &[],
-            )
-            .map_err(self.err())?;
+        let rows = self.query(
+            "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
+              ORDER BY first_line_hash, byte_offset",
+            &[],
+        )?;
         Ok(rows.iter().map(checkpoint_from_row).collect())
     }
 
