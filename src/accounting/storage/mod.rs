@@ -590,19 +590,14 @@ pub fn prune<S: PruneStore + ?Sized>(
 ) -> Result<Pruned> {
     lock_for_writing(db, true)?;
     db.begin()?;
-    let pruned = match db.delete_ended_before(before_us, user) {
-        Ok(p) => p,
+    match db.delete_ended_before(before_us, user) {
+        Ok(pruned) if dry_run => db.rollback().map(|()| pruned),
+        Ok(pruned) => db.commit().map(|()| pruned),
         Err(e) => {
             let _ = db.rollback();
-            return Err(e);
+            Err(e)
         }
-    };
-    if dry_run {
-        db.rollback()?;
-    } else {
-        db.commit()?;
     }
-    Ok(pruned)
 }
 
 /// A host name up to its first dot: journald records the full name where rsyslogd writes the

@@ -231,9 +231,9 @@ impl Batch {
         }
         for update in &self.row_updates {
             match update {
-                RowUpdate::Close { id, .. } | RowUpdate::Failed(id) | RowUpdate::Deleted(id) => {
-                    touched.transfers.push(*id)
-                }
+                RowUpdate::Close(TransferClose { id, .. })
+                | RowUpdate::Failed(id)
+                | RowUpdate::Deleted(id) => touched.transfers.push(*id),
                 RowUpdate::Abandoned { session_id } => touched.open_of.push(*session_id),
                 RowUpdate::Renamed { .. } | RowUpdate::OperationFailed { .. } => {}
             }
@@ -594,13 +594,7 @@ pub(super) struct PendingOp {
 /// like the rows: a close or a failure does not wait for the batch being written.
 #[derive(Debug, Clone)]
 pub(super) enum RowUpdate {
-    Close {
-        id: i64,
-        closed_at: Micros,
-        counters: Option<(u64, u64)>,
-        forced: bool,
-        verdict: ClosedFile,
-    },
+    Close(TransferClose),
     Failed(i64),
     /// A log-only open that turned out to have failed: not a transfer.
     Deleted(i64),
@@ -616,6 +610,16 @@ pub(super) enum RowUpdate {
         id: i64,
         status: String,
     },
+}
+
+/// The close of a transfer an earlier batch wrote open.
+#[derive(Debug, Clone)]
+pub(super) struct TransferClose {
+    pub id: i64,
+    pub closed_at: Micros,
+    pub counters: Option<(u64, u64)>,
+    pub forced: bool,
+    pub verdict: ClosedFile,
 }
 
 /// The held-back writes of one store: new rows, and changes to rows already written.
@@ -946,18 +950,17 @@ impl WriteBehind {
         verdict: &ClosedFile,
     ) {
         let Some(t) = self.transfer(id) else {
-            self.row_updates.push(RowUpdate::Close {
+            self.row_updates.push(RowUpdate::Close(TransferClose {
                 id,
                 closed_at,
                 counters,
                 forced,
                 verdict: *verdict,
-            });
+            }));
             return;
         };
         let (r, w) = stored_counters(counters);
-        let was_open = t.row.closed_at.is_none();
-        let session = t.row.session_id;
+        let (was_open, session) = (t.row.closed_at.is_none(), t.row.session_id);
         t.row.closed_at = Some(closed_at);
         t.row.bytes_read = r;
         t.row.bytes_written = w;
@@ -966,11 +969,8 @@ impl WriteBehind {
         t.row.complete = verdict.complete;
         t.row.direction = verdict.direction;
         t.row.counts_as = verdict.counts_as;
-        if was_open && let Some(n) = self.open_held.get_mut(&session) {
-            *n -= 1;
-            if *n == 0 {
-                self.open_held.remove(&session);
-            }
+        if was_open {
+            self.close_held(session);
         }
     }
 

@@ -8,7 +8,7 @@
 
 use super::pending::{
     Batch, Fact, IdTable, Link, PendingOp, PendingTransfer, RowUpdate, SessionPatch, SessionRow,
-    Touched, WriteBehind, WritesBatches,
+    Touched, TransferClose, WriteBehind, WritesBatches,
 };
 use super::{
     Checkpoint, CopyStore, CountsAs, Database, Direction, EndReason, IngestStore, LastOp, Micros,
@@ -339,17 +339,11 @@ impl PgStore {
 
     /// Another block of ids of `table`'s sequence.
     fn fetch_ids(&mut self, table: IdTable) -> Result<()> {
-        let sql = match table {
-            IdTable::Sessions => {
-                "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)"
-            }
-            IdTable::Transfers => {
-                "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)"
-            }
-            IdTable::Operations => {
-                "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)"
-            }
-        };
+        let sql = [
+            "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1::bigint)",
+            "SELECT nextval('transfers_id_seq') FROM generate_series(1, $1::bigint)",
+            "SELECT nextval('operations_id_seq') FROM generate_series(1, $1::bigint)",
+        ][table.index()];
         let rows = self.query(sql, &[&ID_BLOCK])?;
         self.ids[table.index()].extend(rows.iter().map(|r| r.get::<_, i64>(0)));
         Ok(())
@@ -502,52 +496,20 @@ impl WritesBatches for Conn {
     }
 }
 
+/// One column of `rows`, to travel as an array.
+fn column<'a, R, T>(rows: &'a [R], value: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(value).collect()
+}
+
 /// Writes the merged session updates of a batch with one statement: the columns travel as
 /// arrays (`unnest`), one round trip however many sessions changed. (Here and in the other
 /// updates through `unnest`, `id = ANY` beside the join lets the planner read the rows by
 /// key: it cannot see into `unnest`, and hashed the whole table for each batch.)
 fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<()> {
-    let n = patches.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut sftp_pids = Vec::with_capacity(n);
-    let mut users = Vec::with_capacity(n);
-    let mut ips = Vec::with_capacity(n);
-    let mut auth_set = Vec::with_capacity(n);
-    let mut methods = Vec::with_capacity(n);
-    let mut keys = Vec::with_capacity(n);
-    let mut sftp_closed = Vec::with_capacity(n);
-    let mut end_set = Vec::with_capacity(n);
-    let mut ended_at = Vec::with_capacity(n);
-    let mut durations = Vec::with_capacity(n);
-    let mut exit_statuses = Vec::with_capacity(n);
-    let mut signals = Vec::with_capacity(n);
-    let mut end_reasons = Vec::with_capacity(n);
-    let mut last_set = Vec::with_capacity(n);
-    let mut last_kinds = Vec::with_capacity(n);
-    let mut last_ids = Vec::with_capacity(n);
-    for (id, p) in patches {
-        ids.push(*id);
-        sftp_pids.push(p.sftp_pid);
-        users.push(opt_text(p.fill_user.as_deref()));
-        ips.push(opt_text(p.fill_ip.as_deref()));
-        auth_set.push(p.auth.is_some());
-        let (method, key) = p.auth.as_ref().map_or((None, None), |(m, k)| {
-            (Some(text(m)), opt_text(k.as_deref()))
-        });
-        methods.push(method);
-        keys.push(key);
-        sftp_closed.push(p.sftp_closed);
-        end_set.push(p.end.is_some());
-        ended_at.push(p.end.as_ref().map(|e| pg_time(e.ended_at)).transpose()?);
-        durations.push(p.end.as_ref().and_then(|e| e.duration_ms));
-        exit_statuses.push(p.end.as_ref().and_then(|e| e.exit_status));
-        signals.push(opt_text(p.end.as_ref().and_then(|e| e.signal.as_deref())));
-        end_reasons.push(p.end_reason.map(|r| r.as_str()));
-        last_set.push(p.last_op.is_some());
-        let (kind, last) = LastOp::columns(p.last_op.flatten());
-        last_kinds.push(kind);
-        last_ids.push(last);
-    }
+    let ended_at = (patches.iter())
+        .map(|(_, p)| p.end.as_ref().map(|e| pg_time(e.ended_at)).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    let last = |p: &SessionPatch| LastOp::columns(p.last_op.flatten());
     conn.exec(
         "UPDATE sessions AS s SET
             sftp_pid = COALESCE(p.sftp_pid, s.sftp_pid),
@@ -572,23 +534,27 @@ fn update_sessions(conn: &mut Conn, patches: &[(i64, SessionPatch)]) -> Result<(
                       last_set, last_kind, last_id)
           WHERE s.id = p.id AND s.id = ANY($1)",
         &[
-            &ids,
-            &sftp_pids,
-            &users,
-            &ips,
-            &auth_set,
-            &methods,
-            &keys,
-            &sftp_closed,
-            &end_set,
+            &column(patches, |(id, _)| *id),
+            &column(patches, |(_, p)| p.sftp_pid),
+            &column(patches, |(_, p)| opt_text(p.fill_user.as_deref())),
+            &column(patches, |(_, p)| opt_text(p.fill_ip.as_deref())),
+            &column(patches, |(_, p)| p.auth.is_some()),
+            &column(patches, |(_, p)| p.auth.as_ref().map(|(m, _)| text(m))),
+            &column(patches, |(_, p)| {
+                p.auth.as_ref().and_then(|(_, k)| opt_text(k.as_deref()))
+            }),
+            &column(patches, |(_, p)| p.sftp_closed),
+            &column(patches, |(_, p)| p.end.is_some()),
             &ended_at,
-            &durations,
-            &exit_statuses,
-            &signals,
-            &end_reasons,
-            &last_set,
-            &last_kinds,
-            &last_ids,
+            &column(patches, |(_, p)| p.end.as_ref().and_then(|e| e.duration_ms)),
+            &column(patches, |(_, p)| p.end.as_ref().and_then(|e| e.exit_status)),
+            &column(patches, |(_, p)| {
+                opt_text(p.end.as_ref().and_then(|e| e.signal.as_deref()))
+            }),
+            &column(patches, |(_, p)| p.end_reason.map(|r| r.as_str())),
+            &column(patches, |(_, p)| p.last_op.is_some()),
+            &column(patches, |(_, p)| last(p).0),
+            &column(patches, |(_, p)| last(p).1),
         ],
     )?;
     Ok(())
@@ -803,7 +769,7 @@ fn copy_operations(ops: &[PendingOp], conn: &mut Conn) -> Result<()> {
 /// `unnest`), and a run ends where the kind changes or a row comes again.
 fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
     let row_of = |u: &RowUpdate| match u {
-        RowUpdate::Close { id, .. }
+        RowUpdate::Close(TransferClose { id, .. })
         | RowUpdate::Failed(id)
         | RowUpdate::Deleted(id)
         | RowUpdate::Renamed { id, .. } => *id,
@@ -821,7 +787,7 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
         let (now, later) = rest.split_at(run);
         let ids = || now.iter().map(row_of).collect::<Vec<i64>>();
         match first {
-            RowUpdate::Close { .. } => close_transfers(conn, now)?,
+            RowUpdate::Close(_) => close_transfers(conn, now)?,
             RowUpdate::Failed(_) => {
                 conn.exec(
                     "UPDATE transfers SET failed = true, complete = false WHERE id = ANY($1)",
@@ -881,38 +847,15 @@ fn apply_updates(conn: &mut Conn, updates: &[RowUpdate]) -> Result<()> {
 
 /// The closes of files whose rows earlier batches wrote open: one statement.
 fn close_transfers(conn: &mut Conn, closes: &[RowUpdate]) -> Result<()> {
-    let n = closes.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut closed_at = Vec::with_capacity(n);
-    let mut read = Vec::with_capacity(n);
-    let mut written = Vec::with_capacity(n);
-    let mut forced_flags = Vec::with_capacity(n);
-    let mut complete = Vec::with_capacity(n);
-    let mut directions = Vec::with_capacity(n);
-    let mut counted = Vec::with_capacity(n);
-    let mut cut = Vec::with_capacity(n);
-    for close in closes {
-        let RowUpdate::Close {
-            id,
-            closed_at: at,
-            counters,
-            forced,
-            verdict,
-        } = close
-        else {
-            continue;
-        };
-        let (r, w) = stored_counters(*counters);
-        ids.push(*id);
-        closed_at.push(pg_time(*at)?);
-        read.push(r);
-        written.push(w);
-        forced_flags.push(*forced);
-        complete.push(verdict.complete);
-        directions.push(verdict.direction.as_str());
-        counted.push(verdict.counts_as.map(CountsAs::as_str));
-        cut.push(counters.is_none());
-    }
+    let closes: Vec<&TransferClose> = (closes.iter())
+        .filter_map(|u| match u {
+            RowUpdate::Close(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let closed_at = (closes.iter())
+        .map(|c| pg_time(c.closed_at))
+        .collect::<Result<Vec<_>>>()?;
     conn.exec(
         "UPDATE transfers AS t
             SET closed_at = u.closed_at, bytes_read = u.bytes_read,
@@ -924,15 +867,15 @@ fn close_transfers(conn: &mut Conn, closes: &[RowUpdate]) -> Result<()> {
                       counts_as, counters_cut)
           WHERE t.id = u.id AND t.id = ANY($1)",
         &[
-            &ids,
+            &column(&closes, |c| c.id),
             &closed_at,
-            &read,
-            &written,
-            &forced_flags,
-            &complete,
-            &directions,
-            &counted,
-            &cut,
+            &column(&closes, |c| stored_counters(c.counters).0),
+            &column(&closes, |c| stored_counters(c.counters).1),
+            &column(&closes, |c| c.forced),
+            &column(&closes, |c| c.verdict.complete),
+            &column(&closes, |c| c.verdict.direction.as_str()),
+            &column(&closes, |c| c.verdict.counts_as.map(CountsAs::as_str)),
+            &column(&closes, |c| c.counters.is_none()),
         ],
     )?;
     Ok(())
@@ -1053,15 +996,11 @@ impl Database for PgStore {
     }
 
     fn checkpoints(&mut self, first_line_hash: &str) -> Result<Vec<Checkpoint>> {
-        let rows = self
-            .conn()?
-            .client
-            .query(
-                "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
-                  WHERE first_line_hash = $1 ORDER BY byte_offset",
-                &[&first_line_hash],
-            )
-            .map_err(self.err())?;
+        let rows = self.query(
+            "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
+              WHERE first_line_hash = $1 ORDER BY byte_offset",
+            &[&first_line_hash],
+        )?;
         Ok(rows.iter().map(checkpoint_from_row).collect())
     }
 
@@ -1104,16 +1043,14 @@ impl IngestStore for PgStore {
     }
 
     fn latest_start(&mut self, host: &str) -> Result<Option<Micros>> {
-        let sql = format!(
-            "SELECT MAX(started_at) FROM sessions WHERE {}",
-            super::same_host_sql!("$1::text")
-        );
-        let row = self
-            .conn()?
-            .client
-            .query_one(&sql, &[&text(super::short_host(host))])
-            .map_err(self.err())?;
-        Ok(opt_micros_at(&row, 0))
+        let row = self.query_opt(
+            concat!(
+                "SELECT MAX(started_at) FROM sessions WHERE ",
+                super::same_host_sql!("$1::text")
+            ),
+            &[&text(super::short_host(host))],
+        )?;
+        Ok(row.and_then(|r| opt_micros_at(&r, 0)))
     }
 
     fn find_session(&mut self, host: &str, pid: i64, started_at: Micros) -> Result<Option<i64>> {
@@ -1540,15 +1477,11 @@ impl CopyStore for PgStore {
     }
 
     fn all_checkpoints(&mut self) -> Result<Vec<Checkpoint>> {
-        let rows = self
-            .conn()?
-            .client
-            .query(
-                "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
-                  ORDER BY first_line_hash, byte_offset",
-                &[],
-            )
-            .map_err(self.err())?;
+        let rows = self.query(
+            "SELECT first_line_hash, prefix_sha256, path, inode, byte_offset, lines FROM checkpoints
+              ORDER BY first_line_hash, byte_offset",
+            &[],
+        )?;
         Ok(rows.iter().map(checkpoint_from_row).collect())
     }
 

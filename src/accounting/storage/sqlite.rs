@@ -200,14 +200,8 @@ pub struct SqliteStore {
 /// Applies a held change to a row an earlier batch wrote.
 fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
     match update {
-        RowUpdate::Close {
-            id,
-            closed_at,
-            counters,
-            forced,
-            verdict,
-        } => {
-            let (r, w) = stored_counters(*counters);
+        RowUpdate::Close(c) => {
+            let (r, w) = stored_counters(c.counters);
             conn.prepare_cached(
                 "UPDATE transfer_rows
                         SET closed_at_us = ?2, bytes_read = ?3, bytes_written = ?4, forced = ?5,
@@ -215,15 +209,15 @@ fn apply_update(update: &RowUpdate, conn: &Connection) -> Result<()> {
                       WHERE id = ?1",
             )?
             .execute(params![
-                id,
-                closed_at,
+                c.id,
+                c.closed_at,
                 r,
                 w,
-                forced,
-                verdict.complete,
-                direction_code(verdict.direction),
-                verdict.counts_as,
-                counters.is_none()
+                c.forced,
+                c.verdict.complete,
+                direction_code(c.verdict.direction),
+                c.verdict.counts_as,
+                c.counters.is_none()
             ])?;
         }
         RowUpdate::Failed(id) => {
@@ -265,7 +259,13 @@ fn invalid_hour(hour: &str) -> StoreError {
 
 /// Adds `cells` to `usage_hourly`, creating cells as needed.
 fn add_cells(cells: &Cells<'_>, conn: &Connection) -> Result<()> {
-    let mut upsert = conn.prepare_cached(&cell_upsert_sql())?;
+    // A cell's delta: `?1` hour, `?2` host, `?3` user, then the sums and `contributors`.
+    let params = (1..=3 + rollup::ROLLUP_SUMS.len() + 1)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut upsert =
+        conn.prepare_cached(&rollup::add_to_cells_sql(&format!("VALUES ({params})")))?;
     for ((hour, host, user), cell) in cells {
         let hour = *hour;
         let hour = Micros(hour).to_string();
@@ -276,16 +276,6 @@ fn add_cells(cells: &Cells<'_>, conn: &Connection) -> Result<()> {
         upsert.execute(values.as_slice())?;
     }
     Ok(())
-}
-
-/// Adds a cell's delta (`?1` hour, `?2` host, `?3` user, then [`rollup::ROLLUP_SUMS`] and
-/// `contributors`) to `usage_hourly`, creating the cell as needed.
-fn cell_upsert_sql() -> String {
-    let params = (1..=3 + rollup::ROLLUP_SUMS.len() + 1)
-        .map(|i| format!("?{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    rollup::add_to_cells_sql(&format!("VALUES ({params})"))
 }
 
 impl WritesBatches for Connection {
@@ -1138,20 +1128,17 @@ impl IngestStore for SqliteStore {
     /// Moves everything recorded under `from` to `into` and deletes `from` (the wrapper's
     /// `sftp-server started` line arrived after sftp-server's own first line).
     fn merge_session(&mut self, from: i64, into: i64) -> Result<()> {
-        self.conn()?
-            .prepare_cached("UPDATE transfer_rows SET session_id = ?2 WHERE session_id = ?1")?
+        let conn = self.conn()?;
+        conn.prepare_cached("UPDATE transfer_rows SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
-        self.conn()?
-            .prepare_cached("UPDATE operation_rows SET session_id = ?2 WHERE session_id = ?1")?
+        conn.prepare_cached("UPDATE operation_rows SET session_id = ?2 WHERE session_id = ?1")?
             .execute(params![from, into])?;
-        self.conn()?
-            .prepare_cached(
+        conn.prepare_cached(
                 "UPDATE session_rows SET sftp_closed = MAX(sftp_closed, (SELECT sftp_closed FROM sessions WHERE id = ?1))
                   WHERE id = ?2",
             )?
             .execute(params![from, into])?;
-        self.conn()?
-            .prepare_cached("DELETE FROM session_rows WHERE id = ?1")?
+        conn.prepare_cached("DELETE FROM session_rows WHERE id = ?1")?
             .execute([from])?;
         Ok(())
     }
