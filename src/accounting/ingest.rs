@@ -2264,11 +2264,11 @@ impl<'a> Ingestor<'a> {
 
     /// Stores operation `op` of `session`, under the session's user.
     fn session_operation(&mut self, session: i64, host: &str, at: Micros, op: Op) -> Result<i64> {
-        let user = self.sessions.get(&session).and_then(|s| s.user.clone());
+        let user = self.sessions.get(&session).and_then(|s| s.user.as_deref());
         Ok(self.out.insert_operation(&NewOperation {
             session_id: Some(session),
             host,
-            user: user.as_deref(),
+            user,
             at,
             kind: op.kind,
             path: op.path,

@@ -328,8 +328,10 @@ impl<'a> Writer<'a> {
         Ok(&mut *self.store)
     }
 
-    /// Writes the held rows in the background when there are enough of them: the ingest asks
-    /// after each line, which holds what is held to a batch and a line's rows.
+    /// Writes the held rows in the background when there are enough of them. Every new row asks
+    /// first, and the ingest asks after each line for the changes to rows already written, so
+    /// what is held stays about one batch whatever one line adds (a session's end can turn
+    /// every failed open it had into an operation).
     pub(crate) fn flush_if_full(&mut self) -> Result<()> {
         if self.held.full() {
             self.store.write(&mut self.held, true)?;
@@ -401,6 +403,7 @@ impl<'a> Writer<'a> {
             self.held.remember_session(s, id);
             return Ok(id);
         }
+        self.flush_if_full()?;
         let id = self.store.reserve_id(IdTable::Sessions)?;
         self.held.add_session(id, s);
         Ok(id)
@@ -435,12 +438,14 @@ impl<'a> Writer<'a> {
     }
 
     pub(crate) fn insert_transfer(&mut self, t: &NewTransfer) -> Result<i64> {
+        self.flush_if_full()?;
         let id = self.store.reserve_id(IdTable::Transfers)?;
         self.held.add_transfer(id, t);
         Ok(id)
     }
 
     pub(crate) fn insert_operation(&mut self, o: &NewOperation) -> Result<i64> {
+        self.flush_if_full()?;
         let id = self.store.reserve_id(IdTable::Operations)?;
         self.held.add_operation(id, o);
         Ok(id)
