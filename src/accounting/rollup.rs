@@ -1,10 +1,11 @@
 //! The hourly rollups (`usage_hourly`) and the one rule behind them and every usage figure:
 //! what one session or transfer row counts ([`Counted`]). A cell adds up the rows of one UTC
-//! hour, host and user. The ingest adds what the rows it writes count ([`Cells`]); any other
-//! change to the rows (a prune, a copy, an edit by hand, a row the ingest changes after it wrote
-//! it) marks its cells in `usage_dirty` by trigger (the migrations' `usage_*` triggers), and the
-//! commit computes those cells afresh from the rows ([`recompute`]), as `rollups --rebuild`
-//! does for every cell.
+//! hour, host and user. A batch (the ingest's, or `copy`'s) adds what its rows count and what
+//! its changes to rows earlier batches wrote move ([`Cells`]); any other change to the rows (a
+//! prune, an edit by hand, a session the ingest merges or deletes outside its batches) marks its
+//! cells in `usage_dirty` by trigger (the migrations' `usage_*` triggers), and the commit
+//! computes those cells afresh from the rows ([`recompute`]), as `rollups --rebuild` does for
+//! every cell.
 
 use crate::accounting::sql::{Dialect, Filter, Kind, Query, Value, columns};
 use crate::accounting::storage::{CountsAs, Micros, ReportStore, Result, StoreError};
@@ -179,8 +180,8 @@ pub fn recompute(
     store: &mut dyn ReportStore,
     keys: Option<&[(Micros, String)]>,
 ) -> Result<Cells<'static>> {
-    // Many cells (a prune, a copy) are read as one window from the first hour to the last,
-    // keeping the rows of those cells: one range scan instead of a query per cell.
+    // Many cells (a prune, a bulk edit by hand) are read as one window from the first hour to
+    // the last, keeping the rows of those cells: one range scan instead of a query per cell.
     let wanted = keys.filter(|k| k.len() > MANY_CELLS).map(hour_hosts);
     let windows: Vec<Filter> = match keys {
         None => vec![Filter::default()],
